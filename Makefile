@@ -1,0 +1,34 @@
+# Two commands set a fresh machine up: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint typecheck clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## Run the end-to-end demo on a local warehouse directory (./warehouse).
+demo: install
+	$(BIN)/lakehouse demo
+
+lint: install
+	$(BIN)/ruff check lakehouse tests
+	$(BIN)/ruff format --check lakehouse tests
+
+typecheck: install
+	$(BIN)/mypy
+
+## Install everything and run the whole test suite (what CI runs).
+test: install
+	$(BIN)/ruff check lakehouse tests
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) warehouse .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,440 @@
+"""The ``lakehouse`` command line.
+
+Every read command takes ``--json``; every error is one line on stderr and a non-zero exit
+(1 for a lakehouse error, 2 for a usage error).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from lakehouse.config import load_settings
+from lakehouse.core import Lakehouse
+from lakehouse.errors import InvalidInputError, LakehouseError
+from lakehouse.schema import parse_partitioning, parse_schema
+from lakehouse.tables.base import AsOf, TableName, parse_as_of
+
+app = typer.Typer(
+    help="Keep Delta Lake and Apache Iceberg tables fast, cheap and compliant.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+table_app = typer.Typer(help="Create, inspect, register and restore tables.", no_args_is_help=True)
+app.add_typer(table_app, name="table")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+NameArg = Annotated[str, typer.Argument(help="Table name: namespace.table", show_default=False)]
+
+
+class _State:
+    config: str | None = None
+    overrides: dict[str, Any]
+
+    def __init__(self) -> None:
+        self.overrides = {}
+
+    def lakehouse(self) -> Lakehouse:
+        return Lakehouse(load_settings(config_file=self.config, **self.overrides))
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", "-c", help="TOML settings file (default ./lakehouse.toml, $LAKEHOUSE_CONFIG)."),
+    ] = None,
+    warehouse: Annotated[
+        str | None, typer.Option("--warehouse", "-w", help="Warehouse: a directory or s3://bucket/prefix.")
+    ] = None,
+    catalog_url: Annotated[
+        str | None,
+        typer.Option("--catalog-url", help="Catalog database URL (SQLAlchemy), e.g. postgresql+psycopg://..."),
+    ] = None,
+) -> None:
+    """Settings: defaults < lakehouse.toml < LAKEHOUSE_* environment < these options."""
+    state = _State()
+    state.config = config
+    state.overrides = {"warehouse": warehouse, "catalog_url": catalog_url}
+    ctx.obj = state
+
+
+def _lh(ctx: typer.Context) -> Lakehouse:
+    state: _State = ctx.obj
+    return state.lakehouse()
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _parse_as_of_options(values: list[str] | None) -> dict[str, AsOf]:
+    result: dict[str, AsOf] = {}
+    for item in values or []:
+        if "=" not in item:
+            raise InvalidInputError(f"--as-of {item!r} must be NAME=VERSION or NAME=TIMESTAMP")
+        name, _, when = item.partition("=")
+        result[str(TableName.parse(name))] = parse_as_of(when)
+    return result
+
+
+# ---- init ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    create_bucket: Annotated[bool, typer.Option(help="Create the S3 bucket if it is missing.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Create the warehouse (a directory, or check the S3 bucket) and the catalog database."""
+    with _lh(ctx) as lh:
+        info = lh.init(create_bucket_if_missing=create_bucket)
+    if json_:
+        _print_json(info)
+    else:
+        out.print(f"warehouse {info['warehouse']} ready; catalog {info['catalog_url']}")
+
+
+# ---- table --------------------------------------------------------------------------------------------
+
+
+@table_app.command("create")
+def table_create(
+    ctx: typer.Context,
+    name: NameArg,
+    schema: Annotated[
+        str,
+        typer.Option(
+            "--schema",
+            "-s",
+            help='Columns as "name:type[ not null], ...", e.g. "id:int64 not null, ts:timestamp".',
+        ),
+    ],
+    format: Annotated[str | None, typer.Option("--format", "-f", help="delta or iceberg (default: settings).")] = None,
+    partition_by: Annotated[
+        str | None,
+        typer.Option("--partition-by", "-p", help='Identity columns and transforms: "day(ts), country".'),
+    ] = None,
+    keys: Annotated[str | None, typer.Option("--keys", "-k", help="Key columns, comma separated.")] = None,
+    prop: Annotated[list[str] | None, typer.Option("--property", help="Table property KEY=VALUE (repeatable).")] = None,
+    location: Annotated[str | None, typer.Option(help="Where to put it (default: <warehouse>/<ns>/<table>).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Create a partitioned Delta or Iceberg table and register it in the catalog."""
+    properties: dict[str, str] = {}
+    for p in prop or []:
+        if "=" not in p:
+            raise InvalidInputError(f"--property {p!r} must be KEY=VALUE")
+        k, _, v = p.partition("=")
+        properties[k.strip()] = v.strip()
+    with _lh(ctx) as lh:
+        table = lh.create_table(
+            name,
+            schema=parse_schema(schema),
+            format=format,
+            partitioning=parse_partitioning(partition_by),
+            keys=[k.strip() for k in (keys or "").split(",") if k.strip()],
+            properties=properties,
+            location=location,
+        )
+        record = lh.table_record(table.name)
+    if json_:
+        _print_json(record.as_dict())
+    else:
+        out.print(f"created {record.format} table {record.name} at {record.location}")
+
+
+@table_app.command("list")
+def table_list(
+    ctx: typer.Context,
+    namespace: Annotated[str | None, typer.Option(help="Only this namespace.")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="Only delta or iceberg.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List the catalog's tables."""
+    with _lh(ctx) as lh:
+        records = lh.list_tables(namespace=namespace, format=format)
+    if json_:
+        _print_json([r.as_dict() for r in records])
+        return
+    t = RichTable("name", "format", "partitioning", "keys", "location", "updated")
+    for r in records:
+        t.add_row(
+            str(r.name),
+            r.format,
+            ", ".join(str(p) for p in r.definition.partitioning),
+            ", ".join(r.definition.keys),
+            r.location,
+            r.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    out.print(t if records else "no tables yet: `lakehouse table create` or `lakehouse demo`")
+
+
+def _table_summary(lh: Lakehouse, name: str) -> dict[str, Any]:
+    record = lh.table_record(name)
+    table = lh.table(name)
+    files = table.files()
+    snaps = table.snapshots()
+    current = next((s for s in reversed(snaps) if s.is_current), snaps[-1] if snaps else None)
+    partitions = Counter(json.dumps(dict(f.partition), sort_keys=True, default=str) for f in files)
+    return {
+        **record.as_dict(),
+        "capabilities": table.capabilities.as_dict(),
+        "current_version": current.version if current else None,
+        "versions": len(snaps),
+        "files": len(files),
+        "bytes": sum(f.size_bytes for f in files),
+        "rows": sum(f.row_count for f in files),
+        "partitions": len(partitions),
+    }
+
+
+@table_app.command("show")
+def table_show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
+    """Show a table's schema, partitioning, keys, properties, size and current version."""
+    with _lh(ctx) as lh:
+        info = _table_summary(lh, name)
+    if json_:
+        _print_json(info)
+        return
+    out.print(f"[bold]{info['name']}[/bold] ({info['format']}) at {info['location']}")
+    out.print(
+        f"version {info['current_version']} of {info['versions']} retained; {info['rows']:,} rows in "
+        f"{info['files']} files ({_human_bytes(info['bytes'])}) over {info['partitions']} partitions"
+    )
+    out.print(
+        f"partitioning: {', '.join(info['partitioning']) or '(none)'}; keys: {', '.join(info['keys']) or '(none)'}"
+    )
+    t = RichTable("column", "type", "nullable")
+    for c in info["schema"]:
+        t.add_row(c["name"], c["type"], "yes" if c["nullable"] else "no")
+    out.print(t)
+    if info["properties"]:
+        out.print("properties: " + ", ".join(f"{k}={v}" for k, v in sorted(info["properties"].items())))
+
+
+@table_app.command("history")
+def table_history(
+    ctx: typer.Context,
+    name: NameArg,
+    limit: Annotated[int, typer.Option(help="Newest N versions.")] = 50,
+    json_: JsonOpt = False,
+) -> None:
+    """List a table's versions (Delta log versions, Iceberg snapshots) with time and operation."""
+    with _lh(ctx) as lh:
+        snaps = lh.table(name).snapshots()[-limit:]
+    if json_:
+        _print_json([s.as_dict() for s in snaps])
+        return
+    t = RichTable("version", "snapshot id", "time (UTC)", "operation", "current", "rows added")
+    for s in snaps:
+        added = s.summary.get("num_added_rows") or s.summary.get("added-records") or ""
+        t.add_row(
+            str(s.version),
+            str(s.snapshot_id or ""),
+            s.timestamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+            s.operation,
+            "*" if s.is_current else "",
+            str(added),
+        )
+    out.print(t)
+
+
+@table_app.command("files")
+def table_files(
+    ctx: typer.Context,
+    name: NameArg,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Version number or ISO timestamp.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List the live data files of a version with size, rows and partition values."""
+    with _lh(ctx) as lh:
+        files = lh.table(name).files(as_of=parse_as_of(as_of) if as_of else None)
+    if json_:
+        _print_json([f.as_dict() for f in files])
+        return
+    t = RichTable("path", "partition", "rows", "size")
+    for f in files:
+        part = ", ".join(f"{k}={v}" for k, v in f.as_dict()["partition"].items())
+        t.add_row(f.path, part, f"{f.row_count:,}", _human_bytes(f.size_bytes))
+    out.print(t)
+    total_rows, total_bytes = sum(f.row_count for f in files), sum(f.size_bytes for f in files)
+    out.print(f"{len(files)} files, {total_rows:,} rows, {_human_bytes(total_bytes)}")
+
+
+@table_app.command("register")
+def table_register(
+    ctx: typer.Context,
+    name: NameArg,
+    location: Annotated[str, typer.Argument(help="Where the existing table lives (directory or s3://...).")],
+    format: Annotated[str | None, typer.Option("--format", help="delta or iceberg (default: detected).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Register an existing Delta or Iceberg table by its location."""
+    with _lh(ctx) as lh:
+        table = lh.register_table(name, location=location, format=format)
+        record = lh.table_record(table.name)
+    if json_:
+        _print_json(record.as_dict())
+    else:
+        out.print(f"registered {record.format} table {record.name} at {record.location}")
+
+
+@table_app.command("restore")
+def table_restore(
+    ctx: typer.Context,
+    name: NameArg,
+    to: Annotated[str, typer.Argument(help="Version number (or Iceberg snapshot id) or ISO timestamp.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what the table would look like.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Make a table's current state equal to an earlier version (Delta commits a new version,
+    Iceberg moves its current-snapshot pointer)."""
+    target = parse_as_of(to)
+    with _lh(ctx) as lh:
+        table = lh.table(name)
+        snap = table.snapshot(target)
+        if dry_run:
+            now_rows, then_rows = table.row_count(), table.row_count(as_of=snap.version)
+            plan = {
+                "table": name,
+                "target_version": snap.version,
+                "rows_now": now_rows,
+                "rows_after": then_rows,
+            }
+            if json_:
+                _print_json(plan)
+            else:
+                out.print(f"would restore {name} to version {snap.version}: {now_rows:,} rows now, {then_rows:,} after")
+            return
+        result = lh.restore(name, target)
+    if json_:
+        _print_json(result.as_dict())
+    else:
+        out.print(f"restored {name} to version {snap.version}; current version is now {result.version}")
+
+
+@table_app.command("drop")
+def table_drop(
+    ctx: typer.Context,
+    name: NameArg,
+    purge: Annotated[bool, typer.Option(help="Also delete every file of the table.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm a purge.")] = False,
+) -> None:
+    """Unregister a table; with --purge --yes also delete its files."""
+    if purge and not yes:
+        raise InvalidInputError("--purge deletes every file of the table; add --yes to confirm")
+    with _lh(ctx) as lh:
+        lh.drop_table(name, purge=purge)
+    out.print(f"dropped {name}" + (" and deleted its files" if purge else " (files kept)"))
+
+
+# ---- query, jobs, demo --------------------------------------------------------------------------------
+
+
+@app.command()
+def query(
+    ctx: typer.Context,
+    sql: Annotated[str, typer.Argument(help="One SELECT; catalog tables are namespace.table.")],
+    as_of: Annotated[
+        list[str] | None,
+        typer.Option("--as-of", help="Time travel: NAME=VERSION or NAME=ISO-TIMESTAMP (repeatable)."),
+    ] = None,
+    max_rows: Annotated[int | None, typer.Option(help="Rows to return at most.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run SQL over catalog tables through DuckDB.
+
+    Time travel per reference: `FROM ns.t AT (VERSION => 3)` or `AT (TIMESTAMP => '2026-01-02T00:00:00Z')`.
+    """
+    with _lh(ctx) as lh:
+        result = lh.query(sql, as_of=_parse_as_of_options(as_of), max_rows=max_rows)
+    if json_:
+        _print_json(result.as_dict())
+        return
+    print_arrow(result.table)
+    if result.truncated:
+        out.print(f"(first {result.table.num_rows} rows; raise --max-rows for more)")
+
+
+def print_arrow(table: Any) -> None:
+    t = RichTable(*[f.name for f in table.schema])
+    for row in table.to_pylist():
+        t.add_row(*["NULL" if v is None else str(v) for v in row.values()])
+    out.print(t)
+    out.print(f"{table.num_rows} row(s)")
+
+
+@app.command()
+def jobs(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Only jobs of this table.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest N jobs.")] = 50,
+    json_: JsonOpt = False,
+) -> None:
+    """Show the job history recorded in the catalog."""
+    with _lh(ctx) as lh:
+        records = lh.jobs(name, limit=limit)
+    if json_:
+        _print_json([r.as_dict() for r in records])
+        return
+    t = RichTable("id", "table", "kind", "state", "started", "finished", "error")
+    for r in records:
+        t.add_row(
+            str(r.id),
+            r.table_name or "",
+            r.kind,
+            r.state,
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.finished_at.strftime("%H:%M:%S") if r.finished_at else "",
+            r.error or "",
+        )
+    out.print(t)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    batches: Annotated[int, typer.Option(help="Micro-batches to append to each table.", min=2)] = 6,
+    rows: Annotated[int, typer.Option(help="Rows per batch.", min=1)] = 500,
+    seed: Annotated[int, typer.Option(help="Random seed for the generated events.")] = 7,
+) -> None:
+    """End-to-end demo on the configured warehouse (default ./warehouse): creates one Delta and one
+    Iceberg table, appends generated events, and shows files, versions, SQL and time travel.
+    Re-running starts over: the demo's own tables (namespace `demo`) are recreated."""
+    from lakehouse.demo import run_demo
+
+    with _lh(ctx) as lh:
+        run_demo(lh, batches=batches, rows=rows, seed=seed, console=out)
+
+
+def main() -> None:
+    """Console-script entry point: one line on stderr and exit 1 for a lakehouse error."""
+    try:
+        app()
+    except LakehouseError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)

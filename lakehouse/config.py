@@ -1,0 +1,173 @@
+"""The one settings object.
+
+Precedence, lowest first: defaults < ``lakehouse.toml`` < ``LAKEHOUSE_*`` environment < explicit arguments.
+Nested settings use ``__`` in the environment (``LAKEHOUSE_S3__ENDPOINT``) and tables in the TOML file
+(``[s3] endpoint = ...``). The TOML file is ``./lakehouse.toml`` unless ``LAKEHOUSE_CONFIG`` or the
+``config_file`` argument names another; a missing default file is fine, a missing named file is an error.
+
+Example::
+
+    >>> s = load_settings(config_file=None, warehouse="/tmp/wh")
+    >>> s.warehouse_uri
+    '/tmp/wh'
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from lakehouse.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "lakehouse.toml"
+_config_file: ContextVar[Path | None] = ContextVar("lakehouse_config_file", default=None)
+
+TableFormatName = Literal["delta", "iceberg"]
+
+
+class S3Settings(BaseModel):
+    """Where and how to reach S3 (or MinIO). Unset fields fall back to the standard ``AWS_*`` variables."""
+
+    endpoint: str | None = Field(
+        default=None, description="S3 endpoint URL, e.g. http://127.0.0.1:9000 for MinIO; unset for AWS."
+    )
+    region: str | None = Field(default=None, description="Region; falls back to AWS_REGION, then us-east-1.")
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    path_style: bool | None = Field(
+        default=None, description="Path-style addressing; defaults to true when an endpoint is set (MinIO)."
+    )
+
+
+class QuerySettings(BaseModel):
+    """Limits for SQL through DuckDB."""
+
+    max_rows: int = Field(default=10_000, ge=1, description="Rows a query returns at most.")
+    memory_limit: str = Field(default="1GB", description="DuckDB memory_limit.")
+    threads: int | None = Field(default=None, ge=1, description="DuckDB threads (default: all cores).")
+
+
+class Settings(BaseSettings):
+    """All settings of a lakehouse process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAKEHOUSE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    warehouse: str = Field(
+        default="warehouse",
+        description="Warehouse URI: a local directory (default ./warehouse) or s3://bucket/prefix.",
+    )
+    catalog_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the catalog database. Default: SQLite inside a local warehouse "
+            "(<warehouse>/_catalog.db), or ./.lakehouse/catalog.db for an S3 warehouse."
+        ),
+    )
+    catalog_name: str = Field(default="lakehouse", description="Name of the Iceberg SQL catalog.")
+    default_format: TableFormatName = "delta"
+    s3: S3Settings = Field(default_factory=S3Settings)
+    query: QuerySettings = Field(default_factory=QuerySettings)
+
+    @field_validator("warehouse")
+    @classmethod
+    def _check_warehouse(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("warehouse must not be empty")
+        if "://" in v and not v.startswith(("s3://", "s3a://", "file://")):
+            raise ValueError(f"unsupported warehouse scheme in {v!r}: use a directory or s3://bucket/prefix")
+        return v.rstrip("/") if v != "/" else v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # ---- derived values -------------------------------------------------------------------------------
+
+    @property
+    def is_s3(self) -> bool:
+        """True when the warehouse lives on S3."""
+        return self.warehouse.startswith(("s3://", "s3a://"))
+
+    @property
+    def warehouse_uri(self) -> str:
+        """The warehouse as an absolute path (local) or an ``s3://`` URI."""
+        if self.is_s3:
+            return "s3://" + self.warehouse.split("://", 1)[1]
+        if self.warehouse.startswith("file://"):
+            return str(Path(self.warehouse[len("file://") :]).resolve())
+        return str(Path(self.warehouse).expanduser().resolve())
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        """The catalog database URL, with the default filled in."""
+        if self.catalog_url:
+            return self.catalog_url
+        if self.is_s3:
+            return f"sqlite:///{Path('.lakehouse/catalog.db').resolve()}"
+        return f"sqlite:///{Path(self.warehouse_uri) / '_catalog.db'}"
+
+
+def _pick_config_file(config_file: str | os.PathLike[str] | Literal[False] | None) -> Path | None:
+    if config_file is False:
+        return None
+    named = config_file if config_file is not None else os.environ.get("LAKEHOUSE_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_settings(config_file: str | os.PathLike[str] | Literal[False] | None = None, **overrides: Any) -> Settings:
+    """Load settings with the documented precedence.
+
+    Args:
+        config_file: a TOML file; ``None`` means ``$LAKEHOUSE_CONFIG`` or ``./lakehouse.toml`` if present,
+            ``False`` means no file at all.
+        **overrides: explicit values; they win over everything. ``None`` values are ignored so that unset
+            CLI options do not mask the environment.
+
+    Raises:
+        ConfigError: when a value is invalid or a named file is missing.
+    """
+    path = _pick_config_file(config_file)
+    token = _config_file.set(path)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from e
+    finally:
+        _config_file.reset(token)

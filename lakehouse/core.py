@@ -1,0 +1,223 @@
+"""The library entry point the CLI and the API share: settings -> storage, catalog, tables, SQL.
+
+>>> from lakehouse.config import load_settings
+>>> import tempfile
+>>> lh = Lakehouse(load_settings(config_file=False, warehouse=tempfile.mkdtemp()))
+>>> lh.list_tables()
+[]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+import pyarrow as pa
+
+from lakehouse.config import Settings
+from lakehouse.credentials import S3Credentials
+from lakehouse.errors import LakehouseError, TableExistsError
+from lakehouse.governance.catalog import CatalogStore, JobRecord, TableRecord
+from lakehouse.schema import PartitionField
+from lakehouse.sql import QueryResult, SqlEngine
+from lakehouse.storage import create_bucket, ensure_warehouse
+from lakehouse.tables.base import (
+    AsOf,
+    CommitResult,
+    LakehouseTable,
+    StorageContext,
+    TableDefinition,
+    TableName,
+)
+from lakehouse.tables.registry import adapter_class, detect_format
+
+
+class Lakehouse:
+    """One warehouse with its catalog."""
+
+    def __init__(self, settings: Settings, *, actor: str = "cli") -> None:
+        self.settings = settings
+        self.actor = actor
+        credentials = S3Credentials.from_settings(settings.s3) if settings.is_s3 else None
+        self.ctx = StorageContext(
+            warehouse=settings.warehouse_uri,
+            catalog_url=settings.resolved_catalog_url,
+            catalog_name=settings.catalog_name,
+            credentials=credentials,
+        )
+
+    @cached_property
+    def catalog(self) -> CatalogStore:
+        if not self.settings.is_s3:
+            ensure_warehouse(self.ctx)
+        return CatalogStore(self.ctx.catalog_url)
+
+    @cached_property
+    def sql(self) -> SqlEngine:
+        return SqlEngine(self.ctx, self.settings.query)
+
+    def close(self) -> None:
+        if "sql" in self.__dict__:
+            self.sql.close()
+        if "catalog" in self.__dict__:
+            self.catalog.dispose()
+
+    def __enter__(self) -> Lakehouse:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # ---- warehouse -----------------------------------------------------------------------------------
+
+    def init(self, *, create_bucket_if_missing: bool = False) -> dict[str, Any]:
+        """Create the warehouse (directory, or check/create the bucket) and the catalog database."""
+        created_bucket = False
+        if self.settings.is_s3 and create_bucket_if_missing:
+            created_bucket = create_bucket(self.ctx)
+        ensure_warehouse(self.ctx)
+        _ = self.catalog
+        return {
+            "warehouse": self.ctx.warehouse,
+            "catalog_url": _redact(self.ctx.catalog_url),
+            "created_bucket": created_bucket,
+        }
+
+    # ---- tables --------------------------------------------------------------------------------------
+
+    def create_table(
+        self,
+        name: str | TableName,
+        *,
+        schema: pa.Schema,
+        format: str | None = None,
+        partitioning: Sequence[PartitionField] = (),
+        keys: Sequence[str] = (),
+        properties: Mapping[str, str] | None = None,
+        location: str | None = None,
+    ) -> LakehouseTable:
+        """Create a table in its format and register it in the catalog."""
+        tname = TableName.parse(name)
+        fmt = format or self.settings.default_format
+        cls = adapter_class(fmt)
+        try:
+            self.catalog.get_table(tname)
+        except LookupError:
+            pass
+        else:
+            raise TableExistsError(f"table {tname} already exists", hint="pick another name or drop it first")
+        if self.settings.is_s3:
+            ensure_warehouse(self.ctx)
+        loc = _normalise_location(location) if location else self.ctx.default_location(tname)
+        definition = TableDefinition(
+            schema=schema,
+            partitioning=tuple(partitioning),
+            keys=tuple(keys),
+            properties=dict(properties or {}),
+        )
+        table = cls.create(tname, definition, location=loc, ctx=self.ctx)
+        try:
+            self.catalog.add_table(tname, fmt, loc, table.definition)
+        except BaseException:
+            table.drop(purge=True)  # never leave a table the catalog does not list
+            raise
+        return table
+
+    def register_table(self, name: str | TableName, *, location: str, format: str | None = None) -> LakehouseTable:
+        """Adopt an existing Delta or Iceberg table at ``location`` (format detected when not given)."""
+        tname = TableName.parse(name)
+        loc = _normalise_location(location)
+        fmt = format or detect_format(loc, self.ctx)
+        cls = adapter_class(fmt)
+        try:
+            self.catalog.get_table(tname)
+        except LookupError:
+            pass
+        else:
+            raise TableExistsError(f"table {tname} is already registered")
+        table = cls.register(tname, location=loc, ctx=self.ctx)
+        try:
+            self.catalog.add_table(tname, fmt, loc, table.definition)
+        except LakehouseError:
+            if fmt == "iceberg":
+                table.drop(purge=False)
+            raise
+        return table
+
+    def drop_table(self, name: str | TableName, *, purge: bool = False) -> None:
+        """Unregister a table; with ``purge`` also delete its files."""
+        tname = TableName.parse(name)
+        table = self.table(tname)
+        table.drop(purge=purge)
+        self.catalog.remove_table(tname)
+
+    def table(self, name: str | TableName) -> LakehouseTable:
+        """Open a registered table."""
+        record = self.catalog.get_table(TableName.parse(name))
+        return adapter_class(record.format).open(record.name, location=record.location, ctx=self.ctx)
+
+    def table_record(self, name: str | TableName) -> TableRecord:
+        return self.catalog.get_table(TableName.parse(name))
+
+    def list_tables(self, *, namespace: str | None = None, format: str | None = None) -> list[TableRecord]:
+        return self.catalog.list_tables(namespace=namespace, fmt=format)
+
+    def append(
+        self, name: str | TableName, data: pa.Table, *, properties: Mapping[str, str] | None = None
+    ) -> CommitResult:
+        table = self.table(name)
+        result = table.append(data, properties=properties)
+        self.catalog.update_table(table.name)
+        return result
+
+    def restore(self, name: str | TableName, as_of: AsOf) -> CommitResult:
+        """Restore a table to an earlier version; recorded in the job history."""
+        table = self.table(name)
+        target = table.snapshot(as_of)
+        job = self.catalog.start_job(
+            "restore",
+            table=table.name,
+            params={"as_of": str(as_of), "target_version": target.version},
+            actor=self.actor,
+        )
+        try:
+            result = table.restore(target.version)
+        except LakehouseError as e:
+            self.catalog.finish_job(job, state="failed", error=str(e))
+            raise
+        self.catalog.finish_job(job, state="committed", metrics=result.as_dict())
+        self.catalog.update_table(table.name, table.definition)
+        return result
+
+    def jobs(self, name: str | TableName | None = None, *, limit: int = 100) -> list[JobRecord]:
+        return self.catalog.jobs(table=TableName.parse(name) if name else None, limit=limit)
+
+    # ---- SQL -----------------------------------------------------------------------------------------
+
+    def query(self, sql: str, *, as_of: Mapping[str, AsOf] | None = None, max_rows: int | None = None) -> QueryResult:
+        """Run SQL over catalog tables through DuckDB (see :mod:`lakehouse.sql` for time travel)."""
+        return self.sql.query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows)
+
+
+def _normalise_location(location: str) -> str:
+    loc = location.strip().rstrip("/")
+    if loc.startswith("s3a://"):
+        return "s3://" + loc[len("s3a://") :]
+    if loc.startswith("s3://"):
+        return loc
+    if loc.startswith("file://"):
+        loc = loc[len("file://") :]
+    from pathlib import Path
+
+    return str(Path(loc).expanduser().resolve())
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - any unparsable URL is shown as is, it has no password to hide
+        return url

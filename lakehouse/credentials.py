@@ -1,0 +1,172 @@
+"""One credentials model, rendered into each library's dialect.
+
+This is the only module that knows that delta-rs wants ``AWS_ALLOW_HTTP``, pyiceberg wants ``s3.endpoint``,
+DuckDB wants ``CREATE SECRET (TYPE s3, ...)`` and boto3 wants ``endpoint_url``.
+
+Example::
+
+    >>> c = S3Credentials(endpoint_url="http://127.0.0.1:9000", region="us-east-1",
+    ...                   access_key_id="k", secret_access_key="s")
+    >>> c.delta_storage_options()["AWS_ALLOW_HTTP"]
+    'true'
+    >>> c.pyiceberg_properties()["s3.endpoint"]
+    'http://127.0.0.1:9000'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from lakehouse.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pyarrow.fs import FileSystem
+
+    from lakehouse.config import S3Settings
+
+
+def _secret(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
+
+
+@dataclass(frozen=True, repr=False)
+class S3Credentials:
+    """Endpoint, region and keys for S3. ``None`` keys mean the SDK's default chain (instance role...)."""
+
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    path_style: bool = False
+
+    def __repr__(self) -> str:  # never print secrets
+        return (
+            f"S3Credentials(endpoint_url={self.endpoint_url!r}, region={self.region!r}, path_style={self.path_style})"
+        )
+
+    @classmethod
+    def from_settings(cls, s3: S3Settings, environ: dict[str, str] | None = None) -> S3Credentials:
+        """Merge the ``[s3]`` settings with the standard ``AWS_*`` variables (settings win)."""
+        env = os.environ if environ is None else environ
+        endpoint = s3.endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            parsed = urlparse(endpoint)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ConfigError(
+                    f"S3 endpoint {endpoint!r} must be a URL such as http://127.0.0.1:9000",
+                )
+            endpoint = endpoint.rstrip("/")
+        region = s3.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        return cls(
+            endpoint_url=endpoint,
+            region=region,
+            access_key_id=_secret(s3.access_key_id) or env.get("AWS_ACCESS_KEY_ID"),
+            secret_access_key=_secret(s3.secret_access_key) or env.get("AWS_SECRET_ACCESS_KEY"),
+            session_token=_secret(s3.session_token) or env.get("AWS_SESSION_TOKEN"),
+            path_style=s3.path_style if s3.path_style is not None else endpoint is not None,
+        )
+
+    @property
+    def allow_http(self) -> bool:
+        return bool(self.endpoint_url and self.endpoint_url.startswith("http://"))
+
+    @property
+    def endpoint_host(self) -> str | None:
+        """``host:port`` of the endpoint, as DuckDB wants it."""
+        return urlparse(self.endpoint_url).netloc if self.endpoint_url else None
+
+    # ---- renderings -----------------------------------------------------------------------------------
+
+    def delta_storage_options(self) -> dict[str, str]:
+        """Options for delta-rs (object_store). Commits use S3 conditional put: no lock needed."""
+        opts: dict[str, str] = {"AWS_REGION": self.region}
+        if self.endpoint_url:
+            opts["AWS_ENDPOINT_URL"] = self.endpoint_url
+        if self.allow_http:
+            opts["AWS_ALLOW_HTTP"] = "true"
+        opts["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false" if self.path_style else "true"
+        if self.access_key_id:
+            opts["AWS_ACCESS_KEY_ID"] = self.access_key_id
+        if self.secret_access_key:
+            opts["AWS_SECRET_ACCESS_KEY"] = self.secret_access_key
+        if self.session_token:
+            opts["AWS_SESSION_TOKEN"] = self.session_token
+        return opts
+
+    def pyiceberg_properties(self) -> dict[str, str]:
+        """FileIO properties for pyiceberg."""
+        props: dict[str, str] = {"s3.region": self.region}
+        if self.endpoint_url:
+            props["s3.endpoint"] = self.endpoint_url
+        props["s3.force-virtual-addressing"] = "false" if self.path_style else "true"
+        if self.access_key_id:
+            props["s3.access-key-id"] = self.access_key_id
+        if self.secret_access_key:
+            props["s3.secret-access-key"] = self.secret_access_key
+        if self.session_token:
+            props["s3.session-token"] = self.session_token
+        return props
+
+    def duckdb_secret_sql(self, name: str = "lakehouse_s3") -> str:
+        """A ``CREATE OR REPLACE SECRET`` statement for DuckDB's httpfs."""
+
+        def q(v: str) -> str:
+            return "'" + v.replace("'", "''") + "'"
+
+        parts = ["TYPE s3", f"REGION {q(self.region)}"]
+        if self.access_key_id:
+            parts.append(f"KEY_ID {q(self.access_key_id)}")
+        if self.secret_access_key:
+            parts.append(f"SECRET {q(self.secret_access_key)}")
+        if self.session_token:
+            parts.append(f"SESSION_TOKEN {q(self.session_token)}")
+        if self.endpoint_host:
+            parts.append(f"ENDPOINT {q(self.endpoint_host)}")
+            parts.append(f"USE_SSL {'false' if self.allow_http else 'true'}")
+        parts.append(f"URL_STYLE {q('path' if self.path_style else 'vhost')}")
+        if not self.access_key_id:
+            parts.append("PROVIDER credential_chain")
+        return f"CREATE OR REPLACE SECRET {name} ({', '.join(parts)})"
+
+    def boto3_client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``boto3.client("s3", **kwargs)``."""
+        from botocore.config import Config
+
+        kwargs: dict[str, Any] = {
+            "region_name": self.region,
+            "config": Config(s3={"addressing_style": "path" if self.path_style else "virtual"}),
+        }
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        if self.access_key_id:
+            kwargs["aws_access_key_id"] = self.access_key_id
+        if self.secret_access_key:
+            kwargs["aws_secret_access_key"] = self.secret_access_key
+        if self.session_token:
+            kwargs["aws_session_token"] = self.session_token
+        return kwargs
+
+    def pyarrow_filesystem(self) -> FileSystem:
+        """A ``pyarrow.fs.S3FileSystem`` for direct object reads and writes."""
+        from pyarrow import fs
+
+        scheme = None
+        endpoint = None
+        if self.endpoint_url:
+            parsed = urlparse(self.endpoint_url)
+            scheme, endpoint = parsed.scheme, parsed.netloc
+        return fs.S3FileSystem(
+            access_key=self.access_key_id,
+            secret_key=self.secret_access_key,
+            session_token=self.session_token,
+            region=self.region,
+            endpoint_override=endpoint,
+            scheme=scheme or "https",
+            force_virtual_addressing=not self.path_style,
+        )

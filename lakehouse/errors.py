@@ -1,0 +1,112 @@
+"""One error root for the whole project.
+
+Every error a user can cause is a :class:`LakehouseError`. Adapters re-raise SDK errors as one of these
+(``raise ... from e``); the CLI prints ``error: <message>`` and exits non-zero, the API answers with a JSON
+problem document whose status comes from :attr:`LakehouseError.http_status`.
+
+Subclasses also inherit a builtin where it fits, so callers may catch ``LookupError`` or ``ValueError``::
+
+    >>> issubclass(TableNotFoundError, LookupError)
+    True
+"""
+
+from __future__ import annotations
+
+
+class LakehouseError(Exception):
+    """Root of every error this project raises on purpose.
+
+    Attributes:
+        http_status: the HTTP status the API answers with.
+        transient: True when retrying the same call may succeed (a commit conflict, a network blip).
+        hint: an optional sentence telling the user what to do.
+    """
+
+    http_status: int = 500
+    transient: bool = False
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(LakehouseError, ValueError):
+    """The settings (lakehouse.toml, LAKEHOUSE_* environment, arguments) are invalid."""
+
+    http_status = 500
+
+
+class DependencyMissingError(LakehouseError, ImportError):
+    """An optional dependency (a format SDK, DuckDB) is not installed."""
+
+    http_status = 501
+
+
+class InvalidInputError(LakehouseError, ValueError):
+    """A user's input is malformed: a bad name, schema spec, filter or option."""
+
+    http_status = 400
+
+
+class InvalidTableNameError(InvalidInputError):
+    """A table name is not ``namespace.table`` made of safe characters."""
+
+
+class InvalidSchemaError(InvalidInputError):
+    """A schema or partition spec cannot be used."""
+
+
+class InvalidPredicateError(InvalidInputError):
+    """A filter expression cannot be parsed or refers to unknown columns."""
+
+
+class QueryError(InvalidInputError):
+    """A SQL query is invalid or failed in the engine."""
+
+
+class TableNotFoundError(LakehouseError, LookupError):
+    """No table of that name is registered in the catalog (or none exists at a location)."""
+
+    http_status = 404
+
+
+class TableExistsError(LakehouseError, FileExistsError):
+    """A table of that name, or a table at that location, already exists."""
+
+    http_status = 409
+
+
+class SchemaMismatchError(LakehouseError, ValueError):
+    """Data does not fit the table's schema (missing column, wrong type, lossy cast)."""
+
+    http_status = 422
+
+
+class VersionNotFoundError(LakehouseError, LookupError):
+    """A version, snapshot or timestamp does not exist (or is no longer retained) in a table."""
+
+    http_status = 404
+
+
+class UnsupportedOperationError(LakehouseError, NotImplementedError):
+    """The table's format does not support an operation (see its declared capabilities)."""
+
+    http_status = 422
+
+
+class CommitConflictError(LakehouseError):
+    """A concurrent writer committed first and retries did not resolve it."""
+
+    http_status = 409
+    transient = True
+
+
+class StorageError(LakehouseError, OSError):
+    """The object store or filesystem failed (unreachable endpoint, denied access, missing bucket)."""
+
+    http_status = 502
+    transient = True

@@ -1,0 +1,279 @@
+"""Row filters: parsed once from SQL, rendered for each engine.
+
+A filter is written as a SQL boolean expression (``"country = 'DE' AND ts >= '2026-01-01'"``) and parsed with
+sqlglot into a small tree of :class:`Compare`, :class:`In`, :class:`IsNull`, :class:`And`, :class:`Or` and
+:class:`Not`. The tree renders to a pyarrow compute expression here; the Iceberg adapter renders it to
+pyiceberg expressions. Literals are coerced to the column's type (an ISO string against a timestamp
+column becomes a UTC timestamp).
+
+    >>> e = parse_filter("a > 1 AND b IN ('x', 'y')")
+    >>> sorted(e.columns())
+    ['a', 'b']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlglot
+from sqlglot import exp
+
+from lakehouse.errors import InvalidPredicateError
+
+Op = Literal["=", "!=", "<", "<=", ">", ">="]
+
+
+class Expr:
+    """Base of the filter tree."""
+
+    def columns(self) -> set[str]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Compare(Expr):
+    column: str
+    op: Op
+    value: Any
+
+    def columns(self) -> set[str]:
+        return {self.column}
+
+
+@dataclass(frozen=True)
+class In(Expr):
+    column: str
+    values: tuple[Any, ...]
+    negated: bool = False
+
+    def columns(self) -> set[str]:
+        return {self.column}
+
+
+@dataclass(frozen=True)
+class IsNull(Expr):
+    column: str
+    negated: bool = False
+
+    def columns(self) -> set[str]:
+        return {self.column}
+
+
+@dataclass(frozen=True)
+class And(Expr):
+    items: tuple[Expr, ...]
+
+    def columns(self) -> set[str]:
+        return set().union(*(i.columns() for i in self.items))
+
+
+@dataclass(frozen=True)
+class Or(Expr):
+    items: tuple[Expr, ...]
+
+    def columns(self) -> set[str]:
+        return set().union(*(i.columns() for i in self.items))
+
+
+@dataclass(frozen=True)
+class Not(Expr):
+    item: Expr
+
+    def columns(self) -> set[str]:
+        return self.item.columns()
+
+
+_CMP: dict[type[Any], Op] = {
+    exp.EQ: "=",
+    exp.NEQ: "!=",
+    exp.LT: "<",
+    exp.LTE: "<=",
+    exp.GT: ">",
+    exp.GTE: ">=",
+}
+_FLIP: dict[Op, Op] = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def parse_filter(text: str) -> Expr:
+    """Parse a SQL boolean expression into a filter tree.
+
+    Raises:
+        InvalidPredicateError: for anything but comparisons, IN, IS [NOT] NULL, BETWEEN, AND, OR, NOT.
+    """
+    if not text or not text.strip():
+        raise InvalidPredicateError("the filter is empty")
+    try:
+        tree = sqlglot.parse_one(text, read="duckdb")
+    except sqlglot.errors.ParseError as e:
+        raise InvalidPredicateError(
+            f"cannot parse filter {text!r}: {e.errors[0]['description'] if e.errors else e}"
+        ) from e
+    return _convert(tree, text)
+
+
+def _column(node: Any, text: str) -> str:
+    if isinstance(node, exp.Column) and not node.table:
+        return node.name
+    raise InvalidPredicateError(f"expected a column name in filter {text!r}, got {node.sql()!r}")
+
+
+def _literal(node: Any, text: str) -> Any:
+    if isinstance(node, exp.Paren):
+        return _literal(node.this, text)
+    if isinstance(node, exp.Neg):
+        v = _literal(node.this, text)
+        if isinstance(v, int | float | Decimal):
+            return -v
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return node.this
+        raw = node.this
+        try:
+            return int(raw)
+        except ValueError:
+            return float(raw)
+    if isinstance(node, exp.Boolean):
+        return bool(node.this)
+    if isinstance(node, exp.Null):
+        return None
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal):
+        # TIMESTAMP '2026-01-01', DATE '...'
+        return _literal(node.this, text)
+    raise InvalidPredicateError(f"expected a literal value in filter {text!r}, got {node.sql()!r}")
+
+
+def _convert(node: Any, text: str) -> Expr:
+    if isinstance(node, exp.Paren):
+        return _convert(node.this, text)
+    if isinstance(node, exp.And):
+        return And((_convert(node.left, text), _convert(node.right, text)))
+    if isinstance(node, exp.Or):
+        return Or((_convert(node.left, text), _convert(node.right, text)))
+    if isinstance(node, exp.Not):
+        inner = node.this
+        if isinstance(inner, exp.Is):
+            return IsNull(_column(inner.this, text), negated=True)
+        if isinstance(inner, exp.In):
+            return In(_column(inner.this, text), tuple(_literal(v, text) for v in inner.expressions), negated=True)
+        return Not(_convert(inner, text))
+    for cls, op in _CMP.items():
+        if isinstance(node, cls):
+            left, right = node.left, node.right
+            if isinstance(left, exp.Column):
+                return Compare(_column(left, text), op, _literal(right, text))
+            if isinstance(right, exp.Column):
+                return Compare(_column(right, text), _FLIP[op], _literal(left, text))
+            raise InvalidPredicateError(f"a comparison in {text!r} needs a column on one side")
+    if isinstance(node, exp.In):
+        if node.args.get("query"):
+            raise InvalidPredicateError(f"subqueries are not allowed in filter {text!r}")
+        return In(_column(node.this, text), tuple(_literal(v, text) for v in node.expressions))
+    if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
+        return IsNull(_column(node.this, text))
+    if isinstance(node, exp.Between):
+        col = _column(node.this, text)
+        return And(
+            (
+                Compare(col, ">=", _literal(node.args["low"], text)),
+                Compare(col, "<=", _literal(node.args["high"], text)),
+            )
+        )
+    raise InvalidPredicateError(
+        f"unsupported filter {node.sql()!r}",
+        hint="use comparisons, IN, IS [NOT] NULL, BETWEEN, AND, OR and NOT on columns",
+    )
+
+
+def coerce(value: Any, t: pa.DataType, column: str) -> Any:
+    """Coerce a literal to a Python value of the column's Arrow type."""
+    if value is None:
+        return None
+    try:
+        if pa.types.is_timestamp(t):
+            if isinstance(value, str):
+                ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            elif isinstance(value, dt.datetime):
+                ts = value
+            else:
+                raise TypeError(type(value).__name__)
+            if t.tz is not None:
+                ts = ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+            return ts
+        if pa.types.is_date(t):
+            if isinstance(value, str):
+                return dt.date.fromisoformat(value[:10])
+            return value
+        if pa.types.is_integer(t):
+            if isinstance(value, float) and not value.is_integer():
+                return value  # compared as float by the engine
+            return int(value)
+        if pa.types.is_floating(t):
+            return float(value)
+        if pa.types.is_decimal(t):
+            return Decimal(str(value))
+        if pa.types.is_boolean(t):
+            if isinstance(value, str):
+                return value.lower() in ("true", "1", "t", "yes")
+            return bool(value)
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            return str(value)
+    except (TypeError, ValueError) as e:
+        raise InvalidPredicateError(f"value {value!r} does not fit column {column!r} ({t})") from e
+    return value
+
+
+def _field_type(schema: pa.Schema, column: str) -> pa.DataType:
+    idx = schema.get_field_index(column)
+    if idx < 0:
+        raise InvalidPredicateError(
+            f"filter refers to unknown column {column!r}", hint=f"columns are: {', '.join(schema.names)}"
+        )
+    return schema.field(idx).type
+
+
+def check_columns(e: Expr, schema: pa.Schema) -> None:
+    for c in e.columns():
+        _field_type(schema, c)
+
+
+def to_arrow(e: Expr, schema: pa.Schema) -> pc.Expression:
+    """Render a filter tree as a pyarrow compute expression."""
+    if isinstance(e, Compare):
+        t = _field_type(schema, e.column)
+        f = pc.field(e.column)
+        v = pa.scalar(coerce(e.value, t, e.column), type=t if e.value is not None else None)
+        return {
+            "=": f == v,
+            "!=": f != v,
+            "<": f < v,
+            "<=": f <= v,
+            ">": f > v,
+            ">=": f >= v,
+        }[e.op]
+    if isinstance(e, In):
+        t = _field_type(schema, e.column)
+        values = pa.array([coerce(v, t, e.column) for v in e.values], type=t)
+        expr = pc.field(e.column).isin(values)
+        return ~expr if e.negated else expr
+    if isinstance(e, IsNull):
+        _field_type(schema, e.column)
+        expr = pc.field(e.column).is_null()
+        return ~expr if e.negated else expr
+    if isinstance(e, And):
+        out = to_arrow(e.items[0], schema)
+        for item in e.items[1:]:
+            out = out & to_arrow(item, schema)
+        return out
+    if isinstance(e, Or):
+        out = to_arrow(e.items[0], schema)
+        for item in e.items[1:]:
+            out = out | to_arrow(item, schema)
+        return out
+    if isinstance(e, Not):
+        return ~to_arrow(e.item, schema)
+    raise InvalidPredicateError(f"unsupported filter node {e!r}")

@@ -1,0 +1,300 @@
+"""The catalog store: the one place that lists tables, and the home of job history.
+
+A SQLAlchemy database, SQLite inside the warehouse by default, PostgreSQL by URL
+(``postgresql+psycopg://...``). pyiceberg's SQL catalog shares the same database (its ``iceberg_*``
+tables); ours are prefixed ``lh_``. Later features (lineage, policies, PII tags, audit) add tables here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from lakehouse.errors import StorageError, TableExistsError, TableNotFoundError
+from lakehouse.schema import PartitionField, parse_partitioning, schema_from_dict, schema_to_dict
+from lakehouse.tables.base import TableDefinition, TableName
+
+metadata = sa.MetaData()
+
+tables_t = sa.Table(
+    "lh_tables",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("namespace", sa.String(64), nullable=False, index=True),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("location", sa.Text, nullable=False, unique=True),
+    sa.Column("schema_json", sa.Text, nullable=False),
+    sa.Column("partitioning", sa.Text, nullable=False, default=""),
+    sa.Column("keys_json", sa.Text, nullable=False, default="[]"),
+    sa.Column("properties_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+jobs_t = sa.Table(
+    "lh_jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(128), index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # planned | running | committed | failed
+    sa.Column("actor", sa.String(128), nullable=False, default="cli"),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("params_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("metrics_json", sa.Text, nullable=False, default="{}"),
+    sa.Column("error", sa.Text),
+)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(t: dt.datetime | None) -> dt.datetime | None:
+    if t is None:
+        return None
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+
+@dataclass(frozen=True)
+class TableRecord:
+    """A registered table as the catalog knows it."""
+
+    name: TableName
+    format: str
+    location: str
+    definition: TableDefinition
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": str(self.name),
+            "format": self.format,
+            "location": self.location,
+            "schema": schema_to_dict(self.definition.schema),
+            "partitioning": [str(p) for p in self.definition.partitioning],
+            "keys": list(self.definition.keys),
+            "properties": dict(self.definition.properties),
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    table_name: str | None
+    kind: str
+    state: str
+    actor: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["started_at"] = self.started_at.isoformat()
+        d["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        d["params"], d["metrics"] = dict(self.params), dict(self.metrics)
+        return d
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the catalog URL; SQLite gets WAL and a busy timeout so processes can share it."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+        if str(path) != ":memory:":
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StorageError(f"cannot create the catalog directory {path.parent}: {e}") from e
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    try:
+        return sa.create_engine(url, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, ImportError) as e:
+        raise StorageError(f"cannot use catalog URL {url!r}: {e}") from e
+
+
+class CatalogStore:
+    """Tables and job history in the catalog database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as e:
+            raise StorageError(f"cannot open the catalog database {url}: {e}") from e
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as e:
+            raise StorageError(f"catalog database error: {e.orig}") from e
+
+    # ---- tables --------------------------------------------------------------------------------------
+
+    def add_table(self, name: TableName, fmt: str, location: str, definition: TableDefinition) -> TableRecord:
+        now = _now()
+        with self._tx() as conn:
+            existing = conn.execute(
+                sa.select(tables_t.c.name).where(sa.or_(tables_t.c.name == str(name), tables_t.c.location == location))
+            ).first()
+            if existing:
+                raise TableExistsError(
+                    f"the catalog already has table {existing.name}"
+                    + (f" at {location}" if existing.name != str(name) else "")
+                )
+            conn.execute(
+                tables_t.insert().values(
+                    name=str(name),
+                    namespace=name.namespace,
+                    format=fmt,
+                    location=location,
+                    created_at=now,
+                    updated_at=now,
+                    **self._definition_columns(definition),
+                )
+            )
+        return self.get_table(name)
+
+    @staticmethod
+    def _definition_columns(definition: TableDefinition) -> dict[str, str]:
+        return {
+            "schema_json": json.dumps(schema_to_dict(definition.schema)),
+            "partitioning": ", ".join(str(p) for p in definition.partitioning),
+            "keys_json": json.dumps(list(definition.keys)),
+            "properties_json": json.dumps(dict(definition.properties), sort_keys=True),
+        }
+
+    def update_table(self, name: TableName, definition: TableDefinition | None = None) -> None:
+        """Refresh the stored definition (after a schema change) and bump ``updated_at``."""
+        values: dict[str, Any] = {"updated_at": _now()}
+        if definition is not None:
+            values.update(self._definition_columns(definition))
+        with self._tx() as conn:
+            conn.execute(tables_t.update().where(tables_t.c.name == str(name)).values(**values))
+
+    def remove_table(self, name: TableName) -> None:
+        with self._tx() as conn:
+            result = conn.execute(tables_t.delete().where(tables_t.c.name == str(name)))
+        if result.rowcount == 0:
+            raise TableNotFoundError(f"no table {name} in the catalog")
+
+    def get_table(self, name: TableName) -> TableRecord:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(tables_t).where(tables_t.c.name == str(name))).first()
+        if row is None:
+            raise TableNotFoundError(
+                f"no table {name} in the catalog", hint="see `lakehouse table list`, or create/register it"
+            )
+        return self._record(row)
+
+    def list_tables(self, *, namespace: str | None = None, fmt: str | None = None) -> list[TableRecord]:
+        query = sa.select(tables_t).order_by(tables_t.c.name)
+        if namespace:
+            query = query.where(tables_t.c.namespace == namespace.lower())
+        if fmt:
+            query = query.where(tables_t.c.format == fmt)
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+        return [self._record(r) for r in rows]
+
+    @staticmethod
+    def _record(row: Any) -> TableRecord:
+        parts: tuple[PartitionField, ...] = parse_partitioning(row.partitioning) if row.partitioning else ()
+        definition = TableDefinition(
+            schema=schema_from_dict(json.loads(row.schema_json)),
+            partitioning=parts,
+            keys=tuple(json.loads(row.keys_json)),
+            properties=json.loads(row.properties_json),
+        )
+        return TableRecord(
+            name=TableName.parse(row.name),
+            format=row.format,
+            location=row.location,
+            definition=definition,
+            created_at=_aware(row.created_at) or _now(),
+            updated_at=_aware(row.updated_at) or _now(),
+        )
+
+    # ---- jobs ----------------------------------------------------------------------------------------
+
+    def start_job(self, kind: str, *, table: TableName | None, params: Mapping[str, Any], actor: str = "cli") -> int:
+        with self._tx() as conn:
+            result = conn.execute(
+                jobs_t.insert().values(
+                    table_name=str(table) if table else None,
+                    kind=kind,
+                    state="running",
+                    actor=actor,
+                    started_at=_now(),
+                    params_json=json.dumps(dict(params), default=str, sort_keys=True),
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None
+            return int(pk[0])
+
+    def finish_job(
+        self, job_id: int, *, state: str, metrics: Mapping[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                jobs_t.update()
+                .where(jobs_t.c.id == job_id)
+                .values(
+                    state=state,
+                    finished_at=_now(),
+                    metrics_json=json.dumps(dict(metrics or {}), default=str, sort_keys=True),
+                    error=error,
+                )
+            )
+
+    def jobs(self, *, table: TableName | None = None, limit: int = 100) -> list[JobRecord]:
+        query = sa.select(jobs_t).order_by(jobs_t.c.id.desc()).limit(limit)
+        if table is not None:
+            query = query.where(jobs_t.c.table_name == str(table))
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+        return [
+            JobRecord(
+                id=r.id,
+                table_name=r.table_name,
+                kind=r.kind,
+                state=r.state,
+                actor=r.actor,
+                started_at=_aware(r.started_at) or _now(),
+                finished_at=_aware(r.finished_at),
+                params=json.loads(r.params_json),
+                metrics=json.loads(r.metrics_json),
+                error=r.error,
+            )
+            for r in rows
+        ]
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,226 @@
+"""SQL over catalog tables through DuckDB and its own delta, iceberg and httpfs extensions.
+
+Extensions are loaded offline from their PyPI wheels (``duckdb-extension-*``); nothing is downloaded.
+Catalog tables are referenced as ``namespace.table``. Time travel, per reference::
+
+    SELECT * FROM sales.orders AT (VERSION => 3)
+    SELECT * FROM sales.orders AT (TIMESTAMP => '2026-01-02T00:00:00Z')
+
+or for every reference of a table with ``as_of={"sales.orders": 3}`` (the CLI's ``--as-of``). Each reference
+becomes a temporary view over ``delta_scan(...)`` / ``iceberg_scan(...)`` of the declared columns.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from lakehouse.errors import DependencyMissingError, LakehouseError, QueryError
+from lakehouse.tables.base import AsOf, TableName, parse_as_of
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from lakehouse.config import QuerySettings
+    from lakehouse.tables.base import LakehouseTable, StorageContext
+
+# avro must be loaded before iceberg
+EXTENSIONS = ("httpfs", "avro", "iceberg", "delta")
+
+
+def extension_path(name: str) -> str:
+    """Path of the ``.duckdb_extension`` file shipped by the ``duckdb-extension-<name>`` wheel."""
+    try:
+        module = importlib.import_module(f"duckdb_extension_{name}")
+    except ImportError as e:
+        raise DependencyMissingError(
+            f"DuckDB's {name} extension is not installed", hint="pip install 'lakehouse[sql]'"
+        ) from e
+    base = os.path.dirname(module.__file__ or "")
+    found = sorted(glob.glob(os.path.join(base, "**", f"{name}.duckdb_extension"), recursive=True))
+    if not found:
+        raise DependencyMissingError(f"duckdb-extension-{name} ships no {name}.duckdb_extension under {base}")
+    return found[-1]
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    table: pa.Table
+    truncated: bool
+    sql: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "columns": [{"name": f.name, "type": str(f.type)} for f in self.table.schema],
+            "rows": self.table.to_pylist(),
+            "row_count": self.table.num_rows,
+            "truncated": self.truncated,
+        }
+
+
+class SqlEngine:
+    """A DuckDB database with the extensions loaded and S3 configured; one cursor per query."""
+
+    def __init__(self, ctx: StorageContext, settings: QuerySettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            if self._con is None:
+                self._con = self._connect()
+            return self._con
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        try:
+            import duckdb
+        except ImportError as e:
+            raise DependencyMissingError("SQL needs duckdb", hint="pip install 'lakehouse[sql]'") from e
+        config: dict[str, Any] = {
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "memory_limit": self.settings.memory_limit,
+        }
+        if self.settings.threads:
+            config["threads"] = self.settings.threads
+        con = duckdb.connect(config=config)
+        for name in EXTENSIONS:
+            path = extension_path(name)
+            con.execute(f"LOAD '{path.replace(chr(39), chr(39) * 2)}'")
+        if self.ctx.credentials is not None:
+            con.execute(self.ctx.credentials.duckdb_secret_sql())
+        return con
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    def query(
+        self,
+        sql: str,
+        *,
+        resolve: Callable[[TableName], LakehouseTable],
+        as_of: Mapping[str, AsOf] | None = None,
+        max_rows: int | None = None,
+    ) -> QueryResult:
+        """Run one SELECT over catalog tables.
+
+        Args:
+            sql: the query; ``namespace.table`` names catalog tables.
+            resolve: opens a table by name (raises TableNotFoundError).
+            as_of: version or time per table name, for references without their own ``AT (...)``.
+            max_rows: rows to return at most (default: the ``query.max_rows`` setting).
+        """
+        limit = max_rows or self.settings.max_rows
+        pinned = {TableName.parse(k): v for k, v in (as_of or {}).items()}
+        rewritten, views = rewrite(sql, pinned)
+        cursor = self.connection().cursor()
+        try:
+            for view, (name, when) in views.items():
+                table = resolve(name)
+                snapshot = table.snapshot(when) if when is not None else None
+                cols = ", ".join(_quote(c) for c in table.schema.names)
+                cursor.execute(f"CREATE TEMP VIEW {_quote(view)} AS SELECT {cols} FROM {table.sql_source(snapshot)}")
+            try:
+                reader = cursor.execute(rewritten).fetch_record_batch(min(limit + 1, 100_000))
+                batches: list[pa.RecordBatch] = []
+                rows = 0
+                for batch in reader:
+                    batches.append(batch)
+                    rows += batch.num_rows
+                    if rows > limit:
+                        break
+                result = pa.Table.from_batches(batches, schema=reader.schema)
+            except LakehouseError:
+                raise
+            except Exception as e:  # duckdb raises many error classes; all are the query's fault here
+                raise QueryError(f"query failed: {_first_line(e)}") from e
+            truncated = result.num_rows > limit
+            return QueryResult(result.slice(0, limit) if truncated else result, truncated, rewritten)
+        finally:
+            cursor.close()
+
+
+def _quote(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _literal_value(node: exp.Expression | None) -> AsOf:
+    if isinstance(node, exp.Literal):
+        return parse_as_of(node.this if node.is_string else str(node.this))
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal):
+        return parse_as_of(node.this.this)
+    raise QueryError(f"time travel needs a literal version or timestamp, got {node.sql() if node else None!r}")
+
+
+def _time_travel(table: exp.Table) -> AsOf | None:
+    """The version/time of ``AT (VERSION => n)`` / ``FOR TIMESTAMP AS OF t`` on a reference, if any."""
+    when = table.args.get("when")
+    if isinstance(when, exp.HistoricalData):
+        kind = str(when.args.get("kind", "")).upper()
+        if kind not in ("VERSION", "TIMESTAMP"):
+            raise QueryError(f"unsupported time travel {when.sql()!r}: use AT (VERSION => n) or AT (TIMESTAMP => 't')")
+        table.set("when", None)
+        return _literal_value(when.expression)
+    version = table.args.get("version")
+    if isinstance(version, exp.Version):
+        table.set("version", None)
+        return _literal_value(version.expression)
+    return None
+
+
+def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, tuple[TableName, AsOf | None]]]:
+    """Replace catalog table references by view names; return the SQL and the views to create.
+
+    >>> sql, views = rewrite("SELECT count(*) FROM s.t AT (VERSION => 2) JOIN s.t u USING (id)", {})
+    >>> sql
+    'SELECT COUNT(*) FROM "__lh_s__t__v2" AS t JOIN "__lh_s__t__current" AS u USING (id)'
+    """
+    try:
+        statements = sqlglot.parse(sql, read="duckdb")
+    except sqlglot.errors.ParseError as e:
+        detail = e.errors[0]["description"] if e.errors else str(e)
+        raise QueryError(f"cannot parse SQL: {detail}") from e
+    statements = [s for s in statements if s is not None]
+    if len(statements) != 1:
+        raise QueryError(f"give exactly one SQL statement, not {len(statements)}")
+    tree = statements[0]
+    assert tree is not None
+    views: dict[str, tuple[TableName, AsOf | None]] = {}
+    for node in list(tree.find_all(exp.Table)):
+        if not node.db or node.catalog:
+            continue  # a CTE or bare name: DuckDB resolves it (or says it is unknown)
+        name = TableName.parse(f"{node.db}.{node.name}")
+        when = _time_travel(node)
+        if when is None:
+            when = pinned.get(name)
+        suffix = (
+            "current"
+            if when is None
+            else (f"v{when}" if isinstance(when, int) else "t" + when.strftime("%Y%m%dT%H%M%S%f"))
+        )
+        view = f"__lh_{name.namespace}__{name.table}__{suffix}"
+        views[view] = (name, when)
+        alias = node.alias or name.table
+        node.replace(
+            exp.Table(this=exp.to_identifier(view, quoted=True), alias=exp.TableAlias(this=exp.to_identifier(alias)))
+        )
+    return tree.sql(dialect="duckdb"), views

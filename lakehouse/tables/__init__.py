@@ -1,0 +1,1 @@
+"""Format adapters behind one table interface (:class:`lakehouse.tables.base.LakehouseTable`)."""

@@ -1,0 +1,349 @@
+"""The table interface every format adapter implements, and the records it returns.
+
+Only ``lakehouse/tables/delta.py`` imports ``deltalake`` and only ``lakehouse/tables/iceberg.py`` imports
+``pyiceberg``; everything else talks to :class:`LakehouseTable` and checks :class:`Capabilities`.
+
+Versions: every adapter numbers its commits with increasing integers (Delta: the log version; Iceberg: the
+snapshot's sequence number). Iceberg snapshot ids are accepted wherever a version is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import pyarrow as pa
+
+from lakehouse.errors import InvalidInputError, InvalidTableNameError, VersionNotFoundError
+from lakehouse.expr import Expr, check_columns, parse_filter
+from lakehouse.schema import PartitionField, conform
+
+if TYPE_CHECKING:
+    from lakehouse.credentials import S3Credentials
+
+AsOf = int | dt.datetime
+"""A version number (or Iceberg snapshot id) or a point in time."""
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True, order=True)
+class TableName:
+    """A validated ``namespace.table`` name (lower case letters, digits and ``_``).
+
+    >>> TableName.parse("Sales.Orders")
+    TableName(namespace='sales', table='orders')
+    """
+
+    namespace: str
+    table: str
+
+    @classmethod
+    def parse(cls, text: str | TableName) -> TableName:
+        if isinstance(text, TableName):
+            return text
+        raw = (text or "").strip()
+        parts = raw.split(".")
+        if len(parts) != 2:
+            raise InvalidTableNameError(f"invalid table name {raw!r}", hint="write namespace.table, e.g. events.clicks")
+        ns, tb = (p.lower() for p in parts)
+        for p in (ns, tb):
+            if not _IDENT.match(p):
+                raise InvalidTableNameError(
+                    f"invalid table name {raw!r}: {p!r} must start with a letter or _ and hold only "
+                    "letters, digits and _ (at most 63)"
+                )
+        return cls(ns, tb)
+
+    def __str__(self) -> str:
+        return f"{self.namespace}.{self.table}"
+
+
+def parse_as_of(text: str | int | dt.datetime) -> AsOf:
+    """Parse ``"12"`` as a version and an ISO-8601 string as a UTC point in time.
+
+    >>> parse_as_of("3")
+    3
+    >>> parse_as_of("2026-01-02T03:04:05+01:00")
+    datetime.datetime(2026, 1, 2, 2, 4, 5, tzinfo=datetime.timezone.utc)
+    """
+    if isinstance(text, int | dt.datetime):
+        return _utc(text) if isinstance(text, dt.datetime) else text
+    s = text.strip()
+    if re.fullmatch(r"\d+", s):
+        return int(s)
+    try:
+        return _utc(dt.datetime.fromisoformat(s.replace("Z", "+00:00")))
+    except ValueError:
+        raise InvalidInputError(
+            f"invalid version or timestamp {text!r}", hint="give a version number or an ISO-8601 time"
+        ) from None
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class StorageContext:
+    """Where tables live and how to reach them; handed to every adapter."""
+
+    warehouse: str
+    catalog_url: str
+    catalog_name: str = "lakehouse"
+    credentials: S3Credentials | None = None
+
+    def default_location(self, name: TableName) -> str:
+        return f"{self.warehouse.rstrip('/')}/{name.namespace}/{name.table}"
+
+    @staticmethod
+    def is_s3(location: str) -> bool:
+        return location.startswith(("s3://", "s3a://"))
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a format can do natively. Jobs check this instead of catching errors."""
+
+    hidden_partitioning: bool
+    """Partition transforms without a visible column (Iceberg). Delta materialises a generated column."""
+    time_travel: bool = True
+    restore_creates_version: bool = True
+    """Delta's restore commits a new version; Iceberg's rolls the current-snapshot pointer back."""
+    native_compaction: bool = False
+    native_zorder: bool = False
+    native_vacuum: bool = False
+    snapshot_properties: bool = True
+    """Arbitrary key/values can be committed atomically with data (Delta: commit info + app
+    transactions; Iceberg: snapshot summary)."""
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class TableDefinition:
+    """What a table was declared with: the user's columns, partitioning, keys and properties."""
+
+    schema: pa.Schema
+    partitioning: tuple[PartitionField, ...] = ()
+    keys: tuple[str, ...] = ()
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One version of a table."""
+
+    version: int
+    timestamp: dt.datetime
+    operation: str
+    snapshot_id: int | None = None
+    parent_version: int | None = None
+    is_current: bool = False
+    summary: Mapping[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "snapshot_id": self.snapshot_id,
+            "timestamp": self.timestamp.isoformat(),
+            "operation": self.operation,
+            "parent_version": self.parent_version,
+            "is_current": self.is_current,
+            "summary": dict(self.summary),
+        }
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A live data file of a version."""
+
+    path: str
+    size_bytes: int
+    row_count: int
+    partition: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size_bytes": self.size_bytes,
+            "row_count": self.row_count,
+            "partition": {k: _jsonable(v) for k, v in self.partition.items()},
+        }
+
+
+def _jsonable(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, dt.date | dt.datetime) else v
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What a commit did."""
+
+    version: int
+    snapshot_id: int | None = None
+    rows_added: int = 0
+    files_added: int = 0
+    operation: str = "append"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class LakehouseTable(ABC):
+    """One table, whatever its format.
+
+    Adapters implement the ``_``-prefixed hooks and the abstract methods; the public methods validate
+    input once for every format.
+    """
+
+    format: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, name: TableName, location: str, ctx: StorageContext) -> None:
+        self.name = name
+        self.location = location
+        self.ctx = ctx
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} at {self.location}>"
+
+    # ---- lifecycle (implemented by adapters) -----------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def create(
+        cls,
+        name: TableName,
+        definition: TableDefinition,
+        *,
+        location: str,
+        ctx: StorageContext,
+    ) -> Self:
+        """Create a new, empty table at ``location``."""
+
+    @classmethod
+    @abstractmethod
+    def open(cls, name: TableName, *, location: str, ctx: StorageContext) -> Self:
+        """Open an existing table. Raises :class:`TableNotFoundError` when nothing is there."""
+
+    @classmethod
+    @abstractmethod
+    def exists_at(cls, location: str, *, ctx: StorageContext) -> bool:
+        """True when a table of this format lives at ``location``."""
+
+    @classmethod
+    def register(cls, name: TableName, *, location: str, ctx: StorageContext) -> Self:
+        """Adopt a table that already exists at ``location`` (written by another tool)."""
+        return cls.open(name, location=location, ctx=ctx)
+
+    @abstractmethod
+    def drop(self, *, purge: bool = False) -> None:
+        """Forget the table in format catalogs; with ``purge`` also delete its files."""
+
+    # ---- metadata ------------------------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def definition(self) -> TableDefinition:
+        """Declared columns, partitioning, keys and properties (current version)."""
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.definition.schema
+
+    @abstractmethod
+    def snapshots(self) -> list[Snapshot]:
+        """Every version still recorded, oldest first."""
+
+    @abstractmethod
+    def files(self, *, as_of: AsOf | None = None) -> list[DataFile]:
+        """Live data files of the current version or of ``as_of``."""
+
+    def snapshot(self, as_of: AsOf | None = None) -> Snapshot:
+        """Resolve a version, snapshot id or point in time to a snapshot.
+
+        A point in time picks the last version committed at or before it.
+
+        Raises:
+            VersionNotFoundError: when nothing matches, naming the versions that exist.
+        """
+        snaps = self.snapshots()
+        if not snaps:
+            raise VersionNotFoundError(f"table {self.name} has no versions yet")
+        if as_of is None:
+            current = [s for s in snaps if s.is_current]
+            return current[-1] if current else snaps[-1]
+        if isinstance(as_of, dt.datetime):
+            at = _utc(as_of)
+            older = [s for s in snaps if s.timestamp <= at]
+            if not older:
+                raise VersionNotFoundError(
+                    f"table {self.name} has no version at or before {at.isoformat()}; "
+                    f"the oldest retained version is {snaps[0].version} from {snaps[0].timestamp.isoformat()}"
+                )
+            return max(older, key=lambda s: (s.timestamp, s.version))
+        for s in snaps:
+            if s.version == as_of or (s.snapshot_id is not None and s.snapshot_id == as_of):
+                return s
+        raise VersionNotFoundError(
+            f"table {self.name} has no version {as_of}; retained versions are {snaps[0].version}..{snaps[-1].version}"
+        )
+
+    # ---- data ----------------------------------------------------------------------------------------
+
+    def append(self, data: pa.Table | pa.RecordBatch, *, properties: Mapping[str, str] | None = None) -> CommitResult:
+        """Append rows in one atomic commit.
+
+        ``data`` is conformed to the table schema first (lossless casts only), so a mismatch raises
+        :class:`SchemaMismatchError` before anything is written.
+        """
+        table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+        return self._append(conform(table, self.schema), properties=dict(properties or {}))
+
+    @abstractmethod
+    def _append(self, data: pa.Table, *, properties: dict[str, str]) -> CommitResult: ...
+
+    def scan(
+        self,
+        *,
+        filter: str | Expr | None = None,
+        columns: Sequence[str] | None = None,
+        as_of: AsOf | None = None,
+    ) -> pa.Table:
+        """Read rows (of the current version or of ``as_of``), optionally filtered and projected.
+
+        The result has the declared schema's types, whatever the format returns natively.
+        """
+        schema = self.schema
+        expr = parse_filter(filter) if isinstance(filter, str) else filter
+        if expr is not None:
+            check_columns(expr, schema)
+        if columns is not None:
+            unknown = [c for c in columns if schema.get_field_index(c) < 0]
+            if unknown:
+                raise InvalidInputError(f"unknown column(s) {', '.join(unknown)} in table {self.name}")
+        snap = self.snapshot(as_of) if as_of is not None else None
+        out = self._scan(expr, list(columns) if columns is not None else None, snap)
+        wanted = pa.schema([schema.field(c) for c in (columns if columns is not None else schema.names)])
+        return out.select(wanted.names).cast(wanted)
+
+    @abstractmethod
+    def _scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table: ...
+
+    @abstractmethod
+    def restore(self, as_of: AsOf) -> CommitResult:
+        """Make the table's current state equal to version ``as_of`` (see ``capabilities``)."""
+
+    @abstractmethod
+    def sql_source(self, snapshot: Snapshot | None = None) -> str:
+        """A DuckDB table-function call that reads this table (at ``snapshot``)."""
+
+    def row_count(self, *, as_of: AsOf | None = None) -> int:
+        return sum(f.row_count for f in self.files(as_of=as_of))

@@ -1,0 +1,420 @@
+"""Apache Iceberg adapter (pyiceberg with its SQL catalog). The only module that imports ``pyiceberg``.
+
+The Iceberg catalog lives in the same database as the lakehouse catalog (SQLite by default, PostgreSQL by
+URL): pyiceberg's ``iceberg_tables`` beside our ``lh_*`` tables. Versions are snapshot sequence numbers;
+snapshot ids are accepted too. Restore sets the current-snapshot pointer (Iceberg's rollback): no new
+snapshot is written, so ``capabilities.restore_creates_version`` is False.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import random
+import re
+import time
+from collections.abc import Callable
+from typing import Any, Self, TypeVar
+
+import pyarrow as pa
+
+from lakehouse.errors import (
+    CommitConflictError,
+    InvalidSchemaError,
+    LakehouseError,
+    StorageError,
+    TableExistsError,
+    TableNotFoundError,
+    VersionNotFoundError,
+)
+from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, coerce
+from lakehouse.schema import PartitionField, validate_keys, validate_partitioning
+from lakehouse.storage import delete_tree, list_files
+from lakehouse.tables.base import (
+    AsOf,
+    Capabilities,
+    CommitResult,
+    DataFile,
+    LakehouseTable,
+    Snapshot,
+    StorageContext,
+    TableDefinition,
+    TableName,
+)
+
+try:
+    from pyiceberg import expressions as ice
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.exceptions import (
+        CommitFailedException,
+        NamespaceAlreadyExistsError,
+        NoSuchTableError,
+        TableAlreadyExistsError,
+    )
+    from pyiceberg.table import Table
+    from pyiceberg.transforms import (
+        DayTransform,
+        HourTransform,
+        IdentityTransform,
+        MonthTransform,
+        Transform,
+        YearTransform,
+    )
+except ImportError as e:  # pragma: no cover - exercised only without the extra
+    from lakehouse.errors import DependencyMissingError
+
+    raise DependencyMissingError("the Iceberg adapter needs pyiceberg", hint="pip install 'lakehouse[iceberg]'") from e
+
+KEYS_PROPERTY = "lakehouse.keys"
+MAX_COMMIT_RETRIES = 15
+DEFAULT_PROPERTIES = {
+    # old metadata.json files are not needed for time travel (snapshots live in the current one)
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+}
+_TRANSFORMS: dict[str, type[Transform[Any, Any]]] = {
+    "identity": IdentityTransform,
+    "year": YearTransform,
+    "month": MonthTransform,
+    "day": DayTransform,
+    "hour": HourTransform,
+}
+T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=16)
+def catalog_for(ctx: StorageContext) -> Catalog:
+    """The pyiceberg SQL catalog on the lakehouse catalog database (one per context)."""
+    warehouse = ctx.warehouse if StorageContext.is_s3(ctx.warehouse) else f"file://{ctx.warehouse}"
+    props: dict[str, str] = {"uri": ctx.catalog_url, "warehouse": warehouse}
+    if ctx.credentials is not None:
+        props.update(ctx.credentials.pyiceberg_properties())
+    try:
+        return SqlCatalog(ctx.catalog_name, **props)
+    except Exception as e:
+        raise StorageError(f"cannot open the Iceberg SQL catalog at {ctx.catalog_url}: {e}") from e
+
+
+def _location_uri(location: str) -> str:
+    if StorageContext.is_s3(location):
+        return "s3://" + location.split("://", 1)[1]
+    return location if location.startswith("file://") else f"file://{location}"
+
+
+def _plain_location(location: str) -> str:
+    return location[len("file://") :] if location.startswith("file://") else location
+
+
+def _retry_commit(what: str, fn: Callable[[], T]) -> T:
+    """Run a commit, retrying (with jittered backoff) when another writer committed first."""
+    delay = 0.02
+    for attempt in range(MAX_COMMIT_RETRIES + 1):
+        try:
+            return fn()
+        except CommitFailedException as e:
+            if attempt == MAX_COMMIT_RETRIES:
+                raise CommitConflictError(f"{what}: a concurrent commit won {attempt + 1} times ({e})") from e
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 1.0)
+    raise AssertionError("unreachable")
+
+
+class IcebergAdapter(LakehouseTable):
+    """An Iceberg table through pyiceberg."""
+
+    format = "iceberg"
+    capabilities = Capabilities(
+        hidden_partitioning=True,
+        restore_creates_version=False,
+        notes=(
+            "restore moves the current-snapshot pointer (rollback); no new snapshot is written",
+            "compaction, z-order and orphan removal are provided by lakehouse, not pyiceberg",
+        ),
+    )
+
+    def __init__(self, name: TableName, location: str, ctx: StorageContext, table: Table) -> None:
+        super().__init__(name, location, ctx)
+        self._table = table
+
+    @property
+    def identifier(self) -> tuple[str, str]:
+        return (self.name.namespace, self.name.table)
+
+    @property
+    def metadata_location(self) -> str:
+        self._table.refresh()
+        return str(self._table.metadata_location)
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, name: TableName, definition: TableDefinition, *, location: str, ctx: StorageContext) -> Self:
+        validate_partitioning(definition.schema, definition.partitioning)
+        validate_keys(definition.schema, definition.keys)
+        if cls.exists_at(location, ctx=ctx):
+            raise TableExistsError(f"an Iceberg table already exists at {location}")
+        catalog = catalog_for(ctx)
+        try:
+            catalog.create_namespace(name.namespace)
+        except NamespaceAlreadyExistsError:
+            pass
+        props = {**DEFAULT_PROPERTIES, **{k: str(v) for k, v in definition.properties.items()}}
+        if definition.keys:
+            props[KEYS_PROPERTY] = ",".join(definition.keys)
+        try:
+            txn = catalog.create_table_transaction(
+                (name.namespace, name.table),
+                schema=definition.schema,
+                location=_location_uri(location),
+                properties=props,
+            )
+            if definition.partitioning:
+                with txn.update_spec() as spec:
+                    for pf in definition.partitioning:
+                        spec.add_field(pf.column, _TRANSFORMS[pf.transform](), pf.name)  # type: ignore[call-arg]
+            txn.commit_transaction()
+            table = catalog.load_table((name.namespace, name.table))
+        except TableAlreadyExistsError as e:
+            raise TableExistsError(f"Iceberg catalog already has a table {name}") from e
+        except (ValueError, TypeError) as e:
+            raise InvalidSchemaError(f"cannot create Iceberg table {name}: {e}") from e
+        except OSError as e:
+            raise StorageError(f"cannot create Iceberg table {name} at {location}: {e}") from e
+        return cls(name, location, ctx, table)
+
+    @classmethod
+    def open(cls, name: TableName, *, location: str, ctx: StorageContext) -> Self:
+        try:
+            table = catalog_for(ctx).load_table((name.namespace, name.table))
+        except NoSuchTableError as e:
+            raise TableNotFoundError(f"the Iceberg catalog has no table {name}") from e
+        except OSError as e:
+            raise StorageError(f"cannot open Iceberg table {name}: {e}") from e
+        return cls(name, _plain_location(table.location()), ctx, table)
+
+    @classmethod
+    def exists_at(cls, location: str, *, ctx: StorageContext) -> bool:
+        return bool(_metadata_files(location, ctx))
+
+    @classmethod
+    def register(cls, name: TableName, *, location: str, ctx: StorageContext) -> Self:
+        files = _metadata_files(location, ctx)
+        if not files:
+            raise TableNotFoundError(f"no Iceberg metadata under {location}/metadata")
+        catalog = catalog_for(ctx)
+        try:
+            catalog.create_namespace(name.namespace)
+        except NamespaceAlreadyExistsError:
+            pass
+        try:
+            table = catalog.register_table((name.namespace, name.table), _location_uri(files[-1]))
+        except TableAlreadyExistsError as e:
+            raise TableExistsError(f"the Iceberg catalog already has a table {name}") from e
+        return cls(name, _plain_location(table.location()), ctx, table)
+
+    def drop(self, *, purge: bool = False) -> None:
+        try:
+            catalog_for(self.ctx).drop_table(self.identifier)
+        except NoSuchTableError:
+            pass
+        if purge:
+            delete_tree(self.location, self.ctx)
+
+    # ---- metadata ------------------------------------------------------------------------------------
+
+    @property
+    def definition(self) -> TableDefinition:
+        self._table.refresh()
+        arrow = self._table.schema().as_arrow()
+        schema = pa.schema([pa.field(f.name, _normalise_type(f.type), nullable=f.nullable) for f in arrow])
+        spec = self._table.spec()
+        iceberg_schema = self._table.schema()
+        parts = []
+        for pf in spec.fields:
+            source = iceberg_schema.find_column_name(pf.source_id)
+            transform = _transform_name(pf.transform)
+            parts.append(PartitionField(str(source), transform))  # type: ignore[arg-type]
+        props = dict(self._table.properties)
+        keys = tuple(k for k in props.pop(KEYS_PROPERTY, "").split(",") if k)
+        return TableDefinition(schema=schema, partitioning=tuple(parts), keys=keys, properties=props)
+
+    def snapshots(self) -> list[Snapshot]:
+        self._table.refresh()
+        meta = self._table.metadata
+        snaps = sorted(meta.snapshots, key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
+        numbers = [s.sequence_number or 0 for s in snaps]
+        if len(set(numbers)) != len(numbers) or 0 in numbers:  # format v1: no sequence numbers
+            numbers = list(range(1, len(snaps) + 1))
+        version_of = {s.snapshot_id: n for s, n in zip(snaps, numbers, strict=True)}
+        current = meta.current_snapshot_id
+        out = []
+        for s, n in zip(snaps, numbers, strict=True):
+            summary = dict(s.summary.additional_properties) if s.summary else {}
+            out.append(
+                Snapshot(
+                    version=n,
+                    timestamp=dt.datetime.fromtimestamp(s.timestamp_ms / 1000, tz=dt.UTC),
+                    operation=s.summary.operation.value if s.summary else "unknown",
+                    snapshot_id=s.snapshot_id,
+                    parent_version=version_of.get(s.parent_snapshot_id) if s.parent_snapshot_id else None,
+                    is_current=s.snapshot_id == current,
+                    summary=summary,
+                )
+            )
+        return out
+
+    def files(self, *, as_of: AsOf | None = None) -> list[DataFile]:
+        snap = self.snapshot(as_of) if as_of is not None else None
+        if snap is None and self._table.current_snapshot() is None:
+            return []
+        specs = self._table.specs()
+        schema = self._table.schema()
+        out: list[DataFile] = []
+        try:
+            tasks = list(self._table.scan(snapshot_id=snap.snapshot_id if snap else None).plan_files())
+        except OSError as e:
+            raise VersionNotFoundError(f"cannot read the file list of {self.name}: {e}") from e
+        for task in tasks:
+            f = task.file
+            spec = specs[f.spec_id]
+            partition: dict[str, Any] = {}
+            for i, pf in enumerate(spec.fields):
+                value = f.partition[i]
+                source_type = schema.find_type(pf.source_id)
+                partition[pf.name] = (
+                    value
+                    if isinstance(pf.transform, IdentityTransform)
+                    else pf.transform.to_human_string(source_type, value)
+                )
+            out.append(
+                DataFile(
+                    path=_plain_location(f.file_path),
+                    size_bytes=int(f.file_size_in_bytes),
+                    row_count=int(f.record_count),
+                    partition=partition,
+                )
+            )
+        return out
+
+    # ---- data ----------------------------------------------------------------------------------------
+
+    def _append(self, data: pa.Table, *, properties: dict[str, str]) -> CommitResult:
+        def commit() -> None:
+            self._table.refresh()
+            self._table.append(data, snapshot_properties=properties)
+
+        try:
+            _retry_commit(f"append to {self.name}", commit)
+        except OSError as e:
+            raise StorageError(f"append to {self.name} failed: {e}") from e
+        snap = self._table.current_snapshot()
+        assert snap is not None
+        version = next(s.version for s in self.snapshots() if s.snapshot_id == snap.snapshot_id)
+        added = int((snap.summary.additional_properties if snap.summary else {}).get("added-data-files", 0))
+        return CommitResult(version=version, snapshot_id=snap.snapshot_id, rows_added=data.num_rows, files_added=added)
+
+    def _scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table:
+        self._table.refresh()
+        if snapshot is None and self._table.current_snapshot() is None:
+            return self.schema.empty_table()
+        row_filter = _to_iceberg(expr, self.schema) if expr is not None else ice.AlwaysTrue()
+        try:
+            scan = self._table.scan(
+                row_filter=row_filter,
+                selected_fields=tuple(columns) if columns is not None else ("*",),
+                snapshot_id=snapshot.snapshot_id if snapshot else None,
+            )
+            return scan.to_arrow()
+        except (OSError, pa.ArrowException) as e:
+            what = f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
+            raise VersionNotFoundError(f"{what}: a file it needs is gone or unreadable ({e})") from e
+
+    def restore(self, as_of: AsOf) -> CommitResult:
+        snap = self.snapshot(as_of)
+        assert snap.snapshot_id is not None
+
+        def commit() -> None:
+            self._table.refresh()
+            self._table.manage_snapshots().set_current_snapshot(snapshot_id=snap.snapshot_id).commit()
+
+        _retry_commit(f"restore of {self.name}", commit)
+        return CommitResult(version=snap.version, snapshot_id=snap.snapshot_id, operation="rollback")
+
+    def sql_source(self, snapshot: Snapshot | None = None) -> str:
+        metadata = _sql_str(_plain_location(self.metadata_location))
+        if snapshot is None:
+            if self._table.current_snapshot() is None:
+                raise VersionNotFoundError(f"table {self.name} has no snapshot yet; append data first")
+            return f"iceberg_scan({metadata})"
+        return f"iceberg_scan({metadata}, snapshot_from_id={int(snapshot.snapshot_id or 0)})"
+
+
+def _sql_str(v: str) -> str:
+    return "'" + v.replace("'", "''") + "'"
+
+
+def _normalise_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_timestamp(t) and t.tz is not None:
+        return pa.timestamp("us", tz="UTC")
+    return t
+
+
+def _transform_name(t: Transform[Any, Any]) -> str:
+    for name, cls in _TRANSFORMS.items():
+        if isinstance(t, cls):
+            return name
+    raise InvalidSchemaError(f"partition transform {t} is not supported by lakehouse yet")
+
+
+_METADATA_RE = re.compile(r"(?:^|/)(?:v)?(\d+)(?:-[^/]*)?\.metadata\.json$")
+
+
+def _metadata_files(location: str, ctx: StorageContext) -> list[str]:
+    """Metadata JSON files of a table location, oldest first."""
+    base = _plain_location(location).rstrip("/")
+    found = []
+    for info in list_files(f"{base}/metadata", ctx, recursive=False):
+        m = _METADATA_RE.search(info.path)
+        if m:
+            found.append((int(m.group(1)), info.mtime_s or 0.0, info.path))
+    return [p for _, _, p in sorted(found)]
+
+
+def _to_iceberg(e: Expr, schema: pa.Schema) -> ice.BooleanExpression:
+    def value(column: str, v: Any) -> Any:
+        t = schema.field(column).type
+        out = coerce(v, t, column)
+        if isinstance(out, dt.datetime) and pa.types.is_timestamp(t) and t.tz is None:
+            return out.replace(tzinfo=None)
+        return out
+
+    if isinstance(e, Compare):
+        v = value(e.column, e.value)
+        if v is None:
+            return ice.AlwaysFalse()  # SQL: comparisons with NULL are never true
+        cls = {
+            "=": ice.EqualTo,
+            "!=": ice.NotEqualTo,
+            "<": ice.LessThan,
+            "<=": ice.LessThanOrEqual,
+            ">": ice.GreaterThan,
+            ">=": ice.GreaterThanOrEqual,
+        }[e.op]
+        return cls(e.column, v)
+    if isinstance(e, In):
+        values = {value(e.column, v) for v in e.values if v is not None}
+        return ice.NotIn(e.column, values) if e.negated else ice.In(e.column, values)  # type: ignore[call-arg,arg-type]
+    if isinstance(e, IsNull):
+        return ice.NotNull(e.column) if e.negated else ice.IsNull(e.column)  # type: ignore[call-arg,arg-type]
+    if isinstance(e, And):
+        return ice.And(*(_to_iceberg(i, schema) for i in e.items))
+    if isinstance(e, Or):
+        return ice.Or(*(_to_iceberg(i, schema) for i in e.items))
+    if isinstance(e, Not):
+        return ice.Not(_to_iceberg(e.item, schema))
+    raise LakehouseError(f"unsupported filter node {e!r}")
