@@ -257,9 +257,14 @@ def to_arrow(e: Expr, schema: pa.Schema) -> pc.Expression:
         }[e.op]
     if isinstance(e, In):
         t = _field_type(schema, e.column)
-        values = pa.array([coerce(v, t, e.column) for v in e.values], type=t)
+        # SQL semantics: NULL never matches, and NOT IN is never true for a NULL value
+        values = pa.array([coerce(v, t, e.column) for v in e.values if v is not None], type=t)
         expr = pc.field(e.column).isin(values)
-        return ~expr if e.negated else expr
+        if not e.negated:
+            return expr
+        if any(v is None for v in e.values):
+            return pc.scalar(False)
+        return pc.field(e.column).is_valid() & ~expr
     if isinstance(e, IsNull):
         _field_type(schema, e.column)
         expr = pc.field(e.column).is_null()

@@ -407,6 +407,8 @@ def _to_iceberg(e: Expr, schema: pa.Schema) -> ice.BooleanExpression:
         }[e.op]
         return cls(e.column, v)
     if isinstance(e, In):
+        if e.negated and any(v is None for v in e.values):
+            return ice.AlwaysFalse()  # SQL: x NOT IN (..., NULL) is never true
         values = {value(e.column, v) for v in e.values if v is not None}
         return ice.NotIn(e.column, values) if e.negated else ice.In(e.column, values)  # type: ignore[call-arg,arg-type]
     if isinstance(e, IsNull):

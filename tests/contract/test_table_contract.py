@@ -1,0 +1,257 @@
+"""The table contract: the same tests for {delta, iceberg} x {local directory, S3 server}."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from lakehouse.core import Lakehouse
+from lakehouse.errors import (
+    InvalidPredicateError,
+    InvalidSchemaError,
+    InvalidTableNameError,
+    SchemaMismatchError,
+    TableExistsError,
+    TableNotFoundError,
+    VersionNotFoundError,
+)
+from lakehouse.schema import PartitionField, parse_partitioning
+from tests.conftest import EVENTS, events, sorted_rows
+
+PARTS = parse_partitioning("day(ts), country")
+
+
+def _create(lh: Lakehouse, fmt: str, name: str = "sales.events", partitioning: str = "day(ts), country"):
+    return lh.create_table(
+        name, schema=EVENTS, format=fmt, partitioning=parse_partitioning(partitioning), keys=["id"]
+    )
+
+
+def test_create_round_trips_definition(lh: Lakehouse, fmt: str) -> None:
+    table = _create(lh, fmt)
+    d = table.definition
+    assert d.schema.equals(EVENTS)
+    assert d.partitioning == (PartitionField("ts", "day"), PartitionField("country"))
+    assert d.keys == ("id",)
+    record = lh.table_record("sales.events")
+    assert record.format == fmt
+    assert record.definition.schema.equals(EVENTS)
+    assert [str(p) for p in record.definition.partitioning] == ["day(ts)", "country"]
+    assert [r.name for r in lh.list_tables()] == [record.name]
+    assert lh.list_tables(format="delta" if fmt == "iceberg" else "iceberg") == []
+    # reopened through the catalog: same definition
+    assert lh.table("sales.events").definition.partitioning == d.partitioning
+
+
+@pytest.mark.parametrize("transform", ["year", "month", "day", "hour"])
+def test_time_transforms_partition_files(lh: Lakehouse, fmt: str, transform: str) -> None:
+    table = _create(lh, fmt, partitioning=f"{transform}(ts)")
+    data = events(0, 40, days=3)
+    table.append(data)
+    files = table.files()
+    assert sum(f.row_count for f in files) == 40
+    name = f"ts_{transform}"
+    assert all(name in f.partition for f in files)
+    expected = {"year": 1, "month": 1, "day": 3, "hour": len(set(pc.floor_temporal(data["ts"], unit="hour").to_pylist()))}
+    assert len({str(f.partition[name]) for f in files}) == expected[transform]
+    assert sorted_rows(table.scan()) == sorted_rows(data)
+
+
+def test_append_and_scan_exact_rows(lh: Lakehouse, fmt: str) -> None:
+    table = _create(lh, fmt)
+    batches = [events(i * 50, 50) for i in range(4)]
+    for b in batches:
+        result = table.append(b)
+        assert result.rows_added == 50
+        assert result.files_added >= 1
+    expected = pa.concat_tables(batches)
+    got = table.scan()
+    assert got.schema.equals(EVENTS)
+    assert sorted_rows(got) == sorted_rows(expected)
+    assert table.row_count() == 200
+    # projection keeps declared types and order
+    proj = table.scan(columns=["note", "id"])
+    assert proj.column_names == ["note", "id"]
+    assert sorted(proj["id"].to_pylist()) == list(range(200))
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        "country = 'DE'",
+        "amount > 100 AND country IN ('FR', 'US')",
+        "ts >= '2026-03-02T00:00:00Z' AND ts < '2026-03-03T00:00:00+00:00'",
+        "note IS NULL OR id BETWEEN 10 AND 20",
+        "NOT (country = 'DE') AND country IS NOT NULL",
+        "country NOT IN ('DE')",
+    ],
+)
+def test_scan_filter_matches_arrow_filter(lh: Lakehouse, fmt: str, flt: str) -> None:
+    from lakehouse.expr import parse_filter, to_arrow
+
+    table = _create(lh, fmt)
+    data = pa.concat_tables([events(0, 60), events(60, 60)])
+    table.append(data.slice(0, 60))
+    table.append(data.slice(60))
+    expected = data.filter(to_arrow(parse_filter(flt), EVENTS))
+    assert expected.num_rows > 0
+    assert sorted_rows(table.scan(filter=flt)) == sorted_rows(expected)
+
+
+def test_bad_filters_are_clear_errors(lh: Lakehouse, fmt: str) -> None:
+    table = _create(lh, fmt)
+    table.append(events(0, 5))
+    with pytest.raises(InvalidPredicateError, match="unknown column"):
+        table.scan(filter="nope = 1")
+    with pytest.raises(InvalidPredicateError):
+        table.scan(filter="id = (SELECT 1)")
+    with pytest.raises(InvalidPredicateError, match="does not fit"):
+        table.scan(filter="ts > 'yesterday'")
+
+
+def test_snapshots_and_time_travel(lh: Lakehouse, fmt: str) -> None:
+    table = _create(lh, fmt)
+    states: list[tuple[int, dt.datetime, pa.Table]] = []
+    data = None
+    for i in range(3):
+        b = events(i * 30, 30)
+        result = table.append(b, properties={"test.batch": str(i)})
+        data = b if data is None else pa.concat_tables([data, b])
+        snap = table.snapshot(result.version)
+        states.append((result.version, snap.timestamp, data))
+        time.sleep(0.01)
+    snaps = table.snapshots()
+    versions = [s.version for s in snaps]
+    assert versions == sorted(versions)
+    assert [s.is_current for s in snaps].count(True) == 1 and snaps[-1].is_current
+    assert all(a.timestamp <= b.timestamp for a, b in zip(snaps, snaps[1:], strict=False))
+    assert snaps[-1].summary.get("test.batch") == "2"
+    for version, ts, expected in states:
+        assert sorted_rows(table.scan(as_of=version)) == sorted_rows(expected)
+        assert sorted_rows(table.scan(as_of=ts)) == sorted_rows(expected)
+        assert sum(f.row_count for f in table.files(as_of=version)) == expected.num_rows
+    # a time between two commits picks the earlier one
+    between = states[0][1] + (states[1][1] - states[0][1]) / 2
+    assert table.snapshot(between).version == states[0][0]
+    if fmt == "iceberg":  # snapshot ids are accepted wherever a version is
+        sid = table.snapshot(states[1][0]).snapshot_id
+        assert sid is not None
+        assert table.scan(as_of=sid).num_rows == 60
+
+
+def test_missing_versions_are_clear_errors(lh: Lakehouse, fmt: str) -> None:
+    table = _create(lh, fmt)
+    table.append(events(0, 5))
+    with pytest.raises(VersionNotFoundError, match="no version 99"):
+        table.scan(as_of=99)
+    with pytest.raises(VersionNotFoundError, match="no version at or before"):
+        table.scan(as_of=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+    with pytest.raises(VersionNotFoundError):
+        lh.restore("sales.events", 42)
+
+
+def test_restore_equals_old_version(lh: Lakehouse, fmt: str) -> None:
+    table = _create(lh, fmt)
+    first = table.append(events(0, 40))
+    table.append(events(40, 40))
+    table.append(events(80, 40))
+    before = table.snapshots()
+    result = lh.restore("sales.events", first.version)
+    assert sorted_rows(table.scan()) == sorted_rows(events(0, 40))
+    after = table.snapshots()
+    if table.capabilities.restore_creates_version:
+        assert result.version == before[-1].version + 1
+        assert len(after) == len(before) + 1
+    else:
+        assert result.version == first.version
+        assert len(after) == len(before)
+        assert next(s for s in after if s.is_current).version == first.version
+    # the newer versions stay readable by time travel
+    assert table.scan(as_of=before[-1].version).num_rows == 120
+    # appends after a restore build on the restored state
+    table.append(events(500, 10))
+    assert table.row_count() == 50
+    jobs = lh.jobs("sales.events")
+    assert jobs[0].kind == "restore" and jobs[0].state == "committed"
+
+
+def test_schema_mismatch_writes_nothing(lh: Lakehouse, fmt: str) -> None:
+    table = _create(lh, fmt)
+    table.append(events(0, 10))
+    version = table.snapshot().version
+    good = events(10, 5)
+    bad_type = good.set_column(3, "amount", pa.array(["x"] * 5))
+    with pytest.raises(SchemaMismatchError, match="amount"):
+        table.append(bad_type)
+    with pytest.raises(SchemaMismatchError, match="required column 'ts'"):
+        table.append(good.drop_columns(["ts"]))
+    with pytest.raises(SchemaMismatchError, match="unknown column"):
+        table.append(good.append_column("extra", pa.array([1] * 5)))
+    with pytest.raises(SchemaMismatchError, match="null"):
+        table.append(good.set_column(0, pa.field("id", pa.int64()), pa.array([None] * 5, pa.int64())))
+    assert table.snapshot().version == version
+    assert table.row_count() == 10
+    # lossless casts are accepted: int32 ids, a missing nullable column, another column order
+    ok = good.set_column(0, "id", pc.cast(good["id"], pa.int32())).drop_columns(["note"]).select(
+        ["ts", "id", "country", "amount"]
+    )
+    table.append(ok)
+    assert table.row_count() == 15
+    assert table.scan(filter="id >= 10")["note"].null_count == 5
+
+
+def test_names_and_missing_tables(lh: Lakehouse, fmt: str) -> None:
+    for bad in ("events", "a.b.c", "sales.drop table", "1x.events", "sales.", "sales.é"):
+        with pytest.raises(InvalidTableNameError):
+            lh.create_table(bad, schema=EVENTS, format=fmt)
+    with pytest.raises(TableNotFoundError, match="table list"):
+        lh.table("sales.nothing")
+    _create(lh, fmt)
+    with pytest.raises(TableExistsError):
+        _create(lh, fmt)
+    with pytest.raises(InvalidSchemaError, match="not in the schema"):
+        _create(lh, fmt, name="sales.other", partitioning="day(nope)")
+    with pytest.raises(InvalidSchemaError, match="timestamp or date"):
+        _create(lh, fmt, name="sales.other", partitioning="day(country)")
+    # a failed create leaves nothing behind
+    assert [str(r.name) for r in lh.list_tables()] == ["sales.events"]
+
+
+def test_register_existing_table_by_location(make_lakehouse: Callable[..., Lakehouse], fmt: str) -> None:
+    writer = make_lakehouse("writer.db")
+    table = _create(writer, fmt)
+    table.append(events(0, 25))
+    table.append(events(25, 25))
+    location = table.location
+
+    reader = make_lakehouse("reader.db")
+    adopted = reader.register_table("adopted.events", location=location)
+    assert reader.table_record("adopted.events").format == fmt  # detected
+    assert adopted.definition.partitioning == PARTS
+    assert adopted.definition.keys == ("id",)
+    assert sorted_rows(adopted.scan()) == sorted_rows(table.scan())
+    assert [s.version for s in adopted.snapshots()] == [s.version for s in table.snapshots()]
+    with pytest.raises(TableExistsError):
+        reader.register_table("adopted.events", location=location)
+    with pytest.raises(TableNotFoundError, match="no Delta or Iceberg table"):
+        reader.register_table("adopted.nothing", location=location + "-nope")
+
+
+def test_drop_with_purge_removes_files(lh: Lakehouse, fmt: str) -> None:
+    from lakehouse.storage import list_files
+
+    table = _create(lh, fmt)
+    table.append(events(0, 10))
+    assert list_files(table.location, lh.ctx)
+    lh.drop_table("sales.events", purge=True)
+    assert list_files(table.location, lh.ctx) == []
+    with pytest.raises(TableNotFoundError):
+        lh.table("sales.events")
+    # the name can be used again
+    _create(lh, fmt).append(events(0, 3))
+    assert lh.table("sales.events").row_count() == 3
