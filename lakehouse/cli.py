@@ -268,8 +268,9 @@ def table_files(
     json_: JsonOpt = False,
 ) -> None:
     """List the live data files of a version with size, rows and partition values."""
+    when = parse_as_of(as_of) if as_of else None
     with _lh(ctx) as lh:
-        files = lh.table(name).files(as_of=parse_as_of(as_of) if as_of else None)
+        files = lh.table(name).files(as_of=when)
     if json_:
         _print_json([f.as_dict() for f in files])
         return
@@ -367,8 +368,9 @@ def query(
 
     Time travel per reference: `FROM ns.t AT (VERSION => 3)` or `AT (TIMESTAMP => '2026-01-02T00:00:00Z')`.
     """
+    pinned = _parse_as_of_options(as_of)
     with _lh(ctx) as lh:
-        result = lh.query(sql, as_of=_parse_as_of_options(as_of), max_rows=max_rows)
+        result = lh.query(sql, as_of=pinned, max_rows=max_rows)
     if json_:
         _print_json(result.as_dict())
         return

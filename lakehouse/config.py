@@ -7,7 +7,7 @@ Nested settings use ``__`` in the environment (``LAKEHOUSE_S3__ENDPOINT``) and t
 
 Example::
 
-    >>> s = load_settings(config_file=None, warehouse="/tmp/wh")
+    >>> s = load_settings(config_file=False, warehouse="/tmp/wh")
     >>> s.warehouse_uri
     '/tmp/wh'
 """
@@ -90,8 +90,12 @@ class Settings(BaseSettings):
         v = v.strip()
         if not v:
             raise ValueError("warehouse must not be empty")
-        if "://" in v and not v.startswith(("s3://", "s3a://", "file://")):
-            raise ValueError(f"unsupported warehouse scheme in {v!r}: use a directory or s3://bucket/prefix")
+        if "://" in v:
+            scheme, rest = v.split("://", 1)
+            if scheme not in ("s3", "s3a", "file"):
+                raise ValueError(f"unsupported warehouse scheme in {v!r}: use a directory or s3://bucket/prefix")
+            if scheme != "file" and not rest.strip("/"):
+                raise ValueError(f"warehouse {v!r} names no bucket: use s3://bucket/prefix")
         return v.rstrip("/") if v != "/" else v
 
     @classmethod

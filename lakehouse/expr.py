@@ -257,14 +257,13 @@ def to_arrow(e: Expr, schema: pa.Schema) -> pc.Expression:
         }[e.op]
     if isinstance(e, In):
         t = _field_type(schema, e.column)
-        # SQL semantics: NULL never matches, and NOT IN is never true for a NULL value
+        # SQL three-valued logic: NULL IN (...) is unknown, and so is a non-match when the list holds NULL
         values = pa.array([coerce(v, t, e.column) for v in e.values if v is not None], type=t)
-        expr = pc.field(e.column).isin(values)
-        if not e.negated:
-            return expr
+        unknown = pa.scalar(None, pa.bool_())
+        expr = pc.if_else(pc.field(e.column).is_null(), unknown, pc.field(e.column).isin(values))
         if any(v is None for v in e.values):
-            return pc.scalar(False)
-        return pc.field(e.column).is_valid() & ~expr
+            expr = pc.if_else(expr, pa.scalar(True), unknown)
+        return ~expr if e.negated else expr
     if isinstance(e, IsNull):
         _field_type(schema, e.column)
         expr = pc.field(e.column).is_null()

@@ -135,7 +135,7 @@ class SqlEngine:
                 cols = ", ".join(_quote(c) for c in table.schema.names)
                 cursor.execute(f"CREATE TEMP VIEW {_quote(view)} AS SELECT {cols} FROM {table.sql_source(snapshot)}")
             try:
-                reader = cursor.execute(rewritten).fetch_record_batch(min(limit + 1, 100_000))
+                reader = cursor.execute(rewritten).to_arrow_reader(min(limit + 1, 100_000))
                 batches: list[pa.RecordBatch] = []
                 rows = 0
                 for batch in reader:

@@ -184,9 +184,7 @@ class DeltaAdapter(LakehouseTable):
     def exists_at(cls, location: str, *, ctx: StorageContext) -> bool:
         # Listing _delta_log ourselves: delta-rs's is_deltatable() stalls on some S3 servers (moto).
         log = f"{location.rstrip('/')}/_delta_log"
-        return any(
-            f.path.endswith((".json", ".checkpoint.parquet")) for f in list_files(log, ctx, recursive=False)
-        )
+        return any(f.path.endswith((".json", ".checkpoint.parquet")) for f in list_files(log, ctx, recursive=False))
 
     def drop(self, *, purge: bool = False) -> None:
         if purge:

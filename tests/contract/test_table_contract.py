@@ -27,9 +27,7 @@ PARTS = parse_partitioning("day(ts), country")
 
 
 def _create(lh: Lakehouse, fmt: str, name: str = "sales.events", partitioning: str = "day(ts), country"):
-    return lh.create_table(
-        name, schema=EVENTS, format=fmt, partitioning=parse_partitioning(partitioning), keys=["id"]
-    )
+    return lh.create_table(name, schema=EVENTS, format=fmt, partitioning=parse_partitioning(partitioning), keys=["id"])
 
 
 def test_create_round_trips_definition(lh: Lakehouse, fmt: str) -> None:
@@ -57,7 +55,12 @@ def test_time_transforms_partition_files(lh: Lakehouse, fmt: str, transform: str
     assert sum(f.row_count for f in files) == 40
     name = f"ts_{transform}"
     assert all(name in f.partition for f in files)
-    expected = {"year": 1, "month": 1, "day": 3, "hour": len(set(pc.floor_temporal(data["ts"], unit="hour").to_pylist()))}
+    expected = {
+        "year": 1,
+        "month": 1,
+        "day": 3,
+        "hour": len(set(pc.floor_temporal(data["ts"], unit="hour").to_pylist())),
+    }
     assert len({str(f.partition[name]) for f in files}) == expected[transform]
     assert sorted_rows(table.scan()) == sorted_rows(data)
 
@@ -197,8 +200,10 @@ def test_schema_mismatch_writes_nothing(lh: Lakehouse, fmt: str) -> None:
     assert table.snapshot().version == version
     assert table.row_count() == 10
     # lossless casts are accepted: int32 ids, a missing nullable column, another column order
-    ok = good.set_column(0, "id", pc.cast(good["id"], pa.int32())).drop_columns(["note"]).select(
-        ["ts", "id", "country", "amount"]
+    ok = (
+        good.set_column(0, "id", pc.cast(good["id"], pa.int32()))
+        .drop_columns(["note"])
+        .select(["ts", "id", "country", "amount"])
     )
     table.append(ok)
     assert table.row_count() == 15

@@ -1,0 +1,176 @@
+"""The real `lakehouse` console script, run as a subprocess in a temporary working directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakehouse.config import load_settings
+from lakehouse.core import Lakehouse
+from tests.conftest import events
+
+EXE = shutil.which("lakehouse", path=os.path.dirname(sys.executable)) or "lakehouse"
+
+
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    proc = subprocess.run([EXE, *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=120, check=False)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def run_json(*args: str, **kw: Any) -> Any:
+    return json.loads(run(*args, "--json", **kw).stdout)
+
+
+def test_table_lifecycle_through_the_cli(tmp_path: Path) -> None:
+    wh = str(tmp_path / "wh")
+    info = run_json("-w", wh, "init")
+    assert info["warehouse"] == wh and Path(wh, "_catalog.db").exists()
+    run(
+        "-w",
+        wh,
+        "table",
+        "create",
+        "sales.orders",
+        "--format",
+        "iceberg",
+        "--schema",
+        "id:int64 not null, ts:timestamp not null, country:string, amount:float64, note:string",
+        "--partition-by",
+        "day(ts), country",
+        "--keys",
+        "id",
+    )
+    run(
+        "-w",
+        wh,
+        "table",
+        "create",
+        "sales.orders_d",
+        "-f",
+        "delta",
+        "-s",
+        "id:int64 not null, ts:timestamp not null, country:string, amount:float64, note:string",
+        "-p",
+        "day(ts)",
+    )
+    listed = run_json("-w", wh, "table", "list")
+    assert [(t["name"], t["format"]) for t in listed] == [("sales.orders", "iceberg"), ("sales.orders_d", "delta")]
+    assert listed[0]["partitioning"] == ["day(ts)", "country"] and listed[0]["keys"] == ["id"]
+
+    # data arrives through the library (ingestion is its own command)
+    with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
+        for name in ("sales.orders", "sales.orders_d"):
+            for i in range(3):
+                lh.append(name, events(i * 10, 10))
+
+    show = run_json("-w", wh, "table", "show", "sales.orders")
+    assert show["rows"] == 30 and show["versions"] == 3 and show["files"] >= 3 and show["partitions"] >= 3
+    assert show["capabilities"]["hidden_partitioning"] is True
+    history = run_json("-w", wh, "table", "history", "sales.orders_d")
+    assert [h["version"] for h in history] == [0, 1, 2, 3] and history[-1]["is_current"]
+    files = run_json("-w", wh, "table", "files", "sales.orders", "--as-of", "1")
+    assert sum(f["row_count"] for f in files) == 10 and all("ts_day" in f["partition"] for f in files)
+
+    q = run_json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders", "--as-of", "sales.orders=2")
+    assert q["rows"] == [{"n": 20}]
+    q = run_json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders_d AT (VERSION => 1)")
+    assert q["rows"] == [{"n": 10}]
+    human = run("-w", wh, "query", "SELECT country, count(*) AS n FROM sales.orders GROUP BY 1 ORDER BY 1").stdout
+    assert "country" in human and "4 row(s)" in human
+
+    plan = run_json("-w", wh, "table", "restore", "sales.orders_d", "1", "--dry-run")
+    assert plan == {"table": "sales.orders_d", "target_version": 1, "rows_now": 30, "rows_after": 10}
+    restored = run_json("-w", wh, "table", "restore", "sales.orders_d", "1")
+    assert restored["operation"] == "restore" and restored["version"] == 4
+    assert run_json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders_d")["rows"] == [{"n": 10}]
+    jobs = run_json("-w", wh, "jobs")
+    assert [(j["kind"], j["state"], j["table_name"]) for j in jobs] == [("restore", "committed", "sales.orders_d")]
+
+    run("-w", wh, "table", "drop", "sales.orders", "--purge", "--yes")
+    assert [t["name"] for t in run_json("-w", wh, "table", "list")] == ["sales.orders_d"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["table", "show", "nope.nope"], "no table nope.nope in the catalog"),
+        (["table", "show", "nonamespace"], "invalid table name"),
+        (["table", "create", "a.b", "--schema", "id:uint128"], "unknown type 'uint128'"),
+        (["table", "create", "a.b", "--schema", "id:int64", "--format", "hudi"], "unknown table format 'hudi'"),
+        (
+            ["table", "create", "a.b", "--schema", "id:int64", "--partition-by", "week(id)"],
+            "unknown partition transform",
+        ),
+        (["query", "SELEC 1"], "cannot parse SQL"),
+        (["query", "SELECT 1", "--as-of", "x"], "must be NAME=VERSION"),
+        (["table", "drop", "a.b", "--purge"], "add --yes"),
+        (["table", "files", "a.b", "--as-of", "yesterday"], "invalid version or timestamp"),
+        (["table", "register", "a.b", "/nonexistent/place"], "no Delta or Iceberg table"),
+    ],
+)
+def test_errors_are_one_line_and_non_zero(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = run("-w", str(tmp_path / "wh"), *args, ok=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    proc = run("table", "create", ok=False, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Missing argument" in proc.stderr
+
+
+def test_help_everywhere() -> None:
+    for args in (
+        ["--help"],
+        ["table", "--help"],
+        ["table", "create", "--help"],
+        ["query", "--help"],
+        ["demo", "--help"],
+    ):
+        out = run(*args).stdout
+        assert "Usage:" in out
+    assert "AT (VERSION => 3)" in run("query", "--help").stdout
+
+
+def test_settings_precedence_file_env_argument(tmp_path: Path) -> None:
+    (tmp_path / "lakehouse.toml").write_text(f'warehouse = "{tmp_path / "from_file"}"\n')
+    assert run_json("init", cwd=tmp_path)["warehouse"] == str(tmp_path / "from_file")
+    env = {"LAKEHOUSE_WAREHOUSE": str(tmp_path / "from_env")}
+    assert run_json("init", cwd=tmp_path, env=env)["warehouse"] == str(tmp_path / "from_env")
+    assert run_json("-w", str(tmp_path / "from_arg"), "init", cwd=tmp_path, env=env)["warehouse"] == str(
+        tmp_path / "from_arg"
+    )
+    other = tmp_path / "other.toml"
+    other.write_text('warehouse = "s3://"\n')
+    proc = run("--config", str(other), "init", cwd=tmp_path, ok=False)
+    assert proc.returncode == 1 and "invalid settings" in proc.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_again(tmp_path: Path) -> None:
+    for _ in range(2):  # a second run starts over
+        out = run("demo", "--batches", "3", "--rows", "40", cwd=tmp_path).stdout
+        assert "demo.events_delta" in out and "demo.events_iceberg" in out
+        assert "now: 120 rows in Delta, 120 in Iceberg" in out
+        assert "time travel" in out
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "warehouse"))) as lh:
+        assert sorted(str(r.name) for r in lh.list_tables()) == ["demo.events_delta", "demo.events_iceberg"]
+        for name in ("demo.events_delta", "demo.events_iceberg"):
+            rows = lh.table(name).scan(columns=["event_id"])["event_id"].to_pylist()
+            assert sorted(rows) == list(range(120))

@@ -1,0 +1,150 @@
+"""Settings precedence and the credentials model's renderings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakehouse.config import load_settings
+from lakehouse.credentials import S3Credentials
+from lakehouse.errors import ConfigError
+
+
+def test_defaults(tmp_path: Path) -> None:
+    s = load_settings()
+    assert s.warehouse == "warehouse"
+    assert s.warehouse_uri == str(Path.cwd() / "warehouse")
+    assert s.resolved_catalog_url == f"sqlite:///{Path.cwd() / 'warehouse' / '_catalog.db'}"
+    assert s.default_format == "delta" and not s.is_s3
+
+
+def test_precedence_defaults_toml_env_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Path("lakehouse.toml").write_text(
+        'warehouse = "s3://from-file/wh"\ndefault_format = "iceberg"\n[s3]\nendpoint = "http://file:9000"\nregion = "eu-west-1"\n'
+        "[query]\nmax_rows = 5\n"
+    )
+    s = load_settings()
+    assert (s.warehouse, s.default_format, s.s3.endpoint, s.s3.region, s.query.max_rows) == (
+        "s3://from-file/wh",
+        "iceberg",
+        "http://file:9000",
+        "eu-west-1",
+        5,
+    )
+    assert s.resolved_catalog_url.endswith(".lakehouse/catalog.db")
+    monkeypatch.setenv("LAKEHOUSE_WAREHOUSE", "s3://from-env/wh")
+    monkeypatch.setenv("LAKEHOUSE_S3__ENDPOINT", "http://env:9000")
+    s = load_settings()
+    assert (s.warehouse, s.s3.endpoint, s.s3.region, s.default_format) == (
+        "s3://from-env/wh",
+        "http://env:9000",
+        "eu-west-1",
+        "iceberg",
+    )
+    s = load_settings(warehouse="/tmp/from-arg", default_format=None)
+    assert s.warehouse == "/tmp/from-arg" and s.default_format == "iceberg"
+    assert load_settings(config_file=False).default_format == "delta"
+
+
+def test_named_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "x.toml"
+    cfg.write_text('warehouse = "/data/wh"\n')
+    assert load_settings(config_file=cfg).warehouse == "/data/wh"
+    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(cfg))
+    assert load_settings().warehouse == "/data/wh"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(config_file=tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"warehouse": "gs://bucket/x"}, "unsupported warehouse scheme"),
+        ({"warehouse": "s3://"}, "names no bucket"),
+        ({"default_format": "hudi"}, "default_format"),
+        ({"query": {"max_rows": 0}}, "query.max_rows"),
+        ({"nonsense": 1}, "nonsense"),
+    ],
+)
+def test_invalid_settings(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config_file=False, **overrides)
+
+
+def test_aws_variables_are_honoured_and_settings_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "env-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
+    c = S3Credentials.from_settings(load_settings(config_file=False).s3)
+    assert (c.access_key_id, c.secret_access_key, c.region, c.endpoint_url, c.path_style) == (
+        "env-key",
+        "env-secret",
+        "ap-south-1",
+        "http://127.0.0.1:9000",
+        True,
+    )
+    s = load_settings(config_file=False, s3={"access_key_id": "mine", "region": "eu-central-1", "path_style": False})
+    c = S3Credentials.from_settings(s.s3)
+    assert (c.access_key_id, c.secret_access_key, c.region, c.path_style) == (
+        "mine",
+        "env-secret",
+        "eu-central-1",
+        False,
+    )
+    assert "mine" not in repr(c) and "env-secret" not in repr(c)
+
+
+def test_bad_endpoint_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="must be a URL"):
+        S3Credentials.from_settings(load_settings(config_file=False, s3={"endpoint": "localhost:9000"}).s3)
+
+
+def test_renderings_agree() -> None:
+    c = S3Credentials(
+        endpoint_url="http://127.0.0.1:9000",
+        region="us-east-1",
+        access_key_id="k",
+        secret_access_key="s'x",
+        session_token="t",
+        path_style=True,
+    )
+    assert c.delta_storage_options() == {
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s'x",
+        "AWS_SESSION_TOKEN": "t",
+    }
+    assert c.pyiceberg_properties() == {
+        "s3.region": "us-east-1",
+        "s3.endpoint": "http://127.0.0.1:9000",
+        "s3.force-virtual-addressing": "false",
+        "s3.access-key-id": "k",
+        "s3.secret-access-key": "s'x",
+        "s3.session-token": "t",
+    }
+    sql = c.duckdb_secret_sql("x")
+    assert "ENDPOINT '127.0.0.1:9000'" in sql and "USE_SSL false" in sql and "SECRET 's''x'" in sql
+    assert "URL_STYLE 'path'" in sql
+    kw = c.boto3_client_kwargs()
+    assert kw["endpoint_url"] == "http://127.0.0.1:9000" and kw["aws_secret_access_key"] == "s'x"
+    assert kw["config"].s3 == {"addressing_style": "path"}
+    aws = S3Credentials(region="eu-west-1")
+    assert "AWS_ENDPOINT_URL" not in aws.delta_storage_options()
+    assert "PROVIDER credential_chain" in aws.duckdb_secret_sql() and "USE_SSL" not in aws.duckdb_secret_sql()
+
+
+def test_duckdb_secret_is_accepted_by_duckdb() -> None:
+    import duckdb
+
+    from lakehouse.sql import extension_path
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con.execute(f"LOAD '{extension_path('httpfs')}'")
+    c = S3Credentials(endpoint_url="http://127.0.0.1:9000", access_key_id="k", secret_access_key="s", path_style=True)
+    con.execute(c.duckdb_secret_sql("probe"))
+    assert con.sql("SELECT name, type FROM duckdb_secrets()").fetchall() == [("probe", "s3")]

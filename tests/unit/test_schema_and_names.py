@@ -1,0 +1,76 @@
+"""Schema specs, partition specs, table names, and conforming data to a schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.errors import InvalidInputError, InvalidSchemaError, InvalidTableNameError, SchemaMismatchError
+from lakehouse.schema import PartitionField, conform, parse_partitioning, parse_schema, validate_partitioning
+from lakehouse.tables.base import TableName, parse_as_of
+
+
+def test_parse_schema() -> None:
+    s = parse_schema("id:int64 not null, ts:timestamp, price:decimal(10, 2), ok:bool, d:date, raw:binary")
+    assert s.field("id").nullable is False and s.field("ts").type == pa.timestamp("us", tz="UTC")
+    assert s.field("price").type == pa.decimal128(10, 2)
+    for bad, msg in [
+        ("id", "no type"),
+        ("id:int64, id:string", "twice"),
+        ("1d:int64", "invalid column"),
+        ("x:decimal(40,2)", "out of range"),
+        ("", "no columns"),
+    ]:
+        with pytest.raises(InvalidSchemaError, match=msg):
+            parse_schema(bad)
+
+
+def test_parse_and_validate_partitioning() -> None:
+    schema = parse_schema("ts:timestamp, d:date, c:string, f:float64")
+    assert parse_partitioning("hour(ts), month(d), c") == (
+        PartitionField("ts", "hour"),
+        PartitionField("d", "month"),
+        PartitionField("c"),
+    )
+    validate_partitioning(schema, parse_partitioning("hour(ts), month(d), c"))
+    for spec, msg in [
+        ("day(c)", "timestamp or date"),
+        ("hour(d)", "needs a timestamp"),
+        ("f", "cannot partition"),
+        ("x", "not in the schema"),
+        ("c, c", "twice"),
+    ]:
+        with pytest.raises(InvalidSchemaError, match=msg):
+            validate_partitioning(schema, parse_partitioning(spec))
+    with pytest.raises(InvalidSchemaError, match="unknown partition transform"):
+        parse_partitioning("bucket(c)")
+
+
+def test_table_names() -> None:
+    assert str(TableName.parse(" Sales.Orders ")) == "sales.orders"
+    for bad in ["orders", "a.b.c", "a.", ".b", "a b.c", "a.b-c", "a." + "x" * 64, "ä.b"]:
+        with pytest.raises(InvalidTableNameError):
+            TableName.parse(bad)
+
+
+def test_parse_as_of() -> None:
+    assert parse_as_of("12") == 12
+    assert parse_as_of("2026-01-01") == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert parse_as_of("2026-01-01T10:00:00Z") == dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)
+    with pytest.raises(InvalidInputError):
+        parse_as_of("last week")
+
+
+def test_conform_casts_losslessly_or_refuses() -> None:
+    schema = parse_schema("id:int32 not null, ts:timestamp, name:string")
+    ok = conform(pa.table({"name": ["a"], "id": pa.array([1], pa.int64())}), schema)
+    assert ok.schema.equals(schema) and ok["ts"].null_count == 1
+    naive_ms = pa.table({"id": [1], "ts": pa.array([dt.datetime(2026, 1, 1)], pa.timestamp("ms"))})
+    with pytest.raises(SchemaMismatchError, match="'ts' is timestamp_ntz"):
+        conform(naive_ms, schema)
+    with pytest.raises(SchemaMismatchError, match="cannot be cast"):
+        conform(pa.table({"id": pa.array([2**40], pa.int64())}), schema)
+    with pytest.raises(SchemaMismatchError, match="unknown column.*required column 'id'"):
+        conform(pa.table({"x": [1]}), schema)
