@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections.abc import Callable
 
@@ -132,7 +133,7 @@ def test_snapshots_and_time_travel(lh: Lakehouse, fmt: str) -> None:
     versions = [s.version for s in snaps]
     assert versions == sorted(versions)
     assert [s.is_current for s in snaps].count(True) == 1 and snaps[-1].is_current
-    assert all(a.timestamp <= b.timestamp for a, b in zip(snaps, snaps[1:], strict=False))
+    assert all(a.timestamp <= b.timestamp for a, b in itertools.pairwise(snaps))
     assert snaps[-1].summary.get("test.batch") == "2"
     for version, ts, expected in states:
         assert sorted_rows(table.scan(as_of=version)) == sorted_rows(expected)

@@ -21,7 +21,8 @@ def test_defaults(tmp_path: Path) -> None:
 
 def test_precedence_defaults_toml_env_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     Path("lakehouse.toml").write_text(
-        'warehouse = "s3://from-file/wh"\ndefault_format = "iceberg"\n[s3]\nendpoint = "http://file:9000"\nregion = "eu-west-1"\n'
+        'warehouse = "s3://from-file/wh"\ndefault_format = "iceberg"\n'
+        '[s3]\nendpoint = "http://file:9000"\nregion = "eu-west-1"\n'
         "[query]\nmax_rows = 5\n"
     )
     s = load_settings()
