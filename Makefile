@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck clean
+.PHONY: install system-deps demo test lint typecheck clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,10 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+## System packages for the tests (PostgreSQL server); installs with apt-get when run as root.
+system-deps:
+	bash scripts/install-system-deps.sh
 
 ## Run the end-to-end demo on a local warehouse directory (./warehouse).
 demo: install
@@ -25,7 +29,7 @@ typecheck: install
 	$(BIN)/mypy
 
 ## Install everything and run the whole test suite (what CI runs).
-test: install
+test: install system-deps
 	$(BIN)/ruff check lakehouse tests
 	$(BIN)/mypy
 	$(BIN)/pytest

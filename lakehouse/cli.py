@@ -30,7 +30,8 @@ app = typer.Typer(
 table_app = typer.Typer(help="Create, inspect, register and restore tables.", no_args_is_help=True)
 app.add_typer(table_app, name="table")
 
-out = Console(soft_wrap=True)
+# piped output gets a wide fixed width so tables are not squeezed to 80 columns
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
