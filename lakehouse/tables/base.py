@@ -298,17 +298,39 @@ class LakehouseTable(ABC):
 
     # ---- data ----------------------------------------------------------------------------------------
 
-    def append(self, data: pa.Table | pa.RecordBatch, *, properties: Mapping[str, str] | None = None) -> CommitResult:
+    def append(
+        self,
+        data: pa.Table | pa.RecordBatch,
+        *,
+        properties: Mapping[str, str] | None = None,
+        checkpoints: Mapping[str, int] | None = None,
+    ) -> CommitResult:
         """Append rows in one atomic commit.
 
         ``data`` is conformed to the table schema first (lossless casts only), so a mismatch raises
         :class:`SchemaMismatchError` before anything is written.
+
+        Args:
+            properties: key/values recorded with the commit (Delta commit info, Iceberg snapshot summary).
+            checkpoints: source positions committed atomically with the rows (Delta application
+                transactions, Iceberg table properties), read back with :meth:`checkpoint`. This is what
+                makes ingestion exactly-once.
         """
         table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
-        return self._append(conform(table, self.schema), properties=dict(properties or {}))
+        return self._append(
+            conform(table, self.schema), properties=dict(properties or {}), checkpoints=dict(checkpoints or {})
+        )
 
     @abstractmethod
-    def _append(self, data: pa.Table, *, properties: dict[str, str]) -> CommitResult: ...
+    def _append(self, data: pa.Table, *, properties: dict[str, str], checkpoints: dict[str, int]) -> CommitResult: ...
+
+    @abstractmethod
+    def checkpoint(self, source: str) -> int | None:
+        """The last position committed for ``source`` with :meth:`append` (None when never)."""
+
+    @abstractmethod
+    def add_columns(self, fields: Sequence[pa.Field]) -> None:
+        """Add nullable columns (schema evolution); existing rows read them as NULL."""
 
     def scan(
         self,

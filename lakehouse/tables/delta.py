@@ -9,6 +9,7 @@ Key columns are marked with the column metadata ``lakehouse.key`` (Delta rejects
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Self
 
 import pyarrow as pa
@@ -40,7 +41,7 @@ from lakehouse.tables.base import (
 )
 
 try:
-    from deltalake import CommitProperties, DeltaTable, Field, Schema, write_deltalake
+    from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction, write_deltalake
     from deltalake.exceptions import CommitFailedError, DeltaError, DeltaProtocolError
     from deltalake.exceptions import SchemaMismatchError as DeltaSchemaMismatchError
     from deltalake.exceptions import TableNotFoundError as DeltaTableNotFoundError
@@ -264,14 +265,17 @@ class DeltaAdapter(LakehouseTable):
 
     # ---- data ----------------------------------------------------------------------------------------
 
-    def _append(self, data: pa.Table, *, properties: dict[str, str]) -> CommitResult:
+    def _append(self, data: pa.Table, *, properties: dict[str, str], checkpoints: dict[str, int]) -> CommitResult:
+        txns = [Transaction(app_id=source, version=int(position)) for source, position in checkpoints.items()]
         try:
             write_deltalake(
                 self._dt,
                 data,
                 mode="append",
                 commit_properties=CommitProperties(
-                    custom_metadata=properties or None, max_commit_retries=MAX_COMMIT_RETRIES
+                    custom_metadata=properties or None,
+                    max_commit_retries=MAX_COMMIT_RETRIES,
+                    app_transactions=txns or None,
                 ),
             )
         except (DeltaError, OSError) as e:
@@ -283,6 +287,21 @@ class DeltaAdapter(LakehouseTable):
             rows_added=data.num_rows,
             files_added=int(metrics.get("num_added_files", 0)),
         )
+
+    def checkpoint(self, source: str) -> int | None:
+        self._dt.update_incremental()
+        version = self._dt.transaction_version(source)
+        return int(version) if version is not None else None
+
+    def add_columns(self, fields: Sequence[pa.Field]) -> None:
+        if not fields:
+            return
+        delta_fields = list(Schema.from_arrow(pa.schema([f.with_nullable(True) for f in fields])).fields)
+        try:
+            self._dt.alter.add_columns(delta_fields)
+        except (DeltaError, OSError) as e:
+            raise _translate(e, f"cannot add columns to {self.name}") from e
+        self._dt.update_incremental()
 
     def _scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table:
         table = self._at(snapshot.version if snapshot else None)

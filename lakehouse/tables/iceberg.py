@@ -13,7 +13,7 @@ import functools
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Self, TypeVar
 
 import pyarrow as pa
@@ -67,6 +67,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise DependencyMissingError("the Iceberg adapter needs pyiceberg", hint="pip install 'lakehouse[iceberg]'") from e
 
 KEYS_PROPERTY = "lakehouse.keys"
+CHECKPOINT_PREFIX = "lakehouse.checkpoint."
 MAX_COMMIT_RETRIES = 15
 DEFAULT_PROPERTIES = {
     # old metadata.json files are not needed for time travel (snapshots live in the current one)
@@ -235,7 +236,7 @@ class IcebergAdapter(LakehouseTable):
             source = iceberg_schema.find_column_name(pf.source_id)
             transform = _transform_name(pf.transform)
             parts.append(PartitionField(str(source), transform))  # type: ignore[arg-type]
-        props = dict(self._table.properties)
+        props = {k: v for k, v in self._table.properties.items() if not k.startswith(CHECKPOINT_PREFIX)}
         keys = tuple(k for k in props.pop(KEYS_PROPERTY, "").split(",") if k)
         return TableDefinition(schema=schema, partitioning=tuple(parts), keys=keys, properties=props)
 
@@ -266,8 +267,10 @@ class IcebergAdapter(LakehouseTable):
 
     def files(self, *, as_of: AsOf | None = None) -> list[DataFile]:
         snap = self.snapshot(as_of) if as_of is not None else None
-        if snap is None and self._table.current_snapshot() is None:
-            return []
+        if snap is None:
+            self._table.refresh()
+            if self._table.current_snapshot() is None:
+                return []
         specs = self._table.specs()
         schema = self._table.schema()
         out: list[DataFile] = []
@@ -299,10 +302,17 @@ class IcebergAdapter(LakehouseTable):
 
     # ---- data ----------------------------------------------------------------------------------------
 
-    def _append(self, data: pa.Table, *, properties: dict[str, str]) -> CommitResult:
+    def _append(self, data: pa.Table, *, properties: dict[str, str], checkpoints: dict[str, int]) -> CommitResult:
+        marks = {CHECKPOINT_PREFIX + source: str(int(position)) for source, position in checkpoints.items()}
+
         def commit() -> None:
             self._table.refresh()
-            self._table.append(data, snapshot_properties=properties)
+            # one metadata commit: the rows, and the checkpoints as table properties (they survive snapshot
+            # expiry, unlike snapshot summaries, which also carry them for the record)
+            with self._table.transaction() as tx:
+                if marks:
+                    tx.set_properties(marks)
+                tx.append(data, snapshot_properties={**properties, **marks})
 
         try:
             _retry_commit(f"append to {self.name}", commit)
@@ -313,6 +323,23 @@ class IcebergAdapter(LakehouseTable):
         version = next(s.version for s in self.snapshots() if s.snapshot_id == snap.snapshot_id)
         added = int((snap.summary.additional_properties if snap.summary else {}).get("added-data-files", 0))
         return CommitResult(version=version, snapshot_id=snap.snapshot_id, rows_added=data.num_rows, files_added=added)
+
+    def checkpoint(self, source: str) -> int | None:
+        self._table.refresh()
+        value = self._table.properties.get(CHECKPOINT_PREFIX + source)
+        return int(value) if value is not None else None
+
+    def add_columns(self, fields: Sequence[pa.Field]) -> None:
+        if not fields:
+            return
+
+        def commit() -> None:
+            self._table.refresh()
+            with self._table.update_schema() as update:
+                for f in fields:
+                    update.add_column(f.name, _iceberg_type(f.type))
+
+        _retry_commit(f"adding columns to {self.name}", commit)
 
     def _scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table:
         self._table.refresh()
@@ -362,6 +389,13 @@ def _normalise_type(t: pa.DataType) -> pa.DataType:
     if pa.types.is_timestamp(t) and t.tz is not None:
         return pa.timestamp("us", tz="UTC")
     return t
+
+
+def _iceberg_type(t: pa.DataType) -> Any:
+    """The Iceberg type of an Arrow type (via pyiceberg's own conversion)."""
+    from pyiceberg.io.pyarrow import _ConvertToIcebergWithoutIDs, visit_pyarrow
+
+    return visit_pyarrow(t, _ConvertToIcebergWithoutIDs())
 
 
 def _transform_name(t: Transform[Any, Any]) -> str:

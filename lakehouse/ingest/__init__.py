@@ -1,0 +1,1 @@
+"""Ingestion: sources (Kafka, files, HTTP records) -> parsing with a quarantine -> exactly-once micro-batches."""

@@ -1,0 +1,325 @@
+"""Turning raw records into Arrow rows of a table's schema, or into quarantine entries with a reason.
+
+Columns are converted vectorised first (pyarrow, C speed); only a column that fails falls back to per-value
+coercion, which finds the offending rows. Coercions are lossless only: ints from integral strings or floats,
+floats from ints or numeric strings, ISO-8601 timestamps with any zone normalised to UTC (a timestamp without
+a zone is taken as UTC), dates from ISO dates, booleans from true/false/1/0. Everything else is an error
+naming the field.
+
+    >>> import pyarrow as pa
+    >>> p = RecordParser(pa.schema([("id", pa.int64()), ("ts", pa.timestamp("us", tz="UTC"))]))
+    >>> r = p.parse([RawRecord(b'{"id": "7", "ts": "2026-01-01T01:00:00+01:00"}', "s", 0),
+    ...              RawRecord(b'{"id": "x"}', "s", 1)])
+    >>> r.good.to_pylist()[0]["id"], r.bad[0].error
+    (7, "field 'id': 'x' is not an integer")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse.schema import type_name
+
+NewFields = Literal["ignore", "add"]
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One record as it came from a source, with where it came from."""
+
+    payload: bytes | str | Mapping[str, Any]
+    source: str
+    """Checkpoint key of the source stream, e.g. ``kafka:events:0`` or ``file:/data/x.ndjson``."""
+    position: int
+    """Offset (Kafka) or record number (file) within the source."""
+
+    def raw_text(self) -> str:
+        if isinstance(self.payload, bytes):
+            return self.payload.decode("utf-8", errors="replace")
+        if isinstance(self.payload, str):
+            return self.payload
+        return orjson.dumps(self.payload, default=str).decode()
+
+    def size(self) -> int:
+        return len(self.payload) if isinstance(self.payload, bytes | str) else 64 * max(1, len(self.payload))
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    record: RawRecord
+    error: str
+
+
+@dataclass
+class ParseResult:
+    good: pa.Table
+    good_positions: list[tuple[str, int]]
+    bad: list[BadRecord]
+    new_fields: list[pa.Field] = field(default_factory=list)
+
+
+class _Reject(ValueError):
+    pass
+
+
+def _decode(record: RawRecord) -> dict[str, Any]:
+    payload = record.payload
+    if isinstance(payload, Mapping):
+        return dict(payload)
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        raise _Reject(f"not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise _Reject(f"a record must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _to_int(v: Any) -> int:
+    if isinstance(v, bool):
+        raise _Reject(f"{v!r} is a boolean, not an integer")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        if v.is_integer():
+            return int(v)
+        raise _Reject(f"{v!r} is not an integer")
+    if isinstance(v, str):
+        s = v.strip()
+        try:
+            return int(s)
+        except ValueError:
+            try:
+                f = float(s)
+            except ValueError:
+                raise _Reject(f"{v!r} is not an integer") from None
+            if f.is_integer() and not math.isinf(f):
+                return int(f)
+            raise _Reject(f"{v!r} is not an integer") from None
+    raise _Reject(f"{v!r} is not an integer")
+
+
+def _to_float(v: Any) -> float:
+    if isinstance(v, bool):
+        raise _Reject(f"{v!r} is a boolean, not a number")
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v.strip())
+        except ValueError:
+            raise _Reject(f"{v!r} is not a number") from None
+    raise _Reject(f"{v!r} is not a number")
+
+
+def _to_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.strip().lower() in ("true", "false", "1", "0", "t", "f", "yes", "no"):
+        return v.strip().lower() in ("true", "1", "t", "yes")
+    raise _Reject(f"{v!r} is not a boolean")
+
+
+def _to_timestamp(v: Any, tz: str | None) -> dt.datetime:
+    if isinstance(v, dt.datetime):
+        t = v
+    elif isinstance(v, str):
+        try:
+            t = dt.datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise _Reject(f"{v!r} is not an ISO-8601 timestamp") from None
+    else:
+        raise _Reject(f"{v!r} is not an ISO-8601 timestamp string")
+    if tz is None:
+        return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+
+
+def _to_date(v: Any) -> dt.date:
+    if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+        return v
+    if isinstance(v, str):
+        try:
+            return dt.date.fromisoformat(v.strip())
+        except ValueError:
+            raise _Reject(f"{v!r} is not an ISO-8601 date") from None
+    raise _Reject(f"{v!r} is not an ISO-8601 date string")
+
+
+def _to_str(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool | int | float):
+        return orjson.dumps(v).decode()
+    raise _Reject(f"{type(v).__name__} value is not a string")
+
+
+def _to_decimal(v: Any, t: pa.Decimal128Type) -> Decimal:
+    if isinstance(v, bool):
+        raise _Reject(f"{v!r} is not a decimal")
+    try:
+        d = Decimal(str(v).strip())
+    except InvalidOperation:
+        raise _Reject(f"{v!r} is not a decimal") from None
+    if d != d.quantize(Decimal(1).scaleb(-t.scale)):
+        raise _Reject(f"{v!r} has more than {t.scale} decimal places")
+    return d
+
+
+def coerce_value(v: Any, t: pa.DataType) -> Any:
+    """Coerce one JSON value to a Python value of Arrow type ``t`` (lossless only)."""
+    if pa.types.is_integer(t):
+        i = _to_int(v)
+        info = (t.bit_width, pa.types.is_signed_integer(t))
+        lo, hi = (-(2 ** (info[0] - 1)), 2 ** (info[0] - 1) - 1) if info[1] else (0, 2 ** info[0] - 1)
+        if not lo <= i <= hi:
+            raise _Reject(f"{v!r} does not fit {type_name(t)}")
+        return i
+    if pa.types.is_floating(t):
+        return _to_float(v)
+    if pa.types.is_boolean(t):
+        return _to_bool(v)
+    if pa.types.is_timestamp(t):
+        return _to_timestamp(v, t.tz)
+    if pa.types.is_date(t):
+        return _to_date(v)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return _to_str(v)
+    if pa.types.is_decimal(t):
+        return _to_decimal(v, t)
+    if pa.types.is_binary(t):
+        if isinstance(v, str):
+            return v.encode()
+        raise _Reject("binary values must be strings")
+    return pa.scalar(v, type=t).as_py()
+
+
+def infer_type(values: Sequence[Any]) -> pa.DataType:
+    """The Arrow type for a new column from its JSON values (strings for anything mixed)."""
+    present = [v for v in values if v is not None]
+    try:
+        t = pa.array(present).type if present else pa.string()
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.string()
+    if pa.types.is_null(t) or pa.types.is_nested(t):
+        return pa.string()
+    if pa.types.is_integer(t):
+        return pa.int64()
+    if pa.types.is_floating(t):
+        return pa.float64()
+    if pa.types.is_boolean(t):
+        return pa.bool_()
+    return pa.string()
+
+
+class RecordParser:
+    """Parses raw records against a schema; unknown fields are ignored or proposed as new columns."""
+
+    def __init__(self, schema: pa.Schema, *, new_fields: NewFields = "ignore") -> None:
+        self.schema = schema
+        self.new_fields = new_fields
+
+    def parse(self, records: Sequence[RawRecord]) -> ParseResult:
+        dicts: list[dict[str, Any] | None] = []
+        errors: dict[int, str] = {}
+        for i, r in enumerate(records):
+            try:
+                dicts.append(_decode(r))
+            except _Reject as e:
+                dicts.append(None)
+                errors[i] = str(e)
+        known = set(self.schema.names)
+        new: list[pa.Field] = []
+        if self.new_fields == "add":
+            extra: dict[str, list[Any]] = {}
+            for d in dicts:
+                if d:
+                    for k in d:
+                        if k not in known and k not in extra:
+                            extra[k] = []
+            for name in extra:
+                if not _valid_name(name):
+                    continue
+                values = [d.get(name) for d in dicts if d]
+                new.append(pa.field(name, infer_type(values), nullable=True))
+        schema = pa.schema(list(self.schema) + new)
+
+        columns: list[pa.Array] = []
+        for f in schema:
+            values = [d.get(f.name) if d is not None else None for d in dicts]
+            columns.append(self._column(f, values, errors))
+        keep = [i not in errors for i in range(len(records))]
+        table = pa.Table.from_arrays(columns, schema=schema).filter(pa.array(keep, pa.bool_()))
+        return ParseResult(
+            good=table,
+            good_positions=[(r.source, r.position) for r, k in zip(records, keep, strict=True) if k],
+            bad=[BadRecord(records[i], msg) for i, msg in sorted(errors.items())],
+            new_fields=new,
+        )
+
+    def _column(self, f: pa.Field, values: list[Any], errors: dict[int, str]) -> pa.Array:
+        t = f.type
+        arr = _fast_array(values, t)
+        if arr is None:
+            out: list[Any] = []
+            for i, v in enumerate(values):
+                if v is None or i in errors:
+                    out.append(None)
+                    continue
+                try:
+                    out.append(coerce_value(v, t))
+                except _Reject as e:
+                    errors.setdefault(i, f"field {f.name!r}: {e}")
+                    out.append(None)
+                except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+                    errors.setdefault(i, f"field {f.name!r}: {v!r} does not fit {type_name(t)} ({e})")
+                    out.append(None)
+            arr = pa.array(out, type=t)
+        if not f.nullable and arr.null_count:
+            for i, valid in enumerate(arr.is_valid().to_pylist()):
+                if not valid:
+                    errors.setdefault(i, f"field {f.name!r} is required but missing or null")
+        return arr
+
+
+def _fast_array(values: list[Any], t: pa.DataType) -> pa.Array | None:
+    """Vectorised conversion when every value already has a fitting JSON type; None to fall back."""
+    try:
+        if pa.types.is_timestamp(t) or pa.types.is_date(t):
+            if not all(v is None or isinstance(v, str) for v in values):
+                return None
+            return pc.cast(pa.array(values, type=pa.string()), t)
+        if pa.types.is_string(t):
+            if not all(v is None or isinstance(v, str) for v in values):
+                return None
+            return pa.array(values, type=t)
+        if pa.types.is_integer(t) or pa.types.is_floating(t):
+            if any(isinstance(v, bool | str) for v in values):
+                return None
+        if pa.types.is_boolean(t) and not all(v is None or isinstance(v, bool) for v in values):
+            return None
+        return pa.array(values, type=t)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError, ValueError):
+        return None
+
+
+def _valid_name(name: str) -> bool:
+    from lakehouse.errors import InvalidSchemaError
+    from lakehouse.schema import check_column_name
+
+    try:
+        check_column_name(name)
+    except InvalidSchemaError:
+        return False
+    return True
