@@ -151,7 +151,7 @@ def test_new_fields_add_a_column(lh: Lakehouse, fmt: str) -> None:
     r = ingest_records(
         lh,
         "iot.readings",
-        recs + [{"id": 3, "ts": "2026-02-02T00:00:00Z", "site": "paris", "n": 4}],
+        [*recs, {"id": 3, "ts": "2026-02-02T00:00:00Z", "site": "paris", "n": 4}],
         source="http:req-2",
         new_fields="add",
     )
