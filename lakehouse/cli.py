@@ -239,7 +239,7 @@ def table_show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> Non
 def table_history(
     ctx: typer.Context,
     name: NameArg,
-    limit: Annotated[int, typer.Option(help="Newest N versions.")] = 50,
+    limit: Annotated[int, typer.Option(help="Newest N versions.", min=1)] = 50,
     json_: JsonOpt = False,
 ) -> None:
     """List a table's versions (Delta log versions, Iceberg snapshots) with time and operation."""
@@ -560,7 +560,7 @@ def main() -> None:
     try:
         app()
     except LakehouseError as e:
-        err.print(f"error: {e}", markup=False, highlight=False)
+        err.print("error: " + " ".join(str(e).split()), markup=False, highlight=False)  # always one line
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)

@@ -17,11 +17,11 @@ import pyarrow as pa
 
 from lakehouse.config import Settings
 from lakehouse.credentials import S3Credentials
-from lakehouse.errors import LakehouseError, TableExistsError
+from lakehouse.errors import InvalidInputError, LakehouseError, TableExistsError, TableNotFoundError
 from lakehouse.governance.catalog import CatalogStore, JobRecord, TableRecord
 from lakehouse.schema import PartitionField
 from lakehouse.sql import QueryResult, SqlEngine
-from lakehouse.storage import create_bucket, ensure_warehouse
+from lakehouse.storage import create_bucket, delete_tree, ensure_warehouse, list_files
 from lakehouse.tables.base import (
     AsOf,
     CommitResult,
@@ -30,7 +30,7 @@ from lakehouse.tables.base import (
     TableDefinition,
     TableName,
 )
-from lakehouse.tables.registry import adapter_class, detect_format
+from lakehouse.tables.registry import adapter_class, detect_format, loaded_formats
 
 
 class Lakehouse:
@@ -60,6 +60,8 @@ class Lakehouse:
     def close(self) -> None:
         if "sql" in self.__dict__:
             self.sql.close()
+        for fmt in loaded_formats():
+            adapter_class(fmt).release(self.ctx)
         if "catalog" in self.__dict__:
             self.catalog.dispose()
 
@@ -110,6 +112,7 @@ class Lakehouse:
         if self.settings.is_s3:
             ensure_warehouse(self.ctx)
         loc = _normalise_location(location) if location else self.ctx.default_location(tname)
+        self._check_location_free(loc)
         definition = TableDefinition(
             schema=schema,
             partitioning=tuple(partitioning),
@@ -120,9 +123,28 @@ class Lakehouse:
         try:
             self.catalog.add_table(tname, fmt, loc, table.definition)
         except BaseException:
-            table.drop(purge=True)  # never leave a table the catalog does not list
+            # never leave a table the catalog does not list; the location was empty before, so everything
+            # under it is this create's own
+            table.drop(purge=True)
             raise
         return table
+
+    def _check_location_free(self, location: str) -> None:
+        """A new table needs an empty location that neither holds, nor lies inside, another table or the
+        warehouse root (so that a failed create or a purge can only ever delete its own files)."""
+        loc = location.rstrip("/")
+        root = self.ctx.warehouse.rstrip("/")
+        if loc == root or root.startswith(loc + "/"):
+            raise InvalidInputError(f"location {location} is the warehouse root or above it; give a sub-directory")
+        for record in self.catalog.list_tables():
+            other = record.location.rstrip("/")
+            if loc == other or loc.startswith(other + "/") or other.startswith(loc + "/"):
+                raise TableExistsError(f"location {location} overlaps table {record.name} at {record.location}")
+        if list_files(loc, self.ctx):
+            raise TableExistsError(
+                f"location {location} is not empty",
+                hint="register an existing table with `lakehouse table register`, or pick an empty location",
+            )
 
     def register_table(self, name: str | TableName, *, location: str, format: str | None = None) -> LakehouseTable:
         """Adopt an existing Delta or Iceberg table at ``location`` (format detected when not given)."""
@@ -148,9 +170,28 @@ class Lakehouse:
     def drop_table(self, name: str | TableName, *, purge: bool = False) -> None:
         """Unregister a table; with ``purge`` also delete its files."""
         tname = TableName.parse(name)
-        table = self.table(tname)
-        table.drop(purge=purge)
+        record = self.catalog.get_table(tname)
+        if purge:
+            self._check_purgeable(record)
+        try:
+            table = self.table(tname)
+        except TableNotFoundError:
+            # its files are gone already: forget it (and whatever is left at its location when purging)
+            adapter_class(record.format).forget(tname, ctx=self.ctx)
+            if purge:
+                delete_tree(record.location, self.ctx)
+        else:
+            table.drop(purge=purge)
         self.catalog.remove_table(tname)
+
+    def _check_purgeable(self, record: TableRecord) -> None:
+        loc = record.location.rstrip("/")
+        root = self.ctx.warehouse.rstrip("/")
+        if loc == root or root.startswith(loc + "/"):
+            raise InvalidInputError(f"refusing to purge {record.location}: it is the warehouse root or above it")
+        for other in self.catalog.list_tables():
+            if other.name != record.name and other.location.rstrip("/").startswith(loc + "/"):
+                raise InvalidInputError(f"refusing to purge {record.location}: table {other.name} lives inside it")
 
     def table(self, name: str | TableName) -> LakehouseTable:
         """Open a registered table."""
@@ -183,8 +224,8 @@ class Lakehouse:
         )
         try:
             result = table.restore(target.version)
-        except LakehouseError as e:
-            self.catalog.finish_job(job, state="failed", error=str(e))
+        except BaseException as e:
+            self.catalog.finish_job(job, state="failed", error=str(e) or type(e).__name__)
             raise
         self.catalog.finish_job(job, state="committed", metrics=result.as_dict())
         self.catalog.update_table(table.name, table.definition)

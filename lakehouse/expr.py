@@ -202,7 +202,11 @@ def coerce(value: Any, t: pa.DataType, column: str) -> Any:
             else:
                 raise TypeError(type(value).__name__)
             if t.tz is not None:
-                ts = ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+                return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+            if ts.tzinfo is not None:
+                raise InvalidPredicateError(
+                    f"column {column!r} is a timestamp without time zone; compare it with a time without offset"
+                )
             return ts
         if pa.types.is_date(t):
             if isinstance(value, str):
@@ -210,7 +214,7 @@ def coerce(value: Any, t: pa.DataType, column: str) -> Any:
             return value
         if pa.types.is_integer(t):
             if isinstance(value, float) and not value.is_integer():
-                return value  # compared as float by the engine
+                raise TypeError("fractional")  # normalize() rewrites these before rendering
             return int(value)
         if pa.types.is_floating(t):
             return float(value)
@@ -225,6 +229,41 @@ def coerce(value: Any, t: pa.DataType, column: str) -> Any:
     except (TypeError, ValueError) as e:
         raise InvalidPredicateError(f"value {value!r} does not fit column {column!r} ({t})") from e
     return value
+
+
+def normalize(e: Expr, schema: pa.Schema) -> Expr:
+    """Rewrite comparisons of integer columns with fractional literals into integer ones.
+
+    ``x >= 2.5`` becomes ``x >= 3``, ``x < 2.5`` becomes ``x <= 2``, ``x = 2.5`` is never true and
+    ``x != 2.5`` is true for every non-null x; fractional values drop out of IN lists. Every renderer then
+    sees literals of the column's own type.
+    """
+    import math
+
+    if isinstance(e, And):
+        return And(tuple(normalize(i, schema) for i in e.items))
+    if isinstance(e, Or):
+        return Or(tuple(normalize(i, schema) for i in e.items))
+    if isinstance(e, Not):
+        return Not(normalize(e.item, schema))
+    idx = schema.get_field_index(getattr(e, "column", ""))
+    if idx < 0 or not pa.types.is_integer(schema.field(idx).type):
+        return e
+
+    def fractional(v: Any) -> bool:
+        return isinstance(v, float) and not v.is_integer()
+
+    if isinstance(e, Compare) and fractional(e.value):
+        v = e.value
+        if e.op in (">", ">="):
+            return Compare(e.column, ">=", math.ceil(v))
+        if e.op in ("<", "<="):
+            return Compare(e.column, "<=", math.floor(v))
+        # x = 2.5 is false for every non-null x and unknown for NULL: exactly "x IN ()"; != is its negation
+        return In(e.column, (), negated=e.op == "!=")
+    if isinstance(e, In) and any(fractional(v) for v in e.values):
+        return In(e.column, tuple(v for v in e.values if not fractional(v)), e.negated)
+    return e
 
 
 def _field_type(schema: pa.Schema, column: str) -> pa.DataType:
@@ -246,7 +285,9 @@ def to_arrow(e: Expr, schema: pa.Schema) -> pc.Expression:
     if isinstance(e, Compare):
         t = _field_type(schema, e.column)
         f = pc.field(e.column)
-        v = pa.scalar(coerce(e.value, t, e.column), type=t if e.value is not None else None)
+        if e.value is None:
+            return pc.scalar(pa.scalar(None, pa.bool_()))  # comparing with NULL is unknown
+        v = pa.scalar(coerce(e.value, t, e.column), type=t)
         return {
             "=": f == v,
             "!=": f != v,

@@ -12,6 +12,7 @@ becomes a temporary view over ``delta_scan(...)`` / ``iceberg_scan(...)`` of the
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import importlib
 import os
@@ -24,7 +25,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from lakehouse.errors import DependencyMissingError, LakehouseError, QueryError
+from lakehouse.errors import ConfigError, DependencyMissingError, LakehouseError, QueryError, StorageError
 from lakehouse.tables.base import AsOf, TableName, parse_as_of
 
 if TYPE_CHECKING:
@@ -94,12 +95,17 @@ class SqlEngine:
         }
         if self.settings.threads:
             config["threads"] = self.settings.threads
-        con = duckdb.connect(config=config)
-        for name in EXTENSIONS:
-            path = extension_path(name)
-            con.execute(f"LOAD '{path.replace(chr(39), chr(39) * 2)}'")
-        if self.ctx.credentials is not None:
-            con.execute(self.ctx.credentials.duckdb_secret_sql())
+        try:
+            con = duckdb.connect(config=config)
+            for name in EXTENSIONS:
+                path = extension_path(name)
+                con.execute(f"LOAD '{path.replace(chr(39), chr(39) * 2)}'")
+            if self.ctx.credentials is not None:
+                con.execute(self.ctx.credentials.duckdb_secret_sql())
+            # nothing a query sends can change settings, load extensions or reach other files' config
+            con.execute("SET lock_configuration = true")
+        except duckdb.Error as e:
+            raise ConfigError(f"cannot start DuckDB with the query settings: {_first_line(e)}") from e
         return con
 
     def close(self) -> None:
@@ -133,7 +139,14 @@ class SqlEngine:
                 table = resolve(name)
                 snapshot = table.snapshot(when) if when is not None else None
                 cols = ", ".join(_quote(c) for c in table.schema.names)
-                cursor.execute(f"CREATE TEMP VIEW {_quote(view)} AS SELECT {cols} FROM {table.sql_source(snapshot)}")
+                source = table.sql_source(snapshot)
+                if source is None:  # no data yet: an empty relation of the table's columns
+                    cursor.register(f"{view}__empty", table.schema.empty_table())
+                    source = _quote(f"{view}__empty")
+                try:
+                    cursor.execute(f"CREATE TEMP VIEW {_quote(view)} AS SELECT {cols} FROM {source}")
+                except Exception as e:
+                    raise StorageError(f"cannot read table {name}: {_first_line(e)}") from e
             try:
                 reader = cursor.execute(rewritten).to_arrow_reader(min(limit + 1, 100_000))
                 batches: list[pa.RecordBatch] = []
@@ -174,17 +187,24 @@ def _literal_value(node: exp.Expression | None) -> AsOf:
 def _time_travel(table: exp.Table) -> AsOf | None:
     """The version/time of ``AT (VERSION => n)`` / ``FOR TIMESTAMP AS OF t`` on a reference, if any."""
     when = table.args.get("when")
-    if isinstance(when, exp.HistoricalData):
-        kind = str(when.args.get("kind", "")).upper()
-        if kind not in ("VERSION", "TIMESTAMP"):
-            raise QueryError(f"unsupported time travel {when.sql()!r}: use AT (VERSION => n) or AT (TIMESTAMP => 't')")
-        table.set("when", None)
-        return _literal_value(when.expression)
     version = table.args.get("version")
-    if isinstance(version, exp.Version):
+    if isinstance(when, exp.HistoricalData):
+        kind, node = str(when.args.get("kind", "")).upper(), when.expression
+        table.set("when", None)
+    elif isinstance(version, exp.Version):
+        kind, node = str(version.this).upper(), version.expression
         table.set("version", None)
-        return _literal_value(version.expression)
-    return None
+    else:
+        return None
+    value = _literal_value(node)
+    if kind == "VERSION" and isinstance(value, int):
+        return value
+    if kind == "TIMESTAMP" and isinstance(value, dt.datetime):
+        return value
+    raise QueryError(
+        f"unsupported time travel {kind} => {node.sql() if node else None}: "
+        "use AT (VERSION => n) or AT (TIMESTAMP => 'ISO time')"
+    )
 
 
 def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, tuple[TableName, AsOf | None]]]:
@@ -204,7 +224,10 @@ def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, 
         raise QueryError(f"give exactly one SQL statement, not {len(statements)}")
     tree = statements[0]
     assert tree is not None
+    if not isinstance(tree, exp.Query):
+        raise QueryError(f"only queries (SELECT ...) can run here, not {tree.key.upper()}")
     views: dict[str, tuple[TableName, AsOf | None]] = {}
+    renamed: dict[tuple[str, str], str] = {}
     for node in list(tree.find_all(exp.Table)):
         if not node.db or node.catalog:
             continue  # a CTE or bare name: DuckDB resolves it (or says it is unknown)
@@ -219,8 +242,15 @@ def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, 
         )
         view = f"__lh_{name.namespace}__{name.table}__{suffix}"
         views[view] = (name, when)
-        alias = node.alias or name.table
-        node.replace(
-            exp.Table(this=exp.to_identifier(view, quoted=True), alias=exp.TableAlias(this=exp.to_identifier(alias)))
-        )
+        # keep the node (and its sample, pivot, alias columns); only its name changes
+        if not node.alias:
+            node.set("alias", exp.TableAlias(this=exp.to_identifier(name.table)))
+        renamed.setdefault((name.namespace, name.table), node.alias)
+        node.set("this", exp.to_identifier(view, quoted=True))
+        node.set("db", None)
+        node.set("catalog", None)
+    for col in tree.find_all(exp.Column):  # ns.table.column -> alias.column
+        if col.args.get("db") and (col.db.lower(), col.table.lower()) in renamed:
+            col.set("table", exp.to_identifier(renamed[(col.db.lower(), col.table.lower())]))
+            col.set("db", None)
     return tree.sql(dialect="duckdb"), views

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import pyarrow as pa
 
 from lakehouse.errors import InvalidInputError, InvalidTableNameError, VersionNotFoundError
-from lakehouse.expr import Expr, check_columns, parse_filter
+from lakehouse.expr import Expr, check_columns, normalize, parse_filter
 from lakehouse.schema import PartitionField, conform
 
 if TYPE_CHECKING:
@@ -243,6 +243,16 @@ class LakehouseTable(ABC):
         """Adopt a table that already exists at ``location`` (written by another tool)."""
         return cls.open(name, location=location, ctx=ctx)
 
+    @classmethod
+    def release(cls, ctx: StorageContext) -> None:
+        """Free what the format keeps per context (catalog connections); a no-op by default."""
+        return None
+
+    @classmethod
+    def forget(cls, name: TableName, *, ctx: StorageContext) -> None:
+        """Remove a table from the format's own catalog without opening it (its files may be gone)."""
+        return None
+
     @abstractmethod
     def drop(self, *, purge: bool = False) -> None:
         """Forget the table in format catalogs; with ``purge`` also delete its files."""
@@ -347,6 +357,7 @@ class LakehouseTable(ABC):
         expr = parse_filter(filter) if isinstance(filter, str) else filter
         if expr is not None:
             check_columns(expr, schema)
+            expr = normalize(expr, schema)
         if columns is not None:
             unknown = [c for c in columns if schema.get_field_index(c) < 0]
             if unknown:
@@ -364,8 +375,8 @@ class LakehouseTable(ABC):
         """Make the table's current state equal to version ``as_of`` (see ``capabilities``)."""
 
     @abstractmethod
-    def sql_source(self, snapshot: Snapshot | None = None) -> str:
-        """A DuckDB table-function call that reads this table (at ``snapshot``)."""
+    def sql_source(self, snapshot: Snapshot | None = None) -> str | None:
+        """A DuckDB table-function call that reads this table (at ``snapshot``); None when it holds no data."""
 
     def row_count(self, *, as_of: AsOf | None = None) -> int:
         return sum(f.row_count for f in self.files(as_of=as_of))

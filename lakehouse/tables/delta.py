@@ -9,6 +9,7 @@ Key columns are marked with the column metadata ``lakehouse.key`` (Delta rejects
 from __future__ import annotations
 
 import datetime as dt
+import urllib.parse
 from collections.abc import Sequence
 from typing import Self
 
@@ -251,7 +252,7 @@ class DeltaAdapter(LakehouseTable):
         part_cols = [c for c in table.column_names if c.startswith("partition.")]
         out: list[DataFile] = []
         for row in table.to_pylist():
-            path = str(row["path"])
+            path = urllib.parse.unquote(str(row["path"]))  # the log stores URL-encoded paths
             full = path if "://" in path or path.startswith("/") else f"{self.location.rstrip('/')}/{path}"
             out.append(
                 DataFile(
@@ -316,6 +317,8 @@ class DeltaAdapter(LakehouseTable):
 
     def restore(self, as_of: AsOf) -> CommitResult:
         snap = self.snapshot(as_of)
+        if snap.is_current:
+            return CommitResult(version=snap.version, operation="restore")  # nothing to do
         try:
             metrics = self._dt.restore(
                 snap.version, commit_properties=CommitProperties(max_commit_retries=MAX_COMMIT_RETRIES)
@@ -325,11 +328,11 @@ class DeltaAdapter(LakehouseTable):
         self._dt.update_incremental()
         return CommitResult(
             version=self._dt.version(),
-            files_added=int(metrics.get("num_restored_file", 0)),
+            files_added=int(metrics.get("numRestoredFile", metrics.get("num_restored_file", 0))),
             operation="restore",
         )
 
-    def sql_source(self, snapshot: Snapshot | None = None) -> str:
+    def sql_source(self, snapshot: Snapshot | None = None) -> str | None:
         path = _sql_str(self._uri(self.location))
         if snapshot is None:
             return f"delta_scan({path})"

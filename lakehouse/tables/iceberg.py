@@ -9,7 +9,6 @@ snapshot is written, so ``capabilities.restore_creates_version`` is False.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import random
 import re
 import time
@@ -20,6 +19,7 @@ import pyarrow as pa
 
 from lakehouse.errors import (
     CommitConflictError,
+    InvalidInputError,
     InvalidSchemaError,
     LakehouseError,
     StorageError,
@@ -51,6 +51,9 @@ try:
         NamespaceAlreadyExistsError,
         NoSuchTableError,
         TableAlreadyExistsError,
+    )
+    from pyiceberg.exceptions import (
+        ValidationError as IcebergValidationError,
     )
     from pyiceberg.table import Table
     from pyiceberg.transforms import (
@@ -84,9 +87,17 @@ _TRANSFORMS: dict[str, type[Transform[Any, Any]]] = {
 T = TypeVar("T")
 
 
-@functools.lru_cache(maxsize=16)
+_catalogs: dict[StorageContext, Catalog] = {}
+
+
 def catalog_for(ctx: StorageContext) -> Catalog:
-    """The pyiceberg SQL catalog on the lakehouse catalog database (one per context)."""
+    """The pyiceberg SQL catalog on the lakehouse catalog database (one per context, until released)."""
+    if ctx not in _catalogs:
+        _catalogs[ctx] = _open_catalog(ctx)
+    return _catalogs[ctx]
+
+
+def _open_catalog(ctx: StorageContext) -> Catalog:
     warehouse = ctx.warehouse if StorageContext.is_s3(ctx.warehouse) else f"file://{ctx.warehouse}"
     props: dict[str, str] = {"uri": ctx.catalog_url, "warehouse": warehouse}
     if ctx.credentials is not None:
@@ -121,6 +132,15 @@ def _retry_commit(what: str, fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+def release_catalog(ctx: StorageContext) -> None:
+    """Close the cached catalog of ``ctx`` (its database connections)."""
+    for key in [k for k in _catalogs if k == ctx]:
+        catalog = _catalogs.pop(key)
+        engine = getattr(catalog, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+
 class IcebergAdapter(LakehouseTable):
     """An Iceberg table through pyiceberg."""
 
@@ -137,6 +157,10 @@ class IcebergAdapter(LakehouseTable):
     def __init__(self, name: TableName, location: str, ctx: StorageContext, table: Table) -> None:
         super().__init__(name, location, ctx)
         self._table = table
+
+    @classmethod
+    def release(cls, ctx: StorageContext) -> None:
+        release_catalog(ctx)
 
     @property
     def identifier(self) -> tuple[str, str]:
@@ -178,7 +202,7 @@ class IcebergAdapter(LakehouseTable):
             table = catalog.load_table((name.namespace, name.table))
         except TableAlreadyExistsError as e:
             raise TableExistsError(f"Iceberg catalog already has a table {name}") from e
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, IcebergValidationError) as e:
             raise InvalidSchemaError(f"cannot create Iceberg table {name}: {e}") from e
         except OSError as e:
             raise StorageError(f"cannot create Iceberg table {name} at {location}: {e}") from e
@@ -190,6 +214,8 @@ class IcebergAdapter(LakehouseTable):
             table = catalog_for(ctx).load_table((name.namespace, name.table))
         except NoSuchTableError as e:
             raise TableNotFoundError(f"the Iceberg catalog has no table {name}") from e
+        except FileNotFoundError as e:
+            raise TableNotFoundError(f"the metadata of Iceberg table {name} is gone: {e}") from e
         except OSError as e:
             raise StorageError(f"cannot open Iceberg table {name}: {e}") from e
         return cls(name, _plain_location(table.location()), ctx, table)
@@ -212,13 +238,21 @@ class IcebergAdapter(LakehouseTable):
             table = catalog.register_table((name.namespace, name.table), _location_uri(files[-1]))
         except TableAlreadyExistsError as e:
             raise TableExistsError(f"the Iceberg catalog already has a table {name}") from e
+        except (ValueError, TypeError, IcebergValidationError) as e:
+            raise InvalidInputError(f"{files[-1]} is not valid Iceberg table metadata: {e}") from e
+        except OSError as e:
+            raise StorageError(f"cannot read {files[-1]}: {e}") from e
         return cls(name, _plain_location(table.location()), ctx, table)
 
-    def drop(self, *, purge: bool = False) -> None:
+    @classmethod
+    def forget(cls, name: TableName, *, ctx: StorageContext) -> None:
         try:
-            catalog_for(self.ctx).drop_table(self.identifier)
+            catalog_for(ctx).drop_table((name.namespace, name.table))
         except NoSuchTableError:
             pass
+
+    def drop(self, *, purge: bool = False) -> None:
+        self.forget(self.name, ctx=self.ctx)
         if purge:
             delete_tree(self.location, self.ctx)
 
@@ -264,6 +298,23 @@ class IcebergAdapter(LakehouseTable):
                 )
             )
         return out
+
+    def snapshot(self, as_of: AsOf | None = None) -> Snapshot:
+        """Points in time resolve through the table's snapshot log, so a rollback counts from its time."""
+        if not isinstance(as_of, dt.datetime):
+            return super().snapshot(as_of)
+        snaps = self.snapshots()  # refreshes
+        at_ms = int(as_of.timestamp() * 1000)
+        log = [e for e in self._table.metadata.snapshot_log if e.timestamp_ms <= at_ms]
+        if not log:
+            return super().snapshot(as_of)  # raises the "no version at or before" error
+        sid = log[-1].snapshot_id
+        for s in snaps:
+            if s.snapshot_id == sid:
+                return s
+        raise VersionNotFoundError(
+            f"table {self.name} was at snapshot {sid} at {as_of.isoformat()}, which is no longer retained"
+        )
 
     def files(self, *, as_of: AsOf | None = None) -> list[DataFile]:
         snap = self.snapshot(as_of) if as_of is not None else None
@@ -365,14 +416,17 @@ class IcebergAdapter(LakehouseTable):
             self._table.refresh()
             self._table.manage_snapshots().set_current_snapshot(snapshot_id=snap.snapshot_id).commit()
 
-        _retry_commit(f"restore of {self.name}", commit)
+        try:
+            _retry_commit(f"restore of {self.name}", commit)
+        except OSError as e:
+            raise StorageError(f"restore of {self.name} failed: {e}") from e
         return CommitResult(version=snap.version, snapshot_id=snap.snapshot_id, operation="rollback")
 
-    def sql_source(self, snapshot: Snapshot | None = None) -> str:
+    def sql_source(self, snapshot: Snapshot | None = None) -> str | None:
         metadata = _sql_str(_plain_location(self.metadata_location))
         if snapshot is None:
             if self._table.current_snapshot() is None:
-                raise VersionNotFoundError(f"table {self.name} has no snapshot yet; append data first")
+                return None  # no snapshot yet: the engine reads an empty relation
             return f"iceberg_scan({metadata})"
         return f"iceberg_scan({metadata}, snapshot_from_id={int(snapshot.snapshot_id or 0)})"
 
@@ -419,18 +473,23 @@ def _metadata_files(location: str, ctx: StorageContext) -> list[str]:
     return [p for _, _, p in sorted(found)]
 
 
-def _to_iceberg(e: Expr, schema: pa.Schema) -> ice.BooleanExpression:
-    def value(column: str, v: Any) -> Any:
-        t = schema.field(column).type
-        out = coerce(v, t, column)
-        if isinstance(out, dt.datetime) and pa.types.is_timestamp(t) and t.tz is None:
-            return out.replace(tzinfo=None)
-        return out
+def _to_iceberg(e: Expr, schema: pa.Schema, negate: bool = False) -> ice.BooleanExpression:
+    """Render a filter for pyiceberg with NOT pushed down to the leaves (De Morgan holds in three-valued
+    logic), so that an unknown leaf (a comparison with NULL) stays unknown instead of being negated."""
 
+    def value(column: str, v: Any) -> Any:
+        return coerce(v, schema.field(column).type, column)
+
+    if isinstance(e, Not):
+        return _to_iceberg(e.item, schema, not negate)
+    if isinstance(e, And | Or):
+        parts = [_to_iceberg(i, schema, negate) for i in e.items]
+        use_and = isinstance(e, And) != negate
+        return ice.And(*parts) if use_and else ice.Or(*parts)
     if isinstance(e, Compare):
-        v = value(e.column, e.value)
-        if v is None:
-            return ice.AlwaysFalse()  # SQL: comparisons with NULL are never true
+        if e.value is None:
+            return ice.AlwaysFalse()  # unknown, negated or not
+        op = _NEGATED[e.op] if negate else e.op
         cls = {
             "=": ice.EqualTo,
             "!=": ice.NotEqualTo,
@@ -438,19 +497,20 @@ def _to_iceberg(e: Expr, schema: pa.Schema) -> ice.BooleanExpression:
             "<=": ice.LessThanOrEqual,
             ">": ice.GreaterThan,
             ">=": ice.GreaterThanOrEqual,
-        }[e.op]
-        return cls(e.column, v)
+        }[op]
+        return cls(e.column, value(e.column, e.value))
     if isinstance(e, In):
-        if e.negated and any(v is None for v in e.values):
-            return ice.AlwaysFalse()  # SQL: x NOT IN (..., NULL) is never true
+        negated = e.negated != negate
         values = {value(e.column, v) for v in e.values if v is not None}
-        return ice.NotIn(e.column, values) if e.negated else ice.In(e.column, values)  # type: ignore[call-arg,arg-type]
+        if negated and any(v is None for v in e.values):
+            return ice.AlwaysFalse()  # x NOT IN (..., NULL) is never true
+        if not values:
+            return ice.NotNull(e.column) if negated else ice.AlwaysFalse()  # type: ignore[call-arg,arg-type]
+        return ice.NotIn(e.column, values) if negated else ice.In(e.column, values)  # type: ignore[call-arg,arg-type]
     if isinstance(e, IsNull):
-        return ice.NotNull(e.column) if e.negated else ice.IsNull(e.column)  # type: ignore[call-arg,arg-type]
-    if isinstance(e, And):
-        return ice.And(*(_to_iceberg(i, schema) for i in e.items))
-    if isinstance(e, Or):
-        return ice.Or(*(_to_iceberg(i, schema) for i in e.items))
-    if isinstance(e, Not):
-        return ice.Not(_to_iceberg(e.item, schema))
+        negated = e.negated != negate
+        return ice.NotNull(e.column) if negated else ice.IsNull(e.column)  # type: ignore[call-arg,arg-type]
     raise LakehouseError(f"unsupported filter node {e!r}")
+
+
+_NEGATED = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}

@@ -51,3 +51,10 @@ def detect_format(location: str, ctx: StorageContext) -> str:
         if adapter_class(fmt).exists_at(location, ctx=ctx):
             return fmt
     raise TableNotFoundError(f"no Delta or Iceberg table at {location}")
+
+
+def loaded_formats() -> list[str]:
+    """Formats whose adapter module is imported already (without importing the others)."""
+    import sys
+
+    return [fmt for fmt, (module, _, _) in FORMATS.items() if module in sys.modules]

@@ -174,3 +174,31 @@ def test_demo_runs_end_to_end_and_again(tmp_path: Path) -> None:
         for name in ("demo.events_delta", "demo.events_iceberg"):
             rows = lh.table(name).scan(columns=["event_id"])["event_id"].to_pylist()
             assert sorted(rows) == list(range(120))
+
+
+def test_more_mistakes_are_one_line_errors(tmp_path: Path) -> None:
+    wh = str(tmp_path / "wh")
+    cases: list[tuple[list[str], dict[str, str], str]] = [
+        (
+            ["-w", wh, "table", "create", "a.p", "-f", "iceberg", "-s", "id:int64", "--property", "format-version=7"],
+            {},
+            "cannot create Iceberg table",
+        ),
+        (["-w", wh, "query", "SELECT 1"], {"LAKEHOUSE_QUERY__MEMORY_LIMIT": "lots"}, "cannot start DuckDB"),
+        (["-w", wh, "table", "history", "a.b", "--limit", "0"], {}, ""),
+    ]
+    ext = tmp_path / "ext" / "metadata"
+    ext.mkdir(parents=True)
+    (ext / "00000-abc.metadata.json").write_text("{}")
+    cases.append(
+        (["-w", wh, "table", "register", "a.x", str(tmp_path / "ext")], {}, "not valid Iceberg table metadata")
+    )
+    bad = tmp_path / "bad.toml"
+    bad.write_text('warehouse = "./wh\n')
+    cases.append((["-c", str(bad), "table", "list"], {}, "not valid TOML"))
+    for args, env, message in cases:
+        proc = run(*args, env=env, ok=False)
+        assert proc.returncode in (1, 2), (args, proc.stderr)
+        assert "Traceback" not in proc.stderr, (args, proc.stderr)
+        if proc.returncode == 1:
+            assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, (args, proc.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -88,3 +89,31 @@ def test_ctes_and_aliases(lh: Lakehouse, two_tables: dict[str, list[int]]) -> No
     assert lh.query(q).table.to_pylist() == [{"n": 10}]
     q = "SELECT d.id FROM shop.d WHERE d.id = 3"  # qualified by the table's own name
     assert lh.query(q).table.to_pylist() == [{"id": 3}]
+
+
+def test_rewrite_keeps_sample_pivot_alias_columns_and_qualified_names(
+    lh: Lakehouse, two_tables: dict[str, list[int]]
+) -> None:
+    assert lh.query("SELECT count(*) AS n FROM shop.d TABLESAMPLE 5 ROWS").table.to_pylist() == [{"n": 5}]
+    pivot = lh.query("SELECT * FROM (SELECT country FROM shop.i) PIVOT (count(*) FOR country IN ('DE', 'FR'))").table
+    assert pivot.to_pylist() == [{"DE": 15, "FR": 15}]
+    aliased = lh.query("SELECT x.a FROM shop.d AS x(a, b) WHERE x.a = 4").table
+    assert aliased.to_pylist() == [{"a": 4}]
+    assert lh.query("SELECT shop.d.id FROM shop.d WHERE shop.d.id = 2").table.to_pylist() == [{"id": 2}]
+
+
+def test_only_queries_run(lh: Lakehouse, two_tables: dict[str, list[int]], tmp_path: Any) -> None:
+    target = tmp_path / "leak.csv"
+    for sql in (f"COPY (SELECT 42) TO '{target}'", "SET threads = 1", "CREATE TABLE x AS SELECT 1", "ATTACH 'x.db'"):
+        with pytest.raises(QueryError, match="only queries"):
+            lh.query(sql)
+    assert not target.exists()
+    with pytest.raises(QueryError, match="unsupported time travel"):
+        lh.query("SELECT * FROM shop.d AT (TIMESTAMP => 1700000000)")
+
+
+def test_empty_tables_query_as_empty(lh: Lakehouse) -> None:
+    for fmt in ("delta", "iceberg"):
+        lh.create_table(f"e.{fmt}", schema=EVENTS, format=fmt)
+        assert lh.query(f"SELECT count(*) AS n FROM e.{fmt}").table.to_pylist() == [{"n": 0}]
+        assert lh.query(f"SELECT * FROM e.{fmt}").table.column_names == EVENTS.names

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lakehouse.errors import InvalidPredicateError
-from lakehouse.expr import And, Compare, In, IsNull, Not, parse_filter, to_arrow
+from lakehouse.expr import And, Compare, In, IsNull, Not, normalize, parse_filter, to_arrow
 
 SCHEMA = pa.schema([("a", pa.int64()), ("b", pa.string()), ("t", pa.timestamp("us", tz="UTC")), ("f", pa.float64())])
 
@@ -56,7 +56,22 @@ atoms = st.one_of(
     st.builds(
         lambda vs: f"a NOT IN ({', '.join(map(str, vs))})", st.lists(st.integers(-30, 30), min_size=1, max_size=3)
     ),
-    st.sampled_from(["a IS NULL", "b IS NOT NULL", "a BETWEEN -5 AND 5", "f > 7.5"]),
+    st.sampled_from(
+        [
+            "a IS NULL",
+            "b IS NOT NULL",
+            "a BETWEEN -5 AND 5",
+            "f > 7.5",
+            "a = NULL",
+            "b IN ('x', NULL)",
+            "a NOT IN (1, NULL)",
+            "a >= 2.5",
+            "a = 3.5",
+            "a != -1.5",
+            "a IN (1.5, 2)",
+            "a < -0.5",
+        ]
+    ),
     st.builds(lambda h: f"t >= '2026-01-02T{h:02d}:00:00+00:00'", st.integers(0, 23)),
 )
 filters = st.recursive(
@@ -74,7 +89,7 @@ filters = st.recursive(
 @given(filters)
 def test_arrow_rendering_agrees_with_duckdb(text: str) -> None:
     data = _data()
-    ours = data.filter(to_arrow(parse_filter(text), SCHEMA))["f"].to_pylist()
+    ours = data.filter(to_arrow(normalize(parse_filter(text), SCHEMA), SCHEMA))["f"].to_pylist()
     con = duckdb.connect()
     con.register("data", data)
     con.execute("SET TimeZone = 'UTC'")
