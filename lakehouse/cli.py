@@ -143,12 +143,7 @@ def table_create(
     json_: JsonOpt = False,
 ) -> None:
     """Create a partitioned Delta or Iceberg table and register it in the catalog."""
-    properties: dict[str, str] = {}
-    for p in prop or []:
-        if "=" not in p:
-            raise InvalidInputError(f"--property {p!r} must be KEY=VALUE")
-        k, _, v = p.partition("=")
-        properties[k.strip()] = v.strip()
+    properties = _key_values(prop, "--property")
     with _lh(ctx) as lh:
         table = lh.create_table(
             name,
@@ -396,6 +391,10 @@ def ingest(
     kafka: Annotated[str | None, typer.Option(help="Kafka bootstrap servers HOST:PORT[,HOST:PORT].")] = None,
     topic: Annotated[str | None, typer.Option(help="Kafka topic (with --kafka).")] = None,
     group: Annotated[str | None, typer.Option(help="Kafka consumer group (default lakehouse-<table>).")] = None,
+    kafka_config: Annotated[
+        list[str] | None,
+        typer.Option(help="librdkafka setting KEY=VALUE, e.g. security.protocol=SASL_SSL (repeatable)."),
+    ] = None,
     file: Annotated[str | None, typer.Option("--file", help="NDJSON, CSV or Parquet file, or - for stdin.")] = None,
     input_format: Annotated[
         str | None, typer.Option("--input-format", help="ndjson, csv or parquet (default: from the file name).")
@@ -464,7 +463,11 @@ def ingest(
             if kafka is not None:
                 assert topic is not None
                 runner = KafkaIngest(
-                    ingestor, bootstrap=kafka, topic=topic, group=group or f"lakehouse-{TableName.parse(name)}"
+                    ingestor,
+                    bootstrap=kafka,
+                    topic=topic,
+                    group=group or f"lakehouse-{TableName.parse(name)}",
+                    config=_key_values(kafka_config, "--kafka-config"),
                 )
 
                 def tick() -> None:
@@ -495,6 +498,16 @@ def ingest(
             f"ingested {summary['rows']:,} rows into {summary['table']} in {summary['batches']} batches; "
             f"{summary['quarantined']:,} records quarantined"
         )
+
+
+def _key_values(items: list[str] | None, option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InvalidInputError(f"{option} {item!r} must be KEY=VALUE")
+        k, _, v = item.partition("=")
+        out[k.strip()] = v.strip()
+    return out
 
 
 def parse_size(text: str) -> int:

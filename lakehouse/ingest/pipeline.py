@@ -174,9 +174,20 @@ class Ingestor:
     def flush(self) -> FlushResult:
         """Commit what is buffered: quarantine first, then the good rows with the checkpoints."""
         records, self._buffer, self._buffer_bytes, self._first_at = self._buffer, [], 0, None
-        result = self.commit_records(records)
-        self.stats.add(result)
-        return result
+        total = FlushResult()
+        step = self.policy.max_rows
+        for start in range(0, len(records), step):  # never more than max_rows in one commit
+            result = self.commit_records(records[start : start + step])
+            self.stats.add(result)
+            total.records += result.records
+            total.rows += result.rows
+            total.quarantined += result.quarantined
+            total.skipped += result.skipped
+            total.version = result.version if result.version is not None else total.version
+            total.new_columns += result.new_columns
+            total.errors += result.errors
+            total.checkpoints.update(result.checkpoints)
+        return total
 
     # ---- the commit ----------------------------------------------------------------------------------
 

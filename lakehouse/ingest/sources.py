@@ -21,6 +21,7 @@ from lakehouse.ingest.pipeline import FlushResult, Ingestor
 from lakehouse.ingest.records import RawRecord
 
 FileFormat = Literal["ndjson", "csv", "parquet"]
+JOIN_TIMEOUT_S = 60.0
 _EXTENSIONS: dict[str, FileFormat] = {
     ".ndjson": "ndjson",
     ".jsonl": "ndjson",
@@ -157,14 +158,16 @@ class KafkaIngest:
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
             "broker.address.family": "v4",
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 1_000,
+            # a group join takes about half the session timeout on some brokers; 6 s is Kafka's minimum
+            "session.timeout.ms": 6_000,
+            "heartbeat.interval.ms": 500,
             "topic.metadata.refresh.interval.ms": 5_000,
             "socket.timeout.ms": 10_000,
         }
         conf.update(config or {})
         self.consumer = Consumer(conf)
         self.assigned: list[int] = []
+        self.assigned_once = False
         self.records = 0
 
     def source(self, partition: int) -> str:
@@ -176,6 +179,7 @@ class KafkaIngest:
             if pos is not None:
                 p.offset = pos
         self.assigned = sorted(p.partition for p in partitions)
+        self.assigned_once = True
         consumer.assign(partitions)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
@@ -205,7 +209,8 @@ class KafkaIngest:
         try:
             positions = self.consumer.position([TopicPartition(self.topic, p) for p in self.assigned])
             for tp in positions:
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=1, cached=False)
+                # cached: taken from fetch responses (some brokers answer a fresh query with a batch's base)
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
                 if tp.offset >= 0:
                     total += max(0, high - tp.offset)
         except Exception:  # noqa: BLE001 - lag is informational; never stop ingestion for it
@@ -224,11 +229,11 @@ class KafkaIngest:
 
         cond = conditions or StopConditions()
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        last_message = time.monotonic()
+        started = last_message = time.monotonic()
         last_tick = 0.0
         try:
             while not (stop is not None and stop.is_set()):
-                want = 10_000
+                want = max(1, min(10_000, self.ingestor.policy.max_rows - self.ingestor.pending))
                 if cond.max_records is not None:
                     want = min(want, cond.max_records - self.records)
                     if want <= 0:
@@ -246,7 +251,10 @@ class KafkaIngest:
                         if err.fatal():
                             raise StorageError(f"Kafka error: {err.str()}")
                         continue
-                    batch.append(RawRecord(m.value() or b"", self.source(m.partition()), m.offset()))
+                    partition, offset = m.partition(), m.offset()
+                    if partition is None or offset is None:
+                        continue
+                    batch.append(RawRecord(m.value() or b"", self.source(partition), offset))
                 if batch:
                     self.records += len(batch)
                     self.ingestor.add(batch)
@@ -259,7 +267,15 @@ class KafkaIngest:
                 if on_tick and now - last_tick >= 1.0:
                     last_tick = now
                     on_tick()
-                if cond.until_idle is not None and now - last_message >= cond.until_idle:
+                if not self.assigned_once:
+                    # idle time counts from the group join, which can take seconds
+                    last_message = now
+                    if now - started > JOIN_TIMEOUT_S:
+                        raise StorageError(
+                            f"no partitions of topic {self.topic!r} were assigned within {JOIN_TIMEOUT_S:.0f} s",
+                            hint="check the topic exists and the broker is reachable",
+                        )
+                elif cond.until_idle is not None and now - last_message >= cond.until_idle:
                     break
             result = self.flush()
             if on_flush:
