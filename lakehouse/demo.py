@@ -1,8 +1,10 @@
 """``lakehouse demo``: the end-to-end walk through on the embedded default (a local warehouse directory).
 
-It creates one Delta and one Iceberg table with the same schema, partitioned by ``day(ts)``, appends
-micro-batches of generated IoT events to both, and shows partitions, files, versions, a SQL query over
-both tables and a time-travel query.
+It creates one Delta and one Iceberg table with the same schema, partitioned by ``day(ts)``, streams
+generated IoT events (and a few malformed ones) through a real Kafka-protocol broker (Tansu, started
+locally) into both tables in small micro-batches, and shows partitions, files, versions, the quarantine, a
+SQL query over both tables and a time-travel query. The many small files it leaves are what the
+maintenance jobs are for.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import random
 import time
 from typing import TYPE_CHECKING
 
+import orjson
 import pyarrow as pa
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table as RichTable
 
-from lakehouse.errors import TableNotFoundError
+from lakehouse.errors import LakehouseError, TableNotFoundError
 from lakehouse.schema import parse_partitioning, parse_schema
 from lakehouse.storage import delete_tree
 from lakehouse.tables.base import TableName
@@ -25,6 +28,7 @@ from lakehouse.tables.registry import adapter_class
 
 if TYPE_CHECKING:
     from lakehouse.core import Lakehouse
+    from lakehouse.ingest.broker import LocalBroker
 
 EVENT_SCHEMA = parse_schema(
     "event_id:int64 not null, ts:timestamp not null, device_id:int64, kind:string, temperature:float64, country:string"
@@ -59,6 +63,7 @@ def run_demo(lh: Lakehouse, *, batches: int, rows: int, seed: int, console: Cons
 
     for fmt, name in DEMO_TABLES.items():
         reset_table(lh, name, fmt)
+        reset_table(lh, f"{name}__quarantine", fmt)
     for fmt, name in DEMO_TABLES.items():
         lh.create_table(
             name,
@@ -72,17 +77,37 @@ def run_demo(lh: Lakehouse, *, batches: int, rows: int, seed: int, console: Cons
     rng = random.Random(seed)
     start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     after_second: dict[str, int] = {}
+    total = batches * rows
     t0 = time.perf_counter()
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("appending micro-batches", total=batches)
-        for b in range(batches):
-            batch = generate_events(rows, start_id=b * rows, rng=rng, start=start)
-            for name in DEMO_TABLES.values():
-                result = lh.append(name, batch, properties={"demo.batch": str(b)})
-                if b == 1:
-                    after_second[name] = result.version
-            progress.advance(task)
-    console.print(f"appended {batches} batches x {rows} rows to both tables in {time.perf_counter() - t0:.1f} s")
+    try:
+        from lakehouse.ingest.broker import LocalBroker
+
+        broker: LocalBroker | None = LocalBroker().start()
+    except LakehouseError as e:
+        broker = None
+        console.print(f"[yellow]no local Kafka broker ({e}); appending batches directly instead[/yellow]")
+    if broker is not None:
+        with broker:
+            stats = _stream_through_kafka(lh, broker, batches=batches, rows=rows, rng=rng, start=start, console=console)
+        for name, st in stats.items():
+            console.print(
+                f"streamed {st['records']:,} events via Kafka into {name}: {st['rows']:,} rows in "
+                f"{st['batches']} micro-batches, {st['quarantined']} malformed events quarantined"
+            )
+        for name in DEMO_TABLES.values():
+            data_commits = [s for s in lh.table(name).snapshots() if s.operation not in ("create-table", "create")]
+            after_second[name] = data_commits[min(1, len(data_commits) - 1)].version
+    else:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("appending micro-batches", total=batches)
+            for b in range(batches):
+                batch = generate_events(rows, start_id=b * rows, rng=rng, start=start)
+                for name in DEMO_TABLES.values():
+                    result = lh.append(name, batch, properties={"demo.batch": str(b)})
+                    if b == 1:
+                        after_second[name] = result.version
+                progress.advance(task)
+    console.print(f"{total:,} events into both tables in {time.perf_counter() - t0:.1f} s")
 
     overview = RichTable("table", "format", "versions", "partitions", "files", "rows", "bytes")
     for fmt, name in DEMO_TABLES.items():
@@ -119,7 +144,7 @@ def run_demo(lh: Lakehouse, *, batches: int, rows: int, seed: int, console: Cons
         f"SELECT 'delta' AS tbl, count(*) AS rows_then FROM demo.events_delta AT (VERSION => {delta_v}) "
         f"UNION ALL SELECT 'iceberg', count(*) FROM demo.events_iceberg AT (VERSION => {ice_v})"
     )
-    console.print(f"\n[bold]time travel[/bold] (after the 2nd batch) {tt_sql}", highlight=False)
+    console.print(f"\n[bold]time travel[/bold] (after the 2nd micro-batch) {tt_sql}", highlight=False)
     _print(console, lh.query(tt_sql).table)
 
     counts = {name: lh.table(name).row_count() for name in DEMO_TABLES.values()}
@@ -128,6 +153,51 @@ def run_demo(lh: Lakehouse, *, batches: int, rows: int, seed: int, console: Cons
         "Try: lakehouse table show demo.events_iceberg; lakehouse table history demo.events_delta"
     )
     return counts
+
+
+def _stream_through_kafka(
+    lh: Lakehouse,
+    broker: LocalBroker,
+    *,
+    batches: int,
+    rows: int,
+    rng: random.Random,
+    start: dt.datetime,
+    console: Console,
+) -> dict[str, dict[str, int]]:
+    """Produce generated events (and a few malformed ones) to a topic; ingest it into both tables."""
+    from confluent_kafka import Producer
+
+    from lakehouse.ingest.pipeline import FlushPolicy, Ingestor
+    from lakehouse.ingest.sources import KafkaIngest, StopConditions
+
+    topic = "demo-events"
+    broker.create_topic(topic, partitions=3)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "broker.address.family": "v4", "linger.ms": 5})
+    sent = 0
+    for b in range(batches):
+        for rec in generate_events(rows, start_id=b * rows, rng=rng, start=start).to_pylist():
+            rec["ts"] = rec["ts"].isoformat()
+            producer.produce(topic, key=str(rec["device_id"]).encode(), value=orjson.dumps(rec))
+            sent += 1
+        producer.produce(topic, value=b'{"event_id": "not-a-number", "ts": "yesterday"}')  # for the quarantine
+        sent += 1
+    producer.flush(30)
+    console.print(f"produced {sent:,} events to Kafka topic {topic!r} on a local broker ({broker.bootstrap})")
+    stats: dict[str, dict[str, int]] = {}
+    for name in DEMO_TABLES.values():
+        ingestor = Ingestor(lh, name, policy=FlushPolicy(max_rows=max(1, rows // 2), max_seconds=2))
+        runner = KafkaIngest(
+            ingestor,
+            bootstrap=broker.bootstrap,
+            topic=topic,
+            group=f"demo-{name}",
+            config={"session.timeout.ms": "1500", "heartbeat.interval.ms": "200"},
+        )
+        with console.status(f"ingesting {topic} into {name} ..."):
+            runner.run(conditions=StopConditions(max_records=sent))
+        stats[name] = ingestor.stats.as_dict()
+    return stats
 
 
 def reset_table(lh: Lakehouse, name: str, fmt: str) -> None:

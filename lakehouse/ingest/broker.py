@@ -80,9 +80,13 @@ class LocalBroker:
         return self
 
     def create_topic(self, name: str, partitions: int = 3) -> None:
+        self.create_topic_at(self.bootstrap, name, partitions)
+
+    @staticmethod
+    def create_topic_at(bootstrap: str, name: str, partitions: int = 3) -> None:
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "broker.address.family": "v4"})
+        admin = AdminClient({"bootstrap.servers": bootstrap, "broker.address.family": "v4"})
         for future in admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)]).values():
             future.result(15)
 

@@ -17,6 +17,7 @@ naming the field.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyarrow import json as pa_json
 
 from lakehouse.schema import type_name
 
@@ -231,6 +233,40 @@ class RecordParser:
         self.new_fields = new_fields
 
     def parse(self, records: Sequence[RawRecord]) -> ParseResult:
+        fast = self._parse_clean_batch(records)
+        if fast is not None:
+            return ParseResult(good=fast, good_positions=[(r.source, r.position) for r in records], bad=[])
+        return self._parse_records(records)
+
+    def _parse_clean_batch(self, records: Sequence[RawRecord]) -> pa.Table | None:
+        """All-good batches of JSON bytes go through Arrow's C++ JSON reader in one call; any problem
+        (a bad record, a type needing coercion, an unknown field under new_fields=add) returns None and
+        the per-record path takes over, which finds and quarantines the offenders."""
+        if not records or not all(isinstance(r.payload, bytes) and b"\n" not in r.payload for r in records):
+            return None
+        read_schema = pa.schema([pa.field(f.name, pa.string() if _needs_cast(f.type) else f.type) for f in self.schema])
+        behavior = "error" if self.new_fields == "add" else "ignore"
+        try:
+            raw = pa_json.read_json(
+                io.BytesIO(b"\n".join(r.payload for r in records)),  # type: ignore[misc]
+                read_options=pa_json.ReadOptions(use_threads=True, block_size=1 << 24),
+                parse_options=pa_json.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior=behavior),
+            )
+            if raw.num_rows != len(records):
+                return None
+            columns = []
+            for f in self.schema:
+                col = raw.column(f.name)
+                if not col.type.equals(f.type):
+                    col = pc.cast(col, f.type)
+                if not f.nullable and col.null_count:
+                    return None
+                columns.append(col)
+            return pa.Table.from_arrays(columns, schema=self.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError):
+            return None
+
+    def _parse_records(self, records: Sequence[RawRecord]) -> ParseResult:
         dicts: list[dict[str, Any] | None] = []
         errors: dict[int, str] = {}
         for i, r in enumerate(records):
@@ -304,14 +340,22 @@ def _fast_array(values: list[Any], t: pa.DataType) -> pa.Array | None:
             if not all(v is None or isinstance(v, str) for v in values):
                 return None
             return pa.array(values, type=t)
-        if pa.types.is_integer(t) or pa.types.is_floating(t):
-            if any(isinstance(v, bool | str) for v in values):
+        if pa.types.is_integer(t):
+            # pa.array() would silently truncate 1.5 to 1: only exact ints take this path
+            if not all(v is None or type(v) is int for v in values):
                 return None
+        if pa.types.is_floating(t) and any(isinstance(v, bool | str) for v in values):
+            return None
         if pa.types.is_boolean(t) and not all(v is None or isinstance(v, bool) for v in values):
             return None
         return pa.array(values, type=t)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError, ValueError):
         return None
+
+
+def _needs_cast(t: pa.DataType) -> bool:
+    """Types the JSON reader cannot produce from JSON text directly (read as strings, then cast)."""
+    return pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_decimal(t) or pa.types.is_binary(t)
 
 
 def _valid_name(name: str) -> bool:

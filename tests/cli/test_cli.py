@@ -168,9 +168,16 @@ def test_demo_runs_end_to_end_and_again(tmp_path: Path) -> None:
         out = run("demo", "--batches", "3", "--rows", "40", cwd=tmp_path).stdout
         assert "demo.events_delta" in out and "demo.events_iceberg" in out
         assert "now: 120 rows in Delta, 120 in Iceberg" in out
-        assert "time travel" in out
+        assert "time travel" in out and "via Kafka" in out
     with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "warehouse"))) as lh:
-        assert sorted(str(r.name) for r in lh.list_tables()) == ["demo.events_delta", "demo.events_iceberg"]
+        assert sorted(str(r.name) for r in lh.list_tables()) == [
+            "demo.events_delta",
+            "demo.events_delta__quarantine",
+            "demo.events_iceberg",
+            "demo.events_iceberg__quarantine",
+        ]
+        for name in ("demo.events_delta__quarantine", "demo.events_iceberg__quarantine"):
+            assert lh.table(name).row_count() == 3  # one malformed event per batch, once despite the re-run
         for name in ("demo.events_delta", "demo.events_iceberg"):
             rows = lh.table(name).scan(columns=["event_id"])["event_id"].to_pylist()
             assert sorted(rows) == list(range(120))
