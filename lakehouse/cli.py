@@ -526,6 +526,83 @@ def parse_size(text: str) -> int:
 
 
 @app.command()
+def optimize(
+    ctx: typer.Context,
+    name: NameArg,
+    partition: Annotated[
+        str | None, typer.Option(help="Only partitions matching this SQL predicate, e.g. \"ts_day = '2026-11-01'\".")
+    ] = None,
+    target_size: Annotated[str, typer.Option(help="Target file size, e.g. 128MB.")] = "128MB",
+    zorder: Annotated[str | None, typer.Option(help="Cluster by a Z-order curve over these columns: a,b.")] = None,
+    small_fraction: Annotated[
+        float, typer.Option(help="A file is small below this fraction of the target size.")
+    ] = 0.75,
+    min_files: Annotated[int, typer.Option(help="Rewrite a partition only with at least this many small files.")] = 2,
+    max_bytes: Annotated[str, typer.Option(help="Rewrite at most this many input bytes per run.")] = "50GB",
+    memory: Annotated[str, typer.Option(help="Memory budget of the rewrite (spills beyond it).")] = "1GB",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the plan.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Compact small files (bin-packing to the target size) and optionally Z-order, partition by partition.
+
+    The plan shows, per partition, the input files and bytes, the expected output files and why it was or
+    was not picked. Rows are never added or lost: rows in equal rows out, checked after every commit.
+    """
+    from lakehouse.maintenance.compaction import optimize as run_optimize
+    from lakehouse.maintenance.planner import CompactionOptions
+
+    options = CompactionOptions(
+        target_file_size=parse_size(target_size),
+        small_file_fraction=small_fraction,
+        min_input_files=min_files,
+        max_bytes_per_job=parse_size(max_bytes),
+        memory_budget=parse_size(memory),
+        zorder=tuple(c.strip() for c in (zorder or "").split(",") if c.strip()),
+    )
+    with _lh(ctx) as lh:
+        with err.status(f"optimizing {name} ...") if not (dry_run or json_) else _nullcontext():
+            result = run_optimize(lh, name, options, partition_filter=partition, dry_run=dry_run)
+    if json_:
+        _print_json(result.as_dict())
+        return
+    plan = result.plan
+    t = RichTable("partition", "files", "bytes", "input files", "input bytes", "expected out", "picked", "why")
+    for p in plan.partitions:
+        d = p.as_dict()
+        t.add_row(
+            ", ".join(f"{k}={v}" for k, v in d["partition"].items()) or "(unpartitioned)",
+            str(d["files"]),
+            _human_bytes(d["bytes"]),
+            str(d["input_files"]),
+            _human_bytes(d["input_bytes"]),
+            str(d["expected_output_files"]),
+            "yes" if d["picked"] else "no",
+            d["reason"],
+        )
+    out.print(t)
+    if dry_run:
+        out.print(f"dry run: {len(plan.picked)} partition(s) would be rewritten")
+        return
+    if not result.partitions:
+        out.print("nothing to do")
+        return
+    d = result.as_dict()
+    out.print(
+        f"{d['files_before']} -> {d['files_after']} files, {_human_bytes(d['bytes_before'])} -> "
+        f"{_human_bytes(d['bytes_after'])}, rows in {d['rows_in']:,} = out {d['rows_out']:,}, "
+        f"{d['seconds']:.1f} s, version {d['version']} (job {d['job_id']})"
+    )
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+@app.command()
 def jobs(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Only jobs of this table.")] = None,

@@ -14,6 +14,7 @@ column becomes a UTC timestamp).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -321,4 +322,62 @@ def to_arrow(e: Expr, schema: pa.Schema) -> pc.Expression:
         return out
     if isinstance(e, Not):
         return ~to_arrow(e.item, schema)
+    raise InvalidPredicateError(f"unsupported filter node {e!r}")
+
+
+def _like(value: Any, literal: Any) -> Any:
+    """``literal`` converted to the Python type of ``value`` (for evaluating against plain rows)."""
+    if literal is None or value is None:
+        return literal
+    try:
+        if isinstance(value, dt.datetime):
+            if isinstance(literal, str):
+                t = dt.datetime.fromisoformat(literal.replace("Z", "+00:00"))
+                if value.tzinfo is not None and t.tzinfo is None:
+                    t = t.replace(tzinfo=dt.UTC)
+                return t
+            return literal
+        if isinstance(value, dt.date):
+            return dt.date.fromisoformat(str(literal)[:10]) if isinstance(literal, str) else literal
+        if isinstance(value, bool):
+            return literal if isinstance(literal, bool) else str(literal).lower() in ("true", "1")
+        if isinstance(value, int | float) and isinstance(literal, str):
+            return float(literal) if "." in literal else int(literal)
+        if isinstance(value, str):
+            return str(literal)
+    except ValueError as e:
+        raise InvalidPredicateError(f"value {literal!r} cannot be compared with {value!r}") from e
+    return literal
+
+
+def evaluate(e: Expr, row: Mapping[str, Any]) -> bool | None:
+    """Evaluate a filter on one row of Python values with SQL three-valued logic (None = unknown)."""
+    if isinstance(e, Compare):
+        v = row.get(e.column)
+        lit = _like(v, e.value)
+        if v is None or lit is None:
+            return None
+        ops = {"=": v == lit, "!=": v != lit}
+        if e.op in ops:
+            return ops[e.op]
+        return {"<": v < lit, "<=": v <= lit, ">": v > lit, ">=": v >= lit}[e.op]
+    if isinstance(e, In):
+        v = row.get(e.column)
+        if v is None:
+            return None
+        hit = any(v == _like(v, x) for x in e.values if x is not None)
+        result: bool | None = True if hit else (None if any(x is None for x in e.values) else False)
+        return (not result if result is not None else None) if e.negated else result
+    if isinstance(e, IsNull):
+        isnull = row.get(e.column) is None
+        return not isnull if e.negated else isnull
+    if isinstance(e, And):
+        values = [evaluate(i, row) for i in e.items]
+        return False if False in values else (None if None in values else True)
+    if isinstance(e, Or):
+        values = [evaluate(i, row) for i in e.items]
+        return True if True in values else (None if None in values else False)
+    if isinstance(e, Not):
+        v = evaluate(e.item, row)
+        return None if v is None else not v
     raise InvalidPredicateError(f"unsupported filter node {e!r}")

@@ -17,7 +17,7 @@ import glob
 import importlib
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,42 @@ def extension_path(name: str) -> str:
     return found[-1]
 
 
+def _connect_duckdb(
+    ctx: StorageContext,
+    *,
+    memory_limit: str | int,
+    threads: int | None = None,
+    temp_directory: str | None = None,
+    extensions: Sequence[str] = EXTENSIONS,
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the offline extensions loaded, S3 configured and configuration locked."""
+    try:
+        import duckdb
+    except ImportError as e:
+        raise DependencyMissingError("SQL needs duckdb", hint="pip install 'lakehouse[sql]'") from e
+    config: dict[str, Any] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "memory_limit": f"{memory_limit}B" if isinstance(memory_limit, int) else memory_limit,
+    }
+    if threads:
+        config["threads"] = threads
+    if temp_directory:
+        config["temp_directory"] = temp_directory
+    try:
+        con = duckdb.connect(config=config)
+        for name in extensions:
+            path = extension_path(name)
+            con.execute(f"LOAD '{path.replace(chr(39), chr(39) * 2)}'")
+        if ctx.credentials is not None:
+            con.execute(ctx.credentials.duckdb_secret_sql())
+        # nothing a query sends can change settings, load extensions or reach other files' config
+        con.execute("SET lock_configuration = true")
+    except duckdb.Error as e:
+        raise ConfigError(f"cannot start DuckDB with these settings: {_first_line(e)}") from e
+    return con
+
+
 @dataclass(frozen=True)
 class QueryResult:
     table: pa.Table
@@ -84,29 +120,7 @@ class SqlEngine:
             return self._con
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        try:
-            import duckdb
-        except ImportError as e:
-            raise DependencyMissingError("SQL needs duckdb", hint="pip install 'lakehouse[sql]'") from e
-        config: dict[str, Any] = {
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "memory_limit": self.settings.memory_limit,
-        }
-        if self.settings.threads:
-            config["threads"] = self.settings.threads
-        try:
-            con = duckdb.connect(config=config)
-            for name in EXTENSIONS:
-                path = extension_path(name)
-                con.execute(f"LOAD '{path.replace(chr(39), chr(39) * 2)}'")
-            if self.ctx.credentials is not None:
-                con.execute(self.ctx.credentials.duckdb_secret_sql())
-            # nothing a query sends can change settings, load extensions or reach other files' config
-            con.execute("SET lock_configuration = true")
-        except duckdb.Error as e:
-            raise ConfigError(f"cannot start DuckDB with the query settings: {_first_line(e)}") from e
-        return con
+        return _connect_duckdb(self.ctx, memory_limit=self.settings.memory_limit, threads=self.settings.threads)
 
     def close(self) -> None:
         with self._lock:

@@ -55,6 +55,17 @@ jobs_t = sa.Table(
 )
 
 
+layouts_t = sa.Table(
+    "lh_layouts",
+    metadata,
+    sa.Column("table_name", sa.String(128), primary_key=True),
+    sa.Column("partition_key", sa.Text, primary_key=True),
+    sa.Column("layout", sa.String(256), nullable=False),  # e.g. zorder:a,b
+    sa.Column("files_json", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -200,6 +211,7 @@ class CatalogStore:
 
     def remove_table(self, name: TableName) -> None:
         with self._tx() as conn:
+            conn.execute(layouts_t.delete().where(layouts_t.c.table_name == str(name)))
             result = conn.execute(tables_t.delete().where(tables_t.c.name == str(name)))
         if result.rowcount == 0:
             raise TableNotFoundError(f"no table {name} in the catalog")
@@ -270,7 +282,7 @@ class CatalogStore:
                     state=state,
                     finished_at=_now(),
                     metrics_json=json.dumps(dict(metrics or {}), default=str, sort_keys=True),
-                    error=error,
+                    error=" ".join(error.split()) if error else None,
                 )
             )
 
@@ -295,6 +307,30 @@ class CatalogStore:
             )
             for r in rows
         ]
+
+    # ---- layouts (which files a Z-order wrote, so an unchanged partition is not redone) ----------------
+
+    def set_layout(self, table: TableName, partition_key: str, layout: str, files: list[str]) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                layouts_t.delete().where(
+                    (layouts_t.c.table_name == str(table)) & (layouts_t.c.partition_key == partition_key)
+                )
+            )
+            conn.execute(
+                layouts_t.insert().values(
+                    table_name=str(table),
+                    partition_key=partition_key,
+                    layout=layout,
+                    files_json=json.dumps(sorted(files)),
+                    updated_at=_now(),
+                )
+            )
+
+    def layouts(self, table: TableName) -> dict[str, tuple[str, frozenset[str]]]:
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
+        return {r.partition_key: (r.layout, frozenset(json.loads(r.files_json))) for r in rows}
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import pyarrow as pa
 
-from lakehouse.errors import InvalidInputError, InvalidTableNameError, VersionNotFoundError
+from lakehouse.errors import (
+    InvalidInputError,
+    InvalidTableNameError,
+    UnsupportedOperationError,
+    VersionNotFoundError,
+)
 from lakehouse.expr import Expr, check_columns, normalize, parse_filter
 from lakehouse.schema import PartitionField, conform
 
@@ -117,6 +122,8 @@ class Capabilities:
     native_compaction: bool = False
     native_zorder: bool = False
     native_vacuum: bool = False
+    file_replace: bool = False
+    """Arbitrary Parquet files can be swapped in one commit (lakehouse's own compaction/Z-order)."""
     snapshot_properties: bool = True
     """Arbitrary key/values can be committed atomically with data (Delta: commit info + app
     transactions; Iceberg: snapshot summary)."""
@@ -377,6 +384,51 @@ class LakehouseTable(ABC):
     @abstractmethod
     def sql_source(self, snapshot: Snapshot | None = None) -> str | None:
         """A DuckDB table-function call that reads this table (at ``snapshot``); None when it holds no data."""
+
+    # ---- rewrites (compaction, Z-order) ---------------------------------------------------------------
+
+    def optimize_native(
+        self,
+        partition: Mapping[str, Any],
+        *,
+        target_size: int,
+        zorder: Sequence[str] = (),
+        memory_limit: int,
+        properties: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Compact (or Z-order) one partition with the format's own optimizer; returns its metrics.
+        Only where ``capabilities.native_compaction``."""
+        raise UnsupportedOperationError(f"{self.format} tables have no native optimizer")
+
+    def replace_files(
+        self, *, remove: Sequence[str], add: Sequence[str], properties: Mapping[str, str] | None = None
+    ) -> CommitResult:
+        """One atomic commit that removes exactly ``remove`` and adds the Parquet files ``add``.
+
+        Concurrent appends are kept; if another commit removed any input file meanwhile, raises
+        :class:`CommitConflictError` (not transient: re-plan). Only where ``capabilities.file_replace``.
+        """
+        raise UnsupportedOperationError(f"{self.format} tables cannot replace files directly")
+
+    def rewrite_partition(
+        self,
+        data: pa.RecordBatchReader,
+        partition: Mapping[str, Any],
+        *,
+        target_size: int,
+        properties: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Replace a partition's files by ``data`` (the same rows in a new order) in one commit, keeping
+        files appended concurrently. Returns version, added paths and removed (path, rows)."""
+        raise UnsupportedOperationError(f"{self.format} tables cannot rewrite a partition from a stream")
+
+    def field_ids(self) -> dict[str, int]:
+        """Parquet field ids of the columns (formats that resolve columns by id need them in new files)."""
+        return {}
+
+    def data_directory(self, partition: Mapping[str, Any]) -> str:
+        """Where new data files of ``partition`` go."""
+        return f"{self.location.rstrip('/')}/data"
 
     def row_count(self, *, as_of: AsOf | None = None) -> int:
         return sum(f.row_count for f in self.files(as_of=as_of))

@@ -9,9 +9,11 @@ Key columns are marked with the column metadata ``lakehouse.key`` (Delta rejects
 from __future__ import annotations
 
 import datetime as dt
+import json
 import urllib.parse
-from collections.abc import Sequence
-from typing import Self
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
 
 import pyarrow as pa
 
@@ -28,7 +30,7 @@ from lakehouse.errors import (
 )
 from lakehouse.expr import Expr, to_arrow
 from lakehouse.schema import PartitionField, validate_keys, validate_partitioning
-from lakehouse.storage import delete_tree, list_files
+from lakehouse.storage import delete_tree, list_files, split_location
 from lakehouse.tables.base import (
     AsOf,
     Capabilities,
@@ -289,6 +291,19 @@ class DeltaAdapter(LakehouseTable):
             files_added=int(metrics.get("num_added_files", 0)),
         )
 
+    def _commit_info(self, version: int) -> dict[str, Any]:
+        """The commitInfo action of one version, read from its log file."""
+        filesystem, path = split_location(f"{self.location.rstrip('/')}/_delta_log/{version:020d}.json", self.ctx)
+        try:
+            with filesystem.open_input_stream(path) as stream:
+                for line in stream.read().splitlines():
+                    action = json.loads(line)
+                    if "commitInfo" in action:
+                        return dict(action["commitInfo"])
+        except FileNotFoundError:
+            return {}
+        return {}
+
     def checkpoint(self, source: str) -> int | None:
         self._dt.update_incremental()
         version = self._dt.transaction_version(source)
@@ -303,6 +318,84 @@ class DeltaAdapter(LakehouseTable):
         except (DeltaError, OSError) as e:
             raise _translate(e, f"cannot add columns to {self.name}") from e
         self._dt.update_incremental()
+
+    def optimize_native(
+        self,
+        partition: Mapping[str, Any],
+        *,
+        target_size: int,
+        zorder: Sequence[str] = (),
+        memory_limit: int,
+        properties: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        filters = [(k, "=", _partition_literal(v)) for k, v in partition.items()] or None
+        props = dict(properties or {})
+        marker = props.setdefault("lakehouse.commit", uuid.uuid4().hex)
+        commit = CommitProperties(custom_metadata=props, max_commit_retries=MAX_COMMIT_RETRIES)
+        self._dt.update_incremental()
+        start = self._dt.version()
+        try:
+            if zorder:
+                metrics = self._dt.optimize.z_order(
+                    list(zorder),
+                    partition_filters=filters,
+                    target_size=target_size,
+                    max_spill_size=memory_limit,
+                    commit_properties=commit,
+                )
+            else:
+                metrics = self._dt.optimize.compact(
+                    partition_filters=filters, target_size=target_size, commit_properties=commit
+                )
+        except (DeltaError, OSError) as e:
+            raise _translate(e, f"optimize of {self.name} failed") from e
+        return {**metrics, **self._find_commit(start, marker)}
+
+    def rewrite_partition(
+        self,
+        data: pa.RecordBatchReader,
+        partition: Mapping[str, Any],
+        *,
+        target_size: int,
+        properties: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Replace the rows of one partition by ``data`` (the same rows, rewritten in another order).
+
+        Files a concurrent writer appends meanwhile are not removed: the commit's remove actions list only
+        the files of the snapshot read here (Delta's WriteSerializable isolation).
+        """
+        props = dict(properties or {})
+        marker = props.setdefault("lakehouse.commit", uuid.uuid4().hex)
+        predicate = " AND ".join(f"{k} = '{_partition_literal(v)}'" for k, v in partition.items()) or None
+        self._dt.update_incremental()
+        start = self._dt.version()
+        try:
+            write_deltalake(
+                self._dt,
+                data,
+                mode="overwrite",
+                predicate=predicate,
+                target_file_size=target_size,
+                commit_properties=CommitProperties(custom_metadata=props, max_commit_retries=MAX_COMMIT_RETRIES),
+            )
+        except (DeltaError, OSError) as e:
+            raise _translate(e, f"rewrite of {self.name} failed") from e
+        return self._find_commit(start, marker)
+
+    def _find_commit(self, start: int, marker: str) -> dict[str, Any]:
+        """Version, added files and removed files (with rows) of our commit, found by its marker in the log
+        (other writers may have committed around it)."""
+        self._dt.update_incremental()
+        out: dict[str, Any] = {"version": None, "added_paths": [], "removed": []}
+        for version in range(start + 1, self._dt.version() + 1):
+            if self._commit_info(version).get("lakehouse.commit") == marker:
+                before = {f.path: f for f in self.files(as_of=version - 1)}
+                after = {f.path: f for f in self.files(as_of=version)}
+                out["version"] = version
+                out["added_paths"] = [p for p in after if p not in before]
+                out["removed"] = [(p, f.row_count) for p, f in before.items() if p not in after]
+                break
+        return out
 
     def _scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table:
         table = self._at(snapshot.version if snapshot else None)
@@ -337,6 +430,14 @@ class DeltaAdapter(LakehouseTable):
         if snapshot is None:
             return f"delta_scan({path})"
         return f"delta_scan({path}, version={int(snapshot.version)})"
+
+
+def _partition_literal(v: object) -> str:
+    if isinstance(v, dt.datetime):
+        return v.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if v.tzinfo else v.isoformat(" ")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return "" if v is None else str(v)
 
 
 def _sql_str(v: str) -> str:

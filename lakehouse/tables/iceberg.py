@@ -9,10 +9,12 @@ snapshot is written, so ``capabilities.restore_creates_version`` is False.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
 import pyarrow as pa
@@ -148,6 +150,7 @@ class IcebergAdapter(LakehouseTable):
     capabilities = Capabilities(
         hidden_partitioning=True,
         restore_creates_version=False,
+        file_replace=True,
         notes=(
             "restore moves the current-snapshot pointer (rollback); no new snapshot is written",
             "compaction, z-order and orphan removal are provided by lakehouse, not pyiceberg",
@@ -392,6 +395,104 @@ class IcebergAdapter(LakehouseTable):
 
         _retry_commit(f"adding columns to {self.name}", commit)
 
+    def field_ids(self) -> dict[str, int]:
+        self._table.refresh()
+        return {f.name: f.field_id for f in self._table.schema().fields}
+
+    def data_directory(self, partition: Mapping[str, Any]) -> str:
+        parts = "/".join(f"{k}={urllib.parse.quote(str(v), safe='')}" for k, v in partition.items())
+        base = f"{self.location.rstrip('/')}/data"
+        return f"{base}/{parts}" if parts else base
+
+    def replace_files(
+        self, *, remove: Sequence[str], add: Sequence[str], properties: Mapping[str, str] | None = None
+    ) -> CommitResult:
+        self._table.refresh()
+        try:
+            new_files = [self._data_file(_location_uri(p)) for p in add]
+        except (OSError, ValueError) as e:
+            raise StorageError(f"cannot read the rewritten files of {self.name}: {e}") from e
+        wanted = {_plain_location(p) for p in remove}
+
+        def commit() -> None:
+            self._table.refresh()
+            live = {}
+            for task in self._table.scan().plan_files():
+                plain = _plain_location(task.file.file_path)
+                if plain in wanted:
+                    live[plain] = task.file
+            gone = wanted - live.keys()
+            if gone:
+                raise CommitConflictError(
+                    f"{len(gone)} input file(s) of this rewrite of {self.name} were removed by another commit; "
+                    "nothing was changed, plan again",
+                )
+            with self._table.transaction() as tx:
+                with tx.update_snapshot(snapshot_properties=dict(properties or {})).overwrite() as ow:
+                    # A rewrite replaces files without changing data: concurrent appends (even to the same
+                    # partition) do not conflict, only a concurrent removal of an input file does. pyiceberg's
+                    # overwrite validation is serializable (any added file in the partition conflicts), so
+                    # this commit validates exactly the REPLACE rule instead.
+                    ow._validate_concurrency = functools.partial(_inputs_still_live, ow, wanted)  # type: ignore[method-assign]
+                    for f in live.values():
+                        ow.delete_data_file(f)
+                    for f in new_files:
+                        ow.append_data_file(f)
+
+        try:
+            _retry_commit(f"rewrite of {self.name}", commit)
+        except OSError as e:
+            raise StorageError(f"rewrite of {self.name} failed: {e}") from e
+        snap = self._table.current_snapshot()
+        assert snap is not None
+        version = next(s.version for s in self.snapshots() if s.snapshot_id == snap.snapshot_id)
+        return CommitResult(version=version, snapshot_id=snap.snapshot_id, files_added=len(add), operation="rewrite")
+
+    def _data_file(self, uri: str) -> Any:
+        """A DataFile for a Parquet file written by lakehouse's rewrite (field ids, statistics, partition).
+
+        Like pyiceberg's ``parquet_file_to_data_file``, but a column the writer marked optional is accepted
+        for a required field when the file holds no NULL in it (DuckDB writes every column as optional).
+        """
+        import pyarrow.parquet as pq
+        from pyiceberg.io.pyarrow import (
+            compute_statistics_plan,
+            data_file_statistics_from_parquet_metadata,
+            parquet_path_to_id_mapping,
+        )
+        from pyiceberg.manifest import DataFile as IcebergDataFile
+        from pyiceberg.manifest import DataFileContent, FileFormat
+
+        meta = self._table.metadata
+        schema = meta.schema()
+        input_file = self._table.io.new_input(uri)
+        with input_file.open() as stream:
+            parquet_metadata = pq.read_metadata(stream)
+        ids = {f.name: f.metadata.get(b"PARQUET:field_id") for f in parquet_metadata.schema.to_arrow_schema()}
+        for field_ in schema.fields:
+            if ids.get(field_.name) is None or int(ids[field_.name]) != field_.field_id:
+                raise ValueError(f"{uri}: column {field_.name!r} lacks field id {field_.field_id}")
+        statistics = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=parquet_metadata,
+            stats_columns=compute_statistics_plan(schema, meta.properties),
+            parquet_column_mapping=parquet_path_to_id_mapping(schema),
+        )
+        for field_ in schema.fields:
+            if field_.required and statistics.null_value_counts.get(field_.field_id, 0):
+                raise ValueError(f"{uri}: required column {field_.name!r} holds NULLs")
+        return IcebergDataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=uri,
+            file_format=FileFormat.PARQUET,
+            partition=statistics.partition(meta.spec(), schema),
+            file_size_in_bytes=len(input_file),
+            sort_order_id=None,
+            spec_id=meta.default_spec_id,
+            equality_ids=None,
+            key_metadata=None,
+            **statistics.to_serialized_dict(),
+        )
+
     def _scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table:
         self._table.refresh()
         if snapshot is None and self._table.current_snapshot() is None:
@@ -429,6 +530,20 @@ class IcebergAdapter(LakehouseTable):
                 return None  # no snapshot yet: the engine reads an empty relation
             return f"iceberg_scan({metadata})"
         return f"iceberg_scan({metadata}, snapshot_from_id={int(snapshot.snapshot_id or 0)})"
+
+
+def _inputs_still_live(ow: Any, wanted: set[str]) -> None:
+    """Commit-time validation of a rewrite: every input file is still live at the catalog's head."""
+    window = ow._commit_window
+    if window is None or window.is_empty() or window.head is None:
+        return
+    table = ow._transaction._table
+    live = {_plain_location(t.file.file_path) for t in table.scan(snapshot_id=window.head.snapshot_id).plan_files()}
+    gone = wanted - live
+    if gone:
+        raise CommitConflictError(
+            f"{len(gone)} input file(s) of this rewrite were removed by a concurrent commit; nothing was changed"
+        )
 
 
 def _sql_str(v: str) -> str:

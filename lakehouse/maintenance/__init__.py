@@ -1,0 +1,1 @@
+"""Maintenance jobs: planned, recorded in the job history, safe against concurrent writers."""

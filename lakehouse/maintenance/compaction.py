@@ -1,0 +1,431 @@
+"""Compaction and Z-ordering: plan, then rewrite each picked partition and commit it atomically.
+
+Delta uses delta-rs's own optimizer (``optimize.compact`` / ``optimize.z_order``) on the partitions the planner
+picked. Iceberg has no optimizer in pyiceberg, so the rewrite is ours: DuckDB streams the input files into
+new Parquet files near the target size (with Iceberg field ids, zstd, row groups of ~128k rows and min/max
+statistics), sorting by a Morton (Z-order) key when asked; memory is bounded by DuckDB's ``memory_limit``
+with spilling to a temporary directory. One Iceberg commit per partition then removes exactly the input files
+and adds the new ones; a concurrent append survives, a concurrent removal of an input aborts that partition.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse.errors import CommitConflictError, LakehouseError, StorageError
+from lakehouse.maintenance.planner import CompactionOptions, CompactionPlan, PartitionPlan, plan_compaction
+from lakehouse.storage import delete_tree, list_files
+from lakehouse.tables.base import LakehouseTable
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from lakehouse.core import Lakehouse
+
+
+@dataclass
+class PartitionResult:
+    partition: dict[str, Any]
+    files_before: int
+    bytes_before: int
+    files_after: int = 0
+    bytes_after: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    version: int | None = None
+    status: str = "committed"
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["partition"] = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in self.partition.items()}
+        return d
+
+
+@dataclass
+class OptimizeResult:
+    table: str
+    dry_run: bool
+    plan: CompactionPlan
+    partitions: list[PartitionResult] = field(default_factory=list)
+    seconds: float = 0.0
+    version: int | None = None
+    job_id: int | None = None
+
+    @property
+    def rows_in(self) -> int:
+        return sum(p.rows_in for p in self.partitions)
+
+    @property
+    def rows_out(self) -> int:
+        return sum(p.rows_out for p in self.partitions)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "dry_run": self.dry_run,
+            "job_id": self.job_id,
+            "seconds": round(self.seconds, 3),
+            "version": self.version,
+            "files_before": sum(p.files_before for p in self.partitions),
+            "files_after": sum(p.files_after for p in self.partitions),
+            "bytes_before": sum(p.bytes_before for p in self.partitions),
+            "bytes_after": sum(p.bytes_after for p in self.partitions),
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "partitions": [p.as_dict() for p in self.partitions],
+            "plan": self.plan.as_dict(),
+        }
+
+
+def optimize(
+    lh: Lakehouse,
+    name: str,
+    options: CompactionOptions,
+    *,
+    partition_filter: str | None = None,
+    dry_run: bool = False,
+    on_partition: Callable[[PartitionResult], None] | None = None,
+) -> OptimizeResult:
+    """Plan and (unless ``dry_run``) run a compaction / Z-order of one table; recorded in the job history."""
+    table = lh.table(name)
+    if len(options.zorder) > MAX_ZORDER_COLUMNS:
+        from lakehouse.errors import InvalidInputError
+
+        raise InvalidInputError(f"Z-order takes at most {MAX_ZORDER_COLUMNS} columns; more dilute the clustering")
+    if options.zorder:
+        missing = [c for c in options.zorder if c not in table.schema.names]
+        if missing:
+            from lakehouse.errors import InvalidInputError
+
+            raise InvalidInputError(f"--zorder column(s) {', '.join(missing)} not in table {table.name}")
+    files = table.files()
+    layouts = lh.catalog.layouts(table.name)
+    plan = plan_compaction(str(table.name), files, options, partition_filter=partition_filter, layouts=layouts)
+    result = OptimizeResult(str(table.name), dry_run, plan)
+    if dry_run or not plan.picked:
+        return result
+    job = lh.catalog.start_job("optimize", table=table.name, params=_params(options, partition_filter), actor=lh.actor)
+    result.job_id = job
+    started = time.perf_counter()
+    try:
+        for part in plan.picked:
+            pr = _rewrite_partition(lh, table, part, options, job)
+            result.partitions.append(pr)
+            if pr.version is not None:
+                result.version = pr.version
+            if on_partition:
+                on_partition(pr)
+    except BaseException as e:
+        result.seconds = time.perf_counter() - started
+        lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=str(e) or type(e).__name__)
+        raise
+    result.seconds = time.perf_counter() - started
+    failed = [p for p in result.partitions if p.status != "committed"]
+    lh.catalog.finish_job(
+        job,
+        state="failed" if failed and len(failed) == len(result.partitions) else "committed",
+        metrics={k: v for k, v in result.as_dict().items() if k != "plan"},
+        error="; ".join(p.error or "" for p in failed) or None,
+    )
+    lh.catalog.update_table(table.name)
+    return result
+
+
+def _params(options: CompactionOptions, partition_filter: str | None) -> dict[str, Any]:
+    return {
+        "target_file_size": options.target_file_size,
+        "small_file_fraction": options.small_file_fraction,
+        "min_input_files": options.min_input_files,
+        "zorder": list(options.zorder),
+        "partition": partition_filter,
+    }
+
+
+def _rewrite_partition(
+    lh: Lakehouse, table: LakehouseTable, part: PartitionPlan, options: CompactionOptions, job: int
+) -> PartitionResult:
+    pr = PartitionResult(
+        part.partition,
+        files_before=len(part.files),
+        bytes_before=sum(f.size_bytes for f in part.files),
+        rows_in=sum(f.row_count for f in part.inputs),
+    )
+    props = {
+        "lakehouse.job": str(job),
+        "lakehouse.commit": uuid.uuid4().hex,  # finds this partition's commit in the history
+        "lakehouse.operation": "zorder" if options.zorder else "compact",
+    }
+    if options.zorder:
+        props["lakehouse.zorder"] = ",".join(options.zorder)
+    before_paths = {f.path for f in part.files}
+    in_rows = sum(f.row_count for f in part.inputs)
+    bpr = sum(f.size_bytes for f in part.inputs) / in_rows if in_rows else 0.0
+    if options.zorder and table.format == "delta":
+        # delta-rs's own Z-order clusters narrow-range columns poorly (it interleaves raw bytes); ours
+        # normalises each column to its range, then delta-rs commits the rewritten partition
+        import pyarrow.dataset as ds
+
+        with tempfile.TemporaryDirectory(prefix="lakehouse-zorder-") as tmp:
+            written = _rewrite_local(lh, table, [f.path for f in part.inputs], tmp, options, bytes_per_row=bpr)
+            reader = ds.dataset(written, format="parquet").scanner(batch_size=options.row_group_rows).to_reader()
+            metrics = table.rewrite_partition(
+                reader, part.partition, target_size=options.target_file_size, properties=props
+            )
+        pr.version = metrics.get("version")
+        ours = set(metrics.get("added_paths", []))
+        removed = metrics.get("removed", [])
+        pr.rows_in = sum(rows for _, rows in removed)
+        inputs_now = {path for path, _ in removed}
+        part = PartitionPlan(
+            part.key,
+            part.partition,
+            part.files,
+            [f for f in part.files if f.path in inputs_now],
+            True,
+            part.reason,
+            part.expected_output_files,
+        )
+        before_paths |= inputs_now
+    elif table.capabilities.native_compaction:
+        metrics = table.optimize_native(
+            part.partition,
+            target_size=options.target_file_size,
+            zorder=options.zorder,
+            memory_limit=options.memory_budget,
+            properties=props,
+        )
+        pr.version = metrics.get("version")
+        ours = set(metrics.get("added_paths", []))
+        # delta-rs picks the partition's small files itself at commit time (concurrent appends included)
+        removed = metrics.get("removed", [])
+        pr.rows_in = sum(rows for _, rows in removed)
+        inputs_now = {path for path, _ in removed}
+        part = PartitionPlan(
+            part.key,
+            part.partition,
+            part.files,
+            [f for f in part.files if f.path in inputs_now],
+            True,
+            part.reason,
+            part.expected_output_files,
+        )
+        before_paths |= inputs_now
+    elif table.capabilities.file_replace:
+        out_dir = f"{table.data_directory(part.partition)}/lh-{job}-{uuid.uuid4().hex[:8]}"
+        try:
+            written = rewrite_files(lh, table, [f.path for f in part.inputs], out_dir, options, bytes_per_row=bpr)
+        except BaseException:
+            delete_tree(out_dir, lh.ctx)
+            raise
+        try:
+            commit = table.replace_files(remove=[f.path for f in part.inputs], add=written, properties=props)
+        except CommitConflictError as e:
+            delete_tree(out_dir, lh.ctx)  # our files are referenced by no version: remove them now
+            pr.status, pr.error = "aborted", str(e)
+            return pr
+        except BaseException:
+            delete_tree(out_dir, lh.ctx)
+            raise
+        pr.version = commit.version
+        ours = set(written)
+    else:
+        raise LakehouseError(f"{table.format} tables support no rewrite")
+    # measure the partition after the commit, from the table itself
+    from lakehouse.maintenance.planner import partition_key
+
+    after = [f for f in table.files() if partition_key(f.partition) == part.key]
+    new = [f for f in after if f.path in ours]
+    kept_inputs = {f.path for f in part.inputs} & {f.path for f in after}
+    pr.files_after = len([f for f in after if f.path in ours or f.path in before_paths])
+    pr.bytes_after = sum(f.size_bytes for f in after if f.path in ours or f.path in before_paths)
+    pr.rows_out = sum(f.row_count for f in new) + sum(f.row_count for f in part.inputs if f.path in kept_inputs)
+    if options.zorder:
+        lh.catalog.set_layout(
+            table.name, part.key, "zorder:" + ",".join(options.zorder), [f.path for f in new] + sorted(kept_inputs)
+        )
+    if pr.rows_out != pr.rows_in:
+        raise StorageError(
+            f"rewrite of {table.name} {part.partition} changed the row count {pr.rows_in} -> {pr.rows_out}"
+        )
+    return pr
+
+
+# ---- the rewrite engine for formats without an optimizer (Iceberg) -----------------------------------------
+
+
+def _rewrite_local(
+    lh: Lakehouse,
+    table: LakehouseTable,
+    inputs: Sequence[str],
+    out_dir: str,
+    options: CompactionOptions,
+    *,
+    bytes_per_row: float = 0.0,
+) -> list[str]:
+    """Like :func:`rewrite_files`, into a local directory (a staging area)."""
+    from lakehouse.tables.base import StorageContext
+
+    local = StorageContext(warehouse=out_dir, catalog_url="", credentials=None)
+    return rewrite_files(lh, table, inputs, out_dir, options, bytes_per_row=bytes_per_row, output_ctx=local)
+
+
+def rewrite_files(
+    lh: Lakehouse,
+    table: LakehouseTable,
+    inputs: Sequence[str],
+    out_dir: str,
+    options: CompactionOptions,
+    *,
+    bytes_per_row: float = 0.0,
+    output_ctx: Any = None,
+) -> list[str]:
+    """Stream ``inputs`` into new Parquet files under ``out_dir``; returns their paths."""
+    from lakehouse.sql import _connect_duckdb
+
+    with tempfile.TemporaryDirectory(prefix="lakehouse-spill-") as spill:
+        con = _connect_duckdb(
+            lh.ctx,
+            memory_limit=options.memory_budget,
+            temp_directory=spill,
+            extensions=("httpfs",) if lh.ctx.credentials is not None else (),
+        )
+        try:
+            schema = table.schema
+            cols = ", ".join(_q(c) for c in schema.names)
+            src = "read_parquet([" + ", ".join(_s(_duck_path(p)) for p in inputs) + "])"
+            query = f"SELECT {cols} FROM {src}"
+            if options.zorder:
+                key = zorder_expression(con, src, schema, options.zorder)
+                query += f" ORDER BY {key}"
+            ids = table.field_ids()
+            field_ids = "{" + ", ".join(f"{_q(c)}: {ids[c]}" for c in schema.names if c in ids) + "}"
+            # files near the target size: rows per file from the inputs' bytes per row (zstd output is
+            # usually no larger than the inputs), in whole row groups
+            rows_per_file = max(1, int(options.target_file_size / bytes_per_row)) if bytes_per_row else 1 << 62
+            group = max(1, min(options.row_group_rows, rows_per_file))
+            opts = [
+                "FORMAT parquet",
+                "COMPRESSION zstd",
+                f"ROW_GROUP_SIZE {group}",
+                f"ROW_GROUPS_PER_FILE {max(1, rows_per_file // group)}",
+                "FILENAME_PATTERN 'part-{uuid}'",
+            ]
+            if ids:
+                opts.append(f"FIELD_IDS {field_ids}")
+            con.execute(f"COPY ({query}) TO {_s(_duck_path(out_dir))} ({', '.join(opts)})")
+        except LakehouseError:
+            raise
+        except Exception as e:
+            raise StorageError(f"rewrite of {table.name} failed: {' '.join(str(e).split())}") from e
+        finally:
+            con.close()
+    return sorted(f.path for f in list_files(out_dir, output_ctx or lh.ctx) if f.path.endswith(".parquet"))
+
+
+def _q(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def _s(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _duck_path(path: str) -> str:
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+ZORDER_BITS = 64
+MAX_ZORDER_COLUMNS = 4
+
+
+def interleave_bits(columns: Sequence[pa.Array], bits: int) -> pa.Array:
+    """Morton code: bit ``i`` of column ``j`` goes to bit ``i * n + j`` (so high bits of all columns lead).
+
+    >>> interleave_bits([pa.array([0b11], pa.uint64()), pa.array([0b00], pa.uint64())], 2).to_pylist()
+    [5]
+    """
+    n = len(columns)
+    one = pa.scalar(1, pa.uint64())
+    out = pa.array([0] * len(columns[0]), pa.uint64())
+    for i in range(bits):
+        for j, col in enumerate(columns):
+            bit = pc.bit_wise_and(pc.shift_right(col, pa.scalar(i, pa.uint64())), one)
+            out = pc.bit_wise_or(out, pc.shift_left(bit, pa.scalar(i * n + j, pa.uint64())))
+    return out
+
+
+def _register_udf(con: duckdb.DuckDBPyConnection, n: int, bits: int) -> str:
+    import duckdb
+
+    name = f"lh_zorder_{n}"
+
+    def zorder(*arrays: pa.Array) -> pa.Array:
+        cols = [pc.cast(a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a, pa.uint64()) for a in arrays]
+        return interleave_bits(cols, bits)
+
+    # DuckDB reads the arity from the signature: one fixed-arity wrapper per column count
+    wrappers: dict[int, Callable[..., pa.Array]] = {
+        1: lambda a: zorder(a),
+        2: lambda a, b: zorder(a, b),
+        3: lambda a, b, c: zorder(a, b, c),
+        4: lambda a, b, c, d: zorder(a, b, c, d),
+    }
+    params = [duckdb.sqltype("UBIGINT")] * n
+    con.create_function(  # type: ignore[call-overload]
+        name, wrappers[n], params, duckdb.sqltype("UBIGINT"), type="arrow"
+    )
+    return name
+
+
+def zorder_expression(con: duckdb.DuckDBPyConnection, src: str, schema: pa.Schema, columns: Sequence[str]) -> str:
+    """A SQL expression of the Morton key over ``columns``, each normalised to ``64 // n`` bits:
+    numbers and times linearly between the partition's min and max, strings by their first bytes, booleans
+    as 0/1; NULLs sort first."""
+    n = len(columns)
+    bits = min(32, ZORDER_BITS // n)
+    scale = float(2**bits - 1)
+    normalised: list[str] = []
+    numeric: list[tuple[str, str]] = []
+    for c in columns:
+        t = schema.field(c).type
+        if pa.types.is_timestamp(t):
+            numeric.append((c, f"CAST(epoch_us({_q(c)}) AS DOUBLE)"))
+        elif pa.types.is_date(t):
+            numeric.append((c, f"CAST(date_diff('day', DATE '1970-01-01', {_q(c)}) AS DOUBLE)"))
+        elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+            numeric.append((c, f"CAST({_q(c)} AS DOUBLE)"))
+    ranges: dict[str, tuple[float, float]] = {}
+    if numeric:
+        row = con.execute("SELECT " + ", ".join(f"min({e}), max({e})" for _, e in numeric) + f" FROM {src}").fetchone()
+        assert row is not None
+        for i, (c, _) in enumerate(numeric):
+            lo, hi = row[2 * i], row[2 * i + 1]
+            ranges[c] = (float(lo or 0.0), float(hi or 0.0))
+    exprs = dict(numeric)
+    for c in columns:
+        t = schema.field(c).type
+        if c in exprs:
+            lo, hi = ranges[c]
+            span = hi - lo if hi > lo else 1.0
+            normalised.append(f"CAST(coalesce(floor(({exprs[c]} - {lo!r}) / {span!r} * {scale!r}), 0) AS UBIGINT)")
+        elif pa.types.is_boolean(t):
+            normalised.append(f"CAST(coalesce(CAST({_q(c)} AS INTEGER), 0) AS UBIGINT)")
+        else:  # strings and binary: the first bytes, big-endian, up to the bit budget
+            nbytes = max(1, bits // 8)
+            parts = [
+                f"(CAST(least(coalesce(ord(substr(CAST({_q(c)} AS VARCHAR), {k + 1}, 1)), 0), 255) AS UBIGINT)"
+                f" << {8 * (nbytes - 1 - k)})"
+                for k in range(nbytes)
+            ]
+            normalised.append("(" + " | ".join(parts) + ")")
+    udf = _register_udf(con, n, bits)
+    return f"{udf}({', '.join(normalised)})"

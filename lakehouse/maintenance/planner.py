@@ -1,0 +1,199 @@
+"""Compaction planning: which partitions to rewrite, into how many files, and why (or why not).
+
+A file is *small* below ``small_file_fraction`` x ``target_file_size``. A partition is picked when it holds at
+least ``min_input_files`` small files (bin-packing them into files near the target), or, with Z-order, when
+its files are not already the output of a Z-order on the same columns. Partitions are taken largest win
+first until ``max_bytes_per_job``. A second run right after the first finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lakehouse.errors import InvalidInputError
+from lakehouse.expr import Expr, evaluate, parse_filter
+from lakehouse.tables.base import DataFile
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CompactionOptions:
+    """Thresholds of the planner (settings, overridable per call)."""
+
+    target_file_size: int = 128 * MB
+    small_file_fraction: float = 0.75
+    min_input_files: int = 2
+    max_bytes_per_job: int = 50 * 1024 * MB
+    memory_budget: int = 1024 * MB
+    zorder: tuple[str, ...] = ()
+    row_group_rows: int = 131_072
+
+    def __post_init__(self) -> None:
+        if self.target_file_size < 1024:
+            raise InvalidInputError("target file size must be at least 1 KB")
+        if not 0 < self.small_file_fraction <= 1:
+            raise InvalidInputError("small-file fraction must be in (0, 1]")
+        if self.min_input_files < 1:
+            raise InvalidInputError("minimum input files must be at least 1")
+
+    @property
+    def small_threshold(self) -> int:
+        return int(self.target_file_size * self.small_file_fraction)
+
+
+def partition_key(partition: Mapping[str, Any]) -> str:
+    """A stable text key of a partition's values."""
+    return json.dumps({k: partition[k] for k in sorted(partition)}, default=str, sort_keys=True)
+
+
+@dataclass
+class PartitionPlan:
+    key: str
+    partition: dict[str, Any]
+    files: list[DataFile]
+    inputs: list[DataFile]
+    picked: bool
+    reason: str
+    expected_output_files: int = 0
+
+    @property
+    def input_bytes(self) -> int:
+        return sum(f.size_bytes for f in self.inputs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "partition": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in self.partition.items()},
+            "picked": self.picked,
+            "reason": self.reason,
+            "files": len(self.files),
+            "bytes": sum(f.size_bytes for f in self.files),
+            "input_files": len(self.inputs),
+            "input_bytes": self.input_bytes,
+            "expected_output_files": self.expected_output_files,
+        }
+
+
+@dataclass
+class CompactionPlan:
+    table: str
+    options: CompactionOptions
+    partitions: list[PartitionPlan] = field(default_factory=list)
+
+    @property
+    def picked(self) -> list[PartitionPlan]:
+        return [p for p in self.partitions if p.picked]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "target_file_size": self.options.target_file_size,
+            "zorder": list(self.options.zorder),
+            "partitions_picked": len(self.picked),
+            "input_files": sum(len(p.inputs) for p in self.picked),
+            "input_bytes": sum(p.input_bytes for p in self.picked),
+            "expected_output_files": sum(p.expected_output_files for p in self.picked),
+            "partitions": [p.as_dict() for p in self.partitions],
+        }
+
+
+def plan_compaction(
+    table: str,
+    files: Sequence[DataFile],
+    options: CompactionOptions,
+    *,
+    partition_filter: str | Expr | None = None,
+    layouts: Mapping[str, tuple[str, frozenset[str]]] | None = None,
+) -> CompactionPlan:
+    """Plan a compaction (and Z-order) of ``files``.
+
+    Args:
+        partition_filter: a SQL predicate over partition fields (``"ts_day = '2026-01-01'"``).
+        layouts: per partition key, the layout its files were last written with (``"zorder:a,b"``) and the
+            file paths of that output; a partition whose files are exactly that output is skipped.
+    """
+    expr = parse_filter(partition_filter) if isinstance(partition_filter, str) else partition_filter
+    groups: dict[str, list[DataFile]] = defaultdict(list)
+    for f in files:
+        groups[partition_key(f.partition)].append(f)
+    plan = CompactionPlan(table, options)
+    wanted_layout = "zorder:" + ",".join(options.zorder) if options.zorder else None
+    candidates: list[PartitionPlan] = []
+    for key, group in sorted(groups.items()):
+        partition = dict(group[0].partition)
+        if expr is not None:
+            unknown = expr.columns() - set(partition)
+            if unknown:
+                raise InvalidInputError(
+                    f"--partition refers to {', '.join(sorted(unknown))}, not partition fields",
+                    hint="partition fields are: "
+                    + (", ".join(sorted(partition)) or "(none: the table is unpartitioned)"),
+                )
+            if evaluate(expr, partition) is not True:
+                plan.partitions.append(PartitionPlan(key, partition, group, [], False, "excluded by --partition"))
+                continue
+        total = sum(f.size_bytes for f in group)
+        if wanted_layout:
+            layout = (layouts or {}).get(key)
+            if layout and layout[0] == wanted_layout and {f.path for f in group} <= layout[1]:
+                plan.partitions.append(
+                    PartitionPlan(key, partition, group, [], False, f"already z-ordered by {','.join(options.zorder)}")
+                )
+                continue
+            if len(group) == 1 and group[0].row_count <= 1:
+                plan.partitions.append(PartitionPlan(key, partition, group, [], False, "a single row"))
+                continue
+            expected = max(1, math.ceil(total / options.target_file_size))
+            candidates.append(
+                PartitionPlan(
+                    key,
+                    partition,
+                    group,
+                    list(group),
+                    True,
+                    f"z-order by {','.join(options.zorder)}: {len(group)} files",
+                    expected,
+                )
+            )
+            continue
+        small = [f for f in group if f.size_bytes < options.small_threshold]
+        if len(small) < options.min_input_files:
+            reason = (
+                "compact already" if not small else f"{len(small)} small file(s), fewer than {options.min_input_files}"
+            )
+            plan.partitions.append(PartitionPlan(key, partition, group, [], False, reason))
+            continue
+        small_bytes = sum(f.size_bytes for f in small)
+        expected = max(1, math.ceil(small_bytes / options.target_file_size))
+        if expected >= len(small):
+            plan.partitions.append(
+                PartitionPlan(key, partition, group, [], False, "small files would not bin-pack into fewer files")
+            )
+            continue
+        candidates.append(
+            PartitionPlan(
+                key,
+                partition,
+                group,
+                small,
+                True,
+                f"{len(small)} small files ({small_bytes:,} bytes) -> {expected}",
+                expected,
+            )
+        )
+    # biggest reduction first, within the byte budget
+    budget = options.max_bytes_per_job
+    for p in sorted(candidates, key=lambda p: (len(p.inputs) - p.expected_output_files, p.input_bytes), reverse=True):
+        if p.input_bytes > budget:
+            p.picked = False
+            p.reason = f"over this job's byte budget ({options.max_bytes_per_job:,}); next run"
+        else:
+            budget -= p.input_bytes
+        plan.partitions.append(p)
+    plan.partitions.sort(key=lambda p: p.key)
+    return plan
