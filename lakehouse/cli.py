@@ -187,7 +187,9 @@ def table_list(
     out.print(t if records else "no tables yet: `lakehouse table create` or `lakehouse demo`")
 
 
-def _table_summary(lh: Lakehouse, name: str) -> dict[str, Any]:
+def _table_summary(lh: Lakehouse, name: str, predicate: str | None = None) -> dict[str, Any]:
+    from lakehouse.maintenance.health import file_health
+
     record = lh.table_record(name)
     table = lh.table(name)
     files = table.files()
@@ -203,14 +205,24 @@ def _table_summary(lh: Lakehouse, name: str) -> dict[str, Any]:
         "bytes": sum(f.size_bytes for f in files),
         "rows": sum(f.row_count for f in files),
         "partitions": len(partitions),
+        "health": file_health(table, files=files, predicate=predicate),
     }
 
 
 @table_app.command("show")
-def table_show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
-    """Show a table's schema, partitioning, keys, properties, size and current version."""
+def table_show(
+    ctx: typer.Context,
+    name: NameArg,
+    predicate: Annotated[
+        str | None,
+        typer.Option(help='Report the share of files this SQL predicate can skip by statistics, e.g. "a < 5".'),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Show a table's schema, partitioning, keys, properties, size, current version and file health
+    (size histogram, small-file ratio, files per partition, data skipping for --predicate)."""
     with _lh(ctx) as lh:
-        info = _table_summary(lh, name)
+        info = _table_summary(lh, name, predicate)
     if json_:
         _print_json(info)
         return
@@ -228,6 +240,20 @@ def table_show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> Non
     out.print(t)
     if info["properties"]:
         out.print("properties: " + ", ".join(f"{k}={v}" for k, v in sorted(info["properties"].items())))
+    h = info["health"]
+    out.print(
+        f"file health: {h['small_files']} of {h['files']} files are small "
+        f"(< {_human_bytes(h['small_file_threshold'])}, ratio {h['small_file_ratio']:.0%}); files per partition "
+        "min/avg/max "
+        f"{h['files_per_partition']['min']}/{h['files_per_partition']['avg']}/{h['files_per_partition']['max']}; "
+        "sizes " + ", ".join(f"{k}: {v}" for k, v in h["size_histogram"].items())
+    )
+    if "data_skipping" in h:
+        d = h["data_skipping"]
+        out.print(
+            f"data skipping for {d['predicate']!r}: {d['files_prunable']} of {d['files']} files can be skipped "
+            f"({d['share_prunable']:.0%})"
+        )
 
 
 @table_app.command("history")

@@ -381,3 +381,54 @@ def evaluate(e: Expr, row: Mapping[str, Any]) -> bool | None:
         v = evaluate(e.item, row)
         return None if v is None else not v
     raise InvalidPredicateError(f"unsupported filter node {e!r}")
+
+
+Stats = Mapping[str, tuple[Any, Any, "int | None"]]
+
+
+def may_match(e: Expr, stats: Stats, rows: int | None = None) -> bool:
+    """False when a file with these per-column (min, max, nulls) statistics cannot hold a matching row."""
+    return _may(e, stats, rows, negate=False)
+
+
+def _may(e: Expr, stats: Stats, rows: int | None, negate: bool) -> bool:
+    if isinstance(e, Not):
+        return _may(e.item, stats, rows, not negate)
+    if isinstance(e, And | Or):
+        parts = [_may(i, stats, rows, negate) for i in e.items]
+        return all(parts) if isinstance(e, And) != negate else any(parts)
+    col = getattr(e, "column", None)
+    if col is None or col not in stats:
+        return True
+    lo, hi, nulls = stats[col]
+    if isinstance(e, IsNull):
+        wants_null = e.negated == negate
+        if wants_null:
+            return nulls is None or nulls > 0
+        return nulls is None or rows is None or nulls < rows
+    if lo is None or hi is None:
+        return False if isinstance(e, Compare | In) else True
+    if isinstance(e, Compare):
+        if e.value is None:
+            return False
+        v = _like(lo, e.value)
+        op = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}[e.op] if negate else e.op
+        try:
+            return {
+                "=": lo <= v <= hi,
+                "!=": not (lo == hi == v),
+                "<": lo < v,
+                "<=": lo <= v,
+                ">": hi > v,
+                ">=": hi >= v,
+            }[op]
+        except TypeError:
+            return True
+    if isinstance(e, In):
+        if e.negated != negate:
+            return True  # NOT IN rarely prunes; stay safe
+        try:
+            return any(lo <= _like(lo, v) <= hi for v in e.values if v is not None)
+        except TypeError:
+            return True
+    return True

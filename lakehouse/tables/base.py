@@ -175,6 +175,8 @@ class DataFile:
     size_bytes: int
     row_count: int
     partition: Mapping[str, Any] = field(default_factory=dict)
+    stats: Mapping[str, tuple[Any, Any, int | None]] = field(default_factory=dict, compare=False)
+    """Per column: (min, max, null count) from the format's metadata, where recorded."""
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -252,16 +252,26 @@ class DeltaAdapter(LakehouseTable):
         version = self.snapshot(as_of).version if as_of is not None else None
         table = pa.table(self._at(version).get_add_actions(flatten=True))
         part_cols = [c for c in table.column_names if c.startswith("partition.")]
+        stat_cols = [c for c in table.column_names if c.startswith("min.")]
         out: list[DataFile] = []
         for row in table.to_pylist():
             path = urllib.parse.unquote(str(row["path"]))  # the log stores URL-encoded paths
             full = path if "://" in path or path.startswith("/") else f"{self.location.rstrip('/')}/{path}"
+            stats = {
+                c[len("min.") :]: (
+                    row[c],
+                    row.get("max." + c[len("min.") :]),
+                    row.get("null_count." + c[len("min.") :]),
+                )
+                for c in stat_cols
+            }
             out.append(
                 DataFile(
                     path=full,
                     size_bytes=int(row["size_bytes"]),
                     row_count=int(row["num_records"]) if row.get("num_records") is not None else 0,
                     partition={c[len("partition.") :]: row[c] for c in part_cols},
+                    stats=stats,
                 )
             )
         return out

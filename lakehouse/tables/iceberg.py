@@ -350,6 +350,7 @@ class IcebergAdapter(LakehouseTable):
                     size_bytes=int(f.file_size_in_bytes),
                     row_count=int(f.record_count),
                     partition=partition,
+                    stats=_column_stats(f, schema),
                 )
             )
         return out
@@ -530,6 +531,31 @@ class IcebergAdapter(LakehouseTable):
                 return None  # no snapshot yet: the engine reads an empty relation
             return f"iceberg_scan({metadata})"
         return f"iceberg_scan({metadata}, snapshot_from_id={int(snapshot.snapshot_id or 0)})"
+
+
+def _column_stats(f: Any, schema: Any) -> dict[str, tuple[Any, Any, int | None]]:
+    """(min, max, nulls) per column from a data file's bounds (bounds of strings may be truncated, which
+    keeps them valid bounds)."""
+    from pyiceberg.conversions import from_bytes
+    from pyiceberg.types import DateType, TimestampType, TimestamptzType
+
+    out: dict[str, tuple[Any, Any, int | None]] = {}
+    lower, upper, nulls = f.lower_bounds or {}, f.upper_bounds or {}, f.null_value_counts or {}
+    for fld in schema.fields:
+        if fld.field_id not in lower or fld.field_id not in upper:
+            continue
+        try:
+            lo: Any = from_bytes(fld.field_type, lower[fld.field_id])
+            hi: Any = from_bytes(fld.field_type, upper[fld.field_id])
+        except (ValueError, TypeError, NotImplementedError):
+            continue
+        if isinstance(fld.field_type, TimestamptzType | TimestampType):
+            tz = dt.UTC if isinstance(fld.field_type, TimestamptzType) else None
+            lo, hi = (dt.datetime(1970, 1, 1, tzinfo=tz) + dt.timedelta(microseconds=int(v)) for v in (lo, hi))
+        elif isinstance(fld.field_type, DateType):
+            lo, hi = (dt.date(1970, 1, 1) + dt.timedelta(days=int(v)) for v in (lo, hi))
+        out[fld.name] = (lo, hi, nulls.get(fld.field_id))
+    return out
 
 
 def _inputs_still_live(ow: Any, wanted: set[str]) -> None:

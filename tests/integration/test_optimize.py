@@ -52,6 +52,11 @@ def test_compaction_plan_rows_and_noop(lh: Lakehouse, fmt: str) -> None:
     plan = optimize(lh, "m.events", opts, dry_run=True)
     assert plan.dry_run and len(plan.plan.picked) == 3 and plan.partitions == []
     assert all(p.expected_output_files == 1 and len(p.inputs) == 8 for p in plan.plan.picked)
+    from lakehouse.maintenance.health import file_health
+
+    before = file_health(table, predicate="ts < '2026-04-02T00:00:00Z'")
+    assert before["files"] == 24 and before["small_file_ratio"] == 1.0 and before["files_per_partition"]["max"] == 8
+    assert before["data_skipping"]["files_prunable"] == 16  # two of three days skipped by partition values
     assert len(table.files()) == 24, "a dry run changes nothing"
 
     result = optimize(lh, "m.events", opts)
@@ -162,6 +167,12 @@ def test_zorder_prunes_by_statistics(lh: Lakehouse, fmt: str) -> None:
     assert share_a >= 0.5 and share_b >= 0.5, (share_a, share_b, len(zfiles))
     # far better than the same data compacted without clustering
     assert _pruned_share(_file_ranges(lh, plain, "a"), 100, 120) < share_a
+    # the same figure from the table's own statistics, as `lakehouse table show --predicate` reports it
+    from lakehouse.maintenance.health import file_health
+
+    health = file_health(table, predicate="a BETWEEN 100 AND 120")
+    assert health["data_skipping"]["share_prunable"] == pytest.approx(share_a, abs=0.01)
+    assert file_health(table, predicate="b >= 10.0 AND b <= 12.0")["data_skipping"]["share_prunable"] >= 0.5
     # a second Z-order on the same columns with no new files is skipped
     again = optimize(lh, "m.points", CompactionOptions(target_file_size=target, zorder=("a", "b")))
     assert again.partitions == [] and "already z-ordered" in again.plan.partitions[0].reason

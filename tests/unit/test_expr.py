@@ -95,3 +95,38 @@ def test_arrow_rendering_agrees_with_duckdb(text: str) -> None:
     con.execute("SET TimeZone = 'UTC'")
     theirs = [r[0] for r in con.execute(f"SELECT f FROM data WHERE {text} ORDER BY f").fetchall()]
     assert sorted(ours) == theirs
+
+
+@settings(max_examples=150, deadline=None)
+@given(filters)
+def test_file_pruning_is_sound(text: str) -> None:
+    """A file that statistics say cannot match really holds no matching row (and pruning does happen)."""
+    import pyarrow.compute as pc
+
+    from lakehouse.expr import may_match
+
+    data = _data()
+    expr = normalize(parse_filter(text), SCHEMA)
+    for start in range(0, data.num_rows, 10):
+        chunk = data.slice(start, 10)
+        stats = {}
+        for name in SCHEMA.names:
+            col = chunk[name]
+            mm = pc.min_max(col).as_py()
+            stats[name] = (mm["min"], mm["max"], col.null_count)
+        matches = chunk.filter(to_arrow(expr, SCHEMA)).num_rows
+        if not may_match(expr, stats, chunk.num_rows):
+            assert matches == 0, (text, start)
+
+
+def test_pruning_prunes() -> None:
+    from lakehouse.expr import may_match
+
+    stats = {"a": (10, 20, 0), "b": ("m", "p", 3)}
+    assert not may_match(parse_filter("a > 20"), stats, 10)
+    assert not may_match(parse_filter("a IN (1, 2, 30)"), stats, 10)
+    assert not may_match(parse_filter("NOT (a <= 20)"), stats, 10)
+    assert not may_match(parse_filter("a = 15 AND b = 'z'"), stats, 10)
+    assert may_match(parse_filter("a = 15 OR b = 'z'"), stats, 10)
+    assert not may_match(parse_filter("a IS NULL"), stats, 10)
+    assert may_match(parse_filter("b IS NULL"), stats, 10)
