@@ -117,9 +117,12 @@ def optimize(
     result.job_id = job
     started = time.perf_counter()
     try:
-        for part in plan.picked:
-            pr = _rewrite_partition(lh, table, part, options, job)
-            result.partitions.append(pr)
+        if table.capabilities.file_replace and not table.capabilities.native_compaction:
+            result.partitions.extend(_rewrite_job(lh, table, plan.picked, options, job))
+        else:
+            for part in plan.picked:
+                result.partitions.append(_rewrite_partition(lh, table, part, options, job))
+        for pr in result.partitions:
             if pr.version is not None:
                 result.version = pr.version
             if on_partition:
@@ -148,6 +151,83 @@ def _params(options: CompactionOptions, partition_filter: str | None) -> dict[st
         "zorder": list(options.zorder),
         "partition": partition_filter,
     }
+
+
+def _rewrite_job(
+    lh: Lakehouse, table: LakehouseTable, parts: Sequence[PartitionPlan], options: CompactionOptions, job: int
+) -> list[PartitionResult]:
+    """Rewrite every picked partition, then swap all of them in ONE commit (one snapshot per job: manifest
+    rewriting dominates the cost of an Iceberg commit). A concurrent removal of any input aborts the job and
+    deletes what it wrote; concurrent appends are kept."""
+    props = {
+        "lakehouse.job": str(job),
+        "lakehouse.operation": "zorder" if options.zorder else "compact",
+    }
+    if options.zorder:
+        props["lakehouse.zorder"] = ",".join(options.zorder)
+    written: dict[str, list[str]] = {}
+    dirs: list[str] = []
+    results: list[PartitionResult] = []
+    try:
+        for part in parts:
+            in_rows = sum(f.row_count for f in part.inputs)
+            bpr = sum(f.size_bytes for f in part.inputs) / in_rows if in_rows else 0.0
+            out_dir = f"{table.data_directory(part.partition)}/lh-{job}-{uuid.uuid4().hex[:8]}"
+            dirs.append(out_dir)
+            written[part.key] = rewrite_files(
+                lh, table, [f.path for f in part.inputs], out_dir, options, bytes_per_row=bpr
+            )
+        commit = table.replace_files(
+            remove=[f.path for p in parts for f in p.inputs],
+            add=[w for paths in written.values() for w in paths],
+            properties=props,
+        )
+    except CommitConflictError as e:
+        for d in dirs:
+            delete_tree(d, lh.ctx)  # referenced by no version: remove now
+        return [
+            PartitionResult(
+                p.partition,
+                len(p.files),
+                sum(f.size_bytes for f in p.files),
+                rows_in=sum(f.row_count for f in p.inputs),
+                status="aborted",
+                error=str(e),
+            )
+            for p in parts
+        ]
+    except BaseException:
+        for d in dirs:
+            delete_tree(d, lh.ctx)
+        raise
+    from lakehouse.maintenance.planner import partition_key
+
+    after: dict[str, list[Any]] = {}
+    for f in table.files():
+        after.setdefault(partition_key(f.partition), []).append(f)
+    for part in parts:
+        ours = set(written[part.key])
+        before_paths = {f.path for f in part.files}
+        now = after.get(part.key, [])
+        mine = [f for f in now if f.path in ours or f.path in before_paths]
+        pr = PartitionResult(
+            part.partition,
+            files_before=len(part.files),
+            bytes_before=sum(f.size_bytes for f in part.files),
+            files_after=len(mine),
+            bytes_after=sum(f.size_bytes for f in mine),
+            rows_in=sum(f.row_count for f in part.inputs),
+            rows_out=sum(f.row_count for f in now if f.path in ours),
+            version=commit.version,
+        )
+        if pr.rows_out != pr.rows_in:
+            raise StorageError(
+                f"rewrite of {table.name} {part.partition} changed the row count {pr.rows_in} -> {pr.rows_out}"
+            )
+        if options.zorder:
+            lh.catalog.set_layout(table.name, part.key, "zorder:" + ",".join(options.zorder), sorted(ours))
+        results.append(pr)
+    return results
 
 
 def _rewrite_partition(
@@ -219,24 +299,6 @@ def _rewrite_partition(
             part.expected_output_files,
         )
         before_paths |= inputs_now
-    elif table.capabilities.file_replace:
-        out_dir = f"{table.data_directory(part.partition)}/lh-{job}-{uuid.uuid4().hex[:8]}"
-        try:
-            written = rewrite_files(lh, table, [f.path for f in part.inputs], out_dir, options, bytes_per_row=bpr)
-        except BaseException:
-            delete_tree(out_dir, lh.ctx)
-            raise
-        try:
-            commit = table.replace_files(remove=[f.path for f in part.inputs], add=written, properties=props)
-        except CommitConflictError as e:
-            delete_tree(out_dir, lh.ctx)  # our files are referenced by no version: remove them now
-            pr.status, pr.error = "aborted", str(e)
-            return pr
-        except BaseException:
-            delete_tree(out_dir, lh.ctx)
-            raise
-        pr.version = commit.version
-        ours = set(written)
     else:
         raise LakehouseError(f"{table.format} tables support no rewrite")
     # measure the partition after the commit, from the table itself

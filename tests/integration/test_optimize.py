@@ -177,3 +177,34 @@ def test_zorder_prunes_by_statistics(lh: Lakehouse, fmt: str) -> None:
     again = optimize(lh, "m.points", CompactionOptions(target_file_size=target, zorder=("a", "b")))
     assert again.partitions == [] and "already z-ordered" in again.plan.partitions[0].reason
     assert partition_key({}) == again.plan.partitions[0].key
+
+
+def test_optimize_cli(tmp_path: Any) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from lakehouse.config import load_settings
+
+    wh = str(tmp_path / "wh")
+    with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
+        t = lh.create_table("m.events", schema=SCHEMA, format="iceberg", partitioning=parse_partitioning("day(ts)"))
+        for i in range(5):
+            t.append(batch(i * 30, 30))
+    exe = os.path.join(os.path.dirname(sys.executable), "lakehouse")
+
+    def run(*args: str) -> Any:
+        proc = subprocess.run([exe, "-w", wh, *args, "--json"], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    plan = run("optimize", "m.events", "--dry-run")
+    assert plan["dry_run"] and plan["plan"]["partitions_picked"] == 3 and plan["plan"]["input_files"] == 15
+    done = run("optimize", "m.events", "--target-size", "64MB")
+    assert done["files_before"] == 15 and done["files_after"] == 3 and done["rows_in"] == done["rows_out"] == 150
+    assert run("optimize", "m.events")["partitions"] == []
+    show = run("table", "show", "m.events", "--predicate", "ts < '2026-04-02T00:00:00Z'")
+    assert show["health"]["files"] == 3 and show["health"]["data_skipping"]["files_prunable"] == 2
+    jobs = run("jobs", "m.events")
+    assert [j["kind"] for j in jobs] == ["optimize"] and jobs[0]["metrics"]["rows_out"] == 150

@@ -1,0 +1,290 @@
+"""Compaction benchmark on a local warehouse: the same small files for every contestant, in one run.
+
+Contestants, each in its own process (so peak RSS is its own):
+  iceberg/ours     lakehouse optimize on an Iceberg table (DuckDB streaming rewrite + atomic replace commit)
+  iceberg/pyarrow  one pyarrow pass over the same files: read each file, write 1 zstd file per partition
+                   (the practical read+write limit, no commit)
+  iceberg/spark    Spark 3.5 + Iceberg rewrite_data_files binpack (only when pyspark and the Iceberg runtime
+                   jar from snowpark-connect-deps-iceberg are installed; session start reported apart)
+  delta/ours       lakehouse optimize on a Delta table (planner + delta-rs optimize.compact per partition)
+  delta/delta-rs   delta-rs optimize.compact on the whole table directly
+Then a selective DuckDB query (WHERE user_id BETWEEN x AND y) before vs after compaction + Z-order(user_id, ts):
+files and row groups its predicate can skip by statistics, and its time.
+
+    .venv/bin/python benchmarks/compaction_bench.py [--rows-per-file 2500 --files 100 --partitions 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+
+
+def make_data(root: str, partitions: int, files: int, rows: int) -> None:
+    import pyarrow as pa
+
+    from lakehouse.config import load_settings
+    from lakehouse.core import Lakehouse
+    from lakehouse.schema import parse_partitioning, parse_schema
+
+    schema = parse_schema(
+        "id:int64 not null, ts:timestamp not null, user_id:int64, amount:float64, country:string, note:string"
+    )
+    countries = [f"C{i:02d}" for i in range(30)]
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    with Lakehouse(load_settings(config_file=False, warehouse=root)) as lh:
+        tables = [
+            lh.create_table(f"b.{fmt}", schema=schema, format=fmt, partitioning=parse_partitioning("day(ts)"))
+            for fmt in ("iceberg", "delta")
+        ]
+        n = 0
+        for f in range(files):
+            chunk = []
+            for p in range(partitions):
+                ids = range(n, n + rows)
+                n += rows
+                chunk.append(
+                    pa.table(
+                        {
+                            "id": pa.array(ids, pa.int64()),
+                            "ts": pa.array(
+                                [base + dt.timedelta(days=p, seconds=(i * 37) % 86_400) for i in ids],
+                                pa.timestamp("us", tz="UTC"),
+                            ),
+                            "user_id": pa.array([(i * 2654435761) % 100_000 for i in ids], pa.int64()),
+                            "amount": pa.array([(i % 10_000) / 100 for i in ids]),
+                            "country": pa.array([countries[i % 30] for i in ids]),
+                            "note": pa.array([f"note {i} lorem ipsum dolor" for i in ids]),
+                        },
+                        schema=schema,
+                    )
+                )
+            data = pa.concat_tables(chunk)
+            for t in tables:
+                t.append(data)
+            print(f"\r  wrote {f + 1}/{files} append(s) to both tables", end="", file=sys.stderr)
+        print(file=sys.stderr)
+
+
+def contestant(name: str, root: str) -> dict[str, Any]:
+    """Runs in a child process."""
+    from lakehouse.config import load_settings
+    from lakehouse.core import Lakehouse
+    from lakehouse.maintenance.compaction import optimize
+    from lakehouse.maintenance.planner import CompactionOptions
+
+    opts = CompactionOptions(target_file_size=512 * 1024 * 1024)
+    with Lakehouse(load_settings(config_file=False, warehouse=root)) as lh:
+        table = lh.table("b.iceberg" if name.startswith("iceberg") else "b.delta")
+        before = table.files()
+        in_bytes = sum(f.size_bytes for f in before)
+        t0 = time.perf_counter()
+        extra: dict[str, Any] = {}
+        if name in ("iceberg/ours", "delta/ours"):
+            r = optimize(lh, str(table.name), opts)
+            assert r.rows_in == r.rows_out
+        elif name == "iceberg/pyarrow":
+            import pyarrow.parquet as pq
+
+            out = Path(tempfile.mkdtemp(prefix="pyarrow-limit-"))
+            by_part: dict[str, list[str]] = {}
+            for f in before:
+                by_part.setdefault(json.dumps(f.partition, default=str), []).append(f.path)
+            for i, paths in enumerate(by_part.values()):
+                writer = None
+                for p in paths:
+                    t = pq.read_table(p)
+                    if writer is None:
+                        writer = pq.ParquetWriter(out / f"p{i}.parquet", t.schema, compression="zstd")
+                    writer.write_table(t)
+                assert writer is not None
+                writer.close()
+            shutil.rmtree(out)
+        elif name == "delta/delta-rs":
+            from deltalake import DeltaTable
+
+            DeltaTable(table.location).optimize.compact(target_size=opts.target_file_size)
+        elif name == "iceberg/spark":
+            extra = spark_rewrite(lh, table)
+        seconds = time.perf_counter() - t0 - extra.pop("startup_s", 0.0)
+        after = len(table.files())
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "name": name,
+        "seconds": seconds,
+        "mb_in": in_bytes / 1e6,
+        "files_before": len(before),
+        "files_after": after,
+        "peak_rss_mb": rss_mb,
+        **extra,
+    }
+
+
+def spark_rewrite(lh: Any, table: Any) -> dict[str, Any]:
+    import glob
+    import importlib.util
+
+    spec = importlib.util.find_spec("snowpark_connect_deps_iceberg")
+    jars = (
+        glob.glob(
+            os.path.join(os.path.dirname(spec.origin or ""), "**", "iceberg-spark-runtime-3.5*.jar"), recursive=True
+        )
+        if spec
+        else []
+    )
+    if not jars:
+        raise RuntimeError("no Iceberg Spark runtime jar")
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    t0 = time.perf_counter()
+    wh = lh.ctx.warehouse
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.jars", jars[0])
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.memory", "1g")
+        .config("spark.sql.extensions", "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions")
+        .config("spark.sql.catalog.h", "org.apache.iceberg.spark.SparkCatalog")
+        .config("spark.sql.catalog.h.type", "hadoop")
+        .config("spark.sql.catalog.h.warehouse", wh + "/spark")
+        .getOrCreate()
+    )
+    startup = time.perf_counter() - t0
+    # Spark works on its own copy (a Hadoop-catalog table over the same metadata file)
+    spark.sql(f"CALL h.system.register_table(table => 'b.t', metadata_file => '{table.metadata_location}')")
+    t1 = time.perf_counter()
+    spark.sql(
+        "CALL h.system.rewrite_data_files(table => 'b.t', strategy => 'binpack', "
+        "options => map('target-file-size-bytes','536870912','min-input-files','2'))"
+    ).collect()
+    run = time.perf_counter() - t1
+    spark.stop()
+    return {"startup_s": time.perf_counter() - t0 - run, "spark_startup_s": startup}
+
+
+def query_pruning(root: str, label: str) -> dict[str, Any]:
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from lakehouse.config import load_settings
+    from lakehouse.core import Lakehouse
+
+    lo, hi = 500, 600
+    with Lakehouse(load_settings(config_file=False, warehouse=root)) as lh:
+        files = lh.table("b.iceberg").files()
+        groups = skip_groups = skip_files = 0
+        for f in files:
+            meta = pq.ParquetFile(f.path).metadata
+            idx = meta.schema.to_arrow_schema().get_field_index("user_id")
+            file_skip = True
+            for g in range(meta.num_row_groups):
+                st = meta.row_group(g).column(idx).statistics
+                groups += 1
+                if st.max < lo or st.min > hi:
+                    skip_groups += 1
+                else:
+                    file_skip = False
+            skip_files += file_skip
+        sql = f"SELECT count(*), sum(amount) FROM b.iceberg WHERE user_id BETWEEN {lo} AND {hi}"
+        lh.query(sql)  # warm
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            lh.query(sql)
+            times.append(time.perf_counter() - t0)
+    del duckdb
+    return {
+        "label": label,
+        "files": len(files),
+        "files_skipped": skip_files,
+        "row_groups": groups,
+        "row_groups_skipped": skip_groups,
+        "median_s": sorted(times)[2],
+    }
+
+
+def main() -> None:
+    if len(sys.argv) >= 3 and sys.argv[1] == "--child":
+        print(json.dumps(contestant(sys.argv[2], sys.argv[3])))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--files", type=int, default=100, help="appends (files per partition)")
+    ap.add_argument("--rows-per-file", type=int, default=2500)
+    args = ap.parse_args()
+    print(
+        f"machine: {os.cpu_count()} cores; {args.partitions} partitions x {args.files} files x "
+        f"{args.rows_per_file} rows, local warehouse"
+    )
+    base = tempfile.mkdtemp(prefix="lh-compaction-bench-")
+    src = os.path.join(base, "src")
+    make_data(src, args.partitions, args.files, args.rows_per_file)
+    results = []
+    for name in ("iceberg/pyarrow", "iceberg/ours", "iceberg/spark", "delta/delta-rs", "delta/ours"):
+        root = os.path.join(base, name.replace("/", "_"))
+        make_data(root, args.partitions, args.files, args.rows_per_file)  # the same rows for everyone
+        proc = subprocess.run(
+            [sys.executable, str(HERE), "--child", name, root], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            print(f"{name:16} skipped: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'failed'}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(r)
+        extra = f" (+{r['spark_startup_s']:.1f} s session start)" if "spark_startup_s" in r else ""
+        print(
+            f"{name:16} {r['seconds']:6.2f} s{extra}  {r['mb_in'] / r['seconds']:6.1f} MB/s in  "
+            f"files {r['files_before']} -> {r['files_after']}  peak RSS {r['peak_rss_mb']:.0f} MB"
+        )
+    by = {r["name"]: r for r in results}
+    if "iceberg/ours" in by and "iceberg/pyarrow" in by:
+        print(
+            f"iceberg: ours is {by['iceberg/pyarrow']['seconds'] / by['iceberg/ours']['seconds']:.2f}x "
+            "the pyarrow read+write limit's speed"
+        )
+    if "iceberg/ours" in by and "iceberg/spark" in by:
+        print(f"iceberg: ours is {by['iceberg/spark']['seconds'] / by['iceberg/ours']['seconds']:.2f}x Spark's speed")
+    if "delta/ours" in by and "delta/delta-rs" in by:
+        print(
+            f"delta: ours is {by['delta/delta-rs']['seconds'] / by['delta/ours']['seconds']:.2f}x "
+            "delta-rs compact's speed"
+        )
+    # selective query: small files -> compacted + z-ordered (on the iceberg/ours copy, compacted above)
+    before = query_pruning(src, "small files")
+    root = os.path.join(base, "iceberg_ours")
+    child = (
+        "from lakehouse.config import load_settings; from lakehouse.core import Lakehouse; "
+        "from lakehouse.maintenance.compaction import optimize; "
+        "from lakehouse.maintenance.planner import CompactionOptions as O; "
+        f"lh = Lakehouse(load_settings(config_file=False, warehouse={root!r})); "
+        "optimize(lh, 'b.iceberg', O(target_file_size=16*1024*1024, zorder=('user_id','ts'), row_group_rows=65536))"
+    )
+    subprocess.run([sys.executable, "-c", child], check=True)
+    after = query_pruning(root, "compacted + z-ordered")
+    for q in (before, after):
+        print(
+            f"query on {q['label']:22} files {q['files_skipped']}/{q['files']} skipped, row groups "
+            f"{q['row_groups_skipped']}/{q['row_groups']} skipped, median {q['median_s'] * 1000:.0f} ms"
+        )
+    print(f"selective query: {before['median_s'] / after['median_s']:.1f}x faster after compaction + z-order")
+    shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
