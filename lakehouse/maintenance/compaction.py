@@ -260,60 +260,33 @@ def _rewrite_partition(
             metrics = table.rewrite_partition(
                 reader, part.partition, target_size=options.target_file_size, properties=props
             )
-        pr.version = metrics.get("version")
-        ours = set(metrics.get("added_paths", []))
-        removed = metrics.get("removed", [])
-        pr.rows_in = sum(rows for _, rows in removed)
-        inputs_now = {path for path, _ in removed}
-        part = PartitionPlan(
-            part.key,
-            part.partition,
-            part.files,
-            [f for f in part.files if f.path in inputs_now],
-            True,
-            part.reason,
-            part.expected_output_files,
-        )
-        before_paths |= inputs_now
     elif table.capabilities.native_compaction:
         metrics = table.optimize_native(
             part.partition,
             target_size=options.target_file_size,
-            zorder=options.zorder,
             memory_limit=options.memory_budget,
             properties=props,
         )
-        pr.version = metrics.get("version")
-        ours = set(metrics.get("added_paths", []))
-        # delta-rs picks the partition's small files itself at commit time (concurrent appends included)
-        removed = metrics.get("removed", [])
-        pr.rows_in = sum(rows for _, rows in removed)
-        inputs_now = {path for path, _ in removed}
-        part = PartitionPlan(
-            part.key,
-            part.partition,
-            part.files,
-            [f for f in part.files if f.path in inputs_now],
-            True,
-            part.reason,
-            part.expected_output_files,
-        )
-        before_paths |= inputs_now
     else:
         raise LakehouseError(f"{table.format} tables support no rewrite")
+    # the commit's own record: the files it removed (with rows) and added; delta-rs picks the partition's
+    # files itself at commit time, so appends that landed after planning may be among them
+    pr.version = metrics.get("version")
+    ours = set(metrics.get("added_paths", []))
+    removed = metrics.get("removed", [])
+    pr.rows_in = sum(rows for _, rows in removed)
+    inputs_now = {path for path, _ in removed}
+    before_paths |= inputs_now
     # measure the partition after the commit, from the table itself
     from lakehouse.maintenance.planner import partition_key
 
     after = [f for f in table.files() if partition_key(f.partition) == part.key]
-    new = [f for f in after if f.path in ours]
-    kept_inputs = {f.path for f in part.inputs} & {f.path for f in after}
-    pr.files_after = len([f for f in after if f.path in ours or f.path in before_paths])
-    pr.bytes_after = sum(f.size_bytes for f in after if f.path in ours or f.path in before_paths)
-    pr.rows_out = sum(f.row_count for f in new) + sum(f.row_count for f in part.inputs if f.path in kept_inputs)
+    mine = [f for f in after if f.path in ours or f.path in before_paths]
+    pr.files_after = len(mine)
+    pr.bytes_after = sum(f.size_bytes for f in mine)
+    pr.rows_out = sum(f.row_count for f in after if f.path in ours)
     if options.zorder:
-        lh.catalog.set_layout(
-            table.name, part.key, "zorder:" + ",".join(options.zorder), [f.path for f in new] + sorted(kept_inputs)
-        )
+        lh.catalog.set_layout(table.name, part.key, "zorder:" + ",".join(options.zorder), sorted(ours))
     if pr.rows_out != pr.rows_in:
         raise StorageError(
             f"rewrite of {table.name} {part.partition} changed the row count {pr.rows_in} -> {pr.rows_out}"
