@@ -73,8 +73,9 @@ def _connect_duckdb(
     }
     if threads:
         config["threads"] = threads
-    if temp_directory:
+    if temp_directory:  # a rewrite: spill instead of failing, and order only where a query asks for it
         config["temp_directory"] = temp_directory
+        config["preserve_insertion_order"] = False
     try:
         con = duckdb.connect(config=config)
         for name in extensions:

@@ -330,6 +330,8 @@ def rewrite_files(
         con = _connect_duckdb(
             lh.ctx,
             memory_limit=options.memory_budget,
+            # every thread holds its own sort and write buffers: small budgets get one thread
+            threads=1 if options.memory_budget < 256 * 1024 * 1024 else None,
             temp_directory=spill,
             extensions=("httpfs",) if lh.ctx.credentials is not None else (),
         )

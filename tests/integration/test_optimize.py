@@ -208,3 +208,23 @@ def test_optimize_cli(tmp_path: Any) -> None:
     assert show["health"]["files"] == 3 and show["health"]["data_skipping"]["files_prunable"] == 2
     jobs = run("jobs", "m.events")
     assert [j["kind"] for j in jobs] == ["optimize"] and jobs[0]["metrics"]["rows_out"] == 150
+
+
+def test_zorder_larger_than_the_memory_budget_spills(tmp_path: Any) -> None:
+    """A partition several times the memory budget still Z-orders (DuckDB sorts out of core)."""
+    from lakehouse.config import load_settings
+
+    lh = Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh")))
+    table = lh.create_table("m.big", schema=SCHEMA, format="iceberg")
+    n = 1_200_000
+    data = batch(0, n, days=1)
+    data = data.set_column(4, "s", pa.array([f"{i:08d} some padding text to make rows wider" for i in range(n)]))
+    for i in range(3):
+        table.append(data.slice(i * n // 3, n // 3))
+    raw_bytes = data.nbytes
+    budget = 64 * 1024 * KB
+    assert raw_bytes > 1.4 * budget, raw_bytes
+    result = optimize(lh, "m.big", CompactionOptions(zorder=("a", "b"), memory_budget=budget))
+    assert result.rows_in == result.rows_out == n
+    assert table.row_count() == n
+    assert sorted(table.scan(columns=["id"])["id"].to_pylist()) == list(range(n))
