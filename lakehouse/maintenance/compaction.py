@@ -10,6 +10,7 @@ and adds the new ones; a concurrent append survives, a concurrent removal of an 
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import uuid
@@ -358,6 +359,8 @@ def rewrite_files(
             ]
             if ids:
                 opts.append(f"FIELD_IDS {field_ids}")
+            if not out_dir.startswith(("s3://", "s3a://")):
+                os.makedirs(os.path.dirname(_duck_path(out_dir)), exist_ok=True)  # DuckDB creates one level only
             con.execute(f"COPY ({query}) TO {_s(_duck_path(out_dir))} ({', '.join(opts)})")
         except LakehouseError:
             raise

@@ -376,7 +376,14 @@ class DeltaAdapter(LakehouseTable):
         """
         props = dict(properties or {})
         marker = props.setdefault("lakehouse.commit", uuid.uuid4().hex)
-        predicate = " AND ".join(f"{k} = '{_partition_literal(v)}'" for k, v in partition.items()) or None
+        # Delta stores a NULL (and an empty string) partition value as NULL
+        predicate = (
+            " AND ".join(
+                f"{k} IS NULL" if v is None or v == "" else f"{k} = {_sql_str(_partition_literal(v))}"
+                for k, v in partition.items()
+            )
+            or None
+        )
         self._dt.update_incremental()
         start = self._dt.version()
         try:

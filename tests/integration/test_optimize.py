@@ -228,3 +228,20 @@ def test_zorder_larger_than_the_memory_budget_spills(tmp_path: Any) -> None:
     assert result.rows_in == result.rows_out == n
     assert table.row_count() == n
     assert sorted(table.scan(columns=["id"])["id"].to_pylist()) == list(range(n))
+
+
+@pytest.mark.parametrize("fmt_", ["delta", "iceberg"])
+def test_zorder_partitions_with_null_and_quoted_values(fmt_: str, tmp_path: Any) -> None:
+    from lakehouse.config import load_settings
+
+    lh = Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh")))
+    table = lh.create_table("m.p", schema=SCHEMA, format=fmt_, partitioning=parse_partitioning("s"))
+    for i in range(3):
+        data = batch(i * 90, 90)
+        data = data.set_column(4, "s", pa.array([(None, "o'hara", "plain")[j % 3] for j in range(90)]))
+        table.append(data)
+    expected = rows(table)
+    result = optimize(lh, "m.p", CompactionOptions(zorder=("a", "b")))
+    assert result.rows_in == result.rows_out == 270
+    assert rows(table) == expected
+    assert len(table.files()) == 3
