@@ -173,11 +173,13 @@ class Ingestor:
 
     def flush(self) -> FlushResult:
         """Commit what is buffered: quarantine first, then the good rows with the checkpoints."""
-        records, self._buffer, self._buffer_bytes, self._first_at = self._buffer, [], 0, None
         total = FlushResult()
         step = self.policy.max_rows
-        for start in range(0, len(records), step):  # never more than max_rows in one commit
-            result = self.commit_records(records[start : start + step])
+        while self._buffer:  # never more than max_rows in one commit; a chunk leaves the buffer once committed
+            chunk = self._buffer[:step]
+            result = self.commit_records(chunk)
+            del self._buffer[: len(chunk)]
+            self._buffer_bytes = sum(r.size() for r in self._buffer)
             self.stats.add(result)
             total.records += result.records
             total.rows += result.rows
@@ -187,6 +189,7 @@ class Ingestor:
             total.new_columns += result.new_columns
             total.errors += result.errors
             total.checkpoints.update(result.checkpoints)
+        self._buffer_bytes, self._first_at = 0, None
         return total
 
     # ---- the commit ----------------------------------------------------------------------------------

@@ -242,7 +242,10 @@ class RecordParser:
         """All-good batches of JSON bytes go through Arrow's C++ JSON reader in one call; any problem
         (a bad record, a type needing coercion, an unknown field under new_fields=add) returns None and
         the per-record path takes over, which finds and quarantines the offenders."""
-        if not records or not all(isinstance(r.payload, bytes) and b"\n" not in r.payload for r in records):
+        if not records or not all(
+            isinstance(r.payload, bytes) and r.payload.strip() and b"\n" not in r.payload and b"\r" not in r.payload
+            for r in records
+        ):
             return None
         read_schema = pa.schema([pa.field(f.name, pa.string() if _needs_cast(f.type) else f.type) for f in self.schema])
         behavior = "error" if self.new_fields == "add" else "ignore"

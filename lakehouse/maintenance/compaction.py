@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from lakehouse.errors import CommitConflictError, LakehouseError, StorageError
 from lakehouse.maintenance.planner import CompactionOptions, CompactionPlan, PartitionPlan, plan_compaction
 from lakehouse.storage import delete_tree, list_files
-from lakehouse.tables.base import LakehouseTable
+from lakehouse.tables.base import LakehouseTable, StorageContext
 
 if TYPE_CHECKING:
     import duckdb
@@ -108,7 +108,13 @@ def optimize(
             from lakehouse.errors import InvalidInputError
 
             raise InvalidInputError(f"--zorder column(s) {', '.join(missing)} not in table {table.name}")
-    files = table.files()
+    planned_version = table.snapshot().version if table.snapshots() else None
+    files = table.files(as_of=planned_version) if planned_version is not None else []
+    partition_columns = {p.column for p in table.definition.partitioning if p.transform == "identity"}
+    if set(options.zorder) & partition_columns:
+        from lakehouse.errors import InvalidInputError
+
+        raise InvalidInputError("Z-order by a partition column clusters nothing: every file holds one value of it")
     layouts = lh.catalog.layouts(table.name)
     plan = plan_compaction(str(table.name), files, options, partition_filter=partition_filter, layouts=layouts)
     result = OptimizeResult(str(table.name), dry_run, plan)
@@ -122,7 +128,7 @@ def optimize(
             result.partitions.extend(_rewrite_job(lh, table, plan.picked, options, job))
         else:
             for part in plan.picked:
-                result.partitions.append(_rewrite_partition(lh, table, part, options, job))
+                result.partitions.append(_rewrite_partition(lh, table, part, options, job, planned_version))
         for pr in result.partitions:
             if pr.version is not None:
                 result.version = pr.version
@@ -133,7 +139,7 @@ def optimize(
         lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=str(e) or type(e).__name__)
         raise
     result.seconds = time.perf_counter() - started
-    failed = [p for p in result.partitions if p.status != "committed"]
+    failed = [p for p in result.partitions if p.status not in ("committed", "skipped")]
     lh.catalog.finish_job(
         job,
         state="failed" if failed and len(failed) == len(result.partitions) else "committed",
@@ -178,6 +184,8 @@ def _rewrite_job(
             written[part.key] = rewrite_files(
                 lh, table, [f.path for f in part.inputs], out_dir, options, bytes_per_row=bpr
             )
+            if _parquet_rows(written[part.key], lh.ctx) != in_rows:  # checked before anything is committed
+                raise StorageError(f"rewrite of {table.name} {part.partition} produced a different row count")
         commit = table.replace_files(
             remove=[f.path for p in parts for f in p.inputs],
             add=[w for paths in written.values() for w in paths],
@@ -232,7 +240,12 @@ def _rewrite_job(
 
 
 def _rewrite_partition(
-    lh: Lakehouse, table: LakehouseTable, part: PartitionPlan, options: CompactionOptions, job: int
+    lh: Lakehouse,
+    table: LakehouseTable,
+    part: PartitionPlan,
+    options: CompactionOptions,
+    job: int,
+    planned_version: int | None,
 ) -> PartitionResult:
     pr = PartitionResult(
         part.partition,
@@ -255,11 +268,36 @@ def _rewrite_partition(
         # normalises each column to its range, then delta-rs commits the rewritten partition
         import pyarrow.dataset as ds
 
+        if any(v is None for v in part.partition.values()):
+            # Delta keeps NULL and "" partition values alike; a predicate cannot tell them apart safely
+            pr.status, pr.error = "skipped", "Z-order of a NULL partition value is not supported for Delta yet"
+            pr.rows_in = 0  # nothing was rewritten
+            return pr
+        constants = {k: v for k, v in part.partition.items() if k in table.schema.names}
         with tempfile.TemporaryDirectory(prefix="lakehouse-zorder-") as tmp:
-            written = _rewrite_local(lh, table, [f.path for f in part.inputs], tmp, options, bytes_per_row=bpr)
+            written = _rewrite_local(
+                lh, table, [f.path for f in part.inputs], tmp, options, bytes_per_row=bpr, constants=constants
+            )
+            local = StorageContext(warehouse=tmp, catalog_url="", credentials=None)
+            if _parquet_rows(written, local) != in_rows:  # checked before anything is committed
+                raise StorageError(f"rewrite of {table.name} {part.partition} produced a different row count")
+            # pin the commit to a version whose files in this partition are exactly the ones rewritten: rows a
+            # writer appends after it survive; if the partition changed since planning, skip it this run
+            from lakehouse.maintenance.planner import partition_key
+
+            read_version = table.snapshot().version
+            now = {f.path for f in table.files(as_of=read_version) if partition_key(f.partition) == part.key}
+            if now != {f.path for f in part.inputs}:
+                pr.status, pr.error = "aborted", "the partition changed since planning; run optimize again"
+                pr.rows_in = 0  # nothing was rewritten
+                return pr
             reader = ds.dataset(written, format="parquet").scanner(batch_size=options.row_group_rows).to_reader()
             metrics = table.rewrite_partition(
-                reader, part.partition, target_size=options.target_file_size, properties=props
+                reader,
+                part.partition,
+                target_size=options.target_file_size,
+                properties=props,
+                read_version=read_version,
             )
     elif table.capabilities.native_compaction:
         metrics = table.optimize_native(
@@ -306,12 +344,13 @@ def _rewrite_local(
     options: CompactionOptions,
     *,
     bytes_per_row: float = 0.0,
+    constants: dict[str, Any] | None = None,
 ) -> list[str]:
     """Like :func:`rewrite_files`, into a local directory (a staging area)."""
-    from lakehouse.tables.base import StorageContext
-
     local = StorageContext(warehouse=out_dir, catalog_url="", credentials=None)
-    return rewrite_files(lh, table, inputs, out_dir, options, bytes_per_row=bytes_per_row, output_ctx=local)
+    return rewrite_files(
+        lh, table, inputs, out_dir, options, bytes_per_row=bytes_per_row, output_ctx=local, constants=constants
+    )
 
 
 def rewrite_files(
@@ -323,6 +362,7 @@ def rewrite_files(
     *,
     bytes_per_row: float = 0.0,
     output_ctx: Any = None,
+    constants: dict[str, Any] | None = None,
 ) -> list[str]:
     """Stream ``inputs`` into new Parquet files under ``out_dir``; returns their paths."""
     from lakehouse.sql import _connect_duckdb
@@ -338,8 +378,14 @@ def rewrite_files(
         )
         try:
             schema = table.schema
-            cols = ", ".join(_q(c) for c in schema.names)
-            src = "read_parquet([" + ", ".join(_s(_duck_path(p)) for p in inputs) + "])"
+            # the columns come from the files themselves, never from directory names (hive_partitioning off);
+            # columns a format keeps out of its files (Delta partition columns) are given as constants
+            src = "read_parquet([" + ", ".join(_s(_duck_path(p)) for p in inputs) + "], hive_partitioning = false)"
+            consts = dict(constants or {})
+            cols = ", ".join(
+                f"{_constant(consts[c], schema.field(c).type)} AS {_q(c)}" if c in consts else _q(c)
+                for c in schema.names
+            )
             query = f"SELECT {cols} FROM {src}"
             if options.zorder:
                 key = zorder_expression(con, src, schema, options.zorder)
@@ -369,6 +415,44 @@ def rewrite_files(
         finally:
             con.close()
     return sorted(f.path for f in list_files(out_dir, output_ctx or lh.ctx) if f.path.endswith(".parquet"))
+
+
+_DUCK_TYPES = {
+    "string": "VARCHAR",
+    "int64": "BIGINT",
+    "int32": "INTEGER",
+    "double": "DOUBLE",
+    "float": "FLOAT",
+    "bool": "BOOLEAN",
+    "date32[day]": "DATE",
+}
+
+
+def _constant(value: Any, t: pa.DataType) -> str:
+    """A typed SQL constant of a partition value."""
+    if pa.types.is_timestamp(t):
+        duck = "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    elif pa.types.is_decimal(t):
+        duck = f"DECIMAL({t.precision},{t.scale})"
+    else:
+        duck = _DUCK_TYPES.get(str(t), "VARCHAR")
+    if value is None:
+        return f"CAST(NULL AS {duck})"
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return f"CAST({_s(text)} AS {duck})"
+
+
+def _parquet_rows(paths: Sequence[str], ctx: Any) -> int:
+    import pyarrow.parquet as pq
+
+    from lakehouse.storage import split_location
+
+    total = 0
+    for p in paths:
+        filesystem, path = split_location(p, ctx)
+        with filesystem.open_input_file(path) as fh:
+            total += pq.ParquetFile(fh).metadata.num_rows
+    return total
 
 
 def _q(ident: str) -> str:

@@ -419,9 +419,11 @@ class LakehouseTable(ABC):
         *,
         target_size: int,
         properties: Mapping[str, str] | None = None,
+        read_version: int | None = None,
     ) -> dict[str, Any]:
-        """Replace a partition's files by ``data`` (the same rows in a new order) in one commit, keeping
-        files appended concurrently. Returns version, added paths and removed (path, rows)."""
+        """Replace the partition's files as of ``read_version`` by ``data`` (the same rows in a new order) in
+        one commit; files appended after that version are kept. Returns version, added paths and removed
+        (path, rows)."""
         raise UnsupportedOperationError(f"{self.format} tables cannot rewrite a partition from a stream")
 
     def field_ids(self) -> dict[str, int]:

@@ -368,12 +368,17 @@ class DeltaAdapter(LakehouseTable):
         *,
         target_size: int,
         properties: Mapping[str, str] | None = None,
+        read_version: int | None = None,
     ) -> dict[str, Any]:
         """Replace the rows of one partition by ``data`` (the same rows, rewritten in another order).
 
-        Files a concurrent writer appends meanwhile are not removed: the commit's remove actions list only
-        the files of the snapshot read here (Delta's WriteSerializable isolation).
+        The overwrite runs against the table as of ``read_version`` (the version the rewrite read), so its
+        remove actions list only those files: anything a concurrent writer appended since is kept.
         """
+        if "deletionVectors" in (self._dt.protocol().reader_features or []):
+            raise UnsupportedOperationError(
+                f"{self.name} uses deletion vectors; lakehouse's rewrite reads raw files and would revive deleted rows"
+            )
         props = dict(properties or {})
         marker = props.setdefault("lakehouse.commit", uuid.uuid4().hex)
         # Delta stores a NULL (and an empty string) partition value as NULL
@@ -386,9 +391,10 @@ class DeltaAdapter(LakehouseTable):
         )
         self._dt.update_incremental()
         start = self._dt.version()
+        base = self._at(read_version) if read_version is not None else self._dt
         try:
             write_deltalake(
-                self._dt,
+                base,
                 data,
                 mode="overwrite",
                 predicate=predicate,

@@ -27,6 +27,7 @@ from lakehouse.errors import (
     StorageError,
     TableExistsError,
     TableNotFoundError,
+    UnsupportedOperationError,
     VersionNotFoundError,
 )
 from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, coerce
@@ -418,10 +419,19 @@ class IcebergAdapter(LakehouseTable):
         def commit() -> None:
             self._table.refresh()
             live = {}
-            for task in self._table.scan().plan_files():
+            tasks = list(self._table.scan().plan_files())
+            for task in tasks:
                 plain = _plain_location(task.file.file_path)
                 if plain in wanted:
                     live[plain] = task.file
+            if any(task.delete_files for task in tasks if _plain_location(task.file.file_path) in wanted):
+                raise UnsupportedOperationError(
+                    f"input files of {self.name} have delete files; lakehouse's rewrite reads raw files and would "
+                    "revive deleted rows"
+                )
+            inputs_partitions = {repr(f.partition) for f in live.values()}
+            if any(repr(f.partition) not in inputs_partitions for f in new_files):
+                raise StorageError(f"a rewritten file of {self.name} landed in another partition; nothing committed")
             gone = wanted - live.keys()
             if gone:
                 raise CommitConflictError(
