@@ -101,7 +101,7 @@ class LocalBroker:
         self.proc = None
 
     def __enter__(self) -> LocalBroker:
-        return self.start()
+        return self if self.proc is not None else self.start()  # started already: do not start a second one
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
