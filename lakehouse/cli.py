@@ -6,6 +6,7 @@ Every read command takes ``--json``; every error is one line on stderr and a non
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -586,7 +587,7 @@ def optimize(
         zorder=tuple(c.strip() for c in (zorder or "").split(",") if c.strip()),
     )
     with _lh(ctx) as lh:
-        with err.status(f"optimizing {name} ...") if not (dry_run or json_) else _nullcontext():
+        with err.status(f"optimizing {name} ...") if not (dry_run or json_) else contextlib.nullcontext():
             result = run_optimize(lh, name, options, partition_filter=partition, dry_run=dry_run)
     if json_:
         _print_json(result.as_dict())
@@ -618,14 +619,6 @@ def optimize(
         f"{_human_bytes(d['bytes_after'])}, rows in {d['rows_in']:,} = out {d['rows_out']:,}, "
         f"{d['seconds']:.1f} s, version {d['version']} (job {d['job_id']})"
     )
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
 
 
 @app.command()

@@ -394,12 +394,11 @@ class LakehouseTable(ABC):
         partition: Mapping[str, Any],
         *,
         target_size: int,
-        zorder: Sequence[str] = (),
         memory_limit: int,
         properties: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Compact (or Z-order) one partition with the format's own optimizer; returns its metrics.
-        Only where ``capabilities.native_compaction``."""
+        """Compact one partition with the format's own optimizer; returns its metrics plus the version, added
+        paths and removed (path, rows) of its commit. Only where ``capabilities.native_compaction``."""
         raise UnsupportedOperationError(f"{self.format} tables have no native optimizer")
 
     def replace_files(

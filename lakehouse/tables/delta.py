@@ -334,7 +334,6 @@ class DeltaAdapter(LakehouseTable):
         partition: Mapping[str, Any],
         *,
         target_size: int,
-        zorder: Sequence[str] = (),
         memory_limit: int,
         properties: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
@@ -345,18 +344,12 @@ class DeltaAdapter(LakehouseTable):
         self._dt.update_incremental()
         start = self._dt.version()
         try:
-            if zorder:
-                metrics = self._dt.optimize.z_order(
-                    list(zorder),
-                    partition_filters=filters,
-                    target_size=target_size,
-                    max_spill_size=memory_limit,
-                    commit_properties=commit,
-                )
-            else:
-                metrics = self._dt.optimize.compact(
-                    partition_filters=filters, target_size=target_size, commit_properties=commit
-                )
+            metrics = self._dt.optimize.compact(
+                partition_filters=filters,
+                target_size=target_size,
+                max_spill_size=memory_limit,
+                commit_properties=commit,
+            )
         except (DeltaError, OSError) as e:
             raise _translate(e, f"optimize of {self.name} failed") from e
         return {**metrics, **self._find_commit(start, marker)}

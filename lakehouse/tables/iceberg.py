@@ -374,11 +374,11 @@ class IcebergAdapter(LakehouseTable):
             _retry_commit(f"append to {self.name}", commit)
         except OSError as e:
             raise StorageError(f"append to {self.name} failed: {e}") from e
-        snap = self._table.current_snapshot()
-        assert snap is not None
-        version = next(s.version for s in self.snapshots() if s.snapshot_id == snap.snapshot_id)
-        added = int((snap.summary.additional_properties if snap.summary else {}).get("added-data-files", 0))
-        return CommitResult(version=version, snapshot_id=snap.snapshot_id, rows_added=data.num_rows, files_added=added)
+        snap = self._current()
+        added = int(snap.summary.get("added-data-files", 0))
+        return CommitResult(
+            version=snap.version, snapshot_id=snap.snapshot_id, rows_added=data.num_rows, files_added=added
+        )
 
     def checkpoint(self, source: str) -> int | None:
         self._table.refresh()
@@ -454,10 +454,14 @@ class IcebergAdapter(LakehouseTable):
             _retry_commit(f"rewrite of {self.name}", commit)
         except OSError as e:
             raise StorageError(f"rewrite of {self.name} failed: {e}") from e
-        snap = self._table.current_snapshot()
-        assert snap is not None
-        version = next(s.version for s in self.snapshots() if s.snapshot_id == snap.snapshot_id)
-        return CommitResult(version=version, snapshot_id=snap.snapshot_id, files_added=len(add), operation="rewrite")
+        snap = self._current()
+        return CommitResult(
+            version=snap.version, snapshot_id=snap.snapshot_id, files_added=len(add), operation="rewrite"
+        )
+
+    def _current(self) -> Snapshot:
+        """The snapshot this table's last commit made current."""
+        return next(s for s in self.snapshots() if s.is_current)
 
     def _data_file(self, uri: str) -> Any:
         """A DataFile for a Parquet file written by lakehouse's rewrite (field ids, statistics, partition).

@@ -199,24 +199,28 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(lh: Lakehouse, fmt:
         "100",
         "--json",
     ]
-    env = _env_for(lh)
-    rng = random.Random(42)
+    sigkill_then_finish(cmd, _env_for(lh), lh.table("iot.readings"), len(good), runs=5, seed=42)
+    _check(lh, good, bad)
+
+
+def sigkill_then_finish(cmd: list[str], env: dict[str, str], table: Any, total: int, *, runs: int, seed: int) -> None:
+    """Run the ingestor ``runs`` times, each killed with SIGKILL at a random moment after it committed
+    something; then let one run finish. Asserts that some kill left the table part-way."""
+    rng = random.Random(seed)
     partial = []
-    table = lh.table("iot.readings")
-    for _ in range(5):
+    for _ in range(runs):
         before = table.row_count()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        # wait until this run has committed something, then kill it at a random moment soon after
-        while proc.poll() is None and table.row_count() == before:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and table.row_count() == before and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(rng.uniform(0, 0.15))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         rows = table.row_count()
-        if proc.returncode == -signal.SIGKILL and 0 < rows < len(good):
+        if proc.returncode == -signal.SIGKILL and 0 < rows < total:
             partial.append(rows)
     final = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert final.returncode == 0, final.stderr
-    assert partial, "no kill landed mid-ingestion; make the file larger"
-    _check(lh, good, bad)
+    assert partial, "no kill landed mid-ingestion; give it more records"

@@ -23,7 +23,7 @@ from lakehouse.ingest.broker import LocalBroker
 from lakehouse.ingest.pipeline import FlushPolicy, Ingestor
 from lakehouse.ingest.sources import KafkaIngest, StopConditions
 from lakehouse.schema import parse_partitioning
-from tests.integration.test_ingest_files import SCHEMA, _env_for
+from tests.integration.test_ingest_files import SCHEMA, _env_for, sigkill_then_finish
 
 pytestmark = pytest.mark.kafka
 # Tansu takes about half the session timeout to complete a group join; keep tests quick
@@ -134,26 +134,7 @@ def test_kafka_sigkill_exactly_once(lh: Lakehouse, fmt: str, broker: LocalBroker
         "--json",
         *FAST_JOIN_ARGS,
     ]
-    env = _env_for(lh)
-    table = lh.table("iot.readings")
-    rng = random.Random(7)
-    partial = []
-    for _ in range(4):
-        before = table.row_count()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and table.row_count() == before and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0, 0.2))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
-        rows = table.row_count()
-        if proc.returncode == -signal.SIGKILL and 0 < rows < len(good):
-            partial.append(rows)
-    final = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert final.returncode == 0, final.stderr
-    assert partial, "no kill landed mid-ingestion"
+    sigkill_then_finish(cmd, _env_for(lh), lh.table("iot.readings"), len(good), runs=4, seed=7)
     _check(lh, good, bad)
 
 
