@@ -22,6 +22,7 @@ from lakehouse.core import Lakehouse
 from lakehouse.errors import InvalidInputError, LakehouseError
 from lakehouse.schema import parse_partitioning, parse_schema
 from lakehouse.tables.base import AsOf, TableName, parse_as_of
+from lakehouse.units import parse_size
 
 app = typer.Typer(
     help="Keep Delta Lake and Apache Iceberg tables fast, cheap and compliant.",
@@ -535,21 +536,6 @@ def _key_values(items: list[str] | None, option: str) -> dict[str, str]:
         k, _, v = item.partition("=")
         out[k.strip()] = v.strip()
     return out
-
-
-def parse_size(text: str) -> int:
-    """``64MB`` -> bytes (KB, MB, GB are powers of 1024)."""
-    t = text.strip().upper().replace(" ", "")
-    units = {"GB": 1024**3, "MB": 1024**2, "KB": 1024, "B": 1}
-    unit = next((u for u in units if t.endswith(u)), "")
-    number, factor = (t[: -len(unit)], units[unit]) if unit else (t, 1)
-    try:
-        value = float(number)
-    except ValueError:
-        raise InvalidInputError(f"invalid size {text!r}", hint="write e.g. 64MB or 512KB") from None
-    if value <= 0:
-        raise InvalidInputError(f"size {text!r} must be positive")
-    return int(value * factor)
 
 
 @app.command()

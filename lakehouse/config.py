@@ -59,6 +59,37 @@ class QuerySettings(BaseModel):
     threads: int | None = Field(default=None, ge=1, description="DuckDB threads (default: all cores).")
 
 
+DEFAULT_PRICES = {
+    # USD per GB-month, AWS S3 us-east-1 list prices (first 50 TB), for the cost report
+    "STANDARD": 0.023,
+    "INTELLIGENT_TIERING": 0.023,
+    "STANDARD_IA": 0.0125,
+    "ONEZONE_IA": 0.01,
+    "GLACIER_IR": 0.004,
+    "GLACIER": 0.0036,
+    "DEEP_ARCHIVE": 0.00099,
+    "REDUCED_REDUNDANCY": 0.024,
+}
+
+
+class CostSettings(BaseModel):
+    """Prices for ``lakehouse cost``."""
+
+    currency: str = "USD"
+    prices: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description="Price per GB-month by storage class; entries given here replace the defaults one by one.",
+    )
+
+    @field_validator("prices")
+    @classmethod
+    def _merge(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, price in v.items() if price < 0]
+        if bad:
+            raise ValueError(f"negative price for {', '.join(bad)}")
+        return {**DEFAULT_PRICES, **{k.upper(): float(price) for k, price in v.items()}}
+
+
 class Settings(BaseSettings):
     """All settings of a lakehouse process."""
 
@@ -84,6 +115,13 @@ class Settings(BaseSettings):
     default_format: TableFormatName = "delta"
     s3: S3Settings = Field(default_factory=S3Settings)
     query: QuerySettings = Field(default_factory=QuerySettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
+    policy: dict[str, Any] = Field(
+        default_factory=dict, description="Maintenance policy defaults for every table (see `lakehouse policy`)."
+    )
+    tables: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description='Per-table policies: [tables."ns.table"] sections.'
+    )
 
     @field_validator("warehouse")
     @classmethod
@@ -98,6 +136,27 @@ class Settings(BaseSettings):
             if scheme != "file" and not rest.strip("/"):
                 raise ValueError(f"warehouse {v!r} names no bucket: use s3://bucket/prefix")
         return v.rstrip("/") if v != "/" else v
+
+    @field_validator("policy")
+    @classmethod
+    def _check_policy(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from lakehouse.governance.policy import build_policy
+
+        build_policy(v, source="[policy] settings")
+        return v
+
+    @field_validator("tables")
+    @classmethod
+    def _check_tables(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from lakehouse.governance.policy import build_policy
+        from lakehouse.tables.base import TableName
+
+        out = {}
+        for name, policy in v.items():
+            key = str(TableName.parse(name))
+            build_policy(policy, source=f'[tables."{name}"] settings')
+            out[key] = policy
+        return out
 
     @classmethod
     def settings_customise_sources(

@@ -19,12 +19,14 @@ from lakehouse.config import Settings
 from lakehouse.credentials import S3Credentials
 from lakehouse.errors import InvalidInputError, LakehouseError, TableExistsError, TableNotFoundError
 from lakehouse.governance.catalog import CatalogStore, JobRecord, TableRecord
+from lakehouse.governance.policy import TablePolicy, build_policy, merge
 from lakehouse.schema import PartitionField
 from lakehouse.sql import QueryResult, SqlEngine
 from lakehouse.storage import create_bucket, delete_tree, ensure_warehouse, list_files
 from lakehouse.tables.base import (
     AsOf,
     CommitResult,
+    ExpiredVersions,
     LakehouseTable,
     StorageContext,
     TableDefinition,
@@ -194,9 +196,35 @@ class Lakehouse:
                 raise InvalidInputError(f"refusing to purge {record.location}: table {other.name} lives inside it")
 
     def table(self, name: str | TableName) -> LakehouseTable:
-        """Open a registered table."""
+        """Open a registered table (it knows which versions retention removed, to say so on time travel)."""
         record = self.catalog.get_table(TableName.parse(name))
-        return adapter_class(record.format).open(record.name, location=record.location, ctx=self.ctx)
+        table = adapter_class(record.format).open(record.name, location=record.location, ctx=self.ctx)
+        versions, retention, job, at = self.catalog.expired(record.name)
+        if versions:
+            table.expired = ExpiredVersions(versions, retention, job, at)
+        return table
+
+    # ---- policies ------------------------------------------------------------------------------------
+
+    def policy(self, name: str | TableName) -> TablePolicy:
+        """The effective maintenance policy of a table: defaults < [policy] < [tables."ns.t"] < stored."""
+        tname = TableName.parse(name)
+        self.catalog.get_table(tname)  # must exist
+        return build_policy(
+            self.settings.policy,
+            self.settings.tables.get(str(tname), {}),
+            self.catalog.policy(tname),
+            source=f"policy of {tname}",
+        )
+
+    def set_policy(self, name: str | TableName, changes: Mapping[str, Any], *, replace: bool = False) -> TablePolicy:
+        """Store policy values for a table in the catalog (merged into what is stored unless ``replace``)."""
+        tname = TableName.parse(name)
+        self.catalog.get_table(tname)
+        stored = dict(changes) if replace else merge(self.catalog.policy(tname), changes)
+        build_policy(self.settings.policy, self.settings.tables.get(str(tname), {}), stored, source="policy")
+        self.catalog.set_policy(tname, stored, actor=self.actor)
+        return self.policy(tname)
 
     def table_record(self, name: str | TableName) -> TableRecord:
         return self.catalog.get_table(TableName.parse(name))

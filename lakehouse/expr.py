@@ -281,6 +281,53 @@ def check_columns(e: Expr, schema: pa.Schema) -> None:
         _field_type(schema, c)
 
 
+def to_sql(e: Expr, schema: pa.Schema) -> str:
+    """Render a filter as a standard SQL predicate with literals of the columns' types (for engines that
+    take SQL text, such as delta-rs and DuckDB). SQL's own three-valued logic applies there.
+
+    >>> schema = pa.schema([("a", pa.string()), ("b", pa.int64())])
+    >>> print(to_sql(parse_filter("a = 'it''s' AND NOT b IN (1, 2)"), schema))
+    ("a" = 'it''s' AND NOT ("b" IN (1, 2)))
+    """
+
+    def col(c: str) -> str:
+        _field_type(schema, c)
+        return '"' + c.replace('"', '""') + '"'
+
+    def lit(c: str, v: Any) -> str:
+        value = coerce(v, _field_type(schema, c), c)
+        if value is None:
+            return "NULL"
+        if isinstance(value, bool):
+            return "TRUE" if value else "FALSE"
+        if isinstance(value, int | float | Decimal):
+            return repr(value) if not isinstance(value, Decimal) else str(value)
+        if isinstance(value, dt.datetime):
+            text = value.isoformat(sep="T", timespec="microseconds")
+            return "'" + text.replace("+00:00", "Z") + "'"
+        if isinstance(value, dt.date):
+            return "'" + value.isoformat() + "'"
+        return "'" + str(value).replace("'", "''") + "'"
+
+    if isinstance(e, Compare):
+        if e.value is None:
+            return "(NULL = NULL)"  # unknown, like the comparison it stands for
+        return f"{col(e.column)} {'<>' if e.op == '!=' else e.op} {lit(e.column, e.value)}"
+    if isinstance(e, In):
+        if not e.values:
+            return f"({col(e.column)} IS NOT NULL)" if e.negated else "FALSE"
+        inner = ", ".join(lit(e.column, v) for v in e.values)
+        return f"{'NOT ' if e.negated else ''}({col(e.column)} IN ({inner}))"
+    if isinstance(e, IsNull):
+        return f"{col(e.column)} IS {'NOT ' if e.negated else ''}NULL"
+    if isinstance(e, And | Or):
+        joiner = " AND " if isinstance(e, And) else " OR "
+        return "(" + joiner.join(to_sql(i, schema) for i in e.items) + ")"
+    if isinstance(e, Not):
+        return f"NOT ({to_sql(e.item, schema)})"
+    raise InvalidPredicateError(f"unsupported filter node {e!r}")
+
+
 def to_arrow(e: Expr, schema: pa.Schema) -> pc.Expression:
     """Render a filter tree as a pyarrow compute expression."""
     if isinstance(e, Compare):

@@ -5,8 +5,10 @@ Locations are absolute local paths or ``s3://bucket/key`` URIs; S3 goes through 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyarrow import fs
 
@@ -21,6 +23,8 @@ class ObjectInfo:
     path: str
     size: int
     mtime_s: float | None
+    storage_class: str | None = None
+    """S3 storage class (``STANDARD`` when S3 reports none); None on local storage."""
 
 
 def split_location(location: str, ctx: StorageContext) -> tuple[fs.FileSystem, str]:
@@ -51,6 +55,103 @@ def list_files(location: str, ctx: StorageContext, *, recursive: bool = True) ->
         for i in infos
         if i.type == fs.FileType.File
     ]
+
+
+def _bucket_key(location: str) -> tuple[str, str]:
+    rest = location.split("://", 1)[1]
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
+def _s3_client(ctx: StorageContext) -> Any:
+    import boto3
+
+    if ctx.credentials is None:
+        raise StorageError("this location is on S3 but no S3 settings are configured")
+    return boto3.client("s3", **ctx.credentials.boto3_client_kwargs())
+
+
+def list_objects(location: str, ctx: StorageContext) -> list[ObjectInfo]:
+    """Like :func:`list_files`, with each object's S3 storage class (one listing, no per-object calls)."""
+    if not location.startswith(("s3://", "s3a://")):
+        return list_files(location, ctx)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = _bucket_key(location.rstrip("/"))
+    prefix = prefix + "/" if prefix else ""
+    out = []
+    try:
+        for page in _s3_client(ctx).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                out.append(
+                    ObjectInfo(
+                        f"s3://{bucket}/{obj['Key']}",
+                        int(obj["Size"]),
+                        obj["LastModified"].timestamp(),
+                        str(obj.get("StorageClass") or "STANDARD"),
+                    )
+                )
+    except (BotoCoreError, ClientError) as e:
+        raise StorageError(f"cannot list {location}: {e}") from e
+    return out
+
+
+def set_storage_class(path: str, storage_class: str, ctx: StorageContext) -> bool:
+    """Give an S3 object another storage class in place (same key, same bytes); False when it is gone."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = _bucket_key(path)
+    try:
+        _s3_client(ctx).copy(
+            {"Bucket": bucket, "Key": key},
+            bucket,
+            key,
+            ExtraArgs={"StorageClass": storage_class, "MetadataDirective": "COPY"},
+        )
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise StorageError(f"cannot set the storage class of {path}: {e}") from e
+    except BotoCoreError as e:
+        raise StorageError(f"cannot set the storage class of {path}: {e}") from e
+    return True
+
+
+def delete_files(paths: Sequence[str], ctx: StorageContext) -> int:
+    """Delete files (batched on S3); files already gone count as deleted. Returns how many were asked for."""
+    s3 = [p for p in paths if p.startswith(("s3://", "s3a://"))]
+    local = [p for p in paths if not p.startswith(("s3://", "s3a://"))]
+    for p in local:
+        try:
+            os.remove(p[len("file://") :] if p.startswith("file://") else p)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StorageError(f"cannot delete {p}: {e}") from e
+    if s3:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = _s3_client(ctx)
+        by_bucket: dict[str, list[str]] = {}
+        for p in s3:
+            bucket, key = _bucket_key(p)
+            by_bucket.setdefault(bucket, []).append(key)
+        for bucket, keys in by_bucket.items():
+            for i in range(0, len(keys), 1000):
+                try:
+                    result = client.delete_objects(
+                        Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True}
+                    )
+                except (BotoCoreError, ClientError) as e:
+                    raise StorageError(f"cannot delete objects in bucket {bucket}: {e}") from e
+                errors = result.get("Errors", [])
+                if errors:
+                    first = errors[0]
+                    raise StorageError(
+                        f"cannot delete {len(errors)} object(s) in bucket {bucket}: {first.get('Key')}: "
+                        f"{first.get('Message')}"
+                    )
+    return len(paths)
 
 
 def exists(location: str, ctx: StorageContext) -> bool:

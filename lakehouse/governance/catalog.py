@@ -66,6 +66,26 @@ layouts_t = sa.Table(
 )
 
 
+expired_t = sa.Table(
+    "lh_expired_versions",
+    metadata,
+    sa.Column("table_name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True),
+    sa.Column("retention", sa.String(64), nullable=False),
+    sa.Column("job_id", sa.Integer),
+    sa.Column("expired_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+policies_t = sa.Table(
+    "lh_policies",
+    metadata,
+    sa.Column("table_name", sa.String(128), primary_key=True),
+    sa.Column("policy_json", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -212,6 +232,8 @@ class CatalogStore:
     def remove_table(self, name: TableName) -> None:
         with self._tx() as conn:
             conn.execute(layouts_t.delete().where(layouts_t.c.table_name == str(name)))
+            conn.execute(expired_t.delete().where(expired_t.c.table_name == str(name)))
+            conn.execute(policies_t.delete().where(policies_t.c.table_name == str(name)))
             result = conn.execute(tables_t.delete().where(tables_t.c.name == str(name)))
         if result.rowcount == 0:
             raise TableNotFoundError(f"no table {name} in the catalog")
@@ -331,6 +353,59 @@ class CatalogStore:
         with self._tx() as conn:
             rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
         return {r.partition_key: (r.layout, frozenset(json.loads(r.files_json))) for r in rows}
+
+    # ---- expired versions (time travel names the retention that removed them) ---------------------------
+
+    def add_expired(self, table: TableName, versions: list[int], *, retention: str, job_id: int | None) -> None:
+        if not versions:
+            return
+        now = _now()
+        with self._tx() as conn:
+            known = {
+                r.version
+                for r in conn.execute(
+                    sa.select(expired_t.c.version).where(
+                        (expired_t.c.table_name == str(table)) & expired_t.c.version.in_(versions)
+                    )
+                )
+            }
+            rows = [
+                {"table_name": str(table), "version": v, "retention": retention, "job_id": job_id, "expired_at": now}
+                for v in sorted(set(versions) - known)
+            ]
+            if rows:
+                conn.execute(expired_t.insert(), rows)
+
+    def expired(self, table: TableName) -> tuple[frozenset[int], str, int | None, dt.datetime | None]:
+        """(versions, retention of the latest run, its job, its time) for one table."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(expired_t).where(expired_t.c.table_name == str(table)).order_by(expired_t.c.expired_at)
+            ).all()
+        if not rows:
+            return frozenset(), "", None, None
+        last = rows[-1]
+        return frozenset(int(r.version) for r in rows), last.retention, last.job_id, _aware(last.expired_at)
+
+    # ---- per-table policies ------------------------------------------------------------------------------
+
+    def policy(self, table: TableName) -> dict[str, Any]:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(policies_t).where(policies_t.c.table_name == str(table))).first()
+        return dict(json.loads(row.policy_json)) if row is not None else {}
+
+    def set_policy(self, table: TableName, policy: Mapping[str, Any], *, actor: str) -> None:
+        with self._tx() as conn:
+            conn.execute(policies_t.delete().where(policies_t.c.table_name == str(table)))
+            if policy:
+                conn.execute(
+                    policies_t.insert().values(
+                        table_name=str(table),
+                        policy_json=json.dumps(dict(policy), sort_keys=True),
+                        actor=actor,
+                        updated_at=_now(),
+                    )
+                )
 
     def dispose(self) -> None:
         self.engine.dispose()

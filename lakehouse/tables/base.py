@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -205,6 +205,43 @@ class CommitResult:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class DeleteResult:
+    """What a row delete committed."""
+
+    version: int | None
+    rows_deleted: int = 0
+    files_removed: int = 0
+    files_added: int = 0
+
+    @property
+    def metadata_only(self) -> bool:
+        """True when whole files were dropped and none rewritten."""
+        return self.files_added == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "metadata_only": self.metadata_only}
+
+
+@dataclass(frozen=True)
+class ExpiredVersions:
+    """Versions that retention made unreadable (recorded in the catalog by ``lakehouse vacuum``)."""
+
+    versions: frozenset[int]
+    retention: str
+    job_id: int | None = None
+    at: dt.datetime | None = None
+
+    def error(self, table: TableName, version: int) -> VersionNotFoundError:
+        when = f" at {self.at.isoformat(timespec='seconds')}" if self.at else ""
+        job = f" (job {self.job_id})" if self.job_id is not None else ""
+        return VersionNotFoundError(
+            f"version {version} of table {table} was removed by retention: vacuum with --retain "
+            f"{self.retention}{when}{job} deleted the files it needs",
+            hint="time travel reaches only versions inside the retention window; see `lakehouse table history`",
+        )
+
+
 class LakehouseTable(ABC):
     """One table, whatever its format.
 
@@ -219,6 +256,8 @@ class LakehouseTable(ABC):
         self.name = name
         self.location = location
         self.ctx = ctx
+        self.expired: ExpiredVersions | None = None
+        """Versions retention removed; set by the catalog layer so time travel names the retention."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} at {self.location}>"
@@ -307,13 +346,20 @@ class LakehouseTable(ABC):
                     f"table {self.name} has no version at or before {at.isoformat()}; "
                     f"the oldest retained version is {snaps[0].version} from {snaps[0].timestamp.isoformat()}"
                 )
-            return max(older, key=lambda s: (s.timestamp, s.version))
+            return self._check_retained(max(older, key=lambda s: (s.timestamp, s.version)))
         for s in snaps:
             if s.version == as_of or (s.snapshot_id is not None and s.snapshot_id == as_of):
-                return s
+                return self._check_retained(s)
+        if self.expired is not None and as_of in self.expired.versions:
+            raise self.expired.error(self.name, as_of)
         raise VersionNotFoundError(
             f"table {self.name} has no version {as_of}; retained versions are {snaps[0].version}..{snaps[-1].version}"
         )
+
+    def _check_retained(self, snap: Snapshot) -> Snapshot:
+        if self.expired is not None and snap.version in self.expired.versions and not snap.is_current:
+            raise self.expired.error(self.name, snap.version)
+        return snap
 
     # ---- data ----------------------------------------------------------------------------------------
 
@@ -435,3 +481,45 @@ class LakehouseTable(ABC):
 
     def row_count(self, *, as_of: AsOf | None = None) -> int:
         return sum(f.row_count for f in self.files(as_of=as_of))
+
+    def file_columns(self) -> list[str]:
+        """Columns stored inside data files (Delta keeps partition columns in the log only)."""
+        return list(self.schema.names)
+
+    # ---- deletes, retention and garbage (vacuum, orphans, expire-data) ---------------------------------
+
+    def delete_rows(self, filter: str | Expr, *, properties: Mapping[str, str] | None = None) -> DeleteResult:
+        """Delete the rows matching ``filter`` in one commit (whole files are dropped without a rewrite)."""
+        schema = self.schema
+        expr = parse_filter(filter) if isinstance(filter, str) else filter
+        check_columns(expr, schema)
+        return self._delete_rows(normalize(expr, schema), dict(properties or {}))
+
+    def _delete_rows(self, expr: Expr, properties: dict[str, str]) -> DeleteResult:
+        raise UnsupportedOperationError(f"{self.format} tables cannot delete rows yet")
+
+    @abstractmethod
+    def version_paths(self, versions: Collection[int] | None = None) -> set[str]:
+        """Every file that the given versions need to be read (data and delete files, Iceberg manifests and
+        manifest lists); ``None`` means every version the table's metadata still records."""
+
+    @abstractmethod
+    def metadata_paths(self) -> set[str]:
+        """The table's own metadata files that are live (Delta log, Iceberg metadata JSON in its log)."""
+
+    @abstractmethod
+    def garbage_candidate(self, path: str) -> bool:
+        """True when a file under the location *may* be garbage if nothing references it (a data file,
+        manifest or stale metadata file); log files and hidden files never are."""
+
+    def hidden(self, path: str) -> bool:
+        """True when a file or a directory on its way below the table location starts with ``_`` or ``.``
+        (other tools' scratch space and logs: never garbage of this table)."""
+        root = self.location.rstrip("/") + "/"
+        rel = path[len(root) :] if path.startswith(root) else path.rsplit("/", 1)[-1]
+        return any(part.startswith(("_", ".")) for part in rel.split("/"))
+
+    def expire_versions(self, versions: Collection[int]) -> int:
+        """Remove versions from the table's metadata (Iceberg expires snapshots; Delta keeps its log, so
+        this is a no-op there and the catalog records the expired versions). Returns how many went."""
+        return 0

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
+import time
 import urllib.parse
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Self
 
 import pyarrow as pa
@@ -28,7 +30,7 @@ from lakehouse.errors import (
     UnsupportedOperationError,
     VersionNotFoundError,
 )
-from lakehouse.expr import Expr, to_arrow
+from lakehouse.expr import Compare, Expr, coerce, to_arrow, to_sql
 from lakehouse.schema import PartitionField, validate_keys, validate_partitioning
 from lakehouse.storage import delete_tree, list_files, split_location
 from lakehouse.tables.base import (
@@ -36,6 +38,7 @@ from lakehouse.tables.base import (
     Capabilities,
     CommitResult,
     DataFile,
+    DeleteResult,
     LakehouseTable,
     Snapshot,
     StorageContext,
@@ -49,6 +52,7 @@ try:
     from deltalake.exceptions import SchemaMismatchError as DeltaSchemaMismatchError
     from deltalake.exceptions import TableNotFoundError as DeltaTableNotFoundError
     from deltalake.schema import PrimitiveType
+    from deltalake.transaction import AddAction, RemoveAction
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     from lakehouse.errors import DependencyMissingError
 
@@ -93,7 +97,11 @@ class DeltaAdapter(LakehouseTable):
         native_compaction=True,
         native_zorder=True,
         native_vacuum=True,
-        notes=("partition transforms are generated columns (<column>_<transform>)",),
+        file_replace=True,
+        notes=(
+            "partition transforms are generated columns (<column>_<transform>)",
+            "vacuum deletes the files of expired versions; the commit log keeps listing them (marked expired)",
+        ),
     )
 
     def __init__(self, name: TableName, location: str, ctx: StorageContext, dt_: DeltaTable) -> None:
@@ -413,6 +421,242 @@ class DeltaAdapter(LakehouseTable):
                 break
         return out
 
+    # ---- replace files, delete rows ---------------------------------------------------------------------
+
+    def file_columns(self) -> list[str]:
+        parts = {pf.name for pf in self.definition.partitioning}
+        return [c for c in self.schema.names if c not in parts]
+
+    def replace_files(
+        self, *, remove: Sequence[str], add: Sequence[str], properties: Mapping[str, str] | None = None
+    ) -> CommitResult:
+        """Swap files in one commit (``dataChange=false``, like Delta's OPTIMIZE). The new files must lie under
+        the table location and hold the same partition as the files they replace.
+
+        delta-rs does not flag a concurrent removal of the same input, so the commit is validated here: every
+        input must be live at version v, and the commit must become version v + 1 (no rebase); otherwise it
+        re-reads and validates again.
+        """
+        base = self.location.rstrip("/") + "/"
+        rel_add = []
+        for p in add:
+            if not p.startswith(base):
+                raise StorageError(f"{p} is outside table {self.name}'s location; Delta references files under it")
+            rel_add.append(p[len(base) :])
+        wanted = set(remove)
+        props = dict(properties or {})
+        delay = 0.02
+        for attempt in range(MAX_COMMIT_RETRIES + 1):
+            self._dt.update_incremental()
+            version = self._dt.version()
+            pinned = self._at(version)
+            live = {f.path: f for f in self.files(as_of=version)}
+            gone = wanted - live.keys()
+            if gone:
+                raise CommitConflictError(
+                    f"{len(gone)} input file(s) of this rewrite of {self.name} were removed by another commit; "
+                    "nothing was changed, plan again"
+                )
+            raw = {
+                urllib.parse.unquote(str(r["path"])): r
+                for r in pa.table(pinned.get_add_actions(flatten=False)).to_pylist()
+            }
+            partitions = {json.dumps(_raw_partition(raw, p, base), sort_keys=True) for p in wanted}
+            if len(partitions) != 1:
+                raise StorageError(f"a rewrite of {self.name} must replace files of one partition")
+            partition_values = json.loads(partitions.pop())
+            now = int(time.time() * 1000)
+            actions: list[Any] = []
+            for full, rel in zip(add, rel_add, strict=True):
+                size, stats = _parquet_stats(full, self.ctx)
+                actions.append(AddAction(rel, size, partition_values, now, False, stats))
+            for full in wanted:
+                rel = full[len(base) :] if full.startswith(base) else full
+                actions.append(RemoveAction(rel, False, now, live[full].size_bytes, partition_values))
+            try:
+                pinned.create_write_transaction(
+                    actions,
+                    mode="append",
+                    schema=pinned.schema(),
+                    partition_by=list(pinned.metadata().partition_columns) or None,
+                    commit_properties=CommitProperties(custom_metadata=props or None, max_commit_retries=0),
+                )
+            except CommitFailedError:
+                if attempt == MAX_COMMIT_RETRIES:
+                    raise CommitConflictError(f"rewrite of {self.name}: other commits kept winning") from None
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 1.0)
+                continue
+            except (DeltaError, OSError) as e:
+                raise _translate(e, f"rewrite of {self.name} failed") from e
+            self._dt.update_incremental()
+            return CommitResult(version=version + 1, files_added=len(add), operation="rewrite")
+        raise AssertionError("unreachable")
+
+    def _delete_rows(self, expr: Expr, properties: dict[str, str]) -> DeleteResult:
+        """One delete; for ``time < X`` on a column with a time-transform partition, first drop the partitions
+        entirely before X by a partition-only predicate, which delta-rs commits without reading a file."""
+        results = []
+        whole = self._whole_partitions_before(expr)
+        if whole is not None:
+            results.append(self._delete_sql(whole, properties))
+        results.append(self._delete_sql(to_sql(expr, self.schema), properties))
+        versions = [r.version for r in results if r.version is not None]
+        return DeleteResult(
+            version=max(versions) if versions else None,
+            rows_deleted=sum(r.rows_deleted for r in results),
+            files_removed=sum(r.files_removed for r in results),
+            files_added=sum(r.files_added for r in results),
+        )
+
+    def _whole_partitions_before(self, expr: Expr) -> str | None:
+        if not isinstance(expr, Compare) or expr.op not in ("<", "<=") or expr.value is None:
+            return None
+        for pf in self.definition.partitioning:
+            if pf.column != expr.column or pf.transform == "identity":
+                continue
+            v = coerce(expr.value, self.schema.field(expr.column).type, expr.column)
+            if pf.transform == "hour" and isinstance(v, dt.datetime):
+                start = v.astimezone(dt.UTC) if v.tzinfo else v
+                text = start.replace(minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%S") + (
+                    "Z" if v.tzinfo else ""
+                )
+            else:
+                day = v.astimezone(dt.UTC).date() if isinstance(v, dt.datetime) and v.tzinfo else v
+                if isinstance(day, dt.datetime):
+                    day = day.date()
+                if not isinstance(day, dt.date):
+                    return None
+                if pf.transform == "month":
+                    day = day.replace(day=1)
+                elif pf.transform == "year":
+                    day = day.replace(month=1, day=1)
+                text = day.isoformat()
+            return f"{_quote_ident(pf.name)} < '{text}'"
+        return None
+
+    def _delete_sql(self, predicate: str, properties: dict[str, str]) -> DeleteResult:
+        try:
+            self._dt.update_incremental()
+            before = self._dt.version()
+            metrics = self._dt.delete(
+                predicate,
+                commit_properties=CommitProperties(
+                    custom_metadata=properties or None, max_commit_retries=MAX_COMMIT_RETRIES
+                ),
+            )
+        except (DeltaError, OSError) as e:
+            raise _translate(e, f"delete from {self.name} failed") from e
+        self._dt.update_incremental()
+        removed = int(metrics.get("num_removed_files", 0))
+        return DeleteResult(
+            version=self._dt.version() if self._dt.version() != before else None,
+            rows_deleted=int(metrics.get("num_deleted_rows", 0)),
+            files_removed=removed,
+            files_added=int(metrics.get("num_added_files", 0)),
+        )
+
+    # ---- retention and garbage ----------------------------------------------------------------------------
+
+    def _log_files(self) -> tuple[dict[int, str], dict[int, list[str]]]:
+        """Commit JSON files and checkpoint parts of the log, by version."""
+        jsons: dict[int, str] = {}
+        checkpoints: dict[int, list[str]] = {}
+        for info in list_files(f"{self.location.rstrip('/')}/_delta_log", self.ctx, recursive=False):
+            name = info.path.rsplit("/", 1)[-1]
+            if len(name) > 20 and name[:20].isdigit():
+                if name.endswith(".json") and name[20:] == ".json":
+                    jsons[int(name[:20])] = info.path
+                elif ".checkpoint" in name and name.endswith(".parquet"):
+                    checkpoints.setdefault(int(name[:20]), []).append(info.path)
+        return jsons, checkpoints
+
+    def _read_actions(self, path: str) -> list[dict[str, Any]]:
+        filesystem, inner = split_location(path, self.ctx)
+        with filesystem.open_input_stream(inner) as stream:
+            return [json.loads(line) for line in stream.read().splitlines() if line.strip()]
+
+    def _checkpoint_paths(self, parts: list[str]) -> tuple[set[str], set[str]]:
+        """(added, removed) paths recorded in a checkpoint."""
+        import pyarrow.parquet as pq
+
+        added: set[str] = set()
+        removed: set[str] = set()
+        for part in parts:
+            filesystem, inner = split_location(part, self.ctx)
+            with filesystem.open_input_file(inner) as fh:
+                table = pq.read_table(fh)
+            for kind, target in (("add", added), ("remove", removed)):
+                if kind in table.column_names:
+                    for action in table.column(kind).to_pylist():
+                        if action and action.get("path"):
+                            target.add(action["path"])
+        return added, removed
+
+    def _full_path(self, raw: str) -> str:
+        path = urllib.parse.unquote(raw)
+        if "://" in path:
+            return path.replace("s3a://", "s3://", 1) if path.startswith("s3") else path.split("://", 1)[1]
+        return f"{self.location.rstrip('/')}/{path}"
+
+    def file_lifetimes(self) -> dict[str, list[tuple[int, int | None]]]:
+        """For every data file the log names: the version ranges ``[added, removed)`` in which it is live.
+
+        Where the log starts at a checkpoint (older commits cleaned up), what happened before it is unknown
+        and the ranges start at version 0, which errs on the side of keeping files.
+        """
+        jsons, checkpoints = self._log_files()
+        live: dict[str, int] = {}
+        ranges: dict[str, list[tuple[int, int | None]]] = {}
+        start = 0
+        if (jsons and min(jsons) > 0) or (not jsons and checkpoints):
+            first = min(jsons) if jsons else max(checkpoints) + 1
+            usable = [c for c in checkpoints if c >= first - 1]
+            if not usable:
+                raise StorageError(f"the log of {self.name} starts at version {first} without a checkpoint before it")
+            c = min(usable)
+            added, removed = self._checkpoint_paths(checkpoints[c])
+            for raw in added:
+                live[self._full_path(raw)] = 0
+            for raw in removed:
+                ranges.setdefault(self._full_path(raw), []).append((0, c + 1))
+            for v in [v for v in jsons if v <= c]:  # commits the checkpoint already folds in
+                for action in self._read_actions(jsons[v]):
+                    for kind in ("add", "remove"):
+                        if kind in action and self._full_path(action[kind]["path"]) not in live:
+                            ranges.setdefault(self._full_path(action[kind]["path"]), []).append((0, c + 1))
+            start = c + 1
+        for v in sorted(j for j in jsons if j >= start):
+            for action in self._read_actions(jsons[v]):
+                if "add" in action:
+                    live.setdefault(self._full_path(action["add"]["path"]), v)
+                elif "remove" in action:
+                    path = self._full_path(action["remove"]["path"])
+                    ranges.setdefault(path, []).append((live.pop(path, 0), v))
+        for path, added_at in live.items():
+            ranges.setdefault(path, []).append((added_at, None))
+        return ranges
+
+    def version_paths(self, versions: Collection[int] | None = None) -> set[str]:
+        lifetimes = self.file_lifetimes()
+        if versions is None:
+            return set(lifetimes)
+        wanted = sorted(set(versions))
+        return {
+            path
+            for path, spans in lifetimes.items()
+            if any(any(a <= v and (e is None or v < e) for v in wanted) for a, e in spans)
+        }
+
+    def metadata_paths(self) -> set[str]:
+        log = f"{self.location.rstrip('/')}/_delta_log"
+        return {f.path for f in list_files(log, self.ctx)}
+
+    def garbage_candidate(self, path: str) -> bool:
+        # Delta's rule: files and directories starting with _ or . are not the table's data (the log,
+        # checkpoints, CDC); deletion-vector files are left alone too
+        return path.endswith(".parquet") and not self.hidden(path)
+
     def _scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table:
         table = self._at(snapshot.version if snapshot else None)
         try:
@@ -448,12 +692,75 @@ class DeltaAdapter(LakehouseTable):
         return f"delta_scan({path}, version={int(snapshot.version)})"
 
 
+def _raw_partition(raw: Mapping[str, Mapping[str, Any]], path: str, base: str) -> dict[str, str | None]:
+    """The partitionValues (as the log stores them) of a live file given by full path."""
+    rel = path[len(base) :] if path.startswith(base) else path
+    action = raw.get(rel) or raw.get(path)
+    if action is None:
+        raise StorageError(f"{path} is not a live file of the table")
+    values = action.get("partition_values") or action.get("partitionValues") or {}
+    if isinstance(values, list):  # Arrow map type arrives as a list of (key, value) pairs
+        values = dict(values)
+    return {str(k): (None if v is None else str(v)) for k, v in dict(values).items()}
+
+
+def _parquet_stats(path: str, ctx: StorageContext) -> tuple[int, str]:
+    """(size, Delta stats JSON) of a Parquet file: row count, per-column min/max/null count."""
+    import pyarrow.parquet as pq
+
+    filesystem, inner = split_location(path, ctx)
+    size = filesystem.get_file_info(inner).size or 0
+    with filesystem.open_input_file(inner) as fh:
+        meta = pq.ParquetFile(fh).metadata
+    mins: dict[str, Any] = {}
+    maxs: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    arrow = meta.schema.to_arrow_schema()
+    for i, name in enumerate(arrow.names):
+        t = arrow.field(i).type
+        if pa.types.is_nested(t):
+            continue
+        lo = hi = None
+        count = 0
+        complete = True
+        for g in range(meta.num_row_groups):
+            st = meta.row_group(g).column(i).statistics
+            if st is None:
+                complete = False
+                break
+            count += st.null_count or 0
+            if st.has_min_max:
+                lo = st.min if lo is None or st.min < lo else lo
+                hi = st.max if hi is None or st.max > hi else hi
+        if not complete:
+            continue
+        nulls[name] = count
+        if lo is not None and not isinstance(lo, bytes):
+            mins[name], maxs[name] = _stat_json(lo, t), _stat_json(hi, t)
+    stats = {"numRecords": meta.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
+    return int(size), json.dumps(stats, default=str)
+
+
+def _stat_json(v: Any, t: pa.DataType) -> Any:
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.UTC)
+        return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}" + ("Z" if t.tz else "")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return v
+
+
 def _partition_literal(v: object) -> str:
     if isinstance(v, dt.datetime):
         return v.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if v.tzinfo else v.isoformat(" ")
     if isinstance(v, dt.date):
         return v.isoformat()
     return "" if v is None else str(v)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _sql_str(v: str) -> str:

@@ -14,7 +14,8 @@ import random
 import re
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
 import pyarrow as pa
@@ -38,6 +39,7 @@ from lakehouse.tables.base import (
     Capabilities,
     CommitResult,
     DataFile,
+    DeleteResult,
     LakehouseTable,
     Snapshot,
     StorageContext,
@@ -315,7 +317,12 @@ class IcebergAdapter(LakehouseTable):
         sid = log[-1].snapshot_id
         for s in snaps:
             if s.snapshot_id == sid:
-                return s
+                return self._check_retained(s)
+        if self.expired is not None:
+            raise VersionNotFoundError(
+                f"table {self.name} was at snapshot {sid} at {as_of.isoformat()}, which retention removed "
+                f"(vacuum with --retain {self.expired.retention})"
+            )
         raise VersionNotFoundError(
             f"table {self.name} was at snapshot {sid} at {as_of.isoformat()}, which is no longer retained"
         )
@@ -507,6 +514,111 @@ class IcebergAdapter(LakehouseTable):
             key_metadata=None,
             **statistics.to_serialized_dict(),
         )
+
+    def _delete_rows(self, expr: Expr, properties: dict[str, str]) -> DeleteResult:
+        self._table.refresh()
+        before = self._table.metadata.current_snapshot_id
+        row_filter = _to_iceberg(expr, self.schema)
+        marker = uuid.uuid4().hex
+        props = {**properties, "lakehouse.commit": marker}
+
+        def commit() -> None:
+            self._table.refresh()
+            self._table.delete(row_filter, snapshot_properties=props)
+
+        try:
+            _retry_commit(f"delete from {self.name}", commit)
+        except OSError as e:
+            raise StorageError(f"delete from {self.name} failed: {e}") from e
+        self._table.refresh()
+        # one transaction may write a DELETE snapshot (whole files) and an OVERWRITE one (rewritten files);
+        # other writers' snapshots may sit between them and the head
+        ours = []
+        sid = self._table.metadata.current_snapshot_id
+        while sid is not None and sid != before:
+            snap = self._table.metadata.snapshot_by_id(sid)
+            if snap is None:
+                break
+            if snap.summary is not None and snap.summary.additional_properties.get("lakehouse.commit") == marker:
+                ours.append(snap)
+            sid = snap.parent_snapshot_id
+        if not ours:
+            return DeleteResult(version=None)
+
+        def total(key: str) -> int:
+            return sum(int((sn.summary.additional_properties if sn.summary else {}).get(key, 0)) for sn in ours)
+
+        version = max(s.version for s in self.snapshots() if s.snapshot_id in {o.snapshot_id for o in ours})
+        return DeleteResult(
+            version=version,
+            rows_deleted=total("deleted-records") - total("added-records"),
+            files_removed=total("deleted-data-files"),
+            files_added=total("added-data-files"),
+        )
+
+    # ---- retention and garbage ----------------------------------------------------------------------------
+
+    def version_paths(self, versions: Collection[int] | None = None) -> set[str]:
+        self._table.refresh()
+        snaps = self.snapshots()
+        wanted = None if versions is None else set(versions)
+        io = self._table.io
+        meta = self._table.metadata
+        out: set[str] = set()
+        seen_manifests: dict[str, set[str]] = {}
+        for snap in snaps:
+            if wanted is not None and snap.version not in wanted:
+                continue
+            isnap = meta.snapshot_by_id(snap.snapshot_id or 0)
+            if isnap is None:
+                continue
+            out.add(_plain_location(isnap.manifest_list))
+            try:
+                manifests = isnap.manifests(io)
+            except OSError as e:
+                raise StorageError(f"cannot read the manifest list of {self.name} version {snap.version}: {e}") from e
+            for m in manifests:
+                path = _plain_location(m.manifest_path)
+                out.add(path)
+                if path not in seen_manifests:
+                    entries = m.fetch_manifest_entry(io, discard_deleted=True)
+                    seen_manifests[path] = {_plain_location(e.data_file.file_path) for e in entries}
+                out |= seen_manifests[path]
+        for stats in list(meta.statistics) + list(getattr(meta, "partition_statistics", []) or []):
+            if wanted is None or any(s.snapshot_id == stats.snapshot_id and s.version in wanted for s in snaps):
+                out.add(_plain_location(stats.statistics_path))
+        return out
+
+    def metadata_paths(self) -> set[str]:
+        self._table.refresh()
+        meta = self._table.metadata
+        out = {_plain_location(str(self._table.metadata_location))}
+        out |= {_plain_location(e.metadata_file) for e in meta.metadata_log}
+        out.add(f"{self.location.rstrip('/')}/metadata/version-hint.text")
+        return out
+
+    def garbage_candidate(self, path: str) -> bool:
+        if self.hidden(path):
+            return False
+        return path.endswith((".parquet", ".avro", ".orc", ".puffin", ".metadata.json", ".stats"))
+
+    def expire_versions(self, versions: Collection[int]) -> int:
+        wanted = set(versions)
+
+        def commit() -> int:
+            self._table.refresh()
+            ids = [s.snapshot_id for s in self.snapshots() if s.version in wanted and not s.is_current]
+            if not ids:
+                return 0
+            self._table.maintenance.expire_snapshots().by_ids([i for i in ids if i is not None]).commit()
+            return len(ids)
+
+        try:
+            return _retry_commit(f"expiring snapshots of {self.name}", commit)
+        except OSError as e:
+            raise StorageError(f"expiring snapshots of {self.name} failed: {e}") from e
+        except ValueError as e:  # a protected snapshot (branch or tag head)
+            raise UnsupportedOperationError(f"cannot expire snapshots of {self.name}: {e}") from e
 
     def _scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table:
         self._table.refresh()

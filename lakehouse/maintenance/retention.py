@@ -1,0 +1,427 @@
+"""Retention: vacuum old versions, delete orphan files, expire old rows. Each plans first and deletes only when
+asked to (``dry_run=False``); every real run is recorded in the job history with what it removed.
+
+Rules that hold for both formats:
+
+* **vacuum** keeps every version committed inside the retention window, the version that was current at the
+  start of the window (so every point in time inside the window stays readable), the current version and the
+  versions named with ``keep``. It deletes the files that only versions outside that set reference. Iceberg
+  expires those snapshots from its metadata first; Delta keeps its commit log, so the catalog records the
+  versions as expired and time travel to them names the retention.
+* **orphans** deletes files under the table location that no version the table still records references,
+  and only when they are older than the orphan age (a younger file may belong to a write in flight).
+  The listing is taken before the references are read, and the references are read again just before
+  deleting, so a file committed meanwhile is never deleted.
+* **expire-data** deletes rows older than an age in one commit per step; partitions that are entirely older
+  are dropped from the metadata without rewriting a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from lakehouse.errors import InvalidInputError, VersionNotFoundError
+from lakehouse.expr import Compare
+from lakehouse.storage import ObjectInfo, delete_files, list_files
+from lakehouse.tables.base import LakehouseTable
+from lakehouse.units import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from lakehouse.core import Lakehouse
+
+Progress = Callable[[int, int], None]
+"""Called with (done, total) while files are deleted."""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _files_dict(files: Sequence[ObjectInfo]) -> list[dict[str, Any]]:
+    return [{"path": f.path, "size_bytes": f.size} for f in files]
+
+
+def _delete(lh: Lakehouse, files: Sequence[ObjectInfo], progress: Progress | None) -> None:
+    batch = 200
+    for i in range(0, len(files), batch):
+        delete_files([f.path for f in files[i : i + batch]], lh.ctx)
+        if progress:
+            progress(min(i + batch, len(files)), len(files))
+
+
+def _nested_locations(lh: Lakehouse, table: LakehouseTable) -> list[str]:
+    """Locations of other tables inside this table's location (never this table's garbage)."""
+    own = table.location.rstrip("/") + "/"
+    others = [r.location.rstrip("/") + "/" for r in lh.list_tables()]
+    return [o for o in others if o != own and o.startswith(own)]
+
+
+# ---- vacuum -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VacuumPlan:
+    table: str
+    format: str
+    retain: dt.timedelta
+    cutoff: dt.datetime
+    current_version: int | None
+    retained_versions: list[int]
+    expired_versions: list[int]
+    files: list[ObjectInfo] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "format": self.format,
+            "retain": format_duration(self.retain),
+            "cutoff": self.cutoff.isoformat(timespec="seconds"),
+            "current_version": self.current_version,
+            "retained_versions": self.retained_versions,
+            "expired_versions": self.expired_versions,
+            "files_to_delete": len(self.files),
+            "bytes_to_delete": self.bytes,
+            "files": _files_dict(self.files),
+        }
+
+
+@dataclass
+class VacuumResult:
+    plan: VacuumPlan
+    dry_run: bool
+    job_id: int | None = None
+    versions_expired: int = 0
+    files_deleted: int = 0
+    bytes_deleted: int = 0
+    files_kept: list[str] = field(default_factory=list)
+    """Planned files that a version committed meanwhile references (not deleted)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "job_id": self.job_id,
+            "versions_expired": self.versions_expired,
+            "files_deleted": self.files_deleted,
+            "bytes_deleted": self.bytes_deleted,
+            "files_kept": self.files_kept,
+            **self.plan.as_dict(),
+        }
+
+
+def plan_vacuum(lh: Lakehouse, name: str, *, retain: str | dt.timedelta, keep: Sequence[int] = ()) -> VacuumPlan:
+    """Which versions stay readable and which files only expired versions reference."""
+    table = lh.table(name)
+    window = parse_duration(retain)
+    if window.total_seconds() < 0:
+        raise InvalidInputError("--retain must not be negative")
+    cutoff = _now() - window
+    already = table.expired.versions if table.expired else frozenset()
+    snaps = [s for s in table.snapshots() if s.version not in already]
+    plan = VacuumPlan(str(table.name), table.format, window, cutoff, None, [], [])
+    if not snaps:
+        return plan
+    current = table.snapshot()
+    plan.current_version = current.version
+    retained = {s.version for s in snaps if s.timestamp >= cutoff} | {current.version}
+    try:
+        retained.add(table.snapshot(cutoff).version)  # the state at the start of the window
+    except VersionNotFoundError:
+        pass
+    versions = {s.version for s in snaps}
+    for v in keep:
+        if v not in versions:
+            raise InvalidInputError(
+                f"--keep {v}: table {table.name} has no readable version {v}",
+                hint=f"readable versions are {min(versions)}..{max(versions)}",
+            )
+        retained.add(v)
+    plan.retained_versions = sorted(retained)
+    plan.expired_versions = sorted(versions - retained)
+    if not plan.expired_versions:
+        return plan
+    listing = {f.path: f for f in list_files(table.location, lh.ctx)}
+    needed = table.version_paths(retained) | table.metadata_paths()
+    tracked = table.version_paths(None)
+    plan.files = sorted((listing[p] for p in tracked - needed if p in listing), key=lambda f: f.path)
+    return plan
+
+
+def vacuum(
+    lh: Lakehouse,
+    name: str,
+    *,
+    retain: str | dt.timedelta,
+    keep: Sequence[int] = (),
+    dry_run: bool = True,
+    progress: Progress | None = None,
+) -> VacuumResult:
+    """Plan, and unless ``dry_run``: expire the versions, delete their files, record the job."""
+    plan = plan_vacuum(lh, name, retain=retain, keep=keep)
+    result = VacuumResult(plan, dry_run)
+    if dry_run or not plan.expired_versions:
+        return result
+    table = lh.table(name)
+    job = lh.catalog.start_job(
+        "vacuum",
+        table=table.name,
+        params={"retain": format_duration(plan.retain), "keep": list(keep), "cutoff": plan.cutoff.isoformat()},
+        actor=lh.actor,
+    )
+    result.job_id = job
+    try:
+        result.versions_expired = table.expire_versions(plan.expired_versions) or len(plan.expired_versions)
+        # record before deleting: from here on those versions are gone for time travel
+        lh.catalog.add_expired(table.name, plan.expired_versions, retention=format_duration(plan.retain), job_id=job)
+        # what versions need now, including any committed since planning
+        since = {
+            s.version for s in table.snapshots() if plan.current_version is None or s.version > plan.current_version
+        }
+        needed = table.version_paths(set(plan.retained_versions) | since) | table.metadata_paths()
+        doomed = [f for f in plan.files if f.path not in needed]
+        result.files_kept = [f.path for f in plan.files if f.path in needed]
+        _delete(lh, doomed, progress)
+        result.files_deleted = len(doomed)
+        result.bytes_deleted = sum(f.size for f in doomed)
+    except BaseException as e:
+        lh.catalog.finish_job(job, state="failed", metrics=_metrics(result), error=str(e) or type(e).__name__)
+        raise
+    lh.catalog.finish_job(job, state="committed", metrics=_metrics(result))
+    lh.catalog.update_table(table.name)
+    return result
+
+
+def _metrics(result: VacuumResult | OrphanResult) -> dict[str, Any]:
+    d = result.as_dict()
+    d.pop("files", None)
+    return d
+
+
+# ---- orphans ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class OrphanPlan:
+    table: str
+    older_than: dt.timedelta
+    files: list[ObjectInfo] = field(default_factory=list)
+    young: list[ObjectInfo] = field(default_factory=list)
+    """Unreferenced but younger than the age: kept (may belong to a write in flight)."""
+    referenced_files: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "older_than": format_duration(self.older_than),
+            "referenced_files": self.referenced_files,
+            "orphans": len(self.files),
+            "orphan_bytes": sum(f.size for f in self.files),
+            "young_unreferenced": len(self.young),
+            "files": _files_dict(self.files),
+            "young": _files_dict(self.young),
+        }
+
+
+@dataclass
+class OrphanResult:
+    plan: OrphanPlan
+    dry_run: bool
+    job_id: int | None = None
+    files_deleted: int = 0
+    bytes_deleted: int = 0
+    files_kept: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "job_id": self.job_id,
+            "files_deleted": self.files_deleted,
+            "bytes_deleted": self.bytes_deleted,
+            "files_kept": self.files_kept,
+            **self.plan.as_dict(),
+        }
+
+
+def plan_orphans(lh: Lakehouse, name: str, *, older_than: str | dt.timedelta) -> OrphanPlan:
+    table = lh.table(name)
+    age = parse_duration(older_than)
+    plan = OrphanPlan(str(table.name), age)
+    nested = _nested_locations(lh, table)
+    listing = list_files(table.location, lh.ctx)  # first: a file committed after this is not in it
+    referenced = table.version_paths(None) | table.metadata_paths()
+    plan.referenced_files = len(referenced)
+    now = time.time()
+    for f in listing:
+        if f.path in referenced or not table.garbage_candidate(f.path) or any(f.path.startswith(n) for n in nested):
+            continue
+        if f.mtime_s is not None and now - f.mtime_s >= age.total_seconds():
+            plan.files.append(f)
+        else:
+            plan.young.append(f)
+    return plan
+
+
+def remove_orphans(
+    lh: Lakehouse,
+    name: str,
+    *,
+    older_than: str | dt.timedelta,
+    dry_run: bool = True,
+    progress: Progress | None = None,
+) -> OrphanResult:
+    plan = plan_orphans(lh, name, older_than=older_than)
+    result = OrphanResult(plan, dry_run)
+    if dry_run or not plan.files:
+        return result
+    table = lh.table(name)
+    job = lh.catalog.start_job(
+        "orphans", table=table.name, params={"older_than": format_duration(plan.older_than)}, actor=lh.actor
+    )
+    result.job_id = job
+    try:
+        referenced = table.version_paths(None) | table.metadata_paths()  # again, right before deleting
+        doomed = [f for f in plan.files if f.path not in referenced]
+        result.files_kept = [f.path for f in plan.files if f.path in referenced]
+        _delete(lh, doomed, progress)
+        result.files_deleted = len(doomed)
+        result.bytes_deleted = sum(f.size for f in doomed)
+    except BaseException as e:
+        lh.catalog.finish_job(job, state="failed", metrics=_metrics(result), error=str(e) or type(e).__name__)
+        raise
+    lh.catalog.finish_job(job, state="committed", metrics=_metrics(result))
+    return result
+
+
+# ---- data expiry ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExpireDataResult:
+    table: str
+    column: str
+    older_than: dt.timedelta
+    cutoff: dt.datetime
+    dry_run: bool
+    rows_before: int = 0
+    rows_to_delete: int = 0
+    partitions_whole: list[dict[str, Any]] = field(default_factory=list)
+    partitions_partial: list[dict[str, Any]] = field(default_factory=list)
+    rows_deleted: int = 0
+    rows_after: int | None = None
+    files_removed: int = 0
+    files_rewritten: int = 0
+    commits: list[dict[str, Any]] = field(default_factory=list)
+    job_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["older_than"] = format_duration(self.older_than)
+        d["cutoff"] = self.cutoff.isoformat(timespec="seconds")
+        return d
+
+
+def _time_column(table: LakehouseTable, column: str | None) -> str:
+    schema = table.schema
+    if column:
+        if schema.get_field_index(column) < 0:
+            raise InvalidInputError(f"--column {column}: no such column in {table.name}")
+        col = column
+    else:
+        timed = [p.column for p in table.definition.partitioning if p.transform != "identity"]
+        timed += [
+            p.column
+            for p in table.definition.partitioning
+            if p.transform == "identity" and _is_time(schema.field(p.column).type)
+        ]
+        if not timed:
+            raise InvalidInputError(
+                f"table {table.name} has no time partition to expire by", hint="name the time column with --column"
+            )
+        col = timed[0]
+    if not _is_time(schema.field(col).type):
+        raise InvalidInputError(f"column {col} of {table.name} is {schema.field(col).type}, not a date or timestamp")
+    return col
+
+
+def _is_time(t: pa.DataType) -> bool:
+    return bool(pa.types.is_timestamp(t) or pa.types.is_date(t))
+
+
+def expire_data(
+    lh: Lakehouse,
+    name: str,
+    *,
+    older_than: str | dt.timedelta,
+    column: str | None = None,
+    dry_run: bool = True,
+) -> ExpireDataResult:
+    """Delete rows whose ``column`` is older than ``older_than`` (NULL times are kept)."""
+    table = lh.table(name)
+    age = parse_duration(older_than)
+    col = _time_column(table, column)
+    cutoff = _now() - age
+    t = table.schema.field(col).type
+    literal: Any = cutoff.date() if pa.types.is_date(t) else (cutoff if t.tz else cutoff.replace(tzinfo=None))
+    expr = Compare(col, "<", literal)
+    result = ExpireDataResult(str(table.name), col, age, cutoff, dry_run)
+    files = table.files()
+    result.rows_before = sum(f.row_count for f in files)
+    result.rows_to_delete = table.scan(filter=expr, columns=[col]).num_rows
+    by_partition: dict[str, list[Any]] = {}
+    for f in files:
+        key = repr(sorted(f.partition.items()))
+        by_partition.setdefault(key, []).append(f)
+    for parts in by_partition.values():
+        maxes = [f.stats.get(col, (None, None, None))[1] for f in parts]
+        mins = [f.stats.get(col, (None, None, None))[0] for f in parts]
+        partition = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in parts[0].partition.items()}
+        if all(m is not None and _lt(m, literal) for m in maxes) and all(
+            f.stats.get(col, (None, None, 0))[2] == 0 for f in parts
+        ):
+            result.partitions_whole.append(partition)
+        elif any(m is not None and _lt(m, literal) for m in mins):
+            result.partitions_partial.append(partition)
+    if dry_run or result.rows_to_delete == 0:
+        return result
+    job = lh.catalog.start_job(
+        "expire-data",
+        table=table.name,
+        params={"older_than": format_duration(age), "column": col, "cutoff": cutoff.isoformat()},
+        actor=lh.actor,
+    )
+    result.job_id = job
+    try:
+        res = table.delete_rows(expr, properties={"lakehouse.job": str(job), "lakehouse.operation": "expire-data"})
+        result.commits.append(res.as_dict())
+        result.rows_deleted = res.rows_deleted
+        result.files_removed = res.files_removed
+        result.files_rewritten = res.files_added
+        result.rows_after = table.row_count()
+    except BaseException as e:
+        lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=str(e) or type(e).__name__)
+        raise
+    lh.catalog.finish_job(job, state="committed", metrics=result.as_dict())
+    lh.catalog.update_table(table.name)
+    return result
+
+
+def _lt(a: Any, b: Any) -> bool:
+    if isinstance(a, dt.datetime) and isinstance(b, dt.datetime):
+        if (a.tzinfo is None) != (b.tzinfo is None):
+            a = a.replace(tzinfo=dt.UTC) if a.tzinfo is None else a
+            b = b.replace(tzinfo=dt.UTC) if b.tzinfo is None else b
+    elif isinstance(b, dt.datetime) and isinstance(a, dt.date):
+        return dt.datetime.combine(a, dt.time(), tzinfo=b.tzinfo) < b
+    try:
+        return bool(a < b)
+    except TypeError:
+        return False

@@ -1,0 +1,61 @@
+"""Durations and sizes as people write them on a command line or in ``lakehouse.toml``.
+
+>>> parse_duration("7d")
+datetime.timedelta(days=7)
+>>> parse_duration("1h30m")
+datetime.timedelta(seconds=5400)
+>>> format_duration(parse_duration("90d"))
+'90d'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from lakehouse.errors import InvalidInputError
+
+_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+
+
+def parse_duration(text: str | dt.timedelta) -> dt.timedelta:
+    """``"7d"``, ``"12h"``, ``"1h30m"``, ``"45s"``, ``"2w"`` (or a bare number of seconds) -> timedelta."""
+    if isinstance(text, dt.timedelta):
+        return text
+    t = str(text).strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(?:\.\d+)?", t):
+        return dt.timedelta(seconds=float(t))
+    if not t or _PART.sub("", t):
+        raise InvalidInputError(f"invalid duration {text!r}", hint="write e.g. 7d, 12h, 30m, 45s or 1h30m")
+    return dt.timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _PART.findall(t)))
+
+
+def format_duration(d: dt.timedelta) -> str:
+    """The shortest exact spelling in one unit: ``7d``, ``36h``, ``90s``."""
+    seconds = d.total_seconds()
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{int(seconds // _UNITS[unit])}{unit}"
+    return f"{seconds:g}s"
+
+
+def parse_size(text: str | int) -> int:
+    """``64MB`` -> bytes (KB, MB, GB, TB are powers of 1024).
+
+    >>> parse_size("1.5KB")
+    1536
+    """
+    if isinstance(text, int):
+        return text
+    t = text.strip().upper().replace(" ", "")
+    units = {"TB": 1024**4, "GB": 1024**3, "MB": 1024**2, "KB": 1024, "B": 1}
+    unit = next((u for u in units if t.endswith(u)), "")
+    number, factor = (t[: -len(unit)], units[unit]) if unit else (t, 1)
+    try:
+        value = float(number)
+    except ValueError:
+        raise InvalidInputError(f"invalid size {text!r}", hint="write e.g. 64MB or 512KB") from None
+    if value <= 0:
+        raise InvalidInputError(f"size {text!r} must be positive")
+    return int(value * factor)

@@ -1,0 +1,235 @@
+"""Vacuum, orphan files and data expiry on both formats, local and S3: what stays readable, what is really
+deleted from storage (listed directly), and what the job history records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.core import Lakehouse
+from lakehouse.errors import InvalidInputError, VersionNotFoundError
+from lakehouse.maintenance.compaction import optimize
+from lakehouse.maintenance.planner import CompactionOptions
+from lakehouse.maintenance.retention import expire_data, plan_orphans, remove_orphans, vacuum
+from lakehouse.schema import parse_partitioning
+from lakehouse.storage import list_files, split_location
+from tests.conftest import EVENTS, events, sorted_rows
+
+COMPACT = CompactionOptions(target_file_size=64 * 1024 * 1024)
+
+
+def stored_paths(lh: Lakehouse, location: str, request: pytest.FixtureRequest) -> set[str]:
+    """Every object under ``location``, listed straight from the store (boto3 for S3, os for local)."""
+    if location.startswith("s3://"):
+        endpoint = request.getfixturevalue("s3_endpoint")
+        bucket, _, prefix = location[len("s3://") :].partition("/")
+        client = endpoint.client()
+        out = set()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+            out |= {f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])}
+        return out
+    import os
+
+    return {os.path.join(d, f) for d, _, files in os.walk(location) for f in files}
+
+
+def _build(lh: Lakehouse, fmt: str) -> dict[str, Any]:
+    """Three appends, a compaction (C1), a pause, one more append (A4) and another compaction (C2)."""
+    table = lh.create_table("r.events", schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
+    versions = {}
+    for i in range(3):
+        versions[f"b{i + 1}"] = table.append(events(i * 100, 100)).version
+    small = {f.path for f in table.files()}
+    optimize(lh, "r.events", COMPACT)
+    versions["c1"] = table.snapshot().version
+    c1_files = {f.path for f in table.files()}
+    t_c1 = time.time()
+    time.sleep(2.0)
+    versions["a4"] = table.append(events(300, 100)).version
+    optimize(lh, "r.events", COMPACT)
+    versions["c2"] = table.snapshot().version
+    return {"table": table, "versions": versions, "small": small, "c1_files": c1_files, "cutoff": t_c1 + 1.0}
+
+
+def test_vacuum_keeps_the_window_and_deletes_what_only_older_versions_need(
+    lh: Lakehouse, fmt: str, request: pytest.FixtureRequest
+) -> None:
+    built = _build(lh, fmt)
+    table, v = built["table"], built["versions"]
+    expected = {name: sorted_rows(table.scan(as_of=ver)) for name, ver in v.items()}
+    retain = f"{time.time() - built['cutoff']:.3f}s"
+
+    plan = vacuum(lh, "r.events", retain=retain)  # dry run by default
+    assert plan.dry_run and plan.files_deleted == 0
+    assert plan.plan.retained_versions[0] == v["c1"], "the version current at the window's start stays"
+    assert set(plan.plan.expired_versions) == {s.version for s in table.snapshots() if s.version < v["c1"]}
+    planned = {f.path for f in plan.plan.files}
+    assert {p for p in planned if p.endswith(".parquet")} == built["small"], "the small files compaction replaced"
+    if fmt == "iceberg":  # and the manifest lists and manifests only expired snapshots used
+        assert all("/metadata/" in p and p.endswith(".avro") for p in planned - built["small"])
+        assert any("/snap-" in p for p in planned)
+    else:
+        assert planned == built["small"]
+    assert built["small"] <= stored_paths(lh, table.location, request), "a dry run deletes nothing"
+
+    done = vacuum(lh, "r.events", retain=retain, dry_run=False)
+    assert done.files_deleted == len(planned) and done.bytes_deleted == plan.plan.bytes
+    stored = stored_paths(lh, table.location, request)
+    assert not (planned & stored), "the files are gone from the store itself"
+    for ver in done.plan.retained_versions:  # referenced files survive
+        assert {f.path for f in table.files(as_of=ver)} <= stored
+    for name in ("c1", "a4", "c2"):
+        assert sorted_rows(lh.table("r.events").scan(as_of=v[name])) == expected[name]
+    assert sorted_rows(lh.table("r.events").scan()) == expected["c2"]
+
+    # time travel outside the window names the retention, by version, by time and through SQL
+    reopened = lh.table("r.events")
+    with pytest.raises(VersionNotFoundError, match="retention"):
+        reopened.scan(as_of=v["b2"])
+    with pytest.raises(VersionNotFoundError, match="retention"):
+        lh.query(f"SELECT count(*) FROM r.events AT (VERSION => {v['b2']})")
+    before_c1 = table.snapshots()[0].timestamp if fmt == "delta" else None
+    if before_c1 is not None:
+        with pytest.raises(VersionNotFoundError, match="retention"):
+            reopened.scan(as_of=before_c1)
+
+    job = lh.jobs("r.events")[0]
+    assert job.kind == "vacuum" and job.state == "committed"
+    assert job.metrics["files_deleted"] == len(planned) and job.metrics["expired_versions"]
+
+    again = vacuum(lh, "r.events", retain=f"{time.time() - built['cutoff']:.3f}s", dry_run=False)
+    assert again.plan.expired_versions == [] and again.files_deleted == 0, "a second run has nothing to do"
+
+
+def test_vacuum_keep_versions(lh: Lakehouse, fmt: str, request: pytest.FixtureRequest) -> None:
+    built = _build(lh, fmt)
+    table, v = built["table"], built["versions"]
+    b2_rows = sorted_rows(table.scan(as_of=v["b2"]))
+    b2_files = {f.path for f in table.files(as_of=v["b2"])}
+    retain = f"{time.time() - built['cutoff']:.3f}s"
+    with pytest.raises(InvalidInputError, match="no readable version"):
+        vacuum(lh, "r.events", retain=retain, keep=[99999])
+    done = vacuum(lh, "r.events", retain=retain, keep=[v["b2"]], dry_run=False)
+    assert v["b2"] in done.plan.retained_versions and v["b2"] not in done.plan.expired_versions
+    assert {f.path for f in done.plan.files if f.path.endswith(".parquet")} == built["small"] - b2_files
+    assert b2_files <= stored_paths(lh, table.location, request)
+    assert sorted_rows(lh.table("r.events").scan(as_of=v["b2"])) == b2_rows
+    # without --keep the next run takes the kept version too
+    later = vacuum(lh, "r.events", retain=f"{time.time() - built['cutoff']:.3f}s", dry_run=False)
+    assert v["b2"] in later.plan.expired_versions
+    assert {f.path for f in later.plan.files if f.path.endswith(".parquet")} == b2_files
+    with pytest.raises(VersionNotFoundError, match="retention"):
+        lh.table("r.events").scan(as_of=v["b2"])
+
+
+def _write_stray(lh: Lakehouse, path: str) -> None:
+    filesystem, inner = split_location(path, lh.ctx)
+    if not path.startswith("s3://"):
+        import os
+
+        os.makedirs(os.path.dirname(inner), exist_ok=True)
+    with filesystem.open_output_stream(inner) as fh:
+        fh.write(b"PAR1 not really parquet, an aborted write's leftovers")
+
+
+def test_orphans_age_guard_and_live_data(lh: Lakehouse, fmt: str, request: pytest.FixtureRequest) -> None:
+    table = lh.create_table("r.events", schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
+    for i in range(3):
+        table.append(events(i * 100, 100))
+    first = table.snapshot().version
+    first_rows = sorted_rows(table.scan(as_of=first))
+    optimize(lh, "r.events", COMPACT)  # the replaced files are still referenced by older versions
+    rows_now = sorted_rows(table.scan())
+    data_dir = table.data_directory({}) if fmt == "iceberg" else table.location
+    old_stray = f"{data_dir}/ts_day=2026-03-01/part-00000-aborted-old.parquet"
+    old_manifest = f"{table.location}/metadata/aborted-m0.avro"
+    hidden = f"{table.location}/_tmp_writer/part-x.parquet"
+    _write_stray(lh, old_stray)
+    if fmt == "iceberg":
+        _write_stray(lh, old_manifest)
+    _write_stray(lh, hidden)
+    time.sleep(2.2)
+    young_stray = f"{data_dir}/ts_day=2026-03-02/part-00000-in-flight.parquet"
+    _write_stray(lh, young_stray)
+
+    plan = plan_orphans(lh, "r.events", older_than="2s")
+    expected_old = {old_stray} | ({old_manifest} if fmt == "iceberg" else set())
+    assert {f.path for f in plan.files} == expected_old
+    assert {f.path for f in plan.young} == {young_stray}
+    assert old_stray in stored_paths(lh, table.location, request), "the plan deletes nothing"
+
+    done = remove_orphans(lh, "r.events", older_than="2s", dry_run=False)
+    assert done.files_deleted == len(expected_old)
+    stored = stored_paths(lh, table.location, request)
+    assert not (expected_old & stored)
+    assert {young_stray, hidden} <= stored, "young and hidden files stay"
+    table = lh.table("r.events")
+    assert sorted_rows(table.scan()) == rows_now
+    assert sorted_rows(table.scan(as_of=first)) == first_rows, "files only old versions use are not orphans"
+    for s in table.snapshots():
+        assert {f.path for f in table.files(as_of=s.version)} <= stored
+    job = lh.jobs("r.events")[0]
+    assert job.kind == "orphans" and job.metrics["files_deleted"] == len(expected_old)
+
+
+def test_expire_data_by_age(make_lakehouse: Any, fmt: str) -> None:
+    lh = make_lakehouse()
+    table = lh.create_table("r.events", schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    # ten days of rows, every 4 hours, in two appends (two files per day)
+    ts = [now - dt.timedelta(hours=4 * k) for k in range(60)]
+    data = pa.table(
+        {
+            "id": pa.array(range(60), pa.int64()),
+            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "country": pa.array(["DE"] * 60),
+            "amount": pa.array([float(k) for k in range(60)]),
+            "note": pa.array([f"n{k}" for k in range(60)]),
+        },
+        schema=EVENTS,
+    )
+    table.append(data.take(list(range(0, 60, 2))))
+    table.append(data.take(list(range(1, 60, 2))))
+    cutoff = now - dt.timedelta(days=5)
+    keep = sorted(r["id"] for r in data.to_pylist() if r["ts"] >= cutoff)
+    gone = [r["id"] for r in data.to_pylist() if r["ts"] < cutoff]
+    with pytest.raises(InvalidInputError, match="not a date or timestamp"):
+        expire_data(lh, "r.events", older_than="5d", column="amount")
+
+    plan = expire_data(lh, "r.events", older_than="5d")
+    assert plan.dry_run and plan.column == "ts"
+    # the plan is computed against a slightly later cutoff; rows near it may differ by one
+    assert abs(plan.rows_to_delete - len(gone)) <= 1 and plan.rows_deleted == 0
+    assert len(plan.partitions_whole) >= 4
+    assert table.row_count() == 60
+
+    done = expire_data(lh, "r.events", older_than="5d", dry_run=False)
+    remaining = sorted(r["id"] for r in lh.table("r.events").scan().to_pylist())
+    assert set(remaining) >= set(keep[:-1]), "rows inside the window stay"
+    assert all(i not in remaining for i in gone if i < max(gone)), "rows past the age are gone"
+    assert done.rows_deleted == 60 - len(remaining) == done.rows_before - done.rows_after
+    assert done.files_removed >= 8, "whole old days dropped"
+    kept_rows = {r["id"]: r for r in data.to_pylist()}
+    assert sorted_rows(lh.table("r.events").scan()) == [kept_rows[i] for i in remaining]
+    job = lh.jobs("r.events")[0]
+    assert job.kind == "expire-data" and job.metrics["rows_deleted"] == done.rows_deleted
+
+
+def test_delete_rows_drops_whole_partitions_without_rewriting(tmp_path: Any, fmt: str) -> None:
+    from lakehouse.config import load_settings
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("r.events", schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
+        table.append(events(0, 300))  # 2026-03-01 .. 03-03
+        result = table.delete_rows("ts < '2026-03-02T00:00:00Z'")
+        assert result.metadata_only and result.files_removed == 1
+        assert result.rows_deleted == sum(1 for r in events(0, 300).to_pylist() if r["ts"].day == 1)
+        assert list_files(table.location, lh.ctx)  # files of older versions stay until vacuum
+        result = table.delete_rows("ts < '2026-03-02T12:00:00Z'")
+        assert not result.metadata_only and result.files_added == 1
+        left = sorted_rows(lh.table("r.events").scan())
+        assert left == [r for r in sorted_rows(events(0, 300)) if r["ts"] >= dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)]
