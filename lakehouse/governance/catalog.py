@@ -308,6 +308,21 @@ class CatalogStore:
                 )
             )
 
+    def record_job(
+        self,
+        kind: str,
+        *,
+        table: TableName | None,
+        params: Mapping[str, Any],
+        state: str,
+        metrics: Mapping[str, Any],
+        actor: str = "cli",
+    ) -> int:
+        """A job that finished as it started (for example a run that found nothing to do: ``skipped``)."""
+        job = self.start_job(kind, table=table, params=params, actor=actor)
+        self.finish_job(job, state=state, metrics=metrics)
+        return job
+
     def jobs(self, *, table: TableName | None = None, limit: int = 100) -> list[JobRecord]:
         query = sa.select(jobs_t).order_by(jobs_t.c.id.desc()).limit(limit)
         if table is not None:

@@ -361,8 +361,11 @@ def rewrite_files(
     bytes_per_row: float = 0.0,
     output_ctx: Any = None,
     constants: dict[str, Any] | None = None,
+    columns: Sequence[str] | None = None,
 ) -> list[str]:
-    """Stream ``inputs`` into new Parquet files under ``out_dir``; returns their paths."""
+    """Stream ``inputs`` into new Parquet files under ``out_dir``; returns their paths.
+
+    ``columns`` are the columns the new files hold (default: every column of the table)."""
     from lakehouse.sql import _connect_duckdb
 
     with tempfile.TemporaryDirectory(prefix="lakehouse-spill-") as spill:
@@ -380,16 +383,16 @@ def rewrite_files(
             # columns a format keeps out of its files (Delta partition columns) are given as constants
             src = "read_parquet([" + ", ".join(_s(_duck_path(p)) for p in inputs) + "], hive_partitioning = false)"
             consts = dict(constants or {})
+            names = list(columns) if columns is not None else schema.names
             cols = ", ".join(
-                f"{_constant(consts[c], schema.field(c).type)} AS {_q(c)}" if c in consts else _q(c)
-                for c in schema.names
+                f"{_constant(consts[c], schema.field(c).type)} AS {_q(c)}" if c in consts else _q(c) for c in names
             )
             query = f"SELECT {cols} FROM {src}"
             if options.zorder:
                 key = zorder_expression(con, src, schema, options.zorder)
                 query += f" ORDER BY {key}"
             ids = table.field_ids()
-            field_ids = "{" + ", ".join(f"{_q(c)}: {ids[c]}" for c in schema.names if c in ids) + "}"
+            field_ids = "{" + ", ".join(f"{_q(c)}: {ids[c]}" for c in names if c in ids) + "}"
             # files near the target size: rows per file from the inputs' bytes per row (zstd output is
             # usually no larger than the inputs), in whole row groups
             rows_per_file = max(1, int(options.target_file_size / bytes_per_row)) if bytes_per_row else 1 << 62
@@ -397,6 +400,7 @@ def rewrite_files(
             opts = [
                 "FORMAT parquet",
                 "COMPRESSION zstd",
+                *([f"COMPRESSION_LEVEL {options.compression_level}"] if options.compression_level else []),
                 f"ROW_GROUP_SIZE {group}",
                 f"ROW_GROUPS_PER_FILE {max(1, rows_per_file // group)}",
                 "FILENAME_PATTERN 'part-{uuid}'",

@@ -33,6 +33,8 @@ class CompactionOptions:
     memory_budget: int = 1024 * MB
     zorder: tuple[str, ...] = ()
     row_group_rows: int = 131_072
+    compression_level: int | None = None
+    """zstd level of rewritten files (None: DuckDB's default, 3); tiering rewrites cold data harder."""
 
     def __post_init__(self) -> None:
         if self.target_file_size < 1024:

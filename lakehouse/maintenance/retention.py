@@ -168,15 +168,16 @@ def vacuum(
     """Plan, and unless ``dry_run``: expire the versions, delete their files, record the job."""
     plan = plan_vacuum(lh, name, retain=retain, keep=keep)
     result = VacuumResult(plan, dry_run)
-    if dry_run or not plan.expired_versions:
+    if dry_run:
         return result
     table = lh.table(name)
-    job = lh.catalog.start_job(
-        "vacuum",
-        table=table.name,
-        params={"retain": format_duration(plan.retain), "keep": list(keep), "cutoff": plan.cutoff.isoformat()},
-        actor=lh.actor,
-    )
+    params = {"retain": format_duration(plan.retain), "keep": list(keep), "cutoff": plan.cutoff.isoformat()}
+    if not plan.expired_versions:
+        result.job_id = lh.catalog.record_job(
+            "vacuum", table=table.name, params=params, state="skipped", metrics=_metrics(result), actor=lh.actor
+        )
+        return result
+    job = lh.catalog.start_job("vacuum", table=table.name, params=params, actor=lh.actor)
     result.job_id = job
     try:
         result.versions_expired = table.expire_versions(plan.expired_versions) or len(plan.expired_versions)
@@ -280,12 +281,16 @@ def remove_orphans(
 ) -> OrphanResult:
     plan = plan_orphans(lh, name, older_than=older_than)
     result = OrphanResult(plan, dry_run)
-    if dry_run or not plan.files:
+    if dry_run:
         return result
     table = lh.table(name)
-    job = lh.catalog.start_job(
-        "orphans", table=table.name, params={"older_than": format_duration(plan.older_than)}, actor=lh.actor
-    )
+    params = {"older_than": format_duration(plan.older_than)}
+    if not plan.files:
+        result.job_id = lh.catalog.record_job(
+            "orphans", table=table.name, params=params, state="skipped", metrics=_metrics(result), actor=lh.actor
+        )
+        return result
+    job = lh.catalog.start_job("orphans", table=table.name, params=params, actor=lh.actor)
     result.job_id = job
     try:
         referenced = table.version_paths(None) | table.metadata_paths()  # again, right before deleting
@@ -390,14 +395,16 @@ def expire_data(
             result.partitions_whole.append(partition)
         elif any(m is not None and _lt(m, literal) for m in mins):
             result.partitions_partial.append(partition)
-    if dry_run or result.rows_to_delete == 0:
+    if dry_run:
         return result
-    job = lh.catalog.start_job(
-        "expire-data",
-        table=table.name,
-        params={"older_than": format_duration(age), "column": col, "cutoff": cutoff.isoformat()},
-        actor=lh.actor,
-    )
+    params = {"older_than": format_duration(age), "column": col, "cutoff": cutoff.isoformat()}
+    if result.rows_to_delete == 0:
+        result.rows_after = result.rows_before
+        result.job_id = lh.catalog.record_job(
+            "expire-data", table=table.name, params=params, state="skipped", metrics=result.as_dict(), actor=lh.actor
+        )
+        return result
+    job = lh.catalog.start_job("expire-data", table=table.name, params=params, actor=lh.actor)
     result.job_id = job
     try:
         res = table.delete_rows(expr, properties={"lakehouse.job": str(job), "lakehouse.operation": "expire-data"})

@@ -457,14 +457,14 @@ class DeltaAdapter(LakehouseTable):
                     f"{len(gone)} input file(s) of this rewrite of {self.name} were removed by another commit; "
                     "nothing was changed, plan again"
                 )
-            raw = {
-                urllib.parse.unquote(str(r["path"])): r
-                for r in pa.table(pinned.get_add_actions(flatten=False)).to_pylist()
-            }
-            partitions = {json.dumps(_raw_partition(raw, p, base), sort_keys=True) for p in wanted}
+            partitions = {repr(sorted(live[p].partition.items())) for p in wanted}
             if len(partitions) != 1:
-                raise StorageError(f"a rewrite of {self.name} must replace files of one partition")
-            partition_values = json.loads(partitions.pop())
+                raise StorageError(f"a rewrite of {self.name} must replace files of exactly one partition")
+            typed = live[next(iter(wanted))].partition
+            columns = list(pinned.metadata().partition_columns)
+            if set(typed) != set(columns):
+                raise StorageError(f"cannot tell the partition of the files to replace in {self.name}")
+            partition_values = {k: _partition_string(typed[k]) for k in columns}
             now = int(time.time() * 1000)
             actions: list[Any] = []
             for full, rel in zip(add, rel_add, strict=True):
@@ -692,16 +692,15 @@ class DeltaAdapter(LakehouseTable):
         return f"delta_scan({path}, version={int(snapshot.version)})"
 
 
-def _raw_partition(raw: Mapping[str, Mapping[str, Any]], path: str, base: str) -> dict[str, str | None]:
-    """The partitionValues (as the log stores them) of a live file given by full path."""
-    rel = path[len(base) :] if path.startswith(base) else path
-    action = raw.get(rel) or raw.get(path)
-    if action is None:
-        raise StorageError(f"{path} is not a live file of the table")
-    values = action.get("partition_values") or action.get("partitionValues") or {}
-    if isinstance(values, list):  # Arrow map type arrives as a list of (key, value) pairs
-        values = dict(values)
-    return {str(k): (None if v is None else str(v)) for k, v in dict(values).items()}
+def _partition_string(v: object) -> str | None:
+    """A partition value as the Delta log stores it (partitionValues are strings)."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dt.datetime):
+        return (v.astimezone(dt.UTC) if v.tzinfo else v).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return _partition_literal(v)
 
 
 def _parquet_stats(path: str, ctx: StorageContext) -> tuple[int, str]:

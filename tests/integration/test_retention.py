@@ -99,10 +99,12 @@ def test_vacuum_keeps_the_window_and_deletes_what_only_older_versions_need(
 
     job = lh.jobs("r.events")[0]
     assert job.kind == "vacuum" and job.state == "committed"
+    assert set(job.metrics["expired_versions"]) == set(plan.plan.expired_versions)
     assert job.metrics["files_deleted"] == len(planned) and job.metrics["expired_versions"]
 
     again = vacuum(lh, "r.events", retain=f"{time.time() - built['cutoff']:.3f}s", dry_run=False)
     assert again.plan.expired_versions == [] and again.files_deleted == 0, "a second run has nothing to do"
+    assert lh.jobs("r.events")[0].state == "skipped"
 
 
 def test_vacuum_keep_versions(lh: Lakehouse, fmt: str, request: pytest.FixtureRequest) -> None:

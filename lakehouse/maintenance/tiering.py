@@ -1,0 +1,572 @@
+"""Hot/warm/cold tiering of a table's partitions, and the storage-cost report.
+
+A partition's age is the end of its time partition (``day(ts)`` of 2026-01-01 ends 2026-01-02), or, without
+one, the newest value of the policy's time column in each file's statistics. The policy maps ages to tiers
+(``warm_after``, ``cold_after``) and tiers to S3 storage classes. Moving a file to a tier means one of:
+
+* **storage-class** (S3): the object gets the tier's storage class in place (same key, same bytes), so no
+  path the table references changes and nothing is committed. Tiers listed in ``recompress`` are first
+  rewritten with zstd at that level into ``<table>/tier-<tier>/`` and committed like a compaction.
+* **prefix** (local storage, or S3 stores without storage classes such as a plain MinIO): the files are
+  rewritten under ``<table>/tier-<tier>/`` and swapped in one commit per partition (rows checked before
+  the commit, concurrent appends kept). A bucket lifecycle rule on that prefix (MinIO ILM transition to a
+  remote tier, S3 lifecycle) or a mount point does the rest.
+
+Queries keep working in every tier: only storage classes that serve reads immediately are accepted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError
+from lakehouse.governance.policy import TIERS, TablePolicy, TierPolicy
+from lakehouse.maintenance.planner import CompactionOptions, partition_key
+from lakehouse.storage import ObjectInfo, delete_tree, list_objects, set_storage_class
+from lakehouse.tables.base import DataFile, LakehouseTable
+from lakehouse.units import parse_size
+
+if TYPE_CHECKING:
+    from lakehouse.core import Lakehouse
+
+Progress = Callable[[int, int], None]
+GB = 1024**3
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def tier_prefix(table: LakehouseTable, tier: str) -> str:
+    return f"{table.location.rstrip('/')}/tier-{tier}"
+
+
+def _prefix_tier(table: LakehouseTable, path: str) -> str:
+    root = table.location.rstrip("/") + "/tier-"
+    if path.startswith(root):
+        name = path[len(root) :].split("/", 1)[0]
+        if name in TIERS:
+            return name
+    return "hot"
+
+
+def _class_tier(policy: TierPolicy, storage_class: str | None) -> str:
+    if storage_class is None:
+        return "hot"
+    for tier in reversed(TIERS):  # the coldest tier wins when two tiers share a class
+        if policy.storage_classes.get(tier) == storage_class:
+            return tier
+    return "hot" if storage_class == "STANDARD" else storage_class.lower()
+
+
+def method_for(lh: Lakehouse, table: LakehouseTable, policy: TierPolicy) -> str:
+    on_s3 = table.location.startswith(("s3://", "s3a://"))
+    if policy.method == "auto":
+        return "storage-class" if on_s3 else "prefix"
+    if policy.method == "storage-class" and not on_s3:
+        raise UnsupportedOperationError(
+            f"table {table.name} is on local storage, which has no storage classes",
+            hint="use tiering.method=prefix (tiers as directories) for local tables",
+        )
+    return policy.method
+
+
+# ---- ages ---------------------------------------------------------------------------------------------------
+
+
+def _period_end(value: Any, transform: str) -> dt.datetime | None:
+    """The end of a time partition's period, from its value as either format reports it."""
+    if value is None:
+        return None
+    start: dt.datetime
+    if isinstance(value, dt.datetime):
+        start = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    elif isinstance(value, dt.date):
+        start = dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
+    else:
+        text = str(value)
+        try:
+            if transform == "hour" and len(text) == 13:  # Iceberg: 2026-01-01-05
+                start = dt.datetime.strptime(text, "%Y-%m-%d-%H").replace(tzinfo=dt.UTC)
+            elif len(text) == 4:
+                start = dt.datetime(int(text), 1, 1, tzinfo=dt.UTC)
+            elif len(text) == 7:
+                start = dt.datetime.strptime(text, "%Y-%m").replace(tzinfo=dt.UTC)
+            else:
+                start = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+                start = start if start.tzinfo else start.replace(tzinfo=dt.UTC)
+        except ValueError:
+            return None
+    if transform == "hour":
+        return start + dt.timedelta(hours=1)
+    if transform == "month":
+        return (start.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    if transform == "year":
+        return start.replace(year=start.year + 1, month=1, day=1)
+    return start + dt.timedelta(days=1)  # day, and identity partitions on a date
+
+
+def _time_source(table: LakehouseTable, policy: TierPolicy) -> tuple[str, str | None, str | None]:
+    """(time column, partition field name, transform) that dates a file."""
+    definition = table.definition
+    schema = definition.schema
+    timed = [p for p in definition.partitioning if p.transform != "identity"]
+    column = policy.column or (timed[0].column if timed else None)
+    if column is None:
+        dated = [
+            p
+            for p in definition.partitioning
+            if pa.types.is_date(schema.field(p.column).type) or pa.types.is_timestamp(schema.field(p.column).type)
+        ]
+        if not dated:
+            raise InvalidInputError(
+                f"table {table.name} has no time partition to tier by",
+                hint=f"set the time column: lakehouse policy set {table.name} tiering.column=<column>",
+            )
+        column = dated[0].column
+    if schema.get_field_index(column) < 0:
+        raise InvalidInputError(f"tiering.column {column} is not a column of {table.name}")
+    for p in definition.partitioning:
+        if p.column == column:
+            return column, p.name, p.transform if p.transform != "identity" else "day"
+    return column, None, None
+
+
+def file_newest(f: DataFile, column: str, part_name: str | None, transform: str | None) -> dt.datetime | None:
+    """The latest time a file's rows can hold (its partition's end, or the column's max statistic)."""
+    if part_name is not None and transform is not None and part_name in f.partition:
+        return _period_end(f.partition[part_name], transform)
+    stat = f.stats.get(column)
+    if stat is None or stat[1] is None:
+        return None
+    hi = stat[1]
+    if isinstance(hi, dt.datetime):
+        return hi if hi.tzinfo else hi.replace(tzinfo=dt.UTC)
+    if isinstance(hi, dt.date):
+        return dt.datetime.combine(hi, dt.time(), tzinfo=dt.UTC) + dt.timedelta(days=1)
+    return None
+
+
+# ---- plan ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TierFile:
+    path: str
+    size: int
+    rows: int
+    tier: str
+    storage_class: str | None
+
+
+@dataclass
+class TierGroup:
+    """The files of one partition that belong in one tier."""
+
+    partition: dict[str, Any]
+    target: str
+    age_days: float | None
+    files: list[TierFile] = field(default_factory=list)
+    action: str = "none"
+    """none | set-class | rewrite | rewrite+set-class"""
+
+    @property
+    def moving(self) -> list[TierFile]:
+        return [f for f in self.files if f.tier != self.target]
+
+    def as_dict(self) -> dict[str, Any]:
+        moving = self.moving
+        return {
+            "partition": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in self.partition.items()},
+            "target": self.target,
+            "age_days": None if self.age_days is None else round(self.age_days, 2),
+            "files": len(self.files),
+            "bytes": sum(f.size for f in self.files),
+            "files_to_move": len(moving),
+            "bytes_to_move": sum(f.size for f in moving),
+            "current": sorted({f.tier for f in self.files}),
+            "action": self.action,
+        }
+
+
+@dataclass
+class TierPlan:
+    table: str
+    method: str
+    policy: dict[str, Any]
+    now: dt.datetime
+    groups: list[TierGroup] = field(default_factory=list)
+    undated_files: int = 0
+
+    @property
+    def moves(self) -> list[TierGroup]:
+        return [g for g in self.groups if g.action != "none"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "method": self.method,
+            "policy": self.policy,
+            "now": self.now.isoformat(timespec="seconds"),
+            "undated_files": self.undated_files,
+            "partitions_to_move": len(self.moves),
+            "files_to_move": sum(len(g.moving) for g in self.moves),
+            "bytes_to_move": sum(f.size for g in self.moves for f in g.moving),
+            "groups": [g.as_dict() for g in self.groups],
+        }
+
+
+def plan_tiering(
+    lh: Lakehouse, name: str, *, policy: TablePolicy | None = None, now: dt.datetime | None = None
+) -> TierPlan:
+    table = lh.table(name)
+    pol = (policy or lh.policy(table.name)).tiering
+    method = method_for(lh, table, pol)
+    column, part_name, transform = _time_source(table, pol)
+    at = now or _now()
+    plan = TierPlan(str(table.name), method, pol.model_dump(), at)
+    files = table.files() if table.snapshots() else []
+    classes = (
+        {o.path: o.storage_class for o in list_objects(table.location, lh.ctx)} if method == "storage-class" else {}
+    )
+    groups: dict[tuple[str, str], TierGroup] = {}
+    for f in files:
+        newest = file_newest(f, column, part_name, transform)
+        if newest is None:
+            plan.undated_files += 1
+            continue
+        age = at - newest
+        target = pol.tier_for(age)
+        cls = classes.get(f.path)
+        tier = _class_tier(pol, cls) if method == "storage-class" else _prefix_tier(table, f.path)
+        key = (partition_key(f.partition), target)
+        if key not in groups:
+            groups[key] = TierGroup(dict(f.partition), target, max(age.total_seconds(), 0) / 86400)
+        groups[key].files.append(TierFile(f.path, f.size_bytes, f.row_count, tier, cls))
+    for g in groups.values():
+        moving = g.moving
+        if not moving:
+            continue
+        if method == "prefix":
+            g.action = "rewrite"
+        elif g.target in pol.recompress and any(_prefix_tier(table, f.path) != g.target for f in moving):
+            g.action = "rewrite+set-class"
+        else:
+            g.action = "set-class"
+    plan.groups = sorted(groups.values(), key=lambda g: (partition_key(g.partition), g.target))
+    return plan
+
+
+# ---- run ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TierResult:
+    plan: TierPlan
+    dry_run: bool
+    job_id: int | None = None
+    files_moved: int = 0
+    bytes_moved: int = 0
+    files_rewritten: int = 0
+    bytes_before_rewrite: int = 0
+    bytes_after_rewrite: int = 0
+    versions: list[int] = field(default_factory=list)
+    aborted: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "plan"}
+        d["seconds"] = round(self.seconds, 3)
+        return {**d, **self.plan.as_dict()}
+
+
+def tier(
+    lh: Lakehouse,
+    name: str,
+    *,
+    dry_run: bool = True,
+    policy: TablePolicy | None = None,
+    now: dt.datetime | None = None,
+    progress: Progress | None = None,
+) -> TierResult:
+    """Plan, and unless ``dry_run`` move every partition to the tier its age calls for."""
+    plan = plan_tiering(lh, name, policy=policy, now=now)
+    result = TierResult(plan, dry_run)
+    if dry_run:
+        return result
+    table = lh.table(name)
+    params = {"method": plan.method, **plan.policy}
+    if not plan.moves:
+        result.job_id = lh.catalog.record_job(
+            "tier", table=table.name, params=params, state="skipped", metrics=_job_metrics(result), actor=lh.actor
+        )
+        return result
+    pol = TierPolicy.model_validate(plan.policy)
+    job = lh.catalog.start_job("tier", table=table.name, params=params, actor=lh.actor)
+    result.job_id = job
+    started = time.perf_counter()
+    total = sum(len(g.moving) for g in plan.moves)
+    try:
+        for g in plan.moves:
+            moving = g.moving
+            if g.action in ("rewrite", "rewrite+set-class"):
+                to_rewrite = [f for f in moving if _prefix_tier(table, f.path) != g.target or g.action == "rewrite"]
+                new_paths = _rewrite_into_tier(lh, table, g, to_rewrite, pol, job, result)
+                if new_paths is None:
+                    continue
+                if g.action == "rewrite+set-class":
+                    for p in new_paths:
+                        set_storage_class(p, pol.storage_classes[g.target], lh.ctx)
+                    for f in moving:
+                        if f not in to_rewrite and set_storage_class(f.path, pol.storage_classes[g.target], lh.ctx):
+                            result.files_moved += 1
+                            result.bytes_moved += f.size
+            else:
+                for f in moving:
+                    # same key, same bytes: a file a concurrent commit removed meanwhile is simply gone
+                    if set_storage_class(f.path, pol.storage_classes[g.target], lh.ctx):
+                        result.files_moved += 1
+                        result.bytes_moved += f.size
+            if progress:
+                progress(result.files_moved + result.files_rewritten, total)
+    except BaseException as e:
+        result.seconds = time.perf_counter() - started
+        lh.catalog.finish_job(job, state="failed", metrics=_job_metrics(result), error=str(e) or type(e).__name__)
+        raise
+    result.seconds = time.perf_counter() - started
+    lh.catalog.finish_job(
+        job,
+        state="committed",
+        metrics=_job_metrics(result),
+        error="; ".join(a["error"] for a in result.aborted) or None,
+    )
+    lh.catalog.update_table(table.name)
+    return result
+
+
+def _job_metrics(result: TierResult) -> dict[str, Any]:
+    d = result.as_dict()
+    d["groups"] = [g for g in d["groups"] if g["action"] != "none"]
+    return d
+
+
+def _rewrite_into_tier(
+    lh: Lakehouse,
+    table: LakehouseTable,
+    group: TierGroup,
+    files: Sequence[TierFile],
+    pol: TierPolicy,
+    job: int,
+    result: TierResult,
+) -> list[str] | None:
+    """Rewrite files of one partition into the tier's directory and swap them in one commit; None when a
+    concurrent commit removed an input (nothing changed; the next run plans again)."""
+    from lakehouse.maintenance.compaction import _parquet_rows, rewrite_files
+
+    if not table.capabilities.file_replace:
+        raise UnsupportedOperationError(f"{table.format} tables cannot swap files; use tiering.method=storage-class")
+    rows = sum(f.rows for f in files)
+    size = sum(f.size for f in files)
+    options = CompactionOptions(
+        target_file_size=parse_size(pol.target_file_size),
+        compression_level=pol.recompress.get(group.target),
+    )
+    if group.target == "hot":
+        base = table.data_directory(group.partition)
+    else:
+        parts = "/".join(f"{k}={urllib.parse.quote(str(v), safe='')}" for k, v in group.partition.items())
+        base = tier_prefix(table, group.target) + (f"/{parts}" if parts else "")
+    out_dir = f"{base}/lh-{job}-{uuid.uuid4().hex[:8]}"
+    try:
+        written = rewrite_files(
+            lh,
+            table,
+            [f.path for f in files],
+            out_dir,
+            options,
+            bytes_per_row=size / rows if rows else 0.0,
+            columns=table.file_columns(),
+        )
+        if _parquet_rows(written, lh.ctx) != rows:
+            raise StorageError(f"tier rewrite of {table.name} {group.partition} produced a different row count")
+        commit = table.replace_files(
+            remove=[f.path for f in files],
+            add=written,
+            properties={"lakehouse.job": str(job), "lakehouse.operation": "tier", "lakehouse.tier": group.target},
+        )
+    except CommitConflictError as e:
+        delete_tree(out_dir, lh.ctx)
+        result.aborted.append({"partition": group.as_dict()["partition"], "error": str(e)})
+        return None
+    except BaseException:
+        delete_tree(out_dir, lh.ctx)
+        raise
+    result.versions.append(commit.version)
+    result.files_rewritten += len(files)
+    result.bytes_before_rewrite += size
+    result.bytes_after_rewrite += sum(o.size for o in list_objects(out_dir, lh.ctx))
+    result.files_moved += len(files)
+    result.bytes_moved += size
+    return written
+
+
+# ---- cost ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TierUsage:
+    objects: int = 0
+    bytes: int = 0
+    storage_classes: dict[str, int] = field(default_factory=dict)
+    monthly_cost: float = 0.0
+
+
+@dataclass
+class TableCost:
+    table: str
+    format: str
+    location: str
+    method: str
+    tiers: dict[str, TierUsage]
+    objects: int
+    bytes: int
+    live_data_bytes: int
+    live_rows: int
+    monthly_cost: float
+    all_hot_monthly_cost: float
+    json_bytes_estimate: int | None
+    currency: str
+
+    @property
+    def savings(self) -> float:
+        return self.all_hot_monthly_cost - self.monthly_cost
+
+    @property
+    def compression_ratio(self) -> float | None:
+        if not self.json_bytes_estimate or not self.live_data_bytes:
+            return None
+        return self.json_bytes_estimate / self.live_data_bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "format": self.format,
+            "location": self.location,
+            "method": self.method,
+            "currency": self.currency,
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "live_data_bytes": self.live_data_bytes,
+            "other_bytes": self.bytes - self.live_data_bytes,
+            "live_rows": self.live_rows,
+            "monthly_cost": round(self.monthly_cost, 6),
+            "all_hot_monthly_cost": round(self.all_hot_monthly_cost, 6),
+            "savings": round(self.savings, 6),
+            "savings_pct": round(100 * self.savings / self.all_hot_monthly_cost, 2) if self.all_hot_monthly_cost else 0,
+            "json_bytes_estimate": self.json_bytes_estimate,
+            "json_to_parquet_ratio": None if self.compression_ratio is None else round(self.compression_ratio, 2),
+            "tiers": {
+                k: {
+                    "objects": v.objects,
+                    "bytes": v.bytes,
+                    "storage_classes": v.storage_classes,
+                    "monthly_cost": round(v.monthly_cost, 6),
+                }
+                for k, v in self.tiers.items()
+            },
+        }
+
+
+def table_cost(lh: Lakehouse, name: str, *, sample_rows: int = 10_000) -> TableCost:
+    """Bytes and objects per tier under a table's location (everything: data, old versions, metadata), what
+    they cost a month at the configured prices, and what keeping all of it hot would cost.
+
+    Local storage is priced as if each tier were on S3 in the tier's storage class."""
+    table = lh.table(name)
+    pol = lh.policy(table.name).tiering
+    method = method_for(lh, table, pol)
+    prices: Mapping[str, float] = lh.settings.cost.prices
+    hot_class = pol.storage_classes["hot"]
+    objects = list_objects(table.location, lh.ctx)
+    tiers: dict[str, TierUsage] = {}
+    for o in objects:
+        if o.storage_class is not None:
+            tier_name, cls = _class_tier(pol, o.storage_class), o.storage_class
+        else:
+            tier_name = _prefix_tier(table, o.path)
+            cls = pol.storage_classes.get(tier_name, hot_class)
+        usage = tiers.setdefault(tier_name, TierUsage())
+        usage.objects += 1
+        usage.bytes += o.size
+        usage.storage_classes[cls] = usage.storage_classes.get(cls, 0) + o.size
+        usage.monthly_cost += o.size / GB * _price(prices, cls)
+    total = sum(o.size for o in objects)
+    files = table.files() if table.snapshots() else []
+    return TableCost(
+        table=str(table.name),
+        format=table.format,
+        location=table.location,
+        method=method,
+        tiers=dict(sorted(tiers.items(), key=lambda kv: TIERS.index(kv[0]) if kv[0] in TIERS else 99)),
+        objects=len(objects),
+        bytes=total,
+        live_data_bytes=sum(f.size_bytes for f in files),
+        live_rows=sum(f.row_count for f in files),
+        monthly_cost=sum(t.monthly_cost for t in tiers.values()),
+        all_hot_monthly_cost=total / GB * _price(prices, hot_class),
+        json_bytes_estimate=_json_estimate(lh, table, files, objects, sample_rows),
+        currency=lh.settings.cost.currency,
+    )
+
+
+def _price(prices: Mapping[str, float], storage_class: str) -> float:
+    if storage_class not in prices:
+        raise InvalidInputError(
+            f"no price for storage class {storage_class}", hint="add it under [cost.prices] in lakehouse.toml"
+        )
+    return prices[storage_class]
+
+
+def _json_estimate(
+    lh: Lakehouse, table: LakehouseTable, files: Sequence[DataFile], objects: Sequence[ObjectInfo], limit: int
+) -> int | None:
+    """Raw NDJSON size of the live rows, extrapolated from up to ``limit`` rows of the first data files."""
+    import orjson
+    import pyarrow.parquet as pq
+
+    from lakehouse.storage import split_location
+
+    total_rows = sum(f.row_count for f in files)
+    if not total_rows:
+        return None
+    sampled = 0
+    size = 0
+    declared = set(table.schema.names)
+    for f in files:
+        filesystem, inner = split_location(f.path, lh.ctx)
+        try:
+            with filesystem.open_input_file(inner) as fh:
+                batch = next(pq.ParquetFile(fh).iter_batches(batch_size=limit - sampled), None)
+        except OSError:
+            continue
+        if batch is None:
+            continue
+        rows = pa.Table.from_batches([batch]).to_pylist()
+        extra = {k: v for k, v in f.partition.items() if k in declared}  # Delta keeps these out of files
+        for r in rows:
+            r.update({k: v for k, v in extra.items() if k not in r})
+            size += len(orjson.dumps({k: v for k, v in r.items() if k in declared}, default=str)) + 1
+        sampled += len(rows)
+        if sampled >= limit:
+            break
+    if not sampled:
+        return None
+    return int(size / sampled * total_rows)

@@ -1,0 +1,155 @@
+"""Hot/warm/cold tiering: storage classes on the S3 server, tier directories on local storage, the cost
+report against the store's own listing, and file swaps that refuse a concurrently removed input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.config import load_settings
+from lakehouse.core import Lakehouse
+from lakehouse.errors import CommitConflictError, ConfigError, UnsupportedOperationError
+from lakehouse.maintenance.compaction import optimize
+from lakehouse.maintenance.planner import CompactionOptions
+from lakehouse.maintenance.tiering import plan_tiering, table_cost, tier
+from lakehouse.schema import parse_partitioning
+from tests.conftest import EVENTS, s3_settings, sorted_rows
+
+AGES = {"hot": 1, "warm": 30, "cold": 200}  # days old
+
+
+def aged_events(now: dt.datetime, start: int, per_day: int = 40) -> pa.Table:
+    rows = []
+    i = start
+    for days in AGES.values():
+        for k in range(per_day):
+            ts = (now - dt.timedelta(days=days)).replace(hour=k % 24, minute=k % 60, second=0, microsecond=0)
+            rows.append({"id": i, "ts": ts, "country": "DE", "amount": i * 0.5, "note": f"event number {i} " * 3})
+            i += 1
+    return pa.Table.from_pylist(rows, schema=EVENTS)
+
+
+def _table(lh: Lakehouse, fmt: str) -> Any:
+    table = lh.create_table("t.events", schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
+    now = dt.datetime.now(dt.UTC)
+    for b in range(3):
+        table.append(aged_events(now, b * 1000))
+    return table
+
+
+def _tier_of_partition(table: Any, day_offset: int) -> list[Any]:
+    day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=day_offset)).date()
+    return [f for f in table.files() if str(next(iter(f.partition.values()))) == day.isoformat()]
+
+
+@pytest.mark.s3
+def test_storage_classes_on_s3(s3_endpoint: Any, bucket: str, tmp_path: Any, fmt: str) -> None:
+    with Lakehouse(s3_settings(s3_endpoint, bucket, tmp_path)) as lh:
+        table = _table(lh, fmt)
+        before = sorted_rows(table.scan())
+        plan = plan_tiering(lh, "t.events")
+        assert plan.method == "storage-class"
+        actions = {g.target: g.action for g in plan.groups}
+        assert actions == {"hot": "none", "warm": "set-class", "cold": "rewrite+set-class"}
+
+        done = tier(lh, "t.events", dry_run=False)
+        assert done.files_moved == 6 and done.files_rewritten == 3 and len(done.versions) == 1
+        client = s3_endpoint.client()
+
+        def classes(files: list[Any]) -> set[str]:
+            out = set()
+            for f in files:
+                key = f.path.split("/", 3)[3]
+                out.add(client.head_object(Bucket=bucket, Key=key).get("StorageClass", "STANDARD"))
+            return out
+
+        table = lh.table("t.events")
+        assert classes(_tier_of_partition(table, AGES["hot"])) == {"STANDARD"}
+        assert classes(_tier_of_partition(table, AGES["warm"])) == {"STANDARD_IA"}
+        cold = _tier_of_partition(table, AGES["cold"])
+        assert classes(cold) == {"GLACIER_IR"} and len(cold) == 1, "cold: recompressed into one file"
+        assert all("/tier-cold/" in f.path for f in cold)
+        assert sorted_rows(table.scan()) == before, "the table reads identically across tiers"
+        assert lh.query("SELECT count(*) AS n, sum(id) AS s FROM t.events").table.to_pylist() == [
+            {"n": len(before), "s": sum(r["id"] for r in before)}
+        ]
+        assert tier(lh, "t.events", dry_run=False).plan.moves == [], "a second run moves nothing"
+
+        report = table_cost(lh, "t.events")
+        cost = report.as_dict()
+        listed = [
+            o for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in page["Contents"]
+        ]
+        assert cost["bytes"] == sum(o["Size"] for o in listed) and cost["objects"] == len(listed)
+        assert sum(t["bytes"] for t in cost["tiers"].values()) == cost["bytes"]
+        assert set(cost["tiers"]) == {"hot", "warm", "cold"}
+        prices = lh.settings.cost.prices
+        by_class: dict[str, int] = {}
+        for o in listed:
+            by_class[o.get("StorageClass", "STANDARD")] = by_class.get(o.get("StorageClass", "STANDARD"), 0) + o["Size"]
+        assert cost["monthly_cost"] == pytest.approx(
+            sum(b / 1024**3 * prices[c] for c, b in by_class.items()), abs=1e-6
+        )
+        assert 0 < report.savings < report.all_hot_monthly_cost
+        assert cost["json_to_parquet_ratio"] > 1
+        noop, job = lh.jobs("t.events")[:2]
+        assert noop.kind == "tier" and noop.state == "skipped"
+        assert job.kind == "tier" and job.state == "committed" and job.metrics["files_moved"] == 6
+
+
+def test_tier_directories_on_local_storage(tmp_path: Any, fmt: str) -> None:
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = _table(lh, fmt)
+        before = sorted_rows(table.scan())
+        hot_files = {f.path for f in _tier_of_partition(table, AGES["hot"])}
+        done = tier(lh, "t.events", dry_run=False)
+        assert done.plan.method == "prefix" and done.files_rewritten == 6 and len(done.versions) == 2
+        table = lh.table("t.events")
+        assert {f.path for f in _tier_of_partition(table, AGES["hot"])} == hot_files, "hot data is not touched"
+        assert all("/tier-warm/" in f.path for f in _tier_of_partition(table, AGES["warm"]))
+        assert all("/tier-cold/" in f.path for f in _tier_of_partition(table, AGES["cold"]))
+        assert sorted_rows(table.scan()) == before
+        assert lh.query("SELECT count(*) AS n FROM t.events").table.to_pylist() == [{"n": len(before)}]
+        # older versions still read their own files (a tier move is a commit, not a rename)
+        first = min(s.version for s in table.snapshots() if table.row_count(as_of=s.version) > 0)
+        assert len(table.scan(as_of=first)) == len(before) // 3
+        cost = table_cost(lh, "t.events").as_dict()
+        on_disk = [os.path.join(d, f) for d, _, fs in os.walk(table.location) for f in fs]
+        assert cost["bytes"] == sum(os.path.getsize(p) for p in on_disk) and cost["objects"] == len(on_disk)
+        assert cost["tiers"]["cold"]["storage_classes"] == {"GLACIER_IR": cost["tiers"]["cold"]["bytes"]}
+        # moving back up when the policy changes: everything is hot again, in the table's data directory
+        lh.set_policy("t.events", {"tiering": {"warm_after": "3650d", "cold_after": "7300d"}})
+        back = tier(lh, "t.events", dry_run=False)
+        assert back.files_rewritten == 2
+        assert not any("/tier-" in f.path for f in lh.table("t.events").files())
+        assert sorted_rows(lh.table("t.events").scan()) == before
+
+
+def test_policy_errors_and_storage_class_on_local(tmp_path: Any) -> None:
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        _table(lh, "delta")
+        with pytest.raises(ConfigError, match="restore before every read"):
+            lh.set_policy("t.events", {"tiering": {"storage_classes": {"cold": "DEEP_ARCHIVE"}}})
+        with pytest.raises(ConfigError, match="cold_after"):
+            lh.set_policy("t.events", {"tiering": {"warm_after": "100d"}})
+        lh.set_policy("t.events", {"tiering": {"method": "storage-class"}})
+        with pytest.raises(UnsupportedOperationError, match="no storage classes"):
+            plan_tiering(lh, "t.events")
+
+
+def test_replace_files_refuses_an_input_removed_meanwhile(tmp_path: Any, fmt: str) -> None:
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = _table(lh, fmt)
+        before = sorted_rows(table.scan())
+        day = _tier_of_partition(table, AGES["cold"])
+        stale = lh.table("t.events")
+        optimize(lh, "t.events", CompactionOptions(target_file_size=64 * 1024 * 1024))  # removes them
+        fresh = lh.table("t.events").files()
+        with pytest.raises(CommitConflictError):
+            stale.replace_files(remove=[f.path for f in day], add=[])
+        assert sorted_rows(lh.table("t.events").scan()) == before
+        assert {f.path for f in lh.table("t.events").files()} == {f.path for f in fresh}
