@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import typer
@@ -267,11 +268,13 @@ def table_history(
 ) -> None:
     """List a table's versions (Delta log versions, Iceberg snapshots) with time and operation."""
     with _lh(ctx) as lh:
-        snaps = lh.table(name).snapshots()[-limit:]
+        table = lh.table(name)
+        snaps = table.snapshots()[-limit:]
+    expired = table.expired.versions if table.expired else frozenset()
     if json_:
-        _print_json([s.as_dict() for s in snaps])
+        _print_json([{**s.as_dict(), "expired": s.version in expired} for s in snaps])
         return
-    t = RichTable("version", "snapshot id", "time (UTC)", "operation", "current", "rows added")
+    t = RichTable("version", "snapshot id", "time (UTC)", "operation", "current", "rows added", "readable")
     for s in snaps:
         added = s.summary.get("num_added_rows") or s.summary.get("added-records") or ""
         t.add_row(
@@ -281,6 +284,9 @@ def table_history(
             s.operation,
             "*" if s.is_current else "",
             str(added),
+            f"no: expired by vacuum (--retain {table.expired.retention})"
+            if table.expired and s.version in expired
+            else "yes",
         )
     out.print(t)
 
@@ -605,6 +611,343 @@ def optimize(
         f"{_human_bytes(d['bytes_after'])}, rows in {d['rows_in']:,} = out {d['rows_out']:,}, "
         f"{d['seconds']:.1f} s, version {d['version']} (job {d['job_id']})"
     )
+
+
+# ---- retention, orphans, data expiry, tiering, cost, policies -----------------------------------------------
+
+ApplyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run/--apply",
+        help="Dry run (the default) prints the plan and deletes or moves nothing; --apply does it.",
+    ),
+]
+
+
+@contextlib.contextmanager
+def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr; yields its update callback (None when disabled)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _file_lines(files: list[dict[str, Any]], limit: int = 20) -> None:
+    for f in files[:limit]:
+        out.print(f"  {f['path']}  ({_human_bytes(f['size_bytes'])})", markup=False, highlight=False)
+    if len(files) > limit:
+        out.print(f"  ... and {len(files) - limit} more (--json lists all)")
+
+
+@app.command()
+def vacuum(
+    ctx: typer.Context,
+    name: NameArg,
+    retain: Annotated[
+        str | None, typer.Option(help="Keep versions younger than this, e.g. 7d, 36h (default: the policy, 7d).")
+    ] = None,
+    keep: Annotated[
+        list[int] | None, typer.Option("--keep", help="Also keep this version readable (repeatable).")
+    ] = None,
+    dry_run: ApplyOpt = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Remove old versions and the files only they reference.
+
+    Kept readable: every version committed inside the retention window, the version current at the window's
+    start (so every point in time inside the window can be queried), the current version, and --keep versions.
+    Iceberg expires the other snapshots from its metadata; Delta keeps its commit log, and time travel to an
+    expired version fails with a message naming the retention. Files any kept version needs are never deleted.
+    """
+    from lakehouse.maintenance.retention import vacuum as run_vacuum
+
+    with _lh(ctx) as lh:
+        window = retain or lh.policy(name).retention.retain
+        with _progress("deleting files", not (dry_run or json_)) as progress:
+            result = run_vacuum(lh, name, retain=window, keep=keep or [], dry_run=dry_run, progress=progress)
+    d = result.as_dict()
+    if json_:
+        _print_json(d)
+        return
+    out.print(
+        f"{d['table']} ({d['format']}): retain {d['retain']} (versions since {d['cutoff']}), current version "
+        f"{d['current_version']}"
+    )
+    out.print(f"versions kept readable: {_ranges(d['retained_versions']) or '(none)'}")
+    out.print(f"versions that stop being readable: {_ranges(d['expired_versions']) or '(none)'}")
+    out.print(f"files to delete: {d['files_to_delete']} ({_human_bytes(d['bytes_to_delete'])})")
+    _file_lines(d["files"])
+    if dry_run:
+        out.print("dry run: nothing deleted; run again with --apply to delete")
+    else:
+        out.print(
+            f"deleted {d['files_deleted']} files ({_human_bytes(d['bytes_deleted'])}), expired "
+            f"{len(d['expired_versions'])} versions (job {d['job_id']})"
+        )
+
+
+def _ranges(values: list[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3, 7"."""
+    out: list[str] = []
+    for v in sorted(values):
+        if out and "-" not in out[-1].split(", ")[-1] and int(out[-1]) == v - 1:
+            out[-1] = f"{out[-1]}-{v}"
+        elif out and "-" in out[-1] and int(out[-1].split("-")[1]) == v - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{v}"
+        else:
+            out.append(str(v))
+    return ", ".join(out)
+
+
+@app.command()
+def orphans(
+    ctx: typer.Context,
+    name: NameArg,
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="Only files older than this (default: the policy, 3d); younger ones may be in flight."),
+    ] = None,
+    dry_run: ApplyOpt = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Delete files under the table location that no recorded version references (leftovers of failed writes
+    and aborted jobs). Files younger than the age, hidden files (_*, .*) and the format's log are never touched."""
+    from lakehouse.maintenance.retention import remove_orphans
+
+    with _lh(ctx) as lh:
+        age = older_than or lh.policy(name).retention.orphan_age
+        with _progress("deleting orphans", not (dry_run or json_)) as progress:
+            result = remove_orphans(lh, name, older_than=age, dry_run=dry_run, progress=progress)
+    d = result.as_dict()
+    if json_:
+        _print_json(d)
+        return
+    out.print(
+        f"{d['table']}: {d['referenced_files']} files referenced; {d['orphans']} orphans older than "
+        f"{d['older_than']} ({_human_bytes(d['orphan_bytes'])}); {d['young_unreferenced']} younger unreferenced "
+        "files kept"
+    )
+    _file_lines(d["files"])
+    if dry_run:
+        out.print("dry run: nothing deleted; run again with --apply to delete")
+    else:
+        out.print(f"deleted {d['files_deleted']} files ({_human_bytes(d['bytes_deleted'])}) (job {d['job_id']})")
+
+
+@app.command("expire-data")
+def expire_data_cmd(
+    ctx: typer.Context,
+    name: NameArg,
+    older_than: Annotated[
+        str | None, typer.Option(help="Delete rows older than this, e.g. 365d (default: the policy's expire_after).")
+    ] = None,
+    column: Annotated[
+        str | None, typer.Option(help="Time column (default: the policy's, else the time partition's source).")
+    ] = None,
+    dry_run: ApplyOpt = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Data retention: delete rows whose time column is older than an age. Partitions that are entirely older
+    are dropped from the metadata without rewriting a file; the boundary partition is rewritten. Rows with a
+    NULL time are kept. Their files stay for time travel until `lakehouse vacuum` removes them."""
+    from lakehouse.maintenance.retention import expire_data
+
+    with _lh(ctx) as lh:
+        policy = lh.policy(name).retention
+        age = older_than or policy.expire_after
+        if age is None:
+            raise InvalidInputError(
+                f"no age given for {name}",
+                hint=f"pass --older-than 365d or set it: lakehouse policy set {name} retention.expire_after=365d",
+            )
+        with err.status(f"expiring rows of {name} ...") if not (dry_run or json_) else contextlib.nullcontext():
+            result = expire_data(lh, name, older_than=age, column=column or policy.expire_column, dry_run=dry_run)
+    d = result.as_dict()
+    if json_:
+        _print_json(d)
+        return
+    out.print(
+        f"{d['table']}: rows with {d['column']} before {d['cutoff']} ({d['older_than']}): {d['rows_to_delete']:,} "
+        f"of {d['rows_before']:,}; {len(d['partitions_whole'])} partitions entirely older (metadata-only), "
+        f"{len(d['partitions_partial'])} partly"
+    )
+    if dry_run:
+        out.print("dry run: nothing deleted; run again with --apply to delete")
+    else:
+        out.print(
+            f"deleted {d['rows_deleted']:,} rows: {d['files_removed']} files removed, {d['files_rewritten']} "
+            f"rewritten; {d['rows_after']:,} rows left (job {d['job_id']})"
+        )
+
+
+@app.command("tier")
+def tier_cmd(
+    ctx: typer.Context,
+    name: NameArg,
+    dry_run: ApplyOpt = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Move each partition to the tier its age calls for (policy: tiering.warm_after, cold_after).
+
+    On S3 a move sets the files' storage class in place (STANDARD -> STANDARD_IA -> GLACIER_IR by default); tiers
+    listed in tiering.recompress are first rewritten with a heavier zstd level and committed like a compaction.
+    On local storage (or with tiering.method=prefix) files are rewritten under <table>/tier-<tier>/ and swapped
+    in one commit per partition. Queries keep working across tiers. See `lakehouse policy show`."""
+    from lakehouse.maintenance.tiering import tier as run_tier
+
+    with _lh(ctx) as lh:
+        with _progress("moving files", not (dry_run or json_)) as progress:
+            result = run_tier(lh, name, dry_run=dry_run, progress=progress)
+    d = result.as_dict()
+    if json_:
+        _print_json(d)
+        return
+    out.print(f"{d['table']}: method {d['method']}, {d['undated_files']} files without a time value stay put")
+    t = RichTable("partition", "age (days)", "tier now", "target", "files", "bytes", "to move", "action")
+    for g in d["groups"]:
+        t.add_row(
+            ", ".join(f"{k}={v}" for k, v in g["partition"].items()) or "(unpartitioned)",
+            f"{g['age_days']:.1f}" if g["age_days"] is not None else "",
+            ", ".join(g["current"]),
+            g["target"],
+            str(g["files"]),
+            _human_bytes(g["bytes"]),
+            str(g["files_to_move"]),
+            g["action"],
+        )
+    out.print(t)
+    if dry_run:
+        out.print(
+            f"dry run: {d['files_to_move']} files ({_human_bytes(d['bytes_to_move'])}) would move; "
+            "run again with --apply"
+        )
+    else:
+        out.print(
+            f"moved {d['files_moved']} files ({_human_bytes(d['bytes_moved'])}); rewrote {d['files_rewritten']} "
+            f"({_human_bytes(d['bytes_before_rewrite'])} -> {_human_bytes(d['bytes_after_rewrite'])}); "
+            f"{d['seconds']:.1f} s (job {d['job_id']})"
+        )
+        for a in d["aborted"]:
+            out.print(f"skipped {a['partition']}: {a['error']}", markup=False)
+
+
+@app.command()
+def cost(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Table name (or --all).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every table in the catalog, with totals.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Storage per tier (every object under the table location: data, old versions, metadata), its monthly cost
+    at the configured prices ([cost.prices], default AWS S3 list prices), the savings against keeping it all
+    hot, and how much smaller the Parquet data is than the same rows as raw JSON."""
+    from lakehouse.maintenance.tiering import table_cost
+
+    if (name is None) == (not all_):
+        raise InvalidInputError("give a table name or --all")
+    with _lh(ctx) as lh:
+        names = [str(r.name) for r in lh.list_tables()] if all_ else [str(name)]
+        reports = [table_cost(lh, n).as_dict() for n in names]
+    totals = {
+        k: round(sum(r[k] for r in reports), 6)
+        for k in ("objects", "bytes", "live_data_bytes", "monthly_cost", "all_hot_monthly_cost", "savings")
+    }
+    if json_:
+        _print_json({"tables": reports, "totals": totals} if all_ else reports[0])
+        return
+    t = RichTable("table", "tier", "objects", "bytes", "storage classes", "per month")
+    for r in reports:
+        for tier_name, u in r["tiers"].items():
+            t.add_row(
+                r["table"],
+                tier_name,
+                str(u["objects"]),
+                _human_bytes(u["bytes"]),
+                ", ".join(u["storage_classes"]),
+                f"{u['monthly_cost']:.4f} {r['currency']}",
+            )
+    out.print(t)
+    for r in reports:
+        ratio = f"{r['json_to_parquet_ratio']}x smaller than raw JSON" if r["json_to_parquet_ratio"] else "n/a"
+        out.print(
+            f"{r['table']}: {_human_bytes(r['bytes'])} in {r['objects']} objects ({_human_bytes(r['live_data_bytes'])} "
+            f"live data); {r['monthly_cost']:.4f} {r['currency']}/month vs {r['all_hot_monthly_cost']:.4f} all hot "
+            f"(saves {r['savings_pct']}%); Parquet {ratio}"
+        )
+    if all_:
+        out.print(
+            f"total: {_human_bytes(totals['bytes'])}, {totals['monthly_cost']:.4f}/month, saves "
+            f"{totals['savings']:.4f}/month against all hot"
+        )
+
+
+policy_app = typer.Typer(help="Per-table maintenance policies (retention, orphans, expiry, tiering).")
+app.add_typer(policy_app, name="policy", no_args_is_help=True)
+
+
+@policy_app.command("show")
+def policy_show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
+    """The effective policy (defaults < [policy] < [tables."ns.t"] in lakehouse.toml < `policy set`) and what
+    `policy set` stored for this table."""
+    with _lh(ctx) as lh:
+        effective = lh.policy(name).model_dump()
+        stored = lh.catalog.policy(TableName.parse(name))
+    if json_:
+        _print_json({"table": str(TableName.parse(name)), "effective": effective, "stored": stored})
+        return
+    for section, values in effective.items():
+        out.print(f"[bold]{section}[/bold]")
+        for key, value in values.items():
+            mark = " (set)" if key in stored.get(section, {}) else ""
+            out.print(f"  {section}.{key} = {value}{mark}", highlight=False)
+
+
+@policy_app.command("set")
+def policy_set(
+    ctx: typer.Context,
+    name: NameArg,
+    values: Annotated[
+        list[str], typer.Argument(help="KEY=VALUE pairs, e.g. tiering.warm_after=30d retention.retain=14d.")
+    ],
+    json_: JsonOpt = False,
+) -> None:
+    """Store policy values for a table in the catalog (validated; `policy show` lists the keys)."""
+    from lakehouse.governance.policy import parse_assignments
+
+    with _lh(ctx) as lh:
+        effective = lh.set_policy(name, parse_assignments(values))
+    if json_:
+        _print_json(effective.model_dump())
+    else:
+        out.print(f"policy of {TableName.parse(name)} updated")
+
+
+@policy_app.command("unset")
+def policy_unset(
+    ctx: typer.Context,
+    name: NameArg,
+    keys: Annotated[list[str], typer.Argument(help="Dotted keys to remove, e.g. tiering.warm_after.")],
+) -> None:
+    """Remove stored policy values (the table falls back to lakehouse.toml and the defaults)."""
+    from lakehouse.governance.policy import unset
+
+    with _lh(ctx) as lh:
+        stored = lh.catalog.policy(TableName.parse(name))
+        for key in keys:
+            stored = unset(stored, key)
+        lh.set_policy(name, stored, replace=True)
+    out.print(f"policy of {TableName.parse(name)} updated")
 
 
 @app.command()

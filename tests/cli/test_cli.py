@@ -209,3 +209,66 @@ def test_more_mistakes_are_one_line_errors(tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr, (args, proc.stderr)
         if proc.returncode == 1:
             assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, (args, proc.stderr)
+
+
+def test_retention_tiering_cost_and_policy_commands(tmp_path: Path) -> None:
+    wh = str(tmp_path / "wh")
+    with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
+        from lakehouse.schema import parse_partitioning
+
+        table = lh.create_table(
+            "r.ev", schema=events(0, 1).schema, format="iceberg", partitioning=parse_partitioning("day(ts)")
+        )
+        for i in range(3):
+            table.append(events(i * 50, 50))
+        stray = Path(table.location, "data", "stray.parquet")
+        stray.parent.mkdir(parents=True, exist_ok=True)
+        stray.write_bytes(b"leftover")
+    run("-w", wh, "optimize", "r.ev", "--target-size", "8MB")
+    # vacuum: a dry run by default; --apply deletes
+    plan = run_json("-w", wh, "vacuum", "r.ev", "--retain", "0s")
+    assert plan["dry_run"] and plan["files_to_delete"] > 0 and plan["files_deleted"] == 0
+    assert all(Path(f["path"]).exists() for f in plan["files"])
+    human = run("-w", wh, "vacuum", "r.ev", "--retain", "0s").stdout
+    assert "dry run: nothing deleted" in human and "versions that stop being readable: 1-3" in human
+    done = run_json("-w", wh, "vacuum", "r.ev", "--retain", "0s", "--apply")
+    assert done["files_deleted"] == plan["files_to_delete"] and not any(Path(f["path"]).exists() for f in plan["files"])
+    proc = run("-w", wh, "query", "SELECT count(*) FROM r.ev AT (VERSION => 1)", ok=False)
+    assert proc.returncode == 1 and "removed by retention" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    history = run_json("-w", wh, "table", "history", "r.ev")
+    assert [h["expired"] for h in history] == [False], "Iceberg's expired snapshots are gone from its metadata"
+    # orphans: the stray file is new, so the default age (3d) keeps it
+    assert run_json("-w", wh, "orphans", "r.ev")["young_unreferenced"] == 1
+    gone = run_json("-w", wh, "orphans", "r.ev", "--older-than", "0s", "--apply")
+    assert gone["files_deleted"] == 1 and not stray.exists()
+    # policy drives tiering and expiry
+    run("-w", wh, "policy", "set", "r.ev", "tiering.warm_after=1d", "tiering.cold_after=2d")
+    shown = run_json("-w", wh, "policy", "show", "r.ev")
+    assert shown["stored"] == {"tiering": {"warm_after": "1d", "cold_after": "2d"}}
+    assert shown["effective"]["tiering"]["cold_after"] == "2d" and shown["effective"]["retention"]["retain"] == "7d"
+    tiered = run_json("-w", wh, "tier", "r.ev", "--apply")
+    assert tiered["files_rewritten"] == 3 and tiered["method"] == "prefix"
+    cost = run_json("-w", wh, "cost", "r.ev")
+    assert set(cost["tiers"]) == {"hot", "cold"} and cost["savings"] >= 0
+    assert run_json("-w", wh, "cost", "--all")["totals"]["bytes"] == cost["bytes"]
+    run("-w", wh, "policy", "unset", "r.ev", "tiering.warm_after", "tiering.cold_after")
+    assert run_json("-w", wh, "policy", "show", "r.ev")["stored"] == {}
+    expired = run_json("-w", wh, "expire-data", "r.ev", "--older-than", "1d", "--apply")
+    assert expired["rows_deleted"] == 150 and expired["rows_after"] == 0
+    # mistakes are one line
+    for args, message in (
+        (["policy", "set", "r.ev", "tiering.warm_after=soon"], "invalid duration"),
+        (["policy", "set", "r.ev", "tiering.storage_classes.cold=GLACIER"], "restore before every read"),
+        (["policy", "unset", "r.ev", "tiering.nothing"], "sets no tiering.nothing"),
+        (["expire-data", "r.ev"], "no age given"),
+        (["vacuum", "r.ev", "--retain", "forever"], "invalid duration"),
+        (["vacuum", "r.ev", "--keep", "999"], "no readable version 999"),
+        (["cost"], "give a table name or --all"),
+    ):
+        proc = run("-w", wh, *args, ok=False)
+        assert proc.returncode == 1 and proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    kinds = [j["kind"] for j in run_json("-w", wh, "jobs", "r.ev")]
+    assert {"vacuum", "orphans", "tier", "expire-data", "optimize"} <= set(kinds)
+    for cmd in ("vacuum", "orphans", "expire-data", "tier", "cost", "policy"):
+        assert "Usage:" in run(cmd, "--help").stdout

@@ -153,3 +153,55 @@ def test_replace_files_refuses_an_input_removed_meanwhile(tmp_path: Any, fmt: st
             stale.replace_files(remove=[f.path for f in day], add=[])
         assert sorted_rows(lh.table("t.events").scan()) == before
         assert {f.path for f in lh.table("t.events").files()} == {f.path for f in fresh}
+
+
+def test_tier_vacuum_and_orphans_beside_a_writer(tmp_path: Any, fmt: str) -> None:
+    """A writer keeps appending (also into the partitions being moved) while tiering, vacuum and orphan
+    removal run: every row it committed is there exactly once and every version left is readable."""
+    import threading
+    import time
+
+    from lakehouse.maintenance.retention import remove_orphans, vacuum
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = _table(lh, fmt)
+        expected = sorted_rows(table.scan())
+        now = dt.datetime.now(dt.UTC)
+        stop = threading.Event()
+        written: list[pa.Table] = []
+        errors: list[BaseException] = []
+
+        def writer() -> None:
+            try:
+                own = lh.table("t.events")
+                n = 0
+                while not stop.is_set() and n < 40:
+                    batch = aged_events(now, 10_000 + n * 1000, per_day=5)
+                    own.append(batch)
+                    written.append(batch)
+                    n += 1
+                    time.sleep(0.15)
+            except BaseException as e:  # surfaced below
+                errors.append(e)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            time.sleep(0.5)
+            tier(lh, "t.events", dry_run=False)
+            vacuum(lh, "t.events", retain="0s", dry_run=False)
+            remove_orphans(lh, "t.events", older_than="5s", dry_run=False)
+            tier(lh, "t.events", dry_run=False)
+        finally:
+            stop.set()
+            thread.join(timeout=120)
+        assert not errors, errors
+        assert len(written) >= 3, "the writer overlapped the maintenance jobs"
+        for batch in written:
+            expected.extend(batch.to_pylist())
+        final = lh.table("t.events")
+        assert sorted_rows(final.scan()) == sorted(expected, key=lambda r: r["id"])
+        expired = final.expired.versions if final.expired else frozenset()
+        for s in final.snapshots():
+            if s.version not in expired:
+                final.scan(as_of=s.version, columns=["id"])
