@@ -50,7 +50,13 @@ class _State:
         self.overrides = {}
 
     def lakehouse(self) -> Lakehouse:
-        return Lakehouse(load_settings(config_file=self.config, **self.overrides))
+        import getpass
+
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+        return Lakehouse(load_settings(config_file=self.config, **self.overrides), actor=f"cli:{user}")
 
 
 @app.callback()
@@ -973,6 +979,36 @@ def jobs(
             r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
             r.finished_at.strftime("%H:%M:%S") if r.finished_at else "",
             r.error or "",
+        )
+    out.print(t)
+
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Only entries of this table.")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action, e.g. vacuum, pii.mask, erase.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest N entries.")] = 50,
+    json_: JsonOpt = False,
+) -> None:
+    """The append-only audit log: every governance and maintenance action, who ran it, when, on which table,
+    and its counts (never row values)."""
+    with _lh(ctx) as lh:
+        records = lh.audit_log(name, action=action, limit=limit)
+    if json_:
+        _print_json([r.as_dict() for r in records])
+        return
+    t = RichTable("id", "time (UTC)", "actor", "action", "table", "outcome", "details")
+    for r in records:
+        counts = r.details.get("counts", r.details)
+        t.add_row(
+            str(r.id),
+            r.at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.actor,
+            r.action,
+            r.table_name or "",
+            r.outcome,
+            ", ".join(f"{k}={v}" for k, v in counts.items() if not isinstance(v, dict | list))[:120],
         )
     out.print(t)
 

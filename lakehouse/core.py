@@ -18,7 +18,7 @@ import pyarrow as pa
 from lakehouse.config import Settings
 from lakehouse.credentials import S3Credentials
 from lakehouse.errors import InvalidInputError, LakehouseError, TableExistsError, TableNotFoundError
-from lakehouse.governance.catalog import CatalogStore, JobRecord, TableRecord
+from lakehouse.governance.catalog import AuditRecord, CatalogStore, JobRecord, TableRecord
 from lakehouse.governance.policy import TablePolicy, build_policy, merge
 from lakehouse.schema import PartitionField
 from lakehouse.sql import QueryResult, SqlEngine
@@ -129,6 +129,7 @@ class Lakehouse:
             # under it is this create's own
             table.drop(purge=True)
             raise
+        self.catalog.audit("table.create", table=tname, actor=self.actor, details={"format": fmt, "location": loc})
         return table
 
     def _check_location_free(self, location: str) -> None:
@@ -167,6 +168,7 @@ class Lakehouse:
             if fmt == "iceberg":
                 table.drop(purge=False)
             raise
+        self.catalog.audit("table.register", table=tname, actor=self.actor, details={"format": fmt, "location": loc})
         return table
 
     def drop_table(self, name: str | TableName, *, purge: bool = False) -> None:
@@ -185,6 +187,7 @@ class Lakehouse:
         else:
             table.drop(purge=purge)
         self.catalog.remove_table(tname)
+        self.catalog.audit("table.drop", table=tname, actor=self.actor, details={"purge": purge})
 
     def _check_purgeable(self, record: TableRecord) -> None:
         loc = record.location.rstrip("/")
@@ -224,6 +227,7 @@ class Lakehouse:
         stored = dict(changes) if replace else merge(self.catalog.policy(tname), changes)
         build_policy(self.settings.policy, self.settings.tables.get(str(tname), {}), stored, source="policy")
         self.catalog.set_policy(tname, stored, actor=self.actor)
+        self.catalog.audit("policy.set", table=tname, actor=self.actor, details={"stored": stored})
         return self.policy(tname)
 
     def table_record(self, name: str | TableName) -> TableRecord:
@@ -258,6 +262,11 @@ class Lakehouse:
         self.catalog.finish_job(job, state="committed", metrics=result.as_dict())
         self.catalog.update_table(table.name, table.definition)
         return result
+
+    def audit_log(
+        self, name: str | TableName | None = None, *, action: str | None = None, limit: int = 100
+    ) -> list[AuditRecord]:
+        return self.catalog.audit_log(table=TableName.parse(name) if name else None, action=action, limit=limit)
 
     def jobs(self, name: str | TableName | None = None, *, limit: int = 100) -> list[JobRecord]:
         return self.catalog.jobs(table=TableName.parse(name) if name else None, limit=limit)

@@ -86,6 +86,37 @@ policies_t = sa.Table(
 )
 
 
+audit_t = sa.Table(
+    "lh_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("table_name", sa.String(128), index=True),
+    sa.Column("job_id", sa.Integer),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("details_json", sa.Text, nullable=False, default="{}"),
+)
+
+# the audit log is append-only: the database itself refuses updates and deletes
+_APPEND_ONLY = {
+    "sqlite": [
+        "CREATE TRIGGER IF NOT EXISTS lh_audit_no_update BEFORE UPDATE ON lh_audit "
+        "BEGIN SELECT RAISE(ABORT, 'lh_audit is append-only'); END",
+        "CREATE TRIGGER IF NOT EXISTS lh_audit_no_delete BEFORE DELETE ON lh_audit "
+        "BEGIN SELECT RAISE(ABORT, 'lh_audit is append-only'); END",
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION lh_audit_append_only() RETURNS trigger AS $$ "
+        "BEGIN RAISE EXCEPTION 'lh_audit is append-only'; END $$ LANGUAGE plpgsql",
+        "DROP TRIGGER IF EXISTS lh_audit_append_only ON lh_audit",
+        "CREATE TRIGGER lh_audit_append_only BEFORE UPDATE OR DELETE ON lh_audit "
+        "FOR EACH ROW EXECUTE FUNCTION lh_audit_append_only()",
+    ],
+}
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -142,6 +173,31 @@ class JobRecord:
         return d
 
 
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    table_name: str | None
+    job_id: int | None
+    outcome: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["at"] = self.at.isoformat()
+        d["details"] = dict(self.details)
+        return d
+
+
+def _counts(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The scalar figures of a job's metrics (counts, bytes, versions), not its file lists."""
+    return {
+        k: v for k, v in metrics.items() if isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) < 80)
+    }
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the catalog URL; SQLite gets WAL and a busy timeout so processes can share it."""
     if url.startswith("sqlite:///"):
@@ -175,6 +231,9 @@ class CatalogStore:
         self.engine = make_engine(url)
         try:
             metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                for ddl in _APPEND_ONLY.get(self.engine.dialect.name, []):
+                    conn.exec_driver_sql(ddl)
         except sa.exc.SQLAlchemyError as e:
             raise StorageError(f"cannot open the catalog database {url}: {e}") from e
 
@@ -296,7 +355,24 @@ class CatalogStore:
     def finish_job(
         self, job_id: int, *, state: str, metrics: Mapping[str, Any] | None = None, error: str | None = None
     ) -> None:
+        """Close a job and write its audit entry (who, what, which table, the counts) in one transaction."""
         with self._tx() as conn:
+            job = conn.execute(sa.select(jobs_t).where(jobs_t.c.id == job_id)).first()
+            if job is not None:
+                details = {"counts": _counts(metrics or {}), "params": json.loads(job.params_json)}
+                if error:
+                    details["error"] = " ".join(error.split())
+                conn.execute(
+                    audit_t.insert().values(
+                        at=_now(),
+                        actor=job.actor,
+                        action=job.kind,
+                        table_name=job.table_name,
+                        job_id=job_id,
+                        outcome=state,
+                        details_json=json.dumps(details, default=str, sort_keys=True),
+                    )
+                )
             conn.execute(
                 jobs_t.update()
                 .where(jobs_t.c.id == job_id)
@@ -368,6 +444,56 @@ class CatalogStore:
         with self._tx() as conn:
             rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
         return {r.partition_key: (r.layout, frozenset(json.loads(r.files_json))) for r in rows}
+
+    # ---- audit log (append-only) ----------------------------------------------------------------------------
+
+    def audit(
+        self,
+        action: str,
+        *,
+        table: TableName | str | None,
+        actor: str,
+        outcome: str = "ok",
+        details: Mapping[str, Any] | None = None,
+        job_id: int | None = None,
+    ) -> None:
+        """Append one entry: who did what to which table, with counts (never row values)."""
+        with self._tx() as conn:
+            conn.execute(
+                audit_t.insert().values(
+                    at=_now(),
+                    actor=actor,
+                    action=action,
+                    table_name=str(table) if table is not None else None,
+                    job_id=job_id,
+                    outcome=outcome,
+                    details_json=json.dumps(dict(details or {}), default=str, sort_keys=True),
+                )
+            )
+
+    def audit_log(
+        self, *, table: TableName | None = None, action: str | None = None, limit: int = 100
+    ) -> list[AuditRecord]:
+        query = sa.select(audit_t).order_by(audit_t.c.id.desc()).limit(limit)
+        if table is not None:
+            query = query.where(audit_t.c.table_name == str(table))
+        if action is not None:
+            query = query.where(audit_t.c.action == action)
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+        return [
+            AuditRecord(
+                id=r.id,
+                at=_aware(r.at) or _now(),
+                actor=r.actor,
+                action=r.action,
+                table_name=r.table_name,
+                job_id=r.job_id,
+                outcome=r.outcome,
+                details=json.loads(r.details_json),
+            )
+            for r in rows
+        ]
 
     # ---- expired versions (time travel names the retention that removed them) ---------------------------
 

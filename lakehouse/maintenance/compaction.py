@@ -362,10 +362,12 @@ def rewrite_files(
     output_ctx: Any = None,
     constants: dict[str, Any] | None = None,
     columns: Sequence[str] | None = None,
+    drop_rows: pa.Table | None = None,
 ) -> list[str]:
     """Stream ``inputs`` into new Parquet files under ``out_dir``; returns their paths.
 
-    ``columns`` are the columns the new files hold (default: every column of the table)."""
+    ``columns`` are the columns the new files hold (default: every column of the table). ``drop_rows`` (columns
+    ``file``, ``row``: an input path as given and a 0-based row number in it) are left out (deduplication)."""
     from lakehouse.sql import _connect_duckdb
 
     with tempfile.TemporaryDirectory(prefix="lakehouse-spill-") as spill:
@@ -381,13 +383,25 @@ def rewrite_files(
             schema = table.schema
             # the columns come from the files themselves, never from directory names (hive_partitioning off);
             # columns a format keeps out of its files (Delta partition columns) are given as constants
-            src = "read_parquet([" + ", ".join(_s(_duck_path(p)) for p in inputs) + "], hive_partitioning = false)"
+            # union_by_name: files written before a column was added read it as NULL
+            src = (
+                "read_parquet(["
+                + ", ".join(_s(_duck_path(p)) for p in inputs)
+                + "], hive_partitioning = false, union_by_name = true"
+                + (", filename = true, file_row_number = true)" if drop_rows is not None else ")")
+            )
             consts = dict(constants or {})
             names = list(columns) if columns is not None else schema.names
             cols = ", ".join(
                 f"{_constant(consts[c], schema.field(c).type)} AS {_q(c)}" if c in consts else _q(c) for c in names
             )
             query = f"SELECT {cols} FROM {src}"
+            if drop_rows is not None:
+                con.register("lh_drop_rows", drop_rows)
+                query += (
+                    " WHERE NOT EXISTS (SELECT 1 FROM lh_drop_rows d"
+                    " WHERE d.file = filename AND d.row = file_row_number)"
+                )
             if options.zorder:
                 key = zorder_expression(con, src, schema, options.zorder)
                 query += f" ORDER BY {key}"

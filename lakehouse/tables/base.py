@@ -448,12 +448,19 @@ class LakehouseTable(ABC):
         raise UnsupportedOperationError(f"{self.format} tables have no native optimizer")
 
     def replace_files(
-        self, *, remove: Sequence[str], add: Sequence[str], properties: Mapping[str, str] | None = None
+        self,
+        *,
+        remove: Sequence[str],
+        add: Sequence[str],
+        properties: Mapping[str, str] | None = None,
+        partitions: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> CommitResult:
         """One atomic commit that removes exactly ``remove`` and adds the Parquet files ``add``.
 
         Concurrent appends are kept; if another commit removed any input file meanwhile, raises
         :class:`CommitConflictError` (not transient: re-plan). Only where ``capabilities.file_replace``.
+        ``partitions`` gives each added file's partition values (as :meth:`files` reports them) when the inputs
+        span several partitions; formats that read partitions from the files ignore it.
         """
         raise UnsupportedOperationError(f"{self.format} tables cannot replace files directly")
 

@@ -428,7 +428,12 @@ class DeltaAdapter(LakehouseTable):
         return [c for c in self.schema.names if c not in parts]
 
     def replace_files(
-        self, *, remove: Sequence[str], add: Sequence[str], properties: Mapping[str, str] | None = None
+        self,
+        *,
+        remove: Sequence[str],
+        add: Sequence[str],
+        properties: Mapping[str, str] | None = None,
+        partitions: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> CommitResult:
         """Swap files in one commit (``dataChange=false``, like Delta's OPTIMIZE). The new files must lie under
         the table location and hold the same partition as the files they replace.
@@ -457,22 +462,30 @@ class DeltaAdapter(LakehouseTable):
                     f"{len(gone)} input file(s) of this rewrite of {self.name} were removed by another commit; "
                     "nothing was changed, plan again"
                 )
-            partitions = {repr(sorted(live[p].partition.items())) for p in wanted}
-            if len(partitions) != 1:
-                raise StorageError(f"a rewrite of {self.name} must replace files of exactly one partition")
-            typed = live[next(iter(wanted))].partition
             columns = list(pinned.metadata().partition_columns)
-            if set(typed) != set(columns):
-                raise StorageError(f"cannot tell the partition of the files to replace in {self.name}")
-            partition_values = {k: _partition_string(typed[k]) for k in columns}
+
+            def values(partition: Mapping[str, Any], columns: list[str] = columns) -> dict[str, str | None]:
+                if set(partition) != set(columns):
+                    raise StorageError(f"cannot tell the partition of a file to swap in {self.name}")
+                return {k: _partition_string(partition[k]) for k in columns}
+
+            if partitions is None:
+                distinct = {repr(sorted(live[p].partition.items())) for p in wanted}
+                if len(distinct) != 1:
+                    raise StorageError(f"a rewrite of {self.name} over several partitions must name each file's")
+                single = live[next(iter(wanted))].partition
+            missing = [p for p in add if partitions is not None and p not in partitions]
+            if missing:
+                raise StorageError(f"no partition given for {missing[0]}")
             now = int(time.time() * 1000)
             actions: list[Any] = []
             for full, rel in zip(add, rel_add, strict=True):
                 size, stats = _parquet_stats(full, self.ctx)
-                actions.append(AddAction(rel, size, partition_values, now, False, stats))
+                part = values(partitions[full] if partitions is not None else single)
+                actions.append(AddAction(rel, size, part, now, False, stats))
             for full in wanted:
                 rel = full[len(base) :] if full.startswith(base) else full
-                actions.append(RemoveAction(rel, False, now, live[full].size_bytes, partition_values))
+                actions.append(RemoveAction(rel, False, now, live[full].size_bytes, values(live[full].partition)))
             try:
                 pinned.create_write_transaction(
                     actions,

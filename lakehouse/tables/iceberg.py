@@ -414,7 +414,12 @@ class IcebergAdapter(LakehouseTable):
         return f"{base}/{parts}" if parts else base
 
     def replace_files(
-        self, *, remove: Sequence[str], add: Sequence[str], properties: Mapping[str, str] | None = None
+        self,
+        *,
+        remove: Sequence[str],
+        add: Sequence[str],
+        properties: Mapping[str, str] | None = None,
+        partitions: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> CommitResult:
         self._table.refresh()
         try:

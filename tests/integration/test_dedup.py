@@ -1,0 +1,82 @@
+"""Deduplication on both formats, local and S3: duplicates injected across batches are removed, the latest
+version of a key wins, other rows and untouched files stay exactly as they were, and a rerun does nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.core import Lakehouse
+from lakehouse.errors import InvalidInputError
+from lakehouse.maintenance.dedup import dedup
+from lakehouse.schema import parse_partitioning
+from tests.conftest import EVENTS, events, sorted_rows
+
+
+def replayed(ids: list[int], *, bump: float) -> pa.Table:
+    """Rows for ``ids`` as a replay would deliver them, with a later timestamp in the same day and a changed
+    amount (``bump``), so "latest by ts" is well defined."""
+    base = events(0, max(ids) + 1).to_pylist()
+    rows = []
+    for i in ids:
+        r = dict(base[i])
+        r["ts"] = r["ts"] + dt.timedelta(seconds=30 + bump)
+        r["amount"] = r["amount"] + bump
+        rows.append(r)
+    return pa.Table.from_pylist(rows, schema=EVENTS)
+
+
+def test_dedup_keeps_the_latest_row_per_key(lh: Lakehouse, fmt: str) -> None:
+    table = lh.create_table("d.events", schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
+    for b in range(4):
+        table.append(events(b * 100, 100))  # ids 0..399, each once
+    untouched_batch = {f.path for f in table.files()}
+    table.append(replayed(list(range(10, 20)), bump=1))  # a replay of ten ids
+    table.append(replayed(list(range(15, 25)) + [250], bump=2))  # overlapping replay: 15..19 now 3 copies
+    table.append(events(50, 3))  # exact duplicates of ids 50..52
+    assert table.row_count() == 400 + 10 + 11 + 3
+
+    plan = dedup(lh, "d.events", keys=["id"], order="ts")
+    assert plan.dry_run and plan.plan.duplicate_rows == 24 and plan.plan.duplicated_keys == 19
+    assert table.row_count() == 424, "a dry run changes nothing"
+    expected: dict[int, dict[str, Any]] = {}
+    for r in sorted(table.scan().to_pylist(), key=lambda r: (r["id"], r["ts"])):
+        expected[r["id"]] = r  # the latest ts per id wins
+    done = dedup(lh, "d.events", keys=["id"], order="ts", dry_run=False)
+    assert done.status == "committed" and done.rows_removed == 24 == done.rows_in - done.rows_out
+    after = lh.table("d.events")
+    assert sorted_rows(after.scan()) == [expected[i] for i in sorted(expected)]
+    assert after.row_count() == 400
+    by_id = {r["id"]: r for r in after.scan().to_pylist()}
+    assert by_id[12]["amount"] == events(12, 1).to_pylist()[0]["amount"] + 1
+    assert by_id[17]["amount"] == events(17, 1).to_pylist()[0]["amount"] + 2
+    # files holding no duplicated key were not rewritten
+    remaining = {f.path for f in after.files()}
+    assert len(untouched_batch & remaining) >= len(untouched_batch) - 6
+    job = lh.jobs("d.events")[0]
+    assert job.kind == "dedup" and job.metrics["rows_removed"] == 24
+    again = dedup(lh, "d.events", keys=["id"], order="ts", dry_run=False)
+    assert again.status == "skipped" and again.plan.duplicate_rows == 0, "idempotent"
+    assert sorted_rows(lh.table("d.events").scan()) == [expected[i] for i in sorted(expected)]
+
+
+def test_exact_duplicates_without_order_and_composite_keys(tmp_path: Any, fmt: str) -> None:
+    from lakehouse.config import load_settings
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("d.events", schema=EVENTS, format=fmt, partitioning=parse_partitioning("country"))
+        table.append(events(0, 40))
+        table.append(events(0, 40))  # everything twice
+        with pytest.raises(InvalidInputError, match="unknown column"):
+            dedup(lh, "d.events", keys=["nope"])
+        done = dedup(lh, "d.events", keys=["country", "id"], dry_run=False)
+        assert done.rows_removed == 40 and {p.partition["country"] for p in done.plan.partitions} == {
+            "DE",
+            "FR",
+            "US",
+            None,
+        }
+        assert sorted_rows(lh.table("d.events").scan()) == sorted_rows(events(0, 40))
