@@ -90,6 +90,15 @@ class CostSettings(BaseModel):
         return {**DEFAULT_PRICES, **{k.upper(): float(price) for k, price in v.items()}}
 
 
+class GovernanceSettings(BaseModel):
+    """PII scanning and masking."""
+
+    mask_secret: SecretStr | None = Field(
+        default=None, description="Secret key of the hash masking policy (HMAC-SHA256); keep it stable."
+    )
+    pii_sample_rows: int = Field(default=10_000, ge=100, description="Rows `pii scan` samples per table.")
+
+
 class Settings(BaseSettings):
     """All settings of a lakehouse process."""
 
@@ -116,6 +125,7 @@ class Settings(BaseSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     query: QuerySettings = Field(default_factory=QuerySettings)
     cost: CostSettings = Field(default_factory=CostSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     policy: dict[str, Any] = Field(
         default_factory=dict, description="Maintenance policy defaults for every table (see `lakehouse policy`)."
     )

@@ -86,6 +86,20 @@ policies_t = sa.Table(
 )
 
 
+pii_t = sa.Table(
+    "lh_pii_tags",
+    metadata,
+    sa.Column("table_name", sa.String(128), primary_key=True),
+    sa.Column("column_name", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("method", sa.String(32), nullable=False),
+    sa.Column("confidence", sa.Float, nullable=False),
+    sa.Column("matches", sa.Integer, nullable=False),
+    sa.Column("sampled", sa.Integer, nullable=False),
+    sa.Column("job_id", sa.Integer),
+    sa.Column("scanned_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 audit_t = sa.Table(
     "lh_audit",
     metadata,
@@ -293,6 +307,7 @@ class CatalogStore:
             conn.execute(layouts_t.delete().where(layouts_t.c.table_name == str(name)))
             conn.execute(expired_t.delete().where(expired_t.c.table_name == str(name)))
             conn.execute(policies_t.delete().where(policies_t.c.table_name == str(name)))
+            conn.execute(pii_t.delete().where(pii_t.c.table_name == str(name)))
             result = conn.execute(tables_t.delete().where(tables_t.c.name == str(name)))
         if result.rowcount == 0:
             raise TableNotFoundError(f"no table {name} in the catalog")
@@ -444,6 +459,50 @@ class CatalogStore:
         with self._tx() as conn:
             rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
         return {r.partition_key: (r.layout, frozenset(json.loads(r.files_json))) for r in rows}
+
+    # ---- PII tags (counts and confidence, never values) ---------------------------------------------------
+
+    def set_pii_tags(self, table: TableName, tags: list[dict[str, Any]], *, job_id: int | None) -> None:
+        """Replace a table's tags with the findings of a scan."""
+        now = _now()
+        with self._tx() as conn:
+            conn.execute(pii_t.delete().where(pii_t.c.table_name == str(table)))
+            if tags:
+                conn.execute(
+                    pii_t.insert(),
+                    [
+                        {
+                            "table_name": str(table),
+                            "column_name": t["column"],
+                            "kind": t["kind"],
+                            "method": t["method"],
+                            "confidence": float(t["confidence"]),
+                            "matches": int(t["matches"]),
+                            "sampled": int(t["sampled"]),
+                            "job_id": job_id,
+                            "scanned_at": now,
+                        }
+                        for t in tags
+                    ],
+                )
+
+    def pii_tags(self, table: TableName) -> list[dict[str, Any]]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(pii_t).where(pii_t.c.table_name == str(table)).order_by(pii_t.c.column_name, pii_t.c.kind)
+            ).all()
+        return [
+            {
+                "column": r.column_name,
+                "kind": r.kind,
+                "method": r.method,
+                "confidence": r.confidence,
+                "matches": r.matches,
+                "sampled": r.sampled,
+                "scanned_at": (_aware(r.scanned_at) or _now()).isoformat(),
+            }
+            for r in rows
+        ]
 
     # ---- audit log (append-only) ----------------------------------------------------------------------------
 

@@ -131,11 +131,35 @@ class TierPolicy(_Model):
         return "hot"
 
 
+class DedupPolicy(_Model):
+    """Which rows are duplicates, and whether ingestion prevents them."""
+
+    keys: list[str] = Field(default_factory=list, description="Key columns (default: the table's declared keys).")
+    order: str | None = Field(default=None, description="Keep the row with the latest value of this column.")
+    on_ingest: Literal["auto", "upsert", "append"] = Field(
+        default="auto",
+        description="upsert: ingestion replaces rows by key (no duplicates land); auto: upsert when keys exist.",
+    )
+
+
 class TablePolicy(_Model):
     """Everything maintenance needs to know about one table."""
 
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     tiering: TierPolicy = Field(default_factory=TierPolicy)
+    dedup: DedupPolicy = Field(default_factory=DedupPolicy)
+    masking: dict[str, str] = Field(
+        default_factory=dict,
+        description="column -> masking policy (hash, redact, partial[:N], null, generalize[:G]); applied at "
+        "ingestion, by `pii mask` in place, and on reads without the PII-read permission.",
+    )
+
+    @field_validator("masking")
+    @classmethod
+    def _masks(cls, v: dict[str, str]) -> dict[str, str]:
+        from lakehouse.governance.masking import parse_mask
+
+        return {column: str(parse_mask(spec)) for column, spec in v.items() if spec is not None}
 
 
 def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:

@@ -187,6 +187,23 @@ class DataFile:
         }
 
 
+def last_per_key(table: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """Keep the last row of every key (arrival order), in arrival order.
+
+    >>> t = pa.table({"k": [1, 2, 1], "v": ["a", "b", "c"]})
+    >>> last_per_key(t, ["k"]).to_pylist()
+    [{'k': 2, 'v': 'b'}, {'k': 1, 'v': 'c'}]
+    """
+    if table.num_rows < 2:
+        return table
+    import pyarrow.compute as pc
+
+    indexed = table.select(list(keys)).append_column("__lh_row", pa.array(range(table.num_rows), pa.int64()))
+    last = indexed.group_by(list(keys), use_threads=False).aggregate([("__lh_row", "max")])
+    rows = pc.sort_indices(last.column("__lh_row_max"))
+    return table.take(pc.take(last.column("__lh_row_max"), rows))
+
+
 def _jsonable(v: Any) -> Any:
     return v.isoformat() if isinstance(v, dt.date | dt.datetime) else v
 
@@ -388,6 +405,33 @@ class LakehouseTable(ABC):
 
     @abstractmethod
     def _append(self, data: pa.Table, *, properties: dict[str, str], checkpoints: dict[str, int]) -> CommitResult: ...
+
+    def upsert(
+        self,
+        data: pa.Table | pa.RecordBatch,
+        *,
+        keys: Sequence[str],
+        properties: Mapping[str, str] | None = None,
+        checkpoints: Mapping[str, int] | None = None,
+    ) -> CommitResult:
+        """Insert rows whose key is new and replace the rows whose key exists, in one atomic commit (with the
+        checkpoints, like :meth:`append`). Within ``data`` the last row of a key wins.
+
+        ``rows_added`` of the result counts inserted plus replaced rows."""
+        table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+        missing = [k for k in keys if k not in self.schema.names]
+        if not keys or missing:
+            raise InvalidInputError(f"upsert needs key columns of {self.name}; unknown: {', '.join(missing)}")
+        table = conform(table, self.schema)
+        table = last_per_key(table, keys)
+        return self._upsert(
+            table, keys=list(keys), properties=dict(properties or {}), checkpoints=dict(checkpoints or {})
+        )
+
+    def _upsert(
+        self, data: pa.Table, *, keys: list[str], properties: dict[str, str], checkpoints: dict[str, int]
+    ) -> CommitResult:
+        raise UnsupportedOperationError(f"{self.format} tables cannot upsert yet")
 
     @abstractmethod
     def checkpoint(self, source: str) -> int | None:

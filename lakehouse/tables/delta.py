@@ -309,6 +309,39 @@ class DeltaAdapter(LakehouseTable):
             files_added=int(metrics.get("num_added_files", 0)),
         )
 
+    def _upsert(
+        self, data: pa.Table, *, keys: list[str], properties: dict[str, str], checkpoints: dict[str, int]
+    ) -> CommitResult:
+        txns = [Transaction(app_id=source, version=int(position)) for source, position in checkpoints.items()]
+        predicate = " AND ".join(f"t.{_quote_ident(k)} = s.{_quote_ident(k)}" for k in keys)
+        try:
+            self._dt.update_incremental()
+            metrics = (
+                self._dt.merge(
+                    data,
+                    predicate=predicate,
+                    source_alias="s",
+                    target_alias="t",
+                    commit_properties=CommitProperties(
+                        custom_metadata=properties or None,
+                        max_commit_retries=MAX_COMMIT_RETRIES,
+                        app_transactions=txns or None,
+                    ),
+                )
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute()
+            )
+        except (DeltaError, OSError) as e:
+            raise _translate(e, f"upsert into {self.name} failed") from e
+        self._dt.update_incremental()
+        return CommitResult(
+            version=self._dt.version(),
+            rows_added=int(metrics.get("num_target_rows_inserted", 0)) + int(metrics.get("num_target_rows_updated", 0)),
+            files_added=int(metrics.get("num_target_files_added", 0)),
+            operation="merge",
+        )
+
     def _commit_info(self, version: int) -> dict[str, Any]:
         """The commitInfo action of one version, read from its log file."""
         filesystem, path = split_location(f"{self.location.rstrip('/')}/_delta_log/{version:020d}.json", self.ctx)

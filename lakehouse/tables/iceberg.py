@@ -387,6 +387,29 @@ class IcebergAdapter(LakehouseTable):
             version=snap.version, snapshot_id=snap.snapshot_id, rows_added=data.num_rows, files_added=added
         )
 
+    def _upsert(
+        self, data: pa.Table, *, keys: list[str], properties: dict[str, str], checkpoints: dict[str, int]
+    ) -> CommitResult:
+        marks = {CHECKPOINT_PREFIX + source: str(int(position)) for source, position in checkpoints.items()}
+        counts: dict[str, int] = {}
+
+        def commit() -> None:
+            self._table.refresh()
+            with self._table.transaction() as tx:
+                if marks:
+                    tx.set_properties(marks)
+                result = tx.upsert(data, join_cols=keys, snapshot_properties={**properties, **marks})
+                counts["rows"] = result.rows_inserted + result.rows_updated
+
+        try:
+            _retry_commit(f"upsert into {self.name}", commit)
+        except OSError as e:
+            raise StorageError(f"upsert into {self.name} failed: {e}") from e
+        snap = self._current()
+        return CommitResult(
+            version=snap.version, snapshot_id=snap.snapshot_id, rows_added=counts.get("rows", 0), operation="upsert"
+        )
+
     def checkpoint(self, source: str) -> int | None:
         self._table.refresh()
         value = self._table.properties.get(CHECKPOINT_PREFIX + source)
