@@ -215,6 +215,8 @@ def _table_summary(lh: Lakehouse, name: str, predicate: str | None = None) -> di
         "rows": sum(f.row_count for f in files),
         "partitions": len(partitions),
         "health": file_health(table, files=files, predicate=predicate),
+        "pii": lh.catalog.pii_tags(record.name),
+        "masking": lh.policy(record.name).masking,
     }
 
 
@@ -257,6 +259,18 @@ def table_show(
         f"{h['files_per_partition']['min']}/{h['files_per_partition']['avg']}/{h['files_per_partition']['max']}; "
         "sizes " + ", ".join(f"{k}: {v}" for k, v in h["size_histogram"].items())
     )
+    if info["pii"]:
+        out.print(
+            "PII (last scan): "
+            + "; ".join(
+                f"{t['column']}: {t['kind']} ({t['method']}, confidence {t['confidence']:.2f}, "
+                f"{t['matches']}/{t['sampled']} values)"
+                for t in info["pii"]
+            ),
+            highlight=False,
+        )
+    if info["masking"]:
+        out.print("masking: " + ", ".join(f"{c}={p}" for c, p in info["masking"].items()), highlight=False)
     if "data_skipping" in h:
         d = h["data_skipping"]
         out.print(
@@ -399,6 +413,9 @@ def query(
         typer.Option("--as-of", help="Time travel: NAME=VERSION or NAME=ISO-TIMESTAMP (repeatable)."),
     ] = None,
     max_rows: Annotated[int | None, typer.Option(help="Rows to return at most.")] = None,
+    masked: Annotated[
+        bool, typer.Option("--masked", help="Read as a caller without PII permission: PII columns come masked.")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Run SQL over catalog tables through DuckDB.
@@ -407,7 +424,7 @@ def query(
     """
     pinned = _parse_as_of_options(as_of)
     with _lh(ctx) as lh:
-        result = lh.query(sql, as_of=pinned, max_rows=max_rows)
+        result = lh.query(sql, as_of=pinned, max_rows=max_rows, masked=masked)
     if json_:
         _print_json(result.as_dict())
         return
@@ -981,6 +998,192 @@ def jobs(
             r.error or "",
         )
     out.print(t)
+
+
+# ---- dedup, PII, erasure ------------------------------------------------------------------------------------
+
+
+@app.command("dedup")
+def dedup_cmd(
+    ctx: typer.Context,
+    name: NameArg,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Key columns a,b (default: the policy's dedup.keys, else table keys).")
+    ] = None,
+    order: Annotated[
+        str | None, typer.Option(help="Keep the row with the latest value of this column (default: policy).")
+    ] = None,
+    memory: Annotated[str, typer.Option(help="Memory budget of DuckDB (spills beyond it).")] = "1GB",
+    dry_run: ApplyOpt = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Keep one row per key: the latest by --order, or any one of exact duplicates. Only files holding a
+    duplicated key are rewritten, all in one commit; counts in, out and removed are checked before it."""
+    from lakehouse.maintenance.dedup import dedup
+
+    with _lh(ctx) as lh:
+        policy = lh.policy(name).dedup
+        keys = (
+            [k.strip() for k in key.split(",") if k.strip()]
+            if key
+            else (policy.keys or list(lh.table(name).definition.keys))
+        )
+        with err.status(f"deduplicating {name} ...") if not (dry_run or json_) else contextlib.nullcontext():
+            result = dedup(
+                lh, name, keys=keys, order=order or policy.order, dry_run=dry_run, memory_budget=parse_size(memory)
+            )
+    d = result.as_dict()
+    if json_:
+        _print_json(d)
+        return
+    out.print(
+        f"{d['table']}: {d['duplicate_rows']:,} duplicate rows of {d['duplicated_keys']:,} keys "
+        f"among {d['rows']:,} rows "
+        f"(keys {', '.join(d['keys'])}; keep {'latest ' + d['order'] if d['order'] else 'one'}); "
+        f"{d['files_to_rewrite']} files to rewrite"
+    )
+    t = RichTable("partition", "files", "rows", "duplicates", "keys")
+    for p in d["partitions"]:
+        t.add_row(
+            ", ".join(f"{k}={v}" for k, v in p["partition"].items()) or "(unpartitioned)",
+            str(p["files"]),
+            f"{p['rows']:,}",
+            f"{p['duplicates']:,}",
+            f"{p['keys']:,}",
+        )
+    if d["partitions"]:
+        out.print(t)
+    if dry_run:
+        out.print("dry run: nothing changed; run again with --apply")
+    elif d["status"] == "committed":
+        out.print(
+            f"rows in {d['rows_in']:,} - removed {d['rows_removed']:,} = out {d['rows_out']:,}; version {d['version']} "
+            f"(job {d['job_id']})"
+        )
+    else:
+        out.print(f"nothing to do (job {d['job_id']})")
+
+
+pii_app = typer.Typer(help="Find PII in tables and mask it.", no_args_is_help=True)
+app.add_typer(pii_app, name="pii")
+
+
+@pii_app.command("scan")
+def pii_scan(
+    ctx: typer.Context,
+    name: NameArg,
+    sample: Annotated[int | None, typer.Option(help="Rows to sample (default: governance.pii_sample_rows).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Sample every string column and detect e-mails, phone numbers, card numbers (Luhn), IBANs (mod 97), US
+    SSNs, IP addresses, and person names by column name. Findings are stored as column tags (counts and
+    confidence, never values); `table show` lists them and masked reads hide those columns."""
+    from lakehouse.governance.pii import scan_table
+
+    with _lh(ctx) as lh:
+        report = scan_table(lh, name, sample_rows=sample)
+    if json_:
+        _print_json(report)
+        return
+    out.print(
+        f"{report['table']}: sampled {report['sampled_rows']:,} rows of {len(report['columns_scanned'])} text columns"
+    )
+    t = RichTable("column", "kind", "method", "confidence", "matching values")
+    for f in report["findings"]:
+        t.add_row(f["column"], f["kind"], f["method"], f"{f['confidence']:.2f}", f"{f['matches']}/{f['sampled']}")
+    out.print(t if report["findings"] else "no PII found")
+
+
+@pii_app.command("mask")
+def pii_mask(
+    ctx: typer.Context,
+    name: NameArg,
+    column: Annotated[
+        list[str] | None, typer.Option("--column", help="Column to mask (repeatable, pairs with --policy).")
+    ] = None,
+    policy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--policy", help="hash | redact | partial[:N] | null | generalize[:day|month|prefix] (repeatable)."
+        ),
+    ] = None,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Then remove every older version and file holding raw values.")
+    ] = False,
+    dry_run: ApplyOpt = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Mask columns in place (one atomic rewrite) and store the policies, so ingestion masks new rows too.
+    Without --column the table's stored masking policies are applied. --purge leaves only the masked current
+    version: run it while no other writer is active."""
+    from lakehouse.governance.ops import mask_table
+
+    columns, policies = column or [], policy or []
+    if len(columns) != len(policies):
+        raise InvalidInputError("give one --policy per --column")
+    with _lh(ctx) as lh:
+        with err.status(f"masking {name} ...") if not (dry_run or json_) else contextlib.nullcontext():
+            report = mask_table(
+                lh, name, policies=dict(zip(columns, policies, strict=True)), purge=purge, dry_run=dry_run
+            )
+    if json_:
+        _print_json(report)
+        return
+    masks = ", ".join(f"{c}={p}" for c, p in report["masks"].items())
+    out.print(
+        f"{report['table']}: {masks}; {report['files']} files, {report['rows']:,} rows "
+        f"({_human_bytes(report['bytes'])})"
+    )
+    if dry_run:
+        out.print("dry run: nothing changed; run again with --apply")
+        return
+    out.print(f"rewrote {report['files_rewritten']} files; version {report['version']} (job {report['job_id']})")
+    if report.get("purge_report"):
+        p = report["purge_report"]
+        out.print(
+            f"purged: {p['versions_expired']} versions, {p['files_deleted']} files "
+            f"({_human_bytes(p['bytes_deleted'])}), "
+            f"{p['log_files_deleted']} log files"
+        )
+
+
+@app.command()
+def erase(
+    ctx: typer.Context,
+    where: Annotated[str, typer.Option("--where", help='The data subject, e.g. "customer_id = 42".')],
+    tables: Annotated[
+        str | None, typer.Option(help="Tables a,b (default: every table that has the predicate's columns).")
+    ] = None,
+    purge: Annotated[bool, typer.Option("--purge/--no-purge", help="Also purge older versions (default).")] = True,
+    dry_run: ApplyOpt = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Right to be forgotten: delete a data subject's rows across tables, purge the history that still holds
+    them (time travel included), and record a receipt in the audit log (a hash of the predicate, never its
+    values). Quarantine tables keep raw payloads: list them in --tables too if they may hold the subject."""
+    from lakehouse.governance.ops import erase as run_erase
+
+    names = [t.strip() for t in tables.split(",") if t.strip()] if tables else None
+    with _lh(ctx) as lh:
+        with err.status("erasing ...") if not (dry_run or json_) else contextlib.nullcontext():
+            receipt = run_erase(lh, where, tables=names, purge=purge, dry_run=dry_run)
+    if json_:
+        _print_json(receipt)
+        return
+    for table, entry in receipt["tables"].items():
+        line = f"{table}: {entry['rows_matching']:,} matching rows"
+        if not dry_run:
+            line += f", {entry['rows_deleted']:,} deleted, {entry['rows_matching_after']} left"
+            if "purge" in entry:
+                line += f", history purged ({entry['purge']['files_deleted']} files)"
+        out.print(line)
+    if dry_run:
+        out.print("dry run: nothing deleted; run again with --apply")
+    else:
+        out.print(
+            f"receipt {receipt['receipt_id']} recorded in the audit log "
+            f"(predicate sha256 {receipt['predicate_sha256'][:16]}...)"
+        )
 
 
 @app.command()

@@ -239,8 +239,12 @@ class Lakehouse:
     def append(
         self, name: str | TableName, data: pa.Table, *, properties: Mapping[str, str] | None = None
     ) -> CommitResult:
+        from lakehouse.governance.masking import apply_masks
+        from lakehouse.governance.ops import mask_secret, table_masks
+
         table = self.table(name)
-        result = table.append(data, properties=properties)
+        masks = table_masks(self, table)
+        result = table.append(apply_masks(data, masks, mask_secret(self)) if masks else data, properties=properties)
         self.catalog.update_table(table.name)
         return result
 
@@ -273,9 +277,30 @@ class Lakehouse:
 
     # ---- SQL -----------------------------------------------------------------------------------------
 
-    def query(self, sql: str, *, as_of: Mapping[str, AsOf] | None = None, max_rows: int | None = None) -> QueryResult:
-        """Run SQL over catalog tables through DuckDB (see :mod:`lakehouse.sql` for time travel)."""
-        return self.sql.query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows)
+    def query(
+        self,
+        sql: str,
+        *,
+        as_of: Mapping[str, AsOf] | None = None,
+        max_rows: int | None = None,
+        masked: bool = False,
+    ) -> QueryResult:
+        """Run SQL over catalog tables through DuckDB (see :mod:`lakehouse.sql` for time travel).
+
+        ``masked`` is for callers without the PII-read permission: columns with a masking policy, and columns a
+        PII scan tagged, are masked inside the table views, before the query sees them."""
+        if not masked:
+            return self.sql.query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows)
+        from lakehouse.governance.ops import mask_secret, read_masks
+
+        return self.sql.query(
+            sql,
+            resolve=self.table,
+            as_of=as_of,
+            max_rows=max_rows,
+            masks=lambda table: read_masks(self, table),
+            mask_secret=mask_secret(self),
+        )
 
 
 def _normalise_location(location: str) -> str:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from lakehouse.config import QuerySettings
+    from lakehouse.governance.masking import MaskPolicy
     from lakehouse.tables.base import LakehouseTable, StorageContext
 
 # avro must be loaded before iceberg
@@ -136,6 +137,8 @@ class SqlEngine:
         resolve: Callable[[TableName], LakehouseTable],
         as_of: Mapping[str, AsOf] | None = None,
         max_rows: int | None = None,
+        masks: Callable[[LakehouseTable], Mapping[str, MaskPolicy]] | None = None,
+        mask_secret: bytes | None = None,
     ) -> QueryResult:
         """Run one SELECT over catalog tables.
 
@@ -144,6 +147,8 @@ class SqlEngine:
             resolve: opens a table by name (raises TableNotFoundError).
             as_of: version or time per table name, for references without their own ``AT (...)``.
             max_rows: rows to return at most (default: the ``query.max_rows`` setting).
+            masks: masking policies per table for a caller without the PII-read permission: the table's view
+                returns those columns masked, so no expression of the query can see the raw values.
         """
         limit = max_rows or self.settings.max_rows
         pinned = {TableName.parse(k): v for k, v in (as_of or {}).items()}
@@ -153,7 +158,11 @@ class SqlEngine:
             for view, (name, when) in views.items():
                 table = resolve(name)
                 snapshot = table.snapshot(when) if when is not None else None
-                cols = ", ".join(_quote(c) for c in table.schema.names)
+                masked = dict(masks(table)) if masks is not None else {}
+                cols = ", ".join(
+                    _masked_column(cursor, table.schema.field(c), masked[c], mask_secret) if c in masked else _quote(c)
+                    for c in table.schema.names
+                )
                 source = table.sql_source(snapshot)
                 if source is None:  # no data yet: an empty relation of the table's columns
                     cursor.register(f"{view}__empty", table.schema.empty_table())
@@ -180,6 +189,43 @@ class SqlEngine:
             return QueryResult(result.slice(0, limit) if truncated else result, truncated, rewritten)
         finally:
             cursor.close()
+
+
+_DUCK_TYPES = {"string": "VARCHAR", "large_string": "VARCHAR", "date32[day]": "DATE"}
+
+
+def _masked_column(cursor: Any, field: pa.Field, policy: MaskPolicy, secret: bytes | None) -> str:
+    """A view column that masks ``field`` with ``policy`` through an Arrow UDF (the same code as in-place
+    masking, so a masked read equals a masked file)."""
+    import duckdb
+
+    from lakehouse.governance.masking import mask_array
+
+    t = field.type
+    if policy.kind == "null":
+        return f"CAST(NULL AS {_duck_type(t)}) AS {_quote(field.name)}"
+    name = f"lh_mask_{abs(hash((field.name, str(policy)))) % 10**12}"
+    duck = duckdb.sqltype(_duck_type(t))
+
+    def fn(values: pa.Array) -> pa.Array:
+        out = mask_array(values, policy, secret)
+        return out.cast(values.type) if out.type != values.type else out
+
+    try:
+        cursor.create_function(name, fn, [duck], duck, type="arrow", null_handling="special")
+    except duckdb.Error as e:
+        if "already" not in str(e).lower():
+            raise
+    return f"{name}({_quote(field.name)}) AS {_quote(field.name)}"
+
+
+def _duck_type(t: pa.DataType) -> str:
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP WITH TIME ZONE" if t.tz else "TIMESTAMP"
+    if str(t) in _DUCK_TYPES:
+        return _DUCK_TYPES[str(t)]
+    mapping = {"int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE", "float": "FLOAT", "bool": "BOOLEAN"}
+    return mapping.get(str(t), "VARCHAR")
 
 
 def _quote(ident: str) -> str:

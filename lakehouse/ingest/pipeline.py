@@ -220,13 +220,36 @@ class Ingestor:
             {"source": b.record.source, "position": b.record.position, "error": b.error} for b in parsed.bad[:100]
         ]
         if parsed.good.num_rows:
-            commit = self.table.append(parsed.good, properties=self.properties, checkpoints=dict(upto))
+            good, keys = self._prepare(parsed.good)
+            if keys:
+                commit = self.table.upsert(good, keys=keys, properties=self.properties, checkpoints=dict(upto))
+            else:
+                commit = self.table.append(good, properties=self.properties, checkpoints=dict(upto))
             result.version = commit.version
             self._committed.update(upto)
             self.lh.catalog.update_table(self.table.name)
         result.rows = parsed.good.num_rows
         result.checkpoints = dict(upto)
         return result
+
+    def _prepare(self, good: pa.Table) -> tuple[pa.Table, list[str]]:
+        """Apply the table's masking policies, and pick the upsert keys (none: append). The policy is read on
+        every commit, so a mask or key set while ingesting applies from the next micro-batch."""
+        from lakehouse.governance.masking import apply_masks
+        from lakehouse.governance.ops import mask_secret, table_masks
+
+        masks = table_masks(self.lh, self.table)
+        if masks:
+            good = apply_masks(good, masks, mask_secret(self.lh))
+        dedup = self.lh.policy(self.table.name).dedup
+        keys = list(dedup.keys or self.table.definition.keys)
+        if dedup.on_ingest == "append" or not keys:
+            if dedup.on_ingest == "upsert" and not keys:
+                from lakehouse.errors import ConfigError
+
+                raise ConfigError(f"dedup.on_ingest=upsert for {self.table.name} needs keys (dedup.keys)")
+            return good, []
+        return good, keys
 
     def _quarantine_table(self, *, create: bool) -> LakehouseTable | None:
         if self._quarantine is not None:

@@ -570,6 +570,17 @@ class LakehouseTable(ABC):
         rel = path[len(root) :] if path.startswith(root) else path.rsplit("/", 1)[-1]
         return any(part.startswith(("_", ".")) for part in rel.split("/"))
 
+    def seal_history(self) -> int:
+        """Commit a new head that carries nothing of older versions but the live files, so that a following
+        vacuum with zero retention leaves no metadata that held older values (PII purge). Returns the new
+        version."""
+        raise UnsupportedOperationError(f"{self.format} tables cannot seal their history")
+
+    def drop_old_log(self) -> int:
+        """After :meth:`seal_history` and a vacuum: delete log files of versions before the current one where
+        the format keeps them (Delta's commit JSON). Returns how many files went."""
+        return 0
+
     def expire_versions(self, versions: Collection[int]) -> int:
         """Remove versions from the table's metadata (Iceberg expires snapshots; Delta keeps its log, so
         this is a no-op there and the catalog records the expired versions). Returns how many went."""

@@ -694,6 +694,37 @@ class DeltaAdapter(LakehouseTable):
             if any(any(a <= v and (e is None or v < e) for v in wanted) for a, e in spans)
         }
 
+    def seal_history(self) -> int:
+        """A metadata-only commit (re-setting delta.checkpointInterval to its value) and a checkpoint at it: the
+        log can then start there, and no older commit JSON (stats, delete predicates) is needed."""
+        self._dt.update_incremental()
+        interval = self._dt.metadata().configuration.get("delta.checkpointInterval") or "100"
+        try:
+            self._dt.alter.set_table_properties(
+                {"delta.checkpointInterval": interval},
+                commit_properties=CommitProperties(
+                    custom_metadata={"lakehouse.operation": "seal"}, max_commit_retries=MAX_COMMIT_RETRIES
+                ),
+            )
+            self._dt.update_incremental()
+            self._dt.create_checkpoint()
+        except (DeltaError, OSError) as e:
+            raise _translate(e, f"sealing the history of {self.name} failed") from e
+        return int(self._dt.version())
+
+    def drop_old_log(self) -> int:
+        """Delete commit JSON files and checkpoints older than the newest checkpoint (which must exist)."""
+        from lakehouse.storage import delete_files
+
+        jsons, checkpoints = self._log_files()
+        if not checkpoints:
+            return 0
+        head = max(checkpoints)
+        doomed = [p for v, p in jsons.items() if v < head]
+        doomed += [p for v, parts in checkpoints.items() if v < head for p in parts]
+        delete_files(doomed, self.ctx)
+        return len(doomed)
+
     def metadata_paths(self) -> set[str]:
         log = f"{self.location.rstrip('/')}/_delta_log"
         return {f.path for f in list_files(log, self.ctx)}

@@ -630,6 +630,22 @@ class IcebergAdapter(LakehouseTable):
             return False
         return path.endswith((".parquet", ".avro", ".orc", ".puffin", ".metadata.json", ".stats"))
 
+    def seal_history(self) -> int:
+        """An empty fast append: its manifest list carries only manifests with live files, not the manifests of
+        deleted entries that the previous commit wrote (they hold the removed files' column bounds)."""
+
+        def commit() -> None:
+            self._table.refresh()
+            with self._table.transaction() as tx:
+                with tx.update_snapshot(snapshot_properties={"lakehouse.operation": "seal"}).fast_append():
+                    pass
+
+        try:
+            _retry_commit(f"sealing the history of {self.name}", commit)
+        except OSError as e:
+            raise StorageError(f"sealing the history of {self.name} failed: {e}") from e
+        return self._current().version
+
     def expire_versions(self, versions: Collection[int]) -> int:
         wanted = set(versions)
 
