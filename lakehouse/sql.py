@@ -12,6 +12,7 @@ becomes a temporary view over ``delta_scan(...)`` / ``iceberg_scan(...)`` of the
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import glob
 import importlib
@@ -154,13 +155,16 @@ class SqlEngine:
         pinned = {TableName.parse(k): v for k, v in (as_of or {}).items()}
         rewritten, views = rewrite(sql, pinned)
         cursor = self.connection().cursor()
+        udfs: list[tuple[str, Any]] = []  # (name, function): kept alive until the query is done
         try:
             for view, (name, when) in views.items():
                 table = resolve(name)
                 snapshot = table.snapshot(when) if when is not None else None
                 masked = dict(masks(table)) if masks is not None else {}
                 cols = ", ".join(
-                    _masked_column(cursor, table.schema.field(c), masked[c], mask_secret) if c in masked else _quote(c)
+                    _masked_column(cursor, table.schema.field(c), masked[c], mask_secret, udfs)
+                    if c in masked
+                    else _quote(c)
                     for c in table.schema.names
                 )
                 source = table.sql_source(snapshot)
@@ -188,13 +192,18 @@ class SqlEngine:
             truncated = result.num_rows > limit
             return QueryResult(result.slice(0, limit) if truncated else result, truncated, rewritten)
         finally:
+            for udf_name, _ in udfs:
+                with contextlib.suppress(Exception):  # best effort: the cursor closes next anyway
+                    cursor.remove_function(udf_name)
             cursor.close()
 
 
 _DUCK_TYPES = {"string": "VARCHAR", "large_string": "VARCHAR", "date32[day]": "DATE"}
 
 
-def _masked_column(cursor: Any, field: pa.Field, policy: MaskPolicy, secret: bytes | None) -> str:
+def _masked_column(
+    cursor: Any, field: pa.Field, policy: MaskPolicy, secret: bytes | None, udfs: list[tuple[str, Any]]
+) -> str:
     """A view column that masks ``field`` with ``policy`` through an Arrow UDF (the same code as in-place
     masking, so a masked read equals a masked file)."""
     import duckdb
@@ -204,18 +213,17 @@ def _masked_column(cursor: Any, field: pa.Field, policy: MaskPolicy, secret: byt
     t = field.type
     if policy.kind == "null":
         return f"CAST(NULL AS {_duck_type(t)}) AS {_quote(field.name)}"
-    name = f"lh_mask_{abs(hash((field.name, str(policy)))) % 10**12}"
+    import uuid
+
+    name = f"lh_mask_{uuid.uuid4().hex[:16]}"  # unique: functions are shared by the connection's cursors
     duck = duckdb.sqltype(_duck_type(t))
 
     def fn(values: pa.Array) -> pa.Array:
         out = mask_array(values, policy, secret)
         return out.cast(values.type) if out.type != values.type else out
 
-    try:
-        cursor.create_function(name, fn, [duck], duck, type="arrow", null_handling="special")
-    except duckdb.Error as e:
-        if "already" not in str(e).lower():
-            raise
+    cursor.create_function(name, fn, [duck], duck, type="arrow", null_handling="special")
+    udfs.append((name, fn))
     return f"{name}({_quote(field.name)}) AS {_quote(field.name)}"
 
 

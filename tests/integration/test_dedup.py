@@ -35,7 +35,7 @@ def test_dedup_keeps_the_latest_row_per_key(lh: Lakehouse, fmt: str) -> None:
         table.append(events(b * 100, 100))  # ids 0..399, each once
     untouched_batch = {f.path for f in table.files()}
     table.append(replayed(list(range(10, 20)), bump=1))  # a replay of ten ids
-    table.append(replayed(list(range(15, 25)) + [250], bump=2))  # overlapping replay: 15..19 now 3 copies
+    table.append(replayed([*range(15, 25), 250], bump=2))  # overlapping replay: 15..19 now 3 copies
     table.append(events(50, 3))  # exact duplicates of ids 50..52
     assert table.row_count() == 400 + 10 + 11 + 3
 
