@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from lakehouse.config import load_settings
@@ -272,3 +273,43 @@ def test_retention_tiering_cost_and_policy_commands(tmp_path: Path) -> None:
     assert {"vacuum", "orphans", "tier", "expire-data", "optimize"} <= set(kinds)
     for cmd in ("vacuum", "orphans", "expire-data", "tier", "cost", "policy"):
         assert "Usage:" in run(cmd, "--help").stdout
+
+
+def test_dedup_pii_erase_and_audit_commands(tmp_path: Path) -> None:
+    wh = str(tmp_path / "wh")
+    env = {"LAKEHOUSE_GOVERNANCE__MASK_SECRET": "cli-secret"}
+    with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
+        table = lh.create_table("p.people", schema=events(0, 1).schema, format="delta")
+        batch = events(0, 30)
+        notes = [f"write to person{i}@example.com" if i % 3 == 0 else f"note {i}" for i in range(30)]
+        table.append(batch.set_column(4, "note", pa.array(notes)))
+        table.append(batch.slice(0, 5).set_column(4, "note", pa.array(notes[:5])))
+    plan = run_json("-w", wh, "dedup", "p.people", "--key", "id", "--order", "ts")
+    assert plan["dry_run"] and plan["duplicate_rows"] == 5
+    done = run_json("-w", wh, "dedup", "p.people", "--key", "id", "--apply")
+    assert done["rows_removed"] == 5 and done["rows_out"] == done["rows_in"] - 5
+    scan = run_json("-w", wh, "pii", "scan", "p.people")
+    assert {(f["column"], f["kind"]) for f in scan["findings"]} == {("note", "email")}
+    shown = run_json("-w", wh, "table", "show", "p.people")
+    assert shown["pii"][0]["column"] == "note" and "person" not in json.dumps(shown["pii"])
+    masked = run_json("-w", wh, "query", "SELECT note FROM p.people WHERE id = 0", "--masked")
+    assert masked["rows"] == [{"note": "[REDACTED]"}]
+    proc = run("-w", wh, "pii", "mask", "p.people", "--column", "note", "--policy", "hash", "--apply", ok=False)
+    assert proc.returncode == 1 and "mask_secret" in proc.stderr
+    mask = run_json(
+        "-w", wh, "pii", "mask", "p.people", "--column", "note", "--policy", "hash", "--apply", "--purge", env=env
+    )
+    assert mask["files_rewritten"] >= 1 and mask["purge_report"]["versions_expired"] >= 1
+    rows = run_json("-w", wh, "query", "SELECT note FROM p.people WHERE id = 0", env=env)["rows"]
+    assert rows[0]["note"].startswith("tok_")
+    erased = run_json("-w", wh, "erase", "--where", "id = 7", "--apply", env=env)
+    assert (
+        erased["tables"]["p.people"]["rows_deleted"] == 1 and erased["tables"]["p.people"]["rows_matching_after"] == 0
+    )
+    audit = run_json("-w", wh, "audit", "p.people")
+    actions = {a["action"] for a in audit}
+    assert {"table.create", "dedup", "pii.scan", "pii.mask", "erase", "vacuum", "policy.set"} <= actions
+    assert all(a["actor"].startswith("cli:") or a["actor"] == "cli" for a in audit if a["action"] != "table.create")
+    assert "id = 7" not in json.dumps(run_json("-w", wh, "audit"))
+    for cmd in (["dedup"], ["pii", "scan"], ["pii", "mask"], ["erase"], ["audit"]):
+        assert "Usage:" in run(*cmd, "--help").stdout
