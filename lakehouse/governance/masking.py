@@ -25,7 +25,6 @@ run can be repeated safely.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import re
@@ -82,9 +81,9 @@ def check_column(policy: MaskPolicy, field: pa.Field) -> None:
 
 
 def token(value: str, secret: bytes) -> str:
-    if _TOKEN.match(value):
+    if value.startswith("tok_") and _TOKEN.match(value):
         return value  # already a token
-    return "tok_" + hmac.new(secret, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    return "tok_" + hmac.digest(secret, value.encode("utf-8"), "sha256").hex()[:32]
 
 
 def _partial(value: str, keep: int) -> str:
@@ -94,6 +93,13 @@ def _partial(value: str, keep: int) -> str:
 
 
 def _network(value: str, prefix: int | None) -> str:
+    parts = value.split(".")
+    if len(parts) == 4 and "/" not in value and all(p.isdigit() and len(p) <= 3 for p in parts):
+        octets = [int(p) for p in parts]
+        if all(o <= 255 for o in octets):  # the common case, without ipaddress objects
+            bits = 24 if prefix is None else min(prefix, 32)
+            number = (octets[0] << 24 | octets[1] << 16 | octets[2] << 8 | octets[3]) >> (32 - bits) << (32 - bits)
+            return f"{number >> 24}.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}/{bits}"
     try:
         if "/" in value:
             net = ipaddress.ip_network(value, strict=False)
@@ -121,14 +127,24 @@ def mask_array(array: pa.Array | pa.ChunkedArray, policy: MaskPolicy, secret: by
             as_ts = pc.cast(array, pa.timestamp("s"))
             return pc.cast(pc.floor_temporal(as_ts, unit=unit), t)
         return pc.floor_temporal(array, unit=unit)
-    values = array.to_pylist()
+    # strings: mask each distinct value once, then spread the results back
+    encoded = pc.dictionary_encode(array)
+    values = encoded.dictionary.to_pylist()
     if policy.kind == "hash":
         if not secret:
             raise ConfigError(
                 "the hash masking policy needs a secret",
                 hint="set governance.mask_secret in lakehouse.toml or LAKEHOUSE_GOVERNANCE__MASK_SECRET",
             )
-        out = [None if v is None else token(v, secret) for v in values]
+        digest = hmac.digest
+        out = [
+            None
+            if v is None
+            else v
+            if v.startswith("tok_") and _TOKEN.match(v)
+            else "tok_" + digest(secret, v.encode("utf-8"), "sha256").hex()[:32]
+            for v in values
+        ]
     elif policy.kind == "redact":
         out = [None if v is None else REDACTED for v in values]
     elif policy.kind == "partial":
@@ -137,7 +153,7 @@ def mask_array(array: pa.Array | pa.ChunkedArray, policy: MaskPolicy, secret: by
     else:  # generalize an IP string
         prefix = int(policy.argument) if policy.argument and policy.argument.isdigit() else None
         out = [None if v is None else _network(v, prefix) for v in values]
-    return pa.array(out, t)
+    return pc.take(pa.array(out, t), encoded.indices)
 
 
 def apply_masks(table: pa.Table, masks: Mapping[str, MaskPolicy], secret: bytes | None) -> pa.Table:
