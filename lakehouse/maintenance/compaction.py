@@ -430,7 +430,14 @@ def rewrite_files(
             raise StorageError(f"rewrite of {table.name} failed: {' '.join(str(e).split())}") from e
         finally:
             con.close()
-    return sorted(f.path for f in list_files(out_dir, output_ctx or lh.ctx) if f.path.endswith(".parquet"))
+    written = sorted(f.path for f in list_files(out_dir, output_ctx or lh.ctx) if f.path.endswith(".parquet"))
+    # a rewrite that drops rows (dedup) can leave a file with none: it would carry no partition; remove it
+    empty = [p for p in written if _parquet_rows([p], output_ctx or lh.ctx) == 0]
+    if empty:
+        from lakehouse.storage import delete_files
+
+        delete_files(empty, output_ctx or lh.ctx)
+    return [p for p in written if p not in empty]
 
 
 _DUCK_TYPES = {

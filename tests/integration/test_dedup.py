@@ -80,3 +80,21 @@ def test_exact_duplicates_without_order_and_composite_keys(tmp_path: Any, fmt: s
             None,
         }
         assert sorted_rows(lh.table("d.events").scan()) == sorted_rows(events(0, 40))
+
+
+def test_a_file_whose_rows_all_lose_is_dropped(tmp_path: Any, fmt: str) -> None:
+    from lakehouse.config import load_settings
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("d.events", schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
+        table.append(events(0, 60))
+        first_files = {f.path for f in table.files()}
+        table.append(events(60, 60))
+        table.append(replayed(list(range(60)), bump=1))  # the whole first batch again, later: it all loses
+        done = dedup(lh, "d.events", keys=["id"], order="ts", dry_run=False)
+        assert done.rows_removed == 60 and done.files_added == 0, "nothing of the first batch is written again"
+        after = lh.table("d.events")
+        assert after.row_count() == 120 and not (first_files & {f.path for f in after.files()})
+        assert {r["id"]: r["amount"] for r in after.scan(filter="id < 60").to_pylist()} == {
+            r["id"]: r["amount"] + 1 for r in events(0, 60).to_pylist()
+        }
