@@ -22,15 +22,15 @@ demo: install
 	$(BIN)/lakehouse demo
 
 lint: install
-	$(BIN)/ruff check lakehouse tests
-	$(BIN)/ruff format --check lakehouse tests
+	$(BIN)/ruff check lakehouse api tests benchmarks
+	$(BIN)/ruff format --check lakehouse api tests
 
 typecheck: install
 	$(BIN)/mypy
 
 ## Install everything and run the whole test suite (what CI runs).
 test: install system-deps
-	$(BIN)/ruff check lakehouse tests
+	$(BIN)/ruff check lakehouse api tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest
 

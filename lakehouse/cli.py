@@ -1216,6 +1216,74 @@ def audit(
     out.print(t)
 
 
+keys_app = typer.Typer(help="API keys for the REST API (roles: reader, engineer, admin).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    role: Annotated[str, typer.Option(help="reader | engineer | admin.")] = "reader",
+    json_: JsonOpt = False,
+) -> None:
+    """Create an API key. The key is printed once; the catalog keeps only a SHA-256 of its secret."""
+    from lakehouse.governance.keys import create_key
+
+    with _lh(ctx) as lh:
+        key_id, key = create_key(lh, name=name, role=role)
+    if json_:
+        _print_json({"id": key_id, "key": key, "role": role, "name": name})
+    else:
+        out.print(f"key {key_id} ({role}) for {name}:\n{key}\nstore it now: it cannot be shown again", highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """List API keys (id, name, role, created, revoked); never their secrets."""
+    with _lh(ctx) as lh:
+        keys = lh.catalog.keys()
+    if json_:
+        _print_json(keys)
+        return
+    t = RichTable("id", "name", "role", "created", "revoked")
+    for k in keys:
+        t.add_row(k["id"], k["name"], k["role"], str(k["created_at"])[:19], str(k["revoked_at"] or "")[:19])
+    out.print(t)
+
+
+@keys_app.command("revoke")
+def keys_revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke an API key (recorded in the audit log)."""
+    with _lh(ctx) as lh:
+        if not lh.catalog.revoke_key(key_id):
+            raise InvalidInputError(f"no active key {key_id}")
+        lh.catalog.audit("key.revoke", table=None, actor=lh.actor, details={"key_id": key_id})
+    out.print(f"key {key_id} revoked")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 8080,
+) -> None:
+    """Run the REST API (OpenAPI docs at /docs). Create keys first: `lakehouse keys create --role admin`."""
+    try:
+        import uvicorn
+
+        from api.app import create_app
+    except ImportError as e:
+        from lakehouse.errors import DependencyMissingError
+
+        raise DependencyMissingError(
+            "the REST API needs fastapi and uvicorn", hint="pip install 'lakehouse[api]'"
+        ) from e
+    state: _State = ctx.obj
+    settings = load_settings(config_file=state.config, **state.overrides)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
 @app.command()
 def demo(
     ctx: typer.Context,

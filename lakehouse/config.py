@@ -99,6 +99,22 @@ class GovernanceSettings(BaseModel):
     pii_sample_rows: int = Field(default=10_000, ge=100, description="Rows `pii scan` samples per table.")
 
 
+class LineageSettings(BaseModel):
+    """Where lineage goes besides the catalog."""
+
+    url: str | None = Field(default=None, description="OpenLineage endpoint (e.g. Marquez http://host:5000).")
+    namespace: str = Field(default="lakehouse", description="OpenLineage job namespace of lakehouse's jobs.")
+    timeout_seconds: float = Field(default=2.0, gt=0, description="Timeout of one forward.")
+
+
+class ApiSettings(BaseModel):
+    """The REST API (`lakehouse serve`)."""
+
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    query_timeout_seconds: float = Field(default=30.0, gt=0, description="A query is cancelled after this.")
+    max_rows: int = Field(default=10_000, ge=1, description="Rows a JSON query answer holds at most.")
+
+
 class Settings(BaseSettings):
     """All settings of a lakehouse process."""
 
@@ -126,6 +142,8 @@ class Settings(BaseSettings):
     query: QuerySettings = Field(default_factory=QuerySettings)
     cost: CostSettings = Field(default_factory=CostSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
+    lineage: LineageSettings = Field(default_factory=LineageSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     policy: dict[str, Any] = Field(
         default_factory=dict, description="Maintenance policy defaults for every table (see `lakehouse policy`)."
     )

@@ -53,7 +53,15 @@ class Lakehouse:
     def catalog(self) -> CatalogStore:
         if not self.settings.is_s3:
             ensure_warehouse(self.ctx)
-        return CatalogStore(self.ctx.catalog_url)
+        store = CatalogStore(self.ctx.catalog_url)
+        store.on_job = self._job_lineage
+        return store
+
+    def _job_lineage(self, event_type: str, job_id: int, kind: str, table: str | None, metrics: Any) -> None:
+        """Every job of the history is an OpenLineage run (START, then COMPLETE or FAIL)."""
+        from lakehouse.governance.lineage import emit, job_event
+
+        emit(self, job_event(self, event_type=event_type, job_id=job_id, kind=kind, table=table, metrics=metrics))
 
     @cached_property
     def sql(self) -> SqlEngine:
@@ -66,6 +74,14 @@ class Lakehouse:
             adapter_class(fmt).release(self.ctx)
         if "catalog" in self.__dict__:
             self.catalog.dispose()
+
+    def as_actor(self, actor: str) -> Lakehouse:
+        """The same lakehouse (shared catalog and SQL engine) acting for someone else; do not close it."""
+        import copy
+
+        other = copy.copy(self)
+        other.actor = actor
+        return other
 
     def __enter__(self) -> Lakehouse:
         return self
@@ -284,13 +300,14 @@ class Lakehouse:
         as_of: Mapping[str, AsOf] | None = None,
         max_rows: int | None = None,
         masked: bool = False,
+        timeout: float | None = None,
     ) -> QueryResult:
         """Run SQL over catalog tables through DuckDB (see :mod:`lakehouse.sql` for time travel).
 
         ``masked`` is for callers without the PII-read permission: columns with a masking policy, and columns a
         PII scan tagged, are masked inside the table views, before the query sees them."""
         if not masked:
-            return self.sql.query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows)
+            return self.sql.query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows, timeout=timeout)
         from lakehouse.governance.ops import mask_secret, read_masks
 
         return self.sql.query(
@@ -300,6 +317,7 @@ class Lakehouse:
             max_rows=max_rows,
             masks=lambda table: read_masks(self, table),
             mask_secret=mask_secret(self),
+            timeout=timeout,
         )
 
 

@@ -110,3 +110,21 @@ class StorageError(LakehouseError, OSError):
 
     http_status = 502
     transient = True
+
+
+class QueryTimeoutError(QueryError):
+    """A query ran longer than its time limit and was cancelled."""
+
+    http_status = 408
+
+
+class AuthError(LakehouseError):
+    """No API key, or one that is unknown or revoked."""
+
+    http_status = 401
+
+
+class ForbiddenError(LakehouseError, PermissionError):
+    """The caller's role does not allow this."""
+
+    http_status = 403

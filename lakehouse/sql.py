@@ -26,7 +26,14 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from lakehouse.errors import ConfigError, DependencyMissingError, LakehouseError, QueryError, StorageError
+from lakehouse.errors import (
+    ConfigError,
+    DependencyMissingError,
+    LakehouseError,
+    QueryError,
+    QueryTimeoutError,
+    StorageError,
+)
 from lakehouse.tables.base import AsOf, TableName, parse_as_of
 
 if TYPE_CHECKING:
@@ -140,6 +147,7 @@ class SqlEngine:
         max_rows: int | None = None,
         masks: Callable[[LakehouseTable], Mapping[str, MaskPolicy]] | None = None,
         mask_secret: bytes | None = None,
+        timeout: float | None = None,
     ) -> QueryResult:
         """Run one SELECT over catalog tables.
 
@@ -150,6 +158,7 @@ class SqlEngine:
             max_rows: rows to return at most (default: the ``query.max_rows`` setting).
             masks: masking policies per table for a caller without the PII-read permission: the table's view
                 returns those columns masked, so no expression of the query can see the raw values.
+            timeout: seconds after which the query is interrupted (:class:`QueryTimeoutError`).
         """
         limit = max_rows or self.settings.max_rows
         pinned = {TableName.parse(k): v for k, v in (as_of or {}).items()}
@@ -175,6 +184,10 @@ class SqlEngine:
                     cursor.execute(f"CREATE TEMP VIEW {_quote(view)} AS SELECT {cols} FROM {source}")
                 except Exception as e:
                     raise StorageError(f"cannot read table {name}: {_first_line(e)}") from e
+            timer = threading.Timer(timeout, cursor.interrupt) if timeout else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
             try:
                 reader = cursor.execute(rewritten).to_arrow_reader(min(limit + 1, 100_000))
                 batches: list[pa.RecordBatch] = []
@@ -188,7 +201,12 @@ class SqlEngine:
             except LakehouseError:
                 raise
             except Exception as e:  # duckdb raises many error classes; all are the query's fault here
+                if timer is not None and not timer.is_alive() and "interrupt" in str(e).lower():
+                    raise QueryTimeoutError(f"query cancelled after its time limit of {timeout:g} s") from e
                 raise QueryError(f"query failed: {_first_line(e)}") from e
+            finally:
+                if timer is not None:
+                    timer.cancel()
             truncated = result.num_rows > limit
             return QueryResult(result.slice(0, limit) if truncated else result, truncated, rewritten)
         finally:
@@ -276,6 +294,47 @@ def _time_travel(table: exp.Table) -> AsOf | None:
     )
 
 
+_DENIED_FUNCTIONS = {
+    "getenv", "current_setting", "glob", "query", "query_table", "which_secret", "sql_auto_complete",
+    "load", "install", "checkpoint", "force_checkpoint", "read_blob", "read_text", "sniff_csv", "summary",
+    "test_all_types", "test_vector_types", "http_get", "http_post", "http_head",
+}  # fmt: skip
+_DENIED_PREFIXES = ("read_", "duckdb_", "pragma_", "parquet_", "iceberg_", "delta_", "sqlite_", "postgres_", "mysql_")
+
+
+def check_sandbox(tree: exp.Query | exp.Expression) -> None:
+    """Allow only reads of catalog tables: every table reference is ``namespace.table`` or a CTE of the query,
+    and no function that reads files or URLs, lists files, or exposes settings or the environment is called.
+
+    Statements other than queries (ATTACH, COPY, INSTALL, LOAD, PRAGMA, SET ...) never get here: the caller
+    accepts one query only.
+
+    >>> check_sandbox(sqlglot.parse_one("SELECT * FROM read_csv('/etc/passwd')", read="duckdb"))
+    Traceback (most recent call last):
+    ...
+    lakehouse.errors.QueryError: function read_csv is not allowed: queries read catalog tables only
+    """
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for fn in tree.find_all(exp.Func):
+        name = (fn.name if isinstance(fn, exp.Anonymous) else fn.sql_name()).lower()
+        denied = name in _DENIED_FUNCTIONS or name.startswith(_DENIED_PREFIXES) or name.endswith("_scan")
+        if isinstance(fn, exp.ReadCSV) or denied:
+            raise QueryError(f"function {name} is not allowed: queries read catalog tables only")
+    for table in tree.find_all(exp.Table):
+        target = table.this
+        if not isinstance(target, exp.Identifier):
+            raise QueryError(
+                f"{table.sql(dialect='duckdb')} is not allowed in FROM: name catalog tables as namespace.table"
+            )
+        if table.catalog:
+            raise QueryError(f"{table.sql(dialect='duckdb')}: name catalog tables as namespace.table")
+        if not table.db and target.name.lower() not in ctes:
+            raise QueryError(
+                f"unknown table {target.name!r}: name catalog tables as namespace.table",
+                hint="see `lakehouse table list`",
+            )
+
+
 def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, tuple[TableName, AsOf | None]]]:
     """Replace catalog table references by view names; return the SQL and the views to create.
 
@@ -295,11 +354,12 @@ def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, 
     assert tree is not None
     if not isinstance(tree, exp.Query):
         raise QueryError(f"only queries (SELECT ...) can run here, not {tree.key.upper()}")
+    check_sandbox(tree)
     views: dict[str, tuple[TableName, AsOf | None]] = {}
     renamed: dict[tuple[str, str], str] = {}
     for node in list(tree.find_all(exp.Table)):
-        if not node.db or node.catalog:
-            continue  # a CTE or bare name: DuckDB resolves it (or says it is unknown)
+        if not node.db:
+            continue  # a CTE of the query (check_sandbox refused anything else)
         name = TableName.parse(f"{node.db}.{node.name}")
         when = _time_travel(node)
         if when is None:

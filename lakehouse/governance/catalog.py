@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +98,32 @@ pii_t = sa.Table(
     sa.Column("sampled", sa.Integer, nullable=False),
     sa.Column("job_id", sa.Integer),
     sa.Column("scanned_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+keys_t = sa.Table(
+    "lh_api_keys",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+lineage_t = sa.Table(
+    "lh_lineage_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_time", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("event_type", sa.String(16), nullable=False),
+    sa.Column("job_namespace", sa.String(256), nullable=False),
+    sa.Column("job_name", sa.String(256), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("inputs_json", sa.Text, nullable=False),
+    sa.Column("outputs_json", sa.Text, nullable=False),
+    sa.Column("event_json", sa.Text, nullable=False),
 )
 
 audit_t = sa.Table(
@@ -242,6 +268,9 @@ class CatalogStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.on_job: Callable[[str, int, str, str | None, Mapping[str, Any]], None] | None = None
+        """Called as (event type START|COMPLETE|FAIL|OTHER, job id, kind, table, metrics) when a job starts or ends
+        (the lakehouse emits lineage from it)."""
         self.engine = make_engine(url)
         try:
             metadata.create_all(self.engine)
@@ -365,7 +394,10 @@ class CatalogStore:
             )
             pk = result.inserted_primary_key
             assert pk is not None
-            return int(pk[0])
+            job_id = int(pk[0])
+        if self.on_job is not None:
+            self.on_job("START", job_id, kind, str(table) if table else None, {})
+        return job_id
 
     def finish_job(
         self, job_id: int, *, state: str, metrics: Mapping[str, Any] | None = None, error: str | None = None
@@ -398,6 +430,9 @@ class CatalogStore:
                     error=" ".join(error.split()) if error else None,
                 )
             )
+        if self.on_job is not None and job is not None:
+            event = {"committed": "COMPLETE", "failed": "FAIL"}.get(state, "OTHER")
+            self.on_job(event, job_id, job.kind, job.table_name, dict(metrics or {}))
 
     def record_job(
         self,
@@ -503,6 +538,129 @@ class CatalogStore:
             }
             for r in rows
         ]
+
+    # ---- API keys (only a SHA-256 of the secret is stored) ------------------------------------------------
+
+    def add_key(self, key_id: str, *, name: str, role: str, secret_sha256: str, actor: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                keys_t.insert().values(
+                    id=key_id, name=name, role=role, secret_sha256=secret_sha256, created_at=_now(), created_by=actor
+                )
+            )
+
+    def key(self, key_id: str) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(keys_t).where(keys_t.c.id == key_id)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def keys(self) -> list[dict[str, Any]]:
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(keys_t).order_by(keys_t.c.created_at)).all()
+        return [{k: v for k, v in r._mapping.items() if k != "secret_sha256"} for r in rows]
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self._tx() as conn:
+            result = conn.execute(
+                keys_t.update().where((keys_t.c.id == key_id) & keys_t.c.revoked_at.is_(None)).values(revoked_at=_now())
+            )
+        return bool(result.rowcount)
+
+    # ---- figures for metrics ------------------------------------------------------------------------------
+
+    def job_stats(self) -> dict[tuple[str, str], tuple[int, float, int]]:
+        """(kind, state) -> (jobs, seconds of the finished ones, finished ones)."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(jobs_t.c.kind, jobs_t.c.state, jobs_t.c.started_at, jobs_t.c.finished_at)
+            ).all()
+        out: dict[tuple[str, str], tuple[int, float, int]] = {}
+        for kind, state, started, finished in rows:
+            n, seconds, done = out.get((kind, state), (0, 0.0, 0))
+            if finished is not None and started is not None:
+                seconds += ((_aware(finished) or _now()) - (_aware(started) or _now())).total_seconds()
+                done += 1
+            out[(kind, state)] = (n + 1, seconds, done)
+        return out
+
+    def files_rewritten(self) -> int:
+        keys = {"optimize": "files_before", "tier": "files_rewritten", "dedup": "files_removed", "pii.mask": "files"}
+        total = 0
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(jobs_t.c.kind, jobs_t.c.metrics_json).where(
+                    jobs_t.c.kind.in_(list(keys)) & (jobs_t.c.state == "committed")
+                )
+            ).all()
+        for kind, metrics_json in rows:
+            value = json.loads(metrics_json).get(keys[kind])
+            total += int(value) if isinstance(value, int) else 0
+        return total
+
+    def ingested_rows(self) -> int:
+        total = 0
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(lineage_t.c.event_json).where(lineage_t.c.job_name == "lakehouse.ingest")
+            ).all()
+        for (event_json,) in rows:
+            for out in json.loads(event_json).get("outputs", []):
+                stats = (out.get("outputFacets") or {}).get("outputStatistics") or {}
+                total += int(stats.get("rowCount") or 0)
+        return total
+
+    # ---- lineage (OpenLineage run events) -------------------------------------------------------------------
+
+    def add_lineage(self, event: Mapping[str, Any]) -> int:
+        def names(kind: str) -> list[str]:
+            return [f"{d.get('namespace', '')}::{d.get('name', '')}" for d in event.get(kind) or []]
+
+        job = event.get("job") or {}
+        run = event.get("run") or {}
+        when = event.get("eventTime")
+        try:
+            at = dt.datetime.fromisoformat(str(when).replace("Z", "+00:00")) if when else _now()
+        except ValueError:
+            at = _now()
+        with self._tx() as conn:
+            result = conn.execute(
+                lineage_t.insert().values(
+                    event_time=at if at.tzinfo else at.replace(tzinfo=dt.UTC),
+                    event_type=str(event.get("eventType") or "OTHER")[:16],
+                    job_namespace=str(job.get("namespace", ""))[:256],
+                    job_name=str(job.get("name", ""))[:256],
+                    run_id=str(run.get("runId", ""))[:64],
+                    inputs_json=json.dumps(names("inputs")),
+                    outputs_json=json.dumps(names("outputs")),
+                    event_json=json.dumps(dict(event), default=str),
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None
+            return int(pk[0])
+
+    def lineage_edges(self) -> list[tuple[str, str, list[str], list[str], str]]:
+        """(job namespace, job name, inputs, outputs, last event time) per job and dataset set, newest first."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(
+                    lineage_t.c.job_namespace,
+                    lineage_t.c.job_name,
+                    lineage_t.c.inputs_json,
+                    lineage_t.c.outputs_json,
+                    sa.func.max(lineage_t.c.event_time),
+                )
+                .group_by(
+                    lineage_t.c.job_namespace, lineage_t.c.job_name, lineage_t.c.inputs_json, lineage_t.c.outputs_json
+                )
+                .order_by(sa.func.max(lineage_t.c.event_time).desc())
+            ).all()
+        return [(r[0], r[1], json.loads(r[2]), json.loads(r[3]), str(r[4])) for r in rows]
+
+    def lineage_events(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(lineage_t.c.event_json).order_by(lineage_t.c.id.desc()).limit(limit)).all()
+        return [json.loads(r[0]) for r in rows]
 
     # ---- audit log (append-only) ----------------------------------------------------------------------------
 

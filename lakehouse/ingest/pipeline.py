@@ -228,9 +228,31 @@ class Ingestor:
             result.version = commit.version
             self._committed.update(upto)
             self.lh.catalog.update_table(self.table.name)
+            self._lineage(fresh, good.num_rows, commit.version)
         result.rows = parsed.good.num_rows
         result.checkpoints = dict(upto)
         return result
+
+    def _lineage(self, records: Sequence[RawRecord], rows: int, version: int) -> None:
+        """One OpenLineage run per commit: the sources it read, the table it wrote, the rows."""
+        from lakehouse.governance.lineage import emit, new_run_id, run_event, source_dataset, table_dataset
+
+        sources: dict[str, dict[str, Any]] = {}
+        for r in records:
+            ds = source_dataset(r.source)
+            sources[f"{ds['namespace']}::{ds['name']}"] = ds
+        emit(
+            self.lh,
+            run_event(
+                self.lh,
+                job="lakehouse.ingest",
+                event_type="COMPLETE",
+                run_id=new_run_id(),
+                inputs=list(sources.values()),
+                outputs=[table_dataset(self.lh, str(self.table.name), schema=self.table.schema, rows=rows)],
+                run_facets={"lakehouse_commit": {"_producer": "lakehouse", "version": version}},
+            ),
+        )
 
     def _prepare(self, good: pa.Table) -> tuple[pa.Table, list[str]]:
         """Apply the table's masking policies, and pick the upsert keys (none: append). The policy is read on

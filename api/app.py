@@ -1,0 +1,477 @@
+"""The REST API: a FastAPI app over the same library functions as the CLI.
+
+``create_app(settings)`` builds it; ``lakehouse serve`` runs it with uvicorn. Every route but ``/health`` needs
+an API key (``Authorization: Bearer lhk_...`` or ``X-API-Key``); roles are reader < engineer < admin (see
+:mod:`lakehouse.governance.keys`). Every error is an RFC 9457 problem document (``application/problem+json``)
+with the status of the library's error class; a user's mistake is never a 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, Literal
+
+import orjson
+import pyarrow as pa
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lakehouse.config import Settings, load_settings
+from lakehouse.core import Lakehouse
+from lakehouse.errors import InvalidInputError, LakehouseError
+from lakehouse.governance.keys import Principal, authenticate, create_key
+from lakehouse.tables.base import TableName, parse_as_of
+
+PROBLEM = "application/problem+json"
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}\.[A-Za-z_][A-Za-z0-9_]{0,62}$"
+TableParam = Annotated[str, Path(description="namespace.table", pattern=NAME_PATTERN, max_length=127)]
+
+
+def problem(status: int, title: str, detail: str, *, hint: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if hint:
+        body["hint"] = hint
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+# ---- request bodies -------------------------------------------------------------------------------------------
+
+
+class QueryRequest(BaseModel):
+    sql: str = Field(min_length=1, max_length=100_000, description="One SELECT over catalog tables (namespace.table).")
+    as_of: dict[str, str | int] = Field(
+        default_factory=dict, description="Time travel per table: {name: version or ISO time}."
+    )
+    max_rows: int | None = Field(default=None, ge=1, le=1_000_000)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    format: Literal["json", "arrow"] = Field(default="json", description="json rows, or an Arrow IPC stream.")
+
+
+class RestoreRequest(BaseModel):
+    version: str | int = Field(description="Version number or ISO time to restore to.")
+
+
+class JobRequest(BaseModel):
+    dry_run: bool = Field(default=True, description="Plan only (the default for every job).")
+    target_file_size: str | None = Field(default=None, max_length=32, description="optimize: e.g. 128MB")
+    zorder: list[str] | None = Field(default=None, max_length=4, description="optimize: Z-order columns")
+    retain: str | None = Field(default=None, max_length=32, description="vacuum: e.g. 7d")
+    keep: list[int] | None = Field(default=None, description="vacuum: versions to keep readable")
+    older_than: str | None = Field(default=None, max_length=32, description="orphans, expire-data: e.g. 3d")
+    column: str | None = Field(default=None, max_length=128, description="expire-data: time column")
+    keys: list[str] | None = Field(default=None, description="dedup: key columns")
+    order: str | None = Field(default=None, max_length=128, description="dedup: keep the latest by this column")
+    masks: dict[str, str] | None = Field(default=None, description="pii-mask: column -> policy")
+    purge: bool = Field(default=False, description="pii-mask: purge the history afterwards")
+
+
+class KeyRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    role: Literal["reader", "engineer", "admin"]
+
+
+class PolicyRequest(BaseModel):
+    values: dict[str, Any] = Field(description='Nested policy values, e.g. {"tiering": {"warm_after": "30d"}}.')
+    replace: bool = Field(default=False, description="Replace the stored policy instead of merging into it.")
+
+
+class EraseRequest(BaseModel):
+    where: str = Field(min_length=1, max_length=10_000, description='The data subject, e.g. "customer_id = 42".')
+    tables: list[str] | None = None
+    purge: bool = True
+    dry_run: bool = True
+
+
+JobKind = Literal["optimize", "vacuum", "orphans", "expire-data", "tier", "dedup", "pii-scan", "pii-mask"]
+
+
+# ---- authentication -------------------------------------------------------------------------------------------
+
+
+def _principal(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Principal:
+    token = x_api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    return authenticate(request.app.state.lakehouse, token)
+
+
+def _role(needed: str) -> Callable[..., Principal]:
+    def check(p: Annotated[Principal, Depends(_principal)]) -> Principal:
+        p.require(needed)
+        return p
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(_role("reader"))]
+Engineer = Annotated[Principal, Depends(_role("engineer"))]
+Admin = Annotated[Principal, Depends(_role("admin"))]
+
+
+# ---- the app --------------------------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API over one warehouse (``settings`` default: the usual precedence, lakehouse.toml and env)."""
+    base = Lakehouse(settings or load_settings(), actor="api")
+    _ = base.catalog, base.sql  # created once, shared by every request
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        base.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="lakehouse",
+        version="0.1.0",
+        description=__doc__,
+        responses={
+            400: {"description": "Bad input (problem document)"},
+            401: {"description": "No or unknown API key"},
+            403: {"description": "The key's role does not allow this"},
+            404: {"description": "Unknown table, version or job"},
+            422: {"description": "Invalid request"},
+        },
+    )
+    app.state.lakehouse = base
+    max_body = base.settings.api.max_body_bytes
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            return problem(413, "Request body too large", f"bodies are limited to {max_body} bytes")
+        return await call_next(request)
+
+    @app.exception_handler(LakehouseError)
+    async def _lakehouse_error(_: Request, e: LakehouseError) -> JSONResponse:
+        return problem(e.http_status, type(e).__name__, e.message, hint=e.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in e.errors()[:10]
+        )
+        return problem(422, "Invalid request", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        return problem(e.status_code, "HTTP error", str(e.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, e: Exception) -> JSONResponse:
+        return problem(500, "Internal error", f"{type(e).__name__}: the server failed; see its log")
+
+    def lh_for(p: Principal) -> Lakehouse:
+        return base.as_actor(p.actor)
+
+    # ---- health and metrics ------------------------------------------------------------------------------
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, Any]:
+        """Liveness and the catalog's reachability; no key needed."""
+        base.catalog.list_tables(namespace="__health__")
+        return {"status": "ok", "warehouse": base.ctx.warehouse}
+
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    def metrics(_: Reader) -> PlainTextResponse:
+        """Prometheus text format: jobs by kind and state, job durations, rows ingested, files rewritten,
+        per-table file counts, bytes and small-file ratio."""
+        from api.metrics import render
+
+        return PlainTextResponse(render(base), media_type="text/plain; version=0.0.4")
+
+    # ---- catalog --------------------------------------------------------------------------------------------
+
+    @app.get("/tables", tags=["catalog"])
+    def list_tables(
+        p: Reader,
+        namespace: Annotated[str | None, Query(max_length=63)] = None,
+        format: Annotated[Literal["delta", "iceberg"] | None, Query()] = None,
+        tag: Annotated[str | None, Query(max_length=32, description="A PII kind, or 'pii' for any")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        """Tables, paginated, filtered by namespace, format and PII tag."""
+        records = base.list_tables(namespace=namespace, format=format)
+        if tag:
+            records = [r for r in records if any(tag in ("pii", t["kind"]) for t in base.catalog.pii_tags(r.name))]
+        page = records[offset : offset + limit]
+        return {
+            "items": [{k: v for k, v in r.as_dict().items() if k != "schema"} for r in page],
+            "total": len(records),
+            "limit": limit,
+            "offset": offset,
+        }
+
+    @app.get("/tables/{name}", tags=["catalog"])
+    def table_detail(name: TableParam, p: Reader) -> dict[str, Any]:
+        """Schema, partitioning, keys, properties, capabilities, PII tags, file health and tier breakdown."""
+        from lakehouse.cli import _table_summary
+        from lakehouse.maintenance.tiering import table_cost
+
+        info = _table_summary(base, name)
+        try:
+            cost = table_cost(base, name).as_dict()
+            info["tiers"] = cost["tiers"]
+        except LakehouseError as e:  # a table without a time column still has a detail page
+            info["tiers"] = {"error": e.message}
+        return info
+
+    @app.get("/tables/{name}/policy", tags=["catalog"])
+    def get_policy(name: TableParam, p: Reader) -> dict[str, Any]:
+        return {"effective": base.policy(name).model_dump(), "stored": base.catalog.policy(TableName.parse(name))}
+
+    @app.put("/tables/{name}/policy", tags=["admin"])
+    def put_policy(name: TableParam, body: PolicyRequest, p: Admin) -> dict[str, Any]:
+        """Store policy values for a table (validated)."""
+        return lh_for(p).set_policy(name, body.values, replace=body.replace).model_dump()
+
+    # ---- history and time travel ----------------------------------------------------------------------------
+
+    @app.get("/tables/{name}/versions", tags=["history"])
+    def versions(name: TableParam, p: Reader) -> list[dict[str, Any]]:
+        table = base.table(name)
+        expired = table.expired.versions if table.expired else frozenset()
+        return [{**s.as_dict(), "expired": s.version in expired} for s in table.snapshots()]
+
+    @app.get("/tables/{name}/versions/{version}", tags=["history"])
+    def version_detail(name: TableParam, version: Annotated[int, Path(ge=0)], p: Reader) -> dict[str, Any]:
+        table = base.table(name)
+        snap = table.snapshot(version)
+        files = table.files(as_of=snap.version)
+        return {
+            **snap.as_dict(),
+            "files": len(files),
+            "rows": sum(f.row_count for f in files),
+            "bytes": sum(f.size_bytes for f in files),
+        }
+
+    @app.get("/tables/{name}/diff", tags=["history"])
+    def diff(
+        name: TableParam,
+        p: Reader,
+        from_version: Annotated[int, Query(ge=0, alias="from")],
+        to_version: Annotated[int | None, Query(ge=0, alias="to")] = None,
+    ) -> dict[str, Any]:
+        """Files added and removed between two versions, with row counts (``to`` defaults to the current)."""
+        table = base.table(name)
+        a = table.snapshot(from_version)
+        b = table.snapshot(to_version) if to_version is not None else table.snapshot()
+        before = {f.path: f for f in table.files(as_of=a.version)}
+        after = {f.path: f for f in table.files(as_of=b.version)}
+        added = [after[k].as_dict() for k in after.keys() - before.keys()]
+        removed = [before[k].as_dict() for k in before.keys() - after.keys()]
+        return {
+            "from": a.version,
+            "to": b.version,
+            "rows_from": sum(f.row_count for f in before.values()),
+            "rows_to": sum(f.row_count for f in after.values()),
+            "files_added": sorted(added, key=lambda f: f["path"]),
+            "files_removed": sorted(removed, key=lambda f: f["path"]),
+            "rows_added": sum(f["row_count"] for f in added),
+            "rows_removed": sum(f["row_count"] for f in removed),
+        }
+
+    @app.post("/tables/{name}/restore", tags=["history"])
+    def restore(name: TableParam, body: RestoreRequest, p: Engineer) -> dict[str, Any]:
+        """Restore a table to an earlier version (recorded in the job history and the audit log)."""
+        when = parse_as_of(body.version if isinstance(body.version, int) else str(body.version))
+        return lh_for(p).restore(name, when).as_dict()
+
+    # ---- query ----------------------------------------------------------------------------------------------
+
+    @app.post(
+        "/query",
+        tags=["query"],
+        responses={200: {"content": {"application/json": {}, "application/vnd.apache.arrow.stream": {}}}},
+    )
+    def query(body: QueryRequest, p: Reader) -> Response:
+        """Read-only SQL over catalog tables (DuckDB). Only SELECT; no table functions that read files or
+        URLs, no ATTACH/COPY/INSTALL/LOAD/PRAGMA/SET. PII comes masked unless the key is an admin's."""
+        as_of = {str(TableName.parse(k)): parse_as_of(v) for k, v in body.as_of.items()}
+        settings = base.settings.api
+        result = lh_for(p).query(
+            body.sql,
+            as_of=as_of,
+            max_rows=min(body.max_rows or settings.max_rows, settings.max_rows),
+            masked=not p.allows("admin"),
+            timeout=min(body.timeout_seconds or settings.query_timeout_seconds, settings.query_timeout_seconds),
+        )
+        if body.format == "arrow":
+            sink = io.BytesIO()
+            with pa.ipc.new_stream(sink, result.table.schema) as writer:
+                writer.write_table(result.table)
+            return Response(sink.getvalue(), media_type="application/vnd.apache.arrow.stream")
+        return Response(orjson.dumps(result.as_dict(), default=str), media_type="application/json")
+
+    # ---- ingest ---------------------------------------------------------------------------------------------
+
+    @app.post(
+        "/tables/{name}/records",
+        tags=["ingest"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                },
+            }
+        },
+    )
+    async def ingest(
+        name: TableParam,
+        request: Request,
+        p: Engineer,
+        source: Annotated[
+            str | None, Query(max_length=200, description="Batch id; a retry with it is idempotent")
+        ] = None,
+        start_position: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        """Ingest records (a JSON array of objects, or NDJSON) through the pipeline: bad records go to the
+        quarantine, the answer reports them."""
+        from lakehouse.ingest.pipeline import ingest_records
+
+        raw = await request.body()
+        if len(raw) > max_body:
+            raise InvalidInputError(f"bodies are limited to {max_body} bytes")
+        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        records: list[Any]
+        if content_type in ("application/x-ndjson", "application/ndjson", "text/plain"):
+            records = [line for line in raw.splitlines() if line.strip()]
+        else:
+            try:
+                parsed = orjson.loads(raw) if raw.strip() else None
+            except orjson.JSONDecodeError as e:
+                raise InvalidInputError(f"the body is not valid JSON: {e}") from None
+            if not isinstance(parsed, list):
+                raise InvalidInputError(
+                    "send a JSON array of records, or NDJSON with Content-Type application/x-ndjson"
+                )
+            records = parsed
+        if not records:
+            raise InvalidInputError("no records in the body")
+        batch = source or f"api:{uuid.uuid4()}"
+        lh = lh_for(p)
+        result = await run_in_threadpool(
+            ingest_records, lh, name, records, source=f"api:{batch}" if source else batch, start_position=start_position
+        )
+        answer = {"table": str(TableName.parse(name)), "source": batch, **result.as_dict()}
+        counts = {k: answer[k] for k in ("records", "rows", "quarantined", "skipped", "version") if k in answer}
+        lh.catalog.audit("ingest", table=TableName.parse(name), actor=p.actor, details={"counts": counts})
+        return answer
+
+    # ---- jobs -----------------------------------------------------------------------------------------------
+
+    @app.post("/tables/{name}/jobs/{kind}", tags=["jobs"])
+    def run_job(
+        name: TableParam,
+        kind: Annotated[JobKind, Path()],
+        body: JobRequest,
+        p: Engineer,
+    ) -> dict[str, Any]:
+        """Plan (dry run, the default) or run a maintenance job; the answer is its plan or result."""
+        from api.jobs import run
+
+        return run(lh_for(p), name, str(kind), body.model_dump())
+
+    @app.get("/jobs", tags=["jobs"])
+    def jobs(
+        p: Reader,
+        table: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=127)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        return [j.as_dict() for j in base.jobs(table, limit=limit)]
+
+    @app.get("/jobs/{job_id}", tags=["jobs"])
+    def job(job_id: Annotated[int, Path(ge=1)], p: Reader) -> dict[str, Any]:
+        for j in base.catalog.jobs(limit=1_000_000):
+            if j.id == job_id:
+                return j.as_dict()
+        from lakehouse.errors import TableNotFoundError
+
+        raise TableNotFoundError(f"no job {job_id}")
+
+    # ---- lineage --------------------------------------------------------------------------------------------
+
+    @app.get("/lineage", tags=["lineage"])
+    def lineage(
+        p: Reader,
+        dataset: Annotated[str, Query(min_length=1, max_length=500, description="ns.table or namespace::name")],
+        depth: Annotated[int, Query(ge=1, le=20)] = 3,
+    ) -> dict[str, Any]:
+        """Upstream and downstream datasets and jobs of a dataset, up to ``depth`` jobs away."""
+        from lakehouse.governance.lineage import graph
+
+        return graph(base, dataset, depth=depth)
+
+    @app.post("/lineage", tags=["lineage"], status_code=201)
+    def post_lineage(event: dict[str, Any], p: Engineer) -> dict[str, Any]:
+        """Accept an OpenLineage run event from another tool (an Airflow emitter, dbt, Spark)."""
+        from lakehouse.governance.lineage import emit, validate_event
+
+        event_id = emit(lh_for(p), validate_event(event))
+        job = event["job"]
+        base.catalog.audit(
+            "lineage.post", table=None, actor=p.actor, details={"job": f"{job['namespace']}/{job['name']}"}
+        )
+        return {"id": event_id}
+
+    @app.get("/lineage/events", tags=["lineage"])
+    def lineage_events(p: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+        return base.catalog.lineage_events(limit=limit)
+
+    # ---- admin ----------------------------------------------------------------------------------------------
+
+    @app.post("/keys", tags=["admin"], status_code=201)
+    def new_key(body: KeyRequest, p: Admin) -> dict[str, Any]:
+        """Create an API key; the key itself is in this answer only."""
+        key_id, key = create_key(lh_for(p), name=body.name, role=body.role)
+        return {"id": key_id, "key": key, "role": body.role, "name": body.name}
+
+    @app.get("/keys", tags=["admin"])
+    def list_keys(p: Admin) -> list[dict[str, Any]]:
+        return [
+            {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()} for r in base.catalog.keys()
+        ]
+
+    @app.delete("/keys/{key_id}", tags=["admin"])
+    def revoke_key(key_id: Annotated[str, Path(max_length=16, pattern=r"^[0-9a-f]+$")], p: Admin) -> dict[str, Any]:
+        if not base.catalog.revoke_key(key_id):
+            from lakehouse.errors import TableNotFoundError
+
+            raise TableNotFoundError(f"no active key {key_id}")
+        base.catalog.audit("key.revoke", table=None, actor=p.actor, details={"key_id": key_id})
+        return {"id": key_id, "revoked": True}
+
+    @app.post("/erase", tags=["admin"])
+    def erase(body: EraseRequest, p: Admin) -> dict[str, Any]:
+        """Right to be forgotten: delete a subject's rows across tables, purge history, record a receipt."""
+        from lakehouse.governance.ops import erase as run_erase
+
+        return run_erase(lh_for(p), body.where, tables=body.tables, purge=body.purge, dry_run=body.dry_run)
+
+    @app.get("/audit", tags=["admin"])
+    def audit(
+        p: Admin,
+        table: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=127)] = None,
+        action: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        return [r.as_dict() for r in base.audit_log(table, action=action, limit=limit)]
+
+    return app

@@ -1,0 +1,70 @@
+"""API keys: ``lhk_<id>_<secret>``; the catalog stores the id, name, role and a SHA-256 of the secret only.
+
+Roles, each including the ones before it: ``reader`` (catalog, history, lineage, metrics, queries with PII
+masked), ``engineer`` (ingest, maintenance jobs, restore, lineage events), ``admin`` (keys, policies, unmasked
+PII, erase, audit log).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lakehouse.errors import AuthError, ForbiddenError, InvalidInputError
+
+if TYPE_CHECKING:
+    from lakehouse.core import Lakehouse
+
+ROLES = ("reader", "engineer", "admin")
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    name: str
+    role: str
+
+    @property
+    def actor(self) -> str:
+        return f"key:{self.key_id}:{self.name}"
+
+    def allows(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+    def require(self, role: str) -> None:
+        if not self.allows(role):
+            raise ForbiddenError(f"this needs the {role} role; key {self.key_id} is {self.role}")
+
+
+def create_key(lh: Lakehouse, *, name: str, role: str) -> tuple[str, str]:
+    """(key id, the full key): the key is shown once and cannot be read back."""
+    if role not in ROLES:
+        raise InvalidInputError(f"unknown role {role!r}", hint=f"use one of {', '.join(ROLES)}")
+    if not name.strip() or len(name) > 128:
+        raise InvalidInputError("a key needs a name of 1..128 characters")
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    lh.catalog.add_key(key_id, name=name.strip(), role=role, secret_sha256=_digest(secret), actor=lh.actor)
+    lh.catalog.audit("key.create", table=None, actor=lh.actor, details={"key_id": key_id, "role": role})
+    return key_id, f"lhk_{key_id}_{secret}"
+
+
+def authenticate(lh: Lakehouse, token: str | None) -> Principal:
+    if not token:
+        raise AuthError("no API key", hint="send it as 'Authorization: Bearer lhk_...' or 'X-API-Key: lhk_...'")
+    parts = token.strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != "lhk":
+        raise AuthError("malformed API key")
+    record = lh.catalog.key(parts[1])
+    if record is None or record["revoked_at"] is not None:
+        raise AuthError("unknown or revoked API key")
+    if not hmac.compare_digest(record["secret_sha256"], _digest(parts[2])):
+        raise AuthError("unknown or revoked API key")
+    return Principal(record["id"], record["name"], record["role"])
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
