@@ -1072,7 +1072,9 @@ app.add_typer(pii_app, name="pii")
 def pii_scan(
     ctx: typer.Context,
     name: NameArg,
-    sample: Annotated[int | None, typer.Option(help="Rows to sample (default: governance.pii_sample_rows).")] = None,
+    sample: Annotated[
+        int | None, typer.Option(help="Rows to sample (default: governance.pii_sample_rows).", min=100)
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Sample every string column and detect e-mails, phone numbers, card numbers (Luhn), IBANs (mod 97), US
@@ -1182,7 +1184,7 @@ def erase(
     else:
         out.print(
             f"receipt {receipt['receipt_id']} recorded in the audit log "
-            f"(predicate sha256 {receipt['predicate_sha256'][:16]}...)"
+            f"(predicate {receipt['digest']} {receipt['predicate_digest'][:16]}...)"
         )
 
 

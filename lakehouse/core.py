@@ -236,12 +236,32 @@ class Lakehouse:
             source=f"policy of {tname}",
         )
 
+    def _check_policy_columns(self, name: TableName, policy: TablePolicy) -> None:
+        """Columns a policy names must exist with a fitting type (else every ingest would fail later)."""
+        from lakehouse.governance.masking import check_column, parse_mask
+
+        schema = self.catalog.get_table(name).definition.schema
+        named = {
+            "dedup.keys": list(policy.dedup.keys),
+            "dedup.order": [policy.dedup.order] if policy.dedup.order else [],
+            "tiering.column": [policy.tiering.column] if policy.tiering.column else [],
+            "retention.expire_column": [policy.retention.expire_column] if policy.retention.expire_column else [],
+            "masking": list(policy.masking),
+        }
+        for where, columns in named.items():
+            for c in columns:
+                if schema.get_field_index(c) < 0:
+                    raise InvalidInputError(f"{where} names {c}, which table {name} does not have")
+        for column, spec in policy.masking.items():
+            check_column(parse_mask(spec), schema.field(column))
+
     def set_policy(self, name: str | TableName, changes: Mapping[str, Any], *, replace: bool = False) -> TablePolicy:
         """Store policy values for a table in the catalog (merged into what is stored unless ``replace``)."""
         tname = TableName.parse(name)
         self.catalog.get_table(tname)
         stored = dict(changes) if replace else merge(self.catalog.policy(tname), changes)
-        build_policy(self.settings.policy, self.settings.tables.get(str(tname), {}), stored, source="policy")
+        policy = build_policy(self.settings.policy, self.settings.tables.get(str(tname), {}), stored, source="policy")
+        self._check_policy_columns(tname, policy)
         self.catalog.set_policy(tname, stored, actor=self.actor)
         self.catalog.audit("policy.set", table=tname, actor=self.actor, details={"stored": stored})
         return self.policy(tname)

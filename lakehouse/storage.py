@@ -27,6 +27,23 @@ class ObjectInfo:
     """S3 storage class (``STANDARD`` when S3 reports none); None on local storage."""
 
 
+def normalize_path(path: str) -> str:
+    """One spelling per object, the one :func:`list_files` returns: ``s3://bucket/key`` for every S3 scheme
+    (``s3a://``, ``s3n://``), and a plain absolute path for local files (``file:///x``, ``file:/x``).
+
+    >>> normalize_path("s3a://b/k"), normalize_path("file:///tmp/x"), normalize_path("file:/tmp/x")
+    ('s3://b/k', '/tmp/x', '/tmp/x')
+    """
+    for scheme in ("s3a://", "s3n://"):
+        if path.startswith(scheme):
+            return "s3://" + path[len(scheme) :]
+    if path.startswith("file://"):
+        return path[len("file://") :] or "/"
+    if path.startswith("file:/"):
+        return path[len("file:") :]
+    return path
+
+
 def split_location(location: str, ctx: StorageContext) -> tuple[fs.FileSystem, str]:
     """A pyarrow filesystem and the path inside it for ``location``."""
     if location.startswith(("s3://", "s3a://")):

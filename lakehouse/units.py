@@ -24,11 +24,12 @@ def parse_duration(text: str | dt.timedelta) -> dt.timedelta:
     if isinstance(text, dt.timedelta):
         return text
     t = str(text).strip().lower().replace(" ", "")
-    if re.fullmatch(r"\d+(?:\.\d+)?", t):
-        return dt.timedelta(seconds=float(t))
-    if not t or _PART.sub("", t):
+    if not t or (_PART.sub("", t) and not re.fullmatch(r"\d+(?:\.\d+)?", t)):
         raise InvalidInputError(f"invalid duration {text!r}", hint="write e.g. 7d, 12h, 30m, 45s or 1h30m")
-    return dt.timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _PART.findall(t)))
+    seconds = float(t) if re.fullmatch(r"\d+(?:\.\d+)?", t) else sum(float(n) * _UNITS[u] for n, u in _PART.findall(t))
+    if seconds > 100 * 365 * 86400:
+        raise InvalidInputError(f"duration {text!r} is longer than 100 years")
+    return dt.timedelta(seconds=seconds)
 
 
 def format_duration(d: dt.timedelta) -> str:

@@ -97,7 +97,7 @@ def _network(value: str, prefix: int | None) -> str:
     if len(parts) == 4 and "/" not in value and all(p.isdigit() and len(p) <= 3 for p in parts):
         octets = [int(p) for p in parts]
         if all(o <= 255 for o in octets):  # the common case, without ipaddress objects
-            bits = 24 if prefix is None else min(prefix, 32)
+            bits = 24 if prefix is None or prefix > 32 else prefix  # a v6 prefix length means the v4 default
             number = (octets[0] << 24 | octets[1] << 16 | octets[2] << 8 | octets[3]) >> (32 - bits) << (32 - bits)
             return f"{number >> 24}.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}/{bits}"
     try:
@@ -108,8 +108,9 @@ def _network(value: str, prefix: int | None) -> str:
         ip = ipaddress.ip_address(value.strip())
     except ValueError:
         return REDACTED
-    bits = prefix if prefix is not None else (24 if ip.version == 4 else 48)
-    return str(ipaddress.ip_network(f"{ip}/{min(bits, ip.max_prefixlen)}", strict=False))
+    default = 24 if ip.version == 4 else 48
+    bits = prefix if prefix is not None and prefix <= ip.max_prefixlen else default
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
 
 
 def mask_array(array: pa.Array | pa.ChunkedArray, policy: MaskPolicy, secret: bytes | None = None) -> pa.Array:

@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import hmac
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse.errors import InvalidInputError, StorageError
+from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError
 from lakehouse.expr import check_columns, parse_filter
 from lakehouse.governance.masking import MaskPolicy, apply_masks, check_column, parse_mask
 from lakehouse.storage import delete_tree, split_location
@@ -57,10 +59,8 @@ def read_masks(lh: Lakehouse, table: LakehouseTable) -> dict[str, MaskPolicy]:
             continue
         field = table.schema.field(column)
         text = pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
-        if text:
-            masks[column] = parse_mask("redact")
-        elif field.nullable:
-            masks[column] = parse_mask("null")
+        # fail closed: a tagged column that cannot be redacted reads as NULL (even if the table's is NOT NULL)
+        masks[column] = parse_mask("redact" if text else "null")
     return masks
 
 
@@ -119,6 +119,7 @@ def mask_table(
     report["job_id"] = job
     written: list[str] = []
     dirs: list[str] = []
+    committing = False
     try:
         partitions: dict[str, dict[str, Any]] = {}
         rows_out = 0
@@ -132,6 +133,7 @@ def mask_table(
             partitions[target] = dict(f.partition)
         if rows_out != report["rows"]:
             raise StorageError(f"masking {table.name} produced {rows_out} rows from {report['rows']}")
+        committing = True  # from here a failure may have committed: leave the files to `orphans`
         commit = (
             table.replace_files(
                 remove=[f.path for f in files],
@@ -147,7 +149,7 @@ def mask_table(
         if purge:
             report["purge_report"] = purge_history(lh, table.name, job=job)
     except BaseException as e:
-        if "version" not in report:  # nothing committed: what was written is garbage
+        if not committing or isinstance(e, CommitConflictError):  # nothing committed: what was written is garbage
             for d in dirs:
                 delete_tree(d, lh.ctx)
         lh.catalog.finish_job(job, state="failed", metrics=_flat(report), error=str(e) or type(e).__name__)
@@ -190,6 +192,7 @@ def purge_history(lh: Lakehouse, name: str | TableName, *, job: int | None = Non
     swept = vacuum(lh, str(table.name), retain=dt.timedelta(0), dry_run=False)
     log_files = lh.table(name).drop_old_log()
     orphans = remove_orphans(lh, str(table.name), older_than=dt.timedelta(0), dry_run=False)
+    _remove_empty_directories(table.location)
     return {
         "sealed_version": sealed,
         "versions_expired": len(swept.plan.expired_versions),
@@ -198,6 +201,19 @@ def purge_history(lh: Lakehouse, name: str | TableName, *, job: int | None = Non
         "log_files_deleted": log_files,
         "job": job,
     }
+
+
+def _remove_empty_directories(location: str) -> None:
+    """Local storage keeps a partition's directory (its name holds the partition value) after its last file is
+    gone; remove the empty ones. Object stores have no directories."""
+    import os
+
+    if location.startswith(("s3://", "s3a://")) or not os.path.isdir(location):
+        return
+    for root, dirs, files in os.walk(location, topdown=False):
+        if root != location and not dirs and not files:
+            with contextlib.suppress(OSError):
+                os.rmdir(root)
 
 
 # ---- erasure ------------------------------------------------------------------------------------------------
@@ -228,11 +244,18 @@ def erase(
         table = lh.table(n)
         check_columns(expr, table.schema)
         per_table[n] = {"rows_matching": table.scan(filter=where, columns=[columns[0]]).num_rows}
+    secret = mask_secret(lh)
     receipt: dict[str, Any] = {
         "receipt_id": uuid.uuid4().hex,
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "actor": lh.actor,
-        "predicate_sha256": hashlib.sha256(where.encode()).hexdigest(),
+        # keyed when a secret is set: a plain hash of "customer_id = 42" is easy to reverse by guessing
+        "predicate_digest": (
+            hmac.new(secret, where.encode(), hashlib.sha256).hexdigest()
+            if secret
+            else hashlib.sha256(where.encode()).hexdigest()
+        ),
+        "digest": "hmac-sha256" if secret else "sha256",
         "columns": columns,
         "purge": purge,
         "dry_run": dry_run,
@@ -245,7 +268,7 @@ def erase(
         job = lh.catalog.start_job(
             "erase",
             table=table.name,
-            params={"receipt_id": receipt["receipt_id"], "predicate_sha256": receipt["predicate_sha256"]},
+            params={"receipt_id": receipt["receipt_id"], "predicate_digest": receipt["predicate_digest"]},
             actor=lh.actor,
         )
         entry = per_table[n]
@@ -256,6 +279,11 @@ def erase(
             if purge:
                 entry["purge"] = purge_history(lh, n, job=job)
             entry["rows_matching_after"] = lh.table(n).scan(filter=where, columns=[columns[0]]).num_rows
+            if entry["rows_matching_after"]:  # a writer added the subject again meanwhile
+                raise StorageError(
+                    f"{entry['rows_matching_after']} rows of {n} still match after the erasure (written meanwhile?)",
+                    hint="stop writers that may carry the subject and run erase again",
+                )
         except BaseException as e:
             lh.catalog.finish_job(job, state="failed", metrics=_flat(entry), error=str(e) or type(e).__name__)
             raise

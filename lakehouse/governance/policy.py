@@ -193,7 +193,8 @@ def build_policy(*layers: Mapping[str, Any], source: str = "policy") -> TablePol
 
 
 def parse_assignments(items: list[str]) -> dict[str, Any]:
-    """``["tiering.warm_after=30d", "tiering.recompress.cold=12"]`` -> a nested dict.
+    """``["tiering.warm_after=30d", "tiering.recompress.cold=12"]`` -> a nested dict (``none`` or nothing after
+    ``=`` means unset; ``null`` is a value, the masking policy).
 
     >>> parse_assignments(["retention.retain=14d", "tiering.storage_classes.cold=STANDARD_IA"])
     {'retention': {'retain': '14d'}, 'tiering': {'storage_classes': {'cold': 'STANDARD_IA'}}}
@@ -209,7 +210,7 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise InvalidInputError(f"{key} sets a value inside {p}, which is not a section")
-        node[parts[-1]] = None if value.strip().lower() in ("", "none", "null") else value.strip()
+        node[parts[-1]] = None if value.strip().lower() in ("", "none") else value.strip()
     return out
 
 

@@ -20,24 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError
+from lakehouse.maintenance.compaction import _duck_path, _q, _s
 from lakehouse.maintenance.planner import CompactionOptions, partition_key
 from lakehouse.storage import delete_tree
 from lakehouse.tables.base import DataFile, LakehouseTable
 
 if TYPE_CHECKING:
     from lakehouse.core import Lakehouse
-
-
-def _q(ident: str) -> str:
-    return '"' + ident.replace('"', '""') + '"'
-
-
-def _s(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _duck_path(path: str) -> str:
-    return path[len("file://") :] if path.startswith("file://") else path
 
 
 @dataclass
@@ -164,9 +153,12 @@ def plan_dedup(
                 select = f"SELECT s.*, {cols} FROM ({select}) s JOIN lh_file_partitions p USING (file)"
             key_list = ", ".join(_q(k) for k in keys)
             order_by = (f"{_q(order)} DESC NULLS LAST, " if order else "") + "file, row"
+            # a row with a NULL key is nobody's duplicate (SQL's PARTITION BY would group the NULLs)
+            known = " AND ".join(f"{_q(k)} IS NOT NULL" for k in keys)
             losers = con.execute(
                 f"SELECT file, row, {key_list} FROM (SELECT *, row_number() OVER "
-                f"(PARTITION BY {key_list} ORDER BY {order_by}) AS lh_rank FROM ({select})) WHERE lh_rank > 1"
+                f"(PARTITION BY {key_list} ORDER BY {order_by}) AS lh_rank FROM ({select}) WHERE {known}) "
+                "WHERE lh_rank > 1"
             ).to_arrow_table()
         except Exception as e:
             raise StorageError(f"dedup plan of {table.name} failed: {' '.join(str(e).split())}") from e
@@ -231,6 +223,7 @@ def dedup(
     result.job_id = job
     started = time.perf_counter()
     dirs: list[str] = []
+    committing = False
     try:
         groups: dict[str, list[DataFile]] = {}
         for f in plan.files:
@@ -261,6 +254,7 @@ def dedup(
             raise StorageError(
                 f"dedup of {table.name} would remove {result.rows_removed} rows, the plan found {plan.duplicate_rows}"
             )
+        committing = True  # from here a failure may have committed: leave the files to `orphans`
         commit = table.replace_files(
             remove=[f.path for f in plan.files],
             add=written,
@@ -275,8 +269,9 @@ def dedup(
         lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=str(e))
         raise
     except BaseException as e:
-        for d in dirs:
-            delete_tree(d, lh.ctx)
+        if not committing:
+            for d in dirs:
+                delete_tree(d, lh.ctx)
         result.seconds = time.perf_counter() - started
         lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=str(e) or type(e).__name__)
         raise

@@ -62,6 +62,23 @@ def _nested_locations(lh: Lakehouse, table: LakehouseTable) -> list[str]:
     return [o for o in others if o != own and o.startswith(own)]
 
 
+def _check_listing(table: LakehouseTable, listed: set[str]) -> None:
+    """Refuse to delete anything when the store's listing does not contain the current version's files: the
+    paths the table records are spelled differently from the listing (or live elsewhere), so "unreferenced"
+    cannot be trusted."""
+    if not table.snapshots():
+        return
+    missing = [f.path for f in table.files() if f.path not in listed]
+    if missing:
+        from lakehouse.errors import StorageError
+
+        raise StorageError(
+            f"{len(missing)} file(s) of the current version of {table.name} are not where the listing of "
+            f"{table.location} shows files (first: {missing[0]}); nothing deleted",
+            hint="the table's metadata and the store disagree about paths; check the table location and settings",
+        )
+
+
 # ---- vacuum -------------------------------------------------------------------------------------------------
 
 
@@ -150,6 +167,7 @@ def plan_vacuum(lh: Lakehouse, name: str, *, retain: str | dt.timedelta, keep: S
     if not plan.expired_versions:
         return plan
     listing = {f.path: f for f in list_files(table.location, lh.ctx)}
+    _check_listing(table, set(listing))
     needed = table.version_paths(retained) | table.metadata_paths()
     tracked = table.version_paths(None)
     plan.files = sorted((listing[p] for p in tracked - needed if p in listing), key=lambda f: f.path)
@@ -183,11 +201,11 @@ def vacuum(
         result.versions_expired = table.expire_versions(plan.expired_versions) or len(plan.expired_versions)
         # record before deleting: from here on those versions are gone for time travel
         lh.catalog.add_expired(table.name, plan.expired_versions, retention=format_duration(plan.retain), job_id=job)
-        # what versions need now, including any committed since planning
-        since = {
-            s.version for s in table.snapshots() if plan.current_version is None or s.version > plan.current_version
-        }
-        needed = table.version_paths(set(plan.retained_versions) | since) | table.metadata_paths()
+        # what every version still recorded needs now: those committed since planning, and an older one a
+        # restore made current again meanwhile
+        expired = set(plan.expired_versions)
+        remaining = {s.version for s in table.snapshots() if s.version not in expired or s.is_current}
+        needed = table.version_paths(remaining) | table.metadata_paths()
         doomed = [f for f in plan.files if f.path not in needed]
         result.files_kept = [f.path for f in plan.files if f.path in needed]
         _delete(lh, doomed, progress)
@@ -258,6 +276,7 @@ def plan_orphans(lh: Lakehouse, name: str, *, older_than: str | dt.timedelta) ->
     plan = OrphanPlan(str(table.name), age)
     nested = _nested_locations(lh, table)
     listing = list_files(table.location, lh.ctx)  # first: a file committed after this is not in it
+    _check_listing(table, {f.path for f in listing})
     referenced = table.version_paths(None) | table.metadata_paths()
     plan.referenced_files = len(referenced)
     now = time.time()

@@ -385,6 +385,7 @@ def _rewrite_into_tier(
         parts = "/".join(f"{k}={urllib.parse.quote(str(v), safe='')}" for k, v in group.partition.items())
         base = tier_prefix(table, group.target) + (f"/{parts}" if parts else "")
     out_dir = f"{base}/lh-{job}-{uuid.uuid4().hex[:8]}"
+    committing = False
     try:
         written = rewrite_files(
             lh,
@@ -397,6 +398,7 @@ def _rewrite_into_tier(
         )
         if _parquet_rows(written, lh.ctx) != rows:
             raise StorageError(f"tier rewrite of {table.name} {group.partition} produced a different row count")
+        committing = True  # from here a failure may have committed: leave the files to `orphans`
         commit = table.replace_files(
             remove=[f.path for f in files],
             add=written,
@@ -407,7 +409,8 @@ def _rewrite_into_tier(
         result.aborted.append({"partition": group.as_dict()["partition"], "error": str(e)})
         return None
     except BaseException:
-        delete_tree(out_dir, lh.ctx)
+        if not committing:
+            delete_tree(out_dir, lh.ctx)
         raise
     result.versions.append(commit.version)
     result.files_rewritten += len(files)
@@ -555,7 +558,7 @@ def _json_estimate(
         try:
             with filesystem.open_input_file(inner) as fh:
                 batch = next(pq.ParquetFile(fh).iter_batches(batch_size=limit - sampled), None)
-        except OSError:
+        except (OSError, pa.ArrowException):  # an unreadable file is skipped in an estimate
             continue
         if batch is None:
             continue

@@ -193,15 +193,23 @@ def last_per_key(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     >>> t = pa.table({"k": [1, 2, 1], "v": ["a", "b", "c"]})
     >>> last_per_key(t, ["k"]).to_pylist()
     [{'k': 2, 'v': 'b'}, {'k': 1, 'v': 'c'}]
+    >>> last_per_key(pa.table({"k": [None, None, 1]}), ["k"]).num_rows
+    3
     """
     if table.num_rows < 2:
         return table
     import pyarrow.compute as pc
 
     indexed = table.select(list(keys)).append_column("__lh_row", pa.array(range(table.num_rows), pa.int64()))
-    last = indexed.group_by(list(keys), use_threads=False).aggregate([("__lh_row", "max")])
-    rows = pc.sort_indices(last.column("__lh_row_max"))
-    return table.take(pc.take(last.column("__lh_row_max"), rows))
+    # rows with a NULL key are not duplicates of each other: keep every one of them
+    null_mask = pc.is_null(indexed.column(keys[0]))
+    for k in keys[1:]:
+        null_mask = pc.or_(null_mask, pc.is_null(indexed.column(k)))
+    nulls = indexed.filter(null_mask).column("__lh_row").combine_chunks()
+    last = indexed.filter(pc.invert(null_mask)).group_by(list(keys), use_threads=False).aggregate([("__lh_row", "max")])
+    keep = pc.sort_indices(pa.concat_arrays([last.column("__lh_row_max").combine_chunks(), nulls]))
+    keep = pc.take(pa.concat_arrays([last.column("__lh_row_max").combine_chunks(), nulls]), keep)
+    return table.take(keep)
 
 
 def _jsonable(v: Any) -> Any:

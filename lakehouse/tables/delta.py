@@ -8,6 +8,7 @@ Key columns are marked with the column metadata ``lakehouse.key`` (Delta rejects
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import random
@@ -32,7 +33,7 @@ from lakehouse.errors import (
 )
 from lakehouse.expr import Compare, Expr, coerce, to_arrow, to_sql
 from lakehouse.schema import PartitionField, validate_keys, validate_partitioning
-from lakehouse.storage import delete_tree, list_files, split_location
+from lakehouse.storage import delete_tree, list_files, normalize_path, split_location
 from lakehouse.tables.base import (
     AsOf,
     Capabilities,
@@ -263,8 +264,7 @@ class DeltaAdapter(LakehouseTable):
         stat_cols = [c for c in table.column_names if c.startswith("min.")]
         out: list[DataFile] = []
         for row in table.to_pylist():
-            path = urllib.parse.unquote(str(row["path"]))  # the log stores URL-encoded paths
-            full = path if "://" in path or path.startswith("/") else f"{self.location.rstrip('/')}/{path}"
+            full = self._full_path(str(row["path"]))  # the log stores URL-encoded, usually relative paths
             stats = {
                 c[len("min.") :]: (
                     row[c],
@@ -483,10 +483,21 @@ class DeltaAdapter(LakehouseTable):
             rel_add.append(p[len(base) :])
         wanted = set(remove)
         props = dict(properties or {})
+        marker = props.setdefault("lakehouse.commit", uuid.uuid4().hex)
+        if "deletionVectors" in (self._dt.protocol().reader_features or []):
+            raise UnsupportedOperationError(
+                f"{self.name} uses deletion vectors; lakehouse's rewrites read raw files and would revive deleted rows"
+            )
         delay = 0.02
+        first_version: int | None = None
         for attempt in range(MAX_COMMIT_RETRIES + 1):
             self._dt.update_incremental()
             version = self._dt.version()
+            if first_version is None:
+                first_version = version
+            elif (landed := self._find_commit(first_version, marker)["version"]) is not None:
+                # an earlier attempt did commit (its answer was lost): done, not a conflict
+                return CommitResult(version=int(landed), files_added=len(add), operation="rewrite")
             pinned = self._at(version)
             live = {f.path: f for f in self.files(as_of=version)}
             gone = wanted - live.keys()
@@ -535,7 +546,8 @@ class DeltaAdapter(LakehouseTable):
                 continue
             except (DeltaError, OSError) as e:
                 raise _translate(e, f"rewrite of {self.name} failed") from e
-            self._dt.update_incremental()
+            with contextlib.suppress(DeltaError, OSError):  # committed: a failed refresh changes nothing
+                self._dt.update_incremental()
             return CommitResult(version=version + 1, files_added=len(add), operation="rewrite")
         raise AssertionError("unreachable")
 
@@ -641,8 +653,8 @@ class DeltaAdapter(LakehouseTable):
 
     def _full_path(self, raw: str) -> str:
         path = urllib.parse.unquote(raw)
-        if "://" in path:
-            return path.replace("s3a://", "s3://", 1) if path.startswith("s3") else path.split("://", 1)[1]
+        if "://" in path or path.startswith(("file:/", "/")):
+            return normalize_path(path)
         return f"{self.location.rstrip('/')}/{path}"
 
     def file_lifetimes(self) -> dict[str, list[tuple[int, int | None]]]:
@@ -673,12 +685,15 @@ class DeltaAdapter(LakehouseTable):
                             ranges.setdefault(self._full_path(action[kind]["path"]), []).append((0, c + 1))
             start = c + 1
         for v in sorted(j for j in jsons if j >= start):
-            for action in self._read_actions(jsons[v]):
-                if "add" in action:
-                    live.setdefault(self._full_path(action["add"]["path"]), v)
-                elif "remove" in action:
+            actions = self._read_actions(jsons[v])
+            # removes first: a commit that removes and re-adds a path (a new deletion vector) keeps it live
+            for action in actions:
+                if "remove" in action:
                     path = self._full_path(action["remove"]["path"])
                     ranges.setdefault(path, []).append((live.pop(path, 0), v))
+            for action in actions:
+                if "add" in action:
+                    live.setdefault(self._full_path(action["add"]["path"]), v)
         for path, added_at in live.items():
             ranges.setdefault(path, []).append((added_at, None))
         return ranges
@@ -698,7 +713,14 @@ class DeltaAdapter(LakehouseTable):
         """A metadata-only commit (re-setting delta.checkpointInterval to its value) and a checkpoint at it: the
         log can then start there, and no older commit JSON (stats, delete predicates) is needed."""
         self._dt.update_incremental()
-        interval = self._dt.metadata().configuration.get("delta.checkpointInterval") or "100"
+        config = self._dt.metadata().configuration
+        if str(config.get("delta.enableChangeDataFeed", "false")).lower() == "true":
+            raise UnsupportedOperationError(
+                f"{self.name} writes a change data feed (_change_data/), which keeps deleted rows; lakehouse cannot "
+                "purge it yet",
+                hint="turn delta.enableChangeDataFeed off and remove _change_data/ first",
+            )
+        interval = config.get("delta.checkpointInterval") or "100"
         try:
             self._dt.alter.set_table_properties(
                 {"delta.checkpointInterval": interval},

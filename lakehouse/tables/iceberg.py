@@ -33,7 +33,7 @@ from lakehouse.errors import (
 )
 from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, coerce
 from lakehouse.schema import PartitionField, validate_keys, validate_partitioning
-from lakehouse.storage import delete_tree, list_files
+from lakehouse.storage import delete_tree, list_files, normalize_path
 from lakehouse.tables.base import (
     AsOf,
     Capabilities,
@@ -120,7 +120,7 @@ def _location_uri(location: str) -> str:
 
 
 def _plain_location(location: str) -> str:
-    return location[len("file://") :] if location.startswith("file://") else location
+    return normalize_path(location)
 
 
 def _retry_commit(what: str, fn: Callable[[], T]) -> T:

@@ -91,6 +91,7 @@ def test_masking_policies() -> None:
         "[REDACTED]",
     ]
     assert mask_array(pa.array([1, 2], pa.int64()), parse_mask("null")).to_pylist() == [None, None]
+    assert mask_array(pa.array(["10.1.2.3"]), parse_mask("generalize:48")).to_pylist() == ["10.1.2.0/24"]
     for bad in ("scramble", "partial:x", "hash:3", "generalize:week"):
         with pytest.raises(InvalidInputError):
             parse_mask(bad)
@@ -100,9 +101,12 @@ def test_masking_policies() -> None:
         check_column(parse_mask("null"), pa.field("id", pa.int64(), nullable=False))
 
 
-@given(st.lists(st.one_of(st.none(), st.text(max_size=30)), max_size=20), st.sampled_from(["partial", "redact"]))
+@given(
+    st.lists(st.one_of(st.none(), st.text(max_size=30), st.ip_addresses().map(str)), max_size=20),
+    st.sampled_from(["partial", "redact", "hash", "generalize", "generalize:16", "generalize:48"]),
+)
 def test_masks_are_idempotent(values: list[str | None], policy: str) -> None:
     p = parse_mask(policy)
-    once = mask_array(pa.array(values, pa.string()), p)
-    assert mask_array(once, p).to_pylist() == once.to_pylist()
+    once = mask_array(pa.array(values, pa.string()), p, b"k")
+    assert mask_array(once, p, b"k").to_pylist() == once.to_pylist()
     assert [v is None for v in once.to_pylist()] == [v is None for v in values]
