@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -313,3 +314,40 @@ def test_dedup_pii_erase_and_audit_commands(tmp_path: Path) -> None:
     assert "id = 7" not in json.dumps(run_json("-w", wh, "audit"))
     for cmd in (["dedup"], ["pii", "scan"], ["pii", "mask"], ["erase"], ["audit"]):
         assert "Usage:" in run(*cmd, "--help").stdout
+
+
+def test_serve_runs_the_api_on_loopback(tmp_path: Path) -> None:
+    """`lakehouse serve` answers over real HTTP; keys made with `lakehouse keys create` work against it."""
+    import socket
+    import urllib.request
+
+    wh = str(tmp_path / "wh")
+    key = run_json("-w", wh, "keys", "create", "--name", "ops", "--role", "reader")["key"]
+    assert [k["name"] for k in run_json("-w", wh, "keys", "list")] == ["ops"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([EXE, "-w", wh, "serve", "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        body = None
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    body = json.loads(r.read())
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert body is not None and body["status"] == "ok"
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/tables", headers={"X-API-Key": key})
+        with urllib.request.urlopen(request, timeout=5) as r:
+            assert json.loads(r.read())["total"] == 0
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/tables", timeout=5)
+            raise AssertionError("no key must be refused")
+        except urllib.error.HTTPError as e:
+            assert e.code == 401 and json.loads(e.read())["status"] == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    run("-w", wh, "keys", "revoke", key.split("_")[1])
+    assert run_json("-w", wh, "keys", "list")[0]["revoked_at"]
