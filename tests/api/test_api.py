@@ -255,3 +255,40 @@ def test_query_time_limit(api: dict[str, Any]) -> None:
     started = time.monotonic()
     body = problem(call(api, "POST", "/query", role="admin", json=slow), 408)
     assert "time limit" in body["detail"] and time.monotonic() - started < 20
+
+
+def test_lineage_is_forwarded_to_an_openlineage_endpoint(tmp_path: Any) -> None:
+    """A real HTTP endpoint on loopback (standing in for Marquez) receives the run events of a job."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"path": self.path, "event": json.loads(body)})
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = load_settings(config_file=False, warehouse=str(tmp_path / "wh"), lineage={"url": url})
+        with Lakehouse(settings) as lh:
+            lh.create_table("web.events", schema=EVENTS, format="delta").append(events(0, 10))
+            lh.restore("web.events", 0)
+    finally:
+        server.shutdown()
+    kinds = [(r["path"], r["event"]["job"]["name"], r["event"]["eventType"]) for r in received]
+    assert kinds == [
+        ("/api/v1/lineage", "lakehouse.restore", "START"),
+        ("/api/v1/lineage", "lakehouse.restore", "COMPLETE"),
+    ]
+    assert received[1]["event"]["outputs"][0]["name"] == "web.events"
