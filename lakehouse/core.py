@@ -244,6 +244,7 @@ class Lakehouse:
         named = {
             "dedup.keys": list(policy.dedup.keys),
             "dedup.order": [policy.dedup.order] if policy.dedup.order else [],
+            "compaction.zorder": list(policy.compaction.zorder),
             "tiering.column": [policy.tiering.column] if policy.tiering.column else [],
             "retention.expire_column": [policy.retention.expire_column] if policy.retention.expire_column else [],
             "masking": list(policy.masking),

@@ -114,6 +114,8 @@ def parse_filter(text: str) -> Expr:
         raise InvalidPredicateError(
             f"cannot parse filter {text!r}: {e.errors[0]['description'] if e.errors else e}"
         ) from e
+    except sqlglot.errors.SqlglotError as e:  # tokenizer errors (an unterminated string, stray bytes)
+        raise InvalidPredicateError(f"cannot parse filter {text!r}: {e}") from e
     return _convert(tree, text)
 
 

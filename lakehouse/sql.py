@@ -347,6 +347,8 @@ def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, 
     except sqlglot.errors.ParseError as e:
         detail = e.errors[0]["description"] if e.errors else str(e)
         raise QueryError(f"cannot parse SQL: {detail}") from e
+    except sqlglot.errors.SqlglotError as e:  # tokenizer errors (an unterminated string, stray bytes)
+        raise QueryError(f"cannot parse SQL: {e}") from e
     statements = [s for s in statements if s is not None]
     if len(statements) != 1:
         raise QueryError(f"give exactly one SQL statement, not {len(statements)}")

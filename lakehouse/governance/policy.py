@@ -131,6 +131,22 @@ class TierPolicy(_Model):
         return "hot"
 
 
+class CompactionPolicy(_Model):
+    """When files are small and how they are rewritten."""
+
+    target_file_size: str = Field(default="128MB", description="Size compaction aims for.")
+    small_file_fraction: float = Field(default=0.75, gt=0, le=1, description="Small below this share of target.")
+    min_input_files: int = Field(default=2, ge=1, description="Compact a partition from this many small files.")
+    zorder: list[str] = Field(default_factory=list, max_length=4, description="Z-order columns (empty: none).")
+
+    @field_validator("target_file_size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if parse_size(v) < 1024:
+            raise ValueError("target_file_size must be at least 1KB")
+        return v
+
+
 class DedupPolicy(_Model):
     """Which rows are duplicates, and whether ingestion prevents them."""
 
@@ -145,6 +161,7 @@ class DedupPolicy(_Model):
 class TablePolicy(_Model):
     """Everything maintenance needs to know about one table."""
 
+    compaction: CompactionPolicy = Field(default_factory=CompactionPolicy)
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     tiering: TierPolicy = Field(default_factory=TierPolicy)
     dedup: DedupPolicy = Field(default_factory=DedupPolicy)

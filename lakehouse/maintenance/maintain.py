@@ -1,0 +1,275 @@
+"""Health scores and policy-driven maintenance: what is wrong with a table, which job fixes it, and running
+those jobs in a sensible order.
+
+A table starts at 100 and loses points per measured signal (each capped), with the job that would fix it:
+
+=====================  ===========================================================  ====  ============
+signal                 measured as                                                  max   fix
+=====================  ===========================================================  ====  ============
+small files            share of files below the small-file threshold, in            30    optimize
+                       partitions with enough of them to compact
+files per partition    the largest partition's file count over 16                   10    optimize
+duplicates             duplicate rows by the declared/policy keys (DuckDB pass)     20    dedup
+old versions           readable versions older than the retention window            10    vacuum
+orphan files           unreferenced files older than the orphan age                 5     orphans
+wrong tier             bytes whose tier differs from what their age calls for       10    tier
+unmasked PII           scan-tagged columns without a masking policy                 15    pii mask
+expired data           rows older than retention.expire_after                       5     expire-data
+=====================  ===========================================================  ====  ============
+
+``maintain`` runs the jobs the findings call for, in this order: dedup (fewer rows to compact), expire-data,
+optimize (compaction, then Z-order when the policy names columns), tier (after compaction, so moved files are
+already big), vacuum and orphans last (they delete what the others replaced).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.errors import LakehouseError
+
+if TYPE_CHECKING:
+    from lakehouse.core import Lakehouse
+
+ORDER = ("dedup", "expire-data", "optimize", "tier", "vacuum", "orphans")
+
+
+@dataclass
+class Finding:
+    signal: str
+    value: float
+    penalty: float
+    fix: str
+    evidence: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "value": round(self.value, 4), "penalty": round(self.penalty, 2)}
+
+
+@dataclass
+class Health:
+    table: str
+    score: float
+    findings: list[Finding] = field(default_factory=list)
+    signals: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fixes(self) -> list[str]:
+        wanted = {f.fix for f in self.findings if f.penalty > 0}
+        return [job for job in ORDER if job in wanted] + sorted(wanted - set(ORDER))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "score": round(self.score, 1),
+            "fixes": self.fixes,
+            "findings": [f.as_dict() for f in self.findings],
+            "signals": self.signals,
+        }
+
+
+def health(lh: Lakehouse, name: str, *, check_duplicates: bool = True) -> Health:
+    """Measure a table's signals and score it 0-100."""
+    from lakehouse.maintenance.health import file_health
+    from lakehouse.maintenance.planner import plan_compaction
+    from lakehouse.units import parse_duration
+
+    table = lh.table(name)
+    policy = lh.policy(table.name)
+    options = compaction_options(lh, name)
+    result = Health(str(table.name), 100.0)
+    snaps = table.snapshots()
+    files = table.files() if snaps else []
+    fh = file_health(table, files=files, options=options)
+    result.signals["files"] = fh
+    plan = plan_compaction(str(table.name), files, options, layouts=lh.catalog.layouts(table.name))
+    compactable = sum(len(p.inputs) for p in plan.picked)
+    if files:
+        share = compactable / len(files)
+        result.findings.append(
+            Finding(
+                "small_files",
+                share,
+                30 * share,
+                "optimize",
+                f"{compactable} of {len(files)} files are small and sit in {len(plan.picked)} partition(s) worth "
+                f"compacting (threshold {options.small_threshold} bytes)",
+            )
+        )
+        most = fh["files_per_partition"]["max"]
+        result.findings.append(
+            Finding(
+                "files_per_partition",
+                float(most),
+                min(10.0, max(0.0, (most - 16) / 16 * 10)) if plan.picked else 0.0,
+                "optimize",
+                f"the largest partition has {most} files",
+            )
+        )
+    keys = list(policy.dedup.keys or table.definition.keys)
+    if check_duplicates and keys and files:
+        from lakehouse.maintenance.dedup import plan_dedup
+
+        dplan = plan_dedup(lh, name, keys=keys, order=policy.dedup.order)
+        ratio = dplan.duplicate_rows / dplan.rows if dplan.rows else 0.0
+        result.findings.append(
+            Finding(
+                "duplicates",
+                ratio,
+                min(20.0, ratio * 200),
+                "dedup",
+                f"{dplan.duplicate_rows} duplicate rows of {dplan.duplicated_keys} keys ({', '.join(keys)})",
+            )
+        )
+    window = parse_duration(policy.retention.retain)
+    cutoff = dt.datetime.now(dt.UTC) - window
+    expired = table.expired.versions if table.expired else frozenset()
+    old = [s for s in snaps if s.timestamp < cutoff and not s.is_current and s.version not in expired]
+    result.findings.append(
+        Finding(
+            "old_versions",
+            float(len(old)),
+            min(10.0, len(old) / 10),
+            "vacuum",
+            f"{len(old)} readable versions are older than the retention window ({policy.retention.retain})",
+        )
+    )
+    from lakehouse.maintenance.retention import plan_orphans
+
+    orphans = plan_orphans(lh, name, older_than=policy.retention.orphan_age)
+    result.findings.append(
+        Finding(
+            "orphan_files",
+            float(len(orphans.files)),
+            min(5.0, len(orphans.files) / 2),
+            "orphans",
+            f"{len(orphans.files)} unreferenced files older than {policy.retention.orphan_age} "
+            f"({sum(f.size for f in orphans.files)} bytes)",
+        )
+    )
+    try:
+        from lakehouse.maintenance.tiering import plan_tiering
+
+        tplan = plan_tiering(lh, name)
+        wrong = sum(f.size for g in tplan.moves for f in g.moving)
+        total = sum(f.size_bytes for f in files) or 1
+        result.findings.append(
+            Finding(
+                "wrong_tier",
+                wrong / total,
+                10 * wrong / total,
+                "tier",
+                f"{wrong} of {total} bytes sit in a tier their age does not call for",
+            )
+        )
+    except LakehouseError as e:  # no time column to tier by: not a health problem
+        result.signals["tiering"] = e.message
+    tags = lh.catalog.pii_tags(table.name)
+    unmasked = sorted({t["column"] for t in tags} - set(policy.masking))
+    result.findings.append(
+        Finding(
+            "unmasked_pii",
+            float(len(unmasked)),
+            min(15.0, 7.5 * len(unmasked)),
+            "pii mask",
+            f"PII found in {', '.join(unmasked)} without a masking policy" if unmasked else "no unmasked PII tags",
+        )
+    )
+    if policy.retention.expire_after and files:
+        from lakehouse.maintenance.retention import expire_data
+
+        exp = expire_data(lh, name, older_than=policy.retention.expire_after, column=policy.retention.expire_column)
+        share = exp.rows_to_delete / exp.rows_before if exp.rows_before else 0.0
+        result.findings.append(
+            Finding(
+                "expired_data",
+                share,
+                min(5.0, 50 * share),
+                "expire-data",
+                f"{exp.rows_to_delete} rows are older than {policy.retention.expire_after}",
+            )
+        )
+    result.score = max(0.0, 100.0 - sum(f.penalty for f in result.findings))
+    return result
+
+
+def compaction_options(lh: Lakehouse, name: str) -> Any:
+    from lakehouse.maintenance.planner import CompactionOptions
+    from lakehouse.units import parse_size
+
+    c = lh.policy(name).compaction
+    return CompactionOptions(
+        target_file_size=parse_size(c.target_file_size),
+        small_file_fraction=c.small_file_fraction,
+        min_input_files=c.min_input_files,
+        zorder=tuple(c.zorder),
+    )
+
+
+def maintain(lh: Lakehouse, name: str, *, dry_run: bool = True) -> dict[str, Any]:
+    """Run, in order, the jobs the table's health and policy call for; health before and after."""
+    before = health(lh, name)
+    report: dict[str, Any] = {"table": before.table, "dry_run": dry_run, "before": before.as_dict(), "jobs": []}
+    policy = lh.policy(name)
+    wanted = set(before.fixes)
+    for job in ORDER:
+        if job not in wanted:
+            continue
+        entry: dict[str, Any] = {"job": job}
+        try:
+            entry["result"] = _run(lh, name, job, policy, dry_run)
+        except LakehouseError as e:  # one job failing does not stop the others; it is recorded
+            entry["error"] = e.message
+        report["jobs"].append(entry)
+    if "pii mask" in wanted:
+        report["jobs"].append(
+            {"job": "pii mask", "skipped": "choose a masking policy per column (lakehouse pii mask), not automatic"}
+        )
+    if not dry_run:
+        report["after"] = health(lh, name).as_dict()
+    return report
+
+
+def _run(lh: Lakehouse, name: str, job: str, policy: Any, dry_run: bool) -> dict[str, Any]:
+    if job == "dedup":
+        from lakehouse.maintenance.dedup import dedup
+
+        keys = list(policy.dedup.keys or lh.table(name).definition.keys)
+        r = dedup(lh, name, keys=keys, order=policy.dedup.order, dry_run=dry_run)
+        return {"duplicate_rows": r.plan.duplicate_rows, "rows_removed": r.rows_removed, "status": r.status}
+    if job == "expire-data":
+        from lakehouse.maintenance.retention import expire_data
+
+        e = expire_data(
+            lh,
+            name,
+            older_than=policy.retention.expire_after,
+            column=policy.retention.expire_column,
+            dry_run=dry_run,
+        )
+        return {"rows_to_delete": e.rows_to_delete, "rows_deleted": e.rows_deleted}
+    if job == "optimize":
+        from lakehouse.maintenance.compaction import optimize
+
+        done = optimize(lh, name, compaction_options(lh, name), dry_run=dry_run).as_dict()
+        return {k: done[k] for k in ("files_before", "files_after", "rows_in", "rows_out", "version")} | {
+            "partitions_picked": len([p for p in done["plan"]["partitions"] if p["picked"]])
+        }
+    if job == "tier":
+        from lakehouse.maintenance.tiering import tier
+
+        t = tier(lh, name, dry_run=dry_run).as_dict()
+        return {k: t[k] for k in ("files_to_move", "files_moved", "files_rewritten")}
+    if job == "vacuum":
+        from lakehouse.maintenance.retention import vacuum
+
+        v = vacuum(lh, name, retain=policy.retention.retain, dry_run=dry_run)
+        return {"expired_versions": len(v.plan.expired_versions), "files_deleted": v.files_deleted}
+    if job == "orphans":
+        from lakehouse.maintenance.retention import remove_orphans
+
+        o = remove_orphans(lh, name, older_than=policy.retention.orphan_age, dry_run=dry_run)
+        return {"orphans": len(o.plan.files), "files_deleted": o.files_deleted}
+    raise LakehouseError(f"unknown job {job}")
