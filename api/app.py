@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lakehouse.config import Settings, load_settings
 from lakehouse.core import Lakehouse
-from lakehouse.errors import InvalidInputError, LakehouseError
+from lakehouse.errors import ForbiddenError, InvalidInputError, LakehouseError, QueryError
 from lakehouse.governance.keys import Principal, authenticate, create_key
 from lakehouse.tables.base import TableName, parse_as_of
 
@@ -316,7 +316,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with pa.ipc.new_stream(sink, result.table.schema) as writer:
                 writer.write_table(result.table)
             return Response(sink.getvalue(), media_type="application/vnd.apache.arrow.stream")
-        return Response(orjson.dumps(result.as_dict(), default=str), media_type="application/json")
+        try:
+            body_json = orjson.dumps(result.as_dict(), default=str)
+        except (OverflowError, ValueError, pa.ArrowException) as e:
+            raise QueryError(f"a result value has no JSON form ({e})", hint='ask for "format": "arrow"') from e
+        return Response(body_json, media_type="application/json")
 
     # ---- ingest ---------------------------------------------------------------------------------------------
 
@@ -340,7 +344,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         source: Annotated[
             str | None, Query(max_length=200, description="Batch id; a retry with it is idempotent")
         ] = None,
-        start_position: Annotated[int, Query(ge=0)] = 0,
+        start_position: Annotated[int, Query(ge=0, le=2**62)] = 0,
     ) -> dict[str, Any]:
         """Ingest records (a JSON array of objects, or NDJSON) through the pipeline: bad records go to the
         quarantine, the answer reports them."""
@@ -387,6 +391,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Plan (dry run, the default) or run a maintenance job; the answer is its plan or result."""
         from api.jobs import run
 
+        if kind == "pii-mask" and body.purge and not p.allows("admin"):
+            raise ForbiddenError("pii-mask with purge destroys history: it needs the admin role")
         return run(lh_for(p), name, str(kind), body.model_dump())
 
     @app.get("/jobs", tags=["jobs"])

@@ -1218,6 +1218,108 @@ def audit(
     out.print(t)
 
 
+# ---- health, maintain, autopilot -----------------------------------------------------------------------------
+
+
+@app.command("health")
+def health_cmd(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="One table (default: every table).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Score tables 0-100 from measured signals (small files, files per partition, duplicates, old versions,
+    orphan files, bytes in the wrong tier, unmasked PII, expired rows) and name the job that fixes each."""
+    from lakehouse.maintenance.maintain import health
+
+    with _lh(ctx) as lh:
+        names = [name] if name else [str(r.name) for r in lh.list_tables()]
+        reports = [health(lh, n).as_dict() for n in names]
+    if json_:
+        _print_json(reports if name is None else reports[0])
+        return
+    for r in reports:
+        out.print(
+            f"[bold]{r['table']}[/bold]: {r['score']:.0f}/100"
+            + (f"; fix: {', '.join(r['fixes'])}" if r["fixes"] else "")
+        )
+        for f in r["findings"]:
+            if f["penalty"] > 0:
+                out.print(f"  -{f['penalty']:.1f} {f['signal']}: {f['evidence']} -> {f['fix']}", highlight=False)
+
+
+@app.command("maintain")
+def maintain_cmd(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="One table.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every table.")] = False,
+    dry_run: ApplyOpt = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Run the jobs a table's health and policy call for, in order: dedup, expire-data, optimize (and Z-order
+    when the policy names columns), tier, vacuum, orphans. Prints health before and after."""
+    from lakehouse.maintenance.maintain import maintain
+
+    if (name is None) == (not all_):
+        raise InvalidInputError("give a table name or --all")
+    with _lh(ctx) as lh:
+        names = [str(r.name) for r in lh.list_tables()] if all_ else [str(name)]
+        reports = []
+        for n in names:
+            with err.status(f"maintaining {n} ...") if not (dry_run or json_) else contextlib.nullcontext():
+                reports.append(maintain(lh, n, dry_run=dry_run))
+    if json_:
+        _print_json(reports if all_ else reports[0])
+        return
+    for r in reports:
+        after = r.get("after", {}).get("score")
+        out.print(
+            f"[bold]{r['table']}[/bold]: health {r['before']['score']:.0f}"
+            + (f" -> {after:.0f}" if after is not None else "")
+            + ("" if r["jobs"] else "; nothing to do")
+        )
+        for j in r["jobs"]:
+            detail = j.get("error") or j.get("skipped") or ", ".join(f"{k}={v}" for k, v in j.get("result", {}).items())
+            out.print(f"  {j['job']}: {detail}", highlight=False)
+    if dry_run:
+        out.print("dry run: nothing changed; run again with --apply")
+
+
+@app.command("autopilot")
+def autopilot_cmd(
+    ctx: typer.Context,
+    interval: Annotated[str | None, typer.Option(help="Between passes (default: autopilot.interval, 5m).")] = None,
+    table: Annotated[list[str] | None, typer.Option("--table", help="Only these tables (repeatable).")] = None,
+    passes: Annotated[int | None, typer.Option(help="Stop after N passes (default: run until stopped).", min=1)] = None,
+    duration: Annotated[str | None, typer.Option(help="Stop after this long, e.g. 1h.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON line per table and pass.")] = False,
+) -> None:
+    """Maintain every table continuously beside live ingestion: one lease per table in the catalog database
+    (two autopilots, or an autopilot and a manual job, never work on the same table at once), backoff after
+    failures, safe to kill and restart. State: `lakehouse jobs` (kind maintain) and GET /metrics."""
+    from lakehouse.maintenance.autopilot import Autopilot
+    from lakehouse.units import parse_duration
+
+    with _lh(ctx) as lh:
+        every = parse_duration(interval or lh.settings.autopilot.interval).total_seconds()
+        until = time.monotonic() + parse_duration(duration).total_seconds() if duration else None
+        pilot = Autopilot(lh, every, tables=[str(TableName.parse(t)) for t in table] if table else None)
+
+        def show(entry: dict[str, Any]) -> None:
+            if json_:
+                print(json.dumps(entry, default=str), flush=True)
+            elif "skipped" in entry or "error" in entry:
+                err.print(f"{entry['table']}: {entry.get('skipped') or entry.get('error')}", markup=False)
+            else:
+                ran = ", ".join(j["job"] for j in entry["jobs"]) or "nothing to do"
+                out.print(
+                    f"{entry['at']} {entry['table']}: {entry['score_before']:.0f} -> {entry['score_after']:.0f} ({ran})"
+                )
+
+        if not json_:
+            err.print(f"autopilot {pilot.holder}: every {every:g} s; Ctrl-C stops")
+        pilot.run(passes=passes, until=until, on_table=show)
+
+
 keys_app = typer.Typer(help="API keys for the REST API (roles: reader, engineer, admin).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 

@@ -115,6 +115,14 @@ class ApiSettings(BaseModel):
     max_rows: int = Field(default=10_000, ge=1, description="Rows a JSON query answer holds at most.")
 
 
+class AutopilotSettings(BaseModel):
+    """The maintenance scheduler (`lakehouse autopilot`)."""
+
+    interval: str = Field(default="5m", description="Time between two passes over the tables.")
+    lease_ttl: str = Field(default="30m", description="A table lease lapses this long after its last renewal.")
+    max_backoff: str = Field(default="1h", description="Longest pause for a table whose maintenance keeps failing.")
+
+
 class Settings(BaseSettings):
     """All settings of a lakehouse process."""
 
@@ -144,6 +152,7 @@ class Settings(BaseSettings):
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     lineage: LineageSettings = Field(default_factory=LineageSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    autopilot: AutopilotSettings = Field(default_factory=AutopilotSettings)
     policy: dict[str, Any] = Field(
         default_factory=dict, description="Maintenance policy defaults for every table (see `lakehouse policy`)."
     )

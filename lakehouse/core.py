@@ -53,7 +53,11 @@ class Lakehouse:
     def catalog(self) -> CatalogStore:
         if not self.settings.is_s3:
             ensure_warehouse(self.ctx)
-        store = CatalogStore(self.ctx.catalog_url)
+        from lakehouse.units import parse_duration
+
+        store = CatalogStore(
+            self.ctx.catalog_url, lease_ttl=parse_duration(self.settings.autopilot.lease_ttl).total_seconds()
+        )
         store.on_job = self._job_lineage
         return store
 

@@ -69,8 +69,12 @@ def _connect_duckdb(
     threads: int | None = None,
     temp_directory: str | None = None,
     extensions: Sequence[str] = EXTENSIONS,
+    allowed_directories: Sequence[str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the offline extensions loaded, S3 configured and configuration locked."""
+    """A DuckDB connection with the offline extensions loaded, S3 configured and configuration locked.
+
+    With ``allowed_directories`` (the query engine), DuckDB's external access is switched off except below
+    those directories (table locations): a second wall behind :func:`check_sandbox`."""
     try:
         import duckdb
     except ImportError as e:
@@ -92,6 +96,16 @@ def _connect_duckdb(
             con.execute(f"LOAD '{path.replace(chr(39), chr(39) * 2)}'")
         if ctx.credentials is not None:
             con.execute(ctx.credentials.duckdb_secret_sql())
+        if allowed_directories is not None:
+            if not TABLE_FUNCTIONS:
+                rows = con.execute(
+                    "SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
+                    "WHERE function_type IN ('table', 'table_macro', 'pragma')"
+                ).fetchall()
+                TABLE_FUNCTIONS.update(r[0] for r in rows)
+            dirs = ", ".join("'" + d.replace("'", "''") + "'" for d in allowed_directories)
+            con.execute(f"SET allowed_directories = [{dirs}]")
+            con.execute("SET enable_external_access = false")
         # nothing a query sends can change settings, load extensions or reach other files' config
         con.execute("SET lock_configuration = true")
     except duckdb.Error as e:
@@ -122,15 +136,28 @@ class SqlEngine:
         self.settings = settings
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
+        self._allowed: set[str] = {_dir(ctx.warehouse)}
 
-    def connection(self) -> duckdb.DuckDBPyConnection:
+    def connection(self, locations: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
+        """The engine's connection; reopened when a table lives outside the directories it may read."""
         with self._lock:
+            wanted = {_dir(loc) for loc in locations}
+            if any(not any(w.startswith(a) for a in self._allowed) for w in wanted):
+                self._allowed |= wanted
+                if self._con is not None:
+                    self._con.close()
+                    self._con = None
             if self._con is None:
                 self._con = self._connect()
             return self._con
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        return _connect_duckdb(self.ctx, memory_limit=self.settings.memory_limit, threads=self.settings.threads)
+        return _connect_duckdb(
+            self.ctx,
+            memory_limit=self.settings.memory_limit,
+            threads=self.settings.threads,
+            allowed_directories=sorted(self._allowed),
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -162,24 +189,34 @@ class SqlEngine:
         """
         limit = max_rows or self.settings.max_rows
         pinned = {TableName.parse(k): v for k, v in (as_of or {}).items()}
+        self.connection()  # the first connection learns DuckDB's table functions, which the sandbox refuses
         rewritten, views = rewrite(sql, pinned)
-        cursor = self.connection().cursor()
+        tables = {name: resolve(name) for name, _ in views.values()}
+        cursor = self.connection([t.location for t in tables.values()]).cursor()
         udfs: list[tuple[str, Any]] = []  # (name, function): kept alive until the query is done
         try:
             for view, (name, when) in views.items():
-                table = resolve(name)
+                table = tables[name]
                 snapshot = table.snapshot(when) if when is not None else None
                 masked = dict(masks(table)) if masks is not None else {}
-                cols = ", ".join(
-                    _masked_column(cursor, table.schema.field(c), masked[c], mask_secret, udfs)
-                    if c in masked
-                    else _quote(c)
-                    for c in table.schema.names
-                )
                 source = table.sql_source(snapshot)
                 if source is None:  # no data yet: an empty relation of the table's columns
                     cursor.register(f"{view}__empty", table.schema.empty_table())
                     source = _quote(f"{view}__empty")
+                present = set(table.schema.names)
+                if snapshot is not None:  # an old version may predate columns added since: they read as NULL
+                    try:
+                        present = {r[0] for r in cursor.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+                    except Exception as e:
+                        raise StorageError(f"cannot read table {name}: {_first_line(e)}") from e
+                cols = ", ".join(
+                    _masked_column(cursor, table.schema.field(c), masked[c], mask_secret, udfs)
+                    if c in masked
+                    else _quote(c)
+                    if c in present
+                    else f"CAST(NULL AS {_duck_type(table.schema.field(c).type)}) AS {_quote(c)}"
+                    for c in table.schema.names
+                )
                 try:
                     cursor.execute(f"CREATE TEMP VIEW {_quote(view)} AS SELECT {cols} FROM {source}")
                 except Exception as e:
@@ -254,6 +291,14 @@ def _duck_type(t: pa.DataType) -> str:
     return mapping.get(str(t), "VARCHAR")
 
 
+def _dir(location: str) -> str:
+    """A location as an allowed-directory prefix of DuckDB (``s3://`` for every S3 scheme, a trailing /)."""
+    loc = location.replace("s3a://", "s3://", 1)
+    if loc.startswith("file://"):
+        loc = loc[len("file://") :]
+    return loc.rstrip("/") + "/"
+
+
 def _quote(ident: str) -> str:
     return '"' + ident.replace('"', '""') + '"'
 
@@ -295,44 +340,82 @@ def _time_travel(table: exp.Table) -> AsOf | None:
 
 
 _DENIED_FUNCTIONS = {
-    "getenv", "current_setting", "glob", "query", "query_table", "which_secret", "sql_auto_complete",
-    "load", "install", "checkpoint", "force_checkpoint", "read_blob", "read_text", "sniff_csv", "summary",
-    "test_all_types", "test_vector_types", "http_get", "http_post", "http_head",
+    "getenv", "current_setting", "getvariable", "glob", "query", "query_table", "which_secret",
+    "sql_auto_complete", "load", "install", "checkpoint", "force_checkpoint", "read_blob", "read_text",
+    "sniff_csv", "summary", "test_all_types", "test_vector_types", "http_get", "http_post", "http_head",
+    "write_blob", "write_log", "json_execute_serialized_sql", "copy_dir", "histogram",
 }  # fmt: skip
-_DENIED_PREFIXES = ("read_", "duckdb_", "pragma_", "parquet_", "iceberg_", "delta_", "sqlite_", "postgres_", "mysql_")
+_DENIED_PREFIXES = (
+    "read_", "write_", "duckdb_", "pragma_", "parquet_", "iceberg_", "delta_", "sqlite_", "postgres_",
+    "mysql_", "enable_", "disable_", "set_", "truncate_", "json_execute",
+)  # fmt: skip
+_DENIED_NODES = (exp.Summarize, exp.Describe, exp.Show, exp.Pragma, exp.Command, exp.Copy, exp.Set)
+_HARMLESS_TABLE_FUNCTIONS = {"unnest", "range", "generate_series"}
+TABLE_FUNCTIONS: set[str] = set()
+"""Names of DuckDB's table functions and table macros (filled from ``duckdb_functions()`` when the engine
+starts); none may be called from a query, in FROM or anywhere else."""
 
 
 def check_sandbox(tree: exp.Query | exp.Expression) -> None:
-    """Allow only reads of catalog tables: every table reference is ``namespace.table`` or a CTE of the query,
-    and no function that reads files or URLs, lists files, or exposes settings or the environment is called.
+    """Allow only reads of catalog tables.
+
+    * Every FROM/JOIN source is ``namespace.table``, a CTE in scope, a subquery, ``VALUES`` or ``UNNEST``; a
+      ``LATERAL`` only over a subquery. A bare name must be a CTE of an enclosing query, and no name may look
+      like a path or URL.
+    * No table function or table macro of DuckDB is called anywhere, nor a function that reads or writes files
+      or URLs, or exposes settings, variables or the environment.
+    * No SUMMARIZE, DESCRIBE, SHOW, PRAGMA, COPY, SET or other command inside the query.
 
     Statements other than queries (ATTACH, COPY, INSTALL, LOAD, PRAGMA, SET ...) never get here: the caller
-    accepts one query only.
+    accepts one query only. The engine also runs with DuckDB's external access off except for the warehouse.
 
-    >>> check_sandbox(sqlglot.parse_one("SELECT * FROM read_csv('/etc/passwd')", read="duckdb"))
+    >>> check_sandbox(sqlglot.parse_one("SELECT getenv('HOME')", read="duckdb"))
     Traceback (most recent call last):
     ...
-    lakehouse.errors.QueryError: function read_csv is not allowed: queries read catalog tables only
+    lakehouse.errors.QueryError: function getenv is not allowed: queries read catalog tables only
     """
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    for fn in tree.find_all(exp.Func):
-        name = (fn.name if isinstance(fn, exp.Anonymous) else fn.sql_name()).lower()
-        denied = name in _DENIED_FUNCTIONS or name.startswith(_DENIED_PREFIXES) or name.endswith("_scan")
-        if isinstance(fn, exp.ReadCSV) or denied:
-            raise QueryError(f"function {name} is not allowed: queries read catalog tables only")
-    for table in tree.find_all(exp.Table):
-        target = table.this
-        if not isinstance(target, exp.Identifier):
-            raise QueryError(
-                f"{table.sql(dialect='duckdb')} is not allowed in FROM: name catalog tables as namespace.table"
+    for node in tree.walk():
+        if isinstance(node, _DENIED_NODES):
+            raise QueryError(f"{node.key.upper()} is not allowed: queries read catalog tables only")
+        if isinstance(node, exp.Func):
+            name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+            denied = (
+                name in _DENIED_FUNCTIONS
+                or (name in TABLE_FUNCTIONS and name not in _HARMLESS_TABLE_FUNCTIONS)
+                or name.startswith(_DENIED_PREFIXES)
+                or name.endswith("_scan")
+                or isinstance(node, exp.ReadCSV)
             )
-        if table.catalog:
-            raise QueryError(f"{table.sql(dialect='duckdb')}: name catalog tables as namespace.table")
-        if not table.db and target.name.lower() not in ctes:
-            raise QueryError(
-                f"unknown table {target.name!r}: name catalog tables as namespace.table",
-                hint="see `lakehouse table list`",
-            )
+            if denied:
+                raise QueryError(f"function {name} is not allowed: queries read catalog tables only")
+        if isinstance(node, exp.Lateral) and not isinstance(node.this, exp.Subquery):
+            raise QueryError("LATERAL is allowed over a subquery only")
+        if isinstance(node, exp.Table):
+            _check_table(node)
+
+
+def _check_table(table: exp.Table) -> None:
+    target = table.this
+    text = table.sql(dialect="duckdb")
+    if not isinstance(target, exp.Identifier):
+        raise QueryError(f"{text} is not allowed in FROM: name catalog tables as namespace.table")
+    if table.catalog:
+        raise QueryError(f"{text}: name catalog tables as namespace.table")
+    if any(ch in part for part in (target.name, table.db or "") for ch in "/\\:.*?'"):
+        raise QueryError(f"{text} looks like a path or URL; queries read catalog tables only")
+    if table.db:
+        return
+    name = target.name.lower()
+    # a bare name must be a CTE of a query that encloses this reference (CTE scopes do not leak out)
+    node: Any = table.parent
+    while node is not None:
+        with_ = (node.args.get("with_") or node.args.get("with")) if isinstance(node, exp.Query) else None
+        if isinstance(with_, exp.With) and any(cte.alias_or_name.lower() == name for cte in with_.expressions):
+            return
+        node = node.parent
+    raise QueryError(
+        f"unknown table {target.name!r}: name catalog tables as namespace.table", hint="see `lakehouse table list`"
+    )
 
 
 def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, tuple[TableName, AsOf | None]]]:
@@ -340,7 +423,7 @@ def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, 
 
     >>> sql, views = rewrite("SELECT count(*) FROM s.t AT (VERSION => 2) JOIN s.t u USING (id)", {})
     >>> sql
-    'SELECT COUNT(*) FROM "__lh_s__t__v2" AS t JOIN "__lh_s__t__current" AS u USING (id)'
+    'SELECT COUNT(*) FROM "__lh0_s__t__v2" AS t JOIN "__lh1_s__t__current" AS u USING (id)'
     """
     try:
         statements = sqlglot.parse(sql, read="duckdb")
@@ -358,6 +441,7 @@ def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, 
         raise QueryError(f"only queries (SELECT ...) can run here, not {tree.key.upper()}")
     check_sandbox(tree)
     views: dict[str, tuple[TableName, AsOf | None]] = {}
+    numbers: dict[tuple[TableName, AsOf | None], str] = {}
     renamed: dict[tuple[str, str], str] = {}
     for node in list(tree.find_all(exp.Table)):
         if not node.db:
@@ -371,7 +455,8 @@ def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, 
             if when is None
             else (f"v{when}" if isinstance(when, int) else "t" + when.strftime("%Y%m%dT%H%M%S%f"))
         )
-        view = f"__lh_{name.namespace}__{name.table}__{suffix}"
+        # numbered per query, so that a__b.c and a.b__c never share a view
+        view = numbers.setdefault((name, when), f"__lh{len(numbers)}_{name.namespace}__{name.table}__{suffix}")
         views[view] = (name, when)
         # keep the node (and its sample, pivot, alias columns); only its name changes
         if not node.alias:

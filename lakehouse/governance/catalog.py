@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from lakehouse.errors import StorageError, TableExistsError, TableNotFoundError
+from lakehouse.errors import CommitConflictError, StorageError, TableExistsError, TableNotFoundError
 from lakehouse.schema import PartitionField, parse_partitioning, schema_from_dict, schema_to_dict
 from lakehouse.tables.base import TableDefinition, TableName
 
@@ -125,6 +127,20 @@ lineage_t = sa.Table(
     sa.Column("outputs_json", sa.Text, nullable=False),
     sa.Column("event_json", sa.Text, nullable=False),
 )
+
+leases_t = sa.Table(
+    "lh_leases",
+    metadata,
+    sa.Column("table_name", sa.String(128), primary_key=True),
+    sa.Column("holder", sa.String(256), nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+LEASED_KINDS = frozenset(
+    {"optimize", "vacuum", "orphans", "expire-data", "tier", "dedup", "pii.mask", "erase", "restore", "maintain"}
+)
+"""Jobs that change a table's files: at most one holder of a table's lease runs them."""
 
 audit_t = sa.Table(
     "lh_audit",
@@ -266,8 +282,13 @@ def make_engine(url: str) -> Engine:
 class CatalogStore:
     """Tables and job history in the catalog database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lease_ttl: float = 1800.0) -> None:
         self.url = url
+        self.lease_holder: str | None = None
+        """Set by a process that takes table leases itself (the autopilot); its jobs then run under them."""
+        self.lease_ttl = lease_ttl
+        self._job_leases: dict[int, tuple[str, str, int]] = {}  # job -> (table, holder, thread)
+        self._leases_lock = threading.Lock()
         self.on_job: Callable[[str, int, str, str | None, Mapping[str, Any]], None] | None = None
         """Called as (event type START|COMPLETE|FAIL|OTHER, job id, kind, table, metrics) when a job starts or ends
         (the lakehouse emits lineage from it)."""
@@ -381,6 +402,27 @@ class CatalogStore:
     # ---- jobs ----------------------------------------------------------------------------------------
 
     def start_job(self, kind: str, *, table: TableName | None, params: Mapping[str, Any], actor: str = "cli") -> int:
+        """Record a running job. A job that changes a table's files needs the table's lease: the process's own
+        (``lease_holder``, the autopilot) or one taken for this job alone and released when it finishes.
+
+        Raises:
+            CommitConflictError: another holder has the lease (an autopilot or another job is at work).
+        """
+        own: str | None = None
+        if table is not None and kind in LEASED_KINDS:
+            if self.lease_holder is not None:
+                lease = self.lease(table)
+                if lease is None or lease["holder"] != self.lease_holder:
+                    raise CommitConflictError(f"{self.lease_holder} does not hold the lease of {table}")
+            elif not self._held_by_this_thread(str(table)):  # a job inside a job (a purge's vacuum) shares its lease
+                own = f"job:{actor}:{uuid.uuid4().hex[:8]}"
+                if not self.acquire_lease(table, own, ttl=self.lease_ttl):
+                    lease = self.lease(table) or {}
+                    raise CommitConflictError(
+                        f"table {table} is being maintained by {lease.get('holder')} (lease until "
+                        f"{lease.get('expires_at')})",
+                        hint="wait for it to finish, or stop the autopilot for this table",
+                    )
         with self._tx() as conn:
             result = conn.execute(
                 jobs_t.insert().values(
@@ -395,6 +437,9 @@ class CatalogStore:
             pk = result.inserted_primary_key
             assert pk is not None
             job_id = int(pk[0])
+        if own is not None and table is not None:
+            with self._leases_lock:
+                self._job_leases[job_id] = (str(table), own, threading.get_ident())
         if self.on_job is not None:
             self.on_job("START", job_id, kind, str(table) if table else None, {})
         return job_id
@@ -430,6 +475,10 @@ class CatalogStore:
                     error=" ".join(error.split()) if error else None,
                 )
             )
+        with self._leases_lock:
+            held = self._job_leases.pop(job_id, None)
+        if held is not None:
+            self.release_lease(held[0], held[1])
         if self.on_job is not None and job is not None:
             event = {"committed": "COMPLETE", "failed": "FAIL"}.get(state, "OTHER")
             self.on_job(event, job_id, job.kind, job.table_name, dict(metrics or {}))
@@ -565,6 +614,71 @@ class CatalogStore:
                 keys_t.update().where((keys_t.c.id == key_id) & keys_t.c.revoked_at.is_(None)).values(revoked_at=_now())
             )
         return bool(result.rowcount)
+
+    def _held_by_this_thread(self, table: str) -> bool:
+        with self._leases_lock:
+            return any(t == table and th == threading.get_ident() for t, _, th in self._job_leases.values())
+
+    # ---- leases (one maintainer per table at a time) -----------------------------------------------------
+
+    def acquire_lease(self, table: TableName | str, holder: str, *, ttl: float) -> bool:
+        """Take (or renew) a table's lease for ``ttl`` seconds; False when another holder has a live one."""
+        now = _now()
+        until = now + dt.timedelta(seconds=ttl)
+        with self._tx() as conn:
+            taken = conn.execute(
+                leases_t.update()
+                .where(
+                    (leases_t.c.table_name == str(table))
+                    & ((leases_t.c.holder == holder) | (leases_t.c.expires_at < now))
+                )
+                .values(holder=holder, acquired_at=now, expires_at=until)
+            ).rowcount
+            if taken:
+                return True
+            exists = conn.execute(sa.select(leases_t.c.holder).where(leases_t.c.table_name == str(table))).first()
+            if exists is not None:
+                return False
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    leases_t.insert().values(table_name=str(table), holder=holder, acquired_at=now, expires_at=until)
+                )
+            return True
+        except StorageError:  # another holder inserted first
+            return False
+
+    def release_lease(self, table: TableName | str, holder: str) -> None:
+        with self._tx() as conn:
+            conn.execute(leases_t.delete().where((leases_t.c.table_name == str(table)) & (leases_t.c.holder == holder)))
+
+    def lease(self, table: TableName | str) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            row = conn.execute(sa.select(leases_t).where(leases_t.c.table_name == str(table))).first()
+        if row is None or (_aware(row.expires_at) or _now()) < _now():
+            return None
+        return {"holder": row.holder, "acquired_at": _aware(row.acquired_at), "expires_at": _aware(row.expires_at)}
+
+    def leases(self) -> list[dict[str, Any]]:
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(leases_t)).all()
+        return [
+            {"table": r.table_name, "holder": r.holder, "expires_at": _aware(r.expires_at)}
+            for r in rows
+            if (_aware(r.expires_at) or _now()) >= _now()
+        ]
+
+    def abandon_stale_jobs(self) -> int:
+        """Mark jobs still 'running' whose table no holder leases any more as failed (their process died); a
+        job killed half-way is safe to redo (nothing it did is committed without its table commit)."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(jobs_t.c.id, jobs_t.c.table_name, jobs_t.c.kind).where(jobs_t.c.state == "running")
+            ).all()
+        stale = [r.id for r in rows if r.kind in LEASED_KINDS and r.table_name and self.lease(r.table_name) is None]
+        for job_id in stale:
+            self.finish_job(job_id, state="failed", error="abandoned: its process stopped before it finished")
+        return len(stale)
 
     # ---- figures for metrics ------------------------------------------------------------------------------
 

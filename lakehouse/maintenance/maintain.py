@@ -25,6 +25,7 @@ already big), vacuum and orphans last (they delete what the others replaced).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -208,8 +209,11 @@ def compaction_options(lh: Lakehouse, name: str) -> Any:
     )
 
 
-def maintain(lh: Lakehouse, name: str, *, dry_run: bool = True) -> dict[str, Any]:
-    """Run, in order, the jobs the table's health and policy call for; health before and after."""
+def maintain(
+    lh: Lakehouse, name: str, *, dry_run: bool = True, before_job: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Run, in order, the jobs the table's health and policy call for; health before and after.
+    ``before_job`` is called with each job's name first (the autopilot renews its lease there)."""
     before = health(lh, name)
     report: dict[str, Any] = {"table": before.table, "dry_run": dry_run, "before": before.as_dict(), "jobs": []}
     policy = lh.policy(name)
@@ -218,6 +222,8 @@ def maintain(lh: Lakehouse, name: str, *, dry_run: bool = True) -> dict[str, Any
         if job not in wanted:
             continue
         entry: dict[str, Any] = {"job": job}
+        if before_job is not None:
+            before_job(job)
         try:
             entry["result"] = _run(lh, name, job, policy, dry_run)
         except LakehouseError as e:  # one job failing does not stop the others; it is recorded

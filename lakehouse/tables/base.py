@@ -83,7 +83,7 @@ def parse_as_of(text: str | int | dt.datetime) -> AsOf:
         return int(s)
     try:
         return _utc(dt.datetime.fromisoformat(s.replace("Z", "+00:00")))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise InvalidInputError(
             f"invalid version or timestamp {text!r}", hint="give a version number or an ISO-8601 time"
         ) from None

@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import random
 import re
+import threading
 import time
 import urllib.parse
 import uuid
@@ -93,13 +94,15 @@ T = TypeVar("T")
 
 
 _catalogs: dict[StorageContext, Catalog] = {}
+_catalogs_lock = threading.Lock()
 
 
 def catalog_for(ctx: StorageContext) -> Catalog:
     """The pyiceberg SQL catalog on the lakehouse catalog database (one per context, until released)."""
-    if ctx not in _catalogs:
-        _catalogs[ctx] = _open_catalog(ctx)
-    return _catalogs[ctx]
+    with _catalogs_lock:
+        if ctx not in _catalogs:
+            _catalogs[ctx] = _open_catalog(ctx)
+        return _catalogs[ctx]
 
 
 def _open_catalog(ctx: StorageContext) -> Catalog:

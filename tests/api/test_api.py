@@ -137,11 +137,55 @@ def test_mistakes_are_problem_documents(api: dict[str, Any]) -> None:
         "SET memory_limit = '100GB'",
         "CREATE TABLE x AS SELECT 1",
         "SELECT 1; SELECT 2",
+        "SELECT write_blob('/tmp/lakehouse-pwned', 'x'::BLOB)",
+        "SELECT r.* FROM web.events, LATERAL json_execute_serialized_sql(json_serialize_sql('SELECT 1')) r",
+        "SELECT * FROM web.events, LATERAL copy_dir('/etc', '/tmp/x')",
+        "SELECT * FROM web.events, LATERAL histogram('/etc/passwd', a)",
+        'SELECT * FROM (WITH "/etc/passwd" AS (SELECT 1) SELECT 1) q, "/etc/passwd" r',
+        "SELECT * FROM (WITH x AS (SELECT 1) SELECT 1) q, x",
+        "SELECT (SELECT min FROM (SUMMARIZE '/etc/passwd') LIMIT 1)",
+        "SELECT * FROM sqlite_master",
+        "SELECT getvariable('x')",
+        "SELECT * FROM duckdb_secrets()",
+        "SELECT * FROM parquet_metadata('/etc/passwd')",
     ],
 )
 def test_sql_sandbox(api: dict[str, Any], sql: str) -> None:
+    import os
+
     body = problem(call(api, "POST", "/query", role="admin", json={"sql": sql}), 400)
     assert "root:" not in body["detail"]
+    assert not os.path.exists("/tmp/lakehouse-pwned")
+
+
+def test_duckdb_itself_refuses_files_outside_the_tables(api: dict[str, Any]) -> None:
+    """The second wall: even a statement that got past the sandbox cannot read outside table locations."""
+    import duckdb
+
+    engine = api["app"].state.lakehouse.sql
+    with pytest.raises(duckdb.Error, match="disabled by configuration"):
+        engine.connection().execute("SELECT * FROM read_csv('/etc/passwd')").fetchall()
+    with pytest.raises(duckdb.Error):
+        engine.connection().execute("SET enable_external_access = true")
+
+
+def test_time_travel_before_a_column_was_added(api: dict[str, Any]) -> None:
+    lh = api["app"].state.lakehouse
+    table = lh.table("web.events")
+    old = table.snapshot().version
+    table.add_columns([pa.field("extra", pa.string())])
+    lh.catalog.update_table(table.name, table.definition)
+    q = {"sql": "SELECT count(*) AS n, count(extra) AS e FROM web.events", "as_of": {"web.events": old}}
+    assert ok(call(api, "POST", "/query", role="admin", json=q))["rows"] == [{"n": 100, "e": 0}]
+
+
+def test_values_without_a_json_form_are_a_4xx(api: dict[str, Any]) -> None:
+    problem(call(api, "POST", "/query", json={"sql": "SELECT 'infinity'::TIMESTAMP AS t"}), 400)
+    arrow = call(api, "POST", "/query", json={"sql": "SELECT 'infinity'::TIMESTAMP AS t", "format": "arrow"})
+    assert arrow.status_code == 200
+    problem(
+        call(api, "POST", "/query", json={"sql": "SELECT 1", "as_of": {"web.events": "0001-01-01T00:00:00+01:00"}}), 400
+    )
 
 
 def test_roles_masking_ingest_and_jobs(api: dict[str, Any]) -> None:

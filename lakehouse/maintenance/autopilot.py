@@ -1,0 +1,139 @@
+"""The autopilot: ``maintain`` every table again and again, beside live ingestion, safely.
+
+* **One maintainer per table.** Before touching a table the autopilot takes its lease in the catalog database
+  (``lh_leases``); a second autopilot, or a manual job (which takes a lease of its own for its duration), finds
+  it taken and skips the table this pass. Leases lapse after ``autopilot.lease_ttl`` without renewal, so a
+  killed autopilot's tables become free again.
+* **Restart-safe.** Every job commits atomically or not at all; a job killed half-way left at most unreferenced
+  files (which orphan removal deletes later) and a ``running`` entry in the job history, which the next
+  autopilot marks as abandoned once its lease has lapsed.
+* **Backoff.** A table whose maintenance fails waits ``interval * 2^failures`` (at most
+  ``autopilot.max_backoff``) before the next attempt.
+* **State** is in the job history (one ``maintain`` job per table and pass, with the health before and after,
+  plus the jobs it ran) and in ``GET /metrics`` (leases, jobs).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.errors import LakehouseError
+from lakehouse.units import parse_duration
+
+if TYPE_CHECKING:
+    from lakehouse.core import Lakehouse
+
+
+@dataclass
+class TableState:
+    failures: int = 0
+    next_attempt: float = 0.0
+    last_score: float | None = None
+
+
+@dataclass
+class Autopilot:
+    lh: Lakehouse
+    interval: float
+    holder: str = field(
+        default_factory=lambda: f"autopilot:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    )
+    tables: list[str] | None = None
+    states: dict[str, TableState] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.lh.catalog.lease_holder = self.holder
+        self.ttl = parse_duration(self.lh.settings.autopilot.lease_ttl).total_seconds()
+        self.max_backoff = parse_duration(self.lh.settings.autopilot.max_backoff).total_seconds()
+
+    def run(
+        self,
+        *,
+        passes: int | None = None,
+        until: float | None = None,
+        on_table: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Run passes until ``passes`` are done or ``until`` (monotonic time) is reached (forever without)."""
+        self.lh.catalog.abandon_stale_jobs()
+        done = 0
+        while (passes is None or done < passes) and (until is None or time.monotonic() < until):
+            started = time.monotonic()
+            for entry in self.one_pass():
+                if on_table:
+                    on_table(entry)
+            done += 1
+            if (passes is not None and done >= passes) or (until is not None and time.monotonic() >= until):
+                break
+            pause = self.interval - (time.monotonic() - started)
+            if until is not None:
+                pause = min(pause, until - time.monotonic())
+            if pause > 0:
+                time.sleep(pause)
+
+    def one_pass(self) -> list[dict[str, Any]]:
+        names = self.tables or [str(r.name) for r in self.lh.list_tables()]
+        return [entry for name in names if (entry := self.maintain_one(name)) is not None]
+
+    def maintain_one(self, name: str) -> dict[str, Any] | None:
+        from lakehouse.maintenance.maintain import maintain
+
+        state = self.states.setdefault(name, TableState())
+        now = time.monotonic()
+        if now < state.next_attempt:
+            return {"table": name, "skipped": "backing off after a failure", "failures": state.failures}
+        catalog = self.lh.catalog
+        if not catalog.acquire_lease(name, self.holder, ttl=self.ttl):
+            lease = catalog.lease(name) or {}
+            return {"table": name, "skipped": f"leased by {lease.get('holder')}"}
+        job = catalog.start_job("maintain", table=_name(name), params={"holder": self.holder}, actor=self.lh.actor)
+        try:
+            report = maintain(self.lh, name, dry_run=False, before_job=lambda _: self._renew(name))
+        except LakehouseError as e:
+            state.failures += 1
+            state.next_attempt = now + min(self.max_backoff, self.interval * 2**state.failures)
+            catalog.finish_job(job, state="failed", error=str(e), metrics={"failures": state.failures})
+            catalog.release_lease(name, self.holder)
+            return {"table": name, "error": str(e), "failures": state.failures}
+        except BaseException:
+            catalog.release_lease(name, self.holder)
+            raise
+        state.failures = 0
+        state.next_attempt = 0.0
+        after = report.get("after", report["before"])
+        state.last_score = after["score"]
+        errors = [j for j in report["jobs"] if "error" in j]
+        catalog.finish_job(
+            job,
+            state="committed",
+            metrics={
+                "score_before": report["before"]["score"],
+                "score_after": after["score"],
+                "jobs": [j["job"] for j in report["jobs"]],
+                "job_errors": len(errors),
+            },
+        )
+        catalog.release_lease(name, self.holder)
+        return {
+            "table": name,
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "score_before": report["before"]["score"],
+            "score_after": after["score"],
+            "jobs": report["jobs"],
+        }
+
+    def _renew(self, name: str) -> None:
+        if not self.lh.catalog.acquire_lease(name, self.holder, ttl=self.ttl):
+            raise LakehouseError(f"lost the lease of {name} (it lapsed and another holder took it)")
+
+
+def _name(name: str) -> Any:
+    from lakehouse.tables.base import TableName
+
+    return TableName.parse(name)

@@ -1,0 +1,189 @@
+"""Health scores, maintain, table leases and the autopilot: beside a live writer, two autopilot processes at
+once, and an autopilot killed in the middle of a job and restarted."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.config import load_settings
+from lakehouse.core import Lakehouse
+from lakehouse.errors import CommitConflictError
+from lakehouse.maintenance.autopilot import Autopilot
+from lakehouse.maintenance.maintain import health, maintain
+from lakehouse.maintenance.planner import partition_key
+from lakehouse.schema import parse_partitioning
+from tests.conftest import EVENTS, events, sorted_rows
+
+EXE = os.path.join(os.path.dirname(sys.executable), "lakehouse")
+
+
+def settings(root: Path, **extra: Any) -> Any:
+    return load_settings(config_file=False, warehouse=str(root / "wh"), **extra)
+
+
+def small_files_table(lh: Lakehouse, fmt: str, name: str = "a.events", batches: int = 8) -> Any:
+    table = lh.create_table(name, schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"), keys=["id"])
+    for b in range(batches):
+        table.append(events(b * 50, 50))
+    return table
+
+
+def test_health_scores_and_maintain(tmp_path: Path, fmt: str) -> None:
+    with Lakehouse(settings(tmp_path)) as lh:
+        table = small_files_table(lh, fmt)
+        table.append(events(0, 20))  # a replay: 20 duplicate keys
+        h = health(lh, "a.events")
+        signals = {f.signal: f for f in h.findings}
+        assert h.score < 70 and {"optimize", "dedup"} <= set(h.fixes)
+        assert signals["small_files"].value == 1.0 and signals["duplicates"].penalty > 0
+        assert "20 duplicate rows" in signals["duplicates"].evidence
+        expected = {r["id"]: r for r in table.scan().to_pylist()}
+        plan = maintain(lh, "a.events")
+        assert plan["dry_run"] and [j["job"] for j in plan["jobs"]][:2] == ["dedup", "optimize"]
+        assert table.row_count() == 420, "a dry run changes nothing"
+        done = maintain(lh, "a.events", dry_run=False)
+        assert done["after"]["score"] > h.score + 30
+        after = lh.table("a.events")
+        assert sorted_rows(after.scan()) == [expected[i] for i in sorted(expected)]
+        assert len(after.files()) == 3, "one file per day partition"
+        kinds = [j.kind for j in lh.jobs("a.events")]
+        assert "dedup" in kinds and "optimize" in kinds
+
+
+def test_leases_keep_jobs_apart(tmp_path: Path) -> None:
+    from lakehouse.maintenance.compaction import optimize
+    from lakehouse.maintenance.planner import CompactionOptions
+
+    with Lakehouse(settings(tmp_path)) as lh:
+        small_files_table(lh, "delta")
+        assert lh.catalog.acquire_lease("a.events", "autopilot:other", ttl=0.8)
+        assert not lh.catalog.acquire_lease("a.events", "autopilot:mine", ttl=5)
+        with pytest.raises(CommitConflictError, match="being maintained by autopilot:other"):
+            optimize(lh, "a.events", CompactionOptions())
+        assert len(lh.table("a.events").files()) == 24, "nothing ran"
+        time.sleep(1.0)  # the other holder's lease lapses
+        assert optimize(lh, "a.events", CompactionOptions()).rows_in == 400
+        assert lh.catalog.lease("a.events") is None, "a manual job releases its own lease"
+
+
+def test_autopilot_beside_live_ingestion(tmp_path: Path, fmt: str) -> None:
+    s = settings(tmp_path)
+    with Lakehouse(s) as writer_lh, Lakehouse(s) as pilot_lh:
+        writer_lh.create_table("a.events", schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
+        written: list[pa.Table] = []
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def writer() -> None:
+            try:
+                own = writer_lh.table("a.events")
+                n = 0
+                while not stop.is_set():
+                    batch = events(n * 30, 30)
+                    own.append(batch)
+                    written.append(batch)
+                    n += 1
+                    time.sleep(0.1)
+            except BaseException as e:  # surfaced below
+                errors.append(e)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        pilot = Autopilot(pilot_lh, interval=0.5)
+        seen: list[dict[str, Any]] = []
+        try:
+            pilot.run(until=time.monotonic() + 10, on_table=seen.append)
+        finally:
+            stop.set()
+            thread.join(timeout=60)
+        assert not errors, errors
+        ran = [e for e in seen if e.get("jobs")]
+        assert ran and any(j["job"] == "optimize" for e in ran for j in e["jobs"])
+        final = writer_lh.table("a.events")
+        per_partition: dict[str, int] = {}
+        for f in final.files():
+            per_partition[partition_key(f.partition)] = per_partition.get(partition_key(f.partition), 0) + 1
+        assert len(written) > 30
+        # without the autopilot every partition would hold one file per batch
+        assert max(per_partition.values()) < len(written) / 2, per_partition
+        expected = pa.concat_tables(written)
+        assert sorted_rows(final.scan()) == sorted_rows(expected)
+        assert pilot_lh.catalog.leases() == [], "every lease released"
+
+
+def _autopilot(wh: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [EXE, "-w", str(wh), "autopilot", "--json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.slow
+def test_two_autopilots_never_work_on_the_same_table_at_once(tmp_path: Path) -> None:
+    with Lakehouse(settings(tmp_path)) as lh:
+        for i, fmt in enumerate(("delta", "iceberg", "delta")):
+            small_files_table(lh, fmt, name=f"a.t{i}", batches=6)
+    procs = [_autopilot(tmp_path / "wh", "--interval", "0.2", "--duration", "8") for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for p, (_out, errs) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, errs
+    with Lakehouse(settings(tmp_path)) as lh:
+        jobs = [j for j in lh.jobs(limit=100_000) if j.table_name and j.kind == "maintain"]
+        holders = {j.params["holder"] for j in jobs}
+        assert len(holders) == 2, "both autopilots worked"
+        for table in ("a.t0", "a.t1", "a.t2"):
+            spans = sorted(
+                (j.started_at, j.finished_at or dt.datetime.now(dt.UTC)) for j in jobs if j.table_name == table
+            )
+            assert spans, table
+            for (_s1, e1), (s2, _e2) in itertools.pairwise(spans):
+                assert e1 <= s2, f"{table}: two maintain jobs overlapped"
+            assert len(lh.table(table).files()) == 3
+            assert lh.table(table).row_count() == 300
+
+
+@pytest.mark.slow
+def test_kill_mid_job_and_restart(tmp_path: Path) -> None:
+    with Lakehouse(settings(tmp_path)) as lh:
+        table = small_files_table(lh, "iceberg", batches=40)
+        expected = sorted_rows(table.scan())
+    env = {"LAKEHOUSE_AUTOPILOT__LEASE_TTL": "3s"}
+    proc = _autopilot(tmp_path / "wh", "--interval", "0.2", env=env)
+    deadline = time.monotonic() + 60
+    with Lakehouse(settings(tmp_path)) as lh:
+        while time.monotonic() < deadline:
+            if any(j.kind == "optimize" and j.state == "running" for j in lh.jobs("a.events")):
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert lh.catalog.lease("a.events") is not None, "the dead autopilot still holds its lease"
+        assert sorted_rows(lh.table("a.events").scan()) == expected, "readable and intact right after the kill"
+    restarted = _autopilot(tmp_path / "wh", "--interval", "0.3", "--duration", "12", env=env)
+    out, errs = restarted.communicate(timeout=120)
+    assert restarted.returncode == 0, errs
+    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert any(e.get("jobs") for e in entries), "the restarted autopilot took the lapsed lease and worked"
+    with Lakehouse(settings(tmp_path)) as lh:
+        final = lh.table("a.events")
+        assert sorted_rows(final.scan()) == expected
+        assert len(final.files()) == 3
+        states = {j.id: j.state for j in lh.jobs("a.events")}
+        assert "running" not in states.values(), "the killed job is marked abandoned"
+        assert lh.catalog.leases() == []
