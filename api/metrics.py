@@ -61,6 +61,12 @@ def render(lh: Lakehouse) -> str:
         "Input files replaced by compaction, tiering, dedup and masking jobs.",
         [({}, float(lh.catalog.files_rewritten()))],
     )
+    metric(
+        "lakehouse_table_lease",
+        "gauge",
+        "Tables leased right now by an autopilot or a running job (1 per lease).",
+        [({"table": lease["table"], "holder": lease["holder"]}, 1.0) for lease in lh.catalog.leases()],
+    )
     files, size, small = [], [], []
     for record in lh.list_tables():
         try:

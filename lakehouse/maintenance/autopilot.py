@@ -5,8 +5,8 @@
   it taken and skips the table this pass. Leases lapse after ``autopilot.lease_ttl`` without renewal, so a
   killed autopilot's tables become free again.
 * **Restart-safe.** Every job commits atomically or not at all; a job killed half-way left at most unreferenced
-  files (which orphan removal deletes later) and a ``running`` entry in the job history, which the next
-  autopilot marks as abandoned once its lease has lapsed.
+  files (which orphan removal deletes later) and a ``running`` entry in the job history, which any autopilot
+  marks as abandoned (failed) once the dead process's lease has lapsed.
 * **Backoff.** A table whose maintenance fails waits ``interval * 2^failures`` (at most
   ``autopilot.max_backoff``) before the next attempt.
 * **State** is in the job history (one ``maintain`` job per table and pass, with the health before and after,
@@ -61,7 +61,6 @@ class Autopilot:
         on_table: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """Run passes until ``passes`` are done or ``until`` (monotonic time) is reached (forever without)."""
-        self.lh.catalog.abandon_stale_jobs()
         done = 0
         while (passes is None or done < passes) and (until is None or time.monotonic() < until):
             started = time.monotonic()
@@ -78,6 +77,7 @@ class Autopilot:
                 time.sleep(pause)
 
     def one_pass(self) -> list[dict[str, Any]]:
+        self.lh.catalog.abandon_stale_jobs()  # jobs of a dead process whose lease has lapsed since
         names = self.tables or [str(r.name) for r in self.lh.list_tables()]
         return [entry for name in names if (entry := self.maintain_one(name)) is not None]
 

