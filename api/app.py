@@ -90,6 +90,42 @@ class EraseRequest(BaseModel):
     dry_run: bool = True
 
 
+class BodyTooLarge(Exception):
+    """A request body (chunked, without Content-Length) grew past the limit."""
+
+
+class BodyLimit:
+    """ASGI middleware: counts request body bytes as they arrive and stops the request past ``max_body``."""
+
+    def __init__(self, app: Any, *, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await problem(413, "Request body too large", f"bodies are limited to {self.max_body} bytes")(
+                scope, receive, send
+            )
+            return
+        received = 0
+
+        async def limited() -> Any:
+            nonlocal received
+            message = await receive()
+            if message.get("type") == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        await self.app(scope, limited, send)
+
+
 JobKind = Literal["optimize", "vacuum", "orphans", "expire-data", "tier", "dedup", "pii-scan", "pii-mask"]
 
 
@@ -149,12 +185,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.lakehouse = base
     max_body = base.settings.api.max_body_bytes
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
-            return problem(413, "Request body too large", f"bodies are limited to {max_body} bytes")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_body=max_body)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_: Request, e: BodyTooLarge) -> JSONResponse:
+        return problem(413, "Request body too large", f"bodies are limited to {max_body} bytes")
 
     @app.exception_handler(LakehouseError)
     async def _lakehouse_error(_: Request, e: LakehouseError) -> JSONResponse:
@@ -275,6 +310,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         after = {f.path: f for f in table.files(as_of=b.version)}
         added = [after[k].as_dict() for k in after.keys() - before.keys()]
         removed = [before[k].as_dict() for k in before.keys() - after.keys()]
+        if not p.allows("admin"):  # partition values of PII columns are PII too
+            from lakehouse.governance.ops import read_masks
+
+            masked = set(read_masks(base, table))
+            for f in added + removed:
+                f["partition"] = {k: ("[REDACTED]" if k in masked else v) for k, v in f["partition"].items()}
         return {
             "from": a.version,
             "to": b.version,

@@ -336,3 +336,22 @@ def test_lineage_is_forwarded_to_an_openlineage_endpoint(tmp_path: Any) -> None:
         ("/api/v1/lineage", "lakehouse.restore", "COMPLETE"),
     ]
     assert received[1]["event"]["outputs"][0]["name"] == "web.events"
+
+
+def test_a_chunked_body_over_the_limit_is_refused(api: dict[str, Any]) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"["
+        for _ in range(20_000):
+            yield b'{"id": 1, "note": "' + b"x" * 1000 + b'"},'
+        yield b"{}]"
+
+    response = call(
+        api,
+        "POST",
+        "/tables/web.events/records",
+        role="engineer",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+    )
+    problem(response, 413)
+    assert api["app"].state.lakehouse.table("web.events").row_count() == 100, "nothing was ingested"
