@@ -159,14 +159,35 @@ Admin = Annotated[Principal, Depends(_role("admin"))]
 # ---- the app --------------------------------------------------------------------------------------------------
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The API over one warehouse (``settings`` default: the usual precedence, lakehouse.toml and env)."""
+def create_app(settings: Settings | None = None, *, autopilot_interval: float | None = None) -> FastAPI:
+    """The API over one warehouse (``settings`` default: the usual precedence, lakehouse.toml and env).
+
+    With ``autopilot_interval`` the service also runs the autopilot in a background thread (its own catalog
+    connection and leases), stopped with the app."""
     base = Lakehouse(settings or load_settings(), actor="api")
     _ = base.catalog, base.sql  # created once, shared by every request
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        import threading
+
+        stop = threading.Event()
+        thread = None
+        pilot_lh = None
+        if autopilot_interval is not None:
+            from lakehouse.maintenance.autopilot import Autopilot
+
+            pilot_lh = Lakehouse(base.settings, actor="api-autopilot")
+            pilot = Autopilot(pilot_lh, autopilot_interval)
+            thread = threading.Thread(target=pilot.run, kwargs={"stop": stop}, name="autopilot", daemon=True)
+            thread.start()
+            app.state.autopilot = pilot
         yield
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=60)
+        if pilot_lh is not None:
+            pilot_lh.close()
         base.close()
 
     app = FastAPI(

@@ -1371,6 +1371,9 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 8080,
+    autopilot: Annotated[
+        bool, typer.Option("--autopilot", help="Also run the autopilot in the background (autopilot.interval).")
+    ] = False,
 ) -> None:
     """Run the REST API (OpenAPI docs at /docs). Create keys first: `lakehouse keys create --role admin`."""
     try:
@@ -1385,7 +1388,10 @@ def serve(
         ) from e
     state: _State = ctx.obj
     settings = load_settings(config_file=state.config, **state.overrides)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    from lakehouse.units import parse_duration
+
+    interval = parse_duration(settings.autopilot.interval).total_seconds() if autopilot else None
+    uvicorn.run(create_app(settings, autopilot_interval=interval), host=host, port=port, log_level="info")
 
 
 @app.command()
@@ -1394,6 +1400,9 @@ def demo(
     batches: Annotated[int, typer.Option(help="Micro-batches to append to each table.", min=2)] = 6,
     rows: Annotated[int, typer.Option(help="Rows per batch.", min=1)] = 500,
     seed: Annotated[int, typer.Option(help="Random seed for the generated events.")] = 7,
+    autopilot_rounds: Annotated[
+        int, typer.Option(help="Rounds of streaming with the autopilot at the end (0: skip).", min=0)
+    ] = 3,
 ) -> None:
     """End-to-end demo on the configured warehouse (default ./warehouse): creates one Delta and one
     Iceberg table, appends generated events, and shows files, versions, SQL and time travel.
@@ -1401,7 +1410,7 @@ def demo(
     from lakehouse.demo import run_demo
 
     with _lh(ctx) as lh:
-        run_demo(lh, batches=batches, rows=rows, seed=seed, console=out)
+        run_demo(lh, batches=batches, rows=rows, seed=seed, console=out, autopilot_rounds=autopilot_rounds)
 
 
 def main() -> None:

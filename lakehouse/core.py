@@ -332,10 +332,12 @@ class Lakehouse:
         ``masked`` is for callers without the PII-read permission: columns with a masking policy, and columns a
         PII scan tagged, are masked inside the table views, before the query sees them."""
         if not masked:
-            return self.sql.query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows, timeout=timeout)
+            result = self.sql.query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows, timeout=timeout)
+            self._record_access(result)
+            return result
         from lakehouse.governance.ops import mask_secret, read_masks
 
-        return self.sql.query(
+        result = self.sql.query(
             sql,
             resolve=self.table,
             as_of=as_of,
@@ -344,6 +346,15 @@ class Lakehouse:
             mask_secret=mask_secret(self),
             timeout=timeout,
         )
+        self._record_access(result)
+        return result
+
+    def _record_access(self, result: QueryResult) -> None:
+        """The access log feeds the autopilot (Z-order proposals, hot partitions, unread tables)."""
+        import contextlib
+
+        with contextlib.suppress(LakehouseError):  # never fail a query for its log
+            self.catalog.record_access(list(result.access))
 
 
 def _normalise_location(location: str) -> str:

@@ -55,7 +55,9 @@ def generate_events(n: int, *, start_id: int, rng: random.Random, start: dt.date
     )
 
 
-def run_demo(lh: Lakehouse, *, batches: int, rows: int, seed: int, console: Console) -> dict[str, int]:
+def run_demo(
+    lh: Lakehouse, *, batches: int, rows: int, seed: int, console: Console, autopilot_rounds: int = 3
+) -> dict[str, int]:
     """Run the demo; returns the row count per table (the same for both)."""
     console.rule("lakehouse demo")
     info = lh.init()
@@ -152,7 +154,53 @@ def run_demo(lh: Lakehouse, *, batches: int, rows: int, seed: int, console: Cons
         f"\nnow: {counts[DEMO_TABLES['delta']]:,} rows in Delta, {counts[DEMO_TABLES['iceberg']]:,} in Iceberg. "
         "Try: lakehouse table show demo.events_iceberg; lakehouse table history demo.events_delta"
     )
+    if autopilot_rounds:
+        _autopilot_beside_stream(lh, rounds=autopilot_rounds, rows=rows, start_id=total, rng=rng, console=console)
+        counts = {name: lh.table(name).row_count() for name in DEMO_TABLES.values()}
     return counts
+
+
+def _autopilot_beside_stream(
+    lh: Lakehouse, *, rounds: int, rows: int, start_id: int, rng: random.Random, console: Console
+) -> None:
+    """Keep streaming micro-batches while the autopilot maintains both tables; show health, files and query
+    time per round."""
+    from lakehouse.ingest.pipeline import ingest_records
+    from lakehouse.maintenance.autopilot import Autopilot
+    from lakehouse.maintenance.maintain import health
+
+    console.rule("autopilot beside a stream")
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    names = list(DEMO_TABLES.values())
+    pilot_lh = type(lh)(lh.settings, actor="demo-autopilot")
+    pilot = Autopilot(pilot_lh, interval=0.0, tables=names)
+    report = RichTable("round", "table", "files", "health", "jobs the autopilot ran", "query ms")
+    try:
+        for r in range(rounds):
+            for _ in range(3):  # three micro-batches land between two autopilot passes
+                batch = generate_events(rows, start_id=start_id, rng=rng, start=start).to_pylist()
+                for name in names:
+                    ingest_records(lh, name, batch, source="demo-stream", start_position=start_id)
+                start_id += rows
+            entries = {e["table"]: e for e in pilot.one_pass()}
+            for name in names:
+                t0 = time.perf_counter()
+                lh.query(f"SELECT count(*), avg(temperature) FROM {name} WHERE country = 'DE'")
+                ms = (time.perf_counter() - t0) * 1000
+                e = entries.get(name, {})
+                jobs = ", ".join(j["job"] for j in e.get("jobs", [])) or e.get("skipped", "nothing to do")
+                report.add_row(
+                    str(r + 1),
+                    name,
+                    str(len(lh.table(name).files())),
+                    f"{health(lh, name, check_duplicates=False).score:.0f}",
+                    jobs,
+                    f"{ms:.0f}",
+                )
+    finally:
+        pilot_lh.close()
+    console.print(report)
+    console.print("the autopilot keeps running with: lakehouse autopilot --interval 5m")
 
 
 def _stream_through_kafka(

@@ -118,6 +118,8 @@ class QueryResult:
     table: pa.Table
     truncated: bool
     sql: str
+    access: tuple[dict[str, Any], ...] = ()
+    """Per catalog table read: predicate columns and earliest times asked (for the access log)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -245,7 +247,9 @@ class SqlEngine:
                 if timer is not None:
                     timer.cancel()
             truncated = result.num_rows > limit
-            return QueryResult(result.slice(0, limit) if truncated else result, truncated, rewritten)
+            return QueryResult(
+                result.slice(0, limit) if truncated else result, truncated, rewritten, tuple(access_of(sql))
+            )
         finally:
             for udf_name, _ in udfs:
                 with contextlib.suppress(Exception):  # best effort: the cursor closes next anyway
@@ -416,6 +420,54 @@ def _check_table(table: exp.Table) -> None:
     raise QueryError(
         f"unknown table {target.name!r}: name catalog tables as namespace.table", hint="see `lakehouse table list`"
     )
+
+
+_COMPARISONS = (exp.EQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.In, exp.Between, exp.Like, exp.NEQ)
+
+
+def access_of(sql: str) -> list[dict[str, Any]]:
+    """For each catalog table a query reads: the columns its predicates compare with literals (the candidates
+    for Z-order), and per column compared with a time literal the earliest time asked for (what to keep hot).
+
+    >>> access_of("SELECT * FROM s.t WHERE a = 1 AND ts >= '2026-01-02' AND b IN (1, 2)")
+    [{'table': 's.t', 'predicate_columns': ['a', 'b', 'ts'], 'time_from': {'ts': '2026-01-02T00:00:00+00:00'}}]
+    """
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.SqlglotError:
+        return []
+    aliases: dict[str, str] = {}
+    for t in tree.find_all(exp.Table):
+        if t.db:
+            name = f"{t.db}.{t.name}".lower()
+            aliases[(t.alias or t.name).lower()] = name
+    tables = set(aliases.values())
+    found: dict[str, dict[str, Any]] = {n: {"table": n, "predicate_columns": set(), "time_from": {}} for n in tables}
+    for cmp in tree.find_all(*_COMPARISONS):
+        columns = [c for c in cmp.find_all(exp.Column) if c.find_ancestor(*_COMPARISONS) is cmp]
+        literals = list(cmp.find_all(exp.Literal))
+        if len(columns) != 1 or not literals:
+            continue
+        col = columns[0]
+        owner = aliases.get(col.table.lower()) if col.table else (next(iter(tables)) if len(tables) == 1 else None)
+        if owner is None:
+            continue
+        name = col.name
+        found[owner]["predicate_columns"].add(name)
+        if isinstance(cmp, exp.GT | exp.GTE | exp.EQ | exp.Between):
+            low = cmp.args.get("low") if isinstance(cmp, exp.Between) else cmp.expression
+            if isinstance(low, exp.Literal) and low.is_string:
+                try:
+                    when = parse_as_of(low.this)
+                except LakehouseError:
+                    continue
+                if isinstance(when, dt.datetime):
+                    prev = found[owner]["time_from"].get(name)
+                    found[owner]["time_from"][name] = min(prev, when.isoformat()) if prev else when.isoformat()
+    return [
+        {"table": e["table"], "predicate_columns": sorted(e["predicate_columns"]), "time_from": e["time_from"]}
+        for e in sorted(found.values(), key=lambda e: e["table"])
+    ]
 
 
 def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, tuple[TableName, AsOf | None]]]:

@@ -128,6 +128,16 @@ lineage_t = sa.Table(
     sa.Column("event_json", sa.Text, nullable=False),
 )
 
+access_t = sa.Table(
+    "lh_access_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("table_name", sa.String(128), nullable=False, index=True),
+    sa.Column("predicate_columns_json", sa.Text, nullable=False),
+    sa.Column("time_from_json", sa.Text, nullable=False),
+)
+
 leases_t = sa.Table(
     "lh_leases",
     metadata,
@@ -618,6 +628,53 @@ class CatalogStore:
     def _held_by_this_thread(self, table: str) -> bool:
         with self._leases_lock:
             return any(t == table and th == threading.get_ident() for t, _, th in self._job_leases.values())
+
+    # ---- access log (which tables and predicate columns queries use) --------------------------------------
+
+    def record_access(self, entries: list[dict[str, Any]]) -> None:
+        """One row per table a query read: the columns its predicates compare with literals, and for each
+        column compared with a time the earliest time it asked for."""
+        if not entries:
+            return
+        now = _now()
+        with self._tx() as conn:
+            conn.execute(
+                access_t.insert(),
+                [
+                    {
+                        "at": now,
+                        "table_name": e["table"],
+                        "predicate_columns_json": json.dumps(sorted(e.get("predicate_columns", []))),
+                        "time_from_json": json.dumps(e.get("time_from", {}), default=str),
+                    }
+                    for e in entries
+                ],
+            )
+
+    def access_summary(self, table: TableName | str, *, since: dt.datetime) -> dict[str, Any]:
+        """Reads since a time: how many, predicate columns by frequency, earliest time asked per column."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(access_t.c.at, access_t.c.predicate_columns_json, access_t.c.time_from_json).where(
+                    (access_t.c.table_name == str(table)) & (access_t.c.at >= since)
+                )
+            ).all()
+        columns: dict[str, int] = {}
+        time_from: dict[str, str] = {}
+        last: dt.datetime | None = None
+        for at, cols_json, times_json in rows:
+            for c in json.loads(cols_json):
+                columns[c] = columns.get(c, 0) + 1
+            for c, t in json.loads(times_json).items():
+                time_from[c] = min(time_from.get(c, t), t)
+            at = _aware(at)
+            last = at if last is None or (at is not None and at > last) else last
+        return {
+            "reads": len(rows),
+            "last_read": last.isoformat() if last else None,
+            "predicate_columns": dict(sorted(columns.items(), key=lambda kv: -kv[1])),
+            "time_from": time_from,
+        }
 
     # ---- leases (one maintainer per table at a time) -----------------------------------------------------
 

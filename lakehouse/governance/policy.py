@@ -77,6 +77,10 @@ class TierPolicy(_Model):
         description="zstd level for files rewritten into a tier; a storage-class move rewrites only tiers listed.",
     )
     target_file_size: str = Field(default="512MB", description="File size of rewrites into warm/cold tiers.")
+    keep_read_hot: str | None = Field(
+        default="7d",
+        description="Partitions that queries asked for within this window stay hot (from the access log).",
+    )
 
     _check = field_validator("warm_after", "cold_after")(_duration)
 
@@ -138,6 +142,10 @@ class CompactionPolicy(_Model):
     small_file_fraction: float = Field(default=0.75, gt=0, le=1, description="Small below this share of target.")
     min_input_files: int = Field(default=2, ge=1, description="Compact a partition from this many small files.")
     zorder: list[str] = Field(default_factory=list, max_length=4, description="Z-order columns (empty: none).")
+    adopt_zorder: bool = Field(
+        default=False,
+        description="Without zorder set, Z-order by the columns queries filter on most (from the access log).",
+    )
 
     @field_validator("target_file_size")
     @classmethod
@@ -158,6 +166,17 @@ class DedupPolicy(_Model):
     )
 
 
+class AutopilotPolicy(_Model):
+    """What the autopilot does with a table."""
+
+    enabled: bool = Field(default=True, description="The autopilot maintains this table.")
+    skip_unread_after: str | None = Field(
+        default=None, description="Skip the table when no query read it for this long (unset: never skip)."
+    )
+
+    _check = field_validator("skip_unread_after")(_duration)
+
+
 class TablePolicy(_Model):
     """Everything maintenance needs to know about one table."""
 
@@ -165,6 +184,7 @@ class TablePolicy(_Model):
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     tiering: TierPolicy = Field(default_factory=TierPolicy)
     dedup: DedupPolicy = Field(default_factory=DedupPolicy)
+    autopilot: AutopilotPolicy = Field(default_factory=AutopilotPolicy)
     masking: dict[str, str] = Field(
         default_factory=dict,
         description="column -> masking policy (hash, redact, partial[:N], null, generalize[:G]); applied at "

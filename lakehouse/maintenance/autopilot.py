@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -59,10 +60,14 @@ class Autopilot:
         passes: int | None = None,
         until: float | None = None,
         on_table: Callable[[dict[str, Any]], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
-        """Run passes until ``passes`` are done or ``until`` (monotonic time) is reached (forever without)."""
+        """Run passes until ``passes`` are done, ``until`` (monotonic time) is reached or ``stop`` is set
+        (forever without any)."""
         done = 0
         while (passes is None or done < passes) and (until is None or time.monotonic() < until):
+            if stop is not None and stop.is_set():
+                break
             started = time.monotonic()
             for entry in self.one_pass():
                 if on_table:
@@ -74,7 +79,10 @@ class Autopilot:
             if until is not None:
                 pause = min(pause, until - time.monotonic())
             if pause > 0:
-                time.sleep(pause)
+                if stop is not None:
+                    stop.wait(pause)
+                else:
+                    time.sleep(pause)
 
     def one_pass(self) -> list[dict[str, Any]]:
         self.lh.catalog.abandon_stale_jobs()  # jobs of a dead process whose lease has lapsed since
@@ -86,6 +94,15 @@ class Autopilot:
 
         state = self.states.setdefault(name, TableState())
         now = time.monotonic()
+        policy = self.lh.policy(name).autopilot
+        if not policy.enabled:
+            return {"table": name, "skipped": "autopilot.enabled is false for this table"}
+        if policy.skip_unread_after:
+            window = parse_duration(policy.skip_unread_after)
+            record = self.lh.table_record(name)
+            since = dt.datetime.now(dt.UTC) - window
+            if record.created_at < since and not self.lh.catalog.access_summary(name, since=since)["reads"]:
+                return {"table": name, "skipped": f"no query read it in {policy.skip_unread_after}"}
         if now < state.next_attempt:
             return {"table": name, "skipped": "backing off after a failure", "failures": state.failures}
         catalog = self.lh.catalog

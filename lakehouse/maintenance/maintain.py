@@ -24,6 +24,7 @@ already big), vacuum and orphans last (they delete what the others replaced).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,7 +86,8 @@ def health(lh: Lakehouse, name: str, *, check_duplicates: bool = True) -> Health
     files = table.files() if snaps else []
     fh = file_health(table, files=files, options=options)
     result.signals["files"] = fh
-    plan = plan_compaction(str(table.name), files, options, layouts=lh.catalog.layouts(table.name))
+    layouts = lh.catalog.layouts(table.name)
+    plan = plan_compaction(str(table.name), files, dataclasses.replace(options, zorder=()), layouts=layouts)
     compactable = sum(len(p.inputs) for p in plan.picked)
     if files:
         share = compactable / len(files)
@@ -99,6 +101,17 @@ def health(lh: Lakehouse, name: str, *, check_duplicates: bool = True) -> Health
                 f"compacting (threshold {options.small_threshold} bytes)",
             )
         )
+        if options.zorder:
+            pending = plan_compaction(str(table.name), files, options, layouts=layouts).picked
+            result.findings.append(
+                Finding(
+                    "zorder_pending",
+                    float(len(pending)),
+                    5.0 if pending else 0.0,
+                    "optimize",
+                    f"{len(pending)} partition(s) not yet Z-ordered by {', '.join(options.zorder)}",
+                )
+            )
         most = fh["files_per_partition"]["max"]
         result.findings.append(
             Finding(
@@ -178,6 +191,26 @@ def health(lh: Lakehouse, name: str, *, check_duplicates: bool = True) -> Health
             f"PII found in {', '.join(unmasked)} without a masking policy" if unmasked else "no unmasked PII tags",
         )
     )
+    access = lh.catalog.access_summary(table.name, since=dt.datetime.now(dt.UTC) - dt.timedelta(days=30))
+    result.signals["access_30d"] = access
+    suggestion = zorder_suggestion(lh, name, access)
+    if suggestion:
+        adopted = policy.compaction.adopt_zorder and not policy.compaction.zorder
+        result.findings.append(
+            Finding(
+                "zorder_suggestion",
+                float(access["predicate_columns"].get(suggestion[0], 0)),
+                0.0,
+                "optimize",
+                f"{access['reads']} queries in 30 days filtered on "
+                + ", ".join(f"{c} ({access['predicate_columns'][c]}x)" for c in suggestion)
+                + (
+                    ": adopted (compaction.adopt_zorder)"
+                    if adopted
+                    else f": suggest compaction.zorder={','.join(suggestion)}"
+                ),
+            )
+        )
     if policy.retention.expire_after and files:
         from lakehouse.maintenance.retention import expire_data
 
@@ -196,16 +229,34 @@ def health(lh: Lakehouse, name: str, *, check_duplicates: bool = True) -> Health
     return result
 
 
+MIN_QUERIES_FOR_ZORDER = 3
+
+
+def zorder_suggestion(lh: Lakehouse, name: str, access: dict[str, Any] | None = None) -> list[str]:
+    """Up to two columns queries filtered on most (at least 3 times in 30 days), that are not partition
+    columns (a partition column clusters nothing inside a partition)."""
+    table = lh.table(name)
+    access = access or lh.catalog.access_summary(table.name, since=dt.datetime.now(dt.UTC) - dt.timedelta(days=30))
+    partitioned = {p.column for p in table.definition.partitioning if p.transform == "identity"}
+    ranked = [
+        c
+        for c, n in access["predicate_columns"].items()
+        if n >= MIN_QUERIES_FOR_ZORDER and c not in partitioned and c in table.schema.names
+    ]
+    return ranked[:2]
+
+
 def compaction_options(lh: Lakehouse, name: str) -> Any:
     from lakehouse.maintenance.planner import CompactionOptions
     from lakehouse.units import parse_size
 
     c = lh.policy(name).compaction
+    zorder = list(c.zorder) or (zorder_suggestion(lh, name) if c.adopt_zorder else [])
     return CompactionOptions(
         target_file_size=parse_size(c.target_file_size),
         small_file_fraction=c.small_file_fraction,
         min_input_files=c.min_input_files,
-        zorder=tuple(c.zorder),
+        zorder=tuple(zorder),
     )
 
 

@@ -205,6 +205,8 @@ class TierPlan:
     now: dt.datetime
     groups: list[TierGroup] = field(default_factory=list)
     undated_files: int = 0
+    read_hot_from: str | None = None
+    """Queries asked for data from this time on lately: partitions after it stay hot."""
 
     @property
     def moves(self) -> list[TierGroup]:
@@ -217,6 +219,7 @@ class TierPlan:
             "policy": self.policy,
             "now": self.now.isoformat(timespec="seconds"),
             "undated_files": self.undated_files,
+            "read_hot_from": self.read_hot_from,
             "partitions_to_move": len(self.moves),
             "files_to_move": sum(len(g.moving) for g in self.moves),
             "bytes_to_move": sum(f.size for g in self.moves for f in g.moving),
@@ -233,6 +236,15 @@ def plan_tiering(
     column, part_name, transform = _time_source(table, pol)
     at = now or _now()
     plan = TierPlan(str(table.name), method, pol.model_dump(), at)
+    # partitions that queries asked for lately stay hot, whatever their age
+    read_from: dt.datetime | None = None
+    if pol.keep_read_hot:
+        from lakehouse.units import parse_duration
+
+        asked = lh.catalog.access_summary(table.name, since=at - parse_duration(pol.keep_read_hot))["time_from"]
+        if column in asked:
+            read_from = dt.datetime.fromisoformat(asked[column])
+            plan.read_hot_from = read_from.isoformat()
     files = table.files() if table.snapshots() else []
     classes = (
         {o.path: o.storage_class for o in list_objects(table.location, lh.ctx)} if method == "storage-class" else {}
@@ -244,7 +256,7 @@ def plan_tiering(
             plan.undated_files += 1
             continue
         age = at - newest
-        target = pol.tier_for(age)
+        target = "hot" if read_from is not None and newest > read_from else pol.tier_for(age)
         cls = classes.get(f.path)
         tier = _class_tier(pol, cls) if method == "storage-class" else _prefix_tier(table, f.path)
         key = (partition_key(f.partition), target)

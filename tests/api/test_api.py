@@ -355,3 +355,25 @@ def test_a_chunked_body_over_the_limit_is_refused(api: dict[str, Any]) -> None:
     )
     problem(response, 413)
     assert api["app"].state.lakehouse.table("web.events").row_count() == 100, "nothing was ingested"
+
+
+def test_background_autopilot_mode(tmp_path: Any) -> None:
+    """`serve --autopilot`: the API process maintains tables by itself; its state shows in /metrics and jobs."""
+    settings = load_settings(config_file=False, warehouse=str(tmp_path / "wh"))
+    with Lakehouse(settings) as lh:
+        table = lh.create_table("web.events", schema=EVENTS, format="delta", partitioning=parse_partitioning("day(ts)"))
+        for i in range(5):
+            table.append(events(i * 20, 20))
+        key = create_key(lh, name="ops", role="reader")[1]
+    app = create_app(settings, autopilot_interval=0.2)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            jobs = client.get("/jobs?table=web.events", headers={"X-API-Key": key}).json()
+            if any(j["kind"] == "maintain" and j["state"] == "committed" for j in jobs):
+                break
+            time.sleep(0.2)
+        assert any(j["kind"] == "optimize" and j["state"] == "committed" for j in jobs), jobs
+        assert "lakehouse_jobs_total" in client.get("/metrics", headers={"X-API-Key": key}).text
+    with Lakehouse(settings) as lh:
+        assert len(lh.table("web.events").files()) == 3 and lh.table("web.events").row_count() == 100

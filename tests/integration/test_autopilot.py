@@ -188,3 +188,43 @@ def test_kill_mid_job_and_restart(tmp_path: Path) -> None:
         states = {j.id: j.state for j in lh.jobs("a.events")}
         assert "running" not in states.values(), "the killed job is marked abandoned"
         assert lh.catalog.leases() == []
+
+
+def test_access_log_drives_zorder_hot_partitions_and_skipping(tmp_path: Path, fmt: str) -> None:
+    from lakehouse.maintenance.tiering import plan_tiering
+
+    with Lakehouse(settings(tmp_path)) as lh:
+        table = lh.create_table("a.events", schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        old = events(0, 200, day0=now - dt.timedelta(days=200), days=2)
+        table.append(old)
+        table.append(events(200, 200, day0=now - dt.timedelta(days=1), days=1))
+        for i in range(4):
+            lh.query(f"SELECT count(*) FROM a.events WHERE amount > {i} AND country = 'DE'")
+        since = now - dt.timedelta(hours=1)
+        summary = lh.catalog.access_summary("a.events", since=since)
+        assert summary["reads"] == 4 and summary["predicate_columns"] == {"amount": 4, "country": 4}
+        h = health(lh, "a.events")
+        suggestion = next(f for f in h.findings if f.signal == "zorder_suggestion")
+        assert "suggest compaction.zorder=" in suggestion.evidence and "4 queries" in suggestion.evidence
+        lh.set_policy("a.events", {"compaction": {"adopt_zorder": True}})
+        done = maintain(lh, "a.events", dry_run=False)
+        optimize_job = next(j for j in lh.jobs("a.events") if j.kind == "optimize")
+        assert optimize_job.params["zorder"] in (["amount", "country"], ["country", "amount"])
+        assert done["after"]["score"] >= done["before"]["score"]
+        # the 200-day-old days are cold by age, but a query asked for them: they stay hot
+        assert {g.target for g in plan_tiering(lh, "a.events").groups} == {"hot", "cold"}
+        start = (now - dt.timedelta(days=200)).isoformat()
+        lh.query(f"SELECT count(*) FROM a.events WHERE ts >= '{start}'")
+        plan = plan_tiering(lh, "a.events")
+        assert {g.target for g in plan.groups} == {"hot"} and plan.read_hot_from
+        # a table nobody reads is skipped when its policy says so
+        lh.set_policy("a.events", {"autopilot": {"skip_unread_after": "1s"}})
+        other = lh.create_table("a.unread", schema=EVENTS, format=fmt)
+        other.append(events(0, 5))
+        lh.set_policy("a.unread", {"autopilot": {"skip_unread_after": "1s"}})
+        time.sleep(1.2)
+        with Lakehouse(settings(tmp_path)) as pilot_lh:
+            entries = {e["table"]: e for e in Autopilot(pilot_lh, interval=0.1).one_pass()}
+        assert "no query read it" in entries["a.unread"]["skipped"]
+        assert "no query read it" in entries["a.events"]["skipped"], "its last read is older than 1 s too"
