@@ -170,11 +170,46 @@ class AutopilotPolicy(_Model):
     """What the autopilot does with a table."""
 
     enabled: bool = Field(default=True, description="The autopilot maintains this table.")
+    interval: str | None = Field(
+        default=None, description="Maintain this table at most this often (unset: every autopilot pass)."
+    )
+    window: str | None = Field(
+        default=None, description='Maintenance window in UTC, "HH:MM-HH:MM" (may wrap midnight; unset: any time).'
+    )
     skip_unread_after: str | None = Field(
         default=None, description="Skip the table when no query read it for this long (unset: never skip)."
     )
 
-    _check = field_validator("skip_unread_after")(_duration)
+    _check = field_validator("skip_unread_after", "interval")(_duration)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str | None) -> str | None:
+        if v is not None:
+            window_bounds(v)
+        return v
+
+    def in_window(self, at: dt.datetime) -> bool:
+        """True when ``at`` (UTC) lies in the maintenance window (always without one).
+
+        >>> AutopilotPolicy(window="22:00-04:00").in_window(dt.datetime(2026, 1, 1, 23, 30))
+        True
+        """
+        if self.window is None:
+            return True
+        start, end = window_bounds(self.window)
+        now = at.hour * 60 + at.minute
+        return start <= now < end if start <= end else now >= start or now < end
+
+
+def window_bounds(text: str) -> tuple[int, int]:
+    """``"01:00-05:30"`` -> minutes of the day (60, 330)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
+    if not m or int(m[1]) > 23 or int(m[3]) > 23 or int(m[2]) > 59 or int(m[4]) > 59:
+        raise ValueError(f"window {text!r}: write HH:MM-HH:MM in UTC, e.g. 01:00-05:00")
+    return int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])
 
 
 class TablePolicy(_Model):

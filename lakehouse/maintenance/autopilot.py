@@ -97,6 +97,20 @@ class Autopilot:
         policy = self.lh.policy(name).autopilot
         if not policy.enabled:
             return {"table": name, "skipped": "autopilot.enabled is false for this table"}
+        if not policy.in_window(dt.datetime.now(dt.UTC)):
+            return {"table": name, "skipped": f"outside its maintenance window {policy.window} (UTC)"}
+        if policy.interval:
+            last = next(
+                (
+                    j
+                    for j in self.lh.catalog.jobs(table=_name(name), limit=50)
+                    if j.kind == "maintain" and j.finished_at
+                ),
+                None,
+            )
+            gap = parse_duration(policy.interval)
+            if last is not None and last.finished_at is not None and dt.datetime.now(dt.UTC) - last.finished_at < gap:
+                return {"table": name, "skipped": f"maintained less than {policy.interval} ago"}
         if policy.skip_unread_after:
             window = parse_duration(policy.skip_unread_after)
             record = self.lh.table_record(name)

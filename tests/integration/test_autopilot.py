@@ -228,3 +228,21 @@ def test_access_log_drives_zorder_hot_partitions_and_skipping(tmp_path: Path, fm
             entries = {e["table"]: e for e in Autopilot(pilot_lh, interval=0.1).one_pass()}
         assert "no query read it" in entries["a.unread"]["skipped"]
         assert "no query read it" in entries["a.events"]["skipped"], "its last read is older than 1 s too"
+
+
+def test_maintenance_window_and_interval(tmp_path: Path) -> None:
+    with Lakehouse(settings(tmp_path)) as lh:
+        small_files_table(lh, "delta", batches=4)
+        now = dt.datetime.now(dt.UTC)
+        closed = f"{(now + dt.timedelta(hours=2)).strftime('%H:%M')}-{(now + dt.timedelta(hours=3)).strftime('%H:%M')}"
+        lh.set_policy("a.events", {"autopilot": {"window": closed}})
+        with pytest.raises(Exception, match="HH:MM-HH:MM"):
+            lh.set_policy("a.events", {"autopilot": {"window": "late at night"}})
+        with Lakehouse(settings(tmp_path)) as pilot_lh:
+            pilot = Autopilot(pilot_lh, interval=0.1)
+            assert "outside its maintenance window" in pilot.one_pass()[0]["skipped"]
+            lh.set_policy("a.events", {"autopilot": {"window": None, "interval": "1h"}})
+            first = pilot.one_pass()[0]
+            assert any(j["job"] == "optimize" for j in first["jobs"])
+            assert "maintained less than 1h ago" in pilot.one_pass()[0]["skipped"]
+        assert len(lh.table("a.events").files()) == 3
