@@ -216,7 +216,7 @@ class SqlEngine:
                     if c in masked
                     else _quote(c)
                     if c in present
-                    else f"CAST(NULL AS {_duck_type(table.schema.field(c).type)}) AS {_quote(c)}"
+                    else f"CAST(NULL AS {duck_type(table.schema.field(c).type)}) AS {_quote(c)}"
                     for c in table.schema.names
                 )
                 try:
@@ -257,9 +257,6 @@ class SqlEngine:
             cursor.close()
 
 
-_DUCK_TYPES = {"string": "VARCHAR", "large_string": "VARCHAR", "date32[day]": "DATE"}
-
-
 def _masked_column(
     cursor: Any, field: pa.Field, policy: MaskPolicy, secret: bytes | None, udfs: list[tuple[str, Any]]
 ) -> str:
@@ -271,11 +268,11 @@ def _masked_column(
 
     t = field.type
     if policy.kind == "null":
-        return f"CAST(NULL AS {_duck_type(t)}) AS {_quote(field.name)}"
+        return f"CAST(NULL AS {duck_type(t)}) AS {_quote(field.name)}"
     import uuid
 
     name = f"lh_mask_{uuid.uuid4().hex[:16]}"  # unique: functions are shared by the connection's cursors
-    duck = duckdb.sqltype(_duck_type(t))
+    duck = duckdb.sqltype(duck_type(t))
 
     def fn(values: pa.Array) -> pa.Array:
         out = mask_array(values, policy, secret)
@@ -286,13 +283,25 @@ def _masked_column(
     return f"{name}({_quote(field.name)}) AS {_quote(field.name)}"
 
 
-def _duck_type(t: pa.DataType) -> str:
+_DUCK_TYPES = {
+    "string": "VARCHAR",
+    "large_string": "VARCHAR",
+    "int64": "BIGINT",
+    "int32": "INTEGER",
+    "double": "DOUBLE",
+    "float": "FLOAT",
+    "bool": "BOOLEAN",
+    "date32[day]": "DATE",
+}
+
+
+def duck_type(t: pa.DataType) -> str:
+    """The DuckDB type name of an Arrow type (VARCHAR for what has no closer one)."""
     if pa.types.is_timestamp(t):
         return "TIMESTAMP WITH TIME ZONE" if t.tz else "TIMESTAMP"
-    if str(t) in _DUCK_TYPES:
-        return _DUCK_TYPES[str(t)]
-    mapping = {"int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE", "float": "FLOAT", "bool": "BOOLEAN"}
-    return mapping.get(str(t), "VARCHAR")
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision},{t.scale})"
+    return _DUCK_TYPES.get(str(t), "VARCHAR")
 
 
 def _dir(location: str) -> str:

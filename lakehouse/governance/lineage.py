@@ -195,9 +195,7 @@ def graph(lh: Lakehouse, dataset: str, *, depth: int = 3) -> dict[str, Any]:
         start = {d for d in datasets if d.split("::", 1)[1] == dataset}
     if not start:
         raise_not_found(dataset)
-    nodes: dict[str, dict[str, Any]] = {
-        d: {"id": d, "type": "dataset", "namespace": d.split("::", 1)[0], "name": d.split("::", 1)[1]} for d in start
-    }
+    nodes: dict[str, dict[str, Any]] = {d: _dataset_node(d) for d in start}
     edges: set[tuple[str, str]] = set()
     frontier_up, frontier_down = set(start), set(start)
     for _ in range(depth):

@@ -137,15 +137,7 @@ def mask_array(array: pa.Array | pa.ChunkedArray, policy: MaskPolicy, secret: by
                 "the hash masking policy needs a secret",
                 hint="set governance.mask_secret in lakehouse.toml or LAKEHOUSE_GOVERNANCE__MASK_SECRET",
             )
-        digest = hmac.digest
-        out = [
-            None
-            if v is None
-            else v
-            if v.startswith("tok_") and _TOKEN.match(v)
-            else "tok_" + digest(secret, v.encode("utf-8"), "sha256").hex()[:32]
-            for v in values
-        ]
+        out = [None if v is None else token(v, secret) for v in values]
     elif policy.kind == "redact":
         out = [None if v is None else REDACTED for v in values]
     elif policy.kind == "partial":

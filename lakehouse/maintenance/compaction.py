@@ -440,25 +440,11 @@ def rewrite_files(
     return [p for p in written if p not in empty]
 
 
-_DUCK_TYPES = {
-    "string": "VARCHAR",
-    "int64": "BIGINT",
-    "int32": "INTEGER",
-    "double": "DOUBLE",
-    "float": "FLOAT",
-    "bool": "BOOLEAN",
-    "date32[day]": "DATE",
-}
-
-
 def _constant(value: Any, t: pa.DataType) -> str:
     """A typed SQL constant of a partition value."""
-    if pa.types.is_timestamp(t):
-        duck = "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
-    elif pa.types.is_decimal(t):
-        duck = f"DECIMAL({t.precision},{t.scale})"
-    else:
-        duck = _DUCK_TYPES.get(str(t), "VARCHAR")
+    from lakehouse.sql import duck_type
+
+    duck = duck_type(t)
     if value is None:
         return f"CAST(NULL AS {duck})"
     text = value.isoformat() if hasattr(value, "isoformat") else str(value)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from lakehouse.errors import CommitConflictError, InvalidInputError, StorageErro
 from lakehouse.governance.policy import TIERS, TablePolicy, TierPolicy
 from lakehouse.maintenance.planner import CompactionOptions, partition_key
 from lakehouse.storage import ObjectInfo, delete_tree, list_objects, set_storage_class
-from lakehouse.tables.base import DataFile, LakehouseTable
+from lakehouse.tables.base import DataFile, LakehouseTable, partition_path
 from lakehouse.units import parse_size
 
 if TYPE_CHECKING:
@@ -394,7 +393,7 @@ def _rewrite_into_tier(
     if group.target == "hot":
         base = table.data_directory(group.partition)
     else:
-        parts = "/".join(f"{k}={urllib.parse.quote(str(v), safe='')}" for k, v in group.partition.items())
+        parts = partition_path(group.partition)
         base = tier_prefix(table, group.target) + (f"/{parts}" if parts else "")
     out_dir = f"{base}/lh-{job}-{uuid.uuid4().hex[:8]}"
     committing = False

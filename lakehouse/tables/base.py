@@ -212,6 +212,17 @@ def last_per_key(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     return table.take(keep)
 
 
+def partition_path(partition: Mapping[str, Any]) -> str:
+    """Hive-style directories of a partition, values URL-quoted.
+
+    >>> partition_path({"ts_day": "2026-01-01", "country": "a/b"})
+    'ts_day=2026-01-01/country=a%2Fb'
+    """
+    import urllib.parse
+
+    return "/".join(f"{k}={urllib.parse.quote(str(v), safe='')}" for k, v in partition.items())
+
+
 def _jsonable(v: Any) -> Any:
     return v.isoformat() if isinstance(v, dt.date | dt.datetime) else v
 

@@ -14,7 +14,6 @@ import random
 import re
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Self, TypeVar
@@ -46,6 +45,7 @@ from lakehouse.tables.base import (
     StorageContext,
     TableDefinition,
     TableName,
+    partition_path,
 )
 
 try:
@@ -435,7 +435,7 @@ class IcebergAdapter(LakehouseTable):
         return {f.name: f.field_id for f in self._table.schema().fields}
 
     def data_directory(self, partition: Mapping[str, Any]) -> str:
-        parts = "/".join(f"{k}={urllib.parse.quote(str(v), safe='')}" for k, v in partition.items())
+        parts = partition_path(partition)
         base = f"{self.location.rstrip('/')}/data"
         return f"{base}/{parts}" if parts else base
 
