@@ -111,15 +111,16 @@ def test_autopilot_beside_live_ingestion(tmp_path: Path, fmt: str) -> None:
             stop.set()
             thread.join(timeout=60)
         assert not errors, errors
+        assert len(written) > 15
         ran = [e for e in seen if e.get("jobs")]
-        assert ran and any(j["job"] == "optimize" for e in ran for j in e["jobs"])
+        assert ran and any(j["job"] == "optimize" for e in ran for j in e["jobs"]), "it compacted while rows landed"
+        # the pass after the writer stops brings every partition back to a bounded file count
+        pilot.one_pass()
         final = writer_lh.table("a.events")
         per_partition: dict[str, int] = {}
         for f in final.files():
             per_partition[partition_key(f.partition)] = per_partition.get(partition_key(f.partition), 0) + 1
-        assert len(written) > 15
-        # without the autopilot every partition would hold one file per batch
-        assert max(per_partition.values()) < len(written) / 2, per_partition
+        assert max(per_partition.values()) <= 2, per_partition
         expected = pa.concat_tables(written)
         assert sorted_rows(final.scan()) == sorted_rows(expected)
         assert pilot_lh.catalog.leases() == [], "every lease released"
