@@ -57,6 +57,7 @@ try:
         NamespaceAlreadyExistsError,
         NoSuchTableError,
         TableAlreadyExistsError,
+        ValidationException,
     )
     from pyiceberg.exceptions import (
         ValidationError as IcebergValidationError,
@@ -127,12 +128,19 @@ def _plain_location(location: str) -> str:
 
 
 def _retry_commit(what: str, fn: Callable[[], T]) -> T:
-    """Run a commit, retrying (with jittered backoff) when another writer committed first."""
+    """Run a commit, retrying (with jittered backoff) when another writer committed first.
+
+    ``fn`` refreshes the table and rebuilds its transaction, so a retry starts from the current snapshot.
+    Besides a lost compare-and-swap, pyiceberg's own retry can fail validation because the snapshot the
+    transaction started from was expired meanwhile (a vacuum racing a writer); nothing was committed then,
+    so starting over is safe."""
     delay = 0.02
     for attempt in range(MAX_COMMIT_RETRIES + 1):
         try:
             return fn()
-        except CommitFailedException as e:
+        except (CommitFailedException, ValidationException) as e:
+            if isinstance(e, ValidationException) and "starting snapshot" not in str(e):
+                raise
             if attempt == MAX_COMMIT_RETRIES:
                 raise CommitConflictError(f"{what}: a concurrent commit won {attempt + 1} times ({e})") from e
             time.sleep(delay * (1 + random.random()))

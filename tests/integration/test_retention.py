@@ -235,3 +235,31 @@ def test_delete_rows_drops_whole_partitions_without_rewriting(tmp_path: Any, fmt
         assert not result.metadata_only and result.files_added == 1
         left = sorted_rows(lh.table("r.events").scan())
         assert left == [r for r in sorted_rows(events(0, 300)) if r["ts"] >= dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)]
+
+
+def test_iceberg_append_survives_its_starting_snapshot_being_expired(tmp_path: Any, monkeypatch: Any) -> None:
+    """A vacuum that commits and expires the snapshot a writer started from, between the writer's file write
+    and its commit: the writer's first compare-and-swap loses, pyiceberg's retry cannot find its starting
+    snapshot, and the append starts over from the current snapshot; every row lands exactly once."""
+    from lakehouse.config import load_settings
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("r.events", schema=EVENTS, format="iceberg")
+        table.append(events(0, 10))
+        other = lh.table("r.events")
+        catalog = table._table.catalog  # type: ignore[attr-defined]
+        original = catalog.commit_table
+        interfered: list[int] = []
+
+        def commit_table(*args: Any, **kwargs: Any) -> Any:
+            if not interfered:
+                interfered.append(1)
+                other.append(events(10, 10))  # moves the head on
+                vacuum(lh, "r.events", retain="0s", dry_run=False)  # expires every older snapshot
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(catalog, "commit_table", commit_table)
+        table.append(events(20, 10))
+        assert interfered
+        got = sorted(r["id"] for r in lh.table("r.events").scan(columns=["id"]).to_pylist())
+        assert got == list(range(30))
