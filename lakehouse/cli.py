@@ -39,6 +39,18 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="local: DuckDB, delta-rs and pyiceberg in this process. spark: a Spark session (settings [spark]) "
+        "for tables that outgrow one machine.",
+    ),
+]
+SparkMasterOpt = Annotated[
+    str | None,
+    typer.Option("--spark-master", help="Spark master URL with --engine spark (default: spark.master, local[*])."),
+]
 NameArg = Annotated[str, typer.Argument(help="Table name: namespace.table", show_default=False)]
 
 
@@ -84,6 +96,18 @@ def _global(
 def _lh(ctx: typer.Context) -> Lakehouse:
     state: _State = ctx.obj
     return state.lakehouse()
+
+
+def _engine(lh: Lakehouse, engine: str, spark_master: str | None) -> str:
+    """Validate --engine / --spark-master; the master overrides the spark.master setting for this run."""
+    from lakehouse.engines import check_engine
+
+    name = check_engine(engine)
+    if spark_master:
+        if name != "spark":
+            raise InvalidInputError("--spark-master goes with --engine spark")
+        lh.settings.spark.master = spark_master
+    return name
 
 
 def _print_json(data: Any) -> None:
@@ -416,15 +440,21 @@ def query(
     masked: Annotated[
         bool, typer.Option("--masked", help="Read as a caller without PII permission: PII columns come masked.")
     ] = False,
+    engine: EngineOpt = "local",
+    spark_master: SparkMasterOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Run SQL over catalog tables through DuckDB.
+    """Run SQL over catalog tables through DuckDB, or on Spark with --engine spark.
 
-    Time travel per reference: `FROM ns.t AT (VERSION => 3)` or `AT (TIMESTAMP => '2026-01-02T00:00:00Z')`.
+    Time travel per reference: `FROM ns.t AT (VERSION => 3)` or `AT (TIMESTAMP => '2026-01-02T00:00:00Z')`;
+    the same syntax works on both engines (Spark reads Iceberg through the shared catalog, Delta through
+    delta-spark).
     """
     pinned = _parse_as_of_options(as_of)
     with _lh(ctx) as lh:
-        result = lh.query(sql, as_of=pinned, max_rows=max_rows, masked=masked)
+        which = _engine(lh, engine, spark_master)
+        with err.status("starting Spark ...") if which == "spark" and not json_ else contextlib.nullcontext():
+            result = lh.query(sql, as_of=pinned, max_rows=max_rows, masked=masked, engine=which)
     if json_:
         _print_json(result.as_dict())
         return
@@ -583,12 +613,16 @@ def optimize(
     max_bytes: Annotated[str, typer.Option(help="Rewrite at most this many input bytes per run.")] = "50GB",
     memory: Annotated[str, typer.Option(help="Memory budget of the rewrite (spills beyond it).")] = "1GB",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the plan.")] = False,
+    engine: EngineOpt = "local",
+    spark_master: SparkMasterOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Compact small files (bin-packing to the target size) and optionally Z-order, partition by partition.
 
     The plan shows, per partition, the input files and bytes, the expected output files and why it was or
     was not picked. Rows are never added or lost: rows in equal rows out, checked after every commit.
+    With --engine spark the same plan runs on Spark (Iceberg: RewriteDataFiles bin-pack / Z-order over the
+    picked partitions, then rewrite_manifests; Delta: delta-spark OPTIMIZE [ZORDER BY]).
     """
     from lakehouse.maintenance.compaction import optimize as run_optimize
     from lakehouse.maintenance.planner import CompactionOptions
@@ -602,8 +636,10 @@ def optimize(
         zorder=tuple(c.strip() for c in (zorder or "").split(",") if c.strip()),
     )
     with _lh(ctx) as lh:
-        with err.status(f"optimizing {name} ...") if not (dry_run or json_) else contextlib.nullcontext():
-            result = run_optimize(lh, name, options, partition_filter=partition, dry_run=dry_run)
+        which = _engine(lh, engine, spark_master)
+        label = f"optimizing {name}" + (" on Spark" if which == "spark" else "") + " ..."
+        with err.status(label) if not (dry_run or json_) else contextlib.nullcontext():
+            result = run_optimize(lh, name, options, partition_filter=partition, dry_run=dry_run, engine=which)
     if json_:
         _print_json(result.as_dict())
         return
@@ -632,7 +668,9 @@ def optimize(
     out.print(
         f"{d['files_before']} -> {d['files_after']} files, {_human_bytes(d['bytes_before'])} -> "
         f"{_human_bytes(d['bytes_after'])}, rows in {d['rows_in']:,} = out {d['rows_out']:,}, "
-        f"{d['seconds']:.1f} s, version {d['version']} (job {d['job_id']})"
+        f"{d['seconds']:.1f} s, version {d['version']} (job {d['job_id']}"
+        + (f", Spark {d['engine']['spark_master']}" if d["engine"]["engine"] == "spark" else "")
+        + ")"
     )
 
 
@@ -684,6 +722,8 @@ def vacuum(
         list[int] | None, typer.Option("--keep", help="Also keep this version readable (repeatable).")
     ] = None,
     dry_run: ApplyOpt = True,
+    engine: EngineOpt = "local",
+    spark_master: SparkMasterOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Remove old versions and the files only they reference.
@@ -692,13 +732,18 @@ def vacuum(
     start (so every point in time inside the window can be queried), the current version, and --keep versions.
     Iceberg expires the other snapshots from its metadata; Delta keeps its commit log, and time travel to an
     expired version fails with a message naming the retention. Files any kept version needs are never deleted.
+    With --engine spark, Iceberg expires the planned snapshots with Spark's expire_snapshots and Delta runs
+    delta-spark's VACUUM.
     """
     from lakehouse.maintenance.retention import vacuum as run_vacuum
 
     with _lh(ctx) as lh:
+        which = _engine(lh, engine, spark_master)
         window = retain or lh.policy(name).retention.retain
-        with _progress("deleting files", not (dry_run or json_)) as progress:
-            result = run_vacuum(lh, name, retain=window, keep=keep or [], dry_run=dry_run, progress=progress)
+        with _progress("deleting files", not (dry_run or json_) and which == "local") as progress:
+            result = run_vacuum(
+                lh, name, retain=window, keep=keep or [], dry_run=dry_run, progress=progress, engine=which
+            )
     d = result.as_dict()
     if json_:
         _print_json(d)
@@ -742,16 +787,21 @@ def orphans(
         typer.Option(help="Only files older than this (default: the policy, 3d); younger ones may be in flight."),
     ] = None,
     dry_run: ApplyOpt = True,
+    engine: EngineOpt = "local",
+    spark_master: SparkMasterOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Delete files under the table location that no recorded version references (leftovers of failed writes
-    and aborted jobs). Files younger than the age, hidden files (_*, .*) and the format's log are never touched."""
+    and aborted jobs). Files younger than the age, hidden files (_*, .*) and the format's log are never touched.
+    With --engine spark, Iceberg's DeleteOrphanFiles deletes the planned files after checking their
+    reachability again; Delta's orphan removal has nothing to compute and runs locally."""
     from lakehouse.maintenance.retention import remove_orphans
 
     with _lh(ctx) as lh:
+        which = _engine(lh, engine, spark_master)
         age = older_than or lh.policy(name).retention.orphan_age
-        with _progress("deleting orphans", not (dry_run or json_)) as progress:
-            result = remove_orphans(lh, name, older_than=age, dry_run=dry_run, progress=progress)
+        with _progress("deleting orphans", not (dry_run or json_) and which == "local") as progress:
+            result = remove_orphans(lh, name, older_than=age, dry_run=dry_run, progress=progress, engine=which)
     d = result.as_dict()
     if json_:
         _print_json(d)
@@ -1253,20 +1303,24 @@ def maintain_cmd(
     name: Annotated[str | None, typer.Argument(help="One table.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every table.")] = False,
     dry_run: ApplyOpt = True,
+    engine: EngineOpt = "local",
+    spark_master: SparkMasterOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Run the jobs a table's health and policy call for, in order: dedup, expire-data, optimize (and Z-order
-    when the policy names columns), tier, vacuum, orphans. Prints health before and after."""
+    when the policy names columns), tier, vacuum, orphans. Prints health before and after. With --engine spark,
+    optimize, vacuum and orphans run on Spark; the other jobs run locally."""
     from lakehouse.maintenance.maintain import maintain
 
     if (name is None) == (not all_):
         raise InvalidInputError("give a table name or --all")
     with _lh(ctx) as lh:
+        which = _engine(lh, engine, spark_master)
         names = [str(r.name) for r in lh.list_tables()] if all_ else [str(name)]
         reports = []
         for n in names:
             with err.status(f"maintaining {n} ...") if not (dry_run or json_) else contextlib.nullcontext():
-                reports.append(maintain(lh, n, dry_run=dry_run))
+                reports.append(maintain(lh, n, dry_run=dry_run, engine=which))
     if json_:
         _print_json(reports if all_ else reports[0])
         return

@@ -123,6 +123,38 @@ class AutopilotSettings(BaseModel):
     max_backoff: str = Field(default="1h", description="Longest pause for a table whose maintenance keeps failing.")
 
 
+class SparkSettings(BaseModel):
+    """The Spark engine (`--engine spark`): where the session runs and what it loads.
+
+    The same settings reach a cluster: set ``master`` to its URL (``spark://host:7077``, ``yarn``, ``k8s://...``),
+    list the jars or Maven packages it needs (for Delta: ``io.delta:delta-spark_2.12:3.3.2``; for S3:
+    ``hadoop-aws`` and the AWS SDK) and any ``spark.*`` option under ``conf``.
+    """
+
+    master: str = Field(default="local[*]", description="Spark master URL; local[*] runs in this process's JVM.")
+    app_name: str = Field(default="lakehouse", description="Spark application name.")
+    driver_memory: str = Field(default="1g", description="spark.driver.memory of a session this process starts.")
+    jars: list[str] = Field(
+        default_factory=list,
+        description="Extra jar paths (spark.jars). The Iceberg runtime and the catalog's JDBC driver are found "
+        "automatically when not listed.",
+    )
+    packages: list[str] = Field(
+        default_factory=list, description="Maven coordinates (spark.jars.packages); needs a reachable repository."
+    )
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="Any other Spark configuration, applied last (wins over lakehouse's)."
+    )
+    jdbc_driver: str | None = Field(
+        default=None,
+        description="JDBC driver jar of the catalog database (default: Debian's sqlite-jdbc / postgresql jars).",
+    )
+    delta: bool | None = Field(
+        default=None,
+        description="Load delta-spark (default: when a delta-spark jar or package is configured).",
+    )
+
+
 class Settings(BaseSettings):
     """All settings of a lakehouse process."""
 
@@ -153,6 +185,7 @@ class Settings(BaseSettings):
     lineage: LineageSettings = Field(default_factory=LineageSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     autopilot: AutopilotSettings = Field(default_factory=AutopilotSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
     policy: dict[str, Any] = Field(
         default_factory=dict, description="Maintenance policy defaults for every table (see `lakehouse policy`)."
     )

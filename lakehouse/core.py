@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from lakehouse.config import Settings
 from lakehouse.credentials import S3Credentials
-from lakehouse.errors import InvalidInputError, LakehouseError, TableExistsError, TableNotFoundError
+from lakehouse.errors import (
+    InvalidInputError,
+    LakehouseError,
+    TableExistsError,
+    TableNotFoundError,
+    UnsupportedOperationError,
+)
 from lakehouse.governance.catalog import AuditRecord, CatalogStore, JobRecord, TableRecord
 from lakehouse.governance.policy import TablePolicy, build_policy, merge
 from lakehouse.schema import PartitionField
@@ -33,6 +39,9 @@ from lakehouse.tables.base import (
     TableName,
 )
 from lakehouse.tables.registry import adapter_class, detect_format, loaded_formats
+
+if TYPE_CHECKING:
+    from lakehouse.engines.spark import SparkEngine
 
 
 class Lakehouse:
@@ -70,6 +79,17 @@ class Lakehouse:
     @cached_property
     def sql(self) -> SqlEngine:
         return SqlEngine(self.ctx, self.settings.query)
+
+    @cached_property
+    def _spark(self) -> SparkEngine:
+        from lakehouse.engines import open_spark
+
+        return open_spark(self.settings, self.ctx)
+
+    def spark(self) -> SparkEngine:
+        """The Spark engine of this lakehouse (``settings.spark``); its session starts on first use and lives as
+        long as the process (a JVM)."""
+        return self._spark
 
     def close(self) -> None:
         if "sql" in self.__dict__:
@@ -326,11 +346,24 @@ class Lakehouse:
         max_rows: int | None = None,
         masked: bool = False,
         timeout: float | None = None,
+        engine: str = "local",
     ) -> QueryResult:
-        """Run SQL over catalog tables through DuckDB (see :mod:`lakehouse.sql` for time travel).
+        """Run SQL over catalog tables through DuckDB (see :mod:`lakehouse.sql` for time travel), or on Spark
+        with ``engine="spark"`` (same table names and time travel).
 
         ``masked`` is for callers without the PII-read permission: columns with a masking policy, and columns a
         PII scan tagged, are masked inside the table views, before the query sees them."""
+        from lakehouse.engines import check_engine
+
+        if check_engine(engine) == "spark":
+            if masked or timeout is not None:
+                raise UnsupportedOperationError(
+                    "masked reads and query time limits run on the local engine only",
+                    hint="drop --engine spark, or query as a caller with the PII-read permission",
+                )
+            result = self.spark().query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows)
+            self._record_access(result)
+            return result
         if not masked:
             result = self.sql.query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows, timeout=timeout)
             self._record_access(result)

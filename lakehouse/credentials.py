@@ -113,6 +113,36 @@ class S3Credentials:
             props["s3.session-token"] = self.session_token
         return props
 
+    def spark_conf(self, catalog: str) -> dict[str, str]:
+        """Spark settings: Iceberg's ``S3FileIO`` for the Iceberg catalog ``catalog`` and Hadoop's S3A for Delta
+        paths. Both need jars pyspark lacks (``iceberg-aws-bundle``; ``hadoop-aws`` + the AWS SDK): list them
+        in the ``spark.jars`` / ``spark.packages`` settings."""
+        c = f"spark.sql.catalog.{catalog}."
+        conf: dict[str, str] = {
+            c + "io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
+            c + "client.region": self.region,
+            c + "s3.path-style-access": "true" if self.path_style else "false",
+            "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+            "spark.hadoop.fs.s3a.path.style.access": "true" if self.path_style else "false",
+            "spark.hadoop.fs.s3a.endpoint.region": self.region,
+        }
+        if self.endpoint_url:
+            conf[c + "s3.endpoint"] = self.endpoint_url
+            conf["spark.hadoop.fs.s3a.endpoint"] = self.endpoint_url
+            conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = "false" if self.allow_http else "true"
+        if self.access_key_id and self.secret_access_key:
+            conf[c + "s3.access-key-id"] = self.access_key_id
+            conf[c + "s3.secret-access-key"] = self.secret_access_key
+            conf["spark.hadoop.fs.s3a.access.key"] = self.access_key_id
+            conf["spark.hadoop.fs.s3a.secret.key"] = self.secret_access_key
+            if self.session_token:
+                conf[c + "s3.session-token"] = self.session_token
+                conf["spark.hadoop.fs.s3a.session.token"] = self.session_token
+                conf["spark.hadoop.fs.s3a.aws.credentials.provider"] = (
+                    "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
+                )
+        return conf
+
     def duckdb_secret_sql(self, name: str = "lakehouse_s3") -> str:
         """A ``CREATE OR REPLACE SECRET`` statement for DuckDB's httpfs."""
 

@@ -479,8 +479,11 @@ def access_of(sql: str) -> list[dict[str, Any]]:
     ]
 
 
-def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, tuple[TableName, AsOf | None]]]:
-    """Replace catalog table references by view names; return the SQL and the views to create.
+def rewrite(
+    sql: str, pinned: Mapping[TableName, AsOf], *, dialect: str = "duckdb"
+) -> tuple[str, dict[str, tuple[TableName, AsOf | None]]]:
+    """Replace catalog table references by view names; return the SQL (in ``dialect``: duckdb, or spark for
+    the Spark engine) and the views to create.
 
     >>> sql, views = rewrite("SELECT count(*) FROM s.t AT (VERSION => 2) JOIN s.t u USING (id)", {})
     >>> sql
@@ -530,4 +533,4 @@ def rewrite(sql: str, pinned: Mapping[TableName, AsOf]) -> tuple[str, dict[str, 
         if col.args.get("db") and (col.db.lower(), col.table.lower()) in renamed:
             col.set("table", exp.to_identifier(renamed[(col.db.lower(), col.table.lower())]))
             col.set("db", None)
-    return tree.sql(dialect="duckdb"), views
+    return tree.sql(dialect=dialect), views

@@ -261,12 +261,29 @@ def compaction_options(lh: Lakehouse, name: str) -> Any:
 
 
 def maintain(
-    lh: Lakehouse, name: str, *, dry_run: bool = True, before_job: Callable[[str], None] | None = None
+    lh: Lakehouse,
+    name: str,
+    *,
+    dry_run: bool = True,
+    before_job: Callable[[str], None] | None = None,
+    engine: str = "local",
 ) -> dict[str, Any]:
     """Run, in order, the jobs the table's health and policy call for; health before and after.
-    ``before_job`` is called with each job's name first (the autopilot renews its lease there)."""
+    ``before_job`` is called with each job's name first (the autopilot renews its lease there).
+
+    ``engine="spark"`` runs compaction, vacuum and orphan removal on Spark (see ``optimize``, ``vacuum`` and
+    ``remove_orphans``); dedup, data expiry and tiering stay local, and each job's entry names its engine."""
+    from lakehouse.engines import check_engine
+
+    check_engine(engine)
     before = health(lh, name)
-    report: dict[str, Any] = {"table": before.table, "dry_run": dry_run, "before": before.as_dict(), "jobs": []}
+    report: dict[str, Any] = {
+        "table": before.table,
+        "dry_run": dry_run,
+        "engine": engine,
+        "before": before.as_dict(),
+        "jobs": [],
+    }
     policy = lh.policy(name)
     wanted = set(before.fixes)
     for job in ORDER:
@@ -276,7 +293,7 @@ def maintain(
         if before_job is not None:
             before_job(job)
         try:
-            entry["result"] = _run(lh, name, job, policy, dry_run)
+            entry["result"] = _run(lh, name, job, policy, dry_run, engine if job in SPARK_JOBS else "local")
         except LakehouseError as e:  # one job failing does not stop the others; it is recorded
             entry["error"] = e.message
         report["jobs"].append(entry)
@@ -289,7 +306,11 @@ def maintain(
     return report
 
 
-def _run(lh: Lakehouse, name: str, job: str, policy: Any, dry_run: bool) -> dict[str, Any]:
+SPARK_JOBS = ("optimize", "vacuum", "orphans")
+"""The jobs ``maintain`` runs on Spark when asked to; the others have no Spark implementation."""
+
+
+def _run(lh: Lakehouse, name: str, job: str, policy: Any, dry_run: bool, engine: str) -> dict[str, Any]:
     if job == "dedup":
         from lakehouse.maintenance.dedup import dedup
 
@@ -310,9 +331,10 @@ def _run(lh: Lakehouse, name: str, job: str, policy: Any, dry_run: bool) -> dict
     if job == "optimize":
         from lakehouse.maintenance.compaction import optimize
 
-        done = optimize(lh, name, compaction_options(lh, name), dry_run=dry_run).as_dict()
+        done = optimize(lh, name, compaction_options(lh, name), dry_run=dry_run, engine=engine).as_dict()
         return {k: done[k] for k in ("files_before", "files_after", "rows_in", "rows_out", "version")} | {
-            "partitions_picked": len([p for p in done["plan"]["partitions"] if p["picked"]])
+            "partitions_picked": len([p for p in done["plan"]["partitions"] if p["picked"]]),
+            "engine": done["engine"]["engine"],
         }
     if job == "tier":
         from lakehouse.maintenance.tiering import tier
@@ -322,11 +344,15 @@ def _run(lh: Lakehouse, name: str, job: str, policy: Any, dry_run: bool) -> dict
     if job == "vacuum":
         from lakehouse.maintenance.retention import vacuum
 
-        v = vacuum(lh, name, retain=policy.retention.retain, dry_run=dry_run)
-        return {"expired_versions": len(v.plan.expired_versions), "files_deleted": v.files_deleted}
+        v = vacuum(lh, name, retain=policy.retention.retain, dry_run=dry_run, engine=engine)
+        return {
+            "expired_versions": len(v.plan.expired_versions),
+            "files_deleted": v.files_deleted,
+            "engine": v.engine["engine"],
+        }
     if job == "orphans":
         from lakehouse.maintenance.retention import remove_orphans
 
-        o = remove_orphans(lh, name, older_than=policy.retention.orphan_age, dry_run=dry_run)
-        return {"orphans": len(o.plan.files), "files_deleted": o.files_deleted}
+        o = remove_orphans(lh, name, older_than=policy.retention.orphan_age, dry_run=dry_run, engine=engine)
+        return {"orphans": len(o.plan.files), "files_deleted": o.files_deleted, "engine": o.engine["engine"]}
     raise LakehouseError(f"unknown job {job}")

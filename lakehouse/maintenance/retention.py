@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lakehouse.errors import InvalidInputError, VersionNotFoundError
+from lakehouse.errors import InvalidInputError, UnsupportedOperationError, VersionNotFoundError
 from lakehouse.expr import Compare
-from lakehouse.storage import ObjectInfo, delete_files, list_files
+from lakehouse.storage import ObjectInfo, delete_files, list_files, normalize_path
 from lakehouse.tables.base import LakehouseTable
 from lakehouse.units import format_duration, parse_duration
 
@@ -122,11 +122,13 @@ class VacuumResult:
     bytes_deleted: int = 0
     files_kept: list[str] = field(default_factory=list)
     """Planned files that a version committed meanwhile references (not deleted)."""
+    engine: dict[str, Any] = field(default_factory=lambda: {"engine": "local"})
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
             "job_id": self.job_id,
+            "engine": self.engine,
             "versions_expired": self.versions_expired,
             "files_deleted": self.files_deleted,
             "bytes_deleted": self.bytes_deleted,
@@ -182,14 +184,36 @@ def vacuum(
     keep: Sequence[int] = (),
     dry_run: bool = True,
     progress: Progress | None = None,
+    engine: str = "local",
 ) -> VacuumResult:
-    """Plan, and unless ``dry_run``: expire the versions, delete their files, record the job."""
+    """Plan, and unless ``dry_run``: expire the versions, delete their files, record the job.
+
+    ``engine="spark"``: Iceberg expires exactly the planned snapshots with Spark's ``expire_snapshots`` (which
+    deletes the files only they reference); Delta runs delta-spark's ``VACUUM`` with the window (``keep`` is
+    refused there: VACUUM knows only a window)."""
+    from lakehouse.engines import check_engine
+
+    spark = lh.spark() if check_engine(engine) == "spark" else None
+    if spark is not None:
+        spark.check(lh.table(name), "vacuum")
+        if keep and lh.table(name).format == "delta":
+            raise UnsupportedOperationError(
+                "--keep with Delta on Spark: delta-spark's VACUUM keeps a time window only",
+                hint="drop --keep, or run without --engine spark",
+            )
     plan = plan_vacuum(lh, name, retain=retain, keep=keep)
     result = VacuumResult(plan, dry_run)
+    if spark is not None:
+        result.engine = spark.describe()
     if dry_run:
         return result
     table = lh.table(name)
-    params = {"retain": format_duration(plan.retain), "keep": list(keep), "cutoff": plan.cutoff.isoformat()}
+    params = {
+        "retain": format_duration(plan.retain),
+        "keep": list(keep),
+        "cutoff": plan.cutoff.isoformat(),
+        **result.engine,
+    }
     if not plan.expired_versions:
         result.job_id = lh.catalog.record_job(
             "vacuum", table=table.name, params=params, state="skipped", metrics=_metrics(result), actor=lh.actor
@@ -198,6 +222,11 @@ def vacuum(
     job = lh.catalog.start_job("vacuum", table=table.name, params=params, actor=lh.actor)
     result.job_id = job
     try:
+        if spark is not None:
+            _vacuum_on_spark(lh, table, plan, result, job)
+            lh.catalog.finish_job(job, state="committed", metrics=_metrics(result))
+            lh.catalog.update_table(table.name)
+            return result
         result.versions_expired = table.expire_versions(plan.expired_versions) or len(plan.expired_versions)
         # record before deleting: from here on those versions are gone for time travel
         lh.catalog.add_expired(table.name, plan.expired_versions, retention=format_duration(plan.retain), job_id=job)
@@ -217,6 +246,27 @@ def vacuum(
     lh.catalog.finish_job(job, state="committed", metrics=_metrics(result))
     lh.catalog.update_table(table.name)
     return result
+
+
+def _vacuum_on_spark(lh: Lakehouse, table: LakehouseTable, plan: VacuumPlan, result: VacuumResult, job: int) -> None:
+    spark = lh.spark()
+    expired = set(plan.expired_versions)
+    if table.format == "iceberg":
+        snaps = [s for s in table.snapshots() if s.version in expired and not s.is_current]
+        result.engine.update(spark.expire(table, snaps))
+        result.versions_expired = len(snaps)
+        lh.catalog.add_expired(
+            table.name, [s.version for s in snaps], retention=format_duration(plan.retain), job_id=job
+        )
+    else:  # Delta keeps its log: record the versions as expired first, then VACUUM removes their files
+        lh.catalog.add_expired(table.name, plan.expired_versions, retention=format_duration(plan.retain), job_id=job)
+        result.versions_expired = len(plan.expired_versions)
+        spark.vacuum_delta(table, plan.retain)
+    left = {f.path for f in list_files(table.location, lh.ctx)}
+    gone = [f for f in plan.files if f.path not in left]
+    result.files_kept = [f.path for f in plan.files if f.path in left]
+    result.files_deleted = len(gone)
+    result.bytes_deleted = sum(f.size for f in gone)
 
 
 def _metrics(result: VacuumResult | OrphanResult) -> dict[str, Any]:
@@ -258,11 +308,13 @@ class OrphanResult:
     files_deleted: int = 0
     bytes_deleted: int = 0
     files_kept: list[str] = field(default_factory=list)
+    engine: dict[str, Any] = field(default_factory=lambda: {"engine": "local"})
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
             "job_id": self.job_id,
+            "engine": self.engine,
             "files_deleted": self.files_deleted,
             "bytes_deleted": self.bytes_deleted,
             "files_kept": self.files_kept,
@@ -297,13 +349,28 @@ def remove_orphans(
     older_than: str | dt.timedelta,
     dry_run: bool = True,
     progress: Progress | None = None,
+    engine: str = "local",
 ) -> OrphanResult:
+    """Plan, and unless ``dry_run``: delete the orphans, record the job.
+
+    ``engine="spark"``: for Iceberg, Spark's ``DeleteOrphanFiles`` deletes those of the planned files that no
+    snapshot references (Spark checks reachability again over all metadata). Delta's orphan removal is a
+    listing and a delete with nothing for Spark to compute; it runs locally and the job record says so."""
+    from lakehouse.engines import check_engine
+
+    spark = lh.spark() if check_engine(engine) == "spark" else None
     plan = plan_orphans(lh, name, older_than=older_than)
     result = OrphanResult(plan, dry_run)
+    if spark is not None:
+        if lh.table(name).format == "iceberg":
+            spark.check(lh.table(name), "orphan removal")
+            result.engine = spark.describe()
+        else:
+            result.engine = {"engine": "local", "note": "Delta orphan removal runs locally (nothing to compute)"}
     if dry_run:
         return result
     table = lh.table(name)
-    params = {"older_than": format_duration(plan.older_than)}
+    params = {"older_than": format_duration(plan.older_than), **result.engine}
     if not plan.files:
         result.job_id = lh.catalog.record_job(
             "orphans", table=table.name, params=params, state="skipped", metrics=_metrics(result), actor=lh.actor
@@ -315,7 +382,13 @@ def remove_orphans(
         referenced = table.version_paths(None) | table.metadata_paths()  # again, right before deleting
         doomed = [f for f in plan.files if f.path not in referenced]
         result.files_kept = [f.path for f in plan.files if f.path in referenced]
-        _delete(lh, doomed, progress)
+        if result.engine.get("engine") == "spark" and spark is not None:
+            cutoff = time.time() - plan.older_than.total_seconds()
+            deleted = {normalize_path(p) for p in spark.delete_orphans(table, doomed, cutoff)}
+            result.files_kept += [f.path for f in doomed if f.path not in deleted]
+            doomed = [f for f in doomed if f.path in deleted]
+        else:
+            _delete(lh, doomed, progress)
         result.files_deleted = len(doomed)
         result.bytes_deleted = sum(f.size for f in doomed)
     except BaseException as e:
