@@ -4,14 +4,20 @@ Contestants, each in its own process (so peak RSS is its own):
   iceberg/ours     lakehouse optimize on an Iceberg table (DuckDB streaming rewrite + atomic replace commit)
   iceberg/pyarrow  one pyarrow pass over the same files: read each file, write 1 zstd file per partition
                    (the practical read+write limit, no commit)
-  iceberg/spark    Spark 3.5 + Iceberg rewrite_data_files binpack (only when pyspark and the Iceberg runtime
-                   jar from snowpark-connect-deps-iceberg are installed; session start reported apart)
+  iceberg/spark    lakehouse optimize --engine spark: the same plan, run by Iceberg's RewriteDataFiles on a
+                   local[2] Spark session through the shared catalog (session start reported apart)
   delta/ours       lakehouse optimize on a Delta table (planner + delta-rs optimize.compact per partition)
   delta/delta-rs   delta-rs optimize.compact on the whole table directly
 Then a selective DuckDB query (WHERE user_id BETWEEN x AND y) before vs after compaction + Z-order(user_id, ts):
 files and row groups its predicate can skip by statistics, and its time.
 
     .venv/bin/python benchmarks/compaction_bench.py [--rows-per-file 2500 --files 100 --partitions 4]
+
+--crossover instead compacts Iceberg tables of growing size with both engines (local, and Spark with its session
+start counted) and prints where Spark starts to pay for its start-up on this machine, or, when it does not
+within the sizes run, where the fitted lines of the two would cross:
+
+    .venv/bin/python benchmarks/compaction_bench.py --crossover [--sizes 25,50,100,200 --rows-per-file 2500]
 """
 
 from __future__ import annotations
@@ -117,7 +123,7 @@ def contestant(name: str, root: str) -> dict[str, Any]:
 
             DeltaTable(table.location).optimize.compact(target_size=opts.target_file_size)
         elif name == "iceberg/spark":
-            extra = spark_rewrite(lh, table)
+            extra = spark_rewrite(lh, table, opts)
         seconds = time.perf_counter() - t0 - extra.pop("startup_s", 0.0)
         after = len(table.files())
     # the JVM of the Spark contestant is a child process: count the larger of the two
@@ -133,51 +139,16 @@ def contestant(name: str, root: str) -> dict[str, Any]:
     }
 
 
-def spark_rewrite(lh: Any, table: Any) -> dict[str, Any]:
-    import glob
-    import importlib.util
+def spark_rewrite(lh: Any, table: Any, opts: Any) -> dict[str, Any]:
+    """lakehouse optimize --engine spark: the session starts first (timed apart), then the job runs."""
+    from lakehouse.maintenance.compaction import optimize
 
-    spec = importlib.util.find_spec("snowpark_connect_deps_iceberg")
-    jars = (
-        glob.glob(
-            os.path.join(os.path.dirname(spec.origin or ""), "**", "iceberg-spark-runtime-3.5_2.12*.jar"),
-            recursive=True,
-        )
-        if spec
-        else []
-    )
-    if not jars:
-        raise RuntimeError("no Iceberg Spark runtime jar")
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     t0 = time.perf_counter()
-    wh = lh.ctx.warehouse
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .config("spark.jars", jars[0])
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.driver.memory", "1g")
-        .config("spark.sql.extensions", "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions")
-        .config("spark.sql.catalog.h", "org.apache.iceberg.spark.SparkCatalog")
-        .config("spark.sql.catalog.h.type", "hadoop")
-        .config("spark.sql.catalog.h.warehouse", wh + "/spark")
-        .getOrCreate()
-    )
+    lh.spark().session()
     startup = time.perf_counter() - t0
-    # Spark works on its own copy (a Hadoop-catalog table over the same metadata file)
-    spark.sql(f"CALL h.system.register_table(table => 'b.t', metadata_file => '{table.metadata_location}')")
-    t1 = time.perf_counter()
-    spark.sql(
-        "CALL h.system.rewrite_data_files(table => 'b.t', strategy => 'binpack', "
-        "options => map('target-file-size-bytes','536870912','min-input-files','2'))"
-    ).collect()
-    run = time.perf_counter() - t1
-    spark.stop()
-    return {"startup_s": time.perf_counter() - t0 - run, "spark_startup_s": startup}
+    r = optimize(lh, str(table.name), opts, engine="spark")
+    assert r.rows_in == r.rows_out
+    return {"startup_s": startup, "spark_startup_s": startup}
 
 
 def query_pruning(root: str, label: str) -> dict[str, Any]:
@@ -229,7 +200,12 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--files", type=int, default=100, help="appends (files per partition)")
     ap.add_argument("--rows-per-file", type=int, default=2500)
+    ap.add_argument("--crossover", action="store_true", help="local vs Spark engine over growing table sizes")
+    ap.add_argument("--sizes", default="25,50,100,200", help="with --crossover: files per partition per size")
     args = ap.parse_args()
+    if args.crossover:
+        crossover(args)
+        return
     print(
         f"machine: {os.cpu_count()} cores; {args.partitions} partitions x {args.files} files x "
         f"{args.rows_per_file} rows, local warehouse"
@@ -286,6 +262,66 @@ def main() -> None:
         )
     print(f"selective query: {before['median_s'] / after['median_s']:.1f}x faster after compaction + z-order")
     shutil.rmtree(base, ignore_errors=True)
+
+
+def _run_child(name: str, root: str) -> dict[str, Any] | None:
+    proc = subprocess.run(
+        [sys.executable, str(HERE), "--child", name, root], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        print(f"{name:16} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}")
+        return None
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def crossover(args: argparse.Namespace) -> None:
+    """Iceberg compaction, local engine vs Spark engine (job, and job + session start), per table size."""
+    sizes = [int(x) for x in args.sizes.split(",")]
+    print(
+        f"machine: {os.cpu_count()} cores; Iceberg, {args.partitions} partitions x N files x {args.rows_per_file} "
+        "rows, local warehouse; Spark local[2], driver 1g"
+    )
+    print(f"{'files':>6} {'rows':>10} {'MB':>8} {'local s':>8} {'spark job s':>12} {'+start s':>9} {'spark/local':>12}")
+    points = []
+    for files in sizes:
+        base = tempfile.mkdtemp(prefix="lh-crossover-")
+        got = {}
+        for name in ("iceberg/ours", "iceberg/spark"):
+            root = os.path.join(base, name.replace("/", "_"))
+            make_data(root, args.partitions, files, args.rows_per_file)
+            got[name] = _run_child(name, root)
+        shutil.rmtree(base, ignore_errors=True)
+        local, spark = got["iceberg/ours"], got["iceberg/spark"]
+        if local is None or spark is None:
+            continue
+        total = spark["seconds"] + spark["spark_startup_s"]
+        points.append((local["mb_in"], local["seconds"], total))
+        print(
+            f"{files * args.partitions:>6} {files * args.partitions * args.rows_per_file:>10,} {local['mb_in']:>8.1f} "
+            f"{local['seconds']:>8.2f} {spark['seconds']:>12.2f} {total:>9.2f} {total / local['seconds']:>11.2f}x"
+        )
+    paying = [mb for mb, loc, tot in points if tot <= loc]
+    if paying:
+        print(f"crossover: Spark (with its start-up) is faster from about {min(paying):.0f} MB of input on")
+    elif len(points) >= 2:
+        # least-squares lines time = a + b * MB for both engines
+        def fit(ys: list[float]) -> tuple[float, float]:
+            xs = [p[0] for p in points]
+            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+            b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+            return my - b * mx, b
+
+        (al, bl), (asp, bsp) = fit([p[1] for p in points]), fit([p[2] for p in points])
+        print(f"fit: local {al:.2f} s + {bl * 1000:.1f} ms/MB; spark {asp:.2f} s + {bsp * 1000:.1f} ms/MB (with start)")
+        if bl > bsp:
+            print(
+                f"crossover: none up to {points[-1][0]:.0f} MB; the lines cross near {(asp - al) / (bl - bsp):.0f} MB"
+            )
+        else:
+            print(
+                f"crossover: none up to {points[-1][0]:.0f} MB, and Spark's per-MB cost is not lower here: on this "
+                "machine Spark does not pay for its start-up at any size (it pays with more cores and executors)"
+            )
 
 
 if __name__ == "__main__":

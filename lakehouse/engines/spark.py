@@ -398,7 +398,7 @@ class SparkEngine:
             rows = self._sql(statement)
         finally:
             session.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
-        metrics = rows[0]["metrics"].asDict() if rows else {}
+        metrics = rows[0]["metrics"].asDict(recursive=True) if rows else {}
         return {
             "rewritten_files": int(metrics.get("numFilesRemoved", 0)),
             "added_files": int(metrics.get("numFilesAdded", 0)),
@@ -598,10 +598,16 @@ def _iceberg_uri(path: str, location: str) -> str:
 
 
 def _first_line(e: BaseException) -> str:
+    r"""The message of a Spark / py4j error without the JVM stack (py4j puts the Java exception on the second
+    line: ``An error occurred while calling o65.sql.`` then ``: org.apache...Exception: message``).
+
+    >>> _first_line(RuntimeError("An error occurred while calling o1.sql.\n: a.b.ValidationException: boom\n\tat x"))
+    'a.b.ValidationException: boom'
+    """
     text = str(e).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("at ", "Traceback")):
+    for raw in text.splitlines():
+        line = raw.strip().removeprefix(": ").strip()
+        if line and not line.startswith(("at ", "Traceback", "An error occurred while calling")):
             return line[:500]
     return type(e).__name__
 

@@ -81,6 +81,14 @@ def test_iceberg_compaction_on_spark_rewrites_only_planned_partitions(slh: Lakeh
     assert job.state == "committed" and job.params["engine"] == "spark" and job.params["spark_master"] == "local[2]"
     assert any(s.summary.get("lakehouse.job") == str(result.job_id) for s in after.snapshots())
     assert job.metrics["rows_in"] == job.metrics["rows_out"] == day_rows
+    audit = [a for a in slh.audit_log("s.events", action="optimize") if a.job_id == result.job_id]
+    assert audit and audit[0].outcome == "committed"
+    runs = [
+        e["eventType"]
+        for e in slh.catalog.lineage_events()
+        if e["run"]["facets"].get("lakehouse_job", {}).get("jobId") == result.job_id
+    ]
+    assert sorted(runs) == ["COMPLETE", "START"], "the Spark run is not in the lineage"
     # a dry run plans the same way and changes nothing
     again = optimize(slh, "s.events", COMPACT, dry_run=True, engine="spark")
     assert len(again.plan.picked) == len(days) - 1 and again.job_id is None

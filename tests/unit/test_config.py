@@ -149,3 +149,43 @@ def test_duckdb_secret_is_accepted_by_duckdb() -> None:
     c = S3Credentials(endpoint_url="http://127.0.0.1:9000", access_key_id="k", secret_access_key="s", path_style=True)
     con.execute(c.duckdb_secret_sql("probe"))
     assert con.sql("SELECT name, type FROM duckdb_secrets()").fetchall() == [("probe", "s3")]
+
+
+def test_spark_settings_reach_the_session_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The [spark] section (file < env < argument) and the S3 credentials end up in the Spark configuration the
+    engine would start with; nothing here starts a JVM."""
+    from lakehouse.engines.spark import ICEBERG_RUNTIME, SparkEngine
+    from lakehouse.tables.base import StorageContext
+
+    Path("lakehouse.toml").write_text(
+        '[spark]\nmaster = "spark://file:7077"\npackages = ["org.apache.hadoop:hadoop-aws:3.3.4"]\n'
+        '[spark.conf]\n"spark.executor.memory" = "4g"\n"spark.sql.shuffle.partitions" = "64"\n'
+    )
+    monkeypatch.setenv("LAKEHOUSE_SPARK__DRIVER_MEMORY", "3g")
+    s = load_settings(
+        warehouse="s3://b/wh",
+        s3={"endpoint": "http://127.0.0.1:9000", "access_key_id": "AK", "secret_access_key": "SK"},
+    )
+    assert s.spark.master == "spark://file:7077" and s.spark.driver_memory == "3g"
+    creds = S3Credentials.from_settings(s.s3)
+    ctx = StorageContext(warehouse=s.warehouse_uri, catalog_url=f"sqlite:///{tmp_path}/c.db", credentials=creds)
+    conf = SparkEngine(s, ctx)._conf()
+    jars = conf["spark.jars"].split(",")
+    assert ICEBERG_RUNTIME in jars[0] and Path(jars[0]).is_file()
+    assert any(Path(j).is_file() and "sqlite-jdbc" in j for j in jars)
+    assert conf["spark.jars.packages"] == "org.apache.hadoop:hadoop-aws:3.3.4"
+    assert conf["spark.driver.memory"] == "3g" and "spark.driver.host" not in conf  # a cluster: no loopback
+    assert conf["spark.sql.shuffle.partitions"] == "64" and conf["spark.executor.memory"] == "4g"  # user wins
+    cat = "spark.sql.catalog.lakehouse."
+    assert conf[cat + "uri"] == f"jdbc:sqlite:{tmp_path}/c.db" and conf[cat + "warehouse"] == "s3://b/wh"
+    assert conf[cat + "jdbc.init-catalog-tables"] == "false" and conf[cat + "cache-enabled"] == "false"
+    assert conf[cat + "s3.endpoint"] == "http://127.0.0.1:9000" and conf[cat + "s3.access-key-id"] == "AK"
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
+    assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert "io.delta" not in conf["spark.sql.extensions"]
+    delta = load_settings(config_file=False, spark={"jars": ["/opt/jars/delta-spark_2.12-3.3.2.jar"]})
+    delta_conf = SparkEngine(delta, ctx)._conf()
+    assert "io.delta.sql.DeltaSparkSessionExtension" in delta_conf["spark.sql.extensions"]
+    assert delta_conf["spark.sql.catalog.spark_catalog"].endswith("DeltaCatalog")
+    assert delta_conf["spark.driver.host"] == "127.0.0.1"  # local[*]: bound to loopback
