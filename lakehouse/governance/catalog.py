@@ -455,10 +455,27 @@ class CatalogStore:
         return job_id
 
     def finish_job(
-        self, job_id: int, *, state: str, metrics: Mapping[str, Any] | None = None, error: str | None = None
+        self,
+        job_id: int,
+        *,
+        state: str,
+        metrics: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        only_running: bool = False,
     ) -> None:
-        """Close a job and write its audit entry (who, what, which table, the counts) in one transaction."""
+        """Close a job and write its audit entry (who, what, which table, the counts) in one transaction.
+
+        ``only_running``: leave a job alone that its own process finished meanwhile (abandoning a job races its
+        process finishing it)."""
         with self._tx() as conn:
+            if only_running:
+                closing = conn.execute(
+                    jobs_t.update()
+                    .where((jobs_t.c.id == job_id) & (jobs_t.c.state == "running"))
+                    .values(state=state, finished_at=_now())
+                ).rowcount
+                if not closing:
+                    return
             job = conn.execute(sa.select(jobs_t).where(jobs_t.c.id == job_id)).first()
             if job is not None:
                 details = {"counts": _counts(metrics or {}), "params": json.loads(job.params_json)}
@@ -702,7 +719,7 @@ class CatalogStore:
                     leases_t.insert().values(table_name=str(table), holder=holder, acquired_at=now, expires_at=until)
                 )
             return True
-        except StorageError:  # another holder inserted first
+        except (StorageError, sa.exc.IntegrityError):  # another holder inserted first (the table name is unique)
             return False
 
     def release_lease(self, table: TableName | str, holder: str) -> None:
@@ -734,7 +751,9 @@ class CatalogStore:
             ).all()
         stale = [r.id for r in rows if r.kind in LEASED_KINDS and r.table_name and self.lease(r.table_name) is None]
         for job_id in stale:
-            self.finish_job(job_id, state="failed", error="abandoned: its process stopped before it finished")
+            self.finish_job(
+                job_id, state="failed", error="abandoned: its process stopped before it finished", only_running=True
+            )
         return len(stale)
 
     # ---- figures for metrics ------------------------------------------------------------------------------

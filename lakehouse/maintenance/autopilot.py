@@ -87,11 +87,20 @@ class Autopilot:
     def one_pass(self) -> list[dict[str, Any]]:
         self.lh.catalog.abandon_stale_jobs()  # jobs of a dead process whose lease has lapsed since
         names = self.tables or [str(r.name) for r in self.lh.list_tables()]
-        return [entry for name in names if (entry := self.maintain_one(name)) is not None]
+        entries = []
+        for name in names:
+            try:
+                entry = self.maintain_one(name)
+            except LakehouseError as e:  # e.g. the catalog database busy or a table dropped meanwhile: next pass
+                state = self.states.setdefault(name, TableState())
+                state.failures += 1
+                state.next_attempt = time.monotonic() + min(self.max_backoff, self.interval * 2**state.failures)
+                entry = {"table": name, "error": e.message, "failures": state.failures}
+            if entry is not None:
+                entries.append(entry)
+        return entries
 
     def maintain_one(self, name: str) -> dict[str, Any] | None:
-        from lakehouse.maintenance.maintain import maintain
-
         state = self.states.setdefault(name, TableState())
         now = time.monotonic()
         policy = self.lh.policy(name).autopilot
@@ -123,6 +132,15 @@ class Autopilot:
         if not catalog.acquire_lease(name, self.holder, ttl=self.ttl):
             lease = catalog.lease(name) or {}
             return {"table": name, "skipped": f"leased by {lease.get('holder')}"}
+        try:
+            return self._maintain_leased(name, state, now)
+        finally:
+            catalog.release_lease(name, self.holder)
+
+    def _maintain_leased(self, name: str, state: TableState, now: float) -> dict[str, Any]:
+        from lakehouse.maintenance.maintain import maintain
+
+        catalog = self.lh.catalog
         job = catalog.start_job("maintain", table=_name(name), params={"holder": self.holder}, actor=self.lh.actor)
         try:
             report = maintain(self.lh, name, dry_run=False, before_job=lambda _: self._renew(name))
@@ -130,11 +148,7 @@ class Autopilot:
             state.failures += 1
             state.next_attempt = now + min(self.max_backoff, self.interval * 2**state.failures)
             catalog.finish_job(job, state="failed", error=str(e), metrics={"failures": state.failures})
-            catalog.release_lease(name, self.holder)
             return {"table": name, "error": str(e), "failures": state.failures}
-        except BaseException:
-            catalog.release_lease(name, self.holder)
-            raise
         state.failures = 0
         state.next_attempt = 0.0
         after = report.get("after", report["before"])
@@ -150,7 +164,6 @@ class Autopilot:
                 "job_errors": len(errors),
             },
         )
-        catalog.release_lease(name, self.holder)
         return {
             "table": name,
             "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

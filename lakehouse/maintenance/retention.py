@@ -62,13 +62,17 @@ def _nested_locations(lh: Lakehouse, table: LakehouseTable) -> list[str]:
     return [o for o in others if o != own and o.startswith(own)]
 
 
-def _check_listing(table: LakehouseTable, listed: set[str]) -> None:
-    """Refuse to delete anything when the store's listing does not contain the current version's files: the
-    paths the table records are spelled differently from the listing (or live elsewhere), so "unreferenced"
-    cannot be trusted."""
-    if not table.snapshots():
-        return
-    missing = [f.path for f in table.files() if f.path not in listed]
+def _checked_listing(lh: Lakehouse, table: LakehouseTable) -> list[ObjectInfo]:
+    """List the table's location, refusing to go on when the listing does not contain the current version's
+    files: the paths the table records are spelled differently from the listing (or live elsewhere), so
+    "unreferenced" cannot be trusted.
+
+    The current files are read *before* the listing: a writer that commits between the two adds files the
+    listing may not have yet, which is no disagreement (and must not fail a job beside live ingestion)."""
+    current = {f.path for f in table.files()} if table.snapshots() else set()
+    listing = list_files(table.location, lh.ctx)
+    listed = {f.path for f in listing}
+    missing = sorted(current - listed)
     if missing:
         from lakehouse.errors import StorageError
 
@@ -77,6 +81,7 @@ def _check_listing(table: LakehouseTable, listed: set[str]) -> None:
             f"{table.location} shows files (first: {missing[0]}); nothing deleted",
             hint="the table's metadata and the store disagree about paths; check the table location and settings",
         )
+    return listing
 
 
 # ---- vacuum -------------------------------------------------------------------------------------------------
@@ -168,8 +173,7 @@ def plan_vacuum(lh: Lakehouse, name: str, *, retain: str | dt.timedelta, keep: S
     plan.expired_versions = sorted(versions - retained)
     if not plan.expired_versions:
         return plan
-    listing = {f.path: f for f in list_files(table.location, lh.ctx)}
-    _check_listing(table, set(listing))
+    listing = {f.path: f for f in _checked_listing(lh, table)}
     needed = table.version_paths(retained) | table.metadata_paths()
     tracked = table.version_paths(None)
     plan.files = sorted((listing[p] for p in tracked - needed if p in listing), key=lambda f: f.path)
@@ -327,8 +331,7 @@ def plan_orphans(lh: Lakehouse, name: str, *, older_than: str | dt.timedelta) ->
     age = parse_duration(older_than)
     plan = OrphanPlan(str(table.name), age)
     nested = _nested_locations(lh, table)
-    listing = list_files(table.location, lh.ctx)  # first: a file committed after this is not in it
-    _check_listing(table, {f.path for f in listing})
+    listing = _checked_listing(lh, table)  # before the references: a file committed after it is not in it
     referenced = table.version_paths(None) | table.metadata_paths()
     plan.referenced_files = len(referenced)
     now = time.time()

@@ -259,7 +259,11 @@ class DeltaAdapter(LakehouseTable):
 
     def files(self, *, as_of: AsOf | None = None) -> list[DataFile]:
         version = self.snapshot(as_of).version if as_of is not None else None
-        table = pa.table(self._at(version).get_add_actions(flatten=True))
+        return self._files_of(self._at(version))
+
+    def _files_of(self, state: DeltaTable) -> list[DataFile]:
+        """The live files of one loaded state of the table (no refresh, no history read)."""
+        table = pa.table(state.get_add_actions(flatten=True))
         part_cols = [c for c in table.column_names if c.startswith("partition.")]
         stat_cols = [c for c in table.column_names if c.startswith("min.")]
         out: list[DataFile] = []
@@ -488,18 +492,22 @@ class DeltaAdapter(LakehouseTable):
             raise UnsupportedOperationError(
                 f"{self.name} uses deletion vectors; lakehouse's rewrites read raw files and would revive deleted rows"
             )
+        added_stats = {full: _parquet_stats(full, self.ctx) for full in add}  # once: the new files do not change
         delay = 0.02
         first_version: int | None = None
         for attempt in range(MAX_COMMIT_RETRIES + 1):
+            if first_version is not None:
+                landed = self._find_commit(first_version, marker)["version"]
+                if landed is not None:  # an earlier attempt did commit (its answer was lost): done, not a conflict
+                    return CommitResult(version=int(landed), files_added=len(add), operation="rewrite")
+            # the refreshed state is the version this attempt validates and commits on; loading it afresh (or
+            # reading the history) on every attempt would be slower than a busy writer's commits and never win
             self._dt.update_incremental()
-            version = self._dt.version()
+            pinned = self._dt
+            version = pinned.version()
             if first_version is None:
                 first_version = version
-            elif (landed := self._find_commit(first_version, marker)["version"]) is not None:
-                # an earlier attempt did commit (its answer was lost): done, not a conflict
-                return CommitResult(version=int(landed), files_added=len(add), operation="rewrite")
-            pinned = self._at(version)
-            live = {f.path: f for f in self.files(as_of=version)}
+            live = {f.path: f for f in self._files_of(pinned)}
             gone = wanted - live.keys()
             if gone:
                 raise CommitConflictError(
@@ -524,7 +532,7 @@ class DeltaAdapter(LakehouseTable):
             now = int(time.time() * 1000)
             actions: list[Any] = []
             for full, rel in zip(add, rel_add, strict=True):
-                size, stats = _parquet_stats(full, self.ctx)
+                size, stats = added_stats[full]
                 part = values(partitions[full] if partitions is not None else single)
                 actions.append(AddAction(rel, size, part, now, False, stats))
             for full in wanted:
@@ -541,8 +549,9 @@ class DeltaAdapter(LakehouseTable):
             except CommitFailedError:
                 if attempt == MAX_COMMIT_RETRIES:
                     raise CommitConflictError(f"rewrite of {self.name}: other commits kept winning") from None
+                # short and jittered: an attempt is cheap now, and a long pause only lets more commits in
                 time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, 0.25)
                 continue
             except (DeltaError, OSError) as e:
                 raise _translate(e, f"rewrite of {self.name} failed") from e

@@ -55,15 +55,19 @@ def _build(lh: Lakehouse, fmt: str) -> dict[str, Any]:
     return {"table": table, "versions": versions, "small": small, "c1_files": c1_files, "cutoff": t_c1 + 1.0}
 
 
+def window_to(cutoff: float) -> str:
+    """A retention window that starts at ``cutoff`` when the job starts now (computed right before each call:
+    one computed earlier drifts past the next version on a slow machine)."""
+    return f"{time.time() - cutoff:.3f}s"
+
+
 def test_vacuum_keeps_the_window_and_deletes_what_only_older_versions_need(
     lh: Lakehouse, fmt: str, request: pytest.FixtureRequest
 ) -> None:
     built = _build(lh, fmt)
     table, v = built["table"], built["versions"]
     expected = {name: sorted_rows(table.scan(as_of=ver)) for name, ver in v.items()}
-    retain = f"{time.time() - built['cutoff']:.3f}s"
-
-    plan = vacuum(lh, "r.events", retain=retain)  # dry run by default
+    plan = vacuum(lh, "r.events", retain=window_to(built["cutoff"]))  # dry run by default
     assert plan.dry_run and plan.files_deleted == 0
     assert plan.plan.retained_versions[0] == v["c1"], "the version current at the window's start stays"
     assert set(plan.plan.expired_versions) == {s.version for s in table.snapshots() if s.version < v["c1"]}
@@ -76,7 +80,7 @@ def test_vacuum_keeps_the_window_and_deletes_what_only_older_versions_need(
         assert planned == built["small"]
     assert built["small"] <= stored_paths(lh, table.location, request), "a dry run deletes nothing"
 
-    done = vacuum(lh, "r.events", retain=retain, dry_run=False)
+    done = vacuum(lh, "r.events", retain=window_to(built["cutoff"]), dry_run=False)
     assert done.files_deleted == len(planned) and done.bytes_deleted == plan.plan.bytes
     stored = stored_paths(lh, table.location, request)
     assert not (planned & stored), "the files are gone from the store itself"
@@ -102,7 +106,7 @@ def test_vacuum_keeps_the_window_and_deletes_what_only_older_versions_need(
     assert set(job.metrics["expired_versions"]) == set(plan.plan.expired_versions)
     assert job.metrics["files_deleted"] == len(planned) and job.metrics["expired_versions"]
 
-    again = vacuum(lh, "r.events", retain=f"{time.time() - built['cutoff']:.3f}s", dry_run=False)
+    again = vacuum(lh, "r.events", retain=window_to(built["cutoff"]), dry_run=False)
     assert again.plan.expired_versions == [] and again.files_deleted == 0, "a second run has nothing to do"
     assert lh.jobs("r.events")[0].state == "skipped"
 
@@ -112,16 +116,15 @@ def test_vacuum_keep_versions(lh: Lakehouse, fmt: str, request: pytest.FixtureRe
     table, v = built["table"], built["versions"]
     b2_rows = sorted_rows(table.scan(as_of=v["b2"]))
     b2_files = {f.path for f in table.files(as_of=v["b2"])}
-    retain = f"{time.time() - built['cutoff']:.3f}s"
     with pytest.raises(InvalidInputError, match="no readable version"):
-        vacuum(lh, "r.events", retain=retain, keep=[99999])
-    done = vacuum(lh, "r.events", retain=retain, keep=[v["b2"]], dry_run=False)
+        vacuum(lh, "r.events", retain=window_to(built["cutoff"]), keep=[99999])
+    done = vacuum(lh, "r.events", retain=window_to(built["cutoff"]), keep=[v["b2"]], dry_run=False)
     assert v["b2"] in done.plan.retained_versions and v["b2"] not in done.plan.expired_versions
     assert {f.path for f in done.plan.files if f.path.endswith(".parquet")} == built["small"] - b2_files
     assert b2_files <= stored_paths(lh, table.location, request)
     assert sorted_rows(lh.table("r.events").scan(as_of=v["b2"])) == b2_rows
     # without --keep the next run takes the kept version too
-    later = vacuum(lh, "r.events", retain=f"{time.time() - built['cutoff']:.3f}s", dry_run=False)
+    later = vacuum(lh, "r.events", retain=window_to(built["cutoff"]), dry_run=False)
     assert v["b2"] in later.plan.expired_versions
     assert {f.path for f in later.plan.files if f.path.endswith(".parquet")} == b2_files
     with pytest.raises(VersionNotFoundError, match="retention"):
