@@ -5,25 +5,33 @@ Contestants, each in its own process (so peak RSS is its own):
   iceberg/pyarrow  one pyarrow pass over the same files: read each file, write 1 zstd file per partition
                    (the practical read+write limit, no commit)
   iceberg/spark    lakehouse optimize --engine spark: the same plan, run by Iceberg's RewriteDataFiles on a
-                   local[2] Spark session through the shared catalog (session start reported apart)
+                   Spark session through the shared catalog (session start reported apart). The master is the
+                   spark.master setting (default local[*]: one task thread per core) unless --spark-master
+                   names one; the run prints which, with the driver memory
   delta/ours       lakehouse optimize on a Delta table (planner + delta-rs optimize.compact per partition)
   delta/delta-rs   delta-rs optimize.compact on the whole table directly
+Peak RSS is the contestant's Python process (ru_maxrss); for the Spark contestant the JVM is a separate process
+still running when the job ends, so its peak (VmHWM of the gateway's java process, from /proc) is reported apart.
 Then a selective DuckDB query (WHERE user_id BETWEEN x AND y) before vs after compaction + Z-order(user_id, ts):
 files and row groups its predicate can skip by statistics, and its time.
 
     .venv/bin/python benchmarks/compaction_bench.py [--rows-per-file 2500 --files 100 --partitions 4]
 
 --crossover instead compacts Iceberg tables of growing size with both engines (local, and Spark with its session
-start counted) and prints where Spark starts to pay for its start-up on this machine, or, when it does not
-within the sizes run, where the fitted lines of the two would cross:
+start counted) and prints the smallest size at which Spark was faster, or, when it was not at any size run, the
+marginal cost per MB between sizes and least-squares lines through the points with where they would cross: an
+extrapolation beyond the sizes run, printed as such:
 
     .venv/bin/python benchmarks/compaction_bench.py --crossover [--sizes 25,50,100,200 --rows-per-file 2500]
+
+Both modes take --spark-master URL (passed to the children as LAKEHOUSE_SPARK__MASTER).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import resource
@@ -126,8 +134,9 @@ def contestant(name: str, root: str) -> dict[str, Any]:
             extra = spark_rewrite(lh, table, opts)
         seconds = time.perf_counter() - t0 - extra.pop("startup_s", 0.0)
         after = len(table.files())
-    # the JVM of the Spark contestant is a child process: count the larger of the two
-    rss_mb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+    # this Python process only: RUSAGE_CHILDREN would count only children that have exited and been waited for,
+    # and the Spark contestant's JVM is still running here (its peak is measured apart, in spark_rewrite)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "name": name,
         "seconds": seconds,
@@ -144,11 +153,37 @@ def spark_rewrite(lh: Any, table: Any, opts: Any) -> dict[str, Any]:
     from lakehouse.maintenance.compaction import optimize
 
     t0 = time.perf_counter()
-    lh.spark().session()
+    engine = lh.spark()
+    engine.session()
     startup = time.perf_counter() - t0
     r = optimize(lh, str(table.name), opts, engine="spark")
     assert r.rows_in == r.rows_out
-    return {"startup_s": startup, "spark_startup_s": startup}
+    pid = engine.jvm_pid()
+    return {
+        "startup_s": startup,
+        "spark_startup_s": startup,
+        "spark_master": engine.master,
+        "jvm_peak_rss_mb": _peak_rss_mb(pid) if pid else None,
+    }
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """A running process's peak resident set size (VmHWM in /proc/PID/status; Linux only)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _spark_settings() -> str:
+    from lakehouse.config import load_settings
+
+    s = load_settings(config_file=False).spark
+    return f"Spark master {s.master}, driver memory {s.driver_memory}"
 
 
 def query_pruning(root: str, label: str) -> dict[str, Any]:
@@ -202,13 +237,16 @@ def main() -> None:
     ap.add_argument("--rows-per-file", type=int, default=2500)
     ap.add_argument("--crossover", action="store_true", help="local vs Spark engine over growing table sizes")
     ap.add_argument("--sizes", default="25,50,100,200", help="with --crossover: files per partition per size")
+    ap.add_argument("--spark-master", help="Spark master of the Spark contestant (default: spark.master, local[*])")
     args = ap.parse_args()
+    if args.spark_master:
+        os.environ["LAKEHOUSE_SPARK__MASTER"] = args.spark_master  # the children's settings read it
     if args.crossover:
         crossover(args)
         return
     print(
         f"machine: {os.cpu_count()} cores; {args.partitions} partitions x {args.files} files x "
-        f"{args.rows_per_file} rows, local warehouse"
+        f"{args.rows_per_file} rows, local warehouse; {_spark_settings()}"
     )
     base = tempfile.mkdtemp(prefix="lh-compaction-bench-")
     src = os.path.join(base, "src")
@@ -226,9 +264,10 @@ def main() -> None:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(r)
         extra = f" (+{r['spark_startup_s']:.1f} s session start)" if "spark_startup_s" in r else ""
+        jvm = f" + JVM {r['jvm_peak_rss_mb']:.0f} MB" if r.get("jvm_peak_rss_mb") else ""
         print(
             f"{name:16} {r['seconds']:6.2f} s{extra}  {r['mb_in'] / r['seconds']:6.1f} MB/s in  "
-            f"files {r['files_before']} -> {r['files_after']}  peak RSS {r['peak_rss_mb']:.0f} MB"
+            f"files {r['files_before']} -> {r['files_after']}  peak RSS {r['peak_rss_mb']:.0f} MB{jvm}"
         )
     by = {r["name"]: r for r in results}
     if "iceberg/ours" in by and "iceberg/pyarrow" in by:
@@ -279,7 +318,7 @@ def crossover(args: argparse.Namespace) -> None:
     sizes = [int(x) for x in args.sizes.split(",")]
     print(
         f"machine: {os.cpu_count()} cores; Iceberg, {args.partitions} partitions x N files x {args.rows_per_file} "
-        "rows, local warehouse; Spark local[2], driver 1g"
+        f"rows, local warehouse; {_spark_settings()} (a new JVM per size)"
     )
     print(f"{'files':>6} {'rows':>10} {'MB':>8} {'local s':>8} {'spark job s':>12} {'+start s':>9} {'spark/local':>12}")
     points = []
@@ -302,26 +341,40 @@ def crossover(args: argparse.Namespace) -> None:
         )
     paying = [mb for mb, loc, tot in points if tot <= loc]
     if paying:
-        print(f"crossover: Spark (with its start-up) is faster from about {min(paying):.0f} MB of input on")
-    elif len(points) >= 2:
-        # least-squares lines time = a + b * MB for both engines
-        def fit(ys: list[float]) -> tuple[float, float]:
-            xs = [p[0] for p in points]
-            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-            b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
-            return my - b * mx, b
+        print(f"crossover: Spark (with its start-up) was faster at {min(paying):.0f} MB, the smallest such size run")
+        return
+    if not points:
+        return
+    print(f"crossover: none measured: Spark (with its start-up) was slower at every size, up to {points[-1][0]:.1f} MB")
+    if len(points) < 2:
+        return
+    # marginal cost between consecutive sizes: one odd point shows here, where a fitted line would hide it
+    steps = [
+        f"{a[0]:.1f}-{b[0]:.1f} MB: local {(b[1] - a[1]) / (b[0] - a[0]) * 1000:.1f}, "
+        f"spark {(b[2] - a[2]) / (b[0] - a[0]) * 1000:.1f}"
+        for a, b in itertools.pairwise(points)
+    ]
+    print("marginal ms/MB: " + "; ".join(steps))
 
-        (al, bl), (asp, bsp) = fit([p[1] for p in points]), fit([p[2] for p in points])
-        print(f"fit: local {al:.2f} s + {bl * 1000:.1f} ms/MB; spark {asp:.2f} s + {bsp * 1000:.1f} ms/MB (with start)")
-        if bl > bsp:
-            print(
-                f"crossover: none up to {points[-1][0]:.0f} MB; the lines cross near {(asp - al) / (bl - bsp):.0f} MB"
-            )
-        else:
-            print(
-                f"crossover: none up to {points[-1][0]:.0f} MB, and Spark's per-MB cost is not lower here: on this "
-                "machine Spark does not pay for its start-up at any size (it pays with more cores and executors)"
-            )
+    # least-squares lines time = a + b * MB for both engines
+    def fit(ys: list[float]) -> tuple[float, float]:
+        xs = [p[0] for p in points]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+        return my - b * mx, b
+
+    (al, bl), (asp, bsp) = fit([p[1] for p in points]), fit([p[2] for p in points])
+    print(
+        f"fit through {len(points)} points: local {al:.2f} s + {bl * 1000:.1f} ms/MB; "
+        f"spark {asp:.2f} s + {bsp * 1000:.1f} ms/MB (with start)"
+    )
+    if bl > bsp:
+        print(f"extrapolation (not measured): the fitted lines cross near {(asp - al) / (bl - bsp):.0f} MB")
+    else:
+        print(
+            "extrapolation (not measured): the fitted lines do not cross (Spark's fitted cost per MB is not lower); "
+            "see the marginal costs above for how much one point weighs"
+        )
 
 
 if __name__ == "__main__":

@@ -16,37 +16,51 @@ runs the calls that read and write data files:
   settings to set.
 
 The session is process-wide (a JVM per process); a second lakehouse in the same process re-points the shared
-catalog at its own database.
+catalog at its own database. Before a JVM starts, the master URL, Java and the configured jar files are checked
+(one-line errors saying what to do); the JVM's own console output (log4j, spark-submit) goes to a log file, not
+to this process's stdout/stderr (``$LAKEHOUSE_SPARK_LOG`` names a file to keep it in; otherwise a temporary file
+removed at exit, or kept and named in the error when the start failed), and a start-up failure is raised with
+the cause found there.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime as dt
 import glob
 import importlib.util
 import json
+import logging
 import os
+import re
+import shutil
+import subprocess
+import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from pyspark.sql import SparkSession
 
 from lakehouse.errors import (
+    ConfigError,
     DependencyMissingError,
+    InvalidInputError,
     LakehouseError,
     QueryError,
     StorageError,
     UnsupportedOperationError,
 )
+from lakehouse.storage import ObjectInfo, list_files
 from lakehouse.tables.base import AsOf, LakehouseTable, Snapshot, StorageContext, TableName
+from lakehouse.units import format_duration
 
 if TYPE_CHECKING:
     from lakehouse.config import Settings
     from lakehouse.maintenance.planner import CompactionOptions, PartitionPlan
     from lakehouse.sql import QueryResult
-    from lakehouse.storage import ObjectInfo
 
 ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 DELTA_EXTENSIONS = "io.delta.sql.DeltaSparkSessionExtension"
@@ -57,6 +71,15 @@ DELTA_JARS_HINT = (
     "the spark.jars setting (LAKEHOUSE_SPARK__JARS) or their Maven coordinates in spark.packages; without them "
     "run the job without --engine spark (delta-rs)"
 )
+
+JAVA_HINT = (
+    "install Java 17, e.g. apt-get install openjdk-17-jre-headless on Debian/Ubuntu or scripts/install-system-deps.sh "
+    "as root, and put java on PATH or set JAVA_HOME"
+)
+MASTER_FORMS = "local, local[N], local[*], spark://HOST:PORT, yarn, k8s://URL, mesos://HOST:PORT"
+_MASTER = re.compile(r"local(\[(\*|[1-9][0-9]*)(,[1-9][0-9]*)?\])?|yarn|(spark|k8s|mesos)://\S+")
+LOG_ENV = "LAKEHOUSE_SPARK_LOG"
+"""Environment variable naming a file for the JVM's console output (default: a temporary file, removed at exit)."""
 
 _lock = threading.RLock()
 _bound: dict[str, tuple[str, str]] = {}
@@ -133,6 +156,170 @@ def _is_local(master: str) -> bool:
     return master.startswith("local")
 
 
+# ---- checks before a JVM starts -----------------------------------------------------------------------------
+
+
+def check_master(master: str) -> str:
+    """A Spark master URL of a form Spark accepts (checked before a JVM is started for it).
+
+    >>> check_master("local[2]"), check_master("spark://h:7077"), check_master("k8s://https://h:443")
+    ('local[2]', 'spark://h:7077', 'k8s://https://h:443')
+    >>> check_master("bogus://x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lakehouse.errors.InvalidInputError: Spark master 'bogus://x' is not a master URL (use one of: local, ...
+    """
+    if not _MASTER.fullmatch(master.strip()):
+        raise InvalidInputError(
+            f"Spark master {master!r} is not a master URL",
+            hint=f"use one of: {MASTER_FORMS}; set it with --spark-master or the spark.master setting",
+        )
+    return master.strip()
+
+
+def java_major(version_output: str) -> int | None:
+    """The major version in ``java -version``'s output (Java 8 spells itself 1.8).
+
+    >>> java_major('openjdk version "17.0.15" 2025-04-15'), java_major('java version "1.8.0_392"')
+    (17, 8)
+    """
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
+    if not m:
+        return None
+    major = int(m.group(1))
+    return int(m.group(2) or 0) if major == 1 else major
+
+
+_java_checked: dict[str, int | None] = {}
+
+
+def check_java() -> str:
+    """The java Spark's launcher will run (``$JAVA_HOME/bin/java``, else ``java`` on PATH), checked to run and
+    to be Java 11 or newer (Iceberg 1.10's runtime needs 11; Java 17 is what this project tests)."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        java, where = os.path.join(home, "bin", "java"), f"JAVA_HOME={home}"
+        if not os.access(java, os.X_OK):
+            raise DependencyMissingError(
+                f"the Spark engine needs Java 17, and {where} has no runnable bin/java", hint=JAVA_HINT
+            )
+    else:
+        found = shutil.which("java")
+        if not found:
+            raise DependencyMissingError("the Spark engine needs Java 17 and finds no java on PATH", hint=JAVA_HINT)
+        java = found
+    if java in _java_checked:
+        return java
+    try:
+        proc = subprocess.run(  # noqa: S603 - the java Spark's own launcher would run
+            [java, "-version"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise DependencyMissingError(f"the Spark engine cannot run {java}: {e}", hint=JAVA_HINT) from e
+    text = (proc.stderr or "") + (proc.stdout or "")
+    if proc.returncode != 0:
+        raise DependencyMissingError(
+            f"the Spark engine cannot run {java}: {' '.join(text.split())[:300] or f'exit {proc.returncode}'}",
+            hint=JAVA_HINT,
+        )
+    major = java_major(text)
+    if major is not None and major < 11:
+        raise DependencyMissingError(f"{java} is Java {major}; the Spark engine needs Java 11 or newer", hint=JAVA_HINT)
+    _java_checked[java] = major
+    return java
+
+
+def missing_jars(jars: Sequence[str]) -> list[str]:
+    """The local jar paths (plain, ``file:`` or globs) among ``jars`` that match no file; remote URLs (``hdfs:``,
+    ``https:``, ``s3a:``, ``local:`` ...) are Spark's to fetch and are not checked.
+
+    >>> missing_jars(["/nope/delta-spark_2.12-3.3.2.jar", "https://repo/x.jar", "local:/opt/x.jar"])
+    ['/nope/delta-spark_2.12-3.3.2.jar']
+    """
+    missing = []
+    for jar in jars:
+        path = jar[len("file:") :] if jar.startswith("file:") else jar
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", path):
+            continue
+        if path.startswith("//"):
+            path = "/" + path.lstrip("/")
+        found = glob.glob(path) if glob.has_magic(path) else ([path] if os.path.isfile(path) else [])
+        if not found:
+            missing.append(jar)
+    return missing
+
+
+def startup_cause(text: str) -> str | None:
+    r"""The cause of a failed Spark start in the JVM's output or a py4j error: the deepest ``Caused by``, else
+    the exception the launcher died of, else spark-submit's ``Error:`` line.
+
+    >>> startup_cause('WARN x\nException in thread "main" org.apache.spark.SparkException: Master must be yarn\n\tat a')
+    'org.apache.spark.SparkException: Master must be yarn'
+    >>> startup_cause("java.lang.Exception: outer\n\tat a\nCaused by: java.io.IOException: disk full\n\tat b")
+    'java.io.IOException: disk full'
+    >>> startup_cause("Error: Missing application resource.\nUsage: spark-submit ...")
+    'Error: Missing application resource.'
+    >>> startup_cause("Invalid maximum heap size: -Xmxlots\nError: Could not create the Java Virtual Machine.")
+    'Invalid maximum heap size: -Xmxlots (the JVM did not start)'
+    """
+    lines = [raw.strip() for raw in text.splitlines() if raw.strip()]
+    caused = [ln.removeprefix("Caused by:").strip() for ln in lines if ln.startswith("Caused by:")]
+    if caused:
+        return caused[-1][:500]
+    for ln in lines:
+        m = re.match(r'Exception in thread "[^"]*" (.+)', ln)
+        if m:
+            return m.group(1)[:500]
+    for i, ln in enumerate(lines):
+        if ln.startswith("Error: ") or re.match(r"^[\w.$]+(Exception|Error): ", ln):
+            if "Could not create the Java Virtual Machine" in ln and i > 0:  # the JVM said why just before
+                return f"{lines[i - 1][:400]} (the JVM did not start)"
+            return ln[:500]
+    return None
+
+
+def _quiet_py4j() -> None:
+    """py4j logs connection errors with stack traces through Python's logging (shown on stderr without any
+    logging set up); the errors reach the caller as exceptions anyway. Left alone when the application set a
+    level."""
+    logger = logging.getLogger("py4j")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.CRITICAL)
+
+
+def _launch_gateway(conf: Any) -> str:
+    """Launch the JVM (spark-submit) as pyspark does, with its console output in a log file instead of this
+    process's stdout/stderr; returns the log's path. A JVM that exits before it answers is a StorageError
+    naming the cause found in its output."""
+    from pyspark import SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    path = os.environ.get(LOG_ENV)
+    if not path:
+        fd, path = tempfile.mkstemp(prefix=f"lakehouse-spark-{os.getpid()}-", suffix=".log")
+        os.close(fd)
+    with open(path, "ab") as out:
+        try:
+            gateway = launch_gateway(conf, popen_kwargs={"stdout": out, "stderr": subprocess.STDOUT})
+        except Exception as e:  # JAVA_GATEWAY_EXITED (PySparkRuntimeError), OSError
+            out.flush()
+            with open(path, errors="replace") as f:
+                cause = startup_cause(f.read()[-200_000:])
+            raise StorageError(
+                f"cannot start Spark ({conf.get('spark.master')}): {cause or _first_line(e)}",
+                hint=f"Spark's output: {path}",
+            ) from e
+    if not os.environ.get(LOG_ENV):
+        atexit.register(_remove, path)
+    SparkContext._ensure_initialized(gateway=gateway)
+    return path
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
 # ---- the engine ---------------------------------------------------------------------------------------------
 
 
@@ -147,7 +334,8 @@ class SparkEngine:
 
     @property
     def master(self) -> str:
-        return self.settings.spark.master
+        """The master URL (``spark.master``, or ``--spark-master`` for a CLI run), checked for its form."""
+        return check_master(self.settings.spark.master)
 
     @property
     def delta_enabled(self) -> bool:
@@ -206,7 +394,8 @@ class SparkEngine:
             conf["spark.jars.packages"] = ",".join(s.packages)
         if self.delta_enabled:
             conf["spark.sql.catalog.spark_catalog"] = DELTA_CATALOG
-            conf["spark.databricks.delta.retentionDurationCheck.enabled"] = "false"  # the planner decides
+            # Delta's check wants 7 days; check_vacuum_window holds the window to the table's orphan age instead
+            conf["spark.databricks.delta.retentionDurationCheck.enabled"] = "false"
         conf.update(self._catalog_conf())
         if self.ctx.credentials is not None:
             conf.update(self.ctx.credentials.spark_conf(self.catalog))
@@ -232,18 +421,53 @@ class SparkEngine:
         w = self.ctx.warehouse
         return w if StorageContext.is_s3(w) else f"file://{w}"
 
+    def preflight(self) -> dict[str, str]:
+        """What a session start needs, checked before a JVM is started: the master URL's form, a runnable Java
+        11+ and every configured jar file. Returns the configuration the session starts with."""
+        master = self.master
+        conf = self._conf()
+        s = self.settings.spark
+        missing = missing_jars([*s.jars, *([s.jdbc_driver] if s.jdbc_driver else [])])
+        if missing:
+            raise ConfigError(
+                f"Spark jar(s) not found: {', '.join(missing)}",
+                hint="fix or remove them in the spark.jars setting, LAKEHOUSE_SPARK__JARS, or spark.jdbc_driver",
+            )
+        check_java()
+        conf["spark.master"] = master
+        return conf
+
     def _start(self) -> SparkSession:
-        if _is_local(self.master):
+        from pyspark import SparkConf, SparkContext
+
+        conf = self.preflight()
+        master = conf["spark.master"]
+        if _is_local(master):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        builder = SparkSession.builder.master(self.master)
-        for key, value in self._conf().items():
+        _quiet_py4j()
+        log = None
+        with SparkContext._lock:
+            if SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
+                log = _launch_gateway(SparkConf().setAll(list(conf.items())))
+        builder = SparkSession.builder.master(master)
+        for key, value in conf.items():
             builder = builder.config(key, value)
         try:
             session = builder.getOrCreate()
         except Exception as e:  # py4j / JVM start errors come as many classes
-            raise StorageError(f"cannot start Spark ({self.master}): {_first_line(e)}") from e
+            cause = startup_cause(str(e)) or _first_line(e)
+            raise StorageError(
+                f"cannot start Spark ({master}): {cause}", hint=f"Spark's output: {log}" if log else None
+            ) from e
         session.sparkContext.setLogLevel("ERROR")
         return session
+
+    def jvm_pid(self) -> int | None:
+        """The process id of the session's JVM when this process launched it (None before a session starts)."""
+        from pyspark import SparkContext
+
+        proc = getattr(SparkContext._gateway, "proc", None) if SparkContext._gateway is not None else None
+        return int(proc.pid) if proc is not None else None
 
     def _bind(self, session: SparkSession) -> None:
         """Point the session's shared catalog at this lakehouse's database (another lakehouse of the same
@@ -406,13 +630,25 @@ class SparkEngine:
             "failed_files": 0,
         }
 
-    def rewrite_manifests(self, table: LakehouseTable) -> int:
-        """Regroup an Iceberg table's manifests by partition (after a compaction); returns manifests rewritten."""
+    def rewrite_manifests(self, table: LakehouseTable, properties: Mapping[str, str] | None = None) -> int:
+        """Regroup an Iceberg table's manifests by partition (after a compaction); returns manifests rewritten.
+
+        Runs Iceberg's ``RewriteManifests`` action rather than the ``rewrite_manifests`` procedure, which takes
+        no snapshot properties: its snapshot carries ``properties`` (the job's ``lakehouse.job`` ...) with
+        ``lakehouse.operation=rewrite_manifests``, so the job's last commit can be found by its properties."""
         if table.format != "iceberg":
             return 0
-        ident = f"{table.name.namespace}.{table.name.table}"
-        rows = self._sql(f"CALL `{self.catalog}`.system.rewrite_manifests(table => '{ident}')")
-        return int(rows[0]["rewritten_manifests_count"]) if rows else 0
+        session = self.session()
+        action = self._jvm.org.apache.iceberg.spark.actions.SparkActions.get(session._jsparkSession).rewriteManifests(
+            self._java_table(table)
+        )
+        for key, value in {**(properties or {}), "lakehouse.operation": "rewrite_manifests"}.items():
+            action = action.snapshotProperty(key, value)
+        try:
+            result = action.execute()
+        except Exception as e:
+            raise _spark_error(f"Spark manifest rewrite of {table.name}", e) from e
+        return sum(1 for _ in _java_iter(result.rewrittenManifests()))
 
     # -- retention -----------------------------------------------------------------------------------------
 
@@ -431,11 +667,51 @@ class SparkEngine:
         )
         return {k: int(v) for k, v in rows[0].asDict().items()} if rows else {}
 
-    def vacuum_delta(self, table: LakehouseTable, retain: dt.timedelta) -> None:
-        """Delta's VACUUM with the retention window (files no version inside it needs)."""
+    def default_orphan_age(self, table: LakehouseTable) -> dt.timedelta:
+        """``retention.orphan_age`` from the settings alone (defaults < [policy] < [tables."ns.t"]); callers that
+        know the table's stored policy pass its orphan age instead."""
+        from lakehouse.governance.policy import build_policy
+        from lakehouse.units import parse_duration
+
+        policy = build_policy(self.settings.policy, self.settings.tables.get(str(table.name), {}))
+        return parse_duration(policy.retention.orphan_age)
+
+    def check_vacuum_window(self, table: LakehouseTable, retain: dt.timedelta, orphan_age: dt.timedelta) -> None:
+        """Refuse a Delta VACUUM window shorter than the table's orphan age.
+
+        delta-spark's ``VACUUM ... RETAIN`` deletes, besides the files of expired versions, every file under the
+        table that the log does not track and that is older than the window, such as the data files of a
+        commit still in flight. The orphan age is this project's promise about those files (orphan removal
+        never deletes younger ones); Delta's own ``retentionDurationCheck`` guards the same way (this engine
+        turns that one off, as its 7-day default would refuse every shorter policy)."""
+        if table.format == "delta" and retain < orphan_age:
+            raise InvalidInputError(
+                f"vacuum of Delta table {table.name} on Spark with a {format_duration(retain)} window: delta-spark's "
+                f"VACUUM also deletes every untracked file older than the window (e.g. files of a write not yet "
+                f"committed), and it is shorter than the table's orphan age {format_duration(orphan_age)} "
+                "(retention.orphan_age)",
+                hint=f"retain at least {format_duration(orphan_age)}, lower retention.orphan_age when no writer "
+                "is active, or run without --engine spark (delta-rs deletes only the planned files)",
+            )
+
+    def vacuum_delta(
+        self, table: LakehouseTable, retain: dt.timedelta, *, orphan_age: dt.timedelta | None = None
+    ) -> list[ObjectInfo]:
+        """Delta's VACUUM with the retention window (files no version inside it needs), refused for a window
+        shorter than the orphan age (:meth:`check_vacuum_window`; default: :meth:`default_orphan_age`).
+
+        Returns every file that disappeared from the table location while VACUUM ran (listed before and after):
+        what it really deleted, the files of expired versions and untracked ones alike, so the job reports
+        them all (a file another process deleted meanwhile would be counted too)."""
         self.check(table, "vacuum")
+        if orphan_age is None:
+            orphan_age = self.default_orphan_age(table)
+        self.check_vacuum_window(table, retain, orphan_age)
         hours = retain.total_seconds() / 3600
+        before = list_files(table.location, self.ctx)
         self._sql(f"VACUUM {self._delta_path(table)} RETAIN {hours:.6f} HOURS")
+        left = {f.path for f in list_files(table.location, self.ctx)}
+        return [f for f in before if f.path not in left]
 
     def delete_orphans(self, table: LakehouseTable, candidates: Sequence[ObjectInfo], older_than: float) -> list[str]:
         """Delete those of the planner's ``candidates`` that no snapshot references and that are older than
@@ -448,11 +724,11 @@ class SparkEngine:
         session = self.session()
         java_table = self._java_table(table)
         location = str(java_table.location())
-        rows = [
-            (_iceberg_uri(f.path, location), dt.datetime.fromtimestamp(f.mtime_s or 0, tz=dt.UTC).replace(tzinfo=None))
-            for f in candidates
-        ]
-        listing = session.createDataFrame(rows, "file_path string, last_modified timestamp")
+        # modification times travel as epoch milliseconds and become timestamps inside Spark: a Python datetime
+        # would be converted with this process's local time zone (a naive one) and shift every age by it
+        listing = session.createDataFrame(
+            orphan_listing(candidates, location), "file_path string, last_modified_ms long"
+        ).selectExpr("file_path", "timestamp_millis(last_modified_ms) AS last_modified")
         action = (
             self._jvm.org.apache.iceberg.spark.actions.SparkActions.get(session._jsparkSession)
             .deleteOrphanFiles(java_table)
@@ -463,11 +739,7 @@ class SparkEngine:
             result = action.execute()
         except Exception as e:
             raise _spark_error(f"Spark orphan removal of {table.name}", e) from e
-        deleted: list[str] = []
-        it = result.orphanFileLocations().iterator()
-        while it.hasNext():
-            deleted.append(str(it.next()))
-        return deleted
+        return [str(p) for p in _java_iter(result.orphanFileLocations())]
 
     # -- SQL -----------------------------------------------------------------------------------------------
 
@@ -487,13 +759,15 @@ class SparkEngine:
         pinned = {TableName.parse(k): v for k, v in (as_of or {}).items()}
         rewritten, views = rewrite(sql, pinned, dialect="spark")
         tables = {name: resolve(name) for name, _ in views.values()}
+        sources: dict[str, tuple[LakehouseTable, Snapshot | None]] = {}
+        for view, (name, when) in views.items():  # refusals and unknown versions before a JVM starts
+            table = tables[name]
+            self.check(table, "query")
+            sources[view] = (table, table.snapshot(when) if when is not None else None)
         session = self.session()
         created: list[str] = []
         try:
-            for view, (name, when) in views.items():
-                table = tables[name]
-                self.check(table, "query")
-                snapshot = table.snapshot(when) if when is not None else None
+            for view, (table, snapshot) in sources.items():
                 if table.format == "iceberg":
                     source = self._ident(table) + (f" VERSION AS OF {snapshot.snapshot_id}" if snapshot else "")
                 else:
@@ -501,10 +775,12 @@ class SparkEngine:
                 self._sql(f"CREATE OR REPLACE TEMPORARY VIEW `{view}` AS SELECT * FROM {source}")
                 created.append(view)
             try:
-                batches = session.sql(rewritten).limit(limit + 1)._collect_as_arrow()
+                frame = session.sql(rewritten).limit(limit + 1)
+                batches = frame._collect_as_arrow()
+                # no rows come as no batches, hence no schema: take it from the plan
+                result = pa.Table.from_batches(batches) if batches else _arrow_schema(frame.schema).empty_table()
             except Exception as e:
                 raise QueryError(f"query failed on Spark: {_first_line(e)}") from e
-            result = pa.Table.from_batches(batches) if batches else pa.table({})
             truncated = result.num_rows > limit
             return QueryResult(
                 result.slice(0, limit) if truncated else result, truncated, rewritten, tuple(access_of(sql))
@@ -575,6 +851,37 @@ def _delta_partition_sql(partition: Mapping[str, Any]) -> str:
             text = v.isoformat() if isinstance(v, dt.date | dt.datetime) else str(v)
             terms.append(f"{col} = '" + text.replace("\\", "\\\\").replace("'", "\\'") + "'")
     return " AND ".join(terms)
+
+
+def orphan_listing(candidates: Sequence[ObjectInfo], location: str) -> list[tuple[str, int]]:
+    """``DeleteOrphanFiles``' file list: each candidate spelled like the table location, with its modification
+    time as epoch milliseconds (an instant, whatever the process's time zone).
+
+    >>> orphan_listing([ObjectInfo("/wh/t/data/a.parquet", 1, 1767225600.5)], "file:/wh/t")
+    [('file:/wh/t/data/a.parquet', 1767225600500)]
+    """
+    return [(_iceberg_uri(f.path, location), round((f.mtime_s or 0.0) * 1000)) for f in candidates]
+
+
+def _arrow_schema(schema: Any) -> pa.Schema:
+    """A Spark result schema as Arrow's (as Spark's Arrow collection spells it: timestamps in UTC, the session
+    time zone); a type pyspark cannot convert keeps its column, typed null."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    fields = []
+    for f in schema.fields:
+        try:
+            t = to_arrow_type(f.dataType)
+        except (TypeError, ValueError):  # a type without an Arrow mapping in this pyspark
+            t = pa.null()
+        fields.append(pa.field(f.name, t, nullable=f.nullable))
+    return pa.schema(fields)
+
+
+def _java_iter(iterable: Any) -> Iterator[Any]:
+    it = iterable.iterator()
+    while it.hasNext():
+        yield it.next()
 
 
 def _iceberg_uri(path: str, location: str) -> str:

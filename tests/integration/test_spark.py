@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -67,6 +71,7 @@ def test_iceberg_compaction_on_spark_rewrites_only_planned_partitions(slh: Lakeh
     days = sorted({f.partition["ts_day"] for f in table.files()})
     untouched = {f.path for f in table.files() if f.partition["ts_day"] != days[0]}
     day_rows = sum(f.row_count for f in table.files() if f.partition["ts_day"] == days[0])
+    before_version = table.snapshot().version
     result = optimize(slh, "s.events", COMPACT, partition_filter=f"ts_day = '{days[0]}'", engine="spark")
     d = result.as_dict()
     assert d["engine"]["engine"] == "spark" and d["engine"]["rewritten_files"] == 6
@@ -80,6 +85,13 @@ def test_iceberg_compaction_on_spark_rewrites_only_planned_partitions(slh: Lakeh
     job = _job(slh, result.job_id)
     assert job.state == "committed" and job.params["engine"] == "spark" and job.params["spark_master"] == "local[2]"
     assert any(s.summary.get("lakehouse.job") == str(result.job_id) for s in after.snapshots())
+    # rewrite_manifests commits a snapshot of its own: it carries the job too, and the job reports the version
+    # it left current
+    new = [s for s in after.snapshots() if s.version > before_version]
+    assert d["engine"]["manifests_rewritten"] > 0 and len(new) == 2, [s.summary for s in new]
+    assert all(s.summary.get("lakehouse.job") == str(result.job_id) for s in new)
+    assert new[-1].summary["lakehouse.operation"] == "rewrite_manifests"
+    assert result.version == after.snapshot().version == new[-1].version
     assert job.metrics["rows_in"] == job.metrics["rows_out"] == day_rows
     audit = [a for a in slh.audit_log("s.events", action="optimize") if a.job_id == result.job_id]
     assert audit and audit[0].outcome == "committed"
@@ -144,7 +156,7 @@ def test_iceberg_compaction_on_spark_beside_a_writer_loses_and_doubles_nothing(s
     assert sorted_rows(slh.table("s.events").scan()) == sorted(expected, key=lambda r: r["id"])
 
 
-def test_iceberg_vacuum_and_orphans_on_spark(slh: Lakehouse) -> None:
+def test_iceberg_vacuum_and_orphans_on_spark(slh: Lakehouse, monkeypatch: pytest.MonkeyPatch) -> None:
     expected = _events_table(slh)
     optimize(slh, "s.events", COMPACT)  # local: leaves the small files to the old versions
     table = slh.table("s.events")
@@ -165,16 +177,25 @@ def test_iceberg_vacuum_and_orphans_on_spark(slh: Lakehouse) -> None:
         and job.metrics["engine"]["deleted_data_files_count"] > 0
     )
     assert sorted_rows(slh.table("s.events").scan()) == expected
-    # orphans: an old stray file goes, a young one stays, live data is untouched
+    # orphans: an old stray file goes, a young one stays, live data is untouched; in a process west of UTC
+    # (ages once shifted by the local offset: a naive datetime became a timestamp in local time)
     data_dir = os.path.join(table.location, "data")
     old, young = os.path.join(data_dir, "stray-old.parquet"), os.path.join(data_dir, "stray-young.parquet")
     for path in (old, young):
         with open(path, "wb") as f:
             f.write(b"not a table file")
-    hour_ago = time.time() - 3600
-    os.utime(old, (hour_ago, hour_ago))
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
     live = {f.path for f in slh.table("s.events").files()}
-    orphans = remove_orphans(slh, "s.events", older_than="10m", dry_run=False, engine="spark")
+    with monkeypatch.context() as m:
+        m.setenv("TZ", "America/Los_Angeles")
+        time.tzset()
+        try:
+            assert time.localtime().tm_gmtoff < 0
+            orphans = remove_orphans(slh, "s.events", older_than="1h", dry_run=False, engine="spark")
+        finally:
+            m.undo()
+            time.tzset()
     assert orphans.engine["engine"] == "spark"
     assert orphans.files_deleted == 1 and not os.path.exists(old) and os.path.exists(young)
     assert live <= {f.path for f in list_files(table.location, slh.ctx)}
@@ -194,6 +215,13 @@ def test_query_on_spark_with_time_travel_matches_duckdb(slh: Lakehouse) -> None:
         assert spark == duck and spark
     inline = slh.query("SELECT count(*) AS n FROM s.events AT (VERSION => 1)", engine="spark")
     assert inline.table.to_pylist() == [{"n": 100}]
+    # no rows: the columns and their types still come back, as from DuckDB
+    empty_sql = "SELECT id, ts, country FROM s.events WHERE id < 0"
+    empty, duck_empty = slh.query(empty_sql, engine="spark").table, slh.query(empty_sql).table
+    assert empty.num_rows == duck_empty.num_rows == 0
+    assert empty.schema.names == duck_empty.schema.names == ["id", "ts", "country"]
+    assert empty.schema.field("id").type == pa.int64() and empty.schema.field("country").type == pa.string()
+    assert empty.schema.field("ts").type == pa.timestamp("us", tz="UTC")
     limited = slh.query("SELECT id FROM s.events", max_rows=5, engine="spark")
     assert limited.truncated and limited.table.num_rows == 5
     with pytest.raises(UnsupportedOperationError, match="local engine"):
@@ -246,7 +274,53 @@ def test_delta_on_spark(slh: Lakehouse) -> None:
     assert zorder.rows_in == zorder.rows_out
     assert sorted_rows(slh.table("s.events").scan()) == expected
     assert _duckdb_rows(slh) == expected
+    # VACUUM also deletes untracked files older than its window: refused under the orphan age (default 3d)
+    with pytest.raises(InvalidInputError, match=r"orphan age 3d"):
+        vacuum(slh, "s.events", retain="0s", dry_run=False, engine="spark")
+    assert slh.table("s.events").scan(as_of=1).num_rows == 100, "a refused vacuum expired a version"
+    slh.set_policy("s.events", {"retention": {"orphan_age": "0s"}})  # no writer: untracked files may go
+    stray = os.path.join(slh.table("s.events").location, "stray-old.parquet")
+    with open(stray, "wb") as f:
+        f.write(b"not a table file")
     done = vacuum(slh, "s.events", retain="0s", dry_run=False, engine="spark")
     assert done.files_deleted > 0 and sorted_rows(slh.table("s.events").scan()) == expected
-    spark = slh.query("SELECT count(*) AS n FROM s.events AT (VERSION => 1)", engine="spark").table.to_pylist()
-    assert spark == [{"n": 100}]
+    assert not os.path.exists(stray) and done.engine["unplanned_files_deleted"] == 1  # counted, not hidden
+    assert done.files_deleted == len(done.plan.files) + 1
+    # the current version is retained and readable on Spark; version 1 was removed by retention
+    current = slh.table("s.events").snapshot().version
+    spark = slh.query(f"SELECT count(*) AS n FROM s.events AT (VERSION => {current})", engine="spark")
+    assert spark.table.to_pylist() == [{"n": len(expected)}]
+    with pytest.raises(VersionNotFoundError, match="retention"):
+        slh.query("SELECT count(*) AS n FROM s.events AT (VERSION => 1)", engine="spark")
+
+
+def test_spark_start_up_mistakes_are_one_line_cli_errors(tmp_path: Any) -> None:
+    """A bad master URL, no Java, a configured jar that does not exist, and a JVM that dies at start: each is one
+    line on stderr naming the cause, exit code 1. Only the last launches a java process (it exits at once)."""
+    wh = str(tmp_path / "wh")
+    with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
+        lh.create_table("s.events", schema=EVENTS, format="iceberg", partitioning=parse_partitioning("day(ts)"))
+    exe = shutil.which("lakehouse", path=os.path.dirname(sys.executable)) or "lakehouse"
+    query = [exe, "-w", wh, "query", "SELECT count(*) FROM s.events", "--engine", "spark"]
+    cases = [
+        ([*query, "--spark-master", "bogus://x"], {}, r"Spark master 'bogus://x' is not a master URL.*local\[N\]"),
+        (query, {"JAVA_HOME": "/nonexistent"}, r"needs Java 17.*JAVA_HOME=/nonexistent.*openjdk-17"),
+        (
+            query,
+            {"LAKEHOUSE_SPARK__JARS": '["/nope/delta-spark_2.12-3.3.2.jar"]'},
+            r"Spark jar\(s\) not found: /nope/delta-spark_2.12-3.3.2.jar",
+        ),
+        (
+            query,
+            {"LAKEHOUSE_SPARK__DRIVER_MEMORY": "lots", "LAKEHOUSE_SPARK_LOG": str(tmp_path / "spark.log")},
+            r"cannot start Spark \(local\[\*\]\): Invalid maximum heap size: -Xmxlots .*spark\.log",
+        ),
+    ]
+    for args, env, message in cases:
+        proc = subprocess.run(
+            args, capture_output=True, text=True, env={**os.environ, "COLUMNS": "300", **env}, timeout=120, check=False
+        )
+        assert proc.returncode == 1, (env, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert re.match(r"error: .*" + message, proc.stderr), proc.stderr
+    assert "Could not create the Java Virtual Machine" in (tmp_path / "spark.log").read_text()  # the log it names
