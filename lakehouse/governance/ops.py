@@ -1,12 +1,16 @@
 """Governance operations on tables: in-place masking, purging history, erasure (right to be forgotten).
 
-* **mask** stores the masking policies in the table's policy (so ingestion masks new rows from then on),
-  rewrites every live file with the masked columns, and swaps them in one commit.
+* **mask** rewrites every live file with the masked columns, swaps them in one commit, and then stores the
+  masking policies in the table's policy (so ingestion masks new rows from then on). A run that fails before
+  its commit leaves nothing behind: no policy, no written file. Columns a partition is derived from are
+  refused: their raw values live on in the partition values (Delta's generated columns, Iceberg manifests).
 * **purge** makes raw values physically gone: a new head that carries nothing of older versions
   (:meth:`LakehouseTable.seal_history`), a vacuum with zero retention (older versions and the files only they
-  reference), the old log files (Delta's commit JSON holds column statistics and delete predicates), and every
-  unreferenced file under the location whatever its age. Purge while no other writer is active: a file a
-  writer has written but not yet committed is unreferenced and is deleted too (its commit then fails).
+  reference), the old log files (Delta's commit JSON holds column statistics and delete predicates; Iceberg's
+  older metadata JSON lists the old snapshots), and every unreferenced file under the location whatever its
+  age. Iceberg tags and branches keep their snapshots alive, so a table with one is refused before anything
+  changes. Purge while no other writer is active: a file a writer has written but not yet committed is
+  unreferenced and is deleted too (its commit then fails).
 * **erase** deletes a data subject's rows from each listed table, purges, and records a receipt that names the
   tables, the columns of the predicate and the counts, but stores only a SHA-256 of the predicate itself.
 """
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError
+from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError
 from lakehouse.expr import check_columns, parse_filter
 from lakehouse.governance.masking import MaskPolicy, apply_masks, check_column, parse_mask
 from lakehouse.storage import delete_tree, split_location
@@ -40,7 +44,16 @@ def mask_secret(lh: Lakehouse) -> bytes | None:
 
 
 def table_masks(lh: Lakehouse, table: LakehouseTable) -> dict[str, MaskPolicy]:
-    """The masking policies of a table (from its policy), checked against its columns."""
+    """The masking policies of a table (from its policy) for writing (ingestion, ``Lakehouse.append``), checked
+    against its columns. A policy on a column a partition is derived from is refused (see
+    :func:`check_partition_sources`): ingestion stops with that error rather than land rows whose partition
+    values disagree with what the in-place mask of the older rows would leave."""
+    masks = _policy_masks(lh, table)
+    check_partition_sources(table, masks, where="masking policy")
+    return masks
+
+
+def _policy_masks(lh: Lakehouse, table: LakehouseTable) -> dict[str, MaskPolicy]:
     masks = {c: parse_mask(p) for c, p in lh.policy(table.name).masking.items()}
     for column, policy in masks.items():
         if table.schema.get_field_index(column) < 0:
@@ -49,10 +62,47 @@ def table_masks(lh: Lakehouse, table: LakehouseTable) -> dict[str, MaskPolicy]:
     return masks
 
 
+def partition_sources(table: LakehouseTable) -> dict[str, list[str]]:
+    """Column -> the partition fields computed from it (``ts`` -> ``["day(ts)"]``; identity: the column)."""
+    out: dict[str, list[str]] = {}
+    for pf in table.definition.partitioning:
+        out.setdefault(pf.column, []).append(str(pf))
+    return out
+
+
+def check_partition_sources(table: LakehouseTable, columns: Mapping[str, Any], *, where: str = "mask") -> None:
+    """Refuse to mask a column that a partition is derived from (identity or a transform).
+
+    Each file's partition value is computed from the raw column and kept outside it: Delta materialises
+    ``day(ts)`` as the generated column ``ts_day`` in the log (every Delta reader sees it, and a filter on it
+    would no longer match ``CAST(ts AS DATE)``), Iceberg keeps it in the manifests and refuses files whose
+    values moved to another partition. Masking the column in place would leave the raw value there.
+    """
+    if not columns:
+        return  # (no definition read: ingestion calls this on every commit)
+    sources = partition_sources(table)
+    refused = [c for c in columns if c in sources]
+    if not refused:
+        return
+    what = "; ".join(f"{c} (partitioned by {', '.join(sources[c])})" for c in refused)
+    raise InvalidInputError(
+        f"cannot mask {what} in {table.name}: each file's partition value is computed from the raw column and "
+        "kept outside it (Delta: a generated partition column every reader sees; Iceberg: the manifests), so "
+        "masking would leave the raw value there and break partition filters",
+        hint=(
+            f"remove the policy (`lakehouse policy unset {table.name} {' '.join(f'masking.{c}' for c in refused)}`); "
+            if where == "masking policy"
+            else ""
+        )
+        + "mask only columns no partition is derived from, or copy the rows into a table not partitioned by it",
+    )
+
+
 def read_masks(lh: Lakehouse, table: LakehouseTable) -> dict[str, MaskPolicy]:
     """What a reader without the PII-read permission sees masked: the table's masking policies, and every
-    column a PII scan tagged (redacted if text, NULL otherwise)."""
-    masks = table_masks(lh, table)
+    column a PII scan tagged (redacted if text, NULL otherwise). Masking a partition's source column on read
+    is fine (the view masks it), so it is not refused here."""
+    masks = _policy_masks(lh, table)
     for tag in lh.catalog.pii_tags(table.name):
         column = tag["column"]
         if column in masks or table.schema.get_field_index(column) < 0:
@@ -75,21 +125,34 @@ def mask_table(
     purge: bool = False,
     dry_run: bool = True,
 ) -> dict[str, Any]:
-    """Mask columns of every live file in place (one commit); with ``purge`` also erase the history."""
+    """Mask columns of every live file in place (one commit); with ``purge`` also erase the history.
+
+    The given policies are stored in the table's policy only once the commit has landed. A failure before
+    the commit (or a commit the table's history shows did not land) deletes every file the run wrote."""
     table = lh.table(name)
     given = {c: str(parse_mask(p)) for c, p in (policies or {}).items()}
     for column, spec in given.items():
         if table.schema.get_field_index(column) < 0:
             raise InvalidInputError(f"unknown column {column} in table {table.name}")
         check_column(parse_mask(spec), table.schema.field(column))
-    effective = {**{c: str(p) for c, p in table_masks(lh, table).items()}, **given}
+    effective = {**{c: str(p) for c, p in _policy_masks(lh, table).items()}, **given}
     if not effective:
         raise InvalidInputError(
             f"no masking policy for {table.name}", hint="give --column COL --policy hash|redact|partial|null|generalize"
         )
+    check_partition_sources(table, effective)
     outside = [c for c in effective if c not in table.file_columns()]
     if outside:
-        raise InvalidInputError(f"cannot mask partition column(s) {', '.join(outside)} in place")
+        raise InvalidInputError(f"cannot mask column(s) {', '.join(outside)} in place: they are not in the data files")
+    mapping = str(table.definition.properties.get("delta.columnMapping.mode", "none")).lower()
+    if mapping != "none":
+        raise UnsupportedOperationError(
+            f"{table.name} uses Delta column mapping ({mapping}): its files name columns differently from the "
+            "table, and lakehouse's in-place mask matches them by name",
+            hint="mask at ingestion or on read (--masked) instead",
+        )
+    if purge:
+        check_purge_possible(lh, table, what="mask --purge", hint="or mask without --purge")
     masks = {c: parse_mask(p) for c, p in effective.items()}
     secret = mask_secret(lh)
     if any(m.kind == "hash" for m in masks.values()) and not secret:
@@ -111,45 +174,57 @@ def mask_table(
     }
     if dry_run:
         return report
-    if given:
-        lh.set_policy(table.name, {"masking": given})  # ingestion masks from now on
     job = lh.catalog.start_job(
         "pii.mask", table=table.name, params={"masks": effective, "purge": purge}, actor=lh.actor
     )
     report["job_id"] = job
     written: list[str] = []
     dirs: list[str] = []
-    committing = False
+    stage = "writing"  # -> "committing" (replace_files running) -> "committed" | "not committed"
     try:
         partitions: dict[str, dict[str, Any]] = {}
         rows_out = 0
+        schema, field_ids = table.schema, table.field_ids()
         for f in files:
             out_dir = f"{table.data_directory(f.partition)}/lh-{job}-mask"
             if out_dir not in dirs:
                 dirs.append(out_dir)
             target = f"{out_dir}/{uuid.uuid4().hex}.parquet"
-            rows_out += _mask_file(lh, f.path, target, masks, secret)
+            rows_out += _mask_file(lh, f.path, target, masks, secret, schema, field_ids)
             written.append(target)
             partitions[target] = dict(f.partition)
         if rows_out != report["rows"]:
             raise StorageError(f"masking {table.name} produced {rows_out} rows from {report['rows']}")
-        committing = True  # from here a failure may have committed: leave the files to `orphans`
-        commit = (
-            table.replace_files(
-                remove=[f.path for f in files],
-                add=written,
-                properties={"lakehouse.job": str(job), "lakehouse.operation": "mask"},
-                partitions=partitions,
-            )
-            if files
-            else None
-        )
-        report["version"] = commit.version if commit else None
+        if files:
+            stage = "committing"
+            properties = {"lakehouse.job": str(job), "lakehouse.operation": "mask"}
+            try:
+                commit = table.replace_files(
+                    remove=[f.path for f in files], add=written, properties=properties, partitions=partitions
+                )
+            except BaseException as e:
+                landed = landed_version(table, properties, e)  # raises when that cannot be told
+                if landed is None:
+                    stage = "not committed"
+                    raise
+                stage, report["version"] = "committed", landed
+                _store_policy(lh, table, given)  # the files are masked: so is ingestion now
+                if not isinstance(e, Exception):
+                    raise
+                raise StorageError(
+                    f"{e} (but the masked files were committed as version {landed}, and the policy is stored)",
+                    hint="run the mask again (with --purge) to finish; it is idempotent",
+                ) from e
+            report["version"] = commit.version
+        else:
+            report["version"] = None
+        stage = "committed"
         report["files_rewritten"] = len(files)
+        _store_policy(lh, table, given)  # ingestion masks from now on
         if purge:
             report["purge_report"] = purge_history(lh, table.name, job=job)
     except BaseException as e:
-        if not committing or isinstance(e, CommitConflictError):  # nothing committed: what was written is garbage
+        if stage in ("writing", "not committed"):  # nothing committed: what was written is garbage
             for d in dirs:
                 delete_tree(d, lh.ctx)
         lh.catalog.finish_job(job, state="failed", metrics=_flat(report), error=str(e) or type(e).__name__)
@@ -159,11 +234,35 @@ def mask_table(
     return report
 
 
-def _mask_file(lh: Lakehouse, source: str, target: str, masks: Mapping[str, MaskPolicy], secret: bytes | None) -> int:
-    """Rewrite one Parquet file with masked columns (field ids and other columns kept); returns its rows."""
+def _store_policy(lh: Lakehouse, table: LakehouseTable, given: Mapping[str, str]) -> None:
+    """Store the masking policies once the commit landed. The catalog's copy of the definition is refreshed
+    first: the policy is checked against it, and another tool may have renamed or added columns."""
+    if given:
+        lh.catalog.update_table(table.name, table.definition)
+        lh.set_policy(table.name, {"masking": dict(given)})
+
+
+def _mask_file(
+    lh: Lakehouse,
+    source: str,
+    target: str,
+    masks: Mapping[str, MaskPolicy],
+    secret: bytes | None,
+    schema: pa.Schema,
+    field_ids: Mapping[str, int],
+) -> int:
+    """Rewrite one Parquet file with masked columns (field ids and other columns kept); returns its rows.
+
+    Where the format resolves columns by field id (Iceberg), the file's columns are matched to the table's by
+    id, so a column renamed since the file was written is masked under its current name, a column added since
+    then is written as NULLs (as readers see it), and a dropped one is left out. Elsewhere (Delta) columns
+    are matched by name: a column the file lacks was added after it and reads as NULL, so there is nothing to
+    mask in it (Delta column mapping, where names differ, is refused by the plan)."""
     fs_in, path_in = split_location(source, lh.ctx)
     with fs_in.open_input_file(path_in) as fh:
         data = pq.read_table(fh)
+    if field_ids:
+        data = _conform_by_field_id(schema, data, field_ids, source)
     masked = apply_masks(data, masks, secret)
     fs_out, path_out = split_location(target, lh.ctx)
     if not target.startswith(("s3://", "s3a://")):
@@ -173,6 +272,35 @@ def _mask_file(lh: Lakehouse, source: str, target: str, masks: Mapping[str, Mask
     return int(masked.num_rows)
 
 
+_FIELD_ID = b"PARQUET:field_id"
+
+
+def _conform_by_field_id(schema: pa.Schema, data: pa.Table, ids: Mapping[str, int], source: str) -> pa.Table:
+    """The file's columns under the table's current names (matched by field id), the table's columns the file
+    lacks as NULLs. Columns of the file whose id the table no longer has (dropped) are left out: no reader of
+    the current schema can see them, and Iceberg never reuses a field id."""
+    by_id: dict[int, int] = {}
+    for i, f in enumerate(data.schema):
+        raw = (f.metadata or {}).get(_FIELD_ID)
+        if raw is not None:
+            by_id[int(raw)] = i
+    columns: list[pa.ChunkedArray | pa.Array] = []
+    fields: list[pa.Field] = []
+    for name in schema.names:
+        fid = ids.get(name)
+        want = schema.field(name)
+        if fid is not None and fid in by_id:
+            i = by_id[fid]
+            fields.append(data.schema.field(i).with_name(name))
+            columns.append(data.column(i))
+        elif fid is not None and want.nullable:
+            fields.append(pa.field(name, want.type, nullable=True, metadata={_FIELD_ID: str(fid).encode()}))
+            columns.append(pa.nulls(data.num_rows, want.type))
+        else:
+            raise StorageError(f"{source} holds no column with the field id of {name}; nothing committed")
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=data.schema.metadata))
+
+
 def _flat(report: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in report.items() if k != "purge_report"}
     for k, v in (report.get("purge_report") or {}).items():
@@ -180,7 +308,60 @@ def _flat(report: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# ---- commit outcome -----------------------------------------------------------------------------------------
+
+
+def landed_version(table: LakehouseTable, properties: Mapping[str, str], error: BaseException) -> int | None:
+    """After ``table.replace_files(..., properties=properties)`` raised ``error``: the version its commit landed
+    as, or None when it did not land (so the files written for it are garbage).
+
+    A :class:`CommitConflictError` means not committed: the adapters raise it only instead of their commit
+    (an input removed meanwhile, or every attempt lost its compare-and-swap; Delta also checks that an earlier
+    attempt did not land). Any other error may come from before the commit (validation: partitions, field ids,
+    delete files) or from the commit call itself, so the table's history decides: a version carrying exactly
+    these commit properties (a job id is unique) is our commit. When the history cannot be read either, that
+    is raised (chained to ``error``): the caller must then keep the files."""
+    if isinstance(error, CommitConflictError):
+        return None
+    try:
+        snaps = table.snapshots()
+    except Exception as e:  # noqa: BLE001 - any failure to read the history leaves the outcome unknown
+        raise StorageError(
+            f"{error}; whether the commit landed cannot be told ({e})",
+            hint=f"see `lakehouse table history {table.name}`; if it did not land, `lakehouse orphans` removes the "
+            "files written for it",
+        ) from error
+    for snap in reversed(snaps):
+        if all(snap.summary.get(k) == v for k, v in properties.items()):
+            return snap.version
+    return None
+
+
 # ---- purge --------------------------------------------------------------------------------------------------
+
+
+def named_refs(lh: Lakehouse, table: LakehouseTable) -> dict[str, str]:
+    """The table's named references other than the main branch: name -> ``"tag"`` or ``"branch"`` (Iceberg;
+    Delta has none). Each keeps its snapshot, and the files that snapshot references, out of reach of
+    retention, so a purge cannot remove the values they hold."""
+    return {n: t for n, t in table.refs().items() if n != "main"}
+
+
+def check_purge_possible(lh: Lakehouse, table: LakehouseTable, *, what: str, hint: str) -> None:
+    """Refuse a purge that could not finish: a tag or branch protects its snapshot from expiry, so the purge
+    would fail after the delete or mask had committed, leaving the raw rows in the tagged snapshot."""
+    refs = named_refs(lh, table)
+    if not refs:
+        return
+    names = ", ".join(f"{kind} '{n}'" for n, kind in sorted(refs.items()))
+    first = sorted(refs)[0]
+    drop = "DROP TAG" if refs[first] == "tag" else "DROP BRANCH"
+    raise UnsupportedOperationError(
+        f"{what} cannot purge {table.name}: its {names} keep(s) older snapshots, and the raw values in them, "
+        "out of reach of the purge; nothing was changed",
+        hint=f"remove the reference first (Spark SQL: ALTER TABLE {table.name} {drop} `{first}`; pyiceberg: "
+        f"table.manage_snapshots().remove_{refs[first]}('{first}').commit()) and run again, {hint}",
+    )
 
 
 def purge_history(lh: Lakehouse, name: str | TableName, *, job: int | None = None) -> dict[str, Any]:
@@ -188,9 +369,11 @@ def purge_history(lh: Lakehouse, name: str | TableName, *, job: int | None = Non
     from lakehouse.maintenance.retention import remove_orphans, vacuum
 
     table = lh.table(name)
+    check_purge_possible(lh, table, what="purge", hint="or do not purge")
     sealed = table.seal_history()
     swept = vacuum(lh, str(table.name), retain=dt.timedelta(0), dry_run=False)
-    log_files = lh.table(name).drop_old_log()
+    fresh = lh.table(name)
+    log_files = fresh.drop_old_log()
     orphans = remove_orphans(lh, str(table.name), older_than=dt.timedelta(0), dry_run=False)
     _remove_empty_directories(table.location)
     return {
@@ -227,12 +410,19 @@ def erase(
     purge: bool = True,
     dry_run: bool = True,
 ) -> dict[str, Any]:
-    """Delete the rows matching ``where`` from the tables (default: every table that has all the predicate's
-    columns), purge their history, and record a receipt."""
+    """Delete the rows matching ``where`` from the tables (default, ``tables=None``: every table that has all the
+    predicate's columns), purge their history, and record a receipt. An empty ``tables`` is refused, never
+    taken to mean every table; so is, with ``purge``, a table whose tags or branches would keep the rows."""
     expr = parse_filter(where)
     columns = sorted(expr.columns())
-    if tables:
-        names = [str(TableName.parse(t)) for t in tables]
+    if tables is not None:
+        names = list(dict.fromkeys(str(TableName.parse(t)) for t in tables if str(t).strip()))
+        if not names:
+            raise InvalidInputError(
+                "no table given to erase from",
+                hint="name tables as ns.table[,ns.table], or leave --tables out for every table with the "
+                "predicate's columns",
+            )
     else:
         names = [
             str(r.name) for r in lh.list_tables() if all(r.definition.schema.get_field_index(c) >= 0 for c in columns)
@@ -243,6 +433,10 @@ def erase(
     for n in names:
         table = lh.table(n)
         check_columns(expr, table.schema)
+        if purge:
+            check_purge_possible(
+                lh, table, what="erase", hint="or erase with --no-purge (the rows then stay in the tagged snapshots)"
+            )
         per_table[n] = {"rows_matching": table.scan(filter=where, columns=[columns[0]]).num_rows}
     secret = mask_secret(lh)
     receipt: dict[str, Any] = {

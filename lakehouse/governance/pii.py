@@ -2,7 +2,8 @@
 
 Every string column is sampled and each value searched for e-mail addresses, phone numbers, payment card
 numbers (issuer prefix, length and Luhn checksum), IBANs (country length and mod-97 checksum), US social
-security numbers, and IPv4/IPv6 addresses. Person names cannot be told from content reliably, so they are
+security numbers, and IPv4/IPv6 addresses (phone numbers only outside dates and times, which share their
+shape: ``2024-03-15 12:11:12`` is not a phone number). Person names cannot be told from content reliably, so they are
 found by column name (``first_name``, ``surname``, ``customer_name`` ...), as are columns whose name says
 ``email``, ``phone``, ``ssn``, ``iban`` and so on.
 
@@ -13,6 +14,8 @@ confidence, never the values.
 
     >>> sorted(k for k, _ in find_in_value("mail jane.doe@example.com, card 4111 1111 1111 1111"))
     ['card', 'email']
+    >>> find_in_value("2024-03-15 12:11:12"), find_in_value("call +49 30 1234 5678 on 2024-03-15")
+    ([], [('phone', True)])
 """
 
 from __future__ import annotations
@@ -39,6 +42,18 @@ _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _PHONE = re.compile(r"(?<![\w.+])(\+\d{1,3}[\s.-]?)?\(?\d{2,4}\)?(?:[\s.-]\d{2,4}){2,4}(?![\w.])")
+_TIME = r"(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d{1,9})?)?"
+_ZONE = r"(?:\s?(?:Z|UTC|GMT|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?))?"
+_MONTH, _DAY = r"(?:0?[1-9]|1[0-2])", r"(?:0?[1-9]|[12]\d|3[01])"
+# dates, times and datetimes: ISO 8601 (2024-03-15, 2024-03-15 12:11:12, 2024-03-15T12:11:12.5+01:00), the
+# same with / or ., day or month first with a 4-digit year (15.03.2024, 03/15/2024), and bare times (12:11)
+_DATETIME = re.compile(
+    r"(?<![\w.+-])(?:"
+    rf"(?:\d{{4}}([-/.]){_MONTH}\1{_DAY}|{_DAY}([-/.]){_MONTH}\2\d{{4}}|{_MONTH}([-/.]){_DAY}\3\d{{4}})"
+    rf"(?:[T\s]{_TIME}{_ZONE})?"
+    rf"|{_TIME}{_ZONE}"
+    r")(?![\w.:-])"
+)
 
 IBAN_LENGTHS = {
     "AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "EE": 20,
@@ -140,7 +155,10 @@ def find_in_value(value: str) -> list[tuple[str, bool]]:
                 found.append(("ipv6", True))
             except ValueError:
                 pass
-    for m in _PHONE.finditer(value):
+    # dates and times have the shape of a phone number with separators ("2024-03-15 12" has 10 digits): blank
+    # them out first, so a timestamp is never a phone number and a phone number next to one still is
+    undated = _DATETIME.sub(" | ", value) if any(c in value for c in "-/.:") else value
+    for m in _PHONE.finditer(undated):
         text = m.group(0)
         digits = re.sub(r"\D", "", text)
         # a separator or a leading + is required, so bare numbers (ids, amounts) do not count

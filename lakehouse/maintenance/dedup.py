@@ -4,7 +4,8 @@ DuckDB ranks every live row by key over the table's current files (``filename`` 
 identify a row), so the plan knows exactly which rows lose. Only the files that hold a duplicated key are
 rewritten (every other row of them copied as is), and the swap is one commit for the whole table: the
 losers disappear and nothing else changes. Concurrent appends are kept (and deduplicated by the next run);
-a concurrent removal of a rewritten file aborts the run, which deletes what it wrote.
+a concurrent removal of a rewritten file aborts the run, which deletes what it wrote, as does any other
+failure before the commit (or of a commit that the table's history shows did not land).
 """
 
 from __future__ import annotations
@@ -205,6 +206,7 @@ def dedup(
     memory_budget: int = 1 << 30,
 ) -> DedupResult:
     """Plan, and unless ``dry_run`` rewrite the files holding losers without them, in one commit."""
+    from lakehouse.governance.ops import landed_version
     from lakehouse.maintenance.compaction import _parquet_rows, rewrite_files
 
     plan = plan_dedup(lh, name, keys=keys, order=order, memory_budget=memory_budget)
@@ -223,7 +225,7 @@ def dedup(
     result.job_id = job
     started = time.perf_counter()
     dirs: list[str] = []
-    committing = False
+    stage = "writing"  # -> "committing" (replace_files running) -> "not committed" | "committed"
     try:
         groups: dict[str, list[DataFile]] = {}
         for f in plan.files:
@@ -254,26 +256,26 @@ def dedup(
             raise StorageError(
                 f"dedup of {table.name} would remove {result.rows_removed} rows, the plan found {plan.duplicate_rows}"
             )
-        committing = True  # from here a failure may have committed: leave the files to `orphans`
-        commit = table.replace_files(
-            remove=[f.path for f in plan.files],
-            add=written,
-            properties={"lakehouse.job": str(job), "lakehouse.operation": "dedup"},
-            partitions=partitions,
-        )
-    except CommitConflictError as e:
-        for d in dirs:
-            delete_tree(d, lh.ctx)
-        result.status, result.error = "aborted", str(e)
-        result.seconds = time.perf_counter() - started
-        lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=str(e))
-        raise
+        stage = "committing"
+        properties = {"lakehouse.job": str(job), "lakehouse.operation": "dedup"}
+        try:
+            commit = table.replace_files(
+                remove=[f.path for f in plan.files], add=written, properties=properties, partitions=partitions
+            )
+        except BaseException as e:
+            # a failure before the adapter's commit (or a commit the history shows did not land) leaves garbage
+            # only; one that landed leaves referenced files; unknown (raised here) leaves them to `orphans`
+            stage = "not committed" if landed_version(table, properties, e) is None else "committed"
+            raise
+        stage = "committed"
     except BaseException as e:
-        if not committing:
+        if stage in ("writing", "not committed"):
             for d in dirs:
                 delete_tree(d, lh.ctx)
+        result.status = "aborted" if isinstance(e, CommitConflictError) else "failed"
+        result.error = str(e) or type(e).__name__
         result.seconds = time.perf_counter() - started
-        lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=str(e) or type(e).__name__)
+        lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=result.error)
         raise
     result.version = commit.version
     result.files_removed = len(plan.files)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from lakehouse.core import Lakehouse
-from lakehouse.errors import InvalidInputError
+from lakehouse.errors import InvalidInputError, StorageError
 from lakehouse.maintenance.dedup import dedup
 from lakehouse.schema import parse_partitioning
 from tests.conftest import EVENTS, events, sorted_rows
@@ -109,3 +109,37 @@ def test_a_file_whose_rows_all_lose_is_dropped(tmp_path: Any, fmt: str) -> None:
         assert {r["id"]: r["amount"] for r in after.scan(filter="id < 60").to_pylist()} == {
             r["id"]: r["amount"] + 1 for r in events(0, 60).to_pylist()
         }
+
+
+@pytest.mark.parametrize("when", ["before-commit", "in-commit"])
+def test_a_failed_dedup_leaves_no_written_file(
+    tmp_path: Any, fmt: str, when: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure that is not a commit conflict, raised by the adapter's validation or by its commit call that
+    did not land, deletes the rewritten files (the table's history tells whether the commit landed)."""
+    from lakehouse.config import load_settings
+    from lakehouse.storage import list_files
+    from tests.integration.test_governance import _fail_in_commit
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("d.events", schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
+        table.append(events(0, 60))
+        table.append(replayed(list(range(10)), bump=1))
+        before = sorted(f.path for f in list_files(table.location, lh.ctx) if f.path.endswith(".parquet"))
+        if when == "in-commit":
+            _fail_in_commit(monkeypatch, fmt)
+        else:
+
+            def failing(self: Any, **kw: Any) -> Any:
+                raise StorageError(f"a rewritten file of {self.name} landed in another partition; nothing committed")
+
+            monkeypatch.setattr(type(table), "replace_files", failing)
+        with pytest.raises(StorageError):
+            dedup(lh, "d.events", keys=["id"], order="ts", dry_run=False)
+        monkeypatch.undo()
+        after = sorted(f.path for f in list_files(table.location, lh.ctx) if f.path.endswith(".parquet"))
+        assert after == before, "the rewritten files are deleted"
+        job = lh.jobs("d.events")[0]
+        assert job.kind == "dedup" and job.state == "failed" and job.metrics["status"] == "failed"
+        assert lh.table("d.events").row_count() == 70
+        assert dedup(lh, "d.events", keys=["id"], order="ts", dry_run=False).rows_removed == 10, "a rerun works"

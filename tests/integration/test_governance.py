@@ -5,8 +5,10 @@ local and S3. "Gone" is checked in the files themselves: every object under the 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -14,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakehouse.core import Lakehouse
-from lakehouse.errors import VersionNotFoundError
+from lakehouse.errors import InvalidInputError, StorageError, UnsupportedOperationError, VersionNotFoundError
 from lakehouse.governance.masking import token
 from lakehouse.governance.ops import erase, mask_table
 from lakehouse.governance.pii import scan_table
@@ -31,6 +33,15 @@ SECRET = "test-mask-secret"
 CARDS = ["4111111111111111", "5500000000000004", "4012888888881881"]
 
 
+def email(i: int) -> str:
+    """Longer than Iceberg's 16-character bound truncation (and Delta's 32), distinct from the first character."""
+    return f"u{i:04d}.customer.{i * 7919 % 10007:05d}@example-mail.io"
+
+
+def note(i: int) -> str:
+    return f"s{i % 7}-private-note-of-the-subject-{i:04d}" if i % 7 == 4 else f"order {i}"
+
+
 def rows(start: int, n: int) -> pa.Table:
     base = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
     return pa.Table.from_pylist(
@@ -39,10 +50,10 @@ def rows(start: int, n: int) -> pa.Table:
                 "id": i,
                 "customer_id": i % 7,
                 "ts": base + dt.timedelta(hours=i * 5),
-                "email": f"u{i}@x.io",
+                "email": email(i),
                 "card": CARDS[i % 3],
                 "ip": f"10.{i % 200}.7.{i % 250 + 1}",
-                "note": f"s{i % 7}-private" if i % 7 == 4 else f"order {i}",
+                "note": note(i),
             }
             for i in range(start, start + n)
         ],
@@ -90,9 +101,22 @@ def _avro_blocks(data: bytes) -> Iterable[bytes]:
         yield zlib.decompress(block, -15) if codec == b"deflate" else block
 
 
+# Formats keep string statistics truncated: Iceberg's default metrics mode is truncate(16) (the lower bound is
+# the 16-character prefix, the upper bound the 15-character prefix with its last character incremented), and
+# Delta writers may cap min/max at 32 characters (delta-rs 1.6 writes them whole). So a leaked long value may
+# survive only as a prefix: search for those too.
+PREFIXES = (15, 16, 32)
+
+
+def needles(value: str) -> set[bytes]:
+    raw = value.encode()
+    return {raw} | {raw[:n] for n in PREFIXES if n < len(raw)}
+
+
 def raw_values_found(lh: Lakehouse, location: str, values: Iterable[str]) -> set[str]:
-    """Which of ``values`` appear in any file under ``location``, decoded."""
-    wanted = [v.encode() for v in values]
+    """Which of ``values`` appear, whole or as a truncated statistics prefix, in any file under ``location``,
+    decoded (Parquet rows and raw footers, Avro blocks, JSON logs)."""
+    wanted = {v: needles(v) for v in values}
     found: set[str] = set()
     for info in list_files(location, lh.ctx):
         filesystem, inner = split_location(info.path, lh.ctx)
@@ -106,10 +130,34 @@ def raw_values_found(lh: Lakehouse, location: str, values: Iterable[str]) -> set
                 blobs.append(repr(pq.read_table(pa.BufferReader(data)).to_pylist()).encode())
             except pa.ArrowInvalid:
                 pass
-        for v in wanted:
-            if any(v in b for b in blobs):
-                found.add(v.decode())
+        for v, ns in wanted.items():
+            if any(n in b for n in ns for b in blobs):
+                found.add(v)
     return found
+
+
+def test_the_checker_finds_truncated_prefixes(tmp_path: Any) -> None:
+    """A value left only as Iceberg's truncated lower bound (its first 16 characters) or upper bound (the first
+    15, then the 16th incremented) is found; a value sharing a shorter prefix is not."""
+    from lakehouse.config import load_settings
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        value = email(3)
+        assert len(value) > 32
+        d = tmp_path / "wh" / "t"
+        d.mkdir(parents=True)
+        bound = d / "manifest.json"
+        for kept in (value[:16], value[:15] + chr(ord(value[15]) + 1), value[:32]):
+            bound.write_text(json.dumps({"bound": kept}))
+            assert raw_values_found(lh, str(d), [value, email(4)]) == {value}, kept
+        bound.write_text(json.dumps({"bound": value[:14]}))
+        assert raw_values_found(lh, str(d), [value]) == set()
+
+
+def _current_metadata(lh: Lakehouse, name: str) -> str:
+    from lakehouse.storage import normalize_path
+
+    return normalize_path(str(lh.table(name).metadata_location))  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -149,6 +197,15 @@ def test_mask_in_place_and_purge_leaves_no_raw_value_in_any_file(glh: Lakehouse,
         assert r["card"] == "*" * 12 + b["card"][-4:]
         assert r["ip"] == ".".join(b["ip"].split(".")[:3]) + ".0/24"
     assert raw_values_found(lh, table.location, raw) == set(), "no live or retained file holds a raw value"
+    if fmt == "iceberg":  # the older metadata JSON files (listing the old snapshots) are gone too
+        metadata = [f.path for f in list_files(f"{table.location}/metadata", lh.ctx) if f.path.endswith(".json")]
+        assert _current_metadata(lh, "g.customers") in metadata and len(metadata) <= 3
+        current = {s.snapshot_id for s in lh.table("g.customers").snapshots()}
+        for path in metadata:  # the one or two the metadata log still names list only the current snapshot
+            filesystem, inner = split_location(path, lh.ctx)
+            with filesystem.open_input_stream(inner) as fh:
+                listed = {s["snapshot-id"] for s in json.loads(fh.read()).get("snapshots", [])}
+            assert listed <= current, path
     fresh = lh.table("g.customers")
     assert len([s for s in fresh.snapshots() if not (fresh.expired and s.version in fresh.expired.versions)]) == 1
     with pytest.raises(VersionNotFoundError):
@@ -157,10 +214,10 @@ def test_mask_in_place_and_purge_leaves_no_raw_value_in_any_file(glh: Lakehouse,
     # ingestion masks from now on, and tokens join across tables
     ingest_records(lh, "g.customers", [rows(100, 1).to_pylist()[0] | {"ts": "2026-05-02T00:00:00Z"}], source="api")
     added = lh.table("g.customers").scan(filter="id = 100").to_pylist()[0]
-    assert added["email"] == token("u100@x.io", SECRET.encode()) and added["card"] == "*" * 12 + "0004"
+    assert added["email"] == token(email(100), SECRET.encode()) and added["card"] == "*" * 12 + "0004"
     orders = lh.create_table("g.orders", schema=parse_schema("order_id:int64, email:string"), format=fmt)
     lh.set_policy("g.orders", {"masking": {"email": "hash"}})
-    lh.append("g.orders", pa.table({"order_id": pa.array([1, 2], pa.int64()), "email": ["u3@x.io", "nobody@x.io"]}))
+    lh.append("g.orders", pa.table({"order_id": pa.array([1, 2], pa.int64()), "email": [email(3), "nobody@x.io"]}))
     assert orders.scan().column("email").to_pylist()[0].startswith("tok_")
     joined = lh.query("SELECT o.order_id, c.id FROM g.orders o JOIN g.customers c USING (email)").table.to_pylist()
     assert joined == [{"order_id": 1, "id": 3}]
@@ -179,13 +236,17 @@ def test_erase_a_subject_everywhere(glh: Lakehouse, fmt: str) -> None:
             pa.table(
                 {
                     "customer_id": pa.array([4, 5, 4], pa.int64()),
-                    "what": [f"s4-click-{b}", "other", f"s4-view-{b}"],
+                    "what": [f"s4-click-on-the-checkout-page-{b}", "other", f"s4-view-of-the-product-page-{b}"],
                     "ts": pa.array([dt.datetime(2026, 5, 1, tzinfo=dt.UTC)] * 3, pa.timestamp("us", tz="UTC")),
                 }
             )
         )
-    subject = ["s4-private", "s4-click-0", "s4-view-1"]
-    assert raw_values_found(lh, customers.location, subject[:1]) and raw_values_found(lh, events.location, subject[1:])
+    in_customers = [f(i) for i in range(60) if i % 7 == 4 for f in (note, email)]
+    in_events = [f"s4-{w}-{b}" for w in ("click-on-the-checkout-page", "view-of-the-product-page") for b in (0, 1)]
+    subject = in_customers + in_events
+    assert all(len(v) > 16 for v in subject), "longer than the truncated bounds, so prefixes are searched too"
+    assert raw_values_found(lh, customers.location, in_customers) == set(in_customers)
+    assert raw_values_found(lh, events.location, in_events) == set(in_events)
     keep_customers = sorted((r for r in customers.scan().to_pylist() if r["customer_id"] != 4), key=lambda r: r["id"])
     old_version = customers.snapshot().version
 
@@ -279,3 +340,203 @@ def test_ingestion_upserts_by_declared_keys(tmp_path: Any, fmt: str) -> None:
         lh.set_policy("g.devices", {"dedup": {"on_ingest": "append"}})
         ingest_records(lh, "g.devices", [{"id": 2, "state": "dup", "ts": ts}], source="s", start_position=8)
         assert lh.table("g.devices").row_count() == 7, "append mode lets duplicates land"
+
+
+# ---- refusals and failures leave the table as it was ----------------------------------------------------------
+
+
+@pytest.fixture
+def llh(tmp_path: Any) -> Iterator[Lakehouse]:
+    """A local Lakehouse with a mask secret (the refusals and failures below do not depend on the storage)."""
+    from lakehouse.config import load_settings
+
+    with Lakehouse(
+        load_settings(config_file=False, warehouse=str(tmp_path / "wh"), governance={"mask_secret": SECRET})
+    ) as lh:
+        yield lh
+
+
+def _mask_leftovers(lh: Lakehouse, location: str) -> list[str]:
+    return sorted(f.path for f in list_files(location, lh.ctx) if "-mask/" in f.path)
+
+
+def test_masking_a_partition_source_column_is_refused(llh: Lakehouse, fmt: str) -> None:
+    lh = llh
+    for i, spec in enumerate(["day(ts)", "hour(ts)", "month(ts)", "year(ts)", "card"]):
+        name, column = f"g.parts{i}", "card" if spec == "card" else "ts"
+        policy = "partial" if column == "card" else "generalize:month"
+        table = lh.create_table(name, schema=SCHEMA, format=fmt, partitioning=parse_partitioning(spec))
+        table.append(rows(0, 12))
+        before = sorted(f.path for f in table.files())
+        for dry_run in (True, False):  # refused by the plan: the dry run says so, the run changes nothing
+            with pytest.raises(InvalidInputError, match=re.escape(f"{column} (partitioned by {spec})")) as e:
+                mask_table(lh, name, policies={column: policy, "email": "hash"}, purge=True, dry_run=dry_run)
+            assert e.value.hint and "not partitioned by it" in e.value.hint
+        fresh = lh.table(name)
+        assert sorted(f.path for f in fresh.files()) == before and _mask_leftovers(lh, table.location) == []
+        assert lh.policy(name).masking == {} and not [j for j in lh.jobs(name) if j.kind == "pii.mask"]
+    # a stored policy on a partition source is refused when set
+    with pytest.raises(InvalidInputError, match=re.escape("ts (partitioned by day(ts))")):
+        lh.set_policy("g.parts0", {"masking": {"ts": "generalize:month"}})
+    assert lh.policy("g.parts0").masking == {}
+    # one from lakehouse.toml is not checked against the table when settings load: ingestion stops the write
+    # instead of landing rows
+    toml_policy = {"tables": {"g.parts0": {"masking": {"ts": "generalize:month"}}}}
+    with Lakehouse(lh.settings.model_copy(update=toml_policy)) as other:
+        rows_before = other.table("g.parts0").row_count()
+        with pytest.raises(InvalidInputError, match=re.escape("ts (partitioned by day(ts))")):
+            other.append("g.parts0", rows(100, 1))
+        with pytest.raises(InvalidInputError, match="partitioned by"):
+            ingest_records(
+                other, "g.parts0", [rows(101, 1).to_pylist()[0] | {"ts": "2026-05-02T03:04:05Z"}], source="a"
+            )
+        assert other.table("g.parts0").row_count() == rows_before
+        # reading masked is fine: the view masks the column
+        got = other.query("SELECT DISTINCT ts FROM g.parts0", masked=True).table.column("ts").to_pylist()
+        assert got == [dt.datetime(2026, 5, 1, tzinfo=dt.UTC)]
+
+
+def _fail_in_commit(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """Make the adapter's own commit call fail (after its validation, before anything lands)."""
+    if fmt == "delta":
+        import deltalake
+        from deltalake.exceptions import DeltaError
+
+        def broken(self: Any, *a: Any, **kw: Any) -> None:
+            raise DeltaError("simulated storage failure while committing")
+
+        monkeypatch.setattr(deltalake.DeltaTable, "create_write_transaction", broken)
+    else:
+        from pyiceberg.table import Transaction
+
+        def broken_txn(self: Any) -> None:
+            raise OSError("simulated storage failure while committing")
+
+        monkeypatch.setattr(Transaction, "commit_transaction", broken_txn)
+
+
+@pytest.mark.parametrize("when", ["before-commit", "in-commit", "after-commit"])
+def test_a_failed_mask_leaves_no_policy_and_no_written_file(
+    llh: Lakehouse, fmt: str, when: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lh = llh
+    table = _build(lh, fmt)
+    files = sorted(f.path for f in table.files())
+    emails = sorted(table.scan(columns=["email"]).column("email").to_pylist())
+    if when == "in-commit":
+        _fail_in_commit(monkeypatch, fmt)
+    else:
+        cls = type(table)
+        original = cls.replace_files
+
+        def failing(self: Any, **kw: Any) -> Any:
+            if when == "after-commit":
+                original(self, **kw)
+            # what the adapters raise from their validation (a file in another partition, no field id ...)
+            raise StorageError(f"simulated failure of {self.name}; nothing committed")
+
+        monkeypatch.setattr(cls, "replace_files", failing)
+    with pytest.raises(StorageError) as e:
+        mask_table(lh, "g.customers", policies={"email": "hash"}, dry_run=False)
+    monkeypatch.undo()
+    job = next(j for j in lh.jobs("g.customers") if j.kind == "pii.mask")
+    assert job.state == "failed"
+    fresh = lh.table("g.customers")
+    if when != "after-commit":
+        assert lh.policy("g.customers").masking == {}, "no policy: ingestion does not mask with it"
+        assert lh.catalog.policy(fresh.name).get("masking") is None
+        assert _mask_leftovers(lh, table.location) == [], "every file the run wrote is deleted"
+        assert sorted(f.path for f in fresh.files()) == files
+        assert sorted(fresh.scan(columns=["email"]).column("email").to_pylist()) == emails
+        lh.append("g.customers", rows(100, 1))
+        assert fresh.scan(filter="id = 100").column("email").to_pylist() == [email(100)]
+    else:
+        assert "committed as version" in str(e.value)
+        assert lh.policy("g.customers").masking == {"email": "hash"}, "the table is masked: so is ingestion"
+        live = sorted(f.path for f in fresh.files())
+        assert live == _mask_leftovers(lh, table.location), "the written files are the live ones: kept"
+        assert all(v.startswith("tok_") for v in fresh.scan(columns=["email"]).column("email").to_pylist())
+
+
+def test_mask_follows_iceberg_renamed_and_added_columns(llh: Lakehouse) -> None:
+    lh = llh
+    table = lh.create_table("g.evolved", schema=SCHEMA, format="iceberg", partitioning=parse_partitioning("day(ts)"))
+    table.append(rows(0, 10))
+    with table._table.update_schema() as update:  # type: ignore[attr-defined]
+        update.rename_column("email", "contact")
+    table.add_columns([pa.field("extra", pa.string())])
+    newer = rows(10, 5).rename_columns(["contact" if c == "email" else c for c in SCHEMA.names])
+    table.append(newer.append_column("extra", pa.array(["x"] * 5)))
+    before = {r["id"]: r for r in table.scan().to_pylist()}
+    done = mask_table(lh, "g.evolved", policies={"contact": "hash"}, dry_run=False)
+    assert done["files_rewritten"] == len(table.files())
+    after = {r["id"]: r for r in lh.table("g.evolved").scan().to_pylist()}
+    assert after.keys() == before.keys()
+    for i, r in after.items():
+        assert r["contact"] == token(email(i), SECRET.encode())
+        assert {k: v for k, v in r.items() if k != "contact"} == {k: v for k, v in before[i].items() if k != "contact"}
+
+
+@pytest.mark.parametrize("ref", ["tag", "branch"])
+def test_purge_refuses_iceberg_tags_and_branches_up_front(llh: Lakehouse, ref: str) -> None:
+    lh = llh
+    table = _build(lh, "iceberg")
+    ice = table._table  # type: ignore[attr-defined]
+    sid = ice.current_snapshot().snapshot_id
+    manage = ice.manage_snapshots()
+    (manage.create_tag(sid, "audit-2026") if ref == "tag" else manage.create_branch(sid, "audit-2026")).commit()
+    versions, count = len(table.snapshots()), table.row_count()
+    subject = [f(i) for i in range(60) if i % 7 == 4 for f in (note, email)]
+    for dry_run in (True, False):
+        with pytest.raises(UnsupportedOperationError, match=f"{ref} 'audit-2026'") as e:
+            erase(lh, "customer_id = 4", dry_run=dry_run)
+        assert e.value.hint and f"remove_{ref}('audit-2026')" in e.value.hint and "--no-purge" in e.value.hint
+        with pytest.raises(UnsupportedOperationError, match="audit-2026"):
+            mask_table(lh, "g.customers", policies={"email": "hash"}, purge=True, dry_run=dry_run)
+    fresh = lh.table("g.customers")
+    assert (len(fresh.snapshots()), fresh.row_count()) == (versions, count), "nothing deleted, nothing committed"
+    assert lh.audit_log(action="erase.receipt") == [] and lh.policy("g.customers").masking == {}
+    assert [j.kind for j in lh.jobs("g.customers") if j.kind in ("erase", "pii.mask", "vacuum")] == []
+    # without a purge the erasure runs (the tagged snapshot keeps the rows, as the hint says)
+    kept = erase(lh, "customer_id = 4", purge=False, dry_run=False)
+    assert kept["tables"]["g.customers"]["rows_deleted"] > 0 and raw_values_found(lh, table.location, subject)
+    # once the reference is gone, the purge runs and the values are gone
+    manage = fresh._table.manage_snapshots()  # type: ignore[attr-defined]
+    (manage.remove_tag("audit-2026") if ref == "tag" else manage.remove_branch("audit-2026")).commit()
+    erase(lh, "customer_id = 4", dry_run=False)
+    assert raw_values_found(lh, table.location, subject) == set()
+
+
+def test_erase_and_mask_refuse_ambiguous_arguments(llh: Lakehouse, tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from lakehouse.cli import app
+
+    lh = llh
+    table = _build(lh, "delta")
+    count = table.row_count()
+    with pytest.raises(InvalidInputError, match="no table given"):
+        erase(lh, "customer_id = 4", tables=[], dry_run=False)
+    runner = CliRunner()
+    wh = str(tmp_path / "wh")
+    mask_email = ["-w", wh, "pii", "mask", "g.customers", "--column", "email", "--policy", "hash"]
+    for tables in (",", "", " , "):
+        result = runner.invoke(app, ["-w", wh, "erase", "--where", "customer_id = 4", "--tables", tables, "--apply"])
+        assert isinstance(result.exception, InvalidInputError), result.output
+        assert "--tables names no table" in str(result.exception)
+    result = runner.invoke(
+        app,
+        [*mask_email, "--column", "email", "--policy", "redact", "--apply"],
+    )
+    assert isinstance(result.exception, InvalidInputError) and "--column email given more than once" in str(
+        result.exception
+    )
+    assert lh.table("g.customers").row_count() == count and lh.policy("g.customers").masking == {}
+    # several distinct pairs are all applied
+    result = runner.invoke(
+        app,
+        [*mask_email, "--column", "ip", "--policy", "generalize", "--apply", "--json"],
+        env={"LAKEHOUSE_GOVERNANCE__MASK_SECRET": SECRET},
+    )
+    assert result.exit_code == 0, result.output
+    assert lh.policy("g.customers").masking == {"email": "hash", "ip": "generalize"}

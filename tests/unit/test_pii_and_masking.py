@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from lakehouse.errors import ConfigError, InvalidInputError
 from lakehouse.governance.masking import check_column, mask_array, parse_mask
-from lakehouse.governance.pii import luhn, scan_values
+from lakehouse.governance.pii import find_in_value, luhn, scan_values
 
 CARDS = ["4111 1111 1111 1111", "5500-0000-0000-0004", "340000000000009", "6011000990139424", "4012888888881881"]
 IBANS = ["DE89 3704 0044 0532 0130 00", "GB29NWBK60161331926819", "FR1420041010050500013M02606", "NL91ABNA0417164300"]
@@ -70,6 +70,55 @@ def test_other_kinds_and_names() -> None:
     both = {f.kind: f for f in scan_values("email", [f"a{i}@x.io" for i in range(5)])}
     assert both["email"].method == "content+name"
     assert scan_values("city", ["Berlin", "Paris"]) == []
+
+
+TIMESTAMPS = [
+    "2024-03-15 12:11:12",
+    "2024-03-15",
+    "2024-03-15T12:11:12Z",
+    "2024-03-15T12:11:12.123456+01:00",
+    "2024-03-15 12:11:12.5 UTC",
+    "2024-03-15 12:11",
+    "2024/03/15 08:00:00",
+    "15.03.2024",
+    "15.03.2024 12:11:12",
+    "03/15/2024 1:05",
+    "12:11:12",
+]
+PHONES = [
+    "+49 30 1234 5678",
+    "030 1234 5678",
+    "(030) 1234-5678",
+    "+1 202-555-0143",
+    "555-123-4567",
+    "+44 20 7946 0958",
+    "01 23 45 67 89",
+]
+
+
+def test_timestamps_are_not_phone_numbers() -> None:
+    rng = random.Random(5)
+    base = dt.datetime(2024, 1, 1)
+    stamps = [str(base + dt.timedelta(seconds=rng.randrange(10**8))) for _ in range(2000)]  # "2024-03-15 12:11:12"
+    assert kinds(scan_values("created", stamps)) == set()
+    assert kinds(scan_values("created", [s.replace(" ", "T") + "Z" for s in stamps])) == set()
+    assert kinds(scan_values("day", [s[:10] for s in stamps])) == set()
+    for value in TIMESTAMPS:
+        assert find_in_value(value) == [], value
+        assert find_in_value(f"shipped {value}, thanks") == [], value
+
+
+def test_phone_numbers_are_still_found_beside_timestamps() -> None:
+    for phone in PHONES:
+        assert find_in_value(phone) == [("phone", True)], phone
+        for stamp in ("2024-03-15 12:11:12", "2024-03-15", "12:11"):
+            assert find_in_value(f"call {phone} on {stamp}") == [("phone", True)], (phone, stamp)
+            assert find_in_value(f"{stamp}: called {phone}") == [("phone", True)], (phone, stamp)
+    found = {
+        f.kind: f
+        for f in scan_values("log", [f"2024-03-{i + 1:02d} 09:00 call +49 30 1234 {5600 + i}" for i in range(20)])
+    }
+    assert set(found) == {"phone"} and found["phone"].matches == 20
 
 
 def test_masking_policies() -> None:
