@@ -28,6 +28,7 @@ from lakehouse.config import Settings, load_settings
 from lakehouse.core import Lakehouse
 from lakehouse.errors import ForbiddenError, InvalidInputError, LakehouseError, QueryError
 from lakehouse.governance.keys import Principal, authenticate, create_key
+from lakehouse.sql import MAX_SQL_LENGTH
 from lakehouse.tables.base import TableName, parse_as_of
 
 PROBLEM = "application/problem+json"
@@ -42,11 +43,32 @@ def problem(status: int, title: str, detail: str, *, hint: str | None = None) ->
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
+def _redact_partition(file: dict[str, Any], keys: set[str]) -> None:
+    """Redact the values of partition fields ``keys`` in a file's partition and in its path, whose Hive-style
+    directories spell them out (``email=alice%40corp.com/part-0.parquet``).
+
+    >>> f = {"path": "/wh/t/email=a%40b.com/day=1/p.parquet", "partition": {"email": "a@b.com", "day": 1}}
+    >>> _redact_partition(f, {"email"})
+    >>> f["path"], f["partition"]
+    ('/wh/t/email=[REDACTED]/day=1/p.parquet', {'email': '[REDACTED]', 'day': 1})
+    """
+    import urllib.parse
+
+    def segment(text: str) -> str:
+        key, eq, _ = text.partition("=")
+        return f"{key}=[REDACTED]" if eq and urllib.parse.unquote(key) in keys else text
+
+    file["partition"] = {k: ("[REDACTED]" if k in keys else v) for k, v in file["partition"].items()}
+    file["path"] = "/".join(segment(part) for part in str(file["path"]).split("/"))
+
+
 # ---- request bodies -------------------------------------------------------------------------------------------
 
 
 class QueryRequest(BaseModel):
-    sql: str = Field(min_length=1, max_length=100_000, description="One SELECT over catalog tables (namespace.table).")
+    sql: str = Field(
+        min_length=1, max_length=MAX_SQL_LENGTH, description="One SELECT over catalog tables (namespace.table)."
+    )
     as_of: dict[str, str | int] = Field(
         default_factory=dict, description="Time travel per table: {name: version or ISO time}."
     )
@@ -90,12 +112,19 @@ class EraseRequest(BaseModel):
     dry_run: bool = True
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(StarletteHTTPException):
     """A request body (chunked, without Content-Length) grew past the limit."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail="request body too large")
 
 
 class BodyLimit:
-    """ASGI middleware: counts request body bytes as they arrive and stops the request past ``max_body``."""
+    """ASGI middleware: counts request body bytes as they arrive and answers 413 past ``max_body``.
+
+    The answer is the middleware's, for every endpoint: whatever the app makes of a body cut short (FastAPI
+    turns a failed body read into a 400 "error parsing the body", an endpoint may catch the error) is dropped
+    and replaced by the 413, unless the app had already started its response."""
 
     def __init__(self, app: Any, *, max_body: int) -> None:
         self.app = app
@@ -105,25 +134,39 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        too_large = problem(413, "Request body too large", f"bodies are limited to {self.max_body} bytes")
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await problem(413, "Request body too large", f"bodies are limited to {self.max_body} bytes")(
-                scope, receive, send
-            )
+            await too_large(scope, receive, send)
             return
         received = 0
+        exceeded = started = False
 
         async def limited() -> Any:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message.get("type") == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
-        await self.app(scope, limited, send)
+        async def guarded(message: Any) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return  # the app's answer to a body it never got whole
+            started = started or message.get("type") == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not exceeded or started:
+                raise
+        if exceeded and not started:
+            await too_large(scope, receive, send)
 
 
 JobKind = Literal["optimize", "vacuum", "orphans", "expire-data", "tier", "dedup", "pii-scan", "pii-mask"]
@@ -208,10 +251,6 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
     app.add_middleware(BodyLimit, max_body=max_body)
 
-    @app.exception_handler(BodyTooLarge)
-    async def _too_large(_: Request, e: BodyTooLarge) -> JSONResponse:
-        return problem(413, "Request body too large", f"bodies are limited to {max_body} bytes")
-
     @app.exception_handler(LakehouseError)
     async def _lakehouse_error(_: Request, e: LakehouseError) -> JSONResponse:
         return problem(e.http_status, type(e).__name__, e.message, hint=e.hint)
@@ -225,7 +264,8 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
-        return problem(e.status_code, "HTTP error", str(e.detail))
+        title = "Request body too large" if e.status_code == 413 else "HTTP error"
+        return problem(e.status_code, title, str(e.detail))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, e: Exception) -> JSONResponse:
@@ -335,8 +375,9 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
             from lakehouse.governance.ops import read_masks
 
             masked = set(read_masks(base, table))
+            keys = masked | {f.name for f in table.definition.partitioning if f.column in masked}
             for f in added + removed:
-                f["partition"] = {k: ("[REDACTED]" if k in masked else v) for k, v in f["partition"].items()}
+                _redact_partition(f, keys)
         return {
             "from": a.version,
             "to": b.version,
@@ -492,7 +533,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         """Accept an OpenLineage run event from another tool (an Airflow emitter, dbt, Spark)."""
         from lakehouse.governance.lineage import emit, validate_event
 
-        event_id = emit(lh_for(p), validate_event(event))
+        event_id = emit(lh_for(p), validate_event(event, own_namespace=base.settings.lineage.namespace))
         job = event["job"]
         base.catalog.audit(
             "lineage.post", table=None, actor=p.actor, details={"job": f"{job['namespace']}/{job['name']}"}

@@ -53,7 +53,7 @@ def render(lh: Lakehouse) -> str:
         "lakehouse_rows_ingested_total",
         "counter",
         "Rows committed by ingestion (from its lineage events).",
-        [({}, float(lh.catalog.ingested_rows()))],
+        [({}, float(lh.catalog.ingested_rows(namespace=lh.settings.lineage.namespace)))],
     )
     metric(
         "lakehouse_files_rewritten_total",

@@ -84,13 +84,21 @@ def run_event(
     }
 
 
-def validate_event(event: Any) -> dict[str, Any]:
-    """Check the parts of an OpenLineage run event that the graph needs; a clear error otherwise."""
+def validate_event(event: Any, *, own_namespace: str | None = None) -> dict[str, Any]:
+    """Check the parts of an OpenLineage run event that the graph and the metrics read (job, run, datasets and
+    their schema and output-statistics facets); a clear error otherwise. With ``own_namespace`` (lakehouse's
+    job namespace), an event for one of lakehouse's own jobs (``lakehouse.*`` there) is refused: only lakehouse
+    emits those, and its metrics count them."""
     if not isinstance(event, dict):
         raise InvalidInputError("an OpenLineage event is a JSON object")
     job, run = event.get("job"), event.get("run")
     if not isinstance(job, dict) or not isinstance(job.get("namespace"), str) or not isinstance(job.get("name"), str):
         raise InvalidInputError("the event needs job.namespace and job.name (strings)")
+    if own_namespace is not None and job["namespace"] == own_namespace and job["name"].startswith("lakehouse."):
+        raise InvalidInputError(
+            f"job {job['namespace']}/{job['name']} is one of lakehouse's own jobs: only lakehouse emits its events",
+            hint="post under your tool's own job namespace (e.g. airflow)",
+        )
     if not isinstance(run, dict) or not isinstance(run.get("runId"), str):
         raise InvalidInputError("the event needs run.runId (a string)")
     if str(event.get("eventType", "OTHER")) not in EVENT_TYPES:
@@ -102,12 +110,61 @@ def validate_event(event: Any) -> dict[str, Any]:
             for d in items
         ):
             raise InvalidInputError(f"{kind} must be a list of datasets with namespace and name")
+        for i, d in enumerate(items):
+            _check_facets(f"{kind}[{i}]", d)
     if event.get("eventTime") is not None:
         try:
             dt.datetime.fromisoformat(str(event["eventTime"]).replace("Z", "+00:00"))
         except ValueError:
             raise InvalidInputError("eventTime must be an ISO-8601 time") from None
     return event
+
+
+_STATISTICS = ("rowCount", "size", "fileCount")
+
+
+def _check_facets(where: str, dataset: Mapping[str, Any]) -> None:
+    """Facet groups are objects; a schema facet lists named fields; output statistics are counts."""
+    for group in ("facets", "inputFacets", "outputFacets"):
+        if dataset.get(group) is not None and not isinstance(dataset[group], dict):
+            raise InvalidInputError(f"{where}.{group} must be an object")
+    schema = (dataset.get("facets") or {}).get("schema")
+    if schema is not None:
+        fields = schema.get("fields") if isinstance(schema, dict) else None
+        if not isinstance(fields, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("type", ""), str)
+            for f in fields
+        ):
+            raise InvalidInputError(f"{where}.facets.schema.fields must be a list of fields with a name and type")
+    stats = (dataset.get("outputFacets") or {}).get("outputStatistics")
+    if stats is not None:
+        if not isinstance(stats, dict):
+            raise InvalidInputError(f"{where}.outputFacets.outputStatistics must be an object")
+        for key in _STATISTICS:
+            if key in stats and _count(stats[key]) is None:
+                raise InvalidInputError(f"{where}.outputFacets.outputStatistics.{key} must be a count (integer >= 0)")
+
+
+def _count(value: Any) -> int | None:
+    """``value`` if it is a count (a non-negative integer, not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def output_rows(event: Mapping[str, Any]) -> int:
+    """The rows an event says its outputs received (its output statistics); 0 for anything malformed.
+
+    >>> output_rows({"outputs": [{"outputFacets": {"outputStatistics": {"rowCount": 3}}}, {"name": "x"}]})
+    3
+    >>> output_rows({"outputs": [{"outputFacets": {"outputStatistics": {"rowCount": "lots"}}}]})
+    0
+    """
+    outputs = event.get("outputs")
+    total = 0
+    for out in outputs if isinstance(outputs, list) else []:
+        facets = out.get("outputFacets") if isinstance(out, dict) else None
+        stats = facets.get("outputStatistics") if isinstance(facets, dict) else None
+        total += (_count(stats.get("rowCount")) or 0) if isinstance(stats, dict) else 0
+    return total
 
 
 def emit(lh: Lakehouse, event: Mapping[str, Any]) -> int:
@@ -178,19 +235,32 @@ def job_event(
 
 def graph(lh: Lakehouse, dataset: str, *, depth: int = 3) -> dict[str, Any]:
     """The upstream and downstream graph of a dataset (``ns.table``, or ``namespace::name``) up to ``depth``
-    jobs away: nodes (datasets and jobs) and edges (dataset -> job -> dataset)."""
+    jobs away: nodes (datasets and jobs) and edges (dataset -> job -> dataset).
+
+    A job node is one job *with one set of datasets*: the runs whose events together read exactly those inputs
+    and wrote exactly those outputs (id ``job:<namespace>/<name>#<digest of the datasets>``). So an edge
+    ``input -> job -> output`` exists only where runs connected them: ingesting a file into one table and a
+    topic into another, or optimizing two tables, does not link them through the shared job name."""
     if depth < 1 or depth > 20:
         raise InvalidInputError("depth must be 1..20")
-    runs = lh.catalog.lineage_edges()
+    runs: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for ns, name, run_id, inputs, outputs, last in lh.catalog.lineage_runs():
+        r = runs.setdefault((ns, name, run_id), {"inputs": set(), "outputs": set(), "last": last})
+        r["inputs"] |= set(inputs)
+        r["outputs"] |= set(outputs)
+        r["last"] = max(r["last"], last)
     jobs: dict[str, dict[str, Any]] = {}
-    for ns, name, inputs, outputs, last in runs:
-        key = f"job:{ns}/{name}"
-        j = jobs.setdefault(key, {"namespace": ns, "name": name, "inputs": set(), "outputs": set(), "last": last})
-        j["inputs"] |= set(inputs)
-        j["outputs"] |= set(outputs)
+    for (ns, name, _), r in runs.items():
+        reads, writes = frozenset(r["inputs"]), frozenset(r["outputs"])
+        key = job_node_id(ns, name, reads, writes)
+        j = jobs.setdefault(
+            key, {"namespace": ns, "name": name, "inputs": reads, "outputs": writes, "last": r["last"], "runs": 0}
+        )
+        j["runs"] += 1
+        j["last"] = max(j["last"], r["last"])
     datasets = {d for j in jobs.values() for d in j["inputs"] | j["outputs"]}
     if "::" in dataset:
-        start = {dataset}
+        start = {dataset} & datasets
     else:
         start = {d for d in datasets if d.split("::", 1)[1] == dataset}
     if not start:
@@ -229,6 +299,18 @@ def graph(lh: Lakehouse, dataset: str, *, depth: int = 3) -> dict[str, Any]:
     }
 
 
+def job_node_id(namespace: str, name: str, inputs: frozenset[str], outputs: frozenset[str]) -> str:
+    """The graph's id of a job with one set of datasets (stable: a digest of the sorted dataset ids).
+
+    >>> job_node_id("lakehouse", "lakehouse.optimize", frozenset({"wh::a.b"}), frozenset({"wh::a.b"}))
+    'job:lakehouse/lakehouse.optimize#ba69e1ec38'
+    """
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps([sorted(inputs), sorted(outputs)]).encode()).hexdigest()[:10]
+    return f"job:{namespace}/{name}#{digest}"
+
+
 def _dataset_node(d: str) -> dict[str, Any]:
     ns, _, name = d.partition("::")
     return {"id": d, "type": "dataset", "namespace": ns, "name": name}
@@ -236,7 +318,15 @@ def _dataset_node(d: str) -> dict[str, Any]:
 
 def _add_job(nodes: dict[str, dict[str, Any]], key: str, j: Mapping[str, Any]) -> None:
     nodes.setdefault(
-        key, {"id": key, "type": "job", "namespace": j["namespace"], "name": j["name"], "last_event": j["last"]}
+        key,
+        {
+            "id": key,
+            "type": "job",
+            "namespace": j["namespace"],
+            "name": j["name"],
+            "last_event": j["last"],
+            "runs": j["runs"],
+        },
     )
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lakehouse.errors import TableNotFoundError
+from lakehouse.errors import InvalidInputError, TableNotFoundError
 from lakehouse.ingest.records import BadRecord, NewFields, RawRecord, RecordParser
 from lakehouse.schema import parse_partitioning, parse_schema
 from lakehouse.tables.base import LakehouseTable, TableName
@@ -36,6 +36,11 @@ QUARANTINE_SCHEMA = parse_schema(
 
 def quarantine_name(target: TableName) -> TableName:
     return TableName(target.namespace, f"{target.table}{QUARANTINE_SUFFIX}")
+
+
+def is_quarantine(name: TableName | str) -> bool:
+    """Whether a table is the quarantine of another (``<namespace>.<table>__quarantine``)."""
+    return TableName.parse(name).table.endswith(QUARANTINE_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,12 @@ class Ingestor:
         new_fields: NewFields = "ignore",
         properties: Mapping[str, str] | None = None,
     ) -> None:
+        if is_quarantine(table):  # it would get a quarantine of its own; its rows come from the pipeline only
+            target = TableName.parse(table)
+            raise InvalidInputError(
+                f"{target} is a quarantine table: records cannot be ingested into it",
+                hint=f"ingest into {target.namespace}.{target.table.removesuffix(QUARANTINE_SUFFIX)}",
+            )
         self.lh = lh
         self.table: LakehouseTable = lh.table(table)
         self.policy = policy or FlushPolicy()

@@ -22,6 +22,10 @@ from lakehouse.schema import parse_partitioning
 from tests.conftest import EVENTS, events
 
 SECRET = "api-test-secret"
+SLOW = (  # 10^10 rows, each computed (a count(*) over a cross join only counts chunks, which is fast)
+    "SELECT sum(a.id * b.id + c.id - d.id * e.id) FROM web.events a, web.events b, web.events c, web.events d, "
+    "web.events e"
+)
 
 
 @pytest.fixture
@@ -148,6 +152,33 @@ def test_mistakes_are_problem_documents(api: dict[str, Any]) -> None:
         "SELECT getvariable('x')",
         "SELECT * FROM duckdb_secrets()",
         "SELECT * FROM parquet_metadata('/etc/passwd')",
+        # a CTE's body does not see the CTE itself: DuckDB binds the name to its built-in view there
+        "WITH pg_settings AS (SELECT * FROM pg_settings) SELECT name, setting FROM pg_settings",
+        "WITH sqlite_temp_master AS (SELECT * FROM sqlite_temp_master) SELECT sql FROM sqlite_temp_master",
+        "WITH pg_views AS (SELECT * FROM pg_views) SELECT definition FROM pg_views",
+        "WITH x AS (SELECT 1), pg_views AS (SELECT * FROM pg_views) SELECT * FROM pg_views",
+        "WITH a AS (WITH pg_settings AS (SELECT * FROM pg_settings) SELECT * FROM pg_settings) SELECT * FROM a",
+        "WITH RECURSIVE pg_settings AS (SELECT * FROM pg_settings) SELECT name, setting FROM pg_settings",
+        "WITH RECURSIVE pg_settings AS (SELECT name, setting FROM pg_settings "
+        "UNION ALL SELECT name, setting FROM pg_settings WHERE false) SELECT * FROM pg_settings",
+        "WITH b AS (SELECT * FROM pg_views), pg_views AS (SELECT 1) SELECT * FROM b",
+        # values built in one call outside DuckDB's memory limit, and sleeps
+        "SELECT count(*) FROM (SELECT unnest(generate_series(1, 1000)))",
+        "SELECT count(*) FROM (SELECT unnest(range(1000)))",
+        "SELECT len(range(TIMESTAMP '2000-01-01', TIMESTAMP '2030-01-01', INTERVAL 1 MINUTE))",
+        "SELECT length(repeat('x', 1000))",
+        "SELECT length(note.repeat(1000)) FROM web.events",
+        "SELECT len(repeat([1], 1000))",
+        "SELECT len(list_resize([1], 1000))",
+        "SELECT len(array_resize([1], 1000))",
+        "SELECT length(lpad('x', 100000000, 'y'))",
+        "SELECT length(note.rpad(100000000, 'y')) FROM web.events",
+        "SELECT length(lpad(note, id, 'y')) FROM web.events",
+        "SELECT length(printf('%100000000d', 1))",
+        "SELECT length(printf('%*d', 100000000, 1))",
+        "SELECT length(format('{:>100000000}', 1))",
+        "SELECT length(format('{:>{}}', 1, 100000000))",
+        "SELECT sleep_ms(100000)",
     ],
 )
 def test_sql_sandbox(api: dict[str, Any], sql: str) -> None:
@@ -239,7 +270,8 @@ def test_roles_masking_ingest_and_jobs(api: dict[str, Any]) -> None:
     assert job["kind"] == "optimize" and job["state"] == "committed"
     vac = ok(call(api, "POST", "/tables/web.events/jobs/vacuum", role="engineer", json={"retain": "0s"}))
     assert vac["dry_run"] and vac["expired_versions"]
-    assert ok(call(api, "POST", "/tables/web.events/jobs/pii-scan", role="engineer", json={}))["table"] == "web.events"
+    scan = ok(call(api, "POST", "/tables/web.events/jobs/pii-scan", role="engineer", json={"dry_run": False}))
+    assert scan["table"] == "web.events" and not scan["dry_run"]
     # every change is in the audit log, with the key that made it
     audit = ok(call(api, "GET", "/audit?table=web.events", role="admin"))
     actions = {a["action"] for a in audit}
@@ -277,11 +309,13 @@ def test_lineage_graph_after_ingest_and_optimize(api: dict[str, Any]) -> None:
     problem(call(api, "POST", "/lineage", role="engineer", json={"job": {}}), 400)
     g = ok(call(api, "GET", "/lineage?dataset=web.events&depth=2"))
     ids = {n["id"] for n in g["nodes"]}
-    assert {"job:lakehouse/lakehouse.ingest", "job:lakehouse/lakehouse.optimize", "job:airflow/daily_report"} <= ids
+    jobs = {f"{n['namespace']}/{n['name']}": n["id"] for n in g["nodes"] if n["type"] == "job"}
+    assert {"lakehouse/lakehouse.ingest", "lakehouse/lakehouse.optimize", "airflow/daily_report"} <= set(jobs)
+    assert all(i.startswith(f"job:{j}#") for j, i in jobs.items())
     assert "lakehouse-api::api:orders-topic" in ids and "postgres://reports::public.daily" in ids
     edges = {(e["from"], e["to"]) for e in g["edges"]}
-    assert ("lakehouse-api::api:orders-topic", "job:lakehouse/lakehouse.ingest") in edges
-    assert ("job:airflow/daily_report", "postgres://reports::public.daily") in edges
+    assert ("lakehouse-api::api:orders-topic", jobs["lakehouse/lakehouse.ingest"]) in edges
+    assert (jobs["airflow/daily_report"], "postgres://reports::public.daily") in edges
     events_ = ok(call(api, "GET", "/lineage/events?limit=50"))
     optimize_run = [e for e in events_ if e["job"]["name"] == "lakehouse.optimize" and e["eventType"] == "COMPLETE"]
     assert optimize_run and optimize_run[0]["outputs"][0]["facets"]["schema"]["fields"][0]["name"] == "id"
@@ -377,3 +411,199 @@ def test_background_autopilot_mode(tmp_path: Any) -> None:
         assert "lakehouse_jobs_total" in client.get("/metrics", headers={"X-API-Key": key}).text
     with Lakehouse(settings) as lh:
         assert len(lh.table("web.events").files()) == 3 and lh.table("web.events").row_count() == 100
+
+
+def test_ctes_bind_as_duckdb_binds_them(api: dict[str, Any]) -> None:
+    """What the CTE scoping still allows: earlier CTEs, outer CTEs, a recursive CTE's recursive term."""
+    cases = {
+        "WITH a AS (SELECT 2 AS n), b AS (SELECT n + 1 AS n FROM a) SELECT n FROM b": [{"n": 3}],
+        "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r WHERE n < 4) SELECT max(n) AS n FROM r": [
+            {"n": 4}
+        ],
+        "WITH x AS (SELECT 5 AS n) SELECT n FROM (WITH x AS (SELECT n + 1 AS n FROM x) SELECT n FROM x)": [{"n": 6}],
+        "WITH e AS (SELECT id FROM web.events) SELECT count(*) AS n FROM (SELECT * FROM e WHERE id < 10)": [{"n": 10}],
+        "SELECT lpad(CAST(id AS VARCHAR), 4, '0') AS n FROM web.events WHERE id = 7": [{"n": "0007"}],
+        "SELECT printf('%05.1f', amount) AS n FROM web.events WHERE id = 2": [{"n": "002.5"}],
+    }
+    for sql, rows in cases.items():
+        assert ok(call(api, "POST", "/query", role="admin", json={"sql": sql}))["rows"] == rows, sql
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT " + "(" * 400 + "1" + ")" * 400, "- " * 3000 + "1", "SELECT " + "abs(" * 400 + "1" + ")" * 400]
+)
+def test_deeply_nested_sql_is_a_400(api: dict[str, Any], sql: str) -> None:
+    body = problem(call(api, "POST", "/query", json={"sql": sql}), 400)
+    assert "nests" in body["detail"]
+
+
+def test_sql_over_the_length_limit_is_refused(api: dict[str, Any]) -> None:
+    problem(call(api, "POST", "/query", json={"sql": "SELECT 1 --" + "x" * 100_000}), 422)
+
+
+def test_time_limit_stops_a_long_query_near_it(api: dict[str, Any]) -> None:
+    slow = SLOW
+    # 1 ms: the limit passes while the table views are made, before the query starts (DuckDB forgets an interrupt
+    # that comes between two statements)
+    for timeout in (1.0, 0.001):
+        started = time.monotonic()
+        body = problem(call(api, "POST", "/query", role="admin", json={"sql": slow, "timeout_seconds": timeout}), 408)
+        assert "time limit" in body["detail"] and time.monotonic() - started < timeout + 5
+
+
+def test_quarantine_is_raw_input_for_pii_readers_only(api: dict[str, Any]) -> None:
+    bad = [{"id": "alice@corp.com", "ts": "2026-03-01T10:00:00Z"}]
+    assert ok(call(api, "POST", "/tables/web.events/records", role="engineer", json=bad))["quarantined"] == 1
+    for sql in (
+        "SELECT raw FROM web.events__quarantine",
+        "SELECT count(*) FROM (SELECT error FROM web.events__quarantine) q",
+        "SELECT e.id FROM web.events e JOIN web.events__quarantine q ON q.position = e.id",
+    ):
+        for role in ("reader", "engineer"):
+            body = problem(call(api, "POST", "/query", role=role, json={"sql": sql}), 403)
+            assert "quarantine" in body["detail"] and "alice" not in str(body)
+    rows = ok(call(api, "POST", "/query", role="admin", json={"sql": "SELECT raw FROM web.events__quarantine"}))
+    assert "alice@corp.com" in rows["rows"][0]["raw"]
+    # a quarantine table takes no records: it would grow a quarantine of its own
+    body = problem(call(api, "POST", "/tables/web.events__quarantine/records", role="engineer", json=bad), 400)
+    assert "quarantine table" in body["detail"]
+    problem(call(api, "GET", "/tables/web.events__quarantine__quarantine"), 404)
+
+
+def test_lineage_edges_come_from_runs(api: dict[str, Any]) -> None:
+    lh = api["app"].state.lakehouse
+    lh.create_table("web.items", schema=EVENTS, format=api["fmt"]).append(events(0, 5))
+    rec = [{"id": 1000, "ts": "2026-03-02T10:00:00Z"}]
+    ok(call(api, "POST", "/tables/web.events/records?source=i1", role="engineer", json=rec))
+    ok(call(api, "POST", "/tables/web.items/records?source=o1", role="engineer", json=rec))
+    for table in ("web.events", "web.items"):
+        ok(call(api, "POST", f"/tables/{table}/jobs/optimize", role="engineer", json={"dry_run": False}))
+    g = ok(call(api, "GET", "/lineage?dataset=lakehouse-api::api:i1&depth=1"))
+    names = {n["name"] for n in g["nodes"] if n["type"] == "dataset"}
+    assert names == {"api:i1", "web.events"}, "the batch fed web.events only"
+    g = ok(call(api, "GET", "/lineage?dataset=web.events&depth=3"))
+    names = {n["name"] for n in g["nodes"] if n["type"] == "dataset"}
+    assert "web.items" not in names and "api:o1" not in names, "optimizing both tables does not link them"
+    assert {"lakehouse.ingest", "lakehouse.optimize"} <= {n["name"] for n in g["nodes"] if n["type"] == "job"}
+    # one run's events together: START names the input, COMPLETE the output
+    warehouse = lh.ctx.warehouse
+    run = {"runId": "3f1e8f3e-0000-4000-8000-000000000002"}
+    for kind, key, ds in (
+        ("START", "inputs", {"namespace": warehouse, "name": "web.items"}),
+        ("COMPLETE", "outputs", {"namespace": "postgres://reports", "name": "public.items"}),
+    ):
+        event = {"eventType": kind, "run": run, "job": {"namespace": "airflow", "name": "items_report"}, key: [ds]}
+        ok(call(api, "POST", "/lineage", role="engineer", json=event), 201)
+    g = ok(call(api, "GET", "/lineage?dataset=postgres://reports::public.items&depth=1"))
+    assert {n["name"] for n in g["nodes"]} == {"public.items", "items_report", "web.items"}
+    problem(call(api, "GET", "/lineage?dataset=foo::bar"), 404)
+
+
+def test_diff_redacts_pii_partition_values_in_paths(api: dict[str, Any]) -> None:
+    lh = api["app"].state.lakehouse
+    schema = pa.schema([pa.field("id", pa.int64()), pa.field("email", pa.string())])
+    table = lh.create_table("crm.contacts", schema=schema, format=api["fmt"], partitioning=parse_partitioning("email"))
+    table.append(pa.table({"id": [1], "email": ["alice@corp.com"]}, schema=schema))
+    first = table.snapshot().version
+    table.append(pa.table({"id": [2], "email": ["bob@corp.com"]}, schema=schema))
+    lh.catalog.update_table(table.name)
+    scan = ok(call(api, "POST", "/tables/crm.contacts/jobs/pii-scan", role="engineer", json={"dry_run": False}))
+    assert [f["column"] for f in scan["findings"]] == ["email"]  # tagged: readers get it masked
+    for role in ("reader", "engineer"):
+        d = ok(call(api, "GET", f"/tables/crm.contacts/diff?from={first}", role=role))
+        assert d["files_added"] and "bob" not in str(d) and "corp.com" not in str(d), d
+        assert all("email=[REDACTED]" in f["path"] for f in d["files_added"])
+    d = ok(call(api, "GET", f"/tables/crm.contacts/diff?from={first}", role="admin"))
+    assert "bob" in d["files_added"][0]["path"] and d["files_added"][0]["partition"]["email"] == "bob@corp.com"
+
+
+def test_external_lineage_events_do_not_break_metrics(api: dict[str, Any]) -> None:
+    ok(
+        call(
+            api, "POST", "/tables/web.events/records", role="engineer", json=[{"id": 900, "ts": "2026-03-02T10:00:00Z"}]
+        )
+    )
+    event = {
+        "eventType": "COMPLETE",
+        "run": {"runId": "r-1"},
+        "job": {"namespace": "airflow", "name": "lakehouse.ingest"},
+        "outputs": [{"namespace": "x", "name": "y", "outputFacets": {"outputStatistics": {"rowCount": "lots"}}}],
+    }
+    assert "rowCount" in problem(call(api, "POST", "/lineage", role="engineer", json=event), 400)["detail"]
+    for bad in ({"facets": []}, {"facets": {"schema": {"fields": "id"}}}, {"outputFacets": {"outputStatistics": 1}}):
+        event["outputs"] = [{"namespace": "x", "name": "y", **bad}]
+        problem(call(api, "POST", "/lineage", role="engineer", json=event), 400)
+    event["outputs"] = [{"namespace": "x", "name": "y", "outputFacets": {"outputStatistics": {"rowCount": 10**6}}}]
+    ok(call(api, "POST", "/lineage", role="engineer", json=event), 201)  # another tool's job of that name
+    own = {**event, "job": {"namespace": "lakehouse", "name": "lakehouse.ingest"}}
+    problem(call(api, "POST", "/lineage", role="engineer", json=own), 400)  # only lakehouse emits its own jobs
+    # an event stored before validation existed, in lakehouse's own namespace, is counted as nothing
+    own["outputs"] = [{"namespace": "x", "name": "y", "outputFacets": {"outputStatistics": {"rowCount": "lots"}}}]
+    api["app"].state.lakehouse.catalog.add_lineage(own)
+    text = ok_text(call(api, "GET", "/metrics"))
+    assert "lakehouse_rows_ingested_total 1\n" in text
+
+
+def ok_text(response: Any) -> str:
+    assert response.status_code == 200, response.text
+    return str(response.text)
+
+
+def test_pii_scan_dry_run_stores_no_tags(api: dict[str, Any]) -> None:
+    lh = api["app"].state.lakehouse
+    rows = events(200, 4).set_column(4, "note", pa.array([f"user{i}@corp.com" for i in range(4)]))
+    lh.table("web.events").append(rows)
+    plan = ok(call(api, "POST", "/tables/web.events/jobs/pii-scan", role="engineer", json={}))
+    assert plan["dry_run"] and {f["column"] for f in plan["findings"]} == {"note"} and "job_id" not in plan
+    assert ok(call(api, "GET", "/tables/web.events"))["pii"] == []
+    note = {"sql": "SELECT note FROM web.events WHERE id = 200"}
+    assert ok(call(api, "POST", "/query", json=note))["rows"] == [{"note": "user0@corp.com"}]
+    done = ok(call(api, "POST", "/tables/web.events/jobs/pii-scan", role="engineer", json={"dry_run": False}))
+    assert not done["dry_run"] and done["job_id"]
+    assert [t["column"] for t in ok(call(api, "GET", "/tables/web.events"))["pii"]] == ["note"]
+    assert ok(call(api, "POST", "/query", json=note))["rows"] == [{"note": "[REDACTED]"}]
+
+
+def test_a_bad_policy_is_a_400(api: dict[str, Any]) -> None:
+    for values in ({"retention": {"retain": "bogus"}}, {"nope": 1}, {"tiering": {"warm_after": ["x"]}}):
+        body = problem(call(api, "PUT", "/tables/web.events/policy", role="admin", json={"values": values}), 400)
+        assert "invalid policy" in body["detail"]
+
+
+@pytest.mark.parametrize("path", ["/query", "/lineage", "/tables/web.events/policy", "/keys"])
+def test_every_endpoint_answers_413_to_a_chunked_body_over_the_limit(api: dict[str, Any], path: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"sql": "'
+        for _ in range(20_000):  # 20 MB, over the default 16 MB
+            yield b"x" * 1000
+        yield b'"}'
+
+    method = "PUT" if path.endswith("/policy") else "POST"
+    body = problem(
+        call(api, method, path, role="admin", content=chunks(), headers={"Content-Type": "application/json"}), 413
+    )
+    assert body["title"] == "Request body too large"
+
+
+def test_an_external_table_does_not_stall_other_queries(api: dict[str, Any], tmp_path: Any) -> None:
+    """Its first query opens a database that may read its location; a query running meanwhile goes on."""
+    import threading
+
+    lh = api["app"].state.lakehouse
+    lh.create_table("ext.far", schema=EVENTS, format=api["fmt"], location=str(tmp_path / "far")).append(events(0, 3))
+    slow = SLOW
+    answers: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: answers.append(
+            call(api, "POST", "/query", role="admin", json={"sql": slow, "timeout_seconds": 6})
+        )
+    )
+    runner.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    far = ok(call(api, "POST", "/query", role="admin", json={"sql": "SELECT count(*) AS n FROM ext.far"}))
+    assert far["rows"] == [{"n": 3}] and time.monotonic() - started < 4 and runner.is_alive()
+    runner.join()
+    problem(answers[0], 408)
+    after = {"sql": "SELECT count(*) AS n FROM web.events"}
+    assert ok(call(api, "POST", "/query", role="admin", json=after))["rows"] == [{"n": 100}]
