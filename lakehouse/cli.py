@@ -952,7 +952,13 @@ def cost(
             )
     out.print(t)
     for r in reports:
-        ratio = f"{r['json_to_parquet_ratio']}x smaller than raw JSON" if r["json_to_parquet_ratio"] else "n/a"
+        x = r["json_to_parquet_ratio"]
+        if not x:
+            ratio = "n/a"
+        elif x >= 1:
+            ratio = f"{x:.2f}x smaller than raw JSON"
+        else:  # tiny files: Parquet's footers outweigh the data
+            ratio = f"{1 / x:.2f}x larger than raw JSON"
         out.print(
             f"{r['table']}: {_human_bytes(r['bytes'])} in {r['objects']} objects ({_human_bytes(r['live_data_bytes'])} "
             f"live data); {r['monthly_cost']:.4f} {r['currency']}/month vs {r['all_hot_monthly_cost']:.4f} all hot "
@@ -1173,6 +1179,13 @@ def pii_mask(
     columns, policies = column or [], policy or []
     if len(columns) != len(policies):
         raise InvalidInputError("give one --policy per --column")
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise InvalidInputError(
+            f"--column {', '.join(repeated)} given more than once; each column takes one policy",
+            hint="pair each --column with its own --policy, e.g. --column email --policy hash --column ip "
+            "--policy generalize",
+        )
     with _lh(ctx) as lh:
         with err.status(f"masking {name} ...") if not (dry_run or json_) else contextlib.nullcontext():
             report = mask_table(
@@ -1215,7 +1228,12 @@ def erase(
     values). Quarantine tables keep raw payloads: list them in --tables too if they may hold the subject."""
     from lakehouse.governance.ops import erase as run_erase
 
-    names = [t.strip() for t in tables.split(",") if t.strip()] if tables else None
+    names = [t.strip() for t in tables.split(",") if t.strip()] if tables is not None else None
+    if names is not None and not names:  # `--tables ","` or `--tables ""` is no table, not every table
+        raise InvalidInputError(
+            "--tables names no table",
+            hint="give ns.table[,ns.table], or leave --tables out for every table with the predicate's columns",
+        )
     with _lh(ctx) as lh:
         with err.status("erasing ...") if not (dry_run or json_) else contextlib.nullcontext():
             receipt = run_erase(lh, where, tables=names, purge=purge, dry_run=dry_run)
@@ -1282,19 +1300,39 @@ def health_cmd(
     from lakehouse.maintenance.maintain import health
 
     with _lh(ctx) as lh:
-        names = [name] if name else [str(r.name) for r in lh.list_tables()]
-        reports = [health(lh, n).as_dict() for n in names]
+        if name:
+            reports = [health(lh, name).as_dict()]
+        else:  # one broken table is reported, and the others are still scored
+            reports = []
+            for n in [str(r.name) for r in lh.list_tables()]:
+                try:
+                    reports.append(health(lh, n).as_dict())
+                except LakehouseError as e:
+                    reports.append({"table": n, "error": str(e)})
     if json_:
         _print_json(reports if name is None else reports[0])
-        return
-    for r in reports:
-        out.print(
-            f"[bold]{r['table']}[/bold]: {r['score']:.0f}/100"
-            + (f"; fix: {', '.join(r['fixes'])}" if r["fixes"] else "")
-        )
-        for f in r["findings"]:
-            if f["penalty"] > 0:
-                out.print(f"  -{f['penalty']:.1f} {f['signal']}: {f['evidence']} -> {f['fix']}", highlight=False)
+    else:
+        for r in reports:
+            if "error" in r:
+                out.print(f"[bold]{r['table']}[/bold]: cannot score: {r['error']}", highlight=False)
+                continue
+            out.print(
+                f"[bold]{r['table']}[/bold]: {r['score']:.0f}/100"
+                + (f"; fix: {', '.join(r['fixes'])}" if r["fixes"] else "")
+            )
+            for f in r["findings"]:
+                if f["penalty"] > 0:
+                    out.print(f"  -{f['penalty']:.1f} {f['signal']}: {f['evidence']} -> {f['fix']}", highlight=False)
+                elif f["signal"] == "zorder_suggestion":  # no penalty, but the evidence behind a suggestion
+                    out.print(f"  suggestion: {f['evidence']}", highlight=False)
+    _fail_if_any(reports, "health")
+
+
+def _fail_if_any(reports: list[dict[str, Any]], what: str) -> None:
+    """After printing every table's result: exit non-zero (one line) when a table, or one of its jobs, failed."""
+    failed = [r["table"] for r in reports if "error" in r or any("error" in j for j in r.get("jobs", []))]
+    if failed:
+        raise LakehouseError(f"{what} failed for {len(failed)} of {len(reports)} table(s): {', '.join(failed)}")
 
 
 @app.command("maintain")
@@ -1317,14 +1355,24 @@ def maintain_cmd(
     with _lh(ctx) as lh:
         which = _engine(lh, engine, spark_master)
         names = [str(r.name) for r in lh.list_tables()] if all_ else [str(name)]
-        reports = []
+        reports: list[dict[str, Any]] = []
         for n in names:
             with err.status(f"maintaining {n} ...") if not (dry_run or json_) else contextlib.nullcontext():
-                reports.append(maintain(lh, n, dry_run=dry_run, engine=which))
+                if not all_:
+                    reports.append(maintain(lh, n, dry_run=dry_run, engine=which))
+                    continue
+                try:  # with --all, one broken table does not keep the others from being maintained
+                    reports.append(maintain(lh, n, dry_run=dry_run, engine=which))
+                except LakehouseError as e:
+                    reports.append({"table": n, "error": str(e), "jobs": []})
     if json_:
         _print_json(reports if all_ else reports[0])
+        _fail_if_any(reports, "maintain")
         return
     for r in reports:
+        if "error" in r:
+            out.print(f"[bold]{r['table']}[/bold]: {r['error']}", highlight=False)
+            continue
         after = r.get("after", {}).get("score")
         out.print(
             f"[bold]{r['table']}[/bold]: health {r['before']['score']:.0f}"
@@ -1336,6 +1384,7 @@ def maintain_cmd(
             out.print(f"  {j['job']}: {detail}", highlight=False)
     if dry_run:
         out.print("dry run: nothing changed; run again with --apply")
+    _fail_if_any(reports, "maintain")
 
 
 @app.command("autopilot")
@@ -1350,13 +1399,21 @@ def autopilot_cmd(
     """Maintain every table continuously beside live ingestion: one lease per table in the catalog database
     (two autopilots, or an autopilot and a manual job, never work on the same table at once), backoff after
     failures, safe to kill and restart. State: `lakehouse jobs` (kind maintain) and GET /metrics."""
+    import signal
+
     from lakehouse.maintenance.autopilot import Autopilot
     from lakehouse.units import parse_duration
+
+    def stop_on_term(signum: int, _frame: object) -> None:
+        # like Ctrl-C: the running job's record is closed as interrupted and the leases released on the way out
+        raise SystemExit(128 + signum)
 
     with _lh(ctx) as lh:
         every = parse_duration(interval or lh.settings.autopilot.interval).total_seconds()
         until = time.monotonic() + parse_duration(duration).total_seconds() if duration else None
-        pilot = Autopilot(lh, every, tables=[str(TableName.parse(t)) for t in table] if table else None)
+        names = [str(lh.table_record(t).name) for t in table] if table else None  # unknown tables fail now
+        pilot = Autopilot(lh, every, tables=names)
+        signal.signal(signal.SIGTERM, stop_on_term)
 
         def show(entry: dict[str, Any]) -> None:
             if json_:
@@ -1469,6 +1526,11 @@ def demo(
 
 def main() -> None:
     """Console-script entry point: one line on stderr and exit 1 for a lakehouse error."""
+    import logging
+
+    # pyiceberg warns on every commit it retries after a concurrent writer won: routine beside a stream, and
+    # lakehouse reports the conflicts that matter itself
+    logging.getLogger("pyiceberg.table").setLevel(logging.ERROR)
     try:
         app()
     except LakehouseError as e:

@@ -119,7 +119,9 @@ class AutopilotSettings(BaseModel):
     """The maintenance scheduler (`lakehouse autopilot`)."""
 
     interval: str = Field(default="5m", description="Time between two passes over the tables.")
-    lease_ttl: str = Field(default="30m", description="A table lease lapses this long after its last renewal.")
+    lease_ttl: str = Field(
+        default="2m", description="A table lease lapses this long after its last renewal (renewed every third)."
+    )
     max_backoff: str = Field(default="1h", description="Longest pause for a table whose maintenance keeps failing.")
 
 

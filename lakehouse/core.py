@@ -32,7 +32,6 @@ from lakehouse.storage import create_bucket, delete_tree, ensure_warehouse, list
 from lakehouse.tables.base import (
     AsOf,
     CommitResult,
-    ExpiredVersions,
     LakehouseTable,
     StorageContext,
     TableDefinition,
@@ -110,8 +109,13 @@ class Lakehouse:
     def __enter__(self) -> Lakehouse:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if exc_type is not None and not issubclass(exc_type, Exception) and "catalog" in self.__dict__:
+                # stopped (Ctrl-C, SIGTERM as SystemExit): no job of this process is left 'running'
+                self.catalog.interrupt_running(exc_type.__name__)
+        finally:
+            self.close()
 
     # ---- warehouse -----------------------------------------------------------------------------------
 
@@ -242,9 +246,7 @@ class Lakehouse:
         """Open a registered table (it knows which versions retention removed, to say so on time travel)."""
         record = self.catalog.get_table(TableName.parse(name))
         table = adapter_class(record.format).open(record.name, location=record.location, ctx=self.ctx)
-        versions, retention, job, at = self.catalog.expired(record.name)
-        if versions:
-            table.expired = ExpiredVersions(versions, retention, job, at)
+        table.expired = self.catalog.expired(record.name)
         return table
 
     # ---- policies ------------------------------------------------------------------------------------
@@ -279,13 +281,25 @@ class Lakehouse:
                     raise InvalidInputError(f"{where} names {c}, which table {name} does not have")
         for column, spec in policy.masking.items():
             check_column(parse_mask(spec), schema.field(column))
+        if policy.masking:  # a partition derived from a masked column would keep its raw value
+            from lakehouse.governance.ops import check_partition_sources
+
+            check_partition_sources(self.table(name), policy.masking, where="masking policy")
 
     def set_policy(self, name: str | TableName, changes: Mapping[str, Any], *, replace: bool = False) -> TablePolicy:
-        """Store policy values for a table in the catalog (merged into what is stored unless ``replace``)."""
+        """Store policy values for a table in the catalog (merged into what is stored unless ``replace``); a
+        bad value is an :class:`InvalidInputError`."""
+        from lakehouse.errors import ConfigError
+
         tname = TableName.parse(name)
         self.catalog.get_table(tname)
         stored = dict(changes) if replace else merge(self.catalog.policy(tname), changes)
-        policy = build_policy(self.settings.policy, self.settings.tables.get(str(tname), {}), stored, source="policy")
+        operator = (self.settings.policy, self.settings.tables.get(str(tname), {}))
+        build_policy(*operator, source="settings")  # the operator's layers: a ConfigError there is not the caller's
+        try:
+            policy = build_policy(*operator, stored, source="policy")
+        except ConfigError as e:  # so the bad value is the caller's
+            raise InvalidInputError(e.message, hint=e.hint) from e
         self._check_policy_columns(tname, policy)
         self.catalog.set_policy(tname, stored, actor=self.actor)
         self.catalog.audit("policy.set", table=tname, actor=self.actor, details={"stored": stored})

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -155,7 +157,8 @@ def run_demo(
         "Try: lakehouse table show demo.events_iceberg; lakehouse table history demo.events_delta"
     )
     if autopilot_rounds:
-        _autopilot_beside_stream(lh, rounds=autopilot_rounds, rows=rows, start_id=total, rng=rng, console=console)
+        start_id = max(counts.values())
+        _autopilot_beside_stream(lh, rounds=autopilot_rounds, rows=rows, start_id=start_id, rng=rng, console=console)
         counts = {name: lh.table(name).row_count() for name in DEMO_TABLES.values()}
     return counts
 
@@ -163,44 +166,197 @@ def run_demo(
 def _autopilot_beside_stream(
     lh: Lakehouse, *, rounds: int, rows: int, start_id: int, rng: random.Random, console: Console
 ) -> None:
-    """Keep streaming micro-batches while the autopilot maintains both tables; show health, files and query
-    time per round."""
-    from lakehouse.ingest.pipeline import ingest_records
+    """Stream events into both tables (through the local Kafka broker when there is one) while an autopilot
+    maintains them in a thread of its own, all at the same time; every few seconds print per table the file
+    count, the health score measured right then, the jobs the autopilot ran since the last line, and a
+    query's time. Ends by checking that both tables hold exactly what was streamed."""
     from lakehouse.maintenance.autopilot import Autopilot
+
+    console.rule("autopilot beside a live stream")
+    names = list(DEMO_TABLES.values())
+    stop_stream, stop_pilot = threading.Event(), threading.Event()
+    lock = threading.Lock()
+    ran: dict[str, list[str]] = {n: [] for n in names}
+    produced = [0]
+    failures: list[BaseException] = []
+
+    def collect(entry: dict[str, Any]) -> None:
+        with lock:
+            if entry.get("table") in ran:
+                ran[entry["table"]] += [j["job"] for j in entry.get("jobs", []) if "error" not in j]
+
+    def guarded(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+                failures.append(e)
+                stop_stream.set()
+
+        return run
+
+    def next_batch() -> list[dict[str, Any]]:
+        with lock:
+            first = start_id + produced[0]
+            produced[0] += rows
+            batch = generate_events(rows, start_id=first, rng=rng, start=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
+        return batch.to_pylist()
+
+    pilot_lh = type(lh)(lh.settings, actor="demo-autopilot")
+    pilot = Autopilot(pilot_lh, interval=1.0, tables=names)
+    threads = [threading.Thread(target=guarded(lambda: pilot.run(stop=stop_pilot, on_table=collect)), daemon=True)]
+    writers: list[Lakehouse] = []
+    broker = _local_broker()
+    try:
+        if broker is not None:
+            threads += _kafka_stream(lh, broker, next_batch, stop_stream, writers, guarded)
+            how = f"through Kafka ({broker.bootstrap})"
+        else:
+            threads += _direct_stream(lh, next_batch, stop_stream, writers, guarded)
+            how = "by direct appends (no local broker)"
+        console.print(f"streaming {rows} events every 0.5 s into both tables {how}; the autopilot runs beside it")
+        for t in threads:
+            t.start()
+        report = RichTable("t (s)", "table", "rows", "files", "health now", "autopilot ran since", "query ms")
+        t0 = time.perf_counter()
+        for r in range(rounds + 1):
+            if r == rounds:  # the stream stops; the ingesters drain the topic; the autopilot keeps going
+                stop_stream.set()
+                for t in threads[1:]:
+                    t.join(timeout=120)
+            time.sleep(4.0)
+            at = f"{time.perf_counter() - t0:.0f}" + (" (stream stopped)" if r == rounds else "")
+            _report_round(lh, report, names, ran, lock, at)
+    finally:
+        stop_stream.set()
+        stop_pilot.set()
+        for t in threads:
+            t.join(timeout=120)
+        for w in writers:
+            w.close()
+        pilot_lh.close()
+        if broker is not None:
+            broker.stop()
+    if failures:
+        raise failures[0]
+    console.print(report)
+    expected = start_id + produced[0]
+    counts = {n: lh.table(n).row_count() for n in names}
+    same = all(c == expected for c in counts.values())
+    console.print(
+        ("[green]" if same else "[red]")
+        + f"{expected:,} events streamed in all; rows now: "
+        + ", ".join(f"{n} {c:,}" for n, c in counts.items())
+        + (" (nothing lost, nothing doubled)" if same else " (MISMATCH)")
+        + ("[/green]" if same else "[/red]")
+    )
+    console.print("the autopilot keeps running with: lakehouse autopilot --interval 5m")
+
+
+def _report_round(
+    lh: Lakehouse, report: RichTable, names: list[str], ran: dict[str, list[str]], lock: threading.Lock, at: str
+) -> None:
     from lakehouse.maintenance.maintain import health
 
-    console.rule("autopilot beside a stream")
-    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-    names = list(DEMO_TABLES.values())
-    pilot_lh = type(lh)(lh.settings, actor="demo-autopilot")
-    pilot = Autopilot(pilot_lh, interval=0.0, tables=names)
-    report = RichTable("round", "table", "files", "health", "jobs the autopilot ran", "query ms")
+    for name in names:
+        t1 = time.perf_counter()
+        lh.query(f"SELECT count(*), avg(temperature) FROM {name} WHERE country = 'DE'")
+        ms = (time.perf_counter() - t1) * 1000
+        table = lh.table(name)
+        with lock:
+            jobs, ran[name] = ran[name], []
+        summary = ", ".join(f"{j} x{jobs.count(j)}" for j in dict.fromkeys(jobs)) or "-"
+        report.add_row(
+            at,
+            name,
+            f"{table.row_count():,}",
+            str(len(table.files())),
+            f"{health(lh, name, check_duplicates=False).score:.0f}",
+            summary,
+            f"{ms:.0f}",
+        )
+
+
+def _local_broker() -> LocalBroker | None:
     try:
-        for r in range(rounds):
-            for _ in range(3):  # three micro-batches land between two autopilot passes
-                batch = generate_events(rows, start_id=start_id, rng=rng, start=start).to_pylist()
-                for name in names:
-                    ingest_records(lh, name, batch, source="demo-stream", start_position=start_id)
-                start_id += rows
-            entries = {e["table"]: e for e in pilot.one_pass()}
-            for name in names:
-                t0 = time.perf_counter()
-                lh.query(f"SELECT count(*), avg(temperature) FROM {name} WHERE country = 'DE'")
-                ms = (time.perf_counter() - t0) * 1000
-                e = entries.get(name, {})
-                jobs = ", ".join(j["job"] for j in e.get("jobs", [])) or e.get("skipped", "nothing to do")
-                report.add_row(
-                    str(r + 1),
-                    name,
-                    str(len(lh.table(name).files())),
-                    f"{health(lh, name, check_duplicates=False).score:.0f}",
-                    jobs,
-                    f"{ms:.0f}",
-                )
-    finally:
-        pilot_lh.close()
-    console.print(report)
-    console.print("the autopilot keeps running with: lakehouse autopilot --interval 5m")
+        from lakehouse.ingest.broker import LocalBroker
+
+        return LocalBroker().start()
+    except LakehouseError:
+        return None
+
+
+def _kafka_stream(
+    lh: Lakehouse,
+    broker: LocalBroker,
+    next_batch: Callable[[], list[dict[str, Any]]],
+    stop: threading.Event,
+    writers: list[Lakehouse],
+    guarded: Callable[[Callable[[], None]], Callable[[], None]],
+) -> list[threading.Thread]:
+    """A producer thread (a micro-batch every 0.5 s until ``stop``) and one ingesting consumer per table (until
+    the topic has been idle for 3 s after the producer stopped)."""
+    from confluent_kafka import Producer
+
+    from lakehouse.ingest.pipeline import FlushPolicy, Ingestor
+    from lakehouse.ingest.sources import KafkaIngest, StopConditions
+
+    topic = "demo-live"
+    broker.create_topic(topic, partitions=2)
+
+    def produce() -> None:
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "broker.address.family": "v4", "linger.ms": 5})
+        while not stop.is_set():
+            for rec in next_batch():
+                rec["ts"] = rec["ts"].isoformat()
+                producer.produce(topic, key=str(rec["device_id"]).encode(), value=orjson.dumps(rec))
+            producer.flush(30)
+            stop.wait(0.5)
+        producer.flush(30)
+
+    def consume(name: str) -> Callable[[], None]:
+        writer = type(lh)(lh.settings, actor="demo-stream")
+        writers.append(writer)
+        ingestor = Ingestor(writer, name, policy=FlushPolicy(max_seconds=1.0))
+        runner = KafkaIngest(
+            ingestor,
+            bootstrap=broker.bootstrap,
+            topic=topic,
+            group=f"demo-live-{name}",
+            config={"session.timeout.ms": "1500", "heartbeat.interval.ms": "200"},
+        )
+
+        # ends once the topic has been idle for 3 s, which only happens after the producer stopped
+        return lambda: runner.run(conditions=StopConditions(until_idle=3.0))
+
+    return [threading.Thread(target=guarded(produce), daemon=True)] + [
+        threading.Thread(target=guarded(consume(n)), daemon=True) for n in DEMO_TABLES.values()
+    ]
+
+
+def _direct_stream(
+    lh: Lakehouse,
+    next_batch: Callable[[], list[dict[str, Any]]],
+    stop: threading.Event,
+    writers: list[Lakehouse],
+    guarded: Callable[[Callable[[], None]], Callable[[], None]],
+) -> list[threading.Thread]:
+    """Without a broker: one thread appends a micro-batch to both tables every 0.5 s until ``stop``."""
+    from lakehouse.ingest.pipeline import ingest_records
+
+    writer = type(lh)(lh.settings, actor="demo-stream")
+    writers.append(writer)
+
+    def write() -> None:
+        position = 0
+        while not stop.is_set():
+            batch = next_batch()
+            for name in DEMO_TABLES.values():
+                ingest_records(writer, name, batch, source="demo-live", start_position=position)
+            position += len(batch)
+            stop.wait(0.5)
+
+    return [threading.Thread(target=guarded(write), daemon=True)]
 
 
 def _stream_through_kafka(

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lakehouse.errors import CommitConflictError, StorageError, TableExistsError, TableNotFoundError
 from lakehouse.schema import PartitionField, parse_partitioning, schema_from_dict, schema_to_dict
-from lakehouse.tables.base import TableDefinition, TableName
+from lakehouse.tables.base import ExpiredVersions, TableDefinition, TableName
 
 metadata = sa.MetaData()
 
@@ -76,6 +76,9 @@ expired_t = sa.Table(
     sa.Column("retention", sa.String(64), nullable=False),
     sa.Column("job_id", sa.Integer),
     sa.Column("expired_at", sa.DateTime(timezone=True), nullable=False),
+    # JSON list of ISO times at which the version became current (time travel to those moments names the
+    # retention; Iceberg's own snapshot log forgets expired snapshots)
+    sa.Column("current_since", sa.Text),
 )
 
 policies_t = sa.Table(
@@ -298,7 +301,13 @@ class CatalogStore:
         """Set by a process that takes table leases itself (the autopilot); its jobs then run under them."""
         self.lease_ttl = lease_ttl
         self._job_leases: dict[int, tuple[str, str, int]] = {}  # job -> (table, holder, thread)
+        self._running: set[int] = set()  # jobs this process started and has not finished
         self._leases_lock = threading.Lock()
+        # leases this process keeps alive while it works ((table, holder) -> ttl), and those it lost
+        self._kept: dict[tuple[str, str], float] = {}
+        self._lost: set[tuple[str, str]] = set()
+        self._keeper: threading.Thread | None = None
+        self._closing = threading.Event()
         self.on_job: Callable[[str, int, str, str | None, Mapping[str, Any]], None] | None = None
         """Called as (event type START|COMPLETE|FAIL|OTHER, job id, kind, table, metrics) when a job starts or ends
         (the lakehouse emits lineage from it)."""
@@ -426,7 +435,7 @@ class CatalogStore:
                     raise CommitConflictError(f"{self.lease_holder} does not hold the lease of {table}")
             elif not self._held_by_this_thread(str(table)):  # a job inside a job (a purge's vacuum) shares its lease
                 own = f"job:{actor}:{uuid.uuid4().hex[:8]}"
-                if not self.acquire_lease(table, own, ttl=self.lease_ttl):
+                if not self.acquire_lease(table, own, ttl=self.lease_ttl, keep_alive=True):
                     lease = self.lease(table) or {}
                     raise CommitConflictError(
                         f"table {table} is being maintained by {lease.get('holder')} (lease until "
@@ -447,8 +456,9 @@ class CatalogStore:
             pk = result.inserted_primary_key
             assert pk is not None
             job_id = int(pk[0])
-        if own is not None and table is not None:
-            with self._leases_lock:
+        with self._leases_lock:
+            self._running.add(job_id)
+            if own is not None and table is not None:
                 self._job_leases[job_id] = (str(table), own, threading.get_ident())
         if self.on_job is not None:
             self.on_job("START", job_id, kind, str(table) if table else None, {})
@@ -504,6 +514,7 @@ class CatalogStore:
             )
         with self._leases_lock:
             held = self._job_leases.pop(job_id, None)
+            self._running.discard(job_id)
         if held is not None:
             self.release_lease(held[0], held[1])
         if self.on_job is not None and job is not None:
@@ -695,8 +706,64 @@ class CatalogStore:
 
     # ---- leases (one maintainer per table at a time) -----------------------------------------------------
 
-    def acquire_lease(self, table: TableName | str, holder: str, *, ttl: float) -> bool:
-        """Take (or renew) a table's lease for ``ttl`` seconds; False when another holder has a live one."""
+    def acquire_lease(self, table: TableName | str, holder: str, *, ttl: float, keep_alive: bool = False) -> bool:
+        """Take (or renew) a table's lease for ``ttl`` seconds; False when another holder has a live one.
+
+        ``keep_alive``: a background thread of this process renews the lease every ``ttl / 3`` until it is
+        released, so a job longer than the TTL keeps it, while a process that dies stops renewing and its
+        lease lapses after at most ``ttl``."""
+        taken = self._take_lease(table, holder, ttl=ttl)
+        if taken and keep_alive:
+            self._keep_alive(str(table), holder, ttl)
+        return taken
+
+    def lease_lost(self, table: TableName | str, holder: str) -> bool:
+        """True when a kept-alive lease could not be renewed (it lapsed and another holder took it)."""
+        with self._leases_lock:
+            return (str(table), holder) in self._lost
+
+    def _keep_alive(self, table: str, holder: str, ttl: float) -> None:
+        with self._leases_lock:
+            self._kept[(table, holder)] = ttl
+            self._lost.discard((table, holder))
+            if self._keeper is None or not self._keeper.is_alive():
+                self._keeper = threading.Thread(target=self._renew_kept, name="lakehouse-lease-keeper", daemon=True)
+                self._keeper.start()
+
+    def _renew_kept(self) -> None:
+        while True:
+            with self._leases_lock:
+                if not self._kept:
+                    self._keeper = None
+                    return
+                pause = max(0.05, min(60.0, min(self._kept.values()) / 3))
+            if self._closing.wait(pause):
+                return
+            with self._leases_lock:
+                kept = dict(self._kept)
+            for (table, holder), ttl in kept.items():
+                try:
+                    renewed = self._renew_lease(table, holder, ttl=ttl)
+                except (StorageError, sa.exc.SQLAlchemyError):  # the database busy or away a moment: next beat
+                    continue
+                if not renewed:
+                    with self._leases_lock:
+                        if self._kept.pop((table, holder), None) is not None:  # not released meanwhile
+                            self._lost.add((table, holder))
+
+    def _renew_lease(self, table: str, holder: str, *, ttl: float) -> bool:
+        """Extend a lease this holder still has (never re-creates a released one)."""
+        now = _now()
+        with self._tx() as conn:
+            return bool(
+                conn.execute(
+                    leases_t.update()
+                    .where((leases_t.c.table_name == table) & (leases_t.c.holder == holder))
+                    .values(expires_at=now + dt.timedelta(seconds=ttl))
+                ).rowcount
+            )
+
+    def _take_lease(self, table: TableName | str, holder: str, *, ttl: float) -> bool:
         now = _now()
         until = now + dt.timedelta(seconds=ttl)
         with self._tx() as conn:
@@ -723,6 +790,9 @@ class CatalogStore:
             return False
 
     def release_lease(self, table: TableName | str, holder: str) -> None:
+        with self._leases_lock:
+            self._kept.pop((str(table), holder), None)
+            self._lost.discard((str(table), holder))
         with self._tx() as conn:
             conn.execute(leases_t.delete().where((leases_t.c.table_name == str(table)) & (leases_t.c.holder == holder)))
 
@@ -787,16 +857,24 @@ class CatalogStore:
             total += int(value) if isinstance(value, int) else 0
         return total
 
-    def ingested_rows(self) -> int:
-        total = 0
+    def ingested_rows(self, *, namespace: str) -> int:
+        """Rows committed by ingestion: the output row counts of lakehouse's own ingest events (job namespace
+        ``namespace``); another tool's events, and values that are not counts, count nothing."""
+        from lakehouse.governance.lineage import output_rows
+
         with self._tx() as conn:
             rows = conn.execute(
-                sa.select(lineage_t.c.event_json).where(lineage_t.c.job_name == "lakehouse.ingest")
+                sa.select(lineage_t.c.event_json).where(
+                    (lineage_t.c.job_namespace == namespace) & (lineage_t.c.job_name == "lakehouse.ingest")
+                )
             ).all()
+        total = 0
         for (event_json,) in rows:
-            for out in json.loads(event_json).get("outputs", []):
-                stats = (out.get("outputFacets") or {}).get("outputStatistics") or {}
-                total += int(stats.get("rowCount") or 0)
+            try:
+                event = json.loads(event_json)
+            except ValueError:  # a row that is not JSON counts nothing
+                continue
+            total += output_rows(event) if isinstance(event, dict) else 0
         return total
 
     # ---- lineage (OpenLineage run events) -------------------------------------------------------------------
@@ -829,23 +907,23 @@ class CatalogStore:
             assert pk is not None
             return int(pk[0])
 
-    def lineage_edges(self) -> list[tuple[str, str, list[str], list[str], str]]:
-        """(job namespace, job name, inputs, outputs, last event time) per job and dataset set, newest first."""
+    def lineage_runs(self) -> list[tuple[str, str, str, list[str], list[str], str]]:
+        """(job namespace, job name, run id, inputs, outputs, last event time) per run and dataset lists of its
+        events (a run's events may name different datasets: union them per run), newest first."""
+        columns = (
+            lineage_t.c.job_namespace,
+            lineage_t.c.job_name,
+            lineage_t.c.run_id,
+            lineage_t.c.inputs_json,
+            lineage_t.c.outputs_json,
+        )
         with self._tx() as conn:
             rows = conn.execute(
-                sa.select(
-                    lineage_t.c.job_namespace,
-                    lineage_t.c.job_name,
-                    lineage_t.c.inputs_json,
-                    lineage_t.c.outputs_json,
-                    sa.func.max(lineage_t.c.event_time),
-                )
-                .group_by(
-                    lineage_t.c.job_namespace, lineage_t.c.job_name, lineage_t.c.inputs_json, lineage_t.c.outputs_json
-                )
+                sa.select(*columns, sa.func.max(lineage_t.c.event_time))
+                .group_by(*columns)
                 .order_by(sa.func.max(lineage_t.c.event_time).desc())
             ).all()
-        return [(r[0], r[1], json.loads(r[2]), json.loads(r[3]), str(r[4])) for r in rows]
+        return [(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), str(r[5])) for r in rows]
 
     def lineage_events(self, *, limit: int = 100) -> list[dict[str, Any]]:
         with self._tx() as conn:
@@ -904,9 +982,18 @@ class CatalogStore:
 
     # ---- expired versions (time travel names the retention that removed them) ---------------------------
 
-    def add_expired(self, table: TableName, versions: list[int], *, retention: str, job_id: int | None) -> None:
+    def add_expired(
+        self,
+        table: TableName,
+        versions: list[int],
+        *,
+        retention: str,
+        job_id: int | None,
+        current_since: Mapping[int, Sequence[dt.datetime]] | None = None,
+    ) -> None:
         if not versions:
             return
+        since = current_since or {}
         now = _now()
         with self._tx() as conn:
             known = {
@@ -918,22 +1005,36 @@ class CatalogStore:
                 )
             }
             rows = [
-                {"table_name": str(table), "version": v, "retention": retention, "job_id": job_id, "expired_at": now}
+                {
+                    "table_name": str(table),
+                    "version": v,
+                    "retention": retention,
+                    "job_id": job_id,
+                    "expired_at": now,
+                    "current_since": json.dumps(sorted(t.isoformat() for t in since.get(v, ()))),
+                }
                 for v in sorted(set(versions) - known)
             ]
             if rows:
                 conn.execute(expired_t.insert(), rows)
 
-    def expired(self, table: TableName) -> tuple[frozenset[int], str, int | None, dt.datetime | None]:
-        """(versions, retention of the latest run, its job, its time) for one table."""
+    def expired(self, table: TableName) -> ExpiredVersions | None:
+        """The versions retention removed from one table (with the retention, job and time of the latest run,
+        and when each version was current), or None."""
         with self._tx() as conn:
             rows = conn.execute(
                 sa.select(expired_t).where(expired_t.c.table_name == str(table)).order_by(expired_t.c.expired_at)
             ).all()
         if not rows:
-            return frozenset(), "", None, None
+            return None
         last = rows[-1]
-        return frozenset(int(r.version) for r in rows), last.retention, last.job_id, _aware(last.expired_at)
+        since = {
+            int(r.version): tuple(dt.datetime.fromisoformat(t) for t in json.loads(r.current_since or "[]"))
+            for r in rows
+        }
+        return ExpiredVersions(
+            frozenset(int(r.version) for r in rows), last.retention, last.job_id, _aware(last.expired_at), since
+        )
 
     # ---- per-table policies ------------------------------------------------------------------------------
 
@@ -955,5 +1056,23 @@ class CatalogStore:
                     )
                 )
 
+    def interrupt_running(self, reason: str) -> int:
+        """Close the jobs this process started and did not finish (it is being stopped: Ctrl-C, SIGTERM) as
+        failed, and release their leases; what they committed stays committed, the rest is safe to redo."""
+        with self._leases_lock:
+            running = sorted(self._running)
+        for job_id in running:
+            self.finish_job(job_id, state="failed", error=f"interrupted: {reason}", only_running=True)
+            with self._leases_lock:  # only_running returns early for a job finished meanwhile: forget it too
+                self._running.discard(job_id)
+                held = self._job_leases.pop(job_id, None)
+            if held is not None:
+                self.release_lease(held[0], held[1])
+        return len(running)
+
     def dispose(self) -> None:
+        self._closing.set()
+        keeper = self._keeper
+        if keeper is not None:
+            keeper.join(timeout=5)
         self.engine.dispose()

@@ -30,6 +30,13 @@ READABLE_CLASSES = frozenset(
 first, so lakehouse does not tier table files into them."""
 
 
+def _names(v: Any) -> Any:
+    """A list of column names also from ``"a,b"`` (``policy set t compaction.zorder=a,b``, or the environment)."""
+    if isinstance(v, str):
+        return [p.strip() for p in v.split(",") if p.strip()]
+    return v
+
+
 def _duration(v: str | None) -> str | None:
     if v is None:
         return None
@@ -82,7 +89,7 @@ class TierPolicy(_Model):
         description="Partitions that queries asked for within this window stay hot (from the access log).",
     )
 
-    _check = field_validator("warm_after", "cold_after")(_duration)
+    _check = field_validator("warm_after", "cold_after", "keep_read_hot")(_duration)
 
     @field_validator("target_file_size")
     @classmethod
@@ -147,6 +154,8 @@ class CompactionPolicy(_Model):
         description="Without zorder set, Z-order by the columns queries filter on most (from the access log).",
     )
 
+    _zorder = field_validator("zorder", mode="before")(_names)
+
     @field_validator("target_file_size")
     @classmethod
     def _size(cls, v: str) -> str:
@@ -164,6 +173,8 @@ class DedupPolicy(_Model):
         default="auto",
         description="upsert: ingestion replaces rows by key (no duplicates land); auto: upsert when keys exist.",
     )
+
+    _keys = field_validator("keys", mode="before")(_names)
 
 
 class AutopilotPolicy(_Model):

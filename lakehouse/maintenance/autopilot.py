@@ -2,13 +2,14 @@
 
 * **One maintainer per table.** Before touching a table the autopilot takes its lease in the catalog database
   (``lh_leases``); a second autopilot, or a manual job (which takes a lease of its own for its duration), finds
-  it taken and skips the table this pass. Leases lapse after ``autopilot.lease_ttl`` without renewal, so a
-  killed autopilot's tables become free again.
+  it taken and skips the table this pass. A thread of the holding process renews the lease every third of
+  ``autopilot.lease_ttl`` while it works, however long a job takes; a killed process stops renewing, so its
+  tables become free again at most ``lease_ttl`` later.
 * **Restart-safe.** Every job commits atomically or not at all; a job killed half-way left at most unreferenced
   files (which orphan removal deletes later) and a ``running`` entry in the job history, which any autopilot
   marks as abandoned (failed) once the dead process's lease has lapsed.
-* **Backoff.** A table whose maintenance fails waits ``interval * 2^failures`` (at most
-  ``autopilot.max_backoff``) before the next attempt.
+* **Backoff.** A table whose maintenance (or one of its jobs) fails waits ``interval * 2^failures`` (at
+  least 1 s as the base, at most ``autopilot.max_backoff``) before the next attempt.
 * **State** is in the job history (one ``maintain`` job per table and pass, with the health before and after,
   plus the jobs it ran) and in ``GET /metrics`` (leases, jobs).
 """
@@ -85,20 +86,28 @@ class Autopilot:
                     time.sleep(pause)
 
     def one_pass(self) -> list[dict[str, Any]]:
-        self.lh.catalog.abandon_stale_jobs()  # jobs of a dead process whose lease has lapsed since
-        names = self.tables or [str(r.name) for r in self.lh.list_tables()]
+        try:
+            self.lh.catalog.abandon_stale_jobs()  # jobs of a dead process whose lease has lapsed since
+            names = self.tables or [str(r.name) for r in self.lh.list_tables()]
+        except LakehouseError as e:  # the catalog database busy or away: this pass is lost, the next one tries
+            return [{"table": None, "error": e.message}]
         entries = []
         for name in names:
             try:
                 entry = self.maintain_one(name)
             except LakehouseError as e:  # e.g. the catalog database busy or a table dropped meanwhile: next pass
-                state = self.states.setdefault(name, TableState())
-                state.failures += 1
-                state.next_attempt = time.monotonic() + min(self.max_backoff, self.interval * 2**state.failures)
-                entry = {"table": name, "error": e.message, "failures": state.failures}
+                entry = {"table": name, "error": e.message, "failures": self._failed(name, time.monotonic())}
             if entry is not None:
                 entries.append(entry)
         return entries
+
+    def _failed(self, name: str, now: float) -> int:
+        """Count a failure and back off: ``interval * 2^failures`` (at least one second as the base, so a zero
+        interval still backs off), at most ``max_backoff``."""
+        state = self.states.setdefault(name, TableState())
+        state.failures += 1
+        state.next_attempt = now + min(self.max_backoff, max(self.interval, 1.0) * 2**state.failures)
+        return state.failures
 
     def maintain_one(self, name: str) -> dict[str, Any] | None:
         state = self.states.setdefault(name, TableState())
@@ -129,9 +138,9 @@ class Autopilot:
         if now < state.next_attempt:
             return {"table": name, "skipped": "backing off after a failure", "failures": state.failures}
         catalog = self.lh.catalog
-        if not catalog.acquire_lease(name, self.holder, ttl=self.ttl):
+        if not catalog.acquire_lease(name, self.holder, ttl=self.ttl, keep_alive=True):
             lease = catalog.lease(name) or {}
-            return {"table": name, "skipped": f"leased by {lease.get('holder')}"}
+            return {"table": name, "skipped": f"leased by {lease.get('holder', 'another holder')}"}
         try:
             return self._maintain_leased(name, state, now)
         finally:
@@ -145,15 +154,20 @@ class Autopilot:
         try:
             report = maintain(self.lh, name, dry_run=False, before_job=lambda _: self._renew(name))
         except LakehouseError as e:
-            state.failures += 1
-            state.next_attempt = now + min(self.max_backoff, self.interval * 2**state.failures)
-            catalog.finish_job(job, state="failed", error=str(e), metrics={"failures": state.failures})
-            return {"table": name, "error": str(e), "failures": state.failures}
-        state.failures = 0
-        state.next_attempt = 0.0
+            failures = self._failed(name, now)
+            catalog.finish_job(job, state="failed", error=str(e), metrics={"failures": failures})
+            return {"table": name, "error": str(e), "failures": failures}
+        except BaseException as e:  # Ctrl-C, SIGTERM (the CLI turns it into SystemExit): close the record first
+            catalog.finish_job(job, state="failed", error=f"interrupted ({type(e).__name__})")
+            raise
         after = report.get("after", report["before"])
         state.last_score = after["score"]
         errors = [j for j in report["jobs"] if "error" in j]
+        if errors:  # a job that failed is retried after a backoff, not on every pass
+            self._failed(name, now)
+        else:
+            state.failures = 0
+            state.next_attempt = 0.0
         catalog.finish_job(
             job,
             state="committed",
@@ -173,7 +187,11 @@ class Autopilot:
         }
 
     def _renew(self, name: str) -> None:
-        if not self.lh.catalog.acquire_lease(name, self.holder, ttl=self.ttl):
+        """Before each job: the lease must still be ours (the keeper thread renews it between these checks)."""
+        catalog = self.lh.catalog
+        if catalog.lease_lost(name, self.holder) or not catalog.acquire_lease(
+            name, self.holder, ttl=self.ttl, keep_alive=True
+        ):
             raise LakehouseError(f"lost the lease of {name} (it lapsed and another holder took it)")
 
 

@@ -151,6 +151,9 @@ def optimize(
                 result.version = pr.version
             if on_partition:
                 on_partition(pr)
+        if spark is not None:  # the job's last commit: Spark's manifest rewrite commits after the rewrite
+            mine = [s.version for s in table.snapshots() if _is_job_commit(s, job)]
+            result.version = max(mine, default=result.version)
     except BaseException as e:
         result.seconds = time.perf_counter() - started
         lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=str(e) or type(e).__name__)
@@ -244,7 +247,7 @@ def _spark_rewrite(
         # regrouping manifests only speeds up planning; losing that race to a writer costs nothing but the
         # speed-up, so it never fails the job
         try:
-            result.engine["manifests_rewritten"] = spark.rewrite_manifests(table)
+            result.engine["manifests_rewritten"] = spark.rewrite_manifests(table, props)
         except LakehouseError as e:
             result.engine["manifests_rewritten"] = 0
             result.engine["manifests_note"] = f"manifests not regrouped: {e.message}"
@@ -311,7 +314,7 @@ def _rewrite_job(
     from lakehouse.maintenance.planner import partition_key
 
     after: dict[str, list[Any]] = {}
-    for f in table.files():
+    for f in table.files(as_of=commit.version):  # as the commit left them: a writer may rewrite them since
         after.setdefault(partition_key(f.partition), []).append(f)
     for part in parts:
         ours = set(written[part.key])
@@ -410,10 +413,11 @@ def _rewrite_partition(
     pr.rows_in = sum(rows for _, rows in removed)
     inputs_now = {path for path, _ in removed}
     before_paths |= inputs_now
-    # measure the partition after the commit, from the table itself
+    # measure the partition as the commit left it (a writer may have rewritten our files since), from the table
     from lakehouse.maintenance.planner import partition_key
 
-    after = [f for f in table.files() if partition_key(f.partition) == part.key]
+    state = table.files(as_of=pr.version) if pr.version is not None else table.files()
+    after = [f for f in state if partition_key(f.partition) == part.key]
     mine = [f for f in after if f.path in ours or f.path in before_paths]
     pr.files_after = len(mine)
     pr.bytes_after = sum(f.size_bytes for f in mine)

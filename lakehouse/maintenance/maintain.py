@@ -332,8 +332,13 @@ def _run(lh: Lakehouse, name: str, job: str, policy: Any, dry_run: bool, engine:
         from lakehouse.maintenance.compaction import optimize
 
         done = optimize(lh, name, compaction_options(lh, name), dry_run=dry_run, engine=engine).as_dict()
+        plan = done["plan"]
+        if dry_run:  # what the plan would rewrite (nothing ran, so no before/after counts)
+            return {
+                k: plan[k] for k in ("partitions_picked", "input_files", "input_bytes", "expected_output_files")
+            } | {"engine": done["engine"]["engine"]}
         return {k: done[k] for k in ("files_before", "files_after", "rows_in", "rows_out", "version")} | {
-            "partitions_picked": len([p for p in done["plan"]["partitions"] if p["picked"]]),
+            "partitions_picked": plan["partitions_picked"],
             "engine": done["engine"]["engine"],
         }
     if job == "tier":

@@ -205,6 +205,8 @@ def vacuum(
                 "--keep with Delta on Spark: delta-spark's VACUUM keeps a time window only",
                 hint="drop --keep, or run without --engine spark",
             )
+        # before any version is recorded as expired (dry runs too): VACUUM's window must cover the orphan age
+        spark.check_vacuum_window(lh.table(name), parse_duration(retain), _orphan_age(lh, name))
     plan = plan_vacuum(lh, name, retain=retain, keep=keep)
     result = VacuumResult(plan, dry_run)
     if spark is not None:
@@ -231,9 +233,16 @@ def vacuum(
             lh.catalog.finish_job(job, state="committed", metrics=_metrics(result))
             lh.catalog.update_table(table.name)
             return result
+        since = table.current_since()  # before expiring: Iceberg forgets when expired snapshots were current
         result.versions_expired = table.expire_versions(plan.expired_versions) or len(plan.expired_versions)
         # record before deleting: from here on those versions are gone for time travel
-        lh.catalog.add_expired(table.name, plan.expired_versions, retention=format_duration(plan.retain), job_id=job)
+        lh.catalog.add_expired(
+            table.name,
+            plan.expired_versions,
+            retention=format_duration(plan.retain),
+            job_id=job,
+            current_since=since,
+        )
         # what every version still recorded needs now: those committed since planning, and an older one a
         # restore made current again meanwhile
         expired = set(plan.expired_versions)
@@ -255,22 +264,34 @@ def vacuum(
 def _vacuum_on_spark(lh: Lakehouse, table: LakehouseTable, plan: VacuumPlan, result: VacuumResult, job: int) -> None:
     spark = lh.spark()
     expired = set(plan.expired_versions)
+    since = table.current_since()
+    retention = format_duration(plan.retain)
     if table.format == "iceberg":
         snaps = [s for s in table.snapshots() if s.version in expired and not s.is_current]
         result.engine.update(spark.expire(table, snaps))
         result.versions_expired = len(snaps)
         lh.catalog.add_expired(
-            table.name, [s.version for s in snaps], retention=format_duration(plan.retain), job_id=job
+            table.name, [s.version for s in snaps], retention=retention, job_id=job, current_since=since
         )
     else:  # Delta keeps its log: record the versions as expired first, then VACUUM removes their files
-        lh.catalog.add_expired(table.name, plan.expired_versions, retention=format_duration(plan.retain), job_id=job)
+        lh.catalog.add_expired(table.name, plan.expired_versions, retention=retention, job_id=job, current_since=since)
         result.versions_expired = len(plan.expired_versions)
-        spark.vacuum_delta(table, plan.retain)
+        gone = spark.vacuum_delta(table, plan.retain, orphan_age=_orphan_age(lh, str(table.name)))
+        deleted, planned = {f.path for f in gone}, {f.path for f in plan.files}
+        result.files_kept = [f.path for f in plan.files if f.path not in deleted]
+        result.files_deleted = len(gone)
+        result.bytes_deleted = sum(f.size for f in gone)
+        result.engine["unplanned_files_deleted"] = len(deleted - planned)
+        return
     left = {f.path for f in list_files(table.location, lh.ctx)}
     gone = [f for f in plan.files if f.path not in left]
     result.files_kept = [f.path for f in plan.files if f.path in left]
     result.files_deleted = len(gone)
     result.bytes_deleted = sum(f.size for f in gone)
+
+
+def _orphan_age(lh: Lakehouse, name: str) -> dt.timedelta:
+    return parse_duration(lh.policy(name).retention.orphan_age)
 
 
 def _metrics(result: VacuumResult | OrphanResult) -> dict[str, Any]:

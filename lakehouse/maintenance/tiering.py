@@ -503,7 +503,10 @@ def table_cost(lh: Lakehouse, name: str, *, sample_rows: int = 10_000) -> TableC
     """Bytes and objects per tier under a table's location (everything: data, old versions, metadata), what
     they cost a month at the configured prices, and what keeping all of it hot would cost.
 
-    Local storage is priced as if each tier were on S3 in the tier's storage class."""
+    With storage classes (S3), an object's tier and price follow the class the store lists for it. With tier
+    prefixes (local storage, a plain MinIO), the prefix says the tier, and it is priced as the tier's configured
+    storage class: a MinIO store lists its default class for every object, and after an ILM transition the
+    remote tier's own name, neither of which says what the bytes cost."""
     table = lh.table(name)
     pol = lh.policy(table.name).tiering
     method = method_for(lh, table, pol)
@@ -512,7 +515,7 @@ def table_cost(lh: Lakehouse, name: str, *, sample_rows: int = 10_000) -> TableC
     objects = list_objects(table.location, lh.ctx)
     tiers: dict[str, TierUsage] = {}
     for o in objects:
-        if o.storage_class is not None:
+        if method == "storage-class" and o.storage_class is not None:
             tier_name, cls = _class_tier(pol, o.storage_class), o.storage_class
         else:
             tier_name = _prefix_tier(table, o.path)

@@ -77,19 +77,19 @@ def parse_as_of(text: str | int | dt.datetime) -> AsOf:
     datetime.datetime(2026, 1, 2, 2, 4, 5, tzinfo=datetime.timezone.utc)
     """
     if isinstance(text, int | dt.datetime):
-        return _utc(text) if isinstance(text, dt.datetime) else text
+        return utc(text) if isinstance(text, dt.datetime) else text
     s = text.strip()
     if re.fullmatch(r"\d+", s):
         return int(s)
     try:
-        return _utc(dt.datetime.fromisoformat(s.replace("Z", "+00:00")))
+        return utc(dt.datetime.fromisoformat(s.replace("Z", "+00:00")))
     except (ValueError, OverflowError):
         raise InvalidInputError(
             f"invalid version or timestamp {text!r}", hint="give a version number or an ISO-8601 time"
         ) from None
 
 
-def _utc(t: dt.datetime) -> dt.datetime:
+def utc(t: dt.datetime) -> dt.datetime:
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
@@ -267,6 +267,13 @@ class ExpiredVersions:
     retention: str
     job_id: int | None = None
     at: dt.datetime | None = None
+    current_since: Mapping[int, tuple[dt.datetime, ...]] = field(default_factory=dict)
+    """When each expired version became current (``LakehouseTable.current_since`` at the time of expiry)."""
+
+    def current_at(self, at: dt.datetime) -> tuple[dt.datetime, int] | None:
+        """The latest (time, version) at or before ``at`` at which an expired version became current."""
+        seen = [(t, v) for v, times in self.current_since.items() for t in times if t <= at]
+        return max(seen) if seen else None
 
     def error(self, table: TableName, version: int) -> VersionNotFoundError:
         when = f" at {self.at.isoformat(timespec='seconds')}" if self.at else ""
@@ -375,7 +382,7 @@ class LakehouseTable(ABC):
             current = [s for s in snaps if s.is_current]
             return current[-1] if current else snaps[-1]
         if isinstance(as_of, dt.datetime):
-            at = _utc(as_of)
+            at = utc(as_of)
             older = [s for s in snaps if s.timestamp <= at]
             if not older:
                 raise VersionNotFoundError(
@@ -595,6 +602,11 @@ class LakehouseTable(ABC):
         version."""
         raise UnsupportedOperationError(f"{self.format} tables cannot seal their history")
 
+    def refs(self) -> dict[str, str]:
+        """Named references to versions: name -> ``"branch"`` or ``"tag"`` (Iceberg's ``main`` included). A
+        referenced version stays out of reach of retention. Delta has none."""
+        return {}
+
     def drop_old_log(self) -> int:
         """After :meth:`seal_history` and a vacuum: delete log files of versions before the current one where
         the format keeps them (Delta's commit JSON). Returns how many files went."""
@@ -604,3 +616,10 @@ class LakehouseTable(ABC):
         """Remove versions from the table's metadata (Iceberg expires snapshots; Delta keeps its log, so
         this is a no-op there and the catalog records the expired versions). Returns how many went."""
         return 0
+
+    def current_since(self) -> dict[int, list[dt.datetime]]:
+        """For every version, the times it became the current one: its commit, and for formats that can make
+        an older version current again (an Iceberg rollback) those times too. Recorded before retention
+        expires versions, so that time travel to a moment the table was at one of them names the retention
+        instead of silently answering with another version."""
+        return {s.version: [s.timestamp] for s in self.snapshots()}

@@ -318,26 +318,37 @@ class DeltaAdapter(LakehouseTable):
     ) -> CommitResult:
         txns = [Transaction(app_id=source, version=int(position)) for source, position in checkpoints.items()]
         predicate = " AND ".join(f"t.{_quote_ident(k)} = s.{_quote_ident(k)}" for k in keys)
-        try:
-            self._dt.update_incremental()
-            metrics = (
-                self._dt.merge(
-                    data,
-                    predicate=predicate,
-                    source_alias="s",
-                    target_alias="t",
-                    commit_properties=CommitProperties(
-                        custom_metadata=properties or None,
-                        max_commit_retries=MAX_COMMIT_RETRIES,
-                        app_transactions=txns or None,
-                    ),
+        delay = 0.02
+        for attempt in range(MAX_COMMIT_RETRIES + 1):
+            try:
+                self._dt.update_incremental()
+                metrics = (
+                    self._dt.merge(
+                        data,
+                        predicate=predicate,
+                        source_alias="s",
+                        target_alias="t",
+                        commit_properties=CommitProperties(
+                            custom_metadata=properties or None,
+                            max_commit_retries=MAX_COMMIT_RETRIES,
+                            app_transactions=txns or None,
+                        ),
+                    )
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute()
                 )
-                .when_matched_update_all()
-                .when_not_matched_insert_all()
-                .execute()
-            )
-        except (DeltaError, OSError) as e:
-            raise _translate(e, f"upsert into {self.name} failed") from e
+                break
+            except CommitFailedError as e:
+                # a real conflict, which delta-rs's own retries cannot rebase: a compaction (or another writer)
+                # replaced files this merge read. Nothing was committed; the merge runs again on the new
+                # version, which is what an upsert means (the checkpoint rides in the same commit)
+                if attempt == MAX_COMMIT_RETRIES:
+                    raise _translate(e, f"upsert into {self.name} failed") from e
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+            except (DeltaError, OSError) as e:
+                raise _translate(e, f"upsert into {self.name} failed") from e
         self._dt.update_incremental()
         return CommitResult(
             version=self._dt.version(),

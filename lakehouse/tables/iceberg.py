@@ -46,6 +46,7 @@ from lakehouse.tables.base import (
     TableDefinition,
     TableName,
     partition_path,
+    utc,
 )
 
 try:
@@ -131,16 +132,17 @@ def _retry_commit(what: str, fn: Callable[[], T]) -> T:
     """Run a commit, retrying (with jittered backoff) when another writer committed first.
 
     ``fn`` refreshes the table and rebuilds its transaction, so a retry starts from the current snapshot.
-    Besides a lost compare-and-swap, pyiceberg's own retry can fail validation because the snapshot the
-    transaction started from was expired meanwhile (a vacuum racing a writer); nothing was committed then,
-    so starting over is safe."""
+    Besides a lost compare-and-swap, pyiceberg's validation can refuse a commit that conflicts with one that
+    won meanwhile (or whose starting snapshot a vacuum expired); nothing was committed then, so starting
+    over is safe."""
     delay = 0.02
     for attempt in range(MAX_COMMIT_RETRIES + 1):
         try:
             return fn()
         except (CommitFailedException, ValidationException) as e:
-            if isinstance(e, ValidationException) and "starting snapshot" not in str(e):
-                raise
+            # pyiceberg validates before it commits, so a ValidationException committed nothing either: a
+            # concurrent commit conflicts with this one (an upsert's overwrite against a compaction that
+            # replaced the files it read, or its starting snapshot expired meanwhile). ``fn`` starts over.
             if attempt == MAX_COMMIT_RETRIES:
                 raise CommitConflictError(f"{what}: a concurrent commit won {attempt + 1} times ({e})") from e
             time.sleep(delay * (1 + random.random()))
@@ -295,9 +297,11 @@ class IcebergAdapter(LakehouseTable):
         self._table.refresh()
         meta = self._table.metadata
         snaps = sorted(meta.snapshots, key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
-        numbers = [s.sequence_number or 0 for s in snaps]
-        if len(set(numbers)) != len(numbers) or 0 in numbers:  # format v1: no sequence numbers
-            numbers = list(range(1, len(snaps) + 1))
+        # A snapshot's version is its sequence number. Format-v1 snapshots have none (0): they are numbered by
+        # their snapshot id instead, which never changes; counting them 1..n would shift every number once
+        # retention expires the oldest (and the catalog's record of expired versions would then name the wrong
+        # ones).
+        numbers = [s.sequence_number or s.snapshot_id for s in snaps]
         version_of = {s.snapshot_id: n for s, n in zip(snaps, numbers, strict=True)}
         current = meta.current_snapshot_id
         out = []
@@ -323,6 +327,12 @@ class IcebergAdapter(LakehouseTable):
         snaps = self.snapshots()  # refreshes
         at_ms = int(as_of.timestamp() * 1000)
         log = [e for e in self._table.metadata.snapshot_log if e.timestamp_ms <= at_ms]
+        # expiring snapshots also drops their entries from the snapshot log: without the catalog's record of
+        # when they were current, a moment at an expired snapshot would resolve to an older, retained one
+        if self.expired is not None and (gone := self.expired.current_at(utc(as_of))) is not None:
+            logged = dt.datetime.fromtimestamp(log[-1].timestamp_ms / 1000, dt.UTC) if log else None
+            if logged is None or gone[0] >= logged:
+                raise self.expired.error(self.name, gone[1])
         if not log:
             return super().snapshot(as_of)  # raises the "no version at or before" error
         sid = log[-1].snapshot_id
@@ -337,6 +347,16 @@ class IcebergAdapter(LakehouseTable):
         raise VersionNotFoundError(
             f"table {self.name} was at snapshot {sid} at {as_of.isoformat()}, which is no longer retained"
         )
+
+    def current_since(self) -> dict[int, list[dt.datetime]]:
+        out = super().current_since()
+        version_of = {s.snapshot_id: s.version for s in self.snapshots()}
+        for e in self._table.metadata.snapshot_log:  # rollbacks made older snapshots current again
+            v = version_of.get(e.snapshot_id)
+            at = dt.datetime.fromtimestamp(e.timestamp_ms / 1000, tz=dt.UTC)
+            if v is not None and at not in out[v]:
+                out[v].append(at)
+        return out
 
     def files(self, *, as_of: AsOf | None = None) -> list[DataFile]:
         snap = self.snapshot(as_of) if as_of is not None else None
@@ -656,6 +676,41 @@ class IcebergAdapter(LakehouseTable):
         except OSError as e:
             raise StorageError(f"sealing the history of {self.name} failed: {e}") from e
         return self._current().version
+
+    def drop_old_log(self) -> int:
+        """Shorten the metadata log to one entry and let pyiceberg delete the metadata files it drops (one
+        commit with ``write.metadata.previous-versions-max=1`` and delete-after-commit, then one restoring the
+        table's own values). After a seal and a vacuum, the older metadata files list snapshots that are gone;
+        the one or two that stay named list only the current snapshot."""
+        log_max, delete_after = "write.metadata.previous-versions-max", "write.metadata.delete-after-commit.enabled"
+        self._table.refresh()
+        before = {_plain_location(e.metadata_file) for e in self._table.metadata.metadata_log}
+        own = {k: self._table.properties.get(k) for k in (log_max, delete_after)}
+
+        def shorten() -> None:
+            self._table.refresh()
+            with self._table.transaction() as tx:
+                tx.set_properties({log_max: "1", delete_after: "true"})
+
+        def restore() -> None:
+            self._table.refresh()
+            with self._table.transaction() as tx:
+                if kept := {k: v for k, v in own.items() if v is not None}:
+                    tx.set_properties(kept)
+                if unset := [k for k, v in own.items() if v is None]:
+                    tx.remove_properties(*unset)
+
+        try:
+            _retry_commit(f"shortening the metadata log of {self.name}", shorten)
+            _retry_commit(f"restoring the metadata log settings of {self.name}", restore)
+        except OSError as e:
+            raise StorageError(f"shortening the metadata log of {self.name} failed: {e}") from e
+        self._table.refresh()
+        return len(before - {_plain_location(e.metadata_file) for e in self._table.metadata.metadata_log})
+
+    def refs(self) -> dict[str, str]:
+        self._table.refresh()
+        return {str(name): str(ref.snapshot_ref_type.value) for name, ref in self._table.metadata.refs.items()}
 
     def expire_versions(self, versions: Collection[int]) -> int:
         wanted = set(versions)

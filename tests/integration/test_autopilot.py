@@ -69,14 +69,51 @@ def test_leases_keep_jobs_apart(tmp_path: Path) -> None:
 
     with Lakehouse(settings(tmp_path)) as lh:
         small_files_table(lh, "delta")
-        assert lh.catalog.acquire_lease("a.events", "autopilot:other", ttl=0.8)
+        assert lh.catalog.acquire_lease("a.events", "autopilot:other", ttl=3)
+        taken = time.monotonic()
         assert not lh.catalog.acquire_lease("a.events", "autopilot:mine", ttl=5)
         with pytest.raises(CommitConflictError, match="being maintained by autopilot:other"):
             optimize(lh, "a.events", CompactionOptions())
+        assert time.monotonic() - taken < 3, "the refusal happened while the lease was live"
         assert len(lh.table("a.events").files()) == 24, "nothing ran"
-        time.sleep(1.0)  # the other holder's lease lapses
+        time.sleep(max(0.0, 3.2 - (time.monotonic() - taken)))  # the other holder's lease lapses
         assert optimize(lh, "a.events", CompactionOptions()).rows_in == 400
         assert lh.catalog.lease("a.events") is None, "a manual job releases its own lease"
+
+
+def test_a_kept_lease_outlives_its_ttl_until_released(tmp_path: Path) -> None:
+    with Lakehouse(settings(tmp_path)) as lh, Lakehouse(settings(tmp_path)) as other:
+        small_files_table(lh, "delta", batches=1)
+        assert lh.catalog.acquire_lease("a.events", "autopilot:long-job", ttl=0.6, keep_alive=True)
+        time.sleep(1.5)  # more than twice the TTL: only the keeper's renewals keep it
+        assert not other.catalog.acquire_lease("a.events", "autopilot:other", ttl=5)
+        assert not lh.catalog.lease_lost("a.events", "autopilot:long-job")
+        lh.catalog.release_lease("a.events", "autopilot:long-job")
+        assert other.catalog.acquire_lease("a.events", "autopilot:other", ttl=0.3)
+        time.sleep(0.5)
+        assert lh.catalog.lease("a.events") is None, "a lease nobody keeps alive lapses"
+        # a kept lease that lapsed anyway (the database was away longer than the TTL) and was taken is lost
+        assert lh.catalog.acquire_lease("a.events", "autopilot:mine", ttl=0.3, keep_alive=True)
+        with lh.catalog._tx() as conn:  # simulate: it lapsed and another holder took it
+            conn.exec_driver_sql("UPDATE lh_leases SET holder = 'autopilot:thief' WHERE table_name = 'a.events'")
+        time.sleep(0.5)
+        assert lh.catalog.lease_lost("a.events", "autopilot:mine")
+
+
+def test_failing_jobs_back_off(tmp_path: Path) -> None:
+    with Lakehouse(settings(tmp_path)) as lh:
+        table = lh.create_table("a.events", schema=EVENTS, format="delta", partitioning=parse_partitioning("day(ts)"))
+        for b in range(4):
+            table.append(events(b * 50, 50))
+        victim = table.files()[0].path
+        with open(victim, "r+b") as fh:  # a corrupt file: compaction of its partition fails on every attempt
+            fh.truncate(10)
+        pilot = Autopilot(lh, interval=0.2)
+        first = pilot.one_pass()[0]
+        assert any("error" in j for j in first["jobs"])
+        second = pilot.one_pass()[0]
+        assert second.get("skipped") == "backing off after a failure" and second["failures"] == 1
+        assert lh.catalog.leases() == []
 
 
 def test_autopilot_beside_live_ingestion(tmp_path: Path, fmt: str) -> None:
@@ -171,6 +208,26 @@ def test_two_autopilots_never_work_on_the_same_table_at_once(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
+def test_sigterm_closes_the_running_job_and_frees_the_lease(tmp_path: Path) -> None:
+    with Lakehouse(settings(tmp_path)) as lh:
+        table = small_files_table(lh, "iceberg", batches=40)
+        expected = sorted_rows(table.scan())
+    proc = _autopilot(tmp_path / "wh", "--interval", "0.2")
+    deadline = time.monotonic() + 60
+    with Lakehouse(settings(tmp_path)) as lh:
+        while time.monotonic() < deadline and not any(j.state == "running" for j in lh.jobs("a.events")):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM
+        jobs = lh.jobs("a.events")
+        assert jobs and all(j.state != "running" for j in jobs), [(j.kind, j.state) for j in jobs]
+        assert any("interrupted" in (j.error or "") for j in jobs if j.kind == "maintain")
+        assert lh.catalog.leases() == [], "the lease is released at once, not after its TTL"
+        assert sorted_rows(lh.table("a.events").scan()) == expected
+
+
+@pytest.mark.slow
 def test_kill_mid_job_and_restart(tmp_path: Path) -> None:
     with Lakehouse(settings(tmp_path)) as lh:
         table = small_files_table(lh, "iceberg", batches=40)
@@ -179,12 +236,13 @@ def test_kill_mid_job_and_restart(tmp_path: Path) -> None:
     proc = _autopilot(tmp_path / "wh", "--interval", "0.2", env=env)
     deadline = time.monotonic() + 60
     with Lakehouse(settings(tmp_path)) as lh:
-        while time.monotonic() < deadline:
-            if any(j.kind == "optimize" and j.state == "running" for j in lh.jobs("a.events")):
-                break
+        caught: list[int] = []
+        while time.monotonic() < deadline and not caught:
+            caught = [j.id for j in lh.jobs("a.events") if j.kind == "optimize" and j.state == "running"]
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
+        assert caught, "the kill landed while an optimize was running"
         assert lh.catalog.lease("a.events") is not None, "the dead autopilot still holds its lease"
         assert sorted_rows(lh.table("a.events").scan()) == expected, "readable and intact right after the kill"
     restarted = _autopilot(tmp_path / "wh", "--interval", "0.3", "--duration", "12", env=env)
@@ -196,8 +254,10 @@ def test_kill_mid_job_and_restart(tmp_path: Path) -> None:
         final = lh.table("a.events")
         assert sorted_rows(final.scan()) == expected
         assert len(final.files()) == 3
-        states = {j.id: j.state for j in lh.jobs("a.events")}
-        assert "running" not in states.values(), "the killed job is marked abandoned"
+        jobs = {j.id: j for j in lh.jobs("a.events")}
+        assert all(j.state != "running" for j in jobs.values())
+        killed = jobs[caught[0]]
+        assert killed.state == "failed" and "abandoned" in (killed.error or ""), "the killed job is marked abandoned"
         assert lh.catalog.leases() == []
 
 

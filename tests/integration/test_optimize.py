@@ -132,6 +132,59 @@ def test_concurrent_writer_loses_nothing(fmt_: str, tmp_path: Any) -> None:
     assert got == list(range(next_id[0])), "every appended row exactly once"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt_", ["delta", "iceberg"])
+def test_upserting_writer_beside_compaction_keeps_the_latest_row_per_key(fmt_: str, tmp_path: Any) -> None:
+    """An upsert (merge by key) reads the files it rewrites: a compaction that replaced them meanwhile is a
+    real conflict, and the writer must start its merge over, never fail or double a row."""
+    from lakehouse.config import load_settings
+    from lakehouse.errors import CommitConflictError
+
+    lh = Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh")))
+    table = lh.create_table(
+        "m.events", schema=SCHEMA, format=fmt_, partitioning=parse_partitioning("day(ts)"), keys=["id"]
+    )
+    for i in range(6):
+        table.append(batch(i * 50, 50))
+    expected = {r["id"]: r for r in rows(table)}
+    writer_table = lh.table("m.events")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        n = 0
+        try:
+            while not stop.is_set():  # each micro-batch updates 20 existing keys and adds 10 new ones
+                b = batch(n * 10, 30).to_pylist()
+                for r in b:
+                    r["s"] = f"v{n}"
+                data = pa.Table.from_pylist(b, schema=SCHEMA)
+                writer_table.upsert(data, keys=["id"])
+                expected.update({r["id"]: r for r in data.to_pylist()})
+                n += 1
+                time.sleep(0.2 if fmt_ == "delta" else 0.4)
+        except BaseException as e:  # surfaced by the assertion below
+            errors.append(e)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    opts = CompactionOptions(target_file_size=8 * 1024 * KB)
+    compacted = 0
+    try:
+        for _ in range(4):
+            try:
+                compacted += optimize(lh, "m.events", opts).rows_in > 0
+            except CommitConflictError:  # the compaction may lose a race; the writer may not
+                pass
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    assert compacted, "at least one compaction ran beside the writer"
+    assert rows(lh.table("m.events")) == [expected[k] for k in sorted(expected)]
+
+
 def _file_ranges(lh: Lakehouse, files: list[Any], column: str) -> list[tuple[Any, Any]]:
     out = []
     for f in files:

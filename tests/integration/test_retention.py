@@ -52,7 +52,15 @@ def _build(lh: Lakehouse, fmt: str) -> dict[str, Any]:
     versions["a4"] = table.append(events(300, 100)).version
     optimize(lh, "r.events", COMPACT)
     versions["c2"] = table.snapshot().version
-    return {"table": table, "versions": versions, "small": small, "c1_files": c1_files, "cutoff": t_c1 + 1.0}
+    committed = {s.version: s.timestamp for s in table.snapshots()}
+    return {
+        "table": table,
+        "versions": versions,
+        "small": small,
+        "c1_files": c1_files,
+        "cutoff": t_c1 + 1.0,
+        "committed": committed,
+    }
 
 
 def window_to(cutoff: float) -> str:
@@ -67,6 +75,7 @@ def test_vacuum_keeps_the_window_and_deletes_what_only_older_versions_need(
     built = _build(lh, fmt)
     table, v = built["table"], built["versions"]
     expected = {name: sorted_rows(table.scan(as_of=ver)) for name, ver in v.items()}
+    committed = built["committed"]
     plan = vacuum(lh, "r.events", retain=window_to(built["cutoff"]))  # dry run by default
     assert plan.dry_run and plan.files_deleted == 0
     assert plan.plan.retained_versions[0] == v["c1"], "the version current at the window's start stays"
@@ -96,10 +105,12 @@ def test_vacuum_keeps_the_window_and_deletes_what_only_older_versions_need(
         reopened.scan(as_of=v["b2"])
     with pytest.raises(VersionNotFoundError, match="retention"):
         lh.query(f"SELECT count(*) FROM r.events AT (VERSION => {v['b2']})")
-    before_c1 = table.snapshots()[0].timestamp if fmt == "delta" else None
-    if before_c1 is not None:
-        with pytest.raises(VersionNotFoundError, match="retention"):
-            reopened.scan(as_of=before_c1)
+    for name in ("b1", "b2", "b3"):  # the moments each removed version was current (Iceberg's log forgets them)
+        with pytest.raises(VersionNotFoundError, match=f"version {v[name]} .*removed by retention"):
+            reopened.scan(as_of=committed[v[name]])
+    with pytest.raises(VersionNotFoundError, match="retention"):
+        lh.query(f"SELECT count(*) FROM r.events AT (TIMESTAMP => '{committed[v['b3']].isoformat()}')")
+    assert sorted_rows(reopened.scan(as_of=committed[v["c1"]])) == expected["c1"], "a retained moment still reads"
 
     job = lh.jobs("r.events")[0]
     assert job.kind == "vacuum" and job.state == "committed"
@@ -123,6 +134,10 @@ def test_vacuum_keep_versions(lh: Lakehouse, fmt: str, request: pytest.FixtureRe
     assert {f.path for f in done.plan.files if f.path.endswith(".parquet")} == built["small"] - b2_files
     assert b2_files <= stored_paths(lh, table.location, request)
     assert sorted_rows(lh.table("r.events").scan(as_of=v["b2"])) == b2_rows
+    # a moment between the kept version and the next retained one was at an expired version: refused, never
+    # answered with the kept one
+    with pytest.raises(VersionNotFoundError, match=f"version {v['b3']} .*removed by retention"):
+        lh.table("r.events").scan(as_of=built["committed"][v["b3"]])
     # without --keep the next run takes the kept version too
     later = vacuum(lh, "r.events", retain=window_to(built["cutoff"]), dry_run=False)
     assert v["b2"] in later.plan.expired_versions
@@ -266,3 +281,35 @@ def test_iceberg_append_survives_its_starting_snapshot_being_expired(tmp_path: A
         assert interfered
         got = sorted(r["id"] for r in lh.table("r.events").scan(columns=["id"]).to_pylist())
         assert got == list(range(30))
+
+
+def test_format_v1_iceberg_versions_stay_put_across_retention(lh: Lakehouse, tmp_path: Any) -> None:
+    """A registered format-v1 Iceberg table has no sequence numbers: its versions must not shift when the
+    oldest snapshots expire (else the catalog's expired versions name snapshots that are still there)."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    other = SqlCatalog("other", uri=f"sqlite:///{tmp_path}/other.db", warehouse=f"file://{tmp_path}/other")
+    other.create_namespace("ext")
+    location = str(tmp_path / "other" / "v1")
+    t = other.create_table(
+        ("ext", "v1"), schema=EVENTS, location=f"file://{location}", properties={"format-version": "1"}
+    )
+    for i in range(3):
+        t.append(events(i * 10, 10))
+    table = lh.register_table("ext.v1", location=location)
+    before = [s.version for s in table.snapshots()]
+    vacuum(lh, "ext.v1", retain="0s", dry_run=False)
+    table = lh.table("ext.v1")
+    assert [s.version for s in table.snapshots()] == before[-1:], "the current version keeps its number"
+    for i in range(3, 5):
+        table.append(events(i * 10, 10))
+    table = lh.table("ext.v1")
+    # every version still listed reads (none is reported as removed), the old current one first
+    assert table.snapshots()[0].version == before[-1]
+    assert [table.scan(as_of=s.version).num_rows for s in table.snapshots()] == [30, 40, 50]
+    done = vacuum(lh, "ext.v1", retain="0s", dry_run=False)
+    assert len(done.plan.expired_versions) == 2 and table.snapshot().version not in done.plan.expired_versions
+    assert lh.table("ext.v1").scan().num_rows == 50
+    for v in before:
+        with pytest.raises(VersionNotFoundError, match="retention"):
+            lh.table("ext.v1").scan(as_of=v)

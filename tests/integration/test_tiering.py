@@ -12,7 +12,7 @@ import pytest
 
 from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
-from lakehouse.errors import CommitConflictError, ConfigError, UnsupportedOperationError
+from lakehouse.errors import CommitConflictError, InvalidInputError, UnsupportedOperationError
 from lakehouse.maintenance.compaction import optimize
 from lakehouse.maintenance.planner import CompactionOptions
 from lakehouse.maintenance.tiering import plan_tiering, table_cost, tier
@@ -101,6 +101,31 @@ def test_storage_classes_on_s3(s3_endpoint: Any, bucket: str, tmp_path: Any, fmt
         assert job.kind == "tier" and job.state == "committed" and job.metrics["files_moved"] == 6
 
 
+@pytest.mark.s3
+def test_tier_prefixes_on_s3_are_priced_by_prefix(s3_endpoint: Any, bucket: str, tmp_path: Any) -> None:
+    """A plain MinIO has no storage classes: tiers are prefixes, and the cost report follows the prefix (the
+    store lists its default class for every object)."""
+    with Lakehouse(s3_settings(s3_endpoint, bucket, tmp_path)) as lh:
+        table = _table(lh, "delta")
+        lh.set_policy("t.events", {"tiering": {"method": "prefix"}})
+        assert tier(lh, "t.events", dry_run=False).files_rewritten == 6
+        client = s3_endpoint.client()
+        listed = [
+            o for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in page["Contents"]
+        ]
+        assert {o.get("StorageClass", "STANDARD") for o in listed} == {"STANDARD"}
+        report = table_cost(lh, "t.events")
+        cost = report.as_dict()
+        expected = {"hot": 0, "warm": 0, "cold": 0}
+        for o in listed:
+            tier_name = next((t for t in ("warm", "cold") if f"/tier-{t}/" in o["Key"]), "hot")
+            expected[tier_name] += o["Size"]
+        assert {k: v["bytes"] for k, v in cost["tiers"].items()} == expected
+        assert cost["tiers"]["cold"]["storage_classes"] == {"GLACIER_IR": expected["cold"]}
+        assert report.savings > 0
+        assert sorted_rows(lh.table("t.events").scan()) == sorted_rows(table.scan())
+
+
 def test_tier_directories_on_local_storage(tmp_path: Any, fmt: str) -> None:
     with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
         table = _table(lh, fmt)
@@ -132,10 +157,12 @@ def test_tier_directories_on_local_storage(tmp_path: Any, fmt: str) -> None:
 def test_policy_errors_and_storage_class_on_local(tmp_path: Any) -> None:
     with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
         _table(lh, "delta")
-        with pytest.raises(ConfigError, match="restore before every read"):
+        with pytest.raises(InvalidInputError, match="restore before every read"):
             lh.set_policy("t.events", {"tiering": {"storage_classes": {"cold": "DEEP_ARCHIVE"}}})
-        with pytest.raises(ConfigError, match="cold_after"):
+        with pytest.raises(InvalidInputError, match="cold_after"):
             lh.set_policy("t.events", {"tiering": {"warm_after": "100d"}})
+        with pytest.raises(InvalidInputError, match="keep_read_hot"):
+            lh.set_policy("t.events", {"tiering": {"keep_read_hot": "xx"}})
         lh.set_policy("t.events", {"tiering": {"method": "storage-class"}})
         with pytest.raises(UnsupportedOperationError, match="no storage classes"):
             plan_tiering(lh, "t.events")

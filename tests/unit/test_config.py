@@ -189,3 +189,16 @@ def test_spark_settings_reach_the_session_conf(tmp_path: Path, monkeypatch: pyte
     assert "io.delta.sql.DeltaSparkSessionExtension" in delta_conf["spark.sql.extensions"]
     assert delta_conf["spark.sql.catalog.spark_catalog"].endswith("DeltaCatalog")
     assert delta_conf["spark.driver.host"] == "127.0.0.1"  # local[*]: bound to loopback
+
+
+def test_policy_lists_from_the_command_line_and_bad_values() -> None:
+    from lakehouse.errors import ConfigError
+    from lakehouse.governance.policy import build_policy, parse_assignments
+
+    policy = build_policy(parse_assignments(["compaction.zorder=country, amount", "dedup.keys=id"]))
+    assert policy.compaction.zorder == ["country", "amount"] and policy.dedup.keys == ["id"]
+    assert build_policy({"compaction": {"zorder": ["a"]}}).compaction.zorder == ["a"], "lists (TOML) still work"
+    with pytest.raises(ConfigError, match="keep_read_hot"):
+        build_policy(parse_assignments(["tiering.keep_read_hot=xx"]))
+    with pytest.raises(ConfigError, match="zorder"):
+        build_policy(parse_assignments(["compaction.zorder=a,b,c,d,e"]))
