@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
@@ -30,6 +31,8 @@ from lakehouse.errors import ForbiddenError, InvalidInputError, LakehouseError, 
 from lakehouse.governance.keys import Principal, authenticate, create_key
 from lakehouse.sql import MAX_SQL_LENGTH
 from lakehouse.tables.base import TableName, parse_as_of
+
+logger = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}\.[A-Za-z_][A-Za-z0-9_]{0,62}$"
@@ -222,7 +225,18 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
             pilot_lh = Lakehouse(base.settings, actor="api-autopilot")
             pilot = Autopilot(pilot_lh, autopilot_interval)
-            thread = threading.Thread(target=pilot.run, kwargs={"stop": stop}, name="autopilot", daemon=True)
+
+            def keep_piloting() -> None:
+                # a pass's own failures are per table and back off; anything else must not end the service's
+                # autopilot silently while the API keeps answering
+                while not stop.is_set():
+                    try:
+                        pilot.run(stop=stop)
+                    except Exception:  # logged (BLE allows it then); the loop goes on after one interval
+                        logger.exception("autopilot pass failed; next attempt in %s s", autopilot_interval)
+                        stop.wait(max(autopilot_interval, 1.0))
+
+            thread = threading.Thread(target=keep_piloting, name="autopilot", daemon=True)
             thread.start()
             app.state.autopilot = pilot
         yield

@@ -67,6 +67,32 @@ def render(lh: Lakehouse) -> str:
         "Tables leased right now by an autopilot or a running job (1 per lease).",
         [({"table": lease["table"], "holder": lease["holder"]}, 1.0) for lease in lh.catalog.leases()],
     )
+    passes = lh.catalog.latest_jobs("maintain")  # each table's last autopilot pass
+    metric(
+        "lakehouse_table_health_score",
+        "gauge",
+        "Health score 0-100 per table after its last autopilot pass.",
+        [
+            ({"table": t}, float(j.metrics["score_after"]))
+            for t, j in sorted(passes.items())
+            if isinstance(j.metrics.get("score_after"), int | float)
+        ],
+    )
+    metric(
+        "lakehouse_autopilot_last_pass_timestamp_seconds",
+        "gauge",
+        "When the autopilot last finished a pass over the table (Unix time).",
+        [({"table": t}, j.finished_at.timestamp()) for t, j in sorted(passes.items()) if j.finished_at is not None],
+    )
+    metric(
+        "lakehouse_autopilot_last_pass_failed",
+        "gauge",
+        "1 when the table's last autopilot pass, or one of its jobs, failed (it backs off), else 0.",
+        [
+            ({"table": t}, float(j.state != "committed" or bool(j.metrics.get("job_errors"))))
+            for t, j in sorted(passes.items())
+        ],
+    )
     files, size, small = [], [], []
     for record in lh.list_tables():
         try:

@@ -542,6 +542,21 @@ class CatalogStore:
             query = query.where(jobs_t.c.table_name == str(table))
         with self._tx() as conn:
             rows = conn.execute(query).all()
+        return self._job_records(rows)
+
+    def latest_jobs(self, kind: str) -> dict[str, JobRecord]:
+        """The latest finished job of one kind per table (e.g. each table's last autopilot pass)."""
+        newest = (
+            sa.select(sa.func.max(jobs_t.c.id))
+            .where((jobs_t.c.kind == kind) & jobs_t.c.finished_at.is_not(None) & jobs_t.c.table_name.is_not(None))
+            .group_by(jobs_t.c.table_name)
+        )
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(jobs_t).where(jobs_t.c.id.in_(newest))).all()
+        return {str(r.table_name): r for r in self._job_records(rows)}
+
+    @staticmethod
+    def _job_records(rows: Sequence[Any]) -> list[JobRecord]:
         return [
             JobRecord(
                 id=r.id,

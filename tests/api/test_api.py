@@ -408,7 +408,12 @@ def test_background_autopilot_mode(tmp_path: Any) -> None:
                 break
             time.sleep(0.2)
         assert any(j["kind"] == "optimize" and j["state"] == "committed" for j in jobs), jobs
-        assert "lakehouse_jobs_total" in client.get("/metrics", headers={"X-API-Key": key}).text
+        text = client.get("/metrics", headers={"X-API-Key": key}).text
+        assert "lakehouse_jobs_total" in text
+        score = next(line for line in text.splitlines() if line.startswith('lakehouse_table_health_score{table="web.'))
+        assert float(score.split()[-1]) > 50, "the autopilot's last pass left the table healthy"
+        assert 'lakehouse_autopilot_last_pass_failed{table="web.events"} 0' in text
+        assert 'lakehouse_autopilot_last_pass_timestamp_seconds{table="web.events"}' in text
     with Lakehouse(settings) as lh:
         assert len(lh.table("web.events").files()) == 3 and lh.table("web.events").row_count() == 100
 
