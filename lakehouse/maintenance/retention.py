@@ -484,12 +484,14 @@ def expire_data(
     older_than: str | dt.timedelta,
     column: str | None = None,
     dry_run: bool = True,
+    now: dt.datetime | None = None,
 ) -> ExpireDataResult:
-    """Delete rows whose ``column`` is older than ``older_than`` (NULL times are kept)."""
+    """Delete rows whose ``column`` is older than ``older_than`` at ``now`` (default: the clock; NULL times are
+    kept)."""
     table = lh.table(name)
     age = parse_duration(older_than)
     col = _time_column(table, column)
-    cutoff = _now() - age
+    cutoff = (now or _now()) - age
     t = table.schema.field(col).type
     literal: Any = cutoff.date() if pa.types.is_date(t) else (cutoff if t.tz else cutoff.replace(tzinfo=None))
     expr = Compare(col, "<", literal)

@@ -84,6 +84,9 @@ DEFAULT_PROPERTIES = {
     # old metadata.json files are not needed for time travel (snapshots live in the current one)
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "20",
+    # beside a streaming writer a commit often loses its compare-and-swap; rebasing it is cheap, and both
+    # pyiceberg and Iceberg's Java library (Spark's rewrite) read this (their default, 4, is quickly used up)
+    "commit.retry.num-retries": "20",
 }
 _TRANSFORMS: dict[str, type[Transform[Any, Any]]] = {
     "identity": IdentityTransform,
