@@ -67,7 +67,8 @@ def render(lh: Lakehouse) -> str:
         "Tables leased right now by an autopilot or a running job (1 per lease).",
         [({"table": lease["table"], "holder": lease["holder"]}, 1.0) for lease in lh.catalog.leases()],
     )
-    passes = lh.catalog.latest_jobs("maintain")  # each table's last autopilot pass
+    tables = {str(r.name) for r in lh.list_tables()}
+    passes = {t: j for t, j in lh.catalog.latest_jobs("maintain").items() if t in tables}  # last autopilot pass
     metric(
         "lakehouse_table_health_score",
         "gauge",

@@ -80,19 +80,41 @@ def run_demo(
 
     rng = random.Random(seed)
     start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-    after_second: dict[str, int] = {}
-    total = batches * rows
     t0 = time.perf_counter()
+    broker = _local_broker(console)  # one for the whole demo, stopped at its end
     try:
-        from lakehouse.ingest.broker import LocalBroker
+        return _run_demo(
+            lh,
+            broker,
+            batches=batches,
+            rows=rows,
+            rng=rng,
+            start=start,
+            t0=t0,
+            console=console,
+            autopilot_rounds=autopilot_rounds,
+        )
+    finally:
+        if broker is not None:
+            broker.stop()
 
-        broker: LocalBroker | None = LocalBroker().start()
-    except LakehouseError as e:
-        broker = None
-        console.print(f"[yellow]no local Kafka broker ({e}); appending batches directly instead[/yellow]")
+
+def _run_demo(
+    lh: Lakehouse,
+    broker: LocalBroker | None,
+    *,
+    batches: int,
+    rows: int,
+    rng: random.Random,
+    start: dt.datetime,
+    t0: float,
+    console: Console,
+    autopilot_rounds: int,
+) -> dict[str, int]:
+    total = batches * rows
+    after_second: dict[str, int] = {}
     if broker is not None:
-        with broker:
-            stats = _stream_through_kafka(lh, broker, batches=batches, rows=rows, rng=rng, start=start, console=console)
+        stats = _stream_through_kafka(lh, broker, batches=batches, rows=rows, rng=rng, start=start, console=console)
         for name, st in stats.items():
             console.print(
                 f"streamed {st['records']:,} events via Kafka into {name}: {st['rows']:,} rows in "
@@ -158,13 +180,22 @@ def run_demo(
     )
     if autopilot_rounds:
         start_id = max(counts.values())
-        _autopilot_beside_stream(lh, rounds=autopilot_rounds, rows=rows, start_id=start_id, rng=rng, console=console)
+        _autopilot_beside_stream(
+            lh, broker, rounds=autopilot_rounds, rows=rows, start_id=start_id, rng=rng, console=console
+        )
         counts = {name: lh.table(name).row_count() for name in DEMO_TABLES.values()}
     return counts
 
 
 def _autopilot_beside_stream(
-    lh: Lakehouse, *, rounds: int, rows: int, start_id: int, rng: random.Random, console: Console
+    lh: Lakehouse,
+    broker: LocalBroker | None,
+    *,
+    rounds: int,
+    rows: int,
+    start_id: int,
+    rng: random.Random,
+    console: Console,
 ) -> None:
     """Stream events into both tables (through the local Kafka broker when there is one) while an autopilot
     maintains them in a thread of its own, all at the same time; every few seconds print per table the file
@@ -195,18 +226,16 @@ def _autopilot_beside_stream(
 
         return run
 
-    def next_batch() -> list[dict[str, Any]]:
+    def next_batch() -> pa.Table:
         with lock:
             first = start_id + produced[0]
             produced[0] += rows
-            batch = generate_events(rows, start_id=first, rng=rng, start=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
-        return batch.to_pylist()
+            return generate_events(rows, start_id=first, rng=rng, start=dt.datetime(2026, 11, 1, tzinfo=dt.UTC))
 
     pilot_lh = type(lh)(lh.settings, actor="demo-autopilot")
     pilot = Autopilot(pilot_lh, interval=1.0, tables=names)
     threads = [threading.Thread(target=guarded(lambda: pilot.run(stop=stop_pilot, on_table=collect)), daemon=True)]
     writers: list[Lakehouse] = []
-    broker = _local_broker()
     try:
         if broker is not None:
             threads += _kafka_stream(lh, broker, next_batch, stop_stream, writers, guarded)
@@ -235,8 +264,6 @@ def _autopilot_beside_stream(
         for w in writers:
             w.close()
         pilot_lh.close()
-        if broker is not None:
-            broker.stop()
     if failures:
         raise failures[0]
     console.print(report)
@@ -250,6 +277,8 @@ def _autopilot_beside_stream(
         + (" (nothing lost, nothing doubled)" if same else " (MISMATCH)")
         + ("[/green]" if same else "[/red]")
     )
+    if not same:
+        raise LakehouseError(f"the tables do not hold exactly the {expected:,} events streamed: {counts}")
     console.print("the autopilot keeps running with: lakehouse autopilot --interval 5m")
 
 
@@ -277,39 +306,65 @@ def _report_round(
         )
 
 
-def _local_broker() -> LocalBroker | None:
+def _local_broker(console: Console) -> LocalBroker | None:
     try:
         from lakehouse.ingest.broker import LocalBroker
 
         return LocalBroker().start()
-    except LakehouseError:
+    except LakehouseError as e:
+        console.print(f"[yellow]no local Kafka broker ({e}); appending batches directly instead[/yellow]")
         return None
+
+
+def _producer(broker: LocalBroker) -> Any:
+    from confluent_kafka import Producer
+
+    return Producer({"bootstrap.servers": broker.bootstrap, "broker.address.family": "v4", "linger.ms": 5})
+
+
+def _produce(producer: Any, topic: str, batch: pa.Table) -> int:
+    for rec in batch.to_pylist():
+        rec["ts"] = rec["ts"].isoformat()
+        producer.produce(topic, key=str(rec["device_id"]).encode(), value=orjson.dumps(rec))
+    return batch.num_rows
+
+
+def _kafka_ingest(lh: Lakehouse, broker: LocalBroker, name: str, topic: str, policy: Any) -> tuple[Any, Any]:
+    """An ingestor of ``name`` and the consumer (its own group) feeding it from ``topic``."""
+    from lakehouse.ingest.pipeline import Ingestor
+    from lakehouse.ingest.sources import KafkaIngest
+
+    ingestor = Ingestor(lh, name, policy=policy)
+    runner = KafkaIngest(
+        ingestor,
+        bootstrap=broker.bootstrap,
+        topic=topic,
+        group=f"{topic}-{name}",
+        config={"session.timeout.ms": "1500", "heartbeat.interval.ms": "200"},
+    )
+    return ingestor, runner
 
 
 def _kafka_stream(
     lh: Lakehouse,
     broker: LocalBroker,
-    next_batch: Callable[[], list[dict[str, Any]]],
+    next_batch: Callable[[], pa.Table],
     stop: threading.Event,
     writers: list[Lakehouse],
     guarded: Callable[[Callable[[], None]], Callable[[], None]],
 ) -> list[threading.Thread]:
     """A producer thread (a micro-batch every 0.5 s until ``stop``) and one ingesting consumer per table (until
     the topic has been idle for 3 s after the producer stopped)."""
-    from confluent_kafka import Producer
-
-    from lakehouse.ingest.pipeline import FlushPolicy, Ingestor
-    from lakehouse.ingest.sources import KafkaIngest, StopConditions
+    from lakehouse.ingest.pipeline import FlushPolicy
+    from lakehouse.ingest.sources import StopConditions
 
     topic = "demo-live"
     broker.create_topic(topic, partitions=2)
 
     def produce() -> None:
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "broker.address.family": "v4", "linger.ms": 5})
+        producer = _producer(broker)
         while not stop.is_set():
-            for rec in next_batch():
-                rec["ts"] = rec["ts"].isoformat()
-                producer.produce(topic, key=str(rec["device_id"]).encode(), value=orjson.dumps(rec))
+            _produce(producer, topic, next_batch())
             producer.flush(30)
             stop.wait(0.5)
         producer.flush(30)
@@ -317,15 +372,7 @@ def _kafka_stream(
     def consume(name: str) -> Callable[[], None]:
         writer = type(lh)(lh.settings, actor="demo-stream")
         writers.append(writer)
-        ingestor = Ingestor(writer, name, policy=FlushPolicy(max_seconds=1.0))
-        runner = KafkaIngest(
-            ingestor,
-            bootstrap=broker.bootstrap,
-            topic=topic,
-            group=f"demo-live-{name}",
-            config={"session.timeout.ms": "1500", "heartbeat.interval.ms": "200"},
-        )
-
+        _, runner = _kafka_ingest(writer, broker, name, topic, FlushPolicy(max_seconds=1.0))
         # ends once the topic has been idle for 3 s, which only happens after the producer stopped
         return lambda: runner.run(conditions=StopConditions(until_idle=3.0))
 
@@ -336,7 +383,7 @@ def _kafka_stream(
 
 def _direct_stream(
     lh: Lakehouse,
-    next_batch: Callable[[], list[dict[str, Any]]],
+    next_batch: Callable[[], pa.Table],
     stop: threading.Event,
     writers: list[Lakehouse],
     guarded: Callable[[Callable[[], None]], Callable[[], None]],
@@ -350,7 +397,7 @@ def _direct_stream(
     def write() -> None:
         position = 0
         while not stop.is_set():
-            batch = next_batch()
+            batch = next_batch().to_pylist()
             for name in DEMO_TABLES.values():
                 ingest_records(writer, name, batch, source="demo-live", start_position=position)
             position += len(batch)
@@ -370,33 +417,23 @@ def _stream_through_kafka(
     console: Console,
 ) -> dict[str, dict[str, int]]:
     """Produce generated events (and a few malformed ones) to a topic; ingest it into both tables."""
-    from confluent_kafka import Producer
-
-    from lakehouse.ingest.pipeline import FlushPolicy, Ingestor
-    from lakehouse.ingest.sources import KafkaIngest, StopConditions
+    from lakehouse.ingest.pipeline import FlushPolicy
+    from lakehouse.ingest.sources import StopConditions
 
     topic = "demo-events"
     broker.create_topic(topic, partitions=3)
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "broker.address.family": "v4", "linger.ms": 5})
+    producer = _producer(broker)
     sent = 0
     for b in range(batches):
-        for rec in generate_events(rows, start_id=b * rows, rng=rng, start=start).to_pylist():
-            rec["ts"] = rec["ts"].isoformat()
-            producer.produce(topic, key=str(rec["device_id"]).encode(), value=orjson.dumps(rec))
-            sent += 1
+        sent += _produce(producer, topic, generate_events(rows, start_id=b * rows, rng=rng, start=start))
         producer.produce(topic, value=b'{"event_id": "not-a-number", "ts": "yesterday"}')  # for the quarantine
         sent += 1
     producer.flush(30)
     console.print(f"produced {sent:,} events to Kafka topic {topic!r} on a local broker ({broker.bootstrap})")
     stats: dict[str, dict[str, int]] = {}
     for name in DEMO_TABLES.values():
-        ingestor = Ingestor(lh, name, policy=FlushPolicy(max_rows=max(1, rows // 2), max_seconds=2))
-        runner = KafkaIngest(
-            ingestor,
-            bootstrap=broker.bootstrap,
-            topic=topic,
-            group=f"demo-{name}",
-            config={"session.timeout.ms": "1500", "heartbeat.interval.ms": "200"},
+        ingestor, runner = _kafka_ingest(
+            lh, broker, name, topic, FlushPolicy(max_rows=max(1, rows // 2), max_seconds=2)
         )
         with console.status(f"ingesting {topic} into {name} ..."):
             runner.run(conditions=StopConditions(max_records=sent))

@@ -292,6 +292,20 @@ def make_engine(url: str) -> Engine:
         raise StorageError(f"cannot use catalog URL {url!r}: {e}") from e
 
 
+def _add_missing_columns(conn: Connection) -> None:
+    """Columns added to a table after a catalog database was created (``create_all`` only creates tables):
+    nullable ones, added in place, so a catalog made by an older lakehouse keeps working."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+
+
 class CatalogStore:
     """Tables and job history in the catalog database."""
 
@@ -303,8 +317,10 @@ class CatalogStore:
         self._job_leases: dict[int, tuple[str, str, int]] = {}  # job -> (table, holder, thread)
         self._running: set[int] = set()  # jobs this process started and has not finished
         self._leases_lock = threading.Lock()
-        # leases this process keeps alive while it works ((table, holder) -> ttl), and those it lost
-        self._kept: dict[tuple[str, str], float] = {}
+        # leases this process keeps alive while it works ((table, holder) -> (ttl, registration)), and those it
+        # lost; a registration number tells a lease released and taken again apart from the one a renewal saw
+        self._kept: dict[tuple[str, str], tuple[float, int]] = {}
+        self._registrations = 0
         self._lost: set[tuple[str, str]] = set()
         self._keeper: threading.Thread | None = None
         self._closing = threading.Event()
@@ -317,6 +333,7 @@ class CatalogStore:
             with self.engine.begin() as conn:
                 for ddl in _APPEND_ONLY.get(self.engine.dialect.name, []):
                     conn.exec_driver_sql(ddl)
+                _add_missing_columns(conn)
         except sa.exc.SQLAlchemyError as e:
             raise StorageError(f"cannot open the catalog database {url}: {e}") from e
 
@@ -739,7 +756,8 @@ class CatalogStore:
 
     def _keep_alive(self, table: str, holder: str, ttl: float) -> None:
         with self._leases_lock:
-            self._kept[(table, holder)] = ttl
+            self._registrations += 1
+            self._kept[(table, holder)] = (ttl, self._registrations)
             self._lost.discard((table, holder))
             if self._keeper is None or not self._keeper.is_alive():
                 self._keeper = threading.Thread(target=self._renew_kept, name="lakehouse-lease-keeper", daemon=True)
@@ -751,19 +769,22 @@ class CatalogStore:
                 if not self._kept:
                     self._keeper = None
                     return
-                pause = max(0.05, min(60.0, min(self._kept.values()) / 3))
+                pause = max(0.05, min(60.0, min(ttl for ttl, _ in self._kept.values()) / 3))
             if self._closing.wait(pause):
                 return
             with self._leases_lock:
                 kept = dict(self._kept)
-            for (table, holder), ttl in kept.items():
+            for (table, holder), (ttl, registration) in kept.items():
                 try:
                     renewed = self._renew_lease(table, holder, ttl=ttl)
                 except (StorageError, sa.exc.SQLAlchemyError):  # the database busy or away a moment: next beat
                     continue
                 if not renewed:
                     with self._leases_lock:
-                        if self._kept.pop((table, holder), None) is not None:  # not released meanwhile
+                        # lost only if it is still the registration this renewal was for (not released, or
+                        # released and taken again, meanwhile)
+                        if self._kept.get((table, holder), (0.0, -1))[1] == registration:
+                            del self._kept[(table, holder)]
                             self._lost.add((table, holder))
 
     def _renew_lease(self, table: str, holder: str, *, ttl: float) -> bool:

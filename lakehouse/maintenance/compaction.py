@@ -152,8 +152,8 @@ def optimize(
             if on_partition:
                 on_partition(pr)
         if spark is not None:  # the job's last commit: Spark's manifest rewrite commits after the rewrite
-            mine = [s.version for s in table.snapshots() if _is_job_commit(s, job)]
-            result.version = max(mine, default=result.version)
+            mine = [s.version for s in table.snapshots() if _is_job_commit(s, job)]  # in commit order
+            result.version = mine[-1] if mine else result.version
     except BaseException as e:
         result.seconds = time.perf_counter() - started
         lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=str(e) or type(e).__name__)

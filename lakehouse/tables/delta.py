@@ -261,6 +261,9 @@ class DeltaAdapter(LakehouseTable):
         version = self.snapshot(as_of).version if as_of is not None else None
         return self._files_of(self._at(version))
 
+    def current_since(self) -> dict[int, list[dt.datetime]]:
+        return {}  # Delta keeps its log, and every version's commit time with it: time travel resolves there
+
     def _files_of(self, state: DeltaTable) -> list[DataFile]:
         """The live files of one loaded state of the table (no refresh, no history read)."""
         table = pa.table(state.get_add_actions(flatten=True))
@@ -505,19 +508,28 @@ class DeltaAdapter(LakehouseTable):
             )
         added_stats = {full: _parquet_stats(full, self.ctx) for full in add}  # once: the new files do not change
         delay = 0.02
-        first_version: int | None = None
+        checked: int | None = None  # commits up to this version are known not to be ours
+
+        def landed() -> int | None:
+            """The version of an earlier attempt's commit whose answer was lost (on S3 a PUT that timed out
+            after it landed is retried by the client and then refused: delta-rs reports a conflict)."""
+            nonlocal checked
+            if checked is None:
+                return None
+            found = self._find_commit(checked, marker)["version"]  # reads only the commits since the last look
+            checked = self._dt.version()
+            return None if found is None else int(found)
+
         for attempt in range(MAX_COMMIT_RETRIES + 1):
-            if first_version is not None:
-                landed = self._find_commit(first_version, marker)["version"]
-                if landed is not None:  # an earlier attempt did commit (its answer was lost): done, not a conflict
-                    return CommitResult(version=int(landed), files_added=len(add), operation="rewrite")
+            if (ours := landed()) is not None:
+                return CommitResult(version=ours, files_added=len(add), operation="rewrite")
             # the refreshed state is the version this attempt validates and commits on; loading it afresh (or
             # reading the history) on every attempt would be slower than a busy writer's commits and never win
             self._dt.update_incremental()
             pinned = self._dt
             version = pinned.version()
-            if first_version is None:
-                first_version = version
+            if checked is None:
+                checked = version
             live = {f.path: f for f in self._files_of(pinned)}
             gone = wanted - live.keys()
             if gone:
@@ -559,6 +571,8 @@ class DeltaAdapter(LakehouseTable):
                 )
             except CommitFailedError:
                 if attempt == MAX_COMMIT_RETRIES:
+                    if (ours := landed()) is not None:
+                        return CommitResult(version=ours, files_added=len(add), operation="rewrite")
                     raise CommitConflictError(f"rewrite of {self.name}: other commits kept winning") from None
                 # short and jittered: an attempt is cheap now, and a long pause only lets more commits in
                 time.sleep(delay * (1 + random.random()))

@@ -85,8 +85,11 @@ DEFAULT_PROPERTIES = {
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "20",
     # beside a streaming writer a commit often loses its compare-and-swap; rebasing it is cheap, and both
-    # pyiceberg and Iceberg's Java library (Spark's rewrite) read this (their default, 4, is quickly used up)
+    # pyiceberg and Iceberg's Java library (Spark's rewrite) read these: more attempts than the default 4, each
+    # wait capped at 2 s (not 60 s) and all of them at a minute, so a contended commit never stalls for long
     "commit.retry.num-retries": "20",
+    "commit.retry.max-wait-ms": "2000",
+    "commit.retry.total-timeout-ms": "60000",
 }
 _TRANSFORMS: dict[str, type[Transform[Any, Any]]] = {
     "identity": IdentityTransform,
@@ -352,8 +355,9 @@ class IcebergAdapter(LakehouseTable):
         )
 
     def current_since(self) -> dict[int, list[dt.datetime]]:
-        out = super().current_since()
-        version_of = {s.snapshot_id: s.version for s in self.snapshots()}
+        snaps = self.snapshots()  # one refresh: the log below is of the same metadata
+        out = {s.version: [s.timestamp] for s in snaps}
+        version_of = {s.snapshot_id: s.version for s in snaps}
         for e in self._table.metadata.snapshot_log:  # rollbacks made older snapshots current again
             v = version_of.get(e.snapshot_id)
             at = dt.datetime.fromtimestamp(e.timestamp_ms / 1000, tz=dt.UTC)
@@ -479,6 +483,9 @@ class IcebergAdapter(LakehouseTable):
         partitions: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> CommitResult:
         self._table.refresh()
+        before = self._table.metadata.current_snapshot_id
+        marker = uuid.uuid4().hex
+        properties = {**(properties or {}), "lakehouse.commit": marker}
         try:
             new_files = [self._data_file(_location_uri(p)) for p in add]
         except (OSError, ValueError) as e:
@@ -523,10 +530,28 @@ class IcebergAdapter(LakehouseTable):
             _retry_commit(f"rewrite of {self.name}", commit)
         except OSError as e:
             raise StorageError(f"rewrite of {self.name} failed: {e}") from e
-        snap = self._current()
+        # our own snapshot, found by its marker: another writer may have committed on top of it already
+        ours = self._own_snapshots(before, marker)
+        snap = ours[-1] if ours else self._current()
         return CommitResult(
             version=snap.version, snapshot_id=snap.snapshot_id, files_added=len(add), operation="rewrite"
         )
+
+    def _own_snapshots(self, before: int | None, marker: str) -> list[Snapshot]:
+        """The snapshots committed since ``before`` whose summary carries ``lakehouse.commit=marker``, oldest
+        first (other writers' snapshots may sit between them and the head)."""
+        self._table.refresh()
+        meta = self._table.metadata
+        ids = set()
+        sid = meta.current_snapshot_id
+        while sid is not None and sid != before:
+            raw = meta.snapshot_by_id(sid)
+            if raw is None:
+                break
+            if raw.summary is not None and raw.summary.additional_properties.get("lakehouse.commit") == marker:
+                ids.add(raw.snapshot_id)
+            sid = raw.parent_snapshot_id
+        return [s for s in self.snapshots() if s.snapshot_id in ids]
 
     def _current(self) -> Snapshot:
         """The snapshot this table's last commit made current."""
@@ -592,27 +617,17 @@ class IcebergAdapter(LakehouseTable):
             _retry_commit(f"delete from {self.name}", commit)
         except OSError as e:
             raise StorageError(f"delete from {self.name} failed: {e}") from e
-        self._table.refresh()
         # one transaction may write a DELETE snapshot (whole files) and an OVERWRITE one (rewritten files);
         # other writers' snapshots may sit between them and the head
-        ours = []
-        sid = self._table.metadata.current_snapshot_id
-        while sid is not None and sid != before:
-            snap = self._table.metadata.snapshot_by_id(sid)
-            if snap is None:
-                break
-            if snap.summary is not None and snap.summary.additional_properties.get("lakehouse.commit") == marker:
-                ours.append(snap)
-            sid = snap.parent_snapshot_id
+        ours = self._own_snapshots(before, marker)
         if not ours:
             return DeleteResult(version=None)
 
         def total(key: str) -> int:
-            return sum(int((sn.summary.additional_properties if sn.summary else {}).get(key, 0)) for sn in ours)
+            return sum(int(sn.summary.get(key, 0)) for sn in ours)
 
-        version = max(s.version for s in self.snapshots() if s.snapshot_id in {o.snapshot_id for o in ours})
         return DeleteResult(
-            version=version,
+            version=ours[-1].version,  # the later one (versions of format-v1 tables are ids: no max())
             rows_deleted=total("deleted-records") - total("added-records"),
             files_removed=total("deleted-data-files"),
             files_added=total("added-data-files"),

@@ -215,14 +215,18 @@ def test_sigterm_closes_the_running_job_and_frees_the_lease(tmp_path: Path) -> N
     proc = _autopilot(tmp_path / "wh", "--interval", "0.2")
     deadline = time.monotonic() + 60
     with Lakehouse(settings(tmp_path)) as lh:
-        while time.monotonic() < deadline and not any(j.state == "running" for j in lh.jobs("a.events")):
+        caught: list[int] = []
+        while time.monotonic() < deadline and not caught:
+            caught = [j.id for j in lh.jobs("a.events") if j.state == "running"]
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
+        assert caught, "the signal was sent while a job was running"
         proc.communicate(timeout=60)
         assert proc.returncode == 128 + signal.SIGTERM
         jobs = lh.jobs("a.events")
         assert jobs and all(j.state != "running" for j in jobs), [(j.kind, j.state) for j in jobs]
-        assert any("interrupted" in (j.error or "") for j in jobs if j.kind == "maintain")
+        maintain_job = next(j for j in jobs if j.kind == "maintain")
+        assert maintain_job.state == "failed" and "interrupted" in (maintain_job.error or ""), maintain_job
         assert lh.catalog.leases() == [], "the lease is released at once, not after its TTL"
         assert sorted_rows(lh.table("a.events").scan()) == expected
 

@@ -185,6 +185,58 @@ def test_upserting_writer_beside_compaction_keeps_the_latest_row_per_key(fmt_: s
     assert rows(lh.table("m.events")) == [expected[k] for k in sorted(expected)]
 
 
+@pytest.mark.parametrize("fmt_", ["delta", "iceberg"])
+def test_an_upsert_that_read_before_a_compaction_committed_merges_again(fmt_: str, tmp_path: Any) -> None:
+    """Deterministically: the writer's table state is held stale until its merge starts, so the merge reads
+    the files a compaction has just replaced. Its commit must not land on top (that would double rows); the
+    upsert starts over on the new version."""
+    from lakehouse.config import load_settings
+
+    lh = Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh")))
+    table = lh.create_table(
+        "m.events", schema=SCHEMA, format=fmt_, partitioning=parse_partitioning("day(ts)"), keys=["id"]
+    )
+    for i in range(6):
+        table.append(batch(i * 50, 50))
+    expected = {r["id"]: r for r in rows(table)}
+    writer = lh.table("m.events")
+    writer.row_count()  # the writer's state: before the compaction
+    calls = {"merge": 0}
+    if fmt_ == "delta":
+        dt_ = writer._dt  # type: ignore[attr-defined]
+        real_update, real_merge = dt_.update_incremental, dt_.merge
+
+        def merge(*args: Any, **kwargs: Any) -> Any:
+            calls["merge"] += 1
+            dt_.update_incremental = real_update  # from the first merge on, refreshes are real again
+            return real_merge(*args, **kwargs)
+
+        dt_.update_incremental = lambda: None
+        dt_.merge = merge
+    else:
+        ice = writer._table  # type: ignore[attr-defined]
+        real_refresh, real_transaction = ice.refresh, ice.transaction
+
+        def transaction(*args: Any, **kwargs: Any) -> Any:
+            calls["merge"] += 1
+            ice.refresh = real_refresh
+            return real_transaction(*args, **kwargs)
+
+        ice.refresh = lambda: ice
+        ice.transaction = transaction
+    assert optimize(lh, "m.events", CompactionOptions(target_file_size=8 * 1024 * KB)).rows_in == 300
+    update = batch(0, 30).to_pylist()
+    for r in update:
+        r["s"] = "updated"
+    writer.upsert(pa.Table.from_pylist(update, schema=SCHEMA), keys=["id"])
+    expected.update({r["id"]: r for r in update})
+    assert rows(lh.table("m.events")) == [expected[k] for k in sorted(expected)], "no row lost or doubled"
+    if fmt_ == "delta":
+        assert calls["merge"] == 2, "the merge on the stale state conflicted and ran again on the new version"
+    else:
+        assert calls["merge"] >= 1
+
+
 def _file_ranges(lh: Lakehouse, files: list[Any], column: str) -> list[tuple[Any, Any]]:
     out = []
     for f in files:

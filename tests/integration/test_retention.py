@@ -311,3 +311,25 @@ def test_format_v1_iceberg_versions_stay_put_across_retention(lh: Lakehouse, tmp
     for v in before:
         with pytest.raises(VersionNotFoundError, match="retention"):
             lh.table("ext.v1").scan(as_of=v)
+
+
+def test_a_catalog_from_before_current_since_is_upgraded_in_place(tmp_path: Any) -> None:
+    import sqlite3
+
+    from lakehouse.governance.catalog import CatalogStore
+    from lakehouse.tables.base import TableName
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:  # lh_expired_versions as an older lakehouse created it
+        conn.execute(
+            "CREATE TABLE lh_expired_versions (table_name VARCHAR(128) NOT NULL, version BIGINT NOT NULL, "
+            "retention VARCHAR(64) NOT NULL, job_id INTEGER, expired_at DATETIME NOT NULL, "
+            "PRIMARY KEY (table_name, version))"
+        )
+        conn.execute("INSERT INTO lh_expired_versions VALUES ('a.b', 3, '7d', 1, '2026-01-01 00:00:00')")
+    store = CatalogStore(f"sqlite:///{db}")
+    try:
+        expired = store.expired(TableName.parse("a.b"))
+        assert expired is not None and expired.versions == {3} and expired.current_since == {3: ()}
+    finally:
+        store.dispose()
