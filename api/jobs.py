@@ -54,7 +54,7 @@ def run(lh: Lakehouse, name: str, kind: str, options: dict[str, Any]) -> dict[st
     if kind == "pii-scan":
         from lakehouse.governance.pii import scan_table
 
-        return _pii_findings(lh, name) if dry_run else {**scan_table(lh, name), "dry_run": False}
+        return scan_table(lh, name, dry_run=dry_run)
     if kind == "pii-mask":
         from lakehouse.governance.ops import mask_table
 
@@ -62,25 +62,3 @@ def run(lh: Lakehouse, name: str, kind: str, options: dict[str, Any]) -> dict[st
             lh, name, policies=options.get("masks") or {}, purge=bool(options.get("purge")), dry_run=dry_run
         )
     raise InvalidInputError(f"unknown job {kind}")
-
-
-def _pii_findings(lh: Lakehouse, name: str) -> dict[str, Any]:
-    """A PII scan's dry run: the findings of the same sample as :func:`~lakehouse.governance.pii.scan_table`,
-    without storing tags or recording a job (so nothing gets masked for readers because of it)."""
-    from lakehouse.governance.pii import sample_strings, scan_values, string_columns
-
-    table = lh.table(name)
-    texts = string_columns(table.schema)
-    samples = sample_strings(lh, table, texts, lh.settings.governance.pii_sample_rows)
-    findings = [
-        f.as_dict()
-        for c in table.schema.names
-        for f in scan_values(c, [v if isinstance(v, str) else None for v in samples.get(c, [])] if c in texts else [])
-    ]
-    return {
-        "table": str(table.name),
-        "dry_run": True,
-        "sampled_rows": max((len(v) for v in samples.values()), default=0),
-        "columns_scanned": texts,
-        "findings": findings,
-    }

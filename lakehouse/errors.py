@@ -112,6 +112,11 @@ class StorageError(LakehouseError, OSError):
     transient = True
 
 
+class CommitOutcomeUnknownError(StorageError):
+    """A commit call failed and whether it landed could not be told (the history was unreadable too): keep what
+    was written for it; ``lakehouse orphans`` removes it later if it did not land."""
+
+
 class QueryTimeoutError(QueryError):
     """A query ran longer than its time limit and was cancelled."""
 

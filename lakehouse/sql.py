@@ -488,7 +488,8 @@ _DENIED_PREFIXES = (
 _DENIED_NODES = (exp.Summarize, exp.Describe, exp.Show, exp.Pragma, exp.Command, exp.Copy, exp.Set)
 _HARMLESS_TABLE_FUNCTIONS = {"unnest"}
 _UNBOUNDED_FUNCTIONS = {
-    "range", "generate_series", "repeat", "list_resize", "array_resize", "sleep_ms", "pg_sleep",
+    "range", "generate_series", "repeat", "list_resize", "array_resize", "sleep_ms", "pg_sleep", "bitstring",
+    "space", "generate_date_array", "generate_timestamp_array",
 }  # fmt: skip
 """Functions that build one value of any size in a single call (a list of n elements, a string repeated n
 times), outside DuckDB's buffer manager, so neither ``memory_limit`` nor an interrupt stops them; and sleeps.
@@ -608,24 +609,41 @@ def check_sandbox(tree: exp.Query | exp.Expression) -> None:
     lakehouse.errors.QueryError: function getenv is not allowed: queries read catalog tables only
     """
     for node in tree.walk():
-        if isinstance(node, _DENIED_NODES):
-            raise QueryError(f"{node.key.upper()} is not allowed: queries read catalog tables only")
-        if isinstance(node, exp.Func):
-            name = _function_name(node)
-            denied = (
-                name in _DENIED_FUNCTIONS
-                or (name in TABLE_FUNCTIONS and name not in _HARMLESS_TABLE_FUNCTIONS)
-                or name.startswith(_DENIED_PREFIXES)
-                or name.endswith("_scan")
-                or isinstance(node, exp.ReadCSV)
-            )
-            if denied:
-                raise QueryError(f"function {name} is not allowed: queries read catalog tables only")
-            _check_generator(name, node)
+        _check_node(node)
         if isinstance(node, exp.Lateral) and not isinstance(node.this, exp.Subquery):
             raise QueryError("LATERAL is allowed over a subquery only")
         if isinstance(node, exp.Table):
             _check_table(node)
+
+
+def _check_node(node: exp.Expr) -> None:
+    """The function and command rules of :func:`check_sandbox` for one node."""
+    if isinstance(node, _DENIED_NODES):
+        raise QueryError(f"{node.key.upper()} is not allowed: queries read catalog tables only")
+    if isinstance(node, exp.Func):
+        name = _function_name(node)
+        denied = (
+            name in _DENIED_FUNCTIONS
+            or (name in TABLE_FUNCTIONS and name not in _HARMLESS_TABLE_FUNCTIONS)
+            or name.startswith(_DENIED_PREFIXES)
+            or name.endswith("_scan")
+            or isinstance(node, exp.ReadCSV)
+        )
+        if denied:
+            raise QueryError(f"function {name} is not allowed: queries read catalog tables only")
+        _check_generator(name, node)
+
+
+def check_generated(sql: str, dialect: str) -> None:
+    """The function and command rules once more, on the SQL that is actually sent: sqlglot renames some
+    functions when it writes a dialect (``space(n)`` becomes ``REPEAT(' ', n)``, ``generate_date_array``
+    becomes ``GENERATE_SERIES``), so a name checked on the way in is not always the one that runs."""
+    try:
+        sent = sqlglot.parse_one(sql, read=dialect)
+    except sqlglot.errors.SqlglotError as e:  # our own output: a bug, but never run what cannot be checked
+        raise QueryError(f"cannot check the rewritten SQL: {e}") from e
+    for node in sent.walk():
+        _check_node(node)
 
 
 def _check_table(table: exp.Table) -> None:
@@ -677,7 +695,9 @@ def visible_ctes(table: exp.Table) -> set[str]:
             index = next(k for k, c in enumerate(ctes) if c is came_from)
             names |= _cte_names(ctes[:index])
             body = came_from.this
-            recursive_term = body.expression if isinstance(body, exp.Union) else None
+            # DuckDB treats UNION [ALL] as recursive, not UNION BY NAME (its self-reference binds to the catalog)
+            recursive = isinstance(body, exp.Union) and not body.args.get("by_name")
+            recursive_term = body.expression if recursive else None
             if node.args.get("recursive") and any(n is recursive_term for n in chain[: i - 1]):
                 names.add(came_from.alias_or_name.lower())
         elif isinstance(node, exp.Query):
@@ -807,4 +827,6 @@ def _rewrite(
         if col.args.get("db") and (col.db.lower(), col.table.lower()) in renamed:
             col.set("table", exp.to_identifier(renamed[(col.db.lower(), col.table.lower())]))
             col.set("db", None)
-    return tree.sql(dialect=dialect), views
+    out = tree.sql(dialect=dialect)
+    check_generated(out, dialect)
+    return out, views

@@ -310,14 +310,27 @@ def _launch_gateway(conf: Any) -> str:
                 hint=f"Spark's output: {path}",
             ) from e
     if not os.environ.get(LOG_ENV):
+        _temporary_logs.add(path)
         atexit.register(_remove, path)
     SparkContext._ensure_initialized(gateway=gateway)
     return path
 
 
+_temporary_logs: set[str] = set()
+"""Temporary JVM logs removed at exit; one a failed start names in its error is taken out (kept)."""
+
+
 def _remove(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.remove(path)
+    if path in _temporary_logs:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def _keep(path: str | None) -> str | None:
+    """Keep a temporary JVM log past exit (a start-up error names it)."""
+    if path is not None:
+        _temporary_logs.discard(path)
+    return path
 
 
 # ---- the engine ---------------------------------------------------------------------------------------------
@@ -457,7 +470,7 @@ class SparkEngine:
         except Exception as e:  # py4j / JVM start errors come as many classes
             cause = startup_cause(str(e)) or _first_line(e)
             raise StorageError(
-                f"cannot start Spark ({master}): {cause}", hint=f"Spark's output: {log}" if log else None
+                f"cannot start Spark ({master}): {cause}", hint=f"Spark's output: {_keep(log)}" if log else None
             ) from e
         session.sparkContext.setLogLevel("ERROR")
         return session

@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError
+from lakehouse.errors import (
+    CommitConflictError,
+    CommitOutcomeUnknownError,
+    InvalidInputError,
+    StorageError,
+    UnsupportedOperationError,
+)
 from lakehouse.expr import check_columns, parse_filter
 from lakehouse.governance.masking import MaskPolicy, apply_masks, check_column, parse_mask
 from lakehouse.storage import delete_tree, split_location
@@ -321,8 +327,10 @@ def landed_version(table: LakehouseTable, properties: Mapping[str, str], error: 
     delete files) or from the commit call itself, so the table's history decides: a version carrying exactly
     these commit properties (a job id is unique) is our commit. When the history cannot be read either, that
     is raised (chained to ``error``): the caller must then keep the files."""
-    if isinstance(error, CommitConflictError):
-        return None
+    if isinstance(error, CommitConflictError | UnsupportedOperationError | InvalidInputError):
+        return None  # the adapters raise these instead of committing
+    if isinstance(error, CommitOutcomeUnknownError):
+        raise error
     try:
         snaps = table.snapshots()
     except Exception as e:  # noqa: BLE001 - any failure to read the history leaves the outcome unknown

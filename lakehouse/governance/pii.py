@@ -259,35 +259,49 @@ def string_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
 
 
-def scan_table(lh: Lakehouse, name: str, *, sample_rows: int | None = None) -> dict[str, Any]:
-    """Scan one table, store the findings as column tags in the catalog, record the job; returns the report."""
+def scan_table(lh: Lakehouse, name: str, *, sample_rows: int | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """Scan one table, store the findings as column tags in the catalog, record the job; returns the report.
+
+    ``dry_run``: the findings only, no tags stored and no job recorded (so nothing gets masked for readers
+    because of it)."""
     table = lh.table(name)
     limit = sample_rows or lh.settings.governance.pii_sample_rows
     texts = string_columns(table.schema)
-    job = lh.catalog.start_job("pii.scan", table=table.name, params={"sample_rows": limit}, actor=lh.actor)
-    try:
+
+    def scan() -> tuple[dict[str, list[Any]], list[ColumnFinding]]:
         samples = sample_strings(lh, table, texts, limit)
         findings: list[ColumnFinding] = []
         for c in table.schema.names:
             values = samples.get(c, []) if c in texts else []
             findings.extend(scan_values(c, [v if isinstance(v, str) else None for v in values]))
+        return samples, findings
+
+    def report(samples: dict[str, list[Any]], findings: list[ColumnFinding], job: int | None) -> dict[str, Any]:
+        return {
+            "table": str(table.name),
+            "dry_run": dry_run,
+            "job_id": job,
+            "sampled_rows": max((len(v) for v in samples.values()), default=0),
+            "columns_scanned": texts,
+            "findings": [f.as_dict() for f in findings],
+        }
+
+    if dry_run:
+        return report(*scan(), None)
+    job = lh.catalog.start_job("pii.scan", table=table.name, params={"sample_rows": limit}, actor=lh.actor)
+    try:
+        samples, findings = scan()
         lh.catalog.set_pii_tags(table.name, [f.as_dict() for f in findings], job_id=job)
     except BaseException as e:
         lh.catalog.finish_job(job, state="failed", error=str(e) or type(e).__name__)
         raise
-    report = {
-        "table": str(table.name),
-        "job_id": job,
-        "sampled_rows": max((len(v) for v in samples.values()), default=0),
-        "columns_scanned": texts,
-        "findings": [f.as_dict() for f in findings],
-    }
+    done = report(samples, findings, job)
     lh.catalog.finish_job(
         job,
         state="committed",
-        metrics={"columns_scanned": len(texts), "findings": len(findings), "sampled_rows": report["sampled_rows"]},
+        metrics={"columns_scanned": len(texts), "findings": len(findings), "sampled_rows": done["sampled_rows"]},
     )
-    return report
+    return done
 
 
 def pii_columns(tags: Iterable[dict[str, Any]]) -> set[str]:

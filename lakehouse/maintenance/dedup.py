@@ -262,11 +262,16 @@ def dedup(
             commit = table.replace_files(
                 remove=[f.path for f in plan.files], add=written, properties=properties, partitions=partitions
             )
-        except BaseException as e:
-            # a failure before the adapter's commit (or a commit the history shows did not land) leaves garbage
-            # only; one that landed leaves referenced files; unknown (raised here) leaves them to `orphans`
-            stage = "not committed" if landed_version(table, properties, e) is None else "committed"
-            raise
+            version = commit.version
+        except Exception as e:
+            # raised: the adapter says nothing landed (its written files are garbage), unless the history shows
+            # our commit after all (then it is a success); unknown (raised by landed_version) leaves them to
+            # `orphans`
+            landed = landed_version(table, properties, e)
+            if landed is None:
+                stage = "not committed"
+                raise
+            version = landed
         stage = "committed"
     except BaseException as e:
         if stage in ("writing", "not committed"):
@@ -277,7 +282,7 @@ def dedup(
         result.seconds = time.perf_counter() - started
         lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=result.error)
         raise
-    result.version = commit.version
+    result.version = version
     result.files_removed = len(plan.files)
     result.files_added = len(written)
     result.status = "committed"

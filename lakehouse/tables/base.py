@@ -529,6 +529,9 @@ class LakehouseTable(ABC):
 
         Concurrent appends are kept; if another commit removed any input file meanwhile, raises
         :class:`CommitConflictError` (not transient: re-plan). Only where ``capabilities.file_replace``.
+        Raising means nothing was committed (a commit call that failed after landing is found by its marker and
+        returns), so the caller may delete the added files; except :class:`CommitOutcomeUnknownError`, when
+        that could not be told (keep them).
         ``partitions`` gives each added file's partition values (as :meth:`files` reports them) when the inputs
         span several partitions; formats that read partitions from the files ignore it.
         """

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from lakehouse.errors import (
     CommitConflictError,
+    CommitOutcomeUnknownError,
     InvalidSchemaError,
     LakehouseError,
     SchemaMismatchError,
@@ -579,6 +580,19 @@ class DeltaAdapter(LakehouseTable):
                 delay = min(delay * 2, 0.25)
                 continue
             except (DeltaError, OSError) as e:
+                # the commit call failed: it may still have landed (a lost answer). Raising means "not
+                # committed", so that callers can delete what they wrote; unless that cannot be told
+                try:
+                    ours = landed()
+                except (DeltaError, OSError, LakehouseError) as check:
+                    raise CommitOutcomeUnknownError(
+                        f"rewrite of {self.name} failed ({_translate(e, 'commit').message}) and whether it landed "
+                        f"cannot be told ({check})",
+                        hint=f"see `lakehouse table history {self.name}`; `lakehouse orphans` removes the files "
+                        "if it did not land",
+                    ) from e
+                if ours is not None:
+                    return CommitResult(version=ours, files_added=len(add), operation="rewrite")
                 raise _translate(e, f"rewrite of {self.name} failed") from e
             with contextlib.suppress(DeltaError, OSError):  # committed: a failed refresh changes nothing
                 self._dt.update_incremental()

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from lakehouse.errors import (
     CommitConflictError,
+    CommitOutcomeUnknownError,
     InvalidInputError,
     InvalidSchemaError,
     LakehouseError,
@@ -528,8 +529,19 @@ class IcebergAdapter(LakehouseTable):
 
         try:
             _retry_commit(f"rewrite of {self.name}", commit)
-        except OSError as e:
-            raise StorageError(f"rewrite of {self.name} failed: {e}") from e
+        except LakehouseError:
+            raise  # refused before committing, or every attempt lost: nothing committed
+        except Exception as e:  # the commit call failed and may still have landed: look
+            try:
+                landed = self._own_snapshots(before, marker)
+            except Exception as check:  # noqa: BLE001 - then nobody can tell
+                raise CommitOutcomeUnknownError(
+                    f"rewrite of {self.name} failed ({e}) and whether it landed cannot be told ({check})",
+                    hint=f"see `lakehouse table history {self.name}`; `lakehouse orphans` removes the files if "
+                    "it did not land",
+                ) from e
+            if not landed:  # raising means "not committed": callers delete what they wrote for it
+                raise StorageError(f"rewrite of {self.name} failed: {e}") from e
         # our own snapshot, found by its marker: another writer may have committed on top of it already
         ours = self._own_snapshots(before, marker)
         snap = ours[-1] if ours else self._current()

@@ -179,6 +179,14 @@ def test_mistakes_are_problem_documents(api: dict[str, Any]) -> None:
         "SELECT length(format('{:>100000000}', 1))",
         "SELECT length(format('{:>{}}', 1, 100000000))",
         "SELECT sleep_ms(100000)",
+        # names sqlglot rewrites on the way out (space -> REPEAT, generate_*_array -> GENERATE_SERIES)
+        "SELECT length(space(1500000000))",
+        "SELECT count(*) FROM (SELECT unnest(generate_timestamp_array(TIMESTAMP '2000-01-01', "
+        "TIMESTAMP '2100-01-01', INTERVAL 1 MINUTE)))",
+        "SELECT length(bitstring('1', 2000000000))",
+        # DuckDB does not recurse over UNION BY NAME: the self-reference binds to the built-in view
+        "WITH RECURSIVE pg_settings AS (SELECT 'a' AS name, 'b' AS setting UNION BY NAME "
+        "SELECT name, setting FROM pg_settings) SELECT * FROM pg_settings",
     ],
 )
 def test_sql_sandbox(api: dict[str, Any], sql: str) -> None:
@@ -559,7 +567,7 @@ def test_pii_scan_dry_run_stores_no_tags(api: dict[str, Any]) -> None:
     rows = events(200, 4).set_column(4, "note", pa.array([f"user{i}@corp.com" for i in range(4)]))
     lh.table("web.events").append(rows)
     plan = ok(call(api, "POST", "/tables/web.events/jobs/pii-scan", role="engineer", json={}))
-    assert plan["dry_run"] and {f["column"] for f in plan["findings"]} == {"note"} and "job_id" not in plan
+    assert plan["dry_run"] and {f["column"] for f in plan["findings"]} == {"note"} and plan["job_id"] is None
     assert ok(call(api, "GET", "/tables/web.events"))["pii"] == []
     note = {"sql": "SELECT note FROM web.events WHERE id = 200"}
     assert ok(call(api, "POST", "/query", json=note))["rows"] == [{"note": "user0@corp.com"}]
@@ -600,14 +608,14 @@ def test_an_external_table_does_not_stall_other_queries(api: dict[str, Any], tmp
     answers: list[Any] = []
     runner = threading.Thread(
         target=lambda: answers.append(
-            call(api, "POST", "/query", role="admin", json={"sql": slow, "timeout_seconds": 6})
+            call(api, "POST", "/query", role="admin", json={"sql": slow, "timeout_seconds": 10})
         )
     )
     runner.start()
     time.sleep(0.5)
-    started = time.monotonic()
     far = ok(call(api, "POST", "/query", role="admin", json={"sql": "SELECT count(*) AS n FROM ext.far"}))
-    assert far["rows"] == [{"n": 3}] and time.monotonic() - started < 4 and runner.is_alive()
+    # it answered while the slow query still ran (before the fix it waited for that one to end)
+    assert far["rows"] == [{"n": 3}] and runner.is_alive()
     runner.join()
     problem(answers[0], 408)
     after = {"sql": "SELECT count(*) AS n FROM web.events"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,7 +15,7 @@ pytest.importorskip("pyspark")
 
 from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
-from lakehouse.engines.spark import SparkEngine, check_master, orphan_listing
+from lakehouse.engines.spark import SparkEngine, check_master
 from lakehouse.errors import (
     ConfigError,
     DependencyMissingError,
@@ -25,7 +24,6 @@ from lakehouse.errors import (
     VersionNotFoundError,
 )
 from lakehouse.schema import parse_partitioning
-from lakehouse.storage import ObjectInfo
 from lakehouse.tables.base import StorageContext, TableName
 from tests.conftest import EVENTS, events
 
@@ -90,19 +88,6 @@ def test_spark_query_refuses_and_resolves_versions_before_starting_a_session(
             lh.query("SELECT count(*) FROM s.d", engine="spark")
         with pytest.raises(VersionNotFoundError):
             lh.query("SELECT count(*) FROM s.i AT (VERSION => 9)", engine="spark")
-
-
-def test_orphan_listing_times_are_instants_whatever_the_local_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = time.time()
-    files = [ObjectInfo("/wh/t/data/a.parquet", 1, now)]
-    seen = []
-    for tz in ("UTC", "America/Los_Angeles", "Asia/Tokyo"):
-        monkeypatch.setenv("TZ", tz)
-        time.tzset()
-        seen.append(orphan_listing(files, "file:/wh/t"))
-    monkeypatch.undo()
-    time.tzset()
-    assert seen[0] == seen[1] == seen[2] == [("file:/wh/t/data/a.parquet", round(now * 1000))]
 
 
 def test_delta_vacuum_on_spark_refuses_a_window_under_the_orphan_age_and_reports_every_deletion(
