@@ -279,7 +279,12 @@ class SqlEngine:
                 target=_interrupt_at, args=(cursor, deadline, cancelled, done), name="lakehouse-query-limit"
             )
             watchdog.daemon = True
-            watchdog.start()
+            try:
+                watchdog.start()
+            except BaseException:  # no thread to be had: give the connection back before failing
+                cursor.close()
+                self._release(db)
+                raise
         udfs: list[tuple[str, Any]] = []  # (name, function): kept alive until the query is done
         try:
             result = self._run(cursor, rewritten, views, tables, limit, masks, mask_secret, udfs, cancelled)

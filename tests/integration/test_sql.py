@@ -117,3 +117,28 @@ def test_empty_tables_query_as_empty(lh: Lakehouse) -> None:
         lh.create_table(f"e.{fmt}", schema=EVENTS, format=fmt)
         assert lh.query(f"SELECT count(*) AS n FROM e.{fmt}").table.to_pylist() == [{"n": 0}]
         assert lh.query(f"SELECT * FROM e.{fmt}").table.column_names == EVENTS.names
+
+
+def test_a_query_that_cannot_start_its_time_limit_gives_its_database_back(
+    lh: Lakehouse, two_tables: dict[str, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    def count() -> int:
+        return int(lh.query("SELECT count(*) AS n FROM shop.d", timeout=5).table["n"][0].as_py())
+
+    assert count() == 60
+    start = threading.Thread.start
+
+    def no_thread(self: threading.Thread) -> None:
+        if self.name == "lakehouse-query-limit":
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    with pytest.raises(RuntimeError, match="new thread"):
+        count()
+    monkeypatch.undo()
+    db = lh.sql._db
+    assert db is not None and db.active == 0, "the failed query still holds its database"
+    assert count() == 60
