@@ -212,6 +212,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
     connection and leases), stopped with the app."""
     base = Lakehouse(settings or load_settings(), actor="api")
     _ = base.catalog, base.sql  # created once, shared by every request
+    base.isolated_sql.pool.warm()  # the first query should not wait for a worker to start
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -426,6 +427,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
             as_of=as_of,
             max_rows=min(body.max_rows or settings.max_rows, settings.max_rows),
             masked=not p.allows("admin"),
+            isolated=True,  # every API query: a worker process with hard limits whose engine reads no file
             timeout=min(body.timeout_seconds or settings.query_timeout_seconds, settings.query_timeout_seconds),
         )
         if body.format == "arrow":

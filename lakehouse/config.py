@@ -57,6 +57,19 @@ class QuerySettings(BaseModel):
     max_rows: int = Field(default=10_000, ge=1, description="Rows a query returns at most.")
     memory_limit: str = Field(default="1GB", description="DuckDB memory_limit.")
     threads: int | None = Field(default=None, ge=1, description="DuckDB threads (default: all cores).")
+    workers: int = Field(
+        default=2, ge=1, le=64, description="Worker processes for isolated queries (the API, query --masked)."
+    )
+    worker_memory: str = Field(
+        default="2GB",
+        description="Hard memory limit of a query worker (address space beyond its idle size, as an rlimit); a "
+        "query that needs more is stopped (HTTP 413). DuckDB's own limit inside is the smaller of this and "
+        "memory_limit.",
+    )
+    timeout_seconds: float = Field(
+        default=300, gt=0, le=86_400, description="Wall-clock limit of an isolated query without its own (HTTP 408)."
+    )
+    max_result_bytes: str = Field(default="256MB", description="Largest answer an isolated query may send back.")
 
 
 DEFAULT_PRICES = {

@@ -41,6 +41,7 @@ from lakehouse.tables.registry import adapter_class, detect_format, loaded_forma
 
 if TYPE_CHECKING:
     from lakehouse.engines.spark import SparkEngine
+    from lakehouse.sql.worker import IsolatedEngine
 
 
 class Lakehouse:
@@ -56,6 +57,26 @@ class Lakehouse:
             catalog_name=settings.catalog_name,
             credentials=credentials,
         )
+        self._shared: dict[str, Any] = {}
+        """Engines shared with the copies :meth:`as_actor` makes (created on first use by any of them)."""
+        import threading
+
+        self._shared_lock = threading.Lock()
+
+    @property
+    def isolated_sql(self) -> IsolatedEngine:
+        """The engine of isolated queries (worker processes; see :mod:`lakehouse.sql.worker`), shared with
+        every :meth:`as_actor` copy."""
+        with self._shared_lock:
+            engine = self._shared.get("isolated")
+            if engine is None:
+                from lakehouse.governance.ops import mask_secret
+                from lakehouse.sql.worker import IsolatedEngine
+
+                engine = self._shared["isolated"] = IsolatedEngine(
+                    self.ctx, self.settings.query, mask_secret=mask_secret(self)
+                )
+            return engine
 
     @cached_property
     def catalog(self) -> CatalogStore:
@@ -93,6 +114,10 @@ class Lakehouse:
     def close(self) -> None:
         if "sql" in self.__dict__:
             self.sql.close()
+        with self._shared_lock:
+            isolated = self._shared.pop("isolated", None)
+        if isolated is not None:
+            isolated.close()
         for fmt in loaded_formats():
             adapter_class(fmt).release(self.ctx)
         if "catalog" in self.__dict__:
@@ -359,40 +384,39 @@ class Lakehouse:
         as_of: Mapping[str, AsOf] | None = None,
         max_rows: int | None = None,
         masked: bool = False,
+        isolated: bool = False,
         timeout: float | None = None,
         engine: str = "local",
     ) -> QueryResult:
         """Run SQL over catalog tables through DuckDB (see :mod:`lakehouse.sql` for time travel), or on Spark
         with ``engine="spark"`` (same table names and time travel).
 
-        ``masked`` is for callers without the PII-read permission: columns with a masking policy, and columns a
-        PII scan tagged, are masked inside the table views, before the query sees them."""
+        ``isolated`` runs the query in a worker process with hard memory and time limits whose engine cannot
+        touch files (:mod:`lakehouse.sql.worker`): for callers not trusted with the machine (the API).
+        ``masked`` is for callers without the PII-read permission and implies ``isolated``: columns with a
+        masking policy, and columns a PII scan tagged, are masked before the query's engine sees them."""
         from lakehouse.engines import check_engine
 
         if check_engine(engine) == "spark":
-            if masked or timeout is not None:
+            if masked or isolated or timeout is not None:
                 raise UnsupportedOperationError(
-                    "masked reads and query time limits run on the local engine only",
+                    "masked and isolated reads and query time limits run on the local engine only",
                     hint="drop --engine spark, or query as a caller with the PII-read permission",
                 )
             result = self.spark().query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows)
-            self._record_access(result)
-            return result
-        if not masked:
-            result = self.sql.query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows, timeout=timeout)
-            self._record_access(result)
-            return result
-        from lakehouse.governance.ops import mask_secret, read_masks
+        elif masked or isolated:
+            from lakehouse.governance.ops import read_masks
 
-        result = self.sql.query(
-            sql,
-            resolve=self.table,
-            as_of=as_of,
-            max_rows=max_rows,
-            masks=lambda table: read_masks(self, table),
-            mask_secret=mask_secret(self),
-            timeout=timeout,
-        )
+            result = self.isolated_sql.query(
+                sql,
+                resolve=self.table,
+                as_of=as_of,
+                max_rows=max_rows,
+                masks=(lambda table: read_masks(self, table)) if masked else None,
+                timeout=timeout,
+            )
+        else:
+            result = self.sql.query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows, timeout=timeout)
         self._record_access(result)
         return result
 

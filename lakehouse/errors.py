@@ -123,6 +123,13 @@ class QueryTimeoutError(QueryError):
     http_status = 408
 
 
+class QueryResourceError(QueryError):
+    """A query needed more memory than its worker may use (or sent back a larger answer than allowed); it was
+    stopped and its worker replaced."""
+
+    http_status = 413
+
+
 class AuthError(LakehouseError):
     """No API key, or one that is unknown or revoked."""
 

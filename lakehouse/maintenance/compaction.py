@@ -468,10 +468,10 @@ def rewrite_files(
 
     ``columns`` are the columns the new files hold (default: every column of the table). ``drop_rows`` (columns
     ``file``, ``row``: an input path as given and a 0-based row number in it) are left out (deduplication)."""
-    from lakehouse.sql import _connect_duckdb
+    from lakehouse.sql import connect_duckdb
 
     with tempfile.TemporaryDirectory(prefix="lakehouse-spill-") as spill:
-        con = _connect_duckdb(
+        con = connect_duckdb(
             lh.ctx,
             memory_limit=options.memory_budget,
             # every thread holds its own sort and write buffers: small budgets get one thread

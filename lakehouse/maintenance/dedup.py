@@ -108,7 +108,7 @@ def plan_dedup(
 ) -> DedupPlan:
     """Find the rows that lose: for each key with more than one row, all but the first by ``order`` descending
     (NULL orders last), then by file and row (so exact duplicates keep the oldest copy)."""
-    from lakehouse.sql import _connect_duckdb
+    from lakehouse.sql import connect_duckdb
 
     table = lh.table(name)
     _check(table, keys, order)
@@ -124,7 +124,7 @@ def plan_dedup(
     # columns a format keeps out of its files (Delta partition columns) come from each file's partition
     outside = [c for c in needed if c not in in_files]
     with tempfile.TemporaryDirectory(prefix="lakehouse-dedup-") as spill:
-        con = _connect_duckdb(
+        con = connect_duckdb(
             lh.ctx,
             memory_limit=memory_budget,
             threads=None,

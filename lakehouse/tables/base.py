@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -210,6 +210,25 @@ def last_per_key(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     keep = pc.sort_indices(pa.concat_arrays([last.column("__lh_row_max").combine_chunks(), nulls]))
     keep = pc.take(pa.concat_arrays([last.column("__lh_row_max").combine_chunks(), nulls]), keep)
     return table.take(keep)
+
+
+def conform_batch(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+    """A batch read from storage in the declared types of ``target``: columns in its order, cast losslessly
+    (a value that does not fit fails), columns the batch lacks as NULLs.
+
+    >>> b = pa.record_batch({"a": pa.array([1, 2], pa.int32()), "z": ["x", "y"]})
+    >>> conform_batch(b, pa.schema([("a", pa.int64()), ("b", pa.string())])).to_pylist()
+    [{'a': 1, 'b': None}, {'a': 2, 'b': None}]
+    """
+    columns = []
+    for f in target:
+        i = batch.schema.get_field_index(f.name)
+        if i < 0:
+            columns.append(pa.nulls(batch.num_rows, f.type))
+            continue
+        column = batch.column(i)
+        columns.append(column if column.type == f.type else column.cast(f.type))
+    return pa.RecordBatch.from_arrays(columns, schema=target)
 
 
 def partition_path(partition: Mapping[str, Any]) -> str:
@@ -494,6 +513,33 @@ class LakehouseTable(ABC):
 
     @abstractmethod
     def _scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table: ...
+
+    def batches(
+        self, snapshot: Snapshot | None = None, *, columns: Sequence[str] | None = None
+    ) -> pa.RecordBatchReader:
+        """The rows of the current version (or of ``snapshot``) as a stream of batches of the declared columns
+        (all, or ``columns``) in their declared types; columns the version predates read as NULL. Nothing is
+        read until the stream is: its schema is known at once.
+        """
+        names = list(columns) if columns is not None else list(self.schema.names)
+        unknown = [c for c in names if self.schema.get_field_index(c) < 0]
+        if unknown:
+            raise InvalidInputError(f"unknown column(s) {', '.join(unknown)} in table {self.name}")
+        target = pa.schema([self.schema.field(c) for c in names])
+
+        def conformed() -> Iterator[pa.RecordBatch]:
+            source = self._batches(names, snapshot)
+            if source is None:
+                return
+            for batch in source:
+                yield conform_batch(batch, target)
+
+        return pa.RecordBatchReader.from_batches(target, conformed())
+
+    def _batches(self, columns: list[str], snapshot: Snapshot | None) -> Iterable[pa.RecordBatch] | None:
+        """Batches holding (at least) those of ``columns`` the version has, any types; None when it has no
+        data. By default the whole scan, read at once; adapters stream."""
+        return self._scan(None, None, snapshot).to_batches()
 
     @abstractmethod
     def restore(self, as_of: AsOf) -> CommitResult:

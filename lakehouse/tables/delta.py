@@ -15,7 +15,7 @@ import random
 import time
 import urllib.parse
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, Self
 
 import pyarrow as pa
@@ -810,6 +810,17 @@ class DeltaAdapter(LakehouseTable):
             ds = table.to_pyarrow_dataset()
             flt = to_arrow(expr, self.schema) if expr is not None else None
             return ds.to_table(filter=flt, columns=columns)
+        except (DeltaError, OSError, pa.ArrowException) as e:
+            raise _translate(
+                e, f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
+            ) from e
+
+    def _batches(self, columns: list[str], snapshot: Snapshot | None) -> Iterator[pa.RecordBatch]:
+        table = self._at(snapshot.version if snapshot else None)
+        try:
+            ds = table.to_pyarrow_dataset()
+            present = [c for c in columns if c in ds.schema.names]  # an old version may predate some
+            yield from ds.to_batches(columns=present)
         except (DeltaError, OSError, pa.ArrowException) as e:
             raise _translate(
                 e, f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
 import pyarrow as pa
@@ -772,6 +772,24 @@ class IcebergAdapter(LakehouseTable):
                 snapshot_id=snapshot.snapshot_id if snapshot else None,
             )
             return scan.to_arrow()
+        except (OSError, pa.ArrowException) as e:
+            what = f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
+            raise VersionNotFoundError(f"{what}: a file it needs is gone or unreadable ({e})") from e
+
+    def _batches(self, columns: list[str], snapshot: Snapshot | None) -> Iterable[pa.RecordBatch] | None:
+        snapshot_id = snapshot.snapshot_id if snapshot else None
+        if snapshot_id is None and self._table.current_snapshot() is None:
+            return None
+        metadata = self._table.metadata
+        schema = metadata.schema()
+        snap = metadata.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
+        if snap is not None and snap.schema_id is not None:
+            schema = next((s for s in metadata.schemas if s.schema_id == snap.schema_id), schema)
+        names = {f.name for f in schema.fields}
+        present = tuple(c for c in columns if c in names)  # an old version may predate some
+        try:
+            scan = self._table.scan(selected_fields=present or ("*",), snapshot_id=snapshot_id)
+            return scan.to_arrow_batch_reader()
         except (OSError, pa.ArrowException) as e:
             what = f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
             raise VersionNotFoundError(f"{what}: a file it needs is gone or unreadable ({e})") from e

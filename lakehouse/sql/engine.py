@@ -1,0 +1,378 @@
+"""SQL over catalog tables through DuckDB in this process, with its own delta, iceberg and httpfs extensions.
+
+Extensions are loaded offline from their PyPI wheels (``duckdb-extension-*``); nothing is downloaded. Each
+catalog table reference (see :mod:`lakehouse.sql.rewrite`) becomes a temporary view over ``delta_scan(...)`` /
+``iceberg_scan(...)`` of the declared columns. This engine is for callers trusted with the raw data and the
+machine (the CLI's own user) and for jobs; the API and masked reads run in :mod:`lakehouse.sql.worker`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import importlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from lakehouse.errors import (
+    ConfigError,
+    DependencyMissingError,
+    LakehouseError,
+    QueryError,
+    QueryTimeoutError,
+    StorageError,
+)
+from lakehouse.sql import allowlist
+from lakehouse.sql.rewrite import access_of, rewrite
+from lakehouse.tables.base import AsOf, TableName
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from lakehouse.config import QuerySettings
+    from lakehouse.tables.base import LakehouseTable, StorageContext
+
+# avro must be loaded before iceberg
+EXTENSIONS = ("httpfs", "avro", "iceberg", "delta")
+
+
+def extension_path(name: str) -> str:
+    """Path of the ``.duckdb_extension`` file shipped by the ``duckdb-extension-<name>`` wheel."""
+    try:
+        module = importlib.import_module(f"duckdb_extension_{name}")
+    except ImportError as e:
+        raise DependencyMissingError(
+            f"DuckDB's {name} extension is not installed", hint="pip install 'lakehouse[sql]'"
+        ) from e
+    base = os.path.dirname(module.__file__ or "")
+    found = sorted(glob.glob(os.path.join(base, "**", f"{name}.duckdb_extension"), recursive=True))
+    if not found:
+        raise DependencyMissingError(f"duckdb-extension-{name} ships no {name}.duckdb_extension under {base}")
+    return found[-1]
+
+
+def connect_duckdb(
+    ctx: StorageContext,
+    *,
+    memory_limit: str | int,
+    threads: int | None = None,
+    temp_directory: str | None = None,
+    extensions: Sequence[str] = EXTENSIONS,
+    allowed_directories: Sequence[str] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the offline extensions loaded, S3 configured and configuration locked.
+
+    With ``allowed_directories`` (the query engine), DuckDB's external access is switched off except below
+    those directories (table locations): a second wall behind the allow-list (:mod:`lakehouse.sql.allowlist`)."""
+    try:
+        import duckdb
+    except ImportError as e:
+        raise DependencyMissingError("SQL needs duckdb", hint="pip install 'lakehouse[sql]'") from e
+    config: dict[str, Any] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "memory_limit": f"{memory_limit}B" if isinstance(memory_limit, int) else memory_limit,
+    }
+    if threads:
+        config["threads"] = threads
+    if temp_directory:  # a rewrite: spill instead of failing, and order only where a query asks for it
+        config["temp_directory"] = temp_directory
+        config["preserve_insertion_order"] = False
+    try:
+        con = duckdb.connect(config=config)
+        for name in extensions:
+            path = extension_path(name)
+            con.execute(f"LOAD '{path.replace(chr(39), chr(39) * 2)}'")
+        if ctx.credentials is not None:
+            con.execute(ctx.credentials.duckdb_secret_sql())
+        if allowed_directories is not None:
+            dirs = ", ".join("'" + d.replace("'", "''") + "'" for d in allowed_directories)
+            con.execute(f"SET allowed_directories = [{dirs}]")
+            con.execute("SET enable_external_access = false")
+        # nothing a query sends can change settings, load extensions or reach other files' config
+        con.execute("SET lock_configuration = true")
+    except duckdb.Error as e:
+        raise ConfigError(f"cannot start DuckDB with these settings: {_first_line(e)}") from e
+    return con
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    table: pa.Table
+    truncated: bool
+    sql: str
+    access: tuple[dict[str, Any], ...] = ()
+    """Per catalog table read: predicate columns and earliest times asked (for the access log)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "columns": [{"name": f.name, "type": str(f.type)} for f in self.table.schema],
+            "rows": self.table.to_pylist(),
+            "row_count": self.table.num_rows,
+            "truncated": self.truncated,
+        }
+
+
+@dataclass(eq=False)
+class _Database:
+    """One DuckDB database of the engine, with the number of queries running on it."""
+
+    con: duckdb.DuckDBPyConnection
+    allowed: frozenset[str]
+    active: int = 0
+    retired: bool = False
+
+
+def _covers(allowed: frozenset[str], wanted: set[str]) -> bool:
+    return all(any(w.startswith(a) for a in allowed) for w in wanted)
+
+
+INTERRUPT_EVERY = 0.05
+"""Seconds between interrupts once a query is past its time limit (DuckDB forgets an interrupt that arrives
+before a statement starts, so one is not enough)."""
+
+
+class SqlEngine:
+    """A DuckDB database with the extensions loaded and S3 configured; one cursor per query.
+
+    DuckDB's allowed directories cannot change once its configuration is locked, so the first query of a table
+    outside them opens a new database that may read it too. The new one is built outside the engine's lock and
+    swapped in; the old one is retired and closed by the last query still running on it (closing a connection
+    waits for its running queries, so no query ever waits for another one here)."""
+
+    def __init__(self, ctx: StorageContext, settings: QuerySettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self._db: _Database | None = None
+        self._lock = threading.Lock()
+        self._allowed: set[str] = {_dir(ctx.warehouse)}
+
+    def connection(self, locations: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
+        """The engine's current connection, one that may read ``locations`` (for inspection: a query holds its
+        database with :meth:`_acquire` while it runs)."""
+        db = self._acquire(locations)
+        self._release(db)
+        return db.con
+
+    def _acquire(self, locations: Sequence[str]) -> _Database:
+        """A database whose allowed directories cover ``locations``, in use until :meth:`_release`."""
+        wanted = {_dir(loc) for loc in locations}
+        while True:
+            with self._lock:
+                current = self._db
+                if current is not None and _covers(current.allowed, wanted):
+                    current.active += 1
+                    return current
+                self._allowed |= wanted
+                allowed = frozenset(self._allowed)
+            fresh = _Database(self._connect(allowed), allowed)  # loads the extensions: not under the lock
+            retired: _Database | None = None
+            with self._lock:
+                current = self._db
+                use: _Database | None = None
+                if current is not None and _covers(current.allowed, wanted):
+                    use = current  # another query swapped in one that will do meanwhile
+                elif current is None or allowed >= current.allowed:
+                    self._db = use = fresh
+                    retired = current
+                if use is not None:
+                    use.active += 1
+            if use is not fresh:
+                fresh.con.close()  # nothing ever ran on it; otherwise another directory came meanwhile: again
+            if retired is not None:
+                self._retire(retired)
+            if use is not None:
+                return use
+
+    def _retire(self, db: _Database) -> None:
+        with self._lock:
+            db.retired = True
+            idle = db.active == 0
+        if idle:
+            db.con.close()
+
+    def _release(self, db: _Database) -> None:
+        with self._lock:
+            db.active -= 1
+            idle = db.retired and db.active == 0
+        if idle:
+            db.con.close()
+
+    def _connect(self, allowed: frozenset[str]) -> duckdb.DuckDBPyConnection:
+        return connect_duckdb(
+            self.ctx,
+            memory_limit=self.settings.memory_limit,
+            threads=self.settings.threads,
+            allowed_directories=sorted(allowed),
+        )
+
+    def close(self) -> None:
+        """Close the database (queries still running on it close it when they finish)."""
+        with self._lock:
+            db, self._db = self._db, None
+        if db is not None:
+            self._retire(db)
+
+    def query(
+        self,
+        sql: str,
+        *,
+        resolve: Callable[[TableName], LakehouseTable],
+        as_of: Mapping[str, AsOf] | None = None,
+        max_rows: int | None = None,
+        timeout: float | None = None,
+    ) -> QueryResult:
+        """Run one SELECT over catalog tables, in this process (for a caller trusted with the raw data and the
+        machine: the CLI's own user; the API and masked reads use :class:`lakehouse.sql.worker.IsolatedEngine`).
+
+        Args:
+            sql: the query; ``namespace.table`` names catalog tables.
+            resolve: opens a table by name (raises TableNotFoundError).
+            as_of: version or time per table name, for references without their own ``AT (...)``.
+            max_rows: rows to return at most (default: the ``query.max_rows`` setting).
+            timeout: seconds, counted from this call, after which the query is interrupted
+                (:class:`QueryTimeoutError`).
+        """
+        deadline = time.monotonic() + timeout if timeout else None
+        limit = max_rows or self.settings.max_rows
+        pinned = {TableName.parse(k): v for k, v in (as_of or {}).items()}
+        rewritten, views = rewrite(sql, pinned)
+        allowlist.check_sql(rewritten, tables=views)
+        tables = {name: resolve(name) for name, _ in views.values()}
+        db = self._acquire([t.location for t in tables.values()])
+        try:
+            cursor = db.con.cursor()
+        except BaseException:
+            self._release(db)
+            raise
+        cancelled = threading.Event()  # set once the time limit is reached
+        done = threading.Event()
+        watchdog = None
+        if deadline is not None:
+            watchdog = threading.Thread(
+                target=_interrupt_at, args=(cursor, deadline, cancelled, done), name="lakehouse-query-limit"
+            )
+            watchdog.daemon = True
+            try:
+                watchdog.start()
+            except BaseException:  # no thread to be had: give the connection back before failing
+                cursor.close()
+                self._release(db)
+                raise
+        try:
+            result = self._run(cursor, rewritten, views, tables, limit, cancelled)
+        except Exception as e:
+            if cancelled.is_set():  # whatever failed after the interrupt failed because of it
+                raise QueryTimeoutError(f"query cancelled after its time limit of {timeout:g} s") from e
+            if isinstance(e, LakehouseError):
+                raise
+            raise QueryError(f"query failed: {_first_line(e)}") from e  # duckdb's classes: the query's fault
+        finally:
+            done.set()
+            if watchdog is not None:
+                watchdog.join()
+            cursor.close()
+            self._release(db)
+        truncated = result.num_rows > limit
+        return QueryResult(result.slice(0, limit) if truncated else result, truncated, rewritten, tuple(access_of(sql)))
+
+    def _run(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        rewritten: str,
+        views: Mapping[str, tuple[TableName, AsOf | None]],
+        tables: Mapping[TableName, LakehouseTable],
+        limit: int,
+        cancelled: threading.Event,
+    ) -> pa.Table:
+        """The table views, then the query; up to ``limit + 1`` rows."""
+        for view, (name, when) in views.items():
+            table = tables[name]
+            snapshot = table.snapshot(when) if when is not None else None
+            source = table.sql_source(snapshot)
+            if source is None:  # no data yet: an empty relation of the table's columns
+                cursor.register(f"{view}__empty", table.schema.empty_table())
+                source = _quote(f"{view}__empty")
+            present = set(table.schema.names)
+            if snapshot is not None:  # an old version may predate columns added since: they read as NULL
+                try:
+                    present = {r[0] for r in cursor.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+                except Exception as e:
+                    raise StorageError(f"cannot read table {name}: {_first_line(e)}") from e
+            cols = ", ".join(
+                _quote(c) if c in present else f"CAST(NULL AS {duck_type(table.schema.field(c).type)}) AS {_quote(c)}"
+                for c in table.schema.names
+            )
+            if cancelled.is_set():  # an interrupt between two statements is lost: check before each
+                raise QueryTimeoutError("the time limit was reached while preparing the table views")
+            try:
+                cursor.execute(f"CREATE TEMP VIEW {_quote(view)} AS SELECT {cols} FROM {source}")
+            except Exception as e:
+                raise StorageError(f"cannot read table {name}: {_first_line(e)}") from e
+        if cancelled.is_set():
+            raise QueryTimeoutError("the time limit was reached before the query started")
+        reader = cursor.execute(rewritten).to_arrow_reader(min(limit + 1, 100_000))
+        batches: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in reader:
+            batches.append(batch)
+            rows += batch.num_rows
+            if rows > limit:
+                break
+        return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+def _interrupt_at(cursor: Any, deadline: float, cancelled: threading.Event, done: threading.Event) -> None:
+    """At ``deadline`` interrupt the cursor's query, and again every :data:`INTERRUPT_EVERY` s until it is done."""
+    if done.wait(max(0.0, deadline - time.monotonic())):
+        return
+    cancelled.set()
+    while True:
+        with contextlib.suppress(Exception):  # a cursor between statements, or closing: try again
+            cursor.interrupt()
+        if done.wait(INTERRUPT_EVERY):
+            return
+
+
+_DUCK_TYPES = {
+    "string": "VARCHAR",
+    "large_string": "VARCHAR",
+    "int64": "BIGINT",
+    "int32": "INTEGER",
+    "double": "DOUBLE",
+    "float": "FLOAT",
+    "bool": "BOOLEAN",
+    "date32[day]": "DATE",
+}
+
+
+def duck_type(t: pa.DataType) -> str:
+    """The DuckDB type name of an Arrow type (VARCHAR for what has no closer one)."""
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP WITH TIME ZONE" if t.tz else "TIMESTAMP"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision},{t.scale})"
+    return _DUCK_TYPES.get(str(t), "VARCHAR")
+
+
+def _dir(location: str) -> str:
+    """A location as an allowed-directory prefix of DuckDB (``s3://`` for every S3 scheme, a trailing /)."""
+    loc = location.replace("s3a://", "s3://", 1)
+    if loc.startswith("file://"):
+        loc = loc[len("file://") :]
+    return loc.rstrip("/") + "/"
+
+
+def _quote(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,498 @@
+"""Isolated queries: SQL from callers not trusted with the machine or the raw data runs in a worker process.
+
+The isolation model, by construction rather than by a list of forbidden things:
+
+* **A process with hard limits.** Each worker is a separate Python process whose address space is capped with
+  ``RLIMIT_AS`` (its idle size plus ``query.worker_memory``). A query that needs more fails inside the worker
+  (DuckDB's allocation fails, or the process dies); the caller gets HTTP 413 and the worker is replaced. The
+  parent waits for an answer only until the query's time limit, then kills the worker (HTTP 408). The server's
+  own memory never holds more than one answer (at most ``query.max_result_bytes``).
+* **An engine that cannot touch files.** The worker's DuckDB loads no extension and runs with external access
+  switched off, no temporary directory, and its configuration locked before the query runs: no function of
+  DuckDB, present or future, can open a path or a URL there. Lakehouse binds the tables the query may read into
+  it as Arrow streams that the worker's Python code reads through the table adapters (the same code as every
+  other read), with masked columns already masked for the caller's role, so DuckDB never holds a raw value of
+  a masked column.
+* **An allow-list.** The SQL is one query whose every function, expression and table is named by
+  :mod:`lakehouse.sql.allowlist` (checked here on DuckDB's own parse of the SQL that runs, and once more before
+  the query is sent).
+
+Limits: the worker can read every table of the warehouse through the adapters (it needs the catalog and the
+storage credentials to bind them), so the barrier between a caller and tables it was not given is the binding
+itself (only the views lakehouse creates exist in the worker's DuckDB), not the operating system. CPU is bounded
+by the time limit, not by a share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import resource
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from lakehouse import errors
+from lakehouse.errors import ForbiddenError, LakehouseError, QueryError, QueryResourceError, QueryTimeoutError
+from lakehouse.sql import allowlist
+from lakehouse.sql.engine import QueryResult
+from lakehouse.sql.rewrite import access_of, needed_columns, rewrite
+from lakehouse.tables.base import AsOf, Snapshot, TableName
+from lakehouse.units import parse_size
+
+if TYPE_CHECKING:
+    from lakehouse.config import QuerySettings
+    from lakehouse.governance.masking import MaskPolicy
+    from lakehouse.tables.base import LakehouseTable, StorageContext
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One table bound into the worker under a view name."""
+
+    view: str
+    table: str
+    format: str
+    location: str
+    snapshot: Snapshot | None
+    """The version to read (None: the current one when the worker reads it)."""
+    columns: tuple[str, ...] | None
+    """The columns the query can refer to (None: all)."""
+    masks: Mapping[str, str] = field(default_factory=dict)
+    """Column -> masking policy, applied before DuckDB sees a value."""
+
+
+@dataclass(frozen=True)
+class Job:
+    sql: str
+    views: tuple[ViewSpec, ...]
+    limit: int
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker needs to bind tables and run queries; sent once when it starts."""
+
+    ctx: StorageContext
+    mask_secret: bytes | None
+    memory_budget: int
+    duckdb_memory: int
+    threads: int | None
+    max_result_bytes: int
+
+
+class IsolatedEngine:
+    """Runs queries in a pool of worker processes (see the module docstring)."""
+
+    def __init__(self, ctx: StorageContext, settings: QuerySettings, *, mask_secret: bytes | None = None) -> None:
+        self.settings = settings
+        budget = parse_size(settings.worker_memory)
+        self.config = WorkerConfig(
+            ctx=ctx,
+            mask_secret=mask_secret,
+            memory_budget=budget,
+            duckdb_memory=min(parse_size(settings.memory_limit), budget // 2),
+            threads=settings.threads,
+            max_result_bytes=parse_size(settings.max_result_bytes),
+        )
+        self.pool = WorkerPool(self.config, size=settings.workers)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def query(
+        self,
+        sql: str,
+        *,
+        resolve: Callable[[TableName], LakehouseTable],
+        as_of: Mapping[str, AsOf] | None = None,
+        max_rows: int | None = None,
+        masks: Callable[[LakehouseTable], Mapping[str, MaskPolicy]] | None = None,
+        timeout: float | None = None,
+    ) -> QueryResult:
+        """Run one SELECT over catalog tables in a worker.
+
+        Args:
+            masks: masking policies per table for a caller without the PII-read permission; the worker masks
+                those columns before its engine sees them. Such a caller cannot read quarantine tables at all
+                (they hold raw input).
+            timeout: seconds, counted from this call (default ``query.timeout_seconds``): past it the worker is
+                killed (:class:`QueryTimeoutError`).
+        """
+        deadline = time.monotonic() + (timeout or self.settings.timeout_seconds)
+        limit = max_rows or self.settings.max_rows
+        pinned = {TableName.parse(k): v for k, v in (as_of or {}).items()}
+        rewritten, views = rewrite(sql, pinned)
+        allowlist.check_sql(rewritten, tables=views)
+        tables = {name: resolve(name) for name, _ in views.values()}
+        if masks is not None:
+            _refuse_quarantine(tables)
+        wanted = needed_columns(rewritten)
+        specs = []
+        for view, (name, when) in views.items():
+            table = tables[name]
+            masked = {c: str(p) for c, p in (masks(table) if masks is not None else {}).items()}
+            columns = None if wanted is None else _columns_of(table, wanted)
+            specs.append(
+                ViewSpec(
+                    view=view,
+                    table=str(name),
+                    format=table.format,
+                    location=table.location,
+                    snapshot=table.snapshot(when) if when is not None else None,
+                    columns=columns,
+                    masks={c: p for c, p in masked.items() if columns is None or c in columns},
+                )
+            )
+        result, truncated = self.pool.run(Job(rewritten, tuple(specs), limit), deadline)
+        return QueryResult(result, truncated, rewritten, tuple(access_of(sql)))
+
+
+def _columns_of(table: LakehouseTable, wanted: set[str]) -> tuple[str, ...]:
+    """The table's columns a query names (at least one, so that rows keep their count)."""
+    names = [c for c in table.schema.names if c.lower() in wanted]
+    return tuple(names or table.schema.names[:1])
+
+
+def _refuse_quarantine(tables: Mapping[TableName, LakehouseTable]) -> None:
+    """Quarantine tables hold raw input (payloads, and errors that quote values): no masking policy can know
+    which part of a payload is PII, so a caller without the PII-read permission cannot read them at all."""
+    from lakehouse.ingest.pipeline import is_quarantine
+
+    for name in tables:
+        if is_quarantine(name):
+            raise ForbiddenError(
+                f"{name} is a quarantine table: it holds raw input, readable only with the PII-read permission",
+                hint="ask an admin, or query the target table",
+            )
+
+
+# ---- the parent's side ---------------------------------------------------------------------------------------
+
+
+class _Worker:
+    """A running worker process and the parent's end of its socket."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        parent, child = socket.socketpair()
+        import lakehouse
+
+        # the worker imports the same lakehouse as this process, wherever that came from
+        root = os.path.dirname(os.path.dirname(os.path.abspath(lakehouse.__file__)))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        try:
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no user input
+                [sys.executable, "-m", "lakehouse.sql.worker", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C at the terminal is the parent's to handle
+                cwd="/",
+                env=env,
+            )
+        finally:
+            child.close()
+        self.conn = Connection(parent.detach())
+        self.queries = 0
+        try:
+            self.conn.send(config)
+            if not self.conn.poll(60):
+                raise QueryError("a query worker did not start within 60 s")
+            reply = self.conn.recv()
+        except (OSError, EOFError) as e:
+            self.kill()
+            raise QueryError(f"a query worker could not start ({e})", hint="see the server's log") from e
+        if reply[0] != "ready":
+            self.kill()
+            raise QueryError(f"a query worker could not start: {reply[1]}")
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+        with contextlib.suppress(OSError):
+            self.conn.close()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+RECYCLE_AFTER = 500
+"""Queries a worker answers before it is replaced (memory a long-lived process fragments stays bounded)."""
+
+
+class WorkerPool:
+    """Up to ``size`` workers, one query each at a time; an idle one is kept warm."""
+
+    def __init__(self, config: WorkerConfig, *, size: int) -> None:
+        self.config = config
+        self.size = size
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._warming: threading.Thread | None = None
+
+    def warm(self) -> None:
+        """Start one worker in the background so the first query does not wait for it."""
+        with self._lock:
+            if self._closed or self._idle or (self._warming is not None and self._warming.is_alive()):
+                return
+            self._warming = threading.Thread(target=self._warm, name="lakehouse-query-worker-start", daemon=True)
+            self._warming.start()
+
+    def _warm(self) -> None:
+        try:
+            worker = _Worker(self.config)
+        except LakehouseError:
+            logger.exception("could not start a query worker ahead of time")
+            return
+        self._give_back(worker)
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.alive():
+                    return worker
+                worker.kill()
+        return _Worker(self.config)
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            if not self._closed and worker.alive() and worker.queries < RECYCLE_AFTER:
+                self._idle.append(worker)
+                return
+        worker.kill()
+
+    def run(self, job: Job, deadline: float) -> tuple[pa.Table, bool]:
+        """Send ``job`` to a worker; its rows (at most ``job.limit``) and whether there were more."""
+        if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise QueryTimeoutError("the time limit was reached while every query worker was busy")
+        try:
+            worker = self._take()
+            try:
+                reply = self._ask(worker, job, deadline)
+            except BaseException:
+                worker.kill()
+                self.warm()
+                raise
+            worker.queries += 1
+            if reply[0] == "memory":
+                worker.kill()
+                self.warm()
+            else:
+                self._give_back(worker)
+        finally:
+            self._slots.release()
+        return _answer(reply)
+
+    def _ask(self, worker: _Worker, job: Job, deadline: float) -> tuple[Any, ...]:
+        try:
+            worker.conn.send(job)
+            if not worker.conn.poll(max(0.0, deadline - time.monotonic())):
+                raise QueryTimeoutError("the query was stopped at its time limit")
+            reply: tuple[Any, ...] = worker.conn.recv()
+        except (EOFError, OSError) as e:
+            code = worker.process.poll() if worker.process.poll() is not None else worker.process.wait(timeout=10)
+            raise QueryResourceError(
+                f"the query's worker process ended (exit status {code}) before answering; most likely the query "
+                "needed more memory than a query may use",
+                hint="select fewer rows or columns, or aggregate",
+            ) from e
+        return reply
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.kill()
+
+
+def _answer(reply: tuple[Any, ...]) -> tuple[pa.Table, bool]:
+    kind = reply[0]
+    if kind == "ok":
+        with pa.ipc.open_stream(pa.py_buffer(reply[1])) as stream:
+            return stream.read_all(), bool(reply[2])
+    if kind == "memory":
+        raise QueryResourceError(
+            f"the query needed more memory than a query may use ({reply[1]})",
+            hint="select fewer rows or columns, or aggregate",
+        )
+    cls = getattr(errors, str(reply[1]), None)
+    if not (isinstance(cls, type) and issubclass(cls, LakehouseError)):
+        cls = QueryError
+    raise cls(str(reply[2]), hint=reply[3])
+
+
+# ---- the worker's side ---------------------------------------------------------------------------------------
+
+
+def _address_space() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def serve(conn: Connection) -> None:
+    """The worker's loop: one configuration, then jobs until the parent goes."""
+    config: WorkerConfig = conn.recv()
+    try:
+        import duckdb
+
+        from lakehouse.governance import masking  # noqa: F401 (imported before the limit applies)
+        from lakehouse.tables.registry import adapter_class
+
+        for fmt in ("delta", "iceberg"):
+            with contextlib.suppress(LakehouseError):  # a missing SDK fails the query that needs it
+                adapter_class(fmt)
+        con = _connect(config)  # DuckDB's own start-up cost, before the limit
+        allowlist.reserved_names(con)
+        con.close()
+        limit = _address_space() + config.memory_budget
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which refuses to use this worker
+        conn.send(("failed", f"{type(e).__name__}: {e}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            job: Job = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[Any, ...] = ("ok", *_run(config, job))
+        except (MemoryError, duckdb.OutOfMemoryException) as e:
+            conn.send(("memory", _first_line(e)))
+            return  # a process that ran out of memory is not trusted with the next query
+        except LakehouseError as e:
+            reply = ("error", type(e).__name__, e.message, e.hint)
+        except duckdb.Error as e:
+            reply = ("error", "QueryError", f"query failed: {_first_line(e)}", None)
+        except Exception as e:  # noqa: BLE001 - the parent answers with a problem document
+            reply = ("error", "StorageError", f"query failed: {type(e).__name__}: {_first_line(e)}", None)
+        try:
+            conn.send(reply)
+        except (MemoryError, OSError):
+            return
+
+
+def _connect(config: WorkerConfig) -> Any:
+    import duckdb
+
+    settings: dict[str, Any] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "enable_external_access": False,
+        "memory_limit": f"{config.duckdb_memory}B",
+        "temp_directory": "",  # no spilling: the engine writes no file either
+    }
+    if config.threads:
+        settings["threads"] = config.threads
+    return duckdb.connect(config=settings)
+
+
+def _run(config: WorkerConfig, job: Job) -> tuple[bytes, bool]:
+    con = _connect(config)
+    try:
+        for spec in job.views:
+            con.register(spec.view, _Source(spec, config))
+        con.execute("SET lock_configuration = true")
+        allowlist.check(allowlist.parse(con, job.sql), tables=[s.view for s in job.views], reserved=_reserved(con))
+        reader = con.execute(job.sql).to_arrow_reader(min(job.limit + 1, 100_000))
+        batches: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in reader:
+            batches.append(batch)
+            rows += batch.num_rows
+            if rows > job.limit:
+                break
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+        truncated = table.num_rows > job.limit
+        if truncated:
+            table = table.slice(0, job.limit)
+        sink = io.BytesIO()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        payload = sink.getvalue()
+        if len(payload) > config.max_result_bytes:
+            raise QueryResourceError(
+                f"the answer is {len(payload):,} bytes; at most {config.max_result_bytes:,} are sent",
+                hint="ask for fewer rows (max_rows) or columns",
+            )
+        return payload, truncated
+    finally:
+        con.close()
+
+
+def _reserved(con: Any) -> frozenset[str]:
+    return allowlist.reserved_names(con)
+
+
+class _Source:
+    """A table bound into DuckDB as an Arrow stream; each scan DuckDB starts reads it anew (a self-join reads
+    twice), masked columns masked batch by batch."""
+
+    def __init__(self, spec: ViewSpec, config: WorkerConfig) -> None:
+        from lakehouse.governance.masking import parse_mask
+        from lakehouse.tables.registry import adapter_class
+
+        self.spec = spec
+        self.secret = config.mask_secret
+        self.masks = {c: parse_mask(p) for c, p in spec.masks.items()}
+        self.table = adapter_class(spec.format).open(
+            TableName.parse(spec.table), location=spec.location, ctx=config.ctx
+        )
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        reader = self.table.batches(self.spec.snapshot, columns=self.spec.columns)
+        if self.masks:
+            reader = pa.RecordBatchReader.from_batches(reader.schema, self._masked(reader))
+        return reader.__arrow_c_stream__(requested_schema)
+
+    def _masked(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        from lakehouse.governance.masking import mask_array
+
+        schema = reader.schema
+        for batch in reader:
+            columns = []
+            for i, f in enumerate(schema):
+                column = batch.column(i)
+                policy = self.masks.get(f.name)
+                if policy is not None:
+                    if policy.kind == "null":
+                        column = pa.nulls(batch.num_rows, f.type)
+                    else:
+                        column = mask_array(column, policy, self.secret)
+                        column = column.cast(f.type) if column.type != f.type else column
+                columns.append(column)
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    serve(Connection(int(args[0])))
+
+
+if __name__ == "__main__":
+    main()
