@@ -1,9 +1,10 @@
 """The REST API: a FastAPI app over the same library functions as the CLI.
 
-``create_app(settings)`` builds it; ``lakehouse serve`` runs it with uvicorn. Every route but ``/health`` needs
-an API key (``Authorization: Bearer lhk_...`` or ``X-API-Key``); roles are reader < engineer < admin (see
-:mod:`lakehouse.governance.keys`). Every error is an RFC 9457 problem document (``application/problem+json``)
-with the status of the library's error class; a user's mistake is never a 500.
+``create_app(settings)`` builds it; ``lakehouse serve`` runs it with uvicorn. Every route but ``/health`` and the
+API's own description needs an API key (``Authorization: Bearer lhk_...`` or ``X-API-Key``); roles are reader <
+engineer < admin, and the role each route (and job parameter) needs is in one table, :mod:`api.authz`. Every
+error is an RFC 9457 problem document (``application/problem+json``) with the status of the library's error
+class; a user's mistake is never a 500.
 """
 
 from __future__ import annotations
@@ -13,22 +14,23 @@ import datetime as dt
 import io
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 import pyarrow as pa
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import authz
 from lakehouse.config import Settings, load_settings
 from lakehouse.core import Lakehouse
-from lakehouse.errors import ForbiddenError, InvalidInputError, LakehouseError, QueryError
-from lakehouse.governance.keys import Principal, authenticate, create_key
+from lakehouse.errors import InvalidInputError, LakehouseError, QueryError
+from lakehouse.governance.keys import Principal, create_key
 from lakehouse.sql import MAX_SQL_LENGTH
 from lakehouse.tables.base import TableName, parse_as_of
 
@@ -175,31 +177,17 @@ class BodyLimit:
 JobKind = Literal["optimize", "vacuum", "orphans", "expire-data", "tier", "dedup", "pii-scan", "pii-mask"]
 
 
-# ---- authentication -------------------------------------------------------------------------------------------
+# ---- authorization: api/authz.py ------------------------------------------------------------------------------
+
+Caller = Annotated[Principal, Depends(authz.authorize)]
+"""The request's key, already allowed by the route's entry in ``authz.ROUTES`` (the same, cached, call as the
+route's own dependency)."""
 
 
-def _principal(
-    request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> Principal:
-    token = x_api_key
-    if authorization and authorization.lower().startswith("bearer "):
-        token = authorization[7:].strip()
-    return authenticate(request.app.state.lakehouse, token)
-
-
-def _role(needed: str) -> Callable[..., Principal]:
-    def check(p: Annotated[Principal, Depends(_principal)]) -> Principal:
-        p.require(needed)
-        return p
-
-    return check
-
-
-Reader = Annotated[Principal, Depends(_role("reader"))]
-Engineer = Annotated[Principal, Depends(_role("engineer"))]
-Admin = Annotated[Principal, Depends(_role("admin"))]
+def authorized_job(kind: Annotated[JobKind, Path()], body: JobRequest, p: Caller) -> JobRequest:
+    """A job request whose kind and parameters the key's role allows (``authz.JOBS``, ``authz.JOB_PARAMS``)."""
+    authz.require_job(p, str(kind), body.model_dump())
+    return body
 
 
 # ---- the app --------------------------------------------------------------------------------------------------
@@ -261,6 +249,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
             422: {"description": "Invalid request"},
         },
     )
+    app.router.route_class = authz.AuthorizedRoute
     app.state.lakehouse = base
     max_body = base.settings.api.max_body_bytes
 
@@ -298,7 +287,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         return {"status": "ok", "warehouse": base.ctx.warehouse}
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
-    def metrics(_: Reader) -> PlainTextResponse:
+    def metrics(_: Caller) -> PlainTextResponse:
         """Prometheus text format: jobs by kind and state, job durations, rows ingested, files rewritten,
         per-table file counts, bytes and small-file ratio."""
         from api.metrics import render
@@ -309,7 +298,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
     @app.get("/tables", tags=["catalog"])
     def list_tables(
-        p: Reader,
+        p: Caller,
         namespace: Annotated[str | None, Query(max_length=63)] = None,
         format: Annotated[Literal["delta", "iceberg"] | None, Query()] = None,
         tag: Annotated[str | None, Query(max_length=32, description="A PII kind, or 'pii' for any")] = None,
@@ -329,7 +318,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         }
 
     @app.get("/tables/{name}", tags=["catalog"])
-    def table_detail(name: TableParam, p: Reader) -> dict[str, Any]:
+    def table_detail(name: TableParam, p: Caller) -> dict[str, Any]:
         """Schema, partitioning, keys, properties, capabilities, PII tags, file health and tier breakdown."""
         from lakehouse.cli import _table_summary
         from lakehouse.maintenance.tiering import table_cost
@@ -343,24 +332,24 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         return info
 
     @app.get("/tables/{name}/policy", tags=["catalog"])
-    def get_policy(name: TableParam, p: Reader) -> dict[str, Any]:
+    def get_policy(name: TableParam, p: Caller) -> dict[str, Any]:
         return {"effective": base.policy(name).model_dump(), "stored": base.catalog.policy(TableName.parse(name))}
 
     @app.put("/tables/{name}/policy", tags=["admin"])
-    def put_policy(name: TableParam, body: PolicyRequest, p: Admin) -> dict[str, Any]:
+    def put_policy(name: TableParam, body: PolicyRequest, p: Caller) -> dict[str, Any]:
         """Store policy values for a table (validated)."""
         return lh_for(p).set_policy(name, body.values, replace=body.replace).model_dump()
 
     # ---- history and time travel ----------------------------------------------------------------------------
 
     @app.get("/tables/{name}/versions", tags=["history"])
-    def versions(name: TableParam, p: Reader) -> list[dict[str, Any]]:
+    def versions(name: TableParam, p: Caller) -> list[dict[str, Any]]:
         table = base.table(name)
         expired = table.expired.versions if table.expired else frozenset()
         return [{**s.as_dict(), "expired": s.version in expired} for s in table.snapshots()]
 
     @app.get("/tables/{name}/versions/{version}", tags=["history"])
-    def version_detail(name: TableParam, version: Annotated[int, Path(ge=0)], p: Reader) -> dict[str, Any]:
+    def version_detail(name: TableParam, version: Annotated[int, Path(ge=0)], p: Caller) -> dict[str, Any]:
         table = base.table(name)
         snap = table.snapshot(version)
         files = table.files(as_of=snap.version)
@@ -374,7 +363,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
     @app.get("/tables/{name}/diff", tags=["history"])
     def diff(
         name: TableParam,
-        p: Reader,
+        p: Caller,
         from_version: Annotated[int, Query(ge=0, alias="from")],
         to_version: Annotated[int | None, Query(ge=0, alias="to")] = None,
     ) -> dict[str, Any]:
@@ -386,7 +375,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         after = {f.path: f for f in table.files(as_of=b.version)}
         added = [after[k].as_dict() for k in after.keys() - before.keys()]
         removed = [before[k].as_dict() for k in before.keys() - after.keys()]
-        if not p.allows("admin"):  # partition values of PII columns are PII too
+        if not authz.allows(p, authz.READS_PII):  # partition values of PII columns are PII too
             from lakehouse.governance.ops import read_masks
 
             masked = set(read_masks(base, table))
@@ -405,7 +394,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         }
 
     @app.post("/tables/{name}/restore", tags=["history"])
-    def restore(name: TableParam, body: RestoreRequest, p: Engineer) -> dict[str, Any]:
+    def restore(name: TableParam, body: RestoreRequest, p: Caller) -> dict[str, Any]:
         """Restore a table to an earlier version (recorded in the job history and the audit log)."""
         when = parse_as_of(body.version if isinstance(body.version, int) else str(body.version))
         return lh_for(p).restore(name, when).as_dict()
@@ -417,7 +406,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         tags=["query"],
         responses={200: {"content": {"application/json": {}, "application/vnd.apache.arrow.stream": {}}}},
     )
-    def query(body: QueryRequest, p: Reader) -> Response:
+    def query(body: QueryRequest, p: Caller) -> Response:
         """Read-only SQL over catalog tables (DuckDB). Only SELECT; no table functions that read files or
         URLs, no ATTACH/COPY/INSTALL/LOAD/PRAGMA/SET. PII comes masked unless the key is an admin's."""
         as_of = {str(TableName.parse(k)): parse_as_of(v) for k, v in body.as_of.items()}
@@ -426,7 +415,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
             body.sql,
             as_of=as_of,
             max_rows=min(body.max_rows or settings.max_rows, settings.max_rows),
-            masked=not p.allows("admin"),
+            masked=not authz.allows(p, authz.READS_PII),
             isolated=True,  # every API query: a worker process with hard limits whose engine reads no file
             timeout=min(body.timeout_seconds or settings.query_timeout_seconds, settings.query_timeout_seconds),
         )
@@ -459,7 +448,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
     async def ingest(
         name: TableParam,
         request: Request,
-        p: Engineer,
+        p: Caller,
         source: Annotated[
             str | None, Query(max_length=200, description="Batch id; a retry with it is idempotent")
         ] = None,
@@ -504,26 +493,25 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
     def run_job(
         name: TableParam,
         kind: Annotated[JobKind, Path()],
-        body: JobRequest,
-        p: Engineer,
+        body: Annotated[JobRequest, Depends(authorized_job)],
+        p: Caller,
     ) -> dict[str, Any]:
-        """Plan (dry run, the default) or run a maintenance job; the answer is its plan or result."""
+        """Plan (dry run, the default) or run a maintenance job; the answer is its plan or result. Some kinds
+        and parameters need more than the engineer role (see api/authz.py)."""
         from api.jobs import run
 
-        if kind == "pii-mask" and body.purge and not p.allows("admin"):
-            raise ForbiddenError("pii-mask with purge destroys history: it needs the admin role")
         return run(lh_for(p), name, str(kind), body.model_dump())
 
     @app.get("/jobs", tags=["jobs"])
     def jobs(
-        p: Reader,
+        p: Caller,
         table: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=127)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         return [j.as_dict() for j in base.jobs(table, limit=limit)]
 
     @app.get("/jobs/{job_id}", tags=["jobs"])
-    def job(job_id: Annotated[int, Path(ge=1)], p: Reader) -> dict[str, Any]:
+    def job(job_id: Annotated[int, Path(ge=1)], p: Caller) -> dict[str, Any]:
         for j in base.catalog.jobs(limit=1_000_000):
             if j.id == job_id:
                 return j.as_dict()
@@ -535,7 +523,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
     @app.get("/lineage", tags=["lineage"])
     def lineage(
-        p: Reader,
+        p: Caller,
         dataset: Annotated[str, Query(min_length=1, max_length=500, description="ns.table or namespace::name")],
         depth: Annotated[int, Query(ge=1, le=20)] = 3,
     ) -> dict[str, Any]:
@@ -545,7 +533,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         return graph(base, dataset, depth=depth)
 
     @app.post("/lineage", tags=["lineage"], status_code=201)
-    def post_lineage(event: dict[str, Any], p: Engineer) -> dict[str, Any]:
+    def post_lineage(event: dict[str, Any], p: Caller) -> dict[str, Any]:
         """Accept an OpenLineage run event from another tool (an Airflow emitter, dbt, Spark)."""
         from lakehouse.governance.lineage import emit, validate_event
 
@@ -557,25 +545,25 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         return {"id": event_id}
 
     @app.get("/lineage/events", tags=["lineage"])
-    def lineage_events(p: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    def lineage_events(p: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
         return base.catalog.lineage_events(limit=limit)
 
     # ---- admin ----------------------------------------------------------------------------------------------
 
     @app.post("/keys", tags=["admin"], status_code=201)
-    def new_key(body: KeyRequest, p: Admin) -> dict[str, Any]:
+    def new_key(body: KeyRequest, p: Caller) -> dict[str, Any]:
         """Create an API key; the key itself is in this answer only."""
         key_id, key = create_key(lh_for(p), name=body.name, role=body.role)
         return {"id": key_id, "key": key, "role": body.role, "name": body.name}
 
     @app.get("/keys", tags=["admin"])
-    def list_keys(p: Admin) -> list[dict[str, Any]]:
+    def list_keys(p: Caller) -> list[dict[str, Any]]:
         return [
             {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()} for r in base.catalog.keys()
         ]
 
     @app.delete("/keys/{key_id}", tags=["admin"])
-    def revoke_key(key_id: Annotated[str, Path(max_length=16, pattern=r"^[0-9a-f]+$")], p: Admin) -> dict[str, Any]:
+    def revoke_key(key_id: Annotated[str, Path(max_length=16, pattern=r"^[0-9a-f]+$")], p: Caller) -> dict[str, Any]:
         if not base.catalog.revoke_key(key_id):
             from lakehouse.errors import TableNotFoundError
 
@@ -584,7 +572,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         return {"id": key_id, "revoked": True}
 
     @app.post("/erase", tags=["admin"])
-    def erase(body: EraseRequest, p: Admin) -> dict[str, Any]:
+    def erase(body: EraseRequest, p: Caller) -> dict[str, Any]:
         """Right to be forgotten: delete a subject's rows across tables, purge history, record a receipt."""
         from lakehouse.governance.ops import erase as run_erase
 
@@ -592,11 +580,16 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
     @app.get("/audit", tags=["admin"])
     def audit(
-        p: Admin,
+        p: Caller,
         table: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=127)] = None,
         action: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         return [r.as_dict() for r in base.audit_log(table, action=action, limit=limit)]
 
+    try:
+        authz.check_app(app, job_kinds=get_args(JobKind), job_dependency=authorized_job)
+    except BaseException:
+        base.close()
+        raise
     return app

@@ -1,0 +1,252 @@
+"""Who may call what: the API's authorization, in one table.
+
+``ROUTES`` names, for every route of the app (method and path template), the least role that may call it:
+``public`` (no key), ``reader`` < ``engineer`` < ``admin``. ``create_app`` builds every route with
+:class:`AuthorizedRoute`, which gives it the :func:`authorize` dependency; that looks the matched route up here
+(``request.scope["route"].path`` and the method) and refuses a route without an entry. ``create_app`` then
+raises unless :func:`check_app` finds the app's routes and this table the same set, in both directions. No
+endpoint names its role itself.
+
+Job routes (``POST /tables/{name}/jobs/{kind}``) need more than the route's role for some requests: the role
+is the highest of the route's, ``JOBS[kind]`` (dry run or apply) and ``JOB_PARAMS`` for every parameter given.
+Why each entry is what it is:
+
+- **A dry run changes nothing and shows no values** (plans, counts, findings with counts), so every dry run is
+  an engineer's, except for the parameters that are admin's outright (below).
+- **pii-scan apply is admin's**: it *replaces* the table's PII tags, and the tags decide which columns readers
+  get masked. A rescan that no longer finds a column (an engineer ingested enough other values, or restored
+  the table to a version without them, and scanned) removes its tag and unmasks it. Lowering a mask is
+  admin's by any path; an engineer's dry run shows the findings an admin can then store.
+- **masks is admin's, dry run too**: the given policies replace the stored ``masking.<column>`` (the policy
+  ``PUT /tables/{name}/policy`` guards), so ``{"masks": {"email": "partial:64"}}`` would switch masking off
+  for readers. pii-mask *without* masks re-applies the stored policies, which only ever masks more: engineer.
+- **purge is admin's, dry run too**: it destroys every old version (no restore, no time travel afterwards).
+- **Retention overrides are admin's when applied**: ``retain`` (vacuum), ``older_than`` (orphans,
+  expire-data) and ``column`` (expire-data) replace the retention an admin stored in the policy for this run,
+  and an applied vacuum or orphan removal cannot be undone. An engineer applies retention as the policy says
+  (destructive, but the admin chose the window) and may dry-run any override to size it.
+- Parameters are judged whatever the job kind, so a kind that starts to read one is covered.
+- Everything else an engineer may do is undoable by a restore while retention keeps the old versions:
+  optimize, tier, dedup (its ``keys``/``order`` too), restore, ingest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute, Route
+
+from lakehouse.errors import ConfigError, ForbiddenError
+from lakehouse.governance.keys import ROLES, Principal, authenticate
+
+PUBLIC: Final = "public"
+"""No key needed: the service is up, and the API's own description (it holds no data)."""
+
+ORDER: Final = (PUBLIC, *ROLES)
+READS_PII: Final = "admin"
+"""The least role that reads unmasked PII (queries, partition values in diffs)."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    role: str
+    """The least role that may call the route."""
+    job_params: bool = False
+    """The body is a job request: ``JOBS`` and ``JOB_PARAMS`` may ask for more than ``role``."""
+
+
+@dataclass(frozen=True)
+class JobRule:
+    dry_run: str
+    apply: str
+    why: str
+
+    def role(self, dry_run: bool) -> str:
+        return self.dry_run if dry_run else self.apply
+
+
+ROUTES: Final[Mapping[tuple[str, str], Rule]] = {
+    # service
+    ("GET", "/health"): Rule(PUBLIC),
+    ("GET", "/openapi.json"): Rule(PUBLIC),
+    ("GET", "/docs"): Rule(PUBLIC),
+    ("GET", "/docs/oauth2-redirect"): Rule(PUBLIC),
+    ("GET", "/redoc"): Rule(PUBLIC),
+    ("GET", "/metrics"): Rule("reader"),
+    # catalog
+    ("GET", "/tables"): Rule("reader"),
+    ("GET", "/tables/{name}"): Rule("reader"),
+    ("GET", "/tables/{name}/policy"): Rule("reader"),
+    ("PUT", "/tables/{name}/policy"): Rule("admin"),
+    # history
+    ("GET", "/tables/{name}/versions"): Rule("reader"),
+    ("GET", "/tables/{name}/versions/{version}"): Rule("reader"),
+    ("GET", "/tables/{name}/diff"): Rule("reader"),
+    ("POST", "/tables/{name}/restore"): Rule("engineer"),
+    # query and ingest
+    ("POST", "/query"): Rule("reader"),
+    ("POST", "/tables/{name}/records"): Rule("engineer"),
+    # jobs
+    ("POST", "/tables/{name}/jobs/{kind}"): Rule("engineer", job_params=True),
+    ("GET", "/jobs"): Rule("reader"),
+    ("GET", "/jobs/{job_id}"): Rule("reader"),
+    # lineage
+    ("GET", "/lineage"): Rule("reader"),
+    ("POST", "/lineage"): Rule("engineer"),
+    ("GET", "/lineage/events"): Rule("reader"),
+    # admin
+    ("POST", "/keys"): Rule("admin"),
+    ("GET", "/keys"): Rule("admin"),
+    ("DELETE", "/keys/{key_id}"): Rule("admin"),
+    ("POST", "/erase"): Rule("admin"),
+    ("GET", "/audit"): Rule("admin"),
+}
+
+JOBS: Final[Mapping[str, JobRule]] = {
+    "optimize": JobRule("engineer", "engineer", "rewrites files, same rows; a restore undoes it"),
+    "vacuum": JobRule("engineer", "engineer", "expires versions by the stored retention"),
+    "orphans": JobRule("engineer", "engineer", "deletes unreferenced files older than the stored age"),
+    "expire-data": JobRule("engineer", "engineer", "deletes rows by the stored retention"),
+    "tier": JobRule("engineer", "engineer", "moves files between storage tiers"),
+    "dedup": JobRule("engineer", "engineer", "removes duplicate rows; a restore undoes it"),
+    "pii-scan": JobRule("engineer", "admin", "apply replaces the PII tags, which decide what readers see masked"),
+    "pii-mask": JobRule("engineer", "engineer", "without masks: re-applies the stored masking, only masks more"),
+}
+
+JOB_PARAMS: Final[Mapping[str, JobRule]] = {
+    "masks": JobRule("admin", "admin", "replaces the stored masking policy of its columns, so can lower it"),
+    "purge": JobRule("admin", "admin", "destroys every old version of the table"),
+    "retain": JobRule("engineer", "admin", "overrides the stored retention; vacuum cannot be undone"),
+    "older_than": JobRule("engineer", "admin", "overrides the stored orphan age or data expiry"),
+    "column": JobRule("engineer", "admin", "overrides the stored data expiry's time column"),
+}
+"""A parameter counts as given unless it is absent, null or false."""
+
+
+def highest(roles: Iterable[str]) -> str:
+    return max(roles, key=ORDER.index, default=PUBLIC)
+
+
+def job_requirements(kind: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(role, reason) for a job request: the route's, the kind's, and each given parameter's. An unknown kind
+    needs admin (the table is checked against the app's kinds at startup, so this is a fallback)."""
+    dry_run = params.get("dry_run", True) is True  # anything else may run: judged as an apply
+    mode = "dry run" if dry_run else "apply"
+    base = ROUTES[("POST", "/tables/{name}/jobs/{kind}")].role
+    needs = [(base, "jobs")]
+    rule = JOBS.get(kind)
+    needs.append((rule.role(dry_run), f"{kind} ({mode}): {rule.why}") if rule else ("admin", f"unknown job {kind}"))
+    for param, p_rule in JOB_PARAMS.items():
+        if params.get(param) not in (None, False):
+            needs.append((p_rule.role(dry_run), f"{param} ({mode}): {p_rule.why}"))
+    return needs
+
+
+def job_role(kind: str, params: Mapping[str, Any]) -> str:
+    return highest(role for role, _ in job_requirements(kind, params))
+
+
+def require_job(p: Principal, kind: str, params: Mapping[str, Any]) -> None:
+    """Refuse (403) a job request that needs more than the key's role, naming why."""
+    missing = [(role, why) for role, why in job_requirements(kind, params) if not allows(p, role)]
+    if missing:
+        role = highest(r for r, _ in missing)
+        reasons = "; ".join(why for r, why in missing if r == role)
+        raise ForbiddenError(f"this job needs the {role} role ({reasons}); key {p.key_id} is {p.role}")
+
+
+def allows(p: Principal | None, role: str) -> bool:
+    return role == PUBLIC or (p is not None and p.allows(role))
+
+
+# ---- the dependency and the route class ------------------------------------------------------------------
+
+
+def rule_for(method: str, path: str) -> Rule | None:
+    return ROUTES.get((method.upper(), path))
+
+
+def authorize(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Principal:
+    """The key of the request, allowed by the table's rule for the route that matched (401 without a valid key,
+    403 below the role). A route with no rule is refused."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    rule = rule_for(request.method, path) if isinstance(path, str) else None
+    if rule is None:
+        raise ForbiddenError(f"no authorization rule for {request.method} {path}")
+    token = x_api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    p = authenticate(request.app.state.lakehouse, token)
+    if rule.role != PUBLIC:
+        p.require(rule.role)
+    request.state.principal = p
+    return p
+
+
+def _route_methods(route: BaseRoute) -> set[str]:
+    methods = set(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.discard("HEAD")  # Starlette adds HEAD to every GET route; it is the same route
+    return methods
+
+
+class AuthorizedRoute(APIRoute):
+    """An API route that takes its role from ``ROUTES``: ``authorize`` as its first dependency (none for a
+    public route). A route without an entry also gets ``authorize``, which refuses every call (and
+    :func:`check_app` refuses the app)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        methods = {m.upper() for m in (kwargs.get("methods") or {"GET"})}
+        self.rules = {m: rule_for(m, path) for m in (methods - {"HEAD"} if "GET" in methods else methods)}
+        dependencies = list(kwargs.pop("dependencies", None) or ())
+        if any(r is None or r.role != PUBLIC for r in self.rules.values()):
+            dependencies.insert(0, Depends(authorize))
+        super().__init__(path, endpoint, dependencies=dependencies, **kwargs)
+
+
+def check_app(app: FastAPI, *, job_kinds: Iterable[str], job_dependency: Callable[..., Any]) -> None:
+    """Raise :class:`ConfigError` unless the app's routes and ``ROUTES`` are the same set, every route that needs
+    a key was built by :class:`AuthorizedRoute`, job routes check their parameters with ``job_dependency``, and
+    ``JOBS`` names exactly the app's job kinds."""
+    seen: set[tuple[str, str]] = set()
+    problems: list[str] = []
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        methods = _route_methods(route)
+        keys = {(m, path) for m in methods}
+        seen |= keys
+        rules = {k: ROUTES.get(k) for k in keys}
+        for (method, _), rule in rules.items():
+            if rule is None:
+                problems.append(f"{method} {path} has no entry")
+            elif rule.role != PUBLIC and not (isinstance(route, AuthorizedRoute) and _depends_on(route, authorize)):
+                problems.append(f"{method} {path} needs {rule.role} but is not an AuthorizedRoute")
+            elif rule.job_params and isinstance(route, APIRoute) and not _depends_on(route, job_dependency):
+                problems.append(f"{method} {path} takes job parameters without checking them")
+        if not isinstance(route, Route):  # a Mount or a websocket route: nothing to attach a rule to
+            problems.append(f"{path}: a {type(route).__name__} cannot be authorized per route")
+    problems += [f"{m} {p} is in ROUTES but the app has no such route" for m, p in sorted(set(ROUTES) - seen)]
+    kinds = set(job_kinds)
+    if kinds != set(JOBS):
+        problems.append(f"JOBS names {sorted(JOBS)}, the app's job kinds are {sorted(kinds)}")
+    if problems:
+        raise ConfigError("api.authz.ROUTES does not match the app: " + "; ".join(problems))
+
+
+def _depends_on(route: APIRoute, call: Callable[..., Any]) -> bool:
+    stack = [route.dependant]
+    while stack:
+        d = stack.pop()
+        if d.call is call:
+            return True
+        stack.extend(d.dependencies)
+    return False

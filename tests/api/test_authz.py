@@ -1,0 +1,341 @@
+"""Authorization from the one table, api/authz.py, through HTTP on the real app (one app per module).
+
+The matrix: the table and the app's routes are the same set (both directions), and every route x every role (no
+key, reader, engineer, admin, a revoked admin key) answers as the table says: 401 without a valid key, 403 below
+the role (problem documents), a 2xx at or above it (every request is valid on a real table, so it really runs);
+for the job route every kind x dry run and apply x each parameter that raises the role. Then regressions: an
+engineer cannot switch masking off through pii-mask (an admin can), nor drop PII tags by a rescan; a route
+missing from the table fails closed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, get_args
+
+import pyarrow as pa
+import pytest
+from fastapi.testclient import TestClient
+
+from api import authz
+from api.app import JobKind, JobRequest, create_app
+from lakehouse.config import Settings, load_settings
+from lakehouse.core import Lakehouse
+from lakehouse.errors import ConfigError
+from lakehouse.governance.keys import ROLES, create_key
+
+SECRET = "authz-test-secret"
+TABLE = "authz.t"
+CALLERS = (None, "reader", "engineer", "admin", "revoked")  # revoked: an admin key, revoked
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("email", pa.string()),
+        pa.field("note", pa.string()),
+    ]
+)
+# a value for every parameter of authz.JOB_PARAMS (a new rule without one here fails the matrix): each makes the
+# job run on TABLE without deleting anything it relies on
+PARAM_EXAMPLES: dict[str, Any] = {
+    "masks": {"email": "partial:64"},
+    "purge": True,
+    "retain": "7d",
+    "older_than": "36500d",
+    "column": "ts",
+}
+
+EVENT = {  # another tool's run event that read TABLE
+    "eventType": "COMPLETE",
+    "run": {"runId": "3f1e8f3e-0000-4000-8000-00000000a001"},
+    "job": {"namespace": "airflow", "name": "authz_report"},
+    "inputs": [{"namespace": "x", "name": TABLE}],
+}
+
+
+def rows(start: int, n: int, *, email: Callable[[int], str | None] = lambda i: f"user{i}@corp.example") -> pa.Table:
+    ts = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    return pa.table(
+        {
+            "id": list(range(start, start + n)),
+            "ts": [ts + dt.timedelta(hours=i) for i in range(start, start + n)],
+            "email": [email(i) for i in range(start, start + n)],
+            "note": [f"note {i}" for i in range(start, start + n)],
+        },
+        schema=SCHEMA,
+    )
+
+
+@dataclass
+class Env:
+    client: TestClient
+    keys: dict[str, str]
+    lh: Lakehouse
+    app: Any
+    settings: Settings
+    job_id: int
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    root = tmp_path_factory.mktemp("authz")
+    with pytest.MonkeyPatch.context() as mp:  # as tests/conftest.py's _isolate does for each test
+        for key in list(os.environ):
+            if key.startswith(("LAKEHOUSE_", "AWS_")) and not key.startswith("LAKEHOUSE_TEST_"):
+                mp.delenv(key)
+        mp.chdir(root)
+        settings = load_settings(config_file=False, warehouse=str(root / "wh"), governance={"mask_secret": SECRET})
+    with Lakehouse(settings) as lh:
+        table = lh.create_table(TABLE, schema=SCHEMA, format="delta")
+        table.append(rows(0, 20))
+        table.append(rows(20, 20))
+        lh.set_policy(
+            TABLE,
+            {
+                "masking": {"email": "hash"},
+                "retention": {"expire_after": "36500d", "expire_column": "ts"},
+                "dedup": {"keys": ["id"]},
+                "tiering": {"column": "ts"},
+            },
+        )
+        keys = {role: create_key(lh, name=f"{role} key", role=role)[1] for role in ROLES}
+        revoked, keys["revoked"] = create_key(lh, name="revoked admin key", role="admin")
+        assert lh.catalog.revoke_key(revoked)
+        job_id = lh.catalog.record_job("optimize", table=table.name, params={}, state="skipped", metrics={})
+        lh.catalog.add_lineage(EVENT)  # so GET /lineage finds the dataset whichever test runs first
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield Env(client, keys, app.state.lakehouse, app, settings, job_id)
+
+
+def call(env: Env, caller: str | None, method: str, path: str, **kw: Any) -> Any:
+    headers = {"X-API-Key": env.keys[caller]} if caller else {}
+    return env.client.request(method, path, headers=headers, **kw)
+
+
+def ok(response: Any, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["detail"]
+    return body
+
+
+def query(env: Env, caller: str, sql: str) -> list[dict[str, Any]]:
+    return list(ok(call(env, caller, "POST", "/query", json={"sql": sql}))["rows"])
+
+
+# ---- the table and the app -------------------------------------------------------------------------------------
+
+
+def app_routes(app: Any) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for route in app.routes:
+        methods = set(route.methods)
+        if "GET" in methods:
+            methods.discard("HEAD")
+        out |= {(m, route.path) for m in methods}
+    return out
+
+
+def test_the_table_and_the_app_have_the_same_routes(env: Env) -> None:
+    routes = app_routes(env.app)
+    assert routes - set(authz.ROUTES) == set(), "routes without an entry"
+    assert set(authz.ROUTES) - routes == set(), "entries without a route"
+    assert set(authz.JOBS) == set(get_args(JobKind))
+    assert set(authz.JOB_PARAMS) <= set(JobRequest.model_fields)
+
+
+def test_the_table_says_what_the_issue_asks() -> None:
+    """Masking, keys, policies, erasure and the audit log are admin's by every path; /health is the only data
+    route without a key."""
+    public = {path for (_, path), rule in authz.ROUTES.items() if rule.role == authz.PUBLIC}
+    assert public == {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    for (method, path), rule in authz.ROUTES.items():
+        if path.startswith(("/keys", "/erase", "/audit")) or (method != "GET" and path.endswith("/policy")):
+            assert rule.role == "admin", (method, path)
+    for dry_run in (True, False):
+        for kind in authz.JOBS:
+            for param in ("masks", "purge"):
+                assert authz.job_role(kind, {"dry_run": dry_run, param: PARAM_EXAMPLES[param]}) == "admin"
+    assert authz.job_role("pii-mask", {"dry_run": False}) == "engineer"  # re-applies the stored masking
+    assert authz.job_role("pii-scan", {"dry_run": False}) == "admin"  # replaces the tags
+    assert authz.job_role("vacuum", {"dry_run": False, "retain": "0s"}) == "admin"
+    assert authz.job_role("vacuum", {"dry_run": True, "retain": "0s"}) == "engineer"
+    assert authz.job_role("vacuum", {"dry_run": 0}) == "engineer", "anything but true is judged as an apply"
+    assert authz.job_role("pii-scan", {"dry_run": 0}) == "admin"
+
+
+# ---- the matrix --------------------------------------------------------------------------------------------------
+
+
+def current_version(env: Env) -> int:
+    return int(env.lh.table(TABLE).snapshot().version)
+
+
+PATH_VALUES: dict[str, Callable[[Env], str]] = {
+    "name": lambda env: TABLE,
+    "version": lambda env: str(current_version(env)),
+    "job_id": lambda env: str(env.job_id),
+    "key_id": lambda env: create_key(env.lh, name="to revoke", role="reader")[0],
+}
+REQUESTS: dict[tuple[str, str], Callable[[Env], list[dict[str, Any]]]] = {
+    ("GET", "/tables/{name}/diff"): lambda env: [{"params": {"from": current_version(env)}}],
+    ("PUT", "/tables/{name}/policy"): lambda env: [{"json": {"values": {"dedup": {"keys": ["id"]}}}}],
+    ("POST", "/tables/{name}/restore"): lambda env: [{"json": {"version": current_version(env)}}],
+    ("POST", "/query"): lambda env: [{"json": {"sql": f"SELECT count(*) AS n FROM {TABLE}"}}],
+    ("POST", "/tables/{name}/records"): lambda env: [{"json": [{"id": 1000, "ts": "2026-03-05T10:00:00Z"}]}],
+    ("GET", "/lineage"): lambda env: [{"params": {"dataset": f"x::{TABLE}"}}],
+    ("POST", "/lineage"): lambda env: [{"json": EVENT}],
+    ("POST", "/keys"): lambda env: [{"json": {"name": "matrix", "role": "reader"}}],
+    ("POST", "/erase"): lambda env: [
+        {"json": {"where": "id = -1", "tables": [TABLE], "dry_run": dry_run}} for dry_run in (True, False)
+    ],
+}
+JOB_ROUTE = ("POST", "/tables/{name}/jobs/{kind}")
+
+
+def allowed(caller: str | None, role: str) -> bool:
+    if role == authz.PUBLIC:
+        return True
+    return caller in ROLES and ROLES.index(caller) >= ROLES.index(role)
+
+
+def check(env: Env, label: str, method: str, path: str, role: str, kw: dict[str, Any]) -> list[str]:
+    """Call as every caller; the mismatches with the table (empty when all answered as it says)."""
+    wrong: list[str] = []
+    for caller in CALLERS:
+        r = call(env, caller, method, path, **kw)
+        where = f"{label} {kw.get('json', '')} as {caller or 'no key'} (needs {role}): {r.status_code} {r.text[:300]}"
+        if allowed(caller, role):
+            # at or above the role: the call really ran (the requests are valid on a real table)
+            if not 200 <= r.status_code < 300:
+                wrong.append(where)
+            continue
+        expected = 401 if caller in (None, "revoked") else 403
+        is_problem = r.headers.get("content-type", "").startswith("application/problem+json")
+        if r.status_code != expected or not is_problem or r.json().get("status") != expected:
+            wrong.append(where)
+    return wrong
+
+
+def concrete(env: Env, template: str, **given: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: given.get(m.group(1)) or PATH_VALUES[m.group(1)](env), template)
+
+
+@pytest.mark.parametrize(
+    ("method", "template"), [k for k in authz.ROUTES if k != JOB_ROUTE], ids=lambda v: str(v).replace("/", "_")
+)
+def test_every_route_and_role(env: Env, method: str, template: str) -> None:
+    rule = authz.ROUTES[(method, template)]
+    variants = REQUESTS.get((method, template), lambda env: [{}])(env)
+    wrong: list[str] = []
+    for kw in variants:
+        wrong += check(env, f"{method} {template}", method, concrete(env, template), rule.role, kw)
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("kind", list(authz.JOBS))
+def test_every_job_kind_role_and_parameter(env: Env, kind: str) -> None:
+    method, template = JOB_ROUTE
+    path = concrete(env, template, kind=kind)
+    wrong: list[str] = []
+    for dry_run in (True, False):
+        for extra in ({}, *({p: PARAM_EXAMPLES[p]} for p in authz.JOB_PARAMS)):
+            body = {"dry_run": dry_run, **extra}
+            role = authz.job_role(kind, JobRequest(**body).model_dump())
+            wrong += check(env, f"{kind} {sorted(body)}", method, path, role, {"json": body})
+    assert not wrong, "\n".join(wrong)
+
+
+# ---- regressions ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_an_engineer_cannot_switch_masking_off(env: Env, fmt: str) -> None:
+    """Issue 14: pii-mask with masks {"email": "partial:64"} as an engineer stored the policy, and readers then
+    saw raw addresses. Now it is admin's (dry run too); an admin may still change the masking."""
+    name = f"crm.contacts_{fmt}"
+    env.lh.create_table(name, schema=SCHEMA, format=fmt).append(rows(0, 3))
+    ok(call(env, "admin", "PUT", f"/tables/{name}/policy", json={"values": {"masking": {"email": "redact"}}}))
+    sql = f"SELECT email FROM {name} ORDER BY id LIMIT 1"
+    assert query(env, "reader", sql) == [{"email": "[REDACTED]"}]
+    attack = {"dry_run": False, "masks": {"email": "partial:64"}}
+    for body in (attack, {**attack, "dry_run": True}):
+        refused = problem(call(env, "engineer", "POST", f"/tables/{name}/jobs/pii-mask", json=body), 403)
+        assert "admin" in refused["detail"] and "masks" in refused["detail"]
+    assert ok(call(env, "reader", "GET", f"/tables/{name}/policy"))["stored"]["masking"] == {"email": "redact"}
+    assert query(env, "reader", sql) == [{"email": "[REDACTED]"}]
+    assert query(env, "admin", sql) == [{"email": "user0@corp.example"}], "nothing was rewritten either"
+    done = ok(call(env, "admin", "POST", f"/tables/{name}/jobs/pii-mask", json=attack))
+    assert done["masks"] == {"email": "partial:64"} and not done["dry_run"]
+    assert ok(call(env, "reader", "GET", f"/tables/{name}/policy"))["stored"]["masking"] == {"email": "partial:64"}
+    assert query(env, "reader", sql) == [{"email": "user0@corp.example"}], "partial:64 shows short values whole"
+
+
+def test_an_engineer_cannot_drop_pii_tags_by_rescanning(env: Env) -> None:
+    """A stored scan replaces the tags, and tags decide what readers see masked: restore to a version without the
+    addresses, rescan, restore back, and a column is unmasked. The rescan is admin's."""
+    name = "crm.notes"
+    table = env.lh.create_table(name, schema=SCHEMA, format="delta")
+    table.append(rows(0, 5, email=lambda i: None))
+    clean = table.snapshot().version
+    table.append(
+        rows(5, 5, email=lambda i: None).set_column(3, "note", pa.array([f"n{i}@corp.example" for i in range(5)]))
+    )
+    full = table.snapshot().version
+    ok(call(env, "admin", "POST", f"/tables/{name}/jobs/pii-scan", json={"dry_run": False}))
+    tags = ok(call(env, "reader", "GET", f"/tables/{name}"))["pii"]
+    assert "note" in {t["column"] for t in tags}
+    sql = f"SELECT note FROM {name} WHERE id = 5"
+    assert query(env, "reader", sql) != [{"note": "n0@corp.example"}]
+    ok(call(env, "engineer", "POST", f"/tables/{name}/restore", json={"version": clean}))
+    plan = ok(call(env, "engineer", "POST", f"/tables/{name}/jobs/pii-scan", json={"dry_run": True}))
+    assert "note" not in {f["column"] for f in plan["findings"]}, "a dry run (engineer's) shows it would drop"
+    problem(call(env, "engineer", "POST", f"/tables/{name}/jobs/pii-scan", json={"dry_run": False}), 403)
+    ok(call(env, "engineer", "POST", f"/tables/{name}/restore", json={"version": full}))
+    assert ok(call(env, "reader", "GET", f"/tables/{name}"))["pii"] == tags
+    assert query(env, "reader", sql) != [{"note": "n0@corp.example"}]
+    # what the engineer would have got: an admin's rescan of the clean version drops the tag
+    ok(call(env, "engineer", "POST", f"/tables/{name}/restore", json={"version": clean}))
+    ok(call(env, "admin", "POST", f"/tables/{name}/jobs/pii-scan", json={"dry_run": False}))
+    ok(call(env, "engineer", "POST", f"/tables/{name}/restore", json={"version": full}))
+    assert query(env, "reader", sql) == [{"note": "n0@corp.example"}]
+
+
+def test_a_route_missing_from_the_table_fails_closed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """create_app refuses a table without a route's entry, or with an entry for no route; a route added to a
+    built app (no startup check then) refuses every call."""
+    table = dict(authz.ROUTES)
+    monkeypatch.setattr(authz, "ROUTES", {k: v for k, v in table.items() if k != ("GET", "/metrics")})
+    with pytest.raises(ConfigError, match="GET /metrics has no entry"):
+        create_app(env.settings)
+    monkeypatch.setattr(authz, "ROUTES", {**table, ("GET", "/gone"): authz.Rule("reader")})
+    with pytest.raises(ConfigError, match="GET /gone is in ROUTES but the app has no such route"):
+        create_app(env.settings)
+    monkeypatch.undo()
+    app = create_app(env.settings)
+    try:
+
+        @app.get("/extra")
+        def extra() -> dict[str, str]:
+            return {"secret": "x"}
+
+        client = TestClient(app, raise_server_exceptions=False)
+        for caller in (None, "admin"):
+            r = client.get("/extra", headers={"X-API-Key": env.keys[caller]} if caller else {})
+            assert r.status_code in (401, 403) and "secret" not in r.text, r.text
+        body = problem(client.get("/extra", headers={"X-API-Key": env.keys["admin"]}), 403)
+        assert "no authorization rule" in body["detail"]
+        with pytest.raises(ConfigError, match="GET /extra has no entry"):
+            authz.check_app(app, job_kinds=authz.JOBS, job_dependency=lambda: None)
+    finally:
+        app.state.lakehouse.close()
