@@ -28,16 +28,25 @@ Why each entry is what it is:
 - Parameters are judged whatever the job kind, so a kind that starts to read one is covered.
 - Everything else an engineer may do is undoable by a restore while retention keeps the old versions:
   optimize, tier, dedup (its ``keys``/``order`` too), restore, ingest.
+
+Views: routes marked ``redact`` show version summaries, job parameters, metrics or results, or lineage events.
+Delete, update and merge commits (lakehouse's own, and those of Spark or delta-rs) record their predicate there,
+and an erasure's predicate names its data subject; for a caller below admin, :func:`redact_predicates` replaces
+every value under a key naming a predicate (see :func:`names_predicate`) in these answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import json
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
+import orjson
 from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from lakehouse.errors import ConfigError, ForbiddenError
@@ -48,13 +57,17 @@ PUBLIC: Final = "public"
 
 ORDER: Final = (PUBLIC, *ROLES)
 READS_PII: Final = "admin"
-"""The least role that reads unmasked PII (queries, partition values in diffs)."""
+"""The least role that reads unmasked PII (queries, partition values in diffs) and unredacted predicates."""
+REDACTED: Final = "[REDACTED]"
 
 
 @dataclass(frozen=True)
 class Rule:
     role: str
     """The least role that may call the route."""
+    redact: bool = False
+    """The answer shows summaries, job parameters/metrics/results or lineage events: predicates are redacted
+    for callers below admin."""
     job_params: bool = False
     """The body is a job request: ``JOBS`` and ``JOB_PARAMS`` may ask for more than ``role``."""
 
@@ -83,21 +96,21 @@ ROUTES: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", "/tables/{name}/policy"): Rule("reader"),
     ("PUT", "/tables/{name}/policy"): Rule("admin"),
     # history
-    ("GET", "/tables/{name}/versions"): Rule("reader"),
-    ("GET", "/tables/{name}/versions/{version}"): Rule("reader"),
+    ("GET", "/tables/{name}/versions"): Rule("reader", redact=True),
+    ("GET", "/tables/{name}/versions/{version}"): Rule("reader", redact=True),
     ("GET", "/tables/{name}/diff"): Rule("reader"),
-    ("POST", "/tables/{name}/restore"): Rule("engineer"),
+    ("POST", "/tables/{name}/restore"): Rule("engineer", redact=True),
     # query and ingest
     ("POST", "/query"): Rule("reader"),
     ("POST", "/tables/{name}/records"): Rule("engineer"),
     # jobs
-    ("POST", "/tables/{name}/jobs/{kind}"): Rule("engineer", job_params=True),
-    ("GET", "/jobs"): Rule("reader"),
-    ("GET", "/jobs/{job_id}"): Rule("reader"),
+    ("POST", "/tables/{name}/jobs/{kind}"): Rule("engineer", redact=True, job_params=True),
+    ("GET", "/jobs"): Rule("reader", redact=True),
+    ("GET", "/jobs/{job_id}"): Rule("reader", redact=True),
     # lineage
     ("GET", "/lineage"): Rule("reader"),
     ("POST", "/lineage"): Rule("engineer"),
-    ("GET", "/lineage/events"): Rule("reader"),
+    ("GET", "/lineage/events"): Rule("reader", redact=True),
     # admin
     ("POST", "/keys"): Rule("admin"),
     ("GET", "/keys"): Rule("admin"),
@@ -201,8 +214,9 @@ def _route_methods(route: BaseRoute) -> set[str]:
 
 class AuthorizedRoute(APIRoute):
     """An API route that takes its role from ``ROUTES``: ``authorize`` as its first dependency (none for a
-    public route). A route without an entry also gets ``authorize``, which refuses every call (and
-    :func:`check_app` refuses the app)."""
+    public route), and predicates redacted from its answer for callers below admin where the rule says so.
+    A route without an entry also gets ``authorize``, which refuses every call (and :func:`check_app` refuses
+    the app)."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         methods = {m.upper() for m in (kwargs.get("methods") or {"GET"})}
@@ -211,6 +225,26 @@ class AuthorizedRoute(APIRoute):
         if any(r is None or r.role != PUBLIC for r in self.rules.values()):
             dependencies.insert(0, Depends(authorize))
         super().__init__(path, endpoint, dependencies=dependencies, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if not any(r is not None and r.redact for r in self.rules.values()):
+            return handler
+
+        async def redacting(request: Request) -> Response:
+            response = await handler(request)
+            rule = self.rules.get(request.method.upper())
+            if rule is None or not rule.redact or allows(getattr(request.state, "principal", None), READS_PII):
+                return response
+            if not (response.media_type or "").startswith("application/json"):
+                return response
+            body = orjson.loads(bytes(response.body))
+            redacted = redact_predicates(body)
+            if redacted == body:
+                return response
+            return JSONResponse(redacted, status_code=response.status_code)
+
+        return redacting
 
 
 def check_app(app: FastAPI, *, job_kinds: Iterable[str], job_dependency: Callable[..., Any]) -> None:
@@ -250,3 +284,53 @@ def _depends_on(route: APIRoute, call: Callable[..., Any]) -> bool:
             return True
         stack.extend(d.dependencies)
     return False
+
+
+# ---- redaction ------------------------------------------------------------------------------------------------
+
+
+def names_predicate(key: str) -> bool:
+    """A key whose value is (or holds) a predicate: Delta's ``predicate`` (DELETE, UPDATE, WRITE with
+    replaceWhere, OPTIMIZE), ``mergePredicate``, ``matchedPredicates``, ``notMatchedPredicates``, ...; Spark
+    plan ``condition``; an erasure's ``where``; ``predicate_digest`` (a plain SHA-256 of a guessable predicate
+    when no secret is set).
+
+    >>> [k for k in ("predicate", "matchedPredicates", "where", "condition", "rows", "mode") if names_predicate(k)]
+    ['predicate', 'matchedPredicates', 'where', 'condition']
+    """
+    k = key.lower()
+    return k == "where" or "predicate" in k or "condition" in k
+
+
+def redact_predicates(value: Any) -> Any:
+    """``value`` with every non-empty value under a predicate key replaced by ``[REDACTED]``, at any depth.
+    A string elsewhere that mentions "predicate" is looked into when it is JSON (summaries keep nested values as
+    JSON text, e.g. a commit's ``operationParameters``) and replaced whole when it is not (a Python repr).
+
+    >>> redact_predicates({"operation": "delete", "predicate": "email = 'a@b.c'", "num_removed_files": "1"})
+    {'operation': 'delete', 'predicate': '[REDACTED]', 'num_removed_files': '1'}
+    >>> redact_predicates({"operationParameters": '{"predicate": "id = 1", "mode": "x"}'})
+    {'operationParameters': '{"predicate":"[REDACTED]","mode":"x"}'}
+    >>> redact_predicates({"engineInfo": "{'predicate': 'id = 1'}", "predicate": None})
+    {'engineInfo': '[REDACTED]', 'predicate': None}
+    """
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if isinstance(k, str) and names_predicate(k) and _nonempty(v) else redact_predicates(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_predicates(v) for v in value]
+    if isinstance(value, str) and "predicate" in value.lower():
+        if value.lstrip()[:1] in ("{", "["):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return REDACTED
+            return json.dumps(redact_predicates(parsed), separators=(",", ":"))
+        return REDACTED
+    return value
+
+
+def _nonempty(v: Any) -> bool:
+    return v not in (None, "", [], {})

@@ -4,12 +4,14 @@ The matrix: the table and the app's routes are the same set (both directions), a
 key, reader, engineer, admin, a revoked admin key) answers as the table says: 401 without a valid key, 403 below
 the role (problem documents), a 2xx at or above it (every request is valid on a real table, so it really runs);
 for the job route every kind x dry run and apply x each parameter that raises the role. Then regressions: an
-engineer cannot switch masking off through pii-mask (an admin can), nor drop PII tags by a rescan; a route
-missing from the table fails closed."""
+engineer cannot switch masking off through pii-mask (an admin can), nor drop PII tags by a rescan; predicates in
+version summaries, job parameters and lineage events are shown to admins only; a route missing from the table
+fails closed."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -309,6 +311,69 @@ def test_an_engineer_cannot_drop_pii_tags_by_rescanning(env: Env) -> None:
     ok(call(env, "admin", "POST", f"/tables/{name}/jobs/pii-scan", json={"dry_run": False}))
     ok(call(env, "engineer", "POST", f"/tables/{name}/restore", json={"version": full}))
     assert query(env, "reader", sql) == [{"note": "n0@corp.example"}]
+
+
+SUBJECT = "erase.me@corp.example"
+
+
+def test_predicates_are_shown_to_admins_only(env: Env) -> None:
+    """A delete's predicate (delta-rs's own, and a Spark MERGE's from another tool), a job's parameters and a
+    lineage event's plan carry the data subject: readers and engineers see them redacted, admins whole."""
+    name = "crm.people"
+    table = env.lh.create_table(name, schema=SCHEMA, format="delta")
+    table.append(rows(0, 3, email=lambda i: SUBJECT if i == 1 else f"keep{i}@corp.example"))
+    env.lh.table(name).delete_rows(f"email = '{SUBJECT}'")
+    deleted = env.lh.table(name).snapshot().version
+    # a commit another tool wrote: Spark's MERGE keeps its predicates as JSON text in operationParameters
+    location = env.lh.table(name).location.removeprefix("file://")
+    matched = json.dumps([{"predicate": f"(email = '{SUBJECT}')", "actionType": "delete"}])
+    commit = {
+        "commitInfo": {
+            "timestamp": int(dt.datetime.now(dt.UTC).timestamp() * 1000),
+            "operation": "MERGE",
+            "operationParameters": {"predicate": f'["(email#12 = {SUBJECT})"]', "matchedPredicates": matched},
+            "operationMetrics": {"numTargetRowsDeleted": "0"},
+            "readVersion": deleted,
+            "engineInfo": "Apache-Spark/3.5.1 Delta-Lake/3.2.0",
+        }
+    }
+    with open(f"{location}/_delta_log/{deleted + 1:020d}.json", "w") as f:
+        f.write(json.dumps(commit) + "\n")
+    # a job an older lakehouse recorded with its raw predicate, and a lineage event with a Spark plan
+    job = env.lh.catalog.record_job(
+        "erase", table=table.name, params={"where": f"email = '{SUBJECT}'"}, state="committed", metrics={}
+    )
+    plan = [{"class": "org.apache.spark.sql.catalyst.plans.logical.DeleteFromTable", "condition": [SUBJECT]}]
+    event = {
+        "eventType": "COMPLETE",
+        "run": {"runId": "3f1e8f3e-0000-4000-8000-00000000a002", "facets": {"spark.logicalPlan": {"plan": plan}}},
+        "job": {"namespace": "spark", "name": "gdpr_delete"},
+        "outputs": [{"namespace": "x", "name": name}],
+    }
+    ok(call(env, "engineer", "POST", "/lineage", json=event), 201)
+    paths = [
+        f"/tables/{name}/versions",
+        f"/tables/{name}/versions/{deleted}",
+        f"/tables/{name}/versions/{deleted + 1}",
+        "/jobs?limit=1000",
+        f"/jobs/{job}",
+        "/lineage/events?limit=1000",
+    ]
+    for path in paths:
+        assert SUBJECT in ok_text(call(env, "admin", "GET", path)), path
+        for caller in ("reader", "engineer"):
+            text = ok_text(call(env, caller, "GET", path))
+            assert SUBJECT not in text and "[REDACTED]" in text, (path, caller, text[:2000])
+    summary = ok(call(env, "reader", "GET", f"/tables/{name}/versions/{deleted}"))["summary"]
+    assert summary["predicate"] == "[REDACTED]" and summary["num_deleted_rows"] == "1", "counts stay"
+    spark = ok(call(env, "reader", "GET", f"/tables/{name}/versions/{deleted + 1}"))["summary"]
+    assert spark["predicate"] == "[REDACTED]" and spark["matchedPredicates"] == "[REDACTED]"
+    assert spark["engineInfo"] == "Apache-Spark/3.5.1 Delta-Lake/3.2.0"
+
+
+def ok_text(response: Any) -> str:
+    assert response.status_code == 200, response.text
+    return str(response.text)
 
 
 def test_a_route_missing_from_the_table_fails_closed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
