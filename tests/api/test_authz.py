@@ -5,8 +5,8 @@ key, reader, engineer, admin, a revoked admin key) answers as the table says: 40
 the role (problem documents), a 2xx at or above it (every request is valid on a real table, so it really runs);
 for the job route every kind x dry run and apply x each parameter that raises the role. Then regressions: an
 engineer cannot switch masking off through pii-mask (an admin can), nor drop PII tags by a rescan; predicates in
-version summaries, job parameters and lineage events are shown to admins only; a route missing from the table
-fails closed."""
+version summaries, job parameters and lineage events are shown to admins only; /health says only that the
+service is up; a route missing from the table fails closed."""
 
 from __future__ import annotations
 
@@ -374,6 +374,13 @@ def test_predicates_are_shown_to_admins_only(env: Env) -> None:
 def ok_text(response: Any) -> str:
     assert response.status_code == 200, response.text
     return str(response.text)
+
+
+def test_health_says_only_that_the_service_is_up(env: Env) -> None:
+    for headers in ({}, {"X-API-Key": "lhk_0000_nope"}, {"X-API-Key": env.keys["admin"]}):
+        r = env.client.get("/health", headers=headers)
+        assert r.status_code == 200 and r.json() == {"status": "ok"}, r.text
+        assert env.lh.ctx.warehouse not in r.text
 
 
 def test_a_route_missing_from_the_table_fails_closed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
