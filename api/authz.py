@@ -334,3 +334,22 @@ def redact_predicates(value: Any) -> Any:
 
 def _nonempty(v: Any) -> bool:
     return v not in (None, "", [], {})
+
+
+# ---- the table as Markdown (README "Roles") ---------------------------------------------------------------
+
+
+def roles_markdown() -> str:
+    """The README's role tables, rendered from ``ROUTES``, ``JOBS`` and ``JOB_PARAMS``."""
+    lines = ["| least role | routes |", "|---|---|"]
+    for role in ORDER:
+        routes = [
+            f"`{method} {path}`" + (" (some jobs and parameters need more: below)" if rule.job_params else "")
+            for (method, path), rule in ROUTES.items()
+            if rule.role == role
+        ]
+        lines.append(f"| {'none (no key)' if role == PUBLIC else role} | {', '.join(routes)} |")
+    lines += ["", "| job, or parameter given | dry run | apply | why |", "|---|---|---|---|"]
+    lines += [f"| `{kind}` | {r.dry_run} | {r.apply} | {r.why} |" for kind, r in JOBS.items()]
+    lines += [f"| `{param}` | {r.dry_run} | {r.apply} | {r.why} |" for param, r in JOB_PARAMS.items()]
+    return "\n".join(lines) + "\n"

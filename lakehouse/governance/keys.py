@@ -1,8 +1,9 @@
 """API keys: ``lhk_<id>_<secret>``; the catalog stores the id, name, role and a SHA-256 of the secret only.
 
 Roles, each including the ones before it: ``reader`` (catalog, history, lineage, metrics, queries with PII
-masked), ``engineer`` (ingest, maintenance jobs, restore, lineage events), ``admin`` (keys, policies, unmasked
-PII, erase, audit log).
+masked), ``engineer`` (ingest, maintenance jobs, restore, lineage events), ``admin`` (keys, policies and masking,
+storing PII scans, purges, retention overrides, unmasked PII and predicates, erase, audit log). What each API
+route and job parameter needs is one table, ``api/authz.py``.
 """
 
 from __future__ import annotations

@@ -411,3 +411,10 @@ def test_a_route_missing_from_the_table_fails_closed(env: Env, monkeypatch: pyte
             authz.check_app(app, job_kinds=authz.JOBS, job_dependency=lambda: None)
     finally:
         app.state.lakehouse.close()
+
+
+def test_the_readme_shows_the_table() -> None:
+    import pathlib
+
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    assert authz.roles_markdown() in readme, "README's Roles tables: paste authz.roles_markdown() there"
