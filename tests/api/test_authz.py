@@ -31,6 +31,7 @@ from lakehouse.governance.keys import ROLES, create_key
 
 SECRET = "authz-test-secret"
 TABLE = "authz.t"
+INBOX = "authz.inbox"  # the ingest route's: upserted files (delta-rs MERGE) are not TABLE's to mask, see below
 CALLERS = (None, "reader", "engineer", "admin", "revoked")  # revoked: an admin key, revoked
 SCHEMA = pa.schema(
     [
@@ -94,6 +95,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         table = lh.create_table(TABLE, schema=SCHEMA, format="delta")
         table.append(rows(0, 20))
         table.append(rows(20, 20))
+        lh.create_table(INBOX, schema=SCHEMA, format="delta", keys=["id"]).append(rows(0, 2))
         lh.set_policy(
             TABLE,
             {
@@ -194,7 +196,11 @@ REQUESTS: dict[tuple[str, str], Callable[[Env], list[dict[str, Any]]]] = {
     ("PUT", "/tables/{name}/policy"): lambda env: [{"json": {"values": {"dedup": {"keys": ["id"]}}}}],
     ("POST", "/tables/{name}/restore"): lambda env: [{"json": {"version": current_version(env)}}],
     ("POST", "/query"): lambda env: [{"json": {"sql": f"SELECT count(*) AS n FROM {TABLE}"}}],
-    ("POST", "/tables/{name}/records"): lambda env: [{"json": [{"id": 1000, "ts": "2026-03-05T10:00:00Z"}]}],
+    # into INBOX: pii-mask cannot rewrite the string_view columns of a file an upsert wrote (a 500, known; not
+    # authorization's), and the matrix must not depend on the order its tests run in
+    ("POST", "/tables/{name}/records"): lambda env: [
+        {"json": [{"id": 1000, "ts": "2026-03-05T10:00:00Z"}], "path": {"name": INBOX}}
+    ],
     ("GET", "/lineage"): lambda env: [{"params": {"dataset": f"x::{TABLE}"}}],
     ("POST", "/lineage"): lambda env: [{"json": EVENT}],
     ("POST", "/keys"): lambda env: [{"json": {"name": "matrix", "role": "reader"}}],
@@ -241,7 +247,8 @@ def test_every_route_and_role(env: Env, method: str, template: str) -> None:
     variants = REQUESTS.get((method, template), lambda env: [{}])(env)
     wrong: list[str] = []
     for kw in variants:
-        wrong += check(env, f"{method} {template}", method, concrete(env, template), rule.role, kw)
+        path = concrete(env, template, **kw.pop("path", {}))
+        wrong += check(env, f"{method} {template}", method, path, rule.role, kw)
     assert not wrong, "\n".join(wrong)
 
 
