@@ -351,7 +351,10 @@ def _address_space() -> int:
 
 def serve(conn: Connection) -> None:
     """The worker's loop: one configuration, then jobs until the parent goes."""
-    config: WorkerConfig = conn.recv()
+    try:
+        config: WorkerConfig = conn.recv()
+    except (EOFError, OSError):
+        return  # the parent went before the worker started (a server shutting down)
     try:
         import duckdb
 
@@ -367,9 +370,13 @@ def serve(conn: Connection) -> None:
         limit = _address_space() + config.memory_budget
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except Exception as e:  # noqa: BLE001 - reported to the parent, which refuses to use this worker
-        conn.send(("failed", f"{type(e).__name__}: {e}"))
+        with contextlib.suppress(OSError):
+            conn.send(("failed", f"{type(e).__name__}: {e}"))
         return
-    conn.send(("ready", os.getpid()))
+    try:
+        conn.send(("ready", os.getpid()))
+    except OSError:
+        return
     while True:
         try:
             job: Job = conn.recv()
