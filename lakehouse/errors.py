@@ -112,6 +112,13 @@ class StorageError(LakehouseError, OSError):
     transient = True
 
 
+class ContentMismatchError(LakehouseError):
+    """A rewrite's output does not hold the rows it read (a value changed, a row was lost or doubled): nothing
+    was committed. A defect to report, never retried."""
+
+    http_status = 500
+
+
 class CommitOutcomeUnknownError(StorageError):
     """A commit call failed and whether it landed could not be told (the history was unreadable too): keep what
     was written for it; ``lakehouse orphans`` removes it later if it did not land."""

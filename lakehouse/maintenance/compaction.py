@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from lakehouse.errors import CommitConflictError, LakehouseError, StorageError
 from lakehouse.maintenance.planner import CompactionOptions, CompactionPlan, PartitionPlan, plan_compaction
+from lakehouse.maintenance.verify import verify
 from lakehouse.storage import delete_tree, list_files
 from lakehouse.tables.base import LakehouseTable, StorageContext
 
@@ -123,6 +124,7 @@ def optimize(
     planned_version = table.snapshot().version if table.snapshots() else None
     files = table.files(as_of=planned_version) if planned_version is not None else []
     partition_columns = {p.column for p in table.definition.partitioning if p.transform == "identity"}
+    partition_columns |= {p.name for p in table.definition.partitioning}
     if set(options.zorder) & partition_columns:
         from lakehouse.errors import InvalidInputError
 
@@ -141,7 +143,9 @@ def optimize(
     try:
         if spark is not None:
             result.partitions.extend(_spark_rewrite(lh, table, plan.picked, options, job, result))
-        elif table.capabilities.file_replace and not table.capabilities.native_compaction:
+        elif table.capabilities.file_replace:
+            # every format through the one verified rewrite: a format's own optimizer (delta-rs) commits by
+            # itself, before anything could compare what it wrote with what it read
             result.partitions.extend(_rewrite_job(lh, table, plan.picked, options, job))
         else:
             for part in plan.picked:
@@ -284,7 +288,13 @@ def _rewrite_job(
             out_dir = f"{table.data_directory(part.partition)}/lh-{job}-{uuid.uuid4().hex[:8]}"
             dirs.append(out_dir)
             written[part.key] = rewrite_files(
-                lh, table, [f.path for f in part.inputs], out_dir, options, bytes_per_row=bpr
+                lh,
+                table,
+                [f.path for f in part.inputs],
+                out_dir,
+                options,
+                bytes_per_row=bpr,
+                columns=table.file_columns(),  # Delta keeps partition values in its log only
             )
             if _parquet_rows(written[part.key], lh.ctx) != in_rows:  # checked before anything is committed
                 raise StorageError(f"rewrite of {table.name} {part.partition} produced a different row count")
@@ -292,6 +302,7 @@ def _rewrite_job(
             remove=[f.path for p in parts for f in p.inputs],
             add=[w for paths in written.values() for w in paths],
             properties=props,
+            partitions={w: dict(p.partition) for p in parts for w in written[p.key]},
         )
     except CommitConflictError as e:
         for d in dirs:
@@ -495,13 +506,14 @@ def rewrite_files(
             cols = ", ".join(
                 f"{_constant(consts[c], schema.field(c).type)} AS {_q(c)}" if c in consts else _q(c) for c in names
             )
-            query = f"SELECT {cols} FROM {src}"
+            rows = f"SELECT {cols} FROM {src}"
             if drop_rows is not None:
                 con.register("lh_drop_rows", drop_rows)
-                query += (
+                rows += (
                     " WHERE NOT EXISTS (SELECT 1 FROM lh_drop_rows d"
                     " WHERE d.file = filename AND d.row = file_row_number)"
                 )
+            query = rows
             if options.zorder:
                 key = zorder_expression(con, src, schema, options.zorder)
                 query += f" ORDER BY {key}"
@@ -524,13 +536,29 @@ def rewrite_files(
             if not out_dir.startswith(("s3://", "s3a://")):
                 os.makedirs(os.path.dirname(_duck_path(out_dir)), exist_ok=True)  # DuckDB creates one level only
             con.execute(f"COPY ({query}) TO {_s(_duck_path(out_dir))} ({', '.join(opts)})")
+            written = sorted(f.path for f in list_files(out_dir, output_ctx or lh.ctx) if f.path.endswith(".parquet"))
+            # the rows written must be the rows read, value for value, before anything is committed
+            out = (
+                "read_parquet(["
+                + ", ".join(_s(_duck_path(p)) for p in written)
+                + "], hive_partitioning = false, union_by_name = true)"
+                if written
+                else f"(SELECT {cols} FROM {src} WHERE false)"
+            )
+            verify(
+                con,
+                read=f"({rows})",
+                written=out,
+                schema=schema,
+                columns=names,
+                what=f"rewrite of {table.name}",
+            )
         except LakehouseError:
             raise
         except Exception as e:
             raise StorageError(f"rewrite of {table.name} failed: {' '.join(str(e).split())}") from e
         finally:
             con.close()
-    written = sorted(f.path for f in list_files(out_dir, output_ctx or lh.ctx) if f.path.endswith(".parquet"))
     # a rewrite that drops rows (dedup) can leave a file with none: it would carry no partition; remove it
     empty = [p for p in written if _parquet_rows([p], output_ctx or lh.ctx) == 0]
     if empty:
@@ -655,7 +683,9 @@ def zorder_expression(con: duckdb.DuckDBPyConnection, src: str, schema: pa.Schem
         else:  # strings and binary: the first bytes, big-endian, up to the bit budget
             nbytes = max(1, bits // 8)
             parts = [
-                f"(CAST(least(coalesce(ord(substr(CAST({_q(c)} AS VARCHAR), {k + 1}, 1)), 0), 255) AS UBIGINT)"
+                # ord('') is -1 past a string's end: a short string pads with zero bytes
+                f"(CAST(least(greatest(coalesce(ord(substr(CAST({_q(c)} AS VARCHAR), {k + 1}, 1)), 0), 0), 255)"
+                " AS UBIGINT)"
                 f" << {8 * (nbytes - 1 - k)})"
                 for k in range(nbytes)
             ]
