@@ -808,12 +808,23 @@ class DeltaAdapter(LakehouseTable):
         table = self._at(snapshot.version if snapshot else None)
         try:
             ds = table.to_pyarrow_dataset()
-            flt = to_arrow(expr, self.schema) if expr is not None else None
+            flt = to_arrow(expr, self.schema, cast=self._view_columns()) if expr is not None else None
             return ds.to_table(filter=flt, columns=columns)
         except (DeltaError, OSError, pa.ArrowException) as e:
             raise _translate(
                 e, f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
             ) from e
+
+    def _view_columns(self) -> set[str]:
+        """Columns that files may hold as Arrow view types (delta-rs's delete and merge write ``string_view`` and
+        ``binary_view``): string and binary columns stored in the files. A filter compares them after a cast
+        (see :func:`lakehouse.expr.to_arrow`); partition columns come from the log, typed as declared."""
+        schema = self.schema
+        return {
+            c
+            for c in self.file_columns()
+            if pa.types.is_string(schema.field(c).type) or pa.types.is_binary(schema.field(c).type)
+        }
 
     def restore(self, as_of: AsOf) -> CommitResult:
         snap = self.snapshot(as_of)
