@@ -49,6 +49,29 @@ def mask_secret(lh: Lakehouse) -> bytes | None:
     return secret.get_secret_value().encode() if secret is not None else None
 
 
+def predicate_digest(lh: Lakehouse, predicate: str) -> tuple[str, str]:
+    """(digest, kind) of a row-delete predicate: the only form in which lakehouse records one (commit info,
+    snapshot summary, job history, audit receipt). Keyed with ``governance.mask_secret`` (``hmac-sha256``): a
+    plain hash of ``customer_id = 42`` is easy to reverse by guessing; without a secret it is a plain SHA-256
+    (``sha256``), so set one where predicates name people.
+
+    >>> from types import SimpleNamespace
+    >>> from pydantic import SecretStr
+    >>> keyed = SimpleNamespace(settings=SimpleNamespace(governance=SimpleNamespace(mask_secret=SecretStr("k"))))
+    >>> predicate_digest(keyed, "id = 1")[1], len(predicate_digest(keyed, "id = 1")[0])
+    ('hmac-sha256', 64)
+    """
+    secret = mask_secret(lh)
+    if secret:
+        return hmac.new(secret, predicate.encode(), hashlib.sha256).hexdigest(), "hmac-sha256"
+    return hashlib.sha256(predicate.encode()).hexdigest(), "sha256"
+
+
+def digest_properties(digest: str, kind: str) -> dict[str, str]:
+    """The commit properties that record a delete predicate (by its digest)."""
+    return {"lakehouse.predicate_digest": digest, "lakehouse.predicate_digest_kind": kind}
+
+
 def table_masks(lh: Lakehouse, table: LakehouseTable) -> dict[str, MaskPolicy]:
     """The masking policies of a table (from its policy) for writing (ingestion, ``Lakehouse.append``), checked
     against its columns. A policy on a column a partition is derived from is refused (see
@@ -441,23 +464,19 @@ def erase(
     for n in names:
         table = lh.table(n)
         check_columns(expr, table.schema)
+        table.check_delete()
         if purge:
             check_purge_possible(
                 lh, table, what="erase", hint="or erase with --no-purge (the rows then stay in the tagged snapshots)"
             )
         per_table[n] = {"rows_matching": table.scan(filter=where, columns=[columns[0]]).num_rows}
-    secret = mask_secret(lh)
+    digest, kind = predicate_digest(lh, where)
     receipt: dict[str, Any] = {
         "receipt_id": uuid.uuid4().hex,
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "actor": lh.actor,
-        # keyed when a secret is set: a plain hash of "customer_id = 42" is easy to reverse by guessing
-        "predicate_digest": (
-            hmac.new(secret, where.encode(), hashlib.sha256).hexdigest()
-            if secret
-            else hashlib.sha256(where.encode()).hexdigest()
-        ),
-        "digest": "hmac-sha256" if secret else "sha256",
+        "predicate_digest": digest,
+        "digest": kind,
         "columns": columns,
         "purge": purge,
         "dry_run": dry_run,
@@ -475,7 +494,8 @@ def erase(
         )
         entry = per_table[n]
         try:
-            result = table.delete_rows(where, properties={"lakehouse.job": str(job), "lakehouse.operation": "erase"})
+            properties = {"lakehouse.job": str(job), "lakehouse.operation": "erase", **digest_properties(digest, kind)}
+            result = table.delete_rows(where, properties=properties)
             entry["rows_deleted"] = result.rows_deleted
             entry["version"] = result.version
             if purge:
