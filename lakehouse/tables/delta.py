@@ -34,7 +34,7 @@ from lakehouse.errors import (
     VersionNotFoundError,
 )
 from lakehouse.expr import And, Compare, Expr, In, Not, Or, may_match, to_arrow
-from lakehouse.schema import PartitionField, validate_keys, validate_partitioning
+from lakehouse.schema import PartitionField, validate_keys, validate_partitioning, without_view_types
 from lakehouse.storage import delete_tree, list_files, normalize_path, split_location
 from lakehouse.tables.base import (
     AsOf,
@@ -637,7 +637,7 @@ class DeltaAdapter(LakehouseTable):
         """Refuse tables whose rows lakehouse's rewrite cannot delete correctly (see :meth:`_delete_rows`)."""
         self._dt.update_incremental()
         protocol = self._dt.protocol()
-        config = {k: str(v).lower() for k, v in self._dt.metadata().configuration.items()}
+        config = {str(k).lower(): str(v).lower() for k, v in self._dt.metadata().configuration.items()}
         features = set(protocol.reader_features or []) | set(protocol.writer_features or [])
         refusal: tuple[str, str] | None = None
         if "deletionVectors" in (protocol.reader_features or []) or config.get("delta.enabledeletionvectors") == "true":
@@ -765,7 +765,7 @@ class DeltaAdapter(LakehouseTable):
                 deleted = int(pc.sum(matches).as_py() or 0)
                 if deleted in (0, n):
                     return _FileDelete(deleted)
-                data = _plain_types(pf.read())
+                data = without_view_types(pf.read())
         except (OSError, pa.ArrowException) as e:
             raise StorageError(f"delete from {self.name}: cannot read {f.path}: {e}") from e
         kept = data.filter(pc.invert(matches))
@@ -1079,19 +1079,6 @@ def _evaluate(
     table = pa.table(columns)
     result = pds.dataset(table).to_table(columns={"__match": to_arrow(expr, schema)}).column("__match")
     return result if len(result) == rows else pa.chunked_array([pa.repeat(result[0], rows)], pa.bool_())
-
-
-def _plain_types(table: pa.Table) -> pa.Table:
-    """``table`` with view types as their plain counterparts (pyarrow cannot filter string_view columns)."""
-    fields = []
-    for f in table.schema:
-        if pa.types.is_string_view(f.type):
-            f = f.with_type(pa.string())
-        elif pa.types.is_binary_view(f.type):
-            f = f.with_type(pa.binary())
-        fields.append(f)
-    target = pa.schema(fields, metadata=table.schema.metadata)
-    return table if target == table.schema else table.cast(target)
 
 
 def _partition_string(v: object) -> str | None:

@@ -7,6 +7,7 @@ checkpoints, metadata JSON, Avro manifests as raw bytes) and the catalog's own r
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -152,7 +153,7 @@ def test_erase_records_only_a_digest_of_its_predicate(slh: Lakehouse, fmt: str) 
 
     receipt = erase(lh, where, purge=False, dry_run=False)
     entry = receipt["tables"]["s.people"]
-    assert entry["rows_deleted"] == len(doomed) > 0
+    assert entry["status"] == "erased" and entry["rows_deleted"] == len(doomed) > 0 and receipt["complete"]
     assert table.scan(filter=where).num_rows == 0
     assert sorted(r["id"] for r in lh.table("s.people").scan().to_pylist() if r["id"] in doomed) == []
 
@@ -212,3 +213,258 @@ def test_expire_data_commits_no_predicate(slh: Lakehouse, fmt: str) -> None:
         ours = [s for s in lh.table("s.events").snapshots() if s.summary.get("lakehouse.operation") == "expire-data"]
         assert ours and all(s.summary["lakehouse.predicate_digest"] for s in ours)
         assert not any(t in data for p, data in new_meta.items() if p.endswith(".json") for t in texts)
+
+
+# ---- truthful outcomes ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def llh(tmp_path: Any) -> Iterator[Lakehouse]:
+    """A local Lakehouse whose catalog the CLI (``-w <warehouse>``) and the API find too."""
+    from lakehouse.config import load_settings
+
+    with Lakehouse(
+        load_settings(config_file=False, warehouse=str(tmp_path / "wh"), governance={"mask_secret": SECRET})
+    ) as lh:
+        yield lh
+
+
+def _cli(lh: Lakehouse, *args: str) -> Any:
+    """The CLI in this process (so that a monkeypatched failure applies), stdout and stderr apart."""
+    from typer.testing import CliRunner
+
+    from lakehouse.cli import app
+
+    return CliRunner().invoke(
+        app, ["-w", lh.ctx.warehouse, *args], env={"LAKEHOUSE_GOVERNANCE__MASK_SECRET": SECRET}, catch_exceptions=True
+    )
+
+
+def _api(lh: Lakehouse) -> tuple[Any, dict[str, str]]:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from lakehouse.governance.keys import create_key
+
+    keys = {role: create_key(lh, name=role, role=role)[1] for role in ("reader", "admin")}
+    return TestClient(create_app(lh.settings), raise_server_exceptions=False), keys
+
+
+def test_string_partitioned_delta_erase_with_purge_succeeds_through_cli_and_api(llh: Lakehouse) -> None:
+    """The reported case: a Delta table partitioned by a string column (with files delta-rs's merge wrote),
+    erased by e-mail with the purge: the CLI (the real console script) exits 0 and the API answers 200, the rows
+    are gone, and no version summary a reader sees names the subject."""
+    from tests.cli.test_cli import run
+
+    lh = llh
+    table = _upserted_delta(lh)
+    first, second = address(3), address(4)
+    gone = {r["id"] for r in table.scan().to_pylist() if r["email"] in (first, second)}
+    proc = run(
+        "-w",
+        lh.ctx.warehouse,
+        "erase",
+        "--where",
+        f"email = '{first}'",
+        "--apply",
+        env={"LAKEHOUSE_GOVERNANCE__MASK_SECRET": SECRET},
+    )
+    assert "deleted (version" in proc.stdout and "history purged" in proc.stdout and proc.stderr.strip() == ""
+    assert table.scan(filter=f"email = '{first}'").num_rows == 0
+
+    client, keys = _api(lh)
+    with client:
+        answer = client.post(
+            "/erase",
+            headers={"X-API-Key": keys["admin"]},
+            json={"where": f"email = '{second}' AND country IN ('de', 'fr', 'us')", "dry_run": False},
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["complete"] and body["warnings"] == [] and body["tables"]["s.people"]["status"] == "erased"
+        versions = client.get("/tables/s.people/versions", headers={"X-API-Key": keys["reader"]})
+        assert versions.status_code == 200 and first not in versions.text and second not in versions.text
+    left = lh.table("s.people").scan().to_pylist()
+    assert {r["id"] for r in left} == set(range(35)) - gone and all(r["email"] not in (first, second) for r in left)
+
+
+def test_a_purge_that_fails_after_the_erase_committed_is_reported_with_what_is_left(
+    llh: Lakehouse, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete commits, then the purge fails (Iceberg: another tool tags the table in between, so the tagged
+    snapshot would keep the rows; Delta: the store refuses). That is success with a warning: CLI exit 0, the
+    warning on stderr names the version, the failed step and the command that finishes it; the job is
+    committed with the failure noted. Running that command afterwards finishes the erasure."""
+    import json
+
+    from lakehouse.errors import StorageError
+    from lakehouse.governance import ops
+    from tests.integration.test_governance import raw_values_found
+
+    lh = llh
+    table = _build(lh, fmt)
+    subject = address(5)
+    where = f"email = '{subject}'"
+    if fmt == "iceberg":
+        cls = type(table)
+        original = cls.delete_rows
+
+        def then_tagged(self: Any, *a: Any, **kw: Any) -> Any:
+            result = original(self, *a, **kw)
+            ice = self._table
+            ice.manage_snapshots().create_tag(ice.current_snapshot().snapshot_id, "audit-copy").commit()
+            return result
+
+        monkeypatch.setattr(cls, "delete_rows", then_tagged)
+    else:
+
+        def refused(*a: Any, **kw: Any) -> Any:
+            raise StorageError("simulated: the object store refused to delete the old files")
+
+        monkeypatch.setattr(ops, "purge_history", refused)
+    result = _cli(lh, "erase", "--where", where, "--tables", "s.people", "--apply", "--json")
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    receipt = json.loads(result.stdout)
+    entry = receipt["tables"]["s.people"]
+    assert entry["status"] == "committed" and entry["failed_step"] == "purge" and not receipt["complete"]
+    version = entry["version"]
+    assert version is not None and version == lh.table("s.people").snapshot().version, "no seal: the purge failed"
+    finish = "lakehouse erase --where '<the same predicate>' --tables s.people --apply"
+    assert entry["to_finish"] == finish
+    warning = " ".join(result.stderr.split())
+    assert warning.startswith(f"warning: s.people: committed as version {version}; purge failed: ")
+    assert warning.endswith(f"to finish: {finish}") and subject not in result.stderr
+    assert ("tag 'audit-copy'" if fmt == "iceberg" else "refused to delete the old files") in warning
+    assert lh.table("s.people").scan(filter=where).num_rows == 0, "the delete happened"
+    job = next(j for j in lh.jobs("s.people") if j.kind == "erase")
+    assert job.state == "committed" and job.metrics["version"] == version and job.metrics["failed_step"] == "purge"
+    assert job.error is not None and "purge failed" in job.error and subject not in job.error
+    assert lh.audit_log(action="erase.receipt")[0].outcome == "incomplete"
+    assert subject not in _catalog_dump(lh)
+
+    monkeypatch.undo()
+    if fmt == "iceberg":
+        lh.table("s.people")._table.manage_snapshots().remove_tag("audit-copy").commit()  # type: ignore[attr-defined]
+    done = ops.erase(lh, where, tables=["s.people"], dry_run=False)  # the command the warning names
+    assert done["complete"] and done["tables"]["s.people"]["rows_deleted"] == 0
+    assert raw_values_found(lh, table.location, [subject]) == set()
+
+
+def test_a_subject_written_again_before_the_check_is_reported_by_the_api_after_the_commit(
+    llh: Lakehouse, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer lands the subject again between the delete's commit and the erase's final check: the API answers
+    200 (the delete committed), with the failed check and what finishes it in the body."""
+    from lakehouse.governance import ops
+
+    lh = llh
+    _build(lh, fmt)
+    subject = address(6)
+    original = ops.purge_history
+
+    def purge_then_a_writer(*a: Any, **kw: Any) -> Any:
+        out = original(*a, **kw)
+        lh.append("s.people", rows(900, 1).set_column(1, "email", pa.array([subject])))
+        return out
+
+    monkeypatch.setattr(ops, "purge_history", purge_then_a_writer)
+    client, keys = _api(lh)
+    with client:
+        answer = client.post(
+            "/erase", headers={"X-API-Key": keys["admin"]}, json={"where": f"email = '{subject}'", "dry_run": False}
+        )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    entry = body["tables"]["s.people"]
+    assert entry["status"] == "committed" and entry["failed_step"] == "verification" and entry["rows_deleted"] > 0
+    assert (
+        body["warnings"] == [entry["warning"]]
+        and "verification failed: 1 rows of s.people still match" in entry["warning"]
+    )
+    assert "to finish: lakehouse erase" in entry["warning"] and not body["complete"]
+    job = next(j for j in lh.jobs("s.people") if j.kind == "erase")
+    assert job.state == "committed" and "verification failed" in (job.error or "")
+
+
+def test_a_failure_before_any_commit_stays_an_error(llh: Lakehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables lakehouse's delete cannot handle (deletion vectors, column mapping) are refused before anything
+    changes (CLI exit 1); and a run that committed on one table and then failed on the next before committing
+    there is an error naming what was committed and what is left (API: the failure's status)."""
+    from lakehouse.errors import IncompleteError, StorageError, UnsupportedOperationError
+    from lakehouse.governance.ops import erase
+
+    lh = llh
+    subject = address(7)
+    where = f"email = '{subject}'"
+    for name, prop, why in (
+        ("s.dv", "delta.enableDeletionVectors", "deletion vectors"),
+        ("s.mapped", "delta.columnMapping.mode", "column mapping"),
+    ):
+        table = lh.create_table(
+            name, schema=SCHEMA, format="delta", properties={prop: "name" if "Mapping" in prop else "true"}
+        )
+        table.append(rows(0, 20))
+        files = sorted(f.path for f in table.files())
+        for dry_run in (True, False):
+            with pytest.raises(UnsupportedOperationError, match=why):
+                erase(lh, where, tables=[name], dry_run=dry_run)
+        result = _cli(lh, "erase", "--where", where, "--tables", name, "--apply")
+        assert result.exit_code == 1 and isinstance(result.exception, UnsupportedOperationError)
+        assert sorted(f.path for f in lh.table(name).files()) == files and lh.table(name).row_count() == 20
+        assert [j for j in lh.jobs(name) if j.kind == "erase"] == []
+
+    first = lh.create_table("s.first", schema=SCHEMA, format="delta")
+    second = lh.create_table("s.second", schema=SCHEMA, format="iceberg")
+    for t in (first, second):
+        t.append(rows(0, 20))
+    cls = type(second)
+    original = cls.delete_rows
+
+    def unreachable(self: Any, *a: Any, **kw: Any) -> Any:
+        if str(self.name) == "s.second":
+            raise StorageError(f"simulated: cannot reach the storage of {self.name} holding {subject}")
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(cls, "delete_rows", unreachable)
+    with pytest.raises(IncompleteError) as e:
+        erase(lh, where, tables=["s.first", "s.second"], dry_run=False)
+    jobs = {j.table_name: j for j in lh.jobs() if j.kind == "erase"}
+    v = jobs["s.first"].metrics["version"]  # the delete's commit (the purge's seal came after it)
+    assert "erase failed on s.second before committing there" in e.value.message
+    assert f"already erased: s.first (version {v})" in e.value.message and e.value.http_status == 502
+    assert e.value.hint and "--tables s.second --apply" in e.value.hint
+    assert lh.table("s.first").scan(filter=where).num_rows == 0 and lh.table("s.second").scan(filter=where).num_rows
+    assert jobs["s.first"].state == "committed" and jobs["s.second"].state == "failed"
+    assert subject not in (jobs["s.second"].error or "") and "<predicate value>" in (jobs["s.second"].error or "")
+    receipt = lh.audit_log(action="erase.receipt")[0]
+    assert receipt.outcome == "incomplete" and receipt.details["tables"]["s.second"]["status"] == "failed"
+    assert subject not in _catalog_dump(lh)
+    result = _cli(lh, "erase", "--where", where, "--tables", "s.first,s.second", "--apply")
+    assert result.exit_code == 1 and isinstance(result.exception, IncompleteError)
+
+
+def test_mask_reports_a_purge_that_failed_after_its_commit(
+    llh: Lakehouse, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pii mask --purge: the masked files committed, the purge failed. Exit 0, the warning on stderr with the
+    version and the command that finishes it; the job committed, the policy stored."""
+    from lakehouse.errors import StorageError
+    from lakehouse.governance import ops
+
+    lh = llh
+    table = _build(lh, fmt, "s.masked")
+
+    def refused(*a: Any, **kw: Any) -> Any:
+        raise StorageError("simulated: the object store refused to delete the old files")
+
+    monkeypatch.setattr(ops, "purge_history", refused)
+    result = _cli(lh, "pii", "mask", "s.masked", "--column", "email", "--policy", "hash", "--purge", "--apply")
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    version = lh.table("s.masked").snapshot().version
+    warning = " ".join(result.stderr.split())
+    assert warning.startswith(f"warning: s.masked: committed as version {version}; purge failed: simulated")
+    assert warning.endswith("to finish: lakehouse pii mask s.masked --column email --policy hash --purge --apply")
+    job = next(j for j in lh.jobs("s.masked") if j.kind == "pii.mask")
+    assert job.state == "committed" and job.metrics["version"] == version and "purge failed" in (job.error or "")
+    assert lh.policy("s.masked").masking == {"email": "hash"}
+    assert all(v.startswith("tok_") for v in table.scan(columns=["email"]).column("email").to_pylist())
