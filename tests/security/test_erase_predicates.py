@@ -468,3 +468,55 @@ def test_mask_reports_a_purge_that_failed_after_its_commit(
     assert job.state == "committed" and job.metrics["version"] == version and "purge failed" in (job.error or "")
     assert lh.policy("s.masked").masking == {"email": "hash"}
     assert all(v.startswith("tok_") for v in table.scan(columns=["email"]).column("email").to_pylist())
+
+
+# ---- the Delta delete's own commit ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("meanwhile", ["append", "compaction"])
+def test_delta_delete_plans_again_when_another_commit_lands_first(
+    llh: Lakehouse, meanwhile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the delete's plan and its commit another writer commits: an append that carries the subject
+    again, or a compaction that replaces the files the delete read. The delete's commit must not be rebased
+    over it (it would miss the appended rows, or remove files that are gone and leave their rows in the new
+    ones): it plans again on the newer version, and lands once."""
+    import deltalake
+
+    from lakehouse.maintenance.compaction import optimize
+    from lakehouse.maintenance.planner import CompactionOptions
+    from lakehouse.storage import list_files
+
+    lh = llh
+    table = lh.create_table("s.busy", schema=SCHEMA, format="delta", partitioning=parse_partitioning("country"))
+    for b in range(3):
+        table.append(rows(b * 10, 10))
+    subject = address(2)
+    original = deltalake.DeltaTable.create_write_transaction
+    calls: list[int] = []
+
+    def racing(self: Any, actions: Any, *a: Any, **kw: Any) -> Any:
+        calls.append(len(actions))
+        if len(calls) == 1:  # the other writer wins the race for the next version
+            if meanwhile == "append":
+                extra = rows(100, 3).set_column(1, "email", pa.array([subject, "someone@else.io", subject]))
+                lh.append("s.busy", extra)
+            else:
+                done = optimize(lh, "s.busy", CompactionOptions(target_file_size=64 * 1024 * 1024))
+                assert [p.status for p in done.partitions] == ["committed"] * 3
+        return original(self, actions, *a, **kw)
+
+    monkeypatch.setattr(deltalake.DeltaTable, "create_write_transaction", racing)
+    expected = sorted(r["id"] for r in table.scan().to_pylist() if r["email"] != subject)
+    doomed = 30 - len(expected) + 2 * (meanwhile == "append")
+    if meanwhile == "append":
+        expected = sorted([*expected, 101])
+    result = table.delete_rows(f"email = '{subject}'", properties={"lakehouse.operation": "test"})
+    monkeypatch.undo()
+    assert len(calls) == 2, "the first attempt lost its race and the delete planned again"
+    assert sorted(r["id"] for r in lh.table("s.busy").scan().to_pylist()) == expected
+    ours = [s for s in lh.table("s.busy").snapshots() if s.summary.get("lakehouse.operation") == "test"]
+    assert [s.version for s in ours] == [result.version] and result.rows_deleted == doomed
+    live = {f.path for f in lh.table("s.busy").files()}
+    leftovers = [f.path for f in list_files(table.location, lh.ctx) if "lh-delete" in f.path and f.path not in live]
+    assert leftovers == [], "files written for inputs the other commit removed are deleted"
