@@ -62,6 +62,8 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise DependencyMissingError("the Delta Lake adapter needs deltalake", hint="pip install 'lakehouse[delta]'") from e
 
 KEY_METADATA = "lakehouse.key"
+REDACTED = "[REDACTED]"
+_PREDICATE_OPERATIONS = frozenset({"DELETE", "UPDATE"})
 GENERATION = "delta.generationExpression"
 MAX_COMMIT_RETRIES = 15
 
@@ -240,10 +242,12 @@ class DeltaAdapter(LakehouseTable):
         out: list[Snapshot] = []
         for h in sorted(self._dt.history(), key=lambda h: h["version"]):
             v = int(h["version"])
-            summary = {
-                str(k): str(val)
-                for k, val in {**h.get("operationMetrics", {}), **h.get("operationParameters", {})}.items()
-            }
+            parameters = dict(h.get("operationParameters", {}))
+            if str(h.get("operation", "")).upper() in _PREDICATE_OPERATIONS:
+                # a DELETE or UPDATE by another engine (or by lakehouse before it deleted by rewriting) wrote its
+                # predicate, the values of an erasure included, into the log: the history does not repeat it
+                parameters = {k: REDACTED if "predicate" in k.lower() else val for k, val in parameters.items()}
+            summary = {str(k): str(val) for k, val in {**h.get("operationMetrics", {}), **parameters}.items()}
             for k, val in h.items():
                 if k not in ("version", "timestamp", "operation", "operationMetrics", "operationParameters"):
                     summary[str(k)] = str(val)

@@ -520,3 +520,22 @@ def test_delta_delete_plans_again_when_another_commit_lands_first(
     live = {f.path for f in lh.table("s.busy").files()}
     leftovers = [f.path for f in list_files(table.location, lh.ctx) if "lh-delete" in f.path and f.path not in live]
     assert leftovers == [], "files written for inputs the other commit removed are deleted"
+
+
+def test_delta_history_does_not_repeat_a_predicate_an_older_delete_wrote(llh: Lakehouse) -> None:
+    """A Delta DELETE committed by another engine, or by lakehouse before its deletes became rewrites, keeps its
+    predicate in the log until a purge: the versions readers get (``GET /tables/{t}/versions``) show it
+    redacted."""
+    import deltalake
+
+    lh = llh
+    table = _upserted_delta(lh)
+    subject = address(8)
+    deltalake.DeltaTable(table.location).delete(f"email = '{subject}'")  # what the log of such a table holds
+    summaries = [s.summary for s in lh.table("s.people").snapshots()]
+    deleted = [s for s in summaries if "num_deleted_rows" in s]
+    assert deleted and deleted[-1]["predicate"] == "[REDACTED]" and subject not in repr(summaries)
+    client, keys = _api(lh)
+    with client:
+        versions = client.get("/tables/s.people/versions", headers={"X-API-Key": keys["reader"]})
+    assert versions.status_code == 200 and subject not in versions.text and "[REDACTED]" in versions.text
