@@ -539,3 +539,18 @@ def test_delta_history_does_not_repeat_a_predicate_an_older_delete_wrote(llh: La
     with client:
         versions = client.get("/tables/s.people/versions", headers={"X-API-Key": keys["reader"]})
     assert versions.status_code == 200 and subject not in versions.text and "[REDACTED]" in versions.text
+
+
+def test_a_plain_row_delete_records_its_operation_and_not_its_predicate(llh: Lakehouse, fmt: str) -> None:
+    """``LakehouseTable.delete_rows`` called directly (no job around it): the commit says what it was, and no
+    log or metadata file it writes holds the predicate."""
+    lh = llh
+    table = _build(lh, fmt)
+    subject = address(9)
+    before = _metadata_files(lh, table)
+    result = table.delete_rows(f"email = '{subject}' OR amount < 0")
+    assert result.version is not None and result.rows_deleted == 3
+    written = {p: b for p, b in _metadata_files(lh, table).items() if before.get(p) != b and not p.endswith(".avro")}
+    assert written and not [p for p, b in written.items() if subject.encode() in b or b"amount < 0" in b]
+    ours = [s for s in lh.table("s.people").snapshots() if s.summary.get("lakehouse.operation") == "delete"]
+    assert ours and ours[-1].version == result.version
