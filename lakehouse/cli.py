@@ -1193,6 +1193,7 @@ def pii_mask(
             )
     if json_:
         _print_json(report)
+        _warn(report.get("warning"))
         return
     masks = ", ".join(f"{c}={p}" for c, p in report["masks"].items())
     out.print(
@@ -1210,6 +1211,13 @@ def pii_mask(
             f"({_human_bytes(p['bytes_deleted'])}), "
             f"{p['log_files_deleted']} log files"
         )
+    _warn(report.get("warning"))
+
+
+def _warn(warning: str | None) -> None:
+    """A step after a landed commit failed: the run succeeded (exit 0), and stderr says what is left to do."""
+    if warning:
+        err.print("warning: " + " ".join(warning.split()), markup=False, highlight=False)
 
 
 @app.command()
@@ -1224,8 +1232,10 @@ def erase(
     json_: JsonOpt = False,
 ) -> None:
     """Right to be forgotten: delete a data subject's rows across tables, purge the history that still holds
-    them (time travel included), and record a receipt in the audit log (a hash of the predicate, never its
-    values). Quarantine tables keep raw payloads: list them in --tables too if they may hold the subject."""
+    them (time travel included), and record a receipt in the audit log (a keyed hash of the predicate, never its
+    values; the tables' own logs record only that hash too). Quarantine tables keep raw payloads: list them in
+    --tables too if they may hold the subject. A table whose delete committed but whose purge or check failed
+    afterwards is reported on stderr with what finishes it (exit 0: the delete happened)."""
     from lakehouse.governance.ops import erase as run_erase
 
     names = [t.strip() for t in tables.split(",") if t.strip()] if tables is not None else None
@@ -1239,21 +1249,28 @@ def erase(
             receipt = run_erase(lh, where, tables=names, purge=purge, dry_run=dry_run)
     if json_:
         _print_json(receipt)
-        return
-    for table, entry in receipt["tables"].items():
-        line = f"{table}: {entry['rows_matching']:,} matching rows"
-        if not dry_run:
-            line += f", {entry['rows_deleted']:,} deleted, {entry['rows_matching_after']} left"
-            if "purge" in entry:
-                line += f", history purged ({entry['purge']['files_deleted']} files)"
-        out.print(line)
-    if dry_run:
-        out.print("dry run: nothing deleted; run again with --apply")
     else:
-        out.print(
-            f"receipt {receipt['receipt_id']} recorded in the audit log "
-            f"(predicate {receipt['digest']} {receipt['predicate_digest'][:16]}...)"
-        )
+        for table, entry in receipt["tables"].items():
+            line = f"{table}: {entry['rows_matching']:,} matching rows"
+            if not dry_run:
+                version = entry.get("version")
+                line += f", {entry['rows_deleted']:,} deleted" + (
+                    f" (version {version})" if version is not None else " (nothing to commit)"
+                )
+                if "rows_matching_after" in entry:
+                    line += f", {entry['rows_matching_after']} left"
+                if "purge" in entry:
+                    line += f", history purged ({entry['purge']['files_deleted']} files)"
+            out.print(line)
+        if dry_run:
+            out.print("dry run: nothing deleted; run again with --apply")
+        else:
+            out.print(
+                f"receipt {receipt['receipt_id']} recorded in the audit log "
+                f"(predicate {receipt['digest']} {receipt['predicate_digest'][:16]}...)"
+            )
+    for warning in receipt.get("warnings", []):
+        _warn(warning)
 
 
 @app.command()

@@ -124,6 +124,15 @@ class CommitOutcomeUnknownError(StorageError):
     was written for it; ``lakehouse orphans`` removes it later if it did not land."""
 
 
+class IncompleteError(LakehouseError):
+    """A run over several tables failed on one before committing there, after committing on others: the message
+    names what was committed (with versions) and what is left; the status is that of the failure."""
+
+    def __init__(self, message: str, *, hint: str | None = None, http_status: int = 500) -> None:
+        super().__init__(message, hint=hint)
+        self.http_status = http_status
+
+
 class QueryTimeoutError(QueryError):
     """A query ran longer than its time limit and was cancelled."""
 

@@ -14,7 +14,7 @@ column becomes a UTC timestamp).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -330,11 +330,24 @@ def to_sql(e: Expr, schema: pa.Schema) -> str:
     raise InvalidPredicateError(f"unsupported filter node {e!r}")
 
 
-def to_arrow(e: Expr, schema: pa.Schema) -> pc.Expression:
-    """Render a filter tree as a pyarrow compute expression."""
+def to_arrow(e: Expr, schema: pa.Schema, *, cast: Collection[str] = ()) -> pc.Expression:
+    """Render a filter tree as a pyarrow compute expression.
+
+    ``cast``: columns to reference through a cast to their declared type. A Parquet file may hold a column as
+    another Arrow type than the table declares: delta-rs's delete and merge write strings as ``string_view``
+    (the Arrow schema stored in the file says so). A dataset scan checks the filter against each file's own
+    types (its row-group statistics), and pyarrow has no kernel comparing ``string`` with ``string_view``, so
+    such a column must be cast to the declared type before it is compared. (Row-group statistics of a cast
+    column are not used to skip row groups; partition values, which are never cast, still prune files.)
+    """
+
+    def field(column: str) -> pc.Expression:
+        ref = pc.field(column)
+        return ref.cast(_field_type(schema, column)) if column in cast else ref
+
     if isinstance(e, Compare):
         t = _field_type(schema, e.column)
-        f = pc.field(e.column)
+        f = field(e.column)
         if e.value is None:
             return pc.scalar(pa.scalar(None, pa.bool_()))  # comparing with NULL is unknown
         v = pa.scalar(coerce(e.value, t, e.column), type=t)
@@ -351,26 +364,25 @@ def to_arrow(e: Expr, schema: pa.Schema) -> pc.Expression:
         # SQL three-valued logic: NULL IN (...) is unknown, and so is a non-match when the list holds NULL
         values = pa.array([coerce(v, t, e.column) for v in e.values if v is not None], type=t)
         unknown = pa.scalar(None, pa.bool_())
-        expr = pc.if_else(pc.field(e.column).is_null(), unknown, pc.field(e.column).isin(values))
+        expr = pc.if_else(field(e.column).is_null(), unknown, field(e.column).isin(values))
         if any(v is None for v in e.values):
             expr = pc.if_else(expr, pa.scalar(True), unknown)
         return ~expr if e.negated else expr
     if isinstance(e, IsNull):
-        _field_type(schema, e.column)
-        expr = pc.field(e.column).is_null()
+        expr = field(e.column).is_null()
         return ~expr if e.negated else expr
     if isinstance(e, And):
-        out = to_arrow(e.items[0], schema)
+        out = to_arrow(e.items[0], schema, cast=cast)
         for item in e.items[1:]:
-            out = out & to_arrow(item, schema)
+            out = out & to_arrow(item, schema, cast=cast)
         return out
     if isinstance(e, Or):
-        out = to_arrow(e.items[0], schema)
+        out = to_arrow(e.items[0], schema, cast=cast)
         for item in e.items[1:]:
-            out = out | to_arrow(item, schema)
+            out = out | to_arrow(item, schema, cast=cast)
         return out
     if isinstance(e, Not):
-        return ~to_arrow(e.item, schema)
+        return ~to_arrow(e.item, schema, cast=cast)
     raise InvalidPredicateError(f"unsupported filter node {e!r}")
 
 

@@ -279,3 +279,22 @@ def conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
     if problems:
         raise SchemaMismatchError("data does not match the table schema: " + "; ".join(problems))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def without_view_types(table: pa.Table) -> pa.Table:
+    """``table`` with ``string_view`` / ``binary_view`` columns as ``string`` / ``binary``. delta-rs's delete and
+    merge write Parquet files whose stored Arrow schema says ``string_view``; pyarrow reads them so, and many of
+    its kernels (filter, take, most string functions) have no view variant.
+
+    >>> without_view_types(pa.table({"s": pa.array(["a"], pa.string_view())})).schema.field("s").type
+    DataType(string)
+    """
+    fields = []
+    for f in table.schema:
+        if pa.types.is_string_view(f.type):
+            f = f.with_type(pa.string())
+        elif pa.types.is_binary_view(f.type):
+            f = f.with_type(pa.binary())
+        fields.append(f)
+    target = pa.schema(fields, metadata=table.schema.metadata)
+    return table if target.equals(table.schema, check_metadata=True) else table.cast(target)

@@ -12,7 +12,12 @@
   changes. Purge while no other writer is active: a file a writer has written but not yet committed is
   unreferenced and is deleted too (its commit then fails).
 * **erase** deletes a data subject's rows from each listed table, purges, and records a receipt that names the
-  tables, the columns of the predicate and the counts, but stores only a SHA-256 of the predicate itself.
+  tables, the columns of the predicate and the counts, but stores only a digest of the predicate itself (so do
+  the delete's commit, its job and its lineage; :func:`predicate_digest`).
+
+A mask or erase whose commit landed is a success even when a step after it fails (the purge, the final check,
+storing the policy): the job is recorded as committed with that failure, and the report says per table
+"committed as version N; <step> failed: <why>; to finish: <command>". A failure before the commit is raised.
 """
 
 from __future__ import annotations
@@ -31,12 +36,15 @@ import pyarrow.parquet as pq
 from lakehouse.errors import (
     CommitConflictError,
     CommitOutcomeUnknownError,
+    IncompleteError,
     InvalidInputError,
+    LakehouseError,
     StorageError,
     UnsupportedOperationError,
 )
-from lakehouse.expr import check_columns, parse_filter
+from lakehouse.expr import And, Compare, Expr, In, Not, Or, check_columns, parse_filter
 from lakehouse.governance.masking import MaskPolicy, apply_masks, check_column, parse_mask
+from lakehouse.schema import without_view_types
 from lakehouse.storage import delete_tree, split_location
 from lakehouse.tables.base import LakehouseTable, TableName
 
@@ -47,6 +55,29 @@ if TYPE_CHECKING:
 def mask_secret(lh: Lakehouse) -> bytes | None:
     secret = lh.settings.governance.mask_secret
     return secret.get_secret_value().encode() if secret is not None else None
+
+
+def predicate_digest(lh: Lakehouse, predicate: str) -> tuple[str, str]:
+    """(digest, kind) of a row-delete predicate: the only form in which lakehouse records one (commit info,
+    snapshot summary, job history, audit receipt). Keyed with ``governance.mask_secret`` (``hmac-sha256``): a
+    plain hash of ``customer_id = 42`` is easy to reverse by guessing; without a secret it is a plain SHA-256
+    (``sha256``), so set one where predicates name people.
+
+    >>> from types import SimpleNamespace
+    >>> from pydantic import SecretStr
+    >>> keyed = SimpleNamespace(settings=SimpleNamespace(governance=SimpleNamespace(mask_secret=SecretStr("k"))))
+    >>> predicate_digest(keyed, "id = 1")[1], len(predicate_digest(keyed, "id = 1")[0])
+    ('hmac-sha256', 64)
+    """
+    secret = mask_secret(lh)
+    if secret:
+        return hmac.new(secret, predicate.encode(), hashlib.sha256).hexdigest(), "hmac-sha256"
+    return hashlib.sha256(predicate.encode()).hexdigest(), "sha256"
+
+
+def digest_properties(digest: str, kind: str) -> dict[str, str]:
+    """The commit properties that record a delete predicate (by its digest)."""
+    return {"lakehouse.predicate_digest": digest, "lakehouse.predicate_digest_kind": kind}
 
 
 def table_masks(lh: Lakehouse, table: LakehouseTable) -> dict[str, MaskPolicy]:
@@ -201,43 +232,84 @@ def mask_table(
             partitions[target] = dict(f.partition)
         if rows_out != report["rows"]:
             raise StorageError(f"masking {table.name} produced {rows_out} rows from {report['rows']}")
+        report["version"] = None
         if files:
             stage = "committing"
             properties = {"lakehouse.job": str(job), "lakehouse.operation": "mask"}
             try:
-                commit = table.replace_files(
+                report["version"] = table.replace_files(
                     remove=[f.path for f in files], add=written, properties=properties, partitions=partitions
-                )
+                ).version
             except BaseException as e:
                 landed = landed_version(table, properties, e)  # raises when that cannot be told
                 if landed is None:
                     stage = "not committed"
                     raise
-                stage, report["version"] = "committed", landed
-                _store_policy(lh, table, given)  # the files are masked: so is ingestion now
+                # the commit call failed after the commit landed (a lost answer): the masked files are live
+                report["version"] = landed
+                report["commit_error"] = " ".join(str(e).split()) or type(e).__name__
+                stage = "committed"
                 if not isinstance(e, Exception):
                     raise
-                raise StorageError(
-                    f"{e} (but the masked files were committed as version {landed}, and the policy is stored)",
-                    hint="run the mask again (with --purge) to finish; it is idempotent",
-                ) from e
-            report["version"] = commit.version
-        else:
-            report["version"] = None
         stage = "committed"
-        report["files_rewritten"] = len(files)
-        _store_policy(lh, table, given)  # ingestion masks from now on
-        if purge:
-            report["purge_report"] = purge_history(lh, table.name, job=job)
     except BaseException as e:
         if stage in ("writing", "not committed"):  # nothing committed: what was written is garbage
             for d in dirs:
                 delete_tree(d, lh.ctx)
-        lh.catalog.finish_job(job, state="failed", metrics=_flat(report), error=str(e) or type(e).__name__)
-        raise
+        if stage != "committed":
+            lh.catalog.finish_job(job, state="failed", metrics=_flat(report), error=str(e) or type(e).__name__)
+            raise
+        _after_commit_failed(lh, table.name, job, report, "the commit", e, _mask_command(table.name, given, purge))
+        raise  # an interruption while the commit landed: recorded as committed, and the interruption goes on
+    report["files_rewritten"] = len(files)
+    step = "storing the masking policy"
+    try:
+        _store_policy(lh, table, given)  # the files are masked: ingestion masks from now on
+        if purge:
+            step = "purge"
+            report["purge_report"] = purge_history(lh, table.name, job=job)
+    except BaseException as e:
+        if report["version"] is None:  # no file to mask, nothing committed: the failure is the outcome
+            lh.catalog.finish_job(job, state="failed", metrics=_flat(report), error=str(e) or type(e).__name__)
+            raise
+        _after_commit_failed(lh, table.name, job, report, step, e, _mask_command(table.name, given, purge))
+        if not isinstance(e, Exception):
+            raise
+        return report
     lh.catalog.finish_job(job, state="committed", metrics=_flat(report))
     lh.catalog.update_table(table.name)
     return report
+
+
+def _after_commit_failed(
+    lh: Lakehouse,
+    name: TableName,
+    job: int,
+    report: dict[str, Any],
+    step: str,
+    error: BaseException,
+    to_finish: str,
+    *,
+    why: str | None = None,
+) -> str:
+    """Record a job whose commit landed (``report["version"]``) and a step after it that failed: the job is
+    committed (that is its outcome), with the failure and what finishes it noted in the report and the job's
+    error. Returns the warning."""
+    why = why or " ".join((str(error) or type(error).__name__).split())
+    if not isinstance(error, Exception):
+        why = f"interrupted ({type(error).__name__})"
+    warning = f"{name}: committed as version {report['version']}; {step} failed: {why}; to finish: {to_finish}"
+    report.update(failed_step=step, error=why, to_finish=to_finish, warning=warning)
+    lh.catalog.finish_job(job, state="committed", metrics=_flat(report), error=warning)
+    with contextlib.suppress(Exception):  # the job is recorded; a catalog hiccup here changes nothing
+        lh.catalog.update_table(name)
+    return warning
+
+
+def _mask_command(name: TableName, given: Mapping[str, str], purge: bool) -> str:
+    """The command that finishes an in-place mask (every policy is idempotent: masking again is safe)."""
+    pairs = "".join(f" --column {c} --policy {p}" for c, p in given.items())
+    return f"lakehouse pii mask {name}{pairs}{' --purge' if purge else ''} --apply"
 
 
 def _store_policy(lh: Lakehouse, table: LakehouseTable, given: Mapping[str, str]) -> None:
@@ -266,7 +338,7 @@ def _mask_file(
     mask in it (Delta column mapping, where names differ, is refused by the plan)."""
     fs_in, path_in = split_location(source, lh.ctx)
     with fs_in.open_input_file(path_in) as fh:
-        data = pq.read_table(fh)
+        data = without_view_types(pq.read_table(fh))  # delta-rs's delete and merge write string_view
     if field_ids:
         data = _conform_by_field_id(schema, data, field_ids, source)
     masked = apply_masks(data, masks, secret)
@@ -441,23 +513,19 @@ def erase(
     for n in names:
         table = lh.table(n)
         check_columns(expr, table.schema)
+        table.check_delete()
         if purge:
             check_purge_possible(
                 lh, table, what="erase", hint="or erase with --no-purge (the rows then stay in the tagged snapshots)"
             )
         per_table[n] = {"rows_matching": table.scan(filter=where, columns=[columns[0]]).num_rows}
-    secret = mask_secret(lh)
+    digest, kind = predicate_digest(lh, where)
     receipt: dict[str, Any] = {
         "receipt_id": uuid.uuid4().hex,
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "actor": lh.actor,
-        # keyed when a secret is set: a plain hash of "customer_id = 42" is easy to reverse by guessing
-        "predicate_digest": (
-            hmac.new(secret, where.encode(), hashlib.sha256).hexdigest()
-            if secret
-            else hashlib.sha256(where.encode()).hexdigest()
-        ),
-        "digest": "hmac-sha256" if secret else "sha256",
+        "predicate_digest": digest,
+        "digest": kind,
         "columns": columns,
         "purge": purge,
         "dry_run": dry_run,
@@ -465,36 +533,126 @@ def erase(
     }
     if dry_run:
         return receipt
+    properties = {"lakehouse.operation": "erase", **digest_properties(digest, kind)}
+    texts = _predicate_texts(where, expr)
+    stopped: tuple[str, BaseException] | None = None
     for n in names:
         table = lh.table(n)
         job = lh.catalog.start_job(
             "erase",
             table=table.name,
-            params={"receipt_id": receipt["receipt_id"], "predicate_digest": receipt["predicate_digest"]},
+            params={"receipt_id": receipt["receipt_id"], "predicate_digest": digest},
             actor=lh.actor,
         )
         entry = per_table[n]
+        entry["job_id"] = job
         try:
-            result = table.delete_rows(where, properties={"lakehouse.job": str(job), "lakehouse.operation": "erase"})
-            entry["rows_deleted"] = result.rows_deleted
-            entry["version"] = result.version
+            result = table.delete_rows(where, properties={"lakehouse.job": str(job), **properties})
+        except BaseException as e:  # noqa: BLE001 - recorded, and raised below (nothing committed on this table)
+            entry.update(status="failed", error=_redact(e, texts))
+            lh.catalog.finish_job(job, state="failed", metrics=_flat(entry), error=entry["error"])
+            stopped = (n, e)
+            break
+        entry["rows_deleted"], entry["version"] = result.rows_deleted, result.version
+        step = "purge" if purge else "verification"
+        try:
             if purge:
                 entry["purge"] = purge_history(lh, n, job=job)
+            step = "verification"
             entry["rows_matching_after"] = lh.table(n).scan(filter=where, columns=[columns[0]]).num_rows
             if entry["rows_matching_after"]:  # a writer added the subject again meanwhile
                 raise StorageError(
                     f"{entry['rows_matching_after']} rows of {n} still match after the erasure (written meanwhile?)",
                     hint="stop writers that may carry the subject and run erase again",
                 )
-        except BaseException as e:
-            lh.catalog.finish_job(job, state="failed", metrics=_flat(entry), error=str(e) or type(e).__name__)
-            raise
+        except BaseException as e:  # noqa: BLE001 - recorded; raised below unless the delete committed
+            why = _redact(e, texts)
+            if result.version is None:  # no delete committed (nothing matched): the failure is the outcome
+                entry.update(status="failed", failed_step=step, error=why)
+                lh.catalog.finish_job(job, state="failed", metrics=_flat(entry), error=why)
+                stopped = (n, e)
+                break
+            # the delete landed: that is the outcome, and the step that failed after it is reported with it
+            entry["status"] = "committed"
+            _after_commit_failed(lh, table.name, job, entry, step, e, erase_command([n], purge=purge), why=why)
+            if not isinstance(e, Exception):  # interrupted: recorded as it is, and the interruption goes on
+                stopped = (n, e)
+                break
+            continue
+        entry["status"] = "erased"
         lh.catalog.finish_job(job, state="committed", metrics=_flat(entry))
         lh.catalog.update_table(table.name)
-    lh.catalog.audit(
-        "erase.receipt",
-        table=None,
-        actor=lh.actor,
-        details={k: v for k, v in receipt.items() if k != "dry_run"},
+    done = [n for n in names if per_table[n].get("status") in ("erased", "committed")]
+    left = names[names.index(stopped[0]) + 1 :] if stopped is not None else []
+    for n in left:
+        per_table[n]["status"] = "not run"
+    receipt["warnings"] = [per_table[n]["warning"] for n in done if "warning" in per_table[n]]
+    receipt["complete"] = stopped is None and not receipt["warnings"]
+    if done:
+        lh.catalog.audit(
+            "erase.receipt",
+            table=None,
+            actor=lh.actor,
+            outcome="ok" if receipt["complete"] else "incomplete",
+            details={k: v for k, v in receipt.items() if k != "dry_run"},
+        )
+    if stopped is None:
+        return receipt
+    failed, error = stopped
+    if not done or not isinstance(error, Exception):
+        raise error  # nothing was erased anywhere (or an interruption): the failure is the outcome
+    erased = ", ".join(
+        f"{n} (version {per_table[n]['version']})" if per_table[n]["version"] is not None else f"{n} (nothing matched)"
+        for n in done
     )
-    return receipt
+    message = f"erase failed on {failed} before committing there: {error}; already erased: {erased}"
+    if left:
+        message += f"; not run: {', '.join(left)}"
+    raise IncompleteError(
+        message,
+        hint=f"receipt {receipt['receipt_id']} is in the audit log; to finish: "
+        f"{erase_command([failed, *left], purge=purge)}",
+        http_status=error.http_status if isinstance(error, LakehouseError) else 500,
+    ) from error
+
+
+def erase_command(tables: Sequence[str], *, purge: bool) -> str:
+    """The command that finishes an erasure on ``tables`` (the predicate is never repeated in a message)."""
+    return (
+        f"lakehouse erase --where '<the same predicate>' --tables {','.join(tables)}"
+        + ("" if purge else " --no-purge")
+        + " --apply"
+    )
+
+
+def _predicate_texts(where: str, expr: Expr) -> list[str]:
+    """Texts that give a predicate away, longest first: the predicate, and its literal values of three or more
+    characters as written and URL-encoded (a partition directory in a file path holds them so)."""
+    import urllib.parse
+
+    texts = {where.strip(), " ".join(where.split())}
+
+    def walk(e: Expr) -> None:
+        if isinstance(e, And | Or):
+            for item in e.items:
+                walk(item)
+        elif isinstance(e, Not):
+            walk(e.item)
+        elif isinstance(e, Compare | In):
+            for v in [e.value] if isinstance(e, Compare) else list(e.values):
+                text = "" if v is None or isinstance(v, bool) else str(v)
+                if len(text) >= 3:
+                    once = urllib.parse.quote(text, safe="")
+                    texts.update((text, once, urllib.parse.quote(once, safe="")))
+
+    walk(expr)
+    return sorted((t for t in texts if t), key=len, reverse=True)
+
+
+def _redact(error: BaseException, texts: Sequence[str]) -> str:
+    """An error's message, on one line, for the records (job history, audit log): without the predicate or its
+    values (a message may quote them, or name a partition's file path)."""
+    message = " ".join((str(error) or type(error).__name__).split())
+    for text in texts:
+        message = message.replace(text, "<predicate value>")
+    return message

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse.errors import InvalidInputError, UnsupportedOperationError, VersionNotFoundError
-from lakehouse.expr import Compare
+from lakehouse.expr import Compare, to_sql
 from lakehouse.storage import ObjectInfo, delete_files, list_files, normalize_path
 from lakehouse.tables.base import LakehouseTable
 from lakehouse.units import format_duration, parse_duration
@@ -522,10 +522,16 @@ def expire_data(
             "expire-data", table=table.name, params=params, state="skipped", metrics=result.as_dict(), actor=lh.actor
         )
         return result
+    from lakehouse.governance.ops import digest_properties, predicate_digest
+
+    table.check_delete()  # before the job: a refusal changes nothing
+    digest = digest_properties(*predicate_digest(lh, to_sql(expr, table.schema)))
     job = lh.catalog.start_job("expire-data", table=table.name, params=params, actor=lh.actor)
     result.job_id = job
     try:
-        res = table.delete_rows(expr, properties={"lakehouse.job": str(job), "lakehouse.operation": "expire-data"})
+        res = table.delete_rows(
+            expr, properties={"lakehouse.job": str(job), "lakehouse.operation": "expire-data", **digest}
+        )
         result.commits.append(res.as_dict())
         result.rows_deleted = res.rows_deleted
         result.files_removed = res.files_removed

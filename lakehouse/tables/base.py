@@ -615,14 +615,24 @@ class LakehouseTable(ABC):
     # ---- deletes, retention and garbage (vacuum, orphans, expire-data) ---------------------------------
 
     def delete_rows(self, filter: str | Expr, *, properties: Mapping[str, str] | None = None) -> DeleteResult:
-        """Delete the rows matching ``filter`` in one commit (whole files are dropped without a rewrite)."""
+        """Delete the rows matching ``filter`` in one commit (whole files are dropped without a rewrite).
+
+        The filter itself is never recorded: not in the table's log or snapshot summary (Delta's own delete
+        would write it into the commit), nowhere. ``properties`` are the commit's record (``lakehouse.operation``
+        defaults to ``delete``; callers add a predicate digest). Raises :class:`UnsupportedOperationError` where
+        :meth:`check_delete` does."""
         schema = self.schema
         expr = parse_filter(filter) if isinstance(filter, str) else filter
         check_columns(expr, schema)
-        return self._delete_rows(normalize(expr, schema), dict(properties or {}))
+        return self._delete_rows(normalize(expr, schema), {"lakehouse.operation": "delete", **(properties or {})})
 
     def _delete_rows(self, expr: Expr, properties: dict[str, str]) -> DeleteResult:
         raise UnsupportedOperationError(f"{self.format} tables cannot delete rows yet")
+
+    def check_delete(self) -> None:
+        """Raise :class:`UnsupportedOperationError` when lakehouse cannot delete rows of this table correctly
+        (jobs call it before they start, so a refusal changes nothing)."""
+        return None
 
     @abstractmethod
     def version_paths(self, versions: Collection[int] | None = None) -> set[str]:

@@ -15,7 +15,8 @@ import random
 import time
 import urllib.parse
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Self
 
 import pyarrow as pa
@@ -32,8 +33,8 @@ from lakehouse.errors import (
     UnsupportedOperationError,
     VersionNotFoundError,
 )
-from lakehouse.expr import Compare, Expr, coerce, to_arrow, to_sql
-from lakehouse.schema import PartitionField, validate_keys, validate_partitioning
+from lakehouse.expr import And, Compare, Expr, In, Not, Or, may_match, to_arrow
+from lakehouse.schema import PartitionField, validate_keys, validate_partitioning, without_view_types
 from lakehouse.storage import delete_tree, list_files, normalize_path, split_location
 from lakehouse.tables.base import (
     AsOf,
@@ -61,6 +62,8 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise DependencyMissingError("the Delta Lake adapter needs deltalake", hint="pip install 'lakehouse[delta]'") from e
 
 KEY_METADATA = "lakehouse.key"
+REDACTED = "[REDACTED]"
+_PREDICATE_OPERATIONS = frozenset({"DELETE", "UPDATE"})
 GENERATION = "delta.generationExpression"
 MAX_COMMIT_RETRIES = 15
 
@@ -239,10 +242,12 @@ class DeltaAdapter(LakehouseTable):
         out: list[Snapshot] = []
         for h in sorted(self._dt.history(), key=lambda h: h["version"]):
             v = int(h["version"])
-            summary = {
-                str(k): str(val)
-                for k, val in {**h.get("operationMetrics", {}), **h.get("operationParameters", {})}.items()
-            }
+            parameters = dict(h.get("operationParameters", {}))
+            if str(h.get("operation", "")).upper() in _PREDICATE_OPERATIONS:
+                # a DELETE or UPDATE by another engine (or by lakehouse before it deleted by rewriting) wrote its
+                # predicate, the values of an erasure included, into the log: the history does not repeat it
+                parameters = {k: REDACTED if "predicate" in k.lower() else val for k, val in parameters.items()}
+            summary = {str(k): str(val) for k, val in {**h.get("operationMetrics", {}), **parameters}.items()}
             for k, val in h.items():
                 if k not in ("version", "timestamp", "operation", "operationMetrics", "operationParameters"):
                     summary[str(k)] = str(val)
@@ -492,7 +497,7 @@ class DeltaAdapter(LakehouseTable):
 
         delta-rs does not flag a concurrent removal of the same input, so the commit is validated here: every
         input must be live at version v, and the commit must become version v + 1 (no rebase); otherwise it
-        re-reads and validates again.
+        re-reads and validates again (see :meth:`_commit_actions`).
         """
         base = self.location.rstrip("/") + "/"
         rel_add = []
@@ -502,35 +507,14 @@ class DeltaAdapter(LakehouseTable):
             rel_add.append(p[len(base) :])
         wanted = set(remove)
         props = dict(properties or {})
-        marker = props.setdefault("lakehouse.commit", uuid.uuid4().hex)
+        props.setdefault("lakehouse.commit", uuid.uuid4().hex)
         if "deletionVectors" in (self._dt.protocol().reader_features or []):
             raise UnsupportedOperationError(
                 f"{self.name} uses deletion vectors; lakehouse's rewrites read raw files and would revive deleted rows"
             )
         added_stats = {full: _parquet_stats(full, self.ctx) for full in add}  # once: the new files do not change
-        delay = 0.02
-        checked: int | None = None  # commits up to this version are known not to be ours
 
-        def landed() -> int | None:
-            """The version of an earlier attempt's commit whose answer was lost (on S3 a PUT that timed out
-            after it landed is retried by the client and then refused: delta-rs reports a conflict)."""
-            nonlocal checked
-            if checked is None:
-                return None
-            found = self._find_commit(checked, marker)["version"]  # reads only the commits since the last look
-            checked = self._dt.version()
-            return None if found is None else int(found)
-
-        for attempt in range(MAX_COMMIT_RETRIES + 1):
-            if (ours := landed()) is not None:
-                return CommitResult(version=ours, files_added=len(add), operation="rewrite")
-            # the refreshed state is the version this attempt validates and commits on; loading it afresh (or
-            # reading the history) on every attempt would be slower than a busy writer's commits and never win
-            self._dt.update_incremental()
-            pinned = self._dt
-            version = pinned.version()
-            if checked is None:
-                checked = version
+        def build(pinned: DeltaTable) -> list[Any]:
             live = {f.path: f for f in self._files_of(pinned)}
             gone = wanted - live.keys()
             if gone:
@@ -539,12 +523,6 @@ class DeltaAdapter(LakehouseTable):
                     "nothing was changed, plan again"
                 )
             columns = list(pinned.metadata().partition_columns)
-
-            def values(partition: Mapping[str, Any], columns: list[str] = columns) -> dict[str, str | None]:
-                if set(partition) != set(columns):
-                    raise StorageError(f"cannot tell the partition of a file to swap in {self.name}")
-                return {k: _partition_string(partition[k]) for k in columns}
-
             if partitions is None:
                 distinct = {repr(sorted(live[p].partition.items())) for p in wanted}
                 if len(distinct) != 1:
@@ -557,11 +535,71 @@ class DeltaAdapter(LakehouseTable):
             actions: list[Any] = []
             for full, rel in zip(add, rel_add, strict=True):
                 size, stats = added_stats[full]
-                part = values(partitions[full] if partitions is not None else single)
+                part = self._partition_values(partitions[full] if partitions is not None else single, columns)
                 actions.append(AddAction(rel, size, part, now, False, stats))
             for full in wanted:
-                rel = full[len(base) :] if full.startswith(base) else full
-                actions.append(RemoveAction(rel, False, now, live[full].size_bytes, values(live[full].partition)))
+                part = self._partition_values(live[full].partition, columns)
+                actions.append(RemoveAction(self._log_path(full), False, now, live[full].size_bytes, part))
+            return actions
+
+        version = self._commit_actions("rewrite", props, build)
+        assert version is not None  # build never gives up
+        return CommitResult(version=version, files_added=len(add), operation="rewrite")
+
+    def _partition_values(self, partition: Mapping[str, Any], columns: list[str]) -> dict[str, str | None]:
+        """A file's partition values as the log stores them (strings), for exactly the table's partition
+        columns."""
+        if set(partition) != set(columns):
+            raise StorageError(f"cannot tell the partition of a file to swap in {self.name}")
+        return {k: _partition_string(partition[k]) for k in columns}
+
+    def _log_path(self, full: str) -> str:
+        """The path a remove action names for a live file (:meth:`files` gives it decoded and in full; delta-rs
+        encodes it again when it writes the log)."""
+        base = self.location.rstrip("/") + "/"
+        return full[len(base) :] if full.startswith(base) else full
+
+    def _commit_actions(
+        self, what: str, props: dict[str, str], build: Callable[[DeltaTable], list[Any] | None]
+    ) -> int | None:
+        """Commit the actions ``build`` makes from one state of the table, as exactly the next version.
+
+        delta-rs rebases a commit that lost its race without checking what it removes, so nothing here is
+        rebased (``max_commit_retries=0``): a lost race reads the table again and calls ``build`` on the newer
+        state, which validates its inputs there (and may raise). ``props`` go into the commit info; their
+        ``lakehouse.commit`` marker (unique) finds an attempt whose answer was lost (on S3 a PUT that timed out
+        after it landed is retried by the client and then refused: delta-rs reports a conflict). Returns the
+        version, or None when ``build`` returned None (nothing to commit).
+
+        Raising means nothing was committed, so that callers can delete what they wrote; except
+        :class:`CommitOutcomeUnknownError`, when that could not be told.
+        """
+        marker = props["lakehouse.commit"]
+        delay = 0.02
+        checked: int | None = None  # commits up to this version are known not to be ours
+
+        def landed() -> int | None:
+            """The version of an earlier attempt's commit whose answer was lost."""
+            nonlocal checked
+            if checked is None:
+                return None
+            found = self._find_commit(checked, marker)["version"]  # reads only the commits since the last look
+            checked = self._dt.version()
+            return None if found is None else int(found)
+
+        for attempt in range(MAX_COMMIT_RETRIES + 1):
+            if (ours := landed()) is not None:
+                return ours
+            # the refreshed state is the version this attempt validates and commits on; loading it afresh (or
+            # reading the history) on every attempt would be slower than a busy writer's commits and never win
+            self._dt.update_incremental()
+            pinned = self._dt
+            version = pinned.version()
+            if checked is None:
+                checked = version
+            actions = build(pinned)
+            if actions is None:
+                return None
             try:
                 pinned.create_write_transaction(
                     actions,
@@ -573,8 +611,8 @@ class DeltaAdapter(LakehouseTable):
             except CommitFailedError:
                 if attempt == MAX_COMMIT_RETRIES:
                     if (ours := landed()) is not None:
-                        return CommitResult(version=ours, files_added=len(add), operation="rewrite")
-                    raise CommitConflictError(f"rewrite of {self.name}: other commits kept winning") from None
+                        return ours
+                    raise CommitConflictError(f"{what} of {self.name}: other commits kept winning") from None
                 # short and jittered: an attempt is cheap now, and a long pause only lets more commits in
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.25)
@@ -586,81 +624,167 @@ class DeltaAdapter(LakehouseTable):
                     ours = landed()
                 except (DeltaError, OSError, LakehouseError) as check:
                     raise CommitOutcomeUnknownError(
-                        f"rewrite of {self.name} failed ({_translate(e, 'commit').message}) and whether it landed "
+                        f"{what} of {self.name} failed ({_translate(e, 'commit').message}) and whether it landed "
                         f"cannot be told ({check})",
                         hint=f"see `lakehouse table history {self.name}`; `lakehouse orphans` removes the files "
                         "if it did not land",
                     ) from e
                 if ours is not None:
-                    return CommitResult(version=ours, files_added=len(add), operation="rewrite")
-                raise _translate(e, f"rewrite of {self.name} failed") from e
+                    return ours
+                raise _translate(e, f"{what} of {self.name} failed") from e
             with contextlib.suppress(DeltaError, OSError):  # committed: a failed refresh changes nothing
                 self._dt.update_incremental()
-            return CommitResult(version=version + 1, files_added=len(add), operation="rewrite")
+            return version + 1
         raise AssertionError("unreachable")
 
-    def _delete_rows(self, expr: Expr, properties: dict[str, str]) -> DeleteResult:
-        """One delete; for ``time < X`` on a column with a time-transform partition, first drop the partitions
-        entirely before X by a partition-only predicate, which delta-rs commits without reading a file."""
-        results = []
-        whole = self._whole_partitions_before(expr)
-        if whole is not None:
-            results.append(self._delete_sql(whole, properties))
-        results.append(self._delete_sql(to_sql(expr, self.schema), properties))
-        versions = [r.version for r in results if r.version is not None]
-        return DeleteResult(
-            version=max(versions) if versions else None,
-            rows_deleted=sum(r.rows_deleted for r in results),
-            files_removed=sum(r.files_removed for r in results),
-            files_added=sum(r.files_added for r in results),
-        )
-
-    def _whole_partitions_before(self, expr: Expr) -> str | None:
-        if not isinstance(expr, Compare) or expr.op not in ("<", "<=") or expr.value is None:
-            return None
-        for pf in self.definition.partitioning:
-            if pf.column != expr.column or pf.transform == "identity":
-                continue
-            v = coerce(expr.value, self.schema.field(expr.column).type, expr.column)
-            if pf.transform == "hour" and isinstance(v, dt.datetime):
-                start = v.astimezone(dt.UTC) if v.tzinfo else v
-                text = start.replace(minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%S") + (
-                    "Z" if v.tzinfo else ""
-                )
-            else:
-                day = v.astimezone(dt.UTC).date() if isinstance(v, dt.datetime) and v.tzinfo else v
-                if isinstance(day, dt.datetime):
-                    day = day.date()
-                if not isinstance(day, dt.date):
-                    return None
-                if pf.transform == "month":
-                    day = day.replace(day=1)
-                elif pf.transform == "year":
-                    day = day.replace(month=1, day=1)
-                text = day.isoformat()
-            return f"{_quote_ident(pf.name)} < '{text}'"
-        return None
-
-    def _delete_sql(self, predicate: str, properties: dict[str, str]) -> DeleteResult:
-        try:
-            self._dt.update_incremental()
-            before = self._dt.version()
-            metrics = self._dt.delete(
-                predicate,
-                commit_properties=CommitProperties(
-                    custom_metadata=properties or None, max_commit_retries=MAX_COMMIT_RETRIES
-                ),
-            )
-        except (DeltaError, OSError) as e:
-            raise _translate(e, f"delete from {self.name} failed") from e
+    def check_delete(self) -> None:
+        """Refuse tables whose rows lakehouse's rewrite cannot delete correctly (see :meth:`_delete_rows`)."""
         self._dt.update_incremental()
-        removed = int(metrics.get("num_removed_files", 0))
+        protocol = self._dt.protocol()
+        config = {str(k).lower(): str(v).lower() for k, v in self._dt.metadata().configuration.items()}
+        features = set(protocol.reader_features or []) | set(protocol.writer_features or [])
+        refusal: tuple[str, str] | None = None
+        if "deletionVectors" in (protocol.reader_features or []) or config.get("delta.enabledeletionvectors") == "true":
+            refusal = (
+                "it uses deletion vectors: lakehouse deletes rows by rewriting files it reads raw, which would revive "
+                "rows a deletion vector removed",
+                "turn delta.enableDeletionVectors off and purge the deletion vectors first (REORG TABLE ... APPLY "
+                "(PURGE) in Spark)",
+            )
+        elif config.get("delta.columnmapping.mode", "none") != "none" or "columnMapping" in features:
+            refusal = (
+                "it uses column mapping: its files name columns differently from the table, and lakehouse's delete "
+                "matches them by name",
+                "delete with an engine that supports column mapping (Spark)",
+            )
+        elif config.get("delta.enablechangedatafeed") == "true":
+            refusal = (
+                "it writes a change data feed (_change_data/), which lakehouse's delete does not write (and which "
+                "would keep the deleted rows)",
+                "turn delta.enableChangeDataFeed off and remove _change_data/ first",
+            )
+        elif config.get("delta.appendonly") == "true":
+            refusal = ("it is append-only (delta.appendOnly=true)", "turn delta.appendOnly off first")
+        elif "rowTracking" in features or config.get("delta.enablerowtracking") == "true":
+            refusal = (
+                "it tracks row ids (row tracking), which lakehouse's rewrite does not carry over",
+                "delete with an engine that supports row tracking (Spark)",
+            )
+        if refusal is not None:
+            raise UnsupportedOperationError(
+                f"cannot delete rows from {self.name}: {refusal[0]}; nothing was changed", hint=refusal[1]
+            )
+
+    def _delete_rows(self, expr: Expr, properties: dict[str, str]) -> DeleteResult:
+        """Delete by rewriting, never with delta-rs's ``DeltaTable.delete``: that writes the predicate into the
+        commit's ``operationParameters``, so the raw values of an erasure would sit in the log every reader of
+        the table sees. Here the commit info holds only ``properties`` (lakehouse's operation, job and a
+        predicate digest), and the operation is recorded as a WRITE.
+
+        Files that cannot hold a matching row (by partition values and exact statistics) are not read; files
+        whose rows all match are removed (without reading them when the statistics tell); the others are read
+        and rewritten without the matching rows (SQL semantics: a row for which the filter is NULL stays). One
+        commit removes and adds them with ``dataChange=true``, validated like :meth:`replace_files`: it lands as
+        exactly the next version of the one it read, otherwise the delete is planned again on the newer version
+        (a file already read is not read again). Rows appended meanwhile are therefore considered too.
+        """
+        self.check_delete()
+        props = dict(properties)
+        props.setdefault("lakehouse.commit", uuid.uuid4().hex)
+        schema = self.schema
+        outcomes: dict[str, _FileDelete] = {}  # input path -> what deleting from it means (kept across attempts)
+        totals: dict[str, Any] = {}
+
+        def build(pinned: DeltaTable) -> list[Any] | None:
+            columns = list(pinned.metadata().partition_columns)
+            now = int(time.time() * 1000)
+            actions: list[Any] = []
+            deleted = removed = 0
+            added: list[str] = []
+            for f in self._files_of(pinned):
+                outcome = outcomes.get(f.path)
+                if outcome is None:
+                    outcome = outcomes[f.path] = self._delete_from_file(f, expr, schema, set(columns))
+                if not outcome.deleted:
+                    continue
+                part = self._partition_values(f.partition, columns)
+                actions.append(RemoveAction(self._log_path(f.path), True, now, f.size_bytes, part))
+                deleted += outcome.deleted
+                removed += 1
+                if outcome.written is not None:
+                    size, stats = outcome.stats
+                    actions.append(AddAction(self._log_path(outcome.written), size, part, now, True, stats))
+                    added.append(outcome.written)
+            totals.update(rows=deleted, removed=removed, added=added)
+            return actions or None
+
+        try:
+            version = self._commit_actions("delete", props, build)
+        except CommitOutcomeUnknownError:
+            raise  # what was written may be live: `lakehouse orphans` removes it if not
+        except BaseException:
+            self._discard(o.written for o in outcomes.values())
+            raise
+        # files written for inputs that another commit removed before ours are referenced by nothing
+        committed = set(totals.get("added", [])) if version is not None else set()
+        self._discard(o.written for o in outcomes.values() if o.written not in committed)
+        if version is None:
+            return DeleteResult(version=None)
         return DeleteResult(
-            version=self._dt.version() if self._dt.version() != before else None,
-            rows_deleted=int(metrics.get("num_deleted_rows", 0)),
-            files_removed=removed,
-            files_added=int(metrics.get("num_added_files", 0)),
+            version=version,
+            rows_deleted=int(totals["rows"]),
+            files_removed=int(totals["removed"]),
+            files_added=len(committed),
         )
+
+    def _discard(self, paths: Iterable[str | None]) -> None:
+        from lakehouse.storage import delete_files
+
+        doomed = [p for p in paths if p is not None]
+        if doomed:
+            with contextlib.suppress(OSError, LakehouseError):  # best effort: `lakehouse orphans` finds them too
+                delete_files(doomed, self.ctx)
+
+    def _delete_from_file(self, f: DataFile, expr: Expr, schema: pa.Schema, partition_columns: set[str]) -> _FileDelete:
+        """How many rows of one live file match ``expr``, and for a file that keeps some, the file written
+        without them."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        stats = _exact_stats(f, schema, partition_columns)
+        rows = f.row_count or None  # 0: the log did not record it
+        if rows is not None and not may_match(expr, stats, rows):
+            return _FileDelete(0)
+        if rows is not None and _all_match(expr, stats, rows):
+            return _FileDelete(rows)
+        filesystem, inner = split_location(f.path, self.ctx)
+        try:
+            with filesystem.open_input_file(inner) as fh:
+                pf = pq.ParquetFile(fh)
+                stored = set(pf.schema_arrow.names)
+                needed = sorted(c for c in expr.columns() if c not in partition_columns and c in stored)
+                probe = pf.read(columns=needed) if needed else None
+                n = pf.metadata.num_rows
+                matches = pc.fill_null(_evaluate(expr, schema, f, probe, n, partition_columns), False)
+                deleted = int(pc.sum(matches).as_py() or 0)
+                if deleted in (0, n):
+                    return _FileDelete(deleted)
+                data = without_view_types(pf.read())
+        except (OSError, pa.ArrowException) as e:
+            raise StorageError(f"delete from {self.name}: cannot read {f.path}: {e}") from e
+        kept = data.filter(pc.invert(matches))
+        target = f"{self.data_directory(f.partition)}/part-{uuid.uuid4().hex}-lh-delete.parquet"
+        out_fs, out_inner = split_location(target, self.ctx)
+        try:
+            if not StorageContext.is_s3(target):
+                out_fs.create_dir(out_inner.rsplit("/", 1)[0], recursive=True)
+            with out_fs.open_output_stream(out_inner) as out:
+                pq.write_table(kept, out, compression="zstd", write_statistics=True)
+            stats_json = _parquet_stats(target, self.ctx)
+        except (OSError, pa.ArrowException) as e:
+            self._discard([target])
+            raise StorageError(f"delete from {self.name}: cannot write {target}: {e}") from e
+        return _FileDelete(deleted, target, stats_json)
 
     # ---- retention and garbage ----------------------------------------------------------------------------
 
@@ -808,7 +932,7 @@ class DeltaAdapter(LakehouseTable):
         table = self._at(snapshot.version if snapshot else None)
         try:
             ds = table.to_pyarrow_dataset()
-            flt = to_arrow(expr, self.schema) if expr is not None else None
+            flt = to_arrow(expr, self.schema, cast=self._view_columns()) if expr is not None else None
             return ds.to_table(filter=flt, columns=columns)
         except (DeltaError, OSError, pa.ArrowException) as e:
             raise _translate(
@@ -825,6 +949,17 @@ class DeltaAdapter(LakehouseTable):
             raise _translate(
                 e, f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
             ) from e
+
+    def _view_columns(self) -> set[str]:
+        """Columns that files may hold as Arrow view types (delta-rs's delete and merge write ``string_view`` and
+        ``binary_view``): string and binary columns stored in the files. A filter compares them after a cast
+        (see :func:`lakehouse.expr.to_arrow`); partition columns come from the log, typed as declared."""
+        schema = self.schema
+        return {
+            c
+            for c in self.file_columns()
+            if pa.types.is_string(schema.field(c).type) or pa.types.is_binary(schema.field(c).type)
+        }
 
     def restore(self, as_of: AsOf) -> CommitResult:
         snap = self.snapshot(as_of)
@@ -848,6 +983,117 @@ class DeltaAdapter(LakehouseTable):
         if snapshot is None:
             return f"delta_scan({path})"
         return f"delta_scan({path}, version={int(snapshot.version)})"
+
+
+@dataclass(frozen=True)
+class _FileDelete:
+    """What deleting rows from one live file means: how many rows go, and where a file keeping the others was
+    written (None: the file stays as it is, or goes whole)."""
+
+    deleted: int
+    written: str | None = None
+    stats: tuple[int, str] = (0, "")
+
+
+def _exact_stats(f: DataFile, schema: pa.Schema, partition_columns: set[str]) -> dict[str, tuple[Any, Any, int | None]]:
+    """A file's per-column (min, max, nulls) where they are exact enough to decide a delete without reading the
+    file: partition values, and statistics of integer, date, boolean, string and timestamp columns. Timestamp
+    statistics are widened by a millisecond (Delta truncates them to milliseconds), long strings are left out
+    (some writers truncate them at 32 characters), floats and decimals are left out (a JSON number may not be
+    the stored value). A column left out here makes the file be read."""
+    rows = f.row_count or None
+
+    def exact(t: pa.DataType) -> bool:
+        return bool(
+            pa.types.is_integer(t)
+            or pa.types.is_date(t)
+            or pa.types.is_boolean(t)
+            or pa.types.is_string(t)
+            or pa.types.is_timestamp(t)
+        )
+
+    out: dict[str, tuple[Any, Any, int | None]] = {}
+    for column in schema.names:
+        t = schema.field(column).type
+        if not exact(t):
+            continue
+        if column in partition_columns:
+            if column in f.partition:
+                value = f.partition[column]
+                out[column] = (None, None, rows) if value is None else (value, value, 0)
+            continue
+        if column not in f.stats:
+            continue
+        lo, hi, nulls = f.stats[column]
+        if nulls is None:
+            continue
+        if lo is None or hi is None:
+            if rows is not None and nulls == rows:
+                out[column] = (None, None, nulls)  # every value NULL
+            continue
+        if pa.types.is_timestamp(t):
+            if not (isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime)):
+                continue
+            lo, hi = lo - dt.timedelta(milliseconds=1), hi + dt.timedelta(milliseconds=1)
+        elif pa.types.is_string(t) and (not isinstance(hi, str) or len(hi) >= 32):
+            continue
+        out[column] = (lo, hi, nulls)
+    return out
+
+
+def _all_match(expr: Expr, stats: Mapping[str, tuple[Any, Any, int | None]], rows: int) -> bool:
+    """True when statistics prove that every row of a file matches ``expr``: each column it reads is known and
+    holds no NULL (the filter is then true or false for every row, never unknown), it compares with no NULL,
+    and no row can make its negation true."""
+
+    def has_null_literal(e: Expr) -> bool:
+        if isinstance(e, Compare):
+            return e.value is None
+        if isinstance(e, In):
+            return any(v is None for v in e.values)
+        if isinstance(e, And | Or):
+            return any(has_null_literal(i) for i in e.items)
+        if isinstance(e, Not):
+            return has_null_literal(e.item)
+        return False
+
+    for column in expr.columns():
+        known = stats.get(column)
+        if known is None or known[2] != 0 or known[0] is None:
+            return False
+    return not has_null_literal(expr) and not may_match(Not(expr), stats, rows)
+
+
+def _evaluate(
+    expr: Expr,
+    schema: pa.Schema,
+    f: DataFile,
+    probe: pa.Table | None,
+    rows: int,
+    partition_columns: set[str],
+) -> pa.ChunkedArray:
+    """``expr`` over the rows of one file (NULL where it is unknown). Its columns come from the file, cast to the
+    declared types (a file may hold strings as string_view, which pyarrow cannot filter), or from the file's
+    partition values; a column the file lacks (added after it was written) reads as NULL."""
+    import pyarrow.dataset as pds
+
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+    for column in sorted(expr.columns()):
+        t = schema.field(column).type
+        if column in partition_columns:
+            value = f.partition.get(column)
+            try:
+                columns[column] = pa.array([value] * rows, type=t)
+            except (pa.ArrowException, TypeError):
+                columns[column] = pa.array([value] * rows).cast(t)
+        elif probe is not None and column in probe.column_names:
+            values = probe.column(column)
+            columns[column] = values if values.type == t else values.cast(t, safe=False)
+        else:
+            columns[column] = pa.nulls(rows, t)
+    table = pa.table(columns)
+    result = pds.dataset(table).to_table(columns={"__match": to_arrow(expr, schema)}).column("__match")
+    return result if len(result) == rows else pa.chunked_array([pa.repeat(result[0], rows)], pa.bool_())
 
 
 def _partition_string(v: object) -> str | None:

@@ -627,10 +627,24 @@ class IcebergAdapter(LakehouseTable):
 
         try:
             _retry_commit(f"delete from {self.name}", commit)
-        except OSError as e:
-            raise StorageError(f"delete from {self.name} failed: {e}") from e
+        except LakehouseError:
+            raise  # every attempt lost its race: nothing committed
+        except Exception as e:
+            # the commit call may have failed after the commit landed (a lost answer): look for it by its marker
+            try:
+                landed = self._own_snapshots(before, marker)
+            except Exception as check:  # noqa: BLE001 - then nobody can tell
+                raise CommitOutcomeUnknownError(
+                    f"delete from {self.name} failed ({e}) and whether it landed cannot be told ({check})",
+                    hint=f"see `lakehouse table history {self.name}` (a snapshot with lakehouse.commit={marker})",
+                ) from e
+            if not landed:
+                if isinstance(e, OSError):
+                    raise StorageError(f"delete from {self.name} failed: {e}") from e
+                raise
         # one transaction may write a DELETE snapshot (whole files) and an OVERWRITE one (rewritten files);
-        # other writers' snapshots may sit between them and the head
+        # other writers' snapshots may sit between them and the head. The snapshot summary records
+        # ``properties`` (lakehouse's operation, job and a predicate digest), never the filter
         ours = self._own_snapshots(before, marker)
         if not ours:
             return DeleteResult(version=None)

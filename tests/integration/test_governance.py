@@ -436,11 +436,15 @@ def test_a_failed_mask_leaves_no_policy_and_no_written_file(
             raise StorageError(f"simulated failure of {self.name}; nothing committed")
 
         monkeypatch.setattr(cls, "replace_files", failing)
-    with pytest.raises(StorageError) as e:
-        mask_table(lh, "g.customers", policies={"email": "hash"}, dry_run=False)
+    if when == "after-commit":  # the commit landed although the call raised: that is the outcome
+        done = mask_table(lh, "g.customers", policies={"email": "hash"}, dry_run=False)
+        assert "simulated failure" in done["commit_error"] and "warning" not in done
+    else:
+        with pytest.raises(StorageError):
+            mask_table(lh, "g.customers", policies={"email": "hash"}, dry_run=False)
     monkeypatch.undo()
     job = next(j for j in lh.jobs("g.customers") if j.kind == "pii.mask")
-    assert job.state == "failed"
+    assert job.state == ("committed" if when == "after-commit" else "failed")
     fresh = lh.table("g.customers")
     if when != "after-commit":
         assert lh.policy("g.customers").masking == {}, "no policy: ingestion does not mask with it"
@@ -451,7 +455,7 @@ def test_a_failed_mask_leaves_no_policy_and_no_written_file(
         lh.append("g.customers", rows(100, 1))
         assert fresh.scan(filter="id = 100").column("email").to_pylist() == [email(100)]
     else:
-        assert "committed as version" in str(e.value)
+        assert done["version"] == fresh.snapshot().version and job.metrics["version"] == done["version"]
         assert lh.policy("g.customers").masking == {"email": "hash"}, "the table is masked: so is ingestion"
         live = sorted(f.path for f in fresh.files())
         assert live == _mask_leftovers(lh, table.location), "the written files are the live ones: kept"
