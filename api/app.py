@@ -90,6 +90,7 @@ class JobRequest(BaseModel):
     dry_run: bool = Field(default=True, description="Plan only (the default for every job).")
     target_file_size: str | None = Field(default=None, max_length=32, description="optimize: e.g. 128MB")
     zorder: list[str] | None = Field(default=None, max_length=4, description="optimize: Z-order columns")
+    curve: Literal["hilbert", "morton"] | None = Field(default=None, description="optimize: clustering curve")
     retain: str | None = Field(default=None, max_length=32, description="vacuum: e.g. 7d")
     keep: list[int] | None = Field(default=None, description="vacuum: versions to keep readable")
     older_than: str | None = Field(default=None, max_length=32, description="orphans, expire-data: e.g. 3d")
@@ -318,12 +319,23 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         }
 
     @app.get("/tables/{name}", tags=["catalog"])
-    def table_detail(name: TableParam, p: Caller) -> dict[str, Any]:
-        """Schema, partitioning, keys, properties, capabilities, PII tags, file health and tier breakdown."""
+    def table_detail(
+        name: TableParam,
+        p: Caller,
+        predicate: Annotated[
+            str | None,
+            Query(
+                max_length=10_000,
+                description="A SQL predicate: report the files and row groups min/max statistics let a reader skip",
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Schema, partitioning, keys, properties, capabilities, PII tags, file health and tier breakdown; with
+        ``predicate``, data skipping (files and row groups) for it."""
         from lakehouse.cli import _table_summary
         from lakehouse.maintenance.tiering import table_cost
 
-        info = _table_summary(base, name)
+        info = _table_summary(base, name, predicate)
         try:
             cost = table_cost(base, name).as_dict()
             info["tiers"] = cost["tiers"]

@@ -22,6 +22,7 @@ def run(lh: Lakehouse, name: str, kind: str, options: dict[str, Any]) -> dict[st
         opts = CompactionOptions(
             target_file_size=parse_size(options.get("target_file_size") or "128MB"),
             zorder=tuple(options.get("zorder") or ()),
+            curve=options.get("curve") or policy.compaction.curve,
         )
         return optimize(lh, name, opts, dry_run=dry_run).as_dict()
     if kind == "vacuum":

@@ -250,7 +250,10 @@ def table_show(
     name: NameArg,
     predicate: Annotated[
         str | None,
-        typer.Option(help='Report the share of files this SQL predicate can skip by statistics, e.g. "a < 5".'),
+        typer.Option(
+            help="Report the files and row groups min/max statistics let a reader skip for this SQL predicate, "
+            'e.g. "user_id BETWEEN 10 AND 20".'
+        ),
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -298,8 +301,9 @@ def table_show(
     if "data_skipping" in h:
         d = h["data_skipping"]
         out.print(
-            f"data skipping for {d['predicate']!r}: {d['files_prunable']} of {d['files']} files can be skipped "
-            f"({d['share_prunable']:.0%})"
+            f"data skipping for {d['predicate']!r}: {d['files_prunable']} of {d['files']} files and "
+            f"{d['row_groups_prunable']} of {d['row_groups']} row groups can be skipped "
+            f"({d['share_row_groups_prunable']:.0%}); a reader decodes {d['rows_read']:,} of {d['rows']:,} rows"
         )
 
 
@@ -605,7 +609,13 @@ def optimize(
         str | None, typer.Option(help="Only partitions matching this SQL predicate, e.g. \"ts_day = '2026-11-01'\".")
     ] = None,
     target_size: Annotated[str, typer.Option(help="Target file size, e.g. 128MB.")] = "128MB",
-    zorder: Annotated[str | None, typer.Option(help="Cluster by a Z-order curve over these columns: a,b.")] = None,
+    zorder: Annotated[
+        str | None, typer.Option(help="Cluster by these columns (at most 4): a,b. Rows are ordered along --curve.")
+    ] = None,
+    curve: Annotated[
+        str,
+        typer.Option(help="Clustering curve over the columns' quantiles: hilbert (tighter) or morton (Z-order)."),
+    ] = "hilbert",
     small_fraction: Annotated[
         float, typer.Option(help="A file is small below this fraction of the target size.")
     ] = 0.75,
@@ -634,6 +644,7 @@ def optimize(
         max_bytes_per_job=parse_size(max_bytes),
         memory_budget=parse_size(memory),
         zorder=tuple(c.strip() for c in (zorder or "").split(",") if c.strip()),
+        curve=curve,
     )
     with _lh(ctx) as lh:
         which = _engine(lh, engine, spark_master)

@@ -149,6 +149,7 @@ class CompactionPolicy(_Model):
     small_file_fraction: float = Field(default=0.75, gt=0, le=1, description="Small below this share of target.")
     min_input_files: int = Field(default=2, ge=1, description="Compact a partition from this many small files.")
     zorder: list[str] = Field(default_factory=list, max_length=4, description="Z-order columns (empty: none).")
+    curve: Literal["hilbert", "morton"] = Field(default="hilbert", description="Clustering curve of the Z-order.")
     adopt_zorder: bool = Field(
         default=False,
         description="Without zorder set, Z-order by the columns queries filter on most (from the access log).",

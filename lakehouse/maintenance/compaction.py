@@ -19,17 +19,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from lakehouse.errors import CommitConflictError, LakehouseError, StorageError
-from lakehouse.maintenance.planner import CompactionOptions, CompactionPlan, PartitionPlan, plan_compaction
+from lakehouse.errors import CommitConflictError, LakehouseError, StorageError, UnsupportedOperationError
+from lakehouse.maintenance.clustering import MAX_COLUMNS as MAX_CLUSTER_COLUMNS
+from lakehouse.maintenance.clustering import check_curve, clustered, row_group_rows
+from lakehouse.maintenance.planner import (
+    CompactionOptions,
+    CompactionPlan,
+    PartitionPlan,
+    layout_name,
+    plan_compaction,
+)
 from lakehouse.maintenance.verify import verify
 from lakehouse.storage import delete_tree, list_files
-from lakehouse.tables.base import LakehouseTable, StorageContext
+from lakehouse.tables.base import LakehouseTable
 
 if TYPE_CHECKING:
-    import duckdb
-
     from lakehouse.core import Lakehouse
 
 
@@ -111,10 +116,10 @@ def optimize(
     spark = lh.spark() if check_engine(engine) == "spark" else None
     if spark is not None:
         spark.check(table, "compaction")
-    if len(options.zorder) > MAX_ZORDER_COLUMNS:
+    if len(options.zorder) > MAX_CLUSTER_COLUMNS:
         from lakehouse.errors import InvalidInputError
 
-        raise InvalidInputError(f"Z-order takes at most {MAX_ZORDER_COLUMNS} columns; more dilute the clustering")
+        raise InvalidInputError(f"Z-order takes at most {MAX_CLUSTER_COLUMNS} columns; more dilute the clustering")
     if options.zorder:
         missing = [c for c in options.zorder if c not in table.schema.names]
         if missing:
@@ -130,7 +135,14 @@ def optimize(
 
         raise InvalidInputError("Z-order by a partition column clusters nothing: every file holds one value of it")
     layouts = lh.catalog.layouts(table.name)
-    plan = plan_compaction(str(table.name), files, options, partition_filter=partition_filter, layouts=layouts)
+    plan = plan_compaction(
+        str(table.name),
+        files,
+        options,
+        partition_filter=partition_filter,
+        layouts=layouts,
+        engine="spark" if spark is not None else "local",
+    )
     result = OptimizeResult(str(table.name), dry_run, plan)
     if spark is not None:
         result.engine = spark.describe()
@@ -148,8 +160,7 @@ def optimize(
             # itself, before anything could compare what it wrote with what it read
             result.partitions.extend(_rewrite_job(lh, table, plan.picked, options, job))
         else:
-            for part in plan.picked:
-                result.partitions.append(_rewrite_partition(lh, table, part, options, job, planned_version))
+            raise UnsupportedOperationError(f"{table.format} tables cannot swap files: lakehouse cannot rewrite them")
         for pr in result.partitions:
             if pr.version is not None:
                 result.version = pr.version
@@ -246,7 +257,7 @@ def _spark_rewrite(
                 f"Spark rewrite of {table.name} {pr.partition} changed the row count {pr.rows_in} -> {pr.rows_out}"
             )
         if options.zorder and pr.status == "committed":
-            lh.catalog.set_layout(table.name, key, "zorder:" + ",".join(options.zorder), sorted(ours))
+            lh.catalog.set_layout(table.name, key, layout_name(options, "spark"), sorted(ours))
     if commits and table.format == "iceberg":
         # regrouping manifests only speeds up planning; losing that race to a writer costs nothing but the
         # speed-up, so it never fails the job
@@ -295,6 +306,7 @@ def _rewrite_job(
                 options,
                 bytes_per_row=bpr,
                 columns=table.file_columns(),  # Delta keeps partition values in its log only
+                expected_rows=in_rows,
             )
             if _parquet_rows(written[part.key], lh.ctx) != in_rows:  # checked before anything is committed
                 raise StorageError(f"rewrite of {table.name} {part.partition} produced a different row count")
@@ -346,120 +358,12 @@ def _rewrite_job(
             raise StorageError(
                 f"rewrite of {table.name} {part.partition} changed the row count {pr.rows_in} -> {pr.rows_out}"
             )
-        if options.zorder:
-            lh.catalog.set_layout(table.name, part.key, "zorder:" + ",".join(options.zorder), sorted(ours))
+        if options.zorder:  # the new run, and the clustered files an incremental run kept beside it
+            inputs = {f.path for f in part.inputs}
+            kept = {f.path for f in part.files if f.path not in inputs and f.path in {g.path for g in now}}
+            lh.catalog.set_layout(table.name, part.key, layout_name(options), sorted(ours | kept))
         results.append(pr)
     return results
-
-
-def _rewrite_partition(
-    lh: Lakehouse,
-    table: LakehouseTable,
-    part: PartitionPlan,
-    options: CompactionOptions,
-    job: int,
-    planned_version: int | None,
-) -> PartitionResult:
-    pr = PartitionResult(
-        part.partition,
-        files_before=len(part.files),
-        bytes_before=sum(f.size_bytes for f in part.files),
-        rows_in=sum(f.row_count for f in part.inputs),
-    )
-    props = _commit_properties(options, job)
-    props["lakehouse.commit"] = uuid.uuid4().hex  # finds this partition's commit in the log
-    before_paths = {f.path for f in part.files}
-    in_rows = sum(f.row_count for f in part.inputs)
-    bpr = sum(f.size_bytes for f in part.inputs) / in_rows if in_rows else 0.0
-    if options.zorder and table.format == "delta":
-        # delta-rs's own z_order skipped no file for a narrow-range int column in our tests; ours
-        # normalises each column to its range, then delta-rs commits the rewritten partition
-        import pyarrow.dataset as ds
-
-        if any(v is None for v in part.partition.values()):
-            # Delta keeps NULL and "" partition values alike; a predicate cannot tell them apart safely
-            pr.status, pr.error = "skipped", "Z-order of a NULL partition value is not supported for Delta yet"
-            pr.rows_in = 0  # nothing was rewritten
-            return pr
-        constants = {k: v for k, v in part.partition.items() if k in table.schema.names}
-        with tempfile.TemporaryDirectory(prefix="lakehouse-zorder-") as tmp:
-            written = _rewrite_local(
-                lh, table, [f.path for f in part.inputs], tmp, options, bytes_per_row=bpr, constants=constants
-            )
-            local = StorageContext(warehouse=tmp, catalog_url="", credentials=None)
-            if _parquet_rows(written, local) != in_rows:  # checked before anything is committed
-                raise StorageError(f"rewrite of {table.name} {part.partition} produced a different row count")
-            # pin the commit to a version whose files in this partition are exactly the ones rewritten: rows a
-            # writer appends after it survive; if the partition changed since planning, skip it this run
-            from lakehouse.maintenance.planner import partition_key
-
-            read_version = table.snapshot().version
-            now = {f.path for f in table.files(as_of=read_version) if partition_key(f.partition) == part.key}
-            if now != {f.path for f in part.inputs}:
-                pr.status, pr.error = "aborted", "the partition changed since planning; run optimize again"
-                pr.rows_in = 0  # nothing was rewritten
-                return pr
-            reader = ds.dataset(written, format="parquet").scanner(batch_size=options.row_group_rows).to_reader()
-            metrics = table.rewrite_partition(
-                reader,
-                part.partition,
-                target_size=options.target_file_size,
-                properties=props,
-                read_version=read_version,
-            )
-    elif table.capabilities.native_compaction:
-        metrics = table.optimize_native(
-            part.partition,
-            target_size=options.target_file_size,
-            memory_limit=options.memory_budget,
-            properties=props,
-        )
-    else:
-        raise LakehouseError(f"{table.format} tables support no rewrite")
-    # the commit's own record: the files it removed (with rows) and added; delta-rs picks the partition's
-    # files itself at commit time, so appends that landed after planning may be among them
-    pr.version = metrics.get("version")
-    ours = set(metrics.get("added_paths", []))
-    removed = metrics.get("removed", [])
-    pr.rows_in = sum(rows for _, rows in removed)
-    inputs_now = {path for path, _ in removed}
-    before_paths |= inputs_now
-    # measure the partition as the commit left it (a writer may have rewritten our files since), from the table
-    from lakehouse.maintenance.planner import partition_key
-
-    state = table.files(as_of=pr.version) if pr.version is not None else table.files()
-    after = [f for f in state if partition_key(f.partition) == part.key]
-    mine = [f for f in after if f.path in ours or f.path in before_paths]
-    pr.files_after = len(mine)
-    pr.bytes_after = sum(f.size_bytes for f in mine)
-    pr.rows_out = sum(f.row_count for f in after if f.path in ours)
-    if options.zorder:
-        lh.catalog.set_layout(table.name, part.key, "zorder:" + ",".join(options.zorder), sorted(ours))
-    if pr.rows_out != pr.rows_in:
-        raise StorageError(
-            f"rewrite of {table.name} {part.partition} changed the row count {pr.rows_in} -> {pr.rows_out}"
-        )
-    return pr
-
-
-# ---- the rewrite engine for formats without an optimizer (Iceberg) -----------------------------------------
-
-
-def _rewrite_local(
-    lh: Lakehouse,
-    table: LakehouseTable,
-    inputs: Sequence[str],
-    out_dir: str,
-    options: CompactionOptions,
-    *,
-    bytes_per_row: float = 0.0,
-    constants: dict[str, Any] | None = None,
-) -> list[str]:
-    """Like :func:`rewrite_files`, into a local directory (a staging area)."""
-    local = StorageContext(warehouse=out_dir, catalog_url="", credentials=None)
-    return rewrite_files(
-        lh, table, inputs, out_dir, options, bytes_per_row=bytes_per_row, output_ctx=local, constants=constants
-    )
 
 
 def rewrite_files(
@@ -474,11 +378,14 @@ def rewrite_files(
     constants: dict[str, Any] | None = None,
     columns: Sequence[str] | None = None,
     drop_rows: pa.Table | None = None,
+    expected_rows: int = 0,
 ) -> list[str]:
     """Stream ``inputs`` into new Parquet files under ``out_dir``; returns their paths.
 
     ``columns`` are the columns the new files hold (default: every column of the table). ``drop_rows`` (columns
-    ``file``, ``row``: an input path as given and a 0-based row number in it) are left out (deduplication)."""
+    ``file``, ``row``: an input path as given and a 0-based row number in it) are left out (deduplication).
+    With ``options.zorder`` the rows are clustered (:mod:`lakehouse.maintenance.clustering`) into row groups
+    sized for the ``expected_rows`` of the inputs."""
     from lakehouse.sql import connect_duckdb
 
     with tempfile.TemporaryDirectory(prefix="lakehouse-spill-") as spill:
@@ -513,16 +420,20 @@ def rewrite_files(
                     " WHERE NOT EXISTS (SELECT 1 FROM lh_drop_rows d"
                     " WHERE d.file = filename AND d.row = file_row_number)"
                 )
-            query = rows
-            if options.zorder:
-                key = zorder_expression(con, src, schema, options.zorder)
-                query += f" ORDER BY {key}"
+            query = (
+                clustered(con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows)
+                if options.zorder
+                else rows
+            )
             ids = table.field_ids()
             field_ids = "{" + ", ".join(f"{_q(c)}: {ids[c]}" for c in names if c in ids) + "}"
             # files near the target size: rows per file from the inputs' bytes per row (zstd output is
             # usually no larger than the inputs), in whole row groups
             rows_per_file = max(1, int(options.target_file_size / bytes_per_row)) if bytes_per_row else 1 << 62
-            group = max(1, min(options.row_group_rows, rows_per_file))
+            ceiling = options.row_group_rows
+            if options.zorder:  # small enough groups for statistics to skip most of them
+                ceiling = row_group_rows(expected_rows, len(options.zorder), ceiling=ceiling)
+            group = max(1, min(ceiling, rows_per_file))
             opts = [
                 "FORMAT parquet",
                 "COMPRESSION zstd",
@@ -602,93 +513,3 @@ def _s(text: str) -> str:
 
 def _duck_path(path: str) -> str:
     return path[len("file://") :] if path.startswith("file://") else path
-
-
-ZORDER_BITS = 64
-MAX_ZORDER_COLUMNS = 4
-
-
-def interleave_bits(columns: Sequence[pa.Array], bits: int) -> pa.Array:
-    """Morton code: bit ``i`` of column ``j`` goes to bit ``i * n + j`` (so high bits of all columns lead).
-
-    >>> interleave_bits([pa.array([0b11], pa.uint64()), pa.array([0b00], pa.uint64())], 2).to_pylist()
-    [5]
-    """
-    n = len(columns)
-    one = pa.scalar(1, pa.uint64())
-    out = pa.array([0] * len(columns[0]), pa.uint64())
-    for i in range(bits):
-        for j, col in enumerate(columns):
-            bit = pc.bit_wise_and(pc.shift_right(col, pa.scalar(i, pa.uint64())), one)
-            out = pc.bit_wise_or(out, pc.shift_left(bit, pa.scalar(i * n + j, pa.uint64())))
-    return out
-
-
-def _register_udf(con: duckdb.DuckDBPyConnection, n: int, bits: int) -> str:
-    import duckdb
-
-    name = f"lh_zorder_{n}"
-
-    def zorder(*arrays: pa.Array) -> pa.Array:
-        cols = [pc.cast(a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a, pa.uint64()) for a in arrays]
-        return interleave_bits(cols, bits)
-
-    # DuckDB reads the arity from the signature: one fixed-arity wrapper per column count
-    wrappers: dict[int, Callable[..., pa.Array]] = {
-        1: lambda a: zorder(a),
-        2: lambda a, b: zorder(a, b),
-        3: lambda a, b, c: zorder(a, b, c),
-        4: lambda a, b, c, d: zorder(a, b, c, d),
-    }
-    params = [duckdb.sqltype("UBIGINT")] * n
-    con.create_function(  # type: ignore[call-overload]
-        name, wrappers[n], params, duckdb.sqltype("UBIGINT"), type="arrow"
-    )
-    return name
-
-
-def zorder_expression(con: duckdb.DuckDBPyConnection, src: str, schema: pa.Schema, columns: Sequence[str]) -> str:
-    """A SQL expression of the Morton key over ``columns``, each normalised to ``64 // n`` bits:
-    numbers and times linearly between the partition's min and max, strings by their first bytes, booleans
-    as 0/1; NULLs sort first."""
-    n = len(columns)
-    bits = min(32, ZORDER_BITS // n)
-    scale = float(2**bits - 1)
-    normalised: list[str] = []
-    numeric: list[tuple[str, str]] = []
-    for c in columns:
-        t = schema.field(c).type
-        if pa.types.is_timestamp(t):
-            numeric.append((c, f"CAST(epoch_us({_q(c)}) AS DOUBLE)"))
-        elif pa.types.is_date(t):
-            numeric.append((c, f"CAST(date_diff('day', DATE '1970-01-01', {_q(c)}) AS DOUBLE)"))
-        elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-            numeric.append((c, f"CAST({_q(c)} AS DOUBLE)"))
-    ranges: dict[str, tuple[float, float]] = {}
-    if numeric:
-        row = con.execute("SELECT " + ", ".join(f"min({e}), max({e})" for _, e in numeric) + f" FROM {src}").fetchone()
-        assert row is not None
-        for i, (c, _) in enumerate(numeric):
-            lo, hi = row[2 * i], row[2 * i + 1]
-            ranges[c] = (float(lo or 0.0), float(hi or 0.0))
-    exprs = dict(numeric)
-    for c in columns:
-        t = schema.field(c).type
-        if c in exprs:
-            lo, hi = ranges[c]
-            span = hi - lo if hi > lo else 1.0
-            normalised.append(f"CAST(coalesce(floor(({exprs[c]} - {lo!r}) / {span!r} * {scale!r}), 0) AS UBIGINT)")
-        elif pa.types.is_boolean(t):
-            normalised.append(f"CAST(coalesce(CAST({_q(c)} AS INTEGER), 0) AS UBIGINT)")
-        else:  # strings and binary: the first bytes, big-endian, up to the bit budget
-            nbytes = max(1, bits // 8)
-            parts = [
-                # ord('') is -1 past a string's end: a short string pads with zero bytes
-                f"(CAST(least(greatest(coalesce(ord(substr(CAST({_q(c)} AS VARCHAR), {k + 1}, 1)), 0), 0), 255)"
-                " AS UBIGINT)"
-                f" << {8 * (nbytes - 1 - k)})"
-                for k in range(nbytes)
-            ]
-            normalised.append("(" + " | ".join(parts) + ")")
-    udf = _register_udf(con, n, bits)
-    return f"{udf}({', '.join(normalised)})"

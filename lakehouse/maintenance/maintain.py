@@ -15,6 +15,9 @@ orphan files           unreferenced files older than the orphan age             
 wrong tier             bytes whose tier differs from what their age calls for       10    tier
 unmasked PII           scan-tagged columns without a masking policy                 15    pii mask
 expired data           rows older than retention.expire_after                       5     expire-data
+pruning                for the (up to two) columns queries filter on most, the      10    optimize
+                       share of row groups min/max let a narrow predicate skip
+                       (below 50 %, with 16+ row groups)
 =====================  ===========================================================  ====  ============
 
 ``maintain`` runs the jobs the findings call for, in this order: dedup (fewer rows to compact), expire-data,
@@ -211,6 +214,29 @@ def health(lh: Lakehouse, name: str, *, check_duplicates: bool = True) -> Health
                 ),
             )
         )
+    filtered = [
+        c for c, n in access["predicate_columns"].items() if n >= MIN_QUERIES_FOR_ZORDER and c in table.schema.names
+    ][:2]
+    if filtered and len(files) <= MAX_FILES_FOR_PRUNING_CHECK:
+        from lakehouse.maintenance.health import column_skipping
+
+        skipping = [column_skipping(table, files, c) for c in filtered]
+        result.signals["pruning"] = skipping
+        poor = [s for s in skipping if s["share_skippable"] is not None and s["row_groups"] >= MIN_ROW_GROUPS_TO_PRUNE]
+        worst = min(poor, key=lambda s: s["share_skippable"], default=None)
+        if worst is not None:
+            share = worst["share_skippable"]
+            result.findings.append(
+                Finding(
+                    "pruning",
+                    share,
+                    max(0.0, 10.0 * (1 - share / GOOD_SKIPPING)),
+                    "optimize",
+                    f"queries filter on {worst['column']}, and min/max statistics let a narrow predicate on it skip "
+                    f"{share:.0%} of {worst['row_groups']} row groups"
+                    + ("" if share >= GOOD_SKIPPING else ": cluster the table by it (compaction.zorder)"),
+                )
+            )
     if policy.retention.expire_after and files:
         from lakehouse.maintenance.retention import expire_data
 
@@ -230,6 +256,12 @@ def health(lh: Lakehouse, name: str, *, check_duplicates: bool = True) -> Health
 
 
 MIN_QUERIES_FOR_ZORDER = 3
+MAX_FILES_FOR_PRUNING_CHECK = 5_000
+"""The pruning signal reads every file's footer: skipped on larger tables (their planning reads metadata only)."""
+MIN_ROW_GROUPS_TO_PRUNE = 16
+"""Below this many row groups a table is small enough to read whole: skipping is no health signal."""
+GOOD_SKIPPING = 0.5
+"""A filtered column whose row groups a narrow predicate skips at least this share of costs no points."""
 
 
 def zorder_suggestion(lh: Lakehouse, name: str, access: dict[str, Any] | None = None) -> list[str]:
@@ -257,6 +289,7 @@ def compaction_options(lh: Lakehouse, name: str) -> Any:
         small_file_fraction=c.small_file_fraction,
         min_input_files=c.min_input_files,
         zorder=tuple(zorder),
+        curve=c.curve,
     )
 
 

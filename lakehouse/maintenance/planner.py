@@ -32,6 +32,8 @@ class CompactionOptions:
     max_bytes_per_job: int = 50 * 1024 * MB
     memory_budget: int = 1024 * MB
     zorder: tuple[str, ...] = ()
+    curve: str = "hilbert"
+    """The clustering curve of a Z-order: ``hilbert`` or ``morton``; see :mod:`lakehouse.maintenance.clustering`."""
     row_group_rows: int = 131_072
     compression_level: int | None = None
     """zstd level of rewritten files (None: DuckDB's default, 3); tiering rewrites cold data harder."""
@@ -43,10 +45,25 @@ class CompactionOptions:
             raise InvalidInputError("small-file fraction must be in (0, 1]")
         if self.min_input_files < 1:
             raise InvalidInputError("minimum input files must be at least 1")
+        if self.curve not in ("hilbert", "morton"):
+            raise InvalidInputError(f"unknown clustering curve {self.curve!r}", hint="use hilbert or morton")
 
     @property
     def small_threshold(self) -> int:
         return int(self.target_file_size * self.small_file_fraction)
+
+
+INCREMENTAL_SHARE = 0.25
+"""A partition clustered on the same columns whose new (unclustered) rows are at most this share of its rows
+gets only the new files clustered, as a run of their own beside the existing layout; more, and it is
+clustered again as a whole."""
+
+
+def layout_name(options: CompactionOptions, engine: str = "local") -> str:
+    """What a Z-order's output is recorded as (``hilbert:a,b``): a partition is clustered again when asked for
+    other columns, another curve or another engine's layout."""
+    how = options.curve if engine == "local" else engine
+    return f"{how}:{','.join(options.zorder)}"
 
 
 def partition_key(partition: Mapping[str, Any]) -> str:
@@ -111,20 +128,23 @@ def plan_compaction(
     *,
     partition_filter: str | Expr | None = None,
     layouts: Mapping[str, tuple[str, frozenset[str]]] | None = None,
+    engine: str = "local",
 ) -> CompactionPlan:
     """Plan a compaction (and Z-order) of ``files``.
 
     Args:
         partition_filter: a SQL predicate over partition fields (``"ts_day = '2026-01-01'"``).
-        layouts: per partition key, the layout its files were last written with (``"zorder:a,b"``) and the
-            file paths of that output; a partition whose files are exactly that output is skipped.
+        layouts: per partition key, the layout its files were last written with (``"hilbert:a,b"``) and the
+            file paths of that output; a partition whose files are all that output is skipped, one with few new
+            files beside it (:data:`INCREMENTAL_SHARE`) gets only those clustered.
+        engine: the engine that will run the rewrite (its layouts differ).
     """
     expr = parse_filter(partition_filter) if isinstance(partition_filter, str) else partition_filter
     groups: dict[str, list[DataFile]] = defaultdict(list)
     for f in files:
         groups[partition_key(f.partition)].append(f)
     plan = CompactionPlan(table, options)
-    wanted_layout = "zorder:" + ",".join(options.zorder) if options.zorder else None
+    wanted_layout = layout_name(options, engine) if options.zorder else None
     candidates: list[PartitionPlan] = []
     for key, group in sorted(groups.items()):
         partition = dict(group[0].partition)
@@ -142,13 +162,32 @@ def plan_compaction(
         total = sum(f.size_bytes for f in group)
         if wanted_layout:
             layout = (layouts or {}).get(key)
-            if layout and layout[0] == wanted_layout and {f.path for f in group} <= layout[1]:
+            clustered = [f for f in group if layout and layout[0] == wanted_layout and f.path in layout[1]]
+            fresh = [f for f in group if f not in clustered]
+            if not fresh:
                 plan.partitions.append(
-                    PartitionPlan(key, partition, group, [], False, f"already z-ordered by {','.join(options.zorder)}")
+                    PartitionPlan(key, partition, group, [], False, f"already clustered as {wanted_layout}")
                 )
                 continue
             if len(group) == 1 and group[0].row_count <= 1:
                 plan.partitions.append(PartitionPlan(key, partition, group, [], False, "a single row"))
+                continue
+            rows = sum(f.row_count for f in group)
+            new_rows = sum(f.row_count for f in fresh)
+            if clustered and new_rows <= INCREMENTAL_SHARE * rows:
+                fresh_bytes = sum(f.size_bytes for f in fresh)
+                candidates.append(
+                    PartitionPlan(
+                        key,
+                        partition,
+                        group,
+                        fresh,
+                        True,
+                        f"cluster {len(fresh)} new file(s) ({new_rows:,} of {rows:,} rows) beside the {wanted_layout} "
+                        "layout",
+                        max(1, math.ceil(fresh_bytes / options.target_file_size)),
+                    )
+                )
                 continue
             expected = max(1, math.ceil(total / options.target_file_size))
             candidates.append(
@@ -158,7 +197,7 @@ def plan_compaction(
                     group,
                     list(group),
                     True,
-                    f"z-order by {','.join(options.zorder)}: {len(group)} files",
+                    f"cluster {len(group)} files as {wanted_layout}",
                     expected,
                 )
             )

@@ -185,7 +185,7 @@ def _refuse_quarantine(tables: Mapping[TableName, LakehouseTable]) -> None:
 class _Worker:
     """A running worker process and the parent's end of its socket."""
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: WorkerConfig, deadline: float | None = None) -> None:
         parent, child = socket.socketpair()
         import lakehouse
 
@@ -205,10 +205,14 @@ class _Worker:
             child.close()
         self.conn = Connection(parent.detach())
         self.queries = 0
+        wait = 60.0 if deadline is None else min(60.0, max(0.0, deadline - time.monotonic()))
         try:
             self.conn.send(config)
-            if not self.conn.poll(60):
-                raise QueryError("a query worker did not start within 60 s")
+            if not self.conn.poll(wait):
+                self.kill()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise QueryTimeoutError("the time limit was reached while a query worker started")
+                raise QueryError("a query worker did not start within 60 s", hint="see the server's log")
             reply = self.conn.recv()
         except (OSError, EOFError) as e:
             self.kill()
@@ -261,14 +265,21 @@ class WorkerPool:
             return
         self._give_back(worker)
 
-    def _take(self) -> _Worker:
-        with self._lock:
-            while self._idle:
-                worker = self._idle.pop()
-                if worker.alive():
-                    return worker
-                worker.kill()
-        return _Worker(self.config)
+    def _take(self, deadline: float) -> _Worker:
+        """An idle worker; else the one starting in the background, if it is ready in time; else a new one."""
+        while True:
+            with self._lock:
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.alive():
+                        return worker
+                    worker.kill()
+                warming = self._warming if self._warming is not None and self._warming.is_alive() else None
+            if warming is None:
+                return _Worker(self.config, deadline)
+            warming.join(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                raise QueryTimeoutError("the time limit was reached while a query worker started")
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
@@ -282,7 +293,7 @@ class WorkerPool:
         if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise QueryTimeoutError("the time limit was reached while every query worker was busy")
         try:
-            worker = self._take()
+            worker = self._take(deadline)
             try:
                 reply = self._ask(worker, job, deadline)
             except BaseException:

@@ -272,15 +272,17 @@ def test_zorder_prunes_by_statistics(lh: Lakehouse, fmt: str) -> None:
     assert share_a >= 0.5 and share_b >= 0.5, (share_a, share_b, len(zfiles))
     # far better than the same data compacted without clustering
     assert _pruned_share(_file_ranges(lh, plain, "a"), 100, 120) < share_a
-    # the same figure from the table's own statistics, as `lakehouse table show --predicate` reports it
+    # the same figure from the table's own statistics, as `lakehouse table show --predicate` reports it, and the
+    # row groups inside the files
     from lakehouse.maintenance.health import file_health
 
-    health = file_health(table, predicate="a BETWEEN 100 AND 120")
-    assert health["data_skipping"]["share_prunable"] == pytest.approx(share_a, abs=0.01)
+    health = file_health(table, predicate="a BETWEEN 100 AND 120")["data_skipping"]
+    assert health["share_prunable"] == pytest.approx(share_a, abs=0.01)
+    assert health["share_row_groups_prunable"] >= share_a and health["rows_read"] < 0.5 * health["rows"]
     assert file_health(table, predicate="b >= 10.0 AND b <= 12.0")["data_skipping"]["share_prunable"] >= 0.5
     # a second Z-order on the same columns with no new files is skipped
     again = optimize(lh, "m.points", CompactionOptions(target_file_size=target, zorder=("a", "b")))
-    assert again.partitions == [] and "already z-ordered" in again.plan.partitions[0].reason
+    assert again.partitions == [] and "already clustered as hilbert:a,b" in again.plan.partitions[0].reason
     assert partition_key({}) == again.plan.partitions[0].key
 
 
