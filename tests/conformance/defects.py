@@ -1,0 +1,91 @@
+"""The product defects the conformance suite finds today, one line each (the reasons of its strict xfails).
+Remove a test's mark when its defect is fixed: a strict xfail that passes fails the suite."""
+
+ZORDER_SHORT_STRING = (
+    "Z-order key: DuckDB ord('') is -1 and CAST(-1 AS UBIGINT) fails for a string shorter than the key's bytes "
+    "(maintenance/compaction.py:zorder_expression)"
+)
+ZORDER_BEFORE_CHECKS = (
+    "Z-order rewrites before it checks the table (features, deletion vectors, delete files) and dies in the "
+    "Z-order key (ord('')) instead of refusing by name (maintenance/compaction.py:_rewrite_partition)"
+)
+NO_STATS_ROWS = (
+    "Delta files without statistics count 0 rows (tables/delta.py:DeltaAdapter._files_of: num_records or 0): "
+    "table show rows=0, optimize commits then fails 'changed the row count 0 -> N', dedup 'would remove -1 rows'"
+)
+INT96_READ = (
+    "Delta scan of Spark-style INT96 files (no ARROW:schema) reads them as ns and the cast to us raises a raw "
+    "ArrowInvalid for 9999-12-31/0001-01-01 (tables/delta.py:DeltaAdapter._scan, base.py:scan cast)"
+)
+INT96_COMPACT = (
+    "optimize (delta-rs optimize.compact) silently rewrites INT96 9999-12-31 as 1816-03-29 and 0001-01-01 as "
+    "1754-08-30 (tables/delta.py:DeltaAdapter.optimize_native; rows in = out hides it)"
+)
+SCHEMA_TYPES = (
+    "the catalog's schema language has no int8/int16/struct/list/map (lakehouse/schema.py:parse_type via "
+    "governance/catalog.py) so register/create refuse such tables"
+)
+REGISTER_COMMITS_FIRST = (
+    "a refused register commits the catalog row first (core.py:Lakehouse.register_table -> catalog.add_table "
+    "stores the schema, then get_table fails to parse it): table list and health fail afterwards"
+)
+COLUMN_MAPPING = (
+    "Delta column mapping (name/id) is not supported: register refuses the logical names ('invalid column "
+    "name'); delta-rs's pyarrow dataset would read mapped columns as NULLs (tables/delta.py:definition/_scan)"
+)
+DV_ROWS = (
+    "table show counts rows hidden by deletion vectors (tables/delta.py:DeltaAdapter._files_of ignores the "
+    "deletion vector's cardinality)"
+)
+DV_OPTIMIZE = (
+    "optimize of a table with deletion vectors commits (delta-rs compact applies them) and then fails its own "
+    "row check 'changed the row count 32 -> 27' (maintenance/compaction.py:_rewrite_partition; no DV check)"
+)
+DV_VACUUM = (
+    "vacuum of a table with deletion vectors dies with a raw DeltaProtocolError traceback (deletionVectors not "
+    "supported by the deltalake reader) instead of a refusal by name (maintenance/retention.py:plan_vacuum)"
+)
+GENERATED_COLUMN = (
+    "a foreign generated column (delta.generationExpression on a non-partition column) disappears from every "
+    "read (tables/delta.py:DeltaAdapter.definition drops all generated columns, not only its own ts_day ...)"
+)
+FEATURE_AS_CONFLICT = (
+    "an unsupported writer feature is reported as 'a concurrent commit won and retries ran out' after the "
+    "rewrite ran (tables/delta.py:_translate maps delta-rs CommitFailedError; no protocol check before jobs)"
+)
+FEATURE_DEDUP_RETRIES = (
+    "dedup retries an unsupported-feature commit failure 15 times and reports 'other commits kept winning' "
+    "(tables/delta.py:DeltaAdapter.replace_files treats every CommitFailedError as a lost race)"
+)
+READER_FEATURE_RAW = (
+    "a table with an unsupported reader feature (v2Checkpoint) registers, then jobs die with a raw "
+    "DeltaProtocolError traceback (tables/delta.py: DeltaError not translated outside open/_scan)"
+)
+ICEBERG_TRANSFORMS = (
+    "register refuses Iceberg bucket/truncate partitions: 'partition transform bucket[4] is not supported' "
+    "(tables/iceberg.py:_transform_name)"
+)
+EQUALITY_DELETES = (
+    "equality deletes: pyiceberg's raw ValueError 'does not yet support equality deletes' escapes from scans "
+    "and jobs (tables/iceberg.py:_scan/files); neither read nor refused by name"
+)
+DELETE_FILE_ROWS = (
+    "table show counts rows removed by position deletes (tables/iceberg.py:files uses record_count, ignoring "
+    "delete files)"
+)
+DEDUP_IGNORES_DELETES = (
+    "dedup ranks rows hidden by position deletes as duplicates and removes live updated rows, then commits "
+    "(maintenance/dedup.py:plan_dedup reads raw data files; silent data loss)"
+)
+RENAMED_COLUMN = (
+    "optimize/dedup of an Iceberg table with a renamed column write NULLs for it: DuckDB read_parquet matches "
+    "by name, not field id (maintenance/compaction.py:rewrite_files; silent data loss)"
+)
+METADATA_PARTITION = (
+    "identity partition values that live only in metadata (add_files): optimize writes NULL for the column "
+    "(union_by_name), dedup fails 'Referenced column \"day\" not found' (maintenance/compaction.py:rewrite_files)"
+)
+FILES_OUTSIDE_LOCATION = (
+    "data files outside the table location (add_files): queries fail with DuckDB 'Permission Error' "
+    "(sql/engine.py allowed paths), vacuum and health fail 'not where the listing shows' (retention.py)"
+)

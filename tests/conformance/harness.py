@@ -1,0 +1,253 @@
+"""Drives a table some other writer produced through lakehouse's public surface (the CLI's ``main`` in this
+process, and the ``Lakehouse`` facade) and checks every reading against the writer's own.
+
+A :class:`Foreign` is what a writer fixture hands over: where the table is, what its writer reads from it, and
+which columns the maintenance steps use. :func:`run_step` registers it in a fresh catalog and runs one step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from lakehouse.config import load_settings
+from lakehouse.core import Lakehouse
+from tests.conformance.fingerprint import assert_same_rows, distinct
+
+TABLE = "conf.foreign"
+STEPS = ("read", "show", "optimize", "zorder", "dedup", "vacuum")
+
+
+@dataclass
+class Foreign:
+    """A table written by something other than lakehouse, with its writer's own reading of it."""
+
+    location: str
+    format: str
+    expected: pa.Table
+    """The writer's own reading (or, for hand-written logs, exactly what was put in)."""
+    zorder: tuple[str, ...] = ()
+    """Two columns to Z-order by, one of them a string column holding values shorter than 4 characters."""
+    key: str | None = None
+    """A key column for dedup; ``expected`` holds exact duplicate rows of some keys."""
+    reread: Callable[[str], pa.Table] | None = None
+    """The writer's own reader, given the table's current metadata (Iceberg: a metadata JSON path; Delta: the
+    location) after lakehouse changed it."""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def line(self) -> str:
+        return " ".join((self.err or self.out).split())
+
+
+class Cli:
+    """``lakehouse`` CLI calls in this process, all on one warehouse and catalog."""
+
+    def __init__(self, root: Path) -> None:
+        self.warehouse = str(root / "wh")
+        self.catalog_url = f"sqlite:///{root}/catalog.db"
+
+    def __call__(self, *args: str) -> CliResult:
+        from lakehouse import cli
+
+        argv = ["lakehouse", "--warehouse", self.warehouse, "--catalog-url", self.catalog_url, *args]
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        old = sys.argv
+        sys.argv = argv
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                cli.main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        finally:
+            sys.argv = old
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    def lakehouse(self) -> Lakehouse:
+        return Lakehouse(load_settings(config_file=False, warehouse=self.warehouse, catalog_url=self.catalog_url))
+
+
+def duckdb_delta(location: str) -> pa.Table:
+    """A Delta table read by DuckDB's delta extension (delta-kernel) directly, without lakehouse: it applies
+    deletion vectors and reads INT96 and column-mapped files (but not column-mapped partition values)."""
+    import glob
+
+    import duckdb
+    import duckdb_extension_delta
+
+    ext = glob.glob(os.path.dirname(duckdb_extension_delta.__file__) + "/**/delta.duckdb_extension", recursive=True)
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    try:
+        con.execute(f"LOAD '{ext[0]}'")
+        quoted = location.replace("'", "''")
+        return con.execute(f"SELECT * FROM delta_scan('{quoted}')").to_arrow_table()
+    finally:
+        con.close()
+
+
+def tree_digest(root: str) -> dict[str, str]:
+    """Every file under ``root`` with a digest of its bytes (to prove a refused job changed nothing)."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, root)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def check_reads(lh: Lakehouse, expected: pa.Table, when: str, name: str = TABLE, *, refuse: Sequence[str] = ()) -> None:
+    """Each read path returns exactly ``expected``; with ``refuse``, a read may instead be refused with an error
+    naming one of those (a reader feature lakehouse does not support)."""
+    from lakehouse.errors import LakehouseError
+
+    readers: dict[str, Callable[[], pa.Table]] = {
+        "scan": lambda: lh.table(name).scan(),
+        "query": lambda: lh.query(f"SELECT * FROM {name}", max_rows=10_000_000).table,
+    }
+    for path, read in readers.items():
+        try:
+            table = read()
+        except LakehouseError as e:
+            if refuse and any(n.lower() in str(e).lower() for n in refuse):
+                continue
+            raise
+        assert_same_rows(table, expected, f"{when}: lakehouse {path}")
+
+
+def register(cli: Cli, foreign: Foreign) -> None:
+    r = cli("table", "register", TABLE, foreign.location, "--format", foreign.format)
+    assert r.code == 0, f"register failed: {r.line()}"
+
+
+def assert_refused(r: CliResult, names: Sequence[str], what: str) -> None:
+    """A clean refusal: exit 1 with one line naming one of ``names`` (a table feature, a file format)."""
+    assert r.code == 1, f"{what}: expected a refusal naming {names[0]}, got exit {r.code}: {r.line()}"
+    text = r.line().lower()
+    assert any(n.lower() in text for n in names), f"{what}: the refusal does not name {names[0]}: {r.line()}"
+    assert "concurrent commit" not in text, f"{what}: an unsupported feature reported as a conflict: {r.line()}"
+
+
+def run_step(cli: Cli, foreign: Foreign, step: str, *, refuse: Sequence[str] = ()) -> None:
+    """Register ``foreign`` and run one step on it, checking the contents afterwards.
+
+    ``read`` and ``show`` check lakehouse's reads and catalog views; the jobs (``optimize``, ``zorder``, ``dedup``,
+    ``vacuum``) check the table's contents after the job first with the writer's own reader (what is on disk),
+    then with lakehouse's reads.
+
+    ``refuse``: names of which one must appear in a refusal where lakehouse declines the table (a feature it
+    does not support); a declined step must leave the table's files and the catalog unchanged. Without it
+    every step must succeed."""
+    before_files = tree_digest(foreign.location)
+    r = cli("table", "register", TABLE, foreign.location, "--format", foreign.format)
+    if r.code != 0 and refuse:
+        assert_refused(r, refuse, "register")
+        assert tree_digest(foreign.location) == before_files, "a refused register changed the table's files"
+        listed = cli("table", "list", "--json")
+        assert listed.code == 0, f"table list fails after a refused register: {listed.line()}"
+        assert listed.json() == [], "a refused register left a catalog entry"
+        return
+    assert r.code == 0, f"register failed: {r.line()}"
+    with cli.lakehouse() as lh:
+        if step == "read":
+            check_reads(lh, foreign.expected, "after register", refuse=refuse)
+            return
+        if step == "show":
+            _show(cli, foreign)
+            return
+        if step == "vacuum":
+            _vacuum(cli, lh, foreign)
+            return
+        args = {
+            "optimize": ["optimize", TABLE, "--json"],
+            "zorder": ["optimize", TABLE, "--zorder", ",".join(foreign.zorder), "--json"],
+            "dedup": ["dedup", TABLE, "--key", foreign.key or "", "--apply", "--json"],
+        }[step]
+        snapshot = tree_digest(foreign.location)
+        r = cli(*args)
+        if refuse and r.code != 0:
+            assert_refused(r, refuse, step)
+            assert tree_digest(foreign.location) == snapshot, f"a refused {step} changed the table's files"
+            listed = cli("table", "list", "--json")
+            assert listed.code == 0 and len(listed.json()) == 1, listed.line()
+            return
+        assert r.code == 0, f"{step} failed: {r.line()}"
+        result = r.json()
+        expected = foreign.expected
+        if step in ("optimize", "zorder"):
+            assert result["partitions"], f"{step} picked no partition: {result['plan']}"
+            assert result["rows_in"] == result["rows_out"], result
+            if step == "optimize":
+                assert result["files_before"] > result["files_after"], f"optimize rewrote nothing: {result}"
+        if step == "dedup":
+            expected = distinct(foreign.expected)
+            removed = foreign.expected.num_rows - expected.num_rows
+            assert removed > 0, "fixture error: no duplicates to remove"
+            assert result["status"] == "committed" and result["rows_removed"] == removed, result
+        if foreign.reread is not None:
+            reread = foreign.reread(_current_metadata(lh, foreign))
+            assert_same_rows(reread, expected, f"after {step}: the writer's own reader")
+        check_reads(lh, expected, f"after {step}")
+        again = cli("table", "show", TABLE, "--json")
+        assert again.code == 0, again.line()
+        assert again.json()["rows"] == expected.num_rows, f"table show rows after {step}: {again.json()['rows']}"
+
+
+def _current_metadata(lh: Lakehouse, foreign: Foreign) -> str:
+    table = lh.table(TABLE)
+    if foreign.format == "iceberg":
+        return str(table.metadata_location)  # type: ignore[attr-defined]
+    return foreign.location
+
+
+def _show(cli: Cli, foreign: Foreign) -> None:
+    r = cli("table", "show", TABLE, "--json")
+    assert r.code == 0, f"table show failed: {r.line()}"
+    info = r.json()
+    assert info["rows"] == foreign.expected.num_rows, (
+        f"table show reports rows={info['rows']}, the table holds {foreign.expected.num_rows}"
+    )
+    listed = cli("table", "list", "--json")
+    assert listed.code == 0, listed.line()
+    assert [t["name"] for t in listed.json()] == [TABLE]
+    files = cli("table", "files", TABLE, "--json")
+    assert files.code == 0, files.line()
+    health = cli("health", TABLE, "--json")
+    assert health.code == 0, f"health failed: {health.line()}"
+
+
+def _vacuum(cli: Cli, lh: Lakehouse, foreign: Foreign) -> None:
+    before = tree_digest(foreign.location)
+    r = cli("vacuum", TABLE, "--retain", "0s", "--json")
+    assert r.code == 0, f"vacuum dry run failed: {r.line()}"
+    plan = r.json()
+    assert tree_digest(foreign.location) == before, "a vacuum dry run changed files"
+    live = {f.path for f in lh.table(TABLE).files()}
+    doomed = {f["path"] for f in plan["files"]}
+    assert not (live & doomed), f"vacuum would delete live files: {sorted(live & doomed)[:3]}"
+    r = cli("vacuum", TABLE, "--retain", "0s", "--apply", "--json")
+    assert r.code == 0, f"vacuum --apply failed: {r.line()}"
+    if foreign.reread is not None:
+        reread = foreign.reread(_current_metadata(lh, foreign))
+        assert_same_rows(reread, foreign.expected, "after vacuum --apply --retain 0s: the writer's own reader")
+    check_reads(lh, foreign.expected, "after vacuum --apply --retain 0s")
