@@ -102,13 +102,8 @@ def numeric(column: str, t: pa.DataType) -> str:
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         return f"CAST({c} AS DOUBLE)"
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        blob = f"CAST({c} AS BLOB)" if pa.types.is_string(t) or pa.types.is_large_string(t) else c
-        parts = [
-            f"CAST(CASE WHEN octet_length({blob}) > {k} THEN get_byte_at({blob}, {k}) ELSE 0 END AS DOUBLE)"
-            f" * {float(256 ** (5 - k))!r}"
-            for k in range(6)
-        ]
-        return f"CASE WHEN {c} IS NULL THEN NULL ELSE {' + '.join(parts)} END"
+        # the first six bytes (UTF-8 for text) as a big-endian number; shorter values pad with zero bytes
+        return f"CAST(CAST('0x' || rpad(left(hex({c}), 12), 12, '0') AS UBIGINT) AS DOUBLE)"
     raise InvalidInputError(f"cannot cluster by column {column} of type {t}: it has no order to rank")
 
 

@@ -17,10 +17,6 @@ INT96_READ = (
     "Delta scan of Spark-style INT96 files (no ARROW:schema) reads them as ns and the cast to us raises a raw "
     "ArrowInvalid for 9999-12-31/0001-01-01 (tables/delta.py:DeltaAdapter._scan, base.py:scan cast)"
 )
-INT96_COMPACT = (
-    "optimize (delta-rs optimize.compact) silently rewrites INT96 9999-12-31 as 1816-03-29 and 0001-01-01 as "
-    "1754-08-30 (tables/delta.py:DeltaAdapter.optimize_native; rows in = out hides it)"
-)
 SCHEMA_TYPES = (
     "the catalog's schema language has no int8/int16/struct/list/map (lakehouse/schema.py:parse_type via "
     "governance/catalog.py) so register/create refuse such tables"
@@ -36,10 +32,6 @@ COLUMN_MAPPING = (
 DV_ROWS = (
     "table show counts rows hidden by deletion vectors (tables/delta.py:DeltaAdapter._files_of ignores the "
     "deletion vector's cardinality)"
-)
-DV_OPTIMIZE = (
-    "optimize of a table with deletion vectors commits (delta-rs compact applies them) and then fails its own "
-    "row check 'changed the row count 32 -> 27' (maintenance/compaction.py:_rewrite_partition; no DV check)"
 )
 DV_VACUUM = (
     "vacuum of a table with deletion vectors dies with a raw DeltaProtocolError traceback (deletionVectors not "

@@ -159,8 +159,6 @@ JOBS = {"optimize": _optimize, "zorder": _zorder, "dedup": _dedup}
 
 # (format, job, pool) -> the product defect that makes it fail today
 XFAIL: dict[tuple[str, str, str], str] = {
-    ("delta", "zorder", "supported"): d.ZORDER_SHORT_STRING,
-    ("iceberg", "zorder", "supported"): d.ZORDER_SHORT_STRING,
     **{(f, job, "others"): d.SCHEMA_TYPES for f in ("delta", "iceberg") for job in ("optimize", "zorder", "dedup")},
 }
 
