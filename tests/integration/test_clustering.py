@@ -1,0 +1,89 @@
+"""Clustering measured by what it buys: row groups a predicate skips, for every key type, and the health signal
+that notices a table queried by a column no layout serves."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.core import Lakehouse
+from lakehouse.maintenance.compaction import optimize
+from lakehouse.maintenance.health import column_skipping, data_skipping
+from lakehouse.maintenance.maintain import health
+from lakehouse.maintenance.planner import CompactionOptions
+
+ROWS = 40_000
+
+
+def typed(start: int, n: int) -> pa.Table:
+    """One column per key kind, each a shuffle of its range (so that only a clustering can order it)."""
+    ids = list(range(start, start + n))
+    mix = [(i * 7919) % ROWS for i in ids]
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "name": pa.array(["" if m % 97 == 0 else f"n{m:05d}" for m in mix]),  # short strings too
+            "day": pa.array([dt.date(2020, 1, 1) + dt.timedelta(days=m % 3000) for m in mix]),
+            "price": pa.array([decimal.Decimal(m) / 100 for m in mix], pa.decimal128(12, 2)),
+            "flag": pa.array([m % 2 == 0 for m in mix]),
+            "raw": pa.array([m.to_bytes(4, "big") for m in mix], pa.binary()),
+        }
+    )
+
+
+@pytest.mark.parametrize("curve", ["hilbert", "morton"])
+@pytest.mark.parametrize(
+    ("columns", "predicate"),
+    [
+        (("name", "day"), "name BETWEEN 'n10000' AND 'n10400'"),
+        (("day", "price"), "day BETWEEN '2021-01-01' AND '2021-01-30'"),
+        (("price", "name"), "price BETWEEN 100 AND 104"),
+    ],
+)
+def test_every_key_type_clusters_into_skippable_row_groups(
+    lh: Lakehouse, fmt: str, curve: str, columns: tuple[str, ...], predicate: str
+) -> None:
+    table = lh.create_table("c.t", schema=typed(0, 1).schema, format=fmt)
+    for i in range(4):
+        table.append(typed(i * ROWS // 4, ROWS // 4))
+    expected = table.scan().sort_by("id")
+    optimize(lh, "c.t", CompactionOptions(target_file_size=64 << 20))
+    before = data_skipping(table, table.files(), predicate)
+    optimize(lh, "c.t", CompactionOptions(target_file_size=64 << 20, zorder=columns, curve=curve, row_group_rows=2048))
+    assert table.scan().sort_by("id").equals(expected)
+    after = data_skipping(table, table.files(), predicate)
+    assert before["share_row_groups_prunable"] == 0.0  # the shuffled column: every group spans it
+    assert after["share_row_groups_prunable"] >= 0.6, after
+    assert after["rows_read"] < 0.4 * after["rows"]
+    assert lh.query(f"SELECT count(*) AS n FROM c.t WHERE {predicate}").table.to_pylist()[0]["n"] == len(
+        [r for r in expected.to_pylist() if _holds(predicate, r)]
+    )
+
+
+def _holds(predicate: str, row: dict[str, Any]) -> bool:
+    column, _, rest = predicate.partition(" BETWEEN ")
+    low, _, high = rest.partition(" AND ")
+    value = row[column]
+    cast = {str: str, dt.date: dt.date.fromisoformat, decimal.Decimal: decimal.Decimal}[type(value)]
+    return bool(cast(low.strip("'")) <= value <= cast(high.strip("'")))
+
+
+def test_health_notices_a_filtered_column_no_layout_serves(lh: Lakehouse) -> None:
+    table = lh.create_table("c.q", schema=typed(0, 1).schema, format="iceberg")
+    for i in range(8):
+        table.append(typed(i * ROWS // 8, ROWS // 8))
+    optimize(lh, "c.q", CompactionOptions(target_file_size=64 << 20, row_group_rows=1024))
+    for _ in range(3):  # queries filter on price: the access log knows
+        lh.query("SELECT count(*) FROM c.q WHERE price BETWEEN 10 AND 11")
+    assert column_skipping(table, table.files(), "price")["share_skippable"] < 0.2
+    sick = health(lh, "c.q", check_duplicates=False)
+    finding = next(f for f in sick.findings if f.signal == "pruning")
+    assert finding.penalty > 5 and "price" in finding.evidence and "optimize" in sick.fixes
+    optimize(lh, "c.q", CompactionOptions(target_file_size=64 << 20, zorder=("price",), row_group_rows=1024))
+    cured = health(lh, "c.q", check_duplicates=False)
+    assert next(f for f in cured.findings if f.signal == "pruning").penalty == 0
+    assert cured.score > sick.score
