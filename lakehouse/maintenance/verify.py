@@ -6,7 +6,8 @@ data expiry) therefore compares an order-independent **fingerprint** of what it 
 before it commits:
 
 * each value is taken in the column's declared type (so a file's physical encoding, INT96 or INT64, dictionary
-  or plain, does not matter, but its value does), a float also by its sign bit (``-0.0`` is not ``0.0``);
+  or plain, does not matter, but its value does), a float also by its sign bit (``-0.0`` is not ``0.0``), a
+  nested value holding floats also by its text (which keeps ``-0.0`` and ``0.0`` apart at any depth);
 * each row is hashed over all its values (DuckDB's ``hash``; NULL hashes apart from any value);
 * the fingerprint is the row count and the exact sum of the row hashes: equal for the same multiset of rows in
   any order, different when a value, a row or a duplicate changes (up to a hash collision).
@@ -50,7 +51,21 @@ def canonical(column: str, t: pa.DataType) -> list[str]:
     value = f"CAST({_q(column)} AS {duck_type(t)})"
     if pa.types.is_floating(t):
         return [value, f"signbit({value})"]
+    if pa.types.is_nested(t) and _has_float(t):  # DuckDB's text of a nested value keeps -0.0 and NaN apart
+        return [value, f"CAST({value} AS VARCHAR)"]
     return [value]
+
+
+def _has_float(t: pa.DataType) -> bool:
+    if pa.types.is_floating(t):
+        return True
+    if pa.types.is_struct(t):
+        return any(_has_float(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _has_float(t.key_type) or _has_float(t.item_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _has_float(t.value_type)
+    return False
 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, source: str, schema: pa.Schema, columns: Sequence[str]) -> Fingerprint:

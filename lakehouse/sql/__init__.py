@@ -14,6 +14,7 @@ from lakehouse.sql.engine import (
     QueryResult,
     SqlEngine,
     connect_duckdb,
+    duck_inexact,
     duck_type,
     extension_path,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "SqlEngine",
     "access_of",
     "connect_duckdb",
+    "duck_inexact",
     "duck_type",
     "extension_path",
     "rewrite",

@@ -295,7 +295,7 @@ class SqlEngine:
         for view, (name, when) in views.items():
             table = tables[name]
             snapshot = table.snapshot(when) if when is not None else None
-            source = table.sql_source(snapshot)
+            source = _without_pushdown(table.sql_source(snapshot), table.schema)
             if source is None:  # no data yet: an empty relation of the table's columns
                 cursor.register(f"{view}__empty", table.schema.empty_table())
                 source = _quote(f"{view}__empty")
@@ -328,6 +328,16 @@ class SqlEngine:
         return pa.Table.from_batches(batches, schema=reader.schema)
 
 
+def _without_pushdown(source: str | None, schema: pa.Schema) -> str | None:
+    """Delta's kernel reads a pushed-down filter on a column named ``a.b`` as the nested field ``b`` of ``a``
+    (and fails): for such tables, filters stay in DuckDB."""
+    if source is None or not source.startswith("delta_scan(") or not source.endswith(")"):
+        return source
+    if not any("." in name for name in schema.names):
+        return source
+    return source[:-1] + ", pushdown_filters = 'none')"
+
+
 def _interrupt_at(cursor: Any, deadline: float, cancelled: threading.Event, done: threading.Event) -> None:
     """At ``deadline`` interrupt the cursor's query, and again every :data:`INTERRUPT_EVERY` s until it is done."""
     if done.wait(max(0.0, deadline - time.monotonic())):
@@ -340,25 +350,91 @@ def _interrupt_at(cursor: Any, deadline: float, cancelled: threading.Event, done
             return
 
 
-_DUCK_TYPES = {
-    "string": "VARCHAR",
-    "large_string": "VARCHAR",
-    "int64": "BIGINT",
-    "int32": "INTEGER",
-    "double": "DOUBLE",
-    "float": "FLOAT",
-    "bool": "BOOLEAN",
-    "date32[day]": "DATE",
+_DUCK_INTS = {
+    (8, True): "TINYINT",
+    (16, True): "SMALLINT",
+    (32, True): "INTEGER",
+    (64, True): "BIGINT",
+    (8, False): "UTINYINT",
+    (16, False): "USMALLINT",
+    (32, False): "UINTEGER",
+    (64, False): "UBIGINT",
 }
+_DUCK_TIMESTAMPS = {"s": "TIMESTAMP_S", "ms": "TIMESTAMP_MS", "us": "TIMESTAMP", "ns": "TIMESTAMP_NS"}
 
 
 def duck_type(t: pa.DataType) -> str:
-    """The DuckDB type name of an Arrow type (VARCHAR for what has no closer one)."""
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMP WITH TIME ZONE" if t.tz else "TIMESTAMP"
+    """The DuckDB type of an Arrow type, exact wherever DuckDB has one.
+
+    ``CAST(NULL AS duck_type(t))`` reads back into Arrow as ``t`` itself, except for these canonical
+    equivalents (DuckDB has no closer type): float16 -> FLOAT (float32), large/view strings -> VARCHAR (string),
+    large/view/fixed-size binaries -> BLOB (binary), date64 -> DATE (date32), time32 -> TIME (time64[us]),
+    timestamps with a zone -> TIMESTAMPTZ (µs, UTC: DuckDB keeps instants, not zones), duration -> INTERVAL,
+    large lists -> ``T[]`` (list), decimal32/64/256 of precision <= 38 -> DECIMAL(p,s) (decimal128), and
+    decimals of precision > 38 -> VARCHAR (DuckDB's widest decimal has 38 digits; see :func:`duck_inexact`).
+    Struct field names are quoted."""
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_integer(t):
+        return _DUCK_INTS[(t.bit_width, pa.types.is_signed_integer(t))]
+    if pa.types.is_float16(t) or pa.types.is_float32(t):
+        return "FLOAT"
+    if pa.types.is_float64(t):
+        return "DOUBLE"
     if pa.types.is_decimal(t):
-        return f"DECIMAL({t.precision},{t.scale})"
-    return _DUCK_TYPES.get(str(t), "VARCHAR")
+        return f"DECIMAL({t.precision},{t.scale})" if t.precision <= 38 else "VARCHAR"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "VARCHAR"
+    if (
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_binary_view(t)
+        or pa.types.is_fixed_size_binary(t)
+    ):
+        return "BLOB"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_time(t):
+        return "TIME_NS" if t.unit == "ns" else "TIME"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else _DUCK_TIMESTAMPS[t.unit]
+    if pa.types.is_duration(t):
+        return "INTERVAL"
+    if pa.types.is_struct(t):
+        fields = [t.field(i) for i in range(t.num_fields)]
+        return "STRUCT(" + ", ".join(f"{_quote(f.name)} {duck_type(f.type)}" for f in fields) + ")"
+    if pa.types.is_map(t):
+        return f"MAP({duck_type(t.key_type)}, {duck_type(t.item_type)})"
+    if pa.types.is_fixed_size_list(t):
+        return f"{duck_type(t.value_type)}[{t.list_size}]"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"{duck_type(t.value_type)}[]"
+    return "VARCHAR"
+
+
+def duck_inexact(t: pa.DataType) -> str | None:
+    """Why DuckDB cannot carry values of Arrow type ``t`` exactly through a Parquet read and write (a rewrite
+    would change them), or None when it can. Recurses into nested types."""
+    if pa.types.is_decimal(t) and t.precision > 38:
+        return f"decimal({t.precision},{t.scale}) has more digits than DuckDB's widest decimal (38)"
+    if pa.types.is_timestamp(t) and t.tz and t.unit == "ns":
+        return "DuckDB reads zoned nanosecond timestamps at microsecond precision"
+    if pa.types.is_time(t) and t.unit == "ns":
+        return "DuckDB reads nanosecond times from Parquet at microsecond precision"
+    if pa.types.is_duration(t):
+        return "DuckDB reads durations from Parquet as plain integers"
+    if pa.types.is_float16(t):
+        return "DuckDB writes half floats back as 32-bit floats"
+    if pa.types.is_struct(t):
+        for i in range(t.num_fields):
+            why = duck_inexact(t.field(i).type)
+            if why:
+                return why
+    if pa.types.is_map(t):
+        return duck_inexact(t.key_type) or duck_inexact(t.item_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return duck_inexact(t.value_type)
+    return None
 
 
 def _dir(location: str) -> str:

@@ -19,8 +19,12 @@ def test_parse_schema() -> None:
     for bad, msg in [
         ("id", "no type"),
         ("id:int64, id:string", "twice"),
-        ("1d:int64", "invalid column"),
-        ("x:decimal(40,2)", "out of range"),
+        ("`a\tb`:int64", "invalid column"),
+        ("``:int64", "invalid column"),
+        ("x:decimal(77,2)", "out of range"),
+        ("x:decimal(10,11)", "out of range"),
+        ("x:struct<a: int64", "expected"),
+        ("x:geometry", "unknown type"),
         ("", "no columns"),
     ]:
         with pytest.raises(InvalidSchemaError, match=msg):
