@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from lakehouse.config import load_settings
@@ -207,15 +208,17 @@ def table_list(
     if json_:
         _print_json([r.as_dict() for r in records])
         return
-    t = RichTable("name", "format", "partitioning", "keys", "location", "updated")
+    broken = any(r.error for r in records)
+    t = RichTable("name", "format", "partitioning", "keys", "location", "updated", *(["error"] if broken else []))
     for r in records:
         t.add_row(
-            str(r.name),
+            escape(str(r.name)),
             r.format,
-            ", ".join(str(p) for p in r.definition.partitioning),
-            ", ".join(r.definition.keys),
-            r.location,
+            escape(", ".join(str(p) for p in r.definition.partitioning)),
+            escape(", ".join(r.definition.keys)),
+            escape(r.location),
             r.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            *([escape(f"cannot read its catalog entry: {r.error}") if r.error else ""] if broken else []),
         )
     out.print(t if records else "no tables yet: `lakehouse table create` or `lakehouse demo`")
 
@@ -270,11 +273,12 @@ def table_show(
         f"{info['files']} files ({_human_bytes(info['bytes'])}) over {info['partitions']} partitions"
     )
     out.print(
-        f"partitioning: {', '.join(info['partitioning']) or '(none)'}; keys: {', '.join(info['keys']) or '(none)'}"
+        f"partitioning: {', '.join(info['partitioning']) or '(none)'}; keys: {', '.join(info['keys']) or '(none)'}",
+        markup=False,
     )
     t = RichTable("column", "type", "nullable")
-    for c in info["schema"]:
-        t.add_row(c["name"], c["type"], "yes" if c["nullable"] else "no")
+    for c in info["schema"]:  # names and types are data, not markup (`a [b]`, `list<string>`)
+        t.add_row(escape(c["name"]), escape(c["type"]), "yes" if c["nullable"] else "no")
     out.print(t)
     if info["properties"]:
         out.print("properties: " + ", ".join(f"{k}={v}" for k, v in sorted(info["properties"].items())))

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from lakehouse.errors import (
 )
 from lakehouse.governance.catalog import AuditRecord, CatalogStore, JobRecord, TableRecord
 from lakehouse.governance.policy import TablePolicy, build_policy, merge
-from lakehouse.schema import PartitionField
+from lakehouse.schema import PartitionField, check_storable, parse_partitioning
 from lakehouse.sql import QueryResult, SqlEngine
 from lakehouse.storage import create_bucket, delete_tree, ensure_warehouse, list_files
 from lakehouse.tables.base import (
@@ -190,15 +191,32 @@ class Lakehouse:
             keys=tuple(keys),
             properties=dict(properties or {}),
         )
-        table = cls.create(tname, definition, location=loc, ctx=self.ctx)
+        check_definition(definition)  # nothing is written for a definition the catalog could not store
         try:
-            self.catalog.add_table(tname, fmt, loc, table.definition)
+            table = cls.create(tname, definition, location=loc, ctx=self.ctx)
+        except LakehouseError:
+            raise
+        except Exception as e:  # an SDK refusing a type or feature the adapter did not translate
+            # the location was empty and the name free: whatever is there now is this create's own
+            cls.forget(tname, ctx=self.ctx)
+            if list_files(loc, self.ctx):
+                delete_tree(loc, self.ctx)
+            detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UnsupportedOperationError(f"cannot create {fmt} table {tname}: {detail}") from e
+        try:
+            # the row and its audit entry in one transaction, checked to read back
+            self.catalog.add_table(
+                tname,
+                fmt,
+                loc,
+                table.definition,
+                audit=("table.create", self.actor, {"format": fmt, "location": loc}),
+            )
         except BaseException:
             # never leave a table the catalog does not list; the location was empty before, so everything
             # under it is this create's own
             table.drop(purge=True)
             raise
-        self.catalog.audit("table.create", table=tname, actor=self.actor, details={"format": fmt, "location": loc})
         return table
 
     def _check_location_free(self, location: str) -> None:
@@ -232,31 +250,50 @@ class Lakehouse:
             raise TableExistsError(f"table {tname} is already registered")
         table = cls.register(tname, location=loc, ctx=self.ctx)
         try:
-            self.catalog.add_table(tname, fmt, loc, table.definition)
-        except LakehouseError:
-            if fmt == "iceberg":
-                table.drop(purge=False)
+            # the row and its audit entry in one transaction, after checking the definition reads back
+            self.catalog.add_table(
+                tname,
+                fmt,
+                loc,
+                table.definition,
+                audit=("table.register", self.actor, {"format": fmt, "location": loc}),
+            )
+        except BaseException:
+            # undo what the adapter recorded in its own catalog (pyiceberg's iceberg_tables); never the files,
+            # which are someone else's
+            cls.forget(tname, ctx=self.ctx)
             raise
-        self.catalog.audit("table.register", table=tname, actor=self.actor, details={"format": fmt, "location": loc})
         return table
 
     def drop_table(self, name: str | TableName, *, purge: bool = False) -> None:
-        """Unregister a table; with ``purge`` also delete its files."""
+        """Unregister a table; with ``purge`` also delete its files.
+
+        Works for a table whose catalog entry cannot be read (the entry goes; with ``purge`` its files too). The
+        catalog row and its audit entry go in one transaction, last: a drop that fails before leaves the row,
+        and a table the format's own catalog had forgotten for it is registered there again."""
         tname = TableName.parse(name)
-        record = self.catalog.get_table(tname)
+        record = self.catalog.get_table(tname, readable=False)
         if purge:
             self._check_purgeable(record)
+        cls = adapter_class(record.format)
         try:
-            table = self.table(tname)
+            table: LakehouseTable | None = self.table(tname) if record.error is None else None
         except TableNotFoundError:
-            # its files are gone already: forget it (and whatever is left at its location when purging)
-            adapter_class(record.format).forget(tname, ctx=self.ctx)
+            table = None
+        if table is not None:
+            table.drop(purge=False)  # forget it in the format's catalog (Iceberg); the files stay for now
+        else:
+            # its files are gone already, or its entry cannot be read: forget it without opening it
+            cls.forget(tname, ctx=self.ctx)
+        try:
             if purge:
                 delete_tree(record.location, self.ctx)
-        else:
-            table.drop(purge=purge)
-        self.catalog.remove_table(tname)
-        self.catalog.audit("table.drop", table=tname, actor=self.actor, details={"purge": purge})
+            self.catalog.remove_table(tname, audit=("table.drop", self.actor, {"purge": purge}))
+        except BaseException:
+            if table is not None and cls.exists_at(record.location, ctx=self.ctx):
+                with contextlib.suppress(LakehouseError):  # put it back where it was in its format's catalog
+                    cls.register(tname, location=record.location, ctx=self.ctx)
+            raise
 
     def _check_purgeable(self, record: TableRecord) -> None:
         loc = record.location.rstrip("/")
@@ -426,6 +463,17 @@ class Lakehouse:
 
         with contextlib.suppress(LakehouseError):  # never fail a query for its log
             self.catalog.record_access(list(result.access))
+
+
+def check_definition(definition: TableDefinition) -> None:
+    """Raise :class:`InvalidSchemaError` unless the catalog can store ``definition`` and read it back as it is
+    (every column type has a type string, every partition field reads back)."""
+    from lakehouse.errors import InvalidSchemaError
+
+    check_storable(definition.schema)
+    text = ", ".join(str(p) for p in definition.partitioning)
+    if parse_partitioning(text) != tuple(definition.partitioning):
+        raise InvalidSchemaError(f"partitioning {text!r} does not read back as declared")
 
 
 def _normalise_location(location: str) -> str:

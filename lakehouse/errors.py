@@ -112,6 +112,13 @@ class StorageError(LakehouseError, OSError):
     transient = True
 
 
+class CatalogEntryError(LakehouseError):
+    """A table's catalog entry cannot be read (a type an older release wrote, a corrupt definition): the table
+    is listed with this error, and dropping it still works."""
+
+    http_status = 500
+
+
 class ContentMismatchError(LakehouseError):
     """A rewrite's output does not hold the rows it read (a value changed, a row was lost or doubled): nothing
     was committed. A defect to report, never retried."""

@@ -17,10 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from lakehouse.errors import CommitConflictError, StorageError, TableExistsError, TableNotFoundError
+from lakehouse.errors import (
+    CatalogEntryError,
+    CommitConflictError,
+    InvalidSchemaError,
+    LakehouseError,
+    StorageError,
+    TableExistsError,
+    TableNotFoundError,
+)
 from lakehouse.schema import PartitionField, parse_partitioning, schema_from_dict, schema_to_dict
 from lakehouse.tables.base import ExpiredVersions, TableDefinition, TableName
 
@@ -206,6 +215,9 @@ class TableRecord:
     definition: TableDefinition
     created_at: dt.datetime
     updated_at: dt.datetime
+    error: str | None = None
+    """Why the stored definition cannot be read (an unknown type an older release wrote, corrupt JSON): the
+    record then has an empty definition; ``table drop`` still removes it."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -218,6 +230,7 @@ class TableRecord:
             "properties": dict(self.definition.properties),
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "error": self.error,
         }
 
 
@@ -347,7 +360,23 @@ class CatalogStore:
 
     # ---- tables --------------------------------------------------------------------------------------
 
-    def add_table(self, name: TableName, fmt: str, location: str, definition: TableDefinition) -> TableRecord:
+    def add_table(
+        self,
+        name: TableName,
+        fmt: str,
+        location: str,
+        definition: TableDefinition,
+        *,
+        audit: tuple[str, str, Mapping[str, Any]] | None = None,
+    ) -> TableRecord:
+        """Store a table's row (and its audit entry ``(action, actor, details)``) in one transaction, after
+        checking that the definition reads back as it is: a definition that cannot be stored changes nothing.
+
+        Raises:
+            InvalidSchemaError: naming the column whose type cannot be stored.
+            TableExistsError: the name or location is taken.
+        """
+        columns = self._definition_columns(definition)
         now = _now()
         with self._tx() as conn:
             existing = conn.execute(
@@ -366,19 +395,39 @@ class CatalogStore:
                     location=location,
                     created_at=now,
                     updated_at=now,
-                    **self._definition_columns(definition),
+                    **columns,
                 )
             )
-        return self.get_table(name)
+            row = conn.execute(sa.select(tables_t).where(tables_t.c.name == str(name))).one()
+            record = self._record(row)  # what every later read will see; raises (and rolls back) if unreadable
+            if audit is not None:
+                self._audit_row(conn, audit[0], table=name, actor=audit[1], details=audit[2])
+        return record
 
-    @staticmethod
-    def _definition_columns(definition: TableDefinition) -> dict[str, str]:
-        return {
-            "schema_json": json.dumps(schema_to_dict(definition.schema)),
+    @classmethod
+    def _definition_columns(cls, definition: TableDefinition) -> dict[str, str]:
+        """The stored form of a definition, checked to read back as the same definition.
+
+        Raises:
+            InvalidSchemaError: naming the column (or partition field) that would not read back."""
+        from lakehouse.schema import check_storable, plain_flavours
+
+        # Arrow's large and view flavours of strings, binaries and lists are one type to both formats (pyiceberg
+        # reports nested ones as large): the catalog keeps the plain one
+        schema = pa.schema([f.with_type(plain_flavours(f.type)) for f in definition.schema])
+        check_storable(schema)
+        columns = {
+            "schema_json": json.dumps(schema_to_dict(schema)),
             "partitioning": ", ".join(str(p) for p in definition.partitioning),
             "keys_json": json.dumps(list(definition.keys)),
             "properties_json": json.dumps(dict(definition.properties), sort_keys=True),
         }
+        back = cls._definition(columns["schema_json"], columns["partitioning"], columns["keys_json"], "{}")
+        if back.partitioning != tuple(definition.partitioning):
+            raise InvalidSchemaError(
+                f"partitioning {columns['partitioning']!r} does not read back as stored; lakehouse cannot store it"
+            )
+        return columns
 
     def update_table(self, name: TableName, definition: TableDefinition | None = None) -> None:
         """Refresh the stored definition (after a schema change) and bump ``updated_at``."""
@@ -388,26 +437,45 @@ class CatalogStore:
         with self._tx() as conn:
             conn.execute(tables_t.update().where(tables_t.c.name == str(name)).values(**values))
 
-    def remove_table(self, name: TableName) -> None:
+    def remove_table(self, name: TableName, *, audit: tuple[str, str, Mapping[str, Any]] | None = None) -> None:
+        """Remove a table's row and everything the catalog keeps about it (and write its audit entry
+        ``(action, actor, details)``), in one transaction."""
         with self._tx() as conn:
             conn.execute(layouts_t.delete().where(layouts_t.c.table_name == str(name)))
             conn.execute(expired_t.delete().where(expired_t.c.table_name == str(name)))
             conn.execute(policies_t.delete().where(policies_t.c.table_name == str(name)))
             conn.execute(pii_t.delete().where(pii_t.c.table_name == str(name)))
             result = conn.execute(tables_t.delete().where(tables_t.c.name == str(name)))
-        if result.rowcount == 0:
-            raise TableNotFoundError(f"no table {name} in the catalog")
+            if result.rowcount == 0:
+                raise TableNotFoundError(f"no table {name} in the catalog")
+            if audit is not None:
+                self._audit_row(conn, audit[0], table=name, actor=audit[1], details=audit[2])
 
-    def get_table(self, name: TableName) -> TableRecord:
+    def get_table(self, name: TableName, *, readable: bool = True) -> TableRecord:
+        """The table's record.
+
+        Raises:
+            TableNotFoundError: no such table.
+            CatalogEntryError: its stored definition cannot be read (unless ``readable=False``, which returns
+                the record with ``error`` set and an empty definition: enough to drop it).
+        """
         with self._tx() as conn:
             row = conn.execute(sa.select(tables_t).where(tables_t.c.name == str(name))).first()
         if row is None:
             raise TableNotFoundError(
                 f"no table {name} in the catalog", hint="see `lakehouse table list`, or create/register it"
             )
-        return self._record(row)
+        record = self._record(row, strict=False)
+        if readable and record.error is not None:
+            raise CatalogEntryError(
+                f"the catalog entry of table {name} cannot be read: {record.error}; `lakehouse table drop {name}` "
+                f"removes the entry (the files stay), then `lakehouse table register {name} {record.location}` "
+                "adopts the table again"
+            )
+        return record
 
     def list_tables(self, *, namespace: str | None = None, fmt: str | None = None) -> list[TableRecord]:
+        """Every table's record; one whose stored definition cannot be read is listed with ``error`` set."""
         query = sa.select(tables_t).order_by(tables_t.c.name)
         if namespace:
             query = query.where(tables_t.c.namespace == namespace.lower())
@@ -415,17 +483,29 @@ class CatalogStore:
             query = query.where(tables_t.c.format == fmt)
         with self._tx() as conn:
             rows = conn.execute(query).all()
-        return [self._record(r) for r in rows]
+        return [self._record(r, strict=False) for r in rows]
 
     @staticmethod
-    def _record(row: Any) -> TableRecord:
-        parts: tuple[PartitionField, ...] = parse_partitioning(row.partitioning) if row.partitioning else ()
-        definition = TableDefinition(
-            schema=schema_from_dict(json.loads(row.schema_json)),
+    def _definition(schema_json: str, partitioning: str, keys_json: str, properties_json: str) -> TableDefinition:
+        parts: tuple[PartitionField, ...] = parse_partitioning(partitioning) if partitioning else ()
+        return TableDefinition(
+            schema=schema_from_dict(json.loads(schema_json)),
             partitioning=parts,
-            keys=tuple(json.loads(row.keys_json)),
-            properties=json.loads(row.properties_json),
+            keys=tuple(json.loads(keys_json)),
+            properties=json.loads(properties_json),
         )
+
+    @classmethod
+    def _record(cls, row: Any, *, strict: bool = True) -> TableRecord:
+        error: str | None = None
+        try:
+            definition = cls._definition(row.schema_json, row.partitioning, row.keys_json, row.properties_json)
+        except (LakehouseError, ValueError, TypeError, KeyError, AttributeError) as e:
+            # an older release's type string, hand-edited or corrupt JSON: the row is still listed and droppable
+            if strict:
+                raise
+            error = e.message if isinstance(e, LakehouseError) else f"corrupt definition ({type(e).__name__}: {e})"
+            definition = TableDefinition(schema=pa.schema([]))
         return TableRecord(
             name=TableName.parse(row.name),
             format=row.format,
@@ -433,6 +513,7 @@ class CatalogStore:
             definition=definition,
             created_at=_aware(row.created_at) or _now(),
             updated_at=_aware(row.updated_at) or _now(),
+            error=error,
         )
 
     # ---- jobs ----------------------------------------------------------------------------------------
@@ -980,17 +1061,30 @@ class CatalogStore:
     ) -> None:
         """Append one entry: who did what to which table, with counts (never row values)."""
         with self._tx() as conn:
-            conn.execute(
-                audit_t.insert().values(
-                    at=_now(),
-                    actor=actor,
-                    action=action,
-                    table_name=str(table) if table is not None else None,
-                    job_id=job_id,
-                    outcome=outcome,
-                    details_json=json.dumps(dict(details or {}), default=str, sort_keys=True),
-                )
+            self._audit_row(conn, action, table=table, actor=actor, outcome=outcome, details=details, job_id=job_id)
+
+    @staticmethod
+    def _audit_row(
+        conn: Connection,
+        action: str,
+        *,
+        table: TableName | str | None,
+        actor: str,
+        outcome: str = "ok",
+        details: Mapping[str, Any] | None = None,
+        job_id: int | None = None,
+    ) -> None:
+        conn.execute(
+            audit_t.insert().values(
+                at=_now(),
+                actor=actor,
+                action=action,
+                table_name=str(table) if table is not None else None,
+                job_id=job_id,
+                outcome=outcome,
+                details_json=json.dumps(dict(details or {}), default=str, sort_keys=True),
             )
+        )
 
     def audit_log(
         self, *, table: TableName | None = None, action: str | None = None, limit: int = 100

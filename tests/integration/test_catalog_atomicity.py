@@ -1,0 +1,211 @@
+"""Catalog operations on tables nobody here wrote (issue 15): a register, create or drop that fails leaves the
+catalog (and pyiceberg's own catalog beside it) as it was, and a catalog row that cannot be read breaks nothing
+else: listed with its error, reported per table, and still droppable."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+from lakehouse.config import load_settings
+from lakehouse.core import Lakehouse
+from lakehouse.errors import CatalogEntryError, LakehouseError, UnsupportedOperationError
+from lakehouse.governance.catalog import CatalogStore
+from lakehouse.schema import parse_schema
+from tests.cli.test_cli import run, run_json
+
+SCHEMA = parse_schema(
+    "id:int64 not null, `first name`:string, `a.b`:int64, ü:string, "
+    "s:struct<x: int64, `y z`: string, tags: list<string>>, m:map<string, list<int64>>"
+)
+
+
+def batch(start: int, n: int) -> pa.Table:
+    ids = range(start, start + n)
+    return pa.table(
+        {
+            "id": list(ids),
+            "first name": [None if i % 4 == 0 else f"näme {i}" for i in ids],
+            "a.b": [i * 3 for i in ids],
+            "ü": ["ü" * (i % 3) for i in ids],
+            "s": [None if i % 5 == 0 else {"x": i, "y z": f"y{i}", "tags": [f"t{i}", None]} for i in ids],
+            "m": [{"k": [i, None]} if i % 2 else None for i in ids],
+        },
+        schema=SCHEMA,
+    )
+
+
+def exact(v: Any) -> Any:
+    if isinstance(v, float):
+        return ("nan",) if math.isnan(v) else (v, math.copysign(1.0, v))
+    if isinstance(v, dict):
+        return {k: exact(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [exact(x) for x in v]
+    return v
+
+
+def contents(table: Any) -> list[Any]:
+    return exact(table.scan().sort_by("id").to_pylist())
+
+
+@pytest.fixture
+def wh_lh(tmp_path: Path) -> Any:
+    """A lakehouse whose catalog lives in its warehouse (so the CLI finds it with -w)."""
+    wh = str(tmp_path / "wh")
+    lh = Lakehouse(load_settings(config_file=False, warehouse=wh))
+    yield wh, lh
+    lh.close()
+
+
+# ---- catalog atomicity ------------------------------------------------------------------------------------
+
+
+def _state(lh: Lakehouse) -> dict[str, Any]:
+    """Everything a catalog operation may touch in the catalog database: our rows and pyiceberg's."""
+    engine = sa.create_engine(lh.ctx.catalog_url)
+    try:
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            out: dict[str, Any] = {}
+            for t in ("lh_tables", "lh_audit", "iceberg_tables", "lh_policies"):  # (pyiceberg makes its own lazily)
+                rows = conn.execute(sa.text(f"SELECT * FROM {t}")).all() if t in tables else []
+                out[t] = sorted(tuple(map(str, r)) for r in rows)
+            return out
+    finally:
+        engine.dispose()
+
+
+def _boom(*_: Any, **__: Any) -> None:
+    raise RuntimeError("the catalog database went away")
+
+
+def test_failed_register_create_and_drop_leave_the_catalog_as_it_was(
+    lh: Lakehouse, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = lh.create_table("odd.src", schema=SCHEMA, format=fmt)
+    table.append(batch(0, 10))
+    location = table.location
+    lh.drop_table("odd.src")  # the files stay: a table nobody here wrote, to register
+    before = _state(lh)
+
+    # a step after the adapter registered the table (and after the row was written) fails
+    monkeypatch.setattr(CatalogStore, "_audit_row", staticmethod(_boom))
+    with pytest.raises(RuntimeError):
+        lh.register_table("odd.ext", location=location)
+    assert _state(lh) == before and lh.list_tables() == []
+    with pytest.raises(RuntimeError):
+        lh.create_table("odd.new", schema=SCHEMA, format=fmt)
+    assert _state(lh) == before and lh.list_tables() == []
+    monkeypatch.undo()
+
+    registered = lh.register_table("odd.ext", location=location)
+    assert [str(r.name) for r in lh.list_tables()] == ["odd.ext"]
+    assert contents(registered) == exact(batch(0, 10).sort_by("id").to_pylist())
+    assert lh.table_record("odd.ext").definition.schema == SCHEMA
+
+    # a drop whose catalog change fails leaves the table registered and readable (in pyiceberg's catalog too)
+    during = _state(lh)
+    monkeypatch.setattr(CatalogStore, "remove_table", _boom)
+    with pytest.raises(RuntimeError):
+        lh.drop_table("odd.ext")
+    monkeypatch.undo()
+    assert _state(lh) == during
+    assert contents(lh.table("odd.ext")) == exact(batch(0, 10).sort_by("id").to_pylist())
+
+
+def test_definition_that_cannot_be_stored_is_refused_before_anything_is_written(lh: Lakehouse, fmt: str) -> None:
+    lh.init()
+    before = _state(lh)
+    for bad in (pa.schema([pa.field("id", pa.int64()), pa.field("u", pa.dictionary(pa.int32(), pa.string()))]),):
+        with pytest.raises(LakehouseError, match="column 'u'"):
+            lh.create_table("odd.bad", schema=bad, format=fmt)
+    assert _state(lh) == before
+    assert not Path(lh.ctx.default_location(_name("odd.bad"))).exists()
+    # a type the format's SDK refuses: refused by name, and nothing is left behind
+    refused = {"delta": (pa.time64("us"), "Time64"), "iceberg": (pa.timestamp("ns", tz="UTC"), "timestamp")}[fmt]
+    with pytest.raises(UnsupportedOperationError, match=f"cannot create {fmt} table odd.bad: .*{refused[1]}"):
+        lh.create_table("odd.bad", schema=pa.schema([("id", pa.int64()), ("t", refused[0])]), format=fmt)
+    assert _state(lh) == before
+    location = Path(lh.ctx.default_location(_name("odd.bad")))
+    assert not location.exists() or not any(p.is_file() for p in location.rglob("*"))
+
+
+def _name(text: str) -> Any:
+    from lakehouse.tables.base import TableName
+
+    return TableName.parse(text)
+
+
+# ---- a catalog row that cannot be read ---------------------------------------------------------------------
+
+
+def test_unreadable_catalog_rows_break_nothing_else(wh_lh: Any, fmt: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from lakehouse.governance.keys import create_key
+
+    wh, lh = wh_lh
+    for name in ("ok.t", "bad.type", "bad.json"):
+        lh.create_table(name, schema=parse_schema("id:int64 not null, v:string"), format=fmt).append(
+            pa.table({"id": [1, 2], "v": ["a", "b"]}, schema=parse_schema("id:int64 not null, v:string"))
+        )
+    purged = lh.table_record("bad.json").location
+    key = create_key(lh, name="reader", role="reader")[1]
+    with lh.catalog.engine.begin() as conn:  # what an older release (or a hand edit) left behind
+        conn.execute(
+            sa.text("UPDATE lh_tables SET schema_json = :s WHERE name = 'bad.type'"),
+            {"s": json.dumps([{"name": "g", "type": "geometry<point>", "nullable": True}])},
+        )
+        conn.execute(sa.text("UPDATE lh_tables SET schema_json = '[{not json' WHERE name = 'bad.json'"))
+
+    records = {str(r.name): r for r in lh.list_tables()}
+    assert records["ok.t"].error is None and "geometry" in (records["bad.type"].error or "")
+    assert "corrupt" in (records["bad.json"].error or "")
+    with pytest.raises(CatalogEntryError, match=r"table drop bad\.type"):
+        lh.table("bad.type")
+
+    listing = run_json("-w", wh, "table", "list")
+    assert {t["name"]: bool(t["error"]) for t in listing} == {"bad.json": True, "bad.type": True, "ok.t": False}
+    text = run("-w", wh, "table", "list").stdout
+    assert "ok.t" in text and "cannot read its catalog entry" in text
+
+    health = run("-w", wh, "health", "--json", ok=False)
+    assert health.returncode == 1 and "health failed for 2 of 3" in health.stderr
+    reports = {r["table"]: r for r in json.loads(health.stdout)}
+    assert "score" in reports["ok.t"] and "cannot be read" in reports["bad.type"]["error"]
+    maintained = run("-w", wh, "maintain", "--all", "--json", ok=False)
+    assert {r["table"]: "error" in r for r in json.loads(maintained.stdout)} == {
+        "bad.json": True,
+        "bad.type": True,
+        "ok.t": False,
+    }
+
+    from lakehouse.maintenance.autopilot import Autopilot
+
+    entries = {e["table"]: e for e in Autopilot(lh, interval=0.1).one_pass()}
+    assert "cannot be read" in entries["bad.type"]["error"] and "error" not in entries["ok.t"]
+
+    with TestClient(create_app(load_settings(config_file=False, warehouse=wh)), raise_server_exceptions=False) as c:
+        answer = c.get("/tables", headers={"X-API-Key": key})
+        assert answer.status_code == 200, answer.text
+        items = {i["name"]: i for i in answer.json()["items"]}
+        assert items["ok.t"]["error"] is None and "geometry" in items["bad.type"]["error"]
+        detail = c.get("/tables/bad.type", headers={"X-API-Key": key})
+        assert detail.status_code == 500 and "table drop bad.type" in detail.json()["detail"]
+
+    run("-w", wh, "table", "drop", "bad.type")
+    run("-w", wh, "table", "drop", "bad.json", "--purge", "--yes")
+    assert [t["name"] for t in run_json("-w", wh, "table", "list")] == ["ok.t"]
+    assert not Path(purged).exists()
+    # the formats' own catalogs forgot them too: the table whose files stayed can be registered again
+    run("-w", wh, "table", "register", "bad.type", str(Path(wh, "bad", "type")))
+    assert run_json("-w", wh, "table", "show", "bad.type")["rows"] == 2
+    assert run_json("-w", wh, "table", "show", "ok.t")["rows"] == 2
