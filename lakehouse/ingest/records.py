@@ -21,7 +21,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, Literal
 
 import orjson
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import json as pa_json
 
-from lakehouse.schema import type_name
+from lakehouse.schema import quote_name, type_name
 
 NewFields = Literal["ignore", "add"]
 
@@ -70,7 +70,13 @@ class ParseResult:
 
 
 class _Reject(ValueError):
-    pass
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        """Where inside a nested value (``.inner.f``, ``[2]``, ``{'k'}``), empty at the top."""
+
+    def inside(self, step: str) -> _Reject:
+        return _Reject(str(self), step + self.path)
 
 
 def _decode(record: RawRecord) -> dict[str, Any]:
@@ -167,20 +173,108 @@ def _to_str(v: Any) -> str:
     raise _Reject(f"{type(v).__name__} value is not a string")
 
 
-def _to_decimal(v: Any, t: pa.Decimal128Type) -> Decimal:
+def _to_decimal(v: Any, t: Any) -> Decimal:
     if isinstance(v, bool):
         raise _Reject(f"{v!r} is not a decimal")
     try:
         d = Decimal(str(v).strip())
     except InvalidOperation:
         raise _Reject(f"{v!r} is not a decimal") from None
-    if d != d.quantize(Decimal(1).scaleb(-t.scale)):
-        raise _Reject(f"{v!r} has more than {t.scale} decimal places")
+    if not d.is_finite():
+        raise _Reject(f"{v!r} is not a finite decimal")
+    with localcontext(prec=100):  # 38 digits and more: the default context (28) would round
+        if d != d.quantize(Decimal(1).scaleb(-t.scale)):
+            raise _Reject(f"{v!r} has more than {t.scale} decimal places")
     return d
 
 
+def _to_time(v: Any) -> dt.time:
+    if isinstance(v, dt.time):
+        return v
+    if isinstance(v, str):
+        try:
+            t = dt.time.fromisoformat(v.strip())
+        except ValueError:
+            raise _Reject(f"{v!r} is not an ISO-8601 time") from None
+        if t.tzinfo is not None:
+            raise _Reject(f"{v!r} has a time zone; a time column holds local times")
+        return t
+    raise _Reject(f"{v!r} is not an ISO-8601 time string")
+
+
+def _name_step(name: str) -> str:
+    from lakehouse.schema import quote_name
+
+    return "." + quote_name(name)
+
+
+def _coerce_nested(v: Any, t: pa.DataType) -> Any:
+    """A JSON object into a struct (every key a field of it), a JSON array into a list, a JSON object (or an
+    array of [key, value] pairs) into a map; each value coerced losslessly in turn."""
+    if pa.types.is_struct(t):
+        if not isinstance(v, Mapping):
+            raise _Reject(f"{_short(v)} is not a JSON object")
+        fields = {t.field(i).name: t.field(i) for i in range(t.num_fields)}
+        unknown = [k for k in v if k not in fields]
+        if unknown:
+            raise _Reject(f"unknown field(s) {', '.join(repr(k) for k in unknown)} (a nested value must fit exactly)")
+        out: dict[str, Any] = {}
+        for name, f in fields.items():
+            try:
+                out[name] = _coerce_or_null(v.get(name), f)
+            except _Reject as e:
+                raise e.inside(_name_step(name)) from None
+        return out
+    if pa.types.is_map(t):
+        if isinstance(v, Mapping):
+            pairs = list(v.items())
+        elif isinstance(v, list) and all(isinstance(p, list | tuple) and len(p) == 2 for p in v):
+            pairs = [(p[0], p[1]) for p in v]
+        else:
+            raise _Reject(f"{_short(v)} is not a JSON object (or an array of [key, value] pairs)")
+        items: list[tuple[Any, Any]] = []
+        for k, x in pairs:
+            if k is None:
+                raise _Reject("a map key is null")
+            try:
+                key = coerce_value(k, t.key_type)
+            except _Reject as e:
+                raise e.inside(f"{{{k!r}}}") from None
+            try:
+                items.append((key, _coerce_or_null(x, t.item_field)))
+            except _Reject as e:
+                raise e.inside(f"[{k!r}]") from None
+        return items
+    if not isinstance(v, list):
+        raise _Reject(f"{_short(v)} is not a JSON array")
+    if pa.types.is_fixed_size_list(t) and len(v) != t.list_size:
+        raise _Reject(f"an array of {len(v)} values does not fit a list of exactly {t.list_size}")
+    values = []
+    for i, x in enumerate(v):
+        try:
+            values.append(_coerce_or_null(x, t.value_field))
+        except _Reject as e:
+            raise e.inside(f"[{i}]") from None
+    return values
+
+
+def _coerce_or_null(v: Any, f: pa.Field) -> Any:
+    if v is None:
+        if not f.nullable:
+            raise _Reject("a required value is null or missing")
+        return None
+    return coerce_value(v, f.type)
+
+
+def _short(v: Any) -> str:
+    text = orjson.dumps(v, default=str).decode()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def coerce_value(v: Any, t: pa.DataType) -> Any:
-    """Coerce one JSON value to a Python value of Arrow type ``t`` (lossless only)."""
+    """Coerce one JSON value to a Python value of Arrow type ``t`` (lossless only; nested types recursively)."""
+    if pa.types.is_nested(t):
+        return _coerce_nested(v, t)
     if pa.types.is_integer(t):
         i = _to_int(v)
         info = (t.bit_width, pa.types.is_signed_integer(t))
@@ -196,14 +290,33 @@ def coerce_value(v: Any, t: pa.DataType) -> Any:
         return _to_timestamp(v, t.tz)
     if pa.types.is_date(t):
         return _to_date(v)
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return _to_str(v)
     if pa.types.is_decimal(t):
-        return _to_decimal(v, t)
-    if pa.types.is_binary(t):
-        if isinstance(v, str):
-            return v.encode()
-        raise _Reject("binary values must be strings")
+        d = _to_decimal(v, t)
+        with localcontext(prec=100):
+            q = d.quantize(Decimal(1).scaleb(-t.scale))
+        if q and len(q.as_tuple().digits) > t.precision:
+            raise _Reject(f"{v!r} does not fit {type_name(t)}")
+        return d
+    if pa.types.is_time(t):
+        return _to_time(v)
+    if (
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_binary_view(t)
+        or pa.types.is_fixed_size_binary(t)
+    ):
+        if not isinstance(v, str):
+            raise _Reject("binary values must be strings")
+        b = v.encode()
+        if pa.types.is_fixed_size_binary(t) and len(b) != t.byte_width:
+            raise _Reject(f"{v!r} is {len(b)} bytes, the column holds exactly {t.byte_width}")
+        return b
+    if pa.types.is_duration(t):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _Reject(f"{v!r} is not a whole number of {t.unit}")
+        return v
     return pa.scalar(v, type=t).as_py()
 
 
@@ -247,6 +360,8 @@ class RecordParser:
             for r in records
         ):
             return None
+        if any(pa.types.is_nested(f.type) for f in self.schema):
+            return None  # the JSON reader would drop unknown nested keys and convert silently: value by value
         read_schema = pa.schema([pa.field(f.name, pa.string() if _needs_cast(f.type) else f.type) for f in self.schema])
         behavior = "error" if self.new_fields == "add" else "ignore"
         try:
@@ -319,7 +434,8 @@ class RecordParser:
                 try:
                     out.append(coerce_value(v, t))
                 except _Reject as e:
-                    errors.setdefault(i, f"field {f.name!r}: {e}")
+                    where = quote_name(f.name) + e.path if e.path else f.name
+                    errors.setdefault(i, f"field {where!r}: {e}")
                     out.append(None)
                 except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
                     errors.setdefault(i, f"field {f.name!r}: {v!r} does not fit {type_name(t)} ({e})")
@@ -334,6 +450,8 @@ class RecordParser:
 
 def _fast_array(values: list[Any], t: pa.DataType) -> pa.Array | None:
     """Vectorised conversion when every value already has a fitting JSON type; None to fall back."""
+    if pa.types.is_nested(t):
+        return None  # pa.array() would ignore unknown keys and truncate numbers inside: value by value
     try:
         if pa.types.is_timestamp(t) or pa.types.is_date(t):
             if not all(v is None or isinstance(v, str) for v in values):

@@ -126,6 +126,14 @@ def optimize(
             from lakehouse.errors import InvalidInputError
 
             raise InvalidInputError(f"--zorder column(s) {', '.join(missing)} not in table {table.name}")
+        nested = [c for c in options.zorder if pa.types.is_nested(table.schema.field(c).type)]
+        if nested:
+            from lakehouse.errors import InvalidInputError
+
+            raise InvalidInputError(
+                f"cannot Z-order by the nested column(s) {', '.join(nested)} of table {table.name}",
+                hint="Z-order by plain columns (numbers, times, dates, strings, booleans)",
+            )
     planned_version = table.snapshot().version if table.snapshots() else None
     files = table.files(as_of=planned_version) if planned_version is not None else []
     partition_columns = {p.column for p in table.definition.partitioning if p.transform == "identity"}
@@ -397,35 +405,46 @@ def rewrite_files(
             extensions=("httpfs",) if lh.ctx.credentials is not None else (),
         )
         try:
-            schema = table.schema
-            # the columns come from the files themselves, never from directory names (hive_partitioning off);
-            # columns a format keeps out of its files (Delta partition columns) are given as constants
-            # union_by_name: files written before a column was added read it as NULL
-            src = (
-                "read_parquet(["
-                + ", ".join(_s(_duck_path(p)) for p in inputs)
-                + "], hive_partitioning = false, union_by_name = true"
-                + (", filename = true, file_row_number = true)" if drop_rows is not None else ")")
-            )
+            logical = list(columns) if columns is not None else table.schema.names
+            # how the files hold the columns (Iceberg writers may rename them; ids tie them to the table's),
+            # read under the table's names, group by group
+            layout = file_layout(table, inputs, logical, output_ctx=None)
+            schema = layout.schema
             consts = dict(constants or {})
-            names = list(columns) if columns is not None else schema.names
-            cols = ", ".join(
-                f"{_constant(consts[c], schema.field(c).type)} AS {_q(c)}" if c in consts else _q(c) for c in names
-            )
-            rows = f"SELECT {cols} FROM {src}"
+            names = logical
+            parts = []
+            for paths, select in layout.groups:
+                # the columns come from the files themselves, never from directory names (hive_partitioning
+                # off); columns a format keeps out of its files (Delta partition columns) are given as
+                # constants; union_by_name: files written before a column was added read it as NULL
+                src = (
+                    "read_parquet(["
+                    + ", ".join(_s(_duck_path(p)) for p in paths)
+                    + "], hive_partitioning = false, union_by_name = true"
+                    + (", filename = true, file_row_number = true)" if drop_rows is not None else ")")
+                )
+                cols = ", ".join(
+                    f"{_constant(consts[c], schema.field(c).type)} AS {_q(c)}"
+                    if c in consts
+                    else f"{select[c]} AS {_q(c)}"
+                    for c in names
+                )
+                part = f"SELECT {cols} FROM {src}"
+                if drop_rows is not None:
+                    part += (
+                        " WHERE NOT EXISTS (SELECT 1 FROM lh_drop_rows d"
+                        " WHERE d.file = filename AND d.row = file_row_number)"
+                    )
+                parts.append(part)
             if drop_rows is not None:
                 con.register("lh_drop_rows", drop_rows)
-                rows += (
-                    " WHERE NOT EXISTS (SELECT 1 FROM lh_drop_rows d"
-                    " WHERE d.file = filename AND d.row = file_row_number)"
-                )
+            rows = parts[0] if len(parts) == 1 else " UNION ALL BY NAME ".join(f"({p})" for p in parts)
             query = (
                 clustered(con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows)
                 if options.zorder
                 else rows
             )
-            ids = table.field_ids()
-            field_ids = "{" + ", ".join(f"{_q(c)}: {ids[c]}" for c in names if c in ids) + "}"
+            field_ids = layout.field_ids
             # files near the target size: rows per file from the inputs' bytes per row (zstd output is
             # usually no larger than the inputs), in whole row groups
             rows_per_file = max(1, int(options.target_file_size / bytes_per_row)) if bytes_per_row else 1 << 62
@@ -441,7 +460,7 @@ def rewrite_files(
                 f"ROW_GROUPS_PER_FILE {max(1, rows_per_file // group)}",
                 "FILENAME_PATTERN 'part-{uuid}'",
             ]
-            if ids:
+            if field_ids:
                 opts.append(f"FIELD_IDS {field_ids}")
             if not out_dir.startswith(("s3://", "s3a://")):
                 os.makedirs(os.path.dirname(_duck_path(out_dir)), exist_ok=True)  # DuckDB creates one level only
@@ -453,7 +472,7 @@ def rewrite_files(
                 + ", ".join(_s(_duck_path(p)) for p in written)
                 + "], hive_partitioning = false, union_by_name = true)"
                 if written
-                else f"(SELECT {cols} FROM {src} WHERE false)"
+                else f"(SELECT * FROM ({rows}) WHERE false)"
             )
             verify(
                 con,
@@ -476,6 +495,235 @@ def rewrite_files(
 
         delete_files(empty, output_ctx or lh.ctx)
     return [p for p in written if p not in empty]
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """How a rewrite's input files hold the table's columns."""
+
+    groups: list[tuple[list[str], dict[str, str]]]
+    """Input files that store the columns alike, each group with, per table column, the SQL expression that
+    reads it from those files under the table's names (a plain column reference, or one that renames what a
+    writer renamed)."""
+    schema: pa.Schema
+    """The declared columns."""
+    field_ids: str
+    """DuckDB's FIELD_IDS option for the files written, every nested field included (empty when the format
+    has no field ids)."""
+
+
+_FIELD_ID = b"PARQUET:field_id"
+
+
+def _field_id(f: pa.Field) -> int | None:
+    raw = (f.metadata or {}).get(_FIELD_ID)
+    return int(raw) if raw is not None else None
+
+
+def file_layout(
+    table: LakehouseTable, inputs: Sequence[str], columns: Sequence[str], *, output_ctx: Any = None
+) -> FileLayout:
+    """The layout of ``columns`` in the input files, checked before anything is written.
+
+    Iceberg resolves columns by field id, and its writers may store a column under another name than the
+    table's (pyiceberg writes ``first name`` as ``first_x20name``, nested fields too; lakehouse's rewrites
+    write the table's names): files are grouped by how they store the columns, each group read under the
+    table's names, and the files written give every field, nested ones included, its id. Column types DuckDB
+    cannot carry exactly (see :func:`lakehouse.sql.duck_inexact`) are refused, naming the column.
+
+    Raises:
+        UnsupportedOperationError: naming the column and why.
+    """
+    from lakehouse.errors import UnsupportedOperationError
+    from lakehouse.sql import duck_inexact
+
+    declared = table.schema
+    for c in columns:
+        why = duck_inexact(declared.field(c).type)
+        if why:
+            raise UnsupportedOperationError(f"cannot rewrite column {c!r} of table {table.name}: {why}")
+    _check_delta_stats(table, declared)
+    schema = pa.schema([declared.field(c) for c in columns])
+    ids = table.field_ids()
+    if not ids:  # by name; a column no input file holds (added since) reads as NULL of its type
+        present = {n for path in inputs for n in _file_schema(path, output_ctx or table.ctx).names}
+        by_name = {c: _q(c) if c in present else _null(declared.field(c).type) for c in columns}
+        return FileLayout([(list(inputs), by_name)], schema, "")
+    grouped: dict[str, tuple[list[str], pa.Schema]] = {}
+    for path in inputs:
+        stored = _file_schema(path, output_ctx or table.ctx)
+        grouped.setdefault(stored.to_string(show_field_metadata=True), ([], stored))[0].append(path)
+    groups: list[tuple[list[str], dict[str, str]]] = []
+    id_of: dict[str, str] = {}
+    for paths, stored_schema in grouped.values():
+        by_id = {_field_id(f): f for f in stored_schema if _field_id(f) is not None}
+        select: dict[str, str] = {}
+        for c in columns:
+            f = declared.field(c)
+            stored = by_id.get(ids[c]) if c in ids else None
+            if stored is None:  # a column these files do not hold (added since): NULL of its type
+                select[c] = _null(f.type)
+                if c in ids:
+                    id_of.setdefault(c, str(ids[c]))
+                continue
+            with_ids, rename = _match(f.type, stored.type, f"{table.name}.{c}")
+            select[c] = rename(_q(stored.name))
+            column = pa.field(c, with_ids, metadata={_FIELD_ID: str(ids[c])})
+            if c not in id_of or id_of[c] == str(ids[c]):  # the first group that holds it has its nested ids
+                id_of[c] = _ids_option(column)
+        groups.append((paths, select))
+    field_ids = "{" + ", ".join(f"{_q(c)}: {id_of[c]}" for c in columns if c in id_of) + "}"
+    return FileLayout(groups, schema, field_ids)
+
+
+def _null_of(t: pa.DataType) -> Callable[[str], str]:
+    return lambda _: _null(t)
+
+
+def _null(t: pa.DataType) -> str:
+    from lakehouse.sql import duck_type
+
+    return f"CAST(NULL AS {duck_type(t)})"
+
+
+def _file_schema(path: str, ctx: Any) -> pa.Schema:
+    import pyarrow.parquet as pq
+
+    from lakehouse.storage import split_location
+
+    filesystem, inner = split_location(path, ctx)
+    with filesystem.open_input_file(inner) as fh:
+        return pq.ParquetFile(fh).schema_arrow
+
+
+def _is_list_type(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _identity(e: str) -> str:
+    return e
+
+
+def _match(declared: pa.DataType, stored: pa.DataType, path: str) -> tuple[pa.DataType, Callable[[str], str]]:
+    """The declared type with the field ids of the stored one on its nested fields, and a function turning a SQL
+    expression of the stored value into one with the declared nested names (nested fields are matched by id
+    where the declared type carries ids, else by name)."""
+    from lakehouse.errors import UnsupportedOperationError
+
+    if pa.types.is_struct(declared):
+        if not pa.types.is_struct(stored):
+            raise UnsupportedOperationError(f"cannot rewrite {path}: the files hold {stored}, the table {declared}")
+        children = [stored.field(i) for i in range(stored.num_fields)]
+        by_id = {_field_id(f): f for f in children if _field_id(f) is not None}
+        by_name = {f.name: f for f in children}
+        fields: list[pa.Field] = []
+        parts: list[tuple[str, str | None, Callable[[str], str]]] = []
+        renamed = declared.num_fields != stored.num_fields
+        for i in range(declared.num_fields):
+            d = declared.field(i)
+            did = _field_id(d)
+            s = by_id.get(did) if did is not None else by_name.get(d.name)
+            if s is None:  # a field added since these files were written: NULL of its type
+                fields.append(d)
+                parts.append((d.name, None, _null_of(d.type)))
+                renamed = True
+                continue
+            t, fn = _match(d.type, s.type, f"{path}.{d.name}")
+            sid = _field_id(s)
+            fields.append(pa.field(d.name, t, nullable=d.nullable, metadata={_FIELD_ID: str(sid)} if sid else None))
+            parts.append((d.name, s.name, fn))
+            renamed = renamed or d.name != s.name or fn is not _identity or children[i].name != s.name
+        if not renamed:
+            return pa.struct(fields), _identity
+
+        def struct_expr(e: str) -> str:
+            packed = ", ".join(f"{_q(d)} := {fn(f'({e}).{_q(s)}' if s is not None else '')}" for d, s, fn in parts)
+            return f"CASE WHEN ({e}) IS NULL THEN NULL ELSE struct_pack({packed}) END"
+
+        return pa.struct(fields), struct_expr
+    if pa.types.is_map(declared) and pa.types.is_map(stored):
+        kt, kfn = _match(declared.key_type, stored.key_type, f"{path}.key")
+        vt, vfn = _match(declared.item_type, stored.item_type, f"{path}.value")
+        key = pa.field("key", kt, nullable=False, metadata=stored.key_field.metadata)
+        value = pa.field("value", vt, nullable=declared.item_field.nullable, metadata=stored.item_field.metadata)
+        t = pa.map_(key, value, keys_sorted=declared.keys_sorted)
+        if kfn is _identity and vfn is _identity:
+            return t, _identity
+        return (
+            t,
+            lambda e: (
+                "map_from_entries(list_transform(map_entries(" + e + "), lambda lh_kv: struct_pack(key := "
+                f"{kfn('lh_kv.key')}, value := {vfn('lh_kv.value')})))"
+            ),
+        )
+    if _is_list_type(declared) and _is_list_type(stored):
+        it, ifn = _match(declared.value_type, stored.value_type, f"{path}[]")
+        item = pa.field("element", it, nullable=declared.value_field.nullable, metadata=stored.value_field.metadata)
+        if pa.types.is_fixed_size_list(declared):
+            lt: pa.DataType = pa.list_(item, declared.list_size)
+        else:
+            lt = pa.large_list(item) if pa.types.is_large_list(declared) else pa.list_(item)
+        if ifn is _identity:
+            return lt, _identity
+        depth = path.count("[]")
+        var = f"lh_e{depth}"
+        return lt, lambda e: f"list_transform({e}, lambda {var}: {ifn(var)})"
+    return declared, _identity
+
+
+def _ids_option(f: pa.Field) -> str:
+    """DuckDB's FIELD_IDS value of one column: its id, or ``{__duckdb_field_id: id, child: ...}``."""
+    fid = _field_id(f)
+    t = f.type
+    children: list[tuple[str, pa.Field]] = []
+    if pa.types.is_struct(t):
+        children = [(t.field(i).name, t.field(i)) for i in range(t.num_fields)]
+    elif pa.types.is_map(t):
+        children = [("key", t.key_field), ("value", t.item_field)]
+    elif _is_list_type(t):
+        children = [("element", t.value_field)]
+    parts = [f"{_q(name)}: {_ids_option(child)}" for name, child in children if _has_ids(child)]
+    if not parts:
+        return str(fid) if fid is not None else "{}"
+    head = [f"__duckdb_field_id: {fid}"] if fid is not None else []
+    return "{" + ", ".join(head + parts) + "}"
+
+
+def _has_ids(f: pa.Field) -> bool:
+    if _field_id(f) is not None:
+        return True
+    t = f.type
+    if pa.types.is_struct(t):
+        return any(_has_ids(t.field(i)) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _has_ids(t.key_field) or _has_ids(t.item_field)
+    if _is_list_type(t):
+        return _has_ids(t.value_field)
+    return False
+
+
+def _check_delta_stats(table: LakehouseTable, schema: pa.Schema) -> None:
+    """Refuse a Delta rewrite that would commit wrong file statistics.
+
+    The Delta adapter's statistics of new files (``_parquet_stats`` in :mod:`lakehouse.tables.delta`) read
+    Parquet column chunk *i* for top-level column *i*; after a nested column (several leaf columns) the
+    indexes no longer match, so plain columns after it get another column's null counts and bounds, and a
+    reader trusting them (delta-rs) reads the column as NULL. Until that is fixed there, rewrites of such
+    tables are refused."""
+    from lakehouse.errors import UnsupportedOperationError
+
+    if table.format != "delta":
+        return
+    nested = None
+    for f in schema:
+        if pa.types.is_nested(f.type):
+            nested = nested or f.name
+        elif nested is not None:
+            raise UnsupportedOperationError(
+                f"cannot rewrite Delta table {table.name}: column {f.name!r} follows the nested column {nested!r}, "
+                "and the Delta adapter's file statistics would describe it wrongly",
+                hint="rewrites of Delta tables whose nested columns come last work",
+            )
 
 
 def _constant(value: Any, t: pa.DataType) -> str:
