@@ -623,6 +623,12 @@ def _match(declared: pa.DataType, stored: pa.DataType, path: str) -> tuple[pa.Da
             d = declared.field(i)
             did = _field_id(d)
             s = by_id.get(did) if did is not None else by_name.get(d.name)
+            if s is None and did is None and by_id:
+                # without the table's id of this field, one a writer renamed cannot be told from one added since
+                raise UnsupportedOperationError(
+                    f"cannot rewrite {path}: its field {d.name!r} is not in the files under that name, and the "
+                    "table's id of it is not known"
+                )
             if s is None:  # a field added since these files were written: NULL of its type
                 fields.append(d)
                 parts.append((d.name, None, _null_of(d.type)))
