@@ -137,7 +137,7 @@ def test_nested_columns_and_awkward_names_end_to_end(wh_lh: Any, fmt: str) -> No
     table.append(batch(120, 30))
     expected += exact(batch(120, 30).to_pylist())
     expected.sort(key=lambda r: r["id"])
-    result = optimize(lh, "odd.t", CompactionOptions(target_file_size=64 << 20, zorder=("a.b", "1st")))
+    result = optimize(lh, "odd.t", CompactionOptions(target_file_size=64 << 20, zorder=("a.b", "first name")))
     assert [p.status for p in result.partitions] and all(p.status == "committed" for p in result.partitions)
     assert contents(lh.table("odd.t")) == expected
     assert run_json("-w", wh, "query", "SELECT count(*) AS n FROM odd.t WHERE s.inner.f IS NULL")["rows"][0][
