@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lakehouse.errors import CommitConflictError, LakehouseError, StorageError, UnsupportedOperationError
+from lakehouse.errors import (
+    CommitConflictError,
+    ContentMismatchError,
+    LakehouseError,
+    StorageError,
+    UnsupportedOperationError,
+)
 from lakehouse.maintenance.clustering import MAX_COLUMNS as MAX_CLUSTER_COLUMNS
 from lakehouse.maintenance.clustering import check_curve, clustered, row_group_rows
 from lakehouse.maintenance.planner import (
@@ -464,24 +470,32 @@ def rewrite_files(
                 opts.append(f"FIELD_IDS {field_ids}")
             if not out_dir.startswith(("s3://", "s3a://")):
                 os.makedirs(os.path.dirname(_duck_path(out_dir)), exist_ok=True)  # DuckDB creates one level only
-            con.execute(f"COPY ({query}) TO {_s(_duck_path(out_dir))} ({', '.join(opts)})")
-            written = sorted(f.path for f in list_files(out_dir, output_ctx or lh.ctx) if f.path.endswith(".parquet"))
-            # the rows written must be the rows read, value for value, before anything is committed
-            out = (
-                "read_parquet(["
-                + ", ".join(_s(_duck_path(p)) for p in written)
-                + "], hive_partitioning = false, union_by_name = true)"
-                if written
-                else f"(SELECT * FROM ({rows}) WHERE false)"
-            )
-            verify(
-                con,
-                read=f"({rows})",
-                written=out,
-                schema=schema,
-                columns=names,
-                what=f"rewrite of {table.name}",
-            )
+
+            def write(extra: Sequence[str]) -> list[str]:
+                con.execute(f"COPY ({query}) TO {_s(_duck_path(out_dir))} ({', '.join([*opts, *extra])})")
+                done = sorted(f.path for f in list_files(out_dir, output_ctx or lh.ctx) if f.path.endswith(".parquet"))
+                # the rows written must be the rows read, value for value, before anything is committed
+                out = (
+                    "read_parquet(["
+                    + ", ".join(_s(_duck_path(p)) for p in done)
+                    + "], hive_partitioning = false, union_by_name = true)"
+                    if done
+                    else f"(SELECT * FROM ({rows}) WHERE false)"
+                )
+                verify(
+                    con, read=f"({rows})", written=out, schema=schema, columns=names, what=f"rewrite of {table.name}"
+                )
+                return done
+
+            try:
+                written = write([])
+            except ContentMismatchError:
+                if not any(_has_float(schema.field(c).type) for c in names):
+                    raise
+                # DuckDB's Parquet dictionaries hold -0.0 and 0.0 as one value (whichever came first in the row
+                # group): write once more without dictionaries
+                delete_tree(out_dir, output_ctx or lh.ctx)
+                written = write(["DICTIONARY_SIZE_LIMIT 0"])
         except LakehouseError:
             raise
         except Exception as e:
@@ -730,6 +744,18 @@ def _check_delta_stats(table: LakehouseTable, schema: pa.Schema) -> None:
                 "and the Delta adapter's file statistics would describe it wrongly",
                 hint="rewrites of Delta tables whose nested columns come last work",
             )
+
+
+def _has_float(t: pa.DataType) -> bool:
+    if pa.types.is_floating(t):
+        return True
+    if pa.types.is_struct(t):
+        return any(_has_float(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _has_float(t.key_type) or _has_float(t.item_type)
+    if _is_list_type(t):
+        return _has_float(t.value_type)
+    return False
 
 
 def _constant(value: Any, t: pa.DataType) -> str:
