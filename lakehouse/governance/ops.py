@@ -211,6 +211,7 @@ def mask_table(
     }
     if dry_run:
         return report
+    table.check_operation("mask")  # a table feature lakehouse cannot mask in place: refused before the job starts
     job = lh.catalog.start_job(
         "pii.mask", table=table.name, params={"masks": effective, "purge": purge}, actor=lh.actor
     )

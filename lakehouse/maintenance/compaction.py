@@ -162,6 +162,7 @@ def optimize(
         result.engine = spark.describe()
     if dry_run or not plan.picked:
         return result
+    table.check_operation("optimize")  # a table feature lakehouse cannot rewrite: refused before the job starts
     params = {**_params(options, partition_filter), **result.engine}
     job = lh.catalog.start_job("optimize", table=table.name, params=params, actor=lh.actor)
     result.job_id = job
@@ -401,6 +402,7 @@ def rewrite_files(
     sized for the ``expected_rows`` of the inputs."""
     from lakehouse.sql import connect_duckdb
 
+    table.check_operation("dedup" if drop_rows is not None else "optimize")  # before anything is written
     with tempfile.TemporaryDirectory(prefix="lakehouse-spill-") as spill:
         con = connect_duckdb(
             lh.ctx,

@@ -214,6 +214,7 @@ def dedup(
     if dry_run:
         return result
     table = lh.table(name)
+    table.check_operation("dedup")  # a table feature lakehouse cannot rewrite: refused before the job starts
     params = {"keys": list(keys), "order": order, "version": plan.version}
     if plan.losers is None:
         result.status = "skipped"

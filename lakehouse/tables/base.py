@@ -110,6 +110,36 @@ class StorageContext:
         return location.startswith(("s3://", "s3a://"))
 
 
+OPERATIONS = ("read", "optimize", "dedup", "delete", "mask", "vacuum")
+"""What :meth:`LakehouseTable.check_operation` checks: reads (scan, query, show); rewrites of the same rows
+(compaction, Z-order, tiering moves); deduplication; row deletes (erase, expire-data); in-place masking; vacuum
+and orphan removal (files deleted by the table's own account of what references them)."""
+
+
+@dataclass(frozen=True)
+class FeatureSupport:
+    """What lakehouse does with a table that uses one feature of its format (a Delta table feature by its
+    protocol name), per operation of :data:`OPERATIONS`: supported, or refused naming the feature and why."""
+
+    feature: str
+    refused: Mapping[str, str] = field(default_factory=dict)
+    """operation -> why it is refused (operations not listed are supported)."""
+    hint: str = ""
+    """What the user can do about a refusal."""
+    notes: str = ""
+
+    def supports(self, operation: str) -> bool:
+        return operation not in self.refused
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            **{op: ("yes" if op not in self.refused else f"refused: {self.refused[op]}") for op in OPERATIONS},
+            "hint": self.hint,
+            "notes": self.notes,
+        }
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a format can do natively. Jobs check this instead of catching errors."""
@@ -128,9 +158,15 @@ class Capabilities:
     """Arbitrary key/values can be committed atomically with data (Delta: commit info + app
     transactions; Iceberg: snapshot summary)."""
     notes: tuple[str, ...] = ()
+    features: tuple[FeatureSupport, ...] = ()
+    """Format features (Delta table features) and what lakehouse does with a table using each; a feature not
+    listed is refused for everything but reading (and reading too when readers must understand it)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        return {
+            k: ([i.as_dict() if isinstance(i, FeatureSupport) else i for i in v] if isinstance(v, tuple) else v)
+            for k, v in self.__dict__.items()
+        }
 
 
 @dataclass(frozen=True)
@@ -632,6 +668,19 @@ class LakehouseTable(ABC):
     def check_delete(self) -> None:
         """Raise :class:`UnsupportedOperationError` when lakehouse cannot delete rows of this table correctly
         (jobs call it before they start, so a refusal changes nothing)."""
+        return None
+
+    def check_operation(self, operation: str) -> None:
+        """Raise :class:`UnsupportedOperationError` when lakehouse cannot run ``operation`` (one of
+        :data:`OPERATIONS`) on this table correctly, naming what is in the way (a table feature) and what the
+        user can do. Jobs call it before they write or delete anything, so a refusal changes nothing."""
+        return None
+
+    def file_schema(self) -> pa.Schema | None:
+        """How the data files store the columns, where that differs from :attr:`schema` (Delta column mapping):
+        the same fields, in the same order and types, under the names the files use at every nesting level,
+        with the Parquet field ids new files must carry (``PARQUET:field_id`` field metadata). None when the
+        files use the table's names."""
         return None
 
     @abstractmethod

@@ -9,9 +9,12 @@ Key columns are marked with the column metadata ``lakehouse.key`` (Delta rejects
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
+import os
 import random
+import threading
 import time
 import urllib.parse
 import uuid
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.errors import (
     CommitConflictError,
@@ -42,6 +46,7 @@ from lakehouse.tables.base import (
     CommitResult,
     DataFile,
     DeleteResult,
+    FeatureSupport,
     LakehouseTable,
     Snapshot,
     StorageContext,
@@ -77,19 +82,334 @@ _GENERATED_TYPES = {"year": "date", "month": "date", "day": "date", "hour": "tim
 
 
 def _translate(e: Exception, what: str) -> LakehouseError:
-    """Turn a delta-rs exception into ours, keeping its message."""
+    """Turn a delta-rs exception into ours, keeping its message. A commit delta-rs refuses because of the table's
+    protocol (a table feature it cannot write) is a refusal naming the feature, never a lost race."""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if isinstance(e, CommitFailedError):
+        features = _protocol_failure(msg)
+        if features is not None:
+            return _feature_error(what, features)
         return CommitConflictError(f"{what}: a concurrent commit won and retries ran out ({msg})")
     if isinstance(e, DeltaSchemaMismatchError):
         return SchemaMismatchError(f"{what}: {msg}")
     if isinstance(e, DeltaTableNotFoundError):
         return TableNotFoundError(f"{what}: no Delta table ({msg})")
     if isinstance(e, DeltaProtocolError):
-        return UnsupportedOperationError(f"{what}: {msg}")
+        features = _protocol_failure(msg)
+        return _feature_error(what, features) if features else UnsupportedOperationError(f"{what}: {msg}")
+    if "Unsupported:" in msg or "Unsupported table features" in msg:  # the kernel refuses the table's protocol
+        return UnsupportedOperationError(f"{what}: {msg}", hint="read it with Spark or Databricks")
     if isinstance(e, FileNotFoundError) or "not found" in msg.lower() or "NotFound" in msg:
         return VersionNotFoundError(f"{what}: a file it needs is gone ({msg})")
     return StorageError(f"{what}: {msg}")
+
+
+# ---- table features ------------------------------------------------------------------------------------------
+#
+# Which Delta table features (PROTOCOL.md, by their protocol names) lakehouse handles, per operation. A table is
+# checked against this allow-list before a job writes or deletes anything (``check_operation``): a feature not
+# listed here, or listed with a refusal for the operation, refuses it naming the feature. Tables of the legacy
+# protocol versions (no feature lists) use the features their versions imply, where their metadata enables them.
+
+_REWRITES = ("optimize", "dedup", "delete", "mask")
+_OPERATION_OF = {"compact": "optimize", "zorder": "optimize", "tier": "optimize", "dedup": "dedup", "mask": "mask"}
+"""``lakehouse.operation`` of a file swap -> the operation whose features it needs."""
+_VERBS = {
+    "read": "read",
+    "optimize": "rewrite files of",
+    "dedup": "deduplicate",
+    "delete": "delete rows from",
+    "mask": "mask",
+    "vacuum": "vacuum (or remove orphan files of)",
+}
+_WRITE_HINT = (
+    "run it with Spark or Databricks (Delta Lake 3+), which support the feature; lakehouse still reads the table"
+)
+
+
+def _writes_refused(why: str) -> dict[str, str]:
+    return dict.fromkeys(_REWRITES, why)
+
+
+_FEATURES: dict[str, FeatureSupport] = {
+    f.feature: f
+    for f in (
+        FeatureSupport(
+            "appendOnly",
+            refused=dict.fromkeys(
+                ("dedup", "delete", "mask"),
+                "the table is append-only (delta.appendOnly=true): rows may not be removed or changed",
+            ),
+            hint="turn delta.appendOnly off first if rows may go",
+            notes="compaction keeps the rows (dataChange=false), as Delta's OPTIMIZE does",
+        ),
+        FeatureSupport(
+            "invariants",
+            refused={"mask": "masked values are not checked against its column invariants"},
+            hint="mask at ingestion or on read (--masked) instead",
+            notes="rewrites keep the values; delta-rs checks them on appends",
+        ),
+        FeatureSupport(
+            "checkConstraints",
+            refused={"mask": "masked values are not checked against its CHECK constraints"},
+            hint="mask at ingestion or on read (--masked) instead",
+            notes="rewrites keep the values; delta-rs checks them on appends",
+        ),
+        FeatureSupport(
+            "changeDataFeed",
+            refused={
+                "delete": "lakehouse's delete does not write the change data files (_change_data/) that a change "
+                "data feed needs, and those would keep the deleted rows",
+            },
+            hint="turn delta.enableChangeDataFeed off and remove _change_data/ first",
+            notes="compaction and dedup commit dataChange=false: the change data feed does not show the duplicates "
+            "dedup removes",
+        ),
+        FeatureSupport(
+            "generatedColumns",
+            refused={"mask": "masked values would no longer match the generated columns computed from them"},
+            hint="mask at ingestion or on read (--masked) instead",
+            notes="generated columns are read and rewritten like any other; lakehouse's own partition transforms are "
+            "generated columns",
+        ),
+        FeatureSupport(
+            "columnMapping",
+            refused=dict.fromkeys(
+                ("delete", "mask"),
+                "lakehouse's row delete and in-place mask read files by column name, and column mapping names them "
+                "differently",
+            ),
+            hint="delete or mask with Spark or Databricks; masking at ingestion or on read (--masked) works",
+            notes="name and id modes: files are read by their physical names (also in id mode) and rewritten with "
+            "physical names and field ids",
+        ),
+        FeatureSupport(
+            "deletionVectors",
+            refused=_writes_refused(
+                "lakehouse's rewrites read data files whole, which would revive the rows deletion vectors delete"
+            ),
+            hint="turn delta.enableDeletionVectors off and purge the deletion vectors first (REORG TABLE ... APPLY "
+            "(PURGE) in Spark); reads and vacuum work",
+            notes="reads apply deletion vectors (row counts too); vacuum keeps deletion vector files",
+        ),
+        FeatureSupport("timestampNtz"),
+        FeatureSupport(
+            "v2Checkpoint",
+            refused={
+                **_writes_refused("delta-rs, through which lakehouse commits, writes classic checkpoints only"),
+                "vacuum": "lakehouse reads classic checkpoints only: files listed in v2 checkpoint sidecars would "
+                "look unreferenced",
+            },
+            hint=_WRITE_HINT,
+        ),
+        FeatureSupport(
+            "identityColumns",
+            refused=_writes_refused(
+                "delta-rs, through which lakehouse commits, cannot write tables with identity columns"
+            ),
+            hint=_WRITE_HINT,
+        ),
+        FeatureSupport(
+            "inCommitTimestamp",
+            refused=_writes_refused(
+                "every commit must carry an in-commit timestamp, which lakehouse's commits (through delta-rs) do not"
+            ),
+            hint=_WRITE_HINT,
+        ),
+        FeatureSupport(
+            "rowTracking",
+            refused=_writes_refused(
+                "rewrites must carry row ids and row commit versions over, which lakehouse's do not"
+            ),
+            hint=_WRITE_HINT,
+        ),
+        FeatureSupport(
+            "domainMetadata",
+            refused=_writes_refused("commits must keep the table's domain metadata, which delta-rs cannot write"),
+            hint=_WRITE_HINT,
+        ),
+        FeatureSupport(
+            "clustering",
+            refused=_writes_refused(
+                "its files must keep the table's liquid clustering, which lakehouse's rewrites (committed "
+                "through delta-rs) do not"
+            ),
+            hint="optimize it with Spark or Databricks (OPTIMIZE clusters it); lakehouse still reads the table",
+        ),
+        FeatureSupport(
+            "typeWidening",
+            refused=_writes_refused(
+                "files may hold narrower types than the table; lakehouse's rewrites are not "
+                "verified for widened columns"
+            ),
+            hint=_WRITE_HINT,
+            notes="reads cast narrower file types to the table's",
+        ),
+        FeatureSupport(
+            "vacuumProtocolCheck",
+            refused=_writes_refused("delta-rs, through which lakehouse commits, does not support it"),
+            hint=_WRITE_HINT,
+            notes="lakehouse's vacuum checks the protocol before it deletes anything",
+        ),
+    )
+}
+_FEATURES["typeWidening-preview"] = dataclasses.replace(_FEATURES["typeWidening"], feature="typeWidening-preview")
+_UNKNOWN_READ = "lakehouse does not know how to read it"
+_UNKNOWN_WRITE = "lakehouse does not know what its writers must do"
+for _name in ("icebergCompatV1", "icebergCompatV2", "checkpointProtection", "allowColumnDefaults"):
+    _FEATURES[_name] = FeatureSupport(_name, refused={**_writes_refused(_UNKNOWN_WRITE), "vacuum": _UNKNOWN_WRITE})
+for _name in ("variantType", "variantType-preview", "collations-preview", "catalogManaged", "catalogOwned-preview"):
+    _FEATURES[_name] = FeatureSupport(
+        _name, refused={"read": _UNKNOWN_READ, **_writes_refused(_UNKNOWN_READ), "vacuum": _UNKNOWN_READ}
+    )
+
+_READER_FEATURES = frozenset(
+    {
+        "columnMapping",
+        "deletionVectors",
+        "timestampNtz",
+        "v2Checkpoint",
+        "typeWidening",
+        "typeWidening-preview",
+        "vacuumProtocolCheck",
+        "variantType",
+        "variantType-preview",
+        "catalogManaged",
+        "catalogOwned-preview",
+    }
+)
+"""Features that readers must understand (the others concern writers only: a reader may ignore them)."""
+
+# legacy protocol versions: the features each implies (the writer versions cumulatively)
+_LEGACY_WRITER = {
+    2: ("appendOnly", "invariants"),
+    3: ("checkConstraints",),
+    4: ("changeDataFeed", "generatedColumns"),
+    5: ("columnMapping",),
+    6: ("identityColumns",),
+}
+# delta-rs's own names (its errors) -> protocol names
+_RUST_NAMES = {"ClusteredTable": "clustering", "TimestampWithoutTimezone": "timestampNtz"}
+
+
+def _protocol_failure(msg: str) -> list[str] | None:
+    """The protocol names of the features a delta-rs error says it cannot handle (None: not such an error)."""
+    import re
+
+    m = re.search(r"(?:Unsupported table features required|reader features|writer features)[^\[{]*[\[{]([^\]}]*)", msg)
+    if m is None:
+        return None
+    names = [n.strip().strip("'\"") for n in m.group(1).split(",") if n.strip()]
+    return [_RUST_NAMES.get(n, n[:1].lower() + n[1:]) for n in names]
+
+
+def _feature_error(what: str, features: Sequence[str]) -> UnsupportedOperationError:
+    return UnsupportedOperationError(
+        f"{what}: the table uses the Delta table feature(s) {', '.join(features)}, which delta-rs (through which "
+        "lakehouse reads and commits) does not support",
+        hint=_WRITE_HINT,
+    )
+
+
+@dataclass(frozen=True)
+class _TableFeatures:
+    """The features a table uses (protocol names), and the facts that decide what they forbid."""
+
+    reader_version: int
+    writer_version: int
+    used: frozenset[str]
+    """Features the table lists (reader and writer versions 3 / 7) or that its legacy versions imply and its
+    metadata enables."""
+
+    def refusals(self, operation: str) -> list[tuple[str, str, str]]:
+        """(feature, why, hint) of every feature that refuses ``operation``."""
+        if self.reader_version > 3 or self.writer_version > 7:
+            return [
+                (
+                    f"protocol {self.reader_version}/{self.writer_version}",
+                    "it is newer than the Delta protocol lakehouse knows (reader version 3, writer version 7)",
+                    "upgrade lakehouse",
+                )
+            ]
+        out = []
+        for name in sorted(self.used):
+            support = _FEATURES.get(name)
+            if support is None:
+                if operation == "read" and name not in _READER_FEATURES:
+                    continue  # a writer feature unknown to lakehouse: readers may ignore it
+                why = _UNKNOWN_READ if name in _READER_FEATURES else _UNKNOWN_WRITE
+                out.append((name, why, _WRITE_HINT if operation != "read" else "read it with Spark or Databricks"))
+            elif not support.supports(operation):
+                out.append((name, support.refused[operation], support.hint))
+        return out
+
+
+def _features_of(state: DeltaTable) -> _TableFeatures:
+    protocol = state.protocol()
+    config = {str(k).lower(): str(v).lower() for k, v in state.metadata().configuration.items()}
+    reader = int(protocol.min_reader_version)
+    writer = int(protocol.min_writer_version)
+    used: set[str] = set()
+    if reader >= 3:
+        used |= set(protocol.reader_features or [])
+    if writer >= 7:
+        used |= set(protocol.writer_features or [])
+    metadata = _field_metadata(state)
+    enabled = {
+        "appendOnly": config.get("delta.appendonly") == "true",
+        "invariants": any("delta.invariants" in m for m in metadata),
+        "checkConstraints": any(k.startswith("delta.constraints.") for k in config),
+        "changeDataFeed": config.get("delta.enablechangedatafeed") == "true",
+        "generatedColumns": any(GENERATION in m and not m.get(_OWN_TRANSFORM) for m in metadata),
+        "columnMapping": config.get("delta.columnmapping.mode", "none") != "none",
+        "identityColumns": any(any(k.startswith("delta.identity.") for k in m) for m in metadata),
+    }
+    if config.get("delta.enabledeletionvectors") == "true":
+        used.add("deletionVectors")
+    if writer < 7:  # legacy: what the versions imply, where the metadata enables it
+        for version, names in _LEGACY_WRITER.items():
+            if writer >= version:
+                used |= {n for n in names if enabled.get(n)}
+    if reader == 2 and enabled["columnMapping"]:
+        used.add("columnMapping")
+    # listed features that do nothing until the metadata enables them (delta-rs writes them all)
+    for name in ("appendOnly", "invariants", "checkConstraints", "changeDataFeed", "generatedColumns", "columnMapping"):
+        if name in used and not enabled[name]:
+            used.discard(name)
+    return _TableFeatures(reader, writer, frozenset(used))
+
+
+_OWN_TRANSFORM = "lakehouse.transform"
+"""Set (by :func:`_field_metadata`) on lakehouse's own partition-transform columns (``ts_day`` ...)."""
+
+
+def _field_metadata(state: DeltaTable) -> list[dict[str, str]]:
+    """Every field's metadata (nested fields too), decoded; lakehouse's own transform columns marked."""
+    arrow = pa.schema(state.schema().to_arrow())
+    partitions = set(state.metadata().partition_columns)
+    out: list[dict[str, str]] = []
+
+    def walk(f: pa.Field, top: bool) -> None:
+        meta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+        if top and _own_transform(f.name, meta, partitions):
+            meta[_OWN_TRANSFORM] = "true"
+        out.append(meta)
+        for child in _children(f.type):
+            walk(child, False)
+
+    for f in arrow:
+        walk(f, True)
+    return out
+
+
+def _children(t: pa.DataType) -> list[pa.Field]:
+    if pa.types.is_struct(t):
+        return [t.field(i) for i in range(t.num_fields)]
+    if pa.types.is_map(t):
+        return [t.key_field, t.item_field]
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return [t.value_field]
+    return []
 
 
 class DeltaAdapter(LakehouseTable):
@@ -106,7 +426,9 @@ class DeltaAdapter(LakehouseTable):
         notes=(
             "partition transforms are generated columns (<column>_<transform>)",
             "vacuum deletes the files of expired versions; the commit log keeps listing them (marked expired)",
+            "table features are checked per operation before a job writes anything (see features)",
         ),
+        features=tuple(_FEATURES.values()),
     )
 
     def __init__(self, name: TableName, location: str, ctx: StorageContext, dt_: DeltaTable) -> None:
@@ -198,6 +520,14 @@ class DeltaAdapter(LakehouseTable):
         return cls(name, location, ctx, dt_)
 
     @classmethod
+    def register(cls, name: TableName, *, location: str, ctx: StorageContext) -> Self:
+        """Adopt a Delta table written by another tool; one that lakehouse cannot read (a reader feature it does not
+        know) is refused here, before the catalog records it."""
+        table = cls.open(name, location=location, ctx=ctx)
+        table.check_operation("read")
+        return table
+
+    @classmethod
     def exists_at(cls, location: str, *, ctx: StorageContext) -> bool:
         # Listing _delta_log ourselves: delta-rs's is_deltatable() stalls on some S3 servers (moto).
         log = f"{location.rstrip('/')}/_delta_log"
@@ -211,20 +541,27 @@ class DeltaAdapter(LakehouseTable):
 
     @property
     def definition(self) -> TableDefinition:
-        arrow = pa.schema(self._dt.schema().to_arrow())
+        try:
+            arrow = pa.schema(self._dt.schema().to_arrow())
+            partition_columns = list(self._dt.metadata().partition_columns)
+            configuration = dict(self._dt.metadata().configuration)
+        except DeltaError as e:
+            raise _translate(e, f"cannot read the schema of {self.name}") from e
         declared: list[pa.Field] = []
         keys: list[str] = []
         generated: dict[str, str] = {}
         for f in arrow:
             meta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
-            if GENERATION in meta:
+            if _own_transform(f.name, meta, partition_columns):
+                # lakehouse's own partition transform (ts_day ...): part of the partitioning, not a declared column;
+                # a generated column another writer declared is a column like any other
                 generated[f.name] = meta[GENERATION]
                 continue
             if meta.get(KEY_METADATA) == "true":
                 keys.append(f.name)
             declared.append(pa.field(f.name, _normalise_type(f.type), nullable=f.nullable))
         parts: list[PartitionField] = []
-        for col in self._dt.metadata().partition_columns:
+        for col in partition_columns:
             if col in generated:
                 parts.append(_transform_of(col, generated[col]))
             else:
@@ -233,7 +570,7 @@ class DeltaAdapter(LakehouseTable):
             schema=pa.schema(declared),
             partitioning=tuple(parts),
             keys=tuple(keys),
-            properties=dict(self._dt.metadata().configuration),
+            properties=configuration,
         )
 
     def snapshots(self) -> list[Snapshot]:
@@ -265,42 +602,95 @@ class DeltaAdapter(LakehouseTable):
 
     def files(self, *, as_of: AsOf | None = None) -> list[DataFile]:
         version = self.snapshot(as_of).version if as_of is not None else None
-        return self._files_of(self._at(version))
+        state = self._at(version)
+        try:
+            return self._files_of(state)
+        except DeltaError as e:
+            raise _translate(e, f"cannot list the files of {self.name}") from e
 
     def current_since(self) -> dict[int, list[dt.datetime]]:
         return {}  # Delta keeps its log, and every version's commit time with it: time travel resolves there
 
-    def _files_of(self, state: DeltaTable) -> list[DataFile]:
-        """The live files of one loaded state of the table (no refresh, no history read)."""
+    def _files_of(self, state: DeltaTable, deletions: Mapping[str, pa.BooleanArray] | None = None) -> list[DataFile]:
+        """The live files of one loaded state of the table (no refresh, no history read).
+
+        Row counts are exact: the add action's ``numRecords``, or where a writer recorded no statistics the
+        Parquet footer's row count, minus the rows a deletion vector deletes. Statistics are keyed by the table's
+        column names (column mapping keys them by physical name in the log)."""
         table = pa.table(state.get_add_actions(flatten=True))
         part_cols = [c for c in table.column_names if c.startswith("partition.")]
         stat_cols = [c for c in table.column_names if c.startswith("min.")]
+        logical_of = _logical_paths(state)
+        if deletions is None:
+            deletions = self._deletion_vectors(state)
+        deleted = {key: len(mask) - mask.true_count for key, mask in deletions.items()}
+        rows = table.to_pylist()
+        full = [self._full_path(str(row["path"])) for row in rows]  # the log stores URL-encoded, usually relative
+        counts = _footer_rows(
+            [(p, int(row["size_bytes"])) for p, row in zip(full, rows, strict=True) if row.get("num_records") is None],
+            self.ctx,
+        )
         out: list[DataFile] = []
-        for row in table.to_pylist():
-            full = self._full_path(str(row["path"]))  # the log stores URL-encoded, usually relative paths
-            stats = {
-                c[len("min.") :]: (
+        for path, row in zip(full, rows, strict=True):
+            stats = {}
+            for c in stat_cols:
+                stored = c[len("min.") :]
+                stats[logical_of.get(stored, stored)] = (
                     row[c],
-                    row.get("max." + c[len("min.") :]),
-                    row.get("null_count." + c[len("min.") :]),
+                    row.get("max." + stored),
+                    row.get("null_count." + stored),
                 )
-                for c in stat_cols
-            }
+            records = row.get("num_records")
+            physical_rows = int(records) if records is not None else counts[path]
             out.append(
                 DataFile(
-                    path=full,
+                    path=path,
                     size_bytes=int(row["size_bytes"]),
-                    row_count=int(row["num_records"]) if row.get("num_records") is not None else 0,
+                    row_count=physical_rows - deleted.get(_path_key(path), 0),
                     partition={c[len("partition.") :]: row[c] for c in part_cols},
                     stats=stats,
                 )
             )
+        known = {_path_key(p) for p in full}
+        stray = [k for k in deletions if k not in known]
+        if stray:  # a deletion vector of a file not recognised: its rows would be counted (and read) as live
+            raise StorageError(
+                f"table {self.name}: a deletion vector names {stray[0]}, which is not a live file as lakehouse "
+                "spells the table's paths; nothing is read"
+            )
+        return out
+
+    def _deletion_vectors(self, state: DeltaTable) -> dict[str, pa.BooleanArray]:
+        """Per live file with a deletion vector (by :func:`_path_key`): which of its rows are kept."""
+        protocol = state.protocol()
+        if "deletionVectors" not in (protocol.reader_features or []):
+            return {}
+        vectors = pa.table(state.deletion_vectors())
+        out: dict[str, pa.BooleanArray] = {}
+        for path, keep in zip(
+            vectors.column("filepath").to_pylist(), vectors.column("selection_vector").to_pylist(), strict=True
+        ):
+            out[_path_key(str(path))] = pa.array(keep, pa.bool_())
         return out
 
     # ---- data ----------------------------------------------------------------------------------------
 
+    def _generated_to_compute(self, data: pa.Table) -> pa.Table:
+        """``data`` without the generated columns (another writer's) it holds no value of: delta-rs computes them
+        (and checks the values it is given)."""
+        arrow = pa.schema(self._dt.schema().to_arrow())
+        partitions = list(self._dt.metadata().partition_columns)
+        drop = []
+        for f in arrow:
+            meta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+            if GENERATION in meta and not _own_transform(f.name, meta, partitions) and f.name in data.column_names:
+                if data.column(f.name).null_count == data.num_rows:
+                    drop.append(f.name)
+        return data.drop_columns(drop) if drop else data
+
     def _append(self, data: pa.Table, *, properties: dict[str, str], checkpoints: dict[str, int]) -> CommitResult:
         txns = [Transaction(app_id=source, version=int(position)) for source, position in checkpoints.items()]
+        data = self._generated_to_compute(data)
         try:
             write_deltalake(
                 self._dt,
@@ -326,6 +716,7 @@ class DeltaAdapter(LakehouseTable):
         self, data: pa.Table, *, keys: list[str], properties: dict[str, str], checkpoints: dict[str, int]
     ) -> CommitResult:
         txns = [Transaction(app_id=source, version=int(position)) for source, position in checkpoints.items()]
+        data = self._generated_to_compute(data)
         predicate = " AND ".join(f"t.{_quote_ident(k)} = s.{_quote_ident(k)}" for k in keys)
         delay = 0.02
         for attempt in range(MAX_COMMIT_RETRIES + 1):
@@ -508,13 +899,14 @@ class DeltaAdapter(LakehouseTable):
         wanted = set(remove)
         props = dict(properties or {})
         props.setdefault("lakehouse.commit", uuid.uuid4().hex)
-        if "deletionVectors" in (self._dt.protocol().reader_features or []):
-            raise UnsupportedOperationError(
-                f"{self.name} uses deletion vectors; lakehouse's rewrites read raw files and would revive deleted rows"
-            )
-        added_stats = {full: _parquet_stats(full, self.ctx) for full in add}  # once: the new files do not change
+        operation = _OPERATION_OF.get(props.get("lakehouse.operation", ""), "optimize")
+        self.check_operation(operation)
+        indexed = self._stats_columns()
+        # once: the new files do not change
+        added_stats = {full: _parquet_stats(full, self.ctx, indexed) for full in add}
 
         def build(pinned: DeltaTable) -> list[Any]:
+            self._check(pinned, operation)  # again on the state it commits on: the protocol may have changed
             live = {f.path: f for f in self._files_of(pinned)}
             gone = wanted - live.keys()
             if gone:
@@ -523,6 +915,7 @@ class DeltaAdapter(LakehouseTable):
                     "nothing was changed, plan again"
                 )
             columns = list(pinned.metadata().partition_columns)
+            physical = _physical_names(pinned)
             if partitions is None:
                 distinct = {repr(sorted(live[p].partition.items())) for p in wanted}
                 if len(distinct) != 1:
@@ -535,10 +928,10 @@ class DeltaAdapter(LakehouseTable):
             actions: list[Any] = []
             for full, rel in zip(add, rel_add, strict=True):
                 size, stats = added_stats[full]
-                part = self._partition_values(partitions[full] if partitions is not None else single, columns)
+                part = self._partition_values(partitions[full] if partitions is not None else single, columns, physical)
                 actions.append(AddAction(rel, size, part, now, False, stats))
             for full in wanted:
-                part = self._partition_values(live[full].partition, columns)
+                part = self._partition_values(live[full].partition, columns, physical)
                 actions.append(RemoveAction(self._log_path(full), False, now, live[full].size_bytes, part))
             return actions
 
@@ -546,12 +939,28 @@ class DeltaAdapter(LakehouseTable):
         assert version is not None  # build never gives up
         return CommitResult(version=version, files_added=len(add), operation="rewrite")
 
-    def _partition_values(self, partition: Mapping[str, Any], columns: list[str]) -> dict[str, str | None]:
-        """A file's partition values as the log stores them (strings), for exactly the table's partition
-        columns."""
+    def _stats_columns(self) -> Collection[str] | int | None:
+        """Which columns new files get statistics for, as the table says (``delta.dataSkippingStatsColumns``, then
+        ``delta.dataSkippingNumIndexedCols``, default 32 leaf columns; -1: all)."""
+        config = {str(k).lower(): str(v) for k, v in self._dt.metadata().configuration.items()}
+        listed = config.get("delta.dataskippingstatscolumns")
+        if listed:
+            physical = _physical_names(self._dt)
+            return {physical.get(c.strip().strip("`"), c.strip().strip("`")) for c in listed.split(",") if c.strip()}
+        try:
+            n = int(config.get("delta.dataskippingnumindexedcols", "32"))
+        except ValueError:
+            return 32
+        return None if n < 0 else n
+
+    def _partition_values(
+        self, partition: Mapping[str, Any], columns: list[str], physical: Mapping[str, str]
+    ) -> dict[str, str | None]:
+        """A file's partition values as the log stores them (strings), for exactly the table's partition columns,
+        keyed by their physical names (column mapping)."""
         if set(partition) != set(columns):
             raise StorageError(f"cannot tell the partition of a file to swap in {self.name}")
-        return {k: _partition_string(partition[k]) for k in columns}
+        return {physical.get(k, k): _partition_string(partition[k]) for k in columns}
 
     def _log_path(self, full: str) -> str:
         """The path a remove action names for a live file (:meth:`files` gives it decoded and in full; delta-rs
@@ -608,7 +1017,9 @@ class DeltaAdapter(LakehouseTable):
                     partition_by=list(pinned.metadata().partition_columns) or None,
                     commit_properties=CommitProperties(custom_metadata=props or None, max_commit_retries=0),
                 )
-            except CommitFailedError:
+            except CommitFailedError as e:
+                if _protocol_failure(str(e)) is not None:  # delta-rs refuses the table's protocol: no race to retry
+                    raise _translate(e, f"{what} of {self.name}") from e
                 if attempt == MAX_COMMIT_RETRIES:
                     if (ours := landed()) is not None:
                         return ours
@@ -639,41 +1050,35 @@ class DeltaAdapter(LakehouseTable):
 
     def check_delete(self) -> None:
         """Refuse tables whose rows lakehouse's rewrite cannot delete correctly (see :meth:`_delete_rows`)."""
-        self._dt.update_incremental()
-        protocol = self._dt.protocol()
-        config = {str(k).lower(): str(v).lower() for k, v in self._dt.metadata().configuration.items()}
-        features = set(protocol.reader_features or []) | set(protocol.writer_features or [])
-        refusal: tuple[str, str] | None = None
-        if "deletionVectors" in (protocol.reader_features or []) or config.get("delta.enabledeletionvectors") == "true":
-            refusal = (
-                "it uses deletion vectors: lakehouse deletes rows by rewriting files it reads raw, which would revive "
-                "rows a deletion vector removed",
-                "turn delta.enableDeletionVectors off and purge the deletion vectors first (REORG TABLE ... APPLY "
-                "(PURGE) in Spark)",
-            )
-        elif config.get("delta.columnmapping.mode", "none") != "none" or "columnMapping" in features:
-            refusal = (
-                "it uses column mapping: its files name columns differently from the table, and lakehouse's delete "
-                "matches them by name",
-                "delete with an engine that supports column mapping (Spark)",
-            )
-        elif config.get("delta.enablechangedatafeed") == "true":
-            refusal = (
-                "it writes a change data feed (_change_data/), which lakehouse's delete does not write (and which "
-                "would keep the deleted rows)",
-                "turn delta.enableChangeDataFeed off and remove _change_data/ first",
-            )
-        elif config.get("delta.appendonly") == "true":
-            refusal = ("it is append-only (delta.appendOnly=true)", "turn delta.appendOnly off first")
-        elif "rowTracking" in features or config.get("delta.enablerowtracking") == "true":
-            refusal = (
-                "it tracks row ids (row tracking), which lakehouse's rewrite does not carry over",
-                "delete with an engine that supports row tracking (Spark)",
-            )
-        if refusal is not None:
-            raise UnsupportedOperationError(
-                f"cannot delete rows from {self.name}: {refusal[0]}; nothing was changed", hint=refusal[1]
-            )
+        self.check_operation("delete")
+
+    def check_operation(self, operation: str) -> None:
+        """Check the table's protocol against the features lakehouse handles for ``operation`` (see
+        :data:`_FEATURES` and ``capabilities.features``); refuse naming the feature by its protocol name."""
+        try:
+            self._dt.update_incremental()
+        except DeltaError as e:
+            raise _translate(e, f"cannot load {self.name}") from e
+        self._check(self._dt, operation)
+
+    def _check(self, state: DeltaTable, operation: str) -> None:
+        try:
+            features = _features_of(state)
+        except DeltaError as e:
+            raise _translate(e, f"cannot read the protocol of {self.name}") from e
+        refusals = features.refusals(operation)
+        if not refusals:
+            return
+        verb = _VERBS.get(operation, operation)
+        tail = "" if operation == "read" else "; nothing was changed"
+        if len(refusals) == 1:
+            feature, why, hint = refusals[0]
+            reason = f"it uses the Delta table feature {feature}, and {why}"
+        else:
+            names = ", ".join(r[0] for r in refusals[:-1]) + " and " + refusals[-1][0]
+            reason = f"it uses the Delta table features {names} ({'; '.join(f'{r[0]}: {r[1]}' for r in refusals)})"
+            hint = refusals[0][2]
+        raise UnsupportedOperationError(f"cannot {verb} {self.name}: {reason}{tail}", hint=hint)
 
     def _delete_rows(self, expr: Expr, properties: dict[str, str]) -> DeleteResult:
         """Delete by rewriting, never with delta-rs's ``DeltaTable.delete``: that writes the predicate into the
@@ -696,7 +1101,9 @@ class DeltaAdapter(LakehouseTable):
         totals: dict[str, Any] = {}
 
         def build(pinned: DeltaTable) -> list[Any] | None:
+            self._check(pinned, "delete")
             columns = list(pinned.metadata().partition_columns)
+            physical = _physical_names(pinned)
             now = int(time.time() * 1000)
             actions: list[Any] = []
             deleted = removed = 0
@@ -707,7 +1114,7 @@ class DeltaAdapter(LakehouseTable):
                     outcome = outcomes[f.path] = self._delete_from_file(f, expr, schema, set(columns))
                 if not outcome.deleted:
                     continue
-                part = self._partition_values(f.partition, columns)
+                part = self._partition_values(f.partition, columns, physical)
                 actions.append(RemoveAction(self._log_path(f.path), True, now, f.size_bytes, part))
                 deleted += outcome.deleted
                 removed += 1
@@ -752,7 +1159,7 @@ class DeltaAdapter(LakehouseTable):
         import pyarrow.parquet as pq
 
         stats = _exact_stats(f, schema, partition_columns)
-        rows = f.row_count or None  # 0: the log did not record it
+        rows = f.row_count
         if rows is not None and not may_match(expr, stats, rows):
             return _FileDelete(0)
         if rows is not None and _all_match(expr, stats, rows):
@@ -760,7 +1167,8 @@ class DeltaAdapter(LakehouseTable):
         filesystem, inner = split_location(f.path, self.ctx)
         try:
             with filesystem.open_input_file(inner) as fh:
-                pf = pq.ParquetFile(fh)
+                # INT96 in microseconds, Delta's unit: nanoseconds overflow outside 1677..2262
+                pf = pq.ParquetFile(fh, coerce_int96_timestamp_unit="us")
                 stored = set(pf.schema_arrow.names)
                 needed = sorted(c for c in expr.columns() if c not in partition_columns and c in stored)
                 probe = pf.read(columns=needed) if needed else None
@@ -780,7 +1188,7 @@ class DeltaAdapter(LakehouseTable):
                 out_fs.create_dir(out_inner.rsplit("/", 1)[0], recursive=True)
             with out_fs.open_output_stream(out_inner) as out:
                 pq.write_table(kept, out, compression="zstd", write_statistics=True)
-            stats_json = _parquet_stats(target, self.ctx)
+            stats_json = _parquet_stats(target, self.ctx, self._stats_columns())
         except (OSError, pa.ArrowException) as e:
             self._discard([target])
             raise StorageError(f"delete from {self.name}: cannot write {target}: {e}") from e
@@ -871,6 +1279,9 @@ class DeltaAdapter(LakehouseTable):
         return ranges
 
     def version_paths(self, versions: Collection[int] | None = None) -> set[str]:
+        # vacuum and orphan removal delete what this says nothing references: only where lakehouse reads the
+        # whole log (a v2 checkpoint's sidecars it does not)
+        self.check_operation("vacuum")
         lifetimes = self.file_lifetimes()
         if versions is None:
             return set(lifetimes)
@@ -929,36 +1340,124 @@ class DeltaAdapter(LakehouseTable):
         return path.endswith(".parquet") and not self.hidden(path)
 
     def _scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table:
-        table = self._at(snapshot.version if snapshot else None)
+        state = self._at(snapshot.version if snapshot else None)
+        what = f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
         try:
-            ds = table.to_pyarrow_dataset()
-            flt = to_arrow(expr, self.schema, cast=self._view_columns()) if expr is not None else None
-            return ds.to_table(filter=flt, columns=columns)
+            schema, batches = self._read(state, expr, columns)
+            out = pa.Table.from_batches(list(batches), schema=schema)
         except (DeltaError, OSError, pa.ArrowException) as e:
-            raise _translate(
-                e, f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
-            ) from e
+            raise _translate(e, what) from e
+        for c in columns if columns is not None else self.schema.names:
+            if c not in out.column_names:  # added after this version: NULL there
+                out = out.append_column(self.schema.field(c), pa.nulls(out.num_rows, self.schema.field(c).type))
+        return out
 
     def _batches(self, columns: list[str], snapshot: Snapshot | None) -> Iterator[pa.RecordBatch]:
-        table = self._at(snapshot.version if snapshot else None)
+        state = self._at(snapshot.version if snapshot else None)
+        what = f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
         try:
-            ds = table.to_pyarrow_dataset()
-            present = [c for c in columns if c in ds.schema.names]  # an old version may predate some
-            yield from ds.to_batches(columns=present)
+            _, batches = self._read(state, None, columns)
+            yield from batches
         except (DeltaError, OSError, pa.ArrowException) as e:
-            raise _translate(
-                e, f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
-            ) from e
+            raise _translate(e, what) from e
 
-    def _view_columns(self) -> set[str]:
+    def _read(
+        self, state: DeltaTable, expr: Expr | None, columns: list[str] | None
+    ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """The rows of one loaded state (its schema, and a stream of batches), read by lakehouse itself rather than
+        delta-rs's pyarrow dataset, which reads column-mapped files as NULLs, overflows legacy INT96 timestamps
+        and refuses deletion vectors:
+
+        * files are read with pyarrow, INT96 timestamps in microseconds (Delta's unit: 0001-01-01 and 9999-12-31
+          survive exactly), each file's partition values from the log;
+        * with column mapping, columns by their physical names (``delta.columnMapping.physicalName``, nested ones
+          too), returned under the table's names;
+        * rows a deletion vector deletes are left out.
+
+        ``columns`` (the table's names) that this version lacks are left out; None means every column."""
+        import pyarrow.dataset as pds
+
+        self._check(state, "read")
+        logical = _arrow_schema(state)
+        physical = _physical_schema(state, logical)
+        names = [c for c in (columns if columns is not None else logical.names) if logical.get_field_index(c) >= 0]
+        if expr is not None:
+            missing = [c for c in expr.columns() if logical.get_field_index(c) < 0]
+            if missing:
+                from lakehouse.errors import InvalidPredicateError
+
+                raise InvalidPredicateError(f"filter column(s) {', '.join(missing)} do not exist in this version")
+        phys_of = {lf.name: pf.name for lf, pf in zip(logical, physical, strict=True)}
+        out_schema = pa.schema([logical.field(c).remove_metadata() for c in names])
+        deletions = self._deletion_vectors(state)
+        files = self._files_of(state, deletions)
+        if not files:
+            return out_schema, iter(())
+        filesystem, _ = split_location(self.location, self.ctx)
+        fmt = pds.ParquetFileFormat(
+            read_options=pds.ParquetReadOptions(coerce_int96_timestamp_unit="us"),
+            default_fragment_scan_options=pds.ParquetFragmentScanOptions(pre_buffer=True),
+        )
+        partition_columns = list(state.metadata().partition_columns)
+        plain: list[Any] = []
+        masked: list[tuple[Any, pa.BooleanArray]] = []
+        for f in files:
+            condition = pc.scalar(True)
+            for col in partition_columns:
+                field = physical.field(phys_of[col])
+                value = f.partition.get(col)
+                ref = pc.field(field.name)
+                condition = condition & (ref.is_null() if value is None else ref == _typed_scalar(value, field.type))
+            _, inner = split_location(f.path, self.ctx)
+            fragment = fmt.make_fragment(inner, filesystem=filesystem, partition_expression=condition)
+            keep = deletions.get(_path_key(f.path))
+            if keep is None:
+                plain.append(fragment)
+            else:
+                masked.append((fragment, keep))
+        view = {phys_of[c] for c in self._view_columns(state) if c in phys_of}
+        flt = None
+        if expr is not None:
+            flt = to_arrow(_rename_expr(expr, phys_of), _top_level(physical), cast=view)
+        wanted = [phys_of[c] for c in names]
+
+        def relabel(batch: pa.RecordBatch) -> pa.RecordBatch:
+            arrays = []
+            for c, column in zip(names, batch.columns, strict=True):
+                t = logical.field(c).type
+                arrays.append(column if column.type == t else _relabel(column, t))
+            return pa.RecordBatch.from_arrays(arrays, schema=out_schema)
+
+        def stream() -> Iterator[pa.RecordBatch]:
+            if plain:
+                dataset = pds.FileSystemDataset(plain, physical, fmt, filesystem)
+                for batch in dataset.to_batches(columns=wanted, filter=flt):
+                    yield relabel(batch)
+            filter_columns = sorted({phys_of[c] for c in expr.columns()}) if expr is not None else []
+            for fragment, keep in masked:
+                read = list(dict.fromkeys([*wanted, *filter_columns]))
+                data = pds.FileSystemDataset([fragment], physical, fmt, filesystem).to_table(
+                    columns=read, use_threads=False
+                )
+                mask = _full_mask(keep, data.num_rows)
+                data = data.filter(mask)
+                if flt is not None:
+                    data = pds.dataset(data).to_table(filter=flt)
+                for batch in data.select(wanted).to_batches():
+                    yield relabel(batch)
+
+        return out_schema, stream()
+
+    @staticmethod
+    def _view_columns(state: DeltaTable) -> set[str]:
         """Columns that files may hold as Arrow view types (delta-rs's delete and merge write ``string_view`` and
         ``binary_view``): string and binary columns stored in the files. A filter compares them after a cast
         (see :func:`lakehouse.expr.to_arrow`); partition columns come from the log, typed as declared."""
-        schema = self.schema
+        partitions = set(state.metadata().partition_columns)
         return {
-            c
-            for c in self.file_columns()
-            if pa.types.is_string(schema.field(c).type) or pa.types.is_binary(schema.field(c).type)
+            f.name
+            for f in _arrow_schema(state)
+            if f.name not in partitions and (pa.types.is_string(f.type) or pa.types.is_binary(f.type))
         }
 
     def restore(self, as_of: AsOf) -> CommitResult:
@@ -979,10 +1478,224 @@ class DeltaAdapter(LakehouseTable):
         )
 
     def sql_source(self, snapshot: Snapshot | None = None) -> str | None:
-        path = _sql_str(self._uri(self.location))
-        if snapshot is None:
-            return f"delta_scan({path})"
-        return f"delta_scan({path}, version={int(snapshot.version)})"
+        """DuckDB's ``delta_scan`` (delta-kernel: it applies deletion vectors, reads INT96 and column-mapped files).
+        It reads the partition values of a column-mapped table as NULL, so there they come from the log, joined to
+        the rows by file."""
+        from lakehouse.sql import duck_type
+
+        state = self._at(snapshot.version if snapshot else None)
+        try:
+            self._check(state, "read")
+            path = _sql_str(self._uri(self.location))
+            version = f", version={int(snapshot.version)}" if snapshot is not None else ""
+            partitions = list(state.metadata().partition_columns)
+            if _mapping_mode(state) == "none" or not partitions:
+                return f"delta_scan({path}{version})"
+            files = self._files_of(state)
+            logical = _arrow_schema(state)
+        except DeltaError as e:
+            raise _translate(e, f"cannot read {self.name}") from e
+        if not files:
+            return f"delta_scan({path}{version})"
+        base = self.location.rstrip("/") + "/"
+        rows = []
+        for f in files:
+            rel = f.path[len(base) :] if f.path.startswith(base) else f.path.rsplit("/", 1)[-1]
+            values = [
+                f"CAST({'NULL' if f.partition.get(c) is None else _sql_str(_partition_literal(f.partition[c]))} "
+                f"AS {duck_type(logical.field(c).type)})"
+                for c in partitions
+            ]
+            rows.append(f"({_sql_str(rel.rsplit('/', 1)[-1])}, {_sql_str('/' + rel)}, {', '.join(values)})")
+        cols = ", ".join(_quote_ident(c) for c in partitions)
+        return (
+            f"(SELECT s.* EXCLUDE ({cols}), {', '.join('lh_p.' + _quote_ident(c) for c in partitions)} "
+            f"FROM delta_scan({path}{version}, filename = 'lh_file') s "
+            f"JOIN (VALUES {', '.join(rows)}) AS lh_p(lh_base, lh_rel, {cols}) "
+            "ON parse_filename(s.lh_file) = lh_p.lh_base AND ends_with(s.lh_file, lh_p.lh_rel))"
+        )
+
+    def file_schema(self) -> pa.Schema | None:
+        try:
+            self._dt.update_incremental()
+            if _mapping_mode(self._dt) == "none":
+                return None
+            logical = _arrow_schema(self._dt)
+            physical = {lf.name: pf for lf, pf in zip(logical, _physical_schema(self._dt, logical), strict=True)}
+        except DeltaError as e:
+            raise _translate(e, f"cannot read the schema of {self.name}") from e
+        return pa.schema([physical[c] for c in self.schema.names])
+
+
+# ---- reading data files ----------------------------------------------------------------------------------------
+
+PHYSICAL_NAME = "delta.columnMapping.physicalName"
+COLUMN_ID = "delta.columnMapping.id"
+_FIELD_ID = b"PARQUET:field_id"
+
+
+def _own_transform(name: str, meta: Mapping[str, str], partition_columns: Collection[str]) -> bool:
+    """Whether a column is lakehouse's own partition transform (``ts_day`` ...): a generated partition column
+    whose expression is one lakehouse writes for a transform of the column its name says."""
+    if GENERATION not in meta or name not in partition_columns:
+        return False
+    return _transform_of(name, meta[GENERATION]).transform != "identity"
+
+
+def _arrow_schema(state: DeltaTable) -> pa.Schema:
+    """Every column of a loaded state (generated ones too), as delta-rs maps the Delta schema to Arrow, with the
+    Delta field metadata; plain string and binary types at the top level."""
+    arrow = pa.schema(state.schema().to_arrow())
+    return pa.schema([f.with_type(_normalise_type(f.type)) for f in arrow])
+
+
+def _mapping_mode(state: DeltaTable) -> str:
+    config = {str(k).lower(): str(v) for k, v in state.metadata().configuration.items()}
+    return config.get("delta.columnmapping.mode", "none").lower()
+
+
+def _physical_schema(state: DeltaTable, logical: pa.Schema | None = None) -> pa.Schema:
+    """``logical`` (default: the state's schema) as the data files store it: with column mapping, every field
+    (nested ones too) under its physical name, with its column id as Parquet field id; else the same names."""
+    logical = logical if logical is not None else _arrow_schema(state)
+    if _mapping_mode(state) == "none":
+        return pa.schema([f.remove_metadata() for f in logical])
+    return pa.schema([_physical_field(f) for f in logical])
+
+
+def _physical_field(f: pa.Field) -> pa.Field:
+    meta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+    name = meta.get(PHYSICAL_NAME, f.name)
+    ids = {_FIELD_ID: str(meta[COLUMN_ID]).encode()} if COLUMN_ID in meta else None
+    return pa.field(name, _physical_type(f.type), f.nullable, metadata=ids)
+
+
+def _physical_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_struct(t):
+        return pa.struct([_physical_field(t.field(i)) for i in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(_physical_field(t.key_field), _physical_field(t.item_field), keys_sorted=t.keys_sorted)
+    if pa.types.is_large_list(t):
+        return pa.large_list(_physical_field(t.value_field))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(_physical_field(t.value_field), t.list_size)
+    if pa.types.is_list(t):
+        return pa.list_(_physical_field(t.value_field))
+    return t
+
+
+def _physical_names(state: DeltaTable) -> dict[str, str]:
+    """Top-level column name -> the name data files use (itself without column mapping)."""
+    logical = _arrow_schema(state)
+    return {lf.name: pf.name for lf, pf in zip(logical, _physical_schema(state, logical), strict=True)}
+
+
+def _logical_paths(state: DeltaTable) -> dict[str, str]:
+    """Dotted physical path of every (nested struct) field -> its dotted logical path (statistics are keyed so);
+    empty without column mapping."""
+    if _mapping_mode(state) == "none":
+        return {}
+    out: dict[str, str] = {}
+
+    def walk(logical: pa.Field, physical: pa.Field, lprefix: str, pprefix: str) -> None:
+        lpath, ppath = lprefix + logical.name, pprefix + physical.name
+        out[ppath] = lpath
+        if pa.types.is_struct(logical.type):
+            for i in range(logical.type.num_fields):
+                walk(logical.type.field(i), physical.type.field(i), lpath + ".", ppath + ".")
+
+    logical = _arrow_schema(state)
+    for lf, pf in zip(logical, _physical_schema(state, logical), strict=True):
+        walk(lf, pf, "", "")
+    return out
+
+
+def _top_level(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.remove_metadata() for f in schema])
+
+
+def _relabel(column: pa.Array | pa.ChunkedArray, t: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    """``column`` as type ``t``, which differs from its type in nested field names only (a cast would match
+    struct fields by name and read them as NULLs)."""
+    if isinstance(column, pa.ChunkedArray):
+        return pa.chunked_array([c.view(t) for c in column.chunks], type=t)
+    return column.view(t)
+
+
+def _typed_scalar(value: Any, t: pa.DataType) -> pa.Scalar:
+    try:
+        return pa.scalar(value, type=t)
+    except (pa.ArrowException, TypeError, ValueError):
+        return pa.scalar(str(value)).cast(t)
+
+
+def _full_mask(keep: pa.BooleanArray, rows: int) -> pa.BooleanArray:
+    """A deletion vector's keep mask for all ``rows`` of its file (rows past its end are kept)."""
+    if len(keep) >= rows:
+        return keep.slice(0, rows)
+    return pa.concat_arrays([keep, pa.array([True] * (rows - len(keep)), pa.bool_())])
+
+
+def _rename_expr(expr: Expr, names: Mapping[str, str]) -> Expr:
+    """``expr`` over the columns as ``names`` renames them."""
+    if isinstance(expr, And | Or):
+        return type(expr)(tuple(_rename_expr(i, names) for i in expr.items))
+    if isinstance(expr, Not):
+        return Not(_rename_expr(expr.item, names))
+    column = getattr(expr, "column", None)
+    if column is not None and names.get(column, column) != column:
+        return dataclasses.replace(expr, column=names[column])  # type: ignore[type-var]
+    return expr
+
+
+def _path_key(path: str) -> str:
+    """One spelling of a data file's path, whoever spelled it (delta-rs's URIs, the log's encoded paths)."""
+    key = normalize_path(urllib.parse.unquote(path))
+    return key if "://" in key else os.path.normpath(key)
+
+
+_FOOTERS: dict[tuple[str, int], int] = {}
+_FOOTERS_LOCK = threading.Lock()
+
+
+def _footer_rows(files: Sequence[tuple[str, int]], ctx: StorageContext) -> dict[str, int]:
+    """Row counts of Parquet files (path, size) from their footers, for files whose add action has no statistics;
+    remembered per path and size (data files never change)."""
+    import pyarrow.parquet as pq
+
+    out: dict[str, int] = {}
+    todo: list[tuple[str, int]] = []
+    with _FOOTERS_LOCK:
+        for path, size in files:
+            if (path, size) in _FOOTERS:
+                out[path] = _FOOTERS[(path, size)]
+            else:
+                todo.append((path, size))
+    if not todo:
+        return out
+
+    def read(item: tuple[str, int]) -> int:
+        filesystem, inner = split_location(item[0], ctx)
+        try:
+            with filesystem.open_input_file(inner) as fh:
+                return int(pq.ParquetFile(fh).metadata.num_rows)
+        except (OSError, pa.ArrowException) as e:
+            raise StorageError(f"cannot count the rows of {item[0]} (its add action has no statistics): {e}") from e
+
+    if len(todo) == 1:
+        counts = [read(todo[0])]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(16, len(todo))) as pool:
+            counts = list(pool.map(read, todo))
+    with _FOOTERS_LOCK:
+        if len(_FOOTERS) > 200_000:
+            _FOOTERS.clear()
+        for item, n in zip(todo, counts, strict=True):
+            _FOOTERS[item] = n
+            out[item[0]] = n
+    return out
 
 
 @dataclass(frozen=True)
@@ -1001,7 +1714,7 @@ def _exact_stats(f: DataFile, schema: pa.Schema, partition_columns: set[str]) ->
     statistics are widened by a millisecond (Delta truncates them to milliseconds), long strings are left out
     (some writers truncate them at 32 characters), floats and decimals are left out (a JSON number may not be
     the stored value). A column left out here makes the file be read."""
-    rows = f.row_count or None
+    rows = f.row_count
 
     def exact(t: pa.DataType) -> bool:
         return bool(
@@ -1107,8 +1820,9 @@ def _partition_string(v: object) -> str | None:
     return _partition_literal(v)
 
 
-def _parquet_stats(path: str, ctx: StorageContext) -> tuple[int, str]:
-    """(size, Delta stats JSON) of a Parquet file: row count, per-column min/max/null count."""
+def _parquet_stats(path: str, ctx: StorageContext, indexed: Collection[str] | int | None = None) -> tuple[int, str]:
+    """(size, Delta stats JSON) of a Parquet file: row count, per-column min/max/null count for the columns the
+    table collects statistics of (``indexed``: their names, or how many of the first columns; None: all)."""
     import pyarrow.parquet as pq
 
     filesystem, inner = split_location(path, ctx)
@@ -1119,15 +1833,19 @@ def _parquet_stats(path: str, ctx: StorageContext) -> tuple[int, str]:
     maxs: dict[str, Any] = {}
     nulls: dict[str, int] = {}
     arrow = meta.schema.to_arrow_schema()
+    leaf = 0  # Parquet's column chunks are the leaves: a nested column has several, before the next column's
     for i, name in enumerate(arrow.names):
         t = arrow.field(i).type
-        if pa.types.is_nested(t):
+        index, leaf = leaf, leaf + _leaves(t)
+        if isinstance(indexed, int) and index >= indexed:
+            break
+        if pa.types.is_nested(t) or (indexed is not None and not isinstance(indexed, int) and name not in indexed):
             continue
         lo = hi = None
         count = 0
         complete = True
         for g in range(meta.num_row_groups):
-            st = meta.row_group(g).column(i).statistics
+            st = meta.row_group(g).column(index).statistics
             if st is None:
                 complete = False
                 break
@@ -1142,6 +1860,12 @@ def _parquet_stats(path: str, ctx: StorageContext) -> tuple[int, str]:
             mins[name], maxs[name] = _stat_json(lo, t), _stat_json(hi, t)
     stats = {"numRecords": meta.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
     return int(size), json.dumps(stats, default=str)
+
+
+def _leaves(t: pa.DataType) -> int:
+    """How many Parquet leaf columns a column of type ``t`` has."""
+    children = _children(t)
+    return sum(_leaves(c.type) for c in children) if children else 1
 
 
 def _stat_json(v: Any, t: pa.DataType) -> Any:

@@ -16,30 +16,6 @@ from tests.conformance.harness import STEPS, Cli, run_step
 XFAIL: dict[tuple[str, str], str] = {
     **{(w, step): d.COLUMN_MAPPING for w in ("column_mapping_name", "column_mapping_id") for step in STEPS},
     **{("pyarrow_types", step): d.SCHEMA_TYPES for step in STEPS},
-    ("legacy_no_stats", "show"): d.NO_STATS_ROWS,
-    ("legacy_no_stats", "optimize"): d.NO_STATS_ROWS,
-    ("legacy_no_stats", "dedup"): d.NO_STATS_ROWS,
-    ("legacy_no_stats", "zorder"): d.ZORDER_SHORT_STRING,
-    ("int96", "read"): d.INT96_READ,
-    ("int96", "dedup"): d.INT96_READ,
-    ("int96", "vacuum"): d.INT96_READ,
-    ("deletion_vectors", "show"): d.DV_ROWS,
-    ("deletion_vectors", "vacuum"): d.DV_VACUUM,
-    ("deltars_features", "read"): d.GENERATED_COLUMN,
-    ("deltars_features", "optimize"): d.GENERATED_COLUMN,
-    ("deltars_features", "zorder"): d.ZORDER_SHORT_STRING,
-    ("deltars_features", "dedup"): d.GENERATED_COLUMN,
-    ("deltars_features", "vacuum"): d.GENERATED_COLUMN,
-    **{
-        (f, step): d.FEATURE_AS_CONFLICT
-        for f in ("identityColumns", "inCommitTimestamp", "rowTracking", "clustering")
-        for step in ("optimize", "zorder")
-    },
-    **{
-        (f, "dedup"): d.FEATURE_DEDUP_RETRIES
-        for f in ("identityColumns", "inCommitTimestamp", "rowTracking", "clustering")
-    },
-    **{("v2Checkpoint", step): d.READER_FEATURE_RAW for step in ("optimize", "zorder", "dedup")},
 }
 
 # writers whose table uses a feature lakehouse may decline: a refusal naming it is acceptable

@@ -1,0 +1,291 @@
+"""The Delta adapter on tables other writers wrote: exact row counts (footers when the log has no statistics,
+minus deletion vectors), reads of INT96, deletion-vector and column-mapped files, foreign generated columns, and
+the table-feature allow-list checked per operation before anything is written.
+
+Tables come from the conformance suite's writers (hand-assembled logs per the Delta protocol), opened through
+the adapter directly: no catalog, so names the catalog's schema language does not take yet work here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from lakehouse.config import load_settings
+from lakehouse.core import Lakehouse
+from lakehouse.errors import CommitConflictError, UnsupportedOperationError
+from lakehouse.maintenance.planner import CompactionOptions
+from lakehouse.tables.base import OPERATIONS, StorageContext, TableName
+from lakehouse.tables.delta import DeltaAdapter, _parquet_stats
+from tests.conformance import delta_writers as writers
+from tests.conformance.delta_log import DeltaLogWriter
+from tests.conformance.fingerprint import assert_same_rows
+
+NAME = TableName("t", "foreign")
+
+
+def _open(path: Path | str) -> DeltaAdapter:
+    ctx = StorageContext(warehouse=str(Path(path).parent / "wh"), catalog_url="sqlite://")
+    return DeltaAdapter.open(NAME, location=str(path), ctx=ctx)
+
+
+def _reads(table: DeltaAdapter, expected: pa.Table, what: str) -> None:
+    assert_same_rows(table.scan(), expected, f"{what}: scan")
+    assert_same_rows(table.batches().read_all(), expected, f"{what}: batches")
+    assert sum(f.row_count for f in table.files()) == expected.num_rows == table.row_count()
+    assert_same_rows(table.scan(filter="id < 7"), expected.filter(pc.less(expected["id"], 7)), f"{what}: filter")
+
+
+def _sql(table: DeltaAdapter) -> pa.Table:
+    import glob
+
+    import duckdb
+    import duckdb_extension_delta
+
+    ext = glob.glob(os.path.dirname(duckdb_extension_delta.__file__) + "/**/delta.duckdb_extension", recursive=True)
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    con.execute(f"LOAD '{ext[0]}'")
+    return con.execute(f"SELECT * FROM {table.sql_source()}").to_arrow_table()
+
+
+# ---- row counts ------------------------------------------------------------------------------------------------
+
+
+def test_files_without_statistics_count_their_rows_from_the_footer(tmp_path: Path) -> None:
+    foreign = writers.legacy_no_stats(str(tmp_path / "t"))
+    table = _open(foreign.location)
+    counts = {f.path: f.row_count for f in table.files()}
+    assert counts == {p: pq.ParquetFile(p).metadata.num_rows for p in counts}
+    assert all(counts.values()) and sum(counts.values()) == foreign.expected.num_rows
+    _reads(table, foreign.expected, "no statistics")
+
+
+def test_deletion_vectors_are_applied_to_row_counts_and_reads(tmp_path: Path) -> None:
+    foreign = writers.deletion_vectors(str(tmp_path / "t"))
+    table = _open(foreign.location)
+    physical = sum(pq.ParquetFile(f.path).metadata.num_rows for f in table.files())
+    assert physical == foreign.expected.num_rows + 5  # 3 rows deleted inline, 2 by a file
+    _reads(table, foreign.expected, "deletion vectors")
+    assert_same_rows(_sql(table), foreign.expected, "deletion vectors: SQL")
+    for op in ("optimize", "dedup", "delete", "mask"):
+        with pytest.raises(UnsupportedOperationError, match="deletionVectors"):
+            table.check_operation(op)
+    table.check_operation("vacuum")
+
+
+# ---- INT96 -------------------------------------------------------------------------------------------------------
+
+
+def test_int96_timestamps_read_exactly_and_survive_a_delete(tmp_path: Path) -> None:
+    foreign = writers.int96(str(tmp_path / "t"))
+    table = _open(foreign.location)
+    _reads(table, foreign.expected, "INT96")
+    ts = table.scan(columns=["ts"]).column("ts").to_pylist()
+    assert dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC) in ts
+    assert dt.datetime(1, 1, 1, tzinfo=dt.UTC) in ts
+    result = table.delete_rows("id = 1")  # rewrites the file holding it, every other value kept exactly
+    assert result.rows_deleted == 2  # the row and its duplicate
+    expected = foreign.expected.filter(pc.not_equal(foreign.expected["id"], 1))
+    _reads(_open(foreign.location), expected, "INT96 after a delete")
+
+
+# ---- column mapping ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["name", "id"])
+def test_column_mapping_reads_by_physical_name(mode: str, tmp_path: Path) -> None:
+    foreign = writers.DELTA_WRITERS[f"column_mapping_{mode}"](str(tmp_path / "t"))
+    table = _open(foreign.location)
+    assert table.schema.names == foreign.expected.column_names
+    _reads(table, foreign.expected, f"column mapping {mode}")
+    # DuckDB's delta_scan reads column-mapped partition values as NULL: the adapter's SQL source joins the log's
+    assert_same_rows(_sql(table).select(foreign.expected.column_names), foreign.expected, "column mapping: SQL")
+    assert any(f.partition.get("region name") == "eu" for f in table.files())
+    with pytest.raises(UnsupportedOperationError, match="columnMapping"):
+        table.check_delete()
+
+
+# ---- generated columns -------------------------------------------------------------------------------------------
+
+
+def test_foreign_generated_columns_are_columns(tmp_path: Path) -> None:
+    foreign = writers.deltars_features(str(tmp_path / "t"))
+    table = _open(foreign.location)
+    assert "id2" in table.schema.names and table.definition.partitioning == ()
+    _reads(table, foreign.expected, "generated column")
+    table.append(pa.table({"id": [100], "name": ["new"]}))  # delta-rs computes id2
+    assert table.scan(filter="id = 100").column("id2").to_pylist() == [200]
+    with pytest.raises(UnsupportedOperationError, match=r"generatedColumns|checkConstraints"):
+        table.check_operation("mask")
+
+
+# ---- table features ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("feature", sorted(writers.FEATURE_WRITERS))
+def test_unsupported_features_are_refused_by_name_before_anything_is_written(feature: str, tmp_path: Path) -> None:
+    build, _ = writers.FEATURE_WRITERS[feature]
+    foreign = build(str(tmp_path / "t"))
+    table = _open(foreign.location)
+    _reads(table, foreign.expected, feature)
+    for op in ("optimize", "dedup", "delete", "mask"):
+        with pytest.raises(UnsupportedOperationError) as e:
+            table.check_operation(op)
+        assert feature in e.value.message and "concurrent" not in e.value.message and e.value.hint
+    if feature == "v2Checkpoint":  # lakehouse does not read v2 checkpoints' sidecars: it cannot tell garbage
+        with pytest.raises(UnsupportedOperationError, match="v2Checkpoint"):
+            table.version_paths()
+    else:
+        table.check_operation("vacuum")
+        assert table.version_paths()
+
+
+def test_a_protocol_refusal_at_commit_is_not_retried_as_a_lost_race(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the allow-list to let a table through that delta-rs cannot write, the commit's refusal names the feature
+    at once: no retries, no 'concurrent commit'."""
+    foreign = writers.identity_columns(str(tmp_path / "t"))
+    table = _open(foreign.location)
+    monkeypatch.setattr(DeltaAdapter, "_check", lambda self, state, operation: None)
+    attempts = []
+    original = DeltaAdapter._files_of
+    monkeypatch.setattr(DeltaAdapter, "_files_of", lambda self, *a: attempts.append(1) or original(self, *a))
+    files = table.files()
+    attempts.clear()
+    with pytest.raises(UnsupportedOperationError, match="identityColumns") as e:
+        table.replace_files(remove=[files[0].path], add=[], properties={"lakehouse.operation": "compact"})
+    assert not isinstance(e.value, CommitConflictError) and "concurrent" not in e.value.message
+    assert len(attempts) == 1
+
+
+def _log(root: Path, protocol: dict[str, Any], *, configuration: dict[str, str] | None = None) -> Path:
+    w = DeltaLogWriter(str(root))
+    data = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "s": ["a", "b", None]})
+    w.commit([protocol, w.metadata(data.schema, configuration=configuration)], operation="CREATE TABLE")
+    w.commit([w.add(w.write_parquet(data), stats={"numRecords": 3})])
+    return root
+
+
+def test_unknown_reader_features_refuse_reads_and_register(tmp_path: Path) -> None:
+    """delta-rs refuses to load a table with a reader feature it does not know: that is a refusal naming it."""
+    protocol = DeltaLogWriter.protocol(3, 7, reader_features=["futureFeature"], writer_features=["futureFeature"])
+    root = _log(tmp_path / "t", protocol)
+    ctx = StorageContext(warehouse=str(tmp_path / "wh"), catalog_url="sqlite://")
+    with pytest.raises(UnsupportedOperationError, match="futureFeature"):
+        DeltaAdapter.register(NAME, location=str(root), ctx=ctx)
+
+
+def test_unknown_writer_features_refuse_writes_and_vacuum_only(tmp_path: Path) -> None:
+    root = _log(tmp_path / "t", DeltaLogWriter.protocol(1, 7, writer_features=["futureWriterFeature"]))
+    table = _open(root)
+    table.check_operation("read")
+    assert table.scan().num_rows == 3
+    for op in ("optimize", "dedup", "delete", "mask", "vacuum"):
+        with pytest.raises(UnsupportedOperationError, match="futureWriterFeature"):
+            table.check_operation(op)
+
+
+def test_legacy_protocols_imply_features_their_metadata_enables(tmp_path: Path) -> None:
+    # writer version 6 implies identity columns and change data feed, but neither is in use here
+    plain = _open(_log(tmp_path / "a", DeltaLogWriter.protocol(1, 6)))
+    for op in OPERATIONS:
+        plain.check_operation(op)
+    # writer version 2 with delta.appendOnly: compaction yes, removing rows no
+    append_only = _open(_log(tmp_path / "b", DeltaLogWriter.protocol(1, 2), configuration={"delta.appendOnly": "true"}))
+    append_only.check_operation("optimize")
+    for op in ("dedup", "delete", "mask"):
+        with pytest.raises(UnsupportedOperationError, match="appendOnly"):
+            append_only.check_operation(op)
+    # a newer protocol than lakehouse knows
+    with pytest.raises(UnsupportedOperationError, match="reader version 4"):  # delta-rs refuses to load it
+        _open(_log(tmp_path / "c", {"protocol": {"minReaderVersion": 4, "minWriterVersion": 8}}))
+
+
+def test_capabilities_declare_every_feature_per_operation() -> None:
+    features = {f["feature"]: f for f in DeltaAdapter.capabilities.as_dict()["features"]}
+    assert features["columnMapping"]["read"] == "yes" and features["columnMapping"]["optimize"] == "yes"
+    assert features["deletionVectors"]["read"] == "yes"
+    assert features["deletionVectors"]["optimize"].startswith("refused")
+    assert features["v2Checkpoint"]["vacuum"].startswith("refused")
+    assert all(set(OPERATIONS) <= set(f) for f in features.values())
+    json.dumps(DeltaAdapter.capabilities.as_dict())
+
+
+# ---- statistics of files lakehouse writes --------------------------------------------------------------------------
+
+
+def test_statistics_of_a_plain_column_after_a_nested_one_are_its_own(tmp_path: Path) -> None:
+    t = pa.table(
+        {
+            "st": pa.array([{"a": 1, "b": "x"}, None], pa.struct([("a", pa.int32()), ("b", pa.string())])),
+            "n": pa.array([10, 20], pa.int64()),
+            "s": pa.array([None, None], pa.string()),
+        }
+    )
+    pq.write_table(t, tmp_path / "f.parquet")
+    _, text = _parquet_stats(str(tmp_path / "f.parquet"), StorageContext(warehouse=str(tmp_path), catalog_url=""))
+    stats = json.loads(text)
+    assert stats["minValues"]["n"] == 10 and stats["maxValues"]["n"] == 20 and stats["nullCount"]["n"] == 0
+    assert stats["nullCount"]["s"] == 2 and "st" not in stats["nullCount"]
+
+
+# ---- partition values with special characters, through every job --------------------------------------------------
+
+
+def test_partition_values_with_special_characters_through_every_job(tmp_path: Path) -> None:
+    from deltalake import DeltaTable, write_deltalake
+
+    from lakehouse.maintenance.compaction import optimize
+    from lakehouse.maintenance.dedup import dedup
+    from lakehouse.maintenance.retention import vacuum
+
+    root = str(tmp_path / "t")
+    values = ["a b", "a/b", "50%", "x=y", "é", "#?&", "日本", None, "%2F", "__HIVE_DEFAULT_PARTITION__x"]
+    for i in range(3):
+        ids = list(range(i * 20, i * 20 + 20))
+        data = pa.table({"id": pa.array(ids, pa.int64()), "p": [values[j % len(values)] for j in ids]})
+        write_deltalake(root, data, mode="append", partition_by=["p"])
+    write_deltalake(root, DeltaTable(root).to_pyarrow_table().slice(0, 4), mode="append")  # duplicates
+
+    def theirs() -> pa.Table:
+        return DeltaTable(root).to_pyarrow_table()
+
+    lh = Lakehouse(
+        load_settings(config_file=False, warehouse=str(tmp_path / "wh"), catalog_url=f"sqlite:///{tmp_path}/c.db")
+    )
+    try:
+        lh.register_table("t.p", location=root, format="delta")
+        table = lh.table("t.p")
+        assert_same_rows(table.scan(), theirs(), "register")
+        assert_same_rows(lh.query("SELECT * FROM t.p").table, theirs(), "query")
+        result = optimize(lh, "t.p", CompactionOptions(min_input_files=2))
+        assert result.rows_in == result.rows_out == 64 and len(result.partitions) == len(values)
+        assert_same_rows(table.scan(), theirs(), "optimize")
+        done = dedup(lh, "t.p", keys=["id"], dry_run=False)
+        assert done.rows_removed == 4 and theirs().num_rows == 60
+        assert_same_rows(table.scan(), theirs(), "dedup")
+        deleted = table.delete_rows("p = 'a/b' OR p = '50%'")
+        assert deleted.rows_deleted == 12 and theirs().num_rows == 48
+        vacuum(lh, "t.p", retain="0s", dry_run=False)
+        assert_same_rows(table.scan(), theirs(), "vacuum")
+        assert_same_rows(lh.query("SELECT * FROM t.p").table, theirs(), "query after all")
+    finally:
+        lh.close()
+
+
+def test_statistics_follow_the_tables_data_skipping_settings(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"a": [1, 2], "b": [3, 4], "c": ["x", "y"]}), tmp_path / "f.parquet")
+    ctx = StorageContext(warehouse=str(tmp_path), catalog_url="")
+    for indexed, columns in ((None, {"a", "b", "c"}), (1, {"a"}), (2, {"a", "b"}), ({"c"}, {"c"})):
+        stats = json.loads(_parquet_stats(str(tmp_path / "f.parquet"), ctx, indexed)[1])
+        assert set(stats["nullCount"]) == set(stats["minValues"]) == columns and stats["numRecords"] == 2
+    foreign = writers.deltars_options(str(tmp_path / "t"))  # delta.dataSkippingNumIndexedCols = 1
+    assert _open(foreign.location)._stats_columns() == 1
