@@ -453,6 +453,16 @@ def rewrite_files(
                 else rows
             )
             field_ids = layout.field_ids
+            stored = layout.stored
+            if stored is not None:  # written under the names the files use (Delta column mapping)
+                query = (
+                    "SELECT "
+                    + ", ".join(
+                        f"{_relabel(_q(c), schema.field(c).type, stored.field(i).type)} AS {_q(stored.field(i).name)}"
+                        for i, c in enumerate(names)
+                    )
+                    + f" FROM ({query})"
+                )
             # files near the target size: rows per file from the inputs' bytes per row (zstd output is
             # usually no larger than the inputs), in whole row groups
             rows_per_file = max(1, int(options.target_file_size / bytes_per_row)) if bytes_per_row else 1 << 62
@@ -484,6 +494,12 @@ def rewrite_files(
                     if done
                     else f"(SELECT * FROM ({rows}) WHERE false)"
                 )
+                if stored is not None and done:  # read back under the table's names
+                    renamed = ", ".join(
+                        f"{_relabel(_q(stored.field(i).name), stored.field(i).type, schema.field(c).type)} AS {_q(c)}"
+                        for i, c in enumerate(names)
+                    )
+                    out = f"(SELECT {renamed} FROM {out})"
                 verify(
                     con, read=f"({rows})", written=out, schema=schema, columns=names, what=f"rewrite of {table.name}"
                 )
@@ -526,6 +542,9 @@ class FileLayout:
     field_ids: str
     """DuckDB's FIELD_IDS option for the files written, every nested field included (empty when the format
     has no field ids)."""
+    stored: pa.Schema | None = None
+    """The columns as the files written must name them (nested fields too), where that is not the table's names
+    (Delta column mapping: physical names); None: the table's names."""
 
 
 _FIELD_ID = b"PARQUET:field_id"
@@ -558,8 +577,19 @@ def file_layout(
         why = duck_inexact(declared.field(c).type)
         if why:
             raise UnsupportedOperationError(f"cannot rewrite column {c!r} of table {table.name}: {why}")
-    _check_delta_stats(table, declared)
     schema = pa.schema([declared.field(c) for c in columns])
+    stored_schema = table.file_schema()
+    if stored_schema is not None:  # the files name columns and nested fields otherwise (Delta column mapping)
+        physical = {f.name: pf for f, pf in zip(declared, stored_schema, strict=True)}
+        present = {n for path in inputs for n in _file_schema(path, output_ctx or table.ctx).names}
+        renamed = {
+            c: _relabel(_q(physical[c].name), physical[c].type, declared.field(c).type)
+            if physical[c].name in present
+            else _null(declared.field(c).type)
+            for c in columns
+        }
+        ids_option = "{" + ", ".join(f"{_q(physical[c].name)}: {_ids_option(physical[c])}" for c in columns) + "}"
+        return FileLayout([(list(inputs), renamed)], schema, ids_option, pa.schema([physical[c] for c in columns]))
     ids = table.field_ids()
     if not ids:  # by name; a column no input file holds (added since) reads as NULL of its type
         present = {n for path in inputs for n in _file_schema(path, output_ctx or table.ctx).names}
@@ -724,28 +754,32 @@ def _has_ids(f: pa.Field) -> bool:
     return False
 
 
-def _check_delta_stats(table: LakehouseTable, schema: pa.Schema) -> None:
-    """Refuse a Delta rewrite that would commit wrong file statistics.
-
-    The Delta adapter's statistics of new files (``_parquet_stats`` in :mod:`lakehouse.tables.delta`) read
-    Parquet column chunk *i* for top-level column *i*; after a nested column (several leaf columns) the
-    indexes no longer match, so plain columns after it get another column's null counts and bounds, and a
-    reader trusting them (delta-rs) reads the column as NULL. Until that is fixed there, rewrites of such
-    tables are refused."""
-    from lakehouse.errors import UnsupportedOperationError
-
-    if table.format != "delta":
-        return
-    nested = None
-    for f in schema:
-        if pa.types.is_nested(f.type):
-            nested = nested or f.name
-        elif nested is not None:
-            raise UnsupportedOperationError(
-                f"cannot rewrite Delta table {table.name}: column {f.name!r} follows the nested column {nested!r}, "
-                "and the Delta adapter's file statistics would describe it wrongly",
-                hint="rewrites of Delta tables whose nested columns come last work",
-            )
+def _relabel(expr: str, source: pa.DataType, target: pa.DataType, depth: int = 0) -> str:
+    """SQL turning ``expr`` of type ``source`` into ``target``, the same type under other nested field names
+    (DuckDB casts structs by name)."""
+    if pa.types.is_struct(target):
+        kids = [(source.field(i), target.field(i)) for i in range(target.num_fields)]
+        parts = [f"{_q(t.name)} := {_relabel(f'({expr}).{_q(s.name)}', s.type, t.type, depth + 1)}" for s, t in kids]
+        if all(
+            s.name == t.name and p.endswith(f"({expr}).{_q(s.name)}") for (s, t), p in zip(kids, parts, strict=True)
+        ):
+            return expr
+        return f"CASE WHEN ({expr}) IS NULL THEN NULL ELSE struct_pack({', '.join(parts)}) END"
+    if pa.types.is_map(target):
+        var = f"lh_kv{depth}"
+        key = _relabel(f"{var}.key", source.key_type, target.key_type, depth + 1)
+        value = _relabel(f"{var}.value", source.item_type, target.item_type, depth + 1)
+        if key == f"{var}.key" and value == f"{var}.value":
+            return expr
+        return (
+            f"map_from_entries(list_transform(map_entries({expr}), lambda {var}: "
+            f"struct_pack(key := {key}, value := {value})))"
+        )
+    if pa.types.is_list(target) or pa.types.is_large_list(target) or pa.types.is_fixed_size_list(target):
+        var = f"lh_e{depth}"
+        inner = _relabel(var, source.value_type, target.value_type, depth + 1)
+        return expr if inner == var else f"list_transform({expr}, lambda {var}: {inner})"
+    return expr
 
 
 def _has_float(t: pa.DataType) -> bool:

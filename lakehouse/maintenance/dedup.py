@@ -137,7 +137,11 @@ def plan_dedup(
                 + ", ".join(_s(p) for p in by_path)
                 + "], hive_partitioning = false, union_by_name = true, filename = true, file_row_number = true)"
             )
-            inner = ", ".join(_q(c) for c in needed if c in in_files)
+            stored = table.file_schema()  # the files' own column names (Delta column mapping)
+            physical = dict(zip(table.schema.names, stored.names, strict=True)) if stored is not None else {}
+            inner = ", ".join(
+                f"{_q(physical[c])} AS {_q(c)}" if c in physical else _q(c) for c in needed if c in in_files
+            )
             select = f"SELECT filename AS file, file_row_number AS row{', ' + inner if inner else ''} FROM {src}"
             if outside:
                 constants = pa.table(

@@ -17,11 +17,6 @@ REGISTER_COMMITS_FIRST = (
     "a refused register commits the catalog row first (core.py:Lakehouse.register_table -> catalog.add_table "
     "stores the schema, then get_table fails to parse it): table list and health fail afterwards"
 )
-COLUMN_MAPPING = (
-    "Delta column mapping (name/id): the Delta adapter reads and rewrites column-mapped tables (physical names and "
-    "field ids, tests/unit/test_delta_foreign_reads.py), but the catalog's schema language refuses their logical "
-    "names ('region name') and struct columns (lakehouse/schema.py via governance/catalog.py)"
-)
 ICEBERG_TRANSFORMS = (
     "register refuses Iceberg bucket/truncate partitions: 'partition transform bucket[4] is not supported' "
     "(tables/iceberg.py:_transform_name)"

@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance import defects as d
 from tests.conformance.delta_writers import DELTA_WRITERS, FEATURE_WRITERS
 from tests.conformance.harness import STEPS, Cli, run_step
 
 # (writer, step) -> the product defect that makes it fail today; each turns into a failure once fixed
-XFAIL: dict[tuple[str, str], str] = {
-    **{(w, step): d.COLUMN_MAPPING for w in ("column_mapping_name", "column_mapping_id") for step in STEPS},
-    **{("pyarrow_types", step): d.SCHEMA_TYPES for step in STEPS},
-}
+XFAIL: dict[tuple[str, str], str] = {}
 
 # writers whose table uses a feature lakehouse may decline: a refusal naming it is acceptable
 MAY_REFUSE = {"deletion_vectors": ("deletionVectors", "deletion vector")}

@@ -20,7 +20,6 @@ from lakehouse.maintenance.planner import CompactionOptions
 from lakehouse.schema import format_type, parse_partitioning, parse_schema
 from tests.cli.test_cli import run, run_json
 
-# plain columns first, nested ones last (see _check_delta_stats in lakehouse/maintenance/compaction.py)
 SPEC = (
     "id:int64 not null, region:string, `first name`:string, `a.b`:int64, ü:string, 1st:int32, `q\"u'ote`:string, "
     "`it``s`:bool, d:decimal(38,9), raw:binary, "
@@ -147,21 +146,21 @@ def test_nested_columns_and_awkward_names_end_to_end(wh_lh: Any, fmt: str) -> No
         optimize(lh, "odd.t", CompactionOptions(zorder=("s",)))
 
 
-def test_delta_rewrite_with_a_plain_column_after_a_nested_one_is_exact_or_refused(lh: Lakehouse) -> None:
-    """The Delta adapter's statistics of rewritten files index leaf columns as if they were top-level ones: a
-    rewrite is refused by name rather than commit statistics that make a plain column read as NULL."""
-    schema = parse_schema("id:int64 not null, s:struct<a: int64, b: list<string>>, d:decimal(38,9)")
+def test_delta_rewrite_with_a_plain_column_after_a_nested_one_is_exact(lh: Lakehouse) -> None:
+    """The statistics of rewritten Delta files describe each column by its own Parquet leaf, also after a nested
+    column (several leaves): a plain column after one is neither refused nor read as NULL."""
+    schema = parse_schema("id:int64 not null, s:struct<a: int64, b: list<string>>, d:decimal(38,9), n:int64")
     table = lh.create_table("odd.after", schema=schema, format="delta")
-    rows = [{"id": i, "s": {"a": i, "b": ["x"]}, "d": decimal.Decimal(f"{i}.5")} for i in range(20)]
+    rows = [{"id": i, "s": {"a": i, "b": ["x"]}, "d": decimal.Decimal(f"{i}.5"), "n": i * 3} for i in range(20)]
     for k in range(3):
         table.append(pa.Table.from_pylist(rows[k::3], schema=schema))
     expected = contents(table)
-    try:
-        optimize(lh, "odd.after", CompactionOptions(target_file_size=64 << 20))
-    except LakehouseError as e:
-        assert "'d' follows the nested column 's'" in str(e)
-        assert len(lh.table("odd.after").files()) == 3
-    assert contents(lh.table("odd.after")) == expected
+    optimize(lh, "odd.after", CompactionOptions(target_file_size=64 << 20))
+    after = lh.table("odd.after")
+    assert len(after.files()) == 1 and contents(after) == expected
+    (lo, hi, nulls) = after.files()[0].stats["n"]
+    assert (lo, hi, nulls) == (0, 57, 0)
+    assert contents(after) == expected and after.scan(filter="n >= 30").num_rows == 10
 
 
 def test_ingest_nested_json_records(lh: Lakehouse, fmt: str) -> None:

@@ -21,6 +21,7 @@ import pytest
 from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
 from lakehouse.errors import CommitConflictError, UnsupportedOperationError
+from lakehouse.maintenance.compaction import rewrite_files
 from lakehouse.maintenance.planner import CompactionOptions
 from lakehouse.tables.base import OPERATIONS, StorageContext, TableName
 from lakehouse.tables.delta import DeltaAdapter, _parquet_stats
@@ -110,6 +111,55 @@ def test_column_mapping_reads_by_physical_name(mode: str, tmp_path: Path) -> Non
     assert any(f.partition.get("region name") == "eu" for f in table.files())
     with pytest.raises(UnsupportedOperationError, match="columnMapping"):
         table.check_delete()
+
+
+@pytest.mark.parametrize("mode", ["name", "id"])
+@pytest.mark.parametrize("zorder", [(), ("id", "full name")])
+def test_column_mapping_rewrites_keep_physical_names_and_ids(
+    mode: str, zorder: tuple[str, ...], tmp_path: Path
+) -> None:
+    foreign = writers.DELTA_WRITERS[f"column_mapping_{mode}"](str(tmp_path / "t"))
+    table = _open(foreign.location)
+    lh = Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"), catalog_url="sqlite://"))
+    try:
+        groups: dict[str, list[Any]] = {}
+        for f in table.files():
+            groups.setdefault(repr(sorted(f.partition.items())), []).append(f)
+        add: list[str] = []
+        partitions: dict[str, dict[str, Any]] = {}
+        for i, files in enumerate(groups.values()):
+            out = rewrite_files(
+                lh,
+                table,
+                [f.path for f in files],
+                f"{foreign.location}/lh-test-{i}",
+                CompactionOptions(zorder=zorder),
+                columns=table.file_columns(),
+                expected_rows=sum(f.row_count for f in files),
+            )
+            add += out
+            partitions.update({p: dict(files[0].partition) for p in out})
+        stored = table.file_schema()
+        assert stored is not None
+        physical = {f.name for f in stored}
+        for path in add:
+            schema = pq.ParquetFile(path).schema_arrow
+            assert set(schema.names) <= physical and "id" not in schema.names
+            assert all(f.metadata and b"PARQUET:field_id" in f.metadata for f in schema)
+        table.replace_files(
+            remove=[f.path for fs in groups.values() for f in fs],
+            add=add,
+            partitions=partitions,
+            properties={"lakehouse.operation": "zorder" if zorder else "compact"},
+        )
+    finally:
+        lh.close()
+    after = _open(foreign.location)
+    assert len(after.files()) == len(groups)
+    _reads(after, foreign.expected, "column mapping after a rewrite")
+    assert_same_rows(_sql(after).select(foreign.expected.column_names), foreign.expected, "after a rewrite: SQL")
+    stats = after.files()[0].stats
+    assert "id" in stats and not any(k.startswith("col-") for k in stats)  # logged by physical name, read back
 
 
 # ---- generated columns -------------------------------------------------------------------------------------------
@@ -289,3 +339,56 @@ def test_statistics_follow_the_tables_data_skipping_settings(tmp_path: Path) -> 
         assert set(stats["nullCount"]) == set(stats["minValues"]) == columns and stats["numRecords"] == 2
     foreign = writers.deltars_options(str(tmp_path / "t"))  # delta.dataSkippingNumIndexedCols = 1
     assert _open(foreign.location)._stats_columns() == 1
+
+
+def test_a_column_mapped_table_through_every_job(tmp_path: Path) -> None:
+    """delta-rs's own column-mapped table (name mode, partitioned) registered, optimized, Z-ordered, deduplicated and
+    vacuumed; each step checked against delta-rs's DataFusion reader, which reads column mapping."""
+    from deltalake import DeltaTable, QueryBuilder, write_deltalake
+
+    from lakehouse.maintenance.compaction import optimize
+    from lakehouse.maintenance.dedup import dedup
+    from lakehouse.maintenance.retention import vacuum
+
+    root = str(tmp_path / "t")
+    for i in range(4):
+        ids = list(range(i * 10, i * 10 + 10))
+        data = pa.table(
+            {
+                "id": pa.array(ids, pa.int64()),
+                "v": [f"v{j % 4}" for j in ids],
+                "p": [("x", "y", None)[j % 3] for j in ids],
+            }
+        )
+        write_deltalake(
+            root, data, mode="append", partition_by=["p"], configuration={"delta.columnMapping.mode": "name"}
+        )
+    write_deltalake(
+        root, pa.table({"id": pa.array([1, 2], pa.int64()), "v": ["v1", "v2"], "p": ["y", None]}), mode="append"
+    )
+
+    def theirs() -> pa.Table:
+        return pa.table(QueryBuilder().register("t", DeltaTable(root)).execute("SELECT * FROM t").read_all())
+
+    lh = Lakehouse(
+        load_settings(config_file=False, warehouse=str(tmp_path / "wh"), catalog_url=f"sqlite:///{tmp_path}/c.db")
+    )
+    try:
+        lh.register_table("t.cm", location=root, format="delta")
+        table = lh.table("t.cm")
+        assert_same_rows(table.scan(), theirs(), "register")
+        assert_same_rows(lh.query("SELECT * FROM t.cm").table, theirs(), "query")
+        assert optimize(lh, "t.cm", CompactionOptions(min_input_files=2)).rows_out == 42
+        assert_same_rows(table.scan(), theirs(), "optimize")
+        table.append(pa.table({"id": pa.array([3], pa.int64()), "v": ["v3"], "p": ["x"]}))
+        assert optimize(lh, "t.cm", CompactionOptions(min_input_files=1, zorder=("v", "id"))).rows_out == 43
+        assert_same_rows(table.scan(), theirs(), "zorder")
+        assert dedup(lh, "t.cm", keys=["id"], dry_run=False).rows_removed == 3 and theirs().num_rows == 40
+        assert_same_rows(table.scan(), theirs(), "dedup")
+        vacuum(lh, "t.cm", retain="0s", dry_run=False)
+        assert_same_rows(table.scan(), theirs(), "vacuum")
+        assert_same_rows(lh.query("SELECT * FROM t.cm").table, theirs(), "query after all")
+        for f in table.files():
+            assert not {"id", "v"} & set(pq.ParquetFile(f.path).schema_arrow.names)
+    finally:
+        lh.close()
