@@ -194,6 +194,11 @@ _FEATURES: dict[str, FeatureSupport] = {
         ),
         FeatureSupport("timestampNtz"),
         FeatureSupport(
+            "timestampNanos",
+            notes="nanosecond timestamps; delta-rs stores appended values truncated to microseconds, so appends of "
+            "values finer than that are refused",
+        ),
+        FeatureSupport(
             "v2Checkpoint",
             refused={
                 **_writes_refused("delta-rs, through which lakehouse commits, writes classic checkpoints only"),
@@ -268,6 +273,7 @@ _READER_FEATURES = frozenset(
         "columnMapping",
         "deletionVectors",
         "timestampNtz",
+        "timestampNanos",
         "v2Checkpoint",
         "typeWidening",
         "typeWidening-preview",
@@ -675,6 +681,20 @@ class DeltaAdapter(LakehouseTable):
 
     # ---- data ----------------------------------------------------------------------------------------
 
+    def _check_nanoseconds(self, data: pa.Table) -> None:
+        """delta-rs truncates nanosecond timestamps to microseconds when it writes them (also into a
+        ``timestamp_nanos`` column): refuse values it would change rather than store others."""
+        for f in data.schema:
+            if pa.types.is_timestamp(f.type) and f.type.unit == "ns":
+                try:
+                    data.column(f.name).cast(pa.timestamp("us", tz=f.type.tz), safe=True)
+                except pa.ArrowInvalid:
+                    raise SchemaMismatchError(
+                        f"column {f.name!r} of {self.name} holds timestamps finer than a microsecond, which delta-rs "
+                        "would store truncated; nothing was written",
+                        hint="round them to microseconds first",
+                    ) from None
+
     def _generated_to_compute(self, data: pa.Table) -> pa.Table:
         """``data`` without the generated columns (another writer's) it holds no value of: delta-rs computes them
         (and checks the values it is given)."""
@@ -690,6 +710,7 @@ class DeltaAdapter(LakehouseTable):
 
     def _append(self, data: pa.Table, *, properties: dict[str, str], checkpoints: dict[str, int]) -> CommitResult:
         txns = [Transaction(app_id=source, version=int(position)) for source, position in checkpoints.items()]
+        self._check_nanoseconds(data)
         data = self._generated_to_compute(data)
         try:
             write_deltalake(
@@ -716,6 +737,7 @@ class DeltaAdapter(LakehouseTable):
         self, data: pa.Table, *, keys: list[str], properties: dict[str, str], checkpoints: dict[str, int]
     ) -> CommitResult:
         txns = [Transaction(app_id=source, version=int(position)) for source, position in checkpoints.items()]
+        self._check_nanoseconds(data)
         data = self._generated_to_compute(data)
         predicate = " AND ".join(f"t.{_quote_ident(k)} = s.{_quote_ident(k)}" for k in keys)
         delay = 0.02

@@ -20,7 +20,7 @@ import pytest
 
 from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
-from lakehouse.errors import CommitConflictError, UnsupportedOperationError
+from lakehouse.errors import CommitConflictError, SchemaMismatchError, UnsupportedOperationError
 from lakehouse.maintenance.compaction import rewrite_files
 from lakehouse.maintenance.planner import CompactionOptions
 from lakehouse.tables.base import OPERATIONS, StorageContext, TableName
@@ -390,5 +390,20 @@ def test_a_column_mapped_table_through_every_job(tmp_path: Path) -> None:
         assert_same_rows(lh.query("SELECT * FROM t.cm").table, theirs(), "query after all")
         for f in table.files():
             assert not {"id", "v"} & set(pq.ParquetFile(f.path).schema_arrow.names)
+    finally:
+        lh.close()
+
+
+def test_nanoseconds_delta_rs_would_truncate_are_refused(tmp_path: Path) -> None:
+    lh = Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"), catalog_url="sqlite://"))
+    try:
+        schema = pa.schema([("id", pa.int64()), ("t", pa.timestamp("ns", tz="UTC"))])
+        table = lh.create_table("t.ns", schema=schema, format="delta")
+        with pytest.raises(SchemaMismatchError, match="finer than a microsecond"):
+            table.append(pa.table({"id": [1], "t": pa.array([1001], pa.timestamp("ns", tz="UTC"))}))
+        assert not table.files()
+        table.append(pa.table({"id": [1], "t": pa.array([1000], pa.timestamp("ns", tz="UTC"))}))
+        assert table.scan().column("t").cast(pa.int64()).to_pylist() == [1000]
+        table.check_operation("optimize")  # timestampNanos: lakehouse's own tables use it
     finally:
         lh.close()
