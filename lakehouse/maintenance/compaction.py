@@ -156,6 +156,8 @@ def optimize(
         result.engine = spark.describe()
     if dry_run or not plan.picked:
         return result
+    if spark is None:
+        table.check_rewrite()  # before anything is written: what the rewrite cannot read right is refused by name
     params = {**_params(options, partition_filter), **result.engine}
     job = lh.catalog.start_job("optimize", table=table.name, params=params, actor=lh.actor)
     result.job_id = job
@@ -412,13 +414,18 @@ def rewrite_files(
             schema = layout.schema
             consts = dict(constants or {})
             names = logical
+            # a format that keeps some of a file's rows or values beside it (Iceberg: position deletes, identity
+            # partition values kept in metadata only, files without field ids) reads its files itself
+            own = table.rewrite_source(con, [_duck_path(p) for p in inputs], names)
             parts = []
-            for paths, select in layout.groups:
+            for paths, select in layout.groups if own is None else [([], {})]:
                 # the columns come from the files themselves, never from directory names (hive_partitioning
                 # off); columns a format keeps out of its files (Delta partition columns) are given as
                 # constants; union_by_name: files written before a column was added read it as NULL
                 src = (
-                    "read_parquet(["
+                    f"({own})"
+                    if own is not None
+                    else "read_parquet(["
                     + ", ".join(_s(_duck_path(p)) for p in paths)
                     + "], hive_partitioning = false, union_by_name = true"
                     + (", filename = true, file_row_number = true)" if drop_rows is not None else ")")
@@ -426,7 +433,7 @@ def rewrite_files(
                 cols = ", ".join(
                     f"{_constant(consts[c], schema.field(c).type)} AS {_q(c)}"
                     if c in consts
-                    else f"{select[c]} AS {_q(c)}"
+                    else f"{select.get(c, _q(c))} AS {_q(c)}"
                     for c in names
                 )
                 part = f"SELECT {cols} FROM {src}"

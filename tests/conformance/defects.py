@@ -5,10 +5,6 @@ ZORDER_SHORT_STRING = (
     "Z-order key: DuckDB ord('') is -1 and CAST(-1 AS UBIGINT) fails for a string shorter than the key's bytes "
     "(maintenance/compaction.py:zorder_expression)"
 )
-ZORDER_BEFORE_CHECKS = (
-    "Z-order rewrites before it checks the table (features, deletion vectors, delete files) and dies in the "
-    "Z-order key (ord('')) instead of refusing by name (maintenance/compaction.py:_rewrite_partition)"
-)
 NO_STATS_ROWS = (
     "Delta files without statistics count 0 rows (tables/delta.py:DeltaAdapter._files_of: num_records or 0): "
     "table show rows=0, optimize commits then fails 'changed the row count 0 -> N', dedup 'would remove -1 rows'"
@@ -52,32 +48,4 @@ FEATURE_DEDUP_RETRIES = (
 READER_FEATURE_RAW = (
     "a table with an unsupported reader feature (v2Checkpoint) registers, then jobs die with a raw "
     "DeltaProtocolError traceback (tables/delta.py: DeltaError not translated outside open/_scan)"
-)
-ICEBERG_TRANSFORMS = (
-    "register refuses Iceberg bucket/truncate partitions: 'partition transform bucket[4] is not supported' "
-    "(tables/iceberg.py:_transform_name)"
-)
-EQUALITY_DELETES = (
-    "equality deletes: pyiceberg's raw ValueError 'does not yet support equality deletes' escapes from scans "
-    "and jobs (tables/iceberg.py:_scan/files); neither read nor refused by name"
-)
-DELETE_FILE_ROWS = (
-    "table show counts rows removed by position deletes (tables/iceberg.py:files uses record_count, ignoring "
-    "delete files)"
-)
-DEDUP_IGNORES_DELETES = (
-    "dedup ranks rows hidden by position deletes as duplicates and removes live updated rows, then commits "
-    "(maintenance/dedup.py:plan_dedup reads raw data files; silent data loss)"
-)
-RENAMED_COLUMN = (
-    "optimize/dedup of an Iceberg table with a renamed column write NULLs for it: DuckDB read_parquet matches "
-    "by name, not field id (maintenance/compaction.py:rewrite_files; silent data loss)"
-)
-METADATA_PARTITION = (
-    "identity partition values that live only in metadata (add_files): optimize writes NULL for the column "
-    "(union_by_name), dedup fails 'Referenced column \"day\" not found' (maintenance/compaction.py:rewrite_files)"
-)
-FILES_OUTSIDE_LOCATION = (
-    "data files outside the table location (add_files): queries fail with DuckDB 'Permission Error' "
-    "(sql/engine.py allowed paths), vacuum and health fail 'not where the listing shows' (retention.py)"
 )
