@@ -1238,15 +1238,27 @@ def _plan_snapshot(table: Table, snapshot_id: int) -> _Plan | None:
     if snap is None:
         return None
     equality: list[Any] = []
+    data: list[tuple[int, Any]] = []  # (data sequence number, file)
 
     def keep(entry: Any) -> bool:
         if entry.data_file.content == DataFileContent.EQUALITY_DELETES:
-            equality.append(entry.data_file)
+            equality.append(entry)
             return False
+        if entry.data_file.content == DataFileContent.DATA:
+            data.append((entry.sequence_number or 0, entry.data_file))
         return True
 
     tasks = tuple(scan._manifest_planner.plan_files(snap.manifests(table.io), manifest_entry_filter=keep))
-    return _Plan(snapshot_id, tasks, tuple(equality))
+    specs = table.specs()
+
+    def applies(e: Any) -> bool:
+        """An equality delete applies to data files of an older data sequence number, in its partition (or in
+        every partition when its spec is unpartitioned); once every such file is rewritten it is dangling."""
+        seq, f = e.sequence_number or 0, e.data_file
+        glob = specs[f.spec_id].is_unpartitioned()
+        return any(s < seq and (glob or (d.spec_id == f.spec_id and d.partition == f.partition)) for s, d in data)
+
+    return _Plan(snapshot_id, tasks, tuple(e.data_file for e in equality if applies(e)))
 
 
 class _DeleteManifestWriter:
