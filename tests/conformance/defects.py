@@ -17,10 +17,6 @@ SCHEMA_TYPES = (
     "the catalog's schema language has no int8/int16/struct/list/map (lakehouse/schema.py:parse_type via "
     "governance/catalog.py) so register/create refuse such tables"
 )
-REGISTER_COMMITS_FIRST = (
-    "a refused register commits the catalog row first (core.py:Lakehouse.register_table -> catalog.add_table "
-    "stores the schema, then get_table fails to parse it): table list and health fail afterwards"
-)
 COLUMN_MAPPING = (
     "Delta column mapping (name/id) is not supported: register refuses the logical names ('invalid column "
     "name'); delta-rs's pyarrow dataset would read mapped columns as NULLs (tables/delta.py:definition/_scan)"

@@ -11,7 +11,6 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tests.conformance import defects as d
 from tests.conformance.harness import TABLE, Cli, tree_digest
 
 
@@ -63,10 +62,7 @@ WRITERS: dict[str, tuple[str, Callable[[str], None]]] = {
     "iceberg_bucket_partition": ("iceberg", _iceberg_bucket),
 }
 
-XFAIL: dict[str, str] = {
-    "delta_struct_column": d.REGISTER_COMMITS_FIRST,
-    "delta_int8_column": d.REGISTER_COMMITS_FIRST,
-}
+XFAIL: dict[str, str] = {}
 
 
 def _cases() -> list[object]:

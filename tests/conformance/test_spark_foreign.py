@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance import defects as d
 from tests.conformance.harness import Cli, run_steps
 from tests.conformance.spark_writers import SPARK_WRITERS, SparkWriter
 
@@ -16,9 +15,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 # writer -> {step: the product defect that makes it fail today}; a listed step must fail (strict) and ends the
 # run as an expected failure; each turns into a failure once fixed
-XFAIL: dict[str, dict[str, str]] = {
-    "nested_types": {"register": d.SCHEMA_TYPES},
-}
+XFAIL: dict[str, dict[str, str]] = {}
 
 # tables with delete files lakehouse cannot rewrite: a refusal naming them is expected of the jobs that rewrite
 MAY_REFUSE = {
