@@ -114,6 +114,10 @@ EQUALITY_DELETES_HINT = (
 _POS_DELETE_FILE_PATH, _POS_DELETE_POS = "file_path", "pos"  # the columns of a position delete file (spec)
 
 
+_OUTSIDE: dict[tuple[str, int | None], tuple[str, ...]] = {}
+"""(metadata file, snapshot id) -> directories outside the table location its files live in."""
+
+
 @dataclass(frozen=True)
 class _Plan:
     """The live files of one snapshot: pyiceberg's scan tasks (data files with the position delete files that
@@ -600,11 +604,18 @@ class IcebergAdapter(LakehouseTable):
         return sorted(dirs)
 
     def read_locations(self) -> list[str]:
+        self._table.refresh()
         out = [self.location]
         for key in ("write.data.path", "write.object-storage.path", "write.folder-storage.path"):
             if value := self._table.properties.get(key):
                 out.append(_plain_location(value))
-        return out + self._outside_directories(self._plan())
+        # every query asks: planning a snapshot reads its manifests, so what a snapshot needs is remembered
+        snap_key = (str(self._table.metadata_location), self._table.metadata.current_snapshot_id)
+        if snap_key not in _OUTSIDE:
+            if len(_OUTSIDE) > 256:
+                _OUTSIDE.clear()
+            _OUTSIDE[snap_key] = tuple(self._outside_directories(self._plan())) if snap_key[1] is not None else ()
+        return out + list(_OUTSIDE[snap_key])
 
     def rewrite_source(self, con: Any, paths: Sequence[str], columns: Sequence[str]) -> str:
         """Files are read by field id (nested fields too, as :func:`lakehouse.maintenance.compaction.file_layout`
