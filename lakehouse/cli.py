@@ -239,7 +239,7 @@ def _table_summary(lh: Lakehouse, name: str, predicate: str | None = None) -> di
         "versions": len(snaps),
         "files": len(files),
         "bytes": sum(f.size_bytes for f in files),
-        "rows": sum(f.row_count for f in files),
+        "rows": table.live_rows(files),
         "partitions": len(partitions),
         "health": file_health(table, files=files, predicate=predicate),
         "pii": lh.catalog.pii_tags(record.name),
@@ -378,6 +378,8 @@ def table_register(
     with _lh(ctx) as lh:
         table = lh.register_table(name, location=location, format=format)
         record = lh.table_record(table.name)
+        for limitation in table.limitations():
+            _warn(limitation)
     if json_:
         _print_json(record.as_dict())
     else:

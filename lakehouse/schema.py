@@ -1,8 +1,8 @@
 """Schemas and partitioning in a format-neutral form (pyarrow), plus checks on incoming data.
 
 A schema spec is the text form the CLI takes: ``"id:int64 not null, ts:timestamp, country:string"``.
-A partition spec is a comma list of identity columns and transforms of a timestamp column:
-``"day(ts), country"``.
+A partition spec is a comma list of identity columns, transforms of a timestamp column and Iceberg's
+``bucket(N, col)`` / ``truncate(W, col)``: ``"day(ts), country, bucket(16, id)"``.
 
 **Type strings.** Every Arrow type a Delta or Iceberg table can hold has one canonical text form
 (:func:`format_type`) that :func:`parse_type` turns back into the same Arrow type
@@ -47,8 +47,11 @@ import pyarrow.compute as pc
 
 from lakehouse.errors import InvalidSchemaError, SchemaMismatchError
 
-Transform = Literal["identity", "year", "month", "day", "hour"]
-TRANSFORMS: tuple[Transform, ...] = ("identity", "year", "month", "day", "hour")
+Transform = Literal["identity", "year", "month", "day", "hour", "bucket", "truncate"]
+TRANSFORMS: tuple[Transform, ...] = ("identity", "year", "month", "day", "hour", "bucket", "truncate")
+TIME_TRANSFORMS = frozenset({"year", "month", "day", "hour"})
+WIDTH_TRANSFORMS = frozenset({"bucket", "truncate"})
+"""Transforms with a parameter (Iceberg only): ``bucket(N, col)``, ``truncate(W, col)``."""
 
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -553,18 +556,29 @@ def check_storable(schema: pa.Schema) -> None:
 
 @dataclass(frozen=True)
 class PartitionField:
-    """One partition column: an identity column or a time transform of a timestamp/date column."""
+    """One partition column: an identity column, a time transform of a timestamp/date column, or (Iceberg) a
+    ``bucket``/``truncate`` of a column with its ``width`` (number of buckets, truncation width)."""
 
     column: str
     transform: Transform = "identity"
+    width: int | None = None
 
     @property
     def name(self) -> str:
-        """The partition field's name: the column for identity, ``<column>_<transform>`` otherwise."""
+        """The partition field's name: the column for identity, ``<column>_<transform>`` otherwise (Iceberg's
+        ``<column>_bucket`` / ``<column>_trunc``)."""
+        if self.transform == "truncate":
+            return f"{self.column}_trunc"
         return self.column if self.transform == "identity" else f"{self.column}_{self.transform}"
+
+    @property
+    def is_time(self) -> bool:
+        return self.transform in TIME_TRANSFORMS
 
     def __str__(self) -> str:
         column = quote_name(self.column)
+        if self.transform in WIDTH_TRANSFORMS:
+            return f"{self.transform}({self.width}, {column})"
         return column if self.transform == "identity" else f"{self.transform}({column})"
 
 
@@ -583,13 +597,21 @@ def parse_partitioning(spec: str | Sequence[str] | None) -> tuple[PartitionField
             name = p.name()
             if p.accept("("):
                 transform = name.lower()
-                if transform not in TRANSFORMS or transform == "identity":
+                width: int | None = None
+                if transform in WIDTH_TRANSFORMS:  # bucket(N, col), truncate(W, col)
+                    raw = p.name()
+                    if not raw.isdigit() or int(raw) < 1:
+                        raise p.fail(f"the width of {transform}() must be a whole number of at least 1")
+                    width = int(raw)
+                    p.expect(",")
+                elif transform not in TIME_TRANSFORMS:
                     raise InvalidSchemaError(
-                        f"unknown partition transform {name!r}", hint="use year(), month(), day() or hour()"
+                        f"unknown partition transform {name!r}",
+                        hint="use year(), month(), day(), hour(), bucket(N, col) or truncate(W, col)",
                     )
                 column = p.name()
                 p.expect(")")
-                out.append(PartitionField(column, transform))
+                out.append(PartitionField(column, transform, width))  # type: ignore[arg-type]
             else:
                 out.append(PartitionField(name))
             if not p.at_end():
@@ -608,6 +630,8 @@ def validate_partitioning(schema: pa.Schema, partitioning: Sequence[PartitionFie
         if pf.transform == "identity":
             if pa.types.is_floating(t) or pa.types.is_binary(t) or pa.types.is_nested(t):
                 raise InvalidSchemaError(f"cannot partition by {pf.column!r} of type {type_name(t)}")
+        elif pf.transform in WIDTH_TRANSFORMS:
+            _check_width_transform(pf, t)
         elif not (pa.types.is_timestamp(t) or pa.types.is_date(t)):
             raise InvalidSchemaError(
                 f"{pf.transform}({pf.column}) needs a timestamp or date column, {pf.column!r} is {type_name(t)}"
@@ -619,6 +643,18 @@ def validate_partitioning(schema: pa.Schema, partitioning: Sequence[PartitionFie
         if pf.transform != "identity" and schema.get_field_index(pf.name) >= 0:
             raise InvalidSchemaError(f"partition field {pf.name!r} clashes with a column of that name")
         names.add(pf.name)
+
+
+def _check_width_transform(pf: PartitionField, t: pa.DataType) -> None:
+    """Iceberg's bucket accepts ints, longs, decimals, dates, times, timestamps, strings and binary; truncate
+    ints, longs, decimals, strings and binary."""
+    if pf.width is None or pf.width < 1:
+        raise InvalidSchemaError(f"{pf.transform}({pf.column}) needs a width: {pf.transform}(N, {pf.column})")
+    ok = pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_string(t) or pa.types.is_binary(t)
+    if pf.transform == "bucket":
+        ok = ok or pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_time(t)
+    if not ok:
+        raise InvalidSchemaError(f"cannot partition by {pf}: {pf.column!r} is {type_name(t)}")
 
 
 def validate_keys(schema: pa.Schema, keys: Sequence[str]) -> None:

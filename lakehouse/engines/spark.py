@@ -569,6 +569,8 @@ class SparkEngine:
             "min-input-files": str(options.min_input_files),
             "partial-progress.enabled": "false",  # one commit, like the local engine's
             "rewrite-all": "true" if options.zorder else "false",
+            # a file with a delete file (position or equality) is rewritten with its deletes applied
+            "delete-file-threshold": "1",
         }
         if not options.zorder:
             spark_options["min-file-size-bytes"] = str(options.small_threshold)
@@ -606,6 +608,11 @@ class SparkEngine:
                     term = e.isNull(pf.column)
                 elif pf.transform == "identity":
                     term = e.equal(pf.column, _java_literal(value))
+                elif pf.transform == "bucket":  # Iceberg binds a transform term: bucket(col, n) = value
+                    term = e.equal(e.bucket(pf.column, int(pf.width or 0)), int(value))
+                elif pf.transform == "truncate":
+                    t_value = int(value) if pa.types.is_integer(t) else _java_literal(value)
+                    term = e.equal(e.truncate(pf.column, int(pf.width or 0)), t_value)
                 else:
                     low, high = time_range(pf.transform, str(value))
                     term = getattr(e, "and")(

@@ -178,6 +178,7 @@ def mask_table(
             f"no masking policy for {table.name}", hint="give --column COL --policy hash|redact|partial|null|generalize"
         )
     check_partition_sources(table, effective)
+    table.check_rewrite(raw=True)  # masking rewrites each file as it is: deletes beside it would be lost
     outside = [c for c in effective if c not in table.file_columns()]
     if outside:
         raise InvalidInputError(f"cannot mask column(s) {', '.join(outside)} in place: they are not in the data files")

@@ -101,6 +101,7 @@ def _check(table: LakehouseTable, keys: Sequence[str], order: str | None) -> Non
         raise InvalidInputError(f"unknown column(s) {', '.join(unknown)} in table {table.name}")
     if not table.capabilities.file_replace:
         raise UnsupportedOperationError(f"{table.format} tables cannot swap files, so lakehouse cannot dedup them")
+    table.check_rewrite()  # before planning: a plan over files it cannot read right would name the wrong rows
 
 
 def plan_dedup(
@@ -132,8 +133,12 @@ def plan_dedup(
             extensions=("httpfs",) if lh.ctx.credentials is not None else (),
         )
         try:
+            # Iceberg: columns by field id, rows its position deletes remove left out (they are nobody's duplicate)
+            own = table.rewrite_source(con, list(by_path), [c for c in needed if c in in_files])
             src = (
-                "read_parquet(["
+                f"({own})"
+                if own is not None
+                else "read_parquet(["
                 + ", ".join(_s(p) for p in by_path)
                 + "], hive_partitioning = false, union_by_name = true, filename = true, file_row_number = true)"
             )

@@ -69,7 +69,10 @@ def _checked_listing(lh: Lakehouse, table: LakehouseTable) -> list[ObjectInfo]:
 
     The current files are read *before* the listing: a writer that commits between the two adds files the
     listing may not have yet, which is no disagreement (and must not fail a job beside live ingestion)."""
-    current = {f.path for f in table.files()} if table.snapshots() else set()
+    root = table.location.rstrip("/") + "/"
+    # files a table keeps outside its location (Iceberg's add_files) are not in the listing, and retention never
+    # deletes them: only the files under the location must be where the listing shows them
+    current = {f.path for f in table.files() if f.path.startswith(root)} if table.snapshots() else set()
     listing = list_files(table.location, lh.ctx)
     listed = {f.path for f in listing}
     missing = sorted(current - listed)
@@ -457,7 +460,7 @@ def _time_column(table: LakehouseTable, column: str | None) -> str:
             raise InvalidInputError(f"--column {column}: no such column in {table.name}")
         col = column
     else:
-        timed = [p.column for p in table.definition.partitioning if p.transform != "identity"]
+        timed = [p.column for p in table.definition.partitioning if p.is_time]
         timed += [
             p.column
             for p in table.definition.partitioning

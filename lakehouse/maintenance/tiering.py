@@ -117,13 +117,14 @@ def _time_source(table: LakehouseTable, policy: TierPolicy) -> tuple[str, str | 
     """(time column, partition field name, transform) that dates a file."""
     definition = table.definition
     schema = definition.schema
-    timed = [p for p in definition.partitioning if p.transform != "identity"]
+    timed = [p for p in definition.partitioning if p.is_time]
     column = policy.column or (timed[0].column if timed else None)
     if column is None:
         dated = [
             p
             for p in definition.partitioning
-            if pa.types.is_date(schema.field(p.column).type) or pa.types.is_timestamp(schema.field(p.column).type)
+            if p.transform == "identity"
+            and (pa.types.is_date(schema.field(p.column).type) or pa.types.is_timestamp(schema.field(p.column).type))
         ]
         if not dated:
             raise InvalidInputError(
@@ -134,7 +135,7 @@ def _time_source(table: LakehouseTable, policy: TierPolicy) -> tuple[str, str | 
     if schema.get_field_index(column) < 0:
         raise InvalidInputError(f"tiering.column {column} is not a column of {table.name}")
     for p in definition.partitioning:
-        if p.column == column:
+        if p.column == column and (p.is_time or p.transform == "identity"):  # not bucket/truncate of it
             return column, p.name, p.transform if p.transform != "identity" else "day"
     return column, None, None
 
@@ -384,6 +385,7 @@ def _rewrite_into_tier(
 
     if not table.capabilities.file_replace:
         raise UnsupportedOperationError(f"{table.format} tables cannot swap files; use tiering.method=storage-class")
+    table.check_rewrite()  # before anything is written
     rows = sum(f.rows for f in files)
     size = sum(f.size for f in files)
     options = CompactionOptions(

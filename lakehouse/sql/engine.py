@@ -245,7 +245,8 @@ class SqlEngine:
         rewritten, views = rewrite(sql, pinned)
         allowlist.check_sql(rewritten, tables=views)
         tables = {name: resolve(name) for name, _ in views.values()}
-        db = self._acquire([t.location for t in tables.values()])
+        # where each table's files are: its location, and directories outside it that the format records
+        db = self._acquire([loc for t in tables.values() for loc in t.read_locations()])
         try:
             cursor = db.con.cursor()
         except BaseException:

@@ -644,6 +644,33 @@ class LakehouseTable(ABC):
     def row_count(self, *, as_of: AsOf | None = None) -> int:
         return sum(f.row_count for f in self.files(as_of=as_of))
 
+    def live_rows(self, files: Sequence[DataFile]) -> int:
+        """The rows of the current version, whose live files are ``files`` (each file's ``row_count`` is its
+        live rows; a format whose deletes metadata cannot attribute to files counts them otherwise)."""
+        return sum(f.row_count for f in files)
+
+    def check_rewrite(self, *, raw: bool = False) -> None:
+        """Raise :class:`UnsupportedOperationError`, naming the table feature and what to do, when lakehouse's
+        rewrites (compaction, Z-order, dedup, tiering, masking in place) cannot rewrite this table correctly;
+        ``raw``: the rewrite reads the data files as they are, without :meth:`rewrite_source` (masking in
+        place). Jobs call it before they write anything."""
+        return None
+
+    def limitations(self) -> list[str]:
+        """What lakehouse cannot do with this table and why (printed as warnings when it is registered)."""
+        return []
+
+    def rewrite_source(self, con: Any, paths: Sequence[str], columns: Sequence[str]) -> str | None:
+        """A DuckDB relation (SQL, on ``con``) of exactly the live rows of the data files ``paths`` of the current
+        version, with ``columns`` under the table's names and declared types, plus ``filename`` (the path as
+        given) and ``file_row_number``; for formats whose files cannot be read by column name alone (Iceberg:
+        field ids, partition values kept in metadata, position deletes). None: read the files by name."""
+        return None
+
+    def read_locations(self) -> list[str]:
+        """Directories a reader needs: the table location, and where the format keeps files outside it."""
+        return [self.location]
+
     def file_columns(self) -> list[str]:
         """Columns stored inside data files (Delta keeps partition columns in the log only)."""
         return list(self.schema.names)

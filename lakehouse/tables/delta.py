@@ -484,6 +484,11 @@ class DeltaAdapter(LakehouseTable):
             if pf.transform == "identity":
                 partition_by.append(pf.column)
                 continue
+            if pf.transform not in _EXPRESSIONS:  # bucket(N, c), truncate(W, c): Iceberg's transforms
+                raise InvalidSchemaError(
+                    f"Delta tables cannot partition by {pf}: Delta has no {pf.transform} transform",
+                    hint="partition by identity columns or year/month/day/hour of a time column, or use Iceberg",
+                )
             if pf.column != pf.column.lower():
                 raise InvalidSchemaError(
                     f"Delta cannot partition by {pf} because delta-rs lower-cases column names in generated "

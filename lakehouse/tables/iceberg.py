@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
 import pyarrow as pa
@@ -33,7 +34,7 @@ from lakehouse.errors import (
     VersionNotFoundError,
 )
 from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, coerce
-from lakehouse.schema import PartitionField, validate_keys, validate_partitioning
+from lakehouse.schema import WIDTH_TRANSFORMS, PartitionField, validate_keys, validate_partitioning
 from lakehouse.storage import delete_tree, list_files, normalize_path
 from lakehouse.tables.base import (
     AsOf,
@@ -41,6 +42,7 @@ from lakehouse.tables.base import (
     CommitResult,
     DataFile,
     DeleteResult,
+    FeatureSupport,
     LakehouseTable,
     Snapshot,
     StorageContext,
@@ -64,13 +66,17 @@ try:
     from pyiceberg.exceptions import (
         ValidationError as IcebergValidationError,
     )
+    from pyiceberg.manifest import DataFileContent, FileFormat
     from pyiceberg.table import Table
     from pyiceberg.transforms import (
+        BucketTransform,
         DayTransform,
         HourTransform,
         IdentityTransform,
         MonthTransform,
         Transform,
+        TruncateTransform,
+        VoidTransform,
         YearTransform,
     )
 except ImportError as e:  # pragma: no cover - exercised only without the extra
@@ -100,6 +106,27 @@ _TRANSFORMS: dict[str, type[Transform[Any, Any]]] = {
     "hour": HourTransform,
 }
 T = TypeVar("T")
+
+EQUALITY_DELETES_HINT = (
+    "compact it with an engine that applies equality deletes first, e.g. Spark: CALL <catalog>.system."
+    "rewrite_data_files(table => '<table>', options => map('delete-file-threshold', '1')), or `lakehouse optimize "
+    "<table> --engine spark`"
+)
+_POS_DELETE_FILE_PATH, _POS_DELETE_POS = "file_path", "pos"  # the columns of a position delete file (spec)
+
+
+_OUTSIDE: dict[tuple[str, int | None], tuple[str, ...]] = {}
+"""(metadata file, snapshot id) -> directories outside the table location its files live in."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The live files of one snapshot: pyiceberg's scan tasks (data files with the position delete files that
+    apply to them) and the equality delete files (pyiceberg 0.12 refuses to plan those; collected instead)."""
+
+    snapshot_id: int | None
+    tasks: tuple[Any, ...]
+    equality: tuple[Any, ...]
 
 
 _catalogs: dict[StorageContext, Catalog] = {}
@@ -178,11 +205,64 @@ class IcebergAdapter(LakehouseTable):
             "restore moves the current-snapshot pointer (rollback); no new snapshot is written",
             "compaction, z-order and orphan removal are provided by lakehouse, not pyiceberg",
         ),
+        features=(
+            FeatureSupport("format v1, v2"),
+            FeatureSupport(
+                "partition transforms identity, year, month, day, hour, bucket[N], truncate[W]",
+                refused={
+                    "mask": "in place, a partition source column cannot be masked (its files' partition "
+                    "values would hold the raw value)"
+                },
+                notes="each rewritten file keeps its partition",
+            ),
+            FeatureSupport(
+                "schema evolution (added, renamed, widened, dropped columns)",
+                notes="rewrites match columns by field id",
+            ),
+            FeatureSupport(
+                "position deletes (merge-on-read)",
+                refused={"mask": "masking rewrites each file as it is; the deletes beside it would be lost"},
+                hint="compact the table first (lakehouse optimize applies the deletes)",
+                notes="rows counted after them; rewrites apply them and retire the delete files that only "
+                "referenced rewritten files",
+            ),
+            FeatureSupport(
+                "equality deletes",
+                refused=dict.fromkeys(
+                    ("optimize", "dedup", "delete", "mask"),
+                    "pyiceberg 0.12 cannot apply equality deletes, so a rewrite would revive deleted rows",
+                ),
+                hint=EQUALITY_DELETES_HINT,
+                notes="read through DuckDB's iceberg_scan",
+            ),
+            FeatureSupport(
+                "data files outside the table location (add_files, migrated tables)",
+                notes="SQL may read their directories; identity partition values kept only in metadata are "
+                "written into rewritten files; retention never deletes files outside the location",
+            ),
+            FeatureSupport(
+                "files without field ids (add_files of plain Parquet)",
+                notes="columns resolved by the table's name mapping (schema.name-mapping.default), else by name",
+            ),
+            FeatureSupport(
+                "delete files other than Parquet position deletes (format v3 deletion vectors)",
+                refused=dict.fromkeys(
+                    ("optimize", "dedup", "mask"),
+                    "lakehouse applies Parquet position deletes only; a rewrite would revive deleted rows",
+                ),
+            ),
+        ),
     )
 
     def __init__(self, name: TableName, location: str, ctx: StorageContext, table: Table) -> None:
         super().__init__(name, location, ctx)
         self._table = table
+        self._plans: dict[int, _Plan] = {}
+        """Plans by snapshot id (a snapshot never changes)."""
+        self._positions: dict[str, dict[str, list[int]]] = {}
+        """Position delete file -> data file -> deleted row positions (delete files never change)."""
+        self._applied: dict[str, frozenset[str]] = {}
+        """Data file -> the position delete files a rewrite source applied to it (checked at commit)."""
 
     @classmethod
     def release(cls, ctx: StorageContext) -> None:
@@ -223,7 +303,7 @@ class IcebergAdapter(LakehouseTable):
             if definition.partitioning:
                 with txn.update_spec() as spec:
                     for pf in definition.partitioning:
-                        spec.add_field(pf.column, _TRANSFORMS[pf.transform](), pf.name)  # type: ignore[call-arg]
+                        spec.add_field(pf.column, _transform_of(pf), pf.name)
             txn.commit_transaction()
             table = catalog.load_table((name.namespace, name.table))
         except TableAlreadyExistsError as e:
@@ -293,9 +373,10 @@ class IcebergAdapter(LakehouseTable):
         iceberg_schema = self._table.schema()
         parts = []
         for pf in spec.fields:
+            if isinstance(pf.transform, VoidTransform):
+                continue  # a dropped partition field (format v1): partitions nothing
             source = iceberg_schema.find_column_name(pf.source_id)
-            transform = _transform_name(pf.transform)
-            parts.append(PartitionField(str(source), transform))  # type: ignore[arg-type]
+            parts.append(_partition_field(str(source), pf.transform))
         props = {k: v for k, v in self._table.properties.items() if not k.startswith(CHECKPOINT_PREFIX)}
         keys = tuple(k for k in props.pop(KEYS_PROPERTY, "").split(",") if k)
         return TableDefinition(schema=schema, partitioning=tuple(parts), keys=keys, properties=props)
@@ -372,35 +453,255 @@ class IcebergAdapter(LakehouseTable):
             self._table.refresh()
             if self._table.current_snapshot() is None:
                 return []
-        specs = self._table.specs()
         schema = self._table.schema()
         out: list[DataFile] = []
-        try:
-            tasks = list(self._table.scan(snapshot_id=snap.snapshot_id if snap else None).plan_files())
-        except OSError as e:
-            raise VersionNotFoundError(f"cannot read the file list of {self.name}: {e}") from e
-        for task in tasks:
+        for task in self._plan(snap.snapshot_id if snap else None).tasks:
             f = task.file
-            spec = specs[f.spec_id]
-            partition: dict[str, Any] = {}
-            for i, pf in enumerate(spec.fields):
-                value = f.partition[i]
-                source_type = schema.find_type(pf.source_id)
-                partition[pf.name] = (
-                    value
-                    if isinstance(pf.transform, IdentityTransform)
-                    else pf.transform.to_human_string(source_type, value)
-                )
             out.append(
                 DataFile(
                     path=_plain_location(f.file_path),
                     size_bytes=int(f.file_size_in_bytes),
-                    row_count=int(f.record_count),
-                    partition=partition,
+                    # the file's live rows: its rows less those its position deletes remove
+                    row_count=int(f.record_count) - len(self._deleted_positions(task)),
+                    partition=self._human_partition(f),
                     stats=_column_stats(f, schema),
                 )
             )
         return out
+
+    def _human_partition(self, f: Any) -> dict[str, Any]:
+        """A data file's partition values as :meth:`files` reports them: identity values in their column's type
+        (a date as a date), transforms as Iceberg prints them (``2024-01-01`` for a day, the bucket number)."""
+        spec = self._table.specs()[f.spec_id]
+        schema = self._table.schema()
+        partition: dict[str, Any] = {}
+        for i, pf in enumerate(spec.fields):
+            value = f.partition[i]
+            try:
+                source_type = schema.find_type(pf.source_id)
+            except ValueError:  # the source column was dropped since
+                partition[pf.name] = value
+                continue
+            if isinstance(pf.transform, IdentityTransform):
+                partition[pf.name] = _python_value(value, source_type)
+            elif value is None or isinstance(pf.transform, VoidTransform):
+                partition[pf.name] = None
+            else:
+                partition[pf.name] = pf.transform.to_human_string(source_type, value)
+        return partition
+
+    # ---- planning, deletes, how files are read ----------------------------------------------------------------
+
+    def _plan(self, snapshot_id: int | None = None) -> _Plan:
+        """The live files of the current snapshot (or of ``snapshot_id``); equality delete files are collected
+        (pyiceberg 0.12 raises on them while planning)."""
+        if snapshot_id is None:
+            self._table.refresh()
+            current = self._table.metadata.current_snapshot_id
+            if current is None:
+                return _Plan(None, (), ())
+            snapshot_id = current
+        if snapshot_id in self._plans:
+            return self._plans[snapshot_id]
+        try:
+            plan = _plan_snapshot(self._table, snapshot_id)
+        except OSError as e:
+            raise VersionNotFoundError(f"cannot read the file list of {self.name}: {e}") from e
+        if plan is None:
+            raise VersionNotFoundError(f"table {self.name} has no snapshot {snapshot_id}")
+        if len(self._plans) > 8:
+            self._plans.clear()
+        self._plans[snapshot_id] = plan
+        return plan
+
+    def _deleted_positions(self, task: Any) -> set[int]:
+        """The row positions of ``task``'s data file that its position delete files remove."""
+        out: set[int] = set()
+        path = _plain_location(task.file.file_path)
+        for d in task.delete_files:
+            if d.content == DataFileContent.POSITION_DELETES:
+                out.update(self._positions_of(d).get(path, ()))
+        return out
+
+    def _positions_of(self, delete_file: Any) -> dict[str, list[int]]:
+        """Data file -> deleted positions of one position delete file (read once per adapter)."""
+        key = str(delete_file.file_path)
+        if key in self._positions:
+            return self._positions[key]
+        if delete_file.file_format != FileFormat.PARQUET:
+            raise UnsupportedOperationError(
+                f"{self.name} has a {delete_file.file_format} delete file ({key}): lakehouse reads Parquet "
+                "position deletes only (format v3 deletion vectors are not supported)"
+            )
+        import pyarrow.parquet as pq
+
+        try:
+            with self._table.io.new_input(key).open() as fh:
+                t = pq.read_table(fh, columns=[_POS_DELETE_FILE_PATH, _POS_DELETE_POS])
+        except (OSError, pa.ArrowException) as e:
+            raise StorageError(f"cannot read the position delete file {key} of {self.name}: {e}") from e
+        found: dict[str, list[int]] = {}
+        for p, pos in zip(
+            t.column(_POS_DELETE_FILE_PATH).to_pylist(), t.column(_POS_DELETE_POS).to_pylist(), strict=True
+        ):
+            found.setdefault(_plain_location(p), []).append(int(pos))
+        self._positions[key] = found
+        return found
+
+    def live_rows(self, files: Sequence[DataFile]) -> int:
+        plan = self._plan()
+        if plan.equality:  # which rows equality deletes remove, only reading tells
+            return self._duckdb_count(None)
+        return sum(f.row_count for f in files)
+
+    def row_count(self, *, as_of: AsOf | None = None) -> int:
+        snap = self.snapshot(as_of) if as_of is not None else None
+        if self._plan(snap.snapshot_id if snap else None).equality:
+            return self._duckdb_count(snap)
+        return super().row_count(as_of=as_of)
+
+    def check_rewrite(self, *, raw: bool = False) -> None:
+        plan = self._plan()
+        if plan.equality:
+            raise UnsupportedOperationError(
+                f"{self.name} has {len(plan.equality)} equality delete file(s): lakehouse rewrites files with "
+                "DuckDB and pyiceberg 0.12, which cannot apply equality deletes, so a rewrite would revive "
+                "deleted rows; nothing was written",
+                hint=EQUALITY_DELETES_HINT.replace("<table>", str(self.name)),
+            )
+        for task in plan.tasks:
+            for d in task.delete_files:
+                self._positions_of(d)  # refuses delete files other than Parquet position deletes
+                if raw:
+                    raise UnsupportedOperationError(
+                        f"{self.name} has position delete files (merge-on-read): this job rewrites data files "
+                        "as they are and would revive deleted rows; nothing was written",
+                        hint=f"compact the table first: `lakehouse optimize {self.name}` applies the deletes",
+                    )
+
+    def check_delete(self) -> None:
+        if self._plan().equality:
+            raise UnsupportedOperationError(
+                f"{self.name} has equality delete files: pyiceberg 0.12 cannot delete rows of such a table",
+                hint=EQUALITY_DELETES_HINT.replace("<table>", str(self.name)),
+            )
+
+    def limitations(self) -> list[str]:
+        plan = self._plan()
+        out = []
+        if plan.equality:
+            out.append(
+                f"{self.name} has {len(plan.equality)} equality delete file(s): reads apply them (through "
+                "DuckDB), but optimize, Z-order, dedup, tiering, masking in place and row deletes are refused "
+                "until it is compacted by an engine that applies them; "
+                + EQUALITY_DELETES_HINT.replace("<table>", str(self.name))
+            )
+        outside = self._outside_directories(plan)
+        if outside:
+            out.append(
+                f"{self.name} has data files outside its location (in {', '.join(outside[:3])}"
+                + (" ..." if len(outside) > 3 else "")
+                + "): queries may read there, rewrites write new files under the location, and retention never "
+                "deletes the files outside it"
+            )
+        return out
+
+    def _outside_directories(self, plan: _Plan) -> list[str]:
+        """Directories outside the table location holding its live data or delete files: each file's directory,
+        less the Hive-style ``key=value`` levels at its end (so one per adopted table, not per partition)."""
+        root = self.location.rstrip("/") + "/"
+        dirs: set[str] = set()
+        paths = [t.file.file_path for t in plan.tasks] + [d.file_path for t in plan.tasks for d in t.delete_files]
+        for raw in paths + [e.file_path for e in plan.equality]:
+            path = _plain_location(str(raw))
+            if path.startswith(root):
+                continue
+            parts = path.rsplit("/", 1)[0].split("/")
+            while len(parts) > 2 and "=" in parts[-1]:
+                parts.pop()
+            dirs.add("/".join(parts))
+        return sorted(dirs)
+
+    def read_locations(self) -> list[str]:
+        self._table.refresh()
+        out = [self.location]
+        for key in ("write.data.path", "write.object-storage.path", "write.folder-storage.path"):
+            if value := self._table.properties.get(key):
+                out.append(_plain_location(value))
+        # every query asks: planning a snapshot reads its manifests, so what a snapshot needs is remembered
+        snap_key = (str(self._table.metadata_location), self._table.metadata.current_snapshot_id)
+        if snap_key not in _OUTSIDE:
+            if len(_OUTSIDE) > 256:
+                _OUTSIDE.clear()
+            _OUTSIDE[snap_key] = tuple(self._outside_directories(self._plan())) if snap_key[1] is not None else ()
+        return out + list(_OUTSIDE[snap_key])
+
+    def rewrite_source(self, con: Any, paths: Sequence[str], columns: Sequence[str]) -> str:
+        """Files are read by field id (nested fields too, as :func:`lakehouse.maintenance.compaction.file_layout`
+        matches them), files without ids through the table's name mapping (``schema.name-mapping.default``,
+        else by name); a column an identity partition keeps only in metadata (``add_files`` of Hive-style
+        directories) is the file's partition value; rows the files' position deletes remove are left out.
+        Refuses what it cannot read correctly (equality deletes)."""
+        from lakehouse.maintenance.compaction import _match
+        from lakehouse.sql import duck_type
+
+        self.check_rewrite()
+        plan = self._plan()
+        by_path = {_plain_location(t.file.file_path): t for t in plan.tasks}
+        schema = self._table.schema()
+        declared = self.schema
+        fields = [(schema.find_field(c), declared.field(c)) for c in columns]
+        mapping = self._table.metadata.name_mapping()
+        groups: dict[str, tuple[list[str], list[str]]] = {}
+        deleted_files: list[str] = []
+        deleted_pos: list[int] = []
+        for given in paths:
+            duck = _duck_path(given)
+            task = by_path.get(_plain_location(given))
+            if task is None:
+                raise CommitConflictError(
+                    f"{given} is no longer a live file of {self.name}: a concurrent commit removed it; plan again"
+                )
+            stored = _parquet_schema(self._table.io, str(task.file.file_path))
+            by_id = {_field_id(f): f for f in stored if _field_id(f) is not None}
+            constants = self._metadata_values(task.file, schema)
+            exprs = []
+            for ice_field, arrow_field in fields:
+                if by_id:
+                    found = by_id.get(ice_field.field_id)
+                else:  # no field ids: the name mapping, else the column's name
+                    names = _mapped_names(mapping, ice_field.field_id) or [ice_field.name]
+                    found = next((stored.field(n) for n in names if stored.get_field_index(n) >= 0), None)
+                t = duck_type(arrow_field.type)
+                if found is None:  # not in this file: the partition value kept in metadata, or NULL (added since)
+                    value = _sql_literal(constants.get(ice_field.field_id), ice_field.field_type)
+                    exprs.append(f"CAST({value} AS {t}) AS {_ident(arrow_field.name)}")
+                    continue
+                _, rename = _match(arrow_field.type, found.type, f"{self.name}.{arrow_field.name}")
+                value = rename(_ident(found.name))
+                if not pa.types.is_nested(arrow_field.type):
+                    value = f"CAST({value} AS {t})"  # widened since the file was written (int -> long, ...)
+                exprs.append(f"{value} AS {_ident(arrow_field.name)}")
+            select = ", ".join([*exprs, "filename", "file_row_number"])
+            groups.setdefault(select, ([], exprs))[0].append(duck)
+            positions = self._deleted_positions(task)
+            deleted_files.extend([duck] * len(positions))
+            deleted_pos.extend(sorted(positions))
+            self._applied[_plain_location(given)] = _position_deletes(task)
+        parts = []
+        for select, (files, _) in groups.items():
+            files_sql = "[" + ", ".join(_sql_str(f) for f in files) + "]"
+            options = "hive_partitioning = false, union_by_name = true, filename = true, file_row_number = true"
+            parts.append(f"SELECT {select} FROM read_parquet({files_sql}, {options})")
+        relation = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
+        if deleted_files:
+            view = f"lh_position_deletes_{uuid.uuid4().hex[:12]}"
+            con.register(view, pa.table({"file": deleted_files, "pos": pa.array(deleted_pos, pa.int64())}))
+            relation = (
+                f"SELECT * FROM ({relation}) lh_r WHERE NOT EXISTS (SELECT 1 FROM {view} lh_d "
+                "WHERE lh_d.file = lh_r.filename AND lh_d.pos = lh_r.file_row_number)"
+            )
+        return relation
 
     # ---- data ----------------------------------------------------------------------------------------
 
@@ -488,44 +789,58 @@ class IcebergAdapter(LakehouseTable):
         marker = uuid.uuid4().hex
         properties = {**(properties or {}), "lakehouse.commit": marker}
         try:
-            new_files = [self._data_file(_location_uri(p)) for p in add]
+            footers = {p: self._footer(_location_uri(p)) for p in add}
         except (OSError, ValueError) as e:
             raise StorageError(f"cannot read the rewritten files of {self.name}: {e}") from e
         wanted = {_plain_location(p) for p in remove}
+        applied = {p: self._applied.get(p, frozenset()) for p in wanted}
+        human = {p: dict(v) for p, v in (partitions or {}).items()}
 
         def commit() -> None:
             self._table.refresh()
+            plan = self._plan()
             live = {}
-            tasks = list(self._table.scan().plan_files())
-            for task in tasks:
+            for task in plan.tasks:
                 plain = _plain_location(task.file.file_path)
                 if plain in wanted:
-                    live[plain] = task.file
-            if any(task.delete_files for task in tasks if _plain_location(task.file.file_path) in wanted):
-                raise UnsupportedOperationError(
-                    f"input files of {self.name} have delete files; lakehouse's rewrite reads raw files and would "
-                    "revive deleted rows"
-                )
-            inputs_partitions = {repr(f.partition) for f in live.values()}
-            if any(repr(f.partition) not in inputs_partitions for f in new_files):
-                raise StorageError(f"a rewritten file of {self.name} landed in another partition; nothing committed")
+                    live[plain] = task
             gone = wanted - live.keys()
             if gone:
                 raise CommitConflictError(
                     f"{len(gone)} input file(s) of this rewrite of {self.name} were removed by another commit; "
                     "nothing was changed, plan again",
                 )
+            self.check_rewrite()  # equality deletes appeared meanwhile
+            for plain, task in live.items():
+                deletes = _position_deletes(task)
+                if deletes and plain not in self._applied:  # a rewrite that read the file raw
+                    raise UnsupportedOperationError(
+                        f"input files of {self.name} have position delete files, and this rewrite read them raw: "
+                        "it would revive deleted rows; nothing was committed",
+                        hint=f"compact the table first (`lakehouse optimize {self.name}` applies the deletes)",
+                    )
+                if deletes != applied[plain]:
+                    raise CommitConflictError(
+                        f"a concurrent commit deleted rows of input files of this rewrite of {self.name}; nothing "
+                        "was changed, plan again"
+                    )
+            new_files = [
+                self._data_file(_location_uri(p), *footers[p], *self._partition_of(p, human, live)) for p in add
+            ]
+            retired = self._retired_deletes(plan, wanted)
             with self._table.transaction() as tx:
                 with tx.update_snapshot(snapshot_properties=dict(properties or {})).overwrite() as ow:
                     # A rewrite replaces files without changing data: concurrent appends (even to the same
                     # partition) do not conflict, only a concurrent removal of an input file does. pyiceberg's
                     # overwrite validation is serializable (any added file in the partition conflicts), so
                     # this commit validates exactly the REPLACE rule instead.
-                    ow._validate_concurrency = functools.partial(_inputs_still_live, ow, wanted)  # type: ignore[method-assign]
-                    for f in live.values():
-                        ow.delete_data_file(f)
+                    ow._validate_concurrency = functools.partial(_inputs_still_live, ow, wanted, applied)  # type: ignore[method-assign]
+                    for task in live.values():
+                        ow.delete_data_file(task.file)
                     for f in new_files:
                         ow.append_data_file(f)
+                    if retired:
+                        _retire_delete_files(ow, retired)
 
         try:
             _retry_commit(f"rewrite of {self.name}", commit)
@@ -569,30 +884,36 @@ class IcebergAdapter(LakehouseTable):
         """The snapshot this table's last commit made current."""
         return next(s for s in self.snapshots() if s.is_current)
 
-    def _data_file(self, uri: str) -> Any:
-        """A DataFile for a Parquet file written by lakehouse's rewrite (field ids, statistics, partition).
+    def _footer(self, uri: str) -> tuple[Any, int]:
+        """(Parquet metadata, size) of a file a rewrite wrote, checked: every column carries its field id."""
+        import pyarrow.parquet as pq
+
+        input_file = self._table.io.new_input(uri)
+        with input_file.open() as stream:
+            parquet_metadata = pq.read_metadata(stream)
+        ids = {f.name: f.metadata.get(_FIELD_ID) for f in parquet_metadata.schema.to_arrow_schema()}
+        for field_ in self._table.metadata.schema().fields:
+            if ids.get(field_.name) is None or int(ids[field_.name]) != field_.field_id:
+                raise ValueError(f"{uri}: column {field_.name!r} lacks field id {field_.field_id}")
+        return parquet_metadata, len(input_file)
+
+    def _data_file(self, uri: str, parquet_metadata: Any, size: int, spec_id: int | None, partition: Any) -> Any:
+        """A DataFile for a Parquet file written by lakehouse's rewrite (field ids, statistics), in the partition
+        of the files it replaces (``spec_id``, ``partition``; None: inferred from its statistics in the default
+        spec, which works for order-preserving transforms only).
 
         Like pyiceberg's ``parquet_file_to_data_file``, but a column the writer marked optional is accepted
         for a required field when the file holds no NULL in it (DuckDB writes every column as optional).
         """
-        import pyarrow.parquet as pq
         from pyiceberg.io.pyarrow import (
             compute_statistics_plan,
             data_file_statistics_from_parquet_metadata,
             parquet_path_to_id_mapping,
         )
         from pyiceberg.manifest import DataFile as IcebergDataFile
-        from pyiceberg.manifest import DataFileContent, FileFormat
 
         meta = self._table.metadata
         schema = meta.schema()
-        input_file = self._table.io.new_input(uri)
-        with input_file.open() as stream:
-            parquet_metadata = pq.read_metadata(stream)
-        ids = {f.name: f.metadata.get(b"PARQUET:field_id") for f in parquet_metadata.schema.to_arrow_schema()}
-        for field_ in schema.fields:
-            if ids.get(field_.name) is None or int(ids[field_.name]) != field_.field_id:
-                raise ValueError(f"{uri}: column {field_.name!r} lacks field id {field_.field_id}")
         statistics = data_file_statistics_from_parquet_metadata(
             parquet_metadata=parquet_metadata,
             stats_columns=compute_statistics_plan(schema, meta.properties),
@@ -601,18 +922,94 @@ class IcebergAdapter(LakehouseTable):
         for field_ in schema.fields:
             if field_.required and statistics.null_value_counts.get(field_.field_id, 0):
                 raise ValueError(f"{uri}: required column {field_.name!r} holds NULLs")
+        if spec_id is None:
+            spec_id, partition = meta.default_spec_id, statistics.partition(meta.spec(), schema)
         return IcebergDataFile.from_args(
             content=DataFileContent.DATA,
             file_path=uri,
             file_format=FileFormat.PARQUET,
-            partition=statistics.partition(meta.spec(), schema),
-            file_size_in_bytes=len(input_file),
+            partition=partition,
+            file_size_in_bytes=size,
             sort_order_id=None,
-            spec_id=meta.default_spec_id,
+            spec_id=spec_id,
             equality_ids=None,
             key_metadata=None,
             **statistics.to_serialized_dict(),
         )
+
+    def _partition_of(
+        self, path: str, human: Mapping[str, Mapping[str, Any]], live: Mapping[str, Any]
+    ) -> tuple[int | None, Any]:
+        """(spec id, partition) of a rewritten file: those of the input files of its partition (a rewrite keeps
+        each file's partition, whatever its transform or spec), named by ``human`` (the partition as
+        :meth:`files` reports it) or, when every input is of one partition, that one."""
+        tasks = list(live.values())
+        if path in human:
+            wanted = dict(human[path])
+            tasks = [t for t in tasks if self._human_partition(t.file) == wanted]
+            if not tasks:
+                raise StorageError(
+                    f"a rewritten file of {self.name} is of no input's partition ({wanted}); nothing committed"
+                )
+        distinct = {(t.file.spec_id, repr(t.file.partition)) for t in tasks}
+        if len(distinct) != 1:
+            raise StorageError(
+                f"a rewrite of {self.name} over several partitions must name each new file's partition; nothing "
+                "committed"
+            )
+        return tasks[0].file.spec_id, tasks[0].file.partition
+
+    def _retired_deletes(self, plan: _Plan, removed: set[str]) -> list[Any]:
+        """Position delete files that reference no live data file once ``removed`` are gone."""
+        live = {_plain_location(t.file.file_path) for t in plan.tasks}
+        candidates = {
+            str(d.file_path): d
+            for t in plan.tasks
+            if _plain_location(t.file.file_path) in removed
+            for d in t.delete_files
+            if d.content == DataFileContent.POSITION_DELETES
+        }
+        return [d for d in candidates.values() if not (set(self._positions_of(d)) & live) - removed]
+
+    def _metadata_values(self, f: Any, schema: Any) -> dict[int, Any]:
+        """Source field id -> value of a data file's identity partition fields (what a reader uses for a column
+        the file does not hold, e.g. files adopted with ``add_files`` from Hive-style directories)."""
+        spec = self._table.specs()[f.spec_id]
+        return {
+            pf.source_id: f.partition[i]
+            for i, pf in enumerate(spec.fields)
+            if isinstance(pf.transform, IdentityTransform)
+        }
+
+    def _duckdb_query(self, select: str, snapshot: Snapshot | None) -> pa.Table:
+        """Run ``select`` (``{source}`` stands for the table's ``iceberg_scan``) in DuckDB: its iceberg extension
+        applies equality deletes, which pyiceberg 0.12 cannot."""
+        import duckdb
+
+        from lakehouse.sql import connect_duckdb
+
+        source = self.sql_source(snapshot)
+        if source is None:
+            raise VersionNotFoundError(f"table {self.name} has no snapshot to read")
+        extensions = ("httpfs", "avro", "iceberg") if self.ctx.credentials is not None else ("avro", "iceberg")
+        con = connect_duckdb(self.ctx, memory_limit="4GB", extensions=extensions)
+        try:
+            return con.execute(select.replace("{source}", source)).to_arrow_table()
+        except duckdb.Error as e:
+            raise StorageError(f"cannot read {self.name}: {' '.join(str(e).split())}") from e
+        finally:
+            con.close()
+
+    def _duckdb_count(self, snapshot: Snapshot | None) -> int:
+        return int(self._duckdb_query("SELECT count(*) AS n FROM {source}", snapshot).column(0)[0].as_py())
+
+    def _duckdb_scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table:
+        from lakehouse.expr import to_sql
+
+        names = columns if columns is not None else self.schema.names
+        where = f" WHERE {to_sql(expr, self.schema)}" if expr is not None else ""
+        cols = ", ".join(_ident(c) for c in names) or "*"
+        return self._duckdb_query(f"SELECT {cols} FROM {{source}}{where}", snapshot)
 
     def _delete_rows(self, expr: Expr, properties: dict[str, str]) -> DeleteResult:
         self._table.refresh()
@@ -786,6 +1183,10 @@ class IcebergAdapter(LakehouseTable):
                 snapshot_id=snapshot.snapshot_id if snapshot else None,
             )
             return scan.to_arrow()
+        except ValueError as e:
+            if "equality deletes" not in str(e):
+                raise
+            return self._duckdb_scan(expr, columns, snapshot)  # pyiceberg 0.12 cannot apply them; DuckDB can
         except (OSError, pa.ArrowException) as e:
             what = f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
             raise VersionNotFoundError(f"{what}: a file it needs is gone or unreadable ({e})") from e
@@ -804,6 +1205,10 @@ class IcebergAdapter(LakehouseTable):
         try:
             scan = self._table.scan(selected_fields=present or ("*",), snapshot_id=snapshot_id)
             return scan.to_arrow_batch_reader()
+        except ValueError as e:
+            if "equality deletes" not in str(e):
+                raise
+            return self._duckdb_scan(None, list(present) or None, snapshot).to_batches()
         except (OSError, pa.ArrowException) as e:
             what = f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
             raise VersionNotFoundError(f"{what}: a file it needs is gone or unreadable ({e})") from e
@@ -856,17 +1261,116 @@ def _column_stats(f: Any, schema: Any) -> dict[str, tuple[Any, Any, int | None]]
     return out
 
 
-def _inputs_still_live(ow: Any, wanted: set[str]) -> None:
-    """Commit-time validation of a rewrite: every input file is still live at the catalog's head."""
+def _plan_snapshot(table: Table, snapshot_id: int) -> _Plan | None:
+    """pyiceberg's scan tasks of a snapshot, with its equality delete files collected instead of refused."""
+    scan = table.scan(snapshot_id=snapshot_id)
+    snap = scan.snapshot()
+    if snap is None:
+        return None
+    equality: list[Any] = []
+    data: list[tuple[int, Any]] = []  # (data sequence number, file)
+
+    def keep(entry: Any) -> bool:
+        if entry.data_file.content == DataFileContent.EQUALITY_DELETES:
+            equality.append(entry)
+            return False
+        if entry.data_file.content == DataFileContent.DATA:
+            data.append((entry.sequence_number or 0, entry.data_file))
+        return True
+
+    tasks = tuple(scan._manifest_planner.plan_files(snap.manifests(table.io), manifest_entry_filter=keep))
+    specs = table.specs()
+
+    def applies(e: Any) -> bool:
+        """An equality delete applies to data files of an older data sequence number, in its partition (or in
+        every partition when its spec is unpartitioned); once every such file is rewritten it is dangling."""
+        seq, f = e.sequence_number or 0, e.data_file
+        glob = specs[f.spec_id].is_unpartitioned()
+        return any(s < seq and (glob or (d.spec_id == f.spec_id and d.partition == f.partition)) for s, d in data)
+
+    return _Plan(snapshot_id, tasks, tuple(e.data_file for e in equality if applies(e)))
+
+
+class _DeleteManifestWriter:
+    """pyiceberg 0.12 writes data manifests only; this writes a delete manifest (content ``deletes``) in the
+    same format, to retire position delete files."""
+
+    @staticmethod
+    def create(ow: Any, spec: Any) -> Any:
+        from pyiceberg.manifest import ManifestContent, ManifestWriterV2
+
+        class Writer(ManifestWriterV2):
+            def content(self) -> ManifestContent:
+                return ManifestContent.DELETES
+
+            @property
+            def _meta(self) -> dict[str, str]:
+                return {**super()._meta, "content": "deletes"}
+
+        return Writer(spec, ow.schema(), ow.new_manifest_output(), ow.snapshot_id, ow._compression)
+
+
+def _retire_delete_files(ow: Any, retired: Sequence[Any]) -> None:
+    """Make the overwrite ``ow`` also remove the position delete files ``retired`` (they reference only data
+    files it removes): the delete manifests holding them are rewritten with those entries marked deleted, and
+    the snapshot summary counts them as removed."""
+    from pyiceberg.manifest import ManifestContent
+
+    gone = set(retired)
+    existing, summary = ow._existing_manifests, ow._summary
+
+    def existing_manifests() -> list[Any]:
+        out = []
+        for m in existing():
+            if m.content != ManifestContent.DELETES:
+                out.append(m)
+                continue
+            entries = m.fetch_manifest_entry(io=ow._io, discard_deleted=True)
+            if not any(e.data_file in gone for e in entries):
+                out.append(m)
+                continue
+            writer = _DeleteManifestWriter.create(ow, ow.spec(m.partition_spec_id))
+            with writer:
+                for e in entries:
+                    (writer.delete if e.data_file in gone else writer.existing)(e)
+            out.append(writer.to_manifest_file())
+        return out
+
+    def with_retired(*args: Any, **kwargs: Any) -> Any:
+        ow._deleted_data_files.update(gone)  # counted as removed in the summary only
+        try:
+            return summary(*args, **kwargs)
+        finally:
+            ow._deleted_data_files.difference_update(gone)
+
+    ow._existing_manifests = existing_manifests
+    ow._summary = with_retired
+
+
+def _position_deletes(task: Any) -> frozenset[str]:
+    return frozenset(str(d.file_path) for d in task.delete_files if d.content == DataFileContent.POSITION_DELETES)
+
+
+def _inputs_still_live(ow: Any, wanted: set[str], applied: Mapping[str, frozenset[str]]) -> None:
+    """Commit-time validation of a rewrite: every input file is still live at the catalog's head, with exactly
+    the position deletes the rewrite applied (a delete committed meanwhile would be lost), and no equality
+    delete appeared."""
     window = ow._commit_window
     if window is None or window.is_empty() or window.head is None:
         return
-    table = ow._transaction._table
-    live = {_plain_location(t.file.file_path) for t in table.scan(snapshot_id=window.head.snapshot_id).plan_files()}
-    gone = wanted - live
+    plan = _plan_snapshot(ow._transaction._table, window.head.snapshot_id)
+    if plan is None:
+        return
+    live = {_plain_location(t.file.file_path): t for t in plan.tasks}
+    gone = wanted - live.keys()
     if gone:
         raise CommitConflictError(
             f"{len(gone)} input file(s) of this rewrite were removed by a concurrent commit; nothing was changed"
+        )
+    changed = [p for p in wanted if _position_deletes(live[p]) != applied.get(p, frozenset())]
+    if changed or plan.equality:
+        raise CommitConflictError(
+            "a concurrent commit deleted rows of input files of this rewrite; nothing was changed, plan again"
         )
 
 
@@ -891,11 +1395,93 @@ def _iceberg_type(t: pa.DataType) -> Any:
     return visit_pyarrow(t, _ConvertToIcebergWithoutIDs())
 
 
-def _transform_name(t: Transform[Any, Any]) -> str:
+def _partition_field(source: str, t: Transform[Any, Any]) -> PartitionField:
+    """lakehouse's partition field of an Iceberg transform."""
+    if isinstance(t, BucketTransform):
+        return PartitionField(source, "bucket", int(t.num_buckets))
+    if isinstance(t, TruncateTransform):
+        return PartitionField(source, "truncate", int(t.width))
     for name, cls in _TRANSFORMS.items():
         if isinstance(t, cls):
-            return name
+            return PartitionField(source, name)  # type: ignore[arg-type]
     raise InvalidSchemaError(f"partition transform {t} is not supported by lakehouse yet")
+
+
+def _transform_of(pf: PartitionField) -> Transform[Any, Any]:
+    if pf.transform in WIDTH_TRANSFORMS:
+        if pf.width is None:
+            raise InvalidSchemaError(f"{pf.transform}({pf.column}) needs a width")
+        return BucketTransform(pf.width) if pf.transform == "bucket" else TruncateTransform(pf.width)
+    return _TRANSFORMS[pf.transform]()  # type: ignore[call-arg]
+
+
+_FIELD_ID = b"PARQUET:field_id"
+
+
+def _field_id(f: pa.Field) -> int | None:
+    raw = (f.metadata or {}).get(_FIELD_ID)
+    return int(raw) if raw is not None else None
+
+
+def _parquet_schema(io: Any, path: str) -> pa.Schema:
+    import pyarrow.parquet as pq
+
+    try:
+        with io.new_input(path).open() as fh:
+            return pq.read_schema(fh)
+    except (OSError, pa.ArrowException) as e:
+        raise StorageError(f"cannot read the footer of {path}: {e}") from e
+
+
+def _mapped_names(mapping: Any, field_id: int) -> list[str]:
+    """The names a table's name mapping (``schema.name-mapping.default``) gives a top-level field id."""
+    if mapping is None:
+        return []
+    for mapped in mapping:
+        if mapped.field_id == field_id:
+            return list(mapped.names)
+    return []
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _duck_path(path: str) -> str:
+    """A path as DuckDB reads it (and reports it in ``filename``)."""
+    plain = _plain_location(path)
+    return plain
+
+
+def _python_value(value: Any, t: Any) -> Any:
+    """An identity partition value (Iceberg's internal form: days, microseconds) as a Python value."""
+    from pyiceberg import types as it
+
+    if value is None or not isinstance(value, int) or isinstance(value, bool):
+        return value
+    if isinstance(t, it.DateType):
+        return dt.date(1970, 1, 1) + dt.timedelta(days=value)
+    if isinstance(t, it.TimestamptzType):
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=value)
+    if isinstance(t, it.TimestampType):
+        return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=value)
+    if isinstance(t, it.TimeType):
+        return (dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=value)).time()
+    return value
+
+
+def _sql_literal(value: Any, t: Any) -> str:
+    """A SQL literal of an identity partition value (cast to the column's type by the caller)."""
+    value = _python_value(value, t)
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, bytes):
+        return f"from_hex({_sql_str(value.hex())})"
+    if isinstance(value, dt.date | dt.datetime | dt.time):
+        return _sql_str(value.isoformat())
+    return _sql_str(str(value))
 
 
 _METADATA_RE = re.compile(r"(?:^|/)(?:v)?(\d+)(?:-[^/]*)?\.metadata\.json$")

@@ -13,12 +13,13 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
@@ -158,6 +159,57 @@ def run_step(cli: Cli, foreign: Foreign, step: str, *, refuse: Sequence[str] = (
     ``refuse``: names of which one must appear in a refusal where lakehouse declines the table (a feature it
     does not support); a declined step must leave the table's files and the catalog unchanged. Without it
     every step must succeed."""
+    if not _register(cli, foreign, refuse):
+        return
+    with cli.lakehouse() as lh:
+        _step(cli, lh, foreign, step, foreign.expected, refuse=refuse)
+
+
+def run_steps(
+    cli: Cli,
+    foreign: Foreign,
+    steps: Sequence[str] = STEPS,
+    *,
+    refuse: Sequence[str] = (),
+    xfail: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Register ``foreign`` once and run ``steps`` in order on the same table, as a user would: each step is
+    checked as :func:`run_step` checks it, against the writer's reading (without its exact duplicates once
+    dedup ran). A failure names its step and the steps before it. A step in ``xfail`` (``"register"`` too) is a
+    known defect: it must fail (strict), and the run ends there as an expected failure. Returns the steps that
+    were refused by name (allowed by ``refuse``)."""
+    xfail = dict(xfail or {})
+    done: list[str] = []
+    refused: list[str] = []
+
+    def attempt(step: str, fn: Callable[[], Any]) -> Any:
+        try:
+            out = fn()
+        except Exception as e:
+            if step in xfail:
+                pytest.xfail(f"{step} (after {', '.join(done) or 'nothing'}): {xfail[step]}")
+            after = f" (after {', '.join(done)})" if done else ""
+            raise AssertionError(f"step {step}{after} failed: {e}") from e
+        if step in xfail:
+            pytest.fail(f"[XPASS(strict)] step {step} passed; its defect is fixed, remove the mark: {xfail[step]}")
+        done.append(step)
+        return out
+
+    if not attempt("register", lambda: _register(cli, foreign, refuse)):
+        return ["register"]
+    expected = foreign.expected
+    with cli.lakehouse() as lh:
+        for step in steps:
+            before = expected
+            expected = attempt(step, lambda step=step, before=before: _step(cli, lh, foreign, step, before, refuse))
+            if expected is None:
+                refused.append(step)
+                expected = before
+    return refused
+
+
+def _register(cli: Cli, foreign: Foreign, refuse: Sequence[str]) -> bool:
+    """Register ``foreign``; False when it was refused by name as ``refuse`` allows (checked: nothing changed)."""
     before_files = tree_digest(foreign.location)
     r = cli("table", "register", TABLE, foreign.location, "--format", foreign.format)
     if r.code != 0 and refuse:
@@ -166,51 +218,59 @@ def run_step(cli: Cli, foreign: Foreign, step: str, *, refuse: Sequence[str] = (
         listed = cli("table", "list", "--json")
         assert listed.code == 0, f"table list fails after a refused register: {listed.line()}"
         assert listed.json() == [], "a refused register left a catalog entry"
-        return
+        return False
     assert r.code == 0, f"register failed: {r.line()}"
-    with cli.lakehouse() as lh:
-        if step == "read":
-            check_reads(lh, foreign.expected, "after register", refuse=refuse)
-            return
-        if step == "show":
-            _show(cli, foreign)
-            return
-        if step == "vacuum":
-            _vacuum(cli, lh, foreign)
-            return
-        args = {
-            "optimize": ["optimize", TABLE, "--json"],
-            "zorder": ["optimize", TABLE, "--zorder", ",".join(foreign.zorder), "--json"],
-            "dedup": ["dedup", TABLE, "--key", foreign.key or "", "--apply", "--json"],
-        }[step]
-        snapshot = tree_digest(foreign.location)
-        r = cli(*args)
-        if refuse and r.code != 0:
-            assert_refused(r, refuse, step)
-            assert tree_digest(foreign.location) == snapshot, f"a refused {step} changed the table's files"
-            listed = cli("table", "list", "--json")
-            assert listed.code == 0 and len(listed.json()) == 1, listed.line()
-            return
-        assert r.code == 0, f"{step} failed: {r.line()}"
-        result = r.json()
-        expected = foreign.expected
-        if step in ("optimize", "zorder"):
-            assert result["partitions"], f"{step} picked no partition: {result['plan']}"
-            assert result["rows_in"] == result["rows_out"], result
-            if step == "optimize":
-                assert result["files_before"] > result["files_after"], f"optimize rewrote nothing: {result}"
-        if step == "dedup":
-            expected = distinct(foreign.expected)
-            removed = foreign.expected.num_rows - expected.num_rows
-            assert removed > 0, "fixture error: no duplicates to remove"
-            assert result["status"] == "committed" and result["rows_removed"] == removed, result
-        if foreign.reread is not None:
-            reread = foreign.reread(_current_metadata(lh, foreign))
-            assert_same_rows(reread, expected, f"after {step}: the writer's own reader")
-        check_reads(lh, expected, f"after {step}")
-        again = cli("table", "show", TABLE, "--json")
-        assert again.code == 0, again.line()
-        assert again.json()["rows"] == expected.num_rows, f"table show rows after {step}: {again.json()['rows']}"
+    return True
+
+
+def _step(
+    cli: Cli, lh: Lakehouse, foreign: Foreign, step: str, expected: pa.Table, refuse: Sequence[str]
+) -> pa.Table | None:
+    """Run one step on the registered table that holds ``expected``; returns what it holds afterwards (None: the
+    step was refused by name, and changed nothing)."""
+    if step == "read":
+        check_reads(lh, expected, "after register", refuse=refuse)
+        return expected
+    if step == "show":
+        _show(cli, expected)
+        return expected
+    if step == "vacuum":
+        _vacuum(cli, lh, foreign, expected)
+        return expected
+    args = {
+        "optimize": ["optimize", TABLE, "--json"],
+        "zorder": ["optimize", TABLE, "--zorder", ",".join(foreign.zorder), "--json"],
+        "dedup": ["dedup", TABLE, "--key", foreign.key or "", "--apply", "--json"],
+    }[step]
+    snapshot = tree_digest(foreign.location)
+    r = cli(*args)
+    if refuse and r.code != 0:
+        assert_refused(r, refuse, step)
+        assert tree_digest(foreign.location) == snapshot, f"a refused {step} changed the table's files"
+        listed = cli("table", "list", "--json")
+        assert listed.code == 0 and len(listed.json()) == 1, listed.line()
+        return None
+    assert r.code == 0, f"{step} failed: {r.line()}"
+    result = r.json()
+    if step in ("optimize", "zorder"):
+        assert result["partitions"], f"{step} picked no partition: {result['plan']}"
+        assert result["rows_in"] == result["rows_out"], result
+        if step == "optimize":
+            assert result["files_before"] > result["files_after"], f"optimize rewrote nothing: {result}"
+    if step == "dedup":
+        before = expected
+        expected = distinct(before)
+        removed = before.num_rows - expected.num_rows
+        assert removed > 0, "fixture error: no duplicates to remove"
+        assert result["status"] == "committed" and result["rows_removed"] == removed, result
+    if foreign.reread is not None:
+        reread = foreign.reread(_current_metadata(lh, foreign))
+        assert_same_rows(reread, expected, f"after {step}: the writer's own reader")
+    check_reads(lh, expected, f"after {step}")
+    again = cli("table", "show", TABLE, "--json")
+    assert again.code == 0, again.line()
+    assert again.json()["rows"] == expected.num_rows, f"table show rows after {step}: {again.json()['rows']}"
+    return expected
 
 
 def _current_metadata(lh: Lakehouse, foreign: Foreign) -> str:
@@ -220,12 +280,12 @@ def _current_metadata(lh: Lakehouse, foreign: Foreign) -> str:
     return foreign.location
 
 
-def _show(cli: Cli, foreign: Foreign) -> None:
+def _show(cli: Cli, expected: pa.Table) -> None:
     r = cli("table", "show", TABLE, "--json")
     assert r.code == 0, f"table show failed: {r.line()}"
     info = r.json()
-    assert info["rows"] == foreign.expected.num_rows, (
-        f"table show reports rows={info['rows']}, the table holds {foreign.expected.num_rows}"
+    assert info["rows"] == expected.num_rows, (
+        f"table show reports rows={info['rows']}, the table holds {expected.num_rows}"
     )
     listed = cli("table", "list", "--json")
     assert listed.code == 0, listed.line()
@@ -236,7 +296,7 @@ def _show(cli: Cli, foreign: Foreign) -> None:
     assert health.code == 0, f"health failed: {health.line()}"
 
 
-def _vacuum(cli: Cli, lh: Lakehouse, foreign: Foreign) -> None:
+def _vacuum(cli: Cli, lh: Lakehouse, foreign: Foreign, expected: pa.Table) -> None:
     before = tree_digest(foreign.location)
     r = cli("vacuum", TABLE, "--retain", "0s", "--json")
     assert r.code == 0, f"vacuum dry run failed: {r.line()}"
@@ -249,5 +309,5 @@ def _vacuum(cli: Cli, lh: Lakehouse, foreign: Foreign) -> None:
     assert r.code == 0, f"vacuum --apply failed: {r.line()}"
     if foreign.reread is not None:
         reread = foreign.reread(_current_metadata(lh, foreign))
-        assert_same_rows(reread, foreign.expected, "after vacuum --apply --retain 0s: the writer's own reader")
-    check_reads(lh, foreign.expected, "after vacuum --apply --retain 0s")
+        assert_same_rows(reread, expected, "after vacuum --apply --retain 0s: the writer's own reader")
+    check_reads(lh, expected, "after vacuum --apply --retain 0s")

@@ -116,7 +116,7 @@ def test_iceberg_zorder_on_spark_then_the_planner_knows_the_layout(slh: Lakehous
     assert _duckdb_rows(slh) == expected
     # the layout is recorded: the next run has nothing to do
     again = optimize(slh, "s.events", options, dry_run=True, engine="spark")
-    assert not again.plan.picked and all("already z-ordered" in p.reason for p in again.plan.partitions)
+    assert not again.plan.picked and all("already clustered" in p.reason for p in again.plan.partitions)
     with pytest.raises(InvalidInputError, match="not in table"):
         optimize(slh, "s.events", CompactionOptions(zorder=("nope",)), engine="spark")
 
@@ -324,3 +324,26 @@ def test_spark_start_up_mistakes_are_one_line_cli_errors(tmp_path: Any) -> None:
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert re.match(r"error: .*" + message, proc.stderr), proc.stderr
     assert "Could not create the Java Virtual Machine" in (tmp_path / "spark.log").read_text()  # the log it names
+
+
+def test_iceberg_compaction_on_spark_of_bucket_and_truncate_partitions(slh: Lakehouse) -> None:
+    """Spark's rewrite is filtered to the planned partitions: bucket and truncate values are transform terms."""
+    slh.create_table(
+        "s.buckets",
+        schema=EVENTS,
+        format="iceberg",
+        partitioning=parse_partitioning("bucket(2, id), truncate(1, country)"),
+    )
+    table = slh.table("s.buckets")
+    for b in range(4):
+        table.append(events(b * 40, 40))
+    expected = sorted_rows(table.scan())
+    picked = optimize(slh, "s.buckets", COMPACT, dry_run=True).plan.picked
+    first = picked[0].partition
+    where = f"id_bucket = '{first['id_bucket']}'"
+    result = optimize(slh, "s.buckets", COMPACT, partition_filter=where, engine="spark")
+    assert result.rows_in == result.rows_out > 0
+    assert {tuple(sorted(p.partition.items())) for p in result.partitions if p.status == "committed"} <= {
+        tuple(sorted(p.partition.items())) for p in picked if p.partition["id_bucket"] == first["id_bucket"]
+    }
+    assert sorted_rows(slh.table("s.buckets").scan()) == expected

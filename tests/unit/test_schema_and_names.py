@@ -49,6 +49,8 @@ def test_parse_and_validate_partitioning() -> None:
         with pytest.raises(InvalidSchemaError, match=msg):
             validate_partitioning(schema, parse_partitioning(spec))
     with pytest.raises(InvalidSchemaError, match="unknown partition transform"):
+        parse_partitioning("squash(c)")
+    with pytest.raises(InvalidSchemaError, match="width of bucket"):
         parse_partitioning("bucket(c)")
 
 

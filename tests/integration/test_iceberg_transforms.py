@@ -1,0 +1,81 @@
+"""Iceberg's bucket and truncate partition transforms on tables lakehouse creates: the partition model, file
+partitions, and every rewrite keeping each file's partition (bucket is not order-preserving, so a rewritten
+file's partition cannot be inferred from its statistics: it is the partition of the files it replaces)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.core import Lakehouse
+from lakehouse.errors import InvalidSchemaError
+from lakehouse.maintenance.compaction import optimize
+from lakehouse.maintenance.dedup import dedup
+from lakehouse.maintenance.planner import CompactionOptions
+from lakehouse.schema import PartitionField, parse_partitioning, parse_schema
+
+SCHEMA = parse_schema("id:int64 not null, name:string, amount:float64, day:date")
+
+
+def _batch(start: int, n: int) -> pa.Table:
+    import datetime as dt
+
+    ids = list(range(start, start + n))
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "name": [None if i % 7 == 0 else f"n{i % 5}{'x' * (i % 3)}" for i in ids],
+            "amount": [i / 4 for i in ids],
+            "day": [dt.date(2024, 1, 1 + i % 3) for i in ids],
+        },
+        schema=SCHEMA,
+    )
+
+
+def test_partition_spec_text() -> None:
+    fields = parse_partitioning("bucket(16, id), truncate(4, name), day")
+    assert fields == (
+        PartitionField("id", "bucket", 16),
+        PartitionField("name", "truncate", 4),
+        PartitionField("day"),
+    )
+    assert [str(f) for f in fields] == ["bucket(16, id)", "truncate(4, name)", "day"]
+    assert [f.name for f in fields] == ["id_bucket", "name_trunc", "day"]
+    with pytest.raises(InvalidSchemaError):
+        parse_partitioning("bucket(0, id)")
+
+
+def test_delta_refuses_bucket(lh: Lakehouse) -> None:
+    with pytest.raises(InvalidSchemaError, match="bucket"):
+        lh.create_table("t.d", schema=SCHEMA, format="delta", partitioning=parse_partitioning("bucket(4, id)"))
+
+
+def test_bucket_and_truncate_through_rewrites(lh: Lakehouse) -> None:
+    spec = parse_partitioning("bucket(4, id), truncate(2, name), day")
+    table = lh.create_table("t.b", schema=SCHEMA, format="iceberg", partitioning=spec)
+    for start in (0, 40, 80):
+        table.append(_batch(start, 40))
+    table.append(_batch(0, 5))  # exact duplicates of ids 0..4
+    table = lh.table("t.b")
+    assert table.definition.partitioning == spec
+    before = table.scan().sort_by("id")
+    files = table.files()
+    partitions = {tuple(sorted(f.partition.items(), key=lambda kv: kv[0])) for f in files}
+    assert all(isinstance(dict(p)["id_bucket"], str) for p in partitions)
+    assert {type(dict(p)["day"]).__name__ for p in partitions} == {"date"}  # identity dates as dates
+
+    result = optimize(lh, "t.b", CompactionOptions(min_input_files=2))
+    assert result.partitions and result.rows_in == result.rows_out
+    after = lh.table("t.b")
+    assert after.scan().sort_by("id").equals(before)
+    # every rewritten file keeps its partition: no partition appears that did not before, and none is lost
+    assert {tuple(sorted(f.partition.items())) for f in after.files()} == partitions
+
+    z = optimize(lh, "t.b", CompactionOptions(min_input_files=1, zorder=("amount",)))
+    assert z.rows_in == z.rows_out
+    assert lh.table("t.b").scan().sort_by("id").equals(before)
+
+    d = dedup(lh, "t.b", keys=["id"], dry_run=False)
+    assert d.rows_removed == 5
+    assert lh.table("t.b").scan().num_rows == before.num_rows - 5
+    assert lh.query("SELECT count(*) AS n FROM t.b").table.column("n")[0].as_py() == before.num_rows - 5
