@@ -209,22 +209,18 @@ class IcebergAdapter(LakehouseTable):
             FeatureSupport("format v1, v2"),
             FeatureSupport(
                 "partition transforms identity, year, month, day, hour, bucket[N], truncate[W]",
-                refused={
-                    "mask": "in place, a partition source column cannot be masked (its files' partition "
-                    "values would hold the raw value)"
-                },
-                notes="each rewritten file keeps its partition",
+                notes="each rewritten file keeps its inputs' partition and spec; identity dates print as dates",
             ),
             FeatureSupport(
                 "schema evolution (added, renamed, widened, dropped columns)",
-                notes="rewrites match columns by field id",
+                notes="rewrites match columns by field id, nested fields too",
             ),
             FeatureSupport(
                 "position deletes (merge-on-read)",
                 refused={"mask": "masking rewrites each file as it is; the deletes beside it would be lost"},
                 hint="compact the table first (lakehouse optimize applies the deletes)",
-                notes="rows counted after them; rewrites apply them and retire the delete files that only "
-                "referenced rewritten files",
+                notes="rows counted after them; rewrites apply them and retire the delete files that referenced "
+                "only rewritten files in the same commit; a delete committed meanwhile aborts the job",
             ),
             FeatureSupport(
                 "equality deletes",
@@ -233,7 +229,7 @@ class IcebergAdapter(LakehouseTable):
                     "pyiceberg 0.12 cannot apply equality deletes, so a rewrite would revive deleted rows",
                 ),
                 hint=EQUALITY_DELETES_HINT,
-                notes="read through DuckDB's iceberg_scan",
+                notes="read through DuckDB's iceberg_scan (pyiceberg 0.12 cannot apply them); register warns",
             ),
             FeatureSupport(
                 "data files outside the table location (add_files, migrated tables)",
@@ -247,8 +243,8 @@ class IcebergAdapter(LakehouseTable):
             FeatureSupport(
                 "delete files other than Parquet position deletes (format v3 deletion vectors)",
                 refused=dict.fromkeys(
-                    ("optimize", "dedup", "mask"),
-                    "lakehouse applies Parquet position deletes only; a rewrite would revive deleted rows",
+                    ("read", "optimize", "dedup", "delete", "mask"),
+                    "lakehouse applies Parquet position deletes only (rows they delete would be read, or revived)",
                 ),
             ),
         ),
