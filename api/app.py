@@ -332,10 +332,10 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
     ) -> dict[str, Any]:
         """Schema, partitioning, keys, properties, capabilities, PII tags, file health and tier breakdown; with
         ``predicate``, data skipping (files and row groups) for it."""
-        from lakehouse.cli import _table_summary
         from lakehouse.maintenance.tiering import table_cost
+        from lakehouse.presentation import table_summary
 
-        info = _table_summary(base, name, predicate)
+        info = table_summary(base, name, predicate)
         try:
             cost = table_cost(base, name).as_dict()
             info["tiers"] = cost["tiers"]

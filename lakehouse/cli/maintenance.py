@@ -1,0 +1,421 @@
+"""Maintenance jobs: optimize (compaction, Z-order), dedup, vacuum, orphans, expire-data, tier, cost."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated
+
+import typer
+from rich.table import Table as RichTable
+
+from lakehouse.cli._common import (
+    ApplyOpt,
+    EngineOpt,
+    JsonOpt,
+    NameArg,
+    SparkMasterOpt,
+    _engine,
+    _file_lines,
+    _human_bytes,
+    _lh,
+    _print_json,
+    _progress,
+    _ranges,
+    app,
+    err,
+    out,
+)
+from lakehouse.errors import InvalidInputError
+from lakehouse.units import parse_size
+
+
+@app.command()
+def optimize(
+    ctx: typer.Context,
+    name: NameArg,
+    partition: Annotated[
+        str | None, typer.Option(help="Only partitions matching this SQL predicate, e.g. \"ts_day = '2026-11-01'\".")
+    ] = None,
+    target_size: Annotated[str, typer.Option(help="Target file size, e.g. 128MB.")] = "128MB",
+    zorder: Annotated[
+        str | None, typer.Option(help="Cluster by these columns (at most 4): a,b. Rows are ordered along --curve.")
+    ] = None,
+    curve: Annotated[
+        str,
+        typer.Option(help="Clustering curve over the columns' quantiles: hilbert (tighter) or morton (Z-order)."),
+    ] = "hilbert",
+    small_fraction: Annotated[
+        float, typer.Option(help="A file is small below this fraction of the target size.")
+    ] = 0.75,
+    min_files: Annotated[int, typer.Option(help="Rewrite a partition only with at least this many small files.")] = 2,
+    max_bytes: Annotated[str, typer.Option(help="Rewrite at most this many input bytes per run.")] = "50GB",
+    memory: Annotated[str, typer.Option(help="Memory budget of the rewrite (spills beyond it).")] = "1GB",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the plan.")] = False,
+    engine: EngineOpt = "local",
+    spark_master: SparkMasterOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Compact small files (bin-packing to the target size) and optionally Z-order, partition by partition.
+
+    The plan shows, per partition, the input files and bytes, the expected output files and why it was or
+    was not picked. Rows are never added or lost: rows in equal rows out, checked after every commit.
+    With --engine spark the same plan runs on Spark (Iceberg: RewriteDataFiles bin-pack / Z-order over the
+    picked partitions, then rewrite_manifests; Delta: delta-spark OPTIMIZE [ZORDER BY]).
+    """
+    from lakehouse.maintenance.compaction import optimize as run_optimize
+    from lakehouse.maintenance.planner import CompactionOptions
+
+    options = CompactionOptions(
+        target_file_size=parse_size(target_size),
+        small_file_fraction=small_fraction,
+        min_input_files=min_files,
+        max_bytes_per_job=parse_size(max_bytes),
+        memory_budget=parse_size(memory),
+        zorder=tuple(c.strip() for c in (zorder or "").split(",") if c.strip()),
+        curve=curve,
+    )
+    with _lh(ctx) as lh:
+        which = _engine(lh, engine, spark_master)
+        label = f"optimizing {name}" + (" on Spark" if which == "spark" else "") + " ..."
+        with err.status(label) if not (dry_run or json_) else contextlib.nullcontext():
+            result = run_optimize(lh, name, options, partition_filter=partition, dry_run=dry_run, engine=which)
+    if json_:
+        _print_json(result.as_dict())
+        return
+    plan = result.plan
+    t = RichTable("partition", "files", "bytes", "input files", "input bytes", "expected out", "picked", "why")
+    for p in plan.partitions:
+        d = p.as_dict()
+        t.add_row(
+            ", ".join(f"{k}={v}" for k, v in d["partition"].items()) or "(unpartitioned)",
+            str(d["files"]),
+            _human_bytes(d["bytes"]),
+            str(d["input_files"]),
+            _human_bytes(d["input_bytes"]),
+            str(d["expected_output_files"]),
+            "yes" if d["picked"] else "no",
+            d["reason"],
+        )
+    out.print(t)
+    if dry_run:
+        out.print(f"dry run: {len(plan.picked)} partition(s) would be rewritten")
+        return
+    if not result.partitions:
+        out.print("nothing to do")
+        return
+    d = result.as_dict()
+    out.print(
+        f"{d['files_before']} -> {d['files_after']} files, {_human_bytes(d['bytes_before'])} -> "
+        f"{_human_bytes(d['bytes_after'])}, rows in {d['rows_in']:,} = out {d['rows_out']:,}, "
+        f"{d['seconds']:.1f} s, version {d['version']} (job {d['job_id']}"
+        + (f", Spark {d['engine']['spark_master']}" if d["engine"]["engine"] == "spark" else "")
+        + ")"
+    )
+
+
+@app.command()
+def vacuum(
+    ctx: typer.Context,
+    name: NameArg,
+    retain: Annotated[
+        str | None, typer.Option(help="Keep versions younger than this, e.g. 7d, 36h (default: the policy, 7d).")
+    ] = None,
+    keep: Annotated[
+        list[int] | None, typer.Option("--keep", help="Also keep this version readable (repeatable).")
+    ] = None,
+    dry_run: ApplyOpt = True,
+    engine: EngineOpt = "local",
+    spark_master: SparkMasterOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Remove old versions and the files only they reference.
+
+    Kept readable: every version committed inside the retention window, the version current at the window's
+    start (so every point in time inside the window can be queried), the current version, and --keep versions.
+    Iceberg expires the other snapshots from its metadata; Delta keeps its commit log, and time travel to an
+    expired version fails with a message naming the retention. Files any kept version needs are never deleted.
+    With --engine spark, Iceberg expires the planned snapshots with Spark's expire_snapshots and Delta runs
+    delta-spark's VACUUM.
+    """
+    from lakehouse.maintenance.retention import vacuum as run_vacuum
+
+    with _lh(ctx) as lh:
+        which = _engine(lh, engine, spark_master)
+        window = retain or lh.policy(name).retention.retain
+        with _progress("deleting files", not (dry_run or json_) and which == "local") as progress:
+            result = run_vacuum(
+                lh, name, retain=window, keep=keep or [], dry_run=dry_run, progress=progress, engine=which
+            )
+    d = result.as_dict()
+    if json_:
+        _print_json(d)
+        return
+    out.print(
+        f"{d['table']} ({d['format']}): retain {d['retain']} (versions since {d['cutoff']}), current version "
+        f"{d['current_version']}"
+    )
+    out.print(f"versions kept readable: {_ranges(d['retained_versions']) or '(none)'}")
+    out.print(f"versions that stop being readable: {_ranges(d['expired_versions']) or '(none)'}")
+    out.print(f"files to delete: {d['files_to_delete']} ({_human_bytes(d['bytes_to_delete'])})")
+    _file_lines(d["files"])
+    if dry_run:
+        out.print("dry run: nothing deleted; run again with --apply to delete")
+    else:
+        out.print(
+            f"deleted {d['files_deleted']} files ({_human_bytes(d['bytes_deleted'])}), expired "
+            f"{len(d['expired_versions'])} versions (job {d['job_id']})"
+        )
+
+
+@app.command()
+def orphans(
+    ctx: typer.Context,
+    name: NameArg,
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="Only files older than this (default: the policy, 3d); younger ones may be in flight."),
+    ] = None,
+    dry_run: ApplyOpt = True,
+    engine: EngineOpt = "local",
+    spark_master: SparkMasterOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Delete files under the table location that no recorded version references (leftovers of failed writes
+    and aborted jobs). Files younger than the age, hidden files (_*, .*) and the format's log are never touched.
+    With --engine spark, Iceberg's DeleteOrphanFiles deletes the planned files after checking their
+    reachability again; Delta's orphan removal has nothing to compute and runs locally."""
+    from lakehouse.maintenance.retention import remove_orphans
+
+    with _lh(ctx) as lh:
+        which = _engine(lh, engine, spark_master)
+        age = older_than or lh.policy(name).retention.orphan_age
+        with _progress("deleting orphans", not (dry_run or json_) and which == "local") as progress:
+            result = remove_orphans(lh, name, older_than=age, dry_run=dry_run, progress=progress, engine=which)
+    d = result.as_dict()
+    if json_:
+        _print_json(d)
+        return
+    out.print(
+        f"{d['table']}: {d['referenced_files']} files referenced; {d['orphans']} orphans older than "
+        f"{d['older_than']} ({_human_bytes(d['orphan_bytes'])}); {d['young_unreferenced']} younger unreferenced "
+        "files kept"
+    )
+    _file_lines(d["files"])
+    if dry_run:
+        out.print("dry run: nothing deleted; run again with --apply to delete")
+    else:
+        out.print(f"deleted {d['files_deleted']} files ({_human_bytes(d['bytes_deleted'])}) (job {d['job_id']})")
+
+
+@app.command("expire-data")
+def expire_data_cmd(
+    ctx: typer.Context,
+    name: NameArg,
+    older_than: Annotated[
+        str | None, typer.Option(help="Delete rows older than this, e.g. 365d (default: the policy's expire_after).")
+    ] = None,
+    column: Annotated[
+        str | None, typer.Option(help="Time column (default: the policy's, else the time partition's source).")
+    ] = None,
+    dry_run: ApplyOpt = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Data retention: delete rows whose time column is older than an age. Partitions that are entirely older
+    are dropped from the metadata without rewriting a file; the boundary partition is rewritten. Rows with a
+    NULL time are kept. Their files stay for time travel until `lakehouse vacuum` removes them."""
+    from lakehouse.maintenance.retention import expire_data
+
+    with _lh(ctx) as lh:
+        policy = lh.policy(name).retention
+        age = older_than or policy.expire_after
+        if age is None:
+            raise InvalidInputError(
+                f"no age given for {name}",
+                hint=f"pass --older-than 365d or set it: lakehouse policy set {name} retention.expire_after=365d",
+            )
+        with err.status(f"expiring rows of {name} ...") if not (dry_run or json_) else contextlib.nullcontext():
+            result = expire_data(lh, name, older_than=age, column=column or policy.expire_column, dry_run=dry_run)
+    d = result.as_dict()
+    if json_:
+        _print_json(d)
+        return
+    out.print(
+        f"{d['table']}: rows with {d['column']} before {d['cutoff']} ({d['older_than']}): {d['rows_to_delete']:,} "
+        f"of {d['rows_before']:,}; {len(d['partitions_whole'])} partitions entirely older (metadata-only), "
+        f"{len(d['partitions_partial'])} partly"
+    )
+    if dry_run:
+        out.print("dry run: nothing deleted; run again with --apply to delete")
+    else:
+        out.print(
+            f"deleted {d['rows_deleted']:,} rows: {d['files_removed']} files removed, {d['files_rewritten']} "
+            f"rewritten; {d['rows_after']:,} rows left (job {d['job_id']})"
+        )
+
+
+@app.command("tier")
+def tier_cmd(
+    ctx: typer.Context,
+    name: NameArg,
+    dry_run: ApplyOpt = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Move each partition to the tier its age calls for (policy: tiering.warm_after, cold_after).
+
+    On S3 a move sets the files' storage class in place (STANDARD -> STANDARD_IA -> GLACIER_IR by default); tiers
+    listed in tiering.recompress are first rewritten with a heavier zstd level and committed like a compaction.
+    On local storage (or with tiering.method=prefix) files are rewritten under <table>/tier-<tier>/ and swapped
+    in one commit per partition. Queries keep working across tiers. See `lakehouse policy show`."""
+    from lakehouse.maintenance.tiering import tier as run_tier
+
+    with _lh(ctx) as lh:
+        with _progress("moving files", not (dry_run or json_)) as progress:
+            result = run_tier(lh, name, dry_run=dry_run, progress=progress)
+    d = result.as_dict()
+    if json_:
+        _print_json(d)
+        return
+    out.print(f"{d['table']}: method {d['method']}, {d['undated_files']} files without a time value stay put")
+    t = RichTable("partition", "age (days)", "tier now", "target", "files", "bytes", "to move", "action")
+    for g in d["groups"]:
+        t.add_row(
+            ", ".join(f"{k}={v}" for k, v in g["partition"].items()) or "(unpartitioned)",
+            f"{g['age_days']:.1f}" if g["age_days"] is not None else "",
+            ", ".join(g["current"]),
+            g["target"],
+            str(g["files"]),
+            _human_bytes(g["bytes"]),
+            str(g["files_to_move"]),
+            g["action"],
+        )
+    out.print(t)
+    if dry_run:
+        out.print(
+            f"dry run: {d['files_to_move']} files ({_human_bytes(d['bytes_to_move'])}) would move; "
+            "run again with --apply"
+        )
+    else:
+        out.print(
+            f"moved {d['files_moved']} files ({_human_bytes(d['bytes_moved'])}); rewrote {d['files_rewritten']} "
+            f"({_human_bytes(d['bytes_before_rewrite'])} -> {_human_bytes(d['bytes_after_rewrite'])}); "
+            f"{d['seconds']:.1f} s (job {d['job_id']})"
+        )
+        for a in d["aborted"]:
+            out.print(f"skipped {a['partition']}: {a['error']}", markup=False)
+
+
+@app.command()
+def cost(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Table name (or --all).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every table in the catalog, with totals.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Storage per tier (every object under the table location: data, old versions, metadata), its monthly cost
+    at the configured prices ([cost.prices], default AWS S3 list prices), the savings against keeping it all
+    hot, and how much smaller the Parquet data is than the same rows as raw JSON."""
+    from lakehouse.maintenance.tiering import table_cost
+
+    if (name is None) == (not all_):
+        raise InvalidInputError("give a table name or --all")
+    with _lh(ctx) as lh:
+        names = [str(r.name) for r in lh.list_tables()] if all_ else [str(name)]
+        reports = [table_cost(lh, n).as_dict() for n in names]
+    totals = {
+        k: round(sum(r[k] for r in reports), 6)
+        for k in ("objects", "bytes", "live_data_bytes", "monthly_cost", "all_hot_monthly_cost", "savings")
+    }
+    if json_:
+        _print_json({"tables": reports, "totals": totals} if all_ else reports[0])
+        return
+    t = RichTable("table", "tier", "objects", "bytes", "storage classes", "per month")
+    for r in reports:
+        for tier_name, u in r["tiers"].items():
+            t.add_row(
+                r["table"],
+                tier_name,
+                str(u["objects"]),
+                _human_bytes(u["bytes"]),
+                ", ".join(u["storage_classes"]),
+                f"{u['monthly_cost']:.4f} {r['currency']}",
+            )
+    out.print(t)
+    for r in reports:
+        x = r["json_to_parquet_ratio"]
+        if not x:
+            ratio = "n/a"
+        elif x >= 1:
+            ratio = f"{x:.2f}x smaller than raw JSON"
+        else:  # tiny files: Parquet's footers outweigh the data
+            ratio = f"{1 / x:.2f}x larger than raw JSON"
+        out.print(
+            f"{r['table']}: {_human_bytes(r['bytes'])} in {r['objects']} objects ({_human_bytes(r['live_data_bytes'])} "
+            f"live data); {r['monthly_cost']:.4f} {r['currency']}/month vs {r['all_hot_monthly_cost']:.4f} all hot "
+            f"(saves {r['savings_pct']}%); Parquet {ratio}"
+        )
+    if all_:
+        out.print(
+            f"total: {_human_bytes(totals['bytes'])}, {totals['monthly_cost']:.4f}/month, saves "
+            f"{totals['savings']:.4f}/month against all hot"
+        )
+
+
+@app.command("dedup")
+def dedup_cmd(
+    ctx: typer.Context,
+    name: NameArg,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Key columns a,b (default: the policy's dedup.keys, else table keys).")
+    ] = None,
+    order: Annotated[
+        str | None, typer.Option(help="Keep the row with the latest value of this column (default: policy).")
+    ] = None,
+    memory: Annotated[str, typer.Option(help="Memory budget of DuckDB (spills beyond it).")] = "1GB",
+    dry_run: ApplyOpt = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Keep one row per key: the latest by --order, or any one of exact duplicates. Only files holding a
+    duplicated key are rewritten, all in one commit; counts in, out and removed are checked before it."""
+    from lakehouse.maintenance.dedup import dedup
+
+    with _lh(ctx) as lh:
+        policy = lh.policy(name).dedup
+        keys = (
+            [k.strip() for k in key.split(",") if k.strip()]
+            if key
+            else (policy.keys or list(lh.table(name).definition.keys))
+        )
+        with err.status(f"deduplicating {name} ...") if not (dry_run or json_) else contextlib.nullcontext():
+            result = dedup(
+                lh, name, keys=keys, order=order or policy.order, dry_run=dry_run, memory_budget=parse_size(memory)
+            )
+    d = result.as_dict()
+    if json_:
+        _print_json(d)
+        return
+    out.print(
+        f"{d['table']}: {d['duplicate_rows']:,} duplicate rows of {d['duplicated_keys']:,} keys "
+        f"among {d['rows']:,} rows "
+        f"(keys {', '.join(d['keys'])}; keep {'latest ' + d['order'] if d['order'] else 'one'}); "
+        f"{d['files_to_rewrite']} files to rewrite"
+    )
+    t = RichTable("partition", "files", "rows", "duplicates", "keys")
+    for p in d["partitions"]:
+        t.add_row(
+            ", ".join(f"{k}={v}" for k, v in p["partition"].items()) or "(unpartitioned)",
+            str(p["files"]),
+            f"{p['rows']:,}",
+            f"{p['duplicates']:,}",
+            f"{p['keys']:,}",
+        )
+    if d["partitions"]:
+        out.print(t)
+    if dry_run:
+        out.print("dry run: nothing changed; run again with --apply")
+    elif d["status"] == "committed":
+        out.print(
+            f"rows in {d['rows_in']:,} - removed {d['rows_removed']:,} = out {d['rows_out']:,}; version {d['version']} "
+            f"(job {d['job_id']})"
+        )
+    else:
+        out.print(f"nothing to do (job {d['job_id']})")

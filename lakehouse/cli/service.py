@@ -1,0 +1,79 @@
+"""Setting up and serving: init, serve (the REST API), demo."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lakehouse.cli._common import (
+    JsonOpt,
+    _lh,
+    _print_json,
+    _State,
+    app,
+    out,
+)
+from lakehouse.config import load_settings
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    create_bucket: Annotated[bool, typer.Option(help="Create the S3 bucket if it is missing.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Create the warehouse (a directory, or check the S3 bucket) and the catalog database."""
+    with _lh(ctx) as lh:
+        info = lh.init(create_bucket_if_missing=create_bucket)
+    if json_:
+        _print_json(info)
+    else:
+        out.print(f"warehouse {info['warehouse']} ready; catalog {info['catalog_url']}")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 8080,
+    autopilot: Annotated[
+        bool, typer.Option("--autopilot", help="Also run the autopilot in the background (autopilot.interval).")
+    ] = False,
+) -> None:
+    """Run the REST API (OpenAPI docs at /docs). Create keys first: `lakehouse keys create --role admin`."""
+    try:
+        import uvicorn
+
+        from api.app import create_app
+    except ImportError as e:
+        from lakehouse.errors import DependencyMissingError
+
+        raise DependencyMissingError(
+            "the REST API needs fastapi and uvicorn", hint="pip install 'lakehouse[api]'"
+        ) from e
+    state: _State = ctx.obj
+    settings = load_settings(config_file=state.config, **state.overrides)
+    from lakehouse.units import parse_duration
+
+    interval = parse_duration(settings.autopilot.interval).total_seconds() if autopilot else None
+    uvicorn.run(create_app(settings, autopilot_interval=interval), host=host, port=port, log_level="info")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    batches: Annotated[int, typer.Option(help="Micro-batches to append to each table.", min=2)] = 6,
+    rows: Annotated[int, typer.Option(help="Rows per batch.", min=1)] = 500,
+    seed: Annotated[int, typer.Option(help="Random seed for the generated events.")] = 7,
+    autopilot_rounds: Annotated[
+        int, typer.Option(help="Rounds of streaming with the autopilot at the end (0: skip).", min=0)
+    ] = 3,
+) -> None:
+    """End-to-end demo on the configured warehouse (default ./warehouse): creates one Delta and one
+    Iceberg table, appends generated events, and shows files, versions, SQL and time travel.
+    Re-running starts over: the demo's own tables (namespace `demo`) are recreated."""
+    from lakehouse.demo import run_demo
+
+    with _lh(ctx) as lh:
+        run_demo(lh, batches=batches, rows=rows, seed=seed, console=out, autopilot_rounds=autopilot_rounds)
