@@ -1449,6 +1449,8 @@ class DeltaAdapter(LakehouseTable):
         wanted = [phys_of[c] for c in names]
 
         def relabel(batch: pa.RecordBatch) -> pa.RecordBatch:
+            if not names:  # no asked-for column exists in this version: the rows still count (NULLs later)
+                return batch.select([])
             arrays = []
             for c, column in zip(names, batch.columns, strict=True):
                 t = logical.field(c).type
