@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lakehouse.catalog import AuditRecord, CatalogStore, JobRecord, TableRecord
 from lakehouse.config import Settings
 from lakehouse.credentials import S3Credentials
 from lakehouse.errors import (
@@ -25,7 +26,6 @@ from lakehouse.errors import (
     TableNotFoundError,
     UnsupportedOperationError,
 )
-from lakehouse.governance.catalog import AuditRecord, CatalogStore, JobRecord, TableRecord
 from lakehouse.governance.policy import TablePolicy, build_policy, merge
 from lakehouse.schema import PartitionField, check_storable, parse_partitioning
 from lakehouse.sql import QueryResult, SqlEngine

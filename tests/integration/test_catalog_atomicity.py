@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from lakehouse.catalog import CatalogStore
 from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
 from lakehouse.errors import CatalogEntryError, LakehouseError, UnsupportedOperationError
-from lakehouse.governance.catalog import CatalogStore
 from lakehouse.schema import parse_schema
 from tests.cli.test_cli import run, run_json
 

@@ -316,7 +316,7 @@ def test_format_v1_iceberg_versions_stay_put_across_retention(lh: Lakehouse, tmp
 def test_a_catalog_from_before_current_since_is_upgraded_in_place(tmp_path: Any) -> None:
     import sqlite3
 
-    from lakehouse.governance.catalog import CatalogStore
+    from lakehouse.catalog import CatalogStore
     from lakehouse.tables.base import TableName
 
     db = tmp_path / "old.db"

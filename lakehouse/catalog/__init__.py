@@ -1,0 +1,8 @@
+"""The catalog database: tables, jobs, leases, keys, access log, lineage, audit and policies (see
+:mod:`lakehouse.catalog.store`)."""
+
+from lakehouse.catalog.records import AuditRecord, JobRecord, TableRecord
+from lakehouse.catalog.schema import LEASED_KINDS, make_engine
+from lakehouse.catalog.store import CatalogStore
+
+__all__ = ["LEASED_KINDS", "AuditRecord", "CatalogStore", "JobRecord", "TableRecord", "make_engine"]

@@ -1,0 +1,275 @@
+"""Job history (every maintenance and ingestion run, its parameters and metrics), clustering layouts per partition,
+and the figures the health score and metrics read from them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from lakehouse.catalog.audit import AuditMixin
+from lakehouse.catalog.leases import LeasesMixin
+from lakehouse.catalog.records import JobRecord, _aware, _counts, _now
+from lakehouse.catalog.schema import LEASED_KINDS, audit_t, jobs_t, layouts_t, lineage_t
+from lakehouse.errors import (
+    CommitConflictError,
+)
+from lakehouse.tables.base import TableName
+
+
+class JobsMixin(LeasesMixin, AuditMixin):
+    def start_job(self, kind: str, *, table: TableName | None, params: Mapping[str, Any], actor: str = "cli") -> int:
+        """Record a running job. A job that changes a table's files needs the table's lease: the process's own
+        (``lease_holder``, the autopilot) or one taken for this job alone and released when it finishes.
+
+        Raises:
+            CommitConflictError: another holder has the lease (an autopilot or another job is at work).
+        """
+        own: str | None = None
+        if table is not None and kind in LEASED_KINDS:
+            if self.lease_holder is not None:
+                lease = self.lease(table)
+                if lease is None or lease["holder"] != self.lease_holder:
+                    raise CommitConflictError(f"{self.lease_holder} does not hold the lease of {table}")
+            elif not self._held_by_this_thread(str(table)):  # a job inside a job (a purge's vacuum) shares its lease
+                own = f"job:{actor}:{uuid.uuid4().hex[:8]}"
+                if not self.acquire_lease(table, own, ttl=self.lease_ttl, keep_alive=True):
+                    lease = self.lease(table) or {}
+                    raise CommitConflictError(
+                        f"table {table} is being maintained by {lease.get('holder')} (lease until "
+                        f"{lease.get('expires_at')})",
+                        hint="wait for it to finish, or stop the autopilot for this table",
+                    )
+        with self._tx() as conn:
+            result = conn.execute(
+                jobs_t.insert().values(
+                    table_name=str(table) if table else None,
+                    kind=kind,
+                    state="running",
+                    actor=actor,
+                    started_at=_now(),
+                    params_json=json.dumps(dict(params), default=str, sort_keys=True),
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None
+            job_id = int(pk[0])
+        with self._leases_lock:
+            self._running.add(job_id)
+            if own is not None and table is not None:
+                self._job_leases[job_id] = (str(table), own, threading.get_ident())
+        if self.on_job is not None:
+            self.on_job("START", job_id, kind, str(table) if table else None, {})
+        return job_id
+
+    def finish_job(
+        self,
+        job_id: int,
+        *,
+        state: str,
+        metrics: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        only_running: bool = False,
+    ) -> None:
+        """Close a job and write its audit entry (who, what, which table, the counts) in one transaction.
+
+        ``only_running``: leave a job alone that its own process finished meanwhile (abandoning a job races its
+        process finishing it)."""
+        with self._tx() as conn:
+            if only_running:
+                closing = conn.execute(
+                    jobs_t.update()
+                    .where((jobs_t.c.id == job_id) & (jobs_t.c.state == "running"))
+                    .values(state=state, finished_at=_now())
+                ).rowcount
+                if not closing:
+                    return
+            job = conn.execute(sa.select(jobs_t).where(jobs_t.c.id == job_id)).first()
+            if job is not None:
+                details = {"counts": _counts(metrics or {}), "params": json.loads(job.params_json)}
+                if error:
+                    details["error"] = " ".join(error.split())
+                conn.execute(
+                    audit_t.insert().values(
+                        at=_now(),
+                        actor=job.actor,
+                        action=job.kind,
+                        table_name=job.table_name,
+                        job_id=job_id,
+                        outcome=state,
+                        details_json=json.dumps(details, default=str, sort_keys=True),
+                    )
+                )
+            conn.execute(
+                jobs_t.update()
+                .where(jobs_t.c.id == job_id)
+                .values(
+                    state=state,
+                    finished_at=_now(),
+                    metrics_json=json.dumps(dict(metrics or {}), default=str, sort_keys=True),
+                    error=" ".join(error.split()) if error else None,
+                )
+            )
+        with self._leases_lock:
+            held = self._job_leases.pop(job_id, None)
+            self._running.discard(job_id)
+        if held is not None:
+            self.release_lease(held[0], held[1])
+        if self.on_job is not None and job is not None:
+            event = {"committed": "COMPLETE", "failed": "FAIL"}.get(state, "OTHER")
+            self.on_job(event, job_id, job.kind, job.table_name, dict(metrics or {}))
+
+    def record_job(
+        self,
+        kind: str,
+        *,
+        table: TableName | None,
+        params: Mapping[str, Any],
+        state: str,
+        metrics: Mapping[str, Any],
+        actor: str = "cli",
+    ) -> int:
+        """A job that finished as it started (for example a run that found nothing to do: ``skipped``)."""
+        job = self.start_job(kind, table=table, params=params, actor=actor)
+        self.finish_job(job, state=state, metrics=metrics)
+        return job
+
+    def jobs(self, *, table: TableName | None = None, limit: int = 100) -> list[JobRecord]:
+        query = sa.select(jobs_t).order_by(jobs_t.c.id.desc()).limit(limit)
+        if table is not None:
+            query = query.where(jobs_t.c.table_name == str(table))
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+        return self._job_records(rows)
+
+    def latest_jobs(self, kind: str) -> dict[str, JobRecord]:
+        """The latest finished job of one kind per table (e.g. each table's last autopilot pass)."""
+        newest = (
+            sa.select(sa.func.max(jobs_t.c.id))
+            .where((jobs_t.c.kind == kind) & jobs_t.c.finished_at.is_not(None) & jobs_t.c.table_name.is_not(None))
+            .group_by(jobs_t.c.table_name)
+        )
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(jobs_t).where(jobs_t.c.id.in_(newest))).all()
+        return {str(r.table_name): r for r in self._job_records(rows)}
+
+    @staticmethod
+    def _job_records(rows: Sequence[Any]) -> list[JobRecord]:
+        return [
+            JobRecord(
+                id=r.id,
+                table_name=r.table_name,
+                kind=r.kind,
+                state=r.state,
+                actor=r.actor,
+                started_at=_aware(r.started_at) or _now(),
+                finished_at=_aware(r.finished_at),
+                params=json.loads(r.params_json),
+                metrics=json.loads(r.metrics_json),
+                error=r.error,
+            )
+            for r in rows
+        ]
+
+    def set_layout(self, table: TableName, partition_key: str, layout: str, files: list[str]) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                layouts_t.delete().where(
+                    (layouts_t.c.table_name == str(table)) & (layouts_t.c.partition_key == partition_key)
+                )
+            )
+            conn.execute(
+                layouts_t.insert().values(
+                    table_name=str(table),
+                    partition_key=partition_key,
+                    layout=layout,
+                    files_json=json.dumps(sorted(files)),
+                    updated_at=_now(),
+                )
+            )
+
+    def layouts(self, table: TableName) -> dict[str, tuple[str, frozenset[str]]]:
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
+        return {r.partition_key: (r.layout, frozenset(json.loads(r.files_json))) for r in rows}
+
+    def abandon_stale_jobs(self) -> int:
+        """Mark jobs still 'running' whose table no holder leases any more as failed (their process died); a
+        job killed half-way is safe to redo (nothing it did is committed without its table commit)."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(jobs_t.c.id, jobs_t.c.table_name, jobs_t.c.kind).where(jobs_t.c.state == "running")
+            ).all()
+        stale = [r.id for r in rows if r.kind in LEASED_KINDS and r.table_name and self.lease(r.table_name) is None]
+        for job_id in stale:
+            self.finish_job(
+                job_id, state="failed", error="abandoned: its process stopped before it finished", only_running=True
+            )
+        return len(stale)
+
+    def job_stats(self) -> dict[tuple[str, str], tuple[int, float, int]]:
+        """(kind, state) -> (jobs, seconds of the finished ones, finished ones)."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(jobs_t.c.kind, jobs_t.c.state, jobs_t.c.started_at, jobs_t.c.finished_at)
+            ).all()
+        out: dict[tuple[str, str], tuple[int, float, int]] = {}
+        for kind, state, started, finished in rows:
+            n, seconds, done = out.get((kind, state), (0, 0.0, 0))
+            if finished is not None and started is not None:
+                seconds += ((_aware(finished) or _now()) - (_aware(started) or _now())).total_seconds()
+                done += 1
+            out[(kind, state)] = (n + 1, seconds, done)
+        return out
+
+    def files_rewritten(self) -> int:
+        keys = {"optimize": "files_before", "tier": "files_rewritten", "dedup": "files_removed", "pii.mask": "files"}
+        total = 0
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(jobs_t.c.kind, jobs_t.c.metrics_json).where(
+                    jobs_t.c.kind.in_(list(keys)) & (jobs_t.c.state == "committed")
+                )
+            ).all()
+        for kind, metrics_json in rows:
+            value = json.loads(metrics_json).get(keys[kind])
+            total += int(value) if isinstance(value, int) else 0
+        return total
+
+    def ingested_rows(self, *, namespace: str) -> int:
+        """Rows committed by ingestion: the output row counts of lakehouse's own ingest events (job namespace
+        ``namespace``); another tool's events, and values that are not counts, count nothing."""
+        from lakehouse.governance.lineage import output_rows
+
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(lineage_t.c.event_json).where(
+                    (lineage_t.c.job_namespace == namespace) & (lineage_t.c.job_name == "lakehouse.ingest")
+                )
+            ).all()
+        total = 0
+        for (event_json,) in rows:
+            try:
+                event = json.loads(event_json)
+            except ValueError:  # a row that is not JSON counts nothing
+                continue
+            total += output_rows(event) if isinstance(event, dict) else 0
+        return total
+
+    def interrupt_running(self, reason: str) -> int:
+        """Close the jobs this process started and did not finish (it is being stopped: Ctrl-C, SIGTERM) as
+        failed, and release their leases; what they committed stays committed, the rest is safe to redo."""
+        with self._leases_lock:
+            running = sorted(self._running)
+        for job_id in running:
+            self.finish_job(job_id, state="failed", error=f"interrupted: {reason}", only_running=True)
+            with self._leases_lock:  # only_running returns early for a job finished meanwhile: forget it too
+                self._running.discard(job_id)
+                held = self._job_leases.pop(job_id, None)
+            if held is not None:
+                self.release_lease(held[0], held[1])
+        return len(running)
