@@ -174,8 +174,10 @@ def plan_vacuum(lh: Lakehouse, name: str, *, retain: str | dt.timedelta, keep: S
         retained.add(v)
     plan.retained_versions = sorted(retained)
     plan.expired_versions = sorted(versions - retained)
-    if not plan.expired_versions:
+    if not plan.expired_versions and not already:
         return plan
+    # files that only versions expired now or by an earlier vacuum reference (Delta's log keeps listing expired
+    # versions: their files are planned until they are gone, also when nothing new expires)
     listing = {f.path: f for f in _checked_listing(lh, table)}
     needed = table.version_paths(retained) | table.metadata_paths()
     tracked = table.version_paths(None)
@@ -223,7 +225,7 @@ def vacuum(
         "cutoff": plan.cutoff.isoformat(),
         **result.engine,
     }
-    if not plan.expired_versions:
+    if not plan.expired_versions and not plan.files:
         result.job_id = lh.catalog.record_job(
             "vacuum", table=table.name, params=params, state="skipped", metrics=_metrics(result), actor=lh.actor
         )
@@ -236,19 +238,22 @@ def vacuum(
             lh.catalog.finish_job(job, state="committed", metrics=_metrics(result))
             lh.catalog.update_table(table.name)
             return result
-        since = table.current_since()  # before expiring: Iceberg forgets when expired snapshots were current
-        result.versions_expired = table.expire_versions(plan.expired_versions) or len(plan.expired_versions)
-        # record before deleting: from here on those versions are gone for time travel
-        lh.catalog.add_expired(
-            table.name,
-            plan.expired_versions,
-            retention=format_duration(plan.retain),
-            job_id=job,
-            current_since=since,
-        )
-        # what every version still recorded needs now: those committed since planning, and an older one a
-        # restore made current again meanwhile
-        expired = set(plan.expired_versions)
+        if plan.expired_versions:
+            since = table.current_since()  # before expiring: Iceberg forgets when expired snapshots were current
+            result.versions_expired = table.expire_versions(plan.expired_versions) or len(plan.expired_versions)
+            # record before deleting: from here on those versions are gone for time travel
+            lh.catalog.add_expired(
+                table.name,
+                plan.expired_versions,
+                retention=format_duration(plan.retain),
+                job_id=job,
+                current_since=since,
+            )
+        # what every version still readable needs now: those committed since planning, and an older one a
+        # restore made current again meanwhile (versions an earlier vacuum expired need nothing: Delta's log
+        # still lists them)
+        table = lh.table(name)
+        expired = set(plan.expired_versions) | (set(table.expired.versions) if table.expired else set())
         remaining = {s.version for s in table.snapshots() if s.version not in expired or s.is_current}
         needed = table.version_paths(remaining) | table.metadata_paths()
         doomed = [f for f in plan.files if f.path not in needed]
