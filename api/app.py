@@ -356,9 +356,9 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
     @app.get("/tables/{name}/versions", tags=["history"])
     def versions(name: TableParam, p: Caller) -> list[dict[str, Any]]:
-        table = base.table(name)
-        expired = table.expired.versions if table.expired else frozenset()
-        return [{**s.as_dict(), "expired": s.version in expired} for s in table.snapshots()]
+        from lakehouse.presentation import version_history
+
+        return version_history(base.table(name))
 
     @app.get("/tables/{name}/versions/{version}", tags=["history"])
     def version_detail(name: TableParam, version: Annotated[int, Path(ge=0)], p: Caller) -> dict[str, Any]:

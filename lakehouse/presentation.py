@@ -8,6 +8,7 @@ from typing import Any
 
 from lakehouse.core import Lakehouse
 from lakehouse.maintenance.health import file_health
+from lakehouse.tables.base import LakehouseTable
 
 
 def table_summary(lh: Lakehouse, name: str, predicate: str | None = None) -> dict[str, Any]:
@@ -33,3 +34,28 @@ def table_summary(lh: Lakehouse, name: str, predicate: str | None = None) -> dic
         "pii": lh.catalog.pii_tags(record.name),
         "masking": lh.policy(record.name).masking,
     }
+
+
+def version_history(table: LakehouseTable) -> list[dict[str, Any]]:
+    """A table's versions, oldest first, each marked ``expired`` when retention removed it. Versions whose
+    format forgot them on expiry (Iceberg drops expired snapshots from its metadata) are listed from the
+    catalog's record, with the time they became current and no operation."""
+    expired = table.expired
+    gone = expired.versions if expired else frozenset()
+    rows = [{**s.as_dict(), "expired": s.version in gone} for s in table.snapshots()]
+    listed = {r["version"] for r in rows}
+    for v in sorted(gone - listed):
+        since = expired.current_since.get(v, ()) if expired else ()
+        rows.append(
+            {
+                "version": v,
+                "snapshot_id": None,
+                "timestamp": min(since).isoformat() if since else None,
+                "operation": None,
+                "parent_version": None,
+                "is_current": False,
+                "summary": {},
+                "expired": True,
+            }
+        )
+    return sorted(rows, key=lambda r: (r["timestamp"] or "", r["version"]))

@@ -20,7 +20,7 @@ from lakehouse.cli._common import (
     out,
 )
 from lakehouse.errors import InvalidInputError
-from lakehouse.presentation import table_summary
+from lakehouse.presentation import table_summary, version_history
 from lakehouse.schema import parse_partitioning, parse_schema
 from lakehouse.tables.base import parse_as_of
 
@@ -171,24 +171,22 @@ def table_history(
     """List a table's versions (Delta log versions, Iceberg snapshots) with time and operation."""
     with _lh(ctx) as lh:
         table = lh.table(name)
-        snaps = table.snapshots()[-limit:]
-    expired = table.expired.versions if table.expired else frozenset()
+        rows = version_history(table)[-limit:]
     if json_:
-        _print_json([{**s.as_dict(), "expired": s.version in expired} for s in snaps])
+        _print_json(rows)
         return
     t = RichTable("version", "snapshot id", "time (UTC)", "operation", "current", "rows added", "readable")
-    for s in snaps:
-        added = s.summary.get("num_added_rows") or s.summary.get("added-records") or ""
+    for r in rows:
+        summary = r["summary"]
+        added = summary.get("num_added_rows") or summary.get("added-records") or ""
         t.add_row(
-            str(s.version),
-            str(s.snapshot_id or ""),
-            s.timestamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-            s.operation,
-            "*" if s.is_current else "",
+            str(r["version"]),
+            str(r["snapshot_id"] or ""),
+            (r["timestamp"] or "").replace("T", " ")[:23].split("+")[0],
+            r["operation"] or "",
+            "*" if r["is_current"] else "",
             str(added),
-            f"no: expired by vacuum (--retain {table.expired.retention})"
-            if table.expired and s.version in expired
-            else "yes",
+            f"no: expired by vacuum (--retain {table.expired.retention})" if r["expired"] and table.expired else "yes",
         )
     out.print(t)
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 from lakehouse.errors import InvalidInputError, UnsupportedOperationError, VersionNotFoundError
 from lakehouse.expr import Compare, to_sql
 from lakehouse.storage import ObjectInfo, delete_files, list_files, normalize_path
-from lakehouse.tables.base import LakehouseTable
+from lakehouse.tables.base import LakehouseTable, version_ranges
 from lakehouse.units import format_duration, parse_duration
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ def plan_vacuum(lh: Lakehouse, name: str, *, retain: str | dt.timedelta, keep: S
         if v not in versions:
             raise InvalidInputError(
                 f"--keep {v}: table {table.name} has no readable version {v}",
-                hint=f"readable versions are {min(versions)}..{max(versions)}",
+                hint=f"readable versions: {version_ranges(versions)}",
             )
         retained.add(v)
     plan.retained_versions = sorted(retained)

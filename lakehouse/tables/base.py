@@ -340,6 +340,17 @@ class ExpiredVersions:
         )
 
 
+def version_ranges(versions: Collection[int]) -> str:
+    """``0-2, 4, 7-9``: versions as runs of consecutive numbers."""
+    out: list[str] = []
+    for v in sorted(versions):
+        if out and int(out[-1].rsplit("-", 1)[-1]) == v - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{v}"
+        else:
+            out.append(str(v))
+    return ", ".join(out) or "none"
+
+
 class LakehouseTable(ABC):
     """One table, whatever its format.
 
@@ -451,8 +462,14 @@ class LakehouseTable(ABC):
         if self.expired is not None and as_of in self.expired.versions:
             raise self.expired.error(self.name, as_of)
         raise VersionNotFoundError(
-            f"table {self.name} has no version {as_of}; retained versions are {snaps[0].version}..{snaps[-1].version}"
+            f"table {self.name} has no version {as_of}; readable versions: {version_ranges(self.readable_versions())}"
         )
+
+    def readable_versions(self) -> list[int]:
+        """The versions time travel can still reach (those retention expired are listed by Delta's log, but
+        their files are gone); the current version always."""
+        gone = self.expired.versions if self.expired is not None else frozenset()
+        return sorted(s.version for s in self.snapshots() if s.version not in gone or s.is_current)
 
     def _check_retained(self, snap: Snapshot) -> Snapshot:
         if self.expired is not None and snap.version in self.expired.versions and not snap.is_current:

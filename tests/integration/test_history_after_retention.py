@@ -1,0 +1,42 @@
+"""After retention, history and errors tell the truth on both formats: expired versions are listed and marked
+(Iceberg forgets expired snapshots, the catalog does not), and a missing version's error names the versions
+time travel can still reach, not a range that includes expired ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.config import load_settings
+from lakehouse.core import Lakehouse
+from lakehouse.errors import VersionNotFoundError
+from lakehouse.maintenance.retention import vacuum
+from lakehouse.presentation import version_history
+from lakehouse.tables.base import version_ranges
+
+
+def test_version_ranges() -> None:
+    assert version_ranges([4]) == "4"
+    assert version_ranges([0, 1, 2, 4, 7, 8, 9]) == "0-2, 4, 7-9"
+    assert version_ranges([]) == "none"
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_history_marks_expired_versions_and_errors_name_the_readable_ones(fmt: str, tmp_path: Path) -> None:
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"), catalog_url="sqlite://")) as lh:
+        table = lh.create_table("h.t", schema=pa.schema([("id", pa.int64())]), format=fmt)
+        for i in range(3):
+            table.append(pa.table({"id": [i]}))
+        versions = [s.version for s in lh.table("h.t").snapshots()]
+        vacuum(lh, "h.t", retain="0s", dry_run=False)
+        table = lh.table("h.t")
+        history = version_history(table)
+        assert [r["version"] for r in history] == versions, "expired versions are still listed"
+        assert [r["expired"] for r in history] == [True] * (len(versions) - 1) + [False]
+        assert history[-1]["is_current"]
+        with pytest.raises(VersionNotFoundError, match=rf"readable versions: {versions[-1]}$"):
+            table.snapshot(versions[-1] + 100)
+        with pytest.raises(VersionNotFoundError, match="removed by retention"):
+            table.snapshot(versions[0])
