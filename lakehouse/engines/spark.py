@@ -690,7 +690,7 @@ class SparkEngine:
     def default_orphan_age(self, table: LakehouseTable) -> dt.timedelta:
         """``retention.orphan_age`` from the settings alone (defaults < [policy] < [tables."ns.t"]); callers that
         know the table's stored policy pass its orphan age instead."""
-        from lakehouse.governance.policy import build_policy
+        from lakehouse.policy import build_policy
         from lakehouse.units import parse_duration
 
         policy = build_policy(self.settings.policy, self.settings.tables.get(str(table.name), {}))

@@ -268,8 +268,8 @@ class Ingestor:
     def _prepare(self, good: pa.Table) -> tuple[pa.Table, list[str]]:
         """Apply the table's masking policies, and pick the upsert keys (none: append). The policy is read on
         every commit, so a mask or key set while ingesting applies from the next micro-batch."""
-        from lakehouse.governance.masking import apply_masks
         from lakehouse.governance.ops import mask_secret, table_masks
+        from lakehouse.masking import apply_masks
 
         masks = table_masks(self.lh, self.table)
         if masks:

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError
-from lakehouse.governance.policy import TIERS, TablePolicy, TierPolicy
 from lakehouse.maintenance.planner import CompactionOptions, partition_key
+from lakehouse.policy import TIERS, TablePolicy, TierPolicy
 from lakehouse.storage import ObjectInfo, delete_tree, list_objects, set_storage_class
 from lakehouse.tables.base import DataFile, LakehouseTable, partition_path
 from lakehouse.units import parse_size
