@@ -233,8 +233,8 @@ class Settings(BaseSettings):
     @field_validator("tables")
     @classmethod
     def _check_tables(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from lakehouse.names import TableName
         from lakehouse.policy import build_policy
-        from lakehouse.tables.base import TableName
 
         out = {}
         for name, policy in v.items():

@@ -21,26 +21,17 @@ import pyarrow as pa
 
 from lakehouse.errors import InvalidInputError, TableNotFoundError
 from lakehouse.ingest.records import BadRecord, NewFields, RawRecord, RecordParser
+from lakehouse.names import QUARANTINE_SUFFIX, is_quarantine, quarantine_name
 from lakehouse.schema import parse_partitioning, parse_schema
 from lakehouse.tables.base import LakehouseTable, TableName
 
 if TYPE_CHECKING:
     from lakehouse.core import Lakehouse
 
-QUARANTINE_SUFFIX = "__quarantine"
 QUARANTINE_SCHEMA = parse_schema(
     "target:string not null, source:string not null, position:int64 not null, raw:string, "
     "error:string not null, quarantined_at:timestamp not null"
 )
-
-
-def quarantine_name(target: TableName) -> TableName:
-    return TableName(target.namespace, f"{target.table}{QUARANTINE_SUFFIX}")
-
-
-def is_quarantine(name: TableName | str) -> bool:
-    """Whether a table is the quarantine of another (``<namespace>.<table>__quarantine``)."""
-    return TableName.parse(name).table.endswith(QUARANTINE_SUFFIX)
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,7 @@ def _columns_of(table: LakehouseTable, wanted: set[str]) -> tuple[str, ...]:
 def _refuse_quarantine(tables: Mapping[TableName, LakehouseTable]) -> None:
     """Quarantine tables hold raw input (payloads, and errors that quote values): no masking policy can know
     which part of a payload is PII, so a caller without the PII-read permission cannot read them at all."""
-    from lakehouse.ingest.pipeline import is_quarantine
+    from lakehouse.names import is_quarantine
 
     for name in tables:
         if is_quarantine(name):
