@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lakehouse.catalog.lineage import as_count
 from lakehouse.errors import InvalidInputError
 from lakehouse.tables.base import TableName
 
@@ -141,30 +142,8 @@ def _check_facets(where: str, dataset: Mapping[str, Any]) -> None:
         if not isinstance(stats, dict):
             raise InvalidInputError(f"{where}.outputFacets.outputStatistics must be an object")
         for key in _STATISTICS:
-            if key in stats and _count(stats[key]) is None:
+            if key in stats and as_count(stats[key]) is None:
                 raise InvalidInputError(f"{where}.outputFacets.outputStatistics.{key} must be a count (integer >= 0)")
-
-
-def _count(value: Any) -> int | None:
-    """``value`` if it is a count (a non-negative integer, not a bool), else None."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def output_rows(event: Mapping[str, Any]) -> int:
-    """The rows an event says its outputs received (its output statistics); 0 for anything malformed.
-
-    >>> output_rows({"outputs": [{"outputFacets": {"outputStatistics": {"rowCount": 3}}}, {"name": "x"}]})
-    3
-    >>> output_rows({"outputs": [{"outputFacets": {"outputStatistics": {"rowCount": "lots"}}}]})
-    0
-    """
-    outputs = event.get("outputs")
-    total = 0
-    for out in outputs if isinstance(outputs, list) else []:
-        facets = out.get("outputFacets") if isinstance(out, dict) else None
-        stats = facets.get("outputStatistics") if isinstance(facets, dict) else None
-        total += (_count(stats.get("rowCount")) or 0) if isinstance(stats, dict) else 0
-    return total
 
 
 def emit(lh: Lakehouse, event: Mapping[str, Any]) -> int:
