@@ -22,7 +22,7 @@ from lakehouse.tables.base import TableName
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
 PRODUCER = "https://github.com/lakehouse/lakehouse"
 SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
@@ -30,7 +30,7 @@ EVENT_TYPES = ("START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER")
 
 
 def table_dataset(
-    lh: Lakehouse, name: str, *, schema: pa.Schema | None = None, rows: int | None = None
+    lh: Workspace, name: str, *, schema: pa.Schema | None = None, rows: int | None = None
 ) -> dict[str, Any]:
     """The OpenLineage dataset of a table, with its schema facet (and row count when given)."""
     from lakehouse.schema import type_name
@@ -64,7 +64,7 @@ def source_dataset(source: str) -> dict[str, Any]:
 
 
 def run_event(
-    lh: Lakehouse,
+    lh: Workspace,
     *,
     job: str,
     event_type: str,
@@ -146,7 +146,7 @@ def _check_facets(where: str, dataset: Mapping[str, Any]) -> None:
                 raise InvalidInputError(f"{where}.outputFacets.outputStatistics.{key} must be a count (integer >= 0)")
 
 
-def emit(lh: Lakehouse, event: Mapping[str, Any]) -> int:
+def emit(lh: Workspace, event: Mapping[str, Any]) -> int:
     """Store an event, and forward it to ``lineage.url`` when set (best effort: a failure there is counted
     in the audit log, never raised into the job)."""
     event_id = lh.catalog.add_lineage(event)
@@ -181,7 +181,7 @@ _OUTPUT_ROWS = ("rows_out", "rows_after", "rows")
 
 
 def job_event(
-    lh: Lakehouse, *, event_type: str, job_id: int, kind: str, table: str | None, metrics: Mapping[str, Any]
+    lh: Workspace, *, event_type: str, job_id: int, kind: str, table: str | None, metrics: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The run event of a maintenance or governance job: it reads and writes its table."""
     schema = None
@@ -212,7 +212,7 @@ def job_event(
     )
 
 
-def graph(lh: Lakehouse, dataset: str, *, depth: int = 3) -> dict[str, Any]:
+def graph(lh: Workspace, dataset: str, *, depth: int = 3) -> dict[str, Any]:
     """The upstream and downstream graph of a dataset (``ns.table``, or ``namespace::name``) up to ``depth``
     jobs away: nodes (datasets and jobs) and edges (dataset -> job -> dataset).
 

@@ -26,7 +26,7 @@ from lakehouse.schema import parse_partitioning, parse_schema
 from lakehouse.tables.base import LakehouseTable, TableName
 
 if TYPE_CHECKING:
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
 QUARANTINE_SCHEMA = parse_schema(
     "target:string not null, source:string not null, position:int64 not null, raw:string, "
@@ -106,7 +106,7 @@ class Ingestor:
 
     def __init__(
         self,
-        lh: Lakehouse,
+        lh: Workspace,
         table: str | TableName,
         *,
         policy: FlushPolicy | None = None,
@@ -316,7 +316,7 @@ class Ingestor:
 
 
 def ingest_records(
-    lh: Lakehouse,
+    lh: Workspace,
     table: str | TableName,
     records: Sequence[Mapping[str, Any] | bytes | str],
     *,

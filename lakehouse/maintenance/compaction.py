@@ -45,7 +45,7 @@ from lakehouse.storage import delete_tree, list_files
 from lakehouse.tables.base import LakehouseTable
 
 if TYPE_CHECKING:
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
 
 @dataclass
@@ -107,7 +107,7 @@ class OptimizeResult:
 
 
 def optimize(
-    lh: Lakehouse,
+    lh: Workspace,
     name: str,
     options: CompactionOptions,
     *,
@@ -225,7 +225,7 @@ def _commit_properties(options: CompactionOptions, job: int) -> dict[str, str]:
 
 
 def _spark_rewrite(
-    lh: Lakehouse,
+    lh: Workspace,
     table: LakehouseTable,
     parts: Sequence[PartitionPlan],
     options: CompactionOptions,
@@ -316,7 +316,7 @@ def _is_job_commit(snap: Any, job: int) -> bool:
 
 
 def _rewrite_job(
-    lh: Lakehouse, table: LakehouseTable, parts: Sequence[PartitionPlan], options: CompactionOptions, job: int
+    lh: Workspace, table: LakehouseTable, parts: Sequence[PartitionPlan], options: CompactionOptions, job: int
 ) -> list[PartitionResult]:
     """Rewrite every picked partition, then swap all of them in ONE commit (one snapshot per job: manifest
     rewriting dominates the cost of an Iceberg commit). A concurrent removal of any input aborts the job and
@@ -399,7 +399,7 @@ def _rewrite_job(
 
 
 def rewrite_files(
-    lh: Lakehouse,
+    lh: Workspace,
     table: LakehouseTable,
     inputs: Sequence[str],
     out_dir: str,
