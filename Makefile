@@ -24,6 +24,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check lakehouse api tests benchmarks
 	$(BIN)/ruff format --check lakehouse api tests
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
@@ -32,7 +33,8 @@ typecheck: install
 test: install system-deps
 	$(BIN)/ruff check lakehouse api tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) warehouse .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) warehouse .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

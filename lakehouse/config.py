@@ -225,7 +225,7 @@ class Settings(BaseSettings):
     @field_validator("policy")
     @classmethod
     def _check_policy(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from lakehouse.governance.policy import build_policy
+        from lakehouse.policy import build_policy
 
         build_policy(v, source="[policy] settings")
         return v
@@ -233,8 +233,8 @@ class Settings(BaseSettings):
     @field_validator("tables")
     @classmethod
     def _check_tables(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from lakehouse.governance.policy import build_policy
-        from lakehouse.tables.base import TableName
+        from lakehouse.names import TableName
+        from lakehouse.policy import build_policy
 
         out = {}
         for name, policy in v.items():

@@ -26,7 +26,7 @@ from lakehouse.errors import (
     TableNotFoundError,
     UnsupportedOperationError,
 )
-from lakehouse.governance.policy import TablePolicy, build_policy, merge
+from lakehouse.policy import TablePolicy, build_policy, merge
 from lakehouse.schema import PartitionField, check_storable, parse_partitioning
 from lakehouse.sql import QueryResult, SqlEngine
 from lakehouse.storage import create_bucket, delete_tree, ensure_warehouse, list_files
@@ -326,7 +326,7 @@ class Lakehouse:
 
     def _check_policy_columns(self, name: TableName, policy: TablePolicy) -> None:
         """Columns a policy names must exist with a fitting type (else every ingest would fail later)."""
-        from lakehouse.governance.masking import check_column, parse_mask
+        from lakehouse.masking import check_column, parse_mask
 
         schema = self.catalog.get_table(name).definition.schema
         named = {
@@ -376,8 +376,8 @@ class Lakehouse:
     def append(
         self, name: str | TableName, data: pa.Table, *, properties: Mapping[str, str] | None = None
     ) -> CommitResult:
-        from lakehouse.governance.masking import apply_masks
         from lakehouse.governance.ops import mask_secret, table_masks
+        from lakehouse.masking import apply_masks
 
         table = self.table(name)
         masks = table_masks(self, table)

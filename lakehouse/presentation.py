@@ -6,12 +6,12 @@ import json
 from collections import Counter
 from typing import Any
 
-from lakehouse.core import Lakehouse
 from lakehouse.maintenance.health import file_health
 from lakehouse.tables.base import LakehouseTable
+from lakehouse.workspace import Workspace
 
 
-def table_summary(lh: Lakehouse, name: str, predicate: str | None = None) -> dict[str, Any]:
+def table_summary(lh: Workspace, name: str, predicate: str | None = None) -> dict[str, Any]:
     """What ``lakehouse table show`` and ``GET /tables/{name}`` report: the catalog record, capabilities,
     versions, files, bytes, live rows, partitions, file health (with ``predicate``: data skipping for it), PII
     tags and masking."""

@@ -13,9 +13,27 @@ from typing import TYPE_CHECKING, Any
 from pyarrow import fs
 
 from lakehouse.errors import StorageError
+from lakehouse.names import TableName
 
 if TYPE_CHECKING:
-    from lakehouse.tables.base import StorageContext
+    from lakehouse.credentials import S3Credentials
+
+
+@dataclass(frozen=True)
+class StorageContext:
+    """Where tables live and how to reach them; handed to every adapter."""
+
+    warehouse: str
+    catalog_url: str
+    catalog_name: str = "lakehouse"
+    credentials: S3Credentials | None = None
+
+    def default_location(self, name: TableName) -> str:
+        return f"{self.warehouse.rstrip('/')}/{name.namespace}/{name.table}"
+
+    @staticmethod
+    def is_s3(location: str) -> bool:
+        return location.startswith(("s3://", "s3a://"))
 
 
 @dataclass(frozen=True)

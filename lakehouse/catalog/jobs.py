@@ -243,7 +243,7 @@ class JobsMixin(LeasesMixin, AuditMixin):
     def ingested_rows(self, *, namespace: str) -> int:
         """Rows committed by ingestion: the output row counts of lakehouse's own ingest events (job namespace
         ``namespace``); another tool's events, and values that are not counts, count nothing."""
-        from lakehouse.governance.lineage import output_rows
+        from lakehouse.catalog.lineage import output_rows
 
         with self._tx() as conn:
             rows = conn.execute(

@@ -1,4 +1,7 @@
-"""OpenLineage run events, stored as emitted."""
+"""OpenLineage run events, stored as emitted, and what the catalog reads of them (output row counts).
+
+The event model itself (building, validating, emitting events, the lineage graph) is
+:mod:`lakehouse.governance.lineage`."""
 
 from __future__ import annotations
 
@@ -65,3 +68,25 @@ class LineageMixin(StoreBase):
         with self._tx() as conn:
             rows = conn.execute(sa.select(lineage_t.c.event_json).order_by(lineage_t.c.id.desc()).limit(limit)).all()
         return [json.loads(r[0]) for r in rows]
+
+
+def as_count(value: Any) -> int | None:
+    """``value`` if it is a count (a non-negative integer, not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def output_rows(event: Mapping[str, Any]) -> int:
+    """The rows an event says its outputs received (its output statistics); 0 for anything malformed.
+
+    >>> output_rows({"outputs": [{"outputFacets": {"outputStatistics": {"rowCount": 3}}}, {"name": "x"}]})
+    3
+    >>> output_rows({"outputs": [{"outputFacets": {"outputStatistics": {"rowCount": "lots"}}}]})
+    0
+    """
+    outputs = event.get("outputs")
+    total = 0
+    for out in outputs if isinstance(outputs, list) else []:
+        facets = out.get("outputFacets") if isinstance(out, dict) else None
+        stats = facets.get("outputStatistics") if isinstance(facets, dict) else None
+        total += (as_count(stats.get("rowCount")) or 0) if isinstance(stats, dict) else 0
+    return total

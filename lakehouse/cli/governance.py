@@ -54,7 +54,7 @@ def policy_set(
     json_: JsonOpt = False,
 ) -> None:
     """Store policy values for a table in the catalog (validated; `policy show` lists the keys)."""
-    from lakehouse.governance.policy import parse_assignments
+    from lakehouse.policy import parse_assignments
 
     with _lh(ctx) as lh:
         effective = lh.set_policy(name, parse_assignments(values))
@@ -71,7 +71,7 @@ def policy_unset(
     keys: Annotated[list[str], typer.Argument(help="Dotted keys to remove, e.g. tiering.warm_after.")],
 ) -> None:
     """Remove stored policy values (the table falls back to lakehouse.toml and the defaults)."""
-    from lakehouse.governance.policy import unset
+    from lakehouse.policy import unset
 
     with _lh(ctx) as lh:
         stored = lh.catalog.policy(TableName.parse(name))

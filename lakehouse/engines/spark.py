@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 from pyspark.sql import SparkSession
@@ -59,8 +59,30 @@ from lakehouse.units import format_duration
 
 if TYPE_CHECKING:
     from lakehouse.config import Settings
-    from lakehouse.maintenance.planner import CompactionOptions, PartitionPlan
     from lakehouse.sql import QueryResult
+
+
+class RewriteOptions(Protocol):
+    """What a rewrite on Spark reads of the planner's thresholds (:class:`lakehouse.maintenance.planner.
+    CompactionOptions`, which the engine, a layer below maintenance, does not import)."""
+
+    @property
+    def zorder(self) -> tuple[str, ...]: ...
+    @property
+    def target_file_size(self) -> int: ...
+    @property
+    def min_input_files(self) -> int: ...
+    @property
+    def small_threshold(self) -> int: ...
+
+
+class PlannedPartition(Protocol):
+    """What a rewrite on Spark reads of a picked partition (:class:`lakehouse.maintenance.planner.PartitionPlan`):
+    its partition values."""
+
+    @property
+    def partition(self) -> Mapping[str, Any]: ...
+
 
 ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 DELTA_EXTENSIONS = "io.delta.sql.DeltaSparkSessionExtension"
@@ -541,8 +563,8 @@ class SparkEngine:
     def rewrite(
         self,
         table: LakehouseTable,
-        parts: Sequence[PartitionPlan],
-        options: CompactionOptions,
+        parts: Sequence[PlannedPartition],
+        options: RewriteOptions,
         properties: Mapping[str, str],
     ) -> dict[str, Any]:
         """Compact (or Z-order) the planned partitions in one commit carrying ``properties``."""
@@ -593,7 +615,7 @@ class SparkEngine:
             raise StorageError(f"Spark rewrite of {table.name} failed for {out['failed_files']} files")
         return out
 
-    def _iceberg_filter(self, table: LakehouseTable, parts: Sequence[PartitionPlan]) -> Any:
+    def _iceberg_filter(self, table: LakehouseTable, parts: Sequence[PlannedPartition]) -> Any:
         """An Iceberg expression matching exactly the planned partitions (ranges for time transforms)."""
         e = self._jvm.org.apache.iceberg.expressions.Expressions
         either = e.alwaysFalse()
@@ -626,8 +648,8 @@ class SparkEngine:
     def _delta_optimize(
         self,
         table: LakehouseTable,
-        parts: Sequence[PartitionPlan],
-        options: CompactionOptions,
+        parts: Sequence[PlannedPartition],
+        options: RewriteOptions,
         properties: Mapping[str, str],
     ) -> dict[str, Any]:
         session = self.session()
@@ -690,7 +712,7 @@ class SparkEngine:
     def default_orphan_age(self, table: LakehouseTable) -> dt.timedelta:
         """``retention.orphan_age`` from the settings alone (defaults < [policy] < [tables."ns.t"]); callers that
         know the table's stored policy pass its orphan age instead."""
-        from lakehouse.governance.policy import build_policy
+        from lakehouse.policy import build_policy
         from lakehouse.units import parse_duration
 
         policy = build_policy(self.settings.policy, self.settings.tables.get(str(table.name), {}))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from lakehouse.errors import AuthError, ForbiddenError, InvalidInputError
 
 if TYPE_CHECKING:
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
 ROLES = ("reader", "engineer", "admin")
 
@@ -40,7 +40,7 @@ class Principal:
             raise ForbiddenError(f"this needs the {role} role; key {self.key_id} is {self.role}")
 
 
-def create_key(lh: Lakehouse, *, name: str, role: str) -> tuple[str, str]:
+def create_key(lh: Workspace, *, name: str, role: str) -> tuple[str, str]:
     """(key id, the full key): the key is shown once and cannot be read back."""
     if role not in ROLES:
         raise InvalidInputError(f"unknown role {role!r}", hint=f"use one of {', '.join(ROLES)}")
@@ -53,7 +53,7 @@ def create_key(lh: Lakehouse, *, name: str, role: str) -> tuple[str, str]:
     return key_id, f"lhk_{key_id}_{secret}"
 
 
-def authenticate(lh: Lakehouse, token: str | None) -> Principal:
+def authenticate(lh: Workspace, token: str | None) -> Principal:
     if not token:
         raise AuthError("no API key", hint="send it as 'Authorization: Bearer lhk_...' or 'X-API-Key: lhk_...'")
     parts = token.strip().split("_", 2)

@@ -15,13 +15,14 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lakehouse.catalog.lineage import as_count
 from lakehouse.errors import InvalidInputError
 from lakehouse.tables.base import TableName
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
 PRODUCER = "https://github.com/lakehouse/lakehouse"
 SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
@@ -29,7 +30,7 @@ EVENT_TYPES = ("START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER")
 
 
 def table_dataset(
-    lh: Lakehouse, name: str, *, schema: pa.Schema | None = None, rows: int | None = None
+    lh: Workspace, name: str, *, schema: pa.Schema | None = None, rows: int | None = None
 ) -> dict[str, Any]:
     """The OpenLineage dataset of a table, with its schema facet (and row count when given)."""
     from lakehouse.schema import type_name
@@ -63,7 +64,7 @@ def source_dataset(source: str) -> dict[str, Any]:
 
 
 def run_event(
-    lh: Lakehouse,
+    lh: Workspace,
     *,
     job: str,
     event_type: str,
@@ -141,33 +142,11 @@ def _check_facets(where: str, dataset: Mapping[str, Any]) -> None:
         if not isinstance(stats, dict):
             raise InvalidInputError(f"{where}.outputFacets.outputStatistics must be an object")
         for key in _STATISTICS:
-            if key in stats and _count(stats[key]) is None:
+            if key in stats and as_count(stats[key]) is None:
                 raise InvalidInputError(f"{where}.outputFacets.outputStatistics.{key} must be a count (integer >= 0)")
 
 
-def _count(value: Any) -> int | None:
-    """``value`` if it is a count (a non-negative integer, not a bool), else None."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def output_rows(event: Mapping[str, Any]) -> int:
-    """The rows an event says its outputs received (its output statistics); 0 for anything malformed.
-
-    >>> output_rows({"outputs": [{"outputFacets": {"outputStatistics": {"rowCount": 3}}}, {"name": "x"}]})
-    3
-    >>> output_rows({"outputs": [{"outputFacets": {"outputStatistics": {"rowCount": "lots"}}}]})
-    0
-    """
-    outputs = event.get("outputs")
-    total = 0
-    for out in outputs if isinstance(outputs, list) else []:
-        facets = out.get("outputFacets") if isinstance(out, dict) else None
-        stats = facets.get("outputStatistics") if isinstance(facets, dict) else None
-        total += (_count(stats.get("rowCount")) or 0) if isinstance(stats, dict) else 0
-    return total
-
-
-def emit(lh: Lakehouse, event: Mapping[str, Any]) -> int:
+def emit(lh: Workspace, event: Mapping[str, Any]) -> int:
     """Store an event, and forward it to ``lineage.url`` when set (best effort: a failure there is counted
     in the audit log, never raised into the job)."""
     event_id = lh.catalog.add_lineage(event)
@@ -202,7 +181,7 @@ _OUTPUT_ROWS = ("rows_out", "rows_after", "rows")
 
 
 def job_event(
-    lh: Lakehouse, *, event_type: str, job_id: int, kind: str, table: str | None, metrics: Mapping[str, Any]
+    lh: Workspace, *, event_type: str, job_id: int, kind: str, table: str | None, metrics: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The run event of a maintenance or governance job: it reads and writes its table."""
     schema = None
@@ -233,7 +212,7 @@ def job_event(
     )
 
 
-def graph(lh: Lakehouse, dataset: str, *, depth: int = 3) -> dict[str, Any]:
+def graph(lh: Workspace, dataset: str, *, depth: int = 3) -> dict[str, Any]:
     """The upstream and downstream graph of a dataset (``ns.table``, or ``namespace::name``) up to ``depth``
     jobs away: nodes (datasets and jobs) and edges (dataset -> job -> dataset).
 

@@ -49,15 +49,15 @@ from lakehouse.storage import delete_tree, split_location
 from lakehouse.tables.base import LakehouseTable, TableName
 
 if TYPE_CHECKING:
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
 
-def mask_secret(lh: Lakehouse) -> bytes | None:
+def mask_secret(lh: Workspace) -> bytes | None:
     secret = lh.settings.governance.mask_secret
     return secret.get_secret_value().encode() if secret is not None else None
 
 
-def predicate_digest(lh: Lakehouse, predicate: str) -> tuple[str, str]:
+def predicate_digest(lh: Workspace, predicate: str) -> tuple[str, str]:
     """(digest, kind) of a row-delete predicate: the only form in which lakehouse records one (commit info,
     snapshot summary, job history, audit receipt). Keyed with ``governance.mask_secret`` (``hmac-sha256``): a
     plain hash of ``customer_id = 42`` is easy to reverse by guessing; without a secret it is a plain SHA-256
@@ -80,7 +80,7 @@ def digest_properties(digest: str, kind: str) -> dict[str, str]:
     return {"lakehouse.predicate_digest": digest, "lakehouse.predicate_digest_kind": kind}
 
 
-def table_masks(lh: Lakehouse, table: LakehouseTable) -> dict[str, MaskPolicy]:
+def table_masks(lh: Workspace, table: LakehouseTable) -> dict[str, MaskPolicy]:
     """The masking policies of a table (from its policy) for writing (ingestion, ``Lakehouse.append``), checked
     against its columns. A policy on a column a partition is derived from is refused (see
     :func:`check_partition_sources`): ingestion stops with that error rather than land rows whose partition
@@ -90,7 +90,7 @@ def table_masks(lh: Lakehouse, table: LakehouseTable) -> dict[str, MaskPolicy]:
     return masks
 
 
-def _policy_masks(lh: Lakehouse, table: LakehouseTable) -> dict[str, MaskPolicy]:
+def _policy_masks(lh: Workspace, table: LakehouseTable) -> dict[str, MaskPolicy]:
     masks = {c: parse_mask(p) for c, p in lh.policy(table.name).masking.items()}
     for column, policy in masks.items():
         if table.schema.get_field_index(column) < 0:
@@ -135,7 +135,7 @@ def check_partition_sources(table: LakehouseTable, columns: Mapping[str, Any], *
     )
 
 
-def read_masks(lh: Lakehouse, table: LakehouseTable) -> dict[str, MaskPolicy]:
+def read_masks(lh: Workspace, table: LakehouseTable) -> dict[str, MaskPolicy]:
     """What a reader without the PII-read permission sees masked: the table's masking policies, and every
     column a PII scan tagged (redacted if text, NULL otherwise). Masking a partition's source column on read
     is fine (the view masks it), so it is not refused here."""
@@ -155,7 +155,7 @@ def read_masks(lh: Lakehouse, table: LakehouseTable) -> dict[str, MaskPolicy]:
 
 
 def mask_table(
-    lh: Lakehouse,
+    lh: Workspace,
     name: str,
     *,
     policies: Mapping[str, str] | None = None,
@@ -284,7 +284,7 @@ def mask_table(
 
 
 def _after_commit_failed(
-    lh: Lakehouse,
+    lh: Workspace,
     name: TableName,
     job: int,
     report: dict[str, Any],
@@ -314,7 +314,7 @@ def _mask_command(name: TableName, given: Mapping[str, str], purge: bool) -> str
     return f"lakehouse pii mask {name}{pairs}{' --purge' if purge else ''} --apply"
 
 
-def _store_policy(lh: Lakehouse, table: LakehouseTable, given: Mapping[str, str]) -> None:
+def _store_policy(lh: Workspace, table: LakehouseTable, given: Mapping[str, str]) -> None:
     """Store the masking policies once the commit landed. The catalog's copy of the definition is refreshed
     first: the policy is checked against it, and another tool may have renamed or added columns."""
     if given:
@@ -323,7 +323,7 @@ def _store_policy(lh: Lakehouse, table: LakehouseTable, given: Mapping[str, str]
 
 
 def _mask_file(
-    lh: Lakehouse,
+    lh: Workspace,
     source: str,
     target: str,
     masks: Mapping[str, MaskPolicy],
@@ -422,14 +422,14 @@ def landed_version(table: LakehouseTable, properties: Mapping[str, str], error: 
 # ---- purge --------------------------------------------------------------------------------------------------
 
 
-def named_refs(lh: Lakehouse, table: LakehouseTable) -> dict[str, str]:
+def named_refs(lh: Workspace, table: LakehouseTable) -> dict[str, str]:
     """The table's named references other than the main branch: name -> ``"tag"`` or ``"branch"`` (Iceberg;
     Delta has none). Each keeps its snapshot, and the files that snapshot references, out of reach of
     retention, so a purge cannot remove the values they hold."""
     return {n: t for n, t in table.refs().items() if n != "main"}
 
 
-def check_purge_possible(lh: Lakehouse, table: LakehouseTable, *, what: str, hint: str) -> None:
+def check_purge_possible(lh: Workspace, table: LakehouseTable, *, what: str, hint: str) -> None:
     """Refuse a purge that could not finish: a tag or branch protects its snapshot from expiry, so the purge
     would fail after the delete or mask had committed, leaving the raw rows in the tagged snapshot."""
     refs = named_refs(lh, table)
@@ -446,7 +446,7 @@ def check_purge_possible(lh: Lakehouse, table: LakehouseTable, *, what: str, hin
     )
 
 
-def purge_history(lh: Lakehouse, name: str | TableName, *, job: int | None = None) -> dict[str, Any]:
+def purge_history(lh: Workspace, name: str | TableName, *, job: int | None = None) -> dict[str, Any]:
     """Leave only the current version and the files it references under the table location."""
     from lakehouse.maintenance.retention import remove_orphans, vacuum
 
@@ -485,7 +485,7 @@ def _remove_empty_directories(location: str) -> None:
 
 
 def erase(
-    lh: Lakehouse,
+    lh: Workspace,
     where: str,
     *,
     tables: Sequence[str] | None = None,

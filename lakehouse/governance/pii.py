@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from lakehouse.core import Lakehouse
     from lakehouse.tables.base import LakehouseTable
+    from lakehouse.workspace import Workspace
 
 KINDS = ("email", "phone", "card", "iban", "ssn", "ipv4", "ipv6", "person_name")
 
@@ -223,7 +223,7 @@ def scan_values(column: str, values: Sequence[str | None]) -> list[ColumnFinding
 
 
 def sample_strings(
-    lh: Lakehouse, table: LakehouseTable, columns: Sequence[str], limit: int, seed: int = 7
+    lh: Workspace, table: LakehouseTable, columns: Sequence[str], limit: int, seed: int = 7
 ) -> dict[str, list[str | None]]:
     """Up to ``limit`` values per column, spread over the live files (a seeded shuffle, a slice of each)."""
     import pyarrow.parquet as pq
@@ -259,7 +259,7 @@ def string_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
 
 
-def scan_table(lh: Lakehouse, name: str, *, sample_rows: int | None = None, dry_run: bool = False) -> dict[str, Any]:
+def scan_table(lh: Workspace, name: str, *, sample_rows: int | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Scan one table, store the findings as column tags in the catalog, record the job; returns the report.
 
     ``dry_run``: the findings only, no tags stored and no job recorded (so nothing gets masked for readers

@@ -21,26 +21,17 @@ import pyarrow as pa
 
 from lakehouse.errors import InvalidInputError, TableNotFoundError
 from lakehouse.ingest.records import BadRecord, NewFields, RawRecord, RecordParser
+from lakehouse.names import QUARANTINE_SUFFIX, is_quarantine, quarantine_name
 from lakehouse.schema import parse_partitioning, parse_schema
 from lakehouse.tables.base import LakehouseTable, TableName
 
 if TYPE_CHECKING:
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
-QUARANTINE_SUFFIX = "__quarantine"
 QUARANTINE_SCHEMA = parse_schema(
     "target:string not null, source:string not null, position:int64 not null, raw:string, "
     "error:string not null, quarantined_at:timestamp not null"
 )
-
-
-def quarantine_name(target: TableName) -> TableName:
-    return TableName(target.namespace, f"{target.table}{QUARANTINE_SUFFIX}")
-
-
-def is_quarantine(name: TableName | str) -> bool:
-    """Whether a table is the quarantine of another (``<namespace>.<table>__quarantine``)."""
-    return TableName.parse(name).table.endswith(QUARANTINE_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -115,7 +106,7 @@ class Ingestor:
 
     def __init__(
         self,
-        lh: Lakehouse,
+        lh: Workspace,
         table: str | TableName,
         *,
         policy: FlushPolicy | None = None,
@@ -268,8 +259,8 @@ class Ingestor:
     def _prepare(self, good: pa.Table) -> tuple[pa.Table, list[str]]:
         """Apply the table's masking policies, and pick the upsert keys (none: append). The policy is read on
         every commit, so a mask or key set while ingesting applies from the next micro-batch."""
-        from lakehouse.governance.masking import apply_masks
         from lakehouse.governance.ops import mask_secret, table_masks
+        from lakehouse.masking import apply_masks
 
         masks = table_masks(self.lh, self.table)
         if masks:
@@ -325,7 +316,7 @@ class Ingestor:
 
 
 def ingest_records(
-    lh: Lakehouse,
+    lh: Workspace,
     table: str | TableName,
     records: Sequence[Mapping[str, Any] | bytes | str],
     *,

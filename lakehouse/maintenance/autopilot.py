@@ -30,7 +30,7 @@ from lakehouse.errors import LakehouseError
 from lakehouse.units import parse_duration
 
 if TYPE_CHECKING:
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
 
 @dataclass
@@ -42,7 +42,7 @@ class TableState:
 
 @dataclass
 class Autopilot:
-    lh: Lakehouse
+    lh: Workspace
     interval: float
     holder: str = field(
         default_factory=lambda: f"autopilot:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

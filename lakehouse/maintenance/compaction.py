@@ -20,6 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lakehouse.duck import FIELD_ID as _FIELD_ID
+from lakehouse.duck import field_id as _field_id
+from lakehouse.duck import is_list_type as _is_list_type
+from lakehouse.duck import match_field_ids as _match
 from lakehouse.errors import (
     CommitConflictError,
     ContentMismatchError,
@@ -41,7 +45,7 @@ from lakehouse.storage import delete_tree, list_files
 from lakehouse.tables.base import LakehouseTable
 
 if TYPE_CHECKING:
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
 
 @dataclass
@@ -103,7 +107,7 @@ class OptimizeResult:
 
 
 def optimize(
-    lh: Lakehouse,
+    lh: Workspace,
     name: str,
     options: CompactionOptions,
     *,
@@ -221,7 +225,7 @@ def _commit_properties(options: CompactionOptions, job: int) -> dict[str, str]:
 
 
 def _spark_rewrite(
-    lh: Lakehouse,
+    lh: Workspace,
     table: LakehouseTable,
     parts: Sequence[PartitionPlan],
     options: CompactionOptions,
@@ -312,7 +316,7 @@ def _is_job_commit(snap: Any, job: int) -> bool:
 
 
 def _rewrite_job(
-    lh: Lakehouse, table: LakehouseTable, parts: Sequence[PartitionPlan], options: CompactionOptions, job: int
+    lh: Workspace, table: LakehouseTable, parts: Sequence[PartitionPlan], options: CompactionOptions, job: int
 ) -> list[PartitionResult]:
     """Rewrite every picked partition, then swap all of them in ONE commit (one snapshot per job: manifest
     rewriting dominates the cost of an Iceberg commit). A concurrent removal of any input aborts the job and
@@ -395,7 +399,7 @@ def _rewrite_job(
 
 
 def rewrite_files(
-    lh: Lakehouse,
+    lh: Workspace,
     table: LakehouseTable,
     inputs: Sequence[str],
     out_dir: str,
@@ -566,14 +570,6 @@ class FileLayout:
     (Delta column mapping: physical names); None: the table's names."""
 
 
-_FIELD_ID = b"PARQUET:field_id"
-
-
-def _field_id(f: pa.Field) -> int | None:
-    raw = (f.metadata or {}).get(_FIELD_ID)
-    return int(raw) if raw is not None else None
-
-
 def file_layout(
     table: LakehouseTable, inputs: Sequence[str], columns: Sequence[str], *, output_ctx: Any = None
 ) -> FileLayout:
@@ -641,10 +637,6 @@ def file_layout(
     return FileLayout(groups, schema, field_ids)
 
 
-def _null_of(t: pa.DataType) -> Callable[[str], str]:
-    return lambda _: _null(t)
-
-
 def _null(t: pa.DataType) -> str:
     from lakehouse.sql import duck_type
 
@@ -659,87 +651,6 @@ def _file_schema(path: str, ctx: Any) -> pa.Schema:
     filesystem, inner = split_location(path, ctx)
     with filesystem.open_input_file(inner) as fh:
         return pq.ParquetFile(fh).schema_arrow
-
-
-def _is_list_type(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
-
-
-def _identity(e: str) -> str:
-    return e
-
-
-def _match(declared: pa.DataType, stored: pa.DataType, path: str) -> tuple[pa.DataType, Callable[[str], str]]:
-    """The declared type with the field ids of the stored one on its nested fields, and a function turning a SQL
-    expression of the stored value into one with the declared nested names (nested fields are matched by id
-    where the declared type carries ids, else by name)."""
-    from lakehouse.errors import UnsupportedOperationError
-
-    if pa.types.is_struct(declared):
-        if not pa.types.is_struct(stored):
-            raise UnsupportedOperationError(f"cannot rewrite {path}: the files hold {stored}, the table {declared}")
-        children = [stored.field(i) for i in range(stored.num_fields)]
-        by_id = {_field_id(f): f for f in children if _field_id(f) is not None}
-        by_name = {f.name: f for f in children}
-        fields: list[pa.Field] = []
-        parts: list[tuple[str, str | None, Callable[[str], str]]] = []
-        renamed = declared.num_fields != stored.num_fields
-        for i in range(declared.num_fields):
-            d = declared.field(i)
-            did = _field_id(d)
-            s = by_id.get(did) if did is not None else by_name.get(d.name)
-            if s is None and did is None and by_id:
-                # without the table's id of this field, one a writer renamed cannot be told from one added since
-                raise UnsupportedOperationError(
-                    f"cannot rewrite {path}: its field {d.name!r} is not in the files under that name, and the "
-                    "table's id of it is not known"
-                )
-            if s is None:  # a field added since these files were written: NULL of its type
-                fields.append(d)
-                parts.append((d.name, None, _null_of(d.type)))
-                renamed = True
-                continue
-            t, fn = _match(d.type, s.type, f"{path}.{d.name}")
-            sid = _field_id(s)
-            fields.append(pa.field(d.name, t, nullable=d.nullable, metadata={_FIELD_ID: str(sid)} if sid else None))
-            parts.append((d.name, s.name, fn))
-            renamed = renamed or d.name != s.name or fn is not _identity or children[i].name != s.name
-        if not renamed:
-            return pa.struct(fields), _identity
-
-        def struct_expr(e: str) -> str:
-            packed = ", ".join(f"{_q(d)} := {fn(f'({e}).{_q(s)}' if s is not None else '')}" for d, s, fn in parts)
-            return f"CASE WHEN ({e}) IS NULL THEN NULL ELSE struct_pack({packed}) END"
-
-        return pa.struct(fields), struct_expr
-    if pa.types.is_map(declared) and pa.types.is_map(stored):
-        kt, kfn = _match(declared.key_type, stored.key_type, f"{path}.key")
-        vt, vfn = _match(declared.item_type, stored.item_type, f"{path}.value")
-        key = pa.field("key", kt, nullable=False, metadata=stored.key_field.metadata)
-        value = pa.field("value", vt, nullable=declared.item_field.nullable, metadata=stored.item_field.metadata)
-        t = pa.map_(key, value, keys_sorted=declared.keys_sorted)
-        if kfn is _identity and vfn is _identity:
-            return t, _identity
-        return (
-            t,
-            lambda e: (
-                "map_from_entries(list_transform(map_entries(" + e + "), lambda lh_kv: struct_pack(key := "
-                f"{kfn('lh_kv.key')}, value := {vfn('lh_kv.value')})))"
-            ),
-        )
-    if _is_list_type(declared) and _is_list_type(stored):
-        it, ifn = _match(declared.value_type, stored.value_type, f"{path}[]")
-        item = pa.field("element", it, nullable=declared.value_field.nullable, metadata=stored.value_field.metadata)
-        if pa.types.is_fixed_size_list(declared):
-            lt: pa.DataType = pa.list_(item, declared.list_size)
-        else:
-            lt = pa.large_list(item) if pa.types.is_large_list(declared) else pa.list_(item)
-        if ifn is _identity:
-            return lt, _identity
-        depth = path.count("[]")
-        var = f"lh_e{depth}"
-        return lt, lambda e: f"list_transform({e}, lambda {var}: {ifn(var)})"
-    return declared, _identity
 
 
 def _ids_option(f: pa.Field) -> str:

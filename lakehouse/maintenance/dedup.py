@@ -27,7 +27,7 @@ from lakehouse.storage import delete_tree
 from lakehouse.tables.base import DataFile, LakehouseTable
 
 if TYPE_CHECKING:
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
 
 @dataclass
@@ -105,7 +105,7 @@ def _check(table: LakehouseTable, keys: Sequence[str], order: str | None) -> Non
 
 
 def plan_dedup(
-    lh: Lakehouse, name: str, *, keys: Sequence[str], order: str | None = None, memory_budget: int = 1 << 30
+    lh: Workspace, name: str, *, keys: Sequence[str], order: str | None = None, memory_budget: int = 1 << 30
 ) -> DedupPlan:
     """Find the rows that lose: for each key with more than one row, all but the first by ``order`` descending
     (NULL orders last), then by file and row (so exact duplicates keep the oldest copy)."""
@@ -206,7 +206,7 @@ def plan_dedup(
 
 
 def dedup(
-    lh: Lakehouse,
+    lh: Workspace,
     name: str,
     *,
     keys: Sequence[str],

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from lakehouse.errors import LakehouseError
 
 if TYPE_CHECKING:
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
 ORDER = ("dedup", "expire-data", "optimize", "tier", "vacuum", "orphans")
 
@@ -75,7 +75,7 @@ class Health:
         }
 
 
-def health(lh: Lakehouse, name: str, *, check_duplicates: bool = True) -> Health:
+def health(lh: Workspace, name: str, *, check_duplicates: bool = True) -> Health:
     """Measure a table's signals and score it 0-100."""
     from lakehouse.maintenance.health import file_health
     from lakehouse.maintenance.planner import plan_compaction
@@ -264,7 +264,7 @@ GOOD_SKIPPING = 0.5
 """A filtered column whose row groups a narrow predicate skips at least this share of costs no points."""
 
 
-def zorder_suggestion(lh: Lakehouse, name: str, access: dict[str, Any] | None = None) -> list[str]:
+def zorder_suggestion(lh: Workspace, name: str, access: dict[str, Any] | None = None) -> list[str]:
     """Up to two columns queries filtered on most (at least 3 times in 30 days), that are not partition
     columns (a partition column clusters nothing inside a partition)."""
     table = lh.table(name)
@@ -278,7 +278,7 @@ def zorder_suggestion(lh: Lakehouse, name: str, access: dict[str, Any] | None = 
     return ranked[:2]
 
 
-def compaction_options(lh: Lakehouse, name: str) -> Any:
+def compaction_options(lh: Workspace, name: str) -> Any:
     from lakehouse.maintenance.planner import CompactionOptions
     from lakehouse.units import parse_size
 
@@ -294,7 +294,7 @@ def compaction_options(lh: Lakehouse, name: str) -> Any:
 
 
 def maintain(
-    lh: Lakehouse,
+    lh: Workspace,
     name: str,
     *,
     dry_run: bool = True,
@@ -343,7 +343,7 @@ SPARK_JOBS = ("optimize", "vacuum", "orphans")
 """The jobs ``maintain`` runs on Spark when asked to; the others have no Spark implementation."""
 
 
-def _run(lh: Lakehouse, name: str, job: str, policy: Any, dry_run: bool, engine: str) -> dict[str, Any]:
+def _run(lh: Workspace, name: str, job: str, policy: Any, dry_run: bool, engine: str) -> dict[str, Any]:
     if job == "dedup":
         from lakehouse.maintenance.dedup import dedup
 

@@ -33,7 +33,7 @@ from lakehouse.tables.base import LakehouseTable, version_ranges
 from lakehouse.units import format_duration, parse_duration
 
 if TYPE_CHECKING:
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
 Progress = Callable[[int, int], None]
 """Called with (done, total) while files are deleted."""
@@ -47,7 +47,7 @@ def _files_dict(files: Sequence[ObjectInfo]) -> list[dict[str, Any]]:
     return [{"path": f.path, "size_bytes": f.size} for f in files]
 
 
-def _delete(lh: Lakehouse, files: Sequence[ObjectInfo], progress: Progress | None) -> None:
+def _delete(lh: Workspace, files: Sequence[ObjectInfo], progress: Progress | None) -> None:
     batch = 200
     for i in range(0, len(files), batch):
         delete_files([f.path for f in files[i : i + batch]], lh.ctx)
@@ -55,14 +55,14 @@ def _delete(lh: Lakehouse, files: Sequence[ObjectInfo], progress: Progress | Non
             progress(min(i + batch, len(files)), len(files))
 
 
-def _nested_locations(lh: Lakehouse, table: LakehouseTable) -> list[str]:
+def _nested_locations(lh: Workspace, table: LakehouseTable) -> list[str]:
     """Locations of other tables inside this table's location (never this table's garbage)."""
     own = table.location.rstrip("/") + "/"
     others = [r.location.rstrip("/") + "/" for r in lh.list_tables()]
     return [o for o in others if o != own and o.startswith(own)]
 
 
-def _checked_listing(lh: Lakehouse, table: LakehouseTable) -> list[ObjectInfo]:
+def _checked_listing(lh: Workspace, table: LakehouseTable) -> list[ObjectInfo]:
     """List the table's location, refusing to go on when the listing does not contain the current version's
     files: the paths the table records are spelled differently from the listing (or live elsewhere), so
     "unreferenced" cannot be trusted.
@@ -145,7 +145,7 @@ class VacuumResult:
         }
 
 
-def plan_vacuum(lh: Lakehouse, name: str, *, retain: str | dt.timedelta, keep: Sequence[int] = ()) -> VacuumPlan:
+def plan_vacuum(lh: Workspace, name: str, *, retain: str | dt.timedelta, keep: Sequence[int] = ()) -> VacuumPlan:
     """Which versions stay readable and which files only expired versions reference."""
     table = lh.table(name)
     window = parse_duration(retain)
@@ -186,7 +186,7 @@ def plan_vacuum(lh: Lakehouse, name: str, *, retain: str | dt.timedelta, keep: S
 
 
 def vacuum(
-    lh: Lakehouse,
+    lh: Workspace,
     name: str,
     *,
     retain: str | dt.timedelta,
@@ -269,7 +269,7 @@ def vacuum(
     return result
 
 
-def _vacuum_on_spark(lh: Lakehouse, table: LakehouseTable, plan: VacuumPlan, result: VacuumResult, job: int) -> None:
+def _vacuum_on_spark(lh: Workspace, table: LakehouseTable, plan: VacuumPlan, result: VacuumResult, job: int) -> None:
     spark = lh.spark()
     expired = set(plan.expired_versions)
     since = table.current_since()
@@ -298,7 +298,7 @@ def _vacuum_on_spark(lh: Lakehouse, table: LakehouseTable, plan: VacuumPlan, res
     result.bytes_deleted = sum(f.size for f in gone)
 
 
-def _orphan_age(lh: Lakehouse, name: str) -> dt.timedelta:
+def _orphan_age(lh: Workspace, name: str) -> dt.timedelta:
     return parse_duration(lh.policy(name).retention.orphan_age)
 
 
@@ -355,7 +355,7 @@ class OrphanResult:
         }
 
 
-def plan_orphans(lh: Lakehouse, name: str, *, older_than: str | dt.timedelta) -> OrphanPlan:
+def plan_orphans(lh: Workspace, name: str, *, older_than: str | dt.timedelta) -> OrphanPlan:
     table = lh.table(name)
     age = parse_duration(older_than)
     plan = OrphanPlan(str(table.name), age)
@@ -375,7 +375,7 @@ def plan_orphans(lh: Lakehouse, name: str, *, older_than: str | dt.timedelta) ->
 
 
 def remove_orphans(
-    lh: Lakehouse,
+    lh: Workspace,
     name: str,
     *,
     older_than: str | dt.timedelta,
@@ -486,7 +486,7 @@ def _is_time(t: pa.DataType) -> bool:
 
 
 def expire_data(
-    lh: Lakehouse,
+    lh: Workspace,
     name: str,
     *,
     older_than: str | dt.timedelta,

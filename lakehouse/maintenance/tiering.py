@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError
-from lakehouse.governance.policy import TIERS, TablePolicy, TierPolicy
 from lakehouse.maintenance.planner import CompactionOptions, partition_key
+from lakehouse.policy import TIERS, TablePolicy, TierPolicy
 from lakehouse.storage import ObjectInfo, delete_tree, list_objects, set_storage_class
 from lakehouse.tables.base import DataFile, LakehouseTable, partition_path
 from lakehouse.units import parse_size
 
 if TYPE_CHECKING:
-    from lakehouse.core import Lakehouse
+    from lakehouse.workspace import Workspace
 
 Progress = Callable[[int, int], None]
 GB = 1024**3
@@ -66,7 +66,7 @@ def _class_tier(policy: TierPolicy, storage_class: str | None) -> str:
     return "hot" if storage_class == "STANDARD" else storage_class.lower()
 
 
-def method_for(lh: Lakehouse, table: LakehouseTable, policy: TierPolicy) -> str:
+def method_for(lh: Workspace, table: LakehouseTable, policy: TierPolicy) -> str:
     on_s3 = table.location.startswith(("s3://", "s3a://"))
     if policy.method == "auto":
         return "storage-class" if on_s3 else "prefix"
@@ -228,7 +228,7 @@ class TierPlan:
 
 
 def plan_tiering(
-    lh: Lakehouse, name: str, *, policy: TablePolicy | None = None, now: dt.datetime | None = None
+    lh: Workspace, name: str, *, policy: TablePolicy | None = None, now: dt.datetime | None = None
 ) -> TierPlan:
     table = lh.table(name)
     pol = (policy or lh.policy(table.name)).tiering
@@ -301,7 +301,7 @@ class TierResult:
 
 
 def tier(
-    lh: Lakehouse,
+    lh: Workspace,
     name: str,
     *,
     dry_run: bool = True,
@@ -371,7 +371,7 @@ def _job_metrics(result: TierResult) -> dict[str, Any]:
 
 
 def _rewrite_into_tier(
-    lh: Lakehouse,
+    lh: Workspace,
     table: LakehouseTable,
     group: TierGroup,
     files: Sequence[TierFile],
@@ -501,7 +501,7 @@ class TableCost:
         }
 
 
-def table_cost(lh: Lakehouse, name: str, *, sample_rows: int = 10_000) -> TableCost:
+def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000) -> TableCost:
     """Bytes and objects per tier under a table's location (everything: data, old versions, metadata), what
     they cost a month at the configured prices, and what keeping all of it hot would cost.
 
@@ -555,7 +555,7 @@ def _price(prices: Mapping[str, float], storage_class: str) -> float:
 
 
 def _json_estimate(
-    lh: Lakehouse, table: LakehouseTable, files: Sequence[DataFile], objects: Sequence[ObjectInfo], limit: int
+    lh: Workspace, table: LakehouseTable, files: Sequence[DataFile], objects: Sequence[ObjectInfo], limit: int
 ) -> int | None:
     """Raw NDJSON size of the live rows, extrapolated from up to ``limit`` rows of the first data files."""
     import orjson

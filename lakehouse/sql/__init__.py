@@ -9,15 +9,8 @@
   network access; the tables are bound into it, already masked for the caller (the API, ``query --masked``).
 """
 
-from lakehouse.sql.engine import (
-    EXTENSIONS,
-    QueryResult,
-    SqlEngine,
-    connect_duckdb,
-    duck_inexact,
-    duck_type,
-    extension_path,
-)
+from lakehouse.duck import EXTENSIONS, connect_duckdb, duck_inexact, duck_type, extension_path
+from lakehouse.sql.engine import QueryResult, SqlEngine
 from lakehouse.sql.rewrite import MAX_SQL_LENGTH, access_of, rewrite
 
 __all__ = [

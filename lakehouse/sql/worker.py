@@ -52,7 +52,7 @@ from lakehouse.units import parse_size
 
 if TYPE_CHECKING:
     from lakehouse.config import QuerySettings
-    from lakehouse.governance.masking import MaskPolicy
+    from lakehouse.masking import MaskPolicy
     from lakehouse.tables.base import LakehouseTable, StorageContext
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def _columns_of(table: LakehouseTable, wanted: set[str]) -> tuple[str, ...]:
 def _refuse_quarantine(tables: Mapping[TableName, LakehouseTable]) -> None:
     """Quarantine tables hold raw input (payloads, and errors that quote values): no masking policy can know
     which part of a payload is PII, so a caller without the PII-read permission cannot read them at all."""
-    from lakehouse.ingest.pipeline import is_quarantine
+    from lakehouse.names import is_quarantine
 
     for name in tables:
         if is_quarantine(name):
@@ -369,7 +369,7 @@ def serve(conn: Connection) -> None:
     try:
         import duckdb
 
-        from lakehouse.governance import masking  # noqa: F401 (imported before the limit applies)
+        from lakehouse import masking  # noqa: F401 (imported before the limit applies)
         from lakehouse.tables.registry import adapter_class
 
         for fmt in ("delta", "iceberg"):
@@ -467,7 +467,7 @@ class _Source:
     twice), masked columns masked batch by batch."""
 
     def __init__(self, spec: ViewSpec, config: WorkerConfig) -> None:
-        from lakehouse.governance.masking import parse_mask
+        from lakehouse.masking import parse_mask
         from lakehouse.tables.registry import adapter_class
 
         self.spec = spec
@@ -484,7 +484,7 @@ class _Source:
         return reader.__arrow_c_stream__(requested_schema)
 
     def _masked(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
-        from lakehouse.governance.masking import mask_array
+        from lakehouse.masking import mask_array
 
         schema = reader.schema
         for batch in reader:

@@ -14,58 +14,22 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import pyarrow as pa
 
 from lakehouse.errors import (
     InvalidInputError,
-    InvalidTableNameError,
     UnsupportedOperationError,
     VersionNotFoundError,
 )
 from lakehouse.expr import Expr, check_columns, normalize, parse_filter
+from lakehouse.names import TableName  # part of the adapter interface, defined below the settings
 from lakehouse.schema import PartitionField, conform
-
-if TYPE_CHECKING:
-    from lakehouse.credentials import S3Credentials
+from lakehouse.storage import StorageContext  # likewise, defined beside the object-store functions
 
 AsOf = int | dt.datetime
 """A version number (or Iceberg snapshot id) or a point in time."""
-
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-@dataclass(frozen=True, order=True)
-class TableName:
-    """A validated ``namespace.table`` name (lower case letters, digits and ``_``).
-
-    >>> TableName.parse("Sales.Orders")
-    TableName(namespace='sales', table='orders')
-    """
-
-    namespace: str
-    table: str
-
-    @classmethod
-    def parse(cls, text: str | TableName) -> TableName:
-        if isinstance(text, TableName):
-            return text
-        raw = (text or "").strip()
-        parts = raw.split(".")
-        if len(parts) != 2:
-            raise InvalidTableNameError(f"invalid table name {raw!r}", hint="write namespace.table, e.g. events.clicks")
-        ns, tb = (p.lower() for p in parts)
-        for p in (ns, tb):
-            if not _IDENT.match(p):
-                raise InvalidTableNameError(
-                    f"invalid table name {raw!r}: {p!r} must start with a letter or _ and hold only "
-                    "letters, digits and _ (at most 63)"
-                )
-        return cls(ns, tb)
-
-    def __str__(self) -> str:
-        return f"{self.namespace}.{self.table}"
 
 
 def parse_as_of(text: str | int | dt.datetime) -> AsOf:
@@ -91,23 +55,6 @@ def parse_as_of(text: str | int | dt.datetime) -> AsOf:
 
 def utc(t: dt.datetime) -> dt.datetime:
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
-
-
-@dataclass(frozen=True)
-class StorageContext:
-    """Where tables live and how to reach them; handed to every adapter."""
-
-    warehouse: str
-    catalog_url: str
-    catalog_name: str = "lakehouse"
-    credentials: S3Credentials | None = None
-
-    def default_location(self, name: TableName) -> str:
-        return f"{self.warehouse.rstrip('/')}/{name.namespace}/{name.table}"
-
-    @staticmethod
-    def is_s3(location: str) -> bool:
-        return location.startswith(("s3://", "s3a://"))
 
 
 OPERATIONS = ("read", "optimize", "dedup", "delete", "mask", "vacuum")

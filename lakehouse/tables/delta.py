@@ -1510,7 +1510,7 @@ class DeltaAdapter(LakehouseTable):
         """DuckDB's ``delta_scan`` (delta-kernel: it applies deletion vectors, reads INT96 and column-mapped files).
         It reads the partition values of a column-mapped table as NULL, so there they come from the log, joined to
         the rows by file."""
-        from lakehouse.sql import duck_type
+        from lakehouse.duck import duck_type
 
         state = self._at(snapshot.version if snapshot else None)
         try:

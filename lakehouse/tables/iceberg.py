@@ -638,8 +638,8 @@ class IcebergAdapter(LakehouseTable):
         else by name); a column an identity partition keeps only in metadata (``add_files`` of Hive-style
         directories) is the file's partition value; rows the files' position deletes remove are left out.
         Refuses what it cannot read correctly (equality deletes)."""
-        from lakehouse.maintenance.compaction import _match
-        from lakehouse.sql import duck_type
+        from lakehouse.duck import duck_type
+        from lakehouse.duck import match_field_ids as _match
 
         self.check_rewrite()
         plan = self._plan()
@@ -982,7 +982,7 @@ class IcebergAdapter(LakehouseTable):
         applies equality deletes, which pyiceberg 0.12 cannot."""
         import duckdb
 
-        from lakehouse.sql import connect_duckdb
+        from lakehouse.duck import connect_duckdb
 
         source = self.sql_source(snapshot)
         if source is None:
