@@ -1774,11 +1774,19 @@ def _exact_stats(f: DataFile, schema: pa.Schema, partition_columns: set[str]) ->
         if pa.types.is_timestamp(t):
             if not (isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime)):
                 continue
-            lo, hi = lo - dt.timedelta(milliseconds=1), hi + dt.timedelta(milliseconds=1)
+            lo, hi = _shifted(lo, -1), _shifted(hi, 1)
         elif pa.types.is_string(t) and (not isinstance(hi, str) or len(hi) >= 32):
             continue
         out[column] = (lo, hi, nulls)
     return out
+
+
+def _shifted(t: dt.datetime, ms: int) -> dt.datetime:
+    """``t`` moved by ``ms`` milliseconds, at most to the ends of Python's range (0001-01-01, 9999-12-31)."""
+    try:
+        return t + dt.timedelta(milliseconds=ms)
+    except OverflowError:
+        return (dt.datetime.min if ms < 0 else dt.datetime.max).replace(tzinfo=t.tzinfo)
 
 
 def _all_match(expr: Expr, stats: Mapping[str, tuple[Any, Any, int | None]], rows: int) -> bool:
