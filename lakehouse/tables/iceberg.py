@@ -638,12 +638,31 @@ class IcebergAdapter(LakehouseTable):
         else by name); a column an identity partition keeps only in metadata (``add_files`` of Hive-style
         directories) is the file's partition value; rows the files' position deletes remove are left out.
         Refuses what it cannot read correctly (equality deletes)."""
-        from lakehouse.maintenance.compaction import _match
-        from lakehouse.sql import duck_type
-
         self.check_rewrite()
         plan = self._plan()
         by_path = {_plain_location(t.file.file_path): t for t in plan.tasks}
+        files = []
+        for given in paths:
+            task = by_path.get(_plain_location(given))
+            if task is None:
+                raise CommitConflictError(
+                    f"{given} is no longer a live file of {self.name}: a concurrent commit removed it; plan again"
+                )
+            files.append((given, task))
+            self._applied[_plain_location(given)] = _position_deletes(task)
+        return self._file_relation(con, files, columns)
+
+    def written_source(self, con: Any, paths: Sequence[str], columns: Sequence[str]) -> str:
+        """Files a rewrite wrote are read back by field id, like the files they replace (a rewrite that copies
+        a file's columns keeps the names its writer gave nested fields, and their ids)."""
+        return self._file_relation(con, [(p, None) for p in paths], columns)
+
+    def _file_relation(self, con: Any, files: Sequence[tuple[str, Any]], columns: Sequence[str]) -> str:
+        """The relation of :meth:`rewrite_source` over ``files``: (path as given, its scan task), the task None for
+        a file not in the table yet (no deletes, no partition values kept in metadata)."""
+        from lakehouse.maintenance.compaction import _match
+        from lakehouse.sql import duck_type
+
         schema = self._table.schema()
         declared = self.schema
         fields = [(schema.find_field(c), declared.field(c)) for c in columns]
@@ -651,16 +670,11 @@ class IcebergAdapter(LakehouseTable):
         groups: dict[str, tuple[list[str], list[str]]] = {}
         deleted_files: list[str] = []
         deleted_pos: list[int] = []
-        for given in paths:
+        for given, task in files:
             duck = _duck_path(given)
-            task = by_path.get(_plain_location(given))
-            if task is None:
-                raise CommitConflictError(
-                    f"{given} is no longer a live file of {self.name}: a concurrent commit removed it; plan again"
-                )
-            stored = _parquet_schema(self._table.io, str(task.file.file_path))
+            stored = _parquet_schema(self._table.io, str(task.file.file_path) if task else _location_uri(given))
             by_id = {_field_id(f): f for f in stored if _field_id(f) is not None}
-            constants = self._metadata_values(task.file, schema)
+            constants = self._metadata_values(task.file, schema) if task else {}
             exprs = []
             for ice_field, arrow_field in fields:
                 if by_id:
@@ -680,13 +694,12 @@ class IcebergAdapter(LakehouseTable):
                 exprs.append(f"{value} AS {_ident(arrow_field.name)}")
             select = ", ".join([*exprs, "filename", "file_row_number"])
             groups.setdefault(select, ([], exprs))[0].append(duck)
-            positions = self._deleted_positions(task)
+            positions = self._deleted_positions(task) if task else set()
             deleted_files.extend([duck] * len(positions))
             deleted_pos.extend(sorted(positions))
-            self._applied[_plain_location(given)] = _position_deletes(task)
         parts = []
-        for select, (files, _) in groups.items():
-            files_sql = "[" + ", ".join(_sql_str(f) for f in files) + "]"
+        for select, (paths, _) in groups.items():
+            files_sql = "[" + ", ".join(_sql_str(f) for f in paths) + "]"
             options = "hive_partitioning = false, union_by_name = true, filename = true, file_row_number = true"
             parts.append(f"SELECT {select} FROM read_parquet({files_sql}, {options})")
         relation = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
