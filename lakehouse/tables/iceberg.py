@@ -8,6 +8,7 @@ snapshot is written, so ``capabilities.restore_creates_version`` is False.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import random
@@ -33,7 +34,7 @@ from lakehouse.errors import (
     UnsupportedOperationError,
     VersionNotFoundError,
 )
-from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, coerce
+from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, all_match, coerce, evaluate_table, may_match
 from lakehouse.schema import WIDTH_TRANSFORMS, PartitionField, validate_keys, validate_partitioning
 from lakehouse.storage import delete_tree, list_files, normalize_path
 from lakehouse.tables.base import (
@@ -51,6 +52,7 @@ from lakehouse.tables.base import (
     partition_path,
     utc,
 )
+from lakehouse.verify import Verifier
 
 try:
     from pyiceberg import expressions as ice
@@ -1021,20 +1023,93 @@ class IcebergAdapter(LakehouseTable):
         return self._duckdb_query(f"SELECT {cols} FROM {{source}}{where}", snapshot)
 
     def _delete_rows(self, expr: Expr, properties: dict[str, str]) -> DeleteResult:
+        """Delete by lakehouse's own copy-on-write rewrite, never with pyiceberg's ``Table.delete``: that commits
+        by itself, so what it wrote could not be verified before its commit (and it writes rewritten files in
+        the table's current spec, not their own).
+
+        Files that cannot hold a matching row (by identity partition values and exact statistics) are not read;
+        files whose rows all match are removed without reading them when the statistics tell; the others are
+        read (pyiceberg's reader: by field id, their position deletes applied) and written again without the
+        matching rows (SQL semantics: a row for which the filter is NULL stays), each in its own partition and
+        spec, with field ids. Each file written is verified before the commit (:mod:`lakehouse.verify`): the
+        live rows DuckDB reads from the input (as rewrites read it, :meth:`rewrite_source`) equal those it reads
+        from the file written plus the input's rows the filter matched, value for value in the declared types.
+
+        One overwrite snapshot removes and adds the files and retires the position delete files that referenced
+        only removed files. Its summary records ``properties`` (lakehouse's operation, job and a predicate
+        digest), never the filter. A commit that lost its race is rebased only when nothing committed meanwhile
+        touches the delete (its inputs are live with the same deletes, and no file added since may hold a
+        matching row); otherwise the delete is planned again on the newer snapshot (a file already rewritten is
+        not rewritten again), so rows appended meanwhile are considered too.
+        """
+        self.check_delete()
         self._table.refresh()
         before = self._table.metadata.current_snapshot_id
-        row_filter = _to_iceberg(expr, self.schema)
         marker = uuid.uuid4().hex
         props = {**properties, "lakehouse.commit": marker}
+        declared = self.schema
+        # (input path, the position delete files applied to it) -> what deleting from it means, across attempts
+        outcomes: dict[tuple[str, frozenset[str]], _FileDelete] = {}
+        totals: dict[str, Any] = {}
+        verifier = Verifier(self.ctx)
+
+        def may_hold(f: Any) -> bool:
+            """Whether a data file may hold a row the filter matches (by its statistics)."""
+            return may_match(expr, self._exact_stats(f, declared), int(f.record_count))
 
         def commit() -> None:
+            if totals and self._own_snapshots(before, marker):
+                return  # an earlier attempt landed (its answer was lost): one logical delete, once
             self._table.refresh()
-            self._table.delete(row_filter, snapshot_properties=props)
+            totals.clear()
+            plan = self._plan()
+            if plan.equality:
+                self.check_delete()  # equality deletes appeared meanwhile: refused by name
+            removed: list[Any] = []
+            written: list[_FileDelete] = []
+            for task in plan.tasks:
+                key = (_plain_location(task.file.file_path), _position_deletes(task))
+                outcome = outcomes.get(key)
+                if outcome is None:
+                    outcome = outcomes[key] = self._delete_from_file(task, expr, declared, verifier)
+                if outcome.deleted:
+                    removed.append(task)
+                    if outcome.written is not None:
+                        written.append(outcome)
+            if not removed:
+                return
+            gone = {_plain_location(t.file.file_path) for t in removed}
+            applied = {_plain_location(t.file.file_path): _position_deletes(t) for t in removed}
+            new_files = [
+                self._data_file(_location_uri(o.written), *o.footer, *o.partition) for o in written if o.written
+            ]
+            retired = self._retired_deletes(plan, gone)
+            totals.update(
+                rows=sum(outcomes[(p, applied[p])].deleted for p in gone),
+                removed=len(removed),
+                added=[o.written for o in written],
+            )
+            live = {_plain_location(t.file.file_path) for t in plan.tasks}
+            with self._table.transaction() as tx:
+                with tx.update_snapshot(snapshot_properties=props).overwrite() as ow:
+                    ow._validate_concurrency = functools.partial(  # type: ignore[method-assign]
+                        _delete_still_valid, ow, live, applied, may_hold
+                    )
+                    for task in removed:
+                        ow.delete_data_file(task.file)
+                    for f in new_files:
+                        ow.append_data_file(f)
+                    if retired:
+                        _retire_delete_files(ow, retired)
 
         try:
-            _retry_commit(f"delete from {self.name}", commit)
+            try:
+                _retry_commit(f"delete from {self.name}", commit)
+            finally:
+                verifier.close()
         except LakehouseError:
-            raise  # every attempt lost its race: nothing committed
+            self._discard(o.written for o in outcomes.values())
+            raise  # refused, or a rewrite that failed its verification, or every attempt lost: nothing committed
         except Exception as e:
             # the commit call may have failed after the commit landed (a lost answer): look for it by its marker
             try:
@@ -1042,28 +1117,144 @@ class IcebergAdapter(LakehouseTable):
             except Exception as check:  # noqa: BLE001 - then nobody can tell
                 raise CommitOutcomeUnknownError(
                     f"delete from {self.name} failed ({e}) and whether it landed cannot be told ({check})",
-                    hint=f"see `lakehouse table history {self.name}` (a snapshot with lakehouse.commit={marker})",
+                    hint=f"see `lakehouse table history {self.name}` (a snapshot with lakehouse.commit={marker}); "
+                    "`lakehouse orphans` removes the files written for it if it did not land",
                 ) from e
             if not landed:
+                self._discard(o.written for o in outcomes.values())
                 if isinstance(e, OSError):
                     raise StorageError(f"delete from {self.name} failed: {e}") from e
                 raise
-        # one transaction may write a DELETE snapshot (whole files) and an OVERWRITE one (rewritten files);
-        # other writers' snapshots may sit between them and the head. The snapshot summary records
-        # ``properties`` (lakehouse's operation, job and a predicate digest), never the filter
+        except BaseException:
+            self._discard(o.written for o in outcomes.values())
+            raise
         ours = self._own_snapshots(before, marker)
+        committed = set(totals.get("added", [])) if ours else set()
+        # files written for inputs that another commit changed before ours are referenced by nothing
+        self._discard(o.written for o in outcomes.values() if o.written not in committed)
         if not ours:
             return DeleteResult(version=None)
-
-        def total(key: str) -> int:
-            return sum(int(sn.summary.get(key, 0)) for sn in ours)
-
         return DeleteResult(
-            version=ours[-1].version,  # the later one (versions of format-v1 tables are ids: no max())
-            rows_deleted=total("deleted-records") - total("added-records"),
-            files_removed=total("deleted-data-files"),
-            files_added=total("added-data-files"),
+            version=ours[-1].version,
+            rows_deleted=int(totals["rows"]),
+            files_removed=int(totals["removed"]),
+            files_added=len(committed),
         )
+
+    def _discard(self, paths: Iterable[str | None]) -> None:
+        from lakehouse.storage import delete_files
+
+        doomed = [p for p in paths if p is not None]
+        if doomed:
+            with contextlib.suppress(OSError, LakehouseError):  # best effort: `lakehouse orphans` finds them too
+                delete_files(doomed, self.ctx)
+
+    def _delete_from_file(self, task: Any, expr: Expr, declared: pa.Schema, verifier: Verifier) -> _FileDelete:
+        """How many live rows of one data file (``task``: with its position deletes) match ``expr``, and for a
+        file that keeps some, the file written without them, verified against the input (removed again when
+        that fails)."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+        from pyiceberg.expressions import AlwaysTrue
+        from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
+
+        from lakehouse.storage import split_location
+
+        f = task.file
+        source = _plain_location(f.file_path)
+        deleted_before = self._deleted_positions(task)
+        physical = int(f.record_count)
+        rows = physical - len(deleted_before)
+        stats = self._exact_stats(f, declared)
+        if not may_match(expr, stats, physical):
+            return _FileDelete(0)
+        if all_match(expr, stats, physical):
+            return _FileDelete(rows)
+        ice_schema = self._table.schema()
+        try:
+            data = ArrowScan(self._table.metadata, self._table.io, ice_schema, AlwaysTrue()).to_table(tasks=[task])
+        except (OSError, pa.ArrowException, ValueError) as e:
+            raise StorageError(f"delete from {self.name}: cannot read {source}: {e}") from e
+        if data.num_rows != rows:
+            raise StorageError(f"delete from {self.name}: read {data.num_rows} live rows of {source}, not {rows}")
+        target_schema = schema_to_pyarrow(ice_schema, include_field_ids=True)
+        try:
+            data = data.cast(target_schema)
+        except (pa.ArrowException, ValueError) as e:
+            raise StorageError(
+                f"delete from {self.name}: cannot write {source}'s rows as the table's types: {e}"
+            ) from e
+        columns = sorted(expr.columns())
+        probe = pa.table({c: data.column(c).cast(declared.field(c).type) for c in columns})
+        matches = pc.fill_null(evaluate_table(expr, declared, probe), False)
+        deleted = int(pc.sum(matches).as_py() or 0)
+        if deleted in (0, rows):
+            return _FileDelete(deleted)
+        kept = data.filter(pc.invert(matches))
+        target = f"{self.data_directory(self._human_partition(f))}/{uuid.uuid4().hex}-lh-delete.parquet"
+        filesystem, inner = split_location(target, self.ctx)
+        try:
+            if not StorageContext.is_s3(target):
+                filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
+            with filesystem.open_output_stream(inner) as out:
+                pq.write_table(kept, out, compression="zstd", write_statistics=True)
+        except (OSError, pa.ArrowException) as e:
+            self._discard([target])
+            raise StorageError(f"delete from {self.name}: cannot write {target}: {e}") from e
+        try:
+            # the file's positions of the rows matched (its rows less those deleted before, in order)
+            positions = pc.indices_nonzero(matches)
+            if deleted_before:
+                live = pa.array(sorted(set(range(physical)) - deleted_before), pa.int64())
+                positions = live.take(positions)
+            names = declared.names
+            con = verifier.con
+            verifier.removal(
+                read=f"({self._file_relation(con, [(source, task)], names)})",
+                written=f"({self.written_source(con, [target], names)})",
+                removed=positions,
+                schema=declared,
+                columns=names,
+                what=f"delete from {self.name} (rewriting {source})",
+            )
+            footer = self._footer(_location_uri(target))
+        except BaseException:
+            self._discard([target])
+            raise
+        return _FileDelete(deleted, target, footer, (f.spec_id, f.partition))
+
+    def _exact_stats(self, f: Any, declared: pa.Schema) -> dict[str, tuple[Any, Any, int | None]]:
+        """A data file's per-column (min, max, nulls) where they are exact enough to decide a delete without
+        reading the file: identity partition values, and bounds of integer, date, boolean, string and
+        microsecond timestamp columns (a truncated string bound still bounds every value). Floats and decimals
+        are left out (no bound covers NaN; a decimal's bytes may be of another scale): a column left out makes
+        the file be read."""
+
+        def exact(t: pa.DataType) -> bool:
+            return bool(
+                pa.types.is_integer(t)
+                or pa.types.is_date(t)
+                or pa.types.is_boolean(t)
+                or pa.types.is_string(t)
+                or (pa.types.is_timestamp(t) and t.unit == "us")
+            )
+
+        schema = self._table.schema()
+        rows = int(f.record_count)
+        out: dict[str, tuple[Any, Any, int | None]] = {}
+        for column, (lo, hi, nulls) in _column_stats(f, schema).items():
+            if declared.get_field_index(column) >= 0 and exact(declared.field(column).type) and nulls is not None:
+                out[column] = (lo, hi, nulls)
+        for fid, value in self._metadata_values(f, schema).items():
+            try:
+                name = schema.find_column_name(fid)
+            except ValueError:
+                continue
+            if name is None or declared.get_field_index(name) < 0 or not exact(declared.field(name).type):
+                continue
+            v = _python_value(value, schema.find_type(fid))
+            out[name] = (None, None, rows) if v is None else (v, v, 0)
+        return out
 
     # ---- retention and garbage ----------------------------------------------------------------------------
 
@@ -1381,6 +1572,41 @@ def _inputs_still_live(ow: Any, wanted: set[str], applied: Mapping[str, frozense
         raise CommitConflictError(
             "a concurrent commit deleted rows of input files of this rewrite; nothing was changed, plan again"
         )
+
+
+@dataclass(frozen=True)
+class _FileDelete:
+    """What deleting rows from one data file means: how many live rows go, and where a file keeping the others
+    was written (None: the file stays as it is, or goes whole), with its footer and the (spec id, partition) of
+    the file it replaces."""
+
+    deleted: int
+    written: str | None = None
+    footer: tuple[Any, int] = (None, 0)
+    partition: tuple[int | None, Any] = (None, None)
+
+
+def _delete_still_valid(
+    ow: Any, planned: set[str], applied: Mapping[str, frozenset[str]], may_hold: Callable[[Any], bool]
+) -> None:
+    """Commit-time validation of a row delete rebased onto commits made since it was planned: its inputs are
+    still live with exactly the position deletes it applied, no equality delete appeared, and no data file added
+    since (not in ``planned``) may hold a matching row by ``may_hold`` (it would keep rows the delete must
+    remove). Raises pyiceberg's ValidationException otherwise: nothing is committed, and the delete is planned
+    again on the newer snapshot."""
+    window = ow._commit_window
+    if window is None or window.is_empty() or window.head is None:
+        return
+    plan = _plan_snapshot(ow._transaction._table, window.head.snapshot_id)
+    if plan is None:
+        return
+    live = {_plain_location(t.file.file_path): t for t in plan.tasks}
+    if set(applied) - live.keys() or plan.equality:
+        raise ValidationException("a concurrent commit removed input files of this delete, or added equality deletes")
+    if any(_position_deletes(live[p]) != deletes for p, deletes in applied.items()):
+        raise ValidationException("a concurrent commit deleted rows of input files of this delete")
+    if any(may_hold(task.file) for path, task in live.items() if path not in planned):
+        raise ValidationException("a concurrent commit added files that may hold rows this delete removes")
 
 
 def _sql_str(v: str) -> str:
