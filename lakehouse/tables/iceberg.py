@@ -846,6 +846,7 @@ class IcebergAdapter(LakehouseTable):
                     # overwrite validation is serializable (any added file in the partition conflicts), so
                     # this commit validates exactly the REPLACE rule instead.
                     ow._validate_concurrency = functools.partial(_inputs_still_live, ow, wanted, applied)  # type: ignore[method-assign]
+                    _added_in_their_specs(ow)
                     for task in live.values():
                         ow.delete_data_file(task.file)
                     for f in new_files:
@@ -935,18 +936,19 @@ class IcebergAdapter(LakehouseTable):
                 raise ValueError(f"{uri}: required column {field_.name!r} holds NULLs")
         if spec_id is None:
             spec_id, partition = meta.default_spec_id, statistics.partition(meta.spec(), schema)
-        return IcebergDataFile.from_args(
+        data_file = IcebergDataFile.from_args(
             content=DataFileContent.DATA,
             file_path=uri,
             file_format=FileFormat.PARQUET,
             partition=partition,
             file_size_in_bytes=size,
             sort_order_id=None,
-            spec_id=spec_id,
             equality_ids=None,
             key_metadata=None,
             **statistics.to_serialized_dict(),
         )
+        data_file.spec_id = spec_id  # not a field of the manifest entry: from_args would drop it
+        return data_file
 
     def _partition_of(
         self, path: str, human: Mapping[str, Mapping[str, Any]], live: Mapping[str, Any]
@@ -1095,6 +1097,7 @@ class IcebergAdapter(LakehouseTable):
                     ow._validate_concurrency = functools.partial(  # type: ignore[method-assign]
                         _delete_still_valid, ow, live, applied, may_hold
                     )
+                    _added_in_their_specs(ow)
                     for task in removed:
                         ow.delete_data_file(task.file)
                     for f in new_files:
@@ -1545,6 +1548,69 @@ def _retire_delete_files(ow: Any, retired: Sequence[Any]) -> None:
 
     ow._existing_manifests = existing_manifests
     ow._summary = with_retired
+
+
+def _added_in_their_specs(ow: Any) -> None:
+    """Make the snapshot producer ``ow`` record each added data file in its own partition spec (``spec_id``).
+
+    pyiceberg 0.12 writes every added file into one manifest of the table's current spec and summarises it in
+    that spec, so a rewritten file of an older spec crashed the commit (or, with partition tuples of the same
+    length, was recorded under the current spec's fields). Here the files of other specs get a manifest of
+    their own spec each, and the summary reads every added file in its spec (else as pyiceberg's)."""
+    from pyiceberg.manifest import ManifestEntry, ManifestEntryStatus
+    from pyiceberg.table import TableProperties
+    from pyiceberg.table.snapshots import SnapshotSummaryCollector, Summary, update_snapshot_summaries
+
+    manifests = ow._manifests
+
+    def per_spec() -> list[Any]:
+        current = ow._transaction.table_metadata.default_spec_id
+        added = list(ow._added_data_files)
+        others: dict[int, list[Any]] = {}
+        for f in added:
+            if f.spec_id != current:
+                others.setdefault(f.spec_id, []).append(f)
+        if not others:
+            return list(manifests())
+        ow._added_data_files[:] = [f for f in added if f.spec_id == current]
+        try:
+            out = list(manifests())
+        finally:
+            ow._added_data_files[:] = added
+        for spec_id, files in others.items():
+            with ow.new_manifest_writer(ow.spec(spec_id)) as writer:
+                for f in files:
+                    writer.add(
+                        ManifestEntry.from_args(
+                            status=ManifestEntryStatus.ADDED,
+                            snapshot_id=ow.snapshot_id,
+                            sequence_number=None,
+                            file_sequence_number=None,
+                            data_file=f,
+                        )
+                    )
+            out.append(writer.to_manifest_file())
+        return out
+
+    def summary(snapshot_properties: Mapping[str, str] | None = None) -> Any:
+        meta = ow._transaction.table_metadata
+        schema, specs = meta.schema(), meta.specs()
+        limit = meta.properties.get(
+            TableProperties.WRITE_PARTITION_SUMMARY_LIMIT, TableProperties.WRITE_PARTITION_SUMMARY_LIMIT_DEFAULT
+        )
+        collector = SnapshotSummaryCollector(partition_summary_limit=int(limit))
+        for f in ow._added_data_files:
+            collector.add_file(data_file=f, partition_spec=specs[f.spec_id], schema=schema)
+        for f in ow._deleted_data_files:
+            collector.remove_file(data_file=f, partition_spec=specs[f.spec_id], schema=schema)
+        parent = meta.snapshot_by_id(ow._parent_snapshot_id) if ow._parent_snapshot_id is not None else None
+        return update_snapshot_summaries(
+            summary=Summary(operation=ow._operation, **collector.build(), **(snapshot_properties or {})),
+            previous_summary=parent.summary if parent is not None else None,
+        )
+
+    ow._manifests = per_spec
+    ow._summary = summary
 
 
 def _position_deletes(task: Any) -> frozenset[str]:
