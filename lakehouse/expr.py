@@ -386,6 +386,16 @@ def to_arrow(e: Expr, schema: pa.Schema, *, cast: Collection[str] = ()) -> pc.Ex
     raise InvalidPredicateError(f"unsupported filter node {e!r}")
 
 
+def evaluate_table(e: Expr, schema: pa.Schema, table: pa.Table) -> pa.ChunkedArray:
+    """``e`` over the rows of ``table`` (which holds its columns in the types ``schema`` declares): true, false,
+    or NULL where it is unknown (SQL's three-valued logic, as :func:`to_arrow` renders it)."""
+    import pyarrow.dataset as pds
+
+    rows = table.num_rows
+    result = pds.dataset(table).to_table(columns={"__match": to_arrow(e, schema)}).column("__match")
+    return result if len(result) == rows else pa.chunked_array([pa.repeat(result[0], rows)], pa.bool_())
+
+
 def _like(value: Any, literal: Any) -> Any:
     """``literal`` converted to the Python type of ``value`` (for evaluating against plain rows)."""
     if literal is None or value is None:
@@ -493,3 +503,27 @@ def _may(e: Expr, stats: Stats, rows: int | None, negate: bool) -> bool:
         except TypeError:
             return True
     return True
+
+
+def all_match(e: Expr, stats: Stats, rows: int) -> bool:
+    """True when statistics prove that every row of a file matches ``e``: each column it reads is known and
+    holds no NULL (the filter is then true or false for every row, never unknown), it compares with no NULL,
+    and no row can make its negation true. The statistics must be valid bounds of every value (floats, whose
+    NaN no bound covers, must be left out by the caller)."""
+
+    def has_null_literal(x: Expr) -> bool:
+        if isinstance(x, Compare):
+            return x.value is None
+        if isinstance(x, In):
+            return any(v is None for v in x.values)
+        if isinstance(x, And | Or):
+            return any(has_null_literal(i) for i in x.items)
+        if isinstance(x, Not):
+            return has_null_literal(x.item)
+        return False
+
+    for column in e.columns():
+        known = stats.get(column)
+        if known is None or known[2] != 0 or known[0] is None:
+            return False
+    return not has_null_literal(e) and not may_match(Not(e), stats, rows)

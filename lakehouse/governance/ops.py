@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lakehouse.duck import duck_type
 from lakehouse.errors import (
     CommitConflictError,
     CommitOutcomeUnknownError,
@@ -47,6 +48,7 @@ from lakehouse.governance.masking import MaskPolicy, apply_masks, check_column, 
 from lakehouse.schema import without_view_types
 from lakehouse.storage import delete_tree, split_location
 from lakehouse.tables.base import LakehouseTable, TableName
+from lakehouse.verify import Verifier, parquet_by_name
 
 if TYPE_CHECKING:
     from lakehouse.workspace import Workspace
@@ -224,14 +226,15 @@ def mask_table(
         partitions: dict[str, dict[str, Any]] = {}
         rows_out = 0
         schema, field_ids = table.schema, table.field_ids()
-        for f in files:
-            out_dir = f"{table.data_directory(f.partition)}/lh-{job}-mask"
-            if out_dir not in dirs:
-                dirs.append(out_dir)
-            target = f"{out_dir}/{uuid.uuid4().hex}.parquet"
-            rows_out += _mask_file(lh, f.path, target, masks, secret, schema, field_ids)
-            written.append(target)
-            partitions[target] = dict(f.partition)
+        with Verifier(lh.ctx) as verifier:
+            for f in files:
+                out_dir = f"{table.data_directory(f.partition)}/lh-{job}-mask"
+                if out_dir not in dirs:
+                    dirs.append(out_dir)
+                target = f"{out_dir}/{uuid.uuid4().hex}.parquet"
+                rows_out += _mask_file(lh, table, verifier, f.path, target, masks, secret, schema, field_ids)
+                written.append(target)
+                partitions[target] = dict(f.partition)
         if rows_out != report["rows"]:
             raise StorageError(f"masking {table.name} produced {rows_out} rows from {report['rows']}")
         report["version"] = None
@@ -324,6 +327,8 @@ def _store_policy(lh: Workspace, table: LakehouseTable, given: Mapping[str, str]
 
 def _mask_file(
     lh: Workspace,
+    table: LakehouseTable,
+    verifier: Verifier,
     source: str,
     target: str,
     masks: Mapping[str, MaskPolicy],
@@ -331,16 +336,19 @@ def _mask_file(
     schema: pa.Schema,
     field_ids: Mapping[str, int],
 ) -> int:
-    """Rewrite one Parquet file with masked columns (field ids and other columns kept); returns its rows.
+    """Rewrite one Parquet file with masked columns (field ids and other columns kept), verified before it counts
+    (:func:`_verify_mask`); returns its rows.
 
     Where the format resolves columns by field id (Iceberg), the file's columns are matched to the table's by
     id, so a column renamed since the file was written is masked under its current name, a column added since
     then is written as NULLs (as readers see it), and a dropped one is left out. Elsewhere (Delta) columns
     are matched by name: a column the file lacks was added after it and reads as NULL, so there is nothing to
-    mask in it (Delta column mapping, where names differ, is refused by the plan)."""
+    mask in it (Delta column mapping, where names differ, is refused by the plan). Legacy INT96 timestamps are
+    read in the declared unit: as nanoseconds (pyarrow's default) those outside 1677..2262 overflow."""
     fs_in, path_in = split_location(source, lh.ctx)
     with fs_in.open_input_file(path_in) as fh:
-        data = without_view_types(pq.read_table(fh))  # delta-rs's delete and merge write string_view
+        # delta-rs's delete and merge write string_view
+        data = without_view_types(pq.read_table(fh, coerce_int96_timestamp_unit=_int96_unit(schema)))
     if field_ids:
         data = _conform_by_field_id(schema, data, field_ids, source)
     masked = apply_masks(data, masks, secret)
@@ -349,7 +357,66 @@ def _mask_file(
         fs_out.create_dir(path_out.rsplit("/", 1)[0], recursive=True)
     with fs_out.open_output_stream(path_out) as out:
         pq.write_table(masked, out, compression="zstd", write_statistics=True)
+    _verify_mask(table, verifier, source, target, masked, masks)
     return int(masked.num_rows)
+
+
+def _int96_unit(schema: pa.Schema) -> str:
+    """The unit legacy INT96 timestamps are read in: the table's (microseconds, unless it declares nanoseconds)."""
+    units = {f.type.unit for f in schema if pa.types.is_timestamp(f.type)}
+    return "ns" if "ns" in units else "us"
+
+
+def _verify_mask(
+    table: LakehouseTable,
+    verifier: Verifier,
+    source: str,
+    target: str,
+    masked: pa.Table,
+    masks: Mapping[str, MaskPolicy],
+) -> None:
+    """Before anything is committed: the file written holds the source file's rows, value for value, in every
+    column that is not masked, and the masked values computed in the masked ones (same rows, any order).
+
+    The unmasked columns are compared with what DuckDB reads from the *source* file in the declared types, as
+    the table's rewrites read it (:meth:`LakehouseTable.rewrite_source`: by field id for Iceberg), not with the
+    Arrow table in memory: a value the read changed (an INT96 timestamp that overflowed, a column matched to the
+    wrong field) is caught, not copied. Raises :class:`ContentMismatchError` naming the columns."""
+    schema = table.schema
+    columns = table.file_columns()
+    con = verifier.con
+    what = f"masking {table.name} (rewriting {source})"
+    present = set(masked.column_names)
+    read = table.rewrite_source(con, [source], columns)
+    read = f"({read})" if read is not None else parquet_by_name([source], _stored_names(source, table), schema, columns)
+    written = table.written_source(con, [target], columns)
+    written = f"({written})" if written is not None else parquet_by_name([target], present, schema, columns)
+    unmasked = [c for c in columns if c not in masks]
+    verifier.check(read=read, written=written, schema=schema, columns=unmasked, what=what)
+    hidden = [c for c in columns if c in masks]
+    if not hidden:
+        return
+    # the masked values computed (a column the file lacks, added since, stays NULL)
+    kept = [c for c in hidden if c in present]
+    view = f"lh_masked_{uuid.uuid4().hex[:12]}"
+    con.register(view, masked.select(kept) if kept else pa.table({"lh_row": pa.nulls(masked.num_rows, pa.int8())}))
+    try:
+        values = ", ".join(
+            _q(c) if c in present else f"CAST(NULL AS {duck_type(schema.field(c).type)}) AS {_q(c)}" for c in hidden
+        )
+        verifier.check(read=f"(SELECT {values} FROM {view})", written=written, schema=schema, columns=hidden, what=what)
+    finally:
+        con.unregister(view)
+
+
+def _stored_names(path: str, table: LakehouseTable) -> set[str]:
+    fs, inner = split_location(path, table.ctx)
+    with fs.open_input_file(inner) as fh:
+        return set(pq.ParquetFile(fh).schema_arrow.names)
+
+
+def _q(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
 
 
 _FIELD_ID = b"PARQUET:field_id"

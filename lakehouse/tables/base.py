@@ -631,6 +631,11 @@ class LakehouseTable(ABC):
         field ids, partition values kept in metadata, position deletes). None: read the files by name."""
         return None
 
+    def written_source(self, con: Any, paths: Sequence[str], columns: Sequence[str]) -> str | None:
+        """Like :meth:`rewrite_source`, for files a rewrite has written and not yet committed (to verify them):
+        how this format reads them back. None: by name."""
+        return None
+
     def read_locations(self) -> list[str]:
         """Directories a reader needs: the table location, and where the format keeps files outside it."""
         return [self.location]

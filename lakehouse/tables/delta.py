@@ -37,7 +37,7 @@ from lakehouse.errors import (
     UnsupportedOperationError,
     VersionNotFoundError,
 )
-from lakehouse.expr import And, Compare, Expr, In, Not, Or, may_match, to_arrow
+from lakehouse.expr import And, Expr, Not, Or, all_match, evaluate_table, may_match, to_arrow
 from lakehouse.schema import PartitionField, validate_keys, validate_partitioning, without_view_types
 from lakehouse.storage import delete_tree, list_files, normalize_path, split_location
 from lakehouse.tables.base import (
@@ -53,6 +53,7 @@ from lakehouse.tables.base import (
     TableDefinition,
     TableName,
 )
+from lakehouse.verify import Verifier, parquet_by_name
 
 try:
     from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction, write_deltalake
@@ -1119,6 +1120,11 @@ class DeltaAdapter(LakehouseTable):
         commit removes and adds them with ``dataChange=true``, validated like :meth:`replace_files`: it lands as
         exactly the next version of the one it read, otherwise the delete is planned again on the newer version
         (a file already read is not read again). Rows appended meanwhile are therefore considered too.
+
+        Each rewritten file is verified before the commit (:mod:`lakehouse.verify`): the rows DuckDB reads from
+        the input file equal those it reads from the file written plus the input's rows at the positions the
+        filter matched, value for value in the declared types; a mismatch raises
+        :class:`~lakehouse.errors.ContentMismatchError` naming the column, and nothing is committed.
         """
         self.check_delete()
         props = dict(properties)
@@ -1126,6 +1132,7 @@ class DeltaAdapter(LakehouseTable):
         schema = self.schema
         outcomes: dict[str, _FileDelete] = {}  # input path -> what deleting from it means (kept across attempts)
         totals: dict[str, Any] = {}
+        verifier = Verifier(self.ctx)
 
         def build(pinned: DeltaTable) -> list[Any] | None:
             self._check(pinned, "delete")
@@ -1138,7 +1145,7 @@ class DeltaAdapter(LakehouseTable):
             for f in self._files_of(pinned):
                 outcome = outcomes.get(f.path)
                 if outcome is None:
-                    outcome = outcomes[f.path] = self._delete_from_file(f, expr, schema, set(columns))
+                    outcome = outcomes[f.path] = self._delete_from_file(f, expr, schema, set(columns), verifier)
                 if not outcome.deleted:
                     continue
                 part = self._partition_values(f.partition, columns, physical)
@@ -1159,6 +1166,8 @@ class DeltaAdapter(LakehouseTable):
         except BaseException:
             self._discard(o.written for o in outcomes.values())
             raise
+        finally:
+            verifier.close()
         # files written for inputs that another commit removed before ours are referenced by nothing
         committed = set(totals.get("added", [])) if version is not None else set()
         self._discard(o.written for o in outcomes.values() if o.written not in committed)
@@ -1179,9 +1188,11 @@ class DeltaAdapter(LakehouseTable):
             with contextlib.suppress(OSError, LakehouseError):  # best effort: `lakehouse orphans` finds them too
                 delete_files(doomed, self.ctx)
 
-    def _delete_from_file(self, f: DataFile, expr: Expr, schema: pa.Schema, partition_columns: set[str]) -> _FileDelete:
+    def _delete_from_file(
+        self, f: DataFile, expr: Expr, schema: pa.Schema, partition_columns: set[str], verifier: Verifier
+    ) -> _FileDelete:
         """How many rows of one live file match ``expr``, and for a file that keeps some, the file written
-        without them."""
+        without them (verified against the input before it is returned; removed again when that fails)."""
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
@@ -1189,7 +1200,7 @@ class DeltaAdapter(LakehouseTable):
         rows = f.row_count
         if rows is not None and not may_match(expr, stats, rows):
             return _FileDelete(0)
-        if rows is not None and _all_match(expr, stats, rows):
+        if rows is not None and all_match(expr, stats, rows):
             return _FileDelete(rows)
         filesystem, inner = split_location(f.path, self.ctx)
         try:
@@ -1219,7 +1230,42 @@ class DeltaAdapter(LakehouseTable):
         except (OSError, pa.ArrowException) as e:
             self._discard([target])
             raise StorageError(f"delete from {self.name}: cannot write {target}: {e}") from e
+        try:
+            self._verify_delete(
+                verifier, f.path, target, stored, pc.indices_nonzero(matches), schema, partition_columns
+            )
+        except BaseException:
+            self._discard([target])
+            raise
         return _FileDelete(deleted, target, stats_json)
+
+    def _verify_delete(
+        self,
+        verifier: Verifier,
+        source: str,
+        target: str,
+        stored: Collection[str],
+        removed: pa.Array | pa.ChunkedArray,
+        schema: pa.Schema,
+        partition_columns: Collection[str],
+    ) -> None:
+        """The rows of ``source`` equal those of ``target`` plus the rows of ``source`` at the positions
+        ``removed``, in every column the files hold (partition columns live in the log, and the new file keeps
+        its input's partition values). DuckDB reads both files by name, in the declared types; a column a file
+        lacks (added since it was written) reads as NULL."""
+        columns = [c for c in schema.names if c not in partition_columns]
+        try:
+            written = set(_parquet_schema(target, self.ctx).names)
+        except (OSError, pa.ArrowException) as e:
+            raise StorageError(f"delete from {self.name}: cannot read {target}: {e}") from e
+        verifier.removal(
+            read=parquet_by_name([source], stored, schema, columns, row_numbers=True),
+            written=parquet_by_name([target], written, schema, columns),
+            removed=removed,
+            schema=schema,
+            columns=columns,
+            what=f"delete from {self.name} (rewriting {source})",
+        )
 
     # ---- retention and garbage ----------------------------------------------------------------------------
 
@@ -1776,34 +1822,19 @@ def _exact_stats(f: DataFile, schema: pa.Schema, partition_columns: set[str]) ->
         if pa.types.is_timestamp(t):
             if not (isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime)):
                 continue
-            lo, hi = lo - dt.timedelta(milliseconds=1), hi + dt.timedelta(milliseconds=1)
+            lo, hi = _shifted(lo, -1), _shifted(hi, 1)
         elif pa.types.is_string(t) and (not isinstance(hi, str) or len(hi) >= 32):
             continue
         out[column] = (lo, hi, nulls)
     return out
 
 
-def _all_match(expr: Expr, stats: Mapping[str, tuple[Any, Any, int | None]], rows: int) -> bool:
-    """True when statistics prove that every row of a file matches ``expr``: each column it reads is known and
-    holds no NULL (the filter is then true or false for every row, never unknown), it compares with no NULL,
-    and no row can make its negation true."""
-
-    def has_null_literal(e: Expr) -> bool:
-        if isinstance(e, Compare):
-            return e.value is None
-        if isinstance(e, In):
-            return any(v is None for v in e.values)
-        if isinstance(e, And | Or):
-            return any(has_null_literal(i) for i in e.items)
-        if isinstance(e, Not):
-            return has_null_literal(e.item)
-        return False
-
-    for column in expr.columns():
-        known = stats.get(column)
-        if known is None or known[2] != 0 or known[0] is None:
-            return False
-    return not has_null_literal(expr) and not may_match(Not(expr), stats, rows)
+def _shifted(t: dt.datetime, ms: int) -> dt.datetime:
+    """``t`` moved by ``ms`` milliseconds, at most to the ends of Python's range (0001-01-01, 9999-12-31)."""
+    try:
+        return t + dt.timedelta(milliseconds=ms)
+    except OverflowError:
+        return (dt.datetime.min if ms < 0 else dt.datetime.max).replace(tzinfo=t.tzinfo)
 
 
 def _evaluate(
@@ -1817,8 +1848,6 @@ def _evaluate(
     """``expr`` over the rows of one file (NULL where it is unknown). Its columns come from the file, cast to the
     declared types (a file may hold strings as string_view, which pyarrow cannot filter), or from the file's
     partition values; a column the file lacks (added after it was written) reads as NULL."""
-    import pyarrow.dataset as pds
-
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for column in sorted(expr.columns()):
         t = schema.field(column).type
@@ -1833,9 +1862,7 @@ def _evaluate(
             columns[column] = values if values.type == t else values.cast(t, safe=False)
         else:
             columns[column] = pa.nulls(rows, t)
-    table = pa.table(columns)
-    result = pds.dataset(table).to_table(columns={"__match": to_arrow(expr, schema)}).column("__match")
-    return result if len(result) == rows else pa.chunked_array([pa.repeat(result[0], rows)], pa.bool_())
+    return evaluate_table(expr, schema, pa.table(columns))
 
 
 def _partition_string(v: object) -> str | None:
@@ -1847,6 +1874,14 @@ def _partition_string(v: object) -> str | None:
     if isinstance(v, dt.datetime):
         return (v.astimezone(dt.UTC) if v.tzinfo else v).strftime("%Y-%m-%d %H:%M:%S.%f")
     return _partition_literal(v)
+
+
+def _parquet_schema(path: str, ctx: StorageContext) -> pa.Schema:
+    import pyarrow.parquet as pq
+
+    filesystem, inner = split_location(path, ctx)
+    with filesystem.open_input_file(inner) as fh:
+        return pq.ParquetFile(fh).schema_arrow
 
 
 def _parquet_stats(path: str, ctx: StorageContext, indexed: Collection[str] | int | None = None) -> tuple[int, str]:

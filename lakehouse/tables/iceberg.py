@@ -8,6 +8,7 @@ snapshot is written, so ``capabilities.restore_creates_version`` is False.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import random
@@ -33,7 +34,7 @@ from lakehouse.errors import (
     UnsupportedOperationError,
     VersionNotFoundError,
 )
-from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, coerce
+from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, all_match, coerce, evaluate_table, may_match
 from lakehouse.schema import WIDTH_TRANSFORMS, PartitionField, validate_keys, validate_partitioning
 from lakehouse.storage import delete_tree, list_files, normalize_path
 from lakehouse.tables.base import (
@@ -51,6 +52,7 @@ from lakehouse.tables.base import (
     partition_path,
     utc,
 )
+from lakehouse.verify import Verifier
 
 try:
     from pyiceberg import expressions as ice
@@ -638,12 +640,31 @@ class IcebergAdapter(LakehouseTable):
         else by name); a column an identity partition keeps only in metadata (``add_files`` of Hive-style
         directories) is the file's partition value; rows the files' position deletes remove are left out.
         Refuses what it cannot read correctly (equality deletes)."""
-        from lakehouse.duck import duck_type
-        from lakehouse.duck import match_field_ids as _match
-
         self.check_rewrite()
         plan = self._plan()
         by_path = {_plain_location(t.file.file_path): t for t in plan.tasks}
+        files = []
+        for given in paths:
+            task = by_path.get(_plain_location(given))
+            if task is None:
+                raise CommitConflictError(
+                    f"{given} is no longer a live file of {self.name}: a concurrent commit removed it; plan again"
+                )
+            files.append((given, task))
+            self._applied[_plain_location(given)] = _position_deletes(task)
+        return self._file_relation(con, files, columns)
+
+    def written_source(self, con: Any, paths: Sequence[str], columns: Sequence[str]) -> str:
+        """Files a rewrite wrote are read back by field id, like the files they replace (a rewrite that copies
+        a file's columns keeps the names its writer gave nested fields, and their ids)."""
+        return self._file_relation(con, [(p, None) for p in paths], columns)
+
+    def _file_relation(self, con: Any, files: Sequence[tuple[str, Any]], columns: Sequence[str]) -> str:
+        """The relation of :meth:`rewrite_source` over ``files``: (path as given, its scan task), the task None for
+        a file not in the table yet (no deletes, no partition values kept in metadata)."""
+        from lakehouse.duck import duck_type
+        from lakehouse.duck import match_field_ids as _match
+
         schema = self._table.schema()
         declared = self.schema
         fields = [(schema.find_field(c), declared.field(c)) for c in columns]
@@ -651,16 +672,11 @@ class IcebergAdapter(LakehouseTable):
         groups: dict[str, tuple[list[str], list[str]]] = {}
         deleted_files: list[str] = []
         deleted_pos: list[int] = []
-        for given in paths:
+        for given, task in files:
             duck = _duck_path(given)
-            task = by_path.get(_plain_location(given))
-            if task is None:
-                raise CommitConflictError(
-                    f"{given} is no longer a live file of {self.name}: a concurrent commit removed it; plan again"
-                )
-            stored = _parquet_schema(self._table.io, str(task.file.file_path))
+            stored = _parquet_schema(self._table.io, str(task.file.file_path) if task else _location_uri(given))
             by_id = {_field_id(f): f for f in stored if _field_id(f) is not None}
-            constants = self._metadata_values(task.file, schema)
+            constants = self._metadata_values(task.file, schema) if task else {}
             exprs = []
             for ice_field, arrow_field in fields:
                 if by_id:
@@ -680,13 +696,12 @@ class IcebergAdapter(LakehouseTable):
                 exprs.append(f"{value} AS {_ident(arrow_field.name)}")
             select = ", ".join([*exprs, "filename", "file_row_number"])
             groups.setdefault(select, ([], exprs))[0].append(duck)
-            positions = self._deleted_positions(task)
+            positions = self._deleted_positions(task) if task else set()
             deleted_files.extend([duck] * len(positions))
             deleted_pos.extend(sorted(positions))
-            self._applied[_plain_location(given)] = _position_deletes(task)
         parts = []
-        for select, (files, _) in groups.items():
-            files_sql = "[" + ", ".join(_sql_str(f) for f in files) + "]"
+        for select, (paths, _) in groups.items():
+            files_sql = "[" + ", ".join(_sql_str(f) for f in paths) + "]"
             options = "hive_partitioning = false, union_by_name = true, filename = true, file_row_number = true"
             parts.append(f"SELECT {select} FROM read_parquet({files_sql}, {options})")
         relation = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
@@ -831,6 +846,7 @@ class IcebergAdapter(LakehouseTable):
                     # overwrite validation is serializable (any added file in the partition conflicts), so
                     # this commit validates exactly the REPLACE rule instead.
                     ow._validate_concurrency = functools.partial(_inputs_still_live, ow, wanted, applied)  # type: ignore[method-assign]
+                    _added_in_their_specs(ow)
                     for task in live.values():
                         ow.delete_data_file(task.file)
                     for f in new_files:
@@ -920,18 +936,19 @@ class IcebergAdapter(LakehouseTable):
                 raise ValueError(f"{uri}: required column {field_.name!r} holds NULLs")
         if spec_id is None:
             spec_id, partition = meta.default_spec_id, statistics.partition(meta.spec(), schema)
-        return IcebergDataFile.from_args(
+        data_file = IcebergDataFile.from_args(
             content=DataFileContent.DATA,
             file_path=uri,
             file_format=FileFormat.PARQUET,
             partition=partition,
             file_size_in_bytes=size,
             sort_order_id=None,
-            spec_id=spec_id,
             equality_ids=None,
             key_metadata=None,
             **statistics.to_serialized_dict(),
         )
+        data_file.spec_id = spec_id  # not a field of the manifest entry: from_args would drop it
+        return data_file
 
     def _partition_of(
         self, path: str, human: Mapping[str, Mapping[str, Any]], live: Mapping[str, Any]
@@ -1008,20 +1025,94 @@ class IcebergAdapter(LakehouseTable):
         return self._duckdb_query(f"SELECT {cols} FROM {{source}}{where}", snapshot)
 
     def _delete_rows(self, expr: Expr, properties: dict[str, str]) -> DeleteResult:
+        """Delete by lakehouse's own copy-on-write rewrite, never with pyiceberg's ``Table.delete``: that commits
+        by itself, so what it wrote could not be verified before its commit (and it writes rewritten files in
+        the table's current spec, not their own).
+
+        Files that cannot hold a matching row (by identity partition values and exact statistics) are not read;
+        files whose rows all match are removed without reading them when the statistics tell; the others are
+        read (pyiceberg's reader: by field id, their position deletes applied) and written again without the
+        matching rows (SQL semantics: a row for which the filter is NULL stays), each in its own partition and
+        spec, with field ids. Each file written is verified before the commit (:mod:`lakehouse.verify`): the
+        live rows DuckDB reads from the input (as rewrites read it, :meth:`rewrite_source`) equal those it reads
+        from the file written plus the input's rows the filter matched, value for value in the declared types.
+
+        One overwrite snapshot removes and adds the files and retires the position delete files that referenced
+        only removed files. Its summary records ``properties`` (lakehouse's operation, job and a predicate
+        digest), never the filter. A commit that lost its race is rebased only when nothing committed meanwhile
+        touches the delete (its inputs are live with the same deletes, and no file added since may hold a
+        matching row); otherwise the delete is planned again on the newer snapshot (a file already rewritten is
+        not rewritten again), so rows appended meanwhile are considered too.
+        """
+        self.check_delete()
         self._table.refresh()
         before = self._table.metadata.current_snapshot_id
-        row_filter = _to_iceberg(expr, self.schema)
         marker = uuid.uuid4().hex
         props = {**properties, "lakehouse.commit": marker}
+        declared = self.schema
+        # (input path, the position delete files applied to it) -> what deleting from it means, across attempts
+        outcomes: dict[tuple[str, frozenset[str]], _FileDelete] = {}
+        totals: dict[str, Any] = {}
+        verifier = Verifier(self.ctx)
+
+        def may_hold(f: Any) -> bool:
+            """Whether a data file may hold a row the filter matches (by its statistics)."""
+            return may_match(expr, self._exact_stats(f, declared), int(f.record_count))
 
         def commit() -> None:
+            if totals and self._own_snapshots(before, marker):
+                return  # an earlier attempt landed (its answer was lost): one logical delete, once
             self._table.refresh()
-            self._table.delete(row_filter, snapshot_properties=props)
+            totals.clear()
+            plan = self._plan()
+            if plan.equality:
+                self.check_delete()  # equality deletes appeared meanwhile: refused by name
+            removed: list[Any] = []
+            written: list[_FileDelete] = []
+            for task in plan.tasks:
+                key = (_plain_location(task.file.file_path), _position_deletes(task))
+                outcome = outcomes.get(key)
+                if outcome is None:
+                    outcome = outcomes[key] = self._delete_from_file(task, expr, declared, verifier)
+                if outcome.deleted:
+                    removed.append(task)
+                    if outcome.written is not None:
+                        written.append(outcome)
+            if not removed:
+                return
+            gone = {_plain_location(t.file.file_path) for t in removed}
+            applied = {_plain_location(t.file.file_path): _position_deletes(t) for t in removed}
+            new_files = [
+                self._data_file(_location_uri(o.written), *o.footer, *o.partition) for o in written if o.written
+            ]
+            retired = self._retired_deletes(plan, gone)
+            totals.update(
+                rows=sum(outcomes[(p, applied[p])].deleted for p in gone),
+                removed=len(removed),
+                added=[o.written for o in written],
+            )
+            live = {_plain_location(t.file.file_path) for t in plan.tasks}
+            with self._table.transaction() as tx:
+                with tx.update_snapshot(snapshot_properties=props).overwrite() as ow:
+                    ow._validate_concurrency = functools.partial(  # type: ignore[method-assign]
+                        _delete_still_valid, ow, live, applied, may_hold
+                    )
+                    _added_in_their_specs(ow)
+                    for task in removed:
+                        ow.delete_data_file(task.file)
+                    for f in new_files:
+                        ow.append_data_file(f)
+                    if retired:
+                        _retire_delete_files(ow, retired)
 
         try:
-            _retry_commit(f"delete from {self.name}", commit)
+            try:
+                _retry_commit(f"delete from {self.name}", commit)
+            finally:
+                verifier.close()
         except LakehouseError:
-            raise  # every attempt lost its race: nothing committed
+            self._discard(o.written for o in outcomes.values())
+            raise  # refused, or a rewrite that failed its verification, or every attempt lost: nothing committed
         except Exception as e:
             # the commit call may have failed after the commit landed (a lost answer): look for it by its marker
             try:
@@ -1029,28 +1120,144 @@ class IcebergAdapter(LakehouseTable):
             except Exception as check:  # noqa: BLE001 - then nobody can tell
                 raise CommitOutcomeUnknownError(
                     f"delete from {self.name} failed ({e}) and whether it landed cannot be told ({check})",
-                    hint=f"see `lakehouse table history {self.name}` (a snapshot with lakehouse.commit={marker})",
+                    hint=f"see `lakehouse table history {self.name}` (a snapshot with lakehouse.commit={marker}); "
+                    "`lakehouse orphans` removes the files written for it if it did not land",
                 ) from e
             if not landed:
+                self._discard(o.written for o in outcomes.values())
                 if isinstance(e, OSError):
                     raise StorageError(f"delete from {self.name} failed: {e}") from e
                 raise
-        # one transaction may write a DELETE snapshot (whole files) and an OVERWRITE one (rewritten files);
-        # other writers' snapshots may sit between them and the head. The snapshot summary records
-        # ``properties`` (lakehouse's operation, job and a predicate digest), never the filter
+        except BaseException:
+            self._discard(o.written for o in outcomes.values())
+            raise
         ours = self._own_snapshots(before, marker)
+        committed = set(totals.get("added", [])) if ours else set()
+        # files written for inputs that another commit changed before ours are referenced by nothing
+        self._discard(o.written for o in outcomes.values() if o.written not in committed)
         if not ours:
             return DeleteResult(version=None)
-
-        def total(key: str) -> int:
-            return sum(int(sn.summary.get(key, 0)) for sn in ours)
-
         return DeleteResult(
-            version=ours[-1].version,  # the later one (versions of format-v1 tables are ids: no max())
-            rows_deleted=total("deleted-records") - total("added-records"),
-            files_removed=total("deleted-data-files"),
-            files_added=total("added-data-files"),
+            version=ours[-1].version,
+            rows_deleted=int(totals["rows"]),
+            files_removed=int(totals["removed"]),
+            files_added=len(committed),
         )
+
+    def _discard(self, paths: Iterable[str | None]) -> None:
+        from lakehouse.storage import delete_files
+
+        doomed = [p for p in paths if p is not None]
+        if doomed:
+            with contextlib.suppress(OSError, LakehouseError):  # best effort: `lakehouse orphans` finds them too
+                delete_files(doomed, self.ctx)
+
+    def _delete_from_file(self, task: Any, expr: Expr, declared: pa.Schema, verifier: Verifier) -> _FileDelete:
+        """How many live rows of one data file (``task``: with its position deletes) match ``expr``, and for a
+        file that keeps some, the file written without them, verified against the input (removed again when
+        that fails)."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+        from pyiceberg.expressions import AlwaysTrue
+        from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
+
+        from lakehouse.storage import split_location
+
+        f = task.file
+        source = _plain_location(f.file_path)
+        deleted_before = self._deleted_positions(task)
+        physical = int(f.record_count)
+        rows = physical - len(deleted_before)
+        stats = self._exact_stats(f, declared)
+        if not may_match(expr, stats, physical):
+            return _FileDelete(0)
+        if all_match(expr, stats, physical):
+            return _FileDelete(rows)
+        ice_schema = self._table.schema()
+        try:
+            data = ArrowScan(self._table.metadata, self._table.io, ice_schema, AlwaysTrue()).to_table(tasks=[task])
+        except (OSError, pa.ArrowException, ValueError) as e:
+            raise StorageError(f"delete from {self.name}: cannot read {source}: {e}") from e
+        if data.num_rows != rows:
+            raise StorageError(f"delete from {self.name}: read {data.num_rows} live rows of {source}, not {rows}")
+        target_schema = schema_to_pyarrow(ice_schema, include_field_ids=True)
+        try:
+            data = data.cast(target_schema)
+        except (pa.ArrowException, ValueError) as e:
+            raise StorageError(
+                f"delete from {self.name}: cannot write {source}'s rows as the table's types: {e}"
+            ) from e
+        columns = sorted(expr.columns())
+        probe = pa.table({c: data.column(c).cast(declared.field(c).type) for c in columns})
+        matches = pc.fill_null(evaluate_table(expr, declared, probe), False)
+        deleted = int(pc.sum(matches).as_py() or 0)
+        if deleted in (0, rows):
+            return _FileDelete(deleted)
+        kept = data.filter(pc.invert(matches))
+        target = f"{self.data_directory(self._human_partition(f))}/{uuid.uuid4().hex}-lh-delete.parquet"
+        filesystem, inner = split_location(target, self.ctx)
+        try:
+            if not StorageContext.is_s3(target):
+                filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
+            with filesystem.open_output_stream(inner) as out:
+                pq.write_table(kept, out, compression="zstd", write_statistics=True)
+        except (OSError, pa.ArrowException) as e:
+            self._discard([target])
+            raise StorageError(f"delete from {self.name}: cannot write {target}: {e}") from e
+        try:
+            # the file's positions of the rows matched (its rows less those deleted before, in order)
+            positions = pc.indices_nonzero(matches)
+            if deleted_before:
+                live = pa.array(sorted(set(range(physical)) - deleted_before), pa.int64())
+                positions = live.take(positions)
+            names = declared.names
+            con = verifier.con
+            verifier.removal(
+                read=f"({self._file_relation(con, [(source, task)], names)})",
+                written=f"({self.written_source(con, [target], names)})",
+                removed=positions,
+                schema=declared,
+                columns=names,
+                what=f"delete from {self.name} (rewriting {source})",
+            )
+            footer = self._footer(_location_uri(target))
+        except BaseException:
+            self._discard([target])
+            raise
+        return _FileDelete(deleted, target, footer, (f.spec_id, f.partition))
+
+    def _exact_stats(self, f: Any, declared: pa.Schema) -> dict[str, tuple[Any, Any, int | None]]:
+        """A data file's per-column (min, max, nulls) where they are exact enough to decide a delete without
+        reading the file: identity partition values, and bounds of integer, date, boolean, string and
+        microsecond timestamp columns (a truncated string bound still bounds every value). Floats and decimals
+        are left out (no bound covers NaN; a decimal's bytes may be of another scale): a column left out makes
+        the file be read."""
+
+        def exact(t: pa.DataType) -> bool:
+            return bool(
+                pa.types.is_integer(t)
+                or pa.types.is_date(t)
+                or pa.types.is_boolean(t)
+                or pa.types.is_string(t)
+                or (pa.types.is_timestamp(t) and t.unit == "us")
+            )
+
+        schema = self._table.schema()
+        rows = int(f.record_count)
+        out: dict[str, tuple[Any, Any, int | None]] = {}
+        for column, (lo, hi, nulls) in _column_stats(f, schema).items():
+            if declared.get_field_index(column) >= 0 and exact(declared.field(column).type) and nulls is not None:
+                out[column] = (lo, hi, nulls)
+        for fid, value in self._metadata_values(f, schema).items():
+            try:
+                name = schema.find_column_name(fid)
+            except ValueError:
+                continue
+            if name is None or declared.get_field_index(name) < 0 or not exact(declared.field(name).type):
+                continue
+            v = _python_value(value, schema.find_type(fid))
+            out[name] = (None, None, rows) if v is None else (v, v, 0)
+        return out
 
     # ---- retention and garbage ----------------------------------------------------------------------------
 
@@ -1343,6 +1550,69 @@ def _retire_delete_files(ow: Any, retired: Sequence[Any]) -> None:
     ow._summary = with_retired
 
 
+def _added_in_their_specs(ow: Any) -> None:
+    """Make the snapshot producer ``ow`` record each added data file in its own partition spec (``spec_id``).
+
+    pyiceberg 0.12 writes every added file into one manifest of the table's current spec and summarises it in
+    that spec, so a rewritten file of an older spec crashed the commit (or, with partition tuples of the same
+    length, was recorded under the current spec's fields). Here the files of other specs get a manifest of
+    their own spec each, and the summary reads every added file in its spec (else as pyiceberg's)."""
+    from pyiceberg.manifest import ManifestEntry, ManifestEntryStatus
+    from pyiceberg.table import TableProperties
+    from pyiceberg.table.snapshots import SnapshotSummaryCollector, Summary, update_snapshot_summaries
+
+    manifests = ow._manifests
+
+    def per_spec() -> list[Any]:
+        current = ow._transaction.table_metadata.default_spec_id
+        added = list(ow._added_data_files)
+        others: dict[int, list[Any]] = {}
+        for f in added:
+            if f.spec_id != current:
+                others.setdefault(f.spec_id, []).append(f)
+        if not others:
+            return list(manifests())
+        ow._added_data_files[:] = [f for f in added if f.spec_id == current]
+        try:
+            out = list(manifests())
+        finally:
+            ow._added_data_files[:] = added
+        for spec_id, files in others.items():
+            with ow.new_manifest_writer(ow.spec(spec_id)) as writer:
+                for f in files:
+                    writer.add(
+                        ManifestEntry.from_args(
+                            status=ManifestEntryStatus.ADDED,
+                            snapshot_id=ow.snapshot_id,
+                            sequence_number=None,
+                            file_sequence_number=None,
+                            data_file=f,
+                        )
+                    )
+            out.append(writer.to_manifest_file())
+        return out
+
+    def summary(snapshot_properties: Mapping[str, str] | None = None) -> Any:
+        meta = ow._transaction.table_metadata
+        schema, specs = meta.schema(), meta.specs()
+        limit = meta.properties.get(
+            TableProperties.WRITE_PARTITION_SUMMARY_LIMIT, TableProperties.WRITE_PARTITION_SUMMARY_LIMIT_DEFAULT
+        )
+        collector = SnapshotSummaryCollector(partition_summary_limit=int(limit))
+        for f in ow._added_data_files:
+            collector.add_file(data_file=f, partition_spec=specs[f.spec_id], schema=schema)
+        for f in ow._deleted_data_files:
+            collector.remove_file(data_file=f, partition_spec=specs[f.spec_id], schema=schema)
+        parent = meta.snapshot_by_id(ow._parent_snapshot_id) if ow._parent_snapshot_id is not None else None
+        return update_snapshot_summaries(
+            summary=Summary(operation=ow._operation, **collector.build(), **(snapshot_properties or {})),
+            previous_summary=parent.summary if parent is not None else None,
+        )
+
+    ow._manifests = per_spec
+    ow._summary = summary
+
+
 def _position_deletes(task: Any) -> frozenset[str]:
     return frozenset(str(d.file_path) for d in task.delete_files if d.content == DataFileContent.POSITION_DELETES)
 
@@ -1368,6 +1638,41 @@ def _inputs_still_live(ow: Any, wanted: set[str], applied: Mapping[str, frozense
         raise CommitConflictError(
             "a concurrent commit deleted rows of input files of this rewrite; nothing was changed, plan again"
         )
+
+
+@dataclass(frozen=True)
+class _FileDelete:
+    """What deleting rows from one data file means: how many live rows go, and where a file keeping the others
+    was written (None: the file stays as it is, or goes whole), with its footer and the (spec id, partition) of
+    the file it replaces."""
+
+    deleted: int
+    written: str | None = None
+    footer: tuple[Any, int] = (None, 0)
+    partition: tuple[int | None, Any] = (None, None)
+
+
+def _delete_still_valid(
+    ow: Any, planned: set[str], applied: Mapping[str, frozenset[str]], may_hold: Callable[[Any], bool]
+) -> None:
+    """Commit-time validation of a row delete rebased onto commits made since it was planned: its inputs are
+    still live with exactly the position deletes it applied, no equality delete appeared, and no data file added
+    since (not in ``planned``) may hold a matching row by ``may_hold`` (it would keep rows the delete must
+    remove). Raises pyiceberg's ValidationException otherwise: nothing is committed, and the delete is planned
+    again on the newer snapshot."""
+    window = ow._commit_window
+    if window is None or window.is_empty() or window.head is None:
+        return
+    plan = _plan_snapshot(ow._transaction._table, window.head.snapshot_id)
+    if plan is None:
+        return
+    live = {_plain_location(t.file.file_path): t for t in plan.tasks}
+    if set(applied) - live.keys() or plan.equality:
+        raise ValidationException("a concurrent commit removed input files of this delete, or added equality deletes")
+    if any(_position_deletes(live[p]) != deletes for p, deletes in applied.items()):
+        raise ValidationException("a concurrent commit deleted rows of input files of this delete")
+    if any(may_hold(task.file) for path, task in live.items() if path not in planned):
+        raise ValidationException("a concurrent commit added files that may hold rows this delete removes")
 
 
 def _sql_str(v: str) -> str:

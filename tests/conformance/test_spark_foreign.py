@@ -6,6 +6,7 @@ is read back by Spark from the metadata lakehouse committed, and by lakehouse, a
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
 from tests.conformance.harness import Cli, run_steps
@@ -107,3 +108,42 @@ def test_equality_deletes_are_read_and_refused_by_name(cli: Cli, spark_writer: S
     assert r.code == 0, r.line()
     with cli.lakehouse() as lh:
         assert_same_rows(lh.table(TABLE).scan(), distinct(foreign.expected), "after Spark's optimize and dedup")
+
+
+def test_a_row_delete_on_merge_on_read_applies_its_position_deletes(cli: Cli, spark_writer: SparkWriter) -> None:
+    """lakehouse's own row delete (erase, expire-data) rewrites files that have position deletes: the rows those
+    deletes removed stay removed, each rewritten file is verified against the input's live rows (its positions
+    shifted by the deleted ones), and delete files that referenced only removed files are retired. Spark reads
+    the result."""
+    import pyarrow.compute as pc
+
+    from tests.conformance.fingerprint import assert_same_rows
+    from tests.conformance.harness import TABLE, register
+    from tests.conformance.spark_writers import merge_on_read
+
+    foreign = merge_on_read(spark_writer)
+    register(cli, foreign)
+    with cli.lakehouse() as lh:
+        table = lh.table(TABLE)
+        deleted_files = {p for t in table._plan().tasks for p in _position_delete_paths(t)}  # type: ignore[attr-defined]
+        assert deleted_files, "fixture error: no delete files"
+        result = table.delete_rows("id IN (3, 7, 15, 23, 25) OR name = 'm'")
+        matched = pc.fill_null(
+            pc.or_kleene(
+                pc.is_in(foreign.expected["id"], pa.array([3, 7, 15, 23, 25], pa.int64())),
+                pc.equal(foreign.expected["name"], "m"),
+            ),
+            False,
+        )
+        expected = foreign.expected.filter(pc.invert(matched))
+        assert result.rows_deleted == pc.sum(matched).as_py() and result.files_added > 0
+        fresh = lh.table(TABLE)
+        assert_same_rows(fresh.scan(), expected, "lakehouse after the delete")
+        assert foreign.reread is not None
+        assert_same_rows(foreign.reread(str(fresh.metadata_location)), expected, "Spark after the delete")  # type: ignore[attr-defined]
+        live = {p for t in fresh._plan().tasks for p in _position_delete_paths(t)}  # type: ignore[attr-defined]
+        assert live < deleted_files, "delete files of removed data files are retired"
+
+
+def _position_delete_paths(task: object) -> set[str]:
+    return {str(d.file_path) for d in task.delete_files}  # type: ignore[attr-defined]

@@ -97,6 +97,21 @@ def test_int96_timestamps_read_exactly_and_survive_a_delete(tmp_path: Path) -> N
     _reads(_open(foreign.location), expected, "INT96 after a delete")
 
 
+def test_a_delete_reads_statistics_at_the_ends_of_the_datetime_range(tmp_path: Path) -> None:
+    """Timestamp statistics are widened by a millisecond (Delta truncates them): at 0001-01-01 and 9999-12-31
+    that overflowed Python's datetime, and every delete from such a table failed."""
+    import deltalake
+
+    ends = [dt.datetime(1, 1, 1, tzinfo=dt.UTC), dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC)]
+    data = pa.table({"id": pa.array([1, 2], pa.int64()), "ts": pa.array(ends, pa.timestamp("us", tz="UTC"))})
+    deltalake.write_deltalake(str(tmp_path / "t"), data)
+    table = _open(tmp_path / "t")
+    assert [(lo.year, hi.year) for lo, hi, _ in (f.stats["ts"] for f in table.files())] == [(1, 9999)]
+    assert table.delete_rows("id = 1").rows_deleted == 1
+    assert _open(tmp_path / "t").scan().to_pylist() == [{"id": 2, "ts": ends[1]}]
+    assert table.delete_rows("ts < '2000-01-01T00:00:00Z'").rows_deleted == 0
+
+
 # ---- column mapping ----------------------------------------------------------------------------------------------
 
 

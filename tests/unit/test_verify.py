@@ -77,3 +77,20 @@ def test_lost_doubled_and_recombined_rows_are_caught() -> None:
     swapped[0]["id"], swapped[2]["id"] = swapped[2]["id"], swapped[0]["id"]  # every column's values the same
     with pytest.raises(ContentMismatchError, match="recombined"):
         check(ROWS, swapped)
+
+
+def test_rows_removed_on_purpose_add_up_with_the_rows_written() -> None:
+    """A row delete's check: what it read equals what it wrote plus what it removed (the fingerprint is a sum)."""
+    con = duckdb.connect()
+    args = {"schema": SCHEMA, "columns": SCHEMA.names, "what": "t"}
+    read, kept, gone = relation(con, "r", ROWS), relation(con, "k", ROWS[1:]), relation(con, "g", ROWS[:1])
+    assert verify(con, read=read, written=kept, removed=gone, **args).rows == 3
+    with pytest.raises(ContentMismatchError, match="3 rows read, 2 written and 2 removed"):
+        verify(con, read=read, written=kept, removed=relation(con, "g2", ROWS[:2]), **args)
+    changed = [dict(r) for r in ROWS[1:]]
+    changed[0]["s"] = "changed"
+    with pytest.raises(ContentMismatchError, match=r"column\(s\) s differ"):
+        verify(con, read=read, written=relation(con, "k2", changed), removed=gone, **args)
+    swapped = [dict(ROWS[0], id=ROWS[1]["id"])], [dict(ROWS[1], id=ROWS[0]["id"]), ROWS[2]]  # removed the wrong row
+    with pytest.raises(ContentMismatchError, match="recombined"):
+        verify(con, read=read, written=relation(con, "k3", swapped[1]), removed=relation(con, "g3", swapped[0]), **args)
