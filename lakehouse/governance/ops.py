@@ -45,7 +45,6 @@ from lakehouse.errors import (
 )
 from lakehouse.expr import And, Compare, Expr, In, Not, Or, check_columns, parse_filter
 from lakehouse.governance.masking import MaskPolicy, apply_masks, check_column, parse_mask
-from lakehouse.schema import without_view_types
 from lakehouse.storage import delete_tree, split_location
 from lakehouse.tables.base import LakehouseTable, TableName
 from lakehouse.verify import Verifier, parquet_by_name
@@ -184,13 +183,9 @@ def mask_table(
     outside = [c for c in effective if c not in table.file_columns()]
     if outside:
         raise InvalidInputError(f"cannot mask column(s) {', '.join(outside)} in place: they are not in the data files")
-    mapping = str(table.definition.properties.get("delta.columnMapping.mode", "none")).lower()
-    if mapping != "none":
-        raise UnsupportedOperationError(
-            f"{table.name} uses Delta column mapping ({mapping}): its files name columns differently from the "
-            "table, and lakehouse's in-place mask matches them by name",
-            hint="mask at ingestion or on read (--masked) instead",
-        )
+    # a table feature lakehouse cannot mask in place (Delta column mapping, ...) is refused by the adapter, the
+    # plan too
+    table.check_operation("mask")
     if purge:
         check_purge_possible(lh, table, what="mask --purge", hint="or mask without --purge")
     masks = {c: parse_mask(p) for c, p in effective.items()}
@@ -214,7 +209,6 @@ def mask_table(
     }
     if dry_run:
         return report
-    table.check_operation("mask")  # a table feature lakehouse cannot mask in place: refused before the job starts
     job = lh.catalog.start_job(
         "pii.mask", table=table.name, params={"masks": effective, "purge": purge}, actor=lh.actor
     )
@@ -225,14 +219,13 @@ def mask_table(
     try:
         partitions: dict[str, dict[str, Any]] = {}
         rows_out = 0
-        schema, field_ids = table.schema, table.field_ids()
         with Verifier(lh.ctx) as verifier:
             for f in files:
                 out_dir = f"{table.data_directory(f.partition)}/lh-{job}-mask"
                 if out_dir not in dirs:
                     dirs.append(out_dir)
                 target = f"{out_dir}/{uuid.uuid4().hex}.parquet"
-                rows_out += _mask_file(lh, table, verifier, f.path, target, masks, secret, schema, field_ids)
+                rows_out += _mask_file(lh, table, verifier, f.path, target, masks, secret)
                 written.append(target)
                 partitions[target] = dict(f.partition)
         if rows_out != report["rows"]:
@@ -333,24 +326,14 @@ def _mask_file(
     target: str,
     masks: Mapping[str, MaskPolicy],
     secret: bytes | None,
-    schema: pa.Schema,
-    field_ids: Mapping[str, int],
 ) -> int:
     """Rewrite one Parquet file with masked columns (field ids and other columns kept), verified before it counts
     (:func:`_verify_mask`); returns its rows.
 
-    Where the format resolves columns by field id (Iceberg), the file's columns are matched to the table's by
-    id, so a column renamed since the file was written is masked under its current name, a column added since
-    then is written as NULLs (as readers see it), and a dropped one is left out. Elsewhere (Delta) columns
-    are matched by name: a column the file lacks was added after it and reads as NULL, so there is nothing to
-    mask in it (Delta column mapping, where names differ, is refused by the plan). Legacy INT96 timestamps are
-    read in the declared unit: as nanoseconds (pyarrow's default) those outside 1677..2262 overflow."""
-    fs_in, path_in = split_location(source, lh.ctx)
-    with fs_in.open_input_file(path_in) as fh:
-        # delta-rs's delete and merge write string_view
-        data = without_view_types(pq.read_table(fh, coerce_int96_timestamp_unit=_int96_unit(schema)))
-    if field_ids:
-        data = _conform_by_field_id(schema, data, field_ids, source)
+    The file is read by the adapter (:meth:`LakehouseTable.read_data_file`), which matches its columns to the
+    table's the way the format does (Iceberg: by field id, so a column renamed since is masked under its
+    current name; Delta: by name, column mapping being refused by the plan)."""
+    data = table.read_data_file(source)  # under the table's names, as the format matches columns
     masked = apply_masks(data, masks, secret)
     fs_out, path_out = split_location(target, lh.ctx)
     if not target.startswith(("s3://", "s3a://")):
@@ -359,12 +342,6 @@ def _mask_file(
         pq.write_table(masked, out, compression="zstd", write_statistics=True)
     _verify_mask(table, verifier, source, target, masked, masks)
     return int(masked.num_rows)
-
-
-def _int96_unit(schema: pa.Schema) -> str:
-    """The unit legacy INT96 timestamps are read in: the table's (microseconds, unless it declares nanoseconds)."""
-    units = {f.type.unit for f in schema if pa.types.is_timestamp(f.type)}
-    return "ns" if "ns" in units else "us"
 
 
 def _verify_mask(
@@ -417,35 +394,6 @@ def _stored_names(path: str, table: LakehouseTable) -> set[str]:
 
 def _q(ident: str) -> str:
     return '"' + ident.replace('"', '""') + '"'
-
-
-_FIELD_ID = b"PARQUET:field_id"
-
-
-def _conform_by_field_id(schema: pa.Schema, data: pa.Table, ids: Mapping[str, int], source: str) -> pa.Table:
-    """The file's columns under the table's current names (matched by field id), the table's columns the file
-    lacks as NULLs. Columns of the file whose id the table no longer has (dropped) are left out: no reader of
-    the current schema can see them, and Iceberg never reuses a field id."""
-    by_id: dict[int, int] = {}
-    for i, f in enumerate(data.schema):
-        raw = (f.metadata or {}).get(_FIELD_ID)
-        if raw is not None:
-            by_id[int(raw)] = i
-    columns: list[pa.ChunkedArray | pa.Array] = []
-    fields: list[pa.Field] = []
-    for name in schema.names:
-        fid = ids.get(name)
-        want = schema.field(name)
-        if fid is not None and fid in by_id:
-            i = by_id[fid]
-            fields.append(data.schema.field(i).with_name(name))
-            columns.append(data.column(i))
-        elif fid is not None and want.nullable:
-            fields.append(pa.field(name, want.type, nullable=True, metadata={_FIELD_ID: str(fid).encode()}))
-            columns.append(pa.nulls(data.num_rows, want.type))
-        else:
-            raise StorageError(f"{source} holds no column with the field id of {name}; nothing committed")
-    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=data.schema.metadata))
 
 
 def _flat(report: Mapping[str, Any]) -> dict[str, Any]:

@@ -597,6 +597,23 @@ class LakehouseTable(ABC):
         (path, rows)."""
         raise UnsupportedOperationError(f"{self.format} tables cannot rewrite a partition from a stream")
 
+    def read_data_file(self, path: str) -> pa.Table:
+        """One data file's rows as stored (no deletes applied), its columns under the table's current names, for
+        jobs that rewrite a file as it is (masking in place). Columns are matched the way the format matches
+        them (here: by name; Iceberg: by field id, or the name mapping for files without ids); a column the
+        file lacks (added since) is left out; field metadata (Parquet field ids) is kept for writing back.
+        Legacy INT96 timestamps are read in the table's unit: as nanoseconds (pyarrow's default) those outside
+        1677..2262 overflow. Arrow view types (delta-rs's delete and merge write ``string_view``) are plain."""
+        import pyarrow.parquet as pq
+
+        from lakehouse.schema import without_view_types
+        from lakehouse.storage import split_location
+
+        units = {f.type.unit for f in self.schema if pa.types.is_timestamp(f.type)}
+        fs, inner = split_location(path, self.ctx)
+        with fs.open_input_file(inner) as fh:
+            return without_view_types(pq.read_table(fh, coerce_int96_timestamp_unit="ns" if "ns" in units else "us"))
+
     def field_ids(self) -> dict[str, int]:
         """Parquet field ids of the columns (formats that resolve columns by id need them in new files)."""
         return {}
