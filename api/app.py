@@ -48,25 +48,6 @@ def problem(status: int, title: str, detail: str, *, hint: str | None = None) ->
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
-def _redact_partition(file: dict[str, Any], keys: set[str]) -> None:
-    """Redact the values of partition fields ``keys`` in a file's partition and in its path, whose Hive-style
-    directories spell them out (``email=alice%40corp.com/part-0.parquet``).
-
-    >>> f = {"path": "/wh/t/email=a%40b.com/day=1/p.parquet", "partition": {"email": "a@b.com", "day": 1}}
-    >>> _redact_partition(f, {"email"})
-    >>> f["path"], f["partition"]
-    ('/wh/t/email=[REDACTED]/day=1/p.parquet', {'email': '[REDACTED]', 'day': 1})
-    """
-    import urllib.parse
-
-    def segment(text: str) -> str:
-        key, eq, _ = text.partition("=")
-        return f"{key}=[REDACTED]" if eq and urllib.parse.unquote(key) in keys else text
-
-    file["partition"] = {k: ("[REDACTED]" if k in keys else v) for k, v in file["partition"].items()}
-    file["path"] = "/".join(segment(part) for part in str(file["path"]).split("/"))
-
-
 # ---- request bodies -------------------------------------------------------------------------------------------
 
 
@@ -393,7 +374,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
             masked = set(read_masks(base, table))
             keys = masked | {f.name for f in table.definition.partitioning if f.column in masked}
             for f in added + removed:
-                _redact_partition(f, keys)
+                f["path"], f["partition"] = table.redact_partition_values(f["path"], f["partition"], keys)
         return {
             "from": a.version,
             "to": b.version,

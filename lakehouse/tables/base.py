@@ -614,6 +614,25 @@ class LakehouseTable(ABC):
         with fs.open_input_file(inner) as fh:
             return without_view_types(pq.read_table(fh, coerce_int96_timestamp_unit="ns" if "ns" in units else "us"))
 
+    def redact_partition_values(
+        self, path: str, partition: Mapping[str, Any], keys: Collection[str]
+    ) -> tuple[str, dict[str, Any]]:
+        """A data file's path and partition values with the values of partition fields ``keys`` redacted (both
+        formats spell them out in Hive-style directories: ``email=alice%40corp.com/part-0.parquet``).
+
+        >>> path, values = "/wh/t/email=a%40b.com/day=1/p.parquet", {"email": "a@b.com", "day": 1}
+        >>> LakehouseTable.redact_partition_values(None, path, values, {"email"})  # type: ignore[arg-type]
+        ('/wh/t/email=[REDACTED]/day=1/p.parquet', {'email': '[REDACTED]', 'day': 1})
+        """
+        import urllib.parse
+
+        def segment(text: str) -> str:
+            key, eq, _ = text.partition("=")
+            return f"{key}=[REDACTED]" if eq and urllib.parse.unquote(key) in keys else text
+
+        values = {k: ("[REDACTED]" if k in keys else v) for k, v in partition.items()}
+        return "/".join(segment(part) for part in str(path).split("/")), values
+
     def field_ids(self) -> dict[str, int]:
         """Parquet field ids of the columns (formats that resolve columns by id need them in new files)."""
         return {}
