@@ -35,7 +35,7 @@ from lakehouse.errors import (
 )
 from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, coerce
 from lakehouse.schema import WIDTH_TRANSFORMS, PartitionField, validate_keys, validate_partitioning
-from lakehouse.storage import delete_tree, list_files, normalize_path
+from lakehouse.storage import cached_schema, delete_tree, list_files, normalize_path
 from lakehouse.tables.base import (
     AsOf,
     Capabilities,
@@ -1422,9 +1422,12 @@ def _field_id(f: pa.Field) -> int | None:
 def _parquet_schema(io: Any, path: str) -> pa.Schema:
     import pyarrow.parquet as pq
 
-    try:
+    def read() -> pa.Schema:
         with io.new_input(path).open() as fh:
             return pq.read_schema(fh)
+
+    try:
+        return cached_schema(path, read)
     except (OSError, pa.ArrowException) as e:
         raise StorageError(f"cannot read the footer of {path}: {e}") from e
 
