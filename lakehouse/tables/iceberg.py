@@ -148,9 +148,46 @@ def _open_catalog(ctx: StorageContext) -> Catalog:
     if ctx.credentials is not None:
         props.update(ctx.credentials.pyiceberg_properties())
     try:
-        return SqlCatalog(ctx.catalog_name, **props)
+        return _SqlCatalog(ctx.catalog_name, **props)
     except Exception as e:
         raise StorageError(f"cannot open the Iceberg SQL catalog at {ctx.catalog_url}: {e}") from e
+
+
+_PARSED: dict[str, TableMetadata] = {}
+"""Parsed table metadata by metadata file location, the most recently used last (see :class:`_SqlCatalog`)."""
+_PARSED_MAX = 32
+_parsed_lock = threading.Lock()
+
+
+class _SqlCatalog(SqlCatalog):
+    """pyiceberg's SQL catalog, parsing each table metadata file once.
+
+    Loading a table (every refresh does) reads the catalog row, then reads and parses the metadata file it
+    names: the table's whole history, 15 ms for a table of 100 snapshots, and a rewrite refreshes some thirty
+    times between planning and its commit. A metadata file never changes once written (each commit writes a
+    new one and moves the catalog row to it), and the parsed metadata is a frozen model: it is kept per location
+    and shared. The catalog row is still read every time, so a refresh sees every commit."""
+
+    def _convert_orm_to_iceberg(self, orm_table: Any) -> Table:
+        location = orm_table.metadata_location
+        with _parsed_lock:
+            metadata = _PARSED.pop(location, None) if location else None
+            if metadata is not None:
+                _PARSED[location] = metadata  # most recently used last
+        if metadata is None or not orm_table.table_namespace or not orm_table.table_name:
+            table = super()._convert_orm_to_iceberg(orm_table)  # reads, parses and checks the row
+            with _parsed_lock:
+                _PARSED[table.metadata_location] = table.metadata
+                while len(_PARSED) > _PARSED_MAX:
+                    del _PARSED[next(iter(_PARSED))]
+            return table
+        return Table(
+            identifier=(*Catalog.identifier_to_tuple(orm_table.table_namespace), orm_table.table_name),
+            metadata=metadata,
+            metadata_location=location,
+            io=self._load_file_io(metadata.properties, location),
+            catalog=self,
+        )
 
 
 def _location_uri(location: str) -> str:
