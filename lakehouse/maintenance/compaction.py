@@ -327,8 +327,7 @@ def _rewrite_job(
     results: list[PartitionResult] = []
     try:
         columns = table.file_columns()  # Delta keeps partition values in its log only
-        largest = max(sum(f.size_bytes for f in part.inputs) for part in parts)
-        with rewrite_connection(lh, options, input_bytes=largest) as con:  # one database for every partition
+        with rewrite_connection(lh, options) as con:  # one database for every partition of the job
             for part in parts:
                 in_rows = sum(f.row_count for f in part.inputs)
                 bpr = sum(f.size_bytes for f in part.inputs) / in_rows if in_rows else 0.0
@@ -401,47 +400,19 @@ def _rewrite_job(
     return results
 
 
-BYTES_PER_THREAD = 64 * 1024 * 1024
-"""Input bytes of a rewrite per DuckDB thread: one thread per this many bytes of its largest partition, at
-least one, at most one per core. Measured on this project's shared 2-core machine (load average 5 to 10; the
-same COPY and both fingerprints on 8, 20 and 75 MB of snappy input, and benchmarks/compaction_bench.py): a
-second thread made none of them faster and cost 5 to 15 % more CPU; under load it made the job slower, as
-every statement of a small rewrite waits for its slowest thread. Bigger rewrites still get every core."""
-
-
-def rewrite_threads(options: CompactionOptions, input_bytes: int | None, cores: int | None = None) -> int | None:
-    """DuckDB threads of a rewrite of ``input_bytes`` (its largest partition's; None: unknown) on ``cores``
-    (default: this machine's); None: every core.
-
-    >>> o, mb = CompactionOptions(), 1024 * 1024
-    >>> rewrite_threads(o, 8 * mb, 2), rewrite_threads(o, 100 * mb, 2), rewrite_threads(o, 100 * mb, 8)
-    (1, None, 2)
-    >>> rewrite_threads(o, None, 8), rewrite_threads(CompactionOptions(memory_budget=64 * mb), 10**12, 8)
-    (None, 1)
-    """
-    if options.memory_budget < 256 * 1024 * 1024:  # every thread holds its own sort and write buffers
-        return 1
-    if input_bytes is None:
-        return None
-    wanted = max(1, -(-input_bytes // BYTES_PER_THREAD))
-    return None if wanted >= (cores or os.cpu_count() or 1) else wanted
-
-
 @contextlib.contextmanager
-def rewrite_connection(
-    lh: Lakehouse, options: CompactionOptions, *, input_bytes: int | None = None
-) -> Iterator[duckdb.DuckDBPyConnection]:
+def rewrite_connection(lh: Lakehouse, options: CompactionOptions) -> Iterator[duckdb.DuckDBPyConnection]:
     """The DuckDB connection rewrites run on: ``options.memory_budget`` with spilling to a temporary directory
-    (removed on exit), :func:`rewrite_threads` threads for ``input_bytes`` (the largest rewrite it will run),
-    and Parquet footers cached, so the rewrite's reads and its verification open each footer once. One per job:
-    opening and closing a database costs about as much as rewriting a small partition."""
+    (removed on exit), and Parquet footers cached, so the rewrite's reads and its verification open each footer
+    once. One per job: opening and closing a database costs about as much as rewriting a small partition."""
     from lakehouse.sql import connect_duckdb
 
     with tempfile.TemporaryDirectory(prefix="lakehouse-spill-") as spill:
         con = connect_duckdb(
             lh.ctx,
             memory_limit=options.memory_budget,
-            threads=rewrite_threads(options, input_bytes),
+            # every thread holds its own sort and write buffers: small budgets get one thread
+            threads=1 if options.memory_budget < 256 * 1024 * 1024 else None,
             temp_directory=spill,
             extensions=("httpfs",) if lh.ctx.credentials is not None else (),
             settings={"parquet_metadata_cache": True},
@@ -478,8 +449,7 @@ def rewrite_files(
     with contextlib.ExitStack() as stack:
         stack.enter_context(schema_cache())  # the layout and the format's reader each read the inputs' footers
         if con is None:
-            size = int(bytes_per_row * expected_rows) if bytes_per_row and expected_rows else None
-            con = stack.enter_context(rewrite_connection(lh, options, input_bytes=size))
+            con = stack.enter_context(rewrite_connection(lh, options))
         try:
             logical = list(columns) if columns is not None else table.schema.names
             # how the files hold the columns (Iceberg writers may rename them; ids tie them to the table's),
