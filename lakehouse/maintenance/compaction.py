@@ -343,6 +343,7 @@ def _rewrite_job(
                     columns=columns,
                     expected_rows=in_rows,
                     con=con,
+                    check=False,  # optimize checked the protocol before the job started
                 )
                 rows_written[part.key] = _parquet_rows(written[part.key], lh.ctx)
                 if rows_written[part.key] != in_rows:  # checked before anything is committed
@@ -437,6 +438,7 @@ def rewrite_files(
     drop_rows: pa.Table | None = None,
     expected_rows: int = 0,
     con: duckdb.DuckDBPyConnection | None = None,
+    check: bool = True,
 ) -> list[str]:
     """Stream ``inputs`` into new Parquet files under ``out_dir``; returns their paths.
 
@@ -444,8 +446,11 @@ def rewrite_files(
     ``file``, ``row``: an input path as given and a 0-based row number in it) are left out (deduplication).
     With ``options.zorder`` the rows are clustered (:mod:`lakehouse.maintenance.clustering`) into row groups
     sized for the ``expected_rows`` of the inputs. ``con``: a connection from :func:`rewrite_connection` to run
-    on (a job rewriting many partitions opens one); by default the rewrite opens and closes its own."""
-    table.check_operation("dedup" if drop_rows is not None else "optimize")  # before anything is written
+    on (a job rewriting many partitions opens one); by default the rewrite opens and closes its own. The table's
+    protocol is checked first, unless ``check`` is false (a job that has just checked it; the commit checks it
+    again on the version it commits on)."""
+    if check:
+        table.check_operation("dedup" if drop_rows is not None else "optimize")  # before anything is written
     with contextlib.ExitStack() as stack:
         stack.enter_context(schema_cache())  # the layout and the format's reader each read the inputs' footers
         if con is None:
