@@ -1,11 +1,13 @@
-"""Compaction and Z-ordering: plan, then rewrite each picked partition and commit it atomically.
+"""Compaction and Z-ordering: plan, then rewrite the picked partitions and swap them in with one commit per job.
 
-Delta uses delta-rs's own optimizer (``optimize.compact`` / ``optimize.z_order``) on the partitions the planner
-picked. Iceberg has no optimizer in pyiceberg, so the rewrite is ours: DuckDB streams the input files into
-new Parquet files near the target size (with Iceberg field ids, zstd, row groups of ~128k rows and min/max
-statistics), sorting by a Morton (Z-order) key when asked; memory is bounded by DuckDB's ``memory_limit``
-with spilling to a temporary directory. One Iceberg commit per partition then removes exactly the input files
-and adds the new ones; a concurrent append survives, a concurrent removal of an input aborts that partition.
+Both formats go through the one verified rewrite (a format's own optimizer, delta-rs's, commits by itself, before
+anything could compare what it wrote with what it read): DuckDB streams each partition's input files into new
+Parquet files near the target size (Iceberg field ids, zstd, row groups of ~128k rows, min/max statistics),
+clustered along a Hilbert or Morton curve when Z-ordering, memory bounded by DuckDB's ``memory_limit`` with
+spilling to a temporary directory, all partitions of a job on one DuckDB database. The fingerprint of the rows
+read must equal that of the files written (:mod:`lakehouse.maintenance.verify`) before one commit removes
+exactly the input files and adds the new ones; a concurrent append survives, a concurrent removal of an input
+aborts the job.
 """
 
 from __future__ import annotations
