@@ -1,21 +1,30 @@
 """Compaction benchmark on a local warehouse: the same small files for every contestant, in one run.
 
-Contestants, each in its own process (so peak RSS is its own):
-  iceberg/ours     lakehouse optimize on an Iceberg table (DuckDB streaming rewrite + atomic replace commit)
-  iceberg/pyarrow  one pyarrow pass over the same files: read each file, write 1 zstd file per partition
-                   (the practical read+write limit, no commit)
-  iceberg/spark    lakehouse optimize --engine spark: the same plan, run by Iceberg's RewriteDataFiles on a
-                   Spark session through the shared catalog (session start reported apart). The master is the
-                   spark.master setting (default local[*]: one task thread per core) unless --spark-master
-                   names one; the run prints which, with the driver memory
-  delta/ours       lakehouse optimize on a Delta table (planner + delta-rs optimize.compact per partition)
-  delta/delta-rs   delta-rs optimize.compact on the whole table directly
+Contestants, each in its own process (so peak RSS is its own) on its own copy of the same rows:
+  iceberg/pyarrow   one pyarrow pass over the Iceberg table's files: read each file, write 1 zstd file per
+                    partition (the practical read+write limit: no verification, no commit)
+  iceberg/ours      lakehouse optimize on the Iceberg table (DuckDB rewrite, verified, one atomic replace commit)
+  iceberg/spark     lakehouse optimize --engine spark: the same plan, run by Iceberg's RewriteDataFiles on a
+                    Spark session through the shared catalog (session start reported apart). The master is the
+                    spark.master setting (default local[*]: one task thread per core) unless --spark-master
+                    names one; the run prints which, with the driver memory
+  iceberg/delta-rs  the baseline for iceberg/ours: delta-rs optimize.compact on a byte-identical copy of the
+                    Iceberg table's data files, registered as a Delta table (convert_to_deltalake, not timed)
+  delta/delta-rs    the baseline for delta/ours: delta-rs optimize.compact on the Delta table
+  delta/ours        lakehouse optimize on the Delta table (DuckDB rewrite, verified, one delta-rs commit)
+Every contestant is timed from its call to its return (ours: the whole job, planning, the verification of every
+partition's content, the commit and the job's records), in a process that has imported its libraries already.
+Each line shows the bytes and the codec of the files written (from their Parquet footers): the baselines keep
+delta-rs's defaults, so each contestant's output codec is printed next to its time. Ratios are baseline time /
+our time (>= 1: ours is as fast).
 Peak RSS is the contestant's Python process (ru_maxrss); for the Spark contestant the JVM is a separate process
 still running when the job ends, so its peak (VmHWM of the gateway's java process, from /proc) is reported apart.
 Then a selective DuckDB query (WHERE user_id BETWEEN x AND y) before vs after compaction + Z-order(user_id, ts):
 files and row groups its predicate can skip by statistics, and its time.
 
     .venv/bin/python benchmarks/compaction_bench.py [--rows-per-file 2500 --files 100 --partitions 4]
+    .venv/bin/python benchmarks/compaction_bench.py --no-query --repeat 3 \\
+        --contestants iceberg/delta-rs,iceberg/ours,delta/delta-rs,delta/ours
 
 --crossover instead compacts Iceberg tables of growing size with both engines (local, and Spark with its session
 start counted) and prints the smallest size at which Spark was faster, or, when it was not at any size run, the
@@ -46,7 +55,9 @@ from typing import Any
 HERE = Path(__file__).resolve()
 
 
-def make_data(root: str, partitions: int, files: int, rows: int) -> None:
+def make_data(
+    root: str, partitions: int, files: int, rows: int, formats: tuple[str, ...] = ("iceberg", "delta")
+) -> None:
     import pyarrow as pa
 
     from lakehouse.config import load_settings
@@ -61,7 +72,7 @@ def make_data(root: str, partitions: int, files: int, rows: int) -> None:
     with Lakehouse(load_settings(config_file=False, warehouse=root)) as lh:
         tables = [
             lh.create_table(f"b.{fmt}", schema=schema, format=fmt, partitioning=parse_partitioning("day(ts)"))
-            for fmt in ("iceberg", "delta")
+            for fmt in formats
         ]
         n = 0
         for f in range(files):
@@ -88,8 +99,12 @@ def make_data(root: str, partitions: int, files: int, rows: int) -> None:
             data = pa.concat_tables(chunk)
             for t in tables:
                 t.append(data)
-            print(f"\r  wrote {f + 1}/{files} append(s) to both tables", end="", file=sys.stderr)
+            print(f"\r  wrote {f + 1}/{files} append(s) to {' and '.join(formats)}", end="", file=sys.stderr)
         print(file=sys.stderr)
+
+
+CONTESTANTS = ("iceberg/pyarrow", "iceberg/ours", "iceberg/spark", "iceberg/delta-rs", "delta/delta-rs", "delta/ours")
+BASELINES = {"iceberg/ours": "iceberg/delta-rs", "delta/ours": "delta/delta-rs"}
 
 
 def contestant(name: str, root: str) -> dict[str, Any]:
@@ -104,8 +119,16 @@ def contestant(name: str, root: str) -> dict[str, Any]:
         table = lh.table("b.iceberg" if name.startswith("iceberg") else "b.delta")
         before = table.files()
         in_bytes = sum(f.size_bytes for f in before)
-        t0 = time.perf_counter()
         extra: dict[str, Any] = {}
+        written: list[tuple[str, int]] = []
+        location = table.location
+        if name == "iceberg/delta-rs":  # set up (not timed): the Iceberg table's very files as a Delta table
+            location = _as_delta_table(before, os.path.join(root, "iceberg-as-delta"))
+            before = _delta_files(location)
+        import deltalake  # noqa: F401 - every library imported before the clock starts, as in a running service
+        import duckdb  # noqa: F401
+
+        t0 = time.perf_counter()
         if name in ("iceberg/ours", "delta/ours"):
             r = optimize(lh, str(table.name), opts)
             assert r.rows_in == r.rows_out
@@ -125,15 +148,23 @@ def contestant(name: str, root: str) -> dict[str, Any]:
                     writer.write_table(t)
                 assert writer is not None
                 writer.close()
+            seconds = time.perf_counter() - t0
+            written = [(str(p), p.stat().st_size) for p in sorted(out.iterdir())]
+            extra["codec"] = _codec(written[0][0]) if written else "-"
             shutil.rmtree(out)
-        elif name == "delta/delta-rs":
+        elif name in ("delta/delta-rs", "iceberg/delta-rs"):
             from deltalake import DeltaTable
 
-            DeltaTable(table.location).optimize.compact(target_size=opts.target_file_size)
+            DeltaTable(location).optimize.compact(target_size=opts.target_file_size)
         elif name == "iceberg/spark":
             extra = spark_rewrite(lh, table, opts)
-        seconds = time.perf_counter() - t0 - extra.pop("startup_s", 0.0)
-        after = len(table.files())
+        if name != "iceberg/pyarrow":
+            seconds = time.perf_counter() - t0 - extra.pop("startup_s", 0.0)
+        after = _delta_files(location) if name == "iceberg/delta-rs" else table.files()
+        if name != "iceberg/pyarrow":
+            old = {f.path for f in before}
+            written = [(f.path, f.size_bytes) for f in after if f.path not in old]
+            extra["codec"] = _codec(written[0][0]) if written else "-"
     # this Python process only: RUSAGE_CHILDREN would count only children that have exited and been waited for,
     # and the Spark contestant's JVM is still running here (its peak is measured apart, in spark_rewrite)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -141,11 +172,57 @@ def contestant(name: str, root: str) -> dict[str, Any]:
         "name": name,
         "seconds": seconds,
         "mb_in": in_bytes / 1e6,
+        "mb_out": sum(size for _, size in written) / 1e6,
         "files_before": len(before),
-        "files_after": after,
+        "files_after": len(after) if name != "iceberg/pyarrow" else len(before),
+        "files_written": len(written),
         "peak_rss_mb": rss_mb,
         **extra,
     }
+
+
+def _as_delta_table(files: list[Any], location: str) -> str:
+    """A Delta table at ``location`` over byte-identical copies of ``files`` (in Hive-style partition directories,
+    so the partition values are the files' own)."""
+    from deltalake import Field, Schema, convert_to_deltalake
+
+    fields: dict[str, str] = {}
+    for i, f in enumerate(files):
+        parts = "/".join(f"{k}={v.isoformat() if hasattr(v, 'isoformat') else v}" for k, v in f.partition.items())
+        for k, v in f.partition.items():
+            fields[k] = "date" if isinstance(v, dt.date) else "long" if isinstance(v, int) else "string"
+        target = os.path.join(location, parts, f"{i:05d}-{os.path.basename(f.path)}")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(f.path.removeprefix("file://"), target)
+    convert_to_deltalake(
+        location,
+        partition_by=Schema([Field(k, t) for k, t in fields.items()]) if fields else None,
+        partition_strategy="hive" if fields else None,
+    )
+    return location
+
+
+def _delta_files(location: str) -> list[Any]:
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    actions = pa.table(DeltaTable(location).get_add_actions(flatten=True))
+    return [
+        SimpleNamespace(path=os.path.join(location, p), size_bytes=s)
+        for p, s in zip(actions["path"].to_pylist(), actions["size_bytes"].to_pylist(), strict=True)
+    ]
+
+
+def _codec(path: str) -> str:
+    """The codec (and level, where the writer records it) of a Parquet file, and its writer."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path.removeprefix("file://")).metadata
+    codecs = sorted({meta.row_group(0).column(i).compression for i in range(meta.num_columns)})
+    writer = (meta.created_by or "?").split(" version")[0]
+    return f"{'/'.join(codecs).lower()} ({writer})"
 
 
 def spark_rewrite(lh: Any, table: Any, opts: Any) -> dict[str, Any]:
@@ -232,9 +309,22 @@ def main() -> None:
         print(json.dumps(contestant(sys.argv[2], sys.argv[3])))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--files", type=int, default=100, help="appends (files per partition)")
-    ap.add_argument("--rows-per-file", type=int, default=2500)
+    ap.add_argument("--partitions", type=int, default=4, help="day partitions of each table (default 4)")
+    ap.add_argument("--files", type=int, default=100, help="appends, so small files per partition (default 100)")
+    ap.add_argument("--rows-per-file", type=int, default=2500, help="rows per small file (default 2500)")
+    ap.add_argument(
+        "--contestants",
+        default=",".join(CONTESTANTS),
+        help=f"comma-separated, run in this order (default: all of {', '.join(CONTESTANTS)})",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of every contestant, interleaved, each on a fresh copy of its input; times and ratios are "
+        "printed per run and as medians (default 1)",
+    )
+    ap.add_argument("--no-query", action="store_true", help="skip the selective query before/after Z-order")
     ap.add_argument("--crossover", action="store_true", help="local vs Spark engine over growing table sizes")
     ap.add_argument("--sizes", default="25,50,100,200", help="with --crossover: files per partition per size")
     ap.add_argument("--spark-master", help="Spark master of the Spark contestant (default: spark.master, local[*])")
@@ -244,63 +334,93 @@ def main() -> None:
     if args.crossover:
         crossover(args)
         return
+    names = [n.strip() for n in args.contestants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONTESTANTS]
+    if unknown:
+        ap.error(f"unknown contestant(s) {', '.join(unknown)}; known: {', '.join(CONTESTANTS)}")
+    spark = f"; {_spark_settings()}" if "iceberg/spark" in names else ""
     print(
-        f"machine: {os.cpu_count()} cores; {args.partitions} partitions x {args.files} files x "
-        f"{args.rows_per_file} rows, local warehouse; {_spark_settings()}"
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {args.partitions} partitions x "
+        f"{args.files} files x {args.rows_per_file} rows, local warehouse{spark}"
     )
     base = tempfile.mkdtemp(prefix="lh-compaction-bench-")
+    roots: dict[str, str] = {}
+    for name in names:  # the same rows for everyone, each in a warehouse of its own
+        roots[name] = os.path.join(base, name.replace("/", "_"))
+        make_data(roots[name], args.partitions, args.files, args.rows_per_file, (name.split("/")[0],))
+        if args.repeat > 1:  # every run starts from the same files (paths are absolute: restored in place)
+            shutil.copytree(roots[name], roots[name] + ".pristine", symlinks=True)
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for run in range(args.repeat):
+        if args.repeat > 1:
+            print(f"run {run + 1}/{args.repeat} (load average {os.getloadavg()[0]:.1f})")
+        for name in names:
+            root = roots[name]
+            if run:
+                shutil.rmtree(root)
+                shutil.copytree(root + ".pristine", root, symlinks=True)
+            r = _run_child(name, root)
+            if r is None:
+                continue
+            runs[name].append(r)
+            extra = f" (+{r['spark_startup_s']:.1f} s session start)" if "spark_startup_s" in r else ""
+            jvm = f" + JVM {r['jvm_peak_rss_mb']:.0f} MB" if r.get("jvm_peak_rss_mb") else ""
+            print(
+                f"  {name:16} {r['seconds']:6.2f} s{extra}  {r['mb_in'] / r['seconds']:6.1f} MB/s in  "
+                f"files {r['files_before']} -> {r['files_after']}  wrote {r['files_written']} file(s), "
+                f"{r['mb_out']:.2f} MB {r['codec']}  peak RSS {r['peak_rss_mb']:.0f} MB{jvm}"
+            )
+        for ours, baseline in BASELINES.items():
+            if runs.get(ours) and runs.get(baseline) and len(runs[ours]) == len(runs[baseline]) == run + 1:
+                b, o = runs[baseline][-1], runs[ours][-1]
+                print(f"  {ours.split('/')[0]}: {baseline} / {ours} = {b['seconds'] / o['seconds']:.2f}")
+    med = {n: _median([r["seconds"] for r in rs]) for n, rs in runs.items() if rs}
+    if args.repeat > 1:
+        print("medians: " + ", ".join(f"{n} {s:.2f} s" for n, s in med.items()))
+    for ours, baseline in BASELINES.items():
+        if ours in med and baseline in med:
+            pairs = [b["seconds"] / o["seconds"] for b, o in zip(runs[baseline], runs[ours], strict=False)]
+            per_run = f" (per run: {', '.join(f'{x:.2f}' for x in pairs)})" if len(pairs) > 1 else ""
+            print(
+                f"{ours.split('/')[0]}: ours is {_median(pairs):.2f}x the speed of delta-rs optimize.compact on "
+                f"the same input bytes{per_run}; goal >= 0.9"
+            )
+    if "iceberg/ours" in med and "iceberg/pyarrow" in med:
+        print(
+            f"iceberg: ours is {med['iceberg/pyarrow'] / med['iceberg/ours']:.2f}x the pyarrow read+write limit's speed"
+        )
+    if "iceberg/ours" in med and "iceberg/spark" in med:
+        print(f"iceberg: ours is {med['iceberg/spark'] / med['iceberg/ours']:.2f}x Spark's speed")
+    if not args.no_query and "iceberg/ours" in roots:
+        selective_query(base, roots["iceberg/ours"], args)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def selective_query(base: str, compacted: str, args: argparse.Namespace) -> None:
+    """A selective query on the small files, then on the compacted copy once more compacted + Z-ordered."""
     src = os.path.join(base, "src")
-    make_data(src, args.partitions, args.files, args.rows_per_file)
-    results = []
-    for name in ("iceberg/pyarrow", "iceberg/ours", "iceberg/spark", "delta/delta-rs", "delta/ours"):
-        root = os.path.join(base, name.replace("/", "_"))
-        make_data(root, args.partitions, args.files, args.rows_per_file)  # the same rows for everyone
-        proc = subprocess.run(
-            [sys.executable, str(HERE), "--child", name, root], capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0:
-            print(f"{name:16} skipped: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'failed'}")
-            continue
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
-        results.append(r)
-        extra = f" (+{r['spark_startup_s']:.1f} s session start)" if "spark_startup_s" in r else ""
-        jvm = f" + JVM {r['jvm_peak_rss_mb']:.0f} MB" if r.get("jvm_peak_rss_mb") else ""
-        print(
-            f"{name:16} {r['seconds']:6.2f} s{extra}  {r['mb_in'] / r['seconds']:6.1f} MB/s in  "
-            f"files {r['files_before']} -> {r['files_after']}  peak RSS {r['peak_rss_mb']:.0f} MB{jvm}"
-        )
-    by = {r["name"]: r for r in results}
-    if "iceberg/ours" in by and "iceberg/pyarrow" in by:
-        print(
-            f"iceberg: ours is {by['iceberg/pyarrow']['seconds'] / by['iceberg/ours']['seconds']:.2f}x "
-            "the pyarrow read+write limit's speed"
-        )
-    if "iceberg/ours" in by and "iceberg/spark" in by:
-        print(f"iceberg: ours is {by['iceberg/spark']['seconds'] / by['iceberg/ours']['seconds']:.2f}x Spark's speed")
-    if "delta/ours" in by and "delta/delta-rs" in by:
-        print(
-            f"delta: ours is {by['delta/delta-rs']['seconds'] / by['delta/ours']['seconds']:.2f}x "
-            "delta-rs compact's speed"
-        )
-    # selective query: small files -> compacted + z-ordered (on the iceberg/ours copy, compacted above)
+    make_data(src, args.partitions, args.files, args.rows_per_file, ("iceberg",))
     before = query_pruning(src, "small files")
-    root = os.path.join(base, "iceberg_ours")
     child = (
         "from lakehouse.config import load_settings; from lakehouse.core import Lakehouse; "
         "from lakehouse.maintenance.compaction import optimize; "
         "from lakehouse.maintenance.planner import CompactionOptions as O; "
-        f"lh = Lakehouse(load_settings(config_file=False, warehouse={root!r})); "
+        f"lh = Lakehouse(load_settings(config_file=False, warehouse={compacted!r})); "
         "optimize(lh, 'b.iceberg', O(target_file_size=16*1024*1024, zorder=('user_id','ts'), row_group_rows=65536))"
     )
     subprocess.run([sys.executable, "-c", child], check=True)
-    after = query_pruning(root, "compacted + z-ordered")
+    after = query_pruning(compacted, "compacted + z-ordered")
     for q in (before, after):
         print(
             f"query on {q['label']:22} files {q['files_skipped']}/{q['files']} skipped, row groups "
             f"{q['row_groups_skipped']}/{q['row_groups']} skipped, median {q['median_s'] * 1000:.0f} ms"
         )
     print(f"selective query: {before['median_s'] / after['median_s']:.1f}x faster after compaction + z-order")
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def _run_child(name: str, root: str) -> dict[str, Any] | None:
@@ -327,7 +447,7 @@ def crossover(args: argparse.Namespace) -> None:
         got = {}
         for name in ("iceberg/ours", "iceberg/spark"):
             root = os.path.join(base, name.replace("/", "_"))
-            make_data(root, args.partitions, files, args.rows_per_file)
+            make_data(root, args.partitions, files, args.rows_per_file, ("iceberg",))
             got[name] = _run_child(name, root)
         shutil.rmtree(base, ignore_errors=True)
         local, spark = got["iceberg/ours"], got["iceberg/spark"]

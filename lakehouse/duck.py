@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import importlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -49,11 +49,14 @@ def connect_duckdb(
     temp_directory: str | None = None,
     extensions: Sequence[str] = EXTENSIONS,
     allowed_directories: Sequence[str] | None = None,
+    settings: Mapping[str, bool | int | str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the offline extensions loaded, S3 configured and configuration locked.
 
     With ``allowed_directories`` (the query engine), DuckDB's external access is switched off except below
-    those directories (table locations): a second wall behind the allow-list (:mod:`lakehouse.sql.allowlist`)."""
+    those directories (table locations): a second wall behind the allow-list (:mod:`lakehouse.sql.allowlist`).
+    ``settings`` are SET before the lock (Parquet's own, such as ``parquet_metadata_cache``, load the built-in
+    parquet extension first)."""
     try:
         import duckdb
     except ImportError as e:
@@ -75,6 +78,17 @@ def connect_duckdb(
             con.execute(f"LOAD '{path.replace(chr(39), chr(39) * 2)}'")
         if ctx.credentials is not None:
             con.execute(ctx.credentials.duckdb_secret_sql())
+        if settings:
+            if any(k.startswith("parquet_") for k in settings):
+                con.execute("LOAD parquet")  # built in; autoloading is off
+            for key, value in settings.items():
+                if isinstance(value, bool):
+                    literal = "true" if value else "false"
+                elif isinstance(value, int):
+                    literal = str(value)
+                else:
+                    literal = "'" + value.replace("'", "''") + "'"
+                con.execute(f"SET {key} = {literal}")
         if allowed_directories is not None:
             dirs = ", ".join("'" + d.replace("'", "''") + "'" for d in allowed_directories)
             con.execute(f"SET allowed_directories = [{dirs}]")

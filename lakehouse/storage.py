@@ -5,11 +5,14 @@ Locations are absolute local paths or ``s3://bucket/key`` URIs; S3 goes through 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 from pyarrow import fs
 
 from lakehouse.errors import StorageError
@@ -60,6 +63,36 @@ def normalize_path(path: str) -> str:
     if path.startswith("file:/"):
         return path[len("file:") :]
     return path
+
+
+_SCHEMAS: ContextVar[dict[str, pa.Schema] | None] = ContextVar("lakehouse_parquet_schemas", default=None)
+
+
+@contextlib.contextmanager
+def schema_cache() -> Iterator[None]:
+    """Within it, :func:`cached_schema` reads each Parquet file's schema once: a rewrite reads its inputs' footers
+    to plan how to read them (the table format's reader and the rewrite's layout each ask), and data files never
+    change in place. Nested uses share the outermost cache."""
+    if _SCHEMAS.get() is not None:
+        yield
+        return
+    token = _SCHEMAS.set({})
+    try:
+        yield
+    finally:
+        _SCHEMAS.reset(token)
+
+
+def cached_schema(path: str, read: Callable[[], pa.Schema]) -> pa.Schema:
+    """``read()`` (the Arrow schema of the Parquet file at ``path``), once per path within :func:`schema_cache`."""
+    cache = _SCHEMAS.get()
+    if cache is None:
+        return read()
+    key = normalize_path(path)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = read()
+    return found
 
 
 def split_location(location: str, ctx: StorageContext) -> tuple[fs.FileSystem, str]:

@@ -20,6 +20,7 @@ so skipping 90 % of a 1 % range needs ``G`` of about 10 for one column, 100 for 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
@@ -125,13 +126,17 @@ def boundaries(con: duckdb.DuckDBPyConnection, rows_sql: str, exprs: Sequence[st
     return out
 
 
+_FUNCTIONS = itertools.count()
+
+
 def register_curve(con: duckdb.DuckDBPyConnection, curve: Curve, bounds: Sequence[np.ndarray], bits: int) -> str:
-    """A DuckDB function ``lh_<curve>_<n>(x0, ..., xn)`` of the columns' :func:`numeric` values -> the curve
+    """A DuckDB function ``lh_<curve>_<n>_<seq>(x0, ..., xn)`` of the columns' :func:`numeric` values -> the curve
     index (UBIGINT) of their quantile buckets (NULL first)."""
     import duckdb
 
     columns = len(bounds)
-    name = f"lh_{curve}_{columns}"
+    # a job's partitions share one connection, each with its own boundaries: one function per partition
+    name = f"lh_{curve}_{columns}_{next(_FUNCTIONS)}"
     cells = float(2**bits)
 
     def index(*arrays: pa.Array | pa.ChunkedArray) -> pa.Array:

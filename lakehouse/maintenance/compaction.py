@@ -1,20 +1,23 @@
-"""Compaction and Z-ordering: plan, then rewrite each picked partition and commit it atomically.
+"""Compaction and Z-ordering: plan, then rewrite the picked partitions and swap them in with one commit per job.
 
-Delta uses delta-rs's own optimizer (``optimize.compact`` / ``optimize.z_order``) on the partitions the planner
-picked. Iceberg has no optimizer in pyiceberg, so the rewrite is ours: DuckDB streams the input files into
-new Parquet files near the target size (with Iceberg field ids, zstd, row groups of ~128k rows and min/max
-statistics), sorting by a Morton (Z-order) key when asked; memory is bounded by DuckDB's ``memory_limit``
-with spilling to a temporary directory. One Iceberg commit per partition then removes exactly the input files
-and adds the new ones; a concurrent append survives, a concurrent removal of an input aborts that partition.
+Both formats go through the one verified rewrite (a format's own optimizer, delta-rs's, commits by itself, before
+anything could compare what it wrote with what it read): DuckDB streams each partition's input files into new
+Parquet files near the target size (Iceberg field ids, zstd, row groups of ~128k rows, min/max statistics),
+clustered along a Hilbert or Morton curve when Z-ordering, memory bounded by DuckDB's ``memory_limit`` with
+spilling to a temporary directory, all partitions of a job on one DuckDB database. The fingerprint of the rows
+read must equal that of the files written (:mod:`lakehouse.maintenance.verify`) before one commit removes
+exactly the input files and adds the new ones; a concurrent append survives, a concurrent removal of an input
+aborts the job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +44,12 @@ from lakehouse.maintenance.planner import (
     plan_compaction,
 )
 from lakehouse.maintenance.verify import verify
-from lakehouse.storage import delete_tree, list_files
+from lakehouse.storage import delete_tree, list_files, schema_cache
 from lakehouse.tables.base import LakehouseTable
 
 if TYPE_CHECKING:
+    import duckdb
+
     from lakehouse.workspace import Workspace
 
 
@@ -327,24 +332,28 @@ def _rewrite_job(
     dirs: list[str] = []
     results: list[PartitionResult] = []
     try:
-        for part in parts:
-            in_rows = sum(f.row_count for f in part.inputs)
-            bpr = sum(f.size_bytes for f in part.inputs) / in_rows if in_rows else 0.0
-            out_dir = f"{table.data_directory(part.partition)}/lh-{job}-{uuid.uuid4().hex[:8]}"
-            dirs.append(out_dir)
-            written[part.key] = rewrite_files(
-                lh,
-                table,
-                [f.path for f in part.inputs],
-                out_dir,
-                options,
-                bytes_per_row=bpr,
-                columns=table.file_columns(),  # Delta keeps partition values in its log only
-                expected_rows=in_rows,
-            )
-            rows_written[part.key] = _parquet_rows(written[part.key], lh.ctx)
-            if rows_written[part.key] != in_rows:  # checked before anything is committed
-                raise StorageError(f"rewrite of {table.name} {part.partition} produced a different row count")
+        columns = table.file_columns()  # Delta keeps partition values in its log only
+        with rewrite_connection(lh, options) as con:  # one database for every partition of the job
+            for part in parts:
+                in_rows = sum(f.row_count for f in part.inputs)
+                bpr = sum(f.size_bytes for f in part.inputs) / in_rows if in_rows else 0.0
+                out_dir = f"{table.data_directory(part.partition)}/lh-{job}-{uuid.uuid4().hex[:8]}"
+                dirs.append(out_dir)
+                written[part.key] = rewrite_files(
+                    lh,
+                    table,
+                    [f.path for f in part.inputs],
+                    out_dir,
+                    options,
+                    bytes_per_row=bpr,
+                    columns=columns,
+                    expected_rows=in_rows,
+                    con=con,
+                    check=False,  # optimize checked the protocol before the job started
+                )
+                rows_written[part.key] = _parquet_rows(written[part.key], lh.ctx)
+                if rows_written[part.key] != in_rows:  # checked before anything is committed
+                    raise StorageError(f"rewrite of {table.name} {part.partition} produced a different row count")
         commit = table.replace_files(
             remove=[f.path for p in parts for f in p.inputs],
             add=[w for paths in written.values() for w in paths],
@@ -398,6 +407,29 @@ def _rewrite_job(
     return results
 
 
+@contextlib.contextmanager
+def rewrite_connection(lh: Workspace, options: CompactionOptions) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The DuckDB connection rewrites run on: ``options.memory_budget`` with spilling to a temporary directory
+    (removed on exit), and Parquet footers cached, so the rewrite's reads and its verification open each footer
+    once. One per job: opening and closing a database costs about as much as rewriting a small partition."""
+    from lakehouse.duck import connect_duckdb
+
+    with tempfile.TemporaryDirectory(prefix="lakehouse-spill-") as spill:
+        con = connect_duckdb(
+            lh.ctx,
+            memory_limit=options.memory_budget,
+            # every thread holds its own sort and write buffers: small budgets get one thread
+            threads=1 if options.memory_budget < 256 * 1024 * 1024 else None,
+            temp_directory=spill,
+            extensions=("httpfs",) if lh.ctx.credentials is not None else (),
+            settings={"parquet_metadata_cache": True},
+        )
+        try:
+            yield con
+        finally:
+            con.close()
+
+
 def rewrite_files(
     lh: Workspace,
     table: LakehouseTable,
@@ -411,25 +443,24 @@ def rewrite_files(
     columns: Sequence[str] | None = None,
     drop_rows: pa.Table | None = None,
     expected_rows: int = 0,
+    con: duckdb.DuckDBPyConnection | None = None,
+    check: bool = True,
 ) -> list[str]:
     """Stream ``inputs`` into new Parquet files under ``out_dir``; returns their paths.
 
     ``columns`` are the columns the new files hold (default: every column of the table). ``drop_rows`` (columns
     ``file``, ``row``: an input path as given and a 0-based row number in it) are left out (deduplication).
     With ``options.zorder`` the rows are clustered (:mod:`lakehouse.maintenance.clustering`) into row groups
-    sized for the ``expected_rows`` of the inputs."""
-    from lakehouse.sql import connect_duckdb
-
-    table.check_operation("dedup" if drop_rows is not None else "optimize")  # before anything is written
-    with tempfile.TemporaryDirectory(prefix="lakehouse-spill-") as spill:
-        con = connect_duckdb(
-            lh.ctx,
-            memory_limit=options.memory_budget,
-            # every thread holds its own sort and write buffers: small budgets get one thread
-            threads=1 if options.memory_budget < 256 * 1024 * 1024 else None,
-            temp_directory=spill,
-            extensions=("httpfs",) if lh.ctx.credentials is not None else (),
-        )
+    sized for the ``expected_rows`` of the inputs. ``con``: a connection from :func:`rewrite_connection` to run
+    on (a job rewriting many partitions opens one); by default the rewrite opens and closes its own. The table's
+    protocol is checked first, unless ``check`` is false (a job that has just checked it; the commit checks it
+    again on the version it commits on)."""
+    if check:
+        table.check_operation("dedup" if drop_rows is not None else "optimize")  # before anything is written
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(schema_cache())  # the layout and the format's reader each read the inputs' footers
+        if con is None:
+            con = stack.enter_context(rewrite_connection(lh, options))
         try:
             logical = list(columns) if columns is not None else table.schema.names
             # how the files hold the columns (Iceberg writers may rename them; ids tie them to the table's),
@@ -541,8 +572,6 @@ def rewrite_files(
             raise
         except Exception as e:
             raise StorageError(f"rewrite of {table.name} failed: {' '.join(str(e).split())}") from e
-        finally:
-            con.close()
     # a rewrite that drops rows (dedup) can leave a file with none: it would carry no partition; remove it
     empty = [p for p in written if _parquet_rows([p], output_ctx or lh.ctx) == 0]
     if empty:
@@ -646,11 +675,14 @@ def _null(t: pa.DataType) -> str:
 def _file_schema(path: str, ctx: Any) -> pa.Schema:
     import pyarrow.parquet as pq
 
-    from lakehouse.storage import split_location
+    from lakehouse.storage import cached_schema, split_location
 
-    filesystem, inner = split_location(path, ctx)
-    with filesystem.open_input_file(inner) as fh:
-        return pq.ParquetFile(fh).schema_arrow
+    def read() -> pa.Schema:
+        filesystem, inner = split_location(path, ctx)
+        with filesystem.open_input_file(inner) as fh:
+            return pq.ParquetFile(fh).schema_arrow
+
+    return cached_schema(path, read)
 
 
 def _ids_option(f: pa.Field) -> str:

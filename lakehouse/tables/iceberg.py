@@ -36,7 +36,7 @@ from lakehouse.errors import (
 )
 from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, all_match, coerce, evaluate_table, may_match
 from lakehouse.schema import WIDTH_TRANSFORMS, PartitionField, validate_keys, validate_partitioning
-from lakehouse.storage import delete_tree, list_files, normalize_path
+from lakehouse.storage import cached_schema, delete_tree, list_files, normalize_path
 from lakehouse.tables.base import (
     AsOf,
     Capabilities,
@@ -69,7 +69,8 @@ try:
         ValidationError as IcebergValidationError,
     )
     from pyiceberg.manifest import DataFileContent, FileFormat
-    from pyiceberg.table import Table
+    from pyiceberg.table import Table, Transaction
+    from pyiceberg.table.metadata import TableMetadata
     from pyiceberg.transforms import (
         BucketTransform,
         DayTransform,
@@ -149,9 +150,46 @@ def _open_catalog(ctx: StorageContext) -> Catalog:
     if ctx.credentials is not None:
         props.update(ctx.credentials.pyiceberg_properties())
     try:
-        return SqlCatalog(ctx.catalog_name, **props)
+        return _SqlCatalog(ctx.catalog_name, **props)
     except Exception as e:
         raise StorageError(f"cannot open the Iceberg SQL catalog at {ctx.catalog_url}: {e}") from e
+
+
+_PARSED: dict[str, TableMetadata] = {}
+"""Parsed table metadata by metadata file location, the most recently used last (see :class:`_SqlCatalog`)."""
+_PARSED_MAX = 32
+_parsed_lock = threading.Lock()
+
+
+class _SqlCatalog(SqlCatalog):
+    """pyiceberg's SQL catalog, parsing each table metadata file once.
+
+    Loading a table (every refresh does) reads the catalog row, then reads and parses the metadata file it
+    names: the table's whole history, 15 ms for a table of 100 snapshots, and a rewrite refreshes some thirty
+    times between planning and its commit. A metadata file never changes once written (each commit writes a
+    new one and moves the catalog row to it), and the parsed metadata is a frozen model: it is kept per location
+    and shared. The catalog row is still read every time, so a refresh sees every commit."""
+
+    def _convert_orm_to_iceberg(self, orm_table: Any) -> Table:
+        location = orm_table.metadata_location
+        with _parsed_lock:
+            metadata = _PARSED.pop(location, None) if location else None
+            if metadata is not None:
+                _PARSED[location] = metadata  # most recently used last
+        if metadata is None or not orm_table.table_namespace or not orm_table.table_name:
+            table = super()._convert_orm_to_iceberg(orm_table)  # reads, parses and checks the row
+            with _parsed_lock:
+                _PARSED[table.metadata_location] = table.metadata
+                while len(_PARSED) > _PARSED_MAX:
+                    del _PARSED[next(iter(_PARSED))]
+            return table
+        return Table(
+            identifier=(*Catalog.identifier_to_tuple(orm_table.table_namespace), orm_table.table_name),
+            metadata=metadata,
+            metadata_location=location,
+            io=self._load_file_io(metadata.properties, location),
+            catalog=self,
+        )
 
 
 def _location_uri(location: str) -> str:
@@ -184,6 +222,25 @@ def _retry_commit(what: str, fn: Callable[[], T]) -> T:
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 1.0)
     raise AssertionError("unreachable")
+
+
+class _Transaction(Transaction):
+    """pyiceberg's transaction, with its view of the table's metadata worked out once per staged state.
+
+    pyiceberg's ``Transaction.table_metadata`` applies the staged updates to the table's metadata and deep-copies
+    the result (every snapshot of the table's history) on each access, and a snapshot producer reads it some
+    twenty times per commit: on a table with 100 snapshots that was 0.5 s of a rewrite's commit. The metadata
+    is a frozen model, so one copy per (table metadata, staged updates) serves every reader."""
+
+    _viewed: tuple[Any, Any, TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        base, updates = self._table.metadata, self._updates
+        seen = self._viewed
+        if seen is None or seen[0] is not base or seen[1] is not updates:
+            seen = self._viewed = (base, updates, super().table_metadata)
+        return seen[2]
 
 
 def release_catalog(ctx: StorageContext) -> None:
@@ -877,7 +934,7 @@ class IcebergAdapter(LakehouseTable):
                 self._data_file(_location_uri(p), *footers[p], *self._partition_of(p, human, live)) for p in add
             ]
             retired = self._retired_deletes(plan, wanted)
-            with self._table.transaction() as tx:
+            with _Transaction(self._table) as tx:
                 with tx.update_snapshot(snapshot_properties=dict(properties or {})).overwrite() as ow:
                     # A rewrite replaces files without changing data: concurrent appends (even to the same
                     # partition) do not conflict, only a concurrent removal of an input file does. pyiceberg's
@@ -1765,9 +1822,12 @@ def _field_id(f: pa.Field) -> int | None:
 def _parquet_schema(io: Any, path: str) -> pa.Schema:
     import pyarrow.parquet as pq
 
-    try:
+    def read() -> pa.Schema:
         with io.new_input(path).open() as fh:
             return pq.read_schema(fh)
+
+    try:
+        return cached_schema(path, read)
     except (OSError, pa.ArrowException) as e:
         raise StorageError(f"cannot read the footer of {path}: {e}") from e
 
