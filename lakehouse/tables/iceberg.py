@@ -72,7 +72,7 @@ try:
     from pyiceberg.manifest import DataFileContent, FileFormat, ManifestContent, ManifestEntry, ManifestEntryStatus
     from pyiceberg.table import Table, Transaction
     from pyiceberg.table.snapshots import Operation, Summary
-    from pyiceberg.table.update import AssertTableUUID
+    from pyiceberg.table.update import AssertTableUUID, update_table_metadata
     from pyiceberg.table.update.snapshot import _OverwriteFiles
     from pyiceberg.transforms import (
         BucketTransform,
@@ -98,9 +98,11 @@ DEFAULT_PROPERTIES = {
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "20",
     # beside a streaming writer a commit often loses its compare-and-swap; rebasing it is cheap, and both
-    # pyiceberg and Iceberg's Java library (Spark's rewrite) read these: more attempts than the default 4, each
-    # wait capped at 2 s (not 60 s) and all of them at a minute, so a contended commit never stalls for long
+    # pyiceberg and Iceberg's Java library (Spark's rewrite) read these: more attempts than the default 4, the
+    # first after 20 ms (not 100 ms: the winner just committed, the next commit is most likely an interval away),
+    # each wait capped at 2 s (not 60 s) and all of them at a minute, so a contended commit never stalls for long
     "commit.retry.num-retries": "20",
+    "commit.retry.min-wait-ms": "20",
     "commit.retry.max-wait-ms": "2000",
     "commit.retry.total-timeout-ms": "60000",
 }
@@ -725,7 +727,7 @@ class IcebergAdapter(LakehouseTable):
             self._table.refresh()
             # one metadata commit: the rows, and the checkpoints as table properties (they survive snapshot
             # expiry, unlike snapshot summaries, which also carry them for the record)
-            with self._table.transaction() as tx:
+            with _Transaction(self._table) as tx:
                 if marks:
                     tx.set_properties(marks)
                 tx.append(data, snapshot_properties={**properties, **marks})
@@ -748,7 +750,7 @@ class IcebergAdapter(LakehouseTable):
 
         def commit() -> None:
             self._table.refresh()
-            with self._table.transaction() as tx:
+            with _Transaction(self._table) as tx:
                 if marks:
                     tx.set_properties(marks)
                 result = tx.upsert(data, join_cols=keys, snapshot_properties={**properties, **marks})
@@ -1195,7 +1197,7 @@ class IcebergAdapter(LakehouseTable):
 
         def commit() -> None:
             self._table.refresh()
-            with self._table.transaction() as tx:
+            with _Transaction(self._table) as tx:
                 with tx.update_snapshot(snapshot_properties={"lakehouse.operation": "seal"}).fast_append():
                     pass
 
@@ -1217,12 +1219,12 @@ class IcebergAdapter(LakehouseTable):
 
         def shorten() -> None:
             self._table.refresh()
-            with self._table.transaction() as tx:
+            with _Transaction(self._table) as tx:
                 tx.set_properties({log_max: "1", delete_after: "true"})
 
         def restore() -> None:
             self._table.refresh()
-            with self._table.transaction() as tx:
+            with _Transaction(self._table) as tx:
                 if kept := {k: v for k, v in own.items() if v is not None}:
                     tx.set_properties(kept)
                 if unset := [k for k, v in own.items() if v is None]:
@@ -1522,6 +1524,23 @@ class _Window:
                         f"a concurrent commit (snapshot {snap.snapshot_id}) deleted rows that may be in input files "
                         f"of this rewrite of {name}; nothing was changed, plan again"
                     )
+
+
+class _Transaction(Transaction):
+    """pyiceberg's transaction, with its staged metadata worked out once per change: pyiceberg copies the whole
+    table metadata (every snapshot) on each look, about twenty times per append, so an append to a table with a
+    few hundred snapshots took most of a second (those of a busy writer and of the compactions beside it)."""
+
+    _staged: tuple[Any, Any, Any] | None = None
+
+    @property
+    def table_metadata(self) -> Any:
+        base, updates = self._table.metadata, self._updates
+        staged = self._staged
+        if staged is None or staged[0] is not base or staged[1] is not updates:  # the metadata is immutable
+            staged = (base, updates, update_table_metadata(base, updates))
+            self._staged = staged
+        return staged[2]
 
 
 class _Unstaged(Transaction):
