@@ -702,10 +702,10 @@ def optimize(
         + (f", Spark {d['engine']['spark_master']}" if d["engine"]["engine"] == "spark" else "")
         + ")"
     )
-    for p in result.partitions:
-        if p.status != "committed":
-            where = ", ".join(f"{k}={v}" for k, v in p.as_dict()["partition"].items()) or "(unpartitioned)"
-            err.print(f"{where}: {p.status}: {p.error}", markup=False, highlight=False)
+    for pr in result.partitions:
+        if pr.status != "committed":
+            where = ", ".join(f"{k}={v}" for k, v in pr.as_dict()["partition"].items()) or "(unpartitioned)"
+            err.print(f"{where}: {pr.status}: {pr.error}", markup=False, highlight=False)
 
 
 # ---- retention, orphans, data expiry, tiering, cost, policies -----------------------------------------------

@@ -1506,6 +1506,12 @@ class _Window:
         for m in snap.manifests(io):
             if m.added_snapshot_id != snap.snapshot_id:
                 continue
+            # a data manifest that removed nothing (the other entries a rewrite kept), or a delete manifest that
+            # added nothing, cannot conflict: not read
+            if m.content == ManifestContent.DATA and m.deleted_files_count == 0:
+                continue
+            if m.content == ManifestContent.DELETES and m.added_files_count == 0:
+                continue
             for e in m.fetch_manifest_entry(io, discard_deleted=False):
                 f = e.data_file
                 if m.content == ManifestContent.DATA:
@@ -1619,7 +1625,8 @@ class _RewriteFiles(_OverwriteFiles):
             and not self.fresh(manifest)
             and self._evaluators[spec_id](manifest)
         ):
-            gone, kept = [], []
+            gone: list[Any] = []
+            kept: list[Any] = []
             for e in manifest.fetch_manifest_entry(io=self._io, discard_deleted=True):
                 is_input = e.data_file.content == DataFileContent.DATA and e.data_file in self._deleted_data_files
                 (gone if is_input else kept).append(e)
