@@ -236,7 +236,8 @@ class IcebergAdapter(LakehouseTable):
                 refused={"mask": "masking rewrites each file as it is; the deletes beside it would be lost"},
                 hint="compact the table first (lakehouse optimize applies the deletes)",
                 notes="rows counted after them; rewrites apply them and retire the delete files that referenced "
-                "only rewritten files in the same commit; a delete committed meanwhile aborts the job",
+                "only rewritten files in the same commit; a delete committed meanwhile against a rewritten file "
+                "aborts that rewrite (one partition of a compaction)",
             ),
             FeatureSupport(
                 "equality deletes",
