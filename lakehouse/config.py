@@ -192,6 +192,11 @@ class Settings(BaseSettings):
         ),
     )
     catalog_name: str = Field(default="lakehouse", description="Name of the Iceberg SQL catalog.")
+    commit_timeout: str = Field(
+        default="2m",
+        description="Longest a job keeps retrying commits that concurrent writers win (each retry rebases onto "
+        "their commits without rewriting data); then it gives up, says why and deletes what it wrote.",
+    )
     default_format: TableFormatName = "delta"
     s3: S3Settings = Field(default_factory=S3Settings)
     query: QuerySettings = Field(default_factory=QuerySettings)
@@ -221,6 +226,15 @@ class Settings(BaseSettings):
             if scheme != "file" and not rest.strip("/"):
                 raise ValueError(f"warehouse {v!r} names no bucket: use s3://bucket/prefix")
         return v.rstrip("/") if v != "/" else v
+
+    @field_validator("commit_timeout")
+    @classmethod
+    def _check_commit_timeout(cls, v: str) -> str:
+        from lakehouse.units import parse_duration
+
+        if parse_duration(v).total_seconds() <= 0:
+            raise ValueError("commit_timeout must be longer than 0 s")
+        return v
 
     @field_validator("policy")
     @classmethod
@@ -259,6 +273,13 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     # ---- derived values -------------------------------------------------------------------------------
+
+    @property
+    def commit_timeout_seconds(self) -> float:
+        """``commit_timeout`` in seconds."""
+        from lakehouse.units import parse_duration
+
+        return parse_duration(self.commit_timeout).total_seconds()
 
     @property
     def is_s3(self) -> bool:

@@ -194,6 +194,7 @@ class Lakehouse:
         check_definition(definition)  # nothing is written for a definition the catalog could not store
         try:
             table = cls.create(tname, definition, location=loc, ctx=self.ctx)
+            table.commit_timeout = self.settings.commit_timeout_seconds
         except LakehouseError:
             raise
         except Exception as e:  # an SDK refusing a type or feature the adapter did not translate
@@ -249,6 +250,7 @@ class Lakehouse:
         else:
             raise TableExistsError(f"table {tname} is already registered")
         table = cls.register(tname, location=loc, ctx=self.ctx)
+        table.commit_timeout = self.settings.commit_timeout_seconds
         try:
             # the row and its audit entry in one transaction, after checking the definition reads back
             self.catalog.add_table(
@@ -309,6 +311,7 @@ class Lakehouse:
         record = self.catalog.get_table(TableName.parse(name))
         table = adapter_class(record.format).open(record.name, location=record.location, ctx=self.ctx)
         table.expired = self.catalog.expired(record.name)
+        table.commit_timeout = self.settings.commit_timeout_seconds
         return table
 
     # ---- policies ------------------------------------------------------------------------------------

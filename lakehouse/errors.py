@@ -105,6 +105,11 @@ class CommitConflictError(LakehouseError):
     transient = True
 
 
+class CommitTimeoutError(CommitConflictError):
+    """Concurrent writers kept winning until the commit timeout (``commit_timeout``) ran out: nothing was committed,
+    and the caller removes what it wrote for the commit."""
+
+
 class StorageError(LakehouseError, OSError):
     """The object store or filesystem failed (unreachable endpoint, denied access, missing bucket)."""
 

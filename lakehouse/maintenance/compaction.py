@@ -29,6 +29,8 @@ from lakehouse.duck import is_list_type as _is_list_type
 from lakehouse.duck import match_field_ids as _match
 from lakehouse.errors import (
     CommitConflictError,
+    CommitOutcomeUnknownError,
+    CommitTimeoutError,
     ContentMismatchError,
     LakehouseError,
     StorageError,
@@ -65,6 +67,12 @@ class PartitionResult:
     version: int | None = None
     status: str = "committed"
     error: str | None = None
+    commit_attempts: int = 0
+    """Commit attempts until it landed (each after the first rebased onto concurrent commits)."""
+    commit_wait_seconds: float = 0.0
+    """Time from its first lost commit race until it landed."""
+    bytes_discarded: int = 0
+    """Bytes written for it and deleted because its commit did not land (aborted)."""
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -184,7 +192,15 @@ def optimize(
         elif table.capabilities.file_replace:
             # every format through the one verified rewrite: a format's own optimizer (delta-rs) commits by
             # itself, before anything could compare what it wrote with what it read
-            result.partitions.extend(_rewrite_job(lh, table, plan.picked, options, job))
+            _rewrite_job(
+                lh,
+                table,
+                plan.picked,
+                options,
+                job,
+                result.partitions,
+                commit_timeout=lh.settings.commit_timeout_seconds,
+            )
         else:
             raise UnsupportedOperationError(f"{table.format} tables cannot swap files: lakehouse cannot rewrite them")
         for pr in result.partitions:
@@ -197,7 +213,12 @@ def optimize(
             result.version = mine[-1] if mine else result.version
     except BaseException as e:
         result.seconds = time.perf_counter() - started
-        lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=str(e) or type(e).__name__)
+        error = str(e) or type(e).__name__
+        landed = [p for p in result.partitions if p.status == "committed"]
+        if landed:  # they stay committed: say so
+            result.version = landed[-1].version
+            error += f" (after {len(landed)} partition(s) committed, the last as version {result.version})"
+        lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=error)
         raise
     result.seconds = time.perf_counter() - started
     failed = [p for p in result.partitions if p.status not in ("committed", "skipped")]
@@ -321,25 +342,48 @@ def _is_job_commit(snap: Any, job: int) -> bool:
 
 
 def _rewrite_job(
-    lh: Workspace, table: LakehouseTable, parts: Sequence[PartitionPlan], options: CompactionOptions, job: int
-) -> list[PartitionResult]:
-    """Rewrite every picked partition, then swap all of them in ONE commit (one snapshot per job: manifest
-    rewriting dominates the cost of an Iceberg commit). A concurrent removal of any input aborts the job and
-    deletes what it wrote; concurrent appends are kept."""
+    lh: Workspace,
+    table: LakehouseTable,
+    parts: Sequence[PartitionPlan],
+    options: CompactionOptions,
+    job: int,
+    results: list[PartitionResult],
+    *,
+    commit_timeout: float,
+) -> None:
+    """Rewrite and commit the picked partitions one by one, appending each one's result to ``results`` as it is
+    done (so a failure still reports what committed before it).
+
+    Each partition is a file group of its own, validated and committed on its own (partial progress, like
+    Iceberg's ``partial-progress.enabled``): a conflict in one partition (a concurrent commit removed one of its
+    inputs or deleted rows in them) aborts that partition only. A commit that loses its race to concurrent
+    appends rebases onto them without rewriting anything (see ``replace_files``); the job's commits together
+    wait at most ``commit_timeout`` seconds for concurrent writers, after which the partition being committed and
+    those not rewritten yet are aborted, saying why. An aborted partition's new files are deleted."""
+    from lakehouse.maintenance.planner import partition_key
+
     props = _commit_properties(options, job)
-    written: dict[str, list[str]] = {}
-    rows_written: dict[str, int] = {}
-    dirs: list[str] = []
-    results: list[PartitionResult] = []
-    try:
-        columns = table.file_columns()  # Delta keeps partition values in its log only
-        with rewrite_connection(lh, options) as con:  # one database for every partition of the job
-            for part in parts:
-                in_rows = sum(f.row_count for f in part.inputs)
-                bpr = sum(f.size_bytes for f in part.inputs) / in_rows if in_rows else 0.0
-                out_dir = f"{table.data_directory(part.partition)}/lh-{job}-{uuid.uuid4().hex[:8]}"
-                dirs.append(out_dir)
-                written[part.key] = rewrite_files(
+    waited = 0.0
+    gave_up: str | None = None
+    columns = table.file_columns()  # Delta keeps partition values in its log only
+    with rewrite_connection(lh, options) as con:  # one database for every partition of the job
+        for part in parts:
+            in_rows = sum(f.row_count for f in part.inputs)
+            pr = PartitionResult(
+                part.partition,
+                files_before=len(part.files),
+                bytes_before=sum(f.size_bytes for f in part.files),
+                rows_in=in_rows,
+            )
+            results.append(pr)
+            if gave_up is not None:
+                pr.status, pr.error = "aborted", f"not rewritten: {gave_up}"
+                continue
+            bpr = sum(f.size_bytes for f in part.inputs) / in_rows if in_rows else 0.0
+            out_dir = f"{table.data_directory(part.partition)}/lh-{job}-{uuid.uuid4().hex[:8]}"
+            written: list[str] = []
+            try:
+                written = rewrite_files(
                     lh,
                     table,
                     [f.path for f in part.inputs],
@@ -351,60 +395,51 @@ def _rewrite_job(
                     con=con,
                     check=False,  # optimize checked the protocol before the job started
                 )
-                rows_written[part.key] = _parquet_rows(written[part.key], lh.ctx)
-                if rows_written[part.key] != in_rows:  # checked before anything is committed
+                rows_written = _parquet_rows(written, lh.ctx)
+                if rows_written != in_rows:  # checked before anything is committed
                     raise StorageError(f"rewrite of {table.name} {part.partition} produced a different row count")
-        commit = table.replace_files(
-            remove=[f.path for p in parts for f in p.inputs],
-            add=[w for paths in written.values() for w in paths],
-            properties=props,
-            partitions={w: dict(p.partition) for p in parts for w in written[p.key]},
-        )
-    except CommitConflictError as e:
-        for d in dirs:
-            delete_tree(d, lh.ctx)  # referenced by no version: remove now
-        return [
-            PartitionResult(
-                p.partition,
-                len(p.files),
-                sum(f.size_bytes for f in p.files),
-                rows_in=sum(f.row_count for f in p.inputs),
-                status="aborted",
-                error=str(e),
-            )
-            for p in parts
-        ]
-    except BaseException:
-        for d in dirs:
-            delete_tree(d, lh.ctx)
-        raise
-    from lakehouse.maintenance.planner import partition_key
-
-    after: dict[str, list[Any]] = {}
-    for f in table.files(as_of=commit.version):  # as the commit left them: a writer may rewrite them since
-        after.setdefault(partition_key(f.partition), []).append(f)
-    for part in parts:
-        ours = set(written[part.key])
-        before_paths = {f.path for f in part.files}
-        now = after.get(part.key, [])
-        mine = [f for f in now if f.path in ours or f.path in before_paths]
-        pr = PartitionResult(
-            part.partition,
-            files_before=len(part.files),
-            bytes_before=sum(f.size_bytes for f in part.files),
-            files_after=len(mine),
-            bytes_after=sum(f.size_bytes for f in mine),
-            rows_in=sum(f.row_count for f in part.inputs),
+                commit = table.replace_files(
+                    remove=[f.path for f in part.inputs],
+                    add=written,
+                    properties=props,
+                    partitions={w: dict(part.partition) for w in written},
+                    timeout=max(0.0, commit_timeout - waited),
+                )
+            except CommitConflictError as e:  # nothing committed: a conflict here, or the job's wait is spent
+                pr.bytes_discarded = sum(f.size for f in list_files(out_dir, lh.ctx)) if written else 0
+                delete_tree(out_dir, lh.ctx)  # referenced by no version: remove now
+                pr.status, pr.error = "aborted", str(e)
+                if isinstance(e, CommitTimeoutError):
+                    waited = commit_timeout
+                    gave_up = (
+                        f"the job gave up after its commits waited {commit_timeout:g} s for concurrent writers "
+                        "(the commit_timeout setting)"
+                    )
+                continue
+            except CommitOutcomeUnknownError:
+                pr.status, pr.error = "unknown", "the commit failed and whether it landed cannot be told"
+                raise  # the files may be referenced: `lakehouse orphans` removes them if it did not land
+            except BaseException as e:
+                delete_tree(out_dir, lh.ctx)
+                pr.status, pr.error = "failed", str(e) or type(e).__name__
+                raise
+            waited += commit.waited_seconds
+            # as the commit left the partition: a writer may rewrite it since
+            now = [f for f in table.files(as_of=commit.version) if partition_key(f.partition) == part.key]
+            ours = set(written)
+            before_paths = {f.path for f in part.files}
+            mine = [f for f in now if f.path in ours or f.path in before_paths]
+            pr.files_after = len(mine)
+            pr.bytes_after = sum(f.size_bytes for f in mine)
             # what the verified files hold: the table's own statistics may lack row counts (older writers)
-            rows_out=rows_written[part.key],
-            version=commit.version,
-        )
-        if options.zorder:  # the new run, and the clustered files an incremental run kept beside it
-            inputs = {f.path for f in part.inputs}
-            kept = {f.path for f in part.files if f.path not in inputs and f.path in {g.path for g in now}}
-            lh.catalog.set_layout(table.name, part.key, layout_name(options), sorted(ours | kept))
-        results.append(pr)
-    return results
+            pr.rows_out = rows_written
+            pr.version = commit.version
+            pr.commit_attempts = commit.attempts
+            pr.commit_wait_seconds = commit.waited_seconds
+            if options.zorder:  # the new run, and the clustered files an incremental run kept beside it
+                inputs = {f.path for f in part.inputs}
+                kept = {f.path for f in part.files if f.path not in inputs and f.path in {g.path for g in now}}
+                lh.catalog.set_layout(table.name, part.key, layout_name(options), sorted(ours | kept))
 
 
 @contextlib.contextmanager

@@ -57,6 +57,12 @@ def utc(t: dt.datetime) -> dt.datetime:
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
+DEFAULT_COMMIT_TIMEOUT = 120.0
+"""Seconds a commit keeps retrying against concurrent writers by default (the ``commit_timeout`` setting)."""
+
+REPLACE_OPERATIONS = frozenset({"compact", "zorder", "tier"})
+"""``lakehouse.operation`` values of file swaps that keep every row as it is (Iceberg ``replace`` snapshots)."""
+
 OPERATIONS = ("read", "optimize", "dedup", "delete", "mask", "vacuum")
 """What :meth:`LakehouseTable.check_operation` checks: reads (scan, query, show); rewrites of the same rows
 (compaction, Z-order, tiering moves); deduplication; row deletes (erase, expire-data); in-place masking; vacuum
@@ -238,6 +244,10 @@ class CommitResult:
     rows_added: int = 0
     files_added: int = 0
     operation: str = "append"
+    attempts: int = 1
+    """Commit attempts until it landed (each after the first rebased onto commits that won meanwhile)."""
+    waited_seconds: float = 0.0
+    """Time from the first lost attempt until it landed (0: the first attempt landed)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -314,6 +324,9 @@ class LakehouseTable(ABC):
         self.ctx = ctx
         self.expired: ExpiredVersions | None = None
         """Versions retention removed; set by the catalog layer so time travel names the retention."""
+        self.commit_timeout: float = DEFAULT_COMMIT_TIMEOUT
+        """Seconds a commit keeps retrying against concurrent writers before it gives up (the ``commit_timeout``
+        setting; set by the catalog layer)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} at {self.location}>"
@@ -570,11 +583,18 @@ class LakehouseTable(ABC):
         add: Sequence[str],
         properties: Mapping[str, str] | None = None,
         partitions: Mapping[str, Mapping[str, Any]] | None = None,
+        timeout: float | None = None,
     ) -> CommitResult:
         """One atomic commit that removes exactly ``remove`` and adds the Parquet files ``add``.
 
-        Concurrent appends are kept; if another commit removed any input file meanwhile, raises
-        :class:`CommitConflictError` (not transient: re-plan). Only where ``capabilities.file_replace``.
+        Concurrent appends are kept: a commit that loses its race to them rebases onto them without rewriting
+        anything, until ``timeout`` seconds (default :attr:`commit_timeout`) after its first lost attempt, then
+        raises :class:`CommitTimeoutError`. If another commit removed any input file meanwhile (or deleted rows
+        of one), raises :class:`CommitConflictError` (not transient: re-plan). Only where
+        ``capabilities.file_replace``.
+        ``properties["lakehouse.operation"]`` says what the swap is: those of :data:`REPLACE_OPERATIONS` keep
+        every row as it is, and incremental readers must skip them (Iceberg: a ``replace`` snapshot; anything
+        else is an ``overwrite``; Delta commits every swap with ``dataChange=false``).
         Raising means nothing was committed (a commit call that failed after landing is found by its marker and
         returns), so the caller may delete the added files; except :class:`CommitOutcomeUnknownError`, when
         that could not be told (keep them).

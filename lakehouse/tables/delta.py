@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from lakehouse.errors import (
     CommitConflictError,
     CommitOutcomeUnknownError,
+    CommitTimeoutError,
     InvalidSchemaError,
     LakehouseError,
     SchemaMismatchError,
@@ -441,6 +442,8 @@ class DeltaAdapter(LakehouseTable):
     def __init__(self, name: TableName, location: str, ctx: StorageContext, dt_: DeltaTable) -> None:
         super().__init__(name, location, ctx)
         self._dt = dt_
+        self._last_commit: tuple[int, float] = (0, 0.0)
+        """(attempts, seconds waited after the first lost race) of the last :meth:`_commit_actions`."""
 
     # ---- helpers -------------------------------------------------------------------------------------
 
@@ -910,13 +913,16 @@ class DeltaAdapter(LakehouseTable):
         add: Sequence[str],
         properties: Mapping[str, str] | None = None,
         partitions: Mapping[str, Mapping[str, Any]] | None = None,
+        timeout: float | None = None,
     ) -> CommitResult:
-        """Swap files in one commit (``dataChange=false``, like Delta's OPTIMIZE). The new files must lie under
-        the table location and hold the same partition as the files they replace.
+        """Swap files in one commit (``dataChange=false``, like Delta's OPTIMIZE, so streaming readers and the
+        change data feed skip it; delta-rs's Python API records the commit's operation as a WRITE). The new files
+        must lie under the table location and hold the same partition as the files they replace.
 
         delta-rs does not flag a concurrent removal of the same input, so the commit is validated here: every
-        input must be live at version v, and the commit must become version v + 1 (no rebase); otherwise it
-        re-reads and validates again (see :meth:`_commit_actions`).
+        input must be live at version v, and the commit must become version v + 1 (no blind rebase); otherwise
+        it re-reads the log, validates again and retries (see :meth:`_commit_actions`), for up to ``timeout``
+        seconds (default :attr:`commit_timeout`) after its first lost race.
         """
         base = self.location.rstrip("/") + "/"
         rel_add = []
@@ -963,9 +969,12 @@ class DeltaAdapter(LakehouseTable):
                 actions.append(RemoveAction(self._log_path(full), False, now, live[full].size_bytes, part))
             return actions
 
-        version = self._commit_actions("rewrite", props, build)
+        version = self._commit_actions("rewrite", props, build, timeout=timeout)
         assert version is not None  # build never gives up
-        return CommitResult(version=version, files_added=len(add), operation="rewrite")
+        attempts, waited = self._last_commit
+        return CommitResult(
+            version=version, files_added=len(add), operation="rewrite", attempts=attempts, waited_seconds=waited
+        )
 
     def _stats_columns(self) -> Collection[str] | int | None:
         """Which columns new files get statistics for, as the table says (``delta.dataSkippingStatsColumns``, then
@@ -997,7 +1006,12 @@ class DeltaAdapter(LakehouseTable):
         return full[len(base) :] if full.startswith(base) else full
 
     def _commit_actions(
-        self, what: str, props: dict[str, str], build: Callable[[DeltaTable], list[Any] | None]
+        self,
+        what: str,
+        props: dict[str, str],
+        build: Callable[[DeltaTable], list[Any] | None],
+        *,
+        timeout: float | None = None,
     ) -> int | None:
         """Commit the actions ``build`` makes from one state of the table, as exactly the next version.
 
@@ -1008,11 +1022,17 @@ class DeltaAdapter(LakehouseTable):
         after it landed is retried by the client and then refused: delta-rs reports a conflict). Returns the
         version, or None when ``build`` returned None (nothing to commit).
 
+        A lost race is retried at once (a short jittered pause): an attempt costs one read of the new log entries
+        and ``build``, never a rewrite. Retries stop ``timeout`` seconds (default :attr:`commit_timeout`) after the
+        first lost race, with :class:`CommitTimeoutError`. ``self._last_commit`` is (attempts, seconds waited) of
+        the last call.
+
         Raising means nothing was committed, so that callers can delete what they wrote; except
         :class:`CommitOutcomeUnknownError`, when that could not be told.
         """
+        limit = self.commit_timeout if timeout is None else timeout
+        first_loss: float | None = None
         marker = props["lakehouse.commit"]
-        delay = 0.02
         checked: int | None = None  # commits up to this version are known not to be ours
 
         def landed() -> int | None:
@@ -1024,8 +1044,11 @@ class DeltaAdapter(LakehouseTable):
             checked = self._dt.version()
             return None if found is None else int(found)
 
-        for attempt in range(MAX_COMMIT_RETRIES + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             if (ours := landed()) is not None:
+                self._last_commit = (attempt - 1, time.monotonic() - first_loss if first_loss is not None else 0.0)
                 return ours
             # the refreshed state is the version this attempt validates and commits on; loading it afresh (or
             # reading the history) on every attempt would be slower than a busy writer's commits and never win
@@ -1048,13 +1071,21 @@ class DeltaAdapter(LakehouseTable):
             except CommitFailedError as e:
                 if _protocol_failure(str(e)) is not None:  # delta-rs refuses the table's protocol: no race to retry
                     raise _translate(e, f"{what} of {self.name}") from e
-                if attempt == MAX_COMMIT_RETRIES:
+                now = time.monotonic()
+                first_loss = now if first_loss is None else first_loss
+                if now - first_loss >= limit:
                     if (ours := landed()) is not None:
+                        self._last_commit = (attempt, now - first_loss)
                         return ours
-                    raise CommitConflictError(f"{what} of {self.name}: other commits kept winning") from None
-                # short and jittered: an attempt is cheap now, and a long pause only lets more commits in
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 0.25)
+                    raise CommitTimeoutError(
+                        f"{what} of {self.name} gave up after {now - first_loss:.1f} s: concurrent commits won all "
+                        f"{attempt} attempts (each validated again on the newer version; none conflicted); nothing "
+                        "was committed",
+                        hint="run it again when the writers are quieter, or raise the commit_timeout setting",
+                    ) from None
+                # short and jittered: an attempt is cheap, and the winner's next commit is most likely a writer's
+                # interval away; a long pause only lets more commits in
+                time.sleep(random.uniform(0, 0.005 * min(attempt, 20)))
                 continue
             except (DeltaError, OSError) as e:
                 # the commit call failed: it may still have landed (a lost answer). Raising means "not
@@ -1069,12 +1100,13 @@ class DeltaAdapter(LakehouseTable):
                         "if it did not land",
                     ) from e
                 if ours is not None:
+                    self._last_commit = (attempt, time.monotonic() - first_loss if first_loss is not None else 0.0)
                     return ours
                 raise _translate(e, f"{what} of {self.name} failed") from e
             with contextlib.suppress(DeltaError, OSError):  # committed: a failed refresh changes nothing
                 self._dt.update_incremental()
+            self._last_commit = (attempt, time.monotonic() - first_loss if first_loss is not None else 0.0)
             return version + 1
-        raise AssertionError("unreachable")
 
     def check_delete(self) -> None:
         """Refuse tables whose rows lakehouse's rewrite cannot delete correctly (see :meth:`_delete_rows`)."""

@@ -25,6 +25,7 @@ import pyarrow as pa
 from lakehouse.errors import (
     CommitConflictError,
     CommitOutcomeUnknownError,
+    CommitTimeoutError,
     InvalidInputError,
     InvalidSchemaError,
     LakehouseError,
@@ -38,6 +39,8 @@ from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, all_match, c
 from lakehouse.schema import WIDTH_TRANSFORMS, PartitionField, validate_keys, validate_partitioning
 from lakehouse.storage import cached_schema, delete_tree, list_files, normalize_path
 from lakehouse.tables.base import (
+    DEFAULT_COMMIT_TIMEOUT,
+    REPLACE_OPERATIONS,
     AsOf,
     Capabilities,
     CommitResult,
@@ -68,9 +71,12 @@ try:
     from pyiceberg.exceptions import (
         ValidationError as IcebergValidationError,
     )
-    from pyiceberg.manifest import DataFileContent, FileFormat
+    from pyiceberg.manifest import DataFileContent, FileFormat, ManifestContent, ManifestEntry, ManifestEntryStatus
     from pyiceberg.table import Table, Transaction
     from pyiceberg.table.metadata import TableMetadata
+    from pyiceberg.table.snapshots import Operation, Summary
+    from pyiceberg.table.update import AssertTableUUID
+    from pyiceberg.table.update.snapshot import _OverwriteFiles
     from pyiceberg.transforms import (
         BucketTransform,
         DayTransform,
@@ -82,6 +88,7 @@ try:
         VoidTransform,
         YearTransform,
     )
+    from pyiceberg.typedef import EMPTY_DICT
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     from lakehouse.errors import DependencyMissingError
 
@@ -89,15 +96,16 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 
 KEYS_PROPERTY = "lakehouse.keys"
 CHECKPOINT_PREFIX = "lakehouse.checkpoint."
-MAX_COMMIT_RETRIES = 15
 DEFAULT_PROPERTIES = {
     # old metadata.json files are not needed for time travel (snapshots live in the current one)
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "20",
     # beside a streaming writer a commit often loses its compare-and-swap; rebasing it is cheap, and both
-    # pyiceberg and Iceberg's Java library (Spark's rewrite) read these: more attempts than the default 4, each
-    # wait capped at 2 s (not 60 s) and all of them at a minute, so a contended commit never stalls for long
+    # pyiceberg and Iceberg's Java library (Spark's rewrite) read these: more attempts than the default 4, the
+    # first after 20 ms (not 100 ms: the winner just committed, the next commit is most likely an interval away),
+    # each wait capped at 2 s (not 60 s) and all of them at a minute, so a contended commit never stalls for long
     "commit.retry.num-retries": "20",
+    "commit.retry.min-wait-ms": "20",
     "commit.retry.max-wait-ms": "2000",
     "commit.retry.total-timeout-ms": "60000",
 }
@@ -202,26 +210,34 @@ def _plain_location(location: str) -> str:
     return normalize_path(location)
 
 
-def _retry_commit(what: str, fn: Callable[[], T]) -> T:
-    """Run a commit, retrying (with jittered backoff) when another writer committed first.
+def _retry_commit(what: str, fn: Callable[[], T], *, timeout: float = DEFAULT_COMMIT_TIMEOUT) -> T:
+    """Run a commit, starting it over (with a short jittered pause) when another writer committed first, until
+    ``timeout`` seconds have passed since the first attempt; then raise :class:`CommitTimeoutError`.
 
     ``fn`` refreshes the table and rebuilds its transaction, so a retry starts from the current snapshot.
-    Besides a lost compare-and-swap, pyiceberg's validation can refuse a commit that conflicts with one that
-    won meanwhile (or whose starting snapshot a vacuum expired); nothing was committed then, so starting
-    over is safe."""
+    pyiceberg rebases a lost commit itself (up to the table's ``commit.retry.*`` properties: 60 s in all on the
+    tables lakehouse creates); what reaches this loop is a commit those retries did not land, or one pyiceberg's
+    validation refused because it conflicts with one that won meanwhile (an upsert's overwrite against a
+    compaction that replaced the files it read, or its starting snapshot expired meanwhile). Nothing was
+    committed then, so starting over is safe. File rewrites do not come through here: see
+    :meth:`IcebergAdapter.replace_files`."""
+    started = time.monotonic()
     delay = 0.02
-    for attempt in range(MAX_COMMIT_RETRIES + 1):
+    attempts = 0
+    while True:
+        attempts += 1
         try:
             return fn()
         except (CommitFailedException, ValidationException) as e:
-            # pyiceberg validates before it commits, so a ValidationException committed nothing either: a
-            # concurrent commit conflicts with this one (an upsert's overwrite against a compaction that
-            # replaced the files it read, or its starting snapshot expired meanwhile). ``fn`` starts over.
-            if attempt == MAX_COMMIT_RETRIES:
-                raise CommitConflictError(f"{what}: a concurrent commit won {attempt + 1} times ({e})") from e
-            time.sleep(delay * (1 + random.random()))
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                raise CommitTimeoutError(
+                    f"{what}: concurrent commits won for {waited:.1f} s ({attempts} attempts; last: {e}); nothing "
+                    "was committed",
+                    hint="retry when the other writers are quieter, or raise the commit_timeout setting",
+                ) from e
+            time.sleep(min(delay * (1 + random.random()), max(0.0, timeout - waited)))
             delay = min(delay * 2, 1.0)
-    raise AssertionError("unreachable")
 
 
 class _Transaction(Transaction):
@@ -279,7 +295,8 @@ class IcebergAdapter(LakehouseTable):
                 refused={"mask": "masking rewrites each file as it is; the deletes beside it would be lost"},
                 hint="compact the table first (lakehouse optimize applies the deletes)",
                 notes="rows counted after them; rewrites apply them and retire the delete files that referenced "
-                "only rewritten files in the same commit; a delete committed meanwhile aborts the job",
+                "only rewritten files in the same commit; a delete committed meanwhile against a rewritten file "
+                "aborts that rewrite (one partition of a compaction)",
             ),
             FeatureSupport(
                 "equality deletes",
@@ -318,6 +335,8 @@ class IcebergAdapter(LakehouseTable):
         """Position delete file -> data file -> deleted row positions (delete files never change)."""
         self._applied: dict[str, frozenset[str]] = {}
         """Data file -> the position delete files a rewrite source applied to it (checked at commit)."""
+        self._read_plans: dict[str, _Plan] = {}
+        """Data file -> the plan (snapshot) a rewrite source read it at: its commit validates from there."""
 
     @classmethod
     def release(cls, ctx: StorageContext) -> None:
@@ -709,6 +728,7 @@ class IcebergAdapter(LakehouseTable):
                 )
             files.append((given, task))
             self._applied[_plain_location(given)] = _position_deletes(task)
+            self._read_plans[_plain_location(given)] = plan
         return self._file_relation(con, files, columns)
 
     def written_source(self, con: Any, paths: Sequence[str], columns: Sequence[str]) -> str:
@@ -780,13 +800,13 @@ class IcebergAdapter(LakehouseTable):
             self._table.refresh()
             # one metadata commit: the rows, and the checkpoints as table properties (they survive snapshot
             # expiry, unlike snapshot summaries, which also carry them for the record)
-            with self._table.transaction() as tx:
+            with _Transaction(self._table) as tx:
                 if marks:
                     tx.set_properties(marks)
                 tx.append(data, snapshot_properties={**properties, **marks})
 
         try:
-            _retry_commit(f"append to {self.name}", commit)
+            _retry_commit(f"append to {self.name}", commit, timeout=self.commit_timeout)
         except OSError as e:
             raise StorageError(f"append to {self.name} failed: {e}") from e
         snap = self._current()
@@ -803,14 +823,14 @@ class IcebergAdapter(LakehouseTable):
 
         def commit() -> None:
             self._table.refresh()
-            with self._table.transaction() as tx:
+            with _Transaction(self._table) as tx:
                 if marks:
                     tx.set_properties(marks)
                 result = tx.upsert(data, join_cols=keys, snapshot_properties={**properties, **marks})
                 counts["rows"] = result.rows_inserted + result.rows_updated
 
         try:
-            _retry_commit(f"upsert into {self.name}", commit)
+            _retry_commit(f"upsert into {self.name}", commit, timeout=self.commit_timeout)
         except OSError as e:
             raise StorageError(f"upsert into {self.name} failed: {e}") from e
         snap = self._current()
@@ -833,7 +853,7 @@ class IcebergAdapter(LakehouseTable):
                 for f in fields:
                     update.add_column(f.name, _iceberg_type(f.type))
 
-        _retry_commit(f"adding columns to {self.name}", commit)
+        _retry_commit(f"adding columns to {self.name}", commit, timeout=self.commit_timeout)
 
     def read_data_file(self, path: str) -> pa.Table:
         """Columns matched by field id, files without ids by the table's name mapping (``add_files``), else by
@@ -889,73 +909,105 @@ class IcebergAdapter(LakehouseTable):
         add: Sequence[str],
         properties: Mapping[str, str] | None = None,
         partitions: Mapping[str, Mapping[str, Any]] | None = None,
+        timeout: float | None = None,
     ) -> CommitResult:
-        self._table.refresh()
-        before = self._table.metadata.current_snapshot_id
-        marker = uuid.uuid4().hex
-        properties = {**(properties or {}), "lakehouse.commit": marker}
+        """One snapshot that removes exactly ``remove`` and adds ``add``: a ``replace`` snapshot when
+        ``lakehouse.operation`` is one of :data:`REPLACE_OPERATIONS` (the rows stay as they are, so incremental
+        readers such as Spark Structured Streaming skip it), else an ``overwrite``.
+
+        Validation is the spec's rule for a rewrite, checked against the snapshots committed since the rewrite
+        read its inputs (:meth:`rewrite_source`), not against the whole table: appends never conflict; a commit
+        that removed an input, or added a delete file that may apply to one (an equality delete anywhere) does,
+        and raises :class:`CommitConflictError` (nothing committed). A commit that loses its race rebases onto
+        the winners without rewriting anything: it validates only the snapshots they added and reads only
+        manifests it has not seen, so a retry costs about what an append does. It keeps trying until ``timeout``
+        seconds (default :attr:`commit_timeout`) after its first lost race, then raises
+        :class:`CommitTimeoutError` and removes the manifests it wrote."""
+        limit = self.commit_timeout if timeout is None else timeout
+        props = {**(properties or {}), "lakehouse.commit": uuid.uuid4().hex}
+        replace = props.get("lakehouse.operation") in REPLACE_OPERATIONS
         try:
             footers = {p: self._footer(_location_uri(p)) for p in add}
         except (OSError, ValueError) as e:
             raise StorageError(f"cannot read the rewritten files of {self.name}: {e}") from e
         wanted = {_plain_location(p) for p in remove}
-        applied = {p: self._applied.get(p, frozenset()) for p in wanted}
         human = {p: dict(v) for p, v in (partitions or {}).items()}
-
-        def commit() -> None:
+        read = {id(self._read_plans.get(p)): self._read_plans.get(p) for p in wanted}
+        try:
             self._table.refresh()
-            plan = self._plan()
-            live = {}
-            for task in plan.tasks:
-                plain = _plain_location(task.file.file_path)
-                if plain in wanted:
-                    live[plain] = task
-            gone = wanted - live.keys()
-            if gone:
-                raise CommitConflictError(
-                    f"{len(gone)} input file(s) of this rewrite of {self.name} were removed by another commit; "
-                    "nothing was changed, plan again",
-                )
-            self.check_rewrite()  # equality deletes appeared meanwhile
-            for plain, task in live.items():
-                deletes = _position_deletes(task)
-                if deletes and plain not in self._applied:  # a rewrite that read the file raw
-                    raise UnsupportedOperationError(
-                        f"input files of {self.name} have position delete files, and this rewrite read them raw: "
-                        "it would revive deleted rows; nothing was committed",
-                        hint=f"compact the table first (`lakehouse optimize {self.name}` applies the deletes)",
-                    )
-                if deletes != applied[plain]:
+            if len(read) == 1 and (plan := next(iter(read.values()))) is not None and plan.snapshot_id is not None:
+                # the inputs as the rewrite read them: validated from that snapshot on
+                live = {p: t for t in plan.tasks if (p := _plain_location(t.file.file_path)) in wanted}
+                since: int | None = plan.snapshot_id
+                if wanted - live.keys():
+                    raise StorageError(f"a rewrite of {self.name} names input files it did not read; nothing committed")
+                if any(_position_deletes(t) != self._applied.get(p, frozenset()) for p, t in live.items()):
                     raise CommitConflictError(
-                        f"a concurrent commit deleted rows of input files of this rewrite of {self.name}; nothing "
-                        "was changed, plan again"
+                        f"the rewrite of {self.name} did not apply the position deletes its inputs had when it read "
+                        "them; nothing was changed, plan again"
                     )
+            else:  # not read through rewrite_source (or read at several snapshots): as the table is now
+                self.check_rewrite()  # equality deletes appeared meanwhile: refused by name
+                plan = self._plan()
+                live = self._live_inputs(wanted, plan)
+                since = plan.snapshot_id
             new_files = [
                 self._data_file(_location_uri(p), *footers[p], *self._partition_of(p, human, live)) for p in add
             ]
             retired = self._retired_deletes(plan, wanted)
-            with _Transaction(self._table) as tx:
-                with tx.update_snapshot(snapshot_properties=dict(properties or {})).overwrite() as ow:
-                    # A rewrite replaces files without changing data: concurrent appends (even to the same
-                    # partition) do not conflict, only a concurrent removal of an input file does. pyiceberg's
-                    # overwrite validation is serializable (any added file in the partition conflicts), so
-                    # this commit validates exactly the REPLACE rule instead.
-                    ow._validate_concurrency = functools.partial(_inputs_still_live, ow, wanted, applied)  # type: ignore[method-assign]
-                    _added_in_their_specs(ow)
-                    for task in live.values():
-                        ow.delete_data_file(task.file)
-                    for f in new_files:
-                        ow.append_data_file(f)
-                    if retired:
-                        _retire_delete_files(ow, retired)
-
+        except OSError as e:
+            raise StorageError(f"rewrite of {self.name} failed: {e}") from e
+        tx = _Unstaged(self._table)  # never committed itself: the rewrite commits its snapshot attempt by attempt
+        producer = _RewriteFiles(tx, replace=replace, properties=props)
+        _added_in_their_specs(producer)
+        for task in live.values():
+            producer.delete_data_file(task.file)
+        for f in new_files:
+            producer.append_data_file(f)
+        if retired:
+            _retire_delete_files(producer, retired)
+        window = _Window(self, since, live)
+        producer.fresh = window.fresh
+        attempts, first_loss, landed = 0, None, False
         try:
-            _retry_commit(f"rewrite of {self.name}", commit)
-        except LakehouseError:
-            raise  # refused before committing, or every attempt lost: nothing committed
+            window.check(self._table.metadata.current_snapshot())
+            while not landed:
+                attempts += 1
+                try:
+                    updates, requirements = producer._commit()
+                    self._table._do_commit(
+                        updates=updates,
+                        requirements=(*requirements, AssertTableUUID(uuid=self._table.metadata.table_uuid)),
+                    )
+                    landed = True
+                except CommitFailedException as e:  # another commit won: nothing of this attempt landed
+                    now = time.monotonic()
+                    first_loss = now if first_loss is None else first_loss
+                    if now - first_loss >= limit:
+                        raise CommitTimeoutError(
+                            f"rewrite of {self.name} gave up after {now - first_loss:.1f} s: concurrent commits won "
+                            f"all {attempts} attempts (each rebased onto them; none conflicted); nothing was "
+                            f"committed (last: {e})",
+                            hint="run it again when the writers are quieter, or raise the commit_timeout setting",
+                        ) from e
+                    # the winner just committed: the next one is most likely a writer's interval away
+                    time.sleep(random.uniform(0, 0.005 * min(attempts, 20)))
+                    self._table.refresh()
+                    if self._table.metadata.snapshot_by_id(producer.snapshot_id) is not None:
+                        break  # an earlier attempt landed after all (its answer was lost)
+                    # validate the winners, then rebase onto them (neither refreshes the table: the attempt is
+                    # built on exactly the head validated)
+                    window.check(self._table.metadata.current_snapshot())
+                    producer._refresh_for_retry()
+        except (LakehouseError, CommitFailedException, ValidationException) as e:
+            producer._clean_all_uncommitted()  # nothing committed: the manifests written for it go too
+            if isinstance(e, LakehouseError):
+                raise
+            raise CommitConflictError(f"rewrite of {self.name}: {e}; nothing was changed, plan again") from e
         except Exception as e:  # the commit call failed and may still have landed: look
             try:
-                landed = self._own_snapshots(before, marker)
+                self._table.refresh()
+                landed = self._table.metadata.snapshot_by_id(producer.snapshot_id) is not None
             except Exception as check:  # noqa: BLE001 - then nobody can tell
                 raise CommitOutcomeUnknownError(
                     f"rewrite of {self.name} failed ({e}) and whether it landed cannot be told ({check})",
@@ -963,13 +1015,55 @@ class IcebergAdapter(LakehouseTable):
                     "it did not land",
                 ) from e
             if not landed:  # raising means "not committed": callers delete what they wrote for it
+                producer._clean_all_uncommitted()
                 raise StorageError(f"rewrite of {self.name} failed: {e}") from e
-        # our own snapshot, found by its marker: another writer may have committed on top of it already
-        ours = self._own_snapshots(before, marker)
-        snap = ours[-1] if ours else self._current()
+        with contextlib.suppress(Exception):  # committed: leftovers of lost attempts only cost space
+            producer._cleanup_uncommitted()
+            producer.drop_unused()
+        for p in wanted:
+            self._read_plans.pop(p, None)
+        snap = next((s for s in self.snapshots() if s.snapshot_id == producer.snapshot_id), None) or self._current()
         return CommitResult(
-            version=snap.version, snapshot_id=snap.snapshot_id, files_added=len(add), operation="rewrite"
+            version=snap.version,
+            snapshot_id=snap.snapshot_id,
+            files_added=len(add),
+            operation="rewrite",
+            attempts=attempts,
+            waited_seconds=round(time.monotonic() - first_loss, 3) if first_loss is not None else 0.0,
         )
+
+    def _live_inputs(self, wanted: set[str], plan: _Plan) -> dict[str, Any]:
+        """The live tasks of ``wanted`` in ``plan``, checked: every input is live, with exactly the position
+        deletes a rewrite applied to it, and no equality delete applies (else nothing is committed)."""
+        if plan.equality:
+            raise CommitConflictError(
+                f"{self.name} has equality delete files now, which may delete rows of input files of this rewrite; "
+                "nothing was changed",
+                hint=EQUALITY_DELETES_HINT.replace("<table>", str(self.name)),
+            )
+        live = {p: t for t in plan.tasks if (p := _plain_location(t.file.file_path)) in wanted}
+        gone = wanted - live.keys()
+        if gone:
+            raise CommitConflictError(
+                f"{len(gone)} input file(s) of this rewrite of {self.name} were removed by another commit; "
+                "nothing was changed, plan again",
+            )
+        for plain, task in live.items():
+            for d in task.delete_files:
+                self._positions_of(d)  # refuses delete files other than Parquet position deletes
+            deletes = _position_deletes(task)
+            if deletes and plain not in self._applied:  # a rewrite that read the file raw
+                raise UnsupportedOperationError(
+                    f"input files of {self.name} have position delete files, and this rewrite read them raw: "
+                    "it would revive deleted rows; nothing was committed",
+                    hint=f"compact the table first (`lakehouse optimize {self.name}` applies the deletes)",
+                )
+            if deletes != self._applied.get(plain, frozenset()):
+                raise CommitConflictError(
+                    f"a concurrent commit deleted rows of input files of this rewrite of {self.name}; nothing "
+                    "was changed, plan again"
+                )
+        return live
 
     def _own_snapshots(self, before: int | None, marker: str) -> list[Snapshot]:
         """The snapshots committed since ``before`` whose summary carries ``lakehouse.commit=marker``, oldest
@@ -1406,12 +1500,12 @@ class IcebergAdapter(LakehouseTable):
 
         def commit() -> None:
             self._table.refresh()
-            with self._table.transaction() as tx:
+            with _Transaction(self._table) as tx:
                 with tx.update_snapshot(snapshot_properties={"lakehouse.operation": "seal"}).fast_append():
                     pass
 
         try:
-            _retry_commit(f"sealing the history of {self.name}", commit)
+            _retry_commit(f"sealing the history of {self.name}", commit, timeout=self.commit_timeout)
         except OSError as e:
             raise StorageError(f"sealing the history of {self.name} failed: {e}") from e
         return self._current().version
@@ -1428,20 +1522,20 @@ class IcebergAdapter(LakehouseTable):
 
         def shorten() -> None:
             self._table.refresh()
-            with self._table.transaction() as tx:
+            with _Transaction(self._table) as tx:
                 tx.set_properties({log_max: "1", delete_after: "true"})
 
         def restore() -> None:
             self._table.refresh()
-            with self._table.transaction() as tx:
+            with _Transaction(self._table) as tx:
                 if kept := {k: v for k, v in own.items() if v is not None}:
                     tx.set_properties(kept)
                 if unset := [k for k, v in own.items() if v is None]:
                     tx.remove_properties(*unset)
 
         try:
-            _retry_commit(f"shortening the metadata log of {self.name}", shorten)
-            _retry_commit(f"restoring the metadata log settings of {self.name}", restore)
+            _retry_commit(f"shortening the metadata log of {self.name}", shorten, timeout=self.commit_timeout)
+            _retry_commit(f"restoring the metadata log settings of {self.name}", restore, timeout=self.commit_timeout)
         except OSError as e:
             raise StorageError(f"shortening the metadata log of {self.name} failed: {e}") from e
         self._table.refresh()
@@ -1463,7 +1557,7 @@ class IcebergAdapter(LakehouseTable):
             return len(ids)
 
         try:
-            return _retry_commit(f"expiring snapshots of {self.name}", commit)
+            return _retry_commit(f"expiring snapshots of {self.name}", commit, timeout=self.commit_timeout)
         except OSError as e:
             raise StorageError(f"expiring snapshots of {self.name} failed: {e}") from e
         except ValueError as e:  # a protected snapshot (branch or tag head)
@@ -1520,7 +1614,7 @@ class IcebergAdapter(LakehouseTable):
             self._table.manage_snapshots().set_current_snapshot(snapshot_id=snap.snapshot_id).commit()
 
         try:
-            _retry_commit(f"restore of {self.name}", commit)
+            _retry_commit(f"restore of {self.name}", commit, timeout=self.commit_timeout)
         except OSError as e:
             raise StorageError(f"restore of {self.name} failed: {e}") from e
         return CommitResult(version=snap.version, snapshot_id=snap.snapshot_id, operation="rollback")
@@ -1699,10 +1793,13 @@ def _added_in_their_specs(ow: Any) -> None:
         for f in ow._deleted_data_files:
             collector.remove_file(data_file=f, partition_spec=specs[f.spec_id], schema=schema)
         parent = meta.snapshot_by_id(ow._parent_snapshot_id) if ow._parent_snapshot_id is not None else None
-        return update_snapshot_summaries(
+        built = update_snapshot_summaries(
             summary=Summary(operation=ow._operation, **collector.build(), **(snapshot_properties or {})),
             previous_summary=parent.summary if parent is not None else None,
         )
+        if getattr(ow, "_replace", False):  # a rewrite keeping every row (see _RewriteFiles._summary)
+            return Summary(Operation.REPLACE, **built.additional_properties)
+        return built
 
     ow._manifests = per_spec
     ow._summary = summary
@@ -1712,27 +1809,260 @@ def _position_deletes(task: Any) -> frozenset[str]:
     return frozenset(str(d.file_path) for d in task.delete_files if d.content == DataFileContent.POSITION_DELETES)
 
 
-def _inputs_still_live(ow: Any, wanted: set[str], applied: Mapping[str, frozenset[str]]) -> None:
-    """Commit-time validation of a rewrite: every input file is still live at the catalog's head, with exactly
-    the position deletes the rewrite applied (a delete committed meanwhile would be lost), and no equality
-    delete appeared."""
-    window = ow._commit_window
-    if window is None or window.is_empty() or window.head is None:
-        return
-    plan = _plan_snapshot(ow._transaction._table, window.head.snapshot_id)
-    if plan is None:
-        return
-    live = {_plain_location(t.file.file_path): t for t in plan.tasks}
-    gone = wanted - live.keys()
-    if gone:
-        raise CommitConflictError(
-            f"{len(gone)} input file(s) of this rewrite were removed by a concurrent commit; nothing was changed"
+_FILE_PATH_ID = 2147483546  # the file_path column of position delete files (spec: reserved field id)
+
+
+def _may_reference(delete_file: Any, paths: Collection[str]) -> bool:
+    """Whether a position delete file may delete rows of a data file in ``paths`` (full URIs): by the bounds of
+    its file_path column when it has them (truncated bounds stay bounds), else yes."""
+    lower = (delete_file.lower_bounds or {}).get(_FILE_PATH_ID)
+    upper = (delete_file.upper_bounds or {}).get(_FILE_PATH_ID)
+    if lower is None or upper is None:
+        return True
+    lo, hi = bytes(lower).decode("utf-8", "replace"), bytes(upper).decode("utf-8", "replace")
+    return any(lo <= p <= hi for p in paths)
+
+
+class _Window:
+    """Validation of a rewrite against the snapshots committed after it read its inputs (the spec's rule for a
+    ``replace``): appends never conflict; a snapshot that removed an input, or added a delete file that may apply
+    to one (a position delete whose file_path bounds may cover one, any equality delete), does. Each snapshot is
+    looked at once, across attempts; appends are not read at all (by the spec they only add data files).
+    When the snapshot the inputs were read at is no longer an ancestor of the head (expired, or a rollback), the
+    inputs are checked against the head's whole plan instead."""
+
+    def __init__(self, table: IcebergAdapter, since: int | None, inputs: Mapping[str, Any]) -> None:
+        self.table = table
+        self.since = since
+        self.inputs = {str(t.file.file_path) for t in inputs.values()}
+        self.plain = set(inputs)
+        self.partitions = {(t.file.spec_id, repr(t.file.partition)) for t in inputs.values()}
+        self.after: set[int] = set()
+        """Snapshots committed after the inputs were read (their new manifests cannot hold an input)."""
+
+    def fresh(self, manifest: Any) -> bool:
+        """Whether ``manifest`` holds only files added after the inputs were read (so none of them)."""
+        return (
+            manifest.added_snapshot_id in self.after
+            and manifest.existing_files_count == 0
+            and manifest.deleted_files_count == 0
         )
-    changed = [p for p in wanted if _position_deletes(live[p]) != applied.get(p, frozenset())]
-    if changed or plan.equality:
-        raise CommitConflictError(
-            "a concurrent commit deleted rows of input files of this rewrite; nothing was changed, plan again"
+
+    def check(self, head: Any) -> None:
+        """Validate the snapshots from the last one checked up to ``head``; raise CommitConflictError."""
+        if head is None or head.snapshot_id == self.since:
+            return
+        meta = self.table._table.metadata
+        chain = []
+        snap = head
+        while snap is not None and snap.snapshot_id != self.since:
+            chain.append(snap)
+            snap = meta.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
+        if snap is None and self.since is not None:  # the read snapshot is no ancestor of the head any more
+            self.table._live_inputs(self.plain, self.table._plan(head.snapshot_id))
+        else:
+            for s in reversed(chain):
+                self._check_snapshot(s)
+        self.after.update(s.snapshot_id for s in chain)
+        self.since = head.snapshot_id
+
+    def _check_snapshot(self, snap: Any) -> None:
+        if snap.summary is not None and snap.summary.operation == Operation.APPEND:
+            return
+        name = self.table.name
+        io = self.table._table.io
+        specs = self.table._table.specs()
+        for m in snap.manifests(io):
+            if m.added_snapshot_id != snap.snapshot_id:
+                continue
+            # a data manifest that removed nothing (the other entries a rewrite kept), or a delete manifest that
+            # added nothing, cannot conflict: not read
+            if m.content == ManifestContent.DATA and m.deleted_files_count == 0:
+                continue
+            if m.content == ManifestContent.DELETES and m.added_files_count == 0:
+                continue
+            for e in m.fetch_manifest_entry(io, discard_deleted=False):
+                f = e.data_file
+                if m.content == ManifestContent.DATA:
+                    if e.status == ManifestEntryStatus.DELETED and str(f.file_path) in self.inputs:
+                        raise CommitConflictError(
+                            f"an input file of this rewrite of {name} was removed by a concurrent commit "
+                            f"(snapshot {snap.snapshot_id}); nothing was changed, plan again"
+                        )
+                    continue
+                if e.status != ManifestEntryStatus.ADDED:
+                    continue
+                glob = specs[f.spec_id].is_unpartitioned() if f.spec_id in specs else True
+                here = glob or (f.spec_id, repr(f.partition)) in self.partitions
+                if f.content == DataFileContent.EQUALITY_DELETES or (here and _may_reference(f, self.inputs)):
+                    raise CommitConflictError(
+                        f"a concurrent commit (snapshot {snap.snapshot_id}) deleted rows that may be in input files "
+                        f"of this rewrite of {name}; nothing was changed, plan again"
+                    )
+
+
+class _Unstaged(Transaction):
+    """A transaction that never stages anything (a rewrite commits its snapshot by itself): its metadata is the
+    table's. pyiceberg's copies the whole table metadata on every look, which rewriting many manifests makes
+    dominate the cost of a commit."""
+
+    @property
+    def table_metadata(self) -> Any:
+        return self._table.metadata
+
+
+MERGE_BY_PARTITION_MAX = 200
+"""A rewrite that rewrites manifests writes their remaining entries into one manifest per partition when they
+span at most this many partitions (so the next rewrite of one partition reads only its own), else one per
+partition spec."""
+
+
+class _RewriteFiles(_OverwriteFiles):
+    """pyiceberg's overwrite producer made into a file rewrite that lands beside fast writers.
+
+    - The snapshot is a ``replace`` when ``replace`` is set (compaction, Z-order, tiering moves keep the rows):
+      pyiceberg 0.12 has no such operation, and its summary code refuses it, so the summary is built as an
+      overwrite's (the same added/deleted files, records and sizes, and totals) and its operation switched.
+    - The manifests holding inputs are read once (manifest files never change): an attempt after a lost race
+      reads only manifests it has not seen, and none that holds only files added after the inputs were read
+      (``fresh``), so rebasing costs about what an append does.
+    - The other entries of those manifests are merged into one manifest per partition (or per spec), written once
+      and kept across attempts, instead of each manifest being rewritten without the inputs: appends write one
+      manifest per commit over every partition they touch, and rewriting them one by one, partition after
+      partition, would cost a rewrite of every manifest per partition.
+    - It is committed by :meth:`IcebergAdapter.replace_files`, which validates each attempt (:class:`_Window`);
+      pyiceberg's own validation and retries are not used.
+    """
+
+    def __init__(self, transaction: Any, *, replace: bool, properties: Mapping[str, str]) -> None:
+        super().__init__(
+            operation=Operation.OVERWRITE,
+            transaction=transaction,
+            io=transaction._table.io,
+            snapshot_properties=dict(properties),
         )
+        self._replace = replace
+        self.fresh: Callable[[Any], bool] = lambda manifest: False
+        self._untouched: set[str] = set()
+        """Manifests known to hold no input."""
+        self._touched: dict[str, tuple[list[Any], list[Any]]] = {}
+        """Manifest holding inputs -> (the inputs' entries, its other entries)."""
+        self._merged: dict[frozenset[str], list[Any]] = {}
+        """Manifests holding inputs -> the manifests written with their other entries."""
+        self._used: set[str] = set()
+        self._evaluators: dict[int, Callable[[Any], bool]] = {}
+        self._head: tuple[int | None, list[Any], list[str]] = (None, [], [])
+
+    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
+        summary = super()._summary(snapshot_properties)
+        if not self._replace:
+            return summary
+        return Summary(Operation.REPLACE, **summary.additional_properties)
+
+    def _validate_concurrency(self) -> None:
+        """Validated by the caller, attempt by attempt (:class:`_Window`)."""
+
+    def _holds_inputs(self, manifest: Any) -> bool:
+        path = manifest.manifest_path
+        if path in self._touched:
+            return True
+        if path in self._untouched:
+            return False
+        spec_id = manifest.partition_spec_id
+        if manifest.content == ManifestContent.DATA and spec_id not in self._evaluators:
+            # the partitions of the inputs (set before the first manifest is looked at); they never change
+            self._evaluators[spec_id] = self._build_manifest_evaluator(spec_id)
+        if (
+            manifest.content == ManifestContent.DATA
+            and not self.fresh(manifest)
+            and self._evaluators[spec_id](manifest)
+        ):
+            gone: list[Any] = []
+            kept: list[Any] = []
+            for e in manifest.fetch_manifest_entry(io=self._io, discard_deleted=True):
+                is_input = e.data_file.content == DataFileContent.DATA and e.data_file in self._deleted_data_files
+                (gone if is_input else kept).append(e)
+            if gone:
+                self._touched[path] = (gone, kept)
+                return True
+        self._untouched.add(path)
+        return False
+
+    def _split_head(self) -> tuple[list[Any], list[str]]:
+        """(the head's manifests that hold no input, the paths of those that do)."""
+        snap = self._transaction.table_metadata.snapshot_by_name(self._target_branch)
+        head_id = snap.snapshot_id if snap is not None else None
+        if self._head[0] != head_id or head_id is None:
+            manifests = list(snap.manifests(io=self._io)) if snap is not None else []
+            touched = [m.manifest_path for m in manifests if self._holds_inputs(m)]
+            self._head = (head_id, [m for m in manifests if m.manifest_path not in touched], touched)
+        return self._head[1], self._head[2]
+
+    def _deleted_entries(self) -> list[Any]:
+        _, touched = self._split_head()
+        entries = [
+            ManifestEntry.from_args(
+                status=ManifestEntryStatus.DELETED,
+                snapshot_id=self._snapshot_id,
+                sequence_number=e.sequence_number,
+                file_sequence_number=e.file_sequence_number,
+                data_file=e.data_file,
+            )
+            for path in touched
+            for e in self._touched[path][0]
+        ]
+        self._validate_required_deletes(entries)
+        return entries
+
+    def _existing_manifests(self) -> list[Any]:
+        untouched, touched = self._split_head()
+        key = frozenset(touched)
+        if key not in self._merged:
+            self._merged[key] = self._write_existing([e for path in touched for e in self._touched[path][1]])
+        self._used = {m.manifest_path for m in self._merged[key]}
+        return untouched + self._merged[key]
+
+    def _write_existing(self, entries: list[Any]) -> list[Any]:
+        """Manifests holding ``entries`` as existing entries: one per partition, or per spec."""
+        by_partition = len({(e.data_file.spec_id, repr(e.data_file.partition)) for e in entries})
+        groups: dict[Any, list[Any]] = {}
+        for e in entries:
+            f = e.data_file
+            key = (f.spec_id, repr(f.partition)) if by_partition <= MERGE_BY_PARTITION_MAX else f.spec_id
+            groups.setdefault(key, []).append(e)
+        out = []
+        for group in groups.values():
+            with self.new_manifest_writer(self.spec(group[0].data_file.spec_id)) as writer:
+                for e in group:
+                    writer.add_entry(
+                        ManifestEntry.from_args(
+                            status=ManifestEntryStatus.EXISTING,
+                            snapshot_id=e.snapshot_id,
+                            sequence_number=e.sequence_number,
+                            file_sequence_number=e.file_sequence_number,
+                            data_file=e.data_file,
+                        )
+                    )
+            out.append(writer.to_manifest_file())
+        return out
+
+    @property
+    def _rewritten(self) -> set[str]:
+        return {m.manifest_path for ms in self._merged.values() for m in ms}
+
+    def _refresh_for_retry(self) -> None:
+        super()._refresh_for_retry()
+        # the manifests written with the other entries stay valid (same snapshot id): keep them for the next
+        # attempt (pyiceberg would delete them as leftovers of the lost one)
+        keep = self._rewritten
+        self._uncommitted_manifests = [p for p in self._uncommitted_manifests if p not in keep]
+        self._written_manifests = sorted(keep)
+
+    def drop_unused(self) -> None:
+        """After the commit: delete the manifests written for an earlier attempt that the committed snapshot does
+        not use (the manifests holding inputs changed meanwhile)."""
+        for path in self._rewritten - self._used:
+            self._io.delete(path)
 
 
 @dataclass(frozen=True)

@@ -407,12 +407,13 @@ def _fail_in_commit(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
 
         monkeypatch.setattr(deltalake.DeltaTable, "create_write_transaction", broken)
     else:
-        from pyiceberg.table import Transaction
+        from pyiceberg.table import Table
 
-        def broken_txn(self: Any) -> None:
+        def broken_commit(self: Any, *a: Any, **kw: Any) -> None:
             raise OSError("simulated storage failure while committing")
 
-        monkeypatch.setattr(Transaction, "commit_transaction", broken_txn)
+        # every pyiceberg commit goes through it (transactions, and the rewrites lakehouse commits itself)
+        monkeypatch.setattr(Table, "_do_commit", broken_commit)
 
 
 @pytest.mark.parametrize("when", ["before-commit", "in-commit", "after-commit"])

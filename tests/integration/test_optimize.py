@@ -186,7 +186,9 @@ def test_upserting_writer_beside_compaction_keeps_the_latest_row_per_key(fmt_: s
 
 
 @pytest.mark.parametrize("fmt_", ["delta", "iceberg"])
-def test_an_upsert_that_read_before_a_compaction_committed_merges_again(fmt_: str, tmp_path: Any) -> None:
+def test_an_upsert_that_read_before_a_compaction_committed_merges_again(
+    fmt_: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Deterministically: the writer's table state is held stale until its merge starts, so the merge reads
     the files a compaction has just replaced. Its commit must not land on top (that would double rows); the
     upsert starts over on the new version."""
@@ -214,16 +216,18 @@ def test_an_upsert_that_read_before_a_compaction_committed_merges_again(fmt_: st
         dt_.update_incremental = lambda: None
         dt_.merge = merge
     else:
-        ice = writer._table  # type: ignore[attr-defined]
-        real_refresh, real_transaction = ice.refresh, ice.transaction
+        from pyiceberg.table import Transaction
 
-        def transaction(*args: Any, **kwargs: Any) -> Any:
+        ice = writer._table  # type: ignore[attr-defined]
+        real_refresh, real_upsert = ice.refresh, Transaction.upsert
+
+        def upsert(self: Any, *args: Any, **kwargs: Any) -> Any:
             calls["merge"] += 1
-            ice.refresh = real_refresh
-            return real_transaction(*args, **kwargs)
+            ice.refresh = real_refresh  # from the first merge on, refreshes are real again
+            return real_upsert(self, *args, **kwargs)
 
         ice.refresh = lambda: ice
-        ice.transaction = transaction
+        monkeypatch.setattr(Transaction, "upsert", upsert)
     assert optimize(lh, "m.events", CompactionOptions(target_file_size=8 * 1024 * KB)).rows_in == 300
     update = batch(0, 30).to_pylist()
     for r in update:
