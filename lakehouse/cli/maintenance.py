@@ -26,7 +26,7 @@ from lakehouse.cli._common import (
     out,
 )
 from lakehouse.errors import InvalidInputError
-from lakehouse.units import parse_size
+from lakehouse.units import parse_duration, parse_size
 
 
 @app.command()
@@ -50,6 +50,13 @@ def optimize(
     min_files: Annotated[int, typer.Option(help="Rewrite a partition only with at least this many small files.")] = 2,
     max_bytes: Annotated[str, typer.Option(help="Rewrite at most this many input bytes per run.")] = "50GB",
     memory: Annotated[str, typer.Option(help="Memory budget of the rewrite (spills beyond it).")] = "1GB",
+    commit_timeout: Annotated[
+        str | None,
+        typer.Option(
+            help="Longest the job's commits keep retrying against concurrent writers, e.g. 30s (default: the "
+            "commit_timeout setting, 2m); then the partitions left are aborted and their files deleted."
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the plan.")] = False,
     engine: EngineOpt = "local",
     spark_master: SparkMasterOpt = None,
@@ -59,6 +66,8 @@ def optimize(
 
     The plan shows, per partition, the input files and bytes, the expected output files and why it was or
     was not picked. Rows are never added or lost: rows in equal rows out, checked after every commit.
+    Each partition commits on its own (Iceberg: a replace snapshot; Delta: dataChange=false); one that loses its
+    commit race to a writer is rebased onto its commits, never rewritten, for up to --commit-timeout (local engine).
     With --engine spark the same plan runs on Spark (Iceberg: RewriteDataFiles bin-pack / Z-order over the
     picked partitions, then rewrite_manifests; Delta: delta-spark OPTIMIZE [ZORDER BY]).
     """
@@ -76,6 +85,10 @@ def optimize(
     )
     with _lh(ctx) as lh:
         which = _engine(lh, engine, spark_master)
+        if commit_timeout is not None:
+            if parse_duration(commit_timeout).total_seconds() <= 0:
+                raise InvalidInputError("--commit-timeout must be longer than 0 s")
+            lh.settings.commit_timeout = commit_timeout
         label = f"optimizing {name}" + (" on Spark" if which == "spark" else "") + " ..."
         with err.status(label) if not (dry_run or json_) else contextlib.nullcontext():
             result = run_optimize(lh, name, options, partition_filter=partition, dry_run=dry_run, engine=which)
@@ -111,6 +124,10 @@ def optimize(
         + (f", Spark {d['engine']['spark_master']}" if d["engine"]["engine"] == "spark" else "")
         + ")"
     )
+    for pr in result.partitions:
+        if pr.status != "committed":
+            where = ", ".join(f"{k}={v}" for k, v in pr.as_dict()["partition"].items()) or "(unpartitioned)"
+            err.print(f"{where}: {pr.status}: {pr.error}", markup=False, highlight=False)
 
 
 @app.command()
