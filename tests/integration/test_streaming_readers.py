@@ -4,7 +4,8 @@ moves) must be skipped by them, so every row arrives exactly once while lakehous
 - Iceberg: Spark Structured Streaming reads the table through the catalog it shares with pyiceberg, with
   ``trigger(availableNow=True)`` runs between lakehouse's appends and rewrites. Spark processes ``append``
   snapshots, skips ``replace`` ones and fails on ``overwrite`` ("Cannot process overwrite snapshot"), which is
-  what a rewrite committed as an overwrite did.
+  what a rewrite committed as an overwrite did. pyiceberg's incremental append scans read the same increments
+  (they skip every snapshot that is not an append, overwrites too).
 - Delta: the readers available here without delta-spark's jars: delta-rs's change data feed (``load_cdf``), and
   a reader that follows the log version by version as Spark's Delta streaming source does (files added with
   ``dataChange=true`` are new rows; a removal with ``dataChange=true`` stops it, as it stops Spark without
@@ -110,6 +111,29 @@ def test_spark_structured_streaming_reads_every_row_once_across_rewrites(slh: La
     operations = [s.operation for s in lh.table("s.events").snapshots()]
     assert operations.count("append") == 12 and "overwrite" not in operations
     assert set(jobs) == {"compact", "zorder", "tier"} and operations.count("replace") >= 4
+
+
+def test_pyiceberg_incremental_append_scans_read_every_row_once_across_rewrites(tmp_path: Any) -> None:
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("p.events", schema=EVENTS, format="iceberg", partitioning=parse_partitioning("day(ts)"))
+        ice = table._table  # type: ignore[attr-defined]
+        appended: list[int] = []
+        read: list[int] = []
+        last: int | None = None
+        for step in range(3):
+            for i in range(3):
+                batch = events(step * 1000 + i * 40, 40)
+                table.append(batch)
+                appended.extend(batch.column("id").to_pylist())
+            _maintain(lh, "p.events", step)
+            ice.refresh()
+            head = ice.current_snapshot().snapshot_id
+            scan = ice.incremental_append_scan(
+                from_snapshot_id_exclusive=last, to_snapshot_id_inclusive=head, selected_fields=("id",)
+            )
+            read.extend(scan.to_arrow().column("id").to_pylist())
+            last = head
+            assert collections.Counter(read) == collections.Counter(appended)
 
 
 # ---- Delta: change data feed, and a log-following reader -------------------------------------------------------
