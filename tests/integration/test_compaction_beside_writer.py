@@ -3,7 +3,7 @@ second rewrite), a conflict costs one partition (never the whole job), and waiti
 
 - A writer appends every 0.2 s while ``optimize`` runs in a loop (local storage, and the S3 server): at least
   80 % of the partition rewrites land while it runs, nothing is lost or doubled (row multisets compared), and no
-  file a rewrite wrote is left unreferenced. ``LAKEHOUSE_TEST_CONTENTION_SECONDS`` sets how long (default 20 s;
+  file a rewrite wrote is left unreferenced. ``LAKEHOUSE_TEST_CONTENTION_SECONDS`` sets how long (default 12 s;
   ``benchmarks/compaction_contention_bench.py`` runs the full 60 s and other intervals).
 - Deterministic races: an append is committed right before each of a rewrite's first attempts, so they lose
   for real; the rewrite rebases and lands without writing its files again. With the writer never letting it
@@ -36,7 +36,7 @@ from tests.conftest import EVENTS, FORMATS, events
 pytestmark = pytest.mark.slow
 
 OPTIONS = CompactionOptions(target_file_size=64 * 1024 * 1024)
-SECONDS = float(os.environ.get("LAKEHOUSE_TEST_CONTENTION_SECONDS", "20"))
+SECONDS = float(os.environ.get("LAKEHOUSE_TEST_CONTENTION_SECONDS", "12"))
 
 
 def _table(lh: Lakehouse, fmt: str, batches: int = 3) -> tuple[Any, list[int]]:
