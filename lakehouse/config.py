@@ -56,7 +56,11 @@ class QuerySettings(BaseModel):
 
     max_rows: int = Field(default=10_000, ge=1, description="Rows a query returns at most.")
     memory_limit: str = Field(default="1GB", description="DuckDB memory_limit.")
-    threads: int | None = Field(default=None, ge=1, description="DuckDB threads (default: all cores).")
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="DuckDB threads (default: all cores; in a query worker at most 4, see lakehouse.sql.worker).",
+    )
     workers: int = Field(
         default=2, ge=1, le=64, description="Worker processes for isolated queries (the API, query --masked)."
     )

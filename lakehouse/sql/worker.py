@@ -3,10 +3,13 @@
 The isolation model, by construction rather than by a list of forbidden things:
 
 * **A process with hard limits.** Each worker is a separate Python process whose address space is capped with
-  ``RLIMIT_AS`` (its idle size plus ``query.worker_memory``). A query that needs more fails inside the worker
+  ``RLIMIT_AS`` (its size once warm plus ``query.worker_memory``). A query that needs more fails inside the worker
   (DuckDB's allocation fails, or the process dies); the caller gets HTTP 413 and the worker is replaced. The
   parent waits for an answer only until the query's time limit, then kills the worker (HTTP 408). The server's
-  own memory never holds more than one answer (at most ``query.max_result_bytes``).
+  own memory never holds more than one answer (at most ``query.max_result_bytes``). Address space grows with
+  every thread (a stack, an allocator heap), so the worker's thread pools (DuckDB's, Arrow's, delta-rs's runtime)
+  have a fixed size (``query.threads``, at most :data:`MAX_WORKER_THREADS`), whatever the machine's core count,
+  and are started before the size is measured: the limit means the same on 2 cores as on 64.
 * **An engine that cannot touch files.** The worker's DuckDB loads no extension and runs with external access
   switched off, no temporary directory, and its configuration locked before the query runs: no function of
   DuckDB, present or future, can open a path or a URL there. Lakehouse binds the tables the query may read into
@@ -191,7 +194,11 @@ class _Worker:
 
         # the worker imports the same lakehouse as this process, wherever that came from
         root = os.path.dirname(os.path.dirname(os.path.abspath(lakehouse.__file__)))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        env = {
+            **os.environ,
+            **worker_environment(worker_threads(config.threads)),
+            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+        }
         try:
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no user input
                 [sys.executable, "-m", "lakehouse.sql.worker", str(child.fileno())],
@@ -351,6 +358,25 @@ def _answer(reply: tuple[Any, ...]) -> tuple[pa.Table, bool]:
 
 # ---- the worker's side ---------------------------------------------------------------------------------------
 
+MAX_WORKER_THREADS = 4
+"""Threads per pool in a worker unless ``query.threads`` says otherwise; the tables reach DuckDB as Arrow
+streams read in the worker, which more threads hardly speed up."""
+
+
+def worker_threads(configured: int | None) -> int:
+    return configured or min(os.cpu_count() or 1, MAX_WORKER_THREADS)
+
+
+def worker_environment(threads: int) -> dict[str, str]:
+    """Variables a worker starts with: the pools that size themselves by the core count at start-up (glibc's
+    malloc arenas, delta-rs's tokio runtime, Arrow's pools) sized by ``threads`` instead."""
+    return {
+        "MALLOC_ARENA_MAX": "2",
+        "TOKIO_WORKER_THREADS": str(threads),
+        "OMP_NUM_THREADS": str(threads),
+        "ARROW_IO_THREADS": str(threads),
+    }
+
 
 def _address_space() -> int:
     with open("/proc/self/status") as f:
@@ -375,10 +401,7 @@ def serve(conn: Connection) -> None:
         for fmt in ("delta", "iceberg"):
             with contextlib.suppress(LakehouseError):  # a missing SDK fails the query that needs it
                 adapter_class(fmt)
-        con = _connect(config)  # DuckDB's own start-up cost, before the limit
-        allowlist.reserved_names(con)
-        con.close()
-        limit = _address_space() + config.memory_budget
+        limit = _warm(config) + config.memory_budget
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except Exception as e:  # noqa: BLE001 - reported to the parent, which refuses to use this worker
         with contextlib.suppress(OSError):
@@ -400,14 +423,37 @@ def serve(conn: Connection) -> None:
             return  # a process that ran out of memory is not trusted with the next query
         except LakehouseError as e:
             reply = ("error", type(e).__name__, e.message, e.hint)
-        except duckdb.Error as e:
-            reply = ("error", "QueryError", f"query failed: {_first_line(e)}", None)
         except Exception as e:  # noqa: BLE001 - the parent answers with a problem document
-            reply = ("error", "StorageError", f"query failed: {type(e).__name__}: {_first_line(e)}", None)
+            if _out_of_address_space(e):
+                conn.send(("memory", _first_line(e)))
+                return
+            if isinstance(e, duckdb.Error):
+                reply = ("error", "QueryError", f"query failed: {_first_line(e)}", None)
+            else:
+                reply = ("error", "StorageError", f"query failed: {type(e).__name__}: {_first_line(e)}", None)
         try:
             conn.send(reply)
         except (MemoryError, OSError):
             return
+
+
+def _warm(config: WorkerConfig) -> int:
+    """Start every thread pool a query uses and return the address space with all of them running."""
+    import pyarrow.parquet as pq
+
+    threads = worker_threads(config.threads)
+    pa.set_cpu_count(threads)
+    pa.set_io_thread_count(threads)
+    sink = io.BytesIO()  # a threaded Parquet read starts Arrow's pools and their allocator heaps
+    pq.write_table(pa.table({"n": pa.array(range(threads * 1024), pa.int64())}), sink, row_group_size=1024)
+    pq.read_table(io.BytesIO(sink.getvalue()), use_threads=True)
+    con = _connect(config)  # DuckDB's own start-up cost and its threads, measured while they run
+    try:
+        allowlist.reserved_names(con)
+        con.execute("SELECT sum(range) FROM range(1000000)").fetchall()
+        return _address_space()
+    finally:
+        con.close()
 
 
 def _connect(config: WorkerConfig) -> Any:
@@ -420,8 +466,7 @@ def _connect(config: WorkerConfig) -> Any:
         "memory_limit": f"{config.duckdb_memory}B",
         "temp_directory": "",  # no spilling: the engine writes no file either
     }
-    if config.threads:
-        settings["threads"] = config.threads
+    settings["threads"] = worker_threads(config.threads)
     return duckdb.connect(config=settings)
 
 
@@ -500,6 +545,16 @@ class _Source:
                         column = column.cast(f.type) if column.type != f.type else column
                 columns.append(column)
             yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+_EXHAUSTED = ("can't start new thread", "Failed to launch worker thread", "std::bad_alloc", "Cannot allocate memory")
+
+
+def _out_of_address_space(e: BaseException) -> bool:
+    """Whether an error is the address-space limit showing through another layer (a thread or an allocation
+    refused inside Arrow or DuckDB, reported as their own error): the limit's answer (413), not a bad query."""
+    text = str(e)
+    return any(marker in text for marker in _EXHAUSTED)
 
 
 def _first_line(e: BaseException) -> str:
