@@ -324,6 +324,22 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
             info["tiers"] = {"error": e.message}
         return info
 
+    @app.get("/tables/{name}/storage", tags=["catalog"])
+    def table_storage(name: TableParam, p: Caller) -> dict[str, Any]:
+        """Storage reconciliation and cost: every byte under the table location as the current version's data,
+        data older readable versions need, expired versions' data still there, metadata, or unaccounted (with
+        what is removable now), and the monthly cost per tier. One listing of the location; the metadata of
+        every readable version is read."""
+        from lakehouse.maintenance.reconcile import reconcile
+        from lakehouse.maintenance.tiering import table_cost
+
+        out: dict[str, Any] = {"reconciliation": reconcile(base, name).as_dict()}
+        try:
+            out["cost"] = table_cost(base, name).as_dict()
+        except LakehouseError as e:  # e.g. no price for a storage class: the reconciliation still stands
+            out["cost"] = {"error": e.message}
+        return out
+
     @app.get("/tables/{name}/policy", tags=["catalog"])
     def get_policy(name: TableParam, p: Caller) -> dict[str, Any]:
         return {"effective": base.policy(name).model_dump(), "stored": base.catalog.policy(TableName.parse(name))}

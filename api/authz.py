@@ -93,6 +93,7 @@ ROUTES: Final[Mapping[tuple[str, str], Rule]] = {
     # catalog
     ("GET", "/tables"): Rule("reader"),
     ("GET", "/tables/{name}"): Rule("reader"),
+    ("GET", "/tables/{name}/storage"): Rule("reader"),
     ("GET", "/tables/{name}/policy"): Rule("reader"),
     ("PUT", "/tables/{name}/policy"): Rule("admin"),
     # history

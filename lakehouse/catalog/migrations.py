@@ -63,6 +63,7 @@ def _jobs_by_kind(conn: Connection) -> None:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the tables of release 0.1", _tables_of_0_1),
     Migration(2, "index lh_jobs by kind and state", _jobs_by_kind),
+    Migration(3, "lh_expired_versions.snapshot_id (time travel by an expired snapshot id)", _add_missing_columns),
 )
 LATEST = MIGRATIONS[-1].version
 

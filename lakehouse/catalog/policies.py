@@ -66,6 +66,7 @@ class PoliciesMixin(StoreBase):
         retention: str,
         job_id: int | None,
         current_since: Mapping[int, Sequence[dt.datetime]] | None = None,
+        snapshot_ids: Mapping[int, int] | None = None,
     ) -> None:
         if not versions:
             return
@@ -88,6 +89,7 @@ class PoliciesMixin(StoreBase):
                     "job_id": job_id,
                     "expired_at": now,
                     "current_since": json.dumps(sorted(t.isoformat() for t in since.get(v, ()))),
+                    "snapshot_id": (snapshot_ids or {}).get(v),
                 }
                 for v in sorted(set(versions) - known)
             ]
@@ -109,7 +111,12 @@ class PoliciesMixin(StoreBase):
             for r in rows
         }
         return ExpiredVersions(
-            frozenset(int(r.version) for r in rows), last.retention, last.job_id, _aware(last.expired_at), since
+            frozenset(int(r.version) for r in rows),
+            last.retention,
+            last.job_id,
+            _aware(last.expired_at),
+            since,
+            {int(r.snapshot_id): int(r.version) for r in rows if r.snapshot_id is not None},
         )
 
     def policy(self, table: TableName) -> dict[str, Any]:

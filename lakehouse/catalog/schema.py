@@ -68,6 +68,8 @@ expired_t = sa.Table(
     # JSON list of ISO times at which the version became current (time travel to those moments names the
     # retention; Iceberg's own snapshot log forgets expired snapshots)
     sa.Column("current_since", sa.Text),
+    # the version's snapshot id where the format has them (Iceberg): time travel by that id names the retention
+    sa.Column("snapshot_id", sa.BigInteger),
 )
 
 policies_t = sa.Table(

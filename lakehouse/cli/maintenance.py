@@ -330,18 +330,27 @@ def cost(
 ) -> None:
     """Storage per tier (every object under the table location: data, old versions, metadata), its monthly cost
     at the configured prices ([cost.prices], default AWS S3 list prices), the savings against keeping it all
-    hot, and how much smaller the Parquet data is than the same rows as raw JSON."""
+    hot, and how much smaller the Parquet data is than the same rows as raw JSON.
+
+    Then the storage reconciliation: the bytes on storage split into the current version's data, data only
+    older readable versions need, data of expired versions still there (vacuum removes it), the format's
+    metadata, and the unaccounted rest (orphans: removable when older than the orphan age). The parts add up
+    to the bytes on storage."""
+    from lakehouse.maintenance.reconcile import reconcile
     from lakehouse.maintenance.tiering import table_cost
 
     if (name is None) == (not all_):
         raise InvalidInputError("give a table name or --all")
     with _lh(ctx) as lh:
         names = [str(r.name) for r in lh.list_tables()] if all_ else [str(name)]
-        reports = [table_cost(lh, n).as_dict() for n in names]
+        reports = [{**table_cost(lh, n).as_dict(), "storage": reconcile(lh, n).as_dict()} for n in names]
     totals = {
         k: round(sum(r[k] for r in reports), 6)
         for k in ("objects", "bytes", "live_data_bytes", "monthly_cost", "all_hot_monthly_cost", "savings")
     }
+    for kind in ("current", "retained", "expired", "metadata", "unaccounted"):
+        totals[f"{kind}_bytes"] = sum(r["storage"][kind]["bytes"] for r in reports)
+    totals["reclaimable_bytes"] = sum(r["storage"]["reclaimable_bytes"] for r in reports)
     if json_:
         _print_json({"tables": reports, "totals": totals} if all_ else reports[0])
         return
@@ -370,6 +379,21 @@ def cost(
             f"live data); {r['monthly_cost']:.4f} {r['currency']}/month vs {r['all_hot_monthly_cost']:.4f} all hot "
             f"(saves {r['savings_pct']}%); Parquet {ratio}"
         )
+    rec = RichTable("table", "on storage", "current", "retained", "expired", "metadata", "unaccounted", "reclaimable")
+    for r in reports:
+        st = r["storage"]
+        rec.add_row(
+            r["table"],
+            *(_human_bytes(st[k]["bytes"]) for k in ("on_storage", "current", "retained", "expired", "metadata")),
+            _human_bytes(st["unaccounted"]["bytes"])
+            + (
+                f" ({_human_bytes(st['unaccounted_detail']['young']['bytes'])} young)"
+                if st["unaccounted_detail"]["young"]["files"]
+                else ""
+            ),
+            _human_bytes(st["reclaimable_bytes"]),
+        )
+    out.print(rec)
     if all_:
         out.print(
             f"total: {_human_bytes(totals['bytes'])}, {totals['monthly_cost']:.4f}/month, saves "

@@ -11,7 +11,9 @@ small files            share of files below the small-file threshold, in        
 files per partition    the largest partition's file count over 16                   10    optimize
 duplicates             duplicate rows by the declared/policy keys (DuckDB pass)     20    dedup
 old versions           readable versions older than the retention window            10    vacuum
-orphan files           unreferenced files older than the orphan age                 5     orphans
+orphan files           unaccounted files older than the orphan age (storage         5     orphans
+                       reconciliation: leftovers, leaks, stale metadata)
+expired files          files only expired versions reference, still on storage      5     vacuum
 wrong tier             bytes whose tier differs from what their age calls for       10    tier
 unmasked PII           scan-tagged columns without a masking policy                 15    pii mask
 expired data           rows older than retention.expire_after                       5     expire-data
@@ -153,17 +155,30 @@ def health(lh: Workspace, name: str, *, check_duplicates: bool = True) -> Health
             f"{len(old)} readable versions are older than the retention window ({policy.retention.retain})",
         )
     )
-    from lakehouse.maintenance.retention import plan_orphans
+    from lakehouse.maintenance.reconcile import reconcile
 
-    orphans = plan_orphans(lh, name, older_than=policy.retention.orphan_age)
+    storage = reconcile(lh, name, orphan_age=policy.retention.orphan_age)
+    result.signals["storage"] = {k: v for k, v in storage.as_dict().items() if k != "unaccounted_examples"}
+    removable = storage.unaccounted["removable"]
     result.findings.append(
         Finding(
             "orphan_files",
-            float(len(orphans.files)),
-            min(5.0, len(orphans.files) / 2),
+            float(removable.files),
+            min(5.0, removable.files / 2),
             "orphans",
-            f"{len(orphans.files)} unreferenced files older than {policy.retention.orphan_age} "
-            f"({sum(f.size for f in orphans.files)} bytes)",
+            f"{removable.files} unreferenced files older than {policy.retention.orphan_age} ({removable.bytes} bytes: "
+            "failed jobs' leftovers, leaks, stale metadata)",
+        )
+    )
+    expired_files = storage.classes["expired"]
+    result.findings.append(
+        Finding(
+            "expired_files",
+            float(expired_files.files),
+            min(5.0, expired_files.files / 2),
+            "vacuum",
+            f"{expired_files.files} files ({expired_files.bytes} bytes) only expired versions reference are still on "
+            "storage",
         )
     )
     try:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lakehouse.errors import InvalidInputError, UnsupportedOperationError, VersionNotFoundError
+from lakehouse.errors import InvalidInputError, LakehouseError, UnsupportedOperationError, VersionNotFoundError
 from lakehouse.expr import Compare, to_sql
 from lakehouse.storage import ObjectInfo, delete_files, list_files, normalize_path
 from lakehouse.tables.base import LakehouseTable, version_ranges
@@ -130,6 +130,10 @@ class VacuumResult:
     bytes_deleted: int = 0
     files_kept: list[str] = field(default_factory=list)
     """Planned files that a version committed meanwhile references (not deleted)."""
+    metadata_files_deleted: int = 0
+    """Log/metadata files only the expired versions needed (Delta commits and checkpoints, Iceberg metadata)."""
+    metadata_error: str | None = None
+    """Why the metadata was not trimmed, when that failed after the data files went."""
     engine: dict[str, Any] = field(default_factory=lambda: {"engine": "local"})
 
     def as_dict(self) -> dict[str, Any]:
@@ -141,6 +145,8 @@ class VacuumResult:
             "files_deleted": self.files_deleted,
             "bytes_deleted": self.bytes_deleted,
             "files_kept": self.files_kept,
+            "metadata_files_deleted": self.metadata_files_deleted,
+            "metadata_error": self.metadata_error,
             **self.plan.as_dict(),
         }
 
@@ -240,6 +246,7 @@ def vacuum(
             return result
         if plan.expired_versions:
             since = table.current_since()  # before expiring: Iceberg forgets when expired snapshots were current
+            ids = {s.version: s.snapshot_id for s in table.snapshots() if s.snapshot_id is not None}
             result.versions_expired = table.expire_versions(plan.expired_versions) or len(plan.expired_versions)
             # record before deleting: from here on those versions are gone for time travel
             lh.catalog.add_expired(
@@ -248,6 +255,7 @@ def vacuum(
                 retention=format_duration(plan.retain),
                 job_id=job,
                 current_since=since,
+                snapshot_ids=ids,
             )
         # what every version still readable needs now: those committed since planning, and an older one a
         # restore made current again meanwhile (versions an earlier vacuum expired need nothing: Delta's log
@@ -261,12 +269,23 @@ def vacuum(
         _delete(lh, doomed, progress)
         result.files_deleted = len(doomed)
         result.bytes_deleted = sum(f.size for f in doomed)
+        if remaining and (expired or plan.expired_versions):
+            _trim_metadata(table, min(remaining), plan.cutoff, result)
     except BaseException as e:
         lh.catalog.finish_job(job, state="failed", metrics=_metrics(result), error=str(e) or type(e).__name__)
         raise
     lh.catalog.finish_job(job, state="committed", metrics=_metrics(result))
     lh.catalog.update_table(table.name)
     return result
+
+
+def _trim_metadata(table: LakehouseTable, oldest: int, cutoff: dt.datetime, result: VacuumResult) -> None:
+    """The format metadata only expired versions needed goes too (metadata stays O(readable versions)). The
+    vacuum's deletions stand whatever happens here: a failure is reported with the result, not as the job's."""
+    try:
+        result.metadata_files_deleted = len(table.trim_metadata(oldest, cutoff))
+    except LakehouseError as e:
+        result.metadata_error = e.message
 
 
 def _vacuum_on_spark(lh: Workspace, table: LakehouseTable, plan: VacuumPlan, result: VacuumResult, job: int) -> None:
@@ -279,7 +298,12 @@ def _vacuum_on_spark(lh: Workspace, table: LakehouseTable, plan: VacuumPlan, res
         result.engine.update(spark.expire(table, snaps))
         result.versions_expired = len(snaps)
         lh.catalog.add_expired(
-            table.name, [s.version for s in snaps], retention=retention, job_id=job, current_since=since
+            table.name,
+            [s.version for s in snaps],
+            retention=retention,
+            job_id=job,
+            current_since=since,
+            snapshot_ids={s.version: s.snapshot_id for s in snaps if s.snapshot_id is not None},
         )
     else:  # Delta keeps its log: record the versions as expired first, then VACUUM removes their files
         lh.catalog.add_expired(table.name, plan.expired_versions, retention=retention, job_id=job, current_since=since)

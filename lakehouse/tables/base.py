@@ -281,17 +281,20 @@ class ExpiredVersions:
     at: dt.datetime | None = None
     current_since: Mapping[int, tuple[dt.datetime, ...]] = field(default_factory=dict)
     """When each expired version became current (``LakehouseTable.current_since`` at the time of expiry)."""
+    snapshot_versions: Mapping[int, int] = field(default_factory=dict)
+    """Snapshot id -> version of expired versions, where the format has snapshot ids (Iceberg)."""
 
     def current_at(self, at: dt.datetime) -> tuple[dt.datetime, int] | None:
         """The latest (time, version) at or before ``at`` at which an expired version became current."""
         seen = [(t, v) for v, times in self.current_since.items() for t in times if t <= at]
         return max(seen) if seen else None
 
-    def error(self, table: TableName, version: int) -> VersionNotFoundError:
+    def error(self, table: TableName, version: int, *, snapshot_id: int | None = None) -> VersionNotFoundError:
         when = f" at {self.at.isoformat(timespec='seconds')}" if self.at else ""
         job = f" (job {self.job_id})" if self.job_id is not None else ""
+        which = f"snapshot {snapshot_id} (version {version})" if snapshot_id is not None else f"version {version}"
         return VersionNotFoundError(
-            f"version {version} of table {table} was removed by retention: vacuum with --retain "
+            f"{which} of table {table} was removed by retention: vacuum with --retain "
             f"{self.retention}{when}{job} deleted the files it needs",
             hint="time travel reaches only versions inside the retention window; see `lakehouse table history`",
         )
@@ -410,17 +413,25 @@ class LakehouseTable(ABC):
         if isinstance(as_of, dt.datetime):
             at = utc(as_of)
             older = [s for s in snaps if s.timestamp <= at]
-            if not older:
+            pick = max(older, key=lambda s: (s.timestamp, s.version)) if older else None
+            # the catalog remembers when expired versions were current: the table's own log may no longer list
+            # them (Delta's after retention trims it, Iceberg's snapshot log after an expiry)
+            if self.expired is not None and (gone := self.expired.current_at(at)) is not None:
+                if pick is None or gone > (pick.timestamp, pick.version):
+                    raise self.expired.error(self.name, gone[1])
+            if pick is None:
                 raise VersionNotFoundError(
                     f"table {self.name} has no version at or before {at.isoformat()}; "
                     f"the oldest retained version is {snaps[0].version} from {snaps[0].timestamp.isoformat()}"
                 )
-            return self._check_retained(max(older, key=lambda s: (s.timestamp, s.version)))
+            return self._check_retained(pick)
         for s in snaps:
             if s.version == as_of or (s.snapshot_id is not None and s.snapshot_id == as_of):
                 return self._check_retained(s)
         if self.expired is not None and as_of in self.expired.versions:
             raise self.expired.error(self.name, as_of)
+        if self.expired is not None and as_of in self.expired.snapshot_versions:
+            raise self.expired.error(self.name, self.expired.snapshot_versions[as_of], snapshot_id=as_of)
         raise VersionNotFoundError(
             f"table {self.name} has no version {as_of}; readable versions: {version_ranges(self.readable_versions())}"
         )
@@ -745,6 +756,11 @@ class LakehouseTable(ABC):
         """The table's own metadata files that are live (Delta log, Iceberg metadata JSON in its log)."""
 
     @abstractmethod
+    def is_metadata(self, path: str) -> bool:
+        """True for a path in the format's metadata area (Delta's ``_delta_log/``, Iceberg's metadata
+        directory), referenced or not: what storage reconciliation counts as metadata rather than data."""
+
+    @abstractmethod
     def garbage_candidate(self, path: str) -> bool:
         """True when a file under the location *may* be garbage if nothing references it (a data file,
         manifest or stale metadata file); log files and hidden files never are."""
@@ -771,6 +787,14 @@ class LakehouseTable(ABC):
         """After :meth:`seal_history` and a vacuum: delete log files of versions before the current one where
         the format keeps them (Delta's commit JSON). Returns how many files went."""
         return 0
+
+    def trim_metadata(self, oldest: int, before: dt.datetime) -> list[str]:
+        """After retention made every version before ``oldest`` unreadable, with its window starting at
+        ``before``: delete the format metadata nothing readable needs, so that metadata stays proportional to
+        the readable versions and live files, not to the whole history (Delta: commit files and checkpoints
+        before a checkpoint at ``oldest``; Iceberg: metadata files logged before ``before``, whose snapshots
+        the current metadata lists anyway). Returns the paths deleted."""
+        return []
 
     def expire_versions(self, versions: Collection[int]) -> int:
         """Remove versions from the table's metadata (Iceberg expires snapshots; Delta keeps its log, so

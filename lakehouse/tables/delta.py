@@ -623,9 +623,6 @@ class DeltaAdapter(LakehouseTable):
         except DeltaError as e:
             raise _translate(e, f"cannot list the files of {self.name}") from e
 
-    def current_since(self) -> dict[int, list[dt.datetime]]:
-        return {}  # Delta keeps its log, and every version's commit time with it: time travel resolves there
-
     def _files_of(self, state: DeltaTable, deletions: Mapping[str, pa.BooleanArray] | None = None) -> list[DataFile]:
         """The live files of one loaded state of the table (no refresh, no history read).
 
@@ -1362,12 +1359,12 @@ class DeltaAdapter(LakehouseTable):
             for raw in added:
                 live[self._full_path(raw)] = 0
             for raw in removed:
-                ranges.setdefault(self._full_path(raw), []).append((0, c + 1))
+                ranges.setdefault(self._full_path(raw), []).append((0, c))
             for v in [v for v in jsons if v <= c]:  # commits the checkpoint already folds in
                 for action in self._read_actions(jsons[v]):
                     for kind in ("add", "remove"):
                         if kind in action and self._full_path(action[kind]["path"]) not in live:
-                            ranges.setdefault(self._full_path(action[kind]["path"]), []).append((0, c + 1))
+                            ranges.setdefault(self._full_path(action[kind]["path"]), []).append((0, c))
             start = c + 1
         for v in sorted(j for j in jsons if j >= start):
             actions = self._read_actions(jsons[v])
@@ -1435,9 +1432,44 @@ class DeltaAdapter(LakehouseTable):
         delete_files(doomed, self.ctx)
         return len(doomed)
 
+    def trim_metadata(self, oldest: int, before: dt.datetime) -> list[str]:
+        """A checkpoint at ``oldest`` (written from the log as it stood then, unless one is there), then every
+        commit file and checkpoint of an earlier version goes (the commit file of ``oldest`` stays: it holds
+        that version's time and operation). When the newest checkpoint the log points readers at
+        (``_last_checkpoint``) is older than ``oldest``, a checkpoint at the head moves it forward first, so
+        no reader is ever pointed at a deleted file."""
+        from lakehouse.storage import delete_files
+
+        jsons, checkpoints = self._log_files()
+        if not jsons or oldest <= min(jsons):
+            return []  # nothing before it is left
+        if oldest not in jsons:
+            raise StorageError(f"the log of {self.name} has no commit for version {oldest}; its metadata is kept")
+        try:
+            if oldest not in checkpoints:
+                DeltaTable(
+                    self._uri(self.location), version=oldest, storage_options=self._options(self.ctx, self.location)
+                ).create_checkpoint()
+            self._dt.update_incremental()
+            head = int(self._dt.version())
+            if max(checkpoints, default=-1) < oldest and head != oldest:
+                self._dt.create_checkpoint()  # _last_checkpoint now names the head (>= oldest)
+        except (DeltaError, OSError) as e:
+            raise _translate(e, f"checkpointing {self.name} before trimming its log failed") from e
+        jsons, checkpoints = self._log_files()
+        if oldest not in checkpoints:
+            raise StorageError(f"no checkpoint at version {oldest} of {self.name}; its log is kept")
+        doomed = sorted(p for v, p in jsons.items() if v < oldest)
+        doomed += sorted(p for v, parts in checkpoints.items() if v < oldest for p in parts)
+        delete_files(doomed, self.ctx)
+        return doomed
+
     def metadata_paths(self) -> set[str]:
         log = f"{self.location.rstrip('/')}/_delta_log"
         return {f.path for f in list_files(log, self.ctx)}
+
+    def is_metadata(self, path: str) -> bool:
+        return path.startswith(f"{self.location.rstrip('/')}/_delta_log/")
 
     def garbage_candidate(self, path: str) -> bool:
         # Delta's rule: files and directories starting with _ or . are not the table's data (the log,

@@ -1489,6 +1489,10 @@ class IcebergAdapter(LakehouseTable):
         out.add(f"{self.location.rstrip('/')}/metadata/version-hint.text")
         return out
 
+    def is_metadata(self, path: str) -> bool:
+        where = self._table.properties.get("write.metadata.path") or f"{self.location.rstrip('/')}/metadata"
+        return path.startswith(_plain_location(where).rstrip("/") + "/")
+
     def garbage_candidate(self, path: str) -> bool:
         if self.hidden(path):
             return False
@@ -1515,15 +1519,37 @@ class IcebergAdapter(LakehouseTable):
         commit with ``write.metadata.previous-versions-max=1`` and delete-after-commit, then one restoring the
         table's own values). After a seal and a vacuum, the older metadata files list snapshots that are gone;
         the one or two that stay named list only the current snapshot."""
-        log_max, delete_after = "write.metadata.previous-versions-max", "write.metadata.delete-after-commit.enabled"
         self._table.refresh()
         before = {_plain_location(e.metadata_file) for e in self._table.metadata.metadata_log}
+        self._shorten_log(1)
+        self._table.refresh()
+        return len(before - {_plain_location(e.metadata_file) for e in self._table.metadata.metadata_log})
+
+    def trim_metadata(self, oldest: int, before: dt.datetime) -> list[str]:
+        """Metadata files the log recorded before the window list snapshots that are gone or that the current
+        metadata lists too: the log keeps the ones since (through ``write.metadata.previous-versions-max`` for
+        one commit, with delete-after-commit, as in :meth:`drop_old_log`)."""
+        self._table.refresh()
+        since_ms = int(before.timestamp() * 1000)
+        log = list(self._table.metadata.metadata_log)
+        stale = [e for e in log if e.timestamp_ms < since_ms]
+        if not stale:
+            return []
+        logged = {_plain_location(e.metadata_file) for e in log}
+        self._shorten_log(len(log) - len(stale) + 1)  # the shortening commit logs the current file too
+        self._table.refresh()
+        after = {_plain_location(e.metadata_file) for e in self._table.metadata.metadata_log}
+        return sorted(logged - after)
+
+    def _shorten_log(self, keep: int) -> None:
+        log_max, delete_after = "write.metadata.previous-versions-max", "write.metadata.delete-after-commit.enabled"
+        self._table.refresh()
         own = {k: self._table.properties.get(k) for k in (log_max, delete_after)}
 
         def shorten() -> None:
             self._table.refresh()
             with _Transaction(self._table) as tx:
-                tx.set_properties({log_max: "1", delete_after: "true"})
+                tx.set_properties({log_max: str(max(1, keep)), delete_after: "true"})
 
         def restore() -> None:
             self._table.refresh()
@@ -1538,8 +1564,6 @@ class IcebergAdapter(LakehouseTable):
             _retry_commit(f"restoring the metadata log settings of {self.name}", restore, timeout=self.commit_timeout)
         except OSError as e:
             raise StorageError(f"shortening the metadata log of {self.name} failed: {e}") from e
-        self._table.refresh()
-        return len(before - {_plain_location(e.metadata_file) for e in self._table.metadata.metadata_log})
 
     def refs(self) -> dict[str, str]:
         self._table.refresh()

@@ -40,3 +40,27 @@ def test_history_marks_expired_versions_and_errors_name_the_readable_ones(fmt: s
             table.snapshot(versions[-1] + 100)
         with pytest.raises(VersionNotFoundError, match="removed by retention"):
             table.snapshot(versions[0])
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_time_travel_to_an_expired_version_names_the_retention_by_every_handle(fmt: str, tmp_path: Path) -> None:
+    """By version, by snapshot id (Iceberg) and by a moment the version was current: the retention message, also
+    after the format's own log forgot the version (Delta's trimmed log, Iceberg's expired snapshot log)."""
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"), catalog_url="sqlite://")) as lh:
+        table = lh.create_table("h.t", schema=pa.schema([("id", pa.int64())]), format=fmt)
+        for i in range(3):
+            table.append(pa.table({"id": [i]}))
+        snaps = lh.table("h.t").snapshots()
+        old = snaps[1]
+        result = vacuum(lh, "h.t", retain="0s", dry_run=False)
+        assert result.metadata_files_deleted > 0 and result.metadata_error is None
+        table = lh.table("h.t")
+        assert old.version not in {s.version for s in table.snapshots()}, "the format's log no longer lists it"
+        with pytest.raises(VersionNotFoundError, match=f"version {old.version} of table h.t was removed by retention"):
+            table.snapshot(old.version)
+        with pytest.raises(VersionNotFoundError, match=f"version {old.version}\\)? of table h.t was removed"):
+            table.snapshot(old.timestamp)
+        if old.snapshot_id is not None:
+            with pytest.raises(VersionNotFoundError, match=f"snapshot {old.snapshot_id} \\(version {old.version}\\)"):
+                table.snapshot(old.snapshot_id)
+        assert sorted(table.scan().column("id").to_pylist()) == [0, 1, 2]

@@ -1,6 +1,8 @@
 """Storage truth after retention: whatever a table's history (appends, optimize, dedup, restore, expire-data and
 vacuums in between), ``vacuum --retain 0s --apply`` leaves on storage exactly the data files of the current
-version (Delta's log and Iceberg's metadata apart). Histories come from a property-based generator.
+version (Delta's log and Iceberg's metadata apart), the storage reconciliation accounts for every byte as the current
+version's data or metadata, and that metadata no longer grows with the history. Histories come from a
+property-based generator.
 
 A Delta vacuum once left every file of versions an earlier vacuum had expired on disk for ever: Delta's log
 keeps listing those versions, and vacuum counted them as needing their files."""
@@ -21,7 +23,8 @@ from lakehouse.core import Lakehouse
 from lakehouse.maintenance.compaction import optimize
 from lakehouse.maintenance.dedup import dedup
 from lakehouse.maintenance.planner import CompactionOptions
-from lakehouse.maintenance.retention import expire_data, vacuum
+from lakehouse.maintenance.reconcile import reconcile
+from lakehouse.maintenance.retention import expire_data, remove_orphans, vacuum
 from lakehouse.schema import parse_partitioning
 from tests.conformance.fingerprint import assert_same_rows
 
@@ -74,8 +77,30 @@ def _run(fmt: str, steps: list[str]) -> None:
             live = {p for p in table.version_paths({current}) if p.endswith(".parquet")}
             assert _data_files_on_storage(table.location) == live, steps
             assert_same_rows(table.scan(), rows_before, f"after vacuum ({steps})")
+            _check_reconciliation(lh, steps)
         finally:
             lh.close()
+
+
+def _check_reconciliation(lh: Lakehouse, steps: list[str]) -> None:
+    """Every byte on storage is the current version's data or its metadata, and the metadata is O(1) in the
+    history: Delta's log is a checkpoint and the current commit, Iceberg keeps a few metadata files."""
+    remove_orphans(lh, "s.t", older_than="0s", dry_run=False)
+    rec = reconcile(lh, "s.t", orphan_age="0s")
+    table = lh.table("s.t")
+    on_disk = [p for p in Path(table.location).rglob("*") if p.is_file()]
+    assert rec.on_storage.bytes == sum(p.stat().st_size for p in on_disk), steps
+    assert rec.on_storage.files == len(on_disk), steps
+    assert rec.classes["current"].bytes == sum(f.size_bytes for f in table.files()), steps
+    for kind in ("retained", "expired", "unaccounted"):
+        assert rec.classes[kind].files == 0, (kind, rec.as_dict(), steps)
+    assert rec.on_storage.bytes == rec.classes["current"].bytes + rec.classes["metadata"].bytes, steps
+    if table.format == "delta":
+        log = sorted(p.name for p in Path(table.location, "_delta_log").iterdir())
+        assert len(log) <= 3, (log, steps)  # the head's commit, a checkpoint at it, _last_checkpoint
+    else:
+        jsons = [p for p in Path(table.location, "metadata").iterdir() if p.name.endswith(".metadata.json")]
+        assert len(jsons) <= 4, (sorted(p.name for p in jsons), steps)
 
 
 @pytest.mark.parametrize("fmt", ["delta", "iceberg"])
