@@ -134,6 +134,8 @@ class VacuumResult:
     """Log/metadata files only the expired versions needed (Delta commits and checkpoints, Iceberg metadata)."""
     metadata_error: str | None = None
     """Why the metadata was not trimmed, when that failed after the data files went."""
+    manifests_merged: tuple[int, int] = (0, 0)
+    """Iceberg: small data manifests of the current version before and after the merge that preceded the plan."""
     engine: dict[str, Any] = field(default_factory=lambda: {"engine": "local"})
 
     def as_dict(self) -> dict[str, Any]:
@@ -147,8 +149,15 @@ class VacuumResult:
             "files_kept": self.files_kept,
             "metadata_files_deleted": self.metadata_files_deleted,
             "metadata_error": self.metadata_error,
+            "manifests_merged": {"before": self.manifests_merged[0], "after": self.manifests_merged[1]},
             **self.plan.as_dict(),
         }
+
+
+MANIFEST_MERGE_MIN = 16
+"""An applied vacuum first merges the current version's data manifests of a partition spec when at least this
+many are below the target manifest size (Iceberg: every append writes one): planning and every reader then open
+a few manifests instead of one per commit, and the old ones go with the versions that used them."""
 
 
 def plan_vacuum(lh: Workspace, name: str, *, retain: str | dt.timedelta, keep: Sequence[int] = ()) -> VacuumPlan:
@@ -218,8 +227,12 @@ def vacuum(
             )
         # before any version is recorded as expired (dry runs too): VACUUM's window must cover the orphan age
         spark.check_vacuum_window(lh.table(name), parse_duration(retain), _orphan_age(lh, name))
+    merged = (0, 0)
+    if not dry_run and spark is None:  # first: the manifests it replaces are then the older versions' alone
+        merged = lh.table(name).rewrite_manifests(min_manifests=MANIFEST_MERGE_MIN)
     plan = plan_vacuum(lh, name, retain=retain, keep=keep)
     result = VacuumResult(plan, dry_run)
+    result.manifests_merged = merged
     if spark is not None:
         result.engine = spark.describe()
     if dry_run:
@@ -232,9 +245,12 @@ def vacuum(
         **result.engine,
     }
     if not plan.expired_versions and not plan.files:
+        state = "committed" if merged != (0, 0) else "skipped"
         result.job_id = lh.catalog.record_job(
-            "vacuum", table=table.name, params=params, state="skipped", metrics=_metrics(result), actor=lh.actor
+            "vacuum", table=table.name, params=params, state=state, metrics=_metrics(result), actor=lh.actor
         )
+        if merged != (0, 0):
+            lh.catalog.update_table(table.name)
         return result
     job = lh.catalog.start_job("vacuum", table=table.name, params=params, actor=lh.actor)
     result.job_id = job

@@ -788,6 +788,12 @@ class LakehouseTable(ABC):
         the format keeps them (Delta's commit JSON). Returns how many files went."""
         return 0
 
+    def rewrite_manifests(self, *, min_manifests: int) -> tuple[int, int]:
+        """Where the format keeps manifests (Iceberg): when a partition spec's current data manifests include at
+        least ``min_manifests`` below the target manifest size, merge them in one commit that changes no data.
+        Returns (small manifests before, after); (0, 0) without a commit. Delta's checkpoints play this part."""
+        return 0, 0
+
     def trim_metadata(self, oldest: int, before: dt.datetime) -> list[str]:
         """After retention made every version before ``oldest`` unreadable, with its window starting at
         ``before``: delete the format metadata nothing readable needs, so that metadata stays proportional to

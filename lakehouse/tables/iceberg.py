@@ -76,7 +76,7 @@ try:
     from pyiceberg.table.metadata import TableMetadata
     from pyiceberg.table.snapshots import Operation, Summary
     from pyiceberg.table.update import AssertTableUUID
-    from pyiceberg.table.update.snapshot import _OverwriteFiles
+    from pyiceberg.table.update.snapshot import _MergeAppendFiles, _OverwriteFiles
     from pyiceberg.transforms import (
         BucketTransform,
         DayTransform,
@@ -1525,6 +1525,36 @@ class IcebergAdapter(LakehouseTable):
         self._table.refresh()
         return len(before - {_plain_location(e.metadata_file) for e in self._table.metadata.metadata_log})
 
+    def rewrite_manifests(self, *, min_manifests: int) -> tuple[int, int]:
+        if min_manifests < 2:
+            raise InvalidInputError("merging manifests needs at least 2 of them")
+
+        def small_data_manifests() -> dict[int, int]:
+            snap = self._table.current_snapshot()
+            if snap is None:
+                return {}
+            target = int(self._table.properties.get("commit.manifest.target-size-bytes") or 8 * 1024 * 1024)
+            counts: dict[int, int] = {}
+            for m in snap.manifests(self._table.io):
+                if m.content == ManifestContent.DATA and m.manifest_length < target:
+                    counts[m.partition_spec_id] = counts.get(m.partition_spec_id, 0) + 1
+            return counts
+
+        def commit() -> tuple[int, int]:
+            self._table.refresh()
+            before = small_data_manifests()
+            if max(before.values(), default=0) < min_manifests:
+                return 0, 0
+            with _Transaction(self._table) as tx:
+                _MergeManifests(tx, {"lakehouse.operation": "rewrite_manifests"}).commit()
+            self._table.refresh()
+            return sum(before.values()), sum(small_data_manifests().values())
+
+        try:
+            return _retry_commit(f"merging the manifests of {self.name}", commit, timeout=self.commit_timeout)
+        except OSError as e:
+            raise StorageError(f"merging the manifests of {self.name} failed: {e}") from e
+
     def trim_metadata(self, oldest: int, before: dt.datetime) -> list[str]:
         """Metadata files the log recorded before the window list snapshots that are gone or that the current
         metadata lists too: the log keeps the ones since (through ``write.metadata.previous-versions-max`` for
@@ -1939,6 +1969,26 @@ MERGE_BY_PARTITION_MAX = 200
 """A rewrite that rewrites manifests writes their remaining entries into one manifest per partition when they
 span at most this many partitions (so the next rewrite of one partition reads only its own), else one per
 partition spec."""
+
+
+class _MergeManifests(_MergeAppendFiles):
+    """An empty merge-append whose only effect is pyiceberg's manifest merge (per partition spec, into manifests up
+    to ``commit.manifest.target-size-bytes``; live entries kept as existing with their sequence numbers), committed
+    as the ``replace`` the spec names for a manifest rewrite: no data file is added or removed."""
+
+    def __init__(self, transaction: Any, properties: Mapping[str, str]) -> None:
+        super().__init__(
+            operation=Operation.APPEND,
+            transaction=transaction,
+            io=transaction._table.io,
+            snapshot_properties=dict(properties),
+        )
+        self._merge_enabled = True
+        self._min_count_to_merge = 2
+
+    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
+        summary = super()._summary(snapshot_properties)
+        return Summary(Operation.REPLACE, **summary.additional_properties)
 
 
 class _RewriteFiles(_OverwriteFiles):
