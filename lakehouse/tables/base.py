@@ -9,6 +9,7 @@ snapshot's sequence number). Iceberg snapshot ids are accepted wherever a versio
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from abc import ABC, abstractmethod
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 from lakehouse.errors import (
     InvalidInputError,
+    LakehouseError,
     UnsupportedOperationError,
     VersionNotFoundError,
 )
@@ -764,6 +766,15 @@ class LakehouseTable(ABC):
     def garbage_candidate(self, path: str) -> bool:
         """True when a file under the location *may* be garbage if nothing references it (a data file,
         manifest or stale metadata file); log files and hidden files never are."""
+
+    def _discard(self, paths: Iterable[str | None]) -> None:
+        """Delete files a failed or refused rewrite wrote, best effort: ``lakehouse orphans`` finds any left."""
+        from lakehouse.storage import delete_files
+
+        doomed = [p for p in paths if p is not None]
+        if doomed:
+            with contextlib.suppress(OSError, LakehouseError):
+                delete_files(doomed, self.ctx)
 
     def hidden(self, path: str) -> bool:
         """True when a file or a directory on its way below the table location starts with ``_`` or ``.``

@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -1208,14 +1208,6 @@ class DeltaAdapter(LakehouseTable):
             files_removed=int(totals["removed"]),
             files_added=len(committed),
         )
-
-    def _discard(self, paths: Iterable[str | None]) -> None:
-        from lakehouse.storage import delete_files
-
-        doomed = [p for p in paths if p is not None]
-        if doomed:
-            with contextlib.suppress(OSError, LakehouseError):  # best effort: `lakehouse orphans` finds them too
-                delete_files(doomed, self.ctx)
 
     def _delete_from_file(
         self, f: DataFile, expr: Expr, schema: pa.Schema, partition_columns: set[str], verifier: Verifier

@@ -1333,14 +1333,6 @@ class IcebergAdapter(LakehouseTable):
             files_added=len(committed),
         )
 
-    def _discard(self, paths: Iterable[str | None]) -> None:
-        from lakehouse.storage import delete_files
-
-        doomed = [p for p in paths if p is not None]
-        if doomed:
-            with contextlib.suppress(OSError, LakehouseError):  # best effort: `lakehouse orphans` finds them too
-                delete_files(doomed, self.ctx)
-
     def _delete_from_file(self, task: Any, expr: Expr, declared: pa.Schema, verifier: Verifier) -> _FileDelete:
         """How many live rows of one data file (``task``: with its position deletes) match ``expr``, and for a
         file that keeps some, the file written without them, verified against the input (removed again when
