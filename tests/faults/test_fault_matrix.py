@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,11 +47,12 @@ COMPACT = CompactionOptions(target_file_size=64 << 20)
 
 # the schedule of each fault: every k-th eligible request (first one hit: `first`)
 PLANS = {
-    "slowdown": FaultPlan("slowdown", every=4, first=2),
-    "error500": FaultPlan("error500", every=4, first=3),
-    "reset": FaultPlan("reset", every=3, first=1),
-    "slow": FaultPlan("slow", every=3, first=1, delay=0.15),
-    "lost_put": FaultPlan("lost_put", every=2, first=1),
+    "slowdown": FaultPlan("slowdown", every=5, first=2),
+    "error500": FaultPlan("error500", every=5, first=3),
+    "reset": FaultPlan("reset", every=4, first=1),
+    "slow": FaultPlan("slow", every=4, first=1, delay=0.05),
+    # the server stores a PUT (or, for jobs that write nothing, applies a DELETE) whose answer never arrives
+    "lost_put": FaultPlan("lost_put", every=2, first=1, kinds=("PUT", "POST", "DELETE")),
 }
 
 
@@ -194,7 +196,7 @@ def test_job_survives_fault(
             outcome, error = "failed-clean", f"{type(e).__name__}: {e}"
             assert str(e).strip(), "an error without a message"
         except Exception as e:
-            outcome, error = "raw-error", f"{type(e).__name__}: {e}"
+            outcome, error = "raw-error", "".join(traceback.format_exception(e))
         finally:
             proxy.plan(None)
             stats = proxy.stats()
@@ -208,11 +210,12 @@ def test_job_survives_fault(
         assert injected > 0, f"the schedule injected no {fault} fault into {job}: {stats['requests']}"
         if outcome == "completed":
             assert state == "applied" or (state == "unchanged" and _rows_equal(before, expected)), state
-        # a rerun without faults completes and leaves exactly the job's change
-        c.lh.close()
-        with Lakehouse(c.settings) as again:
-            spec.run(Cell(again, c.settings, c.endpoint, c.bucket, c.now))
-        assert _state(_read(c.settings), before, expected) == "applied" or _rows_equal(before, expected)
+        # a rerun without faults completes and leaves exactly the job's change (after a completed run only the
+        # ingest is rerun: its batch must be skipped, not doubled; the others were just read back as expected)
+        if outcome != "completed" or job == "ingest":
+            c.lh.close()
+            with Lakehouse(c.settings) as again:
+                spec.run(Cell(again, c.settings, c.endpoint, c.bucket, c.now))
         assert _read_is(c.settings, expected)
     finally:
         c.lh.close()
