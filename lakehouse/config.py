@@ -49,6 +49,29 @@ class S3Settings(BaseModel):
     path_style: bool | None = Field(
         default=None, description="Path-style addressing; defaults to true when an endpoint is set (MinIO)."
     )
+    max_retries: int = Field(
+        default=6,
+        ge=0,
+        le=100,
+        description="Retries of one failed S3 request (503 SlowDown, 5xx, a reset connection) after its first "
+        "attempt, with exponential backoff; rendered into every client's own retry settings (delta-rs, "
+        "pyarrow/pyiceberg, DuckDB, boto3, Spark) by lakehouse.credentials.",
+    )
+    retry_backoff: float = Field(
+        default=0.1,
+        gt=0,
+        le=60,
+        description="Seconds before the first retry; doubles each retry (delta-rs, DuckDB, Spark; pyarrow and "
+        "boto3 use their SDK's own jittered backoff).",
+    )
+    retry_max_backoff: float = Field(
+        default=10.0, gt=0, le=600, description="Longest pause between two retries, seconds (delta-rs, Spark)."
+    )
+    retry_timeout: float = Field(
+        default=180.0,
+        gt=0,
+        description="Seconds after which delta-rs stops retrying a request (object_store's retry_timeout).",
+    )
 
 
 class QuerySettings(BaseModel):

@@ -11,12 +11,20 @@ Example::
     'true'
     >>> c.pyiceberg_properties()["s3.endpoint"]
     'http://127.0.0.1:9000'
+
+Retries are rendered from the same model (:class:`Retries`, the ``[s3]`` settings ``max_retries``,
+``retry_backoff``, ``retry_max_backoff`` and ``retry_timeout``), each into the client's own retry settings, so
+every client retries a 503 SlowDown, a 5xx or a reset connection the same number of times with backoff::
+
+    >>> c.delta_storage_options()["max_retries"], c.duckdb_settings()["http_retries"]
+    ('6', 6)
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -34,6 +42,44 @@ def _secret(value: Any) -> str | None:
     return str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
 
 
+@dataclass(frozen=True)
+class Retries:
+    """How every S3 client retries one failed request: ``max_retries`` after the first attempt, the first
+    pause ``backoff`` seconds, doubling up to ``max_backoff``; delta-rs also gives up after ``timeout`` seconds."""
+
+    max_retries: int = 6
+    backoff: float = 0.1
+    max_backoff: float = 10.0
+    timeout: float = 180.0
+
+    @property
+    def attempts(self) -> int:
+        """Attempts in all, the first one included (pyarrow's and boto3's count)."""
+        return self.max_retries + 1
+
+
+_RETRY_CLASS = re.compile(r"S3RetryAttempts(\d{1,3})")
+
+
+def __getattr__(name: str) -> Any:
+    """``S3RetryAttempts<n>``: a pyarrow retry strategy class making ``n`` attempts. pyiceberg takes its retry
+    strategy as an importable class path and builds it without arguments (``s3.retry-strategy-impl``), so the
+    attempt count travels in the class name (see :meth:`S3Credentials.pyiceberg_properties`)."""
+    found = _RETRY_CLASS.fullmatch(name)
+    if found is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from pyarrow import fs
+
+    attempts = int(found.group(1))
+
+    def __init__(self: Any) -> None:
+        fs.AwsStandardS3RetryStrategy.__init__(self, max_attempts=attempts)
+
+    cls = type(name, (fs.AwsStandardS3RetryStrategy,), {"__init__": __init__, "__module__": __name__})
+    globals()[name] = cls
+    return cls
+
+
 @dataclass(frozen=True, repr=False)
 class S3Credentials:
     """Endpoint, region and keys for S3. ``None`` keys mean the SDK's default chain (instance role...)."""
@@ -44,6 +90,7 @@ class S3Credentials:
     secret_access_key: str | None = None
     session_token: str | None = None
     path_style: bool = False
+    retries: Retries = field(default_factory=Retries)
 
     def __repr__(self) -> str:  # never print secrets
         return (
@@ -70,6 +117,12 @@ class S3Credentials:
             secret_access_key=_secret(s3.secret_access_key) or env.get("AWS_SECRET_ACCESS_KEY"),
             session_token=_secret(s3.session_token) or env.get("AWS_SESSION_TOKEN"),
             path_style=s3.path_style if s3.path_style is not None else endpoint is not None,
+            retries=Retries(
+                max_retries=s3.max_retries,
+                backoff=s3.retry_backoff,
+                max_backoff=s3.retry_max_backoff,
+                timeout=s3.retry_timeout,
+            ),
         )
 
     @property
@@ -97,6 +150,13 @@ class S3Credentials:
             opts["AWS_SECRET_ACCESS_KEY"] = self.secret_access_key
         if self.session_token:
             opts["AWS_SESSION_TOKEN"] = self.session_token
+        # object_store's RetryConfig: retries with exponential backoff (base 2) on 5xx, 429 and connection errors
+        r = self.retries
+        opts["max_retries"] = str(r.max_retries)
+        opts["retry_timeout"] = f"{_ms(r.timeout)}ms"
+        opts["backoff_config.init_backoff"] = f"{_ms(r.backoff)}ms"
+        opts["backoff_config.max_backoff"] = f"{_ms(r.max_backoff)}ms"
+        opts["backoff_config.base"] = "2"
         return opts
 
     def pyiceberg_properties(self) -> dict[str, str]:
@@ -111,6 +171,8 @@ class S3Credentials:
             props["s3.secret-access-key"] = self.secret_access_key
         if self.session_token:
             props["s3.session-token"] = self.session_token
+        # pyarrow's S3FileSystem under pyiceberg: the AWS SDK's standard strategy (jittered exponential backoff)
+        props["s3.retry-strategy-impl"] = f"{__name__}.S3RetryAttempts{self.retries.attempts}"
         return props
 
     def spark_conf(self, catalog: str) -> dict[str, str]:
@@ -125,6 +187,12 @@ class S3Credentials:
             "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
             "spark.hadoop.fs.s3a.path.style.access": "true" if self.path_style else "false",
             "spark.hadoop.fs.s3a.endpoint.region": self.region,
+            c + "s3.retry.num-retries": str(self.retries.max_retries),
+            c + "s3.retry.min-wait-ms": str(_ms(self.retries.backoff)),
+            c + "s3.retry.max-wait-ms": str(_ms(self.retries.max_backoff)),
+            "spark.hadoop.fs.s3a.attempts.maximum": str(self.retries.max_retries),
+            "spark.hadoop.fs.s3a.retry.limit": str(self.retries.max_retries),
+            "spark.hadoop.fs.s3a.retry.interval": f"{_ms(self.retries.backoff)}ms",
         }
         if self.endpoint_url:
             conf[c + "s3.endpoint"] = self.endpoint_url
@@ -164,13 +232,26 @@ class S3Credentials:
             parts.append("PROVIDER credential_chain")
         return f"CREATE OR REPLACE SECRET {name} ({', '.join(parts)})"
 
+    def duckdb_settings(self) -> dict[str, int | float]:
+        """DuckDB httpfs's retry settings (``SET`` before the configuration is locked): retries on I/O errors
+        and retryable statuses, waiting ``http_retry_wait_ms`` multiplied by ``http_retry_backoff`` each time."""
+        return {
+            "http_retries": self.retries.max_retries,
+            "http_retry_wait_ms": _ms(self.retries.backoff),
+            "http_retry_backoff": 2.0,
+        }
+
     def boto3_client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``boto3.client("s3", **kwargs)``."""
+        """Keyword arguments for ``boto3.client("s3", **kwargs)``: botocore's standard retry mode (jittered
+        exponential backoff on throttling, 5xx and connection errors)."""
         from botocore.config import Config
 
         kwargs: dict[str, Any] = {
             "region_name": self.region,
-            "config": Config(s3={"addressing_style": "path" if self.path_style else "virtual"}),
+            "config": Config(
+                s3={"addressing_style": "path" if self.path_style else "virtual"},
+                retries={"mode": "standard", "total_max_attempts": self.retries.attempts},
+            ),
         }
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
@@ -199,4 +280,9 @@ class S3Credentials:
             endpoint_override=endpoint,
             scheme=scheme or "https",
             force_virtual_addressing=not self.path_style,
+            retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=self.retries.attempts),
         )
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))

@@ -78,6 +78,9 @@ def connect_duckdb(
             con.execute(f"LOAD '{path.replace(chr(39), chr(39) * 2)}'")
         if ctx.credentials is not None:
             con.execute(ctx.credentials.duckdb_secret_sql())
+            if "httpfs" in extensions:
+                for key, number in ctx.credentials.duckdb_settings().items():
+                    con.execute(f"SET {key} = {number}")
         if settings:
             if any(k.startswith("parquet_") for k in settings):
                 con.execute("LOAD parquet")  # built in; autoloading is off

@@ -22,6 +22,7 @@ import pyarrow as pa
 from lakehouse.errors import (
     InvalidInputError,
     LakehouseError,
+    StorageError,
     UnsupportedOperationError,
     VersionNotFoundError,
 )
@@ -644,8 +645,12 @@ class LakehouseTable(ABC):
 
         units = {f.type.unit for f in self.schema if pa.types.is_timestamp(f.type)}
         fs, inner = split_location(path, self.ctx)
-        with fs.open_input_file(inner) as fh:
-            return without_view_types(pq.read_table(fh, coerce_int96_timestamp_unit="ns" if "ns" in units else "us"))
+        try:
+            with fs.open_input_file(inner) as fh:
+                data = pq.read_table(fh, coerce_int96_timestamp_unit="ns" if "ns" in units else "us")
+        except OSError as e:  # the object store failed (a 5xx the SDK did not retry, a reset connection)
+            raise StorageError(f"cannot read data file {path} of {self.name}: {e}") from e
+        return without_view_types(data)
 
     def redact_partition_values(
         self, path: str, partition: Mapping[str, Any], keys: Collection[str]

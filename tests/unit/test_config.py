@@ -102,6 +102,32 @@ def test_bad_endpoint_is_a_config_error() -> None:
         S3Credentials.from_settings(load_settings(config_file=False, s3={"endpoint": "localhost:9000"}).s3)
 
 
+def test_retry_settings_render_into_every_client() -> None:
+    s = load_settings(config_file=False, s3={"max_retries": 2, "retry_backoff": 0.05, "retry_timeout": 9})
+    c = S3Credentials.from_settings(s.s3)
+    delta = c.delta_storage_options()
+    assert (delta["max_retries"], delta["retry_timeout"], delta["backoff_config.init_backoff"]) == (
+        "2",
+        "9000ms",
+        "50ms",
+    )
+    assert c.duckdb_settings() == {"http_retries": 2, "http_retry_wait_ms": 50, "http_retry_backoff": 2.0}
+    assert c.boto3_client_kwargs()["config"].retries == {"mode": "standard", "total_max_attempts": 3}
+    # pyiceberg builds its strategy from a class path with no arguments: the class makes 3 attempts
+    import importlib
+
+    path = c.pyiceberg_properties()["s3.retry-strategy-impl"]
+    module, _, name = path.rpartition(".")
+    strategy = getattr(importlib.import_module(module), name)()
+    assert strategy.max_attempts == 3
+    assert c.pyarrow_filesystem() is not None
+    with pytest.raises(AttributeError):
+        importlib.import_module("lakehouse.credentials").S3RetryAttemptsX  # noqa: B018
+    assert c.spark_conf("x")["spark.sql.catalog.x.s3.retry.num-retries"] == "2"
+    with pytest.raises(ConfigError):
+        load_settings(config_file=False, s3={"max_retries": -1})
+
+
 def test_renderings_agree() -> None:
     c = S3Credentials(
         endpoint_url="http://127.0.0.1:9000",
@@ -119,6 +145,11 @@ def test_renderings_agree() -> None:
         "AWS_ACCESS_KEY_ID": "k",
         "AWS_SECRET_ACCESS_KEY": "s'x",
         "AWS_SESSION_TOKEN": "t",
+        "max_retries": "6",
+        "retry_timeout": "180000ms",
+        "backoff_config.init_backoff": "100ms",
+        "backoff_config.max_backoff": "10000ms",
+        "backoff_config.base": "2",
     }
     assert c.pyiceberg_properties() == {
         "s3.region": "us-east-1",
@@ -127,6 +158,7 @@ def test_renderings_agree() -> None:
         "s3.access-key-id": "k",
         "s3.secret-access-key": "s'x",
         "s3.session-token": "t",
+        "s3.retry-strategy-impl": "lakehouse.credentials.S3RetryAttempts7",
     }
     sql = c.duckdb_secret_sql("x")
     assert "ENDPOINT '127.0.0.1:9000'" in sql and "USE_SSL false" in sql and "SECRET 's''x'" in sql
