@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -46,7 +46,14 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse import errors
-from lakehouse.errors import ForbiddenError, LakehouseError, QueryError, QueryResourceError, QueryTimeoutError
+from lakehouse.errors import (
+    ForbiddenError,
+    LakehouseError,
+    QueryError,
+    QueryResourceError,
+    QueryTimeoutError,
+    StorageError,
+)
 from lakehouse.sql import allowlist
 from lakehouse.sql.engine import QueryResult
 from lakehouse.sql.rewrite import access_of, needed_columns, rewrite
@@ -471,20 +478,27 @@ def _connect(config: WorkerConfig) -> Any:
 
 
 def _run(config: WorkerConfig, job: Job) -> tuple[bytes, bool]:
+    import duckdb
+
     con = _connect(config)
     try:
-        for spec in job.views:
-            con.register(spec.view, _Source(spec, config))
+        sources = [_Source(spec, config) for spec in job.views]
+        for spec, source in zip(job.views, sources, strict=True):
+            con.register(spec.view, source)
         con.execute("SET lock_configuration = true")
         allowlist.check(allowlist.parse(con, job.sql), tables=[s.view for s in job.views], reserved=_reserved(con))
-        reader = con.execute(job.sql).to_arrow_reader(min(job.limit + 1, 100_000))
-        batches: list[pa.RecordBatch] = []
-        rows = 0
-        for batch in reader:
-            batches.append(batch)
-            rows += batch.num_rows
-            if rows > job.limit:
-                break
+        try:
+            reader = con.execute(job.sql).to_arrow_reader(min(job.limit + 1, 100_000))
+            batches: list[pa.RecordBatch] = []
+            rows = 0
+            for batch in reader:
+                batches.append(batch)
+                rows += batch.num_rows
+                if rows > job.limit:
+                    break
+        except duckdb.Error as e:
+            _raise_source_failure(sources, e)
+            raise
         table = pa.Table.from_batches(batches, schema=reader.schema)
         truncated = table.num_rows > job.limit
         if truncated:
@@ -503,6 +517,19 @@ def _run(config: WorkerConfig, job: Job) -> tuple[bytes, bool]:
         con.close()
 
 
+def _raise_source_failure(sources: Sequence[_Source], error: BaseException) -> None:
+    """A table read that failed inside DuckDB's scan reaches DuckDB as its own error ("arrow_scan: ..."): raise
+    what the read raised instead (a storage failure is the store's, HTTP 502, not a bad query's 400)."""
+    failure = next((s.failure for s in sources if s.failure is not None), None)
+    if failure is None:
+        return
+    if isinstance(failure, MemoryError) or _out_of_address_space(failure):
+        raise MemoryError(_first_line(failure)) from error
+    if isinstance(failure, LakehouseError):
+        raise failure from error
+    raise StorageError(f"reading a table failed: {type(failure).__name__}: {_first_line(failure)}") from error
+
+
 def _reserved(con: Any) -> frozenset[str]:
     return allowlist.reserved_names(con)
 
@@ -516,6 +543,8 @@ class _Source:
         from lakehouse.tables.registry import adapter_class
 
         self.spec = spec
+        self.failure: BaseException | None = None
+        """What reading the table raised (DuckDB reports it as its own error)."""
         self.secret = config.mask_secret
         self.masks = {c: parse_mask(p) for c, p in spec.masks.items()}
         self.table = adapter_class(spec.format).open(
@@ -523,10 +552,22 @@ class _Source:
         )
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
-        reader = self.table.batches(self.spec.snapshot, columns=self.spec.columns)
-        if self.masks:
-            reader = pa.RecordBatchReader.from_batches(reader.schema, self._masked(reader))
-        return reader.__arrow_c_stream__(requested_schema)
+        try:
+            reader = self.table.batches(self.spec.snapshot, columns=self.spec.columns)
+        except Exception as e:
+            self.failure = e
+            raise
+        batches = self._masked(reader) if self.masks else reader
+        return pa.RecordBatchReader.from_batches(reader.schema, self._watched(batches)).__arrow_c_stream__(
+            requested_schema
+        )
+
+    def _watched(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from batches
+        except Exception as e:  # remembered: DuckDB turns it into an error of its own
+            self.failure = e
+            raise
 
     def _masked(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         from lakehouse.masking import mask_array
