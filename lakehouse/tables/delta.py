@@ -420,6 +420,28 @@ def _children(t: pa.DataType) -> list[pa.Field]:
     return []
 
 
+def _snapshot_of(h: Mapping[str, Any], current: int) -> Snapshot:
+    """A version of the table from its commit's entry in delta-rs's history."""
+    v = int(h["version"])
+    parameters = dict(h.get("operationParameters", {}))
+    if str(h.get("operation", "")).upper() in _PREDICATE_OPERATIONS:
+        # a DELETE or UPDATE by another engine (or by lakehouse before it deleted by rewriting) wrote its
+        # predicate, the values of an erasure included, into the log: the history does not repeat it
+        parameters = {k: REDACTED if "predicate" in k.lower() else val for k, val in parameters.items()}
+    summary = {str(k): str(val) for k, val in {**h.get("operationMetrics", {}), **parameters}.items()}
+    for k, val in h.items():
+        if k not in ("version", "timestamp", "operation", "operationMetrics", "operationParameters"):
+            summary[str(k)] = str(val)
+    return Snapshot(
+        version=v,
+        timestamp=dt.datetime.fromtimestamp(h["timestamp"] / 1000, tz=dt.UTC),
+        operation=str(h.get("operation", "")).lower().replace(" ", "-"),
+        parent_version=v - 1 if v > 0 else None,
+        is_current=v == current,
+        summary=summary,
+    )
+
+
 class DeltaAdapter(LakehouseTable):
     """A Delta Lake table through delta-rs."""
 
@@ -462,6 +484,8 @@ class DeltaAdapter(LakehouseTable):
     def _at(self, version: int | None) -> DeltaTable:
         if version is None:
             self._dt.update_incremental()
+            return self._dt
+        if version == self._dt.version():  # the state already loaded: no second replay of the log
             return self._dt
         try:
             return DeltaTable(
@@ -591,29 +615,19 @@ class DeltaAdapter(LakehouseTable):
     def snapshots(self) -> list[Snapshot]:
         self._dt.update_incremental()
         current = self._dt.version()
-        out: list[Snapshot] = []
-        for h in sorted(self._dt.history(), key=lambda h: h["version"]):
-            v = int(h["version"])
-            parameters = dict(h.get("operationParameters", {}))
-            if str(h.get("operation", "")).upper() in _PREDICATE_OPERATIONS:
-                # a DELETE or UPDATE by another engine (or by lakehouse before it deleted by rewriting) wrote its
-                # predicate, the values of an erasure included, into the log: the history does not repeat it
-                parameters = {k: REDACTED if "predicate" in k.lower() else val for k, val in parameters.items()}
-            summary = {str(k): str(val) for k, val in {**h.get("operationMetrics", {}), **parameters}.items()}
-            for k, val in h.items():
-                if k not in ("version", "timestamp", "operation", "operationMetrics", "operationParameters"):
-                    summary[str(k)] = str(val)
-            out.append(
-                Snapshot(
-                    version=v,
-                    timestamp=dt.datetime.fromtimestamp(h["timestamp"] / 1000, tz=dt.UTC),
-                    operation=str(h.get("operation", "")).lower().replace(" ", "-"),
-                    parent_version=v - 1 if v > 0 else None,
-                    is_current=v == current,
-                    summary=summary,
-                )
-            )
-        return out
+        return [_snapshot_of(h, current) for h in sorted(self._dt.history(), key=lambda h: h["version"])]
+
+    def snapshot(self, as_of: AsOf | None = None) -> Snapshot:
+        """The current version (``None`` or its number) from its own commit alone: the history of every commit
+        is read only for other versions and points in time (each read replays the log's commit files)."""
+        if as_of is None or (isinstance(as_of, int) and not isinstance(as_of, bool)):
+            self._dt.update_incremental()
+            current = self._dt.version()
+            if as_of is None or as_of == current:
+                latest = [h for h in self._dt.history(1) if int(h["version"]) == current]
+                if latest:
+                    return _snapshot_of(latest[0], current)
+        return super().snapshot(as_of)
 
     def files(self, *, as_of: AsOf | None = None) -> list[DataFile]:
         version = self.snapshot(as_of).version if as_of is not None else None
