@@ -64,3 +64,22 @@ def test_time_travel_to_an_expired_version_names_the_retention_by_every_handle(f
             with pytest.raises(VersionNotFoundError, match=f"snapshot {old.snapshot_id} \\(version {old.version}\\)"):
                 table.snapshot(old.snapshot_id)
         assert sorted(table.scan().column("id").to_pylist()) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_after_a_purge_time_travel_names_the_retention(fmt: str, tmp_path: Path) -> None:
+    """A purge (seal, zero-retention vacuum, the old log dropped) leaves the same message as a vacuum, by version
+    and by time (Delta's answer by time used to be "no version at or before ...")."""
+    from lakehouse.governance.ops import purge_history
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"), catalog_url="sqlite://")) as lh:
+        lh.create_table("h.t", schema=pa.schema([("id", pa.int64())]), format=fmt)
+        for i in range(3):
+            lh.table("h.t").append(pa.table({"id": [i]}))
+        old = lh.table("h.t").snapshots()[1]
+        purge_history(lh, "h.t")
+        for handle in (old.version, old.timestamp):
+            with pytest.raises(
+                VersionNotFoundError, match=f"version {old.version} of table h.t was removed by retention"
+            ):
+                lh.table("h.t").snapshot(handle)
