@@ -20,7 +20,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -420,6 +420,28 @@ def _children(t: pa.DataType) -> list[pa.Field]:
     return []
 
 
+T = TypeVar("T")
+
+
+def _reading(ctx: StorageContext, what: str, read: Callable[[], T]) -> T:
+    """Run a read of the log (a load, a refresh, the history), started over on a connection reset in the middle of
+    a body ("Generic S3 error"), which delta-rs does not retry itself, with the ``[s3]`` retry settings; any other
+    failure, or the last, becomes a :class:`StorageError` saying ``what`` failed. A table that is not there is
+    left to the caller (``DeltaTableNotFoundError``)."""
+    retries = ctx.credentials.retries if ctx.credentials is not None else None
+    attempt = 0
+    while True:
+        try:
+            return read()
+        except DeltaTableNotFoundError:
+            raise
+        except (DeltaError, OSError) as e:
+            if retries is None or attempt >= retries.max_retries or "Generic S3 error" not in str(e):
+                raise _translate(e, what) from e
+            time.sleep(min(retries.max_backoff, retries.backoff * 2**attempt))
+            attempt += 1
+
+
 def _snapshot_of(h: Mapping[str, Any], current: int) -> Snapshot:
     """A version of the table from its commit's entry in delta-rs's history."""
     v = int(h["version"])
@@ -477,13 +499,20 @@ class DeltaAdapter(LakehouseTable):
             return ctx.credentials.delta_storage_options()
         return None
 
+    def _refresh(self) -> None:
+        """Bring the loaded state to the newest version (reads only the commits since)."""
+        _reading(self.ctx, f"cannot read the log of {self.name}", self._dt.update_incremental)
+
+    def _history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        return _reading(self.ctx, f"cannot read the history of {self.name}", lambda: self._dt.history(limit))
+
     @staticmethod
     def _uri(location: str) -> str:
         return location.replace("s3a://", "s3://", 1)
 
     def _at(self, version: int | None) -> DeltaTable:
         if version is None:
-            self._dt.update_incremental()
+            self._refresh()
             return self._dt
         if version == self._dt.version():  # the state already loaded: no second replay of the log
             return self._dt
@@ -550,12 +579,17 @@ class DeltaAdapter(LakehouseTable):
 
     @classmethod
     def open(cls, name: TableName, *, location: str, ctx: StorageContext) -> Self:
+        """Load the table's log. delta-rs retries a failed request, but not a connection reset in the middle of
+        a log file's body ("Generic S3 error"): a load, which only reads, is started over then, with the same
+        retry settings (``[s3] max_retries`` and its backoff)."""
         try:
-            dt_ = DeltaTable(cls._uri(location), storage_options=cls._options(ctx, location))
+            dt_ = _reading(
+                ctx,
+                f"cannot open Delta table {name} at {location}",
+                lambda: DeltaTable(cls._uri(location), storage_options=cls._options(ctx, location)),
+            )
         except DeltaTableNotFoundError as e:
             raise TableNotFoundError(f"no Delta table at {location} (table {name})") from e
-        except (DeltaError, OSError) as e:
-            raise _translate(e, f"cannot open Delta table {name} at {location}") from e
         return cls(name, location, ctx, dt_)
 
     @classmethod
@@ -613,18 +647,18 @@ class DeltaAdapter(LakehouseTable):
         )
 
     def snapshots(self) -> list[Snapshot]:
-        self._dt.update_incremental()
+        self._refresh()
         current = self._dt.version()
-        return [_snapshot_of(h, current) for h in sorted(self._dt.history(), key=lambda h: h["version"])]
+        return [_snapshot_of(h, current) for h in sorted(self._history(), key=lambda h: h["version"])]
 
     def snapshot(self, as_of: AsOf | None = None) -> Snapshot:
         """The current version (``None`` or its number) from its own commit alone: the history of every commit
         is read only for other versions and points in time (each read replays the log's commit files)."""
         if as_of is None or (isinstance(as_of, int) and not isinstance(as_of, bool)):
-            self._dt.update_incremental()
+            self._refresh()
             current = self._dt.version()
             if as_of is None or as_of == current:
-                latest = [h for h in self._dt.history(1) if int(h["version"]) == current]
+                latest = [h for h in self._history(1) if int(h["version"]) == current]
                 if latest:
                     return _snapshot_of(latest[0], current)
         return super().snapshot(as_of)
@@ -745,8 +779,8 @@ class DeltaAdapter(LakehouseTable):
             )
         except (DeltaError, OSError) as e:
             raise _translate(e, f"append to {self.name} failed") from e
-        self._dt.update_incremental()
-        metrics = self._dt.history(1)[0].get("operationMetrics", {})
+        self._refresh()
+        metrics = self._history(1)[0].get("operationMetrics", {})
         return CommitResult(
             version=self._dt.version(),
             rows_added=data.num_rows,
@@ -763,7 +797,7 @@ class DeltaAdapter(LakehouseTable):
         delay = 0.02
         for attempt in range(MAX_COMMIT_RETRIES + 1):
             try:
-                self._dt.update_incremental()
+                self._refresh()
                 metrics = (
                     self._dt.merge(
                         data,
@@ -791,7 +825,7 @@ class DeltaAdapter(LakehouseTable):
                 delay = min(delay * 2, 0.5)
             except (DeltaError, OSError) as e:
                 raise _translate(e, f"upsert into {self.name} failed") from e
-        self._dt.update_incremental()
+        self._refresh()
         return CommitResult(
             version=self._dt.version(),
             rows_added=int(metrics.get("num_target_rows_inserted", 0)) + int(metrics.get("num_target_rows_updated", 0)),
@@ -813,7 +847,7 @@ class DeltaAdapter(LakehouseTable):
         return {}
 
     def checkpoint(self, source: str) -> int | None:
-        self._dt.update_incremental()
+        self._refresh()
         version = self._dt.transaction_version(source)
         return int(version) if version is not None else None
 
@@ -825,7 +859,7 @@ class DeltaAdapter(LakehouseTable):
             self._dt.alter.add_columns(delta_fields)
         except (DeltaError, OSError) as e:
             raise _translate(e, f"cannot add columns to {self.name}") from e
-        self._dt.update_incremental()
+        self._refresh()
 
     def optimize_native(
         self,
@@ -839,7 +873,7 @@ class DeltaAdapter(LakehouseTable):
         props = dict(properties or {})
         marker = props.setdefault("lakehouse.commit", uuid.uuid4().hex)
         commit = CommitProperties(custom_metadata=props, max_commit_retries=MAX_COMMIT_RETRIES)
-        self._dt.update_incremental()
+        self._refresh()
         start = self._dt.version()
         try:
             metrics = self._dt.optimize.compact(
@@ -880,7 +914,7 @@ class DeltaAdapter(LakehouseTable):
             )
             or None
         )
-        self._dt.update_incremental()
+        self._refresh()
         start = self._dt.version()
         base = self._at(read_version) if read_version is not None else self._dt
         try:
@@ -899,7 +933,7 @@ class DeltaAdapter(LakehouseTable):
     def _find_commit(self, start: int, marker: str) -> dict[str, Any]:
         """Version, added files and removed files (with rows) of our commit, found by its marker in the log
         (other writers may have committed around it)."""
-        self._dt.update_incremental()
+        self._refresh()
         out: dict[str, Any] = {"version": None, "added_paths": [], "removed": []}
         for version in range(start + 1, self._dt.version() + 1):
             if self._commit_info(version).get("lakehouse.commit") == marker:
@@ -1063,7 +1097,7 @@ class DeltaAdapter(LakehouseTable):
                 return ours
             # the refreshed state is the version this attempt validates and commits on; loading it afresh (or
             # reading the history) on every attempt would be slower than a busy writer's commits and never win
-            self._dt.update_incremental()
+            self._refresh()
             pinned = self._dt
             version = pinned.version()
             if checked is None:
@@ -1115,7 +1149,7 @@ class DeltaAdapter(LakehouseTable):
                     return ours
                 raise _translate(e, f"{what} of {self.name} failed") from e
             with contextlib.suppress(DeltaError, OSError):  # committed: a failed refresh changes nothing
-                self._dt.update_incremental()
+                self._refresh()
             self._last_commit = (attempt, time.monotonic() - first_loss if first_loss is not None else 0.0)
             return version + 1
 
@@ -1127,7 +1161,7 @@ class DeltaAdapter(LakehouseTable):
         """Check the table's protocol against the features lakehouse handles for ``operation`` (see
         :data:`_FEATURES` and ``capabilities.features``); refuse naming the feature by its protocol name."""
         try:
-            self._dt.update_incremental()
+            self._refresh()
         except DeltaError as e:
             raise _translate(e, f"cannot load {self.name}") from e
         self._check(self._dt, operation)
@@ -1403,7 +1437,7 @@ class DeltaAdapter(LakehouseTable):
     def seal_history(self) -> int:
         """A metadata-only commit (re-setting delta.checkpointInterval to its value) and a checkpoint at it: the
         log can then start there, and no older commit JSON (stats, delete predicates) is needed."""
-        self._dt.update_incremental()
+        self._refresh()
         config = self._dt.metadata().configuration
         if str(config.get("delta.enableChangeDataFeed", "false")).lower() == "true":
             raise UnsupportedOperationError(
@@ -1419,7 +1453,7 @@ class DeltaAdapter(LakehouseTable):
                     custom_metadata={"lakehouse.operation": "seal"}, max_commit_retries=MAX_COMMIT_RETRIES
                 ),
             )
-            self._dt.update_incremental()
+            self._refresh()
             self._dt.create_checkpoint()
         except (DeltaError, OSError) as e:
             raise _translate(e, f"sealing the history of {self.name} failed") from e
@@ -1456,7 +1490,7 @@ class DeltaAdapter(LakehouseTable):
                 DeltaTable(
                     self._uri(self.location), version=oldest, storage_options=self._options(self.ctx, self.location)
                 ).create_checkpoint()
-            self._dt.update_incremental()
+            self._refresh()
             head = int(self._dt.version())
             if max(checkpoints, default=-1) < oldest and head != oldest:
                 self._dt.create_checkpoint()  # _last_checkpoint now names the head (>= oldest)
@@ -1615,7 +1649,7 @@ class DeltaAdapter(LakehouseTable):
             )
         except (DeltaError, OSError) as e:
             raise _translate(e, f"restore of {self.name} to version {snap.version} failed") from e
-        self._dt.update_incremental()
+        self._refresh()
         return CommitResult(
             version=self._dt.version(),
             files_added=int(metrics.get("numRestoredFile", metrics.get("num_restored_file", 0))),
@@ -1662,7 +1696,7 @@ class DeltaAdapter(LakehouseTable):
 
     def file_schema(self) -> pa.Schema | None:
         try:
-            self._dt.update_incremental()
+            self._refresh()
             if _mapping_mode(self._dt) == "none":
                 return None
             logical = _arrow_schema(self._dt)
