@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -1474,8 +1475,9 @@ class DeltaAdapter(LakehouseTable):
 
     def trim_metadata(self, oldest: int, before: dt.datetime) -> list[str]:
         """A checkpoint at ``oldest`` (written from the log as it stood then, unless one is there), then every
-        commit file and checkpoint of an earlier version goes (the commit file of ``oldest`` stays: it holds
-        that version's time and operation). When the newest checkpoint the log points readers at
+        commit file and checkpoint of an earlier version older than ``delta.logRetentionDuration`` (default 30
+        days, Delta's own rule) goes (the commit file of ``oldest`` stays: it holds that version's time and
+        operation). When the newest checkpoint the log points readers at
         (``_last_checkpoint``) is older than ``oldest``, a checkpoint at the head moves it forward first, so
         no reader is ever pointed at a deleted file."""
         from lakehouse.storage import delete_files
@@ -1499,10 +1501,26 @@ class DeltaAdapter(LakehouseTable):
         jsons, checkpoints = self._log_files()
         if oldest not in checkpoints:
             raise StorageError(f"no checkpoint at version {oldest} of {self.name}; its log is kept")
-        doomed = sorted(p for v, p in jsons.items() if v < oldest)
-        doomed += sorted(p for v, parts in checkpoints.items() if v < oldest for p in parts)
+        # a writer or reader that loaded the table a while ago reads the commits since its version on its next
+        # refresh: only commits older than the table's log retention go, as Delta itself does
+        cutoff = time.time() - self._log_retention().total_seconds()
+        aged = {
+            f.path
+            for f in list_files(f"{self.location.rstrip('/')}/_delta_log", self.ctx, recursive=False)
+            if f.mtime_s is not None and f.mtime_s < cutoff
+        }
+        doomed = sorted(p for v, p in jsons.items() if v < oldest and p in aged)
+        doomed += sorted(p for v, parts in checkpoints.items() if v < oldest for p in parts if p in aged)
         delete_files(doomed, self.ctx)
         return doomed
+
+    def _log_retention(self) -> dt.timedelta:
+        """``delta.logRetentionDuration`` (Delta's ``interval <n> <unit>``; 30 days when unset or unreadable)."""
+        raw = str(self._dt.metadata().configuration.get("delta.logRetentionDuration") or "")
+        found = re.fullmatch(r"\s*(?:interval\s+)?(\d+)\s*(second|minute|hour|day|week)s?\s*", raw.lower())
+        if found is None:
+            return dt.timedelta(days=30)
+        return dt.timedelta(**{f"{found.group(2)}s": int(found.group(1))})
 
     def metadata_paths(self) -> set[str]:
         log = f"{self.location.rstrip('/')}/_delta_log"

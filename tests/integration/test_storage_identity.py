@@ -30,6 +30,9 @@ from tests.conformance.fingerprint import assert_same_rows
 
 SCHEMA = pa.schema([pa.field("id", pa.int64(), nullable=False), ("ts", pa.timestamp("us", tz="UTC"))])
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+# Delta keeps commit files for delta.logRetentionDuration (30 days by default) after a vacuum made their
+# versions unreadable (a lagging writer still reads them); these tables let vacuum trim the log at once
+NO_LOG_RETENTION = {"delta.logRetentionDuration": "interval 0 seconds"}
 STEPS = st.lists(
     st.sampled_from(["append", "append", "optimize", "dedup", "restore", "expire", "vacuum"]), min_size=3, max_size=9
 )
@@ -48,7 +51,13 @@ def _run(fmt: str, steps: list[str]) -> None:
     with tempfile.TemporaryDirectory() as root:
         lh = Lakehouse(load_settings(config_file=False, warehouse=f"{root}/wh", catalog_url="sqlite://"))
         try:
-            table = lh.create_table("s.t", schema=SCHEMA, format=fmt, partitioning=parse_partitioning("day(ts)"))
+            table = lh.create_table(
+                "s.t",
+                schema=SCHEMA,
+                format=fmt,
+                partitioning=parse_partitioning("day(ts)"),
+                properties=NO_LOG_RETENTION if fmt == "delta" else None,
+            )
             next_id = 0
             for i, step in enumerate(steps):
                 table = lh.table("s.t")
@@ -118,6 +127,20 @@ def test_vacuum_leaves_exactly_the_current_versions_files(fmt: str) -> None:
         _run(fmt, steps)
 
     prop()
+
+
+def test_delta_keeps_its_log_for_the_log_retention(tmp_path: Path) -> None:
+    """By default (delta.logRetentionDuration, 30 days) vacuum checkpoints but leaves the recent commit files: a
+    writer that loaded the table before the vacuum still finds the commits since its version."""
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"), catalog_url="sqlite://")) as lh:
+        lh.create_table("s.t", schema=SCHEMA, format="delta")
+        lagging = lh.table("s.t")  # a writer's view at version 0
+        for i in range(3):
+            lh.table("s.t").append(pa.Table.from_pylist([{"id": i, "ts": T0}], schema=SCHEMA))
+        result = vacuum(lh, "s.t", retain="0s", dry_run=False)
+        assert result.metadata_files_deleted == 0 and result.metadata_error is None
+        lagging.append(pa.Table.from_pylist([{"id": 9, "ts": T0}], schema=SCHEMA))
+        assert sorted(lh.table("s.t").scan().column("id").to_pylist()) == [0, 1, 2, 9]
 
 
 @pytest.mark.parametrize("fmt", ["delta", "iceberg"])

@@ -19,7 +19,8 @@ PEOPLE = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("email"
 
 
 def children_threads() -> dict[int, int]:
-    """Thread counts of this process's child processes (the workers), from /proc."""
+    """Thread counts of this process's query workers (child processes running lakehouse.sql.worker; the test
+    process may have others, such as the session's S3 server), from /proc."""
     me = os.getpid()
     found: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -27,7 +28,10 @@ def children_threads() -> dict[int, int]:
             continue
         try:
             status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
+            continue
+        if "lakehouse.sql.worker" not in cmdline:
             continue
         fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
         if int(fields.get("PPid", "0").strip()) == me:
