@@ -157,13 +157,19 @@ def autopilot_cmd(
     (two autopilots, or an autopilot and a manual job, never work on the same table at once), backoff after
     failures, safe to kill and restart. State: `lakehouse jobs` (kind maintain) and GET /metrics."""
     import signal
+    import threading
 
     from lakehouse.maintenance.autopilot import Autopilot
     from lakehouse.units import parse_duration
 
     def stop_on_term(signum: int, _frame: object) -> None:
         # like Ctrl-C: the running job's record is closed as interrupted and the leases released on the way out
+        terminated.append(signum)
+        stopping.set()  # should a library swallow the SystemExit, the loop still ends after this pass
         raise SystemExit(128 + signum)
+
+    terminated: list[int] = []
+    stopping = threading.Event()
 
     with _lh(ctx) as lh:
         every = parse_duration(interval or lh.settings.autopilot.interval).total_seconds()
@@ -185,4 +191,15 @@ def autopilot_cmd(
 
         if not json_:
             err.print(f"autopilot {pilot.holder}: every {every:g} s; Ctrl-C stops")
-        pilot.run(passes=passes, until=until, on_table=show)
+        try:
+            pilot.run(passes=passes, until=until, on_table=show, stop=stopping)
+        except LakehouseError:
+            # the signal's SystemExit landed inside a library that turned it into an error of its own: the exit
+            # still says what happened
+            if terminated:
+                err.print("interrupted", markup=False)
+                raise SystemExit(128 + terminated[0]) from None
+            raise
+        if terminated:
+            err.print("interrupted", markup=False)
+            raise SystemExit(128 + terminated[0])

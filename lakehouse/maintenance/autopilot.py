@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
@@ -142,9 +143,14 @@ class Autopilot:
             lease = catalog.lease(name) or {}
             return {"table": name, "skipped": f"leased by {lease.get('holder', 'another holder')}"}
         try:
-            return self._maintain_leased(name, state, now)
-        finally:
-            catalog.release_lease(name, self.holder)
+            result = self._maintain_leased(name, state, now)
+        except BaseException:
+            # on the way out (Ctrl-C, SIGTERM): a catalog error here must not replace the interruption
+            with contextlib.suppress(LakehouseError):
+                catalog.release_lease(name, self.holder)
+            raise
+        catalog.release_lease(name, self.holder)
+        return result
 
     def _maintain_leased(self, name: str, state: TableState, now: float) -> dict[str, Any]:
         from lakehouse.maintenance.maintain import maintain
@@ -158,7 +164,10 @@ class Autopilot:
             catalog.finish_job(job, state="failed", error=str(e), metrics={"failures": failures})
             return {"table": name, "error": str(e), "failures": failures}
         except BaseException as e:  # Ctrl-C, SIGTERM (the CLI turns it into SystemExit): close the record first
-            catalog.finish_job(job, state="failed", error=f"interrupted ({type(e).__name__})")
+            # best effort: an interruption in the middle of a catalog call can leave this connection unusable, and
+            # the record of a dead holder is closed by the next autopilot (abandon_stale_jobs) anyway
+            with contextlib.suppress(LakehouseError):
+                catalog.finish_job(job, state="failed", error=f"interrupted ({type(e).__name__})")
             raise
         after = report.get("after", report["before"])
         state.last_score = after["score"]

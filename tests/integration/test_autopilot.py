@@ -221,8 +221,8 @@ def test_sigterm_closes_the_running_job_and_frees_the_lease(tmp_path: Path) -> N
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
         assert caught, "the signal was sent while a job was running"
-        proc.communicate(timeout=60)
-        assert proc.returncode == 128 + signal.SIGTERM
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM, (out[-2000:], err[-2000:])
         jobs = lh.jobs("a.events")
         assert jobs and all(j.state != "running" for j in jobs), [(j.kind, j.state) for j in jobs]
         maintain_job = next(j for j in jobs if j.kind == "maintain")
