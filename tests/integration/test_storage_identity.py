@@ -147,3 +147,35 @@ def test_delta_keeps_its_log_for_the_log_retention(tmp_path: Path) -> None:
 def test_a_second_vacuum_removes_what_versions_expired_earlier_left(fmt: str) -> None:
     """The issue's reproduction: vacuum, optimize, vacuum."""
     _run(fmt, ["append", "append", "vacuum", "optimize"])
+
+
+def test_reconciliation_of_a_table_delta_rs_wrote(tmp_path: Path) -> None:
+    """A table another writer made (delta-rs directly: a checkpoint every 2 commits, an overwrite, a DELETE, a
+    foreign leftover file): the classes add up to the listing, and after vacuum and orphans with zero windows
+    only the current data and the log remain."""
+    from deltalake import DeltaTable, write_deltalake
+
+    root = tmp_path / "foreign"
+    data = pa.Table.from_pylist([{"id": i, "ts": T0 + dt.timedelta(hours=i)} for i in range(30)], schema=SCHEMA)
+    config = {"delta.checkpointInterval": "2", **NO_LOG_RETENTION}
+    write_deltalake(str(root), data.slice(0, 10), configuration=config)
+    write_deltalake(str(root), data.slice(10, 10), mode="append")
+    write_deltalake(str(root), data.slice(0, 20), mode="overwrite")
+    write_deltalake(str(root), data.slice(20, 10), mode="append")
+    DeltaTable(str(root)).delete("id < 3")
+    (root / "part-leftover-of-a-failed-job.parquet").write_bytes(b"PAR1 not really")
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"), catalog_url="sqlite://")) as lh:
+        lh.register_table("f.t", location=str(root), format="delta")
+        rows = lh.table("f.t").scan()
+        rec = reconcile(lh, "f.t", orphan_age="0s")
+        on_disk = [p for p in root.rglob("*") if p.is_file()]
+        assert rec.on_storage.bytes == sum(p.stat().st_size for p in on_disk)
+        assert rec.classes["current"].bytes == sum(f.size_bytes for f in lh.table("f.t").files())
+        assert rec.classes["retained"].files > 0, "the overwritten and deleted files of older versions"
+        assert rec.unaccounted["removable"].files == 1 and rec.examples["removable"][0].endswith("failed-job.parquet")
+        vacuum(lh, "f.t", retain="0s", dry_run=False)
+        remove_orphans(lh, "f.t", older_than="0s", dry_run=False)
+        after = reconcile(lh, "f.t", orphan_age="0s")
+        assert after.on_storage.bytes == after.classes["current"].bytes + after.classes["metadata"].bytes
+        assert_same_rows(lh.table("f.t").scan(), rows, "after vacuum and orphans")
+        assert len(list((root / "_delta_log").iterdir())) <= 3
