@@ -772,6 +772,23 @@ class LakehouseTable(ABC):
         """True when a file under the location *may* be garbage if nothing references it (a data file,
         manifest or stale metadata file); log files and hidden files never are."""
 
+    def _write_rows(self, rows: pa.Table, target: str) -> None:
+        """Write ``rows`` as one zstd Parquet file at ``target`` (a row delete's rewrite of a file); on failure
+        nothing is left there and a :class:`StorageError` says so."""
+        import pyarrow.parquet as pq
+
+        from lakehouse.storage import split_location
+
+        filesystem, inner = split_location(target, self.ctx)
+        try:
+            if not StorageContext.is_s3(target):
+                filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
+            with filesystem.open_output_stream(inner) as out:
+                pq.write_table(rows, out, compression="zstd", write_statistics=True)
+        except (OSError, pa.ArrowException) as e:
+            self._discard([target])
+            raise StorageError(f"delete from {self.name}: cannot write {target}: {e}") from e
+
     def _discard(self, paths: Iterable[str | None]) -> None:
         """Delete files a failed or refused rewrite wrote, best effort: ``lakehouse orphans`` finds any left."""
         from lakehouse.storage import delete_files

@@ -1290,16 +1290,12 @@ class DeltaAdapter(LakehouseTable):
             raise StorageError(f"delete from {self.name}: cannot read {f.path}: {e}") from e
         kept = data.filter(pc.invert(matches))
         target = f"{self.data_directory(f.partition)}/part-{uuid.uuid4().hex}-lh-delete.parquet"
-        out_fs, out_inner = split_location(target, self.ctx)
+        self._write_rows(kept, target)
         try:
-            if not StorageContext.is_s3(target):
-                out_fs.create_dir(out_inner.rsplit("/", 1)[0], recursive=True)
-            with out_fs.open_output_stream(out_inner) as out:
-                pq.write_table(kept, out, compression="zstd", write_statistics=True)
             stats_json = _parquet_stats(target, self.ctx, self._stats_columns())
         except (OSError, pa.ArrowException) as e:
             self._discard([target])
-            raise StorageError(f"delete from {self.name}: cannot write {target}: {e}") from e
+            raise StorageError(f"delete from {self.name}: cannot read the statistics of {target}: {e}") from e
         try:
             self._verify_delete(
                 verifier, f.path, target, stored, pc.indices_nonzero(matches), schema, partition_columns

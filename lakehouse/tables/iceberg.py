@@ -1338,11 +1338,8 @@ class IcebergAdapter(LakehouseTable):
         file that keeps some, the file written without them, verified against the input (removed again when
         that fails)."""
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
         from pyiceberg.expressions import AlwaysTrue
         from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
-
-        from lakehouse.storage import split_location
 
         f = task.file
         source = _plain_location(f.file_path)
@@ -1376,15 +1373,7 @@ class IcebergAdapter(LakehouseTable):
             return _FileDelete(deleted)
         kept = data.filter(pc.invert(matches))
         target = f"{self.data_directory(self._human_partition(f))}/{uuid.uuid4().hex}-lh-delete.parquet"
-        filesystem, inner = split_location(target, self.ctx)
-        try:
-            if not StorageContext.is_s3(target):
-                filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
-            with filesystem.open_output_stream(inner) as out:
-                pq.write_table(kept, out, compression="zstd", write_statistics=True)
-        except (OSError, pa.ArrowException) as e:
-            self._discard([target])
-            raise StorageError(f"delete from {self.name}: cannot write {target}: {e}") from e
+        self._write_rows(kept, target)
         try:
             # the file's positions of the rows matched (its rows less those deleted before, in order)
             positions = pc.indices_nonzero(matches)
