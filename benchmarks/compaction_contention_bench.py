@@ -3,7 +3,9 @@
 For each writer commit interval, on a fresh local table (day partitions): a writer process appends a small batch
 every interval seconds (at once when its previous append took longer: the achieved interval is reported), and
 this process runs ``optimize`` in a loop beside it for ``--seconds``. A rewrite is one partition's rewrite and
-commit; it lands, or is aborted (a conflict, or the job's ``commit_timeout`` spent). Reported per interval:
+commit (the job runs with ``commit_interval=0``: each partition commits on its own, the harder case; by default
+a job's partitions share a commit); it lands, or is aborted (a conflict, or the job's ``commit_timeout``
+spent). Reported per interval:
 
 - rewrites landed / attempted, all while the writer ran;
 - wasted bytes rewritten: the input bytes of rewrites that did not land (read and rewritten for nothing);
@@ -89,7 +91,7 @@ def run_one(fmt: str, interval: float, seconds: float) -> dict[str, Any]:
 
     root = tempfile.mkdtemp(prefix="lh-contention-")
     schema = parse_schema("id:int64 not null, ts:timestamp not null, country:string, amount:float64, note:string")
-    options = CompactionOptions(target_file_size=64 * 1024 * 1024)
+    options = CompactionOptions(target_file_size=64 * 1024 * 1024, commit_interval=0)
     with Lakehouse(load_settings(config_file=False, warehouse=root)) as lh:
         table = lh.create_table("b.events", schema=schema, format=fmt, partitioning=parse_partitioning("day(ts)"))
         seeded: list[int] = []

@@ -57,6 +57,12 @@ def optimize(
             "commit_timeout setting, 2m); then the partitions left are aborted and their files deleted."
         ),
     ] = None,
+    commit_interval: Annotated[
+        str,
+        typer.Option(
+            help="Partitions rewritten within this long share one commit, e.g. 30s (0s: each commits on its own)."
+        ),
+    ] = "30s",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print the plan.")] = False,
     engine: EngineOpt = "local",
     spark_master: SparkMasterOpt = None,
@@ -66,8 +72,10 @@ def optimize(
 
     The plan shows, per partition, the input files and bytes, the expected output files and why it was or
     was not picked. Rows are never added or lost: rows in equal rows out, checked after every commit.
-    Each partition commits on its own (Iceberg: a replace snapshot; Delta: dataChange=false); one that loses its
-    commit race to a writer is rebased onto its commits, never rewritten, for up to --commit-timeout (local engine).
+    Each partition's rewrite is verified value for value before anything commits; the partitions rewritten within
+    --commit-interval share one commit (Iceberg: a replace snapshot; Delta: dataChange=false), and a conflict in
+    a shared commit commits them one by one, so it aborts only the partition it concerns. A commit that loses
+    its race to a writer is rebased onto its commits, never rewritten, for up to --commit-timeout (local engine).
     With --engine spark the same plan runs on Spark (Iceberg: RewriteDataFiles bin-pack / Z-order over the
     picked partitions, then rewrite_manifests; Delta: delta-spark OPTIMIZE [ZORDER BY]).
     """
@@ -82,6 +90,7 @@ def optimize(
         memory_budget=parse_size(memory),
         zorder=tuple(c.strip() for c in (zorder or "").split(",") if c.strip()),
         curve=curve,
+        commit_interval=parse_duration(commit_interval).total_seconds(),
     )
     with _lh(ctx) as lh:
         which = _engine(lh, engine, spark_master)

@@ -341,6 +341,17 @@ def _is_job_commit(snap: Any, job: int) -> bool:
     return isinstance(meta, dict) and meta.get("lakehouse.job") == str(job)
 
 
+@dataclass
+class _Rewritten:
+    """A partition rewritten and verified, waiting for its commit."""
+
+    part: PartitionPlan
+    result: PartitionResult
+    out_dir: str
+    written: list[str]
+    rows: int
+
+
 def _rewrite_job(
     lh: Workspace,
     table: LakehouseTable,
@@ -351,95 +362,144 @@ def _rewrite_job(
     *,
     commit_timeout: float,
 ) -> None:
-    """Rewrite and commit the picked partitions one by one, appending each one's result to ``results`` as it is
-    done (so a failure still reports what committed before it).
+    """Rewrite the picked partitions one by one and commit them in groups, appending each one's result to
+    ``results`` as it is done (so a failure still reports what committed before it).
 
-    Each partition is a file group of its own, validated and committed on its own (partial progress, like
-    Iceberg's ``partial-progress.enabled``): a conflict in one partition (a concurrent commit removed one of its
-    inputs or deleted rows in them) aborts that partition only. A commit that loses its race to concurrent
-    appends rebases onto them without rewriting anything (see ``replace_files``); the job's commits together
-    wait at most ``commit_timeout`` seconds for concurrent writers, after which the partition being committed and
-    those not rewritten yet are aborted, saying why. An aborted partition's new files are deleted."""
+    Each partition is rewritten and verified on its own. The partitions rewritten within ``options.
+    commit_interval`` seconds share one commit (delta-rs's ``min_commit_interval``; Iceberg's partial progress
+    commits file groups alike): a job of many small partitions commits once, a long one every interval, so a
+    job killed half-way loses at most an interval of work and leaves the table as its last commit left it. A
+    conflict in a shared commit (a concurrent commit removed one of its inputs or deleted rows in them) commits
+    its partitions one by one, so the conflict aborts only the partition it concerns. A commit that loses its race
+    to concurrent appends rebases onto them without rewriting anything (see ``replace_files``); the job's commits
+    together wait at most ``commit_timeout`` seconds for concurrent writers, after which the partitions being
+    committed and those not rewritten yet are aborted, saying why. An aborted partition's new files are deleted."""
     from lakehouse.maintenance.planner import partition_key
 
     props = _commit_properties(options, job)
     waited = 0.0
     gave_up: str | None = None
     columns = table.file_columns()  # Delta keeps partition values in its log only
-    with rewrite_connection(lh, options) as con:  # one database for every partition of the job
-        for part in parts:
-            in_rows = sum(f.row_count for f in part.inputs)
-            pr = PartitionResult(
-                part.partition,
-                files_before=len(part.files),
-                bytes_before=sum(f.size_bytes for f in part.files),
-                rows_in=in_rows,
+    pending: list[_Rewritten] = []
+    opened = 0.0  # when the first rewrite of the pending group was done
+
+    def abort(group: Sequence[_Rewritten], error: str) -> None:
+        for g in group:
+            g.result.bytes_discarded = sum(f.size for f in list_files(g.out_dir, lh.ctx)) if g.written else 0
+            delete_tree(g.out_dir, lh.ctx)  # referenced by no version: remove now
+            g.result.status, g.result.error = "aborted", error
+
+    def commit(group: Sequence[_Rewritten]) -> None:
+        nonlocal waited, gave_up
+        if not group:
+            return
+        try:
+            landed = table.replace_files(
+                remove=[f.path for g in group for f in g.part.inputs],
+                add=[w for g in group for w in g.written],
+                properties=props,
+                partitions={w: dict(g.part.partition) for g in group for w in g.written},
+                timeout=max(0.0, commit_timeout - waited),
             )
-            results.append(pr)
-            if gave_up is not None:
-                pr.status, pr.error = "aborted", f"not rewritten: {gave_up}"
-                continue
-            bpr = sum(f.size_bytes for f in part.inputs) / in_rows if in_rows else 0.0
-            out_dir = f"{table.data_directory(part.partition)}/lh-{job}-{uuid.uuid4().hex[:8]}"
-            written: list[str] = []
-            try:
-                written = rewrite_files(
-                    lh,
-                    table,
-                    [f.path for f in part.inputs],
-                    out_dir,
-                    options,
-                    bytes_per_row=bpr,
-                    columns=columns,
-                    expected_rows=in_rows,
-                    con=con,
-                    check=False,  # optimize checked the protocol before the job started
+        except CommitConflictError as e:  # nothing committed: a conflict here, or the job's wait is spent
+            if len(group) > 1 and not isinstance(e, CommitTimeoutError):
+                for g in group:  # the conflict concerns some of them: each on its own
+                    commit([g])
+                return
+            abort(group, str(e))
+            if isinstance(e, CommitTimeoutError):
+                waited = commit_timeout
+                gave_up = (
+                    f"the job gave up after its commits waited {commit_timeout:g} s for concurrent writers "
+                    "(the commit_timeout setting)"
                 )
-                rows_written = _parquet_rows(written, lh.ctx)
-                if rows_written != in_rows:  # checked before anything is committed
-                    raise StorageError(f"rewrite of {table.name} {part.partition} produced a different row count")
-                commit = table.replace_files(
-                    remove=[f.path for f in part.inputs],
-                    add=written,
-                    properties=props,
-                    partitions={w: dict(part.partition) for w in written},
-                    timeout=max(0.0, commit_timeout - waited),
-                )
-            except CommitConflictError as e:  # nothing committed: a conflict here, or the job's wait is spent
-                pr.bytes_discarded = sum(f.size for f in list_files(out_dir, lh.ctx)) if written else 0
-                delete_tree(out_dir, lh.ctx)  # referenced by no version: remove now
-                pr.status, pr.error = "aborted", str(e)
-                if isinstance(e, CommitTimeoutError):
-                    waited = commit_timeout
-                    gave_up = (
-                        f"the job gave up after its commits waited {commit_timeout:g} s for concurrent writers "
-                        "(the commit_timeout setting)"
-                    )
-                continue
-            except CommitOutcomeUnknownError:
-                pr.status, pr.error = "unknown", "the commit failed and whether it landed cannot be told"
-                raise  # the files may be referenced: `lakehouse orphans` removes them if it did not land
-            except BaseException as e:
-                delete_tree(out_dir, lh.ctx)
-                pr.status, pr.error = "failed", str(e) or type(e).__name__
-                raise
-            waited += commit.waited_seconds
-            # as the commit left the partition: a writer may rewrite it since
-            now = [f for f in table.files(as_of=commit.version) if partition_key(f.partition) == part.key]
-            ours = set(written)
+            return
+        except CommitOutcomeUnknownError:
+            for g in group:
+                g.result.status, g.result.error = "unknown", "the commit failed and whether it landed cannot be told"
+            raise  # the files may be referenced: `lakehouse orphans` removes them if it did not land
+        except BaseException as e:
+            for g in group:
+                delete_tree(g.out_dir, lh.ctx)
+                g.result.status, g.result.error = "failed", str(e) or type(e).__name__
+            raise
+        waited += landed.waited_seconds
+        # as the commit left the partitions: a writer may rewrite them since
+        now: dict[str, list[Any]] = {}
+        for f in table.files(as_of=landed.version):
+            now.setdefault(partition_key(f.partition), []).append(f)
+        for g in group:
+            pr, part = g.result, g.part
+            ours = set(g.written)
             before_paths = {f.path for f in part.files}
-            mine = [f for f in now if f.path in ours or f.path in before_paths]
+            here = now.get(part.key, [])
+            mine = [f for f in here if f.path in ours or f.path in before_paths]
+            pr.status = "committed"
             pr.files_after = len(mine)
             pr.bytes_after = sum(f.size_bytes for f in mine)
             # what the verified files hold: the table's own statistics may lack row counts (older writers)
-            pr.rows_out = rows_written
-            pr.version = commit.version
-            pr.commit_attempts = commit.attempts
-            pr.commit_wait_seconds = commit.waited_seconds
+            pr.rows_out = g.rows
+            pr.version = landed.version
+            pr.commit_attempts = landed.attempts
+            pr.commit_wait_seconds = landed.waited_seconds
             if options.zorder:  # the new run, and the clustered files an incremental run kept beside it
                 inputs = {f.path for f in part.inputs}
-                kept = {f.path for f in part.files if f.path not in inputs and f.path in {g.path for g in now}}
+                live = {f.path for f in here}
+                kept = {f.path for f in part.files if f.path not in inputs and f.path in live}
                 lh.catalog.set_layout(table.name, part.key, layout_name(options), sorted(ours | kept))
+
+    with rewrite_connection(lh, options) as con:  # one database for every partition of the job
+        try:
+            for part in parts:
+                in_rows = sum(f.row_count for f in part.inputs)
+                pr = PartitionResult(
+                    part.partition,
+                    files_before=len(part.files),
+                    bytes_before=sum(f.size_bytes for f in part.files),
+                    rows_in=in_rows,
+                    status="pending",
+                )
+                results.append(pr)
+                if gave_up is not None:
+                    pr.status, pr.error = "aborted", f"not rewritten: {gave_up}"
+                    continue
+                bpr = sum(f.size_bytes for f in part.inputs) / in_rows if in_rows else 0.0
+                out_dir = f"{table.data_directory(part.partition)}/lh-{job}-{uuid.uuid4().hex[:8]}"
+                try:
+                    written = rewrite_files(
+                        lh,
+                        table,
+                        [f.path for f in part.inputs],
+                        out_dir,
+                        options,
+                        bytes_per_row=bpr,
+                        columns=columns,
+                        expected_rows=in_rows,
+                        con=con,
+                        check=False,  # optimize checked the protocol before the job started
+                    )
+                    rows_written = _parquet_rows(written, lh.ctx)
+                    if rows_written != in_rows:  # checked before anything is committed
+                        raise StorageError(f"rewrite of {table.name} {part.partition} produced a different row count")
+                except BaseException as e:
+                    delete_tree(out_dir, lh.ctx)
+                    pr.status, pr.error = "failed", str(e) or type(e).__name__
+                    raise
+                if not pending:
+                    opened = time.monotonic()
+                pending.append(_Rewritten(part, pr, out_dir, written, rows_written))
+                if time.monotonic() - opened >= options.commit_interval:
+                    group, pending = pending, []
+                    commit(group)
+        except BaseException:
+            # what was rewritten and verified before the failure still commits (a failed commit leaves the
+            # error that stopped the job as the one reported)
+            group, pending = pending, []
+            with contextlib.suppress(Exception):
+                commit(group)
+            raise
+        group, pending = pending, []
+        commit(group)
 
 
 @contextlib.contextmanager
@@ -506,7 +566,7 @@ def rewrite_files(
             names = logical
             # a format that keeps some of a file's rows or values beside it (Iceberg: position deletes, identity
             # partition values kept in metadata only, files without field ids) reads its files itself
-            own = table.rewrite_source(con, [_duck_path(p) for p in inputs], names)
+            own = table.rewrite_source(con, [_duck_path(p) for p in inputs], names, located=drop_rows is not None)
             parts = []
             for paths, select in layout.groups if own is None else [([], {})]:
                 # the columns come from the files themselves, never from directory names (hive_partitioning

@@ -37,6 +37,8 @@ class CompactionOptions:
     row_group_rows: int = 131_072
     compression_level: int | None = None
     """zstd level of rewritten files (None: DuckDB's default, 3); tiering rewrites cold data harder."""
+    commit_interval: float = 30.0
+    """Seconds: the partitions a job rewrites within this long share one commit (0: each commits on its own)."""
 
     def __post_init__(self) -> None:
         if self.target_file_size < 1024:
@@ -47,6 +49,8 @@ class CompactionOptions:
             raise InvalidInputError("minimum input files must be at least 1")
         if self.curve not in ("hilbert", "morton"):
             raise InvalidInputError(f"unknown clustering curve {self.curve!r}", hint="use hilbert or morton")
+        if self.commit_interval < 0:
+            raise InvalidInputError("the commit interval cannot be negative")
 
     @property
     def small_threshold(self) -> int:

@@ -698,11 +698,13 @@ class LakehouseTable(ABC):
         """What lakehouse cannot do with this table and why (printed as warnings when it is registered)."""
         return []
 
-    def rewrite_source(self, con: Any, paths: Sequence[str], columns: Sequence[str]) -> str | None:
+    def rewrite_source(
+        self, con: Any, paths: Sequence[str], columns: Sequence[str], *, located: bool = True
+    ) -> str | None:
         """A DuckDB relation (SQL, on ``con``) of exactly the live rows of the data files ``paths`` of the current
-        version, with ``columns`` under the table's names and declared types, plus ``filename`` (the path as
-        given) and ``file_row_number``; for formats whose files cannot be read by column name alone (Iceberg:
-        field ids, partition values kept in metadata, position deletes). None: read the files by name."""
+        version, with ``columns`` under the table's names and declared types, plus, when ``located``, ``filename``
+        (the path as given) and ``file_row_number``; for formats whose files cannot be read by column name alone
+        (Iceberg: field ids, partition values kept in metadata, position deletes). None: read the files by name."""
         return None
 
     def written_source(self, con: Any, paths: Sequence[str], columns: Sequence[str]) -> str | None:

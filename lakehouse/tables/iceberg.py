@@ -126,6 +126,66 @@ EQUALITY_DELETES_HINT = (
 _POS_DELETE_FILE_PATH, _POS_DELETE_POS = "file_path", "pos"  # the columns of a position delete file (spec)
 
 
+class _EntryCache:
+    """Manifest entries read, by manifest path: a manifest file is immutable and its path unique, so a job reads
+    each one once however often it plans, validates and commits (pyiceberg caches the ``ManifestFile`` records of
+    manifest lists, not their entries). Bounded by the number of entries held (least recently used evicted)."""
+
+    LIMIT = 50_000
+
+    def __init__(self) -> None:
+        from collections import OrderedDict
+
+        self._lock = threading.Lock()
+        self._held: OrderedDict[tuple[str, bool], list[Any]] = OrderedDict()
+        self._size = 0
+
+    def get(self, key: tuple[str, bool], read: Callable[[], list[Any]]) -> list[Any]:
+        with self._lock:
+            hit = self._held.get(key)
+            if hit is not None:
+                self._held.move_to_end(key)
+                return list(hit)  # callers may change their list, never the cached one
+        entries = read()
+        if len(entries) <= self.LIMIT // 4:
+            with self._lock:
+                if key not in self._held:
+                    self._held[key] = list(entries)
+                    self._size += len(entries)
+                while self._size > self.LIMIT and self._held:
+                    _, old = self._held.popitem(last=False)
+                    self._size -= len(old)
+        return entries
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+            self._size = 0
+
+
+_ENTRIES = _EntryCache()
+
+
+def _cache_manifest_entries() -> None:
+    """Route every read of a manifest's entries (pyiceberg's planning threads, its snapshot producers, ours)
+    through :data:`_ENTRIES`. Entries are read-only after reading: pyiceberg's writers copy them."""
+    from pyiceberg.manifest import ManifestFile
+
+    read = ManifestFile.fetch_manifest_entry
+    if getattr(read, "_lakehouse_cached", False):
+        return
+
+    @functools.wraps(read)
+    def fetch_manifest_entry(self: Any, io: Any, discard_deleted: bool = True) -> list[Any]:
+        return _ENTRIES.get((self.manifest_path, discard_deleted), lambda: read(self, io, discard_deleted))
+
+    fetch_manifest_entry._lakehouse_cached = True  # type: ignore[attr-defined]
+    ManifestFile.fetch_manifest_entry = fetch_manifest_entry  # type: ignore[method-assign]
+
+
+_cache_manifest_entries()
+
+
 _OUTSIDE: dict[tuple[str, int | None], tuple[str, ...]] = {}
 """(metadata file, snapshot id) -> directories outside the table location its files live in."""
 
@@ -710,7 +770,7 @@ class IcebergAdapter(LakehouseTable):
             _OUTSIDE[snap_key] = tuple(self._outside_directories(self._plan())) if snap_key[1] is not None else ()
         return out + list(_OUTSIDE[snap_key])
 
-    def rewrite_source(self, con: Any, paths: Sequence[str], columns: Sequence[str]) -> str:
+    def rewrite_source(self, con: Any, paths: Sequence[str], columns: Sequence[str], *, located: bool = True) -> str:
         """Files are read by field id (nested fields too, as :func:`lakehouse.maintenance.compaction.file_layout`
         matches them), files without ids through the table's name mapping (``schema.name-mapping.default``,
         else by name); a column an identity partition keeps only in metadata (``add_files`` of Hive-style
@@ -729,14 +789,16 @@ class IcebergAdapter(LakehouseTable):
             files.append((given, task))
             self._applied[_plain_location(given)] = _position_deletes(task)
             self._read_plans[_plain_location(given)] = plan
-        return self._file_relation(con, files, columns)
+        return self._file_relation(con, files, columns, located=located)
 
     def written_source(self, con: Any, paths: Sequence[str], columns: Sequence[str]) -> str:
         """Files a rewrite wrote are read back by field id, like the files they replace (a rewrite that copies
         a file's columns keeps the names its writer gave nested fields, and their ids)."""
         return self._file_relation(con, [(p, None) for p in paths], columns)
 
-    def _file_relation(self, con: Any, files: Sequence[tuple[str, Any]], columns: Sequence[str]) -> str:
+    def _file_relation(
+        self, con: Any, files: Sequence[tuple[str, Any]], columns: Sequence[str], *, located: bool = True
+    ) -> str:
         """The relation of :meth:`rewrite_source` over ``files``: (path as given, its scan task), the task None for
         a file not in the table yet (no deletes, no partition values kept in metadata)."""
         from lakehouse.duck import duck_type
@@ -749,6 +811,10 @@ class IcebergAdapter(LakehouseTable):
         groups: dict[str, tuple[list[str], list[str]]] = {}
         deleted_files: list[str] = []
         deleted_pos: list[int] = []
+        deleted = {given: self._deleted_positions(task) if task else set() for given, task in files}
+        # a row's file and position when asked, or where position deletes apply (a file name per row costs about
+        # as much to read as a column)
+        where = ["filename", "file_row_number"] if located or any(deleted.values()) else []
         for given, task in files:
             duck = _duck_path(given)
             stored = _parquet_schema(self._table.io, str(task.file.file_path) if task else _location_uri(given))
@@ -771,15 +837,17 @@ class IcebergAdapter(LakehouseTable):
                 if not pa.types.is_nested(arrow_field.type):
                     value = f"CAST({value} AS {t})"  # widened since the file was written (int -> long, ...)
                 exprs.append(f"{value} AS {_ident(arrow_field.name)}")
-            select = ", ".join([*exprs, "filename", "file_row_number"])
+            select = ", ".join([*exprs, *where])
             groups.setdefault(select, ([], exprs))[0].append(duck)
-            positions = self._deleted_positions(task) if task else set()
+            positions = deleted[given]
             deleted_files.extend([duck] * len(positions))
             deleted_pos.extend(sorted(positions))
         parts = []
         for select, (paths, _) in groups.items():
             files_sql = "[" + ", ".join(_sql_str(f) for f in paths) + "]"
-            options = "hive_partitioning = false, union_by_name = true, filename = true, file_row_number = true"
+            options = "hive_partitioning = false, union_by_name = true" + (
+                ", filename = true, file_row_number = true" if where else ""
+            )
             parts.append(f"SELECT {select} FROM read_parquet({files_sql}, {options})")
         relation = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
         if deleted_files:

@@ -236,14 +236,14 @@ def test_retention_tiering_cost_and_policy_commands(tmp_path: Path) -> None:
     assert plan["dry_run"] and plan["files_to_delete"] > 0 and plan["files_deleted"] == 0
     assert all(Path(f["path"]).exists() for f in plan["files"])
     human = run("-w", wh, "vacuum", "r.ev", "--retain", "0s").stdout
-    # the 3 appends, and the compaction's commits but its last (one per partition)
-    assert "dry run: nothing deleted" in human and "versions that stop being readable: 1-5" in human
+    # the 3 appends; the compaction's partitions share one commit, the current version
+    assert "dry run: nothing deleted" in human and "versions that stop being readable: 1-3" in human
     done = run_json("-w", wh, "vacuum", "r.ev", "--retain", "0s", "--apply")
     assert done["files_deleted"] == plan["files_to_delete"] and not any(Path(f["path"]).exists() for f in plan["files"])
     proc = run("-w", wh, "query", "SELECT count(*) FROM r.ev AT (VERSION => 1)", ok=False)
     assert proc.returncode == 1 and "removed by retention" in proc.stderr and len(proc.stderr.splitlines()) == 1
     history = run_json("-w", wh, "table", "history", "r.ev")
-    assert [h["expired"] for h in history] == [True] * 5 + [False], "expired versions listed (from the catalog), marked"
+    assert [h["expired"] for h in history] == [True] * 3 + [False], "expired versions listed (from the catalog), marked"
     # orphans: the stray file is new, so the default age (3d) keeps it
     assert run_json("-w", wh, "orphans", "r.ev")["young_unreferenced"] == 1
     gone = run_json("-w", wh, "orphans", "r.ev", "--older-than", "0s", "--apply")

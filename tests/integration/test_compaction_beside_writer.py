@@ -36,6 +36,8 @@ from tests.conftest import EVENTS, FORMATS, events
 pytestmark = pytest.mark.slow
 
 OPTIONS = CompactionOptions(target_file_size=64 * 1024 * 1024)
+PER_PARTITION = CompactionOptions(target_file_size=64 * 1024 * 1024, commit_interval=0)
+"""Every partition commits on its own: what happens to one partition's commit, partition by partition."""
 SECONDS = float(os.environ.get("LAKEHOUSE_TEST_CONTENTION_SECONDS", "12"))
 
 
@@ -209,7 +211,7 @@ def test_a_rewrite_that_loses_rebases_onto_the_winners_without_rewriting(
 
     monkeypatch.setattr(compaction, "rewrite_files", counted)
     races = _LosingRaces(lh, monkeypatch, fmt, losses=4)
-    result = optimize(lh, "c.events", OPTIONS)
+    result = optimize(lh, "c.events", PER_PARTITION)
     assert [p.status for p in result.partitions] == ["committed"] * 3, result.as_dict()
     assert races.lost == 4
     assert result.partitions[0].commit_attempts == 5, "each lost attempt was retried on the new head"
@@ -228,7 +230,7 @@ def test_a_rewrite_gives_up_after_the_commit_timeout_and_leaves_nothing(
     _, ids = _table(lh, fmt)
     races = _LosingRaces(lh, monkeypatch, fmt, losses=float("inf"))
     started = time.monotonic()
-    result = optimize(lh, "c.events", OPTIONS)
+    result = optimize(lh, "c.events", PER_PARTITION)
     took = time.monotonic() - started
     assert races.lost >= 3 and took < 30
     first, *rest = result.partitions
@@ -266,7 +268,7 @@ def test_a_conflict_in_one_partition_aborts_only_that_partition(
         return original(self, **kw)
 
     monkeypatch.setattr(cls, "replace_files", replace_files)
-    result = optimize(lh, "c.events", OPTIONS)
+    result = optimize(lh, "c.events", PER_PARTITION)
     assert [p.status for p in result.partitions] == ["committed", "aborted", "committed"], result.as_dict()
     aborted = result.partitions[1]
     assert re.search("concurrent|another commit", aborted.error or "") and aborted.bytes_discarded > 0
@@ -292,7 +294,7 @@ def test_optimize_cli_commit_timeout(local_lh: Callable[..., Lakehouse], monkeyp
     bad = runner.invoke(app, ["-w", wh, "optimize", "c.events", "--commit-timeout", "soon"])
     assert "invalid duration 'soon'" in str(bad.exception), bad.output
     races = _LosingRaces(lh, monkeypatch, "iceberg", losses=float("inf"))
-    done = runner.invoke(app, ["-w", wh, "optimize", "c.events", "--commit-timeout", "0.5s"])
+    done = runner.invoke(app, ["-w", wh, "optimize", "c.events", "--commit-timeout", "0.5s", "--commit-interval", "0s"])
     assert done.exit_code == 0, done.output
     # the first partition's own wait: at least the timeout, then the loss that ends it (0.5-0.6 s and more on a
     # loaded machine); the partitions after it are not tried
@@ -326,9 +328,71 @@ def test_a_failure_after_some_partitions_committed_is_recorded_as_it_is(
 
     monkeypatch.setattr(compaction, "rewrite_files", failing_second)
     with pytest.raises(StorageError, match="simulated"):
-        optimize(lh, "c.events", OPTIONS)
+        optimize(lh, "c.events", PER_PARTITION)
     job = next(j for j in lh.jobs("c.events") if j.kind == "optimize")
     assert job.state == "failed" and "after 1 partition(s) committed, the last as version" in (job.error or "")
     assert [p["status"] for p in job.metrics["partitions"]] == ["committed", "failed"]
     assert job.metrics["version"] == lh.table("c.events").snapshot().version
     assert _ids(lh) == collections.Counter(ids) and _unreferenced(lh) == []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_partitions_rewritten_within_the_commit_interval_share_one_commit(
+    local_lh: Callable[..., Lakehouse], fmt: str
+) -> None:
+    lh = local_lh()
+    _, ids = _table(lh, fmt)
+    before = len(lh.table("c.events").snapshots())
+    result = optimize(lh, "c.events", OPTIONS)
+    assert [p.status for p in result.partitions] == ["committed"] * 3, result.as_dict()
+    assert len({p.version for p in result.partitions}) == 1 and result.version == result.partitions[0].version
+    assert len(lh.table("c.events").snapshots()) == before + 1, "one commit for the three partitions"
+    assert [p.files_after for p in result.partitions] == [1, 1, 1]
+    assert sum(p.rows_out for p in result.partitions) == len(ids)
+    assert _ids(lh) == collections.Counter(ids) and _unreferenced(lh) == []
+    if fmt == "iceberg":
+        assert [s.operation for s in _rewrite_commits(lh)] == ["replace"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_conflict_in_a_shared_commit_aborts_only_its_partition(
+    local_lh: Callable[..., Lakehouse], fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared commit conflicts (a concurrent delete in the second partition): its partitions commit one by
+    one, the second aborts, the others land, each rewritten once."""
+    lh = local_lh()
+    table, ids = _table(lh, fmt)
+    day_of = {f.path: f.partition["ts_day"] for f in table.files()}
+    other = lh.table("c.events")
+    cls = type(table)
+    original = cls.replace_files
+    calls: list[dict[str, Any]] = []
+    rewrites: list[Any] = []
+    original_rewrite = compaction.rewrite_files
+
+    def counted(*a: Any, **kw: Any) -> list[str]:
+        rewrites.append(a[2])
+        return original_rewrite(*a, **kw)
+
+    def replace_files(self: Any, **kw: Any) -> Any:
+        calls.append(kw)
+        if len(calls) == 1:  # the shared commit: a concurrent delete takes a row of the second partition first
+            days = sorted({str(day_of[p]) for p in kw["remove"]})
+            day = dt.date.fromisoformat(days[1])
+            rows = other.scan(filter=f"ts >= '{day}' AND ts < '{day + dt.timedelta(days=1)}'", columns=["id"])
+            victim = rows.column("id")[0].as_py()
+            other.delete_rows(f"id = {victim}")
+            ids.remove(victim)
+        return original(self, **kw)
+
+    monkeypatch.setattr(compaction, "rewrite_files", counted)
+    monkeypatch.setattr(cls, "replace_files", replace_files)
+    result = optimize(lh, "c.events", OPTIONS)
+    assert [p.status for p in result.partitions] == ["committed", "aborted", "committed"], result.as_dict()
+    assert len(calls) == 4, "the shared commit, then each partition on its own"
+    assert len(rewrites) == 3, "nothing rewritten twice"
+    assert re.search("concurrent|another commit", result.partitions[1].error or "")
+    assert result.partitions[1].bytes_discarded > 0
+    assert _ids(lh) == collections.Counter(ids)
+    assert _unreferenced(lh) == []
+
