@@ -73,6 +73,8 @@ KEY_METADATA = "lakehouse.key"
 REDACTED = "[REDACTED]"
 _PREDICATE_OPERATIONS = frozenset({"DELETE", "UPDATE"})
 GENERATION = "delta.generationExpression"
+APPEND_ATTEMPTS = 5
+"""Appends retried from the latest version after a conflict delta-rs's own retries did not resolve."""
 MAX_COMMIT_RETRIES = 15
 
 _EXPRESSIONS = {
@@ -767,19 +769,28 @@ class DeltaAdapter(LakehouseTable):
         txns = [Transaction(app_id=source, version=int(position)) for source, position in checkpoints.items()]
         self._check_nanoseconds(data)
         data = self._generated_to_compute(data)
-        try:
-            write_deltalake(
-                self._dt,
-                data,
-                mode="append",
-                commit_properties=CommitProperties(
-                    custom_metadata=properties or None,
-                    max_commit_retries=MAX_COMMIT_RETRIES,
-                    app_transactions=txns or None,
-                ),
-            )
-        except (DeltaError, OSError) as e:
-            raise _translate(e, f"append to {self.name} failed") from e
+        for attempt in range(APPEND_ATTEMPTS):
+            # from the table's latest version: delta-rs's conflict check fails a blind append whose read version
+            # is older than a commit that removed files (a handle opened before another handle's delete)
+            self._refresh()
+            try:
+                write_deltalake(
+                    self._dt,
+                    data,
+                    mode="append",
+                    commit_properties=CommitProperties(
+                        custom_metadata=properties or None,
+                        max_commit_retries=MAX_COMMIT_RETRIES,
+                        app_transactions=txns or None,
+                    ),
+                )
+                break
+            except (DeltaError, OSError) as e:
+                error = _translate(e, f"append to {self.name} failed")
+                # an append reads nothing: a conflict only says another commit landed first; again on its version
+                if isinstance(error, CommitConflictError) and attempt + 1 < APPEND_ATTEMPTS:
+                    continue
+                raise error from e
         self._refresh()
         metrics = self._history(1)[0].get("operationMetrics", {})
         return CommitResult(

@@ -396,3 +396,21 @@ def test_a_conflict_in_a_shared_commit_aborts_only_its_partition(
     assert _ids(lh) == collections.Counter(ids)
     assert _unreferenced(lh) == []
 
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_handle_opened_before_a_delete_and_a_compaction_still_appends(
+    local_lh: Callable[..., Lakehouse], fmt: str
+) -> None:
+    """A long-lived writer's table handle, opened before another handle deleted rows and compacted (removing
+    files): its next append lands on the latest version, nothing lost. (delta-rs failed such an append, from the
+    handle's old read version, as "a concurrent transaction deleted data this operation read", for good.)"""
+    lh = local_lh()
+    writer, ids = _table(lh, fmt)
+    other = lh.table("c.events")
+    victim = ids[0]
+    other.delete_rows(f"id = {victim}")
+    ids.remove(victim)
+    assert optimize(lh, "c.events", OPTIONS).partitions
+    batch = events(900_000, 7)
+    writer.append(batch)
+    assert _ids(lh) == collections.Counter(ids + batch.column("id").to_pylist())
