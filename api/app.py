@@ -318,7 +318,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
         info = table_summary(base, name, predicate)
         try:
-            cost = table_cost(base, name).as_dict()
+            cost = table_cost(base, name, bill=False).as_dict()
             info["tiers"] = cost["tiers"]
         except LakehouseError as e:  # a table without a time column still has a detail page
             info["tiers"] = {"error": e.message}
@@ -328,8 +328,9 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
     def table_storage(name: TableParam, p: Caller) -> dict[str, Any]:
         """Storage reconciliation and cost: every byte under the table location as the current version's data,
         data older readable versions need, expired versions' data still there, metadata, or unaccounted (with
-        what is removable now), and the monthly cost per tier. One listing of the location; the metadata of
-        every readable version is read."""
+        what is removable now), and the monthly cost per tier, the requests and retrievals of the last 30 days'
+        jobs and the next 12 months projected against no maintenance (as ``lakehouse cost --json``). One listing
+        of the location; the metadata of every readable version is read."""
         from lakehouse.maintenance.reconcile import reconcile
         from lakehouse.maintenance.tiering import table_cost
 

@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from lakehouse.errors import ConfigError
+from lakehouse.pricing import STORAGE, Prices, prices_from
 
 DEFAULT_CONFIG_FILE = "lakehouse.toml"
 _config_file: ContextVar[Path | None] = ContextVar("lakehouse_config_file", default=None)
@@ -99,35 +100,58 @@ class QuerySettings(BaseModel):
     max_result_bytes: str = Field(default="256MB", description="Largest answer an isolated query may send back.")
 
 
-DEFAULT_PRICES = {
-    # USD per GB-month, AWS S3 us-east-1 list prices (first 50 TB), for the cost report
-    "STANDARD": 0.023,
-    "INTELLIGENT_TIERING": 0.023,
-    "STANDARD_IA": 0.0125,
-    "ONEZONE_IA": 0.01,
-    "GLACIER_IR": 0.004,
-    "GLACIER": 0.0036,
-    "DEEP_ARCHIVE": 0.00099,
-    "REDUCED_REDUNDANCY": 0.024,
-}
+DEFAULT_PRICES = dict(STORAGE)
+"""USD per GB-month, AWS S3 us-east-1 list prices (first 50 TB), for the cost report (:mod:`lakehouse.pricing`)."""
 
 
 class CostSettings(BaseModel):
-    """Prices for ``lakehouse cost``."""
+    """Prices for ``lakehouse cost`` (defaults: AWS S3 us-east-1 list prices, :mod:`lakehouse.pricing`)."""
 
     currency: str = "USD"
     prices: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES),
         description="Price per GB-month by storage class; entries given here replace the defaults one by one.",
     )
+    put_prices: dict[str, float] = Field(
+        default_factory=dict, description="Price per 1,000 PUT/COPY/POST/LIST requests by class (over the defaults)."
+    )
+    get_prices: dict[str, float] = Field(
+        default_factory=dict, description="Price per 1,000 GET/HEAD requests by class (over the defaults)."
+    )
+    retrieval_prices: dict[str, float] = Field(
+        default_factory=dict, description="Price per GB read by class (over the defaults: IA 0.01, Glacier IR 0.03)."
+    )
+    flat_price: float | None = Field(
+        default=None,
+        description="MinIO / on-premises: every byte at this price per GB-month, whatever its class; requests and "
+        "retrievals free.",
+    )
 
-    @field_validator("prices")
+    @field_validator("prices", "put_prices", "get_prices", "retrieval_prices")
     @classmethod
-    def _merge(cls, v: dict[str, float]) -> dict[str, float]:
+    def _merge(cls, v: dict[str, float], info: Any) -> dict[str, float]:
         bad = [k for k, price in v.items() if price < 0]
         if bad:
             raise ValueError(f"negative price for {', '.join(bad)}")
-        return {**DEFAULT_PRICES, **{k.upper(): float(price) for k, price in v.items()}}
+        given = {k.upper(): float(price) for k, price in v.items()}
+        return {**DEFAULT_PRICES, **given} if info.field_name == "prices" else given
+
+    @field_validator("flat_price")
+    @classmethod
+    def _flat(cls, v: float | None) -> float | None:
+        if v is not None and v < 0:
+            raise ValueError("negative flat price")
+        return v
+
+    def price_table(self) -> Prices:
+        """The prices as :class:`lakehouse.pricing.Prices`."""
+        return prices_from(
+            self.prices,
+            flat=self.flat_price,
+            put=self.put_prices,
+            get=self.get_prices,
+            retrieval=self.retrieval_prices,
+        )
 
 
 class GovernanceSettings(BaseModel):

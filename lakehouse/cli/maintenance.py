@@ -338,8 +338,13 @@ def cost(
     json_: JsonOpt = False,
 ) -> None:
     """Storage per tier (every object under the table location: data, old versions, metadata), its monthly cost
-    at the configured prices ([cost.prices], default AWS S3 list prices), the savings against keeping it all
-    hot, and how much smaller the Parquet data is than the same rows as raw JSON.
+    at the configured prices ([cost.prices], default AWS S3 list prices, each object billed at least its class's
+    minimum size; [cost] flat_price for MinIO / on-premises), the savings against keeping it all hot, and how much
+    smaller the Parquet data is than the same rows as raw JSON.
+
+    Then the requests and retrievals of the last 30 days' jobs (estimated from the job records) and the next 12
+    months projected under the table's policies (tiering ages, data expiry, the recent ingest rate) against no
+    maintenance at all (everything STANDARD, nothing expired, the size data was written with).
 
     Then the storage reconciliation: the bytes on storage split into the current version's data, data only
     older readable versions need, data of expired versions still there (vacuum removes it), the format's
@@ -357,6 +362,12 @@ def cost(
         k: round(sum(r[k] for r in reports), 6)
         for k in ("objects", "bytes", "live_data_bytes", "monthly_cost", "all_hot_monthly_cost", "savings")
     }
+    totals["request_cost_30d"] = round(sum(r["activity_30d"].get("request_cost", 0) for r in reports), 6)
+    totals["retrieval_cost_30d"] = round(sum(r["activity_30d"].get("retrieval_cost", 0) for r in reports), 6)
+    totals["projection_12m"] = round(sum(r["projection_12m"].get("total", 0) for r in reports), 6)
+    totals["projection_12m_without_maintenance"] = round(
+        sum(r["projection_12m"].get("total_without_maintenance", 0) for r in reports), 6
+    )
     for kind in ("current", "retained", "expired", "metadata", "unaccounted"):
         totals[f"{kind}_bytes"] = sum(r["storage"][kind]["bytes"] for r in reports)
     totals["reclaimable_bytes"] = sum(r["storage"]["reclaimable_bytes"] for r in reports)
@@ -388,6 +399,20 @@ def cost(
             f"live data); {r['monthly_cost']:.4f} {r['currency']}/month vs {r['all_hot_monthly_cost']:.4f} all hot "
             f"(saves {r['savings_pct']}%); Parquet {ratio}"
         )
+        a = r["activity_30d"]
+        if a.get("jobs"):
+            out.print(
+                f"  last {a['days']} days: {a['jobs']} job(s) read {a['files_read']} and wrote {a['files_written']} "
+                f"file(s): ~{a['gets']:,} GET and ~{a['puts']:,} PUT requests, {a['request_cost']:.4f} "
+                f"{r['currency']}, retrievals {a['retrieval_cost']:.4f} {r['currency']} (estimated from job records)"
+            )
+        p = r["projection_12m"]
+        if p:
+            out.print(
+                f"  next 12 months under its policies: {p['total']:.4f} {r['currency']} vs "
+                f"{p['total_without_maintenance']:.4f} without maintenance (saves {p['saving_pct']}%; new data "
+                f"{_human_bytes(p['daily_bytes'])}/day)"
+            )
     rec = RichTable("table", "on storage", "current", "retained", "expired", "metadata", "unaccounted", "reclaimable")
     for r in reports:
         st = r["storage"]

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lakehouse import clock
 from lakehouse.errors import LakehouseError
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def health(lh: Workspace, name: str, *, check_duplicates: bool = True) -> Health
             )
         )
     window = parse_duration(policy.retention.retain)
-    cutoff = dt.datetime.now(dt.UTC) - window
+    cutoff = clock.now() - window
     expired = table.expired.versions if table.expired else frozenset()
     old = [s for s in snaps if s.timestamp < cutoff and not s.is_current and s.version not in expired]
     result.findings.append(

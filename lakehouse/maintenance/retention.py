@@ -40,7 +40,9 @@ Progress = Callable[[int, int], None]
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    from lakehouse import clock
+
+    return clock.now()
 
 
 def _files_dict(files: Sequence[ObjectInfo]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,9 @@ GB = 1024**3
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    from lakehouse import clock
+
+    return clock.now()
 
 
 def tier_prefix(table: LakehouseTable, tier: str) -> str:
@@ -460,6 +462,10 @@ class TableCost:
     all_hot_monthly_cost: float
     json_bytes_estimate: int | None
     currency: str
+    activity: dict[str, Any] = field(default_factory=dict)
+    """Requests and retrievals of the last 30 days' jobs (:func:`lakehouse.maintenance.bill.activity`)."""
+    projection: dict[str, Any] = field(default_factory=dict)
+    """The next 12 months under the table's policies and without maintenance (:mod:`lakehouse.maintenance.bill`)."""
 
     @property
     def savings(self) -> float:
@@ -498,12 +504,17 @@ class TableCost:
                 }
                 for k, v in self.tiers.items()
             },
+            "activity_30d": self.activity,
+            "projection_12m": self.projection,
         }
 
 
-def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000) -> TableCost:
+def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000, bill: bool = True) -> TableCost:
     """Bytes and objects per tier under a table's location (everything: data, old versions, metadata), what
-    they cost a month at the configured prices, and what keeping all of it hot would cost.
+    they cost a month at the configured prices (:mod:`lakehouse.pricing`: each object billed at least its class's
+    minimum object size, or a flat price), what keeping all of it hot would cost, the requests and retrievals of
+    the last 30 days' jobs, and the next 12 months projected under the table's policies against no maintenance
+    (:mod:`lakehouse.maintenance.bill`; ``bill=False`` leaves those two out).
 
     With storage classes (S3), an object's tier and price follow the class the store lists for it. With tier
     prefixes (local storage, a plain MinIO), the prefix says the tier, and it is priced as the tier's configured
@@ -512,7 +523,9 @@ def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000) -> TableC
     table = lh.table(name)
     pol = lh.policy(table.name).tiering
     method = method_for(lh, table, pol)
-    prices: Mapping[str, float] = lh.settings.cost.prices
+    from lakehouse.maintenance.bill import activity, projection
+
+    prices = lh.settings.cost.price_table()
     hot_class = pol.storage_classes["hot"]
     objects = list_objects(table.location, lh.ctx)
     tiers: dict[str, TierUsage] = {}
@@ -526,10 +539,10 @@ def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000) -> TableC
         usage.objects += 1
         usage.bytes += o.size
         usage.storage_classes[cls] = usage.storage_classes.get(cls, 0) + o.size
-        usage.monthly_cost += o.size / GB * _price(prices, cls)
+        usage.monthly_cost += prices.object_month(cls, o.size)
     total = sum(o.size for o in objects)
     files = table.files() if table.snapshots() else []
-    return TableCost(
+    cost = TableCost(
         table=str(table.name),
         format=table.format,
         location=table.location,
@@ -540,18 +553,14 @@ def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000) -> TableC
         live_data_bytes=sum(f.size_bytes for f in files),
         live_rows=sum(f.row_count for f in files),
         monthly_cost=sum(t.monthly_cost for t in tiers.values()),
-        all_hot_monthly_cost=total / GB * _price(prices, hot_class),
+        all_hot_monthly_cost=sum(prices.object_month(hot_class, o.size) for o in objects),
         json_bytes_estimate=_json_estimate(lh, table, files, objects, sample_rows),
         currency=lh.settings.cost.currency,
     )
-
-
-def _price(prices: Mapping[str, float], storage_class: str) -> float:
-    if storage_class not in prices:
-        raise InvalidInputError(
-            f"no price for storage class {storage_class}", hint="add it under [cost.prices] in lakehouse.toml"
-        )
-    return prices[storage_class]
+    if bill:
+        cost.activity = activity(lh, name, prices, pol.storage_classes).as_dict()
+        cost.projection = projection(lh, name, cost, prices).as_dict() if files else {}
+    return cost
 
 
 def _json_estimate(
