@@ -462,6 +462,8 @@ class TableCost:
     all_hot_monthly_cost: float
     json_bytes_estimate: int | None
     currency: str
+    classes: dict[str, TierUsage] = field(default_factory=dict)
+    """The same objects by storage class."""
     activity: dict[str, Any] = field(default_factory=dict)
     """Requests and retrievals of the last 30 days' jobs (:func:`lakehouse.maintenance.bill.activity`)."""
     projection: dict[str, Any] = field(default_factory=dict)
@@ -504,6 +506,10 @@ class TableCost:
                 }
                 for k, v in self.tiers.items()
             },
+            "storage_classes": {
+                c: {"objects": v.objects, "bytes": v.bytes, "monthly_cost": round(v.monthly_cost, 6)}
+                for c, v in sorted(self.classes.items())
+            },
             "activity_30d": self.activity,
             "projection_12m": self.projection,
         }
@@ -529,6 +535,7 @@ def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000, bill: boo
     hot_class = pol.storage_classes["hot"]
     objects = list_objects(table.location, lh.ctx)
     tiers: dict[str, TierUsage] = {}
+    classes: dict[str, TierUsage] = {}
     for o in objects:
         if method == "storage-class" and o.storage_class is not None:
             tier_name, cls = _class_tier(pol, o.storage_class), o.storage_class
@@ -540,6 +547,11 @@ def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000, bill: boo
         usage.bytes += o.size
         usage.storage_classes[cls] = usage.storage_classes.get(cls, 0) + o.size
         usage.monthly_cost += prices.object_month(cls, o.size)
+        by_class = classes.setdefault(cls, TierUsage())
+        by_class.objects += 1
+        by_class.bytes += o.size
+        by_class.storage_classes[cls] = by_class.bytes
+        by_class.monthly_cost += prices.object_month(cls, o.size)
     total = sum(o.size for o in objects)
     files = table.files() if table.snapshots() else []
     cost = TableCost(
@@ -557,6 +569,7 @@ def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000, bill: boo
         json_bytes_estimate=_json_estimate(lh, table, files, objects, sample_rows),
         currency=lh.settings.cost.currency,
     )
+    cost.classes = classes
     if bill:
         cost.activity = activity(lh, name, prices, pol.storage_classes).as_dict()
         cost.projection = projection(lh, name, cost, prices).as_dict() if files else {}

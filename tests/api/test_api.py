@@ -610,7 +610,8 @@ def test_an_external_table_does_not_stall_other_queries(api: dict[str, Any], tmp
     answers: list[Any] = []
     runner = threading.Thread(
         target=lambda: answers.append(
-            call(api, "POST", "/query", role="admin", json={"sql": slow, "timeout_seconds": 10})
+            # long enough that the other query answers first on a loaded machine (it took > 9.5 s under 3x load)
+            call(api, "POST", "/query", role="admin", json={"sql": slow, "timeout_seconds": 20})
         )
     )
     runner.start()

@@ -276,6 +276,11 @@ def test_cost_projects_the_year_and_counts_the_jobs_requests(tmp_path: Any, fmt:
         inputs = sum(p.files_before for p in done.partitions)
         tier(lh, "t.events", dry_run=False)
         c = table_cost(lh, "t.events")
+        by_class = c.as_dict()["storage_classes"]
+        assert set(by_class) == {"STANDARD", "STANDARD_IA", "GLACIER_IR"}, "local tiers priced as their classes"
+        assert sum(v["bytes"] for v in by_class.values()) == c.bytes
+        assert sum(v["objects"] for v in by_class.values()) == c.objects
+        assert sum(v["monthly_cost"] for v in by_class.values()) == pytest.approx(c.monthly_cost, abs=1e-5)
         a = c.activity
         assert a["jobs"] == 2 and a["files_read"] >= inputs and a["gets"] == 9 * a["files_read"]
         assert a["request_cost"] > 0
