@@ -1483,10 +1483,11 @@ class DeltaAdapter(LakehouseTable):
     def trim_metadata(self, oldest: int, before: dt.datetime) -> list[str]:
         """A checkpoint at ``oldest`` (written from the log as it stood then, unless one is there), then every
         commit file and checkpoint of an earlier version older than ``delta.logRetentionDuration`` (default 30
-        days, Delta's own rule) goes (the commit file of ``oldest`` stays: it holds that version's time and
-        operation). When the newest checkpoint the log points readers at
+        days, Delta's own rule, by :func:`lakehouse.clock.now`) goes (the commit file of ``oldest`` stays: it
+        holds that version's time and operation). When the newest checkpoint the log points readers at
         (``_last_checkpoint``) is older than ``oldest``, a checkpoint at the head moves it forward first, so
         no reader is ever pointed at a deleted file."""
+        from lakehouse import clock
         from lakehouse.storage import delete_files
 
         jsons, checkpoints = self._log_files()
@@ -1509,8 +1510,9 @@ class DeltaAdapter(LakehouseTable):
         if oldest not in checkpoints:
             raise StorageError(f"no checkpoint at version {oldest} of {self.name}; its log is kept")
         # a writer or reader that loaded the table a while ago reads the commits since its version on its next
-        # refresh: only commits older than the table's log retention go, as Delta itself does
-        cutoff = time.time() - self._log_retention().total_seconds()
+        # refresh: only commits older than the table's log retention go, as Delta itself does (by the clock
+        # age decisions read: lakehouse.clock)
+        cutoff = clock.now().timestamp() - self._log_retention().total_seconds()
         aged = {
             f.path
             for f in list_files(f"{self.location.rstrip('/')}/_delta_log", self.ctx, recursive=False)
