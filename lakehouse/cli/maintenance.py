@@ -407,7 +407,9 @@ def cost(
                 f"{r['currency']}, retrievals {a['retrieval_cost']:.4f} {r['currency']} (estimated from job records)"
             )
         p = r["projection_12m"]
-        if p:
+        if p.get("error"):
+            out.print(f"  no 12-month projection: {p['error']}")
+        elif p:
             out.print(
                 f"  next 12 months under its policies: {p['total']:.4f} {r['currency']} vs "
                 f"{p['total_without_maintenance']:.4f} without maintenance (saves {p['saving_pct']}%; new data "

@@ -9,21 +9,24 @@ Both are estimates, and say what they rest on:
   PUT, each job :data:`PUTS_PER_JOB` more (its log or metadata commit, listings); bytes read from warm or cold
   tiers pay their class's retrieval fee. Queries are not jobs and are not counted.
 * **The projection** ages each partition month by month: its tier follows the tiering policy (``warm_after``,
-  ``cold_after``), its rows go when ``retention.expire_after`` says, and new partitions arrive at the rate of the
-  last 30 days' partitions. Without maintenance the same data stays in STANDARD forever, nothing expires, and it
-  keeps the size it was written with: the compaction jobs' records give the ratio of the bytes they wrote to
-  the bytes they read (1 when none ran). Bytes beside the live data (older versions, metadata) are held where
-  they are.
+  ``cold_after``; a move into a tier that rewrites, with tier directories or ``recompress``, leaves files of up to
+  ``target_file_size``), its rows go when ``retention.expire_after`` says, and new partitions arrive at the rate
+  and file count of the last 30 days' partitions; ``keep_read_hot`` is not modelled. Without maintenance the
+  same data stays in STANDARD forever, nothing expires, and it keeps the size it was written with: the
+  compaction jobs' records give the ratio of the bytes they wrote to the bytes they read (1 when none ran).
+  Bytes beside the live data (older versions, metadata) are held where they are. Each read and write is
+  priced in the class it touches: a tier job's reads in the class it read from, its writes in the target's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.units import parse_duration
+from lakehouse.units import parse_duration, parse_size
 
 if TYPE_CHECKING:
     from lakehouse.maintenance.tiering import TableCost
@@ -34,7 +37,6 @@ GETS_PER_INPUT_FILE = 9
 PUTS_PER_JOB = 5
 PERIOD_DAYS = 30
 MONTH_DAYS = 365 / 12
-REWRITING_JOBS = ("optimize", "tier", "dedup", "expire-data", "pii mask", "erase")
 
 
 @dataclass
@@ -68,51 +70,60 @@ def activity(
     class of each tier (what a read from a tier is charged)."""
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
     out = Activity(days)
+    hot = classes.get("hot", "STANDARD")
     for job in lh.catalog.jobs(table=lh.table(name).name, limit=1000):
         if job.started_at < since or job.state not in ("committed", "failed"):
             continue
-        m = job.metrics or {}
-        read, written, by_tier = _files(job.kind, m)
-        if not (read or written or job.kind in ("vacuum", "orphans")):
+        reads, writes = _files(job.kind, job.metrics or {})
+        if not (reads or writes or job.kind in ("vacuum", "orphans")):
             continue
         out.jobs += 1
-        out.files_read += read
-        out.files_written += written
-        gets = read * GETS_PER_INPUT_FILE
-        puts = written + PUTS_PER_JOB
-        out.gets += gets
-        out.puts += puts
-        out.request_cost += prices.requests(classes.get("hot", "STANDARD"), puts=puts, gets=gets)
-        for tier, size in by_tier.items():
-            cls = classes.get(tier, "STANDARD")
-            out.retrieved_bytes[cls] = out.retrieved_bytes.get(cls, 0) + size
-            out.retrieval_cost += prices.retrieval_cost(cls, size)
+        out.puts += PUTS_PER_JOB
+        out.request_cost += prices.requests(hot, puts=PUTS_PER_JOB)
+        for tier, (files, size) in reads.items():  # each read priced in the class it was read from
+            cls = classes.get(tier, hot)
+            gets = files * GETS_PER_INPUT_FILE
+            out.files_read += files
+            out.gets += gets
+            out.request_cost += prices.requests(cls, gets=gets)
+            if prices.retrieval_cost(cls, size):
+                out.retrieved_bytes[cls] = out.retrieved_bytes.get(cls, 0) + size
+                out.retrieval_cost += prices.retrieval_cost(cls, size)
+        for tier, files in writes.items():  # and each write in the class it was written to
+            out.files_written += files
+            out.puts += files
+            out.request_cost += prices.requests(classes.get(tier, hot), puts=files)
     return out
 
 
-def _files(kind: str, m: Mapping[str, Any]) -> tuple[int, int, dict[str, int]]:
-    """(files read, files written, bytes read per tier) of one job's metrics."""
-    if kind == "optimize":
+def _files(kind: str, m: Mapping[str, Any]) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+    """One job's reads (tier -> files, bytes) and writes (tier -> files) from its metrics; jobs that record no
+    file counts (erase) count nothing."""
+    if kind == "optimize":  # the rewritten partitions' files (the inputs, and files kept beside them: at most)
         parts = [p for p in m.get("partitions", []) if p.get("status") == "committed"]
-        read = sum(int(p.get("files_before", 0)) for p in parts)
-        written = sum(int(p.get("files_after", 0)) for p in parts)
-        return read, written, {"hot": sum(int(p.get("bytes_before", 0)) for p in parts)}
+        read = (sum(int(p.get("files_before", 0)) for p in parts), sum(int(p.get("bytes_before", 0)) for p in parts))
+        return {"hot": read}, {"hot": sum(int(p.get("files_after", 0)) for p in parts)}
     if kind == "tier":
-        by_tier: dict[str, int] = {}
-        groups = 0
+        reads: dict[str, tuple[int, int]] = {}
+        writes: dict[str, int] = {}
         for g in m.get("groups", []):
-            if "rewrite" in str(g.get("action", "")):
-                groups += 1
+            action, target = str(g.get("action", "")), str(g.get("target", "hot"))
+            moving = int(g.get("files_to_move", 0))
+            if "rewrite" in action:  # read from where the files were, about one file per partition written
                 current = g.get("current") or ["hot"]
                 tier = current[0] if len(current) == 1 else "hot"
-                by_tier[tier] = by_tier.get(tier, 0) + int(g.get("bytes_to_move", 0))
-        # a rewrite reads its files and writes about one per partition; a class change is one COPY per file
-        rewritten = int(m.get("files_rewritten", 0))
-        return rewritten, groups + max(0, int(m.get("files_moved", 0)) - rewritten), by_tier
-    if kind in REWRITING_JOBS:
-        read = int(m.get("files_rewritten", m.get("files_read", 0)) or 0)
-        return read, read, {"hot": int(m.get("bytes_rewritten", 0) or 0)}
-    return 0, 0, {}
+                files, size = reads.get(tier, (0, 0))
+                reads[tier] = (files + moving, size + int(g.get("bytes_to_move", 0)))
+                writes[target] = writes.get(target, 0) + 1
+            elif action == "set-class":  # one COPY per file, in the target class
+                writes[target] = writes.get(target, 0) + moving
+        return reads, writes
+    if kind == "dedup":
+        return {"hot": (int(m.get("files_removed", 0)), 0)}, {"hot": int(m.get("files_added", 0))}
+    if kind in ("expire-data", "pii.mask"):  # files rewritten (expire-data drops whole old files unread)
+        n = int(m.get("files_rewritten", 0) or 0)
+        return {"hot": (n, 0)}, {"hot": n}
+    return {}, {}
 
 
 @dataclass
@@ -169,6 +180,9 @@ def projection(lh: Workspace, name: str, cost: TableCost, prices: Prices, *, mon
     other = max(0, cost.bytes - cost.live_data_bytes)
     classes = tiering.storage_classes
     hot = classes["hot"]
+    # a move into a tier that rewrites (tier directories, or a recompressed tier) leaves files up to the target size
+    target = parse_size(tiering.target_file_size)
+    rewrites = {t for t in ("warm", "cold") if plan.method == "prefix" or t in tiering.recompress}
     rows = []
     for m in range(1, months + 1):
         ahead = m * MONTH_DAYS
@@ -179,9 +193,14 @@ def projection(lh: Workspace, name: str, cost: TableCost, prices: Prices, *, mon
         days += [(ahead - d - 0.5, new_day) for d in range(int(ahead))]  # one new partition a day from now on
         raw += daily / ratio * int(ahead)
         for age, sizes in days:
-            cls = _class(classes, age, warm, cold, expire)
-            if cls is None:
+            tier = _tier(age, warm, cold, expire)
+            if tier is None:
                 continue
+            cls = classes[tier]
+            if tier in rewrites:
+                total = sum(sizes)
+                sizes = [min(total, float(target))] * max(1, math.ceil(total / target))
+                sizes[-1] = total - target * (len(sizes) - 1)
             by_class[cls] = by_class.get(cls, 0.0) + sum(sizes)
             month_cost += sum(prices.object_month(cls, int(size)) for size in sizes)
         rows.append(
@@ -203,11 +222,11 @@ def projection(lh: Workspace, name: str, cost: TableCost, prices: Prices, *, mon
     return Projection(rows, daily, ratio, basis)
 
 
-def _class(classes: Mapping[str, str], age: float, warm: float, cold: float, expire: float | None) -> str | None:
-    """The storage class of data ``age`` days old under the policy (None: expired)."""
+def _tier(age: float, warm: float, cold: float, expire: float | None) -> str | None:
+    """The tier of data ``age`` days old under the policy (None: expired)."""
     if expire is not None and age > expire:
         return None
-    return classes["cold" if age >= cold else "warm" if age >= warm else "hot"]
+    return "cold" if age >= cold else "warm" if age >= warm else "hot"
 
 
 def _compaction_ratio(lh: Workspace, name: str) -> float:

@@ -368,12 +368,13 @@ def _rewrite_job(
     Each partition is rewritten and verified on its own. The partitions rewritten within ``options.
     commit_interval`` seconds share one commit (delta-rs's ``min_commit_interval``; Iceberg's partial progress
     commits file groups alike): a job of many small partitions commits once, a long one every interval, so a
-    job killed half-way loses at most an interval of work and leaves the table as its last commit left it. A
-    conflict in a shared commit (a concurrent commit removed one of its inputs or deleted rows in them) commits
-    its partitions one by one, so the conflict aborts only the partition it concerns. A commit that loses its race
-    to concurrent appends rebases onto them without rewriting anything (see ``replace_files``); the job's commits
-    together wait at most ``commit_timeout`` seconds for concurrent writers, after which the partitions being
-    committed and those not rewritten yet are aborted, saying why. An aborted partition's new files are deleted."""
+    job killed half-way loses the rewrites since its last commit (at most an interval's and the one running)
+    and leaves the table as its last commit left it. A conflict in a shared commit (a concurrent commit removed
+    one of its inputs or deleted rows in them) commits its partitions one by one, so the conflict aborts only the
+    partition it concerns. A commit that loses its race to concurrent appends rebases onto them without
+    rewriting anything (see ``replace_files``); the job's commits together wait at most ``commit_timeout``
+    seconds for concurrent writers, after which the partitions being committed and those not rewritten yet are
+    aborted, saying why. An aborted partition's new files are deleted."""
     from lakehouse.maintenance.planner import partition_key
 
     props = _commit_properties(options, job)
@@ -403,8 +404,16 @@ def _rewrite_job(
             )
         except CommitConflictError as e:  # nothing committed: a conflict here, or the job's wait is spent
             if len(group) > 1 and not isinstance(e, CommitTimeoutError):
-                for g in group:  # the conflict concerns some of them: each on its own
-                    commit([g])
+                for i, g in enumerate(group):  # the conflict concerns some of them: each on its own
+                    if gave_up is not None:  # the job's wait ran out on one of them: the rest are not tried
+                        abort(group[i:], f"not committed: {gave_up}")
+                        return
+                    try:
+                        commit([g])
+                    except BaseException:
+                        rest = [h for h in group[i + 1 :] if h.result.status == "pending"]
+                        abort(rest, "not committed: the job stopped at an error committing another partition")
+                        raise
                 return
             abort(group, str(e))
             if isinstance(e, CommitTimeoutError):

@@ -546,12 +546,12 @@ def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000, bill: boo
         usage.objects += 1
         usage.bytes += o.size
         usage.storage_classes[cls] = usage.storage_classes.get(cls, 0) + o.size
-        usage.monthly_cost += prices.object_month(cls, o.size)
+        month = prices.object_month(cls, o.size)
+        usage.monthly_cost += month
         by_class = classes.setdefault(cls, TierUsage())
         by_class.objects += 1
         by_class.bytes += o.size
-        by_class.storage_classes[cls] = by_class.bytes
-        by_class.monthly_cost += prices.object_month(cls, o.size)
+        by_class.monthly_cost += month
     total = sum(o.size for o in objects)
     files = table.files() if table.snapshots() else []
     cost = TableCost(
@@ -572,7 +572,10 @@ def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000, bill: boo
     cost.classes = classes
     if bill:
         cost.activity = activity(lh, name, prices, pol.storage_classes).as_dict()
-        cost.projection = projection(lh, name, cost, prices).as_dict() if files else {}
+        try:  # ages come from a time partition: a table without one has no projection, and says why
+            cost.projection = projection(lh, name, cost, prices).as_dict() if files else {}
+        except InvalidInputError as e:
+            cost.projection = {"error": e.message}
     return cost
 
 

@@ -131,7 +131,7 @@ class _EntryCache:
     each one once however often it plans, validates and commits (pyiceberg caches the ``ManifestFile`` records of
     manifest lists, not their entries). Bounded by the number of entries held (least recently used evicted)."""
 
-    LIMIT = 50_000
+    LIMIT = 20_000
 
     def __init__(self) -> None:
         from collections import OrderedDict
@@ -157,11 +157,6 @@ class _EntryCache:
                     self._size -= len(old)
         return entries
 
-    def clear(self) -> None:
-        with self._lock:
-            self._held.clear()
-            self._size = 0
-
 
 _ENTRIES = _EntryCache()
 
@@ -177,6 +172,8 @@ def _cache_manifest_entries() -> None:
 
     @functools.wraps(read)
     def fetch_manifest_entry(self: Any, io: Any, discard_deleted: bool = True) -> list[Any]:
+        if (self.sequence_number or 0) < 0:  # not committed yet: its entries inherit a sequence number later
+            return read(self, io, discard_deleted)
         return _ENTRIES.get((self.manifest_path, discard_deleted), lambda: read(self, io, discard_deleted))
 
     fetch_manifest_entry._lakehouse_cached = True  # type: ignore[attr-defined]

@@ -230,7 +230,7 @@ def test_retention_tiering_cost_and_policy_commands(tmp_path: Path) -> None:
         stray = Path(table.location, "data", "stray.parquet")
         stray.parent.mkdir(parents=True, exist_ok=True)
         stray.write_bytes(b"leftover")
-    run("-w", wh, "optimize", "r.ev", "--target-size", "8MB")
+    run("-w", wh, "optimize", "r.ev", "--target-size", "8MB", "--commit-interval", "1h")
     # vacuum: a dry run by default; --apply deletes
     plan = run_json("-w", wh, "vacuum", "r.ev", "--retain", "0s")
     assert plan["dry_run"] and plan["files_to_delete"] > 0 and plan["files_deleted"] == 0

@@ -38,6 +38,8 @@ pytestmark = pytest.mark.slow
 OPTIONS = CompactionOptions(target_file_size=64 * 1024 * 1024)
 PER_PARTITION = CompactionOptions(target_file_size=64 * 1024 * 1024, commit_interval=0)
 """Every partition commits on its own: what happens to one partition's commit, partition by partition."""
+SHARED = CompactionOptions(target_file_size=64 * 1024 * 1024, commit_interval=3600)
+"""Every partition of the job in one commit, however slow the machine."""
 SECONDS = float(os.environ.get("LAKEHOUSE_TEST_CONTENTION_SECONDS", "12"))
 
 
@@ -343,7 +345,7 @@ def test_partitions_rewritten_within_the_commit_interval_share_one_commit(
     lh = local_lh()
     _, ids = _table(lh, fmt)
     before = len(lh.table("c.events").snapshots())
-    result = optimize(lh, "c.events", OPTIONS)
+    result = optimize(lh, "c.events", SHARED)
     assert [p.status for p in result.partitions] == ["committed"] * 3, result.as_dict()
     assert len({p.version for p in result.partitions}) == 1 and result.version == result.partitions[0].version
     assert len(lh.table("c.events").snapshots()) == before + 1, "one commit for the three partitions"
@@ -387,7 +389,7 @@ def test_a_conflict_in_a_shared_commit_aborts_only_its_partition(
 
     monkeypatch.setattr(compaction, "rewrite_files", counted)
     monkeypatch.setattr(cls, "replace_files", replace_files)
-    result = optimize(lh, "c.events", OPTIONS)
+    result = optimize(lh, "c.events", SHARED)
     assert [p.status for p in result.partitions] == ["committed", "aborted", "committed"], result.as_dict()
     assert len(calls) == 4, "the shared commit, then each partition on its own"
     assert len(rewrites) == 3, "nothing rewritten twice"
@@ -414,3 +416,33 @@ def test_a_handle_opened_before_a_delete_and_a_compaction_still_appends(
     batch = events(900_000, 7)
     writer.append(batch)
     assert _ids(lh) == collections.Counter(ids + batch.column("id").to_pylist())
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_failure_commits_what_was_rewritten_before_it(
+    local_lh: Callable[..., Lakehouse], fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Partitions waiting for a shared commit when a later rewrite fails are committed before the error is
+    raised: verified work is not thrown away, and the record says what landed."""
+    from lakehouse.errors import StorageError
+
+    lh = local_lh()
+    _, ids = _table(lh, fmt)
+    original = compaction.rewrite_files
+    calls: list[int] = []
+
+    def failing_third(*a: Any, **kw: Any) -> list[str]:
+        calls.append(1)
+        if len(calls) == 3:
+            raise StorageError("simulated storage failure while rewriting")
+        return original(*a, **kw)
+
+    monkeypatch.setattr(compaction, "rewrite_files", failing_third)
+    before = len(lh.table("c.events").snapshots())
+    with pytest.raises(StorageError, match="simulated"):
+        optimize(lh, "c.events", SHARED)
+    job = next(j for j in lh.jobs("c.events") if j.kind == "optimize")
+    assert job.state == "failed" and "after 2 partition(s) committed" in (job.error or "")
+    assert [p["status"] for p in job.metrics["partitions"]] == ["committed", "committed", "failed"]
+    assert len(lh.table("c.events").snapshots()) == before + 1, "the two rewrites waiting shared one commit"
+    assert _ids(lh) == collections.Counter(ids) and _unreferenced(lh) == []
