@@ -294,3 +294,14 @@ def test_cost_projects_the_year_and_counts_the_jobs_requests(tmp_path: Any, fmt:
         expiring = table_cost(lh, "t.events").projection
         assert expiring["total"] < p1["total"]
         assert not any(m["bytes_by_class"].get("GLACIER_IR") for m in expiring["months"])
+
+
+def test_cost_of_a_table_without_a_time_partition(tmp_path: Any) -> None:
+    """No time partition to age: the storage and the jobs' activity are reported, the projection says why not."""
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("t.flat", schema=EVENTS, format="delta")
+        table.append(aged_events(dt.datetime.now(dt.UTC), 0))
+        cost = table_cost(lh, "t.flat").as_dict()
+        assert cost["objects"] > 0 and cost["storage_classes"]["STANDARD"]["bytes"] == cost["bytes"]
+        assert cost["activity_30d"]["jobs"] == 0
+        assert "time partition" in cost["projection_12m"]["error"]
