@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import authz
+from api import authz, iceberg_rest
 from lakehouse.config import Settings, load_settings
 from lakehouse.core import Lakehouse
 from lakehouse.errors import InvalidInputError, LakehouseError, QueryError
@@ -237,24 +237,33 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
     app.add_middleware(BodyLimit, max_body=max_body)
 
+    # errors under /iceberg take the Iceberg REST spec's error model (api/iceberg_rest.py), the rest RFC 9457
     @app.exception_handler(LakehouseError)
-    async def _lakehouse_error(_: Request, e: LakehouseError) -> JSONResponse:
+    async def _lakehouse_error(request: Request, e: LakehouseError) -> JSONResponse:
+        if iceberg_rest.is_iceberg(request):
+            return iceberg_rest.iceberg_error_of(e)
         return problem(e.http_status, type(e).__name__, e.message, hint=e.hint)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, e: RequestValidationError) -> JSONResponse:
         details = "; ".join(
             f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in e.errors()[:10]
         )
+        if iceberg_rest.is_iceberg(request):
+            return iceberg_rest.iceberg_error(400, f"invalid request: {details}")
         return problem(422, "Invalid request", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        if iceberg_rest.is_iceberg(request):
+            return iceberg_rest.iceberg_error(e.status_code, str(e.detail))
         title = "Request body too large" if e.status_code == 413 else "HTTP error"
         return problem(e.status_code, title, str(e.detail))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, e: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, e: Exception) -> JSONResponse:
+        if iceberg_rest.is_iceberg(request):
+            return iceberg_rest.iceberg_error(500, f"{type(e).__name__}: the server failed; see its log")
         return problem(500, "Internal error", f"{type(e).__name__}: the server failed; see its log")
 
     def lh_for(p: Principal) -> Lakehouse:
@@ -596,6 +605,8 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         return [r.as_dict() for r in base.audit_log(table, action=action, limit=limit)]
+
+    iceberg_rest.add_routes(app, base)
 
     try:
         authz.check_app(app, job_kinds=get_args(JobKind), job_dependency=authorized_job)

@@ -118,6 +118,27 @@ ROUTES: Final[Mapping[tuple[str, str], Rule]] = {
     ("DELETE", "/keys/{key_id}"): Rule("admin"),
     ("POST", "/erase"): Rule("admin"),
     ("GET", "/audit"): Rule("admin"),
+    # the Iceberg REST catalog (api/iceberg_rest.py). Loading a table hands its files over, so one with PII
+    # needs READS_PII besides the route's role (lakehouse/served/iceberg_rest.py checks it per table). Commits,
+    # creates and registers are an engineer's, like ingest and optimize; dropping and renaming tables (the drop
+    # may purge the files) and namespaces are admin's, as is PII. The token exchange takes the key in its body.
+    ("POST", "/iceberg/v1/oauth/tokens"): Rule(PUBLIC),
+    ("GET", "/iceberg/v1/config"): Rule("reader"),
+    ("GET", "/iceberg/v1/namespaces"): Rule("reader"),
+    ("POST", "/iceberg/v1/namespaces"): Rule("engineer"),
+    ("GET", "/iceberg/v1/namespaces/{namespace}"): Rule("reader"),
+    ("HEAD", "/iceberg/v1/namespaces/{namespace}"): Rule("reader"),
+    ("DELETE", "/iceberg/v1/namespaces/{namespace}"): Rule("admin"),
+    ("POST", "/iceberg/v1/namespaces/{namespace}/properties"): Rule("engineer"),
+    ("GET", "/iceberg/v1/namespaces/{namespace}/tables"): Rule("reader"),
+    ("POST", "/iceberg/v1/namespaces/{namespace}/tables"): Rule("engineer"),
+    ("POST", "/iceberg/v1/namespaces/{namespace}/register"): Rule("engineer"),
+    ("GET", "/iceberg/v1/namespaces/{namespace}/tables/{table}"): Rule("reader"),
+    ("HEAD", "/iceberg/v1/namespaces/{namespace}/tables/{table}"): Rule("reader"),
+    ("POST", "/iceberg/v1/namespaces/{namespace}/tables/{table}"): Rule("engineer"),
+    ("DELETE", "/iceberg/v1/namespaces/{namespace}/tables/{table}"): Rule("admin"),
+    ("POST", "/iceberg/v1/namespaces/{namespace}/tables/{table}/metrics"): Rule("reader"),
+    ("POST", "/iceberg/v1/tables/rename"): Rule("admin"),
 }
 
 JOBS: Final[Mapping[str, JobRule]] = {

@@ -220,6 +220,44 @@ class Lakehouse:
             raise
         return table
 
+    def create_table_native(
+        self, name: str | TableName, *, format: str, spec: bytes, location: str | None = None
+    ) -> LakehouseTable:
+        """Create a table from its format's own table description (an Iceberg REST create-table request for
+        Iceberg: the served catalog's create) and register it, with the same checks and clean-up as
+        :meth:`create_table`."""
+        tname = TableName.parse(name)
+        cls = adapter_class(format)
+        try:
+            self.catalog.get_table(tname)
+        except LookupError:
+            pass
+        else:
+            raise TableExistsError(f"table {tname} already exists", hint="pick another name or drop it first")
+        if self.settings.is_s3:
+            ensure_warehouse(self.ctx)
+        loc = _normalise_location(location) if location else self.ctx.default_location(tname)
+        self._check_location_free(loc)
+        table = cls.create_native(tname, spec, location=loc, ctx=self.ctx)
+        table.commit_timeout = self.settings.commit_timeout_seconds
+        return self._add_created(table, format, loc, "table.create")
+
+    def adopt_created(self, table: LakehouseTable, *, format: str) -> LakehouseTable:
+        """Register a table its format's catalog created by itself (an Iceberg REST client's staged create,
+        committed): the same catalog row and audit entry as :meth:`create_table`."""
+        table.commit_timeout = self.settings.commit_timeout_seconds
+        return self._add_created(table, format, table.location, "table.create")
+
+    def _add_created(self, table: LakehouseTable, fmt: str, loc: str, action: str) -> LakehouseTable:
+        try:
+            self.catalog.add_table(
+                table.name, fmt, loc, table.definition, audit=(action, self.actor, {"format": fmt, "location": loc})
+            )
+        except BaseException:
+            table.drop(purge=True)  # the location was empty before: everything under it is this create's own
+            raise
+        return table
+
     def _check_location_free(self, location: str) -> None:
         """A new table needs an empty location that neither holds, nor lies inside, another table or the
         warehouse root (so that a failed create or a purge can only ever delete its own files)."""
@@ -237,8 +275,16 @@ class Lakehouse:
                 hint="register an existing table with `lakehouse table register`, or pick an empty location",
             )
 
-    def register_table(self, name: str | TableName, *, location: str, format: str | None = None) -> LakehouseTable:
-        """Adopt an existing Delta or Iceberg table at ``location`` (format detected when not given)."""
+    def register_table(
+        self,
+        name: str | TableName,
+        *,
+        location: str,
+        format: str | None = None,
+        metadata_location: str | None = None,
+    ) -> LakehouseTable:
+        """Adopt an existing Delta or Iceberg table at ``location`` (format detected when not given; an Iceberg
+        table at its newest metadata file, or at ``metadata_location``)."""
         tname = TableName.parse(name)
         loc = _normalise_location(location)
         fmt = format or detect_format(loc, self.ctx)
@@ -249,7 +295,7 @@ class Lakehouse:
             pass
         else:
             raise TableExistsError(f"table {tname} is already registered")
-        table = cls.register(tname, location=loc, ctx=self.ctx)
+        table = cls.register(tname, location=loc, ctx=self.ctx, metadata_location=metadata_location)
         table.commit_timeout = self.settings.commit_timeout_seconds
         try:
             # the row and its audit entry in one transaction, after checking the definition reads back
@@ -295,6 +341,26 @@ class Lakehouse:
             if table is not None and cls.exists_at(record.location, ctx=self.ctx):
                 with contextlib.suppress(LakehouseError):  # put it back where it was in its format's catalog
                     cls.register(tname, location=record.location, ctx=self.ctx)
+            raise
+
+    def rename_table(self, name: str | TableName, new: str | TableName) -> None:
+        """Give a table a new name (its files stay where they are): in the format's catalog, then in ours; a
+        failure in ours renames it back."""
+        old, target = TableName.parse(name), TableName.parse(new)
+        record = self.catalog.get_table(old)
+        try:
+            self.catalog.get_table(target, readable=False)
+        except TableNotFoundError:
+            pass
+        else:
+            raise TableExistsError(f"table {target} already exists")
+        cls = adapter_class(record.format)
+        cls.rename(old, target, ctx=self.ctx)
+        try:
+            self.catalog.rename_table(old, target, audit=("table.rename", self.actor, {"from": str(old)}))
+        except BaseException:
+            with contextlib.suppress(LakehouseError):
+                cls.rename(target, old, ctx=self.ctx)
             raise
 
     def _check_purgeable(self, record: TableRecord) -> None:

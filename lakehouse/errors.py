@@ -74,6 +74,16 @@ class TableNotFoundError(LakehouseError, LookupError):
     http_status = 404
 
 
+class NamespaceNotFoundError(TableNotFoundError):
+    """No namespace of that name (the served Iceberg REST catalog's namespaces)."""
+
+
+class NamespaceNotEmptyError(LakehouseError):
+    """A namespace to drop still holds tables."""
+
+    http_status = 409
+
+
 class TableExistsError(LakehouseError, FileExistsError):
     """A table of that name, or a table at that location, already exists."""
 

@@ -116,6 +116,27 @@ class TablesMixin(AuditMixin):
             if audit is not None:
                 self._audit_row(conn, audit[0], table=name, actor=audit[1], details=audit[2])
 
+    def rename_table(
+        self, name: TableName, new: TableName, *, audit: tuple[str, str, Mapping[str, Any]] | None = None
+    ) -> None:
+        """Give a table's row, and what the catalog keeps about it (policies, PII tags, layouts, expired
+        versions), a new name in one transaction; its location stays. The job history and the audit log keep
+        the name each entry was made under."""
+        with self._tx() as conn:
+            if conn.execute(sa.select(tables_t.c.name).where(tables_t.c.name == str(new))).first():
+                raise TableExistsError(f"the catalog already has table {new}")
+            result = conn.execute(
+                tables_t.update()
+                .where(tables_t.c.name == str(name))
+                .values(name=str(new), namespace=new.namespace, updated_at=_now())
+            )
+            if result.rowcount == 0:
+                raise TableNotFoundError(f"no table {name} in the catalog")
+            for t in (layouts_t, expired_t, policies_t, pii_t):
+                conn.execute(t.update().where(t.c.table_name == str(name)).values(table_name=str(new)))
+            if audit is not None:
+                self._audit_row(conn, audit[0], table=new, actor=audit[1], details=audit[2])
+
     def get_table(self, name: TableName, *, readable: bool = True) -> TableRecord:
         """The table's record.
 

@@ -40,8 +40,21 @@ def serve(
     autopilot: Annotated[
         bool, typer.Option("--autopilot", help="Also run the autopilot in the background (autopilot.interval).")
     ] = False,
+    show_config: Annotated[
+        bool,
+        typer.Option(
+            "--show-config", help="Print how DuckDB, Spark, pyiceberg and delta-rs attach, then exit (no server)."
+        ),
+    ] = False,
 ) -> None:
-    """Run the REST API (OpenAPI docs at /docs). Create keys first: `lakehouse keys create --role admin`."""
+    """Run the REST API (OpenAPI docs at /docs) with the Iceberg REST catalog at /iceberg, and print how each
+    engine attaches to it. Create keys first: `lakehouse keys create --role admin`."""
+    from lakehouse.served.iceberg_rest import client_snippets
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - what clients on this machine use
+    out.print(client_snippets(f"http://{shown}:{port}"), markup=False, highlight=False)
+    if show_config:
+        return
     try:
         import uvicorn
 

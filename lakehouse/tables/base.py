@@ -362,9 +362,24 @@ class LakehouseTable(ABC):
         """True when a table of this format lives at ``location``."""
 
     @classmethod
-    def register(cls, name: TableName, *, location: str, ctx: StorageContext) -> Self:
-        """Adopt a table that already exists at ``location`` (written by another tool)."""
+    def register(
+        cls, name: TableName, *, location: str, ctx: StorageContext, metadata_location: str | None = None
+    ) -> Self:
+        """Adopt a table that already exists at ``location`` (written by another tool). ``metadata_location``
+        picks one metadata file of a format whose versions are files (Iceberg); others refuse it."""
+        if metadata_location is not None:
+            raise UnsupportedOperationError(f"{cls.__name__} tables are not registered by a metadata file")
         return cls.open(name, location=location, ctx=ctx)
+
+    @classmethod
+    def rename(cls, name: TableName, new: TableName, *, ctx: StorageContext) -> None:
+        """Rename the table in the format's own catalog, if it has one (a no-op by default: the files stay)."""
+        return None
+
+    @classmethod
+    def create_native(cls, name: TableName, spec: bytes, *, location: str, ctx: StorageContext) -> Self:
+        """Create a table from the format's own description of one (an Iceberg REST create-table request)."""
+        raise UnsupportedOperationError(f"{cls.__name__} tables are not created from a format's own description")
 
     @classmethod
     def release(cls, ctx: StorageContext) -> None:

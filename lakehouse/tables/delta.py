@@ -596,9 +596,13 @@ class DeltaAdapter(LakehouseTable):
         return cls(name, location, ctx, dt_)
 
     @classmethod
-    def register(cls, name: TableName, *, location: str, ctx: StorageContext) -> Self:
+    def register(
+        cls, name: TableName, *, location: str, ctx: StorageContext, metadata_location: str | None = None
+    ) -> Self:
         """Adopt a Delta table written by another tool; one that lakehouse cannot read (a reader feature it does not
         know) is refused here, before the catalog records it."""
+        if metadata_location is not None:
+            raise UnsupportedOperationError("a Delta table is registered by its location (its log), not a file")
         table = cls.open(name, location=location, ctx=ctx)
         table.check_operation("read")
         return table

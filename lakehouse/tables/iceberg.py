@@ -29,6 +29,8 @@ from lakehouse.errors import (
     InvalidInputError,
     InvalidSchemaError,
     LakehouseError,
+    NamespaceNotEmptyError,
+    NamespaceNotFoundError,
     StorageError,
     TableExistsError,
     TableNotFoundError,
@@ -462,10 +464,19 @@ class IcebergAdapter(LakehouseTable):
         return bool(_metadata_files(location, ctx))
 
     @classmethod
-    def register(cls, name: TableName, *, location: str, ctx: StorageContext) -> Self:
+    def register(
+        cls, name: TableName, *, location: str, ctx: StorageContext, metadata_location: str | None = None
+    ) -> Self:
+        """Adopt the table whose newest metadata file is under ``location`` (or the given ``metadata_location``,
+        as an Iceberg REST register request names it)."""
         files = _metadata_files(location, ctx)
         if not files:
             raise TableNotFoundError(f"no Iceberg metadata under {location}/metadata")
+        if metadata_location is not None:
+            wanted = _plain_location(metadata_location)
+            if wanted not in [_plain_location(f) for f in files]:
+                raise TableNotFoundError(f"no metadata file {metadata_location} under {location}/metadata")
+            files = [*files, wanted]
         catalog = catalog_for(ctx)
         try:
             catalog.create_namespace(name.namespace)
@@ -492,6 +503,123 @@ class IcebergAdapter(LakehouseTable):
         self.forget(self.name, ctx=self.ctx)
         if purge:
             delete_tree(self.location, self.ctx)
+
+    @classmethod
+    def rename(cls, name: TableName, new: TableName, *, ctx: StorageContext) -> None:
+        catalog = catalog_for(ctx)
+        try:
+            catalog.create_namespace(new.namespace)
+        except NamespaceAlreadyExistsError:
+            pass
+        try:
+            catalog.rename_table((name.namespace, name.table), (new.namespace, new.table))
+        except NoSuchTableError as e:
+            raise TableNotFoundError(f"the Iceberg catalog has no table {name}") from e
+        except TableAlreadyExistsError as e:
+            raise TableExistsError(f"the Iceberg catalog already has a table {new}") from e
+
+    # ---- the served REST catalog (see rest_* below) ------------------------------------------------------
+
+    @classmethod
+    def create_native(cls, name: TableName, spec: bytes, *, location: str, ctx: StorageContext) -> Self:
+        """Create a table from an Iceberg REST create-table request (its schema, partition spec, sort order and
+        properties, with fresh field ids as any catalog assigns; lakehouse's table properties underneath)."""
+        from pyiceberg.catalog.rest import CreateTableRequest
+        from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
+        from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
+
+        req = _parse_rest(CreateTableRequest, spec, "create-table request")
+        catalog = catalog_for(ctx)
+        try:
+            catalog.create_namespace(name.namespace)
+        except NamespaceAlreadyExistsError:
+            pass
+        try:
+            table = catalog.create_table(
+                (name.namespace, name.table),
+                schema=req.table_schema,
+                location=_location_uri(location),
+                partition_spec=req.partition_spec or UNPARTITIONED_PARTITION_SPEC,
+                sort_order=req.write_order or UNSORTED_SORT_ORDER,
+                properties={**DEFAULT_PROPERTIES, **req.properties},
+            )
+        except TableAlreadyExistsError as e:
+            raise TableExistsError(f"the Iceberg catalog already has a table {name}") from e
+        except (ValueError, TypeError, IcebergValidationError) as e:
+            raise InvalidSchemaError(f"cannot create Iceberg table {name}: {e}") from e
+        except OSError as e:
+            raise StorageError(f"cannot create Iceberg table {name} at {location}: {e}") from e
+        return cls(name, _plain_location(table.location()), ctx, table)
+
+    @classmethod
+    def commit_create(cls, name: TableName, body: bytes, *, ctx: StorageContext) -> tuple[Self, dict[str, Any]]:
+        """Commit a staged create (a commit request whose requirements hold ``assert-create``): the table and the
+        spec's commit answer."""
+        from pyiceberg.table import CommitTableRequest
+        from pyiceberg.table.update import AssertCreate
+
+        req = _parse_commit(CommitTableRequest, body, name)
+        if not any(isinstance(r, AssertCreate) for r in req.requirements):
+            raise TableNotFoundError(f"the Iceberg catalog has no table {name}")
+        catalog = catalog_for(ctx)
+        try:
+            catalog.create_namespace(name.namespace)
+        except NamespaceAlreadyExistsError:
+            pass
+        try:
+            response = catalog.commit_table(
+                _Named((name.namespace, name.table)),  # type: ignore[arg-type]
+                tuple(req.requirements),
+                tuple(req.updates),
+            )
+        except CommitFailedException as e:
+            raise CommitConflictError(f"create of {name}: {e}") from e
+        except (ValueError, TypeError, IcebergValidationError) as e:
+            raise InvalidInputError(f"cannot create Iceberg table {name}: {e}") from e
+        table = catalog.load_table((name.namespace, name.table))
+        return cls(name, _plain_location(table.location()), ctx, table), _rest_json(response)
+
+    def rest_table(self) -> dict[str, Any]:
+        """The spec's load-table answer: metadata location and the table metadata."""
+        self._table.refresh()
+        return _table_response(self._table.metadata, self._table.metadata_location)
+
+    def rest_commit(self, body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Apply a commit-table request (requirements checked against the current metadata, then the updates), by
+        the catalog row's compare-and-swap that every lakehouse commit passes. Returns the spec's answer and a
+        summary for the job history: the update actions, and each snapshot it added (id, operation, summary).
+
+        Raises:
+            CommitConflictError: a requirement does not hold (another writer committed first): the client
+                refreshes and retries, as the spec says for a 409.
+        """
+        from pyiceberg.table import CommitTableRequest
+        from pyiceberg.table.update import AddSnapshotUpdate
+
+        req = _parse_commit(CommitTableRequest, body, self.name)
+        self._table.refresh()
+        try:
+            response = catalog_for(self.ctx).commit_table(self._table, tuple(req.requirements), tuple(req.updates))
+        except CommitFailedException as e:
+            raise CommitConflictError(f"commit to {self.name} refused: {e}", hint="refresh the table and retry") from e
+        except (ValueError, TypeError, IcebergValidationError) as e:
+            raise InvalidInputError(f"cannot apply the commit to {self.name}: {e}") from e
+        self._plans.clear()
+        snapshots = []
+        for u in req.updates:
+            if isinstance(u, AddSnapshotUpdate):
+                counts: Mapping[str, str] = u.snapshot.summary or {}
+                snapshots.append(
+                    {
+                        "snapshot_id": u.snapshot.snapshot_id,
+                        "operation": u.snapshot.summary.operation.value if u.snapshot.summary else None,
+                        "added_records": int(counts.get("added-records") or 0),
+                        "deleted_records": int(counts.get("deleted-records") or 0),
+                    }
+                )
+        summary = {"updates": [u.action for u in req.updates], "snapshots": snapshots}
+        self._table = catalog_for(self.ctx).load_table(self.identifier)
+        return _rest_json(response), summary
 
     # ---- metadata ------------------------------------------------------------------------------------
 
@@ -2388,3 +2516,165 @@ def _to_iceberg(e: Expr, schema: pa.Schema, negate: bool = False) -> ice.Boolean
 
 
 _NEGATED = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+
+
+# ---- the Iceberg REST catalog lakehouse serves (lakehouse/served/iceberg_rest.py) -----------------------------------
+# Requests and answers are the spec's JSON, parsed and written with pyiceberg's own models (the ones its
+# RestCatalog client sends), and applied by the same SQL catalog our jobs commit through: a client's commit passes
+# the same compare-and-swap on the catalog row as a compaction's.
+
+
+class _Named:
+    """What pyiceberg's SQL catalog reads of a table it is asked to commit: its identifier."""
+
+    def __init__(self, identifier: tuple[str, str]) -> None:
+        self._identifier = identifier
+
+    def name(self) -> tuple[str, str]:
+        return self._identifier
+
+
+def _rest_json(model: Any) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(model.model_dump_json(by_alias=True, exclude_none=True)))
+
+
+_REST_OPTIONAL: dict[str, dict[str, Any]] = {
+    # fields pyiceberg's models declare as required-but-nullable, which the spec makes optional (and clients omit)
+    "CreateTableRequest": {"location": None, "partition-spec": None, "write-order": None},
+    "RegisterTableRequest": {"overwrite": False},
+}
+
+
+def _parse_rest(model: Any, body: bytes, what: str, defaults: Mapping[str, Any] | None = None) -> Any:
+    import json
+
+    from pydantic import ValidationError as PydanticValidationError
+
+    try:
+        value = json.loads(body)
+        if not isinstance(value, dict):
+            raise ValueError("the body must be a JSON object")
+        return model.model_validate({**_REST_OPTIONAL.get(model.__name__, {}), **(defaults or {}), **value})
+    except (PydanticValidationError, ValueError) as e:
+        first = str(e).strip().splitlines()
+        raise InvalidInputError(f"not a valid {what}: {' '.join(first[:3])[:500]}") from e
+
+
+def _parse_commit(model: Any, body: bytes, name: TableName) -> Any:
+    """A commit-table request for the table of the path (its identifier is optional, and must name that table)."""
+    req = _parse_rest(
+        model, body, "commit-table request", {"identifier": {"namespace": [name.namespace], "name": name.table}}
+    )
+    named = (*req.identifier.namespace.root, req.identifier.name)
+    if named != (name.namespace, name.table):
+        raise InvalidInputError(f"the commit names table {'.'.join(named)}, the path {name}")
+    return req
+
+
+def rest_namespaces(ctx: StorageContext) -> list[str]:
+    """Every namespace of the SQL catalog (each holds Iceberg tables or was created empty)."""
+    return sorted(Catalog.namespace_to_string(ns) for ns in catalog_for(ctx).list_namespaces())
+
+
+def rest_namespace_properties(ctx: StorageContext, namespace: str) -> dict[str, str]:
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
+    try:
+        return dict(catalog_for(ctx).load_namespace_properties(namespace))
+    except NoSuchNamespaceError as e:
+        raise NamespaceNotFoundError(f"no namespace {namespace}") from e
+
+
+def rest_create_namespace(ctx: StorageContext, namespace: str, properties: Mapping[str, str]) -> None:
+    try:
+        catalog_for(ctx).create_namespace(namespace, dict(properties))
+    except NamespaceAlreadyExistsError as e:
+        raise TableExistsError(f"namespace {namespace} already exists") from e
+
+
+def rest_update_namespace(
+    ctx: StorageContext, namespace: str, removals: Collection[str], updates: Mapping[str, str]
+) -> dict[str, list[str]]:
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
+    try:
+        summary = catalog_for(ctx).update_namespace_properties(namespace, set(removals), dict(updates))
+    except NoSuchNamespaceError as e:
+        raise NamespaceNotFoundError(f"no namespace {namespace}") from e
+    except ValueError as e:
+        raise InvalidInputError(str(e)) from e
+    return {"removed": list(summary.removed), "updated": list(summary.updated), "missing": list(summary.missing)}
+
+
+def rest_drop_namespace(ctx: StorageContext, namespace: str) -> None:
+    from pyiceberg.exceptions import NamespaceNotEmptyError as IceNamespaceNotEmpty
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
+    try:
+        catalog_for(ctx).drop_namespace(namespace)
+    except NoSuchNamespaceError as e:
+        raise NamespaceNotFoundError(f"no namespace {namespace}") from e
+    except IceNamespaceNotEmpty as e:
+        raise NamespaceNotEmptyError(f"namespace {namespace} still has tables") from e
+
+
+def rest_create_request(body: bytes) -> tuple[str, str | None, bool]:
+    """(table name, location or None, stage-create) of a create-table request, checked to parse."""
+    from pyiceberg.catalog.rest import CreateTableRequest
+
+    req = _parse_rest(CreateTableRequest, body, "create-table request")
+    return req.name, req.location, bool(req.stage_create)
+
+
+def rest_register_request(body: bytes) -> tuple[str, str]:
+    """(table name, metadata location) of a register-table request."""
+    from pyiceberg.catalog.rest import RegisterTableRequest
+
+    req = _parse_rest(RegisterTableRequest, body, "register-table request")
+    return req.name, req.metadata_location
+
+
+def rest_metadata_table_location(metadata_location: str) -> str:
+    """The table location a metadata file belongs to (``<table>/metadata/<file>.metadata.json``)."""
+    plain = _plain_location(metadata_location)
+    parent, _, _ = plain.rpartition("/")
+    table_location, _, folder = parent.rpartition("/")
+    if folder != "metadata" or not plain.endswith(".metadata.json"):
+        raise InvalidInputError(
+            f"{metadata_location} is not a table metadata file (<table>/metadata/<name>.metadata.json)"
+        )
+    return table_location
+
+
+def rest_stage_create(name: TableName, body: bytes, *, location: str, ctx: StorageContext) -> dict[str, Any]:
+    """The metadata a staged create would commit (nothing is written; the client commits it with
+    ``assert-create``, see :meth:`IcebergAdapter.rest_commit_create`)."""
+    from pyiceberg.catalog.rest import CreateTableRequest
+    from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
+    from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
+
+    req = _parse_rest(CreateTableRequest, body, "create-table request")
+    catalog = catalog_for(ctx)
+    assert isinstance(catalog, SqlCatalog)
+    try:
+        staged = catalog._create_staged_table(
+            identifier=(name.namespace, name.table),
+            schema=req.table_schema,
+            location=_location_uri(location),
+            partition_spec=req.partition_spec or UNPARTITIONED_PARTITION_SPEC,
+            sort_order=req.write_order or UNSORTED_SORT_ORDER,
+            properties={**DEFAULT_PROPERTIES, **req.properties},
+        )
+    except (ValueError, TypeError, IcebergValidationError) as e:
+        raise InvalidSchemaError(f"cannot create Iceberg table {name}: {e}") from e
+    return _table_response(staged.metadata, None)
+
+
+def _table_response(metadata: TableMetadata, location: str | None) -> dict[str, Any]:
+    """The spec's LoadTableResult."""
+    answer: dict[str, Any] = {"metadata": _rest_json(metadata), "config": {}}
+    if location is not None:
+        answer["metadata-location"] = location
+    return answer

@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -32,6 +33,7 @@ from lakehouse.governance.keys import ROLES, create_key
 SECRET = "authz-test-secret"
 TABLE = "authz.t"
 INBOX = "authz.inbox"  # the ingest route's: upserted files (delta-rs MERGE) are not TABLE's to mask, see below
+ICEBERG = "authz.ice"  # the Iceberg REST routes' table
 CALLERS = (None, "reader", "engineer", "admin", "revoked")  # revoked: an admin key, revoked
 SCHEMA = pa.schema(
     [
@@ -105,6 +107,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 "tiering": {"column": "ts"},
             },
         )
+        lh.create_table(ICEBERG, schema=SCHEMA, format="iceberg").append(rows(0, 3))  # no PII: REST hands it over
         keys = {role: create_key(lh, name=f"{role} key", role=role)[1] for role in ROLES}
         revoked, keys["revoked"] = create_key(lh, name="revoked admin key", role="admin")
         assert lh.catalog.revoke_key(revoked)
@@ -162,7 +165,14 @@ def test_the_table_says_what_the_issue_asks() -> None:
     """Masking, keys, policies, erasure and the audit log are admin's by every path; /health is the only data
     route without a key."""
     public = {path for (_, path), rule in authz.ROUTES.items() if rule.role == authz.PUBLIC}
-    assert public == {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    assert public == {
+        "/health",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/iceberg/v1/oauth/tokens",
+    }
     for (method, path), rule in authz.ROUTES.items():
         if path.startswith(("/keys", "/erase", "/audit")) or (method != "GET" and path.endswith("/policy")):
             assert rule.role == "admin", (method, path)
@@ -185,7 +195,46 @@ def current_version(env: Env) -> int:
     return int(env.lh.table(TABLE).snapshot().version)
 
 
+def fresh_name(prefix: str = "t") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def served(env: Env) -> Any:
+    from lakehouse.served.iceberg_rest import IcebergRestCatalog
+
+    return IcebergRestCatalog(env.lh, reads_pii=True)
+
+
+def fresh_iceberg(env: Env) -> str:
+    """A new Iceberg table in namespace authz (for a call that drops or renames one)."""
+    name = fresh_name()
+    env.lh.create_table(f"authz.{name}", schema=SCHEMA, format="iceberg")
+    return name
+
+
+def fresh_namespace(env: Env) -> str:
+    ns = fresh_name("ns")
+    served(env).create_namespace({"namespace": [ns]})
+    return ns
+
+
+def fresh_registration(env: Env) -> dict[str, Any]:
+    """An unregistered Iceberg table's metadata file, to register under a new name."""
+    name = fresh_iceberg(env)
+    location = env.lh.table(f"authz.{name}").metadata_location  # type: ignore[attr-defined]
+    env.lh.drop_table(f"authz.{name}")
+    return {"json": {"name": name, "metadata-location": location}}
+
+
+ICEBERG_CREATE = {
+    "type": "struct",
+    "schema-id": 0,
+    "fields": [{"id": 1, "name": "id", "type": "long", "required": False}],
+}
+
 PATH_VALUES: dict[str, Callable[[Env], str]] = {
+    "namespace": lambda env: "authz",
+    "table": lambda env: ICEBERG.split(".")[1],
     "name": lambda env: TABLE,
     "version": lambda env: str(current_version(env)),
     "job_id": lambda env: str(env.job_id),
@@ -204,6 +253,38 @@ REQUESTS: dict[tuple[str, str], Callable[[Env], list[dict[str, Any]]]] = {
     ("GET", "/lineage"): lambda env: [{"params": {"dataset": f"x::{TABLE}"}}],
     ("POST", "/lineage"): lambda env: [{"json": EVENT}],
     ("POST", "/keys"): lambda env: [{"json": {"name": "matrix", "role": "reader"}}],
+    # the Iceberg REST catalog: calls that create, drop or rename take fresh names per caller ("fresh")
+    ("POST", "/iceberg/v1/oauth/tokens"): lambda env: [
+        {"data": {"grant_type": "client_credentials", "client_id": "m", "client_secret": env.keys["admin"]}}
+    ],
+    ("POST", "/iceberg/v1/namespaces"): lambda env: [{"fresh": lambda env: {"json": {"namespace": [fresh_name()]}}}],
+    ("DELETE", "/iceberg/v1/namespaces/{namespace}"): lambda env: [
+        {"fresh": lambda env: {"path": {"namespace": fresh_namespace(env)}}}
+    ],
+    ("POST", "/iceberg/v1/namespaces/{namespace}/properties"): lambda env: [{"json": {"updates": {"owner": "m"}}}],
+    ("POST", "/iceberg/v1/namespaces/{namespace}/tables"): lambda env: [
+        {"fresh": lambda env: {"json": {"name": fresh_name(), "schema": ICEBERG_CREATE}}}
+    ],
+    ("POST", "/iceberg/v1/namespaces/{namespace}/register"): lambda env: [{"fresh": fresh_registration}],
+    ("POST", "/iceberg/v1/namespaces/{namespace}/tables/{table}"): lambda env: [
+        {"json": {"requirements": [], "updates": [{"action": "set-properties", "updates": {"owner": "matrix"}}]}}
+    ],
+    ("DELETE", "/iceberg/v1/namespaces/{namespace}/tables/{table}"): lambda env: [
+        {"fresh": lambda env: {"path": {"table": fresh_iceberg(env)}}}
+    ],
+    ("POST", "/iceberg/v1/namespaces/{namespace}/tables/{table}/metrics"): lambda env: [
+        {"json": {"report-type": "scan-report"}}
+    ],
+    ("POST", "/iceberg/v1/tables/rename"): lambda env: [
+        {
+            "fresh": lambda env: {
+                "json": {
+                    "source": {"namespace": ["authz"], "name": (t := fresh_iceberg(env))},
+                    "destination": {"namespace": ["authz"], "name": f"{t}_renamed"},
+                }
+            }
+        }
+    ],
     ("POST", "/erase"): lambda env: [
         {"json": {"where": "id = -1", "tables": [TABLE], "dry_run": dry_run}} for dry_run in (True, False)
     ],
@@ -217,21 +298,36 @@ def allowed(caller: str | None, role: str) -> bool:
     return caller in ROLES and ROLES.index(caller) >= ROLES.index(role)
 
 
-def check(env: Env, label: str, method: str, path: str, role: str, kw: dict[str, Any]) -> list[str]:
-    """Call as every caller; the mismatches with the table (empty when all answered as it says)."""
+def check(
+    env: Env, label: str, method: str, path: str, role: str, kw: dict[str, Any], template: str | None = None
+) -> list[str]:
+    """Call as every caller; the mismatches with the table (empty when all answered as it says). ``kw["fresh"]``
+    makes the request's arguments (and path values, for ``template``) anew for each caller."""
     wrong: list[str] = []
     for caller in CALLERS:
-        r = call(env, caller, method, path, **kw)
-        where = f"{label} {kw.get('json', '')} as {caller or 'no key'} (needs {role}): {r.status_code} {r.text[:300]}"
+        args, url = dict(kw), path
+        if "fresh" in args:
+            made = dict(args.pop("fresh")(env))
+            url = concrete(env, template or path, **made.pop("path", {}))
+            args.update(made)
+        r = call(env, caller, method, url, **args)
+        where = f"{label} {args.get('json', '')} as {caller or 'no key'} (needs {role}): {r.status_code} {r.text[:300]}"
         if allowed(caller, role):
             # at or above the role: the call really ran (the requests are valid on a real table)
             if not 200 <= r.status_code < 300:
                 wrong.append(where)
             continue
         expected = 401 if caller in (None, "revoked") else 403
-        is_problem = r.headers.get("content-type", "").startswith("application/problem+json")
-        if r.status_code != expected or not is_problem or r.json().get("status") != expected:
-            wrong.append(where)
+        if method == "HEAD":  # no body to check
+            if r.status_code != expected:
+                wrong.append(where)
+        elif url.startswith("/iceberg/"):  # the Iceberg REST spec's error model
+            if r.status_code != expected or r.json().get("error", {}).get("code") != expected:
+                wrong.append(where)
+        else:
+            is_problem = r.headers.get("content-type", "").startswith("application/problem+json")
+            if r.status_code != expected or not is_problem or r.json().get("status") != expected:
+                wrong.append(where)
     return wrong
 
 
@@ -248,7 +344,7 @@ def test_every_route_and_role(env: Env, method: str, template: str) -> None:
     wrong: list[str] = []
     for kw in variants:
         path = concrete(env, template, **kw.pop("path", {}))
-        wrong += check(env, f"{method} {template}", method, path, rule.role, kw)
+        wrong += check(env, f"{method} {template}", method, path, rule.role, kw, template)
     assert not wrong, "\n".join(wrong)
 
 

@@ -1,0 +1,299 @@
+"""The Iceberg REST catalog (Apache Iceberg's REST OpenAPI spec) over lakehouse's catalog.
+
+Every answer comes from the catalog the CLI uses: the table registry (``table list``) and pyiceberg's SQL catalog
+on the same database, which holds each Iceberg table's current metadata file. A client's commit (an append by
+pyiceberg, DuckDB or Spark) is applied by that SQL catalog with its requirements checked against the current
+metadata and the catalog row swapped only if no one committed meanwhile, exactly as a lakehouse compaction
+commits; a lost race answers 409 and the client retries on fresh metadata. Each commit lands in the job history
+(kind ``rest-commit``, with its snapshots), hence in lineage, and in the audit log.
+
+Governance: clients read and write the data files themselves, so masking cannot be applied after the handover.
+A table with PII (tags from ``pii scan`` or a masking policy) is handed only to a caller who may read PII (the
+admin role); anyone else gets 403 naming the columns, and can query it masked through ``POST /query``.
+
+What is not served: views, multi-table transactions, server-side scan planning, vended storage credentials
+(clients bring their own object-store credentials; on a local warehouse they read the files by path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from lakehouse.errors import (
+    ForbiddenError,
+    InvalidInputError,
+    InvalidTableNameError,
+    LakehouseError,
+    NamespaceNotEmptyError,
+    NamespaceNotFoundError,
+    TableExistsError,
+    TableNotFoundError,
+)
+from lakehouse.tables import iceberg as ice
+from lakehouse.tables.base import TableName
+
+if TYPE_CHECKING:
+    from lakehouse.core import Lakehouse
+
+PREFIX: Final = "/iceberg"
+"""Where the API serves it: clients take ``http://host:port/iceberg`` as the catalog URI."""
+
+ENDPOINTS: Final = (
+    "GET /v1/{prefix}/namespaces",
+    "POST /v1/{prefix}/namespaces",
+    "GET /v1/{prefix}/namespaces/{namespace}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}",
+    "POST /v1/{prefix}/namespaces/{namespace}/properties",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/register",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+    "POST /v1/{prefix}/tables/rename",
+)
+"""What ``GET /v1/config`` advertises: the routes this module answers (clients check before calling)."""
+
+JOB_KIND: Final = "rest-commit"
+
+
+class IcebergRestCatalog:
+    """One caller's view of the served catalog: ``reads_pii`` says whether tables with PII may be handed over."""
+
+    def __init__(self, lh: Lakehouse, *, reads_pii: bool) -> None:
+        self.lh = lh
+        self.reads_pii = reads_pii
+
+    # ---- config and namespaces ------------------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        return {"defaults": {}, "overrides": {}, "endpoints": list(ENDPOINTS)}
+
+    def list_namespaces(self, parent: str | None = None) -> dict[str, Any]:
+        if parent:
+            self._namespace(parent)
+            return {"namespaces": []}  # lakehouse namespaces have one level
+        return {"namespaces": [[ns] for ns in self._namespaces()]}
+
+    def create_namespace(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        parts = body.get("namespace")
+        props = body.get("properties") or {}
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+            raise InvalidInputError('a namespace is a list of strings, e.g. {"namespace": ["sales"]}')
+        if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
+            raise InvalidInputError("namespace properties are a map of strings")
+        ns = self._check_name(parts)
+        ice.rest_create_namespace(self.lh.ctx, ns, props)
+        self.lh.catalog.audit("namespace.create", table=None, actor=self.lh.actor, details={"namespace": ns})
+        return {"namespace": [ns], "properties": props}
+
+    def load_namespace(self, namespace: str) -> dict[str, Any]:
+        ns = self._namespace(namespace)
+        try:
+            props = ice.rest_namespace_properties(self.lh.ctx, ns)
+        except NamespaceNotFoundError:
+            props = {}  # it holds only tables lakehouse registered (Delta ones, say): it exists, without properties
+        return {"namespace": [ns], "properties": props}
+
+    def update_namespace(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        ns = self._namespace(namespace)
+        removals = body.get("removals") or []
+        updates = body.get("updates") or {}
+        if not isinstance(removals, list) or not isinstance(updates, dict):
+            raise InvalidInputError('expected {"removals": [keys], "updates": {key: value}}')
+        if ns not in ice.rest_namespaces(self.lh.ctx):
+            ice.rest_create_namespace(self.lh.ctx, ns, {})
+        result = ice.rest_update_namespace(self.lh.ctx, ns, [str(r) for r in removals], updates)
+        self.lh.catalog.audit("namespace.update", table=None, actor=self.lh.actor, details={"namespace": ns, **result})
+        return result
+
+    def drop_namespace(self, namespace: str) -> None:
+        ns = self._namespace(namespace)
+        held = [str(r.name) for r in self.lh.list_tables(namespace=ns)]
+        if held:
+            raise NamespaceNotEmptyError(
+                f"namespace {ns} still has tables: {', '.join(held[:10])}", hint="drop its tables first"
+            )
+        ice.rest_drop_namespace(self.lh.ctx, ns)
+        self.lh.catalog.audit("namespace.drop", table=None, actor=self.lh.actor, details={"namespace": ns})
+
+    # ---- tables ---------------------------------------------------------------------------------------------
+
+    def list_tables(self, namespace: str) -> dict[str, Any]:
+        ns = self._namespace(namespace)
+        records = self.lh.list_tables(namespace=ns, format="iceberg")
+        return {"identifiers": [{"namespace": [ns], "name": r.name.table} for r in records]}
+
+    def create_table(self, namespace: str, body: bytes) -> dict[str, Any]:
+        ns = self._namespace(namespace)
+        table_name, location, staged = ice.rest_create_request(body)
+        name = self._table_name(ns, table_name)
+        if staged:
+            try:
+                self.lh.catalog.get_table(name)
+            except LookupError:
+                pass
+            else:
+                raise TableExistsError(f"table {name} already exists")
+            loc = location or self.lh.ctx.default_location(name)
+            return ice.rest_stage_create(name, body, location=loc, ctx=self.lh.ctx)
+        table = self.lh.create_table_native(name, format="iceberg", spec=body, location=location)
+        return self._adapter(table).rest_table()
+
+    def register_table(self, namespace: str, body: bytes) -> dict[str, Any]:
+        ns = self._namespace(namespace)
+        table_name, metadata_location = ice.rest_register_request(body)
+        name = self._table_name(ns, table_name)
+        location = ice.rest_metadata_table_location(metadata_location)
+        table = self.lh.register_table(name, location=location, format="iceberg", metadata_location=metadata_location)
+        return self._adapter(table).rest_table()
+
+    def load_table(self, namespace: str, table: str) -> dict[str, Any]:
+        name = self._existing(namespace, table)
+        self._check_pii(name)
+        return self._adapter(self.lh.table(name)).rest_table()
+
+    def table_exists(self, namespace: str, table: str) -> None:
+        self._existing(namespace, table)
+
+    def commit(self, namespace: str, table: str, body: bytes) -> dict[str, Any]:
+        """Apply a client's commit; a staged create's commit creates and registers the table."""
+        ns = self._namespace(namespace)
+        name = self._table_name(ns, table)
+        try:
+            record = self.lh.catalog.get_table(name)
+        except TableNotFoundError:
+            created, answer = ice.IcebergAdapter.commit_create(name, body, ctx=self.lh.ctx)
+            self.lh.adopt_created(created, format="iceberg")
+            return answer
+        if record.format != "iceberg":
+            raise TableNotFoundError(f"{name} is a {record.format} table, not an Iceberg one")
+        self._check_pii(name)
+        adapter = self._adapter(self.lh.table(name))
+        answer, summary = adapter.rest_commit(body)
+        # the commit landed: what follows only records it, and a failure there does not undo or hide it
+        metrics = {
+            "snapshots": len(summary["snapshots"]),
+            "rows_added": sum(s["added_records"] for s in summary["snapshots"]),
+            "rows_deleted": sum(s["deleted_records"] for s in summary["snapshots"]),
+            "metadata_location": answer.get("metadata-location"),
+        }
+        try:
+            job = self.lh.catalog.record_job(
+                JOB_KIND, table=name, params=summary, state="succeeded", metrics=metrics, actor=self.lh.actor
+            )
+            self.lh.catalog.audit(
+                "table.rest-commit", table=name, actor=self.lh.actor, details={**summary, **metrics}, job_id=job
+            )
+            self.lh.catalog.update_table(name, adapter.definition)
+        except LakehouseError:
+            self.lh.catalog.update_table(name)
+        return answer
+
+    def drop_table(self, namespace: str, table: str, *, purge: bool) -> None:
+        name = self._existing(namespace, table)
+        self.lh.drop_table(name, purge=purge)
+
+    def rename_table(self, body: Mapping[str, Any]) -> None:
+        def ident(key: str) -> TableName:
+            value = body.get(key)
+            if not isinstance(value, dict):
+                raise InvalidInputError(f'{key} must be {{"namespace": [...], "name": ...}}')
+            parts = value.get("namespace")
+            if not isinstance(parts, list):
+                raise InvalidInputError(f"{key}.namespace must be a list of strings")
+            return self._table_name(self._check_name(parts), str(value.get("name")))
+
+        source, target = ident("source"), ident("destination")
+        self._existing(source.namespace, source.table)
+        self.lh.rename_table(source, target)
+
+    def report_metrics(self, namespace: str, table: str) -> None:
+        self._existing(namespace, table)
+
+    # ---- helpers --------------------------------------------------------------------------------------------
+
+    def _namespaces(self) -> list[str]:
+        held = {r.name.namespace for r in self.lh.list_tables(format="iceberg")}
+        return sorted(held | set(ice.rest_namespaces(self.lh.ctx)))
+
+    def _namespace(self, namespace: str) -> str:
+        """A namespace that exists: pyiceberg's SQL catalog knows it, or a registered table lives in it."""
+        ns = self._check_name(namespace.split("\x1f"))  # the spec's separator between levels in a path
+        if ns in self._namespaces() or self.lh.list_tables(namespace=ns):
+            return ns
+        raise NamespaceNotFoundError(f"no namespace {ns}", hint="create it first: POST /v1/namespaces")
+
+    @staticmethod
+    def _check_name(parts: list[str]) -> str:
+        if len(parts) != 1:
+            raise InvalidInputError(
+                f"namespace {'.'.join(parts)!r} has {len(parts)} levels; lakehouse namespaces have exactly one"
+            )
+        try:
+            return TableName.parse(f"{parts[0]}.x").namespace
+        except InvalidTableNameError as e:
+            raise InvalidInputError(f"invalid namespace {parts[0]!r}: {e.message}") from e
+
+    @staticmethod
+    def _table_name(namespace: str, table: str) -> TableName:
+        return TableName.parse(f"{namespace}.{table}")
+
+    def _existing(self, namespace: str, table: str) -> TableName:
+        ns = self._namespace(namespace)
+        name = self._table_name(ns, table)
+        record = self.lh.catalog.get_table(name)
+        if record.format != "iceberg":
+            raise TableNotFoundError(f"{name} is a {record.format} table, not an Iceberg one")
+        return name
+
+    def _check_pii(self, name: TableName) -> None:
+        if self.reads_pii:
+            return
+        columns = {t["column"] for t in self.lh.catalog.pii_tags(name)} | set(self.lh.policy(name).masking)
+        if columns:
+            raise ForbiddenError(
+                f"table {name} has PII columns ({', '.join(sorted(columns))}): a catalog client reads the files "
+                "themselves, so masking cannot apply; handing it over needs the admin role",
+                hint="query it masked through POST /query",
+            )
+
+    @staticmethod
+    def _adapter(table: Any) -> ice.IcebergAdapter:
+        if not isinstance(table, ice.IcebergAdapter):
+            raise TableNotFoundError(f"{table.name} is not an Iceberg table")
+        return table
+
+
+def client_snippets(base_url: str) -> str:
+    """How to attach each engine to the catalog served at ``base_url`` (``lakehouse serve`` prints this)."""
+    uri = base_url.rstrip("/") + PREFIX
+    tokens = f"{uri}/v1/oauth/tokens"
+    return f"""Iceberg REST catalog: {uri}  (bearer: an API key, or a token from {tokens})
+
+DuckDB (iceberg extension):
+  CREATE SECRET lh (TYPE iceberg, CLIENT_ID 'duckdb', CLIENT_SECRET '<api key>', OAUTH2_SERVER_URI '{tokens}');
+  ATTACH 'lakehouse' AS lh (TYPE iceberg, ENDPOINT '{uri}', SECRET lh);
+  SHOW ALL TABLES;
+
+Spark (Iceberg runtime jar on the classpath):
+  --conf spark.sql.catalog.lh=org.apache.iceberg.spark.SparkCatalog
+  --conf spark.sql.catalog.lh.type=rest
+  --conf spark.sql.catalog.lh.uri={uri}
+  --conf spark.sql.catalog.lh.credential=spark:<api key>
+  --conf spark.sql.catalog.lh.oauth2-server-uri={tokens}
+
+pyiceberg:
+  from pyiceberg.catalog.rest import RestCatalog
+  catalog = RestCatalog("lh", uri="{uri}", token="<api key>")
+
+delta-rs (Delta tables are not served through a catalog yet: open them by location, see `lakehouse table show`):
+  from deltalake import DeltaTable
+  DeltaTable("<table location>")
+
+Tables with PII columns are handed only to admin keys (clients read files directly, so masking cannot apply).
+"""

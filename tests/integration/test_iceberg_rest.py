@@ -1,0 +1,346 @@
+"""The served Iceberg REST catalog with clients nobody here wrote: pyiceberg's ``RestCatalog`` and DuckDB's iceberg
+extension, against ``lakehouse serve`` in its own process on loopback (Spark's ``RESTCatalog``: test_spark.py).
+
+What must hold: clients see what the CLI sees (one catalog database), their commits pass the same optimistic
+check as our jobs and land in the job history and audit log, a REST append racing our compaction keeps every
+row, tables with PII are refused to callers who may not read PII, and errors follow the spec's error model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import requests
+
+from lakehouse.config import load_settings
+from lakehouse.core import Lakehouse
+from lakehouse.governance.keys import create_key
+from lakehouse.maintenance.compaction import optimize
+from lakehouse.maintenance.planner import CompactionOptions
+
+EXE = shutil.which("lakehouse", path=os.path.dirname(sys.executable)) or "lakehouse"
+SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("name", pa.string()), pa.field("amount", pa.float64())])
+
+
+@dataclass
+class Served:
+    url: str  # the catalog URI: http://127.0.0.1:<port>/iceberg
+    keys: dict[str, str]
+    warehouse: str
+    catalog_url: str
+
+    def lakehouse(self) -> Lakehouse:
+        return Lakehouse(load_settings(config_file=False, warehouse=self.warehouse, catalog_url=self.catalog_url))
+
+    def rest(self, role: str = "admin", **props: str) -> Any:
+        from pyiceberg.catalog.rest import RestCatalog
+
+        return RestCatalog("lh", uri=self.url, token=self.keys[role], **props)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("rest")
+    warehouse, catalog_url = str(root / "wh"), f"sqlite:///{root / 'catalog.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "AWS_"))}
+    with Lakehouse(load_settings(config_file=False, warehouse=warehouse, catalog_url=catalog_url)) as lh:
+        lh.init()
+        keys = {role: create_key(lh, name=f"{role} key", role=role)[1] for role in ("reader", "engineer", "admin")}
+        sales = lh.create_table("sales.orders", schema=SCHEMA, format="iceberg")
+        sales.append(pa.table({"id": [1, 2, 3], "name": ["a", "b", "c"], "amount": [1.5, 2.5, 3.5]}, schema=SCHEMA))
+        sales.append(pa.table({"id": [4], "name": ["d"], "amount": [4.5]}, schema=SCHEMA))
+        lh.create_table("sales.deltas", schema=SCHEMA, format="delta")
+        crm = lh.create_table("crm.people", schema=SCHEMA, format="iceberg")
+        crm.append(pa.table({"id": [1], "name": ["Ann"], "amount": [0.0]}, schema=SCHEMA))
+        lh.set_policy("crm.people", {"masking": {"name": "redact"}})
+    port = _free_port()
+    log = open(root / "serve.log", "wb")
+    proc = subprocess.Popen(
+        [EXE, "--warehouse", warehouse, "--catalog-url", catalog_url, "serve", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=root,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((root / "serve.log").read_text()) from None
+                time.sleep(0.2)
+        yield Served(f"{base}/iceberg", keys, warehouse, catalog_url)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def rows_of(table: pa.Table) -> list[dict[str, Any]]:
+    return sorted(table.to_pylist(), key=lambda r: (r["id"], r["name"]))
+
+
+# ---- pyiceberg's RestCatalog -----------------------------------------------------------------------------------
+
+
+def test_pyiceberg_lists_and_reads_what_the_cli_sees(served: Served) -> None:
+    cat = served.rest("admin")
+    assert ("sales",) in cat.list_namespaces() and ("crm",) in cat.list_namespaces()
+    assert cat.list_tables("sales") == [("sales", "orders")], "Delta tables are not Iceberg REST tables"
+    scanned = cat.load_table("sales.orders").scan().to_arrow()
+    with served.lakehouse() as lh:
+        queried = lh.query("SELECT * FROM sales.orders").table
+    assert rows_of(scanned) == rows_of(queried) and len(queried) == 4
+
+
+def test_create_and_append_through_rest_then_optimize(served: Served) -> None:
+    cat = served.rest("engineer")
+    cat.create_namespace_if_not_exists("rest")
+    table = cat.create_table("rest.created", schema=SCHEMA)
+    for i in range(4):
+        table.append(pa.table({"id": [i * 10 + j for j in range(5)], "name": ["x"] * 5, "amount": [1.0] * 5}))
+    with served.lakehouse() as lh:
+        assert "rest.created" in {str(r.name) for r in lh.list_tables()}, "the registry lists what REST created"
+        assert lh.query("SELECT count(*) AS n FROM rest.created").table.column("n")[0].as_py() == 20
+        jobs = [j for j in lh.jobs("rest.created") if j.kind == "rest-commit"]
+        assert len(jobs) == 4 and all(j.state == "succeeded" for j in jobs)
+        assert sum(int(j.metrics["rows_added"]) for j in jobs) == 20
+        audit = [a for a in lh.audit_log("rest.created") if a.action == "table.rest-commit"]
+        assert len(audit) == 4 and all(a.actor.startswith("key:") for a in audit)
+        before = rows_of(lh.query("SELECT * FROM rest.created").table)
+        result = optimize(lh, "rest.created", CompactionOptions()).as_dict()
+        assert result["files_after"] < result["files_before"] and result["rows_in"] == result["rows_out"] == 20
+        assert rows_of(lh.query("SELECT * FROM rest.created").table) == before
+    # the client sees our compaction as the table's newest snapshot, and its rows
+    reloaded = cat.load_table("rest.created")
+    assert reloaded.current_snapshot() is not None
+    assert reloaded.current_snapshot().snapshot_id != table.current_snapshot().snapshot_id
+    assert rows_of(reloaded.scan().to_arrow()) == before
+
+
+def test_a_rest_append_racing_our_compaction_keeps_every_row(served: Served) -> None:
+    cat = served.rest("engineer")
+    cat.create_namespace_if_not_exists("race")
+    table = cat.create_table("race.t", schema=SCHEMA)
+    next_id = 0
+    for _ in range(30):
+        table.append(pa.table({"id": list(range(next_id, next_id + 10)), "name": ["s"] * 10, "amount": [0.5] * 10}))
+        next_id += 10
+    stop = threading.Event()
+    appended: list[int] = []
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        nonlocal next_id
+        client = served.rest("engineer").load_table("race.t")
+        try:
+            while not stop.is_set():
+                ids = list(range(next_id, next_id + 10))
+                client.append(pa.table({"id": ids, "name": ["w"] * 10, "amount": [1.0] * 10}))
+                appended.extend(ids)
+                next_id += 10
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        with served.lakehouse() as lh:
+            for _ in range(2):
+                optimize(lh, "race.t", CompactionOptions(commit_interval=0))
+    finally:
+        stop.set()
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert appended, "the writer committed while the compaction ran"
+    with served.lakehouse() as lh:
+        ids = lh.query("SELECT id FROM race.t").table.column("id").to_pylist()
+    assert sorted(ids) == list(range(next_id)), "no row lost or doubled"
+
+
+def test_tables_with_pii_are_not_handed_to_who_may_not_read_it(served: Served) -> None:
+    from pyiceberg.exceptions import ForbiddenError
+
+    with pytest.raises(ForbiddenError, match="PII columns \\(name\\)"):
+        served.rest("engineer").load_table("crm.people")
+    with pytest.raises(ForbiddenError):
+        served.rest("reader").load_table("crm.people")
+    assert served.rest("admin").load_table("crm.people").scan().to_arrow().num_rows == 1
+    assert served.rest("reader").load_table("sales.orders").scan().to_arrow().num_rows >= 4
+
+
+def test_a_reader_cannot_commit_and_errors_follow_the_spec(served: Served) -> None:
+    from pyiceberg.exceptions import ForbiddenError, NoSuchNamespaceError, NoSuchTableError
+
+    table = served.rest("reader").load_table("sales.orders")
+    with pytest.raises(ForbiddenError):
+        table.append(pa.table({"id": [99], "name": ["r"], "amount": [0.0]}, schema=SCHEMA))
+    with pytest.raises(NoSuchTableError):
+        served.rest("admin").load_table("sales.nope")
+    with pytest.raises(NoSuchTableError):
+        served.rest("admin").load_table("sales.deltas")
+    with pytest.raises(NoSuchNamespaceError):
+        served.rest("admin").list_tables("nope")
+    r = requests.get(f"{served.url}/v1/namespaces/sales/tables/nope", headers={"Authorization": "Bearer x"})
+    assert r.status_code == 401 and r.json()["error"]["type"] == "NotAuthorizedException"
+    r = requests.get(
+        f"{served.url}/v1/namespaces/sales/tables/nope", headers={"Authorization": f"Bearer {served.keys['admin']}"}
+    )
+    assert r.status_code == 404
+    assert r.json()["error"] == {"message": r.json()["error"]["message"], "type": "NoSuchTableException", "code": 404}
+
+
+def test_stale_commits_are_refused_with_409(served: Served) -> None:
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.types import StringType
+
+    cat = served.rest("engineer")
+    cat.create_namespace_if_not_exists("stale")
+    first = cat.create_table("stale.t", schema=SCHEMA)
+    second = cat.load_table("stale.t")
+    with first.update_schema() as update:
+        update.add_column("extra", StringType())
+    with pytest.raises(CommitFailedException), second.update_schema() as update:
+        update.add_column("other", StringType())
+    with served.lakehouse() as lh:
+        assert "extra" in lh.table("stale.t").definition.schema.names, "the registry follows the schema"
+
+
+def test_oauth_tokens_from_an_api_key(served: Served) -> None:
+    cat = served.rest(
+        "reader",
+        credential=f"any-client:{served.keys['reader']}",
+        **{"oauth2-server-uri": f"{served.url}/v1/oauth/tokens"},
+    )
+    assert ("sales", "orders") in cat.list_tables("sales")
+    r = requests.post(
+        f"{served.url}/v1/oauth/tokens",
+        data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "lhk_bad_key"},
+    )
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    token = requests.post(
+        f"{served.url}/v1/oauth/tokens",
+        data={"grant_type": "client_credentials", "client_id": "x", "client_secret": served.keys["reader"]},
+    ).json()
+    assert token["token_type"] == "bearer" and token["expires_in"] == 3600
+    ok = requests.get(f"{served.url}/v1/namespaces", headers={"Authorization": f"Bearer {token['access_token']}"})
+    assert ok.status_code == 200
+    forged = token["access_token"][:-4] + "0000"
+    r = requests.get(f"{served.url}/v1/namespaces", headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 401
+
+
+def test_register_rename_and_drop(served: Served) -> None:
+    with served.lakehouse() as lh:
+        source = lh.create_table("reg.source", schema=SCHEMA, format="iceberg")
+        source.append(pa.table({"id": [7], "name": ["r"], "amount": [7.0]}, schema=SCHEMA))
+        metadata = source.metadata_location  # type: ignore[attr-defined]
+        lh.drop_table("reg.source")  # unregistered; the files stay
+    cat = served.rest("admin")
+    registered = cat.register_table("reg.adopted", metadata)
+    assert registered.scan().to_arrow().num_rows == 1
+    cat.rename_table("reg.adopted", "reg.renamed")
+    with served.lakehouse() as lh:
+        names = {str(r.name) for r in lh.list_tables()}
+        assert "reg.renamed" in names and "reg.adopted" not in names
+        assert lh.query("SELECT count(*) AS n FROM reg.renamed").table.column("n")[0].as_py() == 1
+    cat.drop_table("reg.renamed")
+    with served.lakehouse() as lh:
+        assert "reg.renamed" not in {str(r.name) for r in lh.list_tables()}
+
+
+# ---- DuckDB's iceberg extension --------------------------------------------------------------------------------
+
+
+def test_duckdb_attaches_queries_and_inserts(served: Served) -> None:
+    import duckdb
+
+    from lakehouse.duck import extension_path
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    for ext in ("httpfs", "avro", "iceberg"):
+        con.execute(f"LOAD '{extension_path(ext)}'")
+    # what `lakehouse serve` prints for DuckDB, run as printed (with a key in place of <api key>)
+    port = served.url.split(":")[-1].split("/")[0]
+    printed = subprocess.run(
+        [EXE, "serve", "--show-config", "--port", port], capture_output=True, text=True, check=True
+    ).stdout
+    snippet = printed.split("DuckDB (iceberg extension):\n", 1)[1].split("\n\n", 1)[0]
+    statements = [line.strip() for line in snippet.splitlines() if line.strip()]
+    assert [st.split()[0] for st in statements] == ["CREATE", "ATTACH", "SHOW"]
+    for statement in statements[:2]:
+        con.execute(statement.replace("<api key>", served.keys["engineer"]))
+    tables = {(r[1], r[2]) for r in con.execute(statements[2]).fetchall() if r[0] == "lh"}
+    assert ("sales", "orders") in tables
+    n = con.execute("SELECT count(*) FROM lh.sales.orders").fetchone()
+    with served.lakehouse() as lh:
+        expected = lh.query("SELECT count(*) AS n FROM sales.orders").table.column("n")[0].as_py()
+    assert n is not None and n[0] == expected
+    con.execute("CREATE SCHEMA IF NOT EXISTS lh.duck")
+    con.execute("CREATE TABLE lh.duck.t (id BIGINT, note VARCHAR)")
+    con.execute("INSERT INTO lh.duck.t VALUES (1, 'from duckdb'), (2, 'again')")
+    con.close()
+    with served.lakehouse() as lh:
+        got = lh.query("SELECT id, note FROM duck.t ORDER BY id").table.to_pylist()
+        assert got == [{"id": 1, "note": "from duckdb"}, {"id": 2, "note": "again"}]
+        history = lh.table("duck.t").snapshots()
+        assert history and history[-1].operation == "append"
+        assert any(j.kind == "rest-commit" for j in lh.jobs("duck.t"))
+
+
+# ---- Spark's RESTCatalog (the Iceberg runtime's) ---------------------------------------------------------------
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_reads_writes_and_rewrites_through_rest(served: Served, tmp_path: Any) -> None:
+    settings = load_settings(
+        config_file=False, warehouse=str(tmp_path / "own"), spark={"master": "local[2]", "driver_memory": "1g"}
+    )
+    with Lakehouse(settings) as own:
+        spark = own.spark().session()
+        prefix = "spark.sql.catalog.lhrest"
+        spark.conf.set(prefix, "org.apache.iceberg.spark.SparkCatalog")
+        spark.conf.set(prefix + ".type", "rest")
+        spark.conf.set(prefix + ".uri", served.url)
+        spark.conf.set(prefix + ".credential", f"spark:{served.keys['engineer']}")
+        spark.conf.set(prefix + ".oauth2-server-uri", f"{served.url}/v1/oauth/tokens")
+        spark.conf.set(prefix + ".cache-enabled", "false")
+        n = spark.sql("SELECT count(*) AS n FROM lhrest.sales.orders").collect()[0]["n"]
+        with served.lakehouse() as lh:
+            assert n == lh.query("SELECT count(*) AS n FROM sales.orders").table.column("n")[0].as_py()
+        spark.sql("CREATE NAMESPACE IF NOT EXISTS lhrest.sparky")
+        spark.sql("CREATE TABLE lhrest.sparky.t (id BIGINT, v STRING) USING iceberg")
+        for i in range(3):
+            spark.sql(f"INSERT INTO lhrest.sparky.t VALUES ({2 * i}, 'a{i}'), ({2 * i + 1}, 'b{i}')")
+        rewritten = spark.sql(
+            "CALL lhrest.system.rewrite_data_files(table => 'sparky.t', options => map('min-input-files', '2'))"
+        ).collect()[0]
+        assert rewritten["rewritten_data_files_count"] >= 3 and rewritten["added_data_files_count"] == 1
+    with served.lakehouse() as lh:
+        rows = lh.query("SELECT id, v FROM sparky.t ORDER BY id").table.to_pylist()
+        assert rows == [{"id": i, "v": f"{'ab'[i % 2]}{i // 2}"} for i in range(6)]
+        operations = [s.operation for s in lh.table("sparky.t").snapshots()]
+        assert operations.count("append") == 3 and operations[-1] == "replace"
+        assert len([j for j in lh.jobs("sparky.t") if j.kind == "rest-commit"]) == 4
