@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import authz, iceberg_rest
+from api import authz, iceberg_rest, unity
 from lakehouse.config import Settings, load_settings
 from lakehouse.core import Lakehouse
 from lakehouse.errors import InvalidInputError, LakehouseError, QueryError
@@ -237,11 +237,14 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
     app.add_middleware(BodyLimit, max_body=max_body)
 
-    # errors under /iceberg take the Iceberg REST spec's error model (api/iceberg_rest.py), the rest RFC 9457
+    # errors under /iceberg take the Iceberg REST spec's error model (api/iceberg_rest.py), under
+    # /api/2.1/unity-catalog Unity Catalog's (api/unity.py), the rest RFC 9457
     @app.exception_handler(LakehouseError)
     async def _lakehouse_error(request: Request, e: LakehouseError) -> JSONResponse:
         if iceberg_rest.is_iceberg(request):
             return iceberg_rest.iceberg_error_of(e)
+        if unity.is_unity(request):
+            return unity.unity_error_of(e)
         return problem(e.http_status, type(e).__name__, e.message, hint=e.hint)
 
     @app.exception_handler(RequestValidationError)
@@ -251,12 +254,16 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         )
         if iceberg_rest.is_iceberg(request):
             return iceberg_rest.iceberg_error(400, f"invalid request: {details}")
+        if unity.is_unity(request):
+            return unity.unity_error(400, f"invalid request: {details}")
         return problem(422, "Invalid request", details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
         if iceberg_rest.is_iceberg(request):
             return iceberg_rest.iceberg_error(e.status_code, str(e.detail))
+        if unity.is_unity(request):
+            return unity.unity_error(e.status_code, str(e.detail))
         title = "Request body too large" if e.status_code == 413 else "HTTP error"
         return problem(e.status_code, title, str(e.detail))
 
@@ -264,6 +271,8 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
     async def _unexpected(request: Request, e: Exception) -> JSONResponse:
         if iceberg_rest.is_iceberg(request):
             return iceberg_rest.iceberg_error(500, f"{type(e).__name__}: the server failed; see its log")
+        if unity.is_unity(request):
+            return unity.unity_error(500, f"{type(e).__name__}: the server failed; see its log")
         return problem(500, "Internal error", f"{type(e).__name__}: the server failed; see its log")
 
     def lh_for(p: Principal) -> Lakehouse:
@@ -607,6 +616,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         return [r.as_dict() for r in base.audit_log(table, action=action, limit=limit)]
 
     iceberg_rest.add_routes(app, base)
+    unity.add_routes(app, base)
 
     try:
         authz.check_app(app, job_kinds=get_args(JobKind), job_dependency=authorized_job)

@@ -139,6 +139,15 @@ ROUTES: Final[Mapping[tuple[str, str], Rule]] = {
     ("DELETE", "/iceberg/v1/namespaces/{namespace}/tables/{table}"): Rule("admin"),
     ("POST", "/iceberg/v1/namespaces/{namespace}/tables/{table}/metrics"): Rule("reader"),
     ("POST", "/iceberg/v1/tables/rename"): Rule("admin"),
+    # the Unity Catalog API subset (api/unity.py): read-only; tables with PII are listed and described only for
+    # READS_PII (lakehouse/served/unity.py checks it per table)
+    ("GET", "/api/2.1/unity-catalog/catalogs"): Rule("reader"),
+    ("GET", "/api/2.1/unity-catalog/catalogs/{name}"): Rule("reader"),
+    ("GET", "/api/2.1/unity-catalog/schemas"): Rule("reader"),
+    ("GET", "/api/2.1/unity-catalog/schemas/{full_name}"): Rule("reader"),
+    ("GET", "/api/2.1/unity-catalog/tables"): Rule("reader"),
+    ("GET", "/api/2.1/unity-catalog/tables/{full_name}"): Rule("reader"),
+    ("POST", "/api/2.1/unity-catalog/temporary-table-credentials"): Rule("reader"),
 }
 
 JOBS: Final[Mapping[str, JobRule]] = {

@@ -291,7 +291,13 @@ pyiceberg:
   from pyiceberg.catalog.rest import RestCatalog
   catalog = RestCatalog("lh", uri="{uri}", token="<api key>")
 
-delta-rs (Delta tables are not served through a catalog yet: open them by location, see `lakehouse table show`):
+Unity Catalog API for the Delta tables: {base_url.rstrip("/")}/api/2.1/unity-catalog
+
+DuckDB (unity_catalog extension):
+  CREATE SECRET (TYPE unity_catalog, TOKEN '<api key>', ENDPOINT '{base_url.rstrip("/")}', AWS_REGION 'us-east-1');
+  ATTACH '<catalog_name setting, default lakehouse>' AS uc (TYPE unity_catalog);
+
+delta-rs (by location; `lakehouse table show` prints it):
   from deltalake import DeltaTable
   DeltaTable("<table location>")
 

@@ -371,6 +371,10 @@ class LakehouseTable(ABC):
             raise UnsupportedOperationError(f"{cls.__name__} tables are not registered by a metadata file")
         return cls.open(name, location=location, ctx=ctx)
 
+    def catalog_columns(self) -> list[dict[str, Any]]:
+        """The columns as a Unity Catalog table lists them (the served Unity Catalog API; Delta tables)."""
+        raise UnsupportedOperationError(f"{type(self).__name__} tables are not described as Unity Catalog tables")
+
     @classmethod
     def rename(cls, name: TableName, new: TableName, *, ctx: StorageContext) -> None:
         """Rename the table in the format's own catalog, if it has one (a no-op by default: the files stay)."""

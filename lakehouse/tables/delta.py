@@ -619,6 +619,39 @@ class DeltaAdapter(LakehouseTable):
 
     # ---- metadata ------------------------------------------------------------------------------------
 
+    def catalog_columns(self) -> list[dict[str, Any]]:
+        """The columns as a Unity Catalog table lists them (``ColumnInfo``: ``type_json`` is the Delta log's own
+        field, ``type_text``/``type_name`` its SQL and enum spellings), for the served Unity Catalog API."""
+        import json
+
+        self._refresh()
+        try:
+            fields = json.loads(self._dt.schema().to_json())["fields"]
+        except DeltaError as e:
+            raise _translate(e, f"cannot read the schema of {self.name}") from e
+        partitions = list(self._dt.metadata().partition_columns)
+        columns = []
+        for position, f in enumerate(fields):
+            kind = f["type"]
+            text = _uc_type_text(kind)
+            precision, scale = 0, 0
+            if isinstance(kind, str) and kind.startswith("decimal("):
+                precision, scale = (int(x) for x in kind[len("decimal(") : -1].split(","))
+            column: dict[str, Any] = {
+                "name": f["name"],
+                "type_text": text,
+                "type_name": _uc_type_name(kind),
+                "type_json": json.dumps(f, separators=(",", ":")),
+                "type_precision": precision,
+                "type_scale": scale,
+                "position": position,
+                "nullable": bool(f.get("nullable", True)),
+            }
+            if f["name"] in partitions:
+                column["partition_index"] = partitions.index(f["name"])
+            columns.append(column)
+        return columns
+
     @property
     def definition(self) -> TableDefinition:
         try:
@@ -2110,3 +2143,36 @@ def _transform_of(column: str, expression: str) -> PartitionField:
                 return PartitionField(source, transform)  # type: ignore[arg-type]
     # a generated column we did not write: treat it as an identity partition on that column
     return PartitionField(column)
+
+
+_UC_TEXT = {"long": "bigint", "integer": "int", "short": "smallint", "byte": "tinyint"}
+_UC_NAME = {
+    "long": "LONG",
+    "integer": "INT",
+    "short": "SHORT",
+    "byte": "BYTE",
+    "timestamp_ntz": "TIMESTAMP_NTZ",
+}
+
+
+def _uc_type_text(kind: Any) -> str:
+    """A Delta log type as Unity Catalog's ``type_text`` (Spark SQL's spelling).
+
+    >>> _uc_type_text({"type": "map", "keyType": "string", "valueType": {"type": "array", "elementType": "long"}})
+    'map<string,array<bigint>>'
+    """
+    if isinstance(kind, str):
+        return _UC_TEXT.get(kind, kind)
+    if kind["type"] == "struct":
+        return "struct<" + ",".join(f"{f['name']}:{_uc_type_text(f['type'])}" for f in kind["fields"]) + ">"
+    if kind["type"] == "array":
+        return f"array<{_uc_type_text(kind['elementType'])}>"
+    return f"map<{_uc_type_text(kind['keyType'])},{_uc_type_text(kind['valueType'])}>"
+
+
+def _uc_type_name(kind: Any) -> str:
+    """A Delta log type as Unity Catalog's ``ColumnTypeName`` enum (``decimal(10,2)`` is ``DECIMAL``)."""
+    if isinstance(kind, dict):
+        return {"struct": "STRUCT", "array": "ARRAY", "map": "MAP"}[kind["type"]]
+    base = kind.split("(")[0]
+    return _UC_NAME.get(base, base.upper())

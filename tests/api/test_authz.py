@@ -226,6 +226,13 @@ def fresh_registration(env: Env) -> dict[str, Any]:
     return {"json": {"name": name, "metadata-location": location}}
 
 
+def unity_table_id(env: Env, name: str) -> str:
+    from lakehouse.served.unity import UnityCatalog
+    from lakehouse.tables.base import TableName
+
+    return UnityCatalog(env.lh, reads_pii=True)._table_id(TableName.parse(name))
+
+
 ICEBERG_CREATE = {
     "type": "struct",
     "schema-id": 0,
@@ -285,6 +292,17 @@ REQUESTS: dict[tuple[str, str], Callable[[Env], list[dict[str, Any]]]] = {
             }
         }
     ],
+    # the Unity Catalog API: INBOX is a Delta table without PII (TABLE's masking policy would refuse readers)
+    ("GET", "/api/2.1/unity-catalog/catalogs/{name}"): lambda env: [{"path": {"name": "lakehouse"}}],
+    ("GET", "/api/2.1/unity-catalog/schemas"): lambda env: [{"params": {"catalog_name": "lakehouse"}}],
+    ("GET", "/api/2.1/unity-catalog/schemas/{full_name}"): lambda env: [{"path": {"full_name": "lakehouse.authz"}}],
+    ("GET", "/api/2.1/unity-catalog/tables"): lambda env: [
+        {"params": {"catalog_name": "lakehouse", "schema_name": "authz"}}
+    ],
+    ("GET", "/api/2.1/unity-catalog/tables/{full_name}"): lambda env: [{"path": {"full_name": f"lakehouse.{INBOX}"}}],
+    ("POST", "/api/2.1/unity-catalog/temporary-table-credentials"): lambda env: [
+        {"json": {"table_id": unity_table_id(env, INBOX), "operation": "READ"}}
+    ],
     ("POST", "/erase"): lambda env: [
         {"json": {"where": "id = -1", "tables": [TABLE], "dry_run": dry_run}} for dry_run in (True, False)
     ],
@@ -323,6 +341,10 @@ def check(
                 wrong.append(where)
         elif url.startswith("/iceberg/"):  # the Iceberg REST spec's error model
             if r.status_code != expected or r.json().get("error", {}).get("code") != expected:
+                wrong.append(where)
+        elif url.startswith("/api/2.1/unity-catalog/"):  # Unity Catalog's error model
+            code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}[expected]
+            if r.status_code != expected or r.json().get("error_code") != code:
                 wrong.append(where)
         else:
             is_problem = r.headers.get("content-type", "").startswith("application/problem+json")

@@ -1,8 +1,8 @@
 """Property-based fuzzing of the whole OpenAPI schema with schemathesis: whatever it sends, with an admin key,
 the API answers without a 5xx (user mistakes are 4xx problem documents) and conforms to its own schema's
-status codes and content types (errors under /iceberg take the Iceberg REST spec's model). A table name in the
-path is a real table half of the time (a random name only ever reaches the 404), so the bodies are fuzzed against
-real tables too."""
+status codes and content types (errors under /iceberg and /api/2.1/unity-catalog take those protocols' models). A
+table name in the path is a real table half of the time (a random name only ever reaches the 404), so the bodies
+are fuzzed against real tables too."""
 
 from __future__ import annotations
 
@@ -77,6 +77,8 @@ def test_no_server_errors(fuzz_schema: Any) -> None:
                     assert isinstance(response.json().get("error"), str), response.text[:200]
                 elif case.path.startswith("/iceberg/"):  # the Iceberg REST spec's error model
                     assert response.json()["error"]["code"] == response.status_code, response.text[:200]
+                elif case.path.startswith("/api/2.1/unity-catalog/"):  # Unity Catalog's error model
+                    assert isinstance(response.json()["error_code"], str), response.text[:200]
                 else:
                     assert content_type.startswith("application/problem+json"), response.text[:200]
 
