@@ -175,6 +175,16 @@ class S3Credentials:
         props["s3.retry-strategy-impl"] = f"{__name__}.S3RetryAttempts{self.retries.attempts}"
         return props
 
+    def pyiceberg_client_properties(self) -> dict[str, str]:
+        """What a catalog client needs to reach the store, without any secret: the endpoint, region and
+        addressing style (the served Iceberg REST catalog's table config; clients bring their own keys)."""
+        props: dict[str, str] = {"s3.region": self.region}
+        if self.endpoint_url:
+            props["s3.endpoint"] = self.endpoint_url
+            props["s3.path-style-access"] = "true" if self.path_style else "false"
+        props["s3.force-virtual-addressing"] = "false" if self.path_style else "true"
+        return props
+
     def spark_conf(self, catalog: str) -> dict[str, str]:
         """Spark settings: Iceberg's ``S3FileIO`` for the Iceberg catalog ``catalog`` and Hadoop's S3A for Delta
         paths. Both need jars pyspark lacks (``iceberg-aws-bundle``; ``hadoop-aws`` + the AWS SDK): list them

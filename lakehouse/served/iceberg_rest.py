@@ -30,6 +30,7 @@ from lakehouse.errors import (
     TableExistsError,
     TableNotFoundError,
 )
+from lakehouse.storage import StorageContext
 from lakehouse.tables import iceberg as ice
 from lakehouse.tables.base import TableName
 
@@ -140,9 +141,9 @@ class IcebergRestCatalog:
             else:
                 raise TableExistsError(f"table {name} already exists")
             loc = location or self.lh.ctx.default_location(name)
-            return ice.rest_stage_create(name, body, location=loc, ctx=self.lh.ctx)
+            return self._with_config(ice.rest_stage_create(name, body, location=loc, ctx=self.lh.ctx))
         table = self.lh.create_table_native(name, format="iceberg", spec=body, location=location)
-        return self._adapter(table).rest_table()
+        return self._with_config(self._adapter(table).rest_table())
 
     def register_table(self, namespace: str, body: bytes) -> dict[str, Any]:
         ns = self._namespace(namespace)
@@ -150,12 +151,12 @@ class IcebergRestCatalog:
         name = self._table_name(ns, table_name)
         location = ice.rest_metadata_table_location(metadata_location)
         table = self.lh.register_table(name, location=location, format="iceberg", metadata_location=metadata_location)
-        return self._adapter(table).rest_table()
+        return self._with_config(self._adapter(table).rest_table())
 
     def load_table(self, namespace: str, table: str) -> dict[str, Any]:
         name = self._existing(namespace, table)
         self._check_pii(name)
-        return self._adapter(self.lh.table(name)).rest_table()
+        return self._with_config(self._adapter(self.lh.table(name)).rest_table())
 
     def table_exists(self, namespace: str, table: str) -> None:
         self._existing(namespace, table)
@@ -184,7 +185,7 @@ class IcebergRestCatalog:
         }
         try:
             job = self.lh.catalog.record_job(
-                JOB_KIND, table=name, params=summary, state="succeeded", metrics=metrics, actor=self.lh.actor
+                JOB_KIND, table=name, params=summary, state="committed", metrics=metrics, actor=self.lh.actor
             )
             self.lh.catalog.audit(
                 "table.rest-commit", table=name, actor=self.lh.actor, details={**summary, **metrics}, job_id=job
@@ -216,6 +217,13 @@ class IcebergRestCatalog:
         self._existing(namespace, table)
 
     # ---- helpers --------------------------------------------------------------------------------------------
+
+    def _with_config(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """A load-table answer with where the files are (S3 endpoint, region, addressing; never a secret)."""
+        credentials = self.lh.ctx.credentials
+        if credentials is not None and StorageContext.is_s3(self.lh.ctx.warehouse):
+            answer["config"] = {**credentials.pyiceberg_client_properties(), **answer.get("config", {})}
+        return answer
 
     def _namespaces(self) -> list[str]:
         held = {r.name.namespace for r in self.lh.list_tables(format="iceberg")}

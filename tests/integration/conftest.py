@@ -3,6 +3,7 @@ with Iceberg and Delta tables, one of each with PII (a masking policy)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -12,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -47,6 +49,32 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def serving(root: Path, options: list[str], env: dict[str, str]) -> Iterator[str]:
+    """``lakehouse <options> serve`` on a free loopback port, until the block ends; yields its base URL."""
+    port = _free_port()
+    log = open(root / "serve.log", "wb")
+    proc = subprocess.Popen(
+        [EXE, *options, "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((root / "serve.log").read_text()) from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("rest")
@@ -67,28 +95,5 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         crm = lh.create_table("crm.people", schema=SCHEMA, format="iceberg")
         crm.append(pa.table({"id": [1], "name": ["Ann"], "amount": [0.0]}, schema=SCHEMA))
         lh.set_policy("crm.people", {"masking": {"name": "redact"}})
-    port = _free_port()
-    log = open(root / "serve.log", "wb")
-    proc = subprocess.Popen(
-        [EXE, "--warehouse", warehouse, "--catalog-url", catalog_url, "serve", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=root,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((root / "serve.log").read_text()) from None
-                time.sleep(0.2)
+    with serving(root, ["--warehouse", warehouse, "--catalog-url", catalog_url], env) as base:
         yield Served(f"{base}/iceberg", keys, warehouse, catalog_url)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()

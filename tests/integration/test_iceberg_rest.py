@@ -7,6 +7,8 @@ row, tables with PII are refused to callers who may not read PII, and errors fol
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import threading
 from typing import Any
@@ -17,9 +19,11 @@ import requests
 
 from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
+from lakehouse.governance.keys import create_key
 from lakehouse.maintenance.compaction import optimize
 from lakehouse.maintenance.planner import CompactionOptions
-from tests.integration.conftest import EXE, SCHEMA, Served
+from tests.conftest import S3Endpoint, s3_settings
+from tests.integration.conftest import EXE, SCHEMA, Served, serving
 
 
 def rows_of(table: pa.Table) -> list[dict[str, Any]]:
@@ -49,10 +53,16 @@ def test_create_and_append_through_rest_then_optimize(served: Served) -> None:
         assert "rest.created" in {str(r.name) for r in lh.list_tables()}, "the registry lists what REST created"
         assert lh.query("SELECT count(*) AS n FROM rest.created").table.column("n")[0].as_py() == 20
         jobs = [j for j in lh.jobs("rest.created") if j.kind == "rest-commit"]
-        assert len(jobs) == 4 and all(j.state == "succeeded" for j in jobs)
+        assert len(jobs) == 4 and all(j.state == "committed" for j in jobs)
         assert sum(int(j.metrics["rows_added"]) for j in jobs) == 20
         audit = [a for a in lh.audit_log("rest.created") if a.action == "table.rest-commit"]
         assert len(audit) == 4 and all(a.actor.startswith("key:") for a in audit)
+        runs = [
+            e
+            for e in lh.catalog.lineage_events(limit=1000)
+            if e["job"]["name"] == "lakehouse.rest-commit" and e["eventType"] == "COMPLETE"
+        ]
+        assert sum(1 for e in runs if [o["name"] for o in e["outputs"]] == ["rest.created"]) == 4
         before = rows_of(lh.query("SELECT * FROM rest.created").table)
         result = optimize(lh, "rest.created", CompactionOptions()).as_dict()
         assert result["files_after"] < result["files_before"] and result["rows_in"] == result["rows_out"] == 20
@@ -269,3 +279,44 @@ def test_spark_reads_writes_and_rewrites_through_rest(served: Served, tmp_path: 
         operations = [s.operation for s in lh.table("sparky.t").snapshots()]
         assert operations.count("append") == 3 and operations[-1] == "replace"
         assert len([j for j in lh.jobs("sparky.t") if j.kind == "rest-commit"]) == 4
+
+
+# ---- on S3 ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.s3
+def test_on_s3_clients_get_the_endpoint_and_bring_their_own_keys(
+    s3_endpoint: S3Endpoint, bucket: str, tmp_path: Any
+) -> None:
+    """A warehouse on the S3 server: a load answer says where the files are (endpoint, region, path style) and holds
+    no secret; a pyiceberg client with its own keys reads and appends, and lakehouse sees the append."""
+    settings = s3_settings(s3_endpoint, bucket, tmp_path)
+    with Lakehouse(settings) as lh:
+        lh.init()
+        key = create_key(lh, name="s3 engineer", role="engineer")[1]
+        table = lh.create_table("s3.orders", schema=SCHEMA, format="iceberg")
+        table.append(pa.table({"id": [1, 2], "name": ["a", "b"], "amount": [1.0, 2.0]}, schema=SCHEMA))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "AWS_"))}
+    env.update(
+        LAKEHOUSE_S3__ENDPOINT=s3_endpoint.url,
+        LAKEHOUSE_S3__ACCESS_KEY_ID=s3_endpoint.access_key,
+        LAKEHOUSE_S3__SECRET_ACCESS_KEY=s3_endpoint.secret_key,
+        LAKEHOUSE_S3__REGION=s3_endpoint.region,
+    )
+    options = ["--warehouse", settings.warehouse, "--catalog-url", settings.catalog_url]
+    with serving(tmp_path, options, env) as base:
+        raw = requests.get(
+            f"{base}/iceberg/v1/namespaces/s3/tables/orders", headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ).json()
+        assert raw["metadata-location"].startswith(f"s3://{bucket}/")
+        assert raw["config"]["s3.endpoint"] == s3_endpoint.url and raw["config"]["s3.path-style-access"] == "true"
+        assert s3_endpoint.secret_key not in json.dumps(raw), "no secret is handed out"
+        from pyiceberg.catalog.rest import RestCatalog
+
+        own_keys = {"s3.access-key-id": s3_endpoint.access_key, "s3.secret-access-key": s3_endpoint.secret_key}
+        cat = RestCatalog("lh", uri=f"{base}/iceberg", token=key, **own_keys)
+        client = cat.load_table("s3.orders")
+        assert sorted(client.scan().to_arrow().column("id").to_pylist()) == [1, 2]
+        client.append(pa.table({"id": [3], "name": ["c"], "amount": [3.0]}, schema=SCHEMA))
+    with Lakehouse(settings) as lh:
+        assert sorted(lh.table("s3.orders").scan().column("id").to_pylist()) == [1, 2, 3]
