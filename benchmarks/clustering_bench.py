@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -178,7 +177,10 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             out["jvm_peak_rss_mb"] = _vm_hwm(pid) if pid else None
         out["seconds"] = round(time.perf_counter() - t0, 2)
         out["files_after"] = len(lh.table("b.t").files())
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    # VmHWM of this process's own address space: getrusage's ru_maxrss would not do, since Linux folds the
+    # high-water mark of the image before execve into it, and this child was forked from the bench process (which
+    # grows as it builds and queries tables): every later child then reported at least the parent's size
+    out["peak_rss_mb"] = round(_vm_hwm(os.getpid()) or 0.0, 1)
     return out
 
 
