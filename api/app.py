@@ -37,8 +37,11 @@ from lakehouse.tables.base import TableName, parse_as_of
 logger = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}\.[A-Za-z_][A-Za-z0-9_]{0,62}$"
-TableParam = Annotated[str, Path(description="namespace.table", pattern=NAME_PATTERN, max_length=127)]
+NAME_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]{0,31}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}\.[A-Za-z_][A-Za-z0-9_]{0,62}$"
+"""namespace.table, or catalog.namespace.table for a table of a connected external catalog."""
+TableParam = Annotated[
+    str, Path(description="namespace.table (catalog.namespace.table: external)", pattern=NAME_PATTERN, max_length=160)
+]
 
 
 def problem(status: int, title: str, detail: str, *, hint: str | None = None) -> JSONResponse:
@@ -533,7 +536,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
     @app.get("/jobs", tags=["jobs"])
     def jobs(
         p: Caller,
-        table: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=127)] = None,
+        table: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=160)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         return [j.as_dict() for j in base.jobs(table, limit=limit)]
@@ -609,7 +612,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
     @app.get("/audit", tags=["admin"])
     def audit(
         p: Caller,
-        table: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=127)] = None,
+        table: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=160)] = None,
         action: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:

@@ -75,6 +75,34 @@ class S3Settings(BaseModel):
     )
 
 
+class StoreSettings(S3Settings):
+    """Another S3 store: tables whose location starts with ``prefix`` are reached with these settings instead
+    of ``[s3]`` (a table on another bucket, another account, another endpoint)."""
+
+    prefix: str = Field(description="The S3 prefix this store serves, e.g. s3://archive-bucket or s3://b/path.")
+
+    @field_validator("prefix")
+    @classmethod
+    def _check_prefix(cls, v: str) -> str:
+        if not v.startswith(("s3://", "s3a://")) or len(v.split("://", 1)[1].strip("/")) == 0:
+            raise ValueError(f"prefix {v!r} must be s3://bucket or s3://bucket/path")
+        return "s3://" + v.split("://", 1)[1].rstrip("/")
+
+
+CatalogType = Literal["glue", "rest", "sql", "hive"]
+
+
+class CatalogSettings(BaseModel):
+    """An external Iceberg catalog (``[catalogs.NAME]``): pyiceberg's catalog of ``type`` with ``properties``
+    (pyiceberg's own property names, e.g. ``glue.region``, ``uri``, ``credential``, ``s3.endpoint``; a value
+    ``${VAR}`` is read from the environment when the catalog is opened)."""
+
+    model_config = {"extra": "forbid"}
+
+    type: CatalogType
+    properties: dict[str, str] = Field(default_factory=dict)
+
+
 class QuerySettings(BaseModel):
     """Limits for SQL through DuckDB."""
 
@@ -257,6 +285,16 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     autopilot: AutopilotSettings = Field(default_factory=AutopilotSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    stores: dict[str, StoreSettings] = Field(
+        default_factory=dict,
+        description="Other S3 stores by name ([stores.NAME] prefix = ..., endpoint = ..., keys): tables under a "
+        "store's prefix are reached with its settings.",
+    )
+    catalogs: dict[str, CatalogSettings] = Field(
+        default_factory=dict,
+        description="External Iceberg catalogs by name ([catalogs.NAME] type = ..., properties = {...}); their "
+        "tables are NAME.namespace.table (see `lakehouse catalog`).",
+    )
     policy: dict[str, Any] = Field(
         default_factory=dict, description="Maintenance policy defaults for every table (see `lakehouse policy`)."
     )
@@ -294,6 +332,13 @@ class Settings(BaseSettings):
 
         build_policy(v, source="[policy] settings")
         return v
+
+    @field_validator("catalogs")
+    @classmethod
+    def _check_catalogs(cls, v: dict[str, CatalogSettings]) -> dict[str, CatalogSettings]:
+        from lakehouse.names import check_catalog_name
+
+        return {check_catalog_name(name): c for name, c in v.items()}
 
     @field_validator("tables")
     @classmethod

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,7 @@ class Lakehouse:
             catalog_url=settings.resolved_catalog_url,
             catalog_name=settings.catalog_name,
             credentials=credentials,
+            stores=tuple((s.prefix, S3Credentials.from_settings(s)) for s in settings.stores.values()),
         )
         self._shared: dict[str, Any] = {}
         """Engines shared with the copies :meth:`as_actor` makes (created on first use by any of them)."""
@@ -119,8 +120,11 @@ class Lakehouse:
             isolated = self._shared.pop("isolated", None)
         if isolated is not None:
             isolated.close()
+        with self._shared_lock:
+            contexts = [self.ctx, *self._shared.pop("contexts", set())]
         for fmt in loaded_formats():
-            adapter_class(fmt).release(self.ctx)
+            for ctx in contexts:
+                adapter_class(fmt).release(ctx)
         if "catalog" in self.__dict__:
             self.catalog.dispose()
 
@@ -172,7 +176,7 @@ class Lakehouse:
         location: str | None = None,
     ) -> LakehouseTable:
         """Create a table in its format and register it in the catalog."""
-        tname = TableName.parse(name)
+        tname = _own(TableName.parse(name), "created")
         fmt = format or self.settings.default_format
         cls = adapter_class(fmt)
         try:
@@ -226,7 +230,7 @@ class Lakehouse:
         """Create a table from its format's own table description (an Iceberg REST create-table request for
         Iceberg: the served catalog's create) and register it, with the same checks and clean-up as
         :meth:`create_table`."""
-        tname = TableName.parse(name)
+        tname = _own(TableName.parse(name), "created")
         cls = adapter_class(format)
         try:
             self.catalog.get_table(tname)
@@ -282,12 +286,18 @@ class Lakehouse:
         location: str,
         format: str | None = None,
         metadata_location: str | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> LakehouseTable:
         """Adopt an existing Delta or Iceberg table at ``location`` (format detected when not given; an Iceberg
-        table at its newest metadata file, or at ``metadata_location``)."""
-        tname = TableName.parse(name)
+        table at its newest metadata file, or at ``metadata_location``).
+
+        An Iceberg table a connected catalog owns is refused (maintain it as ``catalog.namespace.table``: our
+        commits would not reach its owner, a split brain); one whose owner is unknown is adopted with a warning
+        (``warn``) that commits land in lakehouse's catalog only."""
+        tname = _own(TableName.parse(name), "registered")
         loc = _normalise_location(location)
-        fmt = format or detect_format(loc, self.ctx)
+        ctx = self.ctx.for_location(loc)
+        fmt = format or detect_format(loc, ctx)
         cls = adapter_class(fmt)
         try:
             self.catalog.get_table(tname)
@@ -295,7 +305,17 @@ class Lakehouse:
             pass
         else:
             raise TableExistsError(f"table {tname} is already registered")
-        table = cls.register(tname, location=loc, ctx=self.ctx, metadata_location=metadata_location)
+        if fmt == "iceberg":
+            from lakehouse import external
+
+            owner = external.owner_of(self, loc)
+            if owner is not None:
+                raise InvalidInputError(
+                    f"the Iceberg table at {loc} belongs to connected catalog {owner.catalog} as {owner}; registering "
+                    "it here would send our commits to our catalog while its writers commit to theirs",
+                    hint=f"maintain it as {owner} (e.g. `lakehouse optimize {owner}`)",
+                )
+        table = cls.register(tname, location=loc, ctx=ctx, metadata_location=metadata_location)
         table.commit_timeout = self.settings.commit_timeout_seconds
         try:
             # the row and its audit entry in one transaction, after checking the definition reads back
@@ -309,8 +329,14 @@ class Lakehouse:
         except BaseException:
             # undo what the adapter recorded in its own catalog (pyiceberg's iceberg_tables); never the files,
             # which are someone else's
-            cls.forget(tname, ctx=self.ctx)
+            cls.forget(tname, ctx=ctx)
             raise
+        if fmt == "iceberg" and warn is not None:
+            warn(
+                f"registered {tname} by location: commits go to lakehouse's catalog only; if another catalog owns "
+                "this table, its writers will not see them (connect that catalog with `lakehouse catalog add` and "
+                "use its name instead)"
+            )
         return table
 
     def drop_table(self, name: str | TableName, *, purge: bool = False) -> None:
@@ -321,6 +347,11 @@ class Lakehouse:
         and a table the format's own catalog had forgotten for it is registered there again."""
         tname = TableName.parse(name)
         record = self.catalog.get_table(tname, readable=False)
+        if tname.external:
+            raise UnsupportedOperationError(
+                f"{tname} belongs to catalog {tname.catalog}: drop it there (lakehouse forgets it on the next sync)",
+                hint=f"`lakehouse catalog remove {tname.catalog}` disconnects the whole catalog",
+            )
         if purge:
             self._check_purgeable(record)
         cls = adapter_class(record.format)
@@ -346,8 +377,10 @@ class Lakehouse:
     def rename_table(self, name: str | TableName, new: str | TableName) -> None:
         """Give a table a new name (its files stay where they are): in the format's catalog, then in ours; a
         failure in ours renames it back."""
-        old, target = TableName.parse(name), TableName.parse(new)
+        old, target = TableName.parse(name), _own(TableName.parse(new), "renamed to")
         record = self.catalog.get_table(old)
+        if old.external:
+            raise UnsupportedOperationError(f"{old} belongs to catalog {old.catalog}: rename it there")
         try:
             self.catalog.get_table(target, readable=False)
         except TableNotFoundError:
@@ -375,10 +408,34 @@ class Lakehouse:
     def table(self, name: str | TableName) -> LakehouseTable:
         """Open a registered table (it knows which versions retention removed, to say so on time travel)."""
         record = self.catalog.get_table(TableName.parse(name))
-        table = adapter_class(record.format).open(record.name, location=record.location, ctx=self.ctx)
+        ctx = self.table_context(record.name, record.location)
+        table = adapter_class(record.format).open(record.name, location=record.location, ctx=ctx)
         table.expired = self.catalog.expired(record.name)
         table.commit_timeout = self.settings.commit_timeout_seconds
         return table
+
+    def table_context(self, name: TableName, location: str) -> StorageContext:
+        """Where the table ``name`` at ``location`` lives: its owner catalog (an external one for
+        ``catalog.namespace.table``) and the credentials of its store."""
+        if name.external:
+            from lakehouse import external
+
+            ctx = external.context(self, external.entry(self, name.catalog), location)
+        else:
+            ctx = self.ctx.for_location(location)
+        if ctx is not self.ctx:
+            with self._shared_lock:
+                self._shared.setdefault("contexts", set()).add(ctx)
+        return ctx
+
+    # ---- external catalogs -----------------------------------------------------------------------------
+
+    def sync_catalogs(self, names: Sequence[str] | None = None) -> list[Any]:
+        """Mirror the tables of connected external catalogs into the catalog database (see
+        :mod:`lakehouse.external`); one report per catalog, an unreachable one with its error."""
+        from lakehouse import external
+
+        return external.sync(self, names)
 
     # ---- policies ------------------------------------------------------------------------------------
 
@@ -532,6 +589,18 @@ class Lakehouse:
 
         with contextlib.suppress(LakehouseError):  # never fail a query for its log
             self.catalog.record_access(list(result.access))
+
+
+def _own(name: TableName, what: str) -> TableName:
+    """``name``, unless it names a table of an external catalog: lakehouse creates, registers and renames tables
+    in its own catalog only."""
+    if name.external:
+        raise UnsupportedOperationError(
+            f"{name} names a table of external catalog {name.catalog}: tables are {what} in lakehouse's own "
+            "catalog only (namespace.table)",
+            hint=f"create it through {name.catalog} itself; lakehouse lists it after `lakehouse catalog sync`",
+        )
+    return name
 
 
 def check_definition(definition: TableDefinition) -> None:

@@ -125,6 +125,44 @@ class S3Credentials:
             ),
         )
 
+    @classmethod
+    def from_iceberg_properties(
+        cls, props: dict[str, str], fallback: S3Credentials | None = None
+    ) -> S3Credentials | None:
+        """The credentials an external Iceberg catalog's ``s3.*`` properties describe (pyiceberg's names: the
+        store its tables' files are on), each missing one from ``fallback``; ``fallback`` when none is given.
+
+        >>> c = S3Credentials.from_iceberg_properties({"s3.endpoint": "http://h:9", "s3.access-key-id": "k",
+        ...                                            "s3.secret-access-key": "s"})
+        >>> c.endpoint_url, c.path_style, c.access_key_id
+        ('http://h:9', True, 'k')
+        """
+        if not any(k.startswith("s3.") for k in props):
+            return fallback
+        base = fallback or cls()
+        endpoint = props.get("s3.endpoint") or base.endpoint_url
+        if endpoint:
+            parsed = urlparse(endpoint)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ConfigError(f"s3.endpoint {endpoint!r} must be a URL such as http://127.0.0.1:9000")
+            endpoint = endpoint.rstrip("/")
+        if "s3.path-style-access" in props:
+            path_style = props["s3.path-style-access"].lower() == "true"
+        elif "s3.force-virtual-addressing" in props:
+            path_style = props["s3.force-virtual-addressing"].lower() != "true"
+        else:
+            path_style = base.path_style if fallback is not None else endpoint is not None
+        own_keys = "s3.access-key-id" in props
+        return cls(
+            endpoint_url=endpoint,
+            region=props.get("s3.region") or props.get("client.region") or base.region,
+            access_key_id=props.get("s3.access-key-id") if own_keys else base.access_key_id,
+            secret_access_key=props.get("s3.secret-access-key") if own_keys else base.secret_access_key,
+            session_token=props.get("s3.session-token") if own_keys else base.session_token,
+            path_style=path_style,
+            retries=base.retries,
+        )
+
     @property
     def allow_http(self) -> bool:
         return bool(self.endpoint_url and self.endpoint_url.startswith("http://"))
@@ -221,8 +259,9 @@ class S3Credentials:
                 )
         return conf
 
-    def duckdb_secret_sql(self, name: str = "lakehouse_s3") -> str:
-        """A ``CREATE OR REPLACE SECRET`` statement for DuckDB's httpfs."""
+    def duckdb_secret_sql(self, name: str = "lakehouse_s3", *, scope: str | None = None) -> str:
+        """A ``CREATE OR REPLACE SECRET`` statement for DuckDB's httpfs (for paths under ``scope`` only, when
+        given)."""
 
         def q(v: str) -> str:
             return "'" + v.replace("'", "''") + "'"
@@ -239,7 +278,12 @@ class S3Credentials:
             parts.append(f"USE_SSL {'false' if self.allow_http else 'true'}")
         parts.append(f"URL_STYLE {q('path' if self.path_style else 'vhost')}")
         if not self.access_key_id:
+            # the AWS default chain, looked up when the secret is created; none found is not an error until a
+            # request needs one (a store that only some tables use must not stop every query)
             parts.append("PROVIDER credential_chain")
+            parts.append("VALIDATION 'none'")
+        if scope is not None:
+            parts.append(f"SCOPE {q(scope)}")
         return f"CREATE OR REPLACE SECRET {name} ({', '.join(parts)})"
 
     def duckdb_settings(self) -> dict[str, int | float]:

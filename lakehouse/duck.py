@@ -20,6 +20,7 @@ from lakehouse.errors import ConfigError, DependencyMissingError, UnsupportedOpe
 if TYPE_CHECKING:
     import duckdb
 
+    from lakehouse.credentials import S3Credentials
     from lakehouse.storage import StorageContext
 
 # avro must be loaded before iceberg
@@ -50,13 +51,15 @@ def connect_duckdb(
     extensions: Sequence[str] = EXTENSIONS,
     allowed_directories: Sequence[str] | None = None,
     settings: Mapping[str, bool | int | str] | None = None,
+    extra_credentials: Sequence[tuple[str, S3Credentials]] = (),
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the offline extensions loaded, S3 configured and configuration locked.
 
     With ``allowed_directories`` (the query engine), DuckDB's external access is switched off except below
     those directories (table locations): a second wall behind the allow-list (:mod:`lakehouse.sql.allowlist`).
-    ``settings`` are SET before the lock (Parquet's own, such as ``parquet_metadata_cache``, load the built-in
-    parquet extension first)."""
+    ``extra_credentials`` are (S3 prefix, credentials) pairs beyond the context's own: tables of an external
+    catalog on a store of their own. ``settings`` are SET before the lock (Parquet's own, such as
+    ``parquet_metadata_cache``, load the built-in parquet extension first)."""
     try:
         import duckdb
     except ImportError as e:
@@ -76,11 +79,15 @@ def connect_duckdb(
         for name in extensions:
             path = extension_path(name)
             con.execute(f"LOAD '{path.replace(chr(39), chr(39) * 2)}'")
-        if ctx.credentials is not None:
-            con.execute(ctx.credentials.duckdb_secret_sql())
-            if "httpfs" in extensions:
-                for key, number in ctx.credentials.duckdb_settings().items():
-                    con.execute(f"SET {key} = {number}")
+        scoped = [*ctx.scoped_credentials(), *(extra_credentials or ())]
+        if any(not creds.access_key_id for _, creds in scoped):  # the AWS default chain is the aws extension's
+            con.execute(f"LOAD '{extension_path('aws').replace(chr(39), chr(39) * 2)}'")
+        for i, (scope, creds) in enumerate(scoped):
+            # the default first, then one secret per store, scoped to its prefix (DuckDB picks the longest match)
+            con.execute(creds.duckdb_secret_sql("lakehouse_s3" if scope is None else f"lakehouse_s3_{i}", scope=scope))
+        if scoped and "httpfs" in extensions:
+            for key, number in scoped[0][1].duckdb_settings().items():
+                con.execute(f"SET {key} = {number}")
         if settings:
             if any(k.startswith("parquet_") for k in settings):
                 con.execute("LOAD parquet")  # built in; autoloading is off

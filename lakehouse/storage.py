@@ -9,7 +9,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -23,13 +23,67 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class ExternalCatalog:
+    """An external Iceberg catalog a table belongs to (see :mod:`lakehouse.external`): its connection name, its
+    pyiceberg catalog type and properties (``${ENV}`` references resolved)."""
+
+    name: str
+    type: str
+    properties: tuple[tuple[str, str], ...] = ()
+
+    def props(self) -> dict[str, str]:
+        return dict(self.properties)
+
+
+@dataclass(frozen=True)
 class StorageContext:
-    """Where tables live and how to reach them; handed to every adapter."""
+    """Where tables live and how to reach them; handed to every adapter.
+
+    ``credentials`` reach the warehouse (and any S3 location no store claims); ``stores`` are the ``[stores]``
+    settings, each an S3 prefix with its own endpoint and keys (a table on another bucket or another endpoint);
+    ``external`` is set on the context of a table an external catalog owns (its commits go there)."""
 
     warehouse: str
     catalog_url: str
     catalog_name: str = "lakehouse"
     credentials: S3Credentials | None = None
+    stores: tuple[tuple[str, S3Credentials], ...] = ()
+    external: ExternalCatalog | None = None
+
+    def credentials_for(self, location: str) -> S3Credentials | None:
+        """The credentials of the store whose prefix holds ``location`` (the longest), else ``credentials``.
+
+        >>> from lakehouse.credentials import S3Credentials
+        >>> a, b = S3Credentials(endpoint_url="http://a:1"), S3Credentials(endpoint_url="http://b:2")
+        >>> ctx = StorageContext("s3://w", "sqlite://", credentials=a, stores=(("s3://other/x", b),))
+        >>> ctx.credentials_for("s3a://other/x/t").endpoint_url, ctx.credentials_for("s3://other/xy").endpoint_url
+        ('http://b:2', 'http://a:1')
+        """
+        loc = normalize_path(location)
+        best: tuple[int, S3Credentials] | None = None
+        for prefix, creds in self.stores:
+            p = prefix.rstrip("/")
+            if (loc == p or loc.startswith(p + "/")) and (best is None or len(p) > best[0]):
+                best = (len(p), creds)
+        return best[1] if best is not None else self.credentials
+
+    def for_location(self, location: str) -> StorageContext:
+        """This context with the credentials of ``location``'s store as its own (what a table's adapter gets)."""
+        creds = self.credentials_for(location)
+        return self if creds is self.credentials else replace(self, credentials=creds)
+
+    @property
+    def reaches_s3(self) -> bool:
+        """Whether any S3 credentials are configured (DuckDB then needs its httpfs extension)."""
+        return self.credentials is not None or bool(self.stores)
+
+    def scoped_credentials(self) -> list[tuple[str | None, S3Credentials]]:
+        """Every set of credentials with the S3 prefix it is for (None: the default), the default first."""
+        out: list[tuple[str | None, S3Credentials]] = []
+        if self.credentials is not None:
+            out.append((None, self.credentials))
+        out.extend((p.rstrip("/") + "/", c) for p, c in self.stores)
+        return out
 
     def default_location(self, name: TableName) -> str:
         return f"{self.warehouse.rstrip('/')}/{name.namespace}/{name.table}"
@@ -98,9 +152,10 @@ def cached_schema(path: str, read: Callable[[], pa.Schema]) -> pa.Schema:
 def split_location(location: str, ctx: StorageContext) -> tuple[fs.FileSystem, str]:
     """A pyarrow filesystem and the path inside it for ``location``."""
     if location.startswith(("s3://", "s3a://")):
-        if ctx.credentials is None:
+        creds = ctx.credentials_for(location)
+        if creds is None:
             raise StorageError(f"{location} is on S3 but no S3 settings are configured")
-        return ctx.credentials.pyarrow_filesystem(), location.split("://", 1)[1].rstrip("/")
+        return creds.pyarrow_filesystem(), location.split("://", 1)[1].rstrip("/")
     path = location[len("file://") :] if location.startswith("file://") else location
     return fs.LocalFileSystem(), path.rstrip("/") or "/"
 
@@ -131,12 +186,13 @@ def _bucket_key(location: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _s3_client(ctx: StorageContext) -> Any:
+def _s3_client(ctx: StorageContext, location: str) -> Any:
     import boto3
 
-    if ctx.credentials is None:
-        raise StorageError("this location is on S3 but no S3 settings are configured")
-    return boto3.client("s3", **ctx.credentials.boto3_client_kwargs())
+    creds = ctx.credentials_for(location)
+    if creds is None:
+        raise StorageError(f"{location} is on S3 but no S3 settings are configured")
+    return boto3.client("s3", **creds.boto3_client_kwargs())
 
 
 def list_objects(location: str, ctx: StorageContext) -> list[ObjectInfo]:
@@ -149,7 +205,7 @@ def list_objects(location: str, ctx: StorageContext) -> list[ObjectInfo]:
     prefix = prefix + "/" if prefix else ""
     out = []
     try:
-        for page in _s3_client(ctx).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for page in _s3_client(ctx, location).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 out.append(
                     ObjectInfo(
@@ -170,7 +226,7 @@ def set_storage_class(path: str, storage_class: str, ctx: StorageContext) -> boo
 
     bucket, key = _bucket_key(path)
     try:
-        _s3_client(ctx).copy(
+        _s3_client(ctx, path).copy(
             {"Bucket": bucket, "Key": key},
             bucket,
             key,
@@ -199,12 +255,12 @@ def delete_files(paths: Sequence[str], ctx: StorageContext) -> int:
     if s3:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = _s3_client(ctx)
         by_bucket: dict[str, list[str]] = {}
         for p in s3:
             bucket, key = _bucket_key(p)
             by_bucket.setdefault(bucket, []).append(key)
         for bucket, keys in by_bucket.items():
+            client = _s3_client(ctx, f"s3://{bucket}/{keys[0]}")
             for i in range(0, len(keys), 1000):
                 try:
                     result = client.delete_objects(

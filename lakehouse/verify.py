@@ -139,7 +139,7 @@ def connect(ctx: StorageContext) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection for verifying one rewrite's files (a fingerprint is a streaming sum: little memory)."""
     from lakehouse.duck import connect_duckdb
 
-    return connect_duckdb(ctx, memory_limit="1GB", extensions=("httpfs",) if ctx.credentials is not None else ())
+    return connect_duckdb(ctx, memory_limit="1GB", extensions=("httpfs",) if ctx.reaches_s3 else ())
 
 
 def parquet_by_name(

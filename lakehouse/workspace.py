@@ -70,6 +70,10 @@ class Workspace(Protocol):
         location: str | None = None,
     ) -> LakehouseTable: ...
 
+    def sync_catalogs(self, names: Sequence[str] | None = None) -> list[Any]:
+        """Mirror the tables of connected external catalogs (the autopilot does before each round)."""
+        ...
+
     def spark(self) -> SparkEngine:
         """The Spark engine (``--engine spark``); its session starts on first use."""
         ...

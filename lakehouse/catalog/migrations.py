@@ -60,10 +60,17 @@ def _jobs_by_kind(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_lh_jobs_kind_state ON lh_jobs (kind, state)")
 
 
+def _catalogs(conn: Connection) -> None:
+    from lakehouse.catalog.schema import catalogs_t
+
+    catalogs_t.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the tables of release 0.1", _tables_of_0_1),
     Migration(2, "index lh_jobs by kind and state", _jobs_by_kind),
     Migration(3, "lh_expired_versions.snapshot_id (time travel by an expired snapshot id)", _add_missing_columns),
+    Migration(4, "lh_catalogs (connected external Iceberg catalogs)", _catalogs),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -38,6 +38,7 @@ class TableRecord:
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": str(self.name),
+            "catalog": self.name.catalog or None,
             "format": self.format,
             "location": self.location,
             "schema": schema_to_dict(self.definition.schema),

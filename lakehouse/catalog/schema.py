@@ -141,6 +141,18 @@ leases_t = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+catalogs_t = sa.Table(
+    "lh_catalogs",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("properties_json", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+)
+"""External Iceberg catalogs connected with ``lakehouse catalog add`` (their tables are rows of ``lh_tables``
+named ``catalog.namespace.table``; see :mod:`lakehouse.external`)."""
+
 LEASED_KINDS = frozenset(
     {"optimize", "vacuum", "orphans", "expire-data", "tier", "dedup", "pii.mask", "erase", "restore", "maintain"}
 )

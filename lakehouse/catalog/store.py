@@ -14,6 +14,7 @@ from typing import Any
 
 from lakehouse.catalog.access import AccessMixin
 from lakehouse.catalog.audit import AuditMixin
+from lakehouse.catalog.catalogs import CatalogsMixin
 from lakehouse.catalog.jobs import JobsMixin
 from lakehouse.catalog.leases import LeasesMixin
 from lakehouse.catalog.lineage import LineageMixin
@@ -24,8 +25,11 @@ from lakehouse.catalog.tables import TablesMixin
 from lakehouse.errors import StorageError
 
 
-class CatalogStore(TablesMixin, JobsMixin, LeasesMixin, AccessMixin, LineageMixin, AuditMixin, PoliciesMixin):
-    """Tables, job history, leases, keys, access log, lineage, audit log and policies in the catalog database."""
+class CatalogStore(
+    CatalogsMixin, TablesMixin, JobsMixin, LeasesMixin, AccessMixin, LineageMixin, AuditMixin, PoliciesMixin
+):
+    """Tables, connected catalogs, job history, leases, keys, access log, lineage, audit log and policies in the
+    catalog database."""
 
     def __init__(self, url: str, *, lease_ttl: float = 1800.0) -> None:
         self.url = url

@@ -55,7 +55,7 @@ class TablesMixin(AuditMixin):
             conn.execute(
                 tables_t.insert().values(
                     name=str(name),
-                    namespace=name.namespace,
+                    namespace=name.qualified_namespace,
                     format=fmt,
                     location=location,
                     created_at=now,
@@ -128,7 +128,7 @@ class TablesMixin(AuditMixin):
             result = conn.execute(
                 tables_t.update()
                 .where(tables_t.c.name == str(name))
-                .values(name=str(new), namespace=new.namespace, updated_at=_now())
+                .values(name=str(new), namespace=new.qualified_namespace, updated_at=_now())
             )
             if result.rowcount == 0:
                 raise TableNotFoundError(f"no table {name} in the catalog")

@@ -12,7 +12,7 @@ from lakehouse.cli._common import app, err
 
 # the command groups register their commands on ``app``, in the order ``--help`` lists them
 # isort: off
-from lakehouse.cli import service, table, data, maintenance, operations, governance  # noqa: F401
+from lakehouse.cli import service, table, catalogs, data, maintenance, operations, governance  # noqa: F401
 
 # isort: on
 from lakehouse.errors import LakehouseError

@@ -182,7 +182,8 @@ def autopilot_cmd(
             if json_:
                 print(json.dumps(entry, default=str), flush=True)
             elif "skipped" in entry or "error" in entry:
-                err.print(f"{entry['table']}: {entry.get('skipped') or entry.get('error')}", markup=False)
+                who = entry["table"] or f"catalog {entry.get('catalog')}"
+                err.print(f"{who}: {entry.get('skipped') or entry.get('error')}", markup=False)
             else:
                 ran = ", ".join(j["job"] for j in entry["jobs"]) or "nothing to do"
                 out.print(

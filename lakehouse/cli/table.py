@@ -74,10 +74,17 @@ def table_list(
     ctx: typer.Context,
     namespace: Annotated[str | None, typer.Option(help="Only this namespace.")] = None,
     format: Annotated[str | None, typer.Option("--format", help="Only delta or iceberg.")] = None,
+    sync: Annotated[
+        bool, typer.Option("--sync/--no-sync", help="Refresh the tables of connected external catalogs first.")
+    ] = True,
     json_: JsonOpt = False,
 ) -> None:
-    """List the catalog's tables."""
+    """List the catalog's tables, with those of connected external catalogs as CATALOG.namespace.table."""
     with _lh(ctx) as lh:
+        if sync:
+            for report in lh.sync_catalogs():
+                if report.error:  # the catalog's tables are listed as last seen
+                    _warn(f"catalog {report.catalog} could not be listed: {report.error}")
         records = lh.list_tables(namespace=namespace, format=format)
     if json_:
         _print_json([r.as_dict() for r in records])
@@ -222,9 +229,12 @@ def table_register(
     format: Annotated[str | None, typer.Option("--format", help="delta or iceberg (default: detected).")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Register an existing Delta or Iceberg table by its location."""
+    """Register an existing Delta or Iceberg table by its location (a Delta table's log is its catalog: it is
+    maintained in place). An Iceberg table a connected catalog owns is refused: use its CATALOG.namespace.table
+    name; one whose owner is unknown is registered with a warning that commits land in lakehouse's catalog
+    only."""
     with _lh(ctx) as lh:
-        table = lh.register_table(name, location=location, format=format)
+        table = lh.register_table(name, location=location, format=format, warn=_warn)
         record = lh.table_record(table.name)
         for limitation in table.limitations():
             _warn(limitation)

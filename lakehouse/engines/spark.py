@@ -387,6 +387,12 @@ class SparkEngine:
 
     def check(self, table: LakehouseTable, job: str) -> None:
         """Refuse, with what to do, a job this session cannot run on ``table``."""
+        if table.name.external:
+            raise UnsupportedOperationError(
+                f"{job} of {table.name} on Spark: the session is configured for lakehouse's own catalog, not "
+                f"external catalog {table.name.catalog}",
+                hint="run it on the local engine (--engine local), which commits through the owner catalog",
+            )
         if table.format == "delta" and not self.delta_enabled:
             raise UnsupportedOperationError(f"{job} of Delta table {table.name} on Spark: {DELTA_JARS_HINT}")
         if table.format not in ("delta", "iceberg"):
@@ -533,6 +539,8 @@ class SparkEngine:
         return self.session().sparkContext._jvm
 
     def _ident(self, table: LakehouseTable) -> str:
+        if table.name.external:
+            self.check(table, "reading")
         return f"`{self.catalog}`.`{table.name.namespace}`.`{table.name.table}`"
 
     def _java_table(self, table: LakehouseTable) -> Any:

@@ -219,7 +219,7 @@ def mask_table(
     try:
         partitions: dict[str, dict[str, Any]] = {}
         rows_out = 0
-        with Verifier(lh.ctx) as verifier:
+        with Verifier(table.ctx) as verifier:
             for f in files:
                 out_dir = f"{table.data_directory(f.partition)}/lh-{job}-mask"
                 if out_dir not in dirs:
@@ -253,7 +253,7 @@ def mask_table(
     except BaseException as e:
         if stage in ("writing", "not committed"):  # nothing committed: what was written is garbage
             for d in dirs:
-                delete_tree(d, lh.ctx)
+                delete_tree(d, table.ctx)
         if stage != "committed":
             lh.catalog.finish_job(job, state="failed", metrics=_flat(report), error=str(e) or type(e).__name__)
             raise
@@ -335,7 +335,7 @@ def _mask_file(
     current name; Delta: by name, column mapping being refused by the plan)."""
     data = table.read_data_file(source)  # under the table's names, as the format matches columns
     masked = apply_masks(data, masks, secret)
-    fs_out, path_out = split_location(target, lh.ctx)
+    fs_out, path_out = split_location(target, table.ctx)
     if not target.startswith(("s3://", "s3a://")):
         fs_out.create_dir(path_out.rsplit("/", 1)[0], recursive=True)
     with fs_out.open_output_stream(path_out) as out:

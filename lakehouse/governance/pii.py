@@ -240,7 +240,7 @@ def sample_strings(
         if taken >= limit:
             break
         want = min(per_file, limit - taken)
-        filesystem, inner = split_location(f.path, lh.ctx)
+        filesystem, inner = split_location(f.path, table.ctx)
         with filesystem.open_input_file(inner) as fh:
             pf = pq.ParquetFile(fh)
             present = [c for c in columns if c in in_files and c in pf.schema_arrow.names]

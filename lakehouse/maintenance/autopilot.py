@@ -89,10 +89,14 @@ class Autopilot:
     def one_pass(self) -> list[dict[str, Any]]:
         try:
             self.lh.catalog.abandon_stale_jobs()  # jobs of a dead process whose lease has lapsed since
+            # external catalogs' new and dropped tables; one that cannot be reached keeps its tables as last seen
+            synced = self.lh.sync_catalogs()
             names = self.tables or [str(r.name) for r in self.lh.list_tables()]
         except LakehouseError as e:  # the catalog database busy or away: this pass is lost, the next one tries
             return [{"table": None, "error": e.message}]
-        entries = []
+        entries: list[dict[str, Any]] = [
+            {"table": None, "catalog": r.catalog, "error": r.error} for r in synced if r.error
+        ]
         for name in names:
             try:
                 entry = self.maintain_one(name)

@@ -386,8 +386,8 @@ def _rewrite_job(
 
     def abort(group: Sequence[_Rewritten], error: str) -> None:
         for g in group:
-            g.result.bytes_discarded = sum(f.size for f in list_files(g.out_dir, lh.ctx)) if g.written else 0
-            delete_tree(g.out_dir, lh.ctx)  # referenced by no version: remove now
+            g.result.bytes_discarded = sum(f.size for f in list_files(g.out_dir, table.ctx)) if g.written else 0
+            delete_tree(g.out_dir, table.ctx)  # referenced by no version: remove now
             g.result.status, g.result.error = "aborted", error
 
     def commit(group: Sequence[_Rewritten]) -> None:
@@ -429,7 +429,7 @@ def _rewrite_job(
             raise  # the files may be referenced: `lakehouse orphans` removes them if it did not land
         except BaseException as e:
             for g in group:
-                delete_tree(g.out_dir, lh.ctx)
+                delete_tree(g.out_dir, table.ctx)
                 g.result.status, g.result.error = "failed", str(e) or type(e).__name__
             raise
         waited += landed.waited_seconds
@@ -457,7 +457,7 @@ def _rewrite_job(
                 kept = {f.path for f in part.files if f.path not in inputs and f.path in live}
                 lh.catalog.set_layout(table.name, part.key, layout_name(options), sorted(ours | kept))
 
-    with rewrite_connection(lh, options) as con:  # one database for every partition of the job
+    with rewrite_connection(table, options) as con:  # one database for every partition of the job
         try:
             for part in parts:
                 in_rows = sum(f.row_count for f in part.inputs)
@@ -487,11 +487,11 @@ def _rewrite_job(
                         con=con,
                         check=False,  # optimize checked the protocol before the job started
                     )
-                    rows_written = _parquet_rows(written, lh.ctx)
+                    rows_written = _parquet_rows(written, table.ctx)
                     if rows_written != in_rows:  # checked before anything is committed
                         raise StorageError(f"rewrite of {table.name} {part.partition} produced a different row count")
                 except BaseException as e:
-                    delete_tree(out_dir, lh.ctx)
+                    delete_tree(out_dir, table.ctx)
                     pr.status, pr.error = "failed", str(e) or type(e).__name__
                     raise
                 if not pending:
@@ -512,7 +512,7 @@ def _rewrite_job(
 
 
 @contextlib.contextmanager
-def rewrite_connection(lh: Workspace, options: CompactionOptions) -> Iterator[duckdb.DuckDBPyConnection]:
+def rewrite_connection(table: LakehouseTable, options: CompactionOptions) -> Iterator[duckdb.DuckDBPyConnection]:
     """The DuckDB connection rewrites run on: ``options.memory_budget`` with spilling to a temporary directory
     (removed on exit), and Parquet footers cached, so the rewrite's reads and its verification open each footer
     once. One per job: opening and closing a database costs about as much as rewriting a small partition."""
@@ -520,12 +520,12 @@ def rewrite_connection(lh: Workspace, options: CompactionOptions) -> Iterator[du
 
     with tempfile.TemporaryDirectory(prefix="lakehouse-spill-") as spill:
         con = connect_duckdb(
-            lh.ctx,
+            table.ctx,
             memory_limit=options.memory_budget,
             # every thread holds its own sort and write buffers: small budgets get one thread
             threads=1 if options.memory_budget < 256 * 1024 * 1024 else None,
             temp_directory=spill,
-            extensions=("httpfs",) if lh.ctx.credentials is not None else (),
+            extensions=("httpfs",) if table.ctx.reaches_s3 else (),
             settings={"parquet_metadata_cache": True},
         )
         try:
@@ -564,7 +564,7 @@ def rewrite_files(
     with contextlib.ExitStack() as stack:
         stack.enter_context(schema_cache())  # the layout and the format's reader each read the inputs' footers
         if con is None:
-            con = stack.enter_context(rewrite_connection(lh, options))
+            con = stack.enter_context(rewrite_connection(table, options))
         try:
             logical = list(columns) if columns is not None else table.schema.names
             # how the files hold the columns (Iceberg writers may rename them; ids tie them to the table's),
@@ -643,7 +643,9 @@ def rewrite_files(
 
             def write(extra: Sequence[str]) -> list[str]:
                 con.execute(f"COPY ({query}) TO {_s(_duck_path(out_dir))} ({', '.join([*opts, *extra])})")
-                done = sorted(f.path for f in list_files(out_dir, output_ctx or lh.ctx) if f.path.endswith(".parquet"))
+                done = sorted(
+                    f.path for f in list_files(out_dir, output_ctx or table.ctx) if f.path.endswith(".parquet")
+                )
                 # the rows written must be the rows read, value for value, before anything is committed
                 out = (
                     "read_parquet(["
@@ -670,18 +672,18 @@ def rewrite_files(
                     raise
                 # DuckDB's Parquet dictionaries hold -0.0 and 0.0 as one value (whichever came first in the row
                 # group): write once more without dictionaries
-                delete_tree(out_dir, output_ctx or lh.ctx)
+                delete_tree(out_dir, output_ctx or table.ctx)
                 written = write(["DICTIONARY_SIZE_LIMIT 0"])
         except LakehouseError:
             raise
         except Exception as e:
             raise StorageError(f"rewrite of {table.name} failed: {' '.join(str(e).split())}") from e
     # a rewrite that drops rows (dedup) can leave a file with none: it would carry no partition; remove it
-    empty = [p for p in written if _parquet_rows([p], output_ctx or lh.ctx) == 0]
+    empty = [p for p in written if _parquet_rows([p], output_ctx or table.ctx) == 0]
     if empty:
         from lakehouse.storage import delete_files
 
-        delete_files(empty, output_ctx or lh.ctx)
+        delete_files(empty, output_ctx or table.ctx)
     return [p for p in written if p not in empty]
 
 

@@ -126,11 +126,11 @@ def plan_dedup(
     outside = [c for c in needed if c not in in_files]
     with tempfile.TemporaryDirectory(prefix="lakehouse-dedup-") as spill:
         con = connect_duckdb(
-            lh.ctx,
+            table.ctx,
             memory_limit=memory_budget,
             threads=None,
             temp_directory=spill,
-            extensions=("httpfs",) if lh.ctx.credentials is not None else (),
+            extensions=("httpfs",) if table.ctx.reaches_s3 else (),
         )
         try:
             # Iceberg: columns by field id, rows its position deletes remove left out (they are nobody's duplicate)
@@ -260,7 +260,7 @@ def dedup(
             written.extend(new)
             partitions.update({p: dict(fs[0].partition) for p in new})
         result.rows_in = sum(f.row_count for f in plan.files)
-        result.rows_out = _parquet_rows(written, lh.ctx)
+        result.rows_out = _parquet_rows(written, table.ctx)
         result.rows_removed = result.rows_in - result.rows_out
         if result.rows_removed != plan.duplicate_rows:  # checked before anything is committed
             raise StorageError(
@@ -286,7 +286,7 @@ def dedup(
     except BaseException as e:
         if stage in ("writing", "not committed"):
             for d in dirs:
-                delete_tree(d, lh.ctx)
+                delete_tree(d, table.ctx)
         result.status = "aborted" if isinstance(e, CommitConflictError) else "failed"
         result.error = str(e) or type(e).__name__
         result.seconds = time.perf_counter() - started

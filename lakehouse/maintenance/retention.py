@@ -49,10 +49,10 @@ def _files_dict(files: Sequence[ObjectInfo]) -> list[dict[str, Any]]:
     return [{"path": f.path, "size_bytes": f.size} for f in files]
 
 
-def _delete(lh: Workspace, files: Sequence[ObjectInfo], progress: Progress | None) -> None:
+def _delete(table: LakehouseTable, files: Sequence[ObjectInfo], progress: Progress | None) -> None:
     batch = 200
     for i in range(0, len(files), batch):
-        delete_files([f.path for f in files[i : i + batch]], lh.ctx)
+        delete_files([f.path for f in files[i : i + batch]], table.ctx)
         if progress:
             progress(min(i + batch, len(files)), len(files))
 
@@ -75,7 +75,7 @@ def _checked_listing(lh: Workspace, table: LakehouseTable) -> list[ObjectInfo]:
     # files a table keeps outside its location (Iceberg's add_files) are not in the listing, and retention never
     # deletes them: only the files under the location must be where the listing shows them
     current = {f.path for f in table.files() if f.path.startswith(root)} if table.snapshots() else set()
-    listing = list_files(table.location, lh.ctx)
+    listing = list_files(table.location, table.ctx)
     listed = {f.path for f in listing}
     missing = sorted(current - listed)
     if missing:
@@ -284,7 +284,7 @@ def vacuum(
         needed = table.version_paths(remaining) | table.metadata_paths()
         doomed = [f for f in plan.files if f.path not in needed]
         result.files_kept = [f.path for f in plan.files if f.path in needed]
-        _delete(lh, doomed, progress)
+        _delete(table, doomed, progress)
         result.files_deleted = len(doomed)
         result.bytes_deleted = sum(f.size for f in doomed)
         if remaining and (expired or plan.expired_versions):
@@ -333,7 +333,7 @@ def _vacuum_on_spark(lh: Workspace, table: LakehouseTable, plan: VacuumPlan, res
         result.bytes_deleted = sum(f.size for f in gone)
         result.engine["unplanned_files_deleted"] = len(deleted - planned)
         return
-    left = {f.path for f in list_files(table.location, lh.ctx)}
+    left = {f.path for f in list_files(table.location, table.ctx)}
     gone = [f for f in plan.files if f.path not in left]
     result.files_kept = [f.path for f in plan.files if f.path in left]
     result.files_deleted = len(gone)
@@ -462,7 +462,7 @@ def remove_orphans(
             result.files_kept += [f.path for f in doomed if f.path not in deleted]
             doomed = [f for f in doomed if f.path in deleted]
         else:
-            _delete(lh, doomed, progress)
+            _delete(table, doomed, progress)
         result.files_deleted = len(doomed)
         result.bytes_deleted = sum(f.size for f in doomed)
     except BaseException as e:

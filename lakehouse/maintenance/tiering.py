@@ -249,7 +249,7 @@ def plan_tiering(
             plan.read_hot_from = read_from.isoformat()
     files = table.files() if table.snapshots() else []
     classes = (
-        {o.path: o.storage_class for o in list_objects(table.location, lh.ctx)} if method == "storage-class" else {}
+        {o.path: o.storage_class for o in list_objects(table.location, table.ctx)} if method == "storage-class" else {}
     )
     groups: dict[tuple[str, str], TierGroup] = {}
     for f in files:
@@ -338,15 +338,15 @@ def tier(
                     continue
                 if g.action == "rewrite+set-class":
                     for p in new_paths:
-                        set_storage_class(p, pol.storage_classes[g.target], lh.ctx)
+                        set_storage_class(p, pol.storage_classes[g.target], table.ctx)
                     for f in moving:
-                        if f not in to_rewrite and set_storage_class(f.path, pol.storage_classes[g.target], lh.ctx):
+                        if f not in to_rewrite and set_storage_class(f.path, pol.storage_classes[g.target], table.ctx):
                             result.files_moved += 1
                             result.bytes_moved += f.size
             else:
                 for f in moving:
                     # same key, same bytes: a file a concurrent commit removed meanwhile is simply gone
-                    if set_storage_class(f.path, pol.storage_classes[g.target], lh.ctx):
+                    if set_storage_class(f.path, pol.storage_classes[g.target], table.ctx):
                         result.files_moved += 1
                         result.bytes_moved += f.size
             if progress:
@@ -411,7 +411,7 @@ def _rewrite_into_tier(
             bytes_per_row=size / rows if rows else 0.0,
             columns=table.file_columns(),
         )
-        if _parquet_rows(written, lh.ctx) != rows:
+        if _parquet_rows(written, table.ctx) != rows:
             raise StorageError(f"tier rewrite of {table.name} {group.partition} produced a different row count")
         committing = True  # from here a failure may have committed: leave the files to `orphans`
         commit = table.replace_files(
@@ -420,17 +420,17 @@ def _rewrite_into_tier(
             properties={"lakehouse.job": str(job), "lakehouse.operation": "tier", "lakehouse.tier": group.target},
         )
     except CommitConflictError as e:
-        delete_tree(out_dir, lh.ctx)
+        delete_tree(out_dir, table.ctx)
         result.aborted.append({"partition": group.as_dict()["partition"], "error": str(e)})
         return None
     except BaseException:
         if not committing:
-            delete_tree(out_dir, lh.ctx)
+            delete_tree(out_dir, table.ctx)
         raise
     result.versions.append(commit.version)
     result.files_rewritten += len(files)
     result.bytes_before_rewrite += size
-    result.bytes_after_rewrite += sum(o.size for o in list_objects(out_dir, lh.ctx))
+    result.bytes_after_rewrite += sum(o.size for o in list_objects(out_dir, table.ctx))
     result.files_moved += len(files)
     result.bytes_moved += size
     return written
@@ -533,7 +533,7 @@ def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000, bill: boo
 
     prices = lh.settings.cost.price_table()
     hot_class = pol.storage_classes["hot"]
-    objects = list_objects(table.location, lh.ctx)
+    objects = list_objects(table.location, table.ctx)
     tiers: dict[str, TierUsage] = {}
     classes: dict[str, TierUsage] = {}
     for o in objects:
@@ -595,7 +595,7 @@ def _json_estimate(
     size = 0
     declared = set(table.schema.names)
     for f in files:
-        filesystem, inner = split_location(f.path, lh.ctx)
+        filesystem, inner = split_location(f.path, table.ctx)
         try:
             with filesystem.open_input_file(inner) as fh:
                 batch = next(pq.ParquetFile(fh).iter_batches(batch_size=limit - sampled), None)

@@ -226,7 +226,7 @@ class IcebergRestCatalog:
         return answer
 
     def _namespaces(self) -> list[str]:
-        held = {r.name.namespace for r in self.lh.list_tables(format="iceberg")}
+        held = {r.name.namespace for r in self.lh.list_tables(format="iceberg") if not r.name.external}
         return sorted(held | set(ice.rest_namespaces(self.lh.ctx)))
 
     def _namespace(self, namespace: str) -> str:

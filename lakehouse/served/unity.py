@@ -66,7 +66,7 @@ class UnityCatalog:
 
     def list_schemas(self, catalog_name: str) -> dict[str, Any]:
         self._catalog(catalog_name)
-        namespaces = sorted({r.name.namespace for r in self.lh.list_tables()})
+        namespaces = sorted({r.name.namespace for r in self.lh.list_tables() if not r.name.external})
         return {"schemas": [self._schema_info(ns) for ns in namespaces]}
 
     def get_schema(self, full_name: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +26,15 @@ from lakehouse.errors import (
 )
 from lakehouse.sql import allowlist
 from lakehouse.sql.rewrite import access_of, rewrite
+from lakehouse.storage import StorageContext
 from lakehouse.tables.base import AsOf, TableName
 
 if TYPE_CHECKING:
     import duckdb
 
     from lakehouse.config import QuerySettings
-    from lakehouse.tables.base import LakehouseTable, StorageContext
+    from lakehouse.credentials import S3Credentials
+    from lakehouse.tables.base import LakehouseTable
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ class SqlEngine:
         self._db: _Database | None = None
         self._lock = threading.Lock()
         self._allowed: set[str] = {_dir(ctx.warehouse)}
+        self._scoped: dict[str, S3Credentials] = {}
+        """Credentials of tables on stores the engine's context does not know (an external catalog's bucket), by
+        the table location they are scoped to."""
 
     def connection(self, locations: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
         """The engine's current connection, one that may read ``locations`` (for inspection: a query holds its
@@ -137,12 +142,33 @@ class SqlEngine:
         if idle:
             db.con.close()
 
+    def _scope_credentials(self, tables: Iterable[LakehouseTable]) -> None:
+        """Give DuckDB the credentials of tables whose store the engine's context does not reach itself (a table
+        of an external catalog on a bucket of its own): a secret scoped to the table's location. A new one
+        retires the current database, so the next query connects with it."""
+        fresh = {}
+        for t in tables:
+            creds = t.ctx.credentials_for(t.location)
+            if creds is not None and StorageContext.is_s3(t.location) and creds != self.ctx.credentials_for(t.location):
+                fresh[t.location.rstrip("/") + "/"] = creds
+        with self._lock:
+            changed = any(self._scoped.get(k) != v for k, v in fresh.items())
+            self._scoped.update(fresh)
+            current = self._db if changed else None
+            if current is not None:
+                self._db = None
+        if current is not None:
+            self._retire(current)
+
     def _connect(self, allowed: frozenset[str]) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            scoped = sorted(self._scoped.items())
         return connect_duckdb(
             self.ctx,
             memory_limit=self.settings.memory_limit,
             threads=self.settings.threads,
             allowed_directories=sorted(allowed),
+            extra_credentials=scoped,
         )
 
     def close(self) -> None:
@@ -178,6 +204,7 @@ class SqlEngine:
         rewritten, views = rewrite(sql, pinned)
         allowlist.check_sql(rewritten, tables=views)
         tables = {name: resolve(name) for name, _ in views.values()}
+        self._scope_credentials(tables.values())
         # where each table's files are: its location, and directories outside it that the format records
         db = self._acquire([loc for t in tables.values() for loc in t.read_locations()])
         try:

@@ -120,9 +120,9 @@ def _check_table(table: exp.Table) -> None:
     text = table.sql(dialect="duckdb")
     if not isinstance(target, exp.Identifier):
         raise QueryError(f"{text} is not allowed in FROM: name catalog tables as namespace.table")
-    if table.catalog:
+    if table.catalog and not table.db:
         raise QueryError(f"{text}: name catalog tables as namespace.table")
-    if any(ch in part for part in (target.name, table.db or "") for ch in "/\\:.*?'"):
+    if any(ch in part for part in (target.name, table.db or "", table.catalog or "") for ch in "/\\:.*?'"):
         raise QueryError(f"{text} looks like a path or URL; queries read catalog tables only")
     if table.db:
         return
@@ -193,7 +193,7 @@ def access_of(sql: str) -> list[dict[str, Any]]:
     aliases: dict[str, str] = {}
     for t in tree.find_all(exp.Table):
         if t.db:
-            name = f"{t.db}.{t.name}".lower()
+            name = (f"{t.catalog}.{t.db}.{t.name}" if t.catalog else f"{t.db}.{t.name}").lower()
             aliases[(t.alias or t.name).lower()] = name
     tables = set(aliases.values())
     found: dict[str, dict[str, Any]] = {n: {"table": n, "predicate_columns": set(), "time_from": {}} for n in tables}
@@ -273,7 +273,7 @@ def _rewrite(
     for node in list(tree.find_all(exp.Table)):
         if not node.db:
             continue  # a CTE of the query (check_sandbox refused anything else)
-        name = TableName.parse(f"{node.db}.{node.name}")
+        name = TableName.parse(f"{node.catalog}.{node.db}.{node.name}" if node.catalog else f"{node.db}.{node.name}")
         when = _time_travel(node)
         if when is None:
             when = pinned.get(name)
@@ -283,12 +283,16 @@ def _rewrite(
             else (f"v{when}" if isinstance(when, int) else "t" + when.strftime("%Y%m%dT%H%M%S%f"))
         )
         # numbered per query, so that a__b.c and a.b__c never share a view
-        view = numbers.setdefault((name, when), f"__lh{len(numbers)}_{name.namespace}__{name.table}__{suffix}")
+        view = numbers.setdefault(
+            (name, when),
+            f"__lh{len(numbers)}_{name.catalog + '__' if name.catalog else ''}{name.namespace}__{name.table}__{suffix}",
+        )
         views[view] = (name, when)
         # keep the node (and its sample, pivot, alias columns); only its name changes
         if not node.alias:
             node.set("alias", exp.TableAlias(this=exp.to_identifier(name.table)))
-        renamed.setdefault((name.namespace, name.table), node.alias)
+        renamed.setdefault((name.namespace, name.table), node.alias)  # ns.table.column (catalog.ns.table.column
+        # is a column of a struct to sqlglot: qualify external tables' columns by the table or an alias)
         node.set("this", exp.to_identifier(view, quoted=True))
         node.set("db", None)
         node.set("catalog", None)

@@ -82,6 +82,9 @@ class ViewSpec:
     """The columns the query can refer to (None: all)."""
     masks: Mapping[str, str] = field(default_factory=dict)
     """Column -> masking policy, applied before DuckDB sees a value."""
+    ctx: StorageContext | None = None
+    """Where the table lives when not in the worker's own context (an external catalog's table, another
+    store)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,7 @@ class IsolatedEngine:
                     snapshot=table.snapshot(when) if when is not None else None,
                     columns=columns,
                     masks={c: p for c, p in masked.items() if columns is None or c in columns},
+                    ctx=table.ctx if table.ctx != self.config.ctx else None,
                 )
             )
         result, truncated = self.pool.run(Job(rewritten, tuple(specs), limit), deadline)
@@ -548,7 +552,7 @@ class _Source:
         self.secret = config.mask_secret
         self.masks = {c: parse_mask(p) for c, p in spec.masks.items()}
         self.table = adapter_class(spec.format).open(
-            TableName.parse(spec.table), location=spec.location, ctx=config.ctx
+            TableName.parse(spec.table), location=spec.location, ctx=spec.ctx or config.ctx
         )
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:

@@ -386,6 +386,14 @@ class LakehouseTable(ABC):
         raise UnsupportedOperationError(f"{cls.__name__} tables are not created from a format's own description")
 
     @classmethod
+    def catalog_tables(cls, ctx: StorageContext) -> tuple[list[tuple[TableName, str, TableDefinition]], dict[str, str]]:
+        """The tables of the external catalog ``ctx.external`` names, as (``catalog.namespace.table`` name,
+        location, definition), and those skipped with the reason (:mod:`lakehouse.external`)."""
+        raise UnsupportedOperationError(
+            f"{cls.__name__} tables have no external catalog: their log is the catalog; register them by location"
+        )
+
+    @classmethod
     def release(cls, ctx: StorageContext) -> None:
         """Free what the format keeps per context (catalog connections); a no-op by default."""
         return None

@@ -497,9 +497,10 @@ class DeltaAdapter(LakehouseTable):
     @staticmethod
     def _options(ctx: StorageContext, location: str) -> dict[str, str] | None:
         if StorageContext.is_s3(location):
-            if ctx.credentials is None:
+            creds = ctx.credentials_for(location)
+            if creds is None:
                 raise StorageError(f"{location} is on S3 but no S3 settings are configured")
-            return ctx.credentials.delta_storage_options()
+            return creds.delta_storage_options()
         return None
 
     def _refresh(self) -> None:

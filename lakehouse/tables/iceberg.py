@@ -204,11 +204,82 @@ _catalogs_lock = threading.Lock()
 
 
 def catalog_for(ctx: StorageContext) -> Catalog:
-    """The pyiceberg SQL catalog on the lakehouse catalog database (one per context, until released)."""
+    """The pyiceberg SQL catalog on the lakehouse catalog database, or the external catalog that owns the table
+    of ``ctx`` (one per context, until released)."""
     with _catalogs_lock:
         if ctx not in _catalogs:
-            _catalogs[ctx] = _open_catalog(ctx)
+            _catalogs[ctx] = _open_external(ctx) if ctx.external is not None else _open_catalog(ctx)
         return _catalogs[ctx]
+
+
+CATALOG_NAME_PROPERTY = "catalog-name"
+"""An external catalog's property naming it as its owner does (a SQL catalog's ``catalog_name`` column)."""
+
+
+def _open_external(ctx: StorageContext) -> Catalog:
+    """pyiceberg's own implementation of the external catalog's type (Glue, REST, SQL, Hive): its commits carry
+    that catalog's concurrency check (Glue's table version, the REST server's requirements, the SQL row's
+    compare-and-swap). The files are reached with the context's credentials (the catalog's ``s3.*`` properties,
+    or the store the table is on)."""
+    from pyiceberg.catalog import load_catalog
+
+    ext = ctx.external
+    assert ext is not None
+    props = ext.props()
+    # pyiceberg scopes a SQL (and a Hive/REST) catalog's tables by the catalog's own name: the owner's name, when
+    # lakehouse calls it something else
+    name = props.pop(CATALOG_NAME_PROPERTY, ext.name)
+    if ctx.credentials is not None:
+        props.update(ctx.credentials.pyiceberg_properties())
+    try:
+        return load_catalog(name, **{**props, "type": ext.type})
+    except Exception as e:  # pyiceberg raises anything from a missing package to a refused login
+        detail = " ".join(str(e).split()) or type(e).__name__
+        raise StorageError(
+            f"cannot open external catalog {ext.name} ({ext.type}): {detail}",
+            hint=f"check its properties with `lakehouse catalog list`; `lakehouse catalog remove {ext.name}` "
+            "disconnects it",
+        ) from e
+
+
+def catalog_tables(ctx: StorageContext) -> tuple[list[tuple[TableName, str, TableDefinition]], dict[str, str]]:
+    """Every table the external catalog of ``ctx`` lists, as (name, location, definition), and those it skipped
+    with the reason (a namespace of several levels, a name lakehouse cannot spell, a table that fails to load)."""
+    ext = ctx.external
+    assert ext is not None
+    catalog = catalog_for(ctx)
+    found: list[tuple[TableName, str, TableDefinition]] = []
+    skipped: dict[str, str] = {}
+    try:
+        namespaces = catalog.list_namespaces()
+    except Exception as e:  # any client error: the catalog is unreachable or refuses us
+        raise StorageError(f"cannot list the namespaces of catalog {ext.name}: {' '.join(str(e).split())}") from e
+    for ns in namespaces:
+        try:
+            identifiers = catalog.list_tables(ns)
+        except Exception as e:  # noqa: BLE001
+            skipped[".".join(ns)] = f"cannot list its tables: {' '.join(str(e).split())}"
+            continue
+        for ident in identifiers:
+            text = ".".join(ident)
+            if len(ident) != 2:
+                skipped[text] = "namespaces of several levels are not supported"
+                continue
+            try:
+                name = TableName.parse(f"{ext.name}.{ident[0]}.{ident[1]}")
+            except LakehouseError as e:
+                skipped[text] = e.message
+                continue
+            if (name.namespace, name.table) != tuple(ident):
+                skipped[text] = "lakehouse names are lower case"
+                continue
+            try:
+                table = catalog.load_table(ident)
+                adapter = IcebergAdapter(name, _plain_location(table.location()), ctx, table)
+                found.append((name, adapter.location, adapter.definition))
+            except Exception as e:  # noqa: BLE001 - one broken table never hides the others
+                skipped[text] = f"cannot load it: {' '.join(str(e).split())}"
+    return found, skipped
 
 
 def _open_catalog(ctx: StorageContext) -> Catalog:
@@ -400,6 +471,10 @@ class IcebergAdapter(LakehouseTable):
     @classmethod
     def release(cls, ctx: StorageContext) -> None:
         release_catalog(ctx)
+
+    @classmethod
+    def catalog_tables(cls, ctx: StorageContext) -> tuple[list[tuple[TableName, str, TableDefinition]], dict[str, str]]:
+        return catalog_tables(ctx)
 
     @property
     def identifier(self) -> tuple[str, str]:
@@ -1386,7 +1461,7 @@ class IcebergAdapter(LakehouseTable):
         source = self.sql_source(snapshot)
         if source is None:
             raise VersionNotFoundError(f"table {self.name} has no snapshot to read")
-        extensions = ("httpfs", "avro", "iceberg") if self.ctx.credentials is not None else ("avro", "iceberg")
+        extensions = ("httpfs", "avro", "iceberg") if self.ctx.reaches_s3 else ("avro", "iceberg")
         con = connect_duckdb(self.ctx, memory_limit="4GB", extensions=extensions)
         try:
             return con.execute(select.replace("{source}", source)).to_arrow_table()

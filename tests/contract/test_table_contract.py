@@ -20,6 +20,7 @@ from lakehouse.errors import (
     SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
+    UnsupportedOperationError,
     VersionNotFoundError,
 )
 from lakehouse.schema import PartitionField, parse_partitioning
@@ -223,9 +224,11 @@ def test_schema_mismatch_writes_nothing(lh: Lakehouse, fmt: str) -> None:
 
 
 def test_names_and_missing_tables(lh: Lakehouse, fmt: str) -> None:
-    for bad in ("events", "a.b.c", "sales.drop table", "1x.events", "sales.", "sales.é"):
+    for bad in ("events", "a.b.c.d", "sales.drop table", "1x.events", "sales.", "sales.é"):
         with pytest.raises(InvalidTableNameError):
             lh.create_table(bad, schema=EVENTS, format=fmt)
+    with pytest.raises(UnsupportedOperationError, match="external catalog a"):  # catalog.namespace.table
+        lh.create_table("a.b.c", schema=EVENTS, format=fmt)
     with pytest.raises(TableNotFoundError, match="table list"):
         lh.table("sales.nothing")
     _create(lh, fmt)

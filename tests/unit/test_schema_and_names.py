@@ -56,7 +56,14 @@ def test_parse_and_validate_partitioning() -> None:
 
 def test_table_names() -> None:
     assert str(TableName.parse(" Sales.Orders ")) == "sales.orders"
-    for bad in ["orders", "a.b.c", "a.", ".b", "a b.c", "a.b-c", "a." + "x" * 64, "ä.b"]:
+    glue = TableName.parse("Glue.Sales.Orders")
+    assert (glue.catalog, glue.namespace, glue.table, str(glue)) == ("glue", "sales", "orders", "glue.sales.orders")
+    assert glue.external and not TableName.parse("sales.orders").external
+    assert glue.qualified_namespace == "glue.sales"
+    assert glue != TableName.parse("sales.orders")  # the same namespace.table in two catalogs: two tables
+    assert sorted([glue, TableName.parse("sales.orders")])[0] == TableName.parse("sales.orders")
+    bad_names = ["orders", "a.b.c.d", "a.", ".b", "a b.c", "a.b-c", "a." + "x" * 64, "ä.b", "a..c", "x" * 33 + ".b.c"]
+    for bad in bad_names:
         with pytest.raises(InvalidTableNameError):
             TableName.parse(bad)
 
