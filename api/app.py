@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import authz, iceberg_rest, unity
+from api import authz, console, iceberg_rest, unity
 from lakehouse.config import Settings, load_settings
 from lakehouse.core import Lakehouse
 from lakehouse.errors import InvalidInputError, LakehouseError, QueryError
@@ -620,6 +620,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
     iceberg_rest.add_routes(app, base)
     unity.add_routes(app, base)
+    console.add_routes(app, base)
 
     try:
         authz.check_app(app, job_kinds=get_args(JobKind), job_dependency=authorized_job)

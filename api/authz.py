@@ -118,6 +118,16 @@ ROUTES: Final[Mapping[tuple[str, str], Rule]] = {
     ("DELETE", "/keys/{key_id}"): Rule("admin"),
     ("POST", "/erase"): Rule("admin"),
     ("GET", "/audit"): Rule("admin"),
+    # the console (api/console): its pages hold no data (every number comes with the key from the routes here);
+    # its table page shows job parameters and the predicates queries ran, redacted below admin
+    ("GET", "/"): Rule(PUBLIC),
+    ("GET", "/favicon.ico"): Rule(PUBLIC),
+    ("GET", "/ui/"): Rule(PUBLIC),
+    ("GET", "/ui/{asset}"): Rule(PUBLIC),
+    ("GET", "/console/whoami"): Rule("reader"),
+    ("GET", "/console/tables"): Rule("reader"),
+    ("GET", "/console/tables/{name}"): Rule("reader", redact=True),
+    ("POST", "/console/measure"): Rule("engineer"),
     # the Iceberg REST catalog (api/iceberg_rest.py). Loading a table hands its files over, so one with PII
     # needs READS_PII besides the route's role (lakehouse/served/iceberg_rest.py checks it per table). Commits,
     # creates and registers are an engineer's, like ingest and optimize; dropping and renaming tables (the drop

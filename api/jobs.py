@@ -11,7 +11,18 @@ if TYPE_CHECKING:
 
 
 def run(lh: Lakehouse, name: str, kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Plan (``dry_run``, the default) or run one job on a table; returns its plan or result."""
+    """Plan (``dry_run``, the default) or run one job on a table; returns its plan or result. A dry run is kept
+    in the job history as a ``planned`` job with its plan (what the console's Jobs page shows)."""
+    result = _run(lh, name, kind, options)
+    if bool(options.get("dry_run", True)):
+        params = {k: v for k, v in options.items() if v not in (None, [], {}, False)}
+        result["planned_job"] = lh.catalog.record_plan(
+            kind, table=lh.table_record(name).name, params=params, plan=result, actor=lh.actor
+        )
+    return result
+
+
+def _run(lh: Lakehouse, name: str, kind: str, options: dict[str, Any]) -> dict[str, Any]:
     dry_run = bool(options.get("dry_run", True))
     policy = lh.policy(name)
     if kind == "optimize":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages the test suite uses beyond PyPI: a PostgreSQL server (catalog-on-PostgreSQL tests), and for
 # the Spark engine a Java runtime plus the SQLite JDBC driver (Spark's Iceberg catalog shares the SQLite
-# catalog database with pyiceberg).
+# catalog database with pyiceberg), and a headless Chromium with its driver for the console's browser tests.
 # Idempotent and quick when everything is present. Needs root and apt-get to install; otherwise it only
 # reports what is missing (those tests then skip, naming this script).
 set -euo pipefail
@@ -11,6 +11,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 [ -f /usr/share/java/sqlite-jdbc.jar ] || missing+=(libxerial-sqlite-jdbc-java)
 ls /usr/lib/*/jni/libsqlitejdbc.so >/dev/null 2>&1 || missing+=(libxerial-sqlite-jdbc-jni)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

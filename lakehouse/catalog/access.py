@@ -55,10 +55,27 @@ class AccessMixin(StoreBase):
                         "table_name": e["table"],
                         "predicate_columns_json": json.dumps(sorted(e.get("predicate_columns", []))),
                         "time_from_json": json.dumps(e.get("time_from", {}), default=str),
+                        "predicates_json": json.dumps(e.get("predicates", [])),
                     }
                     for e in entries
                 ],
             )
+
+    def recent_predicates(self, table: TableName | str, *, limit: int = 5) -> list[dict[str, Any]]:
+        """The predicates queries ran on the table lately, most frequent first (each with how often)."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(access_t.c.predicates_json)
+                .where(access_t.c.table_name == str(table), access_t.c.predicates_json.isnot(None))
+                .order_by(access_t.c.id.desc())
+                .limit(1000)
+            ).all()
+        counts: dict[str, int] = {}
+        for r in rows:
+            for p in json.loads(r.predicates_json or "[]"):
+                counts[p] = counts.get(p, 0) + 1
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return [{"predicate": p, "queries": n} for p, n in top]
 
     def access_summary(self, table: TableName | str, *, since: dt.datetime) -> dict[str, Any]:
         """Reads since a time: how many, predicate columns by frequency, earliest time asked per column."""

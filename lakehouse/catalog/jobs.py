@@ -20,6 +20,9 @@ from lakehouse.errors import (
 )
 from lakehouse.tables.base import TableName
 
+MAX_PLAN_BYTES = 256 * 1024
+"""A dry run's plan kept whole in the job history up to this size."""
+
 
 class JobsMixin(LeasesMixin, AuditMixin):
     def start_job(self, kind: str, *, table: TableName | None, params: Mapping[str, Any], actor: str = "cli") -> int:
@@ -44,20 +47,7 @@ class JobsMixin(LeasesMixin, AuditMixin):
                         f"{lease.get('expires_at')})",
                         hint="wait for it to finish, or stop the autopilot for this table",
                     )
-        with self._tx() as conn:
-            result = conn.execute(
-                jobs_t.insert().values(
-                    table_name=str(table) if table else None,
-                    kind=kind,
-                    state="running",
-                    actor=actor,
-                    started_at=_now(),
-                    params_json=json.dumps(dict(params), default=str, sort_keys=True),
-                )
-            )
-            pk = result.inserted_primary_key
-            assert pk is not None
-            job_id = int(pk[0])
+        job_id = self._insert_job(kind, table=table, params=params, actor=actor, state="running", started_at=_now())
         with self._leases_lock:
             self._running.add(job_id)
             if own is not None and table is not None:
@@ -122,6 +112,44 @@ class JobsMixin(LeasesMixin, AuditMixin):
         if self.on_job is not None and job is not None:
             event = {"committed": "COMPLETE", "failed": "FAIL"}.get(state, "OTHER")
             self.on_job(event, job_id, job.kind, job.table_name, dict(metrics or {}))
+
+    def record_plan(
+        self, kind: str, *, table: TableName | None, params: Mapping[str, Any], plan: Mapping[str, Any], actor: str
+    ) -> int:
+        """A dry run, kept in the history as a ``planned`` job with its plan (no lease: it changes nothing; no
+        lineage run). A plan too large to keep whole keeps its top-level numbers."""
+        text = json.dumps(dict(plan), default=str, sort_keys=True)
+        if len(text) > MAX_PLAN_BYTES:
+            kept = {k: v for k, v in plan.items() if isinstance(v, int | float | str | bool) or v is None}
+            text = json.dumps({**kept, "truncated": True}, default=str, sort_keys=True)
+        now = _now()
+        return self._insert_job(
+            kind,
+            table=table,
+            params=params,
+            actor=actor,
+            state="planned",
+            started_at=now,
+            finished_at=now,
+            metrics_json=text,
+        )
+
+    def _insert_job(
+        self, kind: str, *, table: TableName | None, params: Mapping[str, Any], actor: str, **values: Any
+    ) -> int:
+        with self._tx() as conn:
+            result = conn.execute(
+                jobs_t.insert().values(
+                    table_name=str(table) if table else None,
+                    kind=kind,
+                    actor=actor,
+                    params_json=json.dumps(dict(params), default=str, sort_keys=True),
+                    **values,
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None
+            return int(pk[0])
 
     def record_job(
         self,

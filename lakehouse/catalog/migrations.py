@@ -66,11 +66,19 @@ def _catalogs(conn: Connection) -> None:
     catalogs_t.create(conn, checkfirst=True)
 
 
+def _stats(conn: Connection) -> None:
+    from lakehouse.catalog.schema import stats_t
+
+    stats_t.create(conn, checkfirst=True)
+    _add_missing_columns(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the tables of release 0.1", _tables_of_0_1),
     Migration(2, "index lh_jobs by kind and state", _jobs_by_kind),
     Migration(3, "lh_expired_versions.snapshot_id (time travel by an expired snapshot id)", _add_missing_columns),
     Migration(4, "lh_catalogs (connected external Iceberg catalogs)", _catalogs),
+    Migration(5, "lh_table_stats (health measurements) and lh_access_log.predicates_json", _stats),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -130,6 +130,7 @@ access_t = sa.Table(
     sa.Column("table_name", sa.String(128), nullable=False, index=True),
     sa.Column("predicate_columns_json", sa.Text, nullable=False),
     sa.Column("time_from_json", sa.Text, nullable=False),
+    sa.Column("predicates_json", sa.Text),
 )
 
 leases_t = sa.Table(
@@ -152,6 +153,22 @@ catalogs_t = sa.Table(
 )
 """External Iceberg catalogs connected with ``lakehouse catalog add`` (their tables are rows of ``lh_tables``
 named ``catalog.namespace.table``; see :mod:`lakehouse.external`)."""
+
+stats_t = sa.Table(
+    "lh_table_stats",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(160), nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("files", sa.Integer, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("small_files", sa.Integer, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("tiers_json", sa.Text, nullable=False, default="{}"),
+)
+"""Each health measurement of a table (``health``, ``maintain``, every autopilot round, the console): the
+console's table list and each score's trend read these instead of opening every table."""
 
 LEASED_KINDS = frozenset(
     {"optimize", "vacuum", "orphans", "expire-data", "tier", "dedup", "pii.mask", "erase", "restore", "maintain"}

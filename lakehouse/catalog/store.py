@@ -21,12 +21,21 @@ from lakehouse.catalog.lineage import LineageMixin
 from lakehouse.catalog.migrations import upgrade
 from lakehouse.catalog.policies import PoliciesMixin
 from lakehouse.catalog.schema import make_engine
+from lakehouse.catalog.stats import StatsMixin
 from lakehouse.catalog.tables import TablesMixin
 from lakehouse.errors import StorageError
 
 
 class CatalogStore(
-    CatalogsMixin, TablesMixin, JobsMixin, LeasesMixin, AccessMixin, LineageMixin, AuditMixin, PoliciesMixin
+    CatalogsMixin,
+    TablesMixin,
+    JobsMixin,
+    LeasesMixin,
+    AccessMixin,
+    LineageMixin,
+    AuditMixin,
+    PoliciesMixin,
+    StatsMixin,
 ):
     """Tables, connected catalogs, job history, leases, keys, access log, lineage, audit log and policies in the
     catalog database."""

@@ -29,6 +29,7 @@ already big), vacuum and orphans last (they delete what the others replaced).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Callable
@@ -182,6 +183,7 @@ def health(lh: Workspace, name: str, *, check_duplicates: bool = True) -> Health
             "storage",
         )
     )
+    tplan = None
     try:
         from lakehouse.maintenance.tiering import plan_tiering
 
@@ -268,6 +270,21 @@ def health(lh: Workspace, name: str, *, check_duplicates: bool = True) -> Health
             )
         )
     result.score = max(0.0, 100.0 - sum(f.penalty for f in result.findings))
+    tiers: dict[str, int] = {}
+    if tplan is not None:
+        for g in tplan.groups:
+            for f in g.files:
+                tiers[f.tier] = tiers.get(f.tier, 0) + f.size
+    with contextlib.suppress(LakehouseError):  # a measurement that cannot be kept is still the answer
+        lh.catalog.record_stats(
+            table.name,
+            score=result.score,
+            files=fh["files"],
+            bytes=fh["bytes"],
+            small_files=fh["small_files"],
+            rows=fh["rows"],
+            tiers=tiers,
+        )
     return result
 
 

@@ -183,8 +183,15 @@ def access_of(sql: str) -> list[dict[str, Any]]:
     """For each catalog table a query reads: the columns its predicates compare with literals (the candidates
     for Z-order), and per column compared with a time literal the earliest time asked for (what to keep hot).
 
-    >>> access_of("SELECT * FROM s.t WHERE a = 1 AND ts >= '2026-01-02' AND b IN (1, 2)")
-    [{'table': 's.t', 'predicate_columns': ['a', 'b', 'ts'], 'time_from': {'ts': '2026-01-02T00:00:00+00:00'}}]
+    ``predicates``: each such comparison as SQL over the bare column (``a = 1``), what a data-skipping report
+    replays (:func:`lakehouse.maintenance.health.data_skipping`).
+
+    >>> access_of("SELECT * FROM s.t WHERE a = 1 AND ts >= '2026-01-02' AND b IN (1, 2)")[0]["predicate_columns"]
+    ['a', 'b', 'ts']
+    >>> access_of("SELECT * FROM s.t WHERE a = 1 AND ts >= '2026-01-02' AND b IN (1, 2)")[0]["time_from"]
+    {'ts': '2026-01-02T00:00:00+00:00'}
+    >>> access_of("SELECT * FROM s.t x WHERE x.a = 1 AND ts >= '2026-01-02' AND b IN (1, 2)")[0]["predicates"]
+    ['b IN (1, 2)', 'a = 1', "ts >= '2026-01-02'"]
     """
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
@@ -196,7 +203,9 @@ def access_of(sql: str) -> list[dict[str, Any]]:
             name = (f"{t.catalog}.{t.db}.{t.name}" if t.catalog else f"{t.db}.{t.name}").lower()
             aliases[(t.alias or t.name).lower()] = name
     tables = set(aliases.values())
-    found: dict[str, dict[str, Any]] = {n: {"table": n, "predicate_columns": set(), "time_from": {}} for n in tables}
+    found: dict[str, dict[str, Any]] = {
+        n: {"table": n, "predicate_columns": set(), "time_from": {}, "predicates": []} for n in tables
+    }
     for cmp in tree.find_all(*_COMPARISONS):
         columns = [c for c in cmp.find_all(exp.Column) if c.find_ancestor(*_COMPARISONS) is cmp]
         literals = list(cmp.find_all(exp.Literal))
@@ -208,6 +217,14 @@ def access_of(sql: str) -> list[dict[str, Any]]:
             continue
         name = col.name
         found[owner]["predicate_columns"].add(name)
+        bare = cmp.copy()
+        for c in bare.find_all(exp.Column):
+            c.set("table", None)
+            c.set("db", None)
+            c.set("catalog", None)
+        text = bare.sql(dialect="duckdb")
+        if len(text) <= 500 and text not in found[owner]["predicates"] and len(found[owner]["predicates"]) < 10:
+            found[owner]["predicates"].append(text)
         if isinstance(cmp, exp.GT | exp.GTE | exp.EQ | exp.Between):
             low = cmp.args.get("low") if isinstance(cmp, exp.Between) else cmp.expression
             if isinstance(low, exp.Literal) and low.is_string:
@@ -219,7 +236,12 @@ def access_of(sql: str) -> list[dict[str, Any]]:
                     prev = found[owner]["time_from"].get(name)
                     found[owner]["time_from"][name] = min(prev, when.isoformat()) if prev else when.isoformat()
     return [
-        {"table": e["table"], "predicate_columns": sorted(e["predicate_columns"]), "time_from": e["time_from"]}
+        {
+            "table": e["table"],
+            "predicate_columns": sorted(e["predicate_columns"]),
+            "time_from": e["time_from"],
+            "predicates": e["predicates"],
+        }
         for e in sorted(found.values(), key=lambda e: e["table"])
     ]
 
