@@ -176,19 +176,9 @@ class Lakehouse:
         location: str | None = None,
     ) -> LakehouseTable:
         """Create a table in its format and register it in the catalog."""
-        tname = _own(TableName.parse(name), "created")
         fmt = format or self.settings.default_format
         cls = adapter_class(fmt)
-        try:
-            self.catalog.get_table(tname)
-        except LookupError:
-            pass
-        else:
-            raise TableExistsError(f"table {tname} already exists", hint="pick another name or drop it first")
-        if self.settings.is_s3:
-            ensure_warehouse(self.ctx)
-        loc = _normalise_location(location) if location else self.ctx.default_location(tname)
-        self._check_location_free(loc)
+        tname, loc = self._prepare_create(name, location)
         definition = TableDefinition(
             schema=schema,
             partitioning=tuple(partitioning),
@@ -230,8 +220,16 @@ class Lakehouse:
         """Create a table from its format's own table description (an Iceberg REST create-table request for
         Iceberg: the served catalog's create) and register it, with the same checks and clean-up as
         :meth:`create_table`."""
-        tname = _own(TableName.parse(name), "created")
         cls = adapter_class(format)
+        tname, loc = self._prepare_create(name, location)
+        table = cls.create_native(tname, spec, location=loc, ctx=self.ctx)
+        table.commit_timeout = self.settings.commit_timeout_seconds
+        return self._add_created(table, format, loc, "table.create")
+
+    def _prepare_create(self, name: str | TableName, location: str | None) -> tuple[TableName, str]:
+        """A new table's checked name and location: a free name in lakehouse's own catalog, and an empty location
+        that overlaps no other table (the warehouse checked first on S3)."""
+        tname = _own(TableName.parse(name), "created")
         try:
             self.catalog.get_table(tname)
         except LookupError:
@@ -242,9 +240,7 @@ class Lakehouse:
             ensure_warehouse(self.ctx)
         loc = _normalise_location(location) if location else self.ctx.default_location(tname)
         self._check_location_free(loc)
-        table = cls.create_native(tname, spec, location=loc, ctx=self.ctx)
-        table.commit_timeout = self.settings.commit_timeout_seconds
-        return self._add_created(table, format, loc, "table.create")
+        return tname, loc
 
     def adopt_created(self, table: LakehouseTable, *, format: str) -> LakehouseTable:
         """Register a table its format's catalog created by itself (an Iceberg REST client's staged create,

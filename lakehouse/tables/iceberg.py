@@ -330,6 +330,14 @@ class _SqlCatalog(SqlCatalog):
         )
 
 
+def _ensure_namespace(catalog: Catalog, namespace: str) -> None:
+    """Create ``namespace`` in ``catalog`` unless it is there (lakehouse's namespaces exist with their tables)."""
+    try:
+        catalog.create_namespace(namespace)
+    except NamespaceAlreadyExistsError:
+        pass
+
+
 def _location_uri(location: str) -> str:
     if StorageContext.is_s3(location):
         return "s3://" + location.split("://", 1)[1]
@@ -494,10 +502,7 @@ class IcebergAdapter(LakehouseTable):
         if cls.exists_at(location, ctx=ctx):
             raise TableExistsError(f"an Iceberg table already exists at {location}")
         catalog = catalog_for(ctx)
-        try:
-            catalog.create_namespace(name.namespace)
-        except NamespaceAlreadyExistsError:
-            pass
+        _ensure_namespace(catalog, name.namespace)
         props = {**DEFAULT_PROPERTIES, **{k: str(v) for k, v in definition.properties.items()}}
         if definition.keys:
             props[KEYS_PROPERTY] = ",".join(definition.keys)
@@ -553,10 +558,7 @@ class IcebergAdapter(LakehouseTable):
                 raise TableNotFoundError(f"no metadata file {metadata_location} under {location}/metadata")
             files = [*files, wanted]
         catalog = catalog_for(ctx)
-        try:
-            catalog.create_namespace(name.namespace)
-        except NamespaceAlreadyExistsError:
-            pass
+        _ensure_namespace(catalog, name.namespace)
         try:
             table = catalog.register_table((name.namespace, name.table), _location_uri(files[-1]))
         except TableAlreadyExistsError as e:
@@ -582,10 +584,7 @@ class IcebergAdapter(LakehouseTable):
     @classmethod
     def rename(cls, name: TableName, new: TableName, *, ctx: StorageContext) -> None:
         catalog = catalog_for(ctx)
-        try:
-            catalog.create_namespace(new.namespace)
-        except NamespaceAlreadyExistsError:
-            pass
+        _ensure_namespace(catalog, new.namespace)
         try:
             catalog.rename_table((name.namespace, name.table), (new.namespace, new.table))
         except NoSuchTableError as e:
@@ -605,10 +604,7 @@ class IcebergAdapter(LakehouseTable):
 
         req = _parse_rest(CreateTableRequest, spec, "create-table request")
         catalog = catalog_for(ctx)
-        try:
-            catalog.create_namespace(name.namespace)
-        except NamespaceAlreadyExistsError:
-            pass
+        _ensure_namespace(catalog, name.namespace)
         try:
             table = catalog.create_table(
                 (name.namespace, name.table),
@@ -637,10 +633,7 @@ class IcebergAdapter(LakehouseTable):
         if not any(isinstance(r, AssertCreate) for r in req.requirements):
             raise TableNotFoundError(f"the Iceberg catalog has no table {name}")
         catalog = catalog_for(ctx)
-        try:
-            catalog.create_namespace(name.namespace)
-        except NamespaceAlreadyExistsError:
-            pass
+        _ensure_namespace(catalog, name.namespace)
         try:
             response = catalog.commit_table(
                 _Named((name.namespace, name.table)),  # type: ignore[arg-type]
