@@ -7,16 +7,18 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from lakehouse.config import load_settings
-from lakehouse.core import Lakehouse
 from lakehouse.errors import InvalidInputError, LakehouseError
-from lakehouse.tables.base import AsOf, TableName, parse_as_of
+from lakehouse.names import TableName
+
+if TYPE_CHECKING:  # imported when a command runs: --help and light commands start without them
+    from lakehouse.core import Lakehouse
+    from lakehouse.tables.base import AsOf
 
 app = typer.Typer(
     help="Keep Delta Lake and Apache Iceberg tables fast, cheap and compliant.",
@@ -59,6 +61,9 @@ class _State:
             user = getpass.getuser()
         except (KeyError, OSError):
             user = "unknown"
+        from lakehouse.config import load_settings
+        from lakehouse.core import Lakehouse
+
         return Lakehouse(load_settings(config_file=self.config, **self.overrides), actor=f"cli:{user}")
 
 
@@ -114,6 +119,8 @@ def _human_bytes(n: float) -> str:
 
 
 def _parse_as_of_options(values: list[str] | None) -> dict[str, AsOf]:
+    from lakehouse.tables.base import parse_as_of
+
     result: dict[str, AsOf] = {}
     for item in values or []:
         if "=" not in item:

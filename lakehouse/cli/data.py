@@ -24,7 +24,7 @@ from lakehouse.cli._common import (
     print_arrow,
 )
 from lakehouse.errors import InvalidInputError
-from lakehouse.tables.base import TableName
+from lakehouse.names import TableName
 from lakehouse.units import parse_size
 
 

@@ -21,7 +21,7 @@ from lakehouse.cli._common import (
     out,
 )
 from lakehouse.errors import InvalidInputError
-from lakehouse.tables.base import TableName
+from lakehouse.names import TableName
 
 policy_app = typer.Typer(help="Per-table maintenance policies (retention, orphans, expiry, tiering).")
 app.add_typer(policy_app, name="policy", no_args_is_help=True)

@@ -14,7 +14,6 @@ from lakehouse.cli._common import (
     app,
     out,
 )
-from lakehouse.config import load_settings
 
 
 @app.command()
@@ -66,6 +65,8 @@ def serve(
             "the REST API needs fastapi and uvicorn", hint="pip install 'lakehouse[api]'"
         ) from e
     state: _State = ctx.obj
+    from lakehouse.config import load_settings
+
     settings = load_settings(config_file=state.config, **state.overrides)
     from lakehouse.units import parse_duration
 

@@ -20,9 +20,6 @@ from lakehouse.cli._common import (
     out,
 )
 from lakehouse.errors import InvalidInputError
-from lakehouse.presentation import table_summary, version_history
-from lakehouse.schema import parse_partitioning, parse_schema
-from lakehouse.tables.base import parse_as_of
 
 table_app = typer.Typer(help="Create, inspect, register and restore tables.", no_args_is_help=True)
 app.add_typer(table_app, name="table")
@@ -51,6 +48,8 @@ def table_create(
     json_: JsonOpt = False,
 ) -> None:
     """Create a partitioned Delta or Iceberg table and register it in the catalog."""
+    from lakehouse.schema import parse_partitioning, parse_schema
+
     properties = _key_values(prop, "--property")
     with _lh(ctx) as lh:
         table = lh.create_table(
@@ -119,6 +118,8 @@ def table_show(
 ) -> None:
     """Show a table's schema, partitioning, keys, properties, size, current version and file health
     (size histogram, small-file ratio, files per partition, data skipping for --predicate)."""
+    from lakehouse.presentation import table_summary
+
     with _lh(ctx) as lh:
         info = table_summary(lh, name, predicate)
     if json_:
@@ -176,6 +177,8 @@ def table_history(
     json_: JsonOpt = False,
 ) -> None:
     """List a table's versions (Delta log versions, Iceberg snapshots) with time and operation."""
+    from lakehouse.presentation import version_history
+
     with _lh(ctx) as lh:
         table = lh.table(name)
         rows = version_history(table)[-limit:]
@@ -206,6 +209,8 @@ def table_files(
     json_: JsonOpt = False,
 ) -> None:
     """List the live data files of a version with size, rows and partition values."""
+    from lakehouse.tables.base import parse_as_of
+
     when = parse_as_of(as_of) if as_of else None
     with _lh(ctx) as lh:
         files = lh.table(name).files(as_of=when)
@@ -254,6 +259,8 @@ def table_restore(
 ) -> None:
     """Make a table's current state equal to an earlier version (Delta commits a new version,
     Iceberg moves its current-snapshot pointer)."""
+    from lakehouse.tables.base import parse_as_of
+
     target = parse_as_of(to)
     with _lh(ctx) as lh:
         table = lh.table(name)
