@@ -107,7 +107,13 @@ def _engine(lh: Lakehouse, engine: str, spark_master: str | None) -> str:
 
 
 def _print_json(data: Any) -> None:
-    out.print_json(json.dumps(data, default=str))
+    """JSON on stdout: highlighted on a terminal; plain (indented, as the terminal shows it) for a pipe or a
+    file, where Rich's highlighting and wrapping would cost seconds on a large answer."""
+    if out.is_terminal:
+        out.print_json(json.dumps(data, default=str))
+    else:
+        sys.stdout.write(json.dumps(data, default=str, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
 
 
 def _human_bytes(n: float) -> str:
