@@ -10,6 +10,7 @@ runs in its own temporary working directory.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import glob
 import os
@@ -77,13 +78,19 @@ def s3_endpoint() -> Iterator[S3Endpoint]:
         return
     # A separate process, not moto's ThreadedMotoServer: some delta-rs calls (history, is_deltatable) block
     # while holding the GIL, which starves an S3 server running in this interpreter's threads.
+    with moto_server([sys.executable, "-m", "moto.server"]) as url:
+        yield S3Endpoint(url, "testing-key", "testing-secret")
+
+
+@contextlib.contextmanager
+def moto_server(command: list[str]) -> Iterator[str]:
+    """moto's server (``command`` + host and port arguments) on a free loopback port until the block ends; yields
+    its URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [*command, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -94,10 +101,10 @@ def s3_endpoint() -> Iterator[S3Endpoint]:
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError("the moto S3 server did not start") from None
+                raise RuntimeError(f"the moto server ({' '.join(command)}) did not start") from None
             time.sleep(0.1)
     try:
-        yield S3Endpoint(url, "testing-key", "testing-secret")
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -12,12 +12,10 @@ import datetime as dt
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ from lakehouse.maintenance.planner import CompactionOptions
 from lakehouse.maintenance.retention import vacuum
 from lakehouse.maintenance.tiering import tier
 from lakehouse.names import TableName
-from tests.conftest import EVENTS, S3Endpoint, events, s3_settings, sorted_rows
+from tests.conftest import EVENTS, S3Endpoint, events, moto_server, s3_settings, sorted_rows
 from tests.integration.conftest import EXE, serving
 from tests.integration.test_tiering import aged_events
 
@@ -53,33 +51,11 @@ KEY, SECRET = "glue-key", "glue-secret"
 @pytest.fixture(scope="module")
 def glue_url() -> Iterator[str]:
     """moto's server with Glue's optimistic concurrency, for Glue and the S3 bucket of the Glue tables."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "fixtures" / "glue_server.py"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("the Glue server did not start") from None
-            time.sleep(0.1)
-    boto3.client(
-        "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEY, aws_secret_access_key=SECRET
-    ).create_bucket(Bucket="glue-tables")
-    try:
+    with moto_server([sys.executable, str(ROOT / "tests" / "fixtures" / "glue_server.py")]) as url:
+        boto3.client(
+            "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEY, aws_secret_access_key=SECRET
+        ).create_bucket(Bucket="glue-tables")
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def glue_props(url: str) -> dict[str, str]:
