@@ -35,6 +35,7 @@ from lakehouse.errors import (
     LakehouseError,
     StorageError,
     UnsupportedOperationError,
+    VersionNotFoundError,
 )
 from lakehouse.maintenance.clustering import MAX_COLUMNS as MAX_CLUSTER_COLUMNS
 from lakehouse.maintenance.clustering import check_curve, clustered, row_group_rows
@@ -157,8 +158,16 @@ def optimize(
                 f"cannot Z-order by the nested column(s) {', '.join(nested)} of table {table.name}",
                 hint="Z-order by plain columns (numbers, times, dates, strings, booleans)",
             )
-    planned_version = table.snapshot().version if table.snapshots() else None
-    files = table.files(as_of=planned_version) if planned_version is not None else []
+    try:  # the current version alone: a Delta table's history of every commit is not read for it
+        planned_version: int | None = table.snapshot().version
+    except VersionNotFoundError:  # no version yet
+        planned_version = None
+    pruning = None
+    if partition_filter is not None:
+        from lakehouse.expr import parse_filter
+
+        pruning = parse_filter(partition_filter)
+    files = table.files(as_of=planned_version, partitions=pruning) if planned_version is not None else []
     partition_columns = {p.column for p in table.definition.partitioning if p.transform == "identity"}
     partition_columns |= {p.name for p in table.definition.partitioning}
     if set(options.zorder) & partition_columns:
@@ -170,7 +179,7 @@ def optimize(
         str(table.name),
         files,
         options,
-        partition_filter=partition_filter,
+        partition_filter=pruning,
         layouts=layouts,
         engine="spark" if spark is not None else "local",
     )

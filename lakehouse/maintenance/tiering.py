@@ -579,10 +579,15 @@ def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000, bill: boo
     return cost
 
 
+JSON_SAMPLE_FILES = 16
+
+
 def _json_estimate(
     lh: Workspace, table: LakehouseTable, files: Sequence[DataFile], objects: Sequence[ObjectInfo], limit: int
 ) -> int | None:
-    """Raw NDJSON size of the live rows, extrapolated from up to ``limit`` rows of the first data files."""
+    """Raw NDJSON size of the live rows, extrapolated from up to ``limit`` rows of at most
+    :data:`JSON_SAMPLE_FILES` data files spread over the table (a table of 100,000 tiny files is not read
+    file by file for an estimate)."""
     import orjson
     import pyarrow.parquet as pq
 
@@ -594,7 +599,8 @@ def _json_estimate(
     sampled = 0
     size = 0
     declared = set(table.schema.names)
-    for f in files:
+    step = max(1, len(files) // JSON_SAMPLE_FILES)
+    for f in list(files)[::step][:JSON_SAMPLE_FILES]:
         filesystem, inner = split_location(f.path, table.ctx)
         try:
             with filesystem.open_input_file(inner) as fh:

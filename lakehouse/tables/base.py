@@ -423,8 +423,12 @@ class LakehouseTable(ABC):
         """Every version still recorded, oldest first."""
 
     @abstractmethod
-    def files(self, *, as_of: AsOf | None = None) -> list[DataFile]:
-        """Live data files of the current version or of ``as_of``."""
+    def files(self, *, as_of: AsOf | None = None, partitions: Expr | None = None) -> list[DataFile]:
+        """Live data files of the current version or of ``as_of``.
+
+        ``partitions``, a predicate over partition fields, lets a format skip metadata that cannot hold a
+        matching partition (Iceberg's manifests, by their partition summaries); the result may still hold files
+        of other partitions, so callers filter by it themselves."""
 
     def snapshot(self, as_of: AsOf | None = None) -> Snapshot:
         """Resolve a version, snapshot id or point in time to a snapshot.

@@ -8,6 +8,7 @@ Key columns are marked with the column metadata ``lakehouse.key`` (Delta rejects
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import datetime as dt
@@ -72,6 +73,31 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 KEY_METADATA = "lakehouse.key"
 REDACTED = "[REDACTED]"
 _PREDICATE_OPERATIONS = frozenset({"DELETE", "UPDATE"})
+
+# Commit files never change once written, only disappear when log retention trims the oldest: what one read
+# of a table's history and of its log replay found is kept per process (a few tables, least recently used
+# first out) and only the commits since are read the next time (a 1,000-version log is read once, not once per
+# planning step). A trimmed log is noticed by the oldest remembered commit file being gone.
+_CACHE_TABLES = 8
+_history_cache: dict[tuple[StorageContext, str], tuple[int, list[dict[str, Any]]]] = {}
+_lifetimes_cache: dict[tuple[StorageContext, str], tuple[Any, dict[str, list[tuple[int, int | None]]]]] = {}
+_cache_lock = threading.Lock()
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    with _cache_lock:
+        cache.pop(key, None)
+        cache[key] = value
+        while len(cache) > _CACHE_TABLES:
+            cache.pop(next(iter(cache)))
+
+
+def _forget_log(ctx: StorageContext, location: str) -> None:
+    with _cache_lock:
+        _history_cache.pop((ctx, location), None)
+        _lifetimes_cache.pop((ctx, location), None)
+
+
 GENERATION = "delta.generationExpression"
 APPEND_ATTEMPTS = 5
 """Appends retried from the latest version after a conflict delta-rs's own retries did not resolve."""
@@ -690,7 +716,30 @@ class DeltaAdapter(LakehouseTable):
     def snapshots(self) -> list[Snapshot]:
         self._refresh()
         current = self._dt.version()
-        return [_snapshot_of(h, current) for h in sorted(self._history(), key=lambda h: h["version"])]
+        return [_snapshot_of(h, current) for h in self._full_history(current)]
+
+    def _full_history(self, current: int) -> list[dict[str, Any]]:
+        """Every commit's history entry, oldest first: the entries an earlier call in this process read, plus the
+        commits since (``history(limit)`` reads the newest first), unless the log was trimmed meanwhile."""
+        key = (self.ctx, self.location)
+        with _cache_lock:
+            cached = _history_cache.get(key)
+        entries: list[dict[str, Any]] | None = None
+        if cached is not None and cached[1] and cached[0] <= current:
+            top, known = cached
+            oldest = int(known[0]["version"])
+            if self._commit_exists(oldest):
+                newer = self._history(current - top) if current > top else []
+                entries = [*known, *sorted((h for h in newer if int(h["version"]) > top), key=lambda h: h["version"])]
+        if entries is None:
+            entries = sorted(self._history(), key=lambda h: h["version"])
+        _remember(_history_cache, key, (current, entries))
+        return list(entries)
+
+    def _commit_exists(self, version: int) -> bool:
+        from lakehouse.storage import exists
+
+        return exists(f"{self.location.rstrip('/')}/_delta_log/{version:020d}.json", self.ctx)
 
     def snapshot(self, as_of: AsOf | None = None) -> Snapshot:
         """The current version (``None`` or its number) from its own commit alone: the history of every commit
@@ -704,7 +753,8 @@ class DeltaAdapter(LakehouseTable):
                     return _snapshot_of(latest[0], current)
         return super().snapshot(as_of)
 
-    def files(self, *, as_of: AsOf | None = None) -> list[DataFile]:
+    def files(self, *, as_of: AsOf | None = None, partitions: Expr | None = None) -> list[DataFile]:
+        # ``partitions`` prunes nothing here: the live files are one replay of the log from its checkpoint
         version = self.snapshot(as_of).version if as_of is not None else None
         state = self._at(version)
         try:
@@ -1432,6 +1482,21 @@ class DeltaAdapter(LakehouseTable):
         and the ranges start at version 0, which errs on the side of keeping files.
         """
         jsons, checkpoints = self._log_files()
+        key = (self.ctx, self.location)
+        listing = (tuple(sorted(jsons.items())), tuple(sorted((v, tuple(p)) for v, p in checkpoints.items())))
+        with _cache_lock:
+            cached = _lifetimes_cache.get(key)
+        if cached is not None and cached[0] == listing:
+            return {path: list(spans) for path, spans in cached[1].items()}
+        ranges = self._replay(jsons, checkpoints)
+        _remember(_lifetimes_cache, key, (listing, ranges))
+        return {path: list(spans) for path, spans in ranges.items()}
+
+    def _replay(
+        self, jsons: dict[int, str], checkpoints: dict[int, list[str]]
+    ) -> dict[str, list[tuple[int, int | None]]]:
+        from concurrent.futures import ThreadPoolExecutor
+
         live: dict[str, int] = {}
         ranges: dict[str, list[tuple[int, int | None]]] = {}
         start = 0
@@ -1452,19 +1517,32 @@ class DeltaAdapter(LakehouseTable):
                         if kind in action and self._full_path(action[kind]["path"]) not in live:
                             ranges.setdefault(self._full_path(action[kind]["path"]), []).append((0, c))
             start = c + 1
-        for v in sorted(j for j in jsons if j >= start):
-            actions = self._read_actions(jsons[v])
-            # removes first: a commit that removes and re-adds a path (a new deletion vector) keeps it live
-            for action in actions:
-                if "remove" in action:
-                    path = self._full_path(action["remove"]["path"])
-                    ranges.setdefault(path, []).append((live.pop(path, 0), v))
-            for action in actions:
-                if "add" in action:
-                    live.setdefault(self._full_path(action["add"]["path"]), v)
+        versions = sorted(j for j in jsons if j >= start)
+        # the commit files are read 8 at a time (each is one GET: latency, not bandwidth, bounds a long log)
+        with ThreadPoolExecutor(8) as pool:
+            read = pool.map(lambda v: self._read_actions(jsons[v]), versions)
+            for v, actions in zip(versions, read, strict=True):
+                self._fold(v, actions, live, ranges)
         for path, added_at in live.items():
             ranges.setdefault(path, []).append((added_at, None))
         return ranges
+
+    def _fold(
+        self,
+        v: int,
+        actions: list[dict[str, Any]],
+        live: dict[str, int],
+        ranges: dict[str, list[tuple[int, int | None]]],
+    ) -> None:
+        """One commit's actions into the lifetimes being replayed."""
+        # removes first: a commit that removes and re-adds a path (a new deletion vector) keeps it live
+        for action in actions:
+            if "remove" in action:
+                path = self._full_path(action["remove"]["path"])
+                ranges.setdefault(path, []).append((live.pop(path, 0), v))
+        for action in actions:
+            if "add" in action:
+                live.setdefault(self._full_path(action["add"]["path"]), v)
 
     def version_paths(self, versions: Collection[int] | None = None) -> set[str]:
         # vacuum and orphan removal delete what this says nothing references: only where lakehouse reads the
@@ -1474,11 +1552,12 @@ class DeltaAdapter(LakehouseTable):
         if versions is None:
             return set(lifetimes)
         wanted = sorted(set(versions))
-        return {
-            path
-            for path, spans in lifetimes.items()
-            if any(any(a <= v and (e is None or v < e) for v in wanted) for a, e in spans)
-        }
+
+        def live_in_wanted(a: int, e: int | None) -> bool:  # some wanted version in [a, e)
+            i = bisect.bisect_left(wanted, a)
+            return i < len(wanted) and (e is None or wanted[i] < e)
+
+        return {path for path, spans in lifetimes.items() if any(live_in_wanted(a, e) for a, e in spans)}
 
     def seal_history(self) -> int:
         """A metadata-only commit (re-setting delta.checkpointInterval to its value) and a checkpoint at it: the
@@ -1516,6 +1595,7 @@ class DeltaAdapter(LakehouseTable):
         doomed = [p for v, p in jsons.items() if v < head]
         doomed += [p for v, parts in checkpoints.items() if v < head for p in parts]
         delete_files(doomed, self.ctx)
+        _forget_log(self.ctx, self.location)
         return len(doomed)
 
     def trim_metadata(self, oldest: int, before: dt.datetime) -> list[str]:
@@ -1559,6 +1639,7 @@ class DeltaAdapter(LakehouseTable):
         doomed = sorted(p for v, p in jsons.items() if v < oldest and p in aged)
         doomed += sorted(p for v, parts in checkpoints.items() if v < oldest for p in parts if p in aged)
         delete_files(doomed, self.ctx)
+        _forget_log(self.ctx, self.location)
         return doomed
 
     def _log_retention(self) -> dt.timedelta:

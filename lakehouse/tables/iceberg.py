@@ -774,7 +774,7 @@ class IcebergAdapter(LakehouseTable):
                 out[v].append(at)
         return out
 
-    def files(self, *, as_of: AsOf | None = None) -> list[DataFile]:
+    def files(self, *, as_of: AsOf | None = None, partitions: Expr | None = None) -> list[DataFile]:
         snap = self.snapshot(as_of) if as_of is not None else None
         if snap is None:
             self._table.refresh()
@@ -782,7 +782,7 @@ class IcebergAdapter(LakehouseTable):
                 return []
         schema = self._table.schema()
         out: list[DataFile] = []
-        for task in self._plan(snap.snapshot_id if snap else None).tasks:
+        for task in self._plan(snap.snapshot_id if snap else None, partitions).tasks:
             f = task.file
             out.append(
                 DataFile(
@@ -819,9 +819,10 @@ class IcebergAdapter(LakehouseTable):
 
     # ---- planning, deletes, how files are read ----------------------------------------------------------------
 
-    def _plan(self, snapshot_id: int | None = None) -> _Plan:
+    def _plan(self, snapshot_id: int | None = None, partitions: Expr | None = None) -> _Plan:
         """The live files of the current snapshot (or of ``snapshot_id``); equality delete files are collected
-        (pyiceberg 0.12 raises on them while planning)."""
+        (pyiceberg 0.12 raises on them while planning). With ``partitions``, manifests whose partition summaries
+        rule the predicate out are not read (the plan is then of the others only, and not kept)."""
         if snapshot_id is None:
             self._table.refresh()
             current = self._table.metadata.current_snapshot_id
@@ -830,6 +831,14 @@ class IcebergAdapter(LakehouseTable):
             snapshot_id = current
         if snapshot_id in self._plans:
             return self._plans[snapshot_id]
+        if partitions is not None:
+            try:
+                pruned = _plan_snapshot(self._table, snapshot_id, _manifest_filter(self._table, partitions))
+            except OSError as e:
+                raise VersionNotFoundError(f"cannot read the file list of {self.name}: {e}") from e
+            if pruned is None:
+                raise VersionNotFoundError(f"table {self.name} has no snapshot {snapshot_id}")
+            return pruned
         try:
             plan = _plan_snapshot(self._table, snapshot_id)
         except OSError as e:
@@ -1949,8 +1958,44 @@ def _column_stats(f: Any, schema: Any) -> dict[str, tuple[Any, Any, int | None]]
     return out
 
 
-def _plan_snapshot(table: Table, snapshot_id: int) -> _Plan | None:
-    """pyiceberg's scan tasks of a snapshot, with its equality delete files collected instead of refused."""
+def _manifest_filter(table: Table, partitions: Expr) -> Callable[[Any], bool]:
+    """Which manifests may hold files of a partition matching ``partitions`` (a predicate over partition field
+    names and their values as :meth:`IcebergTable.files` reports them), by the manifests' partition summaries.
+
+    A spec the predicate cannot be put to (a field it names is not in the spec, a value that does not convert to
+    the field's stored type, such as an hour or a month transform's) keeps all of its manifests: pruning only
+    ever skips what cannot match."""
+    from pyiceberg.expressions.visitors import manifest_evaluator
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+    from pyiceberg.schema import Schema
+
+    schema = table.schema()
+    evaluators: dict[int, Callable[[Any], bool] | None] = {}
+    for spec_id, spec in table.specs().items():
+        evaluators[spec_id] = None
+        if spec.is_unpartitioned() or not partitions.columns() <= {f.name for f in spec.fields}:
+            continue
+        try:
+            arrow = schema_to_pyarrow(Schema(*spec.partition_type(schema).fields), include_field_ids=False)
+            evaluators[spec_id] = manifest_evaluator(spec, schema, _to_iceberg(partitions, arrow))
+        except Exception:  # noqa: BLE001 -- a value or type pyiceberg cannot bind: no pruning for this spec
+            evaluators[spec_id] = None
+
+    def keep(manifest: Any) -> bool:
+        evaluate = evaluators.get(manifest.partition_spec_id)
+        if evaluate is None:
+            return True
+        try:
+            return bool(evaluate(manifest))
+        except Exception:  # noqa: BLE001 -- a summary pyiceberg cannot read: keep the manifest
+            return True
+
+    return keep
+
+
+def _plan_snapshot(table: Table, snapshot_id: int, keep_manifest: Callable[[Any], bool] | None = None) -> _Plan | None:
+    """pyiceberg's scan tasks of a snapshot, with its equality delete files collected instead of refused (of
+    the manifests ``keep_manifest`` keeps, when given)."""
     scan = table.scan(snapshot_id=snapshot_id)
     snap = scan.snapshot()
     if snap is None:
@@ -1966,7 +2011,10 @@ def _plan_snapshot(table: Table, snapshot_id: int) -> _Plan | None:
             data.append((entry.sequence_number or 0, entry.data_file))
         return True
 
-    tasks = tuple(scan._manifest_planner.plan_files(snap.manifests(table.io), manifest_entry_filter=keep))
+    manifests = snap.manifests(table.io)
+    if keep_manifest is not None:
+        manifests = [m for m in manifests if keep_manifest(m)]
+    tasks = tuple(scan._manifest_planner.plan_files(manifests, manifest_entry_filter=keep))
     specs = table.specs()
 
     def applies(e: Any) -> bool:

@@ -1,0 +1,153 @@
+"""Planning from metadata: Iceberg manifests pruned by their partition summaries, a Delta table's history and log
+replay read once per process and then only the commits since (benchmarks/planning_bench.py measures the effect on
+a 100,000-file table; these tests hold the results to what an unpruned, uncached read says)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from lakehouse.core import Lakehouse
+from lakehouse.expr import parse_filter
+from lakehouse.maintenance.compaction import optimize
+from lakehouse.maintenance.planner import CompactionOptions, partition_key, plan_compaction
+from lakehouse.maintenance.retention import plan_vacuum
+from lakehouse.schema import PartitionField
+from lakehouse.storage import delete_files, list_files
+from tests.conftest import EVENTS, events
+
+DAY0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+
+def _literal(v: Any) -> str:
+    return str(v) if isinstance(v, int) and not isinstance(v, bool) else f"'{v}'"
+
+
+def _daily(lh: Lakehouse, fmt: str, partitioning: list[PartitionField], days: int = 4, step: int = 1) -> Any:
+    table = lh.create_table("p.events", schema=EVENTS, format=fmt, partitioning=partitioning)
+    for d in range(days):  # one append (one manifest) per day
+        table.append(events(d * 40, 40, day0=DAY0 + dt.timedelta(days=d * step), days=1))
+    return lh.table("p.events")
+
+
+@pytest.mark.parametrize(
+    ("partitioning", "prunes"),
+    [
+        ([PartitionField("ts", "day")], True),
+        ([PartitionField("country")], False),  # every day's manifest holds every country: nothing to skip
+        ([PartitionField("ts", "month")], False),  # '2026-03' does not bind to the stored month number
+        ([PartitionField("id", "bucket", 4)], False),
+    ],
+    ids=["day", "identity", "month", "bucket"],
+)
+def test_iceberg_partition_pruning_never_misses_a_matching_file(
+    lh: Lakehouse, partitioning: list[PartitionField], prunes: bool
+) -> None:
+    _daily(lh, "iceberg", partitioning, step=31)  # a day and a month per append
+    everything = lh.table("p.events").files()
+    field = partitioning[0].name
+    values = sorted({f.partition[field] for f in everything if f.partition[field] is not None})
+    assert len(values) > 1
+    skipped_any = False
+    for v in values:
+        # a fresh handle: one that planned the whole snapshot already answers from that plan
+        pruned = lh.table("p.events").files(partitions=parse_filter(f"{field} = {_literal(v)}"))
+        matching = {f.path for f in everything if f.partition[field] == v}
+        assert matching <= {f.path for f in pruned}, f"{field} = {v}: pruning lost a matching file"
+        skipped_any |= len(pruned) < len(everything)
+    assert skipped_any is prunes
+    # a range and a disjunction: still never fewer than the matching files
+    lo, hi = values[0], values[-1]
+    for text in (f"{field} > {_literal(lo)}", f"{field} = {_literal(lo)} OR {field} = {_literal(hi)}"):
+        expr = parse_filter(text)
+        from lakehouse.expr import evaluate
+
+        pruned = {f.path for f in lh.table("p.events").files(partitions=expr)}
+        assert {f.path for f in everything if evaluate(expr, f.partition) is True} <= pruned
+
+
+def test_iceberg_optimize_with_partition_reads_only_matching_manifests_and_plans_the_same(lh: Lakehouse) -> None:
+    table = _daily(lh, "iceberg", [PartitionField("ts", "day")])
+    for d in range(4):  # a second small file per day
+        table.append(events(1000 + d * 40, 40, day0=DAY0 + dt.timedelta(days=d), days=1))
+    table = lh.table("p.events")
+    options = CompactionOptions(target_file_size=64 << 20)
+    where = "ts_day = '2026-03-02'"
+    pruned = table.files(partitions=parse_filter(where))
+    assert 0 < len(pruned) < len(lh.table("p.events").files())
+    full_plan = plan_compaction(str(table.name), table.files(), options, partition_filter=where)
+    result = optimize(lh, "p.events", options, partition_filter=where, dry_run=True)
+    assert [(p.key, sorted(f.path for f in p.inputs)) for p in result.plan.picked] == [
+        (p.key, sorted(f.path for f in p.inputs)) for p in full_plan.picked
+    ]
+    assert [p.partition["ts_day"] for p in result.plan.picked] == ["2026-03-02"]
+    # and the rewrite of that partition alone keeps every row
+    before = lh.table("p.events").scan().sort_by("id")
+    done = optimize(lh, "p.events", options, partition_filter=where)
+    assert [(p.files_before, p.files_after) for p in done.partitions if p.status == "committed"] == [(2, 1)]
+    assert lh.table("p.events").scan().sort_by("id").equals(before)
+    per_day: dict[str, int] = {}
+    for f in lh.table("p.events").files():
+        per_day[partition_key(f.partition)] = per_day.get(partition_key(f.partition), 0) + 1
+    assert sorted(per_day.values()) == [1, 2, 2, 2]
+
+
+def _fresh_history(table: Any) -> list[tuple[int, Any]]:
+    from lakehouse.tables import delta
+
+    delta._forget_log(table.ctx, table.location)
+    return [(s.version, s.timestamp) for s in table.snapshots()]
+
+
+def test_delta_history_is_read_once_then_only_the_new_commits(lh: Lakehouse) -> None:
+    table = lh.create_table("p.events", schema=EVENTS, format="delta")
+    for i in range(3):
+        table.append(events(i * 10, 10))
+    first = [(s.version, s.timestamp) for s in lh.table("p.events").snapshots()]
+    assert [v for v, _ in first] == [0, 1, 2, 3]
+    other = Lakehouse(lh.settings)  # a writer elsewhere adds two versions
+    try:
+        other.table("p.events").append(events(100, 10))
+        other.table("p.events").append(events(110, 10))
+    finally:
+        other.close()
+    reopened = lh.table("p.events")
+    cached = [(s.version, s.timestamp) for s in reopened.snapshots()]
+    assert cached == _fresh_history(reopened)
+    assert [v for v, _ in cached] == [0, 1, 2, 3, 4, 5]
+    assert reopened.snapshots()[-1].is_current and not reopened.snapshots()[-2].is_current
+
+
+def test_delta_history_cache_notices_a_log_trimmed_elsewhere(lh: Lakehouse) -> None:
+    table = lh.create_table("p.events", schema=EVENTS, format="delta")
+    for i in range(3):
+        table.append(events(i * 10, 10))
+    assert [s.version for s in lh.table("p.events").snapshots()] == [0, 1, 2, 3]
+    sealed = lh.table("p.events").seal_history()  # a commit and a checkpoint at it
+    log = f"{table.location.rstrip('/')}/_delta_log"
+    # another process's log cleanup: the commit files before the checkpoint go, behind this process's back
+    doomed = [f.path for f in list_files(log, lh.ctx, recursive=False)
+              if f.path.endswith(".json") and int(f.path.rsplit("/", 1)[-1][:20]) < sealed]  # fmt: skip
+    delete_files(doomed, lh.ctx)
+    reopened = lh.table("p.events")
+    versions = [s.version for s in reopened.snapshots()]
+    assert versions == [sealed]
+    assert versions == [v for v, _ in _fresh_history(reopened)]
+
+
+def test_delta_log_replay_is_kept_until_the_log_changes(lh: Lakehouse) -> None:
+    table = lh.create_table("p.events", schema=EVENTS, format="delta")
+    for i in range(3):
+        table.append(events(i * 10, 10))
+    lh.table("p.events").delete_rows("id < 5")
+    plan1 = plan_vacuum(lh, "p.events", retain="0s")
+    lh.table("p.events").delete_rows("id < 15")  # a new commit: the replay must see it
+    plan2 = plan_vacuum(lh, "p.events", retain="0s")
+    from lakehouse.tables import delta
+
+    delta._forget_log(table.ctx, table.location)
+    plan3 = plan_vacuum(lh, "p.events", retain="0s")
+    assert [f.path for f in plan2.files] == [f.path for f in plan3.files]
+    assert {f.path for f in plan1.files} < {f.path for f in plan2.files}
