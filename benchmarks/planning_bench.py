@@ -243,6 +243,30 @@ def measure(proxy: Any, env: dict[str, str], cwd: str, fmt: str, args: argparse.
         ("cost", ["cost", "b.big", "--json"]),
     ]  # fmt: skip
     rows = []
+    # the floor of anything that lists: one paged listing of the table's prefix with boto3, in this process
+    proxy.reset()
+    client = boto3.client("s3", endpoint_url=proxy.url, **KEYS)
+    started = time.perf_counter()
+    bucket = f"lh-plan-{fmt}"
+    listed = sum(
+        len(page.get("Contents", []))
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="warehouse/b/big/")
+    )
+    stats = proxy.stats()
+    rows.append(
+        {
+            "format": fmt,
+            "command": "baseline: one paged listing (boto3)",
+            "seconds": time.perf_counter() - started,
+            "rss_mb": 0.0,
+            **{k: stats["requests"].get(k, 0) for k in KINDS},
+            "mb_in": sum(stats["bytes_received"].values()) / 1e6,
+            "data_reads": 0,
+            "log": stats["log"],
+            "summary": f"{listed} objects",
+        }
+    )
+    print(_line(rows[-1]), flush=True)
     for label, argv in commands:
         proxy.reset()
         r = run_cli(argv, env, cwd)

@@ -8,7 +8,13 @@ random numbers, so the bytes do not compress away), then runs, each in its own p
 2. ``optimize --zorder a,b`` (Hilbert) of the compacted partition: the whole partition is one sort, which
    spills beyond ``--memory``.
 
-and prints per run the input bytes, time, MB/s and the process's peak RSS (``VmHWM``, the child's own). The
+and with ``--ops ... dedup mask`` also, each on what the one before left:
+
+3. ``dedup --key s --order ts`` (a random key: its collisions grow with the table, so more files are
+   rewritten at larger scales): every row ranked in DuckDB, spilling beyond ``--memory``;
+4. ``pii mask s=hash``: every file rewritten with the column masked and verified.
+
+It prints per run the input bytes, time, MB/s and the process's peak RSS (``VmHWM``, the child's own). The
 question: is peak RSS flat within 20 % from 1x to 16x (the rewrite streams and spills, held to its budget plus a
 fixed overhead), and does time grow linearly (MB/s flat)?
 
@@ -94,19 +100,29 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     from lakehouse.units import parse_size
 
     budget = parse_size(spec["memory"])
-    with Lakehouse(load_settings(config_file=False, warehouse=f"{spec['root']}/wh")) as lh:
-        zorder = ("a", "b") if spec["op"] == "zorder" else ()
-        opts = CompactionOptions(target_file_size=128 << 20, memory_budget=budget, zorder=zorder, commit_interval=0)
+    settings = load_settings(config_file=False, warehouse=f"{spec['root']}/wh", governance={"mask_secret": "bench"})
+    with Lakehouse(settings) as lh:
+        before = lh.table("b.t").files()
+        rows = sum(f.row_count for f in before)
         t0 = time.perf_counter()
-        r = optimize(lh, "b.t", opts)
-        seconds = time.perf_counter() - t0
-        out = {
-            "seconds": seconds,
-            "bytes_in": sum(p.input_bytes for p in r.plan.picked),
-            "rows_in": r.rows_in,
-            "rows_out": r.rows_out,
-            "files_after": len(lh.table("b.t").files()),
-        }
+        if spec["op"] in ("compaction", "zorder"):
+            zorder = ("a", "b") if spec["op"] == "zorder" else ()
+            opts = CompactionOptions(target_file_size=128 << 20, memory_budget=budget, zorder=zorder, commit_interval=0)
+            r = optimize(lh, "b.t", opts)
+            out = {"bytes_in": sum(p.input_bytes for p in r.plan.picked), "rows_in": r.rows_in, "rows_out": r.rows_out}
+        elif spec["op"] == "dedup":  # keep the latest row per s (random: collisions grow with the table)
+            from lakehouse.maintenance.dedup import dedup
+
+            d = dedup(lh, "b.t", keys=["s"], order="ts", dry_run=False, memory_budget=budget)
+            out = {"bytes_in": sum(f.size_bytes for f in before), "rows_in": rows, "rows_out": rows - d.rows_removed}
+        else:  # mask: every file rewritten with s hashed
+            from lakehouse.governance.ops import mask_table
+
+            mask_table(lh, "b.t", policies={"s": "hash"}, dry_run=False)
+            after = sum(f.row_count for f in lh.table("b.t").files())
+            out = {"bytes_in": sum(f.size_bytes for f in before), "rows_in": rows, "rows_out": after}
+        out["seconds"] = time.perf_counter() - t0
+        out["files_after"] = len(lh.table("b.t").files())
     with open("/proc/self/status") as f:  # this process's own high-water mark (not the parent's, as ru_maxrss)
         out["peak_rss_mb"] = next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
     return out
@@ -145,6 +161,13 @@ def main() -> None:
     ap.add_argument("--file-size", default="16MB", help="size of each small input file")
     ap.add_argument("--memory", default="512MB", help="the rewrites' memory budget")
     ap.add_argument("--formats", nargs="+", default=["delta", "iceberg"])
+    ap.add_argument(
+        "--ops",
+        nargs="+",
+        default=["compaction", "zorder"],
+        choices=["compaction", "zorder", "dedup", "mask"],
+        help="the rewrites, in this order, each on what the one before left",
+    )
     ap.add_argument("--root", help="where the tables go (default: a temporary directory, removed after)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--calibrate", action="store_true", help="print the Parquet bytes per row of the generated data")
@@ -169,18 +192,14 @@ def main() -> None:
             for scale in args.scales:
                 where = root / f"{fmt}-{scale}"
                 built = build(where, fmt, scale * base, file_bytes)
-                for op in ("compaction", "zorder"):
+                rows = built["rows"]
+                for op in args.ops:
                     r = run_child({"root": str(where), "op": op, "memory": args.memory})
-                    if r["rows_in"] != r["rows_out"] or r["rows_in"] != built["rows"]:
-                        raise RuntimeError(
-                            f"{fmt} {op} x{scale}: rows {built['rows']} -> {r['rows_in']} -> {r['rows_out']}"
-                        )
-                    r |= {
-                        "format": fmt,
-                        "op": op,
-                        "scale": scale,
-                        "files": built["files"] if op == "compaction" else None,
-                    }
+                    if r["rows_in"] != rows or (op != "dedup" and r["rows_out"] != rows):
+                        raise RuntimeError(f"{fmt} {op} x{scale}: rows {rows} -> {r['rows_in']} -> {r['rows_out']}")
+                    rows = r["rows_out"]
+                    r |= {"format": fmt, "op": op, "scale": scale}
+                    r["files"] = built["files"] if op == args.ops[0] else None
                     results.append(r)
                     mb = r["bytes_in"] / 1e6
                     speed = mb / r["seconds"]
@@ -192,7 +211,7 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
     print("flatness (largest / smallest scale):")
     for fmt in args.formats:
-        for op in ("compaction", "zorder"):
+        for op in args.ops:
             rs = sorted((r for r in results if r["format"] == fmt and r["op"] == op), key=lambda r: r["scale"])
             if len(rs) < 2:
                 continue

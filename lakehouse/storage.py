@@ -166,8 +166,49 @@ def _uri(location: str, path: str) -> str:
     return path
 
 
+_shared_listings: ContextVar[dict[str, list[ObjectInfo]] | None] = ContextVar("lakehouse_listings", default=None)
+
+
+@contextlib.contextmanager
+def shared_listings() -> Iterator[None]:
+    """Within the block, a location is listed once: every :func:`list_files` / :func:`list_objects` of it or of
+    a location below it answers from that one listing (with storage classes, on S3). For read-only measurements
+    that consult the store several times (``health``: reconciliation, then tiering); the listing is as of its
+    first use, so nothing that writes may rely on it."""
+    if _shared_listings.get() is not None:
+        yield
+        return
+    token = _shared_listings.set({})
+    try:
+        yield
+    finally:
+        _shared_listings.reset(token)
+
+
+def _from_shared(location: str, recursive: bool) -> list[ObjectInfo] | None:
+    listings = _shared_listings.get()
+    if listings is None:
+        return None
+    want = normalize_path(location).rstrip("/") + "/"
+    for root, objects in listings.items():
+        if want.startswith(root):
+            return [o for o in objects if o.path.startswith(want) and (recursive or "/" not in o.path[len(want) :])]
+    return None
+
+
+def _share(location: str, objects: list[ObjectInfo]) -> None:
+    listings = _shared_listings.get()
+    if listings is not None:
+        listings[normalize_path(location).rstrip("/") + "/"] = objects
+
+
 def list_files(location: str, ctx: StorageContext, *, recursive: bool = True) -> list[ObjectInfo]:
     """Every file below ``location`` (empty when it does not exist)."""
+    shared = _from_shared(location, recursive)
+    if shared is not None:
+        return shared
+    if _shared_listings.get() is not None and recursive:
+        return list_objects(location, ctx)  # one listing for both kinds of caller, shared
     filesystem, root = split_location(location, ctx)
     try:
         infos = filesystem.get_file_info(fs.FileSelector(root, recursive=recursive, allow_not_found=True))
@@ -197,8 +238,14 @@ def _s3_client(ctx: StorageContext, location: str) -> Any:
 
 def list_objects(location: str, ctx: StorageContext) -> list[ObjectInfo]:
     """Like :func:`list_files`, with each object's S3 storage class (one listing, no per-object calls)."""
+    shared = _from_shared(location, True)
+    if shared is not None:
+        return shared
     if not location.startswith(("s3://", "s3a://")):
-        return list_files(location, ctx)
+        with _unshared():
+            objects = list_files(location, ctx)
+        _share(location, objects)
+        return objects
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, prefix = _bucket_key(location.rstrip("/"))
@@ -207,6 +254,8 @@ def list_objects(location: str, ctx: StorageContext) -> list[ObjectInfo]:
     try:
         for page in _s3_client(ctx, location).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
+                if obj["Key"].endswith("/"):  # a directory marker, not a file
+                    continue
                 out.append(
                     ObjectInfo(
                         f"s3://{bucket}/{obj['Key']}",
@@ -217,7 +266,17 @@ def list_objects(location: str, ctx: StorageContext) -> list[ObjectInfo]:
                 )
     except (BotoCoreError, ClientError) as e:
         raise StorageError(f"cannot list {location}: {e}") from e
+    _share(location, out)
     return out
+
+
+@contextlib.contextmanager
+def _unshared() -> Iterator[None]:
+    token = _shared_listings.set(None)
+    try:
+        yield
+    finally:
+        _shared_listings.reset(token)
 
 
 def set_storage_class(path: str, storage_class: str, ctx: StorageContext) -> bool:

@@ -80,7 +80,15 @@ class Health:
 
 
 def health(lh: Workspace, name: str, *, check_duplicates: bool = True) -> Health:
-    """Measure a table's signals and score it 0-100."""
+    """Measure a table's signals and score it 0-100 (the table's location is listed once, paged: the orphan
+    reconciliation and the tiering plan share that listing)."""
+    from lakehouse.storage import shared_listings
+
+    with shared_listings():
+        return _health(lh, name, check_duplicates=check_duplicates)
+
+
+def _health(lh: Workspace, name: str, *, check_duplicates: bool) -> Health:
     from lakehouse.maintenance.health import file_health
     from lakehouse.maintenance.planner import plan_compaction
     from lakehouse.units import parse_duration

@@ -525,7 +525,16 @@ def table_cost(lh: Workspace, name: str, *, sample_rows: int = 10_000, bill: boo
     With storage classes (S3), an object's tier and price follow the class the store lists for it. With tier
     prefixes (local storage, a plain MinIO), the prefix says the tier, and it is priced as the tier's configured
     storage class: a MinIO store lists its default class for every object, and after an ILM transition the
-    remote tier's own name, neither of which says what the bytes cost."""
+    remote tier's own name, neither of which says what the bytes cost.
+
+    The location is listed once, paged; the projection's plans share that listing."""
+    from lakehouse.storage import shared_listings
+
+    with shared_listings():
+        return _table_cost(lh, name, sample_rows=sample_rows, bill=bill)
+
+
+def _table_cost(lh: Workspace, name: str, *, sample_rows: int, bill: bool) -> TableCost:
     table = lh.table(name)
     pol = lh.policy(table.name).tiering
     method = method_for(lh, table, pol)

@@ -831,6 +831,12 @@ class IcebergAdapter(LakehouseTable):
             snapshot_id = current
         if snapshot_id in self._plans:
             return self._plans[snapshot_id]
+        key = (self.ctx, self.location, snapshot_id)
+        with _recent_lock:
+            recent = _recent_plans.get(key)
+        if recent is not None:  # another handle on this table in this process planned this snapshot already
+            self._plans[snapshot_id] = recent
+            return recent
         if partitions is not None:
             try:
                 pruned = _plan_snapshot(self._table, snapshot_id, _manifest_filter(self._table, partitions))
@@ -848,6 +854,11 @@ class IcebergAdapter(LakehouseTable):
         if len(self._plans) > 8:
             self._plans.clear()
         self._plans[snapshot_id] = plan
+        with _recent_lock:
+            _recent_plans.pop(key, None)
+            _recent_plans[key] = plan
+            while len(_recent_plans) > _RECENT_PLANS:
+                _recent_plans.pop(next(iter(_recent_plans)))
         return plan
 
     def _deleted_positions(self, task: Any) -> set[int]:
@@ -1708,7 +1719,7 @@ class IcebergAdapter(LakehouseTable):
         io = self._table.io
         meta = self._table.metadata
         out: set[str] = set()
-        seen_manifests: dict[str, set[str]] = {}
+        seen_manifests: dict[str, frozenset[str]] = {}
         for snap in snaps:
             if wanted is not None and snap.version not in wanted:
                 continue
@@ -1718,14 +1729,13 @@ class IcebergAdapter(LakehouseTable):
             out.add(_plain_location(isnap.manifest_list))
             try:
                 manifests = isnap.manifests(io)
+                unseen = [m for m in manifests if _plain_location(m.manifest_path) not in seen_manifests]
+                seen_manifests |= _manifest_data_paths(io, unseen)
             except OSError as e:
-                raise StorageError(f"cannot read the manifest list of {self.name} version {snap.version}: {e}") from e
+                raise StorageError(f"cannot read the manifests of {self.name} version {snap.version}: {e}") from e
             for m in manifests:
                 path = _plain_location(m.manifest_path)
                 out.add(path)
-                if path not in seen_manifests:
-                    entries = m.fetch_manifest_entry(io, discard_deleted=True)
-                    seen_manifests[path] = {_plain_location(e.data_file.file_path) for e in entries}
                 out |= seen_manifests[path]
         for stats in list(meta.statistics) + list(getattr(meta, "partition_statistics", []) or []):
             if wanted is None or any(s.snapshot_id == stats.snapshot_id and s.version in wanted for s in snaps):
@@ -1955,6 +1965,54 @@ def _column_stats(f: Any, schema: Any) -> dict[str, tuple[Any, Any, int | None]]
         elif isinstance(fld.field_type, DateType):
             lo, hi = (dt.date(1970, 1, 1) + dt.timedelta(days=int(v)) for v in (lo, hi))
         out[fld.name] = (lo, hi, nulls.get(fld.field_id))
+    return out
+
+
+# A snapshot's files never change: the last plans made in this process are kept for the next handle on the same
+# table (``health`` opens the table several times; each would read every manifest again). Two, since a plan of a
+# 100,000-file snapshot holds that many scan tasks.
+_RECENT_PLANS = 2
+_recent_plans: dict[tuple[StorageContext, str, int], _Plan] = {}
+_recent_lock = threading.Lock()
+
+# What each manifest file lists (its live data file paths), by manifest path: manifests are immutable too, and
+# ``version_paths`` reads every manifest of every version it is asked about. Bounded by the paths kept.
+_MANIFEST_PATHS_LIMIT = 2_000_000
+_manifest_paths: dict[str, frozenset[str]] = {}
+_manifest_paths_size = 0
+
+
+def _manifest_data_paths(io: Any, manifests: Sequence[Any]) -> dict[str, frozenset[str]]:
+    """The live data file paths of each manifest (by its plain location), read 8 at a time where this process
+    has not read them before."""
+    global _manifest_paths_size
+    from concurrent.futures import ThreadPoolExecutor
+
+    out: dict[str, frozenset[str]] = {}
+    todo: dict[str, Any] = {}
+    with _recent_lock:
+        for m in manifests:
+            path = _plain_location(m.manifest_path)
+            if path in _manifest_paths:
+                out[path] = _manifest_paths[path]
+            else:
+                todo.setdefault(path, m)
+
+    def read(m: Any) -> frozenset[str]:
+        entries = m.fetch_manifest_entry(io, discard_deleted=True)
+        return frozenset(_plain_location(e.data_file.file_path) for e in entries)
+
+    if todo:
+        with ThreadPoolExecutor(min(8, len(todo))) as pool:
+            read_now = dict(zip(todo, pool.map(read, todo.values()), strict=True))
+        out |= read_now
+        with _recent_lock:
+            for path, paths in read_now.items():
+                if path not in _manifest_paths:
+                    _manifest_paths[path] = paths
+                    _manifest_paths_size += len(paths) + 1
+            while _manifest_paths_size > _MANIFEST_PATHS_LIMIT and _manifest_paths:
+                _manifest_paths_size -= len(_manifest_paths.pop(next(iter(_manifest_paths)))) + 1
     return out
 
 

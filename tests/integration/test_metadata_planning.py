@@ -21,6 +21,15 @@ from tests.conftest import EVENTS, events
 DAY0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
 
+def _fresh(lh: Lakehouse) -> Any:
+    """A handle on p.events with no plan of its snapshot in this process (one made earlier answers later
+    handles: the pruning is what a first reader gets)."""
+    from lakehouse.tables import iceberg
+
+    iceberg._recent_plans.clear()
+    return lh.table("p.events")
+
+
 def _literal(v: Any) -> str:
     return str(v) if isinstance(v, int) and not isinstance(v, bool) else f"'{v}'"
 
@@ -53,7 +62,7 @@ def test_iceberg_partition_pruning_never_misses_a_matching_file(
     skipped_any = False
     for v in values:
         # a fresh handle: one that planned the whole snapshot already answers from that plan
-        pruned = lh.table("p.events").files(partitions=parse_filter(f"{field} = {_literal(v)}"))
+        pruned = _fresh(lh).files(partitions=parse_filter(f"{field} = {_literal(v)}"))
         matching = {f.path for f in everything if f.partition[field] == v}
         assert matching <= {f.path for f in pruned}, f"{field} = {v}: pruning lost a matching file"
         skipped_any |= len(pruned) < len(everything)
@@ -64,7 +73,7 @@ def test_iceberg_partition_pruning_never_misses_a_matching_file(
         expr = parse_filter(text)
         from lakehouse.expr import evaluate
 
-        pruned = {f.path for f in lh.table("p.events").files(partitions=expr)}
+        pruned = {f.path for f in _fresh(lh).files(partitions=expr)}
         assert {f.path for f in everything if evaluate(expr, f.partition) is True} <= pruned
 
 
@@ -72,12 +81,13 @@ def test_iceberg_optimize_with_partition_reads_only_matching_manifests_and_plans
     table = _daily(lh, "iceberg", [PartitionField("ts", "day")])
     for d in range(4):  # a second small file per day
         table.append(events(1000 + d * 40, 40, day0=DAY0 + dt.timedelta(days=d), days=1))
-    table = lh.table("p.events")
+    table = _fresh(lh)
     options = CompactionOptions(target_file_size=64 << 20)
     where = "ts_day = '2026-03-02'"
     pruned = table.files(partitions=parse_filter(where))
     assert 0 < len(pruned) < len(lh.table("p.events").files())
     full_plan = plan_compaction(str(table.name), table.files(), options, partition_filter=where)
+    _fresh(lh)
     result = optimize(lh, "p.events", options, partition_filter=where, dry_run=True)
     assert [(p.key, sorted(f.path for f in p.inputs)) for p in result.plan.picked] == [
         (p.key, sorted(f.path for f in p.inputs)) for p in full_plan.picked
@@ -151,3 +161,49 @@ def test_delta_log_replay_is_kept_until_the_log_changes(lh: Lakehouse) -> None:
     plan3 = plan_vacuum(lh, "p.events", retain="0s")
     assert [f.path for f in plan2.files] == [f.path for f in plan3.files]
     assert {f.path for f in plan1.files} < {f.path for f in plan2.files}
+
+
+def test_shared_listing_answers_every_listing_below_it_as_a_fresh_one_would(lh: Lakehouse, fmt: str) -> None:
+    from lakehouse.storage import list_objects, shared_listings
+
+    table = lh.create_table("p.events", schema=EVENTS, format=fmt, partitioning=[PartitionField("ts", "day")])
+    for i in range(3):
+        table.append(events(i * 10, 10))
+    root = table.location.rstrip("/")
+    sub = {f.path.rsplit("/", 1)[0] for f in lh.table("p.events").files()}.pop()
+    fresh = {
+        "all": list_files(root, lh.ctx),
+        "sub": list_files(sub, lh.ctx),
+        "flat": list_files(sub, lh.ctx, recursive=False),
+        "objects": list_objects(root, lh.ctx),
+    }
+    with shared_listings():
+        first = list_objects(root, lh.ctx)
+        table.append(events(100, 10))  # written after the shared listing: not in it (as documented)
+        shared = {
+            "all": list_files(root, lh.ctx),
+            "sub": list_files(sub, lh.ctx),
+            "flat": list_files(sub, lh.ctx, recursive=False),
+            "objects": list_objects(root, lh.ctx),
+        }
+    assert {o.path for o in first} == {o.path for o in fresh["objects"]}
+    for k in fresh:
+        assert sorted((o.path, o.size) for o in shared[k]) == sorted((o.path, o.size) for o in fresh[k]), k
+    assert len(list_files(root, lh.ctx)) > len(fresh["all"])  # outside the block: listed again
+
+
+def test_iceberg_plans_and_manifest_reads_are_shared_by_later_handles_and_match_fresh_ones(lh: Lakehouse) -> None:
+    from lakehouse.tables import iceberg
+
+    _daily(lh, "iceberg", [PartitionField("ts", "day")])
+    first = sorted(f.path for f in lh.table("p.events").files())
+    paths_first = lh.table("p.events").version_paths(None)
+    lh.table("p.events").append(events(900, 10, day0=DAY0))  # a new snapshot: planned anew
+    second = sorted(f.path for f in lh.table("p.events").files())
+    assert set(first) < set(second)
+    paths_second = lh.table("p.events").version_paths(None)
+    iceberg._recent_plans.clear()
+    iceberg._manifest_paths.clear()
+    assert sorted(f.path for f in lh.table("p.events").files()) == second
+    assert lh.table("p.events").version_paths(None) == paths_second
+    assert paths_first < paths_second
