@@ -1719,24 +1719,33 @@ class IcebergAdapter(LakehouseTable):
         io = self._table.io
         meta = self._table.metadata
         out: set[str] = set()
-        seen_manifests: dict[str, frozenset[str]] = {}
-        for snap in snaps:
-            if wanted is not None and snap.version not in wanted:
-                continue
-            isnap = meta.snapshot_by_id(snap.snapshot_id or 0)
-            if isnap is None:
-                continue
-            out.add(_plain_location(isnap.manifest_list))
+        picked = [
+            (snap, isnap)
+            for snap in snaps
+            if (wanted is None or snap.version in wanted)
+            and (isnap := meta.snapshot_by_id(snap.snapshot_id or 0)) is not None
+        ]
+
+        def manifests_of(pair: tuple[Snapshot, Any]) -> tuple[str, ...]:
+            snap, isnap = pair
             try:
-                manifests = isnap.manifests(io)
-                unseen = [m for m in manifests if _plain_location(m.manifest_path) not in seen_manifests]
-                seen_manifests |= _manifest_data_paths(io, unseen)
+                return _snapshot_manifests(io, isnap)
             except OSError as e:
                 raise StorageError(f"cannot read the manifests of {self.name} version {snap.version}: {e}") from e
-            for m in manifests:
-                path = _plain_location(m.manifest_path)
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(8) as pool:  # one manifest list per version: read 8 at a time
+            lists = list(pool.map(manifests_of, picked))
+        done: set[str] = set()
+        for (_snap, isnap), manifest_paths in zip(picked, lists, strict=True):
+            out.add(_plain_location(isnap.manifest_list))
+            for path in manifest_paths:
+                if path in done:  # a manifest later versions carry over: its files are in already
+                    continue
+                done.add(path)
                 out.add(path)
-                out |= seen_manifests[path]
+                out |= _manifest_paths_of(io, isnap, path)
         for stats in list(meta.statistics) + list(getattr(meta, "partition_statistics", []) or []):
             if wanted is None or any(s.snapshot_id == stats.snapshot_id and s.version in wanted for s in snaps):
                 out.add(_plain_location(stats.statistics_path))
@@ -2014,6 +2023,44 @@ def _manifest_data_paths(io: Any, manifests: Sequence[Any]) -> dict[str, frozens
             while _manifest_paths_size > _MANIFEST_PATHS_LIMIT and _manifest_paths:
                 _manifest_paths_size -= len(_manifest_paths.pop(next(iter(_manifest_paths)))) + 1
     return out
+
+
+# The manifests each version's manifest list names (plain paths), by manifest list: immutable as well, and a
+# table that appends without merging manifests has lists that grow by one entry per version (1,000 versions:
+# half a million entries in all), so each is decoded once per process. Bounded by the entries kept.
+_MANIFEST_LISTS_LIMIT = 2_000_000
+_manifest_lists: dict[str, tuple[str, ...]] = {}
+_manifest_lists_size = 0
+
+
+def _snapshot_manifests(io: Any, isnap: Any) -> tuple[str, ...]:
+    """The manifests of one snapshot (plain paths); their file lists are read (and kept) on the way."""
+    global _manifest_lists_size
+    key = _plain_location(isnap.manifest_list)
+    with _recent_lock:
+        cached = _manifest_lists.get(key)
+    if cached is not None:
+        return cached
+    manifests = isnap.manifests(io)
+    _manifest_data_paths(io, manifests)
+    paths = tuple(_plain_location(m.manifest_path) for m in manifests)
+    with _recent_lock:
+        if key not in _manifest_lists:
+            _manifest_lists[key] = paths
+            _manifest_lists_size += len(paths) + 1
+        while _manifest_lists_size > _MANIFEST_LISTS_LIMIT and _manifest_lists:
+            _manifest_lists_size -= len(_manifest_lists.pop(next(iter(_manifest_lists)))) + 1
+    return paths
+
+
+def _manifest_paths_of(io: Any, isnap: Any, path: str) -> frozenset[str]:
+    """The live data files of the manifest ``path`` of snapshot ``isnap`` (read again if no longer kept)."""
+    with _recent_lock:
+        cached = _manifest_paths.get(path)
+    if cached is not None:
+        return cached
+    manifest = next(m for m in isnap.manifests(io) if _plain_location(m.manifest_path) == path)
+    return _manifest_data_paths(io, [manifest])[path]
 
 
 def _manifest_filter(table: Table, partitions: Expr) -> Callable[[Any], bool]:

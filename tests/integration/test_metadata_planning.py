@@ -204,6 +204,7 @@ def test_iceberg_plans_and_manifest_reads_are_shared_by_later_handles_and_match_
     paths_second = lh.table("p.events").version_paths(None)
     iceberg._recent_plans.clear()
     iceberg._manifest_paths.clear()
+    iceberg._manifest_lists.clear()
     assert sorted(f.path for f in lh.table("p.events").files()) == second
     assert lh.table("p.events").version_paths(None) == paths_second
     assert paths_first < paths_second
