@@ -354,12 +354,14 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         of the location; the metadata of every readable version is read."""
         from lakehouse.maintenance.reconcile import reconcile
         from lakehouse.maintenance.tiering import table_cost
+        from lakehouse.storage import shared_listings
 
-        out: dict[str, Any] = {"reconciliation": reconcile(base, name).as_dict()}
-        try:
-            out["cost"] = table_cost(base, name).as_dict()
-        except LakehouseError as e:  # e.g. no price for a storage class: the reconciliation still stands
-            out["cost"] = {"error": e.message}
+        with shared_listings():
+            out: dict[str, Any] = {"reconciliation": reconcile(base, name).as_dict()}
+            try:
+                out["cost"] = table_cost(base, name).as_dict()
+            except LakehouseError as e:  # e.g. no price for a storage class: the reconciliation still stands
+                out["cost"] = {"error": e.message}
         return out
 
     @app.get("/tables/{name}/policy", tags=["catalog"])

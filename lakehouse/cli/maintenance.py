@@ -352,12 +352,16 @@ def cost(
     to the bytes on storage."""
     from lakehouse.maintenance.reconcile import reconcile
     from lakehouse.maintenance.tiering import table_cost
+    from lakehouse.storage import shared_listings
 
     if (name is None) == (not all_):
         raise InvalidInputError("give a table name or --all")
     with _lh(ctx) as lh:
         names = [str(r.name) for r in lh.list_tables()] if all_ else [str(name)]
-        reports = [{**table_cost(lh, n).as_dict(), "storage": reconcile(lh, n).as_dict()} for n in names]
+        reports = []
+        for n in names:
+            with shared_listings():  # one listing of the table for the bill and the reconciliation
+                reports.append({**table_cost(lh, n).as_dict(), "storage": reconcile(lh, n).as_dict()})
     totals = {
         k: round(sum(r[k] for r in reports), 6)
         for k in ("objects", "bytes", "live_data_bytes", "monthly_cost", "all_hot_monthly_cost", "savings")
