@@ -47,7 +47,7 @@ from lakehouse.maintenance.planner import (
     plan_compaction,
 )
 from lakehouse.maintenance.verify import verify
-from lakehouse.storage import delete_tree, list_files, schema_cache
+from lakehouse.storage import StorageContext, delete_tree, list_files, schema_cache
 from lakehouse.tables.base import LakehouseTable
 
 if TYPE_CHECKING:
@@ -535,7 +535,13 @@ def rewrite_connection(table: LakehouseTable, options: CompactionOptions) -> Ite
             threads=1 if options.memory_budget < 256 * 1024 * 1024 else None,
             temp_directory=spill,
             extensions=("httpfs",) if table.ctx.reaches_s3 else (),
-            settings={"parquet_metadata_cache": True},
+            settings={
+                "parquet_metadata_cache": True,
+                # DuckDB keeps the bytes it read in its buffer pool (up to the budget) for the verification's
+                # second read: worth it against an object store, a second copy of the page cache on a local
+                # disk, where it made a compaction's peak RSS grow with the partition (benchmarks/scale_bench.py)
+                "enable_external_file_cache": StorageContext.is_s3(table.location),
+            },
         )
         try:
             yield con
