@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import pyarrow as pa
 
@@ -70,6 +71,49 @@ OPERATIONS = ("read", "optimize", "dedup", "delete", "mask", "vacuum")
 """What :meth:`LakehouseTable.check_operation` checks: reads (scan, query, show); rewrites of the same rows
 (compaction, Z-order, tiering moves); deduplication; row deletes (erase, expire-data); in-place masking; vacuum
 and orphan removal (files deleted by the table's own account of what references them)."""
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class KeptMetadata(Generic[K, V]):
+    """What an adapter read of metadata that never changes once written (a Delta commit file, an Iceberg
+    manifest or snapshot), kept per process so the next handle on the table does not read it again. The oldest
+    entries go once the kept ``weight`` (1 per entry unless given) passes ``limit``. Thread-safe."""
+
+    def __init__(self, limit: int, weight: Callable[[V], int] | None = None) -> None:
+        self._limit = limit
+        self._weight = weight or (lambda _v: 1)
+        self._items: dict[K, V] = {}
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        """Keep ``value`` as the newest entry (replacing one under ``key``)."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._total -= self._weight(old)
+            self._items[key] = value
+            self._total += self._weight(value)
+            while self._total > self._limit and len(self._items) > 1:
+                self._total -= self._weight(self._items.pop(next(iter(self._items))))
+
+    def forget(self, key: K) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._total -= self._weight(old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._total = 0
 
 
 @dataclass(frozen=True)

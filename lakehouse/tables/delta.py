@@ -50,6 +50,7 @@ from lakehouse.tables.base import (
     DataFile,
     DeleteResult,
     FeatureSupport,
+    KeptMetadata,
     LakehouseTable,
     Snapshot,
     StorageContext,
@@ -79,23 +80,15 @@ _PREDICATE_OPERATIONS = frozenset({"DELETE", "UPDATE"})
 # first out) and only the commits since are read the next time (a 1,000-version log is read once, not once per
 # planning step). A trimmed log is noticed by the oldest remembered commit file being gone.
 _CACHE_TABLES = 8
-_history_cache: dict[tuple[StorageContext, str], tuple[int, list[dict[str, Any]]]] = {}
-_lifetimes_cache: dict[tuple[StorageContext, str], tuple[Any, dict[str, list[tuple[int, int | None]]]]] = {}
-_cache_lock = threading.Lock()
-
-
-def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    with _cache_lock:
-        cache.pop(key, None)
-        cache[key] = value
-        while len(cache) > _CACHE_TABLES:
-            cache.pop(next(iter(cache)))
+_history_cache: KeptMetadata[tuple[StorageContext, str], tuple[int, list[dict[str, Any]]]] = KeptMetadata(_CACHE_TABLES)
+_lifetimes_cache: KeptMetadata[tuple[StorageContext, str], tuple[Any, dict[str, list[tuple[int, int | None]]]]] = (
+    KeptMetadata(_CACHE_TABLES)
+)
 
 
 def _forget_log(ctx: StorageContext, location: str) -> None:
-    with _cache_lock:
-        _history_cache.pop((ctx, location), None)
-        _lifetimes_cache.pop((ctx, location), None)
+    _history_cache.forget((ctx, location))
+    _lifetimes_cache.forget((ctx, location))
 
 
 GENERATION = "delta.generationExpression"
@@ -722,8 +715,7 @@ class DeltaAdapter(LakehouseTable):
         """Every commit's history entry, oldest first: the entries an earlier call in this process read, plus the
         commits since (``history(limit)`` reads the newest first), unless the log was trimmed meanwhile."""
         key = (self.ctx, self.location)
-        with _cache_lock:
-            cached = _history_cache.get(key)
+        cached = _history_cache.get(key)
         entries: list[dict[str, Any]] | None = None
         if cached is not None and cached[1] and cached[0] <= current:
             top, known = cached
@@ -733,7 +725,7 @@ class DeltaAdapter(LakehouseTable):
                 entries = [*known, *sorted((h for h in newer if int(h["version"]) > top), key=lambda h: h["version"])]
         if entries is None:
             entries = sorted(self._history(), key=lambda h: h["version"])
-        _remember(_history_cache, key, (current, entries))
+        _history_cache.put(key, (current, entries))
         return list(entries)
 
     def _commit_exists(self, version: int) -> bool:
@@ -1484,12 +1476,11 @@ class DeltaAdapter(LakehouseTable):
         jsons, checkpoints = self._log_files()
         key = (self.ctx, self.location)
         listing = (tuple(sorted(jsons.items())), tuple(sorted((v, tuple(p)) for v, p in checkpoints.items())))
-        with _cache_lock:
-            cached = _lifetimes_cache.get(key)
+        cached = _lifetimes_cache.get(key)
         if cached is not None and cached[0] == listing:
             return {path: list(spans) for path, spans in cached[1].items()}
         ranges = self._replay(jsons, checkpoints)
-        _remember(_lifetimes_cache, key, (listing, ranges))
+        _lifetimes_cache.put(key, (listing, ranges))
         return {path: list(spans) for path, spans in ranges.items()}
 
     def _replay(

@@ -49,6 +49,7 @@ from lakehouse.tables.base import (
     DataFile,
     DeleteResult,
     FeatureSupport,
+    KeptMetadata,
     LakehouseTable,
     Snapshot,
     StorageContext,
@@ -832,8 +833,7 @@ class IcebergAdapter(LakehouseTable):
         if snapshot_id in self._plans:
             return self._plans[snapshot_id]
         key = (self.ctx, self.location, snapshot_id)
-        with _recent_lock:
-            recent = _recent_plans.get(key)
+        recent = _recent_plans.get(key)
         if recent is not None:  # another handle on this table in this process planned this snapshot already
             self._plans[snapshot_id] = recent
             return recent
@@ -854,11 +854,7 @@ class IcebergAdapter(LakehouseTable):
         if len(self._plans) > 8:
             self._plans.clear()
         self._plans[snapshot_id] = plan
-        with _recent_lock:
-            _recent_plans.pop(key, None)
-            _recent_plans[key] = plan
-            while len(_recent_plans) > _RECENT_PLANS:
-                _recent_plans.pop(next(iter(_recent_plans)))
+        _recent_plans.put(key, plan)
         return plan
 
     def _deleted_positions(self, task: Any) -> set[int]:
@@ -1980,32 +1976,26 @@ def _column_stats(f: Any, schema: Any) -> dict[str, tuple[Any, Any, int | None]]
 # A snapshot's files never change: the last plans made in this process are kept for the next handle on the same
 # table (``health`` opens the table several times; each would read every manifest again). Two, since a plan of a
 # 100,000-file snapshot holds that many scan tasks.
-_RECENT_PLANS = 2
-_recent_plans: dict[tuple[StorageContext, str, int], _Plan] = {}
-_recent_lock = threading.Lock()
+_recent_plans: KeptMetadata[tuple[StorageContext, str, int], _Plan] = KeptMetadata(2)
 
 # What each manifest file lists (its live data file paths), by manifest path: manifests are immutable too, and
 # ``version_paths`` reads every manifest of every version it is asked about. Bounded by the paths kept.
-_MANIFEST_PATHS_LIMIT = 2_000_000
-_manifest_paths: dict[str, frozenset[str]] = {}
-_manifest_paths_size = 0
+_manifest_paths: KeptMetadata[str, frozenset[str]] = KeptMetadata(2_000_000, lambda paths: len(paths) + 1)
 
 
 def _manifest_data_paths(io: Any, manifests: Sequence[Any]) -> dict[str, frozenset[str]]:
     """The live data file paths of each manifest (by its plain location), read 8 at a time where this process
     has not read them before."""
-    global _manifest_paths_size
     from concurrent.futures import ThreadPoolExecutor
 
     out: dict[str, frozenset[str]] = {}
     todo: dict[str, Any] = {}
-    with _recent_lock:
-        for m in manifests:
-            path = _plain_location(m.manifest_path)
-            if path in _manifest_paths:
-                out[path] = _manifest_paths[path]
-            else:
-                todo.setdefault(path, m)
+    for m in manifests:
+        path = _plain_location(m.manifest_path)
+        if (kept := _manifest_paths.get(path)) is not None:
+            out[path] = kept
+        else:
+            todo.setdefault(path, m)
 
     def read(m: Any) -> frozenset[str]:
         entries = m.fetch_manifest_entry(io, discard_deleted=True)
@@ -2013,52 +2003,34 @@ def _manifest_data_paths(io: Any, manifests: Sequence[Any]) -> dict[str, frozens
 
     if todo:
         with ThreadPoolExecutor(min(8, len(todo))) as pool:
-            read_now = dict(zip(todo, pool.map(read, todo.values()), strict=True))
-        out |= read_now
-        with _recent_lock:
-            for path, paths in read_now.items():
-                if path not in _manifest_paths:
-                    _manifest_paths[path] = paths
-                    _manifest_paths_size += len(paths) + 1
-            while _manifest_paths_size > _MANIFEST_PATHS_LIMIT and _manifest_paths:
-                _manifest_paths_size -= len(_manifest_paths.pop(next(iter(_manifest_paths)))) + 1
+            for path, paths in zip(todo, pool.map(read, todo.values()), strict=True):
+                out[path] = paths
+                _manifest_paths.put(path, paths)
     return out
 
 
 # The manifests each version's manifest list names (plain paths), by manifest list: immutable as well, and a
 # table that appends without merging manifests has lists that grow by one entry per version (1,000 versions:
 # half a million entries in all), so each is decoded once per process. Bounded by the entries kept.
-_MANIFEST_LISTS_LIMIT = 2_000_000
-_manifest_lists: dict[str, tuple[str, ...]] = {}
-_manifest_lists_size = 0
+_manifest_lists: KeptMetadata[str, tuple[str, ...]] = KeptMetadata(2_000_000, lambda paths: len(paths) + 1)
 
 
 def _snapshot_manifests(io: Any, isnap: Any) -> tuple[str, ...]:
     """The manifests of one snapshot (plain paths); their file lists are read (and kept) on the way."""
-    global _manifest_lists_size
     key = _plain_location(isnap.manifest_list)
-    with _recent_lock:
-        cached = _manifest_lists.get(key)
-    if cached is not None:
-        return cached
+    if (kept := _manifest_lists.get(key)) is not None:
+        return kept
     manifests = isnap.manifests(io)
     _manifest_data_paths(io, manifests)
     paths = tuple(_plain_location(m.manifest_path) for m in manifests)
-    with _recent_lock:
-        if key not in _manifest_lists:
-            _manifest_lists[key] = paths
-            _manifest_lists_size += len(paths) + 1
-        while _manifest_lists_size > _MANIFEST_LISTS_LIMIT and _manifest_lists:
-            _manifest_lists_size -= len(_manifest_lists.pop(next(iter(_manifest_lists)))) + 1
+    _manifest_lists.put(key, paths)
     return paths
 
 
 def _manifest_paths_of(io: Any, isnap: Any, path: str) -> frozenset[str]:
     """The live data files of the manifest ``path`` of snapshot ``isnap`` (read again if no longer kept)."""
-    with _recent_lock:
-        cached = _manifest_paths.get(path)
-    if cached is not None:
-        return cached
+    if (kept := _manifest_paths.get(path)) is not None:
+        return kept
     manifest = next(m for m in isnap.manifests(io) if _plain_location(m.manifest_path) == path)
     return _manifest_data_paths(io, [manifest])[path]
 
