@@ -110,6 +110,11 @@ class KeptMetadata(Generic[K, V]):
             if old is not None:
                 self._total -= self._weight(old)
 
+    def forget_where(self, matches: Callable[[K], bool]) -> None:
+        with self._lock:
+            for key in [k for k in self._items if matches(k)]:
+                self._total -= self._weight(self._items.pop(key))
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

@@ -78,17 +78,19 @@ _PREDICATE_OPERATIONS = frozenset({"DELETE", "UPDATE"})
 # Commit files never change once written, only disappear when log retention trims the oldest: what one read
 # of a table's history and of its log replay found is kept per process (a few tables, least recently used
 # first out) and only the commits since are read the next time (a 1,000-version log is read once, not once per
-# planning step). A trimmed log is noticed by the oldest remembered commit file being gone.
+# planning step). A trimmed log is noticed by the oldest remembered commit file being gone; a table dropped and
+# created again at the same location has another table id (``metaData.id``), which is part of the key.
 _CACHE_TABLES = 8
-_history_cache: KeptMetadata[tuple[StorageContext, str], tuple[int, list[dict[str, Any]]]] = KeptMetadata(_CACHE_TABLES)
-_lifetimes_cache: KeptMetadata[tuple[StorageContext, str], tuple[Any, dict[str, list[tuple[int, int | None]]]]] = (
-    KeptMetadata(_CACHE_TABLES)
+_LogKey = tuple[StorageContext, str, str]
+_history_cache: KeptMetadata[_LogKey, tuple[int, list[dict[str, Any]]]] = KeptMetadata(_CACHE_TABLES)
+_lifetimes_cache: KeptMetadata[_LogKey, tuple[Any, dict[str, list[tuple[int, int | None]]]]] = KeptMetadata(
+    _CACHE_TABLES
 )
 
 
 def _forget_log(ctx: StorageContext, location: str) -> None:
-    _history_cache.forget((ctx, location))
-    _lifetimes_cache.forget((ctx, location))
+    for cache in (_history_cache, _lifetimes_cache):
+        cache.forget_where(lambda key: key[:2] == (ctx, location))
 
 
 GENERATION = "delta.generationExpression"
@@ -714,7 +716,7 @@ class DeltaAdapter(LakehouseTable):
     def _full_history(self, current: int) -> list[dict[str, Any]]:
         """Every commit's history entry, oldest first: the entries an earlier call in this process read, plus the
         commits since (``history(limit)`` reads the newest first), unless the log was trimmed meanwhile."""
-        key = (self.ctx, self.location)
+        key = self._log_key()
         cached = _history_cache.get(key)
         entries: list[dict[str, Any]] | None = None
         if cached is not None and cached[1] and cached[0] <= current:
@@ -727,6 +729,9 @@ class DeltaAdapter(LakehouseTable):
             entries = sorted(self._history(), key=lambda h: h["version"])
         _history_cache.put(key, (current, entries))
         return list(entries)
+
+    def _log_key(self) -> _LogKey:
+        return (self.ctx, self.location, str(self._dt.metadata().id))
 
     def _commit_exists(self, version: int) -> bool:
         from lakehouse.storage import exists
@@ -1474,7 +1479,7 @@ class DeltaAdapter(LakehouseTable):
         and the ranges start at version 0, which errs on the side of keeping files.
         """
         jsons, checkpoints = self._log_files()
-        key = (self.ctx, self.location)
+        key = self._log_key()
         listing = (tuple(sorted(jsons.items())), tuple(sorted((v, tuple(p)) for v, p in checkpoints.items())))
         cached = _lifetimes_cache.get(key)
         if cached is not None and cached[0] == listing:

@@ -208,3 +208,19 @@ def test_iceberg_plans_and_manifest_reads_are_shared_by_later_handles_and_match_
     assert sorted(f.path for f in lh.table("p.events").files()) == second
     assert lh.table("p.events").version_paths(None) == paths_second
     assert paths_first < paths_second
+
+
+def test_delta_history_of_a_table_created_again_at_the_same_location_is_its_own(lh: Lakehouse) -> None:
+    table = lh.create_table("p.events", schema=EVENTS, format="delta")
+    location = table.location
+    for i in range(2):
+        table.append(events(i * 10, 10))
+    old = {s.timestamp for s in lh.table("p.events").snapshots()}
+    lh.drop_table("p.events", purge=True)
+    again = lh.create_table("p.events", schema=EVENTS, format="delta", location=location)
+    for i in range(4):  # past the old table's newest version: a cache keyed by location alone would extend it
+        again.append(events(100 + i * 10, 10))
+    snaps = lh.table("p.events").snapshots()
+    assert [s.version for s in snaps] == [0, 1, 2, 3, 4]
+    assert [(s.version, s.timestamp) for s in snaps] == _fresh_history(lh.table("p.events"))
+    assert not old & {s.timestamp for s in snaps}  # nothing of the dropped table's history
