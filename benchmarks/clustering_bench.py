@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent))
+from _child import run_child as _run_child  # noqa: E402
+from _child import vm_hwm  # noqa: E402
+
 SCHEMA_TEXT = "id:int64 not null, ts:timestamp not null, user_id:int64, country:string, amount:float64, note:string"
 COLUMNS = ("user_id", "ts")
 
@@ -174,35 +177,18 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             opts = CompactionOptions(target_file_size=512 << 20, zorder=COLUMNS)
             optimize(lh, "b.t", opts, engine="spark")
             pid = engine.jvm_pid()
-            out["jvm_peak_rss_mb"] = _vm_hwm(pid) if pid else None
+            out["jvm_peak_rss_mb"] = vm_hwm(pid) if pid else None
         out["seconds"] = round(time.perf_counter() - t0, 2)
         out["files_after"] = len(lh.table("b.t").files())
     # VmHWM of this process's own address space: getrusage's ru_maxrss would not do, since Linux folds the
     # high-water mark of the image before execve into it, and this child was forked from the bench process (which
     # grows as it builds and queries tables): every later child then reported at least the parent's size
-    out["peak_rss_mb"] = round(_vm_hwm(os.getpid()) or 0.0, 1)
+    out["peak_rss_mb"] = round(vm_hwm(os.getpid()) or 0.0, 1)
     return out
 
 
-def _vm_hwm(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        return None
-
-
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, str(HERE), "--child", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHONPATH": str(HERE.parent.parent)},
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{spec['contestant']} failed:\n{proc.stderr[-3000:]}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return _run_child(HERE, spec, spec["contestant"])
 
 
 def predicates(root: str) -> dict[str, str]:

@@ -62,7 +62,12 @@ SCHEMA = pa.schema(
     ]
 )
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-KEYS = {"aws_access_key_id": "k", "aws_secret_access_key": "s", "region_name": "us-east-1"}
+
+
+def _s3(endpoint: str) -> Any:
+    return boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
+    )
 
 
 def _file_rows(file_no: int, day: dt.date, rows: int) -> pa.Table:
@@ -245,7 +250,7 @@ def measure(proxy: Any, env: dict[str, str], cwd: str, fmt: str, args: argparse.
     rows = []
     # the floor of anything that lists: one paged listing of the table's prefix with boto3, in this process
     proxy.reset()
-    client = boto3.client("s3", endpoint_url=proxy.url, **KEYS)
+    client = _s3(proxy.url)
     started = time.perf_counter()
     bucket = f"lh-plan-{fmt}"
     listed = sum(
@@ -342,7 +347,7 @@ def main() -> None:
     try:
         moto = moto_server([sys.executable, "-m", "moto.server"])
         upstream = moto.__enter__()
-        client = boto3.client("s3", endpoint_url=upstream, **KEYS)
+        client = _s3(upstream)
         with running_proxy(upstream) as proxy, cf.ThreadPoolExecutor(16) as pool:
             print(
                 f"{args.files} files in {args.versions} versions over {args.partitions} day partitions, "

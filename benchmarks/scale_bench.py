@@ -31,7 +31,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,9 @@ import pyarrow as pa
 
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent.parent))
+sys.path.insert(0, str(HERE.parent))
+from _child import run_child as _run_child  # noqa: E402
+from _child import vm_hwm  # noqa: E402
 
 SCHEMA = pa.schema(
     [
@@ -104,6 +106,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     with Lakehouse(settings) as lh:
         before = lh.table("b.t").files()
         rows = sum(f.row_count for f in before)
+        out: dict[str, Any]
         t0 = time.perf_counter()
         if spec["op"] in ("compaction", "zorder"):
             zorder = ("a", "b") if spec["op"] == "zorder" else ()
@@ -123,22 +126,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             out = {"bytes_in": sum(f.size_bytes for f in before), "rows_in": rows, "rows_out": after}
         out["seconds"] = time.perf_counter() - t0
         out["files_after"] = len(lh.table("b.t").files())
-    with open("/proc/self/status") as f:  # this process's own high-water mark (not the parent's, as ru_maxrss)
-        out["peak_rss_mb"] = next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
+    out["peak_rss_mb"] = vm_hwm(os.getpid()) or 0.0
     return out
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, str(HERE), "--child", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHONPATH": str(HERE.parent.parent)},
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{spec['op']} failed:\n{proc.stderr[-3000:]}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return _run_child(HERE, spec, spec["op"])
 
 
 def calibrate() -> None:
