@@ -100,6 +100,47 @@ def column_sums(
     return {c: int(v) for c, v in zip(columns, row, strict=True)}
 
 
+def fingerprint_by_column(
+    con: duckdb.DuckDBPyConnection, source: str, schema: pa.Schema, columns: Sequence[str]
+) -> tuple[Fingerprint, dict[str, int]]:
+    """The fingerprint of ``columns`` of ``source`` and the per-column sums of :func:`column_sums`, in one read:
+    for rows seen piece by piece (each a sum, so the pieces' add up to the whole's)."""
+    parts = [e for c in columns for e in canonical(c, schema.field(c).type)]
+    per_column = [f"coalesce(sum(hash({', '.join(canonical(c, schema.field(c).type))})), 0)" for c in columns]
+    row = con.execute(
+        f"SELECT count(*), coalesce(sum(hash({', '.join(parts)})), 0), {', '.join(per_column)} FROM {source}"
+    ).fetchone()
+    assert row is not None
+    return Fingerprint(int(row[0]), int(row[1])), {c: int(v) for c, v in zip(columns, row[2:], strict=True)}
+
+
+def verify_against(
+    con: duckdb.DuckDBPyConnection,
+    expected: tuple[Fingerprint, dict[str, int]],
+    *,
+    written: str,
+    schema: pa.Schema,
+    columns: Sequence[str],
+    what: str,
+) -> None:
+    """Like :func:`verify`, with the read side given as computed (:func:`fingerprint_by_column`, summed over the
+    pieces a rewrite read): the files written must hold exactly those rows."""
+    before, sums = expected
+    after = fingerprint(con, written, schema, columns)
+    if before == after:
+        return
+    if before.rows != after.rows:
+        detail = f"{before.rows} rows read, {after.rows} written"
+    else:
+        b = column_sums(con, written, schema, columns)
+        differ = [c for c in columns if sums[c] != b[c]]
+        detail = f"values of column(s) {', '.join(differ)} differ" if differ else "rows were recombined across columns"
+    raise ContentMismatchError(
+        f"{what}: the files written do not hold the rows read ({detail}); nothing was committed",
+        hint="this is a defect: please report it with the table's writer and schema",
+    )
+
+
 def verify(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -135,11 +176,23 @@ def verify(
     )
 
 
-def connect(ctx: StorageContext) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection for verifying one rewrite's files (a fingerprint is a streaming sum: little memory)."""
+def connect(ctx: StorageContext, *, location: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for verifying the files of a table at ``location`` (a fingerprint is a streaming sum:
+    little memory).
+
+    DuckDB keeps the bytes of the files it reads in its buffer pool (its external file cache) up to its memory
+    limit: worth a GET saved on an object store, where a verification reads a file written twice; on a local disk
+    a second copy of the page cache, which made a masking job's peak RSS grow by the limit
+    (``benchmarks/scale_bench.py --ops mask``: 0.7 -> 1.5 GB from 2 to 8 files). Off there."""
     from lakehouse.duck import connect_duckdb
 
-    return connect_duckdb(ctx, memory_limit="1GB", extensions=("httpfs",) if ctx.reaches_s3 else ())
+    remote = location.startswith(("s3://", "s3a://")) if location is not None else ctx.reaches_s3
+    return connect_duckdb(
+        ctx,
+        memory_limit="1GB",
+        extensions=("httpfs",) if ctx.reaches_s3 else (),
+        settings={"enable_external_file_cache": remote},
+    )
 
 
 def parquet_by_name(
@@ -179,14 +232,15 @@ class Verifier:
     Its checks raise :class:`ContentMismatchError` on a mismatch, and :class:`StorageError` when DuckDB cannot
     read a file (nothing is committed either way)."""
 
-    def __init__(self, ctx: StorageContext) -> None:
+    def __init__(self, ctx: StorageContext, *, location: str | None = None) -> None:
         self._ctx = ctx
+        self._location = location
         self._con: duckdb.DuckDBPyConnection | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            self._con = connect(self._ctx)
+            self._con = connect(self._ctx, location=self._location)
         return self._con
 
     def check(
@@ -205,6 +259,23 @@ class Verifier:
 
         try:
             return verify(con, read=read, written=written, schema=schema, columns=columns, what=what, removed=removed)
+        except duckdb.Error as e:
+            raise StorageError(f"{what}: cannot verify the files written: {' '.join(str(e).split())}") from e
+
+    def check_against(
+        self,
+        expected: tuple[Fingerprint, dict[str, int]],
+        *,
+        written: str,
+        schema: pa.Schema,
+        columns: Sequence[str],
+        what: str,
+    ) -> None:
+        """:func:`verify_against` on this connection."""
+        import duckdb
+
+        try:
+            verify_against(self.con, expected, written=written, schema=schema, columns=columns, what=what)
         except duckdb.Error as e:
             raise StorageError(f"{what}: cannot verify the files written: {' '.join(str(e).split())}") from e
 

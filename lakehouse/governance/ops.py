@@ -47,7 +47,7 @@ from lakehouse.expr import And, Compare, Expr, In, Not, Or, check_columns, parse
 from lakehouse.governance.masking import MaskPolicy, apply_masks, check_column, parse_mask
 from lakehouse.storage import delete_tree, split_location
 from lakehouse.tables.base import LakehouseTable, TableName
-from lakehouse.verify import Verifier, parquet_by_name
+from lakehouse.verify import Fingerprint, Verifier, fingerprint_by_column, parquet_by_name
 
 if TYPE_CHECKING:
     from lakehouse.workspace import Workspace
@@ -219,7 +219,7 @@ def mask_table(
     try:
         partitions: dict[str, dict[str, Any]] = {}
         rows_out = 0
-        with Verifier(table.ctx) as verifier:
+        with Verifier(table.ctx, location=table.location) as verifier:
             for f in files:
                 out_dir = f"{table.data_directory(f.partition)}/lh-{job}-mask"
                 if out_dir not in dirs:
@@ -332,16 +332,53 @@ def _mask_file(
 
     The file is read by the adapter (:meth:`LakehouseTable.read_data_file`), which matches its columns to the
     table's the way the format does (Iceberg: by field id, so a column renamed since is masked under its
-    current name; Delta: by name, column mapping being refused by the plan)."""
-    data = table.read_data_file(source)  # under the table's names, as the format matches columns
-    masked = apply_masks(data, masks, secret)
+    current name; Delta: by name, column mapping being refused by the plan). It is read, masked and written piece
+    by piece (64k rows), so the job holds one piece at a time whatever the file's size; the fingerprint of the
+    masked values computed is summed over the pieces."""
+    schema = table.schema
+    hidden = [c for c in table.file_columns() if c in masks]
     fs_out, path_out = split_location(target, table.ctx)
     if not target.startswith(("s3://", "s3a://")):
         fs_out.create_dir(path_out.rsplit("/", 1)[0], recursive=True)
+    rows = 0
+    present: set[str] = set()
+    computed: tuple[Fingerprint, dict[str, int]] = (Fingerprint(0, 0), dict.fromkeys(hidden, 0))
+    writer: pq.ParquetWriter | None = None
     with fs_out.open_output_stream(path_out) as out:
-        pq.write_table(masked, out, compression="zstd", write_statistics=True)
-    _verify_mask(table, verifier, source, target, masked, masks)
-    return int(masked.num_rows)
+        try:
+            for piece in table.read_data_file(source):  # under the table's names, as the format matches columns
+                masked = apply_masks(piece, masks, secret)
+                if writer is None:
+                    writer = pq.ParquetWriter(out, masked.schema, compression="zstd", write_statistics=True)
+                    present = set(masked.column_names)
+                writer.write_table(masked)
+                rows += masked.num_rows
+                if hidden:
+                    fp, sums = _masked_fingerprint(verifier, masked, present, hidden, schema)
+                    computed = (computed[0] + fp, {c: computed[1][c] + sums[c] for c in hidden})
+        finally:
+            if writer is not None:
+                writer.close()
+    _verify_mask(table, verifier, source, target, present, hidden, computed)
+    return rows
+
+
+def _masked_fingerprint(
+    verifier: Verifier, masked: pa.Table, present: set[str], hidden: Sequence[str], schema: pa.Schema
+) -> tuple[Fingerprint, dict[str, int]]:
+    """The fingerprint of the masked values computed for one piece (a column the file lacks, added since, stays
+    NULL), as DuckDB reads them in the declared types."""
+    con = verifier.con
+    kept = [c for c in hidden if c in present]
+    view = f"lh_masked_{uuid.uuid4().hex[:12]}"
+    con.register(view, masked.select(kept) if kept else pa.table({"lh_row": pa.nulls(masked.num_rows, pa.int8())}))
+    try:
+        values = ", ".join(
+            _q(c) if c in present else f"CAST(NULL AS {duck_type(schema.field(c).type)}) AS {_q(c)}" for c in hidden
+        )
+        return fingerprint_by_column(con, f"(SELECT {values} FROM {view})", schema, hidden)
+    finally:
+        con.unregister(view)
 
 
 def _verify_mask(
@@ -349,11 +386,13 @@ def _verify_mask(
     verifier: Verifier,
     source: str,
     target: str,
-    masked: pa.Table,
-    masks: Mapping[str, MaskPolicy],
+    present: set[str],
+    hidden: Sequence[str],
+    computed: tuple[Fingerprint, dict[str, int]],
 ) -> None:
     """Before anything is committed: the file written holds the source file's rows, value for value, in every
-    column that is not masked, and the masked values computed in the masked ones (same rows, any order).
+    column that is not masked, and the masked values computed (``computed``: their fingerprint) in the masked
+    ones (same rows, any order).
 
     The unmasked columns are compared with what DuckDB reads from the *source* file in the declared types, as
     the table's rewrites read it (:meth:`LakehouseTable.rewrite_source`: by field id for Iceberg), not with the
@@ -363,27 +402,14 @@ def _verify_mask(
     columns = table.file_columns()
     con = verifier.con
     what = f"masking {table.name} (rewriting {source})"
-    present = set(masked.column_names)
     read = table.rewrite_source(con, [source], columns)
     read = f"({read})" if read is not None else parquet_by_name([source], _stored_names(source, table), schema, columns)
     written = table.written_source(con, [target], columns)
     written = f"({written})" if written is not None else parquet_by_name([target], present, schema, columns)
-    unmasked = [c for c in columns if c not in masks]
+    unmasked = [c for c in columns if c not in hidden]
     verifier.check(read=read, written=written, schema=schema, columns=unmasked, what=what)
-    hidden = [c for c in columns if c in masks]
-    if not hidden:
-        return
-    # the masked values computed (a column the file lacks, added since, stays NULL)
-    kept = [c for c in hidden if c in present]
-    view = f"lh_masked_{uuid.uuid4().hex[:12]}"
-    con.register(view, masked.select(kept) if kept else pa.table({"lh_row": pa.nulls(masked.num_rows, pa.int8())}))
-    try:
-        values = ", ".join(
-            _q(c) if c in present else f"CAST(NULL AS {duck_type(schema.field(c).type)}) AS {_q(c)}" for c in hidden
-        )
-        verifier.check(read=f"(SELECT {values} FROM {view})", written=written, schema=schema, columns=hidden, what=what)
-    finally:
-        con.unregister(view)
+    if hidden:
+        verifier.check_against(computed, written=written, schema=schema, columns=hidden, what=what)
 
 
 def _stored_names(path: str, table: LakehouseTable) -> set[str]:

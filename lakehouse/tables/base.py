@@ -711,13 +711,15 @@ class LakehouseTable(ABC):
         (path, rows)."""
         raise UnsupportedOperationError(f"{self.format} tables cannot rewrite a partition from a stream")
 
-    def read_data_file(self, path: str) -> pa.Table:
+    def read_data_file(self, path: str, *, rows: int = 65_536) -> Iterator[pa.Table]:
         """One data file's rows as stored (no deletes applied), its columns under the table's current names, for
-        jobs that rewrite a file as it is (masking in place). Columns are matched the way the format matches
-        them (here: by name; Iceberg: by field id, or the name mapping for files without ids); a column the
-        file lacks (added since) is left out; field metadata (Parquet field ids) is kept for writing back.
-        Legacy INT96 timestamps are read in the table's unit: as nanoseconds (pyarrow's default) those outside
-        1677..2262 overflow. Arrow view types (delta-rs's delete and merge write ``string_view``) are plain."""
+        jobs that rewrite a file as it is (masking in place), in pieces of at most ``rows`` rows: a rewrite holds
+        one piece at a time, whatever the file's size (at least one piece; an empty one for a file without rows).
+        Columns are matched the way the format matches them (here: by name; Iceberg: by field id, or the name
+        mapping for files without ids); a column the file lacks (added since) is left out; field metadata
+        (Parquet field ids) is kept for writing back. Legacy INT96 timestamps are read in the table's unit: as
+        nanoseconds (pyarrow's default) those outside 1677..2262 overflow. Arrow view types (delta-rs's delete
+        and merge write ``string_view``) are plain."""
         import pyarrow.parquet as pq
 
         from lakehouse.schema import without_view_types
@@ -727,10 +729,15 @@ class LakehouseTable(ABC):
         fs, inner = split_location(path, self.ctx)
         try:
             with fs.open_input_file(inner) as fh:
-                data = pq.read_table(fh, coerce_int96_timestamp_unit="ns" if "ns" in units else "us")
+                pf = pq.ParquetFile(fh, coerce_int96_timestamp_unit="ns" if "ns" in units else "us")
+                pieces = 0
+                for batch in pf.iter_batches(batch_size=rows, use_threads=True):
+                    pieces += 1
+                    yield without_view_types(pa.Table.from_batches([batch]))
+                if not pieces:
+                    yield without_view_types(pf.schema_arrow.empty_table())
         except OSError as e:  # the object store failed (a 5xx the SDK did not retry, a reset connection)
             raise StorageError(f"cannot read data file {path} of {self.name}: {e}") from e
-        return without_view_types(data)
 
     def redact_partition_values(
         self, path: str, partition: Mapping[str, Any], keys: Collection[str]

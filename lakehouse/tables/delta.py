@@ -1306,7 +1306,7 @@ class DeltaAdapter(LakehouseTable):
         schema = self.schema
         outcomes: dict[str, _FileDelete] = {}  # input path -> what deleting from it means (kept across attempts)
         totals: dict[str, Any] = {}
-        verifier = Verifier(self.ctx)
+        verifier = Verifier(self.ctx, location=self.location)
 
         def build(pinned: DeltaTable) -> list[Any] | None:
             self._check(pinned, "delete")

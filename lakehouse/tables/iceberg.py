@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
@@ -1132,43 +1132,43 @@ class IcebergAdapter(LakehouseTable):
 
         _retry_commit(f"adding columns to {self.name}", commit, timeout=self.commit_timeout)
 
-    def read_data_file(self, path: str) -> pa.Table:
+    def read_data_file(self, path: str, *, rows: int = 65_536) -> Iterator[pa.Table]:
         """Columns matched by field id, files without ids by the table's name mapping (``add_files``), else by
         name; columns under the table's current names with their ids; a column the table has and the file
         lacks is NULL (as readers see it), one whose id the table dropped is left out."""
-        data = super().read_data_file(path)
         self._table.refresh()
         schema = self._table.schema()
         declared = self.schema
         mapping = self._table.metadata.name_mapping()
-        by_id: dict[int, int] = {}
-        by_name = {f.name: i for i, f in enumerate(data.schema)}
-        for k, f in enumerate(data.schema):
-            raw = (f.metadata or {}).get(b"PARQUET:field_id")
-            if raw is not None:
-                by_id[int(raw)] = k
-        columns: list[Any] = []
-        fields: list[pa.Field] = []
-        for ice_field in schema.fields:
-            want = declared.field(ice_field.name)
-            fid = ice_field.field_id
-            i: int | None
-            if by_id:
-                i = by_id.get(fid)
-            else:  # no field ids: the name mapping, else the column's name
-                names = _mapped_names(mapping, fid) or [ice_field.name]
-                i = next((by_name[n] for n in names if n in by_name), None)
-            meta = {b"PARQUET:field_id": str(fid).encode()}
-            if i is not None:
-                stored = data.schema.field(i)
-                fields.append(stored.with_name(ice_field.name).with_metadata({**(stored.metadata or {}), **meta}))
-                columns.append(data.column(i))
-            elif want.nullable:
-                fields.append(pa.field(ice_field.name, want.type, nullable=True, metadata=meta))
-                columns.append(pa.nulls(data.num_rows, want.type))
-            else:
-                raise StorageError(f"{path} holds no column with the field id of {ice_field.name}; nothing written")
-        return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=data.schema.metadata))
+        for data in super().read_data_file(path, rows=rows):
+            by_id: dict[int, int] = {}
+            by_name = {f.name: i for i, f in enumerate(data.schema)}
+            for k, f in enumerate(data.schema):
+                raw = (f.metadata or {}).get(b"PARQUET:field_id")
+                if raw is not None:
+                    by_id[int(raw)] = k
+            columns: list[Any] = []
+            fields: list[pa.Field] = []
+            for ice_field in schema.fields:
+                want = declared.field(ice_field.name)
+                fid = ice_field.field_id
+                i: int | None
+                if by_id:
+                    i = by_id.get(fid)
+                else:  # no field ids: the name mapping, else the column's name
+                    names = _mapped_names(mapping, fid) or [ice_field.name]
+                    i = next((by_name[n] for n in names if n in by_name), None)
+                meta = {b"PARQUET:field_id": str(fid).encode()}
+                if i is not None:
+                    stored = data.schema.field(i)
+                    fields.append(stored.with_name(ice_field.name).with_metadata({**(stored.metadata or {}), **meta}))
+                    columns.append(data.column(i))
+                elif want.nullable:
+                    fields.append(pa.field(ice_field.name, want.type, nullable=True, metadata=meta))
+                    columns.append(pa.nulls(data.num_rows, want.type))
+                else:
+                    raise StorageError(f"{path} holds no column with the field id of {ice_field.name}; nothing written")
+            yield pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=data.schema.metadata))
 
     def field_ids(self) -> dict[str, int]:
         self._table.refresh()
@@ -1519,7 +1519,7 @@ class IcebergAdapter(LakehouseTable):
         # (input path, the position delete files applied to it) -> what deleting from it means, across attempts
         outcomes: dict[tuple[str, frozenset[str]], _FileDelete] = {}
         totals: dict[str, Any] = {}
-        verifier = Verifier(self.ctx)
+        verifier = Verifier(self.ctx, location=self.location)
 
         def may_hold(f: Any) -> bool:
             """Whether a data file may hold a row the filter matches (by its statistics)."""

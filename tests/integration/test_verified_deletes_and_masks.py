@@ -156,12 +156,14 @@ def test_a_direct_delete_reports_what_it_did(tmp_path: Any, fmt: str) -> None:
 
 
 def _corrupt_writes(monkeypatch: pytest.MonkeyPatch, column: str) -> list[int]:
-    """Make every pyarrow Parquet write change the first value of ``column`` (the rewrites write with
-    ``pq.write_table``); returns the list the number of corrupted writes is appended to."""
+    """Make every pyarrow Parquet write change the first value of ``column`` (row deletes write with
+    ``pq.write_table``, masking piece by piece with ``pq.ParquetWriter``); returns the list the number of
+    corrupted writes is appended to."""
     original = pq.write_table
+    original_piece = pq.ParquetWriter.write_table
     done: list[int] = []
 
-    def corrupting(table: pa.Table, where: Any, *args: Any, **kwargs: Any) -> Any:
+    def corrupt(table: pa.Table) -> pa.Table:
         i = table.schema.get_field_index(column)
         if i >= 0 and table.num_rows:
             field = table.schema.field(i)
@@ -169,9 +171,16 @@ def _corrupt_writes(monkeypatch: pytest.MonkeyPatch, column: str) -> list[int]:
             values[0] = 12345.0 if pa.types.is_floating(field.type) else "corrupted"
             table = table.set_column(i, field, pa.array(values, field.type))
             done.append(1)
-        return original(table, where, *args, **kwargs)
+        return table
+
+    def corrupting(table: pa.Table, where: Any, *args: Any, **kwargs: Any) -> Any:
+        return original(corrupt(table), where, *args, **kwargs)
+
+    def corrupting_piece(self: pq.ParquetWriter, table: pa.Table, *args: Any, **kwargs: Any) -> Any:
+        return original_piece(self, corrupt(table), *args, **kwargs)
 
     monkeypatch.setattr(pq, "write_table", corrupting)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", corrupting_piece)
     return done
 
 
@@ -274,9 +283,9 @@ def test_masking_verifies_against_the_source_file_not_what_it_read(
     with lh:
         table = lh.table("v.int96")
         version, tree = table.snapshot().version, _tree(lh, table.location)
-        read_table = pq.read_table  # the adapter's read of the file, as pyarrow reads INT96 by default
+        parquet_file = pq.ParquetFile  # the adapter's read of the file, as pyarrow reads INT96 by default
         monkeypatch.setattr(
-            pq, "read_table", lambda *a, **k: read_table(*a, **{**k, "coerce_int96_timestamp_unit": "ns"})
+            pq, "ParquetFile", lambda *a, **k: parquet_file(*a, **{**k, "coerce_int96_timestamp_unit": "ns"})
         )
         with pytest.raises(ContentMismatchError, match=r"column\(s\) ts differ"):
             mask_table(lh, "v.int96", policies={"name": "redact"}, dry_run=False)
