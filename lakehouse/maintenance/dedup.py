@@ -165,10 +165,16 @@ def plan_dedup(
             order_by = (f"{_q(order)} DESC NULLS LAST, " if order else "") + "file, row"
             # a row with a NULL key is nobody's duplicate (SQL's PARTITION BY would group the NULLs)
             known = " AND ".join(f"{_q(k)} IS NOT NULL" for k in keys)
+            # only keys held by more than one row are ranked: a hash aggregate over the keys finds them first,
+            # so the window (a sort that spills once the rows outgrow the budget) sees the duplicates alone. The
+            # key columns are read twice rather than kept (NOT MATERIALIZED: DuckDB would otherwise hold every
+            # row's file, position and key for the second use)
             losers = con.execute(
+                f"WITH lh_rows AS NOT MATERIALIZED ({select}), "
+                f"lh_dup AS (SELECT {key_list} FROM lh_rows WHERE {known} GROUP BY ALL HAVING count(*) > 1) "
                 f"SELECT file, row, {key_list} FROM (SELECT *, row_number() OVER "
-                f"(PARTITION BY {key_list} ORDER BY {order_by}) AS lh_rank FROM ({select}) WHERE {known}) "
-                "WHERE lh_rank > 1"
+                f"(PARTITION BY {key_list} ORDER BY {order_by}) AS lh_rank FROM lh_rows SEMI JOIN lh_dup "
+                f"USING ({key_list})) WHERE lh_rank > 1"
             ).to_arrow_table()
         except Exception as e:
             raise StorageError(f"dedup plan of {table.name} failed: {' '.join(str(e).split())}") from e

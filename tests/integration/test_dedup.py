@@ -143,3 +143,20 @@ def test_a_failed_dedup_leaves_no_written_file(
         assert job.kind == "dedup" and job.state == "failed" and job.metrics["status"] == "failed"
         assert lh.table("d.events").row_count() == 70
         assert dedup(lh, "d.events", keys=["id"], order="ts", dry_run=False).rows_removed == 10, "a rerun works"
+
+
+def test_float_keys_group_as_sql_does(tmp_path: Any, fmt: str) -> None:
+    """NaN keys are one key, -0.0 and 0.0 one key, infinities one key, NULL nobody's duplicate; a key held once
+    is never ranked. The latest row by ``ts`` of each key wins, wherever its copies sit."""
+    from lakehouse.config import load_settings
+
+    schema = pa.schema([("id", pa.int64()), ("k", pa.float64()), ("ts", pa.int64())])
+    first = [(1, float("nan"), 1), (2, -0.0, 1), (3, None, 1), (4, 1.5, 1), (5, float("inf"), 1), (6, 7.0, 1)]
+    later = [(11, float("nan"), 2), (12, 0.0, 2), (13, None, 2), (15, float("inf"), 2), (16, 8.0, 2)]
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("d.floats", schema=schema, format=fmt)
+        for rows in (first, later):
+            table.append(pa.Table.from_pylist([dict(zip(schema.names, r, strict=True)) for r in rows], schema=schema))
+        done = dedup(lh, "d.floats", keys=["k"], order="ts", dry_run=False)
+        assert done.rows_removed == 3
+        assert sorted(lh.table("d.floats").scan().column("id").to_pylist()) == [3, 4, 6, 11, 12, 13, 15, 16]
