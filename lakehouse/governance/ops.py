@@ -318,6 +318,11 @@ def _store_policy(lh: Workspace, table: LakehouseTable, given: Mapping[str, str]
         lh.set_policy(table.name, {"masking": dict(given)})
 
 
+MASK_PIECE_ROWS = 1 << 20
+"""The most rows masking holds at a time: a source row group of more is masked in pieces of this many (each
+written as a row group of its own); smaller ones are masked whole, so the file written keeps their layout."""
+
+
 def _mask_file(
     lh: Workspace,
     table: LakehouseTable,
@@ -333,8 +338,9 @@ def _mask_file(
     The file is read by the adapter (:meth:`LakehouseTable.read_data_file`), which matches its columns to the
     table's the way the format does (Iceberg: by field id, so a column renamed since is masked under its
     current name; Delta: by name, column mapping being refused by the plan). It is read, masked and written piece
-    by piece (64k rows), so the job holds one piece at a time whatever the file's size; the fingerprint of the
-    masked values computed is summed over the pieces."""
+    by piece (row group by row group, a group of more than :data:`MASK_PIECE_ROWS` rows in pieces of that many),
+    so the job holds one piece at a time whatever the file's size, and the file written keeps the source's row
+    groups; the fingerprint of the masked values computed is summed over the pieces."""
     schema = table.schema
     hidden = [c for c in table.file_columns() if c in masks]
     fs_out, path_out = split_location(target, table.ctx)
@@ -346,19 +352,24 @@ def _mask_file(
     writer: pq.ParquetWriter | None = None
     with fs_out.open_output_stream(path_out) as out:
         try:
-            for piece in table.read_data_file(source):  # under the table's names, as the format matches columns
+            # under the table's names, as the format matches columns
+            for piece in table.read_data_file(source, rows=MASK_PIECE_ROWS):
                 masked = apply_masks(piece, masks, secret)
                 if writer is None:
                     writer = pq.ParquetWriter(out, masked.schema, compression="zstd", write_statistics=True)
                     present = set(masked.column_names)
-                writer.write_table(masked)
+                writer.write_table(masked, row_group_size=max(1, masked.num_rows))  # the piece is one row group
                 rows += masked.num_rows
                 if hidden:
                     fp, sums = _masked_fingerprint(verifier, masked, present, hidden, schema)
                     computed = (computed[0] + fp, {c: computed[1][c] + sums[c] for c in hidden})
-        finally:
+        except BaseException:
             if writer is not None:
-                writer.close()
+                with contextlib.suppress(Exception):  # the error that stopped the write is the one reported
+                    writer.close()
+            raise
+        if writer is not None:
+            writer.close()
     _verify_mask(table, verifier, source, target, present, hidden, computed)
     return rows
 

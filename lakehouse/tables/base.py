@@ -711,15 +711,16 @@ class LakehouseTable(ABC):
         (path, rows)."""
         raise UnsupportedOperationError(f"{self.format} tables cannot rewrite a partition from a stream")
 
-    def read_data_file(self, path: str, *, rows: int = 65_536) -> Iterator[pa.Table]:
+    def read_data_file(self, path: str, *, rows: int = 1 << 20) -> Iterator[pa.Table]:
         """One data file's rows as stored (no deletes applied), its columns under the table's current names, for
-        jobs that rewrite a file as it is (masking in place), in pieces of at most ``rows`` rows: a rewrite holds
-        one piece at a time, whatever the file's size (at least one piece; an empty one for a file without rows).
-        Columns are matched the way the format matches them (here: by name; Iceberg: by field id, or the name
-        mapping for files without ids); a column the file lacks (added since) is left out; field metadata
-        (Parquet field ids) is kept for writing back. Legacy INT96 timestamps are read in the table's unit: as
-        nanoseconds (pyarrow's default) those outside 1677..2262 overflow. Arrow view types (delta-rs's delete
-        and merge write ``string_view``) are plain."""
+        jobs that rewrite a file as it is (masking in place), piece by piece: each of the file's row groups, one of
+        more than ``rows`` rows in pieces of ``rows`` (at least one piece; an empty one for a file without rows).
+        A rewrite holds one piece at a time whatever the file's size, and writing each piece as a row group keeps
+        the file's layout (a clustered file's small groups stay small). Columns are matched the way the format
+        matches them (here: by name; Iceberg: by field id, or the name mapping for files without ids); a column
+        the file lacks (added since) is left out; field metadata (Parquet field ids) is kept for writing back.
+        Legacy INT96 timestamps are read in the table's unit: as nanoseconds (pyarrow's default) those outside
+        1677..2262 overflow. Arrow view types (delta-rs's delete and merge write ``string_view``) are plain."""
         import pyarrow.parquet as pq
 
         from lakehouse.schema import without_view_types
@@ -730,11 +731,14 @@ class LakehouseTable(ABC):
         try:
             with fs.open_input_file(inner) as fh:
                 pf = pq.ParquetFile(fh, coerce_int96_timestamp_unit="ns" if "ns" in units else "us")
-                pieces = 0
-                for batch in pf.iter_batches(batch_size=rows, use_threads=True):
-                    pieces += 1
-                    yield without_view_types(pa.Table.from_batches([batch]))
-                if not pieces:
+                groups = pf.metadata.num_row_groups
+                for i in range(groups):
+                    if pf.metadata.row_group(i).num_rows <= rows:
+                        yield without_view_types(pf.read_row_group(i))
+                        continue
+                    for batch in pf.iter_batches(batch_size=rows, row_groups=[i]):
+                        yield without_view_types(pa.Table.from_batches([batch]))
+                if not groups:
                     yield without_view_types(pf.schema_arrow.empty_table())
         except OSError as e:  # the object store failed (a 5xx the SDK did not retry, a reset connection)
             raise StorageError(f"cannot read data file {path} of {self.name}: {e}") from e

@@ -1132,7 +1132,7 @@ class IcebergAdapter(LakehouseTable):
 
         _retry_commit(f"adding columns to {self.name}", commit, timeout=self.commit_timeout)
 
-    def read_data_file(self, path: str, *, rows: int = 65_536) -> Iterator[pa.Table]:
+    def read_data_file(self, path: str, *, rows: int = 1 << 20) -> Iterator[pa.Table]:
         """Columns matched by field id, files without ids by the table's name mapping (``add_files``), else by
         name; columns under the table's current names with their ids; a column the table has and the file
         lacks is NULL (as readers see it), one whose id the table dropped is left out."""

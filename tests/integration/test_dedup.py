@@ -146,8 +146,10 @@ def test_a_failed_dedup_leaves_no_written_file(
 
 
 def test_float_keys_group_as_sql_does(tmp_path: Any, fmt: str) -> None:
-    """NaN keys are one key, -0.0 and 0.0 one key, infinities one key, NULL nobody's duplicate; a key held once
-    is never ranked. The latest row by ``ts`` of each key wins, wherever its copies sit."""
+    """NaN keys are one key, -0.0 and 0.0 one key, infinities one key, NULL nobody's duplicate, as SQL groups
+    them (the keys held more than once are found by a GROUP BY and their rows joined back to be ranked: a join
+    that did not match NaN or -0.0 to its group would keep both copies). The latest row by ``ts`` of each key
+    wins, wherever its copies sit."""
     from lakehouse.config import load_settings
 
     schema = pa.schema([("id", pa.int64()), ("k", pa.float64()), ("ts", pa.int64())])
