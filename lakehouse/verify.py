@@ -114,33 +114,6 @@ def fingerprint_by_column(
     return Fingerprint(int(row[0]), int(row[1])), {c: int(v) for c, v in zip(columns, row[2:], strict=True)}
 
 
-def verify_against(
-    con: duckdb.DuckDBPyConnection,
-    expected: tuple[Fingerprint, dict[str, int]],
-    *,
-    written: str,
-    schema: pa.Schema,
-    columns: Sequence[str],
-    what: str,
-) -> None:
-    """Like :func:`verify`, with the read side given as computed (:func:`fingerprint_by_column`, summed over the
-    pieces a rewrite read): the files written must hold exactly those rows."""
-    before, sums = expected
-    after = fingerprint(con, written, schema, columns)
-    if before == after:
-        return
-    if before.rows != after.rows:
-        detail = f"{before.rows} rows read, {after.rows} written"
-    else:
-        b = column_sums(con, written, schema, columns)
-        differ = [c for c in columns if sums[c] != b[c]]
-        detail = f"values of column(s) {', '.join(differ)} differ" if differ else "rows were recombined across columns"
-    raise ContentMismatchError(
-        f"{what}: the files written do not hold the rows read ({detail}); nothing was committed",
-        hint="this is a defect: please report it with the table's writer and schema",
-    )
-
-
 def verify(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -170,7 +143,11 @@ def verify(
         r = column_sums(con, removed, schema, columns) if removed is not None else dict.fromkeys(columns, 0)
         differ = [c for c in columns if a[c] != b[c] + r[c]]
         detail = f"values of column(s) {', '.join(differ)} differ" if differ else "rows were recombined across columns"
-    raise ContentMismatchError(
+    raise _mismatch(what, detail)
+
+
+def _mismatch(what: str, detail: str) -> ContentMismatchError:
+    return ContentMismatchError(
         f"{what}: the files written do not hold the rows read ({detail}); nothing was committed",
         hint="this is a defect: please report it with the table's writer and schema",
     )
@@ -271,13 +248,28 @@ class Verifier:
         columns: Sequence[str],
         what: str,
     ) -> None:
-        """:func:`verify_against` on this connection."""
+        """Like :meth:`check`, with the read side given as computed (:func:`fingerprint_by_column`, summed over
+        the pieces a rewrite read): the files written must hold exactly those rows."""
         import duckdb
 
+        before, sums = expected
         try:
-            verify_against(self.con, expected, written=written, schema=schema, columns=columns, what=what)
+            after = fingerprint(self.con, written, schema, columns)
+            if before == after:
+                return
+            if before.rows != after.rows:
+                detail = f"{before.rows} rows read, {after.rows} written"
+            else:
+                b = column_sums(self.con, written, schema, columns)
+                differ = [c for c in columns if sums[c] != b[c]]
+                detail = (
+                    f"values of column(s) {', '.join(differ)} differ"
+                    if differ
+                    else "rows were recombined across columns"
+                )
         except duckdb.Error as e:
             raise StorageError(f"{what}: cannot verify the files written: {' '.join(str(e).split())}") from e
+        raise _mismatch(what, detail)
 
     def removal(
         self,
