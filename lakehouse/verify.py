@@ -82,10 +82,19 @@ def _has_float(t: pa.DataType) -> bool:
     return False
 
 
+def _row_sum(schema: pa.Schema, columns: Sequence[str]) -> str:
+    """The SQL aggregate of a fingerprint's digest: the exact sum of the rows' hashes over ``columns``."""
+    return f"coalesce(sum(hash({', '.join(e for c in columns for e in canonical(c, schema.field(c).type))})), 0)"
+
+
+def _column_sums(schema: pa.Schema, columns: Sequence[str]) -> list[str]:
+    """Per column, the SQL aggregate of :func:`column_sums`."""
+    return [f"coalesce(sum(hash({', '.join(canonical(c, schema.field(c).type))})), 0)" for c in columns]
+
+
 def fingerprint(con: duckdb.DuckDBPyConnection, source: str, schema: pa.Schema, columns: Sequence[str]) -> Fingerprint:
     """The fingerprint of ``columns`` (typed as in ``schema``) of the rows of the SQL relation ``source``."""
-    parts = [e for c in columns for e in canonical(c, schema.field(c).type)]
-    row = con.execute(f"SELECT count(*), coalesce(sum(hash({', '.join(parts)})), 0) FROM {source}").fetchone()
+    row = con.execute(f"SELECT count(*), {_row_sum(schema, columns)} FROM {source}").fetchone()
     assert row is not None
     return Fingerprint(int(row[0]), int(row[1]))
 
@@ -94,8 +103,7 @@ def column_sums(
     con: duckdb.DuckDBPyConnection, source: str, schema: pa.Schema, columns: Sequence[str]
 ) -> dict[str, int]:
     """Per column, the exact sum of its value hashes (to tell which columns differ)."""
-    exprs = [f"coalesce(sum(hash({', '.join(canonical(c, schema.field(c).type))})), 0)" for c in columns]
-    row = con.execute(f"SELECT {', '.join(exprs)} FROM {source}").fetchone()
+    row = con.execute(f"SELECT {', '.join(_column_sums(schema, columns))} FROM {source}").fetchone()
     assert row is not None
     return {c: int(v) for c, v in zip(columns, row, strict=True)}
 
@@ -105,13 +113,15 @@ def fingerprint_by_column(
 ) -> tuple[Fingerprint, dict[str, int]]:
     """The fingerprint of ``columns`` of ``source`` and the per-column sums of :func:`column_sums`, in one read:
     for rows seen piece by piece (each a sum, so the pieces' add up to the whole's)."""
-    parts = [e for c in columns for e in canonical(c, schema.field(c).type)]
-    per_column = [f"coalesce(sum(hash({', '.join(canonical(c, schema.field(c).type))})), 0)" for c in columns]
-    row = con.execute(
-        f"SELECT count(*), coalesce(sum(hash({', '.join(parts)})), 0), {', '.join(per_column)} FROM {source}"
-    ).fetchone()
+    sums = ", ".join(_column_sums(schema, columns))
+    row = con.execute(f"SELECT count(*), {_row_sum(schema, columns)}, {sums} FROM {source}").fetchone()
     assert row is not None
     return Fingerprint(int(row[0]), int(row[1])), {c: int(v) for c, v in zip(columns, row[2:], strict=True)}
+
+
+def _differ(columns: Sequence[str]) -> str:
+    """What a mismatch of equal row counts is, from the columns whose sums differ."""
+    return f"values of column(s) {', '.join(columns)} differ" if columns else "rows were recombined across columns"
 
 
 def verify(
@@ -141,8 +151,7 @@ def verify(
         a = column_sums(con, read, schema, columns)
         b = column_sums(con, written, schema, columns)
         r = column_sums(con, removed, schema, columns) if removed is not None else dict.fromkeys(columns, 0)
-        differ = [c for c in columns if a[c] != b[c] + r[c]]
-        detail = f"values of column(s) {', '.join(differ)} differ" if differ else "rows were recombined across columns"
+        detail = _differ([c for c in columns if a[c] != b[c] + r[c]])
     raise _mismatch(what, detail)
 
 
@@ -261,12 +270,7 @@ class Verifier:
                 detail = f"{before.rows} rows read, {after.rows} written"
             else:
                 b = column_sums(self.con, written, schema, columns)
-                differ = [c for c in columns if sums[c] != b[c]]
-                detail = (
-                    f"values of column(s) {', '.join(differ)} differ"
-                    if differ
-                    else "rows were recombined across columns"
-                )
+                detail = _differ([c for c in columns if sums[c] != b[c]])
         except duckdb.Error as e:
             raise StorageError(f"{what}: cannot verify the files written: {' '.join(str(e).split())}") from e
         raise _mismatch(what, detail)
