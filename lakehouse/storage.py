@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -335,6 +336,54 @@ def delete_files(paths: Sequence[str], ctx: StorageContext) -> int:
                         f"{first.get('Message')}"
                     )
     return len(paths)
+
+
+def read_objects(paths: Sequence[str], ctx: StorageContext, *, threads: int = 8) -> Iterator[bytes]:
+    """The bytes of each file of ``paths``, in their order, read ``threads`` at a time. On S3 each is one GET,
+    not the HEAD and GET of pyarrow's S3 file system (a log of 1,000 commit files is 1,000 requests, not 2,000),
+    through one boto3 client with the ``[s3]`` retry settings; a body cut off midway is read again as well, which
+    the client's own retries do not cover. A single object goes through pyarrow's file system (its HEAD costs less
+    than starting an S3 client, about 0.15 s). A file that cannot be read raises :class:`StorageError`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not paths:
+        return
+    read: Callable[[str], bytes]
+    if len(paths) == 1 or not paths[0].startswith(("s3://", "s3a://")):
+
+        def read(path: str) -> bytes:
+            filesystem, inner = split_location(path, ctx)
+            try:
+                with filesystem.open_input_stream(inner) as stream:
+                    return bytes(stream.read())
+            except OSError as e:
+                raise StorageError(f"cannot read {path}: {e}") from e
+
+    else:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = _s3_client(ctx, paths[0])
+        creds = ctx.credentials_for(paths[0])
+        retries = creds.retries if creds is not None else None
+
+        def read(path: str) -> bytes:
+            bucket, key = _bucket_key(path)
+            attempt = 0
+            while True:
+                try:
+                    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+                    with contextlib.closing(body):
+                        return bytes(body.read())
+                except ClientError as e:
+                    raise StorageError(f"cannot read {path}: {e}") from e
+                except BotoCoreError as e:  # the body cut off, or the connection gone after the client's retries
+                    if retries is None or attempt >= retries.max_retries:
+                        raise StorageError(f"cannot read {path}: {e}") from e
+                    time.sleep(min(retries.max_backoff, retries.backoff * 2**attempt))
+                    attempt += 1
+
+    with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as pool:
+        yield from pool.map(read, paths)
 
 
 def exists(location: str, ctx: StorageContext) -> bool:

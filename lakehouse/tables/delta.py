@@ -42,7 +42,7 @@ from lakehouse.errors import (
 )
 from lakehouse.expr import And, Expr, Not, Or, all_match, evaluate_table, may_match, to_arrow
 from lakehouse.schema import PartitionField, validate_keys, validate_partitioning, without_view_types
-from lakehouse.storage import delete_tree, list_files, normalize_path, split_location
+from lakehouse.storage import delete_tree, list_files, normalize_path, read_objects, split_location
 from lakehouse.tables.base import (
     AsOf,
     Capabilities,
@@ -75,22 +75,37 @@ KEY_METADATA = "lakehouse.key"
 REDACTED = "[REDACTED]"
 _PREDICATE_OPERATIONS = frozenset({"DELETE", "UPDATE"})
 
-# Commit files never change once written, only disappear when log retention trims the oldest: what one read
-# of a table's history and of its log replay found is kept per process (a few tables, least recently used
-# first out) and only the commits since are read the next time (a 1,000-version log is read once, not once per
-# planning step). A trimmed log is noticed by the oldest remembered commit file being gone; a table dropped and
-# created again at the same location has another table id (``metaData.id``), which is part of the key.
+# Commit files never change once written, only disappear when log retention trims the oldest: what each one
+# holds is kept per process (bounded by the paths kept), so the history and the log replay read a commit file
+# once, and only the commits since are read the next time (a 1,000-version log is read once, not once per
+# planning step). Which commits exist comes from a listing of the log each time, so a log trimmed elsewhere is
+# seen; a table dropped and created again at the same location has another table id (``metaData.id``), which
+# is part of the key. The log replay's result is kept per table (a few, least recently used first out).
 _CACHE_TABLES = 8
 _LogKey = tuple[StorageContext, str, str]
-_history_cache: KeptMetadata[_LogKey, tuple[int, list[dict[str, Any]]]] = KeptMetadata(_CACHE_TABLES)
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """What lakehouse keeps of one commit file: its commitInfo as the writer wrote it (optional in the protocol),
+    and the paths (as the log records them) it adds and removes."""
+
+    info: dict[str, Any] | None
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+_commit_cache: KeptMetadata[tuple[_LogKey, int], _Commit] = KeptMetadata(
+    2_000_000, lambda c: len(c.added) + len(c.removed) + 1
+)
 _lifetimes_cache: KeptMetadata[_LogKey, tuple[Any, dict[str, list[tuple[int, int | None]]]]] = KeptMetadata(
     _CACHE_TABLES
 )
 
 
 def _forget_log(ctx: StorageContext, location: str) -> None:
-    for cache in (_history_cache, _lifetimes_cache):
-        cache.forget_where(lambda key: key[:2] == (ctx, location))
+    _lifetimes_cache.forget_where(lambda key: key[:2] == (ctx, location))
+    _commit_cache.forget_where(lambda key: key[0][:2] == (ctx, location))
 
 
 GENERATION = "delta.generationExpression"
@@ -466,8 +481,20 @@ def _reading(ctx: StorageContext, what: str, read: Callable[[], T]) -> T:
             attempt += 1
 
 
+def _history_entry(version: int, commit: _Commit, mtime: float | None) -> dict[str, Any]:
+    """A commit's history entry, as delta-rs's ``history()`` gives one: its commitInfo and its version. A commit
+    without commitInfo (the protocol makes it optional; older and minimal writers leave it out) is still a version:
+    its time is its file's modification time, the protocol's commit time (delta-rs's history skips such a commit
+    and numbers the ones before it one version too high)."""
+    entry = dict(commit.info or {})
+    if "timestamp" not in entry:
+        entry["timestamp"] = int((mtime or 0) * 1000)
+    entry["version"] = version
+    return entry
+
+
 def _snapshot_of(h: Mapping[str, Any], current: int) -> Snapshot:
-    """A version of the table from its commit's entry in delta-rs's history."""
+    """A version of the table from its commit's history entry (see :func:`_history_entry`)."""
     v = int(h["version"])
     parameters = dict(h.get("operationParameters", {}))
     if str(h.get("operation", "")).upper() in _PREDICATE_OPERATIONS:
@@ -714,40 +741,27 @@ class DeltaAdapter(LakehouseTable):
         return [_snapshot_of(h, current) for h in self._full_history(current)]
 
     def _full_history(self, current: int) -> list[dict[str, Any]]:
-        """Every commit's history entry, oldest first: the entries an earlier call in this process read, plus the
-        commits since (``history(limit)`` reads the newest first), unless the log was trimmed meanwhile."""
-        key = self._log_key()
-        cached = _history_cache.get(key)
-        entries: list[dict[str, Any]] | None = None
-        if cached is not None and cached[1] and cached[0] <= current:
-            top, known = cached
-            oldest = int(known[0]["version"])
-            if self._commit_exists(oldest):
-                newer = self._history(current - top) if current > top else []
-                entries = [*known, *sorted((h for h in newer if int(h["version"]) > top), key=lambda h: h["version"])]
-        if entries is None:
-            entries = sorted(self._history(), key=lambda h: h["version"])
-        _history_cache.put(key, (current, entries))
-        return list(entries)
+        """Every commit's history entry up to ``current``, oldest first, from one listing of the log and the commit
+        files this process has not read yet (see :meth:`_commits`)."""
+        jsons, _checkpoints, mtimes = self._log_listing()
+        jsons = {v: p for v, p in jsons.items() if v <= current}
+        commits = self._commits(jsons)
+        return [_history_entry(v, commits[v], mtimes.get(v)) for v in sorted(jsons)]
 
     def _log_key(self) -> _LogKey:
         return (self.ctx, self.location, str(self._dt.metadata().id))
 
-    def _commit_exists(self, version: int) -> bool:
-        from lakehouse.storage import exists
-
-        return exists(f"{self.location.rstrip('/')}/_delta_log/{version:020d}.json", self.ctx)
-
     def snapshot(self, as_of: AsOf | None = None) -> Snapshot:
         """The current version (``None`` or its number) from its own commit alone: the history of every commit
-        is read only for other versions and points in time (each read replays the log's commit files)."""
+        is read only for other versions and points in time."""
         if as_of is None or (isinstance(as_of, int) and not isinstance(as_of, bool)):
             self._refresh()
             current = self._dt.version()
             if as_of is None or as_of == current:
-                latest = [h for h in self._history(1) if int(h["version"]) == current]
-                if latest:
-                    return _snapshot_of(latest[0], current)
+                path = f"{self.location.rstrip('/')}/_delta_log/{current:020d}.json"
+                commit = self._commits({current: path})[current]
+                if commit.info is not None and "timestamp" in commit.info:
+                    return _snapshot_of(_history_entry(current, commit, None), current)
         return super().snapshot(as_of)
 
     def files(self, *, as_of: AsOf | None = None, partitions: Expr | None = None) -> list[DataFile]:
@@ -1433,21 +1447,48 @@ class DeltaAdapter(LakehouseTable):
 
     def _log_files(self) -> tuple[dict[int, str], dict[int, list[str]]]:
         """Commit JSON files and checkpoint parts of the log, by version."""
+        jsons, checkpoints, _mtimes = self._log_listing()
+        return jsons, checkpoints
+
+    def _log_listing(self) -> tuple[dict[int, str], dict[int, list[str]], dict[int, float | None]]:
+        """Commit JSON files and checkpoint parts of the log by version, and each commit file's modification time
+        (one listing of ``_delta_log``)."""
         jsons: dict[int, str] = {}
         checkpoints: dict[int, list[str]] = {}
+        mtimes: dict[int, float | None] = {}
         for info in list_files(f"{self.location.rstrip('/')}/_delta_log", self.ctx, recursive=False):
             name = info.path.rsplit("/", 1)[-1]
             if len(name) > 20 and name[:20].isdigit():
                 if name.endswith(".json") and name[20:] == ".json":
                     jsons[int(name[:20])] = info.path
+                    mtimes[int(name[:20])] = info.mtime_s
                 elif ".checkpoint" in name and name.endswith(".parquet"):
                     checkpoints.setdefault(int(name[:20]), []).append(info.path)
-        return jsons, checkpoints
+        return jsons, checkpoints, mtimes
 
-    def _read_actions(self, path: str) -> list[dict[str, Any]]:
-        filesystem, inner = split_location(path, self.ctx)
-        with filesystem.open_input_stream(inner) as stream:
-            return [json.loads(line) for line in stream.read().splitlines() if line.strip()]
+    def _commits(self, jsons: Mapping[int, str]) -> dict[int, _Commit]:
+        """What each commit file of ``jsons`` (version -> path) holds: its commitInfo and the paths it adds and
+        removes. Read once per process (one GET each on S3, 8 at a time) for both the history and the log replay;
+        kept under the table's id, so a table created again at the same location is read anew."""
+        key = self._log_key()
+        out: dict[int, _Commit] = {}
+        todo: list[int] = []
+        for v in jsons:
+            kept = _commit_cache.get((key, v))
+            if kept is None:
+                todo.append(v)
+            else:
+                out[v] = kept
+        for v, body in zip(todo, read_objects([jsons[v] for v in todo], self.ctx), strict=True):
+            actions = [json.loads(line) for line in body.splitlines() if line.strip()]
+            commit = _Commit(
+                info=next((a["commitInfo"] for a in actions if isinstance(a.get("commitInfo"), dict)), None),
+                added=tuple(a["add"]["path"] for a in actions if "add" in a),
+                removed=tuple(a["remove"]["path"] for a in actions if "remove" in a),
+            )
+            _commit_cache.put((key, v), commit)
+            out[v] = commit
+        return out
 
     def _checkpoint_paths(self, parts: list[str]) -> tuple[set[str], set[str]]:
         """(added, removed) paths recorded in a checkpoint."""
@@ -1491,8 +1532,6 @@ class DeltaAdapter(LakehouseTable):
     def _replay(
         self, jsons: dict[int, str], checkpoints: dict[int, list[str]]
     ) -> dict[str, list[tuple[int, int | None]]]:
-        from concurrent.futures import ThreadPoolExecutor
-
         live: dict[str, int] = {}
         ranges: dict[str, list[tuple[int, int | None]]] = {}
         start = 0
@@ -1507,18 +1546,15 @@ class DeltaAdapter(LakehouseTable):
                 live[self._full_path(raw)] = 0
             for raw in removed:
                 ranges.setdefault(self._full_path(raw), []).append((0, c))
-            for v in [v for v in jsons if v <= c]:  # commits the checkpoint already folds in
-                for action in self._read_actions(jsons[v]):
-                    for kind in ("add", "remove"):
-                        if kind in action and self._full_path(action[kind]["path"]) not in live:
-                            ranges.setdefault(self._full_path(action[kind]["path"]), []).append((0, c))
+            folded = self._commits({v: p for v, p in jsons.items() if v <= c})  # the checkpoint folds them in
+            for commit in folded.values():
+                for raw in (*commit.added, *commit.removed):
+                    if self._full_path(raw) not in live:
+                        ranges.setdefault(self._full_path(raw), []).append((0, c))
             start = c + 1
-        versions = sorted(j for j in jsons if j >= start)
-        # the commit files are read 8 at a time (each is one GET: latency, not bandwidth, bounds a long log)
-        with ThreadPoolExecutor(8) as pool:
-            read = pool.map(lambda v: self._read_actions(jsons[v]), versions)
-            for v, actions in zip(versions, read, strict=True):
-                self._fold(v, actions, live, ranges)
+        commits = self._commits({v: p for v, p in jsons.items() if v >= start})
+        for v in sorted(commits):
+            self._fold(v, commits[v], live, ranges)
         for path, added_at in live.items():
             ranges.setdefault(path, []).append((added_at, None))
         return ranges
@@ -1526,19 +1562,17 @@ class DeltaAdapter(LakehouseTable):
     def _fold(
         self,
         v: int,
-        actions: list[dict[str, Any]],
+        commit: _Commit,
         live: dict[str, int],
         ranges: dict[str, list[tuple[int, int | None]]],
     ) -> None:
         """One commit's actions into the lifetimes being replayed."""
         # removes first: a commit that removes and re-adds a path (a new deletion vector) keeps it live
-        for action in actions:
-            if "remove" in action:
-                path = self._full_path(action["remove"]["path"])
-                ranges.setdefault(path, []).append((live.pop(path, 0), v))
-        for action in actions:
-            if "add" in action:
-                live.setdefault(self._full_path(action["add"]["path"]), v)
+        for raw in commit.removed:
+            path = self._full_path(raw)
+            ranges.setdefault(path, []).append((live.pop(path, 0), v))
+        for raw in commit.added:
+            live.setdefault(self._full_path(raw), v)
 
     def version_paths(self, versions: Collection[int] | None = None) -> set[str]:
         # vacuum and orphan removal delete what this says nothing references: only where lakehouse reads the

@@ -236,23 +236,32 @@ class DeltaLogWriter:
         }
 
     def commit(
-        self, actions: Sequence[Mapping[str, Any]], *, operation: str = "WRITE", info: Mapping[str, Any] | None = None
+        self,
+        actions: Sequence[Mapping[str, Any]],
+        *,
+        operation: str = "WRITE",
+        info: Mapping[str, Any] | None = None,
+        commit_info: bool = True,
     ) -> int:
-        """Write the next commit file; ``commitInfo`` comes first (in-commit timestamps require it)."""
+        """Write the next commit file; ``commitInfo`` comes first (in-commit timestamps require it). Without
+        ``commit_info`` (the protocol makes it optional; older and minimal writers leave it out) the commit's time
+        is only its file's modification time, which is set to the writer's clock."""
         self.version += 1
         self.clock_ms += 1000
-        commit_info = {
-            "timestamp": self.clock_ms,
-            "operation": operation,
-            "operationParameters": {},
-            "engineInfo": "conformance-suite hand-written log",
-            **(info or {}),
-        }
-        lines = [json.dumps({"commitInfo": commit_info})] + [json.dumps(a) for a in actions]
+        lines = [json.dumps(a) for a in actions]
+        if commit_info:
+            provenance = {
+                "timestamp": self.clock_ms,
+                "operation": operation,
+                "operationParameters": {},
+                "engineInfo": "conformance-suite hand-written log",
+                **(info or {}),
+            }
+            lines.insert(0, json.dumps({"commitInfo": provenance}))
         path = os.path.join(self.root, "_delta_log", f"{self.version:020d}.json")
         with open(path, "x") as fh:
             fh.write("\n".join(lines) + "\n")
-        # every file of the commit carries its time as modification time (vacuum reads the log's times)
+        os.utime(path, (self.clock_ms / 1000, self.clock_ms / 1000))
         return self.version
 
 

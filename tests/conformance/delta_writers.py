@@ -69,7 +69,8 @@ def _chunks(table: pa.Table, n: int) -> list[pa.Table]:
 
 def legacy_no_stats(root: str) -> Foreign:
     """An older writer's table: protocol 1/2, partitioned by a string (a NULL partition too), one commit per
-    small file, and no statistics at all in the add actions."""
+    small file, no statistics at all in the add actions, and no commitInfo in the commits that add them (its
+    times are the commit files' modification times)."""
     w = DeltaLogWriter(root)
     data = events(0, 36)
     w.commit([w.protocol(1, 2), w.metadata(data.schema, partition_columns=["region"])], operation="CREATE TABLE")
@@ -83,7 +84,7 @@ def legacy_no_stats(root: str) -> Foreign:
     for part in parts:
         region = part["region"][0].as_py()
         rel = w.write_parquet(part.drop_columns(["region"]), partition={"region": region})
-        w.commit([w.add(rel, partition={"region": region})])
+        w.commit([w.add(rel, partition={"region": region})], commit_info=False)
     return Foreign(root, "delta", pa.concat_tables(parts), zorder=("id", "name"), key="id", reread=duckdb_delta)
 
 

@@ -4,6 +4,7 @@ time travel can still reach, not a range that includes expired ones."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -84,3 +85,43 @@ def test_after_a_purge_time_travel_names_the_retention(fmt: str, tmp_path: Path)
                 VersionNotFoundError, match=f"version {old.version} of table h.t was removed by retention"
             ):
                 lh.table("h.t").snapshot(handle)
+
+
+def test_delta_commits_without_commit_info_keep_their_numbers_and_times(tmp_path: Path) -> None:
+    """The Delta protocol makes ``commitInfo`` optional (older and minimal writers leave it out): such a commit is
+    still a version, its time its file's modification time. delta-rs's history skips it and numbers the versions
+    before it one too high; a vacuum trusting that numbering expired a version inside its window and deleted a
+    file that version still reads."""
+    import time
+
+    from tests.conformance.delta_log import DeltaLogWriter
+
+    root = tmp_path / "foreign"
+    w = DeltaLogWriter(str(root))
+    now_ms = int(time.time() * 1000)
+    w.clock_ms = now_ms - 3 * 86_400_000  # versions 0 and 1: three days old
+    schema = pa.schema([("id", pa.int64())])
+    w.commit([w.protocol(1, 2), w.metadata(schema)], operation="CREATE TABLE")
+    first = w.add(w.write_parquet(pa.table({"id": [1, 2]}, schema=schema)))
+    w.commit([first], commit_info=False)
+    w.clock_ms = now_ms - 3_600_000  # versions 2-4: an hour old
+    w.commit([w.add(w.write_parquet(pa.table({"id": [3]}, schema=schema)))], commit_info=False)
+    w.commit([w.remove(first)], commit_info=False)
+    w.commit([w.add(w.write_parquet(pa.table({"id": [4]}, schema=schema)))])
+    mtimes = {v: os.path.getmtime(root / "_delta_log" / f"{v:020d}.json") for v in range(5)}
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"), catalog_url="sqlite://")) as lh:
+        lh.register_table("h.foreign", location=str(root))
+        snaps = lh.table("h.foreign").snapshots()
+        assert [s.version for s in snaps] == [0, 1, 2, 3, 4]
+        for s in snaps:
+            assert s.timestamp.timestamp() == pytest.approx(mtimes[s.version], abs=0.002), s.version
+        assert [s.operation for s in snaps] == ["create-table", "", "", "", "write"]
+        assert lh.table("h.foreign").snapshot().version == 4
+
+        vacuum(lh, "h.foreign", retain="1d", dry_run=False)
+        table = lh.table("h.foreign")
+        expired = table.expired.versions if table.expired else frozenset()
+        assert not expired & {2, 3, 4}, "a version inside the window was expired"
+        assert sorted(table.scan(as_of=2)["id"].to_pylist()) == [1, 2, 3]  # its files are still there
+        assert sorted(table.scan()["id"].to_pylist()) == [3, 4]
