@@ -228,13 +228,19 @@ def _bucket_key(location: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _s3_client(ctx: StorageContext, location: str) -> Any:
+def _s3_client(ctx: StorageContext, location: str, *, connections: int = 10) -> Any:
+    """A boto3 S3 client for ``location`` keeping up to ``connections`` connections open (one per thread that
+    shares it; botocore's default of 10 drops the connections of more threads after each request)."""
     import boto3
+    from botocore.config import Config
 
     creds = ctx.credentials_for(location)
     if creds is None:
         raise StorageError(f"{location} is on S3 but no S3 settings are configured")
-    return boto3.client("s3", **creds.boto3_client_kwargs())
+    kwargs = creds.boto3_client_kwargs()
+    if connections != 10:
+        kwargs["config"] = kwargs["config"].merge(Config(max_pool_connections=connections))
+    return boto3.client("s3", **kwargs)
 
 
 def list_objects(location: str, ctx: StorageContext) -> list[ObjectInfo]:
@@ -362,7 +368,7 @@ def read_objects(paths: Sequence[str], ctx: StorageContext, *, threads: int = 8)
     else:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = _s3_client(ctx, paths[0])
+        client = _s3_client(ctx, paths[0], connections=threads)
         creds = ctx.credentials_for(paths[0])
         retries = creds.retries if creds is not None else None
 

@@ -76,3 +76,54 @@ def test_local_files_read_in_order(tmp_path: Path) -> None:
     assert list(read_objects(paths, ctx)) == bodies
     with pytest.raises(StorageError, match=r"missing\.json"):
         list(read_objects([*paths, str(tmp_path / "missing.json")], ctx))
+
+
+def _forget_iceberg_reads() -> None:
+    from lakehouse.tables import iceberg
+
+    iceberg._recent_plans.clear()
+    iceberg._manifest_paths.clear()
+    iceberg._manifest_lists.clear()
+    iceberg._ENTRIES._held.clear()
+    iceberg._ENTRIES._size = 0
+
+
+def test_iceberg_metadata_on_s3_is_read_once_get_only_and_plans_as_pyiceberg_does(
+    proxy: ProxyClient, s3_endpoint: S3Endpoint, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan and the files of every version (what health, cost and orphan detection read): each manifest list
+    and manifest once, one GET each, no HEAD; the same answers as pyiceberg's own reads (HEAD and GET)."""
+    from lakehouse.tables import iceberg
+    from tests.conftest import EVENTS, events
+
+    with Lakehouse(proxied_settings(proxy, s3_endpoint, bucket, tmp_path)) as lh:
+        table = lh.create_table("p.events", schema=EVENTS, format="iceberg")
+        for i in range(6):  # fast appends: 6 manifest lists of 1..6 manifests, 6 manifests
+            table.append(events(i * 10, 10))
+        table.delete_rows("id < 5")  # a rewritten manifest (deleted entries) and a seventh version
+
+        def answers() -> tuple[list[str], set[str]]:
+            fresh = lh.table("p.events")
+            return sorted(f.path for f in fresh.files()), fresh.version_paths(None)
+
+        def requests() -> tuple[list[str], list[str]]:
+            log = proxy.stats()["log"]
+            avro = [(kind, path.split("?")[0]) for kind, _method, path, _status in log if ".avro" in path]
+            return [p for k, p in avro if k == "GET"], [p for k, p in avro if k == "HEAD"]
+
+        _forget_iceberg_reads()
+        proxy.reset()
+        ours = answers()
+        gets, heads = requests()
+        twice = sorted({p.rsplit("/", 1)[-1] for p in gets if gets.count(p) > 1})
+        assert gets and not twice, f"read twice: {twice}"
+        assert len({p for p in ours[1] if "snap-" in p}) == len(lh.table("p.events").snapshots())
+        # a HEAD only where an object is read alone (the plan's manifest list; pyarrow's reader, see read_objects)
+        assert len(heads) <= 2 < len(gets)
+
+        _forget_iceberg_reads()
+        monkeypatch.setattr(iceberg, "_fetch", lambda ctx, locations: {})  # pyiceberg's FileIO reads all
+        proxy.reset()
+        assert answers() == ours
+        theirs, their_heads = requests()
+        assert len(their_heads) >= len(theirs) >= len(gets)  # a HEAD before every GET, some objects twice
