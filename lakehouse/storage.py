@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -344,52 +345,82 @@ def delete_files(paths: Sequence[str], ctx: StorageContext) -> int:
     return len(paths)
 
 
-def read_objects(paths: Sequence[str], ctx: StorageContext, *, threads: int = 8) -> Iterator[bytes]:
-    """The bytes of each file of ``paths``, in their order, read ``threads`` at a time. On S3 each is one GET,
-    not the HEAD and GET of pyarrow's S3 file system (a log of 1,000 commit files is 1,000 requests, not 2,000),
-    through one boto3 client with the ``[s3]`` retry settings; a body cut off midway is read again as well, which
-    the client's own retries do not cover. A single object goes through pyarrow's file system (its HEAD costs less
-    than starting an S3 client, about 0.15 s). A file that cannot be read raises :class:`StorageError`."""
-    from concurrent.futures import ThreadPoolExecutor
+class ObjectReader:
+    """Reads whole objects, each with one request: on S3 a GET through a boto3 client per store (with the
+    ``[s3]`` retry settings, keeping up to ``connections`` connections open), not the HEAD and GET of pyarrow's S3
+    file system; a body cut off midway is read again as well, which the client's own retries do not cover.
+    Local files through pyarrow. Thread-safe; a file that cannot be read raises :class:`StorageError`."""
 
-    if not paths:
-        return
-    read: Callable[[str], bytes]
-    if len(paths) == 1 or not paths[0].startswith(("s3://", "s3a://")):
+    def __init__(self, ctx: StorageContext, *, connections: int = 16) -> None:
+        self._ctx = ctx
+        self._connections = connections
+        self._clients: dict[int, tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
 
-        def read(path: str) -> bytes:
-            filesystem, inner = split_location(path, ctx)
+    def _client(self, path: str) -> tuple[Any, Any]:
+        creds = self._ctx.credentials_for(path)
+        with self._lock:
+            held = self._clients.get(id(creds))
+            if held is None:
+                held = self._clients[id(creds)] = (_s3_client(self._ctx, path, connections=self._connections), creds)
+            return held
+
+    def read(self, path: str) -> bytes:
+        if not path.startswith(("s3://", "s3a://")):
+            filesystem, inner = split_location(path, self._ctx)
             try:
                 with filesystem.open_input_stream(inner) as stream:
                     return bytes(stream.read())
             except OSError as e:
                 raise StorageError(f"cannot read {path}: {e}") from e
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionClosedError,
+            IncompleteReadError,
+            ReadTimeoutError,
+            ResponseStreamingError,
+        )
 
-    else:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        client = _s3_client(ctx, paths[0], connections=threads)
-        creds = ctx.credentials_for(paths[0])
+        client, creds = self._client(path)
         retries = creds.retries if creds is not None else None
-
-        def read(path: str) -> bytes:
-            bucket, key = _bucket_key(path)
-            attempt = 0
-            while True:
-                try:
-                    body = client.get_object(Bucket=bucket, Key=key)["Body"]
-                    with contextlib.closing(body):
-                        return bytes(body.read())
-                except ClientError as e:
+        bucket, key = _bucket_key(path)
+        attempt = 0
+        while True:
+            try:
+                body = client.get_object(Bucket=bucket, Key=key)["Body"]
+                with contextlib.closing(body):
+                    return bytes(body.read())
+            except (ResponseStreamingError, IncompleteReadError, ReadTimeoutError, ConnectionClosedError) as e:
+                # the body cut off, or the connection gone after the client's own retries
+                if retries is None or attempt >= retries.max_retries:
                     raise StorageError(f"cannot read {path}: {e}") from e
-                except BotoCoreError as e:  # the body cut off, or the connection gone after the client's retries
-                    if retries is None or attempt >= retries.max_retries:
-                        raise StorageError(f"cannot read {path}: {e}") from e
-                    time.sleep(min(retries.max_backoff, retries.backoff * 2**attempt))
-                    attempt += 1
+                time.sleep(min(retries.max_backoff, retries.backoff * 2**attempt))
+                attempt += 1
+            except (BotoCoreError, ClientError) as e:
+                raise StorageError(f"cannot read {path}: {e}") from e
 
+
+def read_objects(paths: Sequence[str], ctx: StorageContext, *, threads: int = 8) -> Iterator[bytes]:
+    """The bytes of each file of ``paths``, in their order, read ``threads`` at a time with an
+    :class:`ObjectReader` (on S3 one GET each: a log of 1,000 commit files is 1,000 requests, not 2,000). A single
+    object goes through pyarrow's file system (its HEAD costs less than starting an S3 client, about 0.15 s)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not paths:
+        return
+    if len(paths) == 1:
+        filesystem, inner = split_location(paths[0], ctx)
+        try:
+            with filesystem.open_input_stream(inner) as stream:
+                data = bytes(stream.read())
+        except OSError as e:
+            raise StorageError(f"cannot read {paths[0]}: {e}") from e
+        yield data
+        return
+    reader = ObjectReader(ctx, connections=threads)
     with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as pool:
-        yield from pool.map(read, paths)
+        yield from pool.map(reader.read, paths)
 
 
 def exists(location: str, ctx: StorageContext) -> bool:

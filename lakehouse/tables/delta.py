@@ -83,6 +83,7 @@ _PREDICATE_OPERATIONS = frozenset({"DELETE", "UPDATE"})
 # is part of the key. The log replay's result is kept per table (a few, least recently used first out).
 _CACHE_TABLES = 8
 _LogKey = tuple[StorageContext, str, str]
+_Stamp = tuple[int, float | None]
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,12 @@ class _Commit:
     info: dict[str, Any] | None
     added: tuple[str, ...]
     removed: tuple[str, ...]
+    stamp: _Stamp | None = None
+    """The commit file's (size, modification time) when it was read, where a listing said."""
 
 
 _commit_cache: KeptMetadata[tuple[_LogKey, int], _Commit] = KeptMetadata(
-    2_000_000, lambda c: len(c.added) + len(c.removed) + 1
+    2_000_000, lambda c: len(c.added) + len(c.removed) + 1 + 2 * len(c.info or ())
 )
 _lifetimes_cache: KeptMetadata[_LogKey, tuple[Any, dict[str, list[tuple[int, int | None]]]]] = KeptMetadata(
     _CACHE_TABLES
@@ -743,10 +746,10 @@ class DeltaAdapter(LakehouseTable):
     def _full_history(self, current: int) -> list[dict[str, Any]]:
         """Every commit's history entry up to ``current``, oldest first, from one listing of the log and the commit
         files this process has not read yet (see :meth:`_commits`)."""
-        jsons, _checkpoints, mtimes = self._log_listing()
+        jsons, _checkpoints, stamps = self._log_listing()
         jsons = {v: p for v, p in jsons.items() if v <= current}
-        commits = self._commits(jsons)
-        return [_history_entry(v, commits[v], mtimes.get(v)) for v in sorted(jsons)]
+        commits = self._commits(jsons, stamps)
+        return [_history_entry(v, commits[v], stamps[v][1]) for v in sorted(jsons)]
 
     def _log_key(self) -> _LogKey:
         return (self.ctx, self.location, str(self._dt.metadata().id))
@@ -759,8 +762,11 @@ class DeltaAdapter(LakehouseTable):
             current = self._dt.version()
             if as_of is None or as_of == current:
                 path = f"{self.location.rstrip('/')}/_delta_log/{current:020d}.json"
-                commit = self._commits({current: path})[current]
-                if commit.info is not None and "timestamp" in commit.info:
+                try:
+                    commit: _Commit | None = self._commits({current: path}, None)[current]
+                except StorageError:  # not readable alone: the whole history says what the version is
+                    commit = None
+                if commit is not None and commit.info is not None and "timestamp" in commit.info:
                     return _snapshot_of(_history_entry(current, commit, None), current)
         return super().snapshot(as_of)
 
@@ -1447,45 +1453,51 @@ class DeltaAdapter(LakehouseTable):
 
     def _log_files(self) -> tuple[dict[int, str], dict[int, list[str]]]:
         """Commit JSON files and checkpoint parts of the log, by version."""
-        jsons, checkpoints, _mtimes = self._log_listing()
+        jsons, checkpoints, _stamps = self._log_listing()
         return jsons, checkpoints
 
-    def _log_listing(self) -> tuple[dict[int, str], dict[int, list[str]], dict[int, float | None]]:
-        """Commit JSON files and checkpoint parts of the log by version, and each commit file's modification time
-        (one listing of ``_delta_log``)."""
+    def _log_listing(self) -> tuple[dict[int, str], dict[int, list[str]], dict[int, _Stamp]]:
+        """Commit JSON files and checkpoint parts of the log by version, and each commit file's size and
+        modification time (one listing of ``_delta_log``)."""
         jsons: dict[int, str] = {}
         checkpoints: dict[int, list[str]] = {}
-        mtimes: dict[int, float | None] = {}
+        stamps: dict[int, _Stamp] = {}
         for info in list_files(f"{self.location.rstrip('/')}/_delta_log", self.ctx, recursive=False):
             name = info.path.rsplit("/", 1)[-1]
             if len(name) > 20 and name[:20].isdigit():
                 if name.endswith(".json") and name[20:] == ".json":
                     jsons[int(name[:20])] = info.path
-                    mtimes[int(name[:20])] = info.mtime_s
+                    stamps[int(name[:20])] = (info.size, info.mtime_s)
                 elif ".checkpoint" in name and name.endswith(".parquet"):
                     checkpoints.setdefault(int(name[:20]), []).append(info.path)
-        return jsons, checkpoints, mtimes
+        return jsons, checkpoints, stamps
 
-    def _commits(self, jsons: Mapping[int, str]) -> dict[int, _Commit]:
+    def _commits(self, jsons: Mapping[int, str], stamps: Mapping[int, _Stamp] | None) -> dict[int, _Commit]:
         """What each commit file of ``jsons`` (version -> path) holds: its commitInfo and the paths it adds and
-        removes. Read once per process (one GET each on S3, 8 at a time) for both the history and the log replay;
-        kept under the table's id, so a table created again at the same location is read anew."""
+        removes. Read once per process (one GET each on S3, 8 at a time) for both the history and the log replay,
+        kept under the table's id; a kept commit is used again only where ``stamps`` (from a listing of the log)
+        give the size and modification time it was read at (a commit file overwritten, or a table created again
+        at the same location, is read anew). Without ``stamps`` every file is read."""
         key = self._log_key()
         out: dict[int, _Commit] = {}
         todo: list[int] = []
         for v in jsons:
             kept = _commit_cache.get((key, v))
-            if kept is None:
-                todo.append(v)
-            else:
+            if kept is not None and stamps is not None and kept.stamp == stamps.get(v):
                 out[v] = kept
+            else:
+                todo.append(v)
         for v, body in zip(todo, read_objects([jsons[v] for v in todo], self.ctx), strict=True):
-            actions = [json.loads(line) for line in body.splitlines() if line.strip()]
-            commit = _Commit(
-                info=next((a["commitInfo"] for a in actions if isinstance(a.get("commitInfo"), dict)), None),
-                added=tuple(a["add"]["path"] for a in actions if "add" in a),
-                removed=tuple(a["remove"]["path"] for a in actions if "remove" in a),
-            )
+            try:
+                actions = [json.loads(line) for line in body.splitlines() if line.strip()]
+                commit = _Commit(
+                    info=next((a["commitInfo"] for a in actions if isinstance(a.get("commitInfo"), dict)), None),
+                    added=tuple(a["add"]["path"] for a in actions if "add" in a),
+                    removed=tuple(a["remove"]["path"] for a in actions if "remove" in a),
+                    stamp=stamps.get(v) if stamps is not None else None,
+                )
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                raise StorageError(f"the commit file {jsons[v]} of {self.name} is not a valid Delta commit: {e}") from e
             _commit_cache.put((key, v), commit)
             out[v] = commit
         return out
@@ -1519,18 +1531,21 @@ class DeltaAdapter(LakehouseTable):
         Where the log starts at a checkpoint (older commits cleaned up), what happened before it is unknown
         and the ranges start at version 0, which errs on the side of keeping files.
         """
-        jsons, checkpoints = self._log_files()
+        jsons, checkpoints, stamps = self._log_listing()
         key = self._log_key()
-        listing = (tuple(sorted(jsons.items())), tuple(sorted((v, tuple(p)) for v, p in checkpoints.items())))
+        listing = (
+            tuple(sorted((v, p, stamps[v]) for v, p in jsons.items())),
+            tuple(sorted((v, tuple(p)) for v, p in checkpoints.items())),
+        )
         cached = _lifetimes_cache.get(key)
         if cached is not None and cached[0] == listing:
             return {path: list(spans) for path, spans in cached[1].items()}
-        ranges = self._replay(jsons, checkpoints)
+        ranges = self._replay(jsons, checkpoints, stamps)
         _lifetimes_cache.put(key, (listing, ranges))
         return {path: list(spans) for path, spans in ranges.items()}
 
     def _replay(
-        self, jsons: dict[int, str], checkpoints: dict[int, list[str]]
+        self, jsons: dict[int, str], checkpoints: dict[int, list[str]], stamps: Mapping[int, _Stamp]
     ) -> dict[str, list[tuple[int, int | None]]]:
         live: dict[str, int] = {}
         ranges: dict[str, list[tuple[int, int | None]]] = {}
@@ -1546,13 +1561,13 @@ class DeltaAdapter(LakehouseTable):
                 live[self._full_path(raw)] = 0
             for raw in removed:
                 ranges.setdefault(self._full_path(raw), []).append((0, c))
-            folded = self._commits({v: p for v, p in jsons.items() if v <= c})  # the checkpoint folds them in
+            folded = self._commits({v: p for v, p in jsons.items() if v <= c}, stamps)  # the checkpoint folds them in
             for commit in folded.values():
                 for raw in (*commit.added, *commit.removed):
                     if self._full_path(raw) not in live:
                         ranges.setdefault(self._full_path(raw), []).append((0, c))
             start = c + 1
-        commits = self._commits({v: p for v, p in jsons.items() if v >= start})
+        commits = self._commits({v: p for v, p in jsons.items() if v >= start}, stamps)
         for v in sorted(commits):
             self._fold(v, commits[v], live, ranges)
         for path, added_at in live.items():

@@ -39,7 +39,7 @@ from lakehouse.errors import (
 )
 from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, all_match, coerce, evaluate_table, may_match
 from lakehouse.schema import WIDTH_TRANSFORMS, PartitionField, validate_keys, validate_partitioning
-from lakehouse.storage import cached_schema, delete_tree, list_files, normalize_path
+from lakehouse.storage import ObjectReader, cached_schema, delete_tree, list_files, normalize_path
 from lakehouse.tables.base import (
     DEFAULT_COMMIT_TIMEOUT,
     REPLACE_OPERATIONS,
@@ -144,10 +144,6 @@ class _EntryCache:
         self._held: OrderedDict[tuple[str, bool], list[Any]] = OrderedDict()
         self._size = 0
 
-    def holds(self, key: tuple[str, bool]) -> bool:
-        with self._lock:
-            return key in self._held
-
     def get(self, key: tuple[str, bool], read: Callable[[], list[Any]]) -> list[Any]:
         with self._lock:
             hit = self._held.get(key)
@@ -197,14 +193,19 @@ _cache_manifest_entries()
 
 
 class _BytesInput(InputFile):
-    """A pyiceberg ``InputFile`` over bytes already read (an Avro manifest or manifest list)."""
+    """A pyiceberg ``InputFile`` over bytes already read, or read on open (an Avro manifest or manifest list)."""
 
-    def __init__(self, location: str, data: bytes) -> None:
+    def __init__(self, location: str, data: bytes | Callable[[], bytes]) -> None:
         super().__init__(location)
         self._data = data
 
+    def _bytes(self) -> bytes:
+        if callable(self._data):
+            self._data = self._data()
+        return self._data
+
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._bytes())
 
     def exists(self) -> bool:
         return True
@@ -212,38 +213,31 @@ class _BytesInput(InputFile):
     def open(self, seekable: bool = True) -> InputStream:
         import io
 
-        return io.BytesIO(self._data)
+        data = self._bytes()
+        self._data = b""  # read once: the bytes are the caller's now
+        return io.BytesIO(data)
 
 
-class _Prefetched(FileIO):
-    """A pyiceberg ``FileIO`` that answers reads of the objects in ``data`` from memory and passes every other
-    call to ``io``."""
+class _GetOnly(FileIO):
+    """A pyiceberg ``FileIO`` reading each S3 object with one GET as it is opened (pyiceberg's reads make a HEAD
+    before each GET), through one :class:`~lakehouse.storage.ObjectReader`; local reads, writes and deletes go
+    to ``io``. Nothing is read ahead: memory stays what pyiceberg's own threads hold."""
 
-    def __init__(self, io: FileIO, data: Mapping[str, bytes]) -> None:
+    def __init__(self, io: FileIO, reader: ObjectReader) -> None:
         super().__init__(io.properties)
         self._io = io
-        self._data = data
+        self._reader = reader
 
     def new_input(self, location: str) -> InputFile:
-        data = self._data.get(location)
-        return _BytesInput(location, data) if data is not None else self._io.new_input(location)
+        if not StorageContext.is_s3(location):
+            return self._io.new_input(location)
+        return _BytesInput(location, lambda: self._reader.read(location))
 
     def new_output(self, location: str) -> Any:
         return self._io.new_output(location)
 
     def delete(self, location: Any) -> None:
         self._io.delete(location)
-
-
-def _fetch(ctx: StorageContext | None, locations: Collection[str]) -> dict[str, bytes]:
-    """The bytes of many manifests or manifest lists on S3, one GET each, 16 at a time (pyiceberg's FileIO
-    makes a HEAD and a GET per object, 6 at a time on 2 cores); nothing for local ones, read as before."""
-    from lakehouse.storage import read_objects
-
-    wanted = sorted({loc for loc in locations if StorageContext.is_s3(loc)})
-    if ctx is None or not wanted:
-        return {}
-    return dict(zip(wanted, read_objects(wanted, ctx, threads=16), strict=True))
 
 
 _OUTSIDE: dict[tuple[str, int | None], tuple[str, ...]] = {}
@@ -2096,27 +2090,30 @@ def _snapshot_manifests(io: Any, isnap: Any) -> tuple[str, ...]:
 
 
 def _read_manifest_lists(ctx: StorageContext, io: Any, isnaps: Sequence[Any], chunk: int = 64) -> None:
-    """Read, ``chunk`` snapshots at a time, the manifest lists on S3 this process has not read and the manifests
-    they name that it has not read either, each with one GET (see :func:`_fetch`), and keep what they list
-    (:data:`_manifest_lists`, :data:`_manifest_paths`); at most one chunk's bytes are held at a time."""
+    """Read the manifest lists on S3 this process has not read, ``chunk`` at a time with one GET each, then the
+    manifests they name that it has not read either (one GET each, 8 at a time), and keep what they list
+    (:data:`_manifest_lists`, :data:`_manifest_paths`). Local ones are read one by one later, as before."""
     from pyiceberg.manifest import read_manifest_list
 
-    todo = [i for i in isnaps if _manifest_lists.get(_plain_location(i.manifest_list)) is None]
+    from lakehouse.storage import read_objects
+
+    todo = [
+        i
+        for i in isnaps
+        if StorageContext.is_s3(i.manifest_list) and _manifest_lists.get(_plain_location(i.manifest_list)) is None
+    ]
+    reader = ObjectReader(ctx)
     for start in range(0, len(todo), chunk):
-        part = todo[start : start + chunk]
-        lists = _fetch(ctx, [i.manifest_list for i in part])
-        if not lists:
-            continue  # local: read one by one as before
+        locations = [i.manifest_list for i in todo[start : start + chunk]]
         unread: dict[str, Any] = {}
         listed: dict[str, tuple[str, ...]] = {}
-        for location, body in lists.items():
+        for location, body in zip(locations, read_objects(locations, ctx, threads=16), strict=True):
             manifests = list(read_manifest_list(_BytesInput(location, body)))
             listed[location] = tuple(_plain_location(m.manifest_path) for m in manifests)
             for m in manifests:
                 if _manifest_paths.get(_plain_location(m.manifest_path)) is None:
                     unread.setdefault(m.manifest_path, m)
-        del lists
-        _manifest_data_paths(_Prefetched(io, _fetch(ctx, unread)), list(unread.values()))
+        _manifest_data_paths(_GetOnly(io, reader), list(unread.values()))
         for location, paths in listed.items():
             _manifest_lists.put(_plain_location(location), paths)
 
@@ -2172,8 +2169,8 @@ def _plan_snapshot(
     ctx: StorageContext | None = None,
 ) -> _Plan | None:
     """pyiceberg's scan tasks of a snapshot, with its equality delete files collected instead of refused (of
-    the manifests ``keep_manifest`` keeps, when given). With ``ctx``, manifests on S3 that this process does not
-    hold the entries of are read first with one GET each (see :func:`_fetch`)."""
+    the manifests ``keep_manifest`` keeps, when given). With ``ctx``, manifests on S3 are read with one GET each
+    (see :class:`_GetOnly`)."""
     scan = table.scan(snapshot_id=snapshot_id)
     snap = scan.snapshot()
     if snap is None:
@@ -2194,11 +2191,9 @@ def _plan_snapshot(
     if keep_manifest is not None:
         manifests = [m for m in manifests if keep_manifest(m)]
     planner = scan._manifest_planner
-    fetched = _fetch(ctx, [m.manifest_path for m in manifests if not _ENTRIES.holds((m.manifest_path, True))])
-    if fetched:
-        planner.io = _Prefetched(table.io, fetched)
+    if ctx is not None:
+        planner.io = _GetOnly(table.io, ObjectReader(ctx))
     tasks = tuple(planner.plan_files(manifests, manifest_entry_filter=keep))
-    del fetched
     specs = table.specs()
 
     def applies(e: Any) -> bool:

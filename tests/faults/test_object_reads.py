@@ -122,7 +122,9 @@ def test_iceberg_metadata_on_s3_is_read_once_get_only_and_plans_as_pyiceberg_doe
         assert len(heads) <= 2 < len(gets)
 
         _forget_iceberg_reads()
-        monkeypatch.setattr(iceberg, "_fetch", lambda ctx, locations: {})  # pyiceberg's FileIO reads all
+        # pyiceberg's FileIO reads everything
+        monkeypatch.setattr(iceberg, "_GetOnly", lambda io, reader: io)
+        monkeypatch.setattr(iceberg, "_read_manifest_lists", lambda ctx, io, isnaps: None)
         proxy.reset()
         assert answers() == ours
         theirs, their_heads = requests()

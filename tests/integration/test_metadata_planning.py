@@ -224,3 +224,33 @@ def test_delta_history_of_a_table_created_again_at_the_same_location_is_its_own(
     assert [s.version for s in snaps] == [0, 1, 2, 3, 4]
     assert [(s.version, s.timestamp) for s in snaps] == _fresh_history(lh.table("p.events"))
     assert not old & {s.timestamp for s in snaps}  # nothing of the dropped table's history
+
+
+def test_delta_commit_read_again_when_its_file_changed(tmp_path: Any) -> None:
+    """A kept commit is used again only while the log's listing shows the size and time it was read at: a commit
+    file written over (a store without a commit lock) is read anew, by the history and by the log replay."""
+    import json
+    import os
+
+    from lakehouse.config import load_settings
+
+    lh = Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"), catalog_url="sqlite://"))
+    table = lh.create_table("p.events", schema=EVENTS, format="delta")
+    for i in range(2):
+        table.append(events(i * 10, 10))
+    before = lh.table("p.events").snapshots()
+    assert before[1].operation == "write"
+    lifetimes = lh.table("p.events").file_lifetimes()
+    commit = f"{table.location.rstrip('/')}/_delta_log/{1:020d}.json"
+    with open(commit) as fh:
+        actions = [json.loads(line) for line in fh if line.strip()]
+    for a in actions:
+        if "commitInfo" in a:
+            a["commitInfo"]["operation"] = "STREAMING UPDATE"
+    with open(commit, "w") as fh:
+        fh.write("\n".join(json.dumps(a) for a in actions) + "\n")
+    os.utime(commit, (before[1].timestamp.timestamp() + 5, before[1].timestamp.timestamp() + 5))
+    after = lh.table("p.events").snapshots()
+    assert after[1].operation == "streaming-update"
+    assert lh.table("p.events").file_lifetimes() == lifetimes  # same files: replayed anew, the same
+    lh.close()
