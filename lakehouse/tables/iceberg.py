@@ -836,6 +836,8 @@ class IcebergAdapter(LakehouseTable):
             if self._table.current_snapshot() is None:
                 return []
         schema = self._table.schema()
+        specs = self._table.specs()
+        readers = _bound_readers(schema)  # looked up once, not per file: 100,000 files are 100,000 conversions
         out: list[DataFile] = []
         for task in self._plan(snap.snapshot_id if snap else None, partitions).tasks:
             f = task.file
@@ -845,17 +847,18 @@ class IcebergAdapter(LakehouseTable):
                     size_bytes=int(f.file_size_in_bytes),
                     # the file's live rows: its rows less those its position deletes remove
                     row_count=int(f.record_count) - len(self._deleted_positions(task)),
-                    partition=self._human_partition(f),
-                    stats=_column_stats(f, schema),
+                    partition=self._human_partition(f, specs, schema),
+                    stats=_column_stats(f, schema, readers),
                 )
             )
         return out
 
-    def _human_partition(self, f: Any) -> dict[str, Any]:
+    def _human_partition(self, f: Any, specs: Mapping[int, Any] | None = None, schema: Any = None) -> dict[str, Any]:
         """A data file's partition values as :meth:`files` reports them: identity values in their column's type
-        (a date as a date), transforms as Iceberg prints them (``2024-01-01`` for a day, the bucket number)."""
-        spec = self._table.specs()[f.spec_id]
-        schema = self._table.schema()
+        (a date as a date), transforms as Iceberg prints them (``2024-01-01`` for a day, the bucket number).
+        ``specs`` and ``schema`` are the table's (given by a caller converting many files)."""
+        spec = (specs if specs is not None else self._table.specs())[f.spec_id]
+        schema = schema if schema is not None else self._table.schema()
         partition: dict[str, Any] = {}
         for i, pf in enumerate(spec.fields):
             value = f.partition[i]
@@ -2009,28 +2012,62 @@ class IcebergAdapter(LakehouseTable):
         return f"iceberg_scan({metadata}, snapshot_from_id={int(snapshot.snapshot_id or 0)})"
 
 
-def _column_stats(f: Any, schema: Any) -> dict[str, tuple[Any, Any, int | None]]:
-    """(min, max, nulls) per column from a data file's bounds (bounds of strings may be truncated, which
-    keeps them valid bounds)."""
+_Reader = tuple[int, str, Any, Callable[[Any, bytes], Any], str]
+
+
+def _bound_readers(schema: Any) -> list[_Reader]:
+    """Per top-level column of ``schema``: (field id, name, type, pyiceberg's ``from_bytes`` for that type, what
+    the value is: ``"tstz"``, ``"ts"``, ``"date"`` or ``""``). The conversion is looked up once, not dispatched
+    per value."""
     from pyiceberg.conversions import from_bytes
     from pyiceberg.types import DateType, TimestampType, TimestamptzType
 
+    out: list[_Reader] = []
+    for fld in schema.fields:
+        t = fld.field_type
+        kind = (
+            "tstz"
+            if isinstance(t, TimestamptzType)
+            else "ts"
+            if isinstance(t, TimestampType)
+            else "date"
+            if isinstance(t, DateType)
+            else ""
+        )
+        out.append((fld.field_id, fld.name, t, from_bytes.dispatch(type(t)), kind))
+    return out
+
+
+_EPOCH_TZ = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH_DAY = dt.date(1970, 1, 1)
+
+
+def _column_stats(
+    f: Any, schema: Any, readers: Sequence[_Reader] | None = None
+) -> dict[str, tuple[Any, Any, int | None]]:
+    """(min, max, nulls) per column from a data file's bounds (bounds of strings may be truncated, which
+    keeps them valid bounds). ``readers`` are :func:`_bound_readers` of ``schema`` (given by a caller converting
+    many files)."""
     out: dict[str, tuple[Any, Any, int | None]] = {}
     lower, upper, nulls = f.lower_bounds or {}, f.upper_bounds or {}, f.null_value_counts or {}
-    for fld in schema.fields:
-        if fld.field_id not in lower or fld.field_id not in upper:
+    if not lower or not upper:
+        return out
+    for fid, name, ftype, read, kind in readers if readers is not None else _bound_readers(schema):
+        if fid not in lower or fid not in upper:
             continue
         try:
-            lo: Any = from_bytes(fld.field_type, lower[fld.field_id])
-            hi: Any = from_bytes(fld.field_type, upper[fld.field_id])
+            lo: Any = read(ftype, lower[fid])
+            hi: Any = read(ftype, upper[fid])
         except (ValueError, TypeError, NotImplementedError):
             continue
-        if isinstance(fld.field_type, TimestamptzType | TimestampType):
-            tz = dt.UTC if isinstance(fld.field_type, TimestamptzType) else None
-            lo, hi = (dt.datetime(1970, 1, 1, tzinfo=tz) + dt.timedelta(microseconds=int(v)) for v in (lo, hi))
-        elif isinstance(fld.field_type, DateType):
-            lo, hi = (dt.date(1970, 1, 1) + dt.timedelta(days=int(v)) for v in (lo, hi))
-        out[fld.name] = (lo, hi, nulls.get(fld.field_id))
+        if kind == "tstz":
+            lo, hi = _EPOCH_TZ + dt.timedelta(microseconds=int(lo)), _EPOCH_TZ + dt.timedelta(microseconds=int(hi))
+        elif kind == "ts":
+            lo, hi = _EPOCH + dt.timedelta(microseconds=int(lo)), _EPOCH + dt.timedelta(microseconds=int(hi))
+        elif kind == "date":
+            lo, hi = _EPOCH_DAY + dt.timedelta(days=int(lo)), _EPOCH_DAY + dt.timedelta(days=int(hi))
+        out[name] = (lo, hi, nulls.get(fid))
     return out
 
 
