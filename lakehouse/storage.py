@@ -345,6 +345,16 @@ def delete_files(paths: Sequence[str], ctx: StorageContext) -> int:
     return len(paths)
 
 
+def _read_file(path: str, ctx: StorageContext) -> bytes:
+    """One file's bytes through pyarrow's file system."""
+    filesystem, inner = split_location(path, ctx)
+    try:
+        with filesystem.open_input_stream(inner) as stream:
+            return bytes(stream.read())
+    except OSError as e:
+        raise StorageError(f"cannot read {path}: {e}") from e
+
+
 class ObjectReader:
     """Reads whole objects, each with one request: on S3 a GET through a boto3 client per store (with the
     ``[s3]`` retry settings, keeping up to ``connections`` connections open), not the HEAD and GET of pyarrow's S3
@@ -367,12 +377,7 @@ class ObjectReader:
 
     def read(self, path: str) -> bytes:
         if not path.startswith(("s3://", "s3a://")):
-            filesystem, inner = split_location(path, self._ctx)
-            try:
-                with filesystem.open_input_stream(inner) as stream:
-                    return bytes(stream.read())
-            except OSError as e:
-                raise StorageError(f"cannot read {path}: {e}") from e
+            return _read_file(path, self._ctx)
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -410,13 +415,7 @@ def read_objects(paths: Sequence[str], ctx: StorageContext, *, threads: int = 8)
     if not paths:
         return
     if len(paths) == 1:
-        filesystem, inner = split_location(paths[0], ctx)
-        try:
-            with filesystem.open_input_stream(inner) as stream:
-                data = bytes(stream.read())
-        except OSError as e:
-            raise StorageError(f"cannot read {paths[0]}: {e}") from e
-        yield data
+        yield _read_file(paths[0], ctx)
         return
     reader = ObjectReader(ctx, connections=threads)
     with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as pool:

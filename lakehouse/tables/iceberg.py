@@ -182,7 +182,7 @@ def _cache_manifest_entries() -> None:
         if discard_deleted:  # what the manifest lists, for version_paths, from whichever read came first
             path = _plain_location(self.manifest_path)
             if _manifest_paths.get(path) is None:
-                _manifest_paths.put(path, frozenset(_plain_location(e.data_file.file_path) for e in entries))
+                _manifest_paths.put(path, _live_paths(entries))
         return entries
 
     fetch_manifest_entry._lakehouse_cached = True  # type: ignore[attr-defined]
@@ -213,9 +213,7 @@ class _BytesInput(InputFile):
     def open(self, seekable: bool = True) -> InputStream:
         import io
 
-        data = self._bytes()
-        self._data = b""  # read once: the bytes are the caller's now
-        return io.BytesIO(data)
+        return io.BytesIO(self._bytes())
 
 
 class _GetOnly(FileIO):
@@ -2081,6 +2079,11 @@ _recent_plans: KeptMetadata[tuple[StorageContext, str, int], _Plan] = KeptMetada
 _manifest_paths: KeptMetadata[str, frozenset[str]] = KeptMetadata(2_000_000, lambda paths: len(paths) + 1)
 
 
+def _live_paths(entries: Sequence[Any]) -> frozenset[str]:
+    """The file paths (plain locations) of a manifest's live entries."""
+    return frozenset(_plain_location(e.data_file.file_path) for e in entries)
+
+
 def _manifest_data_paths(io: Any, manifests: Sequence[Any]) -> dict[str, frozenset[str]]:
     """The live data file paths of each manifest (by its plain location), read 8 at a time where this process
     has not read them before (any read of a manifest's live entries keeps them: see
@@ -2097,8 +2100,7 @@ def _manifest_data_paths(io: Any, manifests: Sequence[Any]) -> dict[str, frozens
             todo.setdefault(path, m)
 
     def read(m: Any) -> frozenset[str]:
-        entries = m.fetch_manifest_entry(io, discard_deleted=True)
-        return frozenset(_plain_location(e.data_file.file_path) for e in entries)
+        return _live_paths(m.fetch_manifest_entry(io, discard_deleted=True))
 
     if todo:
         with ThreadPoolExecutor(min(8, len(todo))) as pool:
