@@ -239,8 +239,7 @@ def _s3_client(ctx: StorageContext, location: str, *, connections: int = 10) -> 
     if creds is None:
         raise StorageError(f"{location} is on S3 but no S3 settings are configured")
     kwargs = creds.boto3_client_kwargs()
-    if connections != 10:
-        kwargs["config"] = kwargs["config"].merge(Config(max_pool_connections=connections))
+    kwargs["config"] = kwargs["config"].merge(Config(max_pool_connections=connections))
     return boto3.client("s3", **kwargs)
 
 

@@ -90,8 +90,8 @@ def test_after_a_purge_time_travel_names_the_retention(fmt: str, tmp_path: Path)
 def test_delta_commits_without_commit_info_keep_their_numbers_and_times(tmp_path: Path) -> None:
     """The Delta protocol makes ``commitInfo`` optional (older and minimal writers leave it out): such a commit is
     still a version, its time its file's modification time. delta-rs's history skips it and numbers the versions
-    before it one too high; a vacuum trusting that numbering expired a version inside its window and deleted a
-    file that version still reads."""
+    before it one too high: this table was listed as versions 3 and 4 only (3 with version 0's time), and time
+    travel to version 2 was refused. A vacuum with a window keeps every version inside it readable."""
     import time
 
     from tests.conformance.delta_log import DeltaLogWriter
