@@ -374,3 +374,34 @@ def test_compaction_keeps_the_sign_of_zero(lh: Lakehouse, fmt: str) -> None:
     assert result.rows_in == result.rows_out == 120 and len(table.files()) == 1
     signs = [math.copysign(1, v) for v in table.scan(columns=["b"]).column("b").to_pylist() if v == 0]
     assert signs.count(-1.0) == 3 * 13 and signs.count(1.0) == 3 * 14
+
+
+def test_rewritten_columns_of_many_values_are_not_dictionary_encoded(lh: Lakehouse, fmt: str) -> None:
+    """A rewrite keeps a column of few values dictionary-encoded and writes one of thousands of distinct values
+    per row group plain (DuckDB's default would build and keep a dictionary of up to a fifth of the group)."""
+    from lakehouse.maintenance.compaction import DICTIONARY_ENTRIES
+
+    n, distinct = 60_000, 8192
+    assert DICTIONARY_ENTRIES < distinct < n // 5  # DuckDB's own limit would keep a dictionary of `distinct`
+    table = lh.create_table("m.enc", schema=SCHEMA, format=fmt)
+    for i in range(2):
+        data = batch(i * n, n, days=1)
+        # `a`: more distinct values than the cap, fewer than DuckDB's default limit for the group (n // 5)
+        a = pa.array([j % distinct for j in range(i * n, (i + 1) * n)], pa.int64())
+        table.append(data.set_column(2, "a", a).set_column(4, "s", pa.array([f"c{j % 30}" for j in range(n)])))
+    expected = rows(table)
+    optimize(lh, "m.enc", CompactionOptions(min_input_files=2, row_group_rows=n))
+    (only,) = table.files()
+    filesystem, path = split_location(only.path, lh.ctx)
+    with filesystem.open_input_file(path) as fh:
+        meta = pq.ParquetFile(fh).metadata
+    names = meta.schema.to_arrow_schema().names
+
+    def dictionary(group: int, column: str) -> bool:
+        return any("DICTIONARY" in e for e in meta.row_group(group).column(names.index(column)).encodings)
+
+    assert meta.num_row_groups == 2
+    for g in range(meta.num_row_groups):
+        assert dictionary(g, "s"), "30 values: a dictionary"
+        assert not dictionary(g, "a"), "8,192 values: plain"
+    assert rows(table) == expected
