@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import random
 import re
@@ -2215,10 +2216,15 @@ def _parquet_stats(path: str, ctx: StorageContext, indexed: Collection[str] | in
         if not complete:
             continue
         nulls[name] = count
-        if lo is not None and not isinstance(lo, bytes):
+        # JSON has no infinity or NaN (a log entry holding one is unreadable to every Delta reader): a float
+        # column whose bounds are not finite gets none, which only costs its data skipping
+        finite = not pa.types.is_floating(t) or (
+            lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
+        )
+        if lo is not None and not isinstance(lo, bytes) and finite:
             mins[name], maxs[name] = _stat_json(lo, t), _stat_json(hi, t)
     stats = {"numRecords": meta.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
-    return int(size), json.dumps(stats, default=str)
+    return int(size), json.dumps(stats, default=str, allow_nan=False)
 
 
 def _leaves(t: pa.DataType) -> int:
