@@ -240,8 +240,10 @@ _FEATURES: dict[str, FeatureSupport] = {
         FeatureSupport("timestampNtz"),
         FeatureSupport(
             "timestampNanos",
-            notes="nanosecond timestamps; delta-rs stores appended values truncated to microseconds, so appends of "
-            "values finer than that are refused",
+            notes="nanosecond timestamps (tables of other writers: lakehouse creates none); delta-rs stores "
+            "appended values truncated to microseconds, so appends of values finer than that are refused; DuckDB's "
+            "delta extension cannot read the table, so SQL fails naming timestamp_nanos; rewrites of zoned "
+            "nanosecond columns are refused by column (DuckDB reads them at microsecond precision)",
         ),
         FeatureSupport(
             "v2Checkpoint",
@@ -590,6 +592,14 @@ class DeltaAdapter(LakehouseTable):
         validate_keys(schema, definition.keys)
         if cls.exists_at(location, ctx=ctx):
             raise TableExistsError(f"a Delta table already exists at {location}")
+        for f in schema:
+            if _has_nanoseconds(f.type):
+                raise InvalidSchemaError(
+                    f"Delta column {f.name!r} holds nanosecond timestamps: delta-rs would give the table the "
+                    "timestampNanos feature, which DuckDB's delta extension (lakehouse's SQL engine) cannot read",
+                    hint="declare it as timestamp (microseconds); appended nanosecond values that are whole "
+                    "microseconds are stored exactly, finer ones are refused",
+                )
         keyed = pa.schema([f.with_metadata({KEY_METADATA: "true"}) if f.name in definition.keys else f for f in schema])
         fields: list[Field] = list(Schema.from_arrow(keyed).fields)
         partition_by: list[str] = []
@@ -2225,6 +2235,19 @@ def _parquet_stats(path: str, ctx: StorageContext, indexed: Collection[str] | in
             mins[name], maxs[name] = _stat_json(lo, t), _stat_json(hi, t)
     stats = {"numRecords": meta.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
     return int(size), json.dumps(stats, default=str, allow_nan=False)
+
+
+def _has_nanoseconds(t: pa.DataType) -> bool:
+    """Whether a column of type ``t`` holds nanosecond timestamps, nested ones included."""
+    if pa.types.is_timestamp(t):
+        return t.unit == "ns"
+    if pa.types.is_struct(t):
+        return any(_has_nanoseconds(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _has_nanoseconds(t.key_type) or _has_nanoseconds(t.item_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _has_nanoseconds(t.value_type)
+    return False
 
 
 def _leaves(t: pa.DataType) -> int:
