@@ -5,7 +5,8 @@ fingerprint of the rows without their exact duplicates).
 Types beyond lakehouse's own schema language (``OTHERS``: int8/int16, nanosecond timestamps, struct/list/map)
 are what foreign writers use: a format that cannot hold one must refuse it by name (a LakehouseError naming the
 column) before writing anything (Iceberg v2 has no nanosecond timestamps; a Delta table of them would need
-the timestampNanos feature, which DuckDB's delta extension cannot read), and every table it accepts must keep its fingerprint through each job.
+the timestampNanos feature, which DuckDB's delta extension cannot read), and every table it accepts must keep
+its fingerprint through each job.
 
 Examples are derandomized (the same ones every run, no example database).
 """
