@@ -54,8 +54,10 @@ from lakehouse.errors import (
     QueryTimeoutError,
     StorageError,
 )
+from lakehouse.expr import Expr
 from lakehouse.sql import allowlist
 from lakehouse.sql.engine import QueryResult
+from lakehouse.sql.pushdown import pushable
 from lakehouse.sql.rewrite import access_of, needed_columns, rewrite
 from lakehouse.tables.base import AsOf, Snapshot, TableName
 from lakehouse.units import parse_size
@@ -85,6 +87,8 @@ class ViewSpec:
     ctx: StorageContext | None = None
     """Where the table lives when not in the worker's own context (an external catalog's table, another
     store)."""
+    filter: Expr | None = None
+    """The part of the query's WHERE clause the table's reader applies (see :mod:`lakehouse.sql.pushdown`)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,8 @@ class IsolatedEngine:
             table = tables[name]
             masked = {c: str(p) for c, p in (masks(table) if masks is not None else {}).items()}
             columns = None if wanted is None else _columns_of(table, wanted)
+            # the current version only: an older one may lack a column the filter names (it reads as NULL)
+            pushed = pushable(rewritten, view, table.schema, masked) if when is None else None
             specs.append(
                 ViewSpec(
                     view=view,
@@ -168,6 +174,7 @@ class IsolatedEngine:
                     columns=columns,
                     masks={c: p for c, p in masked.items() if columns is None or c in columns},
                     ctx=table.ctx if table.ctx != self.config.ctx else None,
+                    filter=pushed,
                 )
             )
         result, truncated = self.pool.run(Job(rewritten, tuple(specs), limit), deadline)
@@ -557,7 +564,7 @@ class _Source:
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
         try:
-            reader = self.table.batches(self.spec.snapshot, columns=self.spec.columns)
+            reader = self.table.batches(self.spec.snapshot, columns=self.spec.columns, filter=self.spec.filter)
         except Exception as e:
             self.failure = e
             raise

@@ -622,20 +622,29 @@ class LakehouseTable(ABC):
     def _scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table: ...
 
     def batches(
-        self, snapshot: Snapshot | None = None, *, columns: Sequence[str] | None = None
+        self,
+        snapshot: Snapshot | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+        filter: Expr | None = None,
     ) -> pa.RecordBatchReader:
         """The rows of the current version (or of ``snapshot``) as a stream of batches of the declared columns
         (all, or ``columns``) in their declared types; columns the version predates read as NULL. Nothing is
-        read until the stream is: its schema is known at once.
+        read until the stream is: its schema is known at once. ``filter`` lets the reader skip files and row
+        groups whose statistics rule it out: the stream holds every row it holds for, and maybe others (the
+        caller filters).
         """
         names = list(columns) if columns is not None else list(self.schema.names)
         unknown = [c for c in names if self.schema.get_field_index(c) < 0]
         if unknown:
             raise InvalidInputError(f"unknown column(s) {', '.join(unknown)} in table {self.name}")
         target = pa.schema([self.schema.field(c) for c in names])
+        if filter is not None:
+            check_columns(filter, self.schema)
+            filter = normalize(filter, self.schema)
 
         def conformed() -> Iterator[pa.RecordBatch]:
-            source = self._batches(names, snapshot)
+            source = self._batches(names, snapshot, filter)
             if source is None:
                 return
             for batch in source:
@@ -643,10 +652,13 @@ class LakehouseTable(ABC):
 
         return pa.RecordBatchReader.from_batches(target, conformed())
 
-    def _batches(self, columns: list[str], snapshot: Snapshot | None) -> Iterable[pa.RecordBatch] | None:
-        """Batches holding (at least) those of ``columns`` the version has, any types; None when it has no
-        data. By default the whole scan, read at once; adapters stream."""
-        return self._scan(None, None, snapshot).to_batches()
+    def _batches(
+        self, columns: list[str], snapshot: Snapshot | None, filter: Expr | None = None
+    ) -> Iterable[pa.RecordBatch] | None:
+        """Batches holding (at least) those of ``columns`` the version has, any types, of at least the rows
+        ``filter`` (normalized) holds for; None when it has no data. By default the whole scan, read at once;
+        adapters stream."""
+        return self._scan(filter, None, snapshot).to_batches()
 
     @abstractmethod
     def restore(self, as_of: AsOf) -> CommitResult:

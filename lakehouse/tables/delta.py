@@ -1731,17 +1731,19 @@ class DeltaAdapter(LakehouseTable):
                 out = out.append_column(self.schema.field(c), pa.nulls(out.num_rows, self.schema.field(c).type))
         return out
 
-    def _batches(self, columns: list[str], snapshot: Snapshot | None) -> Iterator[pa.RecordBatch]:
+    def _batches(
+        self, columns: list[str], snapshot: Snapshot | None, filter: Expr | None = None
+    ) -> Iterator[pa.RecordBatch]:
         state = self._at(snapshot.version if snapshot else None)
         what = f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
         try:
-            _, batches = self._read(state, None, columns)
+            _, batches = self._read(state, None, columns, prune=filter)
             yield from batches
         except (DeltaError, OSError, pa.ArrowException) as e:
             raise _translate(e, what) from e
 
     def _read(
-        self, state: DeltaTable, expr: Expr | None, columns: list[str] | None
+        self, state: DeltaTable, expr: Expr | None, columns: list[str] | None, *, prune: Expr | None = None
     ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         """The rows of one loaded state (its schema, and a stream of batches), read by lakehouse itself rather than
         delta-rs's pyarrow dataset, which reads column-mapped files as NULLs, overflows legacy INT96 timestamps
@@ -1753,7 +1755,10 @@ class DeltaAdapter(LakehouseTable):
           too), returned under the table's names;
         * rows a deletion vector deletes are left out.
 
-        ``columns`` (the table's names) that this version lacks are left out; None means every column."""
+        ``columns`` (the table's names) that this version lacks are left out; None means every column. ``expr``
+        filters the rows; ``prune`` only skips the row groups whose statistics rule it out (of files without
+        deletion vectors), leaving the rows of the others to a caller that filters them itself: evaluating a filter
+        row by row twice cost more than it saved where statistics skip nothing."""
         import pyarrow.dataset as pds
 
         self._check(state, "read")
@@ -1810,6 +1815,16 @@ class DeltaAdapter(LakehouseTable):
             return pa.RecordBatch.from_arrays(arrays, schema=out_schema)
 
         def stream() -> Iterator[pa.RecordBatch]:
+            if plain and prune is not None:  # the row groups statistics do not rule out, read whole
+                physical_rule = _rename_expr(prune, phys_of)
+                rule = to_arrow(physical_rule, _top_level(physical), cast=view)
+                # pyarrow skips by partition values and by the bounds of columns without NULLs; a column with
+                # NULLs it cannot rule out (its bounds' guarantee includes "or is null"): those, row group by
+                # row group, with lakehouse's own reading of the statistics
+                kept = [
+                    _row_groups_that_may_match(f.subset(filter=rule, schema=physical), physical_rule) for f in plain
+                ]
+                plain[:] = [f for f in kept if f.num_row_groups]
             if plain:
                 dataset = pds.FileSystemDataset(plain, physical, fmt, filesystem)
                 for batch in dataset.to_batches(columns=wanted, filter=flt):
@@ -2235,6 +2250,34 @@ def _parquet_stats(path: str, ctx: StorageContext, indexed: Collection[str] | in
             mins[name], maxs[name] = _stat_json(lo, t), _stat_json(hi, t)
     stats = {"numRecords": meta.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
     return int(size), json.dumps(stats, default=str, allow_nan=False)
+
+
+def _row_groups_that_may_match(fragment: Any, rule: Expr) -> Any:
+    """``fragment`` (a Parquet file, or some of its row groups) cut down to the row groups whose footer
+    statistics do not rule ``rule`` out (top-level columns by their stored names; a column without statistics,
+    or of a type its bounds do not compare with, rules nothing out)."""
+    if not fragment.num_row_groups:
+        return fragment
+    meta = fragment.metadata
+    index = {meta.schema.column(j).path: j for j in range(meta.num_columns)}
+    wanted = [c for c in rule.columns() if c in index]
+    if not wanted:
+        return fragment
+    keep = []
+    for info in fragment.row_groups:
+        group = meta.row_group(info.id)
+        stats: dict[str, tuple[Any, Any, int | None]] = {}
+        for c in wanted:
+            st = group.column(index[c]).statistics
+            if st is None:
+                continue
+            bounds = (st.min, st.max) if st.has_min_max else (None, None)
+            if not st.has_min_max and (st.null_count is None or st.null_count < group.num_rows):
+                continue  # no bounds, yet values: nothing is known
+            stats[c] = (*bounds, st.null_count)
+        if may_match(rule, stats, group.num_rows):
+            keep.append(info.id)
+    return fragment.subset(row_group_ids=keep)
 
 
 def _has_nanoseconds(t: pa.DataType) -> bool:

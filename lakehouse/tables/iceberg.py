@@ -1965,7 +1965,9 @@ class IcebergAdapter(LakehouseTable):
             what = f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
             raise VersionNotFoundError(f"{what}: a file it needs is gone or unreadable ({e})") from e
 
-    def _batches(self, columns: list[str], snapshot: Snapshot | None) -> Iterable[pa.RecordBatch] | None:
+    def _batches(
+        self, columns: list[str], snapshot: Snapshot | None, filter: Expr | None = None
+    ) -> Iterable[pa.RecordBatch] | None:
         snapshot_id = snapshot.snapshot_id if snapshot else None
         if snapshot_id is None and self._table.current_snapshot() is None:
             return None
@@ -1976,13 +1978,14 @@ class IcebergAdapter(LakehouseTable):
             schema = next((s for s in metadata.schemas if s.schema_id == snap.schema_id), schema)
         names = {f.name for f in schema.fields}
         present = tuple(c for c in columns if c in names)  # an old version may predate some
+        row_filter = _to_iceberg(filter, self.schema) if filter is not None else ice.AlwaysTrue()
         try:
-            scan = self._table.scan(selected_fields=present or ("*",), snapshot_id=snapshot_id)
+            scan = self._table.scan(row_filter=row_filter, selected_fields=present or ("*",), snapshot_id=snapshot_id)
             return scan.to_arrow_batch_reader()
         except ValueError as e:
             if "equality deletes" not in str(e):
                 raise
-            return self._duckdb_scan(None, list(present) or None, snapshot).to_batches()
+            return self._duckdb_scan(filter, list(present) or None, snapshot).to_batches()
         except (OSError, pa.ArrowException) as e:
             what = f"cannot read {self.name}" + (f" version {snapshot.version}" if snapshot else "")
             raise VersionNotFoundError(f"{what}: a file it needs is gone or unreadable ({e})") from e
