@@ -1785,7 +1785,14 @@ class DeltaAdapter(LakehouseTable):
         partition_columns = list(state.metadata().partition_columns)
         plain: list[Any] = []
         masked: list[tuple[Any, pa.BooleanArray]] = []
+        partitioned_rule = [c for c in (prune.columns() if prune is not None else ()) if c in partition_columns]
         for f in files:
+            if (
+                prune is not None
+                and partitioned_rule
+                and not may_match(prune, _partition_stats(f, partitioned_rule, logical), f.row_count)
+            ):
+                continue  # its partition values rule the filter out: not even its footer is read
             condition = pc.scalar(True)
             for col in partition_columns:
                 field = physical.field(phys_of[col])
@@ -1816,14 +1823,10 @@ class DeltaAdapter(LakehouseTable):
 
         def stream() -> Iterator[pa.RecordBatch]:
             if plain and prune is not None:  # the row groups statistics do not rule out, read whole
+                # lakehouse's own reading of the footer's bounds: pyarrow's (Fragment.subset) rules nothing out on
+                # a column with NULLs (its guarantee is "within the bounds or NULL") and costs more per row group
                 physical_rule = _rename_expr(prune, phys_of)
-                rule = to_arrow(physical_rule, _top_level(physical), cast=view)
-                # pyarrow skips by partition values and by the bounds of columns without NULLs; a column with
-                # NULLs it cannot rule out (its bounds' guarantee includes "or is null"): those, row group by
-                # row group, with lakehouse's own reading of the statistics
-                kept = [
-                    _row_groups_that_may_match(f.subset(filter=rule, schema=physical), physical_rule) for f in plain
-                ]
+                kept = [_row_groups_that_may_match(f, physical_rule) for f in plain]
                 plain[:] = [f for f in kept if f.num_row_groups]
             if plain:
                 dataset = pds.FileSystemDataset(plain, physical, fmt, filesystem)
@@ -2250,6 +2253,19 @@ def _parquet_stats(path: str, ctx: StorageContext, indexed: Collection[str] | in
             mins[name], maxs[name] = _stat_json(lo, t), _stat_json(hi, t)
     stats = {"numRecords": meta.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
     return int(size), json.dumps(stats, default=str, allow_nan=False)
+
+
+def _partition_stats(f: DataFile, columns: Sequence[str], schema: pa.Schema) -> dict[str, tuple[Any, Any, int]]:
+    """A file's partition values as statistics of those columns (each one value, or all NULL)."""
+    out: dict[str, tuple[Any, Any, int]] = {}
+    for c in columns:
+        value = f.partition.get(c)
+        if value is None:
+            out[c] = (None, None, f.row_count)
+        else:
+            typed = _typed_scalar(value, schema.field(c).type).as_py()
+            out[c] = (typed, typed, 0)
+    return out
 
 
 def _row_groups_that_may_match(fragment: Any, rule: Expr) -> Any:
