@@ -2293,7 +2293,7 @@ def _row_groups_that_may_match(fragment: Any, rule: Expr) -> Any:
             stats[c] = (*bounds, st.null_count)
         if may_match(rule, stats, group.num_rows):
             keep.append(info.id)
-    return fragment.subset(row_group_ids=keep)
+    return fragment if len(keep) == fragment.num_row_groups else fragment.subset(row_group_ids=keep)
 
 
 def _has_nanoseconds(t: pa.DataType) -> bool:
