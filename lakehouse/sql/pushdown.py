@@ -89,7 +89,7 @@ def _convert(node: exp.Expression, names: set[str], schema: pa.Schema, masked: C
     """The filter nodes one conjunct stands for exactly (empty: not pushable)."""
 
     def column(n: exp.Expression) -> pa.Field | None:
-        if not isinstance(n, exp.Column) or (n.table and n.table not in names):
+        if not isinstance(n, exp.Column) or (n.table and n.table not in names) or n.args.get("db"):
             return None
         matches = [f for f in schema if f.name.lower() == n.name.lower()]
         if len(matches) != 1 or matches[0].name in masked:

@@ -72,6 +72,7 @@ def test_pushed(where: str, expected: object) -> None:
         "d = '2026-02-30'",
         "ok = 1",
         "u.k = 1",  # another table's column
+        "x.t.k = 1",
         "nope = 1",
         "k = k",
         "k IN (SELECT 1)",
