@@ -2244,7 +2244,7 @@ def _parquet_stats(path: str, ctx: StorageContext, indexed: Collection[str] | in
         if not complete:
             continue
         nulls[name] = count
-        # JSON has no infinity or NaN (a log entry holding one is unreadable to every Delta reader): a float
+        # JSON has no infinity or NaN (delta-rs's log reader failed on an entry holding `Infinity`): a float
         # column whose bounds are not finite gets none, which only costs its data skipping
         finite = not pa.types.is_floating(t) or (
             lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
