@@ -1,6 +1,7 @@
 """Property tests: random schemas and values written through each format with lakehouse (``create_table`` and
-several ``append`` batches); optimize, Z-order and dedup must keep the table's fingerprint (dedup: the
-fingerprint of the rows without their exact duplicates).
+several ``append`` batches); optimize, Z-order, dedup, erasure of one id and masking in place must keep the
+table's fingerprint (dedup: of the rows without their exact duplicates; erasure: without the erased rows; masking:
+with the masked column as the policy masks it).
 
 Types beyond lakehouse's own schema language (``OTHERS``: int8/int16, nanosecond timestamps, struct/list/map)
 are what foreign writers use: a format that cannot hold one must refuse it by name (a LakehouseError naming the
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -182,7 +184,27 @@ def _dedup(lh: Lakehouse) -> pa.Table:
     return distinct(before)
 
 
-JOBS = {"optimize": _optimize, "zorder": _zorder, "dedup": _dedup}
+def _erase(lh: Lakehouse) -> pa.Table:
+    """Row deletion (GDPR erasure) of one id: every other row kept exactly."""
+    from lakehouse.governance.ops import erase
+
+    before = lh.table("prop.t").scan()
+    erase(lh, "id = 0", tables=["prop.t"], purge=False, dry_run=False)
+    return before.filter(pc.not_equal(before.column("id"), 0))
+
+
+def _mask(lh: Lakehouse) -> pa.Table:
+    """Masking in place of the string column: that column redacted, every other value kept exactly."""
+    from lakehouse.governance.ops import mask_table
+    from lakehouse.masking import mask_array, parse_mask
+
+    before = lh.table("prop.t").scan()
+    mask_table(lh, "prop.t", policies={"s": "redact"}, dry_run=False)
+    i = before.schema.get_field_index("s")
+    return before.set_column(i, "s", mask_array(before.column("s"), parse_mask("redact")))
+
+
+JOBS = {"optimize": _optimize, "zorder": _zorder, "dedup": _dedup, "erase": _erase, "mask": _mask}
 
 
 def _cases() -> list[object]:
