@@ -38,7 +38,7 @@ spaces or punctuation (``ü``, ``1st``, ``a.b``) may also go unquoted. Aliases s
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -541,6 +541,23 @@ def plain_flavours(t: pa.DataType) -> pa.DataType:
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return pa.list_(t.value_field.with_type(plain_flavours(t.value_type)))
     return t
+
+
+def contains_type(t: pa.DataType, kind: Callable[[pa.DataType], bool]) -> bool:
+    """Whether ``t`` or any type nested in it (struct fields, list items, map keys and values) is of ``kind``.
+
+    >>> contains_type(pa.map_(pa.string(), pa.list_(pa.float32())), pa.types.is_floating)
+    True
+    """
+    if kind(t):
+        return True
+    if pa.types.is_struct(t):
+        return any(contains_type(t.field(i).type, kind) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return contains_type(t.key_type, kind) or contains_type(t.item_type, kind)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return contains_type(t.value_type, kind)
+    return False
 
 
 def check_storable(schema: pa.Schema) -> None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse.errors import ContentMismatchError, StorageError
+from lakehouse.schema import contains_type
 
 if TYPE_CHECKING:
     import duckdb
@@ -65,21 +66,10 @@ def canonical(column: str, t: pa.DataType) -> list[str]:
     value = f"CAST({_q(column)} AS {duck_type(t)})"
     if pa.types.is_floating(t):
         return [value, f"signbit({value})"]
-    if pa.types.is_nested(t) and _has_float(t):  # DuckDB's text of a nested value keeps -0.0 and NaN apart
+    # DuckDB's text of a nested value keeps -0.0 and NaN apart
+    if pa.types.is_nested(t) and contains_type(t, pa.types.is_floating):
         return [value, f"CAST({value} AS VARCHAR)"]
     return [value]
-
-
-def _has_float(t: pa.DataType) -> bool:
-    if pa.types.is_floating(t):
-        return True
-    if pa.types.is_struct(t):
-        return any(_has_float(t.field(i).type) for i in range(t.num_fields))
-    if pa.types.is_map(t):
-        return _has_float(t.key_type) or _has_float(t.item_type)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return _has_float(t.value_type)
-    return False
 
 
 def _row_sum(schema: pa.Schema, columns: Sequence[str]) -> str:

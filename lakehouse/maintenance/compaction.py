@@ -47,6 +47,7 @@ from lakehouse.maintenance.planner import (
     plan_compaction,
 )
 from lakehouse.maintenance.verify import verify
+from lakehouse.schema import contains_type
 from lakehouse.storage import StorageContext, delete_tree, list_files, schema_cache
 from lakehouse.tables.base import LakehouseTable
 
@@ -698,7 +699,7 @@ def rewrite_files(
             try:
                 written = write(dictionary_limit(group))
             except ContentMismatchError:
-                if not any(_has_float(schema.field(c).type) for c in names):
+                if not any(contains_type(schema.field(c).type, pa.types.is_floating) for c in names):
                     raise
                 # DuckDB's Parquet dictionaries hold -0.0 and 0.0 as one value (whichever came first in the row
                 # group): write once more without dictionaries
@@ -878,18 +879,6 @@ def _relabel(expr: str, source: pa.DataType, target: pa.DataType, depth: int = 0
         inner = _relabel(var, source.value_type, target.value_type, depth + 1)
         return expr if inner == var else f"list_transform({expr}, lambda {var}: {inner})"
     return expr
-
-
-def _has_float(t: pa.DataType) -> bool:
-    if pa.types.is_floating(t):
-        return True
-    if pa.types.is_struct(t):
-        return any(_has_float(t.field(i).type) for i in range(t.num_fields))
-    if pa.types.is_map(t):
-        return _has_float(t.key_type) or _has_float(t.item_type)
-    if _is_list_type(t):
-        return _has_float(t.value_type)
-    return False
 
 
 def _constant(value: Any, t: pa.DataType) -> str:

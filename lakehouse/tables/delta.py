@@ -42,7 +42,7 @@ from lakehouse.errors import (
     VersionNotFoundError,
 )
 from lakehouse.expr import And, Expr, Not, Or, all_match, evaluate_table, may_match, to_arrow
-from lakehouse.schema import PartitionField, validate_keys, validate_partitioning, without_view_types
+from lakehouse.schema import PartitionField, contains_type, validate_keys, validate_partitioning, without_view_types
 from lakehouse.storage import delete_tree, list_files, normalize_path, read_objects, split_location
 from lakehouse.tables.base import (
     AsOf,
@@ -593,7 +593,7 @@ class DeltaAdapter(LakehouseTable):
         if cls.exists_at(location, ctx=ctx):
             raise TableExistsError(f"a Delta table already exists at {location}")
         for f in schema:
-            if _has_nanoseconds(f.type):
+            if contains_type(f.type, lambda t: pa.types.is_timestamp(t) and t.unit == "ns"):
                 raise InvalidSchemaError(
                     f"Delta column {f.name!r} holds nanosecond timestamps: delta-rs would give the table the "
                     "timestampNanos feature, which DuckDB's delta extension (lakehouse's SQL engine) cannot read",
@@ -2294,19 +2294,6 @@ def _row_groups_that_may_match(fragment: Any, rule: Expr) -> Any:
         if may_match(rule, stats, group.num_rows):
             keep.append(info.id)
     return fragment if len(keep) == fragment.num_row_groups else fragment.subset(row_group_ids=keep)
-
-
-def _has_nanoseconds(t: pa.DataType) -> bool:
-    """Whether a column of type ``t`` holds nanosecond timestamps, nested ones included."""
-    if pa.types.is_timestamp(t):
-        return t.unit == "ns"
-    if pa.types.is_struct(t):
-        return any(_has_nanoseconds(t.field(i).type) for i in range(t.num_fields))
-    if pa.types.is_map(t):
-        return _has_nanoseconds(t.key_type) or _has_nanoseconds(t.item_type)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return _has_nanoseconds(t.value_type)
-    return False
 
 
 def _leaves(t: pa.DataType) -> int:
