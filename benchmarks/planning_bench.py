@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import datetime as dt
 import io
 import json
@@ -90,8 +91,27 @@ def _parquet(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def _upload(client: Any, bucket: str, objects: list[tuple[str, bytes]], pool: cf.Executor) -> None:
-    list(pool.map(lambda kv: client.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), objects))
+class Store:
+    """Where the built table's objects go: a bucket of the S3 server, or (``--local``) the local warehouse."""
+
+    def __init__(self, client: Any | None, bucket: str, pool: cf.Executor) -> None:
+        self.client, self.bucket, self.pool = client, bucket, pool
+
+    def key(self, location: str) -> str:
+        """``location`` (a table's, or a path under it) as a key of this store."""
+        return location.removeprefix(f"s3://{self.bucket}/") if self.client is not None else location
+
+    def put_many(self, objects: list[tuple[str, bytes]]) -> None:
+        if self.client is None:
+            for key, body in objects:
+                Path(key).parent.mkdir(parents=True, exist_ok=True)
+                Path(key).write_bytes(body)
+            return
+        client, bucket = self.client, self.bucket
+        list(self.pool.map(lambda kv: client.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), objects))
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}" if self.client is not None else key
 
 
 def _day_of(version: int, args: argparse.Namespace) -> dt.date:
@@ -103,16 +123,19 @@ def _ts_iso(v: dt.datetime) -> str:
     return v.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def build_delta(lh: Lakehouse, client: Any, bucket: str, args: argparse.Namespace, pool: cf.Executor) -> None:
+def build_delta(lh: Lakehouse, store: Store, args: argparse.Namespace) -> None:
     from deltalake import DeltaTable
 
     table = lh.create_table("b.big", schema=SCHEMA, format="delta", partitioning=[PartitionField("day")])
-    prefix = table.location.removeprefix(f"s3://{bucket}/").rstrip("/")
+    prefix = store.key(table.location).rstrip("/")
     per_version = args.files // args.versions
     data_schema = SCHEMA.remove(SCHEMA.get_field_index("day"))  # Delta keeps partition values out of the files
     now = dt.datetime.now(dt.UTC)
-    storage = {"AWS_ENDPOINT_URL": client.meta.endpoint_url, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
-    storage |= {"AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true", "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+    storage: dict[str, str] = {}
+    if store.client is not None:
+        storage = {"AWS_ENDPOINT_URL": store.client.meta.endpoint_url, "AWS_ACCESS_KEY_ID": "k"}
+        storage |= {"AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+        storage |= {"AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
     for v in range(1, args.versions + 1):
         day = _day_of(v - 1, args)
         # versions spread over the last 60 days: the old ones are older than any retention window
@@ -151,16 +174,16 @@ def build_delta(lh: Lakehouse, client: Any, bucket: str, args: argparse.Namespac
                     }
                 }
             )
-        _upload(client, bucket, objects, pool)
+        store.put_many(objects)
         info = {"commitInfo": {"timestamp": ms, "operation": "WRITE", "operationParameters": {"mode": "Append"}}}
         log = "\n".join(json.dumps(a) for a in [info, *adds]) + "\n"
-        client.put_object(Bucket=bucket, Key=f"{prefix}/_delta_log/{v:020d}.json", Body=log.encode())
+        store.put_many([(f"{prefix}/_delta_log/{v:020d}.json", log.encode())])
         if v % 100 == 0:
             DeltaTable(table.location, version=v, storage_options=storage).create_checkpoint()
         _progress("delta", v, args.versions)
 
 
-def build_iceberg(lh: Lakehouse, client: Any, bucket: str, args: argparse.Namespace, pool: cf.Executor) -> None:
+def build_iceberg(lh: Lakehouse, store: Store, args: argparse.Namespace) -> None:
     from pyiceberg.io.pyarrow import (
         compute_statistics_plan,
         data_file_statistics_from_parquet_metadata,
@@ -177,7 +200,7 @@ def build_iceberg(lh: Lakehouse, client: Any, bucket: str, args: argparse.Namesp
     arrow_schema = schema_to_pyarrow(meta.schema())  # with the field ids
     stats_plan = compute_statistics_plan(meta.schema(), meta.properties)
     mapping = parquet_path_to_id_mapping(meta.schema())
-    prefix = table.location.removeprefix(f"s3://{bucket}/").rstrip("/")
+    prefix = store.key(table.location).rstrip("/")
     per_version = args.files // args.versions
     for v in range(1, args.versions + 1):
         day = _day_of(v - 1, args)
@@ -191,7 +214,7 @@ def build_iceberg(lh: Lakehouse, client: Any, bucket: str, args: argparse.Namesp
             files.append(
                 DataFile.from_args(
                     content=DataFileContent.DATA,
-                    file_path=f"s3://{bucket}/{key}",
+                    file_path=store.uri(key),
                     file_format=FileFormat.PARQUET,
                     partition=st.partition(meta.spec(), meta.schema()),
                     file_size_in_bytes=len(body),
@@ -202,7 +225,7 @@ def build_iceberg(lh: Lakehouse, client: Any, bucket: str, args: argparse.Namesp
                     **st.to_serialized_dict(),
                 )
             )
-        _upload(client, bucket, objects, pool)
+        store.put_many(objects)
         with native.transaction() as tx, tx.update_snapshot().fast_append() as append:
             for f in files:
                 append.append_data_file(f)
@@ -237,7 +260,12 @@ def run_cli(argv: list[str], env: dict[str, str], cwd: str) -> dict[str, Any]:
     return {"seconds": seconds, "rss_mb": hwm / 1024, "stdout": proc.stdout}
 
 
-def measure(proxy: Any, env: dict[str, str], cwd: str, fmt: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+def measure(
+    proxy: Any | None, env: dict[str, str], cwd: str, fmt: str, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Each planning command as the CLI, after the floor of anything that lists (one paged listing of the table's
+    prefix with boto3 in this process; ``--local``: one walk of the table's directory). Without a proxy (a local
+    warehouse) there are no requests to count."""
     one_day = _day_of(args.versions // 2, args).isoformat()
     commands = [
         ("optimize --dry-run", ["optimize", "b.big", "--dry-run", "--json"]),
@@ -248,52 +276,49 @@ def measure(proxy: Any, env: dict[str, str], cwd: str, fmt: str, args: argparse.
         ("cost", ["cost", "b.big", "--json"]),
     ]  # fmt: skip
     rows = []
-    # the floor of anything that lists: one paged listing of the table's prefix with boto3, in this process
-    proxy.reset()
-    client = _s3(proxy.url)
     started = time.perf_counter()
-    bucket = f"lh-plan-{fmt}"
-    listed = sum(
-        len(page.get("Contents", []))
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="warehouse/b/big/")
-    )
-    stats = proxy.stats()
+    if proxy is None:
+        listed = sum(len(files) for _d, _s, files in os.walk(Path(env["LAKEHOUSE_WAREHOUSE"]) / "b" / "big"))
+        baseline, stats = "baseline: one walk of the directory (os.walk)", None
+    else:
+        proxy.reset()
+        client = _s3(proxy.url)
+        listed = sum(
+            len(page.get("Contents", []))
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=f"lh-plan-{fmt}", Prefix="warehouse/b/big/"
+            )
+        )
+        baseline, stats = "baseline: one paged listing (boto3)", proxy.stats()
     rows.append(
-        {
-            "format": fmt,
-            "command": "baseline: one paged listing (boto3)",
-            "seconds": time.perf_counter() - started,
-            "rss_mb": 0.0,
-            **{k: stats["requests"].get(k, 0) for k in KINDS},
-            "mb_in": sum(stats["bytes_received"].values()) / 1e6,
-            "data_reads": 0,
-            "log": stats["log"],
-            "summary": f"{listed} objects",
-        }
+        {"format": fmt, "command": baseline, "seconds": time.perf_counter() - started, "rss_mb": 0.0}
+        | _requests(stats)
+        | {"summary": f"{listed} objects"}
     )
     print(_line(rows[-1]), flush=True)
     for label, argv in commands:
-        proxy.reset()
+        if proxy is not None:
+            proxy.reset()
         r = run_cli(argv, env, cwd)
-        stats = proxy.stats()
-        req = stats["requests"]
         rows.append(
-            {
-                "format": fmt,
-                "command": label,
-                "seconds": r["seconds"],
-                "rss_mb": r["rss_mb"],
-                **{k: req.get(k, 0) for k in KINDS},
-                "mb_in": sum(stats["bytes_received"].values()) / 1e6,
-                "data_reads": sum(
-                    1 for kind, _m, path, _s in stats["log"] if kind in ("GET", "HEAD") and _is_data(path)
-                ),
-                "log": stats["log"],
-                "summary": _summary(label, r["stdout"]),
-            }
+            {"format": fmt, "command": label, "seconds": r["seconds"], "rss_mb": r["rss_mb"]}
+            | _requests(proxy.stats() if proxy is not None else None)
+            | {"summary": _summary(label, r["stdout"])}
         )
         print(_line(rows[-1]), flush=True)
     return rows
+
+
+def _requests(stats: dict[str, Any] | None) -> dict[str, Any]:
+    """The request columns of a row from the proxy's counts (none for a local warehouse)."""
+    if stats is None:
+        return {**dict.fromkeys(KINDS, None), "mb_in": None, "data_reads": None, "log": []}
+    return {
+        **{k: stats["requests"].get(k, 0) for k in KINDS},
+        "mb_in": sum(stats["bytes_received"].values()) / 1e6,
+        "data_reads": sum(1 for kind, _m, path, _s in stats["log"] if kind in ("GET", "HEAD") and _is_data(path)),
+        "log": stats["log"],
+    }
 
 
 def _is_data(path: str) -> bool:
@@ -328,9 +353,12 @@ HEADER = (
 
 
 def _line(r: dict[str, Any]) -> str:
+    def n(key: str, width: int, fmt: str = "") -> str:
+        return f"{'-' if r[key] is None else format(r[key], fmt):>{width}}"
+
     return (
-        f"{r['format']:<8} {r['command']:<46} {r['seconds']:>6.2f} {r['rss_mb']:>7.0f} {r['GET']:>5} {r['HEAD']:>5}"
-        f" {r['LIST']:>5} {r['PUT']:>4} {r['mb_in']:>7.2f} {r['data_reads']:>13}  {r['summary']}"
+        f"{r['format']:<8} {r['command']:<46} {r['seconds']:>6.2f} {r['rss_mb']:>7.0f} {n('GET', 5)} {n('HEAD', 5)}"
+        f" {n('LIST', 5)} {n('PUT', 4)} {n('mb_in', 7, '.2f')} {n('data_reads', 13)}  {r['summary']}"
     )
 
 
@@ -341,45 +369,57 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=100)
     ap.add_argument("--rows", type=int, default=4, help="rows per file")
     ap.add_argument("--formats", nargs="+", default=["delta", "iceberg"])
+    ap.add_argument(
+        "--local",
+        action="store_true",
+        help="build the tables in a local warehouse directory (the embedded default) instead of on moto's S3 "
+        "server: times without the server's listing cost, no requests to count",
+    )
     ap.add_argument("--log", action="store_true", help="print every request, grouped by command")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="lh-planning-")
+    moto = None if args.local else moto_server([sys.executable, "-m", "moto.server"])
     try:
-        moto = moto_server([sys.executable, "-m", "moto.server"])
-        upstream = moto.__enter__()
-        client = _s3(upstream)
-        with running_proxy(upstream) as proxy, cf.ThreadPoolExecutor(16) as pool:
+        upstream = moto.__enter__() if moto is not None else None
+        with contextlib.ExitStack() as stack:
+            proxy = stack.enter_context(running_proxy(upstream)) if upstream is not None else None
+            pool = stack.enter_context(cf.ThreadPoolExecutor(16))
             print(
                 f"{args.files} files in {args.versions} versions over {args.partitions} day partitions, "
-                f"{args.rows} rows per file; {os.cpu_count()} cores"
+                f"{args.rows} rows per file, {'a local warehouse' if args.local else 'on S3 (moto)'}; "
+                f"{os.cpu_count()} cores"
             )
             print(HEADER, flush=True)
             results = []
             for fmt in args.formats:
                 bucket = f"lh-plan-{fmt}"
-                client.create_bucket(Bucket=bucket)
-                s3 = {"access_key_id": "k", "secret_access_key": "s", "region": "us-east-1"}
                 catalog_url = f"sqlite:///{tmp}/{fmt}.db"
-                settings = load_settings(
-                    config_file=False,
-                    warehouse=f"s3://{bucket}/warehouse",
-                    catalog_url=catalog_url,
-                    s3={"endpoint": upstream, **s3},
-                )
+                env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "AWS_"))}
+                env |= {"LAKEHOUSE_CATALOG_URL": catalog_url, "NO_COLOR": "1"}
+                if upstream is None:
+                    warehouse = f"{tmp}/{fmt}-warehouse"
+                    settings = load_settings(config_file=False, warehouse=warehouse, catalog_url=catalog_url)
+                    store = Store(None, bucket, pool)
+                else:
+                    assert proxy is not None
+                    _s3(upstream).create_bucket(Bucket=bucket)
+                    s3 = {"access_key_id": "k", "secret_access_key": "s", "region": "us-east-1"}
+                    warehouse = f"s3://{bucket}/warehouse"
+                    settings = load_settings(
+                        config_file=False, warehouse=warehouse, catalog_url=catalog_url, s3={"endpoint": upstream, **s3}
+                    )
+                    store = Store(_s3(upstream), bucket, pool)
+                    env |= {
+                        "LAKEHOUSE_S3__ENDPOINT": proxy.url,
+                        "LAKEHOUSE_S3__ACCESS_KEY_ID": "k",
+                        "LAKEHOUSE_S3__SECRET_ACCESS_KEY": "s",
+                        "LAKEHOUSE_S3__REGION": "us-east-1",
+                    }
+                env["LAKEHOUSE_WAREHOUSE"] = warehouse
                 started = time.perf_counter()
                 with Lakehouse(settings) as lh:
-                    (build_delta if fmt == "delta" else build_iceberg)(lh, client, bucket, args, pool)
+                    (build_delta if fmt == "delta" else build_iceberg)(lh, store, args)
                 print(f"  built {fmt} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-                env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKEHOUSE_", "AWS_"))}
-                env |= {
-                    "LAKEHOUSE_WAREHOUSE": f"s3://{bucket}/warehouse",
-                    "LAKEHOUSE_CATALOG_URL": catalog_url,
-                    "LAKEHOUSE_S3__ENDPOINT": proxy.url,
-                    "LAKEHOUSE_S3__ACCESS_KEY_ID": "k",
-                    "LAKEHOUSE_S3__SECRET_ACCESS_KEY": "s",
-                    "LAKEHOUSE_S3__REGION": "us-east-1",
-                    "NO_COLOR": "1",
-                }
                 results += measure(proxy, env, tmp, fmt, args)
             if args.log:
                 for r in results:
@@ -387,7 +427,8 @@ def main() -> None:
                     for kind, method, path, status in r["log"]:
                         print(f"  {kind:<6} {method:<6} {status} {path[:160]}")
     finally:
-        moto.__exit__(None, None, None)
+        if moto is not None:
+            moto.__exit__(None, None, None)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

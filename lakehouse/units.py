@@ -11,6 +11,7 @@ datetime.timedelta(seconds=5400)
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 from lakehouse.errors import InvalidInputError
@@ -23,7 +24,13 @@ def parse_duration(text: str | dt.timedelta) -> dt.timedelta:
     """``"7d"``, ``"12h"``, ``"1h30m"``, ``"45s"``, ``"2w"`` (or a bare number of seconds) -> timedelta."""
     if isinstance(text, dt.timedelta):
         return text
-    t = str(text).strip().lower().replace(" ", "")
+    return _parse_duration(str(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_duration(text: str) -> dt.timedelta:
+    """Parsed once per spelling: a policy's durations are asked for per file of a plan."""
+    t = text.strip().lower().replace(" ", "")
     if not t or (_PART.sub("", t) and not re.fullmatch(r"\d+(?:\.\d+)?", t)):
         raise InvalidInputError(f"invalid duration {text!r}", hint="write e.g. 7d, 12h, 30m, 45s or 1h30m")
     seconds = float(t) if re.fullmatch(r"\d+(?:\.\d+)?", t) else sum(float(n) * _UNITS[u] for n, u in _PART.findall(t))

@@ -8,6 +8,7 @@ first until ``max_bytes_per_job``. A second run right after the first finds noth
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import defaultdict
@@ -72,7 +73,18 @@ def layout_name(options: CompactionOptions, engine: str = "local") -> str:
 
 def partition_key(partition: Mapping[str, Any]) -> str:
     """A stable text key of a partition's values."""
-    return json.dumps({k: partition[k] for k in sorted(partition)}, default=str, sort_keys=True)
+    # with each value's type: True, 1 and 1.0 are equal keys of a cache but different partitions
+    items = tuple((k, type(v), v) for k, v in sorted(partition.items()))
+    try:
+        return _partition_key(items)
+    except TypeError:  # a value that cannot be hashed
+        return json.dumps(dict(partition), default=str, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _partition_key(items: tuple[tuple[str, type, Any], ...]) -> str:
+    """:func:`partition_key`, once per distinct partition (a plan asks it for every file)."""
+    return json.dumps({k: v for k, _t, v in items}, default=str, sort_keys=True)
 
 
 @dataclass

@@ -208,9 +208,9 @@ class Snapshot:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DataFile:
-    """A live data file of a version."""
+    """A live data file of a version (slotted: a plan of a 100,000-file table holds 100,000 of them)."""
 
     path: str
     size_bytes: int

@@ -12,6 +12,7 @@ import bisect
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -105,10 +106,28 @@ _commit_cache: KeptMetadata[tuple[_LogKey, int], _Commit] = KeptMetadata(
 _lifetimes_cache: KeptMetadata[_LogKey, tuple[Any, dict[str, list[tuple[int, int | None]]]]] = KeptMetadata(
     _CACHE_TABLES
 )
+_files_cache: KeptMetadata[tuple[_LogKey, int, str], tuple[DataFile, ...]] = KeptMetadata(2)
+"""The live files of the last versions listed, by table id and version (a version's files never change): health's
+consumers (file health, reconciliation, tiering, the compaction plan) each ask for the same list."""
+
+
+def _digest(adds: pa.Table) -> str:
+    """A digest of the files a version's add actions name (path, size, modification time, rows)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in ("path", "size_bytes", "modification_time", "num_records"):
+        if name not in adds.column_names:
+            continue
+        for chunk in adds.column(name).chunks:
+            h.update(f"{name}:{chunk.offset}:{len(chunk)}".encode())
+            for buf in chunk.buffers():
+                if buf is not None:
+                    h.update(buf)
+    return h.hexdigest()
 
 
 def _forget_log(ctx: StorageContext, location: str) -> None:
     _lifetimes_cache.forget_where(lambda key: key[:2] == (ctx, location))
+    _files_cache.forget_where(lambda key: key[0][:2] == (ctx, location))
     _commit_cache.forget_where(lambda key: key[0][:2] == (ctx, location))
 
 
@@ -795,42 +814,65 @@ class DeltaAdapter(LakehouseTable):
 
         Row counts are exact: the add action's ``numRecords``, or where a writer recorded no statistics the
         Parquet footer's row count, minus the rows a deletion vector deletes. Statistics are keyed by the table's
-        column names (column mapping keys them by physical name in the log)."""
+        column names (column mapping keys them by physical name in the log). Kept per process for the last
+        versions listed, by the version and a digest of its add actions (a commit file written over is listed
+        anew); not for tables with deletion vectors, or when ``deletions`` are given."""
         table = pa.table(state.get_add_actions(flatten=True))
+        key = None
+        if deletions is None and "deletionVectors" not in (state.protocol().reader_features or []):
+            key = (self.ctx, self.location, str(state.metadata().id)), state.version(), _digest(table)
+            kept = _files_cache.get(key)
+            if kept is not None:
+                return list(kept)
+        files = self._list_files(state, table, deletions)
+        if key is not None:
+            _files_cache.put(key, tuple(files))
+        return files
+
+    def _list_files(
+        self, state: DeltaTable, table: pa.Table, deletions: Mapping[str, pa.BooleanArray] | None
+    ) -> list[DataFile]:
         part_cols = [c for c in table.column_names if c.startswith("partition.")]
         stat_cols = [c for c in table.column_names if c.startswith("min.")]
         logical_of = _logical_paths(state)
         if deletions is None:
             deletions = self._deletion_vectors(state)
         deleted = {key: len(mask) - mask.true_count for key, mask in deletions.items()}
-        rows = table.to_pylist()
-        full = [self._full_path(str(row["path"])) for row in rows]  # the log stores URL-encoded, usually relative
+        n = table.num_rows
+
+        def column(name: str) -> list[Any]:  # column by column: no dict per row
+            return table.column(name).to_pylist() if name in table.column_names else [None] * n
+
+        full = [self._full_path(str(p)) for p in column("path")]  # the log stores URL-encoded, usually relative
+        sizes, records = column("size_bytes"), column("num_records")
         counts = _footer_rows(
-            [(p, int(row["size_bytes"])) for p, row in zip(full, rows, strict=True) if row.get("num_records") is None],
-            self.ctx,
+            [(p, int(size)) for p, size, r in zip(full, sizes, records, strict=True) if r is None], self.ctx
         )
+        parts = list(zip(*(column(c) for c in part_cols), strict=True)) if part_cols else [()] * n
+        names = [c[len("partition.") :] for c in part_cols]
+        stats_of = [
+            (logical_of.get(c[len("min.") :], c[len("min.") :]), column(c), column("max." + c[len("min.") :]),
+             column("null_count." + c[len("min.") :]))
+            for c in stat_cols
+        ]  # fmt: skip
         out: list[DataFile] = []
-        for path, row in zip(full, rows, strict=True):
-            stats = {}
-            for c in stat_cols:
-                stored = c[len("min.") :]
-                stats[logical_of.get(stored, stored)] = (
-                    row[c],
-                    row.get("max." + stored),
-                    row.get("null_count." + stored),
-                )
-            records = row.get("num_records")
-            physical_rows = int(records) if records is not None else counts[path]
+        partitions: dict[tuple[Any, ...], dict[str, Any]] = {}  # one dict per partition, shared by its files
+        for i, path in enumerate(full):
+            values = parts[i]
+            partition = partitions.get(values)
+            if partition is None:
+                partition = partitions[values] = dict(zip(names, values, strict=True))
+            physical_rows = int(records[i]) if records[i] is not None else counts[path]
             out.append(
                 DataFile(
                     path=path,
-                    size_bytes=int(row["size_bytes"]),
-                    row_count=physical_rows - deleted.get(_path_key(path), 0),
-                    partition={c[len("partition.") :]: row[c] for c in part_cols},
-                    stats=stats,
+                    size_bytes=int(sizes[i]),
+                    row_count=physical_rows - (deleted.get(_path_key(path), 0) if deleted else 0),
+                    partition=partition,
+                    stats={name: (lo[i], hi[i], nulls[i]) for name, lo, hi, nulls in stats_of},
                 )
             )
-        known = {_path_key(p) for p in full}
+        known = {_path_key(p) for p in full} if deletions else set()
         stray = [k for k in deletions if k not in known]
         if stray:  # a deletion vector of a file not recognised: its rows would be counted (and read) as live
             raise StorageError(

@@ -254,3 +254,64 @@ def test_delta_commit_read_again_when_its_file_changed(tmp_path: Any) -> None:
     assert after[1].operation == "streaming-update"
     assert lh.table("p.events").file_lifetimes() == lifetimes  # same files: replayed anew, the same
     lh.close()
+
+
+def test_delta_file_list_is_made_once_per_version_for_every_consumer_and_anew_after_a_commit(
+    lh: Lakehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """health's consumers (file health, reconciliation, tiering, the compaction plan) share one list of a version's
+    files; a new version is listed anew, and the kept list equals a fresh one."""
+    from lakehouse.maintenance.maintain import health
+    from lakehouse.tables import delta
+
+    table = lh.create_table("p.events", schema=EVENTS, format="delta", partitioning=[PartitionField("country")])
+    for i in range(3):
+        table.append(events(i * 10, 10))
+    delta._files_cache.clear()
+    made = []
+    real = delta.DeltaAdapter._list_files
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        made.append(self.name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(delta.DeltaAdapter, "_list_files", counting)
+    health(lh, "p.events")
+    assert len(made) == 1
+    kept = lh.table("p.events").files()
+    table.append(events(100, 10))
+    after = lh.table("p.events").files()
+    assert len(made) == 2
+    assert {f.path for f in kept} < {f.path for f in after}
+    delta._files_cache.clear()
+    assert sorted(map(_file_key, after)) == sorted(map(_file_key, lh.table("p.events").files()))
+
+
+def _file_key(f: Any) -> tuple[Any, ...]:
+    return (f.path, f.size_bytes, f.row_count, partition_key(f.partition), sorted(f.stats.items()))
+
+
+def test_delta_file_list_is_made_anew_when_a_commit_file_was_written_over(tmp_path: Any) -> None:
+    """A commit file written over (a store without a commit lock) under the same version: the kept list is not
+    used, because its add actions differ."""
+    import json
+
+    from lakehouse.config import load_settings
+
+    lh = Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"), catalog_url="sqlite://"))
+    table = lh.create_table("p.events", schema=EVENTS, format="delta")
+    for i in range(2):
+        table.append(events(i * 10, 10))
+    assert sum(f.row_count for f in lh.table("p.events").files()) == 20
+    commit = f"{table.location.rstrip('/')}/_delta_log/{2:020d}.json"
+    with open(commit) as fh:
+        actions = [json.loads(line) for line in fh if line.strip()]
+    for a in actions:
+        if "add" in a:
+            stats = json.loads(a["add"]["stats"])
+            stats["numRecords"] -= 3
+            a["add"]["stats"] = json.dumps(stats)
+    with open(commit, "w") as fh:
+        fh.write("\n".join(json.dumps(a) for a in actions) + "\n")
+    assert sum(f.row_count for f in lh.table("p.events").files()) == 17
+    lh.close()

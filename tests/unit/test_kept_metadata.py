@@ -61,3 +61,13 @@ def test_concurrent_puts_keep_the_weight_consistent() -> None:
     for t in threads:
         t.join()
     assert kept._total == sum((kept._weight(v) for v in kept._items.values()), 0) <= 50
+
+
+def test_partition_keys_are_kept_per_value_and_type() -> None:
+    """partition_key is cached per partition: equal-comparing values of other types (True, 1, 1.0) are other
+    partitions, with other keys."""
+    from lakehouse.maintenance.planner import partition_key
+
+    keys = [partition_key({"p": v}) for v in (True, 1, 1.0, "1", None)]
+    assert keys == ['{"p": true}', '{"p": 1}', '{"p": 1.0}', '{"p": "1"}', '{"p": null}']
+    assert partition_key({"b": 2, "a": [1]}) == '{"a": [1], "b": 2}'  # unhashable values too, keys sorted
