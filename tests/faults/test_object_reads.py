@@ -82,6 +82,7 @@ def _forget_iceberg_reads() -> None:
     from lakehouse.tables import iceberg
 
     iceberg._recent_plans.clear()
+    iceberg._recent_files.clear()
     iceberg._manifest_paths.clear()
     iceberg._manifest_lists.clear()
     iceberg._ENTRIES._held.clear()

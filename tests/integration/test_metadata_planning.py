@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from lakehouse.core import Lakehouse
@@ -27,6 +28,7 @@ def _fresh(lh: Lakehouse) -> Any:
     from lakehouse.tables import iceberg
 
     iceberg._recent_plans.clear()
+    iceberg._recent_files.clear()
     return lh.table("p.events")
 
 
@@ -203,6 +205,7 @@ def test_iceberg_plans_and_manifest_reads_are_shared_by_later_handles_and_match_
     assert set(first) < set(second)
     paths_second = lh.table("p.events").version_paths(None)
     iceberg._recent_plans.clear()
+    iceberg._recent_files.clear()
     iceberg._manifest_paths.clear()
     iceberg._manifest_lists.clear()
     assert sorted(f.path for f in lh.table("p.events").files()) == second
@@ -256,26 +259,30 @@ def test_delta_commit_read_again_when_its_file_changed(tmp_path: Any) -> None:
     lh.close()
 
 
-def test_delta_file_list_is_made_once_per_version_for_every_consumer_and_anew_after_a_commit(
-    lh: Lakehouse, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_file_list_is_made_once_per_version_for_every_consumer_and_anew_after_a_commit(
+    lh: Lakehouse, monkeypatch: pytest.MonkeyPatch, table_format: str
 ) -> None:
     """health's consumers (file health, reconciliation, tiering, the compaction plan) share one list of a version's
-    files; a new version is listed anew, and the kept list equals a fresh one."""
+    files; a new version (and on Iceberg a schema change, which keeps the snapshot) is listed anew, and the kept
+    list equals a fresh one."""
     from lakehouse.maintenance.maintain import health
-    from lakehouse.tables import delta
+    from lakehouse.tables import delta, iceberg
 
-    table = lh.create_table("p.events", schema=EVENTS, format="delta", partitioning=[PartitionField("country")])
+    adapter = delta.DeltaAdapter if table_format == "delta" else iceberg.IcebergAdapter
+    table = lh.create_table("p.events", schema=EVENTS, format=table_format, partitioning=[PartitionField("country")])
     for i in range(3):
         table.append(events(i * 10, 10))
     delta._files_cache.clear()
+    iceberg._recent_files.clear()
     made = []
-    real = delta.DeltaAdapter._list_files
+    real = adapter._list_files
 
     def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
         made.append(self.name)
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(delta.DeltaAdapter, "_list_files", counting)
+    monkeypatch.setattr(adapter, "_list_files", counting)
     health(lh, "p.events")
     assert len(made) == 1
     kept = lh.table("p.events").files()
@@ -283,8 +290,14 @@ def test_delta_file_list_is_made_once_per_version_for_every_consumer_and_anew_af
     after = lh.table("p.events").files()
     assert len(made) == 2
     assert {f.path for f in kept} < {f.path for f in after}
+    lh.table("p.events").add_columns([pa.field("extra", pa.string())])  # Iceberg: a new schema, the same snapshot
+    lh.table("p.events").files()
+    assert len(made) == 3
     delta._files_cache.clear()
-    assert sorted(map(_file_key, after)) == sorted(map(_file_key, lh.table("p.events").files()))
+    iceberg._recent_files.clear()
+    fresh = lh.table("p.events").files()
+    assert sorted(map(_file_key, lh.table("p.events").files())) == sorted(map(_file_key, fresh))
+    assert {f.path for f in fresh} == {f.path for f in after}
 
 
 def _file_key(f: Any) -> tuple[Any, ...]:
@@ -315,3 +328,48 @@ def test_delta_file_list_is_made_anew_when_a_commit_file_was_written_over(tmp_pa
         fh.write("\n".join(json.dumps(a) for a in actions) + "\n")
     assert sum(f.row_count for f in lh.table("p.events").files()) == 17
     lh.close()
+
+
+def test_iceberg_files_of_every_version_read_by_duckdb_equal_pyiceberg_across_specs_and_deletes(lh: Lakehouse) -> None:
+    """Manifests of two partition specs (their partition structs differ, so DuckDB reads them one by one) and a
+    manifest rewritten by a delete (entries marked deleted): the files of every version DuckDB's Avro reader
+    finds equal pyiceberg's, on a local warehouse and on S3."""
+    from pyiceberg.transforms import BucketTransform
+
+    from tests.conformance.harness import check_version_paths
+
+    table = lh.create_table("p.events", schema=EVENTS, format="iceberg", partitioning=[PartitionField("country")])
+    for i in range(3):
+        table.append(events(i * 10, 10))
+    native = lh.table("p.events")._table  # type: ignore[attr-defined]
+    with native.update_spec() as spec:
+        spec.add_field("id", BucketTransform(4), "id_bucket")
+    for i in range(3, 5):
+        lh.table("p.events").append(events(i * 10, 10))
+    lh.table("p.events").delete_rows("id < 15")
+    assert len({f.partition.get("id_bucket") is None for f in lh.table("p.events").files()}) == 2  # both specs live
+    check_version_paths(lh, "p.events")
+
+
+def test_iceberg_files_of_every_version_read_by_duckdb_equal_pyiceberg_after_a_v1_to_v2_upgrade(
+    lh: Lakehouse,
+) -> None:
+    """Format v1 manifests (no ``content`` field: the file path is the data file's first field) beside v2 ones
+    after an upgrade, read in one DuckDB statement: the paths are still found by name, equal to pyiceberg's."""
+    from tests.conformance.harness import check_version_paths
+
+    table = lh.create_table(
+        "p.events", schema=EVENTS, format="iceberg", partitioning=[PartitionField("country")],
+        properties={"format-version": "1"},
+    )  # fmt: skip
+    for i in range(2):
+        table.append(events(i * 10, 10))
+    native = lh.table("p.events")._table  # type: ignore[attr-defined]
+    assert native.metadata.format_version == 1
+    with native.transaction() as tx:
+        tx.upgrade_table_version(format_version=2)
+    for i in range(2, 4):
+        lh.table("p.events").append(events(i * 10, 10))
+    lh.table("p.events").delete_rows("id < 15")
+    assert lh.table("p.events")._table.metadata.format_version == 2  # type: ignore[attr-defined]
+    check_version_paths(lh, "p.events")
