@@ -58,6 +58,7 @@ from lakehouse.tables.base import (
     StorageContext,
     TableDefinition,
     TableName,
+    gc_paused,
 )
 from lakehouse.verify import Verifier, parquet_by_name
 
@@ -824,7 +825,8 @@ class DeltaAdapter(LakehouseTable):
             kept = _files_cache.get(key)
             if kept is not None:
                 return list(kept)
-        files = self._list_files(state, table, deletions)
+        with gc_paused():
+            files = self._list_files(state, table, deletions)
         if key is not None:
             _files_cache.put(key, tuple(files))
         return files

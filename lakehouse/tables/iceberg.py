@@ -55,6 +55,7 @@ from lakehouse.tables.base import (
     StorageContext,
     TableDefinition,
     TableName,
+    gc_paused,
     partition_path,
     utc,
 )
@@ -847,10 +848,27 @@ class IcebergAdapter(LakehouseTable):
         return out
 
     def _list_files(self, snapshot_id: int | None, partitions: Expr | None) -> list[DataFile]:
+        with gc_paused():
+            return self._convert_files(snapshot_id, partitions)
+
+    def _convert_files(self, snapshot_id: int | None, partitions: Expr | None) -> list[DataFile]:
         schema = self._table.schema()
         specs = self._table.specs()
         readers = _bound_readers(schema)  # looked up once, not per file: 100,000 files are 100,000 conversions
         out: list[DataFile] = []
+        live = self._live_data_files(snapshot_id) if partitions is None else None
+        if live is not None:  # no delete files: a file's rows are all live
+            for f in live:
+                out.append(
+                    DataFile(
+                        path=_plain_location(f.file_path),
+                        size_bytes=int(f.file_size_in_bytes),
+                        row_count=int(f.record_count),
+                        partition=self._human_partition(f, specs, schema),
+                        stats=_column_stats(f, schema, readers),
+                    )
+                )
+            return out
         for task in self._plan(snapshot_id, partitions).tasks:
             f = task.file
             out.append(
@@ -864,6 +882,49 @@ class IcebergAdapter(LakehouseTable):
                 )
             )
         return out
+
+    def _live_data_files(self, snapshot_id: int | None) -> list[Any] | None:
+        """The data files of a snapshot that has no delete files, read from its manifests' live entries without
+        pyiceberg's planning (its per-file partition, metrics and residual evaluation, which an unfiltered listing
+        does not need, is most of a 100,000-file plan's time); ``None`` where the snapshot has delete manifests
+        (the plan applies them) or is already planned in this process."""
+        from pyiceberg.manifest import ManifestContent
+
+        if (
+            snapshot_id is None
+            or snapshot_id in self._plans
+            or _recent_plans.get((self.ctx, self.location, snapshot_id))
+        ):
+            return None
+        isnap = self._table.metadata.snapshot_by_id(snapshot_id)
+        if isnap is None:
+            return None
+        io = _GetOnly(self._table.io, ObjectReader(self.ctx))
+        try:
+            manifests = isnap.manifests(io)
+            _manifest_lists.put(
+                _plain_location(isnap.manifest_list), tuple(_plain_location(m.manifest_path) for m in manifests)
+            )
+            if any(m.content != ManifestContent.DATA for m in manifests):
+                return None
+
+            def read(m: Any) -> list[Any]:
+                return [
+                    e.data_file
+                    for e in m.fetch_manifest_entry(io, discard_deleted=True)
+                    if e.data_file.content == DataFileContent.DATA
+                ]
+
+            if any(StorageContext.is_s3(m.manifest_path) for m in manifests):  # waits on the store: 8 at a time
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(8) as pool:
+                    per_manifest = list(pool.map(read, manifests))
+            else:  # decoding holds the GIL: threads only contend
+                per_manifest = [read(m) for m in manifests]
+        except OSError as e:
+            raise VersionNotFoundError(f"cannot read the file list of {self.name}: {e}") from e
+        return [f for files in per_manifest for f in files]
 
     def _human_partition(self, f: Any, specs: Mapping[int, Any] | None = None, schema: Any = None) -> dict[str, Any]:
         """A data file's partition values as :meth:`files` reports them: identity values in their column's type
@@ -2171,7 +2232,7 @@ def _read_manifest_lists(ctx: StorageContext, io: Any, isnaps: Sequence[Any], ch
         return
     plain = functools.lru_cache(maxsize=None)(_plain_location)  # 1,000 manifests named 500,500 times
     counted = ", ".join(f"'{c}'" for c in _LIVE_COUNTS)
-    with _AvroReads(ctx) as avro:
+    with _AvroReads(ctx) as avro, gc_paused():
         for start in range(0, len(todo), chunk):
             locations = todo[start : start + chunk]
             rows, named = avro.query(locations, "SELECT filename, list(manifest_path) FROM {files} GROUP BY filename")
@@ -2327,6 +2388,13 @@ def _plan_snapshot(
     """pyiceberg's scan tasks of a snapshot, with its equality delete files collected instead of refused (of
     the manifests ``keep_manifest`` keeps, when given). With ``ctx``, manifests on S3 are read with one GET each
     (see :class:`_GetOnly`)."""
+    with gc_paused():
+        return _plan_snapshot_files(table, snapshot_id, keep_manifest, ctx=ctx)
+
+
+def _plan_snapshot_files(
+    table: Table, snapshot_id: int, keep_manifest: Callable[[Any], bool] | None, *, ctx: StorageContext | None
+) -> _Plan | None:
     scan = table.scan(snapshot_id=snapshot_id)
     snap = scan.snapshot()
     if snap is None:

@@ -327,8 +327,42 @@ def check_version_paths(lh: Lakehouse, name: str) -> None:
     assert ours == theirs, f"files of every version differ from pyiceberg's: {sorted(ours ^ theirs)[:3]}"
 
 
+def check_file_list(lh: Lakehouse, name: str) -> None:
+    """An Iceberg table's file list read from its manifests' live entries (the listing without pyiceberg's
+    planning) equals the one made from pyiceberg's plan, file by file: sizes, rows, partition values, statistics."""
+    from unittest import mock
+
+    from lakehouse.maintenance.planner import partition_key
+    from lakehouse.tables import iceberg
+
+    def listing() -> list[tuple[Any, ...]]:
+        iceberg._recent_files.clear()
+        iceberg._recent_plans.clear()
+        return sorted(
+            (f.path, f.size_bytes, f.row_count, partition_key(f.partition), repr(sorted(f.stats.items())))
+            for f in lh.table(name).files()
+        )
+
+    if not isinstance(lh.table(name), iceberg.IcebergAdapter):
+        return
+    read = []
+    real = iceberg.IcebergAdapter._live_data_files
+
+    def counting(self: Any, snapshot_id: Any) -> Any:
+        read.append(out := real(self, snapshot_id))
+        return out
+
+    with mock.patch.object(iceberg.IcebergAdapter, "_live_data_files", counting):
+        ours = listing()
+    with mock.patch.object(iceberg.IcebergAdapter, "_live_data_files", lambda self, snapshot_id: None):
+        planned = listing()
+    assert ours == planned, f"file lists differ: {sorted(set(ours) ^ set(planned))[:2]}"
+    assert read, "the listing was not asked for"
+
+
 def _vacuum(cli: Cli, lh: Lakehouse, foreign: Foreign, expected: pa.Table) -> None:
     check_version_paths(lh, TABLE)
+    check_file_list(lh, TABLE)
     before = tree_digest(foreign.location)
     r = cli("vacuum", TABLE, "--retain", "0s", "--json")
     assert r.code == 0, f"vacuum dry run failed: {r.line()}"

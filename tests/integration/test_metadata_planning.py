@@ -336,7 +336,7 @@ def test_iceberg_files_of_every_version_read_by_duckdb_equal_pyiceberg_across_sp
     finds equal pyiceberg's, on a local warehouse and on S3."""
     from pyiceberg.transforms import BucketTransform
 
-    from tests.conformance.harness import check_version_paths
+    from tests.conformance.harness import check_file_list, check_version_paths
 
     table = lh.create_table("p.events", schema=EVENTS, format="iceberg", partitioning=[PartitionField("country")])
     for i in range(3):
@@ -349,6 +349,7 @@ def test_iceberg_files_of_every_version_read_by_duckdb_equal_pyiceberg_across_sp
     lh.table("p.events").delete_rows("id < 15")
     assert len({f.partition.get("id_bucket") is None for f in lh.table("p.events").files()}) == 2  # both specs live
     check_version_paths(lh, "p.events")
+    check_file_list(lh, "p.events")
 
 
 def test_iceberg_files_of_every_version_read_by_duckdb_equal_pyiceberg_after_a_v1_to_v2_upgrade(
@@ -356,7 +357,7 @@ def test_iceberg_files_of_every_version_read_by_duckdb_equal_pyiceberg_after_a_v
 ) -> None:
     """Format v1 manifests (no ``content`` field: the file path is the data file's first field) beside v2 ones
     after an upgrade, read in one DuckDB statement: the paths are still found by name, equal to pyiceberg's."""
-    from tests.conformance.harness import check_version_paths
+    from tests.conformance.harness import check_file_list, check_version_paths
 
     table = lh.create_table(
         "p.events", schema=EVENTS, format="iceberg", partitioning=[PartitionField("country")],
@@ -373,3 +374,4 @@ def test_iceberg_files_of_every_version_read_by_duckdb_equal_pyiceberg_after_a_v
     lh.table("p.events").delete_rows("id < 15")
     assert lh.table("p.events")._table.metadata.format_version == 2  # type: ignore[attr-defined]
     check_version_paths(lh, "p.events")
+    check_file_list(lh, "p.events")

@@ -71,3 +71,30 @@ def test_partition_keys_are_kept_per_value_and_type() -> None:
     keys = [partition_key({"p": v}) for v in (True, 1, 1.0, "1", None)]
     assert keys == ['{"p": true}', '{"p": 1}', '{"p": 1.0}', '{"p": "1"}', '{"p": null}']
     assert partition_key({"b": 2, "a": [1]}) == '{"a": [1], "b": 2}'  # unhashable values too, keys sorted
+
+
+def test_gc_pauses_nest_and_restore_the_collector_as_it_was() -> None:
+    import gc
+
+    from lakehouse.tables.base import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pause still holds
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # switched off before: left off
+    finally:
+        gc.enable()
+    try:
+        with gc_paused():
+            raise ValueError("a failed listing")
+    except ValueError:
+        pass
+    assert gc.isenabled()
