@@ -20,7 +20,11 @@ made by kind (GET, HEAD, LIST, ...) and the bytes read:
 The question: do they read metadata only (GETs of log/checkpoint/manifest objects, not of the 100,000 data
 files), list at most once, and finish in seconds?
 
-    .venv/bin/python benchmarks/planning_bench.py [--files 100000] [--versions 1000] [--partitions 100]
+With ``--local`` the same tables are built in a local warehouse directory (the embedded default) and the
+commands timed there: no listing cost (moto scans the whole bucket for every page of a listing) and no requests
+to count.
+
+    .venv/bin/python benchmarks/planning_bench.py [--local] [--files 100000] [--versions 1000] [--partitions 100]
 """
 
 from __future__ import annotations
