@@ -2235,32 +2235,32 @@ def _read_manifest_lists(ctx: StorageContext, io: Any, isnaps: Sequence[Any], ch
     with _AvroReads(ctx) as avro, gc_paused():
         for start in range(0, len(todo), chunk):
             locations = todo[start : start + chunk]
-            rows, named = avro.query(locations, "SELECT filename, list(manifest_path) FROM {files} GROUP BY filename")
+            sql = "SELECT filename, list(manifest_path) AS paths FROM {files} GROUP BY filename"
             unread: dict[str, str] = {}  # plain path -> as the list names it
-            for file, paths in rows:
-                _manifest_lists.put(plain(named[file]), tuple(plain(p) for p in paths))
-                for p in paths:
+            for row in avro.query(locations, sql):
+                _manifest_lists.put(plain(row["filename"]), tuple(plain(p) for p in row["paths"]))
+                for p in row["paths"]:
                     if _manifest_paths.get(plain(p)) is None:
                         unread.setdefault(plain(p), p)
             if not unread:
                 continue
             # what each manifest holds, as its lists record it (any list naming it says the same)
             sql = f"SELECT manifest_path, any_value(COLUMNS(c -> c IN ({counted}))) FROM {{files}} GROUP BY ALL"
-            rows, _ = avro.query(locations, sql)
             counts: dict[str, int] = {}
-            for row in rows:
-                values = dict(zip(avro.columns[1:], row[1:], strict=True))
-                added = next((v for k, v in values.items() if "added" in k and v is not None), None)
-                existing = next((v for k, v in values.items() if "existing" in k and v is not None), None)
+            for row in avro.query(locations, sql):
+                added = next((v for k, v in row.items() if "added" in k and v is not None), None)
+                existing = next((v for k, v in row.items() if "existing" in k and v is not None), None)
                 if added is not None and existing is not None:
-                    counts[plain(row[0])] = int(added) + int(existing)
-            sql = "SELECT filename, list(data_file.file_path) FILTER (WHERE status <> 2) FROM {files} GROUP BY filename"
-            rows, named = avro.query(list(unread.values()), sql)
-            for file, live in rows:
-                path = plain(named[file])
-                live = live or []
-                if path in counts and counts[path] != len(live):
-                    continue  # not what the manifest list says it holds: pyiceberg reads it
+                    counts[plain(row["manifest_path"])] = int(added) + int(existing)
+            sql = (
+                "SELECT filename, list(data_file.file_path) FILTER (WHERE status <> 2) AS live "
+                "FROM {files} GROUP BY filename"
+            )
+            for row in avro.query(list(unread.values()), sql):
+                path = plain(row["filename"])
+                live = row["live"] or []
+                if counts.get(path) != len(live):
+                    continue  # no count recorded, or not what the list says it holds: pyiceberg reads it
                 _manifest_paths.put(path, frozenset(plain(p) for p in live))
 
 
@@ -2294,13 +2294,11 @@ class _AvroReads:
         self._con.close()
         self._scratch.cleanup()
 
-    columns: list[str]
-
-    def query(self, locations: Sequence[str], sql: str) -> tuple[list[tuple[Any, ...]], dict[str, str]]:
-        """The rows of ``sql``, whose ``{files}`` stands for ``read_avro`` of ``locations`` (``filename`` is a
-        column), and which location each file DuckDB names is. Files of different schemas (writers, format
-        versions, partition specs) are read one by one; a file DuckDB cannot read is left out. The column names are
-        :attr:`columns`."""
+    def query(self, locations: Sequence[str], sql: str) -> list[dict[str, Any]]:
+        """The rows of ``sql`` (by column name), whose ``{files}`` stands for ``read_avro`` of ``locations`` with
+        a ``filename`` column; a row's ``filename`` is given back as the location asked for (rows of a file DuckDB
+        names otherwise are left out). Files of different schemas (writers, format versions, partition specs)
+        are read one by one when they cannot be read together; a file DuckDB cannot read is left out."""
         import os
 
         import duckdb
@@ -2315,24 +2313,28 @@ class _AvroReads:
             self._fetched[loc] = scratch
         # the path DuckDB reads -> the location asked for
         named = {self._fetched.get(loc) or _plain_location(loc): loc for loc in locations}
-        self.columns: list[str] = []
         if not named:
-            return [], named
+            return []
 
-        def run(files: list[str]) -> list[tuple[Any, ...]]:
+        def run(files: list[str]) -> list[dict[str, Any]]:
             cursor = self._con.execute(sql.format(files="read_avro($files, filename = true)"), {"files": files})
-            self.columns = [d[0] for d in cursor.description]
-            return cursor.fetchall()
+            columns = [d[0] for d in cursor.description]
+            out = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+            if "filename" not in columns:
+                return out
+            for row in out:
+                row["filename"] = named.get(row["filename"])
+            return [row for row in out if row["filename"] is not None]
 
         try:  # all at once when they share a schema
-            return run(list(named)), named
+            return run(list(named))
         except duckdb.Error:
             pass
-        rows: list[tuple[Any, ...]] = []
+        rows: list[dict[str, Any]] = []
         for path in named:
             with contextlib.suppress(duckdb.Error):
                 rows += run([path])
-        return rows, named
+        return rows
 
 
 def _manifest_paths_of(io: Any, isnap: Any, path: str) -> frozenset[str]:
