@@ -2232,7 +2232,11 @@ def _read_manifest_lists(ctx: StorageContext, io: Any, isnaps: Sequence[Any], ch
         return
     plain = functools.lru_cache(maxsize=None)(_plain_location)  # 1,000 manifests named 500,500 times
     counted = ", ".join(f"'{c}'" for c in _LIVE_COUNTS)
-    with _AvroReads(ctx) as avro, gc_paused():
+    try:
+        reads = _AvroReads(ctx).__enter__()
+    except LakehouseError:  # DuckDB is the [sql] extra: without it pyiceberg reads them all, as before
+        return
+    with reads as avro, gc_paused():
         for start in range(0, len(todo), chunk):
             locations = todo[start : start + chunk]
             sql = "SELECT filename, list(manifest_path) AS paths FROM {files} GROUP BY filename"

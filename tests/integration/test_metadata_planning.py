@@ -375,3 +375,25 @@ def test_iceberg_files_of_every_version_read_by_duckdb_equal_pyiceberg_after_a_v
     assert lh.table("p.events")._table.metadata.format_version == 2  # type: ignore[attr-defined]
     check_version_paths(lh, "p.events")
     check_file_list(lh, "p.events")
+
+
+def test_iceberg_files_of_every_version_without_duckdb_are_pyiceberg_s(lh: Lakehouse, monkeypatch: Any) -> None:
+    """DuckDB is the [sql] extra: without it the files of every version (orphan detection) are pyiceberg's reads,
+    the same set."""
+    from lakehouse import duck
+    from lakehouse.errors import DependencyMissingError
+    from lakehouse.tables import iceberg
+
+    table = lh.create_table("p.events", schema=EVENTS, format="iceberg")
+    for i in range(3):
+        table.append(events(i * 10, 10))
+    with_duckdb = lh.table("p.events").version_paths(None)
+    iceberg._manifest_paths.clear()
+    iceberg._manifest_lists.clear()
+
+    def missing(*args: Any, **kwargs: Any) -> Any:
+        raise DependencyMissingError("SQL needs duckdb", hint="pip install 'lakehouse[sql]'")
+
+    monkeypatch.setattr(duck, "connect_duckdb", missing)
+    assert lh.table("p.events").version_paths(None) == with_duckdb
+    assert iceberg._manifest_paths.get(sorted(p for p in with_duckdb if p.endswith("-m0.avro"))[0]) is not None
