@@ -139,7 +139,11 @@ def _literal(node: Any, text: str) -> Any:
         try:
             return int(raw)
         except ValueError:
+            pass
+        try:
             return float(raw)
+        except ValueError:  # what the tokenizer took for a number and is not one (``0E``)
+            raise InvalidPredicateError(f"{raw!r} is not a number, in filter {text!r}") from None
     if isinstance(node, exp.Boolean):
         return bool(node.this)
     if isinstance(node, exp.Null):
