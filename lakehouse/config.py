@@ -126,6 +126,12 @@ class QuerySettings(BaseModel):
         default=300, gt=0, le=86_400, description="Wall-clock limit of an isolated query without its own (HTTP 408)."
     )
     max_result_bytes: str = Field(default="256MB", description="Largest answer an isolated query may send back.")
+    plan_files: bool = Field(
+        default=True,
+        description="In-process queries read a table's current version as the Parquet files lakehouse lists for "
+        "it, leaving out files whose statistics rule out the WHERE clause, where that reads exactly what the "
+        "format's scan reads (lakehouse.sql.planned); false: always DuckDB's delta_scan / iceberg_scan.",
+    )
 
 
 DEFAULT_PRICES = dict(STORAGE)

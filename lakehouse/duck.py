@@ -98,7 +98,7 @@ def connect_duckdb(
                     literal = str(value)
                 else:
                     literal = "'" + value.replace("'", "''") + "'"
-                con.execute(f"SET {key} = {literal}")
+                con.execute(f"SET GLOBAL {key} = {literal}")  # cursors of the connection too
         if allowed_directories is not None:
             dirs = ", ".join("'" + d.replace("'", "''") + "'" for d in allowed_directories)
             con.execute(f"SET allowed_directories = [{dirs}]")

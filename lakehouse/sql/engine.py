@@ -25,6 +25,8 @@ from lakehouse.errors import (
     StorageError,
 )
 from lakehouse.sql import allowlist
+from lakehouse.sql.planned import PlannedRead, plan_read
+from lakehouse.sql.pushdown import pushable
 from lakehouse.sql.rewrite import access_of, rewrite
 from lakehouse.storage import StorageContext
 from lakehouse.tables.base import AsOf, TableName
@@ -44,6 +46,9 @@ class QueryResult:
     sql: str
     access: tuple[dict[str, Any], ...] = ()
     """Per catalog table read: predicate columns and earliest times asked (for the access log)."""
+    reads: tuple[dict[str, Any], ...] = ()
+    """Per table reference: how it was read (``files``: the files lakehouse planned, how many of how many;
+    ``format``: the format's own scan)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +174,9 @@ class SqlEngine:
             threads=self.settings.threads,
             allowed_directories=sorted(allowed),
             extra_credentials=scoped,
+            # footers read once per file (DuckDB bounds the cache's memory): planned reads of a table's files
+            # (lakehouse.sql.planned) otherwise decode the same footers for every query
+            settings={"parquet_metadata_cache": True},
         )
 
     def close(self) -> None:
@@ -226,8 +234,9 @@ class SqlEngine:
                 cursor.close()
                 self._release(db)
                 raise
+        reads: list[dict[str, Any]] = []
         try:
-            result = self._run(cursor, rewritten, views, tables, limit, cancelled)
+            result = self._run(cursor, rewritten, views, tables, limit, cancelled, reads)
         except Exception as e:
             if cancelled.is_set():  # whatever failed after the interrupt failed because of it
                 raise QueryTimeoutError(f"query cancelled after its time limit of {timeout:g} s") from e
@@ -241,7 +250,9 @@ class SqlEngine:
             cursor.close()
             self._release(db)
         truncated = result.num_rows > limit
-        return QueryResult(result.slice(0, limit) if truncated else result, truncated, rewritten, tuple(access_of(sql)))
+        return QueryResult(
+            result.slice(0, limit) if truncated else result, truncated, rewritten, tuple(access_of(sql)), tuple(reads)
+        )
 
     def _run(
         self,
@@ -251,12 +262,19 @@ class SqlEngine:
         tables: Mapping[TableName, LakehouseTable],
         limit: int,
         cancelled: threading.Event,
+        reads: list[dict[str, Any]],
     ) -> pa.Table:
-        """The table views, then the query; up to ``limit + 1`` rows."""
+        """The table views, then the query; up to ``limit + 1`` rows. ``reads`` gets how each view reads."""
         for view, (name, when) in views.items():
             table = tables[name]
             snapshot = table.snapshot(when) if when is not None else None
-            source = _without_pushdown(table.sql_source(snapshot), table.schema)
+            planned = _planned(cursor, table, rewritten, view) if when is None and self.settings.plan_files else None
+            if planned is not None:
+                source: str | None = planned.source
+                reads.append({"table": str(name), **planned.as_dict()})
+            else:
+                source = _without_pushdown(table.sql_source(snapshot), table.schema)
+                reads.append({"table": str(name), "read": "format"})
             if source is None:  # no data yet: an empty relation of the table's columns
                 cursor.register(f"{view}__empty", table.schema.empty_table())
                 source = _quote(f"{view}__empty")
@@ -287,6 +305,17 @@ class SqlEngine:
             if rows > limit:
                 break
         return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+def _planned(cursor: duckdb.DuckDBPyConnection, table: LakehouseTable, sql: str, view: str) -> PlannedRead | None:
+    """The current version read as the files lakehouse plans for the query's WHERE clause, where that reads
+    exactly what the format's scan reads (:mod:`lakehouse.sql.planned`); None: the format's scan."""
+    import duckdb
+
+    try:
+        return plan_read(cursor, table, pushable(sql, view, table.schema))
+    except duckdb.Error:  # a footer DuckDB cannot read: the format's scan says what is wrong with the file
+        return None
 
 
 def _without_pushdown(source: str | None, schema: pa.Schema) -> str | None:

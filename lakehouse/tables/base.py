@@ -315,6 +315,20 @@ def _jsonable(v: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class PlainFiles:
+    """The current version of a table as plain Parquet files: its rows are exactly the rows of ``files`` (no
+    deletion vector, delete file or column mapping applies), for a reader that plans the files itself (the SQL
+    engine's :mod:`lakehouse.sql.planned`)."""
+
+    files: Sequence[DataFile]
+    partition_columns: tuple[str, ...] = ()
+    """Columns the files do not hold: in a file's rows their value is the file's partition value (Delta)."""
+    field_ids: Mapping[str, int] = field(default_factory=dict)
+    """Where the format resolves columns by Parquet field id (Iceberg): each column's id. A file's column is the
+    table's column only where it carries that id."""
+
+
+@dataclass(frozen=True)
 class CommitResult:
     """What a commit did."""
 
@@ -694,6 +708,12 @@ class LakehouseTable(ABC):
     @abstractmethod
     def sql_source(self, snapshot: Snapshot | None = None) -> str | None:
         """A DuckDB table-function call that reads this table (at ``snapshot``); None when it holds no data."""
+
+    def plain_files(self) -> PlainFiles | None:
+        """The current version as plain Parquet files (see :class:`PlainFiles`), or None where its rows are not
+        simply its files' rows read by name, or the format cannot tell cheaply: readers then use
+        :meth:`sql_source`, the format's own scan."""
+        return None
 
     # ---- rewrites (compaction, Z-order) ---------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from lakehouse.tables.base import (
     FeatureSupport,
     KeptMetadata,
     LakehouseTable,
+    PlainFiles,
     Snapshot,
     StorageContext,
     TableDefinition,
@@ -1957,6 +1958,20 @@ class DeltaAdapter(LakehouseTable):
             f"JOIN (VALUES {', '.join(rows)}) AS lh_p(lh_base, lh_rel, {cols}) "
             "ON parse_filename(s.lh_file) = lh_p.lh_base AND ends_with(s.lh_file, lh_p.lh_rel))"
         )
+
+    def plain_files(self) -> PlainFiles | None:
+        """The current version's live files, with its partition columns (kept in the log only), unless a
+        deletion vector or column mapping changes what its files' rows mean."""
+        state = self._at(None)
+        self._check(state, "read")
+        try:
+            if _mapping_mode(state) != "none" or "deletionVectors" in (state.protocol().reader_features or []):
+                return None
+            files = self._files_of(state)
+            partitions = tuple(state.metadata().partition_columns)
+        except DeltaError as e:
+            raise _translate(e, f"cannot read {self.name}") from e
+        return PlainFiles(files, partitions)
 
     def file_schema(self) -> pa.Schema | None:
         try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from lakehouse.config import load_settings
@@ -126,6 +127,14 @@ def check_reads(lh: Lakehouse, expected: pa.Table, when: str, name: str = TABLE,
         "scan": lambda: lh.table(name).scan(),
         "query": lambda: lh.query(f"SELECT * FROM {name}", max_rows=10_000_000).table,
     }
+    wanted = dict.fromkeys(readers, expected)
+    if "id" in expected.column_names and pa.types.is_integer(expected.schema.field("id").type) and expected.num_rows:
+        # a WHERE clause the engine may plan files for (lakehouse.sql.planned): files left out by statistics
+        # must be files without such rows
+        ids = sorted(i for i in expected["id"].to_pylist() if i is not None)
+        cut = ids[len(ids) // 2]
+        readers["query where"] = lambda: lh.query(f"SELECT * FROM {name} WHERE id >= {cut}", max_rows=10_000_000).table
+        wanted["query where"] = expected.filter(pc.greater_equal(expected["id"], cut))
     for path, read in readers.items():
         try:
             table = read()
@@ -133,7 +142,7 @@ def check_reads(lh: Lakehouse, expected: pa.Table, when: str, name: str = TABLE,
             if refuse and any(n.lower() in str(e).lower() for n in refuse):
                 continue
             raise
-        assert_same_rows(table, expected, f"{when}: lakehouse {path}")
+        assert_same_rows(table, wanted[path], f"{when}: lakehouse {path}")
 
 
 def register(cli: Cli, foreign: Foreign) -> None:

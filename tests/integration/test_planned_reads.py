@@ -1,0 +1,151 @@
+"""In-process SQL reads a table's current version as the Parquet files lakehouse plans for the query
+(:mod:`lakehouse.sql.planned`) where that reads exactly what the format's own scan reads; the same query with
+``query.plan_files = false`` (always ``delta_scan`` / ``iceberg_scan``) is the reference."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from lakehouse.core import Lakehouse
+from lakehouse.schema import parse_partitioning
+from tests.conformance.fingerprint import assert_same_rows
+
+UTC = dt.UTC
+
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("region", pa.string()),
+        pa.field("day", pa.date32()),
+        pa.field("flag", pa.bool_()),
+        pa.field("qty", pa.int32()),
+        pa.field("price", pa.decimal128(10, 2)),
+        pa.field("amount", pa.float64()),
+        pa.field("at", pa.timestamp("us", tz="UTC")),
+        pa.field("note", pa.string()),
+        pa.field("tags", pa.list_(pa.string())),
+    ]
+)
+
+
+def rows(start: int, n: int) -> pa.Table:
+    ids = list(range(start, start + n))
+    return pa.table(
+        {
+            "id": ids,
+            "region": [("eu", "us", None, "o'hare")[i % 4] for i in ids],
+            "day": [None if i % 9 == 4 else dt.date(2026, 1, 1) + dt.timedelta(days=i % 3) for i in ids],
+            "flag": [None if i % 7 == 3 else i % 2 == 0 for i in ids],
+            "qty": [None if i % 5 == 0 else i * 3 for i in ids],
+            "price": [decimal.Decimal(i) / 4 for i in ids],
+            "amount": [float("nan") if i % 13 == 0 else i * 0.5 for i in ids],
+            "at": [dt.datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(minutes=37 * i, microseconds=i) for i in ids],
+            "note": [None if i % 6 == 0 else f"n{i}" for i in ids],
+            "tags": [[f"t{i % 3}"] * (i % 3) for i in ids],
+        },
+        schema=SCHEMA,
+    )
+
+
+@pytest.fixture
+def pair(make_lakehouse: Callable[..., Lakehouse]) -> Iterator[tuple[Lakehouse, Lakehouse]]:
+    """Two Lakehouse objects on one catalog: planned reads (the default) and the format's scan only."""
+    planned = make_lakehouse()
+    scan = Lakehouse(
+        planned.settings.model_copy(update={"query": planned.settings.query.model_copy(update={"plan_files": False})})
+    )
+    yield planned, scan
+    scan.close()
+
+
+def same(pair: tuple[Lakehouse, Lakehouse], sql: str) -> tuple[pa.Table, dict[str, Any]]:
+    """The query's rows through both engines, which must be equal; and how the planned engine read."""
+    planned, scan = pair
+    got = planned.query(sql, max_rows=1_000_000)
+    want = scan.query(sql, max_rows=1_000_000)
+    assert want.reads[0]["read"] == "format"
+    assert got.table.schema.equals(want.table.schema), sql
+    assert_same_rows(got.table, want.table, sql)
+    return got.table, got.reads[0]
+
+
+# lakehouse partitions Delta by identity columns of every constant kind; Iceberg's identity values are in the
+# files as well
+PARTITIONS = {"delta": "region, day, flag", "iceberg": "region, day"}
+
+
+def test_planned_reads_equal_the_format_scan(pair: tuple[Lakehouse, Lakehouse], fmt: str) -> None:
+    lh, _ = pair
+    table = lh.create_table("p.t", schema=SCHEMA, format=fmt, partitioning=parse_partitioning(PARTITIONS[fmt]))
+    for i in range(4):  # four appends of disjoint ids: file statistics can tell them apart
+        table.append(rows(i * 50, 50))
+    total = len(lh.table("p.t").files())
+    everything, how = same(pair, "SELECT * FROM p.t")
+    assert everything.num_rows == 200
+    assert how == {"table": "p.t", "read": "files", "files": total, "files_total": total}
+    queries = {
+        "SELECT * FROM p.t WHERE id >= 150": True,  # the last append's files only
+        "SELECT * FROM p.t WHERE id < 0": True,  # no file: an empty relation of the table's columns
+        "SELECT id, qty FROM p.t WHERE qty BETWEEN 30 AND 90 AND id <> 20": True,
+        "SELECT * FROM p.t WHERE region = 'eu'": fmt == "delta",  # a partition value (Delta's log)
+        "SELECT * FROM p.t WHERE region = 'o''hare' OR id = 3": False,  # OR stays DuckDB's
+        "SELECT * FROM p.t WHERE region IS NULL": fmt == "delta",
+        "SELECT * FROM p.t WHERE day = '2026-01-02'": True,  # Delta's log; Iceberg's exact date bounds
+        "SELECT * FROM p.t WHERE flag": False,
+        "SELECT count(*) AS n, sum(price) AS p FROM p.t WHERE note LIKE 'n1%'": False,
+        "SELECT * FROM p.t WHERE amount > 10 AND at < TIMESTAMP '2026-01-02 00:00:00+00'": False,
+    }
+    for sql, prunes in queries.items():
+        _, how = same(pair, sql)
+        assert how["read"] == "files", sql
+        assert (how["files"] < total) == prunes, (sql, how)
+
+
+def test_files_of_an_older_schema(pair: tuple[Lakehouse, Lakehouse], fmt: str) -> None:
+    """Files written before a column was added: Delta's read it as NULL; where Iceberg's are among the files
+    read, the format's scan reads them (a column a file lacks may be a partition value kept in metadata there)."""
+    lh, _ = pair
+    table = lh.create_table("p.e", schema=SCHEMA, format=fmt)
+    table.append(rows(0, 30))
+    table.add_columns([pa.field("extra", pa.int64())])
+    newer = rows(30, 30)
+    lh.table("p.e").append(newer.append_column("extra", pa.array(range(30), pa.int64())))
+    got, how = same(pair, "SELECT * FROM p.e")
+    assert got.column("extra").null_count == 30
+    assert how["read"] == ("files" if fmt == "delta" else "format")
+    # statistics leave the newer files only: every one of them holds the column
+    _, how = same(pair, "SELECT id, extra FROM p.e WHERE id >= 30")
+    assert how["read"] == "files"
+    assert how["files"] < how["files_total"]
+    _, how = same(pair, "SELECT id, extra FROM p.e WHERE id >= 20")
+    assert how["read"] == ("files" if fmt == "delta" else "format")
+
+
+def test_time_travel_reads_through_the_format(pair: tuple[Lakehouse, Lakehouse], fmt: str) -> None:
+    lh, _ = pair
+    table = lh.create_table("p.v", schema=SCHEMA, format=fmt)
+    first = table.append(rows(0, 10)).version
+    table.append(rows(10, 10))
+    got, how = same(pair, f"SELECT * FROM p.v AT (VERSION => {first}) WHERE id >= 5")
+    assert got.num_rows == 5
+    assert how["read"] == "format"
+
+
+def test_a_commit_is_seen_by_the_next_query(pair: tuple[Lakehouse, Lakehouse], fmt: str) -> None:
+    """The planned file list is the current version's at each query, never an older one kept."""
+    lh, _ = pair
+    table = lh.create_table("p.c", schema=SCHEMA, format=fmt)
+    table.append(rows(0, 10))
+    assert lh.query("SELECT count(*) AS n FROM p.c WHERE id >= 0").table.to_pylist() == [{"n": 10}]
+    lh.table("p.c").append(rows(10, 10))
+    assert lh.query("SELECT count(*) AS n FROM p.c WHERE id >= 0").table.to_pylist() == [{"n": 20}]
+    lh.table("p.c").delete_rows("id < 5")
+    result = lh.query("SELECT count(*) AS n FROM p.c WHERE id >= 0")
+    assert result.table.to_pylist() == [{"n": 15}]
+    assert result.reads[0]["read"] == "files"  # both formats' deletes here rewrite files (no deletion vectors)
