@@ -56,7 +56,10 @@ def query(
         with err.status("starting Spark ...") if which == "spark" and not json_ else contextlib.nullcontext():
             result = lh.query(sql, as_of=pinned, max_rows=max_rows, masked=masked, engine=which)
     if json_:
-        _print_json(result.as_dict())
+        answer = result.as_dict()
+        if result.reads:  # how each table was read (its planned files, or the format's scan)
+            answer["reads"] = list(result.reads)
+        _print_json(answer)
         return
     print_arrow(result.table)
     if result.truncated:

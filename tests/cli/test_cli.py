@@ -83,10 +83,17 @@ def test_table_lifecycle_through_the_cli(tmp_path: Path) -> None:
     history = run_json("-w", wh, "table", "history", "sales.orders_d")
     assert [h["version"] for h in history] == [0, 1, 2, 3] and history[-1]["is_current"]
     files = run_json("-w", wh, "table", "files", "sales.orders", "--as-of", "1")
+    files_d = run_json("-w", wh, "table", "files", "sales.orders_d")
     assert sum(f["row_count"] for f in files) == 10 and all("ts_day" in f["partition"] for f in files)
 
     q = run_json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders", "--as-of", "sales.orders=2")
     assert q["rows"] == [{"n": 20}]
+    assert q["reads"] == [{"table": "sales.orders", "read": "format"}]  # an older version: the format's scan
+    q = run_json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders_d WHERE id >= 0")
+    assert q["rows"] == [{"n": 30}]
+    assert q["reads"] == [
+        {"table": "sales.orders_d", "read": "files", "files": len(files_d), "files_total": len(files_d)}
+    ]
     q = run_json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders_d AT (VERSION => 1)")
     assert q["rows"] == [{"n": 10}]
     human = run("-w", wh, "query", "SELECT country, count(*) AS n FROM sales.orders GROUP BY 1 ORDER BY 1").stdout
