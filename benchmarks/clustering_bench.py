@@ -16,11 +16,13 @@ every contestant gets its own copy of the same small files:
 Each rewrite runs in a child process (its peak RSS is its own) with the memory budget ``--memory``. Then, for
 1 %-selectivity predicates on ``user_id`` alone, on ``ts`` alone and on both (and ``country`` = one value, a
 column nobody clusters by), it prints the row groups min/max statistics let a reader skip, the rows it still
-decodes, and the query time: DuckDB's own (its delta_scan / iceberg_scan of the table, median of ``--repeat``)
-and the whole ``lakehouse query`` (a constant more), and the query as the API runs it (``isolated``: in a worker
-process, the table streamed to it by lakehouse's reader, which skips by statistics what the WHERE clause
-rules out); the ratios are of DuckDB's time, against the small files
-and against compaction alone, and the full-scan time says what the smaller row groups cost. Last, 5 % more data
+decodes, and the query time (medians of ``--repeat``): DuckDB's own on the relation lakehouse's engine reads
+for the query (``ms``: the table's files as lakehouse plans them, lakehouse.sql.planned) and on the format's
+scan (``scan``: delta_scan / iceberg_scan), the whole ``lakehouse query`` (``lh``: resolving the table, the
+allow-list, planning), and the query as the API runs it (``isolated``: in a worker process, the table streamed
+to it by lakehouse's reader, which skips by statistics what the WHERE clause rules out); the ratios (of each of
+the first three) are against the small files and against compaction alone, and the full-scan time says what
+the smaller row groups cost. Last, 5 % more data
 arrives as small files and the hilbert layout is clustered again: the share of the table's bytes that second
 run rewrites.
 

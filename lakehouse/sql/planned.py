@@ -10,10 +10,12 @@ Only where that reads exactly what the format's scan reads, by construction:
 
 * the version's rows are its files' rows (:meth:`~lakehouse.tables.base.LakehouseTable.plain_files`: no
   deletion vectors, delete files or column mapping);
-* every file's column of a table column's name has exactly the type DuckDB gives the declared column (checked
-  per distinct file schema with DuckDB's own ``DESCRIBE``, so no cast is ever added), no INT96 value anywhere
-  (its reading depends on a time zone), and, where the format resolves columns by field id (Iceberg), that
-  column carries the column's id and no column is missing (it might be a partition value kept in metadata);
+* every file's column that holds a table column has exactly the type DuckDB gives the declared column (checked
+  per distinct file schema with DuckDB's own ``DESCRIBE``, so no cast is ever added) and no INT96 value is
+  anywhere (its reading depends on a time zone); the column is found by name, or where the format resolves
+  columns by field id (Iceberg) as the one column carrying its id (a renamed column too), in a file without ids
+  as the one column of a name the table's name mapping gives it; on Iceberg no column may be missing from a
+  file (it might be a partition value kept in metadata);
 * a column the format keeps out of its files (Delta partition columns) is each file's partition value, as a
   typed constant, for the types whose text form is exact (strings, integers, booleans, dates, timestamps,
   decimals);
@@ -236,22 +238,38 @@ def _select(
                 return None
             cols.append(f"{literal} AS {_q(f.name)}")
             continue
-        have = layout.types.get(f.name)
-        if plain.field_ids:
-            if have is None or f.name not in plain.field_ids or layout.ids.get(f.name) != plain.field_ids[f.name]:
+        if plain.field_ids:  # by field id, or by the name mapping where the file has no ids
+            source = _by_id(layout, plain, f.name)
+            if source is None:
                 return None
-        elif have is None:
+        else:
+            source = f.name
+        have = layout.types.get(source)
+        if have is None:
             if f.name.lower() in {n.lower() for n in layout.types}:
                 return None  # the file spells it otherwise: which one a reader matches is the format's business
             cols.append(f"CAST(NULL AS {want}) AS {_q(f.name)}")  # added since the file was written, as the scan
             continue
         if have != want:
             return None
-        cols.append(_q(f.name))
+        cols.append(_q(f.name) if source == f.name else f"{_q(source)} AS {_q(f.name)}")
     return ", ".join(cols)
 
 
 _CANONICAL: dict[str, str] = {}
+
+
+def _by_id(layout: _Layout, plain: PlainFiles, column: str) -> str | None:
+    """The one column of a file that holds ``column`` where columns are resolved by field id: the one with its
+    id, or in a file without ids the one of a name the name mapping gives it; None where there is none (a
+    column added since, or a partition value kept in metadata) or more than one."""
+    if column not in plain.field_ids:
+        return None
+    if all(i is None for i in layout.ids.values()):
+        found = [n for n in plain.mapped_names.get(column, ()) if n in layout.ids]
+    else:
+        found = [n for n, i in layout.ids.items() if i == plain.field_ids[column]]
+    return found[0] if len(found) == 1 and found[0] in layout.types else None
 
 
 def _canonical(con: duckdb.DuckDBPyConnection, type_sql: str) -> str:

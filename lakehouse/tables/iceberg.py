@@ -2093,15 +2093,22 @@ class IcebergAdapter(LakehouseTable):
         return CommitResult(version=snap.version, snapshot_id=snap.snapshot_id, operation="rollback")
 
     def plain_files(self) -> PlainFiles | None:
-        """The current snapshot's data files, with the columns' field ids, where its summary says it has no
-        delete files (a summary without the count: None)."""
+        """The current snapshot's data files, with the columns' field ids and name mapping, where its summary
+        says it has no delete files (a summary without the count: None)."""
         files = self.files()  # refreshes: the snapshot and schema below are those of the files listed
         snap = self._table.current_snapshot()
         if snap is None or snap.summary is None:
             return None
         if snap.summary.get("total-delete-files") != "0":
             return None
-        return PlainFiles(files, (), {f.name: f.field_id for f in self._table.schema().fields})
+        fields = self._table.schema().fields
+        mapping = self._table.metadata.name_mapping()
+        return PlainFiles(
+            files,
+            (),
+            {f.name: f.field_id for f in fields},
+            {f.name: tuple(_mapped_names(mapping, f.field_id)) for f in fields},
+        )
 
     def sql_source(self, snapshot: Snapshot | None = None) -> str | None:
         metadata = _sql_str(_plain_location(self.metadata_location))

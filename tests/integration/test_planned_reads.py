@@ -149,3 +149,34 @@ def test_a_commit_is_seen_by_the_next_query(pair: tuple[Lakehouse, Lakehouse], f
     result = lh.query("SELECT count(*) AS n FROM p.c WHERE id >= 0")
     assert result.table.to_pylist() == [{"n": 15}]
     assert result.reads[0]["read"] == "files"  # both formats' deletes here rewrite files (no deletion vectors)
+
+
+def test_iceberg_columns_by_field_id_and_by_name_mapping(pair: tuple[Lakehouse, Lakehouse]) -> None:
+    """A column renamed since its files were written is found by its field id; files without field ids (added as
+    they are, a migrated table's) through the table's name mapping."""
+    import pyarrow.parquet as pq
+
+    from lakehouse.storage import split_location
+
+    lh, _ = pair
+    table = lh.create_table("p.i", schema=SCHEMA, format="iceberg")
+    table.append(rows(0, 20))
+    ice = table._table  # type: ignore[attr-defined]
+    with ice.update_schema() as update:
+        update.rename_column("qty", "quantity")
+    got, how = same(pair, "SELECT * FROM p.i WHERE id >= 0")
+    assert how["read"] == "files" and got.column_names[4] == "quantity" and got.column("quantity").null_count == 4
+    plain = rows(20, 20).rename_columns([("quantity" if c == "qty" else c) for c in SCHEMA.names])
+    path = f"{table.location.rstrip('/')}/data/added/plain.parquet"
+    filesystem, inner = split_location(path, lh.ctx)
+    filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
+    with filesystem.open_output_stream(inner) as out:
+        pq.write_table(plain, out)  # no field ids
+    ice.refresh()
+    ice.add_files([path])
+    assert ice.metadata.name_mapping() is not None
+    got, how = same(pair, "SELECT * FROM p.i")
+    assert how["read"] == "files" and got.num_rows == 40
+    _, how = same(pair, "SELECT id, quantity FROM p.i WHERE id >= 20")
+    assert how == {"table": "p.i", "read": "files", "files": 1, "files_total": how["files_total"]}
+    assert how["files_total"] > 1

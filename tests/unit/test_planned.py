@@ -144,9 +144,16 @@ def test_columns_are_read_by_name_only_where_exact() -> None:
     iceberg = PlainFiles([], (), {"id": 1, "extra": 2})
     both = {"id": "BIGINT", "extra": "BIGINT"}
     assert _select(con, layout(both, {"id": 1, "extra": 2}), iceberg, declared, {}) == '"id", "extra"'
-    assert _select(con, layout(both, {"id": 2, "extra": 1}), iceberg, declared, {}) is None  # renamed columns
+    # by id, whatever the file calls the column (a rename since it was written)
+    assert (
+        _select(con, layout(both, {"id": 2, "extra": 1}), iceberg, declared, {}) == '"extra" AS "id", "id" AS "extra"'
+    )
+    assert _select(con, layout(both, {"id": 1, "extra": 1}), iceberg, declared, {}) is None  # an id twice
     assert _select(con, layout({"id": "BIGINT"}, {"id": 1}), iceberg, declared, {}) is None  # maybe in metadata
-    assert _select(con, layout(both), iceberg, declared, {}) is None  # no field ids
+    assert _select(con, layout(both), iceberg, declared, {}) is None  # no field ids, no name mapping
+    mapped = PlainFiles([], (), {"id": 1, "extra": 2}, {"id": ("id",), "extra": ("old", "extra")})
+    assert _select(con, layout({"id": "BIGINT", "old": "BIGINT"}), mapped, declared, {}) == '"id", "old" AS "extra"'
+    assert _select(con, layout({"id": "BIGINT", "old": "BIGINT", "extra": "BIGINT"}), mapped, declared, {}) is None
     zoned = pa.schema([("at", pa.timestamp("us", "UTC"))])
     assert _select(con, layout({"at": "TIMESTAMP WITH TIME ZONE"}), delta, zoned, {}) == '"at"'
     assert _select(con, layout({"at": "TIMESTAMP"}), delta, zoned, {}) is None
