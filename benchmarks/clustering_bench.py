@@ -250,12 +250,12 @@ def measure(root: str, preds: dict[str, str], repeat: int) -> dict[str, Any]:
         for label, pred in preds.items():
             skip = data_skipping(table, files, pred)
             sql = f"SELECT count(*) AS n, sum(amount) AS s FROM bench WHERE {pred}"
-            planned = plan_read(con, table, pushable(sql, "bench", table.schema))
+            planned = plan_read(con, table, pushable(sql, "bench", table.schema, zoned_times=True))  # as the engine
             if planned is None:
                 raise SystemExit(f"lakehouse reads {root}'s table through the format's scan, not its files")
             con.execute(f"CREATE OR REPLACE TEMP VIEW bench AS SELECT * FROM {planned.source}")
             duck, scan, whole, isolated = [], [], [], []
-            for _ in range(repeat + 1):
+            for _ in range(repeat + 1):  # the in-process three interleaved, so drift spreads over them alike
                 t0 = time.perf_counter()
                 con.execute(sql).fetchall()
                 duck.append(time.perf_counter() - t0)
@@ -265,6 +265,7 @@ def measure(root: str, preds: dict[str, str], repeat: int) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 lh.query(sql.replace("FROM bench", "FROM b.t"))
                 whole.append(time.perf_counter() - t0)
+            for _ in range(repeat + 1):  # apart: a worker streaming 1,000 files for a second would slow the others
                 t0 = time.perf_counter()
                 lh.query(sql.replace("FROM bench", "FROM b.t"), isolated=True)
                 isolated.append(time.perf_counter() - t0)

@@ -174,8 +174,8 @@ class SqlEngine:
             threads=self.settings.threads,
             allowed_directories=sorted(allowed),
             extra_credentials=scoped,
-            # footers read once per file (DuckDB bounds the cache's memory): planned reads of a table's files
-            # (lakehouse.sql.planned) otherwise decode the same footers for every query
+            # footers read once per file (DuckDB's object cache, OBJECT_CACHE in duckdb_memory()): planned reads
+            # of a table's files (lakehouse.sql.planned) otherwise decode the same footers for every query
             settings={"parquet_metadata_cache": True},
         )
 
@@ -313,7 +313,7 @@ def _planned(cursor: duckdb.DuckDBPyConnection, table: LakehouseTable, sql: str,
     import duckdb
 
     try:
-        return plan_read(cursor, table, pushable(sql, view, table.schema))
+        return plan_read(cursor, table, pushable(sql, view, table.schema, zoned_times=True))
     except duckdb.Error:  # a footer DuckDB cannot read: the format's scan says what is wrong with the file
         return None
 

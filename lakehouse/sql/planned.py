@@ -19,8 +19,10 @@ Only where that reads exactly what the format's scan reads, by construction:
 * a column the format keeps out of its files (Delta partition columns) is each file's partition value, as a
   typed constant, for the types whose text form is exact (strings, integers, booleans, dates, timestamps,
   decimals);
-* files are left out only by statistics that are exact bounds: integer, date and boolean columns, and the
-  partition values above (string statistics may be truncated prefixes; floats have NaN).
+* files are left out only by statistics that bound every value: integer, date and boolean columns, zoned
+  microsecond timestamps compared with a literal naming its offset (a Delta maximum widened by a millisecond:
+  writers truncate them), and the partition values above (string statistics may be truncated prefixes; floats
+  have NaN).
 
 Anything else (time travel included) reads through the format's scan. Files of one schema and partition value
 are one ``read_parquet``, the groups a ``UNION ALL`` (at most :data:`MAX_GROUPS` of them).
@@ -145,8 +147,10 @@ def plan_read(con: duckdb.DuckDBPyConnection, table: LakehouseTable, where: Expr
 
 
 def _exact_stats(f: DataFile, plain: PlainFiles, declared: pa.Schema) -> dict[str, tuple[Any, Any, int | None]]:
-    """(min, max, nulls) of a file that bound every value exactly: partition values, and the recorded bounds of
-    integer, date and boolean columns. A column left out is unknown (the file is kept)."""
+    """(min, max, nulls) of a file that bound every value: partition values, and the recorded bounds of integer,
+    date and boolean columns and of microsecond timestamps with a time zone (their maximum widened by the
+    format's :attr:`~lakehouse.tables.base.PlainFiles.time_bound_slack`). A column left out is unknown (the file
+    is kept)."""
     out: dict[str, tuple[Any, Any, int | None]] = {}
     for c in plain.partition_columns:
         v = f.partition.get(c)
@@ -155,9 +159,14 @@ def _exact_stats(f: DataFile, plain: PlainFiles, declared: pa.Schema) -> dict[st
         if c in out or declared.get_field_index(c) < 0:
             continue
         t = declared.field(c).type
-        if not (pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_boolean(t)):
+        zoned = pa.types.is_timestamp(t) and t.tz is not None and t.unit == "us"
+        if not (pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_boolean(t) or zoned):
             continue
         if lo is not None and hi is not None:
+            if zoned:
+                if not (isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime) and lo.tzinfo and hi.tzinfo):
+                    continue
+                hi = hi + plain.time_bound_slack
             out[c] = (lo, hi, nulls)
         elif nulls is not None and nulls == f.row_count:  # known to hold NULLs only
             out[c] = (None, None, nulls)

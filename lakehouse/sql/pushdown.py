@@ -48,9 +48,15 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _INT = re.compile(r"-?\d+")
 
 
-def pushable(sql: str, view: str, schema: pa.Schema, masked: Collection[str] = ()) -> Expr | None:
+def pushable(
+    sql: str, view: str, schema: pa.Schema, masked: Collection[str] = (), *, zoned_times: bool = False
+) -> Expr | None:
     """The conjunction of the WHERE conjuncts of ``sql`` (a query as :func:`lakehouse.sql.rewrite.rewrite`
-    leaves it) that the reader of the table bound as ``view`` may apply (see the module docstring), or None."""
+    leaves it) that the reader of the table bound as ``view`` may apply (see the module docstring), or None.
+
+    ``zoned_times``: also a microsecond timestamp column with a time zone compared with a string literal that
+    names its offset (``'2026-01-02T03:04:05.123456+00:00'``, ``...Z``): DuckDB reads it as that instant whatever
+    the session's time zone (for readers that compare instants themselves, :mod:`lakehouse.sql.planned`)."""
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except sqlglot.errors.ParseError:
@@ -69,7 +75,7 @@ def pushable(sql: str, view: str, schema: pa.Schema, masked: Collection[str] = (
     names = {references[0].name, references[0].alias_or_name}
     items: list[Expr] = []
     for conjunct in _conjuncts(where.this):
-        items.extend(_convert(conjunct, names, schema, masked))
+        items.extend(_convert(conjunct, names, schema, masked, zoned_times))
     if not items:
         return None
     return items[0] if len(items) == 1 else And(tuple(items))
@@ -85,8 +91,13 @@ def _conjuncts(node: exp.Expression) -> Iterator[exp.Expression]:
         yield node
 
 
-def _convert(node: exp.Expression, names: set[str], schema: pa.Schema, masked: Collection[str]) -> list[Expr]:
+def _convert(
+    node: exp.Expression, names: set[str], schema: pa.Schema, masked: Collection[str], zoned_times: bool = False
+) -> list[Expr]:
     """The filter nodes one conjunct stands for exactly (empty: not pushable)."""
+
+    def _literal(n: exp.Expression, t: pa.DataType) -> Any:
+        return _literal_of(n, t, zoned_times)
 
     def column(n: exp.Expression) -> pa.Field | None:
         if not isinstance(n, exp.Column) or (n.table and n.table not in names) or n.args.get("db"):
@@ -131,7 +142,10 @@ _NO = object()
 """Not a literal the column's type reads exactly."""
 
 
-def _literal(node: exp.Expression, t: pa.DataType) -> Any:
+_ZONED = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+
+
+def _literal_of(node: exp.Expression, t: pa.DataType, zoned_times: bool = False) -> Any:
     negative = False
     if isinstance(node, exp.Neg):
         negative, node = True, node.this
@@ -155,4 +169,11 @@ def _literal(node: exp.Expression, t: pa.DataType) -> Any:
             return _NO
     if pa.types.is_boolean(t):
         return node.this if isinstance(node, exp.Boolean) else _NO
+    if zoned_times and pa.types.is_timestamp(t) and t.tz is not None and t.unit == "us":
+        if not (isinstance(node, exp.Literal) and node.is_string and _ZONED.fullmatch(node.this)):
+            return _NO
+        try:
+            return dt.datetime.fromisoformat(node.this)
+        except ValueError:
+            return _NO
     return _NO

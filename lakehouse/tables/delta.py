@@ -1971,7 +1971,7 @@ class DeltaAdapter(LakehouseTable):
             partitions = tuple(state.metadata().partition_columns)
         except DeltaError as e:
             raise _translate(e, f"cannot read {self.name}") from e
-        return PlainFiles(files, partitions)
+        return PlainFiles(files, partitions, time_bound_slack=dt.timedelta(milliseconds=1))
 
     def file_schema(self) -> pa.Schema | None:
         try:

@@ -2105,9 +2105,8 @@ class IcebergAdapter(LakehouseTable):
         mapping = self._table.metadata.name_mapping()
         return PlainFiles(
             files,
-            (),
-            {f.name: f.field_id for f in fields},
-            {f.name: tuple(_mapped_names(mapping, f.field_id)) for f in fields},
+            field_ids={f.name: f.field_id for f in fields},
+            mapped_names={f.name: tuple(_mapped_names(mapping, f.field_id)) for f in fields},
         )
 
     def sql_source(self, snapshot: Snapshot | None = None) -> str | None:

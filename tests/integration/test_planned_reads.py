@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -99,7 +100,10 @@ def test_planned_reads_equal_the_format_scan(pair: tuple[Lakehouse, Lakehouse], 
         "SELECT * FROM p.t WHERE day = '2026-01-02'": True,  # Delta's log; Iceberg's exact date bounds
         "SELECT * FROM p.t WHERE flag": False,
         "SELECT count(*) AS n, sum(price) AS p FROM p.t WHERE note LIKE 'n1%'": False,
-        "SELECT * FROM p.t WHERE amount > 10 AND at < TIMESTAMP '2026-01-02 00:00:00+00'": False,
+        "SELECT * FROM p.t WHERE amount > 10 AND at < TIMESTAMP '2026-01-02 00:00:00+00'": False,  # a cast
+        "SELECT * FROM p.t WHERE at >= '2026-01-05T12:00:00Z'": True,  # a literal naming its offset
+        "SELECT * FROM p.t WHERE at BETWEEN '2026-01-02 00:00:00+02:00' AND '2026-01-02 12:00:00+02:00'": True,
+        "SELECT * FROM p.t WHERE at >= '2026-01-05T12:00:00'": False,  # no offset: the session's time zone
     }
     for sql, prunes in queries.items():
         _, how = same(pair, sql)
@@ -180,3 +184,36 @@ def test_iceberg_columns_by_field_id_and_by_name_mapping(pair: tuple[Lakehouse, 
     _, how = same(pair, "SELECT id, quantity FROM p.i WHERE id >= 20")
     assert how == {"table": "p.i", "read": "files", "files": 1, "files_total": how["files_total"]}
     assert how["files_total"] > 1
+
+
+def test_delta_timestamp_statistics_truncated_to_milliseconds(tmp_path: Path) -> None:
+    """Spark records a Delta file's timestamp bounds truncated to milliseconds: a file whose last value lies
+    0.9 ms past its recorded maximum is still read for a predicate between the two."""
+    from lakehouse.config import load_settings
+    from tests.conformance.delta_log import DeltaLogWriter
+
+    root = str(tmp_path / "spark-like")
+    w = DeltaLogWriter(root)
+    base = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    data = pa.table(
+        {
+            "id": pa.array([1, 2], pa.int64()),
+            "ts": pa.array([base, base + dt.timedelta(microseconds=900)], pa.timestamp("us", "UTC")),
+        }
+    )
+    w.commit([w.protocol(1, 2), w.metadata(data.schema)], operation="CREATE TABLE")
+    stamp = "2026-01-01T00:00:00.000Z"
+    stats = {"numRecords": 2, "minValues": {"id": 1, "ts": stamp}, "maxValues": {"id": 2, "ts": stamp}}
+    w.commit([w.add(w.write_parquet(data), stats={**stats, "nullCount": {"id": 0, "ts": 0}})])
+    settings = load_settings(
+        config_file=False, warehouse=str(tmp_path / "wh"), catalog_url=f"sqlite:///{tmp_path}/c.db"
+    )
+    with Lakehouse(settings) as lh:
+        lh.register_table("s.t", location=root, format="delta")
+        got = lh.query("SELECT id FROM s.t WHERE ts >= '2026-01-01T00:00:00.000500+00:00'")
+        assert got.table.to_pylist() == [{"id": 2}]
+        assert got.reads == ({"table": "s.t", "read": "files", "files": 1, "files_total": 1},)
+        # past the widened maximum: the file is left out, and nothing is lost by it
+        got = lh.query("SELECT id FROM s.t WHERE ts > '2026-01-01T00:00:00.001000Z'")
+        assert got.table.num_rows == 0
+        assert got.reads == ({"table": "s.t", "read": "files", "files": 0, "files_total": 1},)

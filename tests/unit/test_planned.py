@@ -151,9 +151,25 @@ def test_columns_are_read_by_name_only_where_exact() -> None:
     assert _select(con, layout(both, {"id": 1, "extra": 1}), iceberg, declared, {}) is None  # an id twice
     assert _select(con, layout({"id": "BIGINT"}, {"id": 1}), iceberg, declared, {}) is None  # maybe in metadata
     assert _select(con, layout(both), iceberg, declared, {}) is None  # no field ids, no name mapping
-    mapped = PlainFiles([], (), {"id": 1, "extra": 2}, {"id": ("id",), "extra": ("old", "extra")})
+    mapped = PlainFiles([], (), {"id": 1, "extra": 2}, mapped_names={"id": ("id",), "extra": ("old", "extra")})
     assert _select(con, layout({"id": "BIGINT", "old": "BIGINT"}), mapped, declared, {}) == '"id", "old" AS "extra"'
     assert _select(con, layout({"id": "BIGINT", "old": "BIGINT", "extra": "BIGINT"}), mapped, declared, {}) is None
     zoned = pa.schema([("at", pa.timestamp("us", "UTC"))])
     assert _select(con, layout({"at": "TIMESTAMP WITH TIME ZONE"}), delta, zoned, {}) == '"at"'
     assert _select(con, layout({"at": "TIMESTAMP"}), delta, zoned, {}) is None
+
+
+def test_zoned_timestamp_bounds_widened_by_the_formats_slack() -> None:
+    declared = pa.schema([("at", pa.timestamp("us", "UTC")), ("naive", pa.timestamp("us"))])
+    lo, hi = dt.datetime(2026, 1, 1, tzinfo=UTC), dt.datetime(2026, 1, 2, tzinfo=UTC)
+    f = DataFile(
+        path="x",
+        size_bytes=1,
+        row_count=5,
+        stats={"at": (lo, hi, 0), "naive": (lo.replace(tzinfo=None), hi.replace(tzinfo=None), 0)},
+    )
+    slack = dt.timedelta(milliseconds=1)
+    assert _exact_stats(f, PlainFiles([f], time_bound_slack=slack), declared) == {"at": (lo, hi + slack, 0)}
+    assert _exact_stats(f, PlainFiles([f]), declared) == {"at": (lo, hi, 0)}
+    text = DataFile(path="y", size_bytes=1, row_count=5, stats={"at": ("2026-01-01", "2026-01-02", 0)})
+    assert _exact_stats(text, PlainFiles([text]), declared) == {}  # not instants: unknown

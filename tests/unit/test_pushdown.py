@@ -112,3 +112,23 @@ def test_masked_columns_are_never_pushed() -> None:
     """A caller without the PII permission filters on masked values: the raw ones must not decide what it sees."""
     assert push("s = 'alice' AND k = 1", masked=("s",)) == Compare("k", "=", 1)
     assert push("s IS NULL", masked=("s",)) is None
+
+
+def test_zoned_time_literals_only_when_asked_and_only_with_an_offset() -> None:
+    schema = pa.schema(
+        [("at", pa.timestamp("us", "UTC")), ("naive", pa.timestamp("us")), ("ns", pa.timestamp("ns", "UTC"))]
+    )
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=dt.UTC)
+    sql = "SELECT * FROM v WHERE at >= '2026-01-02T03:04:05.123456Z'"
+    assert pushable(sql, "v", schema) is None  # the worker's reader: never
+    assert pushable(sql, "v", schema, zoned_times=True) == Compare("at", ">=", at)
+    plus_two = pushable("SELECT * FROM v WHERE at < '2026-01-02 05:04:05.123456+02:00'", "v", schema, zoned_times=True)
+    assert plus_two == Compare("at", "<", at)
+    for where in (
+        "at >= '2026-01-02T03:04:05'",  # no offset: the session's time zone would say which instant
+        "at >= '2026-01-02T03:04:05.1234567Z'",  # finer than DuckDB's microseconds
+        "at >= TIMESTAMPTZ '2026-01-02T03:04:05Z'",  # a cast, not a literal
+        "naive >= '2026-01-02T03:04:05Z'",
+        "ns >= '2026-01-02T03:04:05Z'",
+    ):
+        assert pushable(f"SELECT * FROM v WHERE {where}", "v", schema, zoned_times=True) is None, where
