@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -591,6 +592,13 @@ def rewrite_files(
     again on the version it commits on)."""
     if check:
         table.check_operation("dedup" if drop_rows is not None else "optimize")  # before anything is written
+    patterned = next((p for p in inputs if _PATTERN.search(_duck_path(p))), None)
+    if patterned is not None:  # read_parquet would expand it, and read every other file its name matches too
+        raise UnsupportedOperationError(
+            f"cannot rewrite {patterned} of table {table.name}: its path holds a character DuckDB reads as a file "
+            "name pattern (* ? [ ] { })",
+            hint="rewrite the table's files with its own writer (Spark, delta-rs), which names files plainly",
+        )
     with contextlib.ExitStack() as stack:
         stack.enter_context(schema_cache())  # the layout and the format's reader each read the inputs' footers
         if con is None:
@@ -911,6 +919,10 @@ def _q(ident: str) -> str:
 
 def _s(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+_PATTERN = re.compile(r"[*?\[\]{}]")
+"""Characters of DuckDB's file name patterns (``read_parquet`` expands a path holding one)."""
 
 
 def _duck_path(path: str) -> str:

@@ -24,7 +24,8 @@ Only where that reads exactly what the format's scan reads, by construction:
   writers truncate them), and the partition values above (string statistics may be truncated prefixes; floats
   have NaN).
 
-Anything else (time travel included) reads through the format's scan. Files of one schema and partition value
+Anything else (time travel included, and a file whose path holds a character of DuckDB's file name patterns,
+which ``read_parquet`` would expand) reads through the format's scan. Files of one schema and partition value
 are one ``read_parquet``, the groups a ``UNION ALL`` (at most :data:`MAX_GROUPS` of them).
 """
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -51,6 +53,9 @@ if TYPE_CHECKING:
 MAX_GROUPS = 256
 """Groups of files (one schema, one partition value) read as one UNION ALL at most; more read through the
 format's scan."""
+
+_GLOB = re.compile(r"[*?\[\]{}]")
+"""Characters of DuckDB's file name patterns: a path holding one is never handed to ``read_parquet``."""
 
 _SCHEMA_BATCH = 512
 """Files whose footers one ``parquet_schema`` statement reads."""
@@ -121,7 +126,10 @@ def plan_read(con: duckdb.DuckDBPyConnection, table: LakehouseTable, where: Expr
     if not kept:
         cols = ", ".join(f"CAST(NULL AS {duck_type(f.type)}) AS {_q(f.name)}" for f in declared)
         return PlannedRead(f"(SELECT {cols} WHERE false)", 0, len(plain.files))
-    layouts = _layouts(con, [_duck_path(f.path) for f in kept])
+    paths = [_duck_path(f.path) for f in kept]
+    if any(_GLOB.search(p) for p in paths):
+        return None  # DuckDB would expand the name as a pattern, and read other files that match it too
+    layouts = _layouts(con, paths)
     if layouts is None:
         return None
     groups: dict[tuple[Any, ...], list[str]] = {}

@@ -50,3 +50,28 @@ def test_delta_files_storing_columns_otherwise_keep_every_value(layout: str, tmp
         assert len(table.files()) == 1
         got = table.scan().sort_by("id").to_pylist()
     assert got == sorted(expected, key=lambda r: r["id"])
+
+
+def test_a_file_named_like_a_pattern_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """``part-*.parquet`` would be expanded by DuckDB's read_parquet into every file its name matches (here a
+    file of no commit): the rewrite is refused by name, the table left as it was."""
+    from lakehouse.errors import UnsupportedOperationError
+
+    root = str(tmp_path / "patterns")
+    w = DeltaLogWriter(root)
+    data = pa.table({"id": pa.array([1, 2], pa.int64())})
+    w.commit([w.protocol(1, 2), w.metadata(data.schema)], operation="CREATE TABLE")
+    w.write_parquet(pa.table({"id": pa.array([99], pa.int64())}), name="part-1")  # in no commit
+    for name, rows in (("part-*", data), ("part-3", pa.table({"id": pa.array([3], pa.int64())}))):
+        stats = {"numRecords": rows.num_rows, "nullCount": {"id": 0}}
+        w.commit([w.add(w.write_parquet(rows, name=name), stats=stats)])
+    before = sorted(p.name for p in Path(root).rglob("*") if p.is_file())
+    settings = load_settings(
+        config_file=False, warehouse=str(tmp_path / "wh"), catalog_url=f"sqlite:///{tmp_path}/c.db"
+    )
+    with Lakehouse(settings) as lh:
+        lh.register_table("s.p", location=root, format="delta")
+        with pytest.raises(UnsupportedOperationError, match=r"part-\*\.parquet .*file name pattern"):
+            optimize(lh, "s.p", CompactionOptions(target_file_size=1 << 20))
+        assert sorted(r["id"] for r in lh.query("SELECT id FROM s.p").table.to_pylist()) == [1, 2, 3]
+    assert sorted(p.name for p in Path(root).rglob("*") if p.is_file()) == before

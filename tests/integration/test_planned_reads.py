@@ -217,3 +217,26 @@ def test_delta_timestamp_statistics_truncated_to_milliseconds(tmp_path: Path) ->
         got = lh.query("SELECT id FROM s.t WHERE ts > '2026-01-01T00:00:00.001000Z'")
         assert got.table.num_rows == 0
         assert got.reads == ({"table": "s.t", "read": "files", "files": 0, "files_total": 1},)
+
+
+def test_file_names_with_pattern_characters(tmp_path: Path) -> None:
+    """A data file named like a DuckDB file pattern (``part-*.parquet``, which matches another file's name too)
+    is read through the format's scan: read_parquet would expand the name and read the other file too."""
+    from lakehouse.config import load_settings
+    from tests.conformance.delta_log import DeltaLogWriter
+
+    root = str(tmp_path / "patterns")
+    w = DeltaLogWriter(root)
+    data = pa.table({"id": pa.array([1, 2], pa.int64())})
+    w.commit([w.protocol(1, 2), w.metadata(data.schema)], operation="CREATE TABLE")
+    w.write_parquet(pa.table({"id": pa.array([99], pa.int64())}), name="part-1")  # in no commit
+    stats = {"numRecords": 2, "minValues": {"id": 1}, "maxValues": {"id": 2}, "nullCount": {"id": 0}}
+    w.commit([w.add(w.write_parquet(data, name="part-*"), stats=stats)])
+    settings = load_settings(
+        config_file=False, warehouse=str(tmp_path / "wh"), catalog_url=f"sqlite:///{tmp_path}/c.db"
+    )
+    with Lakehouse(settings) as lh:
+        lh.register_table("s.p", location=root, format="delta")
+        got = lh.query("SELECT id FROM s.p ORDER BY id")
+        assert got.table.to_pylist() == [{"id": 1}, {"id": 2}]
+        assert got.reads == ({"table": "s.p", "read": "format"},)
