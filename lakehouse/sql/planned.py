@@ -24,9 +24,10 @@ Only where that reads exactly what the format's scan reads, by construction:
   writers truncate them), and the partition values above (string statistics may be truncated prefixes; floats
   have NaN).
 
-Anything else (time travel included, and a file whose path holds a character of DuckDB's file name patterns,
-which ``read_parquet`` would expand) reads through the format's scan. Files of one schema and partition value
-are one ``read_parquet``, the groups a ``UNION ALL`` (at most :data:`MAX_GROUPS` of them).
+Anything else reads through the format's scan: time travel, more than :data:`MAX_FILES` files left to read,
+and a file whose path holds a character of DuckDB's file name patterns (``read_parquet`` would expand it).
+Files of one schema and partition value are one ``read_parquet``, the groups a ``UNION ALL`` (at most
+:data:`MAX_GROUPS` of them).
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ if TYPE_CHECKING:
 MAX_GROUPS = 256
 """Groups of files (one schema, one partition value) read as one UNION ALL at most; more read through the
 format's scan."""
+
+MAX_FILES = 2048
+"""Files left to read at most: each one's footer is read once per process to check its schema before DuckDB
+reads it, which for a query such as ``SELECT * ... LIMIT 10`` over a table of 100,000 files is far more than
+the format's scan reads."""
 
 _GLOB = re.compile(r"[*?\[\]{}]")
 """Characters of DuckDB's file name patterns: a path holding one is never handed to ``read_parquet``."""
@@ -126,6 +132,8 @@ def plan_read(con: duckdb.DuckDBPyConnection, table: LakehouseTable, where: Expr
     if not kept:
         cols = ", ".join(f"CAST(NULL AS {duck_type(f.type)}) AS {_q(f.name)}" for f in declared)
         return PlannedRead(f"(SELECT {cols} WHERE false)", 0, len(plain.files))
+    if len(kept) > MAX_FILES:
+        return None
     paths = [_duck_path(f.path) for f in kept]
     if any(_GLOB.search(p) for p in paths):
         return None  # DuckDB would expand the name as a pattern, and read other files that match it too

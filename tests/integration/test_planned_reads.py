@@ -240,3 +240,21 @@ def test_file_names_with_pattern_characters(tmp_path: Path) -> None:
         got = lh.query("SELECT id FROM s.p ORDER BY id")
         assert got.table.to_pylist() == [{"id": 1}, {"id": 2}]
         assert got.reads == ({"table": "s.p", "read": "format"},)
+
+
+def test_more_files_than_planned_reads_take_read_through_the_format(
+    pair: tuple[Lakehouse, Lakehouse], fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``MAX_FILES`` files left to read (each footer is read to check its schema first) a query reads
+    through the format's scan; a WHERE clause that leaves fewer is planned."""
+    from lakehouse.sql import planned
+
+    lh, _ = pair
+    table = lh.create_table("p.m", schema=SCHEMA, format=fmt)
+    for i in range(4):
+        table.append(rows(i * 10, 10))
+    monkeypatch.setattr(planned, "MAX_FILES", 2)
+    _, how = same(pair, "SELECT * FROM p.m")
+    assert how["read"] == "format"
+    _, how = same(pair, "SELECT * FROM p.m WHERE id >= 30")
+    assert how["read"] == "files" and how["files"] == 1
