@@ -126,8 +126,6 @@ def plan_read(con: duckdb.DuckDBPyConnection, table: LakehouseTable, where: Expr
     declared = table.schema
     # partition columns the table declares (a generated one lakehouse hides, such as ts_day, is not read)
     constant_columns = [c for c in plain.partition_columns if declared.get_field_index(c) >= 0]
-    if not all(_constant_type(declared.field(c).type) for c in constant_columns):
-        return None
     kept = [f for f in plain.files if where is None or may_match(where, _exact_stats(f, plain, declared), f.row_count)]
     if not kept:
         cols = ", ".join(f"CAST(NULL AS {duck_type(f.type)}) AS {_q(f.name)}" for f in declared)
@@ -304,18 +302,6 @@ def _canonical(con: duckdb.DuckDBPyConnection, type_sql: str) -> str:
         row = con.execute(f"DESCRIBE SELECT CAST(NULL AS {type_sql}) AS x").fetchone()
         known = _CANONICAL[type_sql] = str(row[1]) if row else type_sql
     return known
-
-
-def _constant_type(t: pa.DataType) -> bool:
-    return bool(
-        pa.types.is_string(t)
-        or pa.types.is_large_string(t)
-        or pa.types.is_integer(t)
-        or pa.types.is_boolean(t)
-        or pa.types.is_date32(t)
-        or pa.types.is_timestamp(t)
-        or pa.types.is_decimal(t)
-    )
 
 
 def _constant(value: Any, t: pa.DataType) -> str | None:
