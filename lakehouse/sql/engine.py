@@ -200,7 +200,7 @@ class SqlEngine:
 
         Args:
             sql: the query; ``namespace.table`` names catalog tables.
-            resolve: opens a table by name (raises TableNotFoundError).
+            resolve: opens a table by name at its newest version (raises TableNotFoundError).
             as_of: version or time per table name, for references without their own ``AT (...)``.
             max_rows: rows to return at most (default: the ``query.max_rows`` setting).
             timeout: seconds, counted from this call, after which the query is interrupted
@@ -212,6 +212,22 @@ class SqlEngine:
         rewritten, views = rewrite(sql, pinned)
         allowlist.check_sql(rewritten, tables=views)
         tables = {name: resolve(name) for name, _ in views.values()}
+        with contextlib.ExitStack() as pins:  # each table answers from the version it was opened at
+            for table in tables.values():
+                pins.enter_context(table.pinned(refresh=False))
+            return self._query(rewritten, views, tables, limit, deadline, timeout, sql)
+
+    def _query(
+        self,
+        rewritten: str,
+        views: Mapping[str, tuple[TableName, AsOf | None]],
+        tables: Mapping[TableName, LakehouseTable],
+        limit: int,
+        deadline: float | None,
+        timeout: float | None,
+        sql: str,
+    ) -> QueryResult:
+        """:meth:`query` once its tables are open and pinned."""
         self._scope_credentials(tables.values())
         # where each table's files are: its location, and directories outside it that the format records
         db = self._acquire([loc for t in tables.values() for loc in t.read_locations()])

@@ -158,25 +158,28 @@ class IsolatedEngine:
             _refuse_quarantine(tables)
         wanted = needed_columns(rewritten)
         specs = []
-        for view, (name, when) in views.items():
-            table = tables[name]
-            masked = {c: str(p) for c, p in (masks(table) if masks is not None else {}).items()}
-            columns = None if wanted is None else _columns_of(table, wanted)
-            # the current version only: an older one may lack a column the filter names (it reads as NULL)
-            pushed = pushable(rewritten, view, table.schema, masked) if when is None else None
-            specs.append(
-                ViewSpec(
-                    view=view,
-                    table=str(name),
-                    format=table.format,
-                    location=table.location,
-                    snapshot=table.snapshot(when) if when is not None else None,
-                    columns=columns,
-                    masks={c: p for c, p in masked.items() if columns is None or c in columns},
-                    ctx=table.ctx if table.ctx != self.config.ctx else None,
-                    filter=pushed,
+        with contextlib.ExitStack() as pins:  # the schema asked for several times per table: not reloaded each time
+            for table in tables.values():
+                pins.enter_context(table.pinned(refresh=False))
+            for view, (name, when) in views.items():
+                table = tables[name]
+                masked = {c: str(p) for c, p in (masks(table) if masks is not None else {}).items()}
+                columns = None if wanted is None else _columns_of(table, wanted)
+                # the current version only: an older one may lack a column the filter names (it reads as NULL)
+                pushed = pushable(rewritten, view, table.schema, masked) if when is None else None
+                specs.append(
+                    ViewSpec(
+                        view=view,
+                        table=str(name),
+                        format=table.format,
+                        location=table.location,
+                        snapshot=table.snapshot(when) if when is not None else None,
+                        columns=columns,
+                        masks={c: p for c, p in masked.items() if columns is None or c in columns},
+                        ctx=table.ctx if table.ctx != self.config.ctx else None,
+                        filter=pushed,
+                    )
                 )
-            )
         result, truncated = self.pool.run(Job(rewritten, tuple(specs), limit), deadline)
         return QueryResult(result, truncated, rewritten, tuple(access_of(sql)))
 

@@ -433,6 +433,32 @@ class LakehouseTable(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} at {self.location}>"
 
+    # ---- one version for a reader ----------------------------------------------------------------------
+
+    _pinned: bool = False
+
+    @contextlib.contextmanager
+    def pinned(self, *, refresh: bool = True) -> Iterator[Self]:
+        """Inside, the table answers from one version: the newest on entry (``refresh=False``: the one it holds,
+        for a table just opened), not brought up to date before each call. For readers that ask for the schema,
+        the files and the source of one version several times (a query): what they see belongs together, and an
+        Iceberg table is not reloaded from its catalog and metadata file for every call. Reads only: a commit
+        inside would retry against a version that never moves."""
+        if self._pinned:
+            yield self
+            return
+        if refresh:
+            self._refresh()
+        self._pinned = True
+        try:
+            yield self
+        finally:
+            self._pinned = False
+
+    @abstractmethod
+    def _refresh(self) -> None:
+        """Bring the loaded state to the newest version (a no-op while :meth:`pinned`)."""
+
     # ---- lifecycle (implemented by adapters) -----------------------------------------------------------
 
     @classmethod

@@ -580,6 +580,8 @@ class DeltaAdapter(LakehouseTable):
 
     def _refresh(self) -> None:
         """Bring the loaded state to the newest version (reads only the commits since)."""
+        if self._pinned:
+            return
         _reading(self.ctx, f"cannot read the log of {self.name}", self._dt.update_incremental)
 
     def _history(self, limit: int | None = None) -> list[dict[str, Any]]:

@@ -545,7 +545,7 @@ class IcebergAdapter(LakehouseTable):
 
     @property
     def metadata_location(self) -> str:
-        self._table.refresh()
+        self._refresh()
         return str(self._table.metadata_location)
 
     # ---- lifecycle -----------------------------------------------------------------------------------
@@ -704,7 +704,7 @@ class IcebergAdapter(LakehouseTable):
 
     def rest_table(self) -> dict[str, Any]:
         """The spec's load-table answer: metadata location and the table metadata."""
-        self._table.refresh()
+        self._refresh()
         return _table_response(self._table.metadata, self._table.metadata_location)
 
     def rest_commit(self, body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -720,7 +720,7 @@ class IcebergAdapter(LakehouseTable):
         from pyiceberg.table.update import AddSnapshotUpdate
 
         req = _parse_commit(CommitTableRequest, body, self.name)
-        self._table.refresh()
+        self._refresh()
         try:
             response = catalog_for(self.ctx).commit_table(self._table, tuple(req.requirements), tuple(req.updates))
         except CommitFailedException as e:
@@ -746,9 +746,14 @@ class IcebergAdapter(LakehouseTable):
 
     # ---- metadata ------------------------------------------------------------------------------------
 
+    def _refresh(self) -> None:
+        """Reload the table from its catalog (the newest metadata file), unless :meth:`pinned`."""
+        if not self._pinned:
+            self._table.refresh()
+
     @property
     def definition(self) -> TableDefinition:
-        self._table.refresh()
+        self._refresh()
         arrow = self._table.schema().as_arrow()
         schema = pa.schema([pa.field(f.name, _normalise_type(f.type), nullable=f.nullable) for f in arrow])
         spec = self._table.spec()
@@ -764,7 +769,7 @@ class IcebergAdapter(LakehouseTable):
         return TableDefinition(schema=schema, partitioning=tuple(parts), keys=keys, properties=props)
 
     def snapshots(self) -> list[Snapshot]:
-        self._table.refresh()
+        self._refresh()
         meta = self._table.metadata
         snaps = sorted(meta.snapshots, key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
         # A snapshot's version is its sequence number. Format-v1 snapshots have none (0): they are numbered by
@@ -835,7 +840,7 @@ class IcebergAdapter(LakehouseTable):
         entries costs seconds."""
         snap = self.snapshot(as_of) if as_of is not None else None
         if snap is None:
-            self._table.refresh()
+            self._refresh()
             if self._table.current_snapshot() is None:
                 return []
         snapshot_id = snap.snapshot_id if snap is not None else self._table.metadata.current_snapshot_id
@@ -956,7 +961,7 @@ class IcebergAdapter(LakehouseTable):
         (pyiceberg 0.12 raises on them while planning). With ``partitions``, manifests whose partition summaries
         rule the predicate out are not read (the plan is then of the others only, and not kept)."""
         if snapshot_id is None:
-            self._table.refresh()
+            self._refresh()
             current = self._table.metadata.current_snapshot_id
             if current is None:
                 return _Plan(None, (), ())
@@ -1099,7 +1104,7 @@ class IcebergAdapter(LakehouseTable):
         return sorted(dirs)
 
     def read_locations(self) -> list[str]:
-        self._table.refresh()
+        self._refresh()
         out = [self.location]
         for key in ("write.data.path", "write.object-storage.path", "write.folder-storage.path"):
             if value := self._table.properties.get(key):
@@ -1207,7 +1212,7 @@ class IcebergAdapter(LakehouseTable):
         marks = {CHECKPOINT_PREFIX + source: str(int(position)) for source, position in checkpoints.items()}
 
         def commit() -> None:
-            self._table.refresh()
+            self._refresh()
             # one metadata commit: the rows, and the checkpoints as table properties (they survive snapshot
             # expiry, unlike snapshot summaries, which also carry them for the record)
             with _Transaction(self._table) as tx:
@@ -1232,7 +1237,7 @@ class IcebergAdapter(LakehouseTable):
         counts: dict[str, int] = {}
 
         def commit() -> None:
-            self._table.refresh()
+            self._refresh()
             with _Transaction(self._table) as tx:
                 if marks:
                     tx.set_properties(marks)
@@ -1249,7 +1254,7 @@ class IcebergAdapter(LakehouseTable):
         )
 
     def checkpoint(self, source: str) -> int | None:
-        self._table.refresh()
+        self._refresh()
         value = self._table.properties.get(CHECKPOINT_PREFIX + source)
         return int(value) if value is not None else None
 
@@ -1258,7 +1263,7 @@ class IcebergAdapter(LakehouseTable):
             return
 
         def commit() -> None:
-            self._table.refresh()
+            self._refresh()
             with self._table.update_schema() as update:
                 for f in fields:
                     update.add_column(f.name, _iceberg_type(f.type))
@@ -1269,7 +1274,7 @@ class IcebergAdapter(LakehouseTable):
         """Columns matched by field id, files without ids by the table's name mapping (``add_files``), else by
         name; columns under the table's current names with their ids; a column the table has and the file
         lacks is NULL (as readers see it), one whose id the table dropped is left out."""
-        self._table.refresh()
+        self._refresh()
         schema = self._table.schema()
         declared = self.schema
         mapping = self._table.metadata.name_mapping()
@@ -1304,7 +1309,7 @@ class IcebergAdapter(LakehouseTable):
             yield pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=data.schema.metadata))
 
     def field_ids(self) -> dict[str, int]:
-        self._table.refresh()
+        self._refresh()
         return {f.name: f.field_id for f in self._table.schema().fields}
 
     def data_directory(self, partition: Mapping[str, Any]) -> str:
@@ -1344,7 +1349,7 @@ class IcebergAdapter(LakehouseTable):
         human = {p: dict(v) for p, v in (partitions or {}).items()}
         read = {id(self._read_plans.get(p)): self._read_plans.get(p) for p in wanted}
         try:
-            self._table.refresh()
+            self._refresh()
             if len(read) == 1 and (plan := next(iter(read.values()))) is not None and plan.snapshot_id is not None:
                 # the inputs as the rewrite read them: validated from that snapshot on
                 live = {p: t for t in plan.tasks if (p := _plain_location(t.file.file_path)) in wanted}
@@ -1402,7 +1407,7 @@ class IcebergAdapter(LakehouseTable):
                         ) from e
                     # the winner just committed: the next one is most likely a writer's interval away
                     time.sleep(random.uniform(0, 0.005 * min(attempts, 20)))
-                    self._table.refresh()
+                    self._refresh()
                     if self._table.metadata.snapshot_by_id(producer.snapshot_id) is not None:
                         break  # an earlier attempt landed after all (its answer was lost)
                     # validate the winners, then rebase onto them (neither refreshes the table: the attempt is
@@ -1416,7 +1421,7 @@ class IcebergAdapter(LakehouseTable):
             raise CommitConflictError(f"rewrite of {self.name}: {e}; nothing was changed, plan again") from e
         except Exception as e:  # the commit call failed and may still have landed: look
             try:
-                self._table.refresh()
+                self._refresh()
                 landed = self._table.metadata.snapshot_by_id(producer.snapshot_id) is not None
             except Exception as check:  # noqa: BLE001 - then nobody can tell
                 raise CommitOutcomeUnknownError(
@@ -1478,7 +1483,7 @@ class IcebergAdapter(LakehouseTable):
     def _own_snapshots(self, before: int | None, marker: str) -> list[Snapshot]:
         """The snapshots committed since ``before`` whose summary carries ``lakehouse.commit=marker``, oldest
         first (other writers' snapshots may sit between them and the head)."""
-        self._table.refresh()
+        self._refresh()
         meta = self._table.metadata
         ids = set()
         sid = meta.current_snapshot_id
@@ -1644,7 +1649,7 @@ class IcebergAdapter(LakehouseTable):
         not rewritten again), so rows appended meanwhile are considered too.
         """
         self.check_delete()
-        self._table.refresh()
+        self._refresh()
         before = self._table.metadata.current_snapshot_id
         marker = uuid.uuid4().hex
         props = {**properties, "lakehouse.commit": marker}
@@ -1661,7 +1666,7 @@ class IcebergAdapter(LakehouseTable):
         def commit() -> None:
             if totals and self._own_snapshots(before, marker):
                 return  # an earlier attempt landed (its answer was lost): one logical delete, once
-            self._table.refresh()
+            self._refresh()
             totals.clear()
             plan = self._plan()
             if plan.equality:
@@ -1842,7 +1847,7 @@ class IcebergAdapter(LakehouseTable):
     # ---- retention and garbage ----------------------------------------------------------------------------
 
     def version_paths(self, versions: Collection[int] | None = None) -> set[str]:
-        self._table.refresh()
+        self._refresh()
         snaps = self.snapshots()
         wanted = None if versions is None else set(versions)
         io = self._table.io
@@ -1886,7 +1891,7 @@ class IcebergAdapter(LakehouseTable):
         return out
 
     def metadata_paths(self) -> set[str]:
-        self._table.refresh()
+        self._refresh()
         meta = self._table.metadata
         out = {_plain_location(str(self._table.metadata_location))}
         out |= {_plain_location(e.metadata_file) for e in meta.metadata_log}
@@ -1907,7 +1912,7 @@ class IcebergAdapter(LakehouseTable):
         deleted entries that the previous commit wrote (they hold the removed files' column bounds)."""
 
         def commit() -> None:
-            self._table.refresh()
+            self._refresh()
             with _Transaction(self._table) as tx:
                 with tx.update_snapshot(snapshot_properties={"lakehouse.operation": "seal"}).fast_append():
                     pass
@@ -1923,10 +1928,10 @@ class IcebergAdapter(LakehouseTable):
         commit with ``write.metadata.previous-versions-max=1`` and delete-after-commit, then one restoring the
         table's own values). After a seal and a vacuum, the older metadata files list snapshots that are gone;
         the one or two that stay named list only the current snapshot."""
-        self._table.refresh()
+        self._refresh()
         before = {_plain_location(e.metadata_file) for e in self._table.metadata.metadata_log}
         self._shorten_log(1)
-        self._table.refresh()
+        self._refresh()
         return len(before - {_plain_location(e.metadata_file) for e in self._table.metadata.metadata_log})
 
     def rewrite_manifests(self, *, min_manifests: int) -> tuple[int, int]:
@@ -1945,13 +1950,13 @@ class IcebergAdapter(LakehouseTable):
             return counts
 
         def commit() -> tuple[int, int]:
-            self._table.refresh()
+            self._refresh()
             before = small_data_manifests()
             if max(before.values(), default=0) < min_manifests:
                 return 0, 0
             with _Transaction(self._table) as tx:
                 _MergeManifests(tx, {"lakehouse.operation": "rewrite_manifests"}).commit()
-            self._table.refresh()
+            self._refresh()
             return sum(before.values()), sum(small_data_manifests().values())
 
         try:
@@ -1963,7 +1968,7 @@ class IcebergAdapter(LakehouseTable):
         """Metadata files the log recorded before the window list snapshots that are gone or that the current
         metadata lists too: the log keeps the ones since (through ``write.metadata.previous-versions-max`` for
         one commit, with delete-after-commit, as in :meth:`drop_old_log`)."""
-        self._table.refresh()
+        self._refresh()
         since_ms = int(before.timestamp() * 1000)
         log = list(self._table.metadata.metadata_log)
         stale = [e for e in log if e.timestamp_ms < since_ms]
@@ -1971,22 +1976,22 @@ class IcebergAdapter(LakehouseTable):
             return []
         logged = {_plain_location(e.metadata_file) for e in log}
         self._shorten_log(len(log) - len(stale) + 1)  # the shortening commit logs the current file too
-        self._table.refresh()
+        self._refresh()
         after = {_plain_location(e.metadata_file) for e in self._table.metadata.metadata_log}
         return sorted(logged - after)
 
     def _shorten_log(self, keep: int) -> None:
         log_max, delete_after = "write.metadata.previous-versions-max", "write.metadata.delete-after-commit.enabled"
-        self._table.refresh()
+        self._refresh()
         own = {k: self._table.properties.get(k) for k in (log_max, delete_after)}
 
         def shorten() -> None:
-            self._table.refresh()
+            self._refresh()
             with _Transaction(self._table) as tx:
                 tx.set_properties({log_max: str(max(1, keep)), delete_after: "true"})
 
         def restore() -> None:
-            self._table.refresh()
+            self._refresh()
             with _Transaction(self._table) as tx:
                 if kept := {k: v for k, v in own.items() if v is not None}:
                     tx.set_properties(kept)
@@ -2000,14 +2005,14 @@ class IcebergAdapter(LakehouseTable):
             raise StorageError(f"shortening the metadata log of {self.name} failed: {e}") from e
 
     def refs(self) -> dict[str, str]:
-        self._table.refresh()
+        self._refresh()
         return {str(name): str(ref.snapshot_ref_type.value) for name, ref in self._table.metadata.refs.items()}
 
     def expire_versions(self, versions: Collection[int]) -> int:
         wanted = set(versions)
 
         def commit() -> int:
-            self._table.refresh()
+            self._refresh()
             ids = [s.snapshot_id for s in self.snapshots() if s.version in wanted and not s.is_current]
             if not ids:
                 return 0
@@ -2022,7 +2027,7 @@ class IcebergAdapter(LakehouseTable):
             raise UnsupportedOperationError(f"cannot expire snapshots of {self.name}: {e}") from e
 
     def _scan(self, expr: Expr | None, columns: list[str] | None, snapshot: Snapshot | None) -> pa.Table:
-        self._table.refresh()
+        self._refresh()
         if snapshot is None and self._table.current_snapshot() is None:
             return self.schema.empty_table()
         row_filter = _to_iceberg(expr, self.schema) if expr is not None else ice.AlwaysTrue()
@@ -2083,7 +2088,7 @@ class IcebergAdapter(LakehouseTable):
         assert snap.snapshot_id is not None
 
         def commit() -> None:
-            self._table.refresh()
+            self._refresh()
             self._table.manage_snapshots().set_current_snapshot(snapshot_id=snap.snapshot_id).commit()
 
         try:

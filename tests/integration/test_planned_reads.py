@@ -155,6 +155,41 @@ def test_a_commit_is_seen_by_the_next_query(pair: tuple[Lakehouse, Lakehouse], f
     assert result.reads[0]["read"] == "files"  # both formats' deletes here rewrite files (no deletion vectors)
 
 
+@pytest.mark.parametrize("format_", ["delta", "iceberg"])
+def test_a_query_answers_from_the_version_its_tables_were_opened_at(tmp_path: Path, format_: str) -> None:
+    """The engine pins each table while it plans and reads: the schema, the files and the source come from the
+    one version the table was opened at, even when a commit lands in between (here: rows and a column added
+    after the open). A pinned table is not brought up to date by its reads; leaving the pin, or entering one
+    with ``refresh``, is."""
+    from lakehouse.config import load_settings
+
+    settings = load_settings(
+        config_file=False, warehouse=str(tmp_path / "wh"), catalog_url=f"sqlite:///{tmp_path}/c.db"
+    )
+    with Lakehouse(settings) as lh:
+        lh.create_table("p.o", schema=SCHEMA, format=format_).append(rows(0, 10))
+        opened = lh.table("p.o")
+
+        def resolve(name: Any) -> Any:
+            other = lh.table("p.o")  # a commit lands after the query's table was opened
+            other.append(rows(10, 10))
+            other.add_columns([pa.field("extra", pa.int64())])
+            return opened
+
+        got = lh.sql.query("SELECT * FROM p.o WHERE id >= 0", resolve=resolve)
+        assert got.table.num_rows == 10 and "extra" not in got.table.column_names
+        assert got.reads[0]["read"] == "files"
+        with opened.pinned(refresh=False):
+            assert opened.row_count() == 10 and "extra" not in opened.schema.names
+            lh.table("p.o").append(rows(20, 5))
+            assert opened.row_count() == 10
+        assert opened.row_count() == 25 and "extra" in opened.schema.names  # unpinned: the newest version
+        lh.table("p.o").append(rows(25, 5))
+        with opened.pinned():  # refreshed on entry
+            assert opened.row_count() == 30
+        assert lh.query("SELECT count(*) AS n FROM p.o WHERE id >= 0").table.to_pylist() == [{"n": 30}]
+
+
 def test_iceberg_columns_by_field_id_and_by_name_mapping(pair: tuple[Lakehouse, Lakehouse]) -> None:
     """A column renamed since its files were written is found by its field id; files without field ids (added as
     they are, a migrated table's) through the table's name mapping."""
