@@ -38,6 +38,13 @@ from tests.faults.summary import pytest_configure, pytest_terminal_summary  # no
 FORMATS = ("delta", "iceberg")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker more than there are cores. Many tests wait on subprocesses, servers (moto, the
+    broker, Spark) and S3 retry pauses; an extra worker fills those waits (the whole suite on 2 cores: 1,169 s
+    with 2 workers, 1,036 s with 3)."""
+    return (os.cpu_count() or 1) + 1
+
+
 @dataclass(frozen=True)
 class S3Endpoint:
     url: str
