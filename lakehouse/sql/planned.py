@@ -19,10 +19,12 @@ Only where that reads exactly what the format's scan reads, by construction:
 * a column the format keeps out of its files (Delta partition columns) is each file's partition value, as a
   typed constant, for the types whose text form is exact (strings, integers, booleans, dates, timestamps,
   decimals);
-* files are left out only by statistics that bound every value: integer, date and boolean columns, zoned
-  microsecond timestamps compared with a literal naming its offset (a Delta maximum widened by a millisecond:
-  writers truncate them), and the partition values above (string statistics may be truncated prefixes; floats
-  have NaN).
+* files are left out only by statistics that bound every value, by the rule the format's own row deletes decide
+  files by (:attr:`~lakehouse.tables.base.PlainFiles.bounds`): partition values; integer, date, boolean and
+  string columns (Delta: strings shorter than the 32 characters writers truncate at; Iceberg's truncated bounds
+  still bound); timestamps (Delta's widened by a millisecond: writers truncate them), which
+  :func:`~lakehouse.sql.pushdown.pushable` compares only with literals naming their offset. Never floats (NaN)
+  or decimals.
 
 Anything else reads through the format's scan: time travel, more than :data:`MAX_FILES` files left to read,
 and a file whose path holds a character of DuckDB's file name patterns (``read_parquet`` would expand it).
@@ -49,7 +51,7 @@ from lakehouse.expr import Expr, may_match
 if TYPE_CHECKING:
     import duckdb
 
-    from lakehouse.tables.base import DataFile, LakehouseTable, PlainFiles
+    from lakehouse.tables.base import LakehouseTable, PlainFiles
 
 MAX_GROUPS = 256
 """Groups of files (one schema, one partition value) read as one UNION ALL at most; more read through the
@@ -126,7 +128,7 @@ def plan_read(con: duckdb.DuckDBPyConnection, table: LakehouseTable, where: Expr
     declared = table.schema
     # partition columns the table declares (a generated one lakehouse hides, such as ts_day, is not read)
     constant_columns = [c for c in plain.partition_columns if declared.get_field_index(c) >= 0]
-    kept = [f for f in plain.files if where is None or may_match(where, _exact_stats(f, plain, declared), f.row_count)]
+    kept = [f for f in plain.files if where is None or may_match(where, plain.bounds(f), f.row_count)]
     if not kept:
         cols = ", ".join(f"CAST(NULL AS {duck_type(f.type)}) AS {_q(f.name)}" for f in declared)
         return PlannedRead(f"(SELECT {cols} WHERE false)", 0, len(plain.files))
@@ -158,33 +160,6 @@ def plan_read(con: duckdb.DuckDBPyConnection, table: LakehouseTable, where: Expr
         for g, paths in groups.items()
     ]
     return PlannedRead("(" + " UNION ALL ".join(parts) + ")", len(kept), len(plain.files))
-
-
-def _exact_stats(f: DataFile, plain: PlainFiles, declared: pa.Schema) -> dict[str, tuple[Any, Any, int | None]]:
-    """(min, max, nulls) of a file that bound every value: partition values, and the recorded bounds of integer,
-    date and boolean columns and of microsecond timestamps with a time zone (their maximum widened by the
-    format's :attr:`~lakehouse.tables.base.PlainFiles.time_bound_slack`). A column left out is unknown (the file
-    is kept)."""
-    out: dict[str, tuple[Any, Any, int | None]] = {}
-    for c in plain.partition_columns:
-        v = f.partition.get(c)
-        out[c] = (v, v, 0) if v is not None else (None, None, f.row_count)
-    for c, (lo, hi, nulls) in f.stats.items():
-        if c in out or declared.get_field_index(c) < 0:
-            continue
-        t = declared.field(c).type
-        zoned = pa.types.is_timestamp(t) and t.tz is not None and t.unit == "us"
-        if not (pa.types.is_integer(t) or pa.types.is_date(t) or pa.types.is_boolean(t) or zoned):
-            continue
-        if lo is not None and hi is not None:
-            if zoned:
-                if not (isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime) and lo.tzinfo and hi.tzinfo):
-                    continue
-                hi = hi + plain.time_bound_slack
-            out[c] = (lo, hi, nulls)
-        elif nulls is not None and nulls == f.row_count:  # known to hold NULLs only
-            out[c] = (None, None, nulls)
-    return out
 
 
 def _layouts(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> dict[str, tuple[tuple[Any, ...], _Layout]] | None:

@@ -326,9 +326,9 @@ class PlainFiles:
     field_ids: Mapping[str, int] = field(default_factory=dict)
     """Where the format resolves columns by Parquet field id (Iceberg): each column's id. A file's column is the
     table's column only where it carries that id."""
-    time_bound_slack: dt.timedelta = dt.timedelta(0)
-    """How far a timestamp column's recorded maximum may lie below its true maximum (Delta: writers such as
-    Spark record them truncated to milliseconds)."""
+    bounds: Callable[[DataFile], Mapping[str, tuple[Any, Any, int | None]]] = lambda f: {}
+    """A file's per-column (min, max, nulls) that bound every value (the rule the format's row deletes decide
+    files by, its writers' truncations allowed for); a column left out is unknown."""
     mapped_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Where files without field ids are read through a name mapping (Iceberg's ``schema.name-mapping.default``):
     per column, the names such a file may hold it under. A column without entry is not read from such files."""

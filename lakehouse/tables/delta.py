@@ -1973,7 +1973,8 @@ class DeltaAdapter(LakehouseTable):
             partitions = tuple(state.metadata().partition_columns)
         except DeltaError as e:
             raise _translate(e, f"cannot read {self.name}") from e
-        return PlainFiles(files, partitions, time_bound_slack=dt.timedelta(milliseconds=1))
+        declared, columns = self.schema, set(partitions)
+        return PlainFiles(files, partitions, bounds=lambda f: _exact_stats(f, declared, columns))
 
     def file_schema(self) -> pa.Schema | None:
         try:

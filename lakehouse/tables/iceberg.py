@@ -1813,32 +1813,16 @@ class IcebergAdapter(LakehouseTable):
 
     def _exact_stats(self, f: Any, declared: pa.Schema) -> dict[str, tuple[Any, Any, int | None]]:
         """A data file's per-column (min, max, nulls) where they are exact enough to decide a delete without
-        reading the file: identity partition values, and bounds of integer, date, boolean, string and
-        microsecond timestamp columns (a truncated string bound still bounds every value). Floats and decimals
-        are left out (no bound covers NaN; a decimal's bytes may be of another scale): a column left out makes
-        the file be read."""
-
-        def exact(t: pa.DataType) -> bool:
-            return bool(
-                pa.types.is_integer(t)
-                or pa.types.is_date(t)
-                or pa.types.is_boolean(t)
-                or pa.types.is_string(t)
-                or (pa.types.is_timestamp(t) and t.unit == "us")
-            )
-
+        reading the file: identity partition values, and the bounds :func:`_exact_bounds` keeps."""
         schema = self._table.schema()
         rows = int(f.record_count)
-        out: dict[str, tuple[Any, Any, int | None]] = {}
-        for column, (lo, hi, nulls) in _column_stats(f, schema).items():
-            if declared.get_field_index(column) >= 0 and exact(declared.field(column).type) and nulls is not None:
-                out[column] = (lo, hi, nulls)
+        out = _exact_bounds(_column_stats(f, schema), declared)
         for fid, value in self._metadata_values(f, schema).items():
             try:
                 name = schema.find_column_name(fid)
             except ValueError:
                 continue
-            if name is None or declared.get_field_index(name) < 0 or not exact(declared.field(name).type):
+            if name is None or declared.get_field_index(name) < 0 or not _exact_type(declared.field(name).type):
                 continue
             v = _python_value(value, schema.find_type(fid))
             out[name] = (None, None, rows) if v is None else (v, v, 0)
@@ -2108,10 +2092,12 @@ class IcebergAdapter(LakehouseTable):
             return None
         fields = self._table.schema().fields
         mapping = self._table.metadata.name_mapping()
+        declared = self.schema
         return PlainFiles(
             files,
             field_ids={f.name: f.field_id for f in fields},
             mapped_names={f.name: tuple(_mapped_names(mapping, f.field_id)) for f in fields},
+            bounds=lambda f: _exact_bounds(f.stats, declared),
         )
 
     def sql_source(self, snapshot: Snapshot | None = None) -> str | None:
@@ -2152,6 +2138,32 @@ def _bound_readers(schema: Any) -> list[_Reader]:
 _EPOCH_TZ = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_DAY = dt.date(1970, 1, 1)
+
+
+def _exact_type(t: pa.DataType) -> bool:
+    """Whether the recorded bounds of a column of this declared type bound every value: integers, dates,
+    booleans, strings (a truncated bound still bounds every value) and microsecond timestamps. Not floats (no
+    bound covers NaN) nor decimals (a bound's bytes may be of another scale)."""
+    return bool(
+        pa.types.is_integer(t)
+        or pa.types.is_date(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_string(t)
+        or (pa.types.is_timestamp(t) and t.unit == "us")
+    )
+
+
+def _exact_bounds(
+    stats: Mapping[str, tuple[Any, Any, int | None]], declared: pa.Schema
+) -> dict[str, tuple[Any, Any, int | None]]:
+    """The (min, max, nulls) of ``stats`` (from a file's bounds, :func:`_column_stats`) that bound every value of
+    a declared column: those of :func:`_exact_type` with a null count. A column left out makes the file be
+    read."""
+    return {
+        c: (lo, hi, nulls)
+        for c, (lo, hi, nulls) in stats.items()
+        if nulls is not None and declared.get_field_index(c) >= 0 and _exact_type(declared.field(c).type)
+    }
 
 
 def _column_stats(

@@ -13,8 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from lakehouse.expr import may_match, parse_filter
-from lakehouse.sql.planned import _constant, _exact_stats, _Layout, _layouts, _select
+from lakehouse.sql.planned import _constant, _Layout, _layouts, _select
 from lakehouse.tables.base import DataFile, PlainFiles
+from lakehouse.tables.delta import _exact_stats as delta_bounds
+from lakehouse.tables.iceberg import _exact_bounds as iceberg_bounds
 
 UTC = dt.UTC
 
@@ -70,10 +72,25 @@ def test_partition_constants_refused_where_not_exact(value: object, t: pa.DataTy
     assert _constant(value, t) is None
 
 
-def test_only_exact_bounds_leave_files_out() -> None:
-    declared = pa.schema(
-        [("id", pa.int64()), ("s", pa.string()), ("f", pa.float64()), ("d", pa.date32()), ("p", pa.string())]
-    )
+DECLARED = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("s", pa.string()),
+        ("f", pa.float64()),
+        ("d", pa.date32()),
+        ("p", pa.string()),
+        ("price", pa.decimal128(10, 2)),
+        ("at", pa.timestamp("us", "UTC")),
+    ]
+)
+AT = (dt.datetime(2026, 1, 1, tzinfo=UTC), dt.datetime(2026, 1, 2, tzinfo=UTC))
+
+
+def test_delta_bounds_that_leave_files_out() -> None:
+    """The rule Delta's row deletes decide files by, which planned reads take (``PlainFiles.bounds``): partition
+    values, integer, date and string bounds (strings shorter than the 32 characters writers truncate at),
+    timestamps widened by a millisecond; never floats, decimals, or bounds without a null count."""
+    ms = dt.timedelta(milliseconds=1)
     f = DataFile(
         path="x",
         size_bytes=1,
@@ -81,25 +98,46 @@ def test_only_exact_bounds_leave_files_out() -> None:
         partition={"p": "eu"},
         stats={
             "id": (5, 9, 0),
-            "s": ("abc", "abd", 0),  # may be truncated prefixes: never trusted
+            "s": ("abc", "abd", 0),
             "f": (1.0, 2.0, 0),  # NaN is within no bounds
             "d": (None, None, None),  # not recorded: unknown, not "all NULL"
+            "price": (decimal.Decimal(1), decimal.Decimal(2), 0),
+            "at": (*AT, 0),
         },
     )
-    stats = _exact_stats(f, PlainFiles([f], ("p",)), declared)
-    assert stats == {"p": ("eu", "eu", 0), "id": (5, 9, 0)}
+    stats = delta_bounds(f, DECLARED, {"p"})
+    assert stats == {"p": ("eu", "eu", 0), "id": (5, 9, 0), "s": ("abc", "abd", 0), "at": (AT[0] - ms, AT[1] + ms, 0)}
     assert not may_match(parse_filter("id > 9"), stats, 10)
-    assert may_match(parse_filter("s = 'zzz'"), stats, 10)
+    assert not may_match(parse_filter("s = 'zzz'"), stats, 10) and may_match(parse_filter("s >= 'abd'"), stats, 10)
     assert may_match(parse_filter("d = '2026-01-01'"), stats, 10)
     assert not may_match(parse_filter("p IS NULL"), stats, 10)
     assert not may_match(parse_filter("p = 'us'"), stats, 10)
+    truncated = DataFile(path="t", size_bytes=1, row_count=2, stats={"s": ("a" * 32, "b" * 32, 0), "id": (1, 2, None)})
+    assert delta_bounds(truncated, DECLARED, set()) == {}  # a 32-character maximum may be a prefix; no null count
     null_partition = DataFile(path="y", size_bytes=1, row_count=4, partition={"p": None})
-    stats = _exact_stats(null_partition, PlainFiles([null_partition], ("p",)), declared)
+    stats = delta_bounds(null_partition, DECLARED, {"p"})
     assert stats == {"p": (None, None, 4)}
     assert may_match(parse_filter("p IS NULL"), stats, 4)
     assert not may_match(parse_filter("p = 'eu'"), stats, 4)
     all_null = DataFile(path="z", size_bytes=1, row_count=3, stats={"id": (None, None, 3)})
-    assert _exact_stats(all_null, PlainFiles([all_null]), declared) == {"id": (None, None, 3)}
+    assert delta_bounds(all_null, DECLARED, set()) == {"id": (None, None, 3)}
+
+
+def test_iceberg_bounds_that_leave_files_out() -> None:
+    """Iceberg's rule: integer, date, string (a truncated bound still bounds) and microsecond timestamp bounds
+    with a null count, as recorded; never floats or decimals."""
+    stats = {
+        "id": (5, 9, 0),
+        "s": ("a" * 40, "b" * 40, 0),
+        "f": (1.0, 2.0, 0),
+        "price": (decimal.Decimal(1), decimal.Decimal(2), 0),
+        "at": (*AT, 1),
+        "d": (dt.date(2026, 1, 1), dt.date(2026, 1, 1), None),
+        "gone": (1, 2, 0),  # not a declared column
+    }
+    assert iceberg_bounds(stats, DECLARED) == {"id": (5, 9, 0), "s": ("a" * 40, "b" * 40, 0), "at": (*AT, 1)}
+    nanos = pa.schema([("at", pa.timestamp("ns", "UTC"))])
+    assert iceberg_bounds({"at": (*AT, 0)}, nanos) == {}
 
 
 def test_layout_of_nested_columns_with_field_ids_and_int96(tmp_path: Path) -> None:
@@ -157,19 +195,3 @@ def test_columns_are_read_by_name_only_where_exact() -> None:
     zoned = pa.schema([("at", pa.timestamp("us", "UTC"))])
     assert _select(con, layout({"at": "TIMESTAMP WITH TIME ZONE"}), delta, zoned, {}) == '"at"'
     assert _select(con, layout({"at": "TIMESTAMP"}), delta, zoned, {}) is None
-
-
-def test_zoned_timestamp_bounds_widened_by_the_formats_slack() -> None:
-    declared = pa.schema([("at", pa.timestamp("us", "UTC")), ("naive", pa.timestamp("us"))])
-    lo, hi = dt.datetime(2026, 1, 1, tzinfo=UTC), dt.datetime(2026, 1, 2, tzinfo=UTC)
-    f = DataFile(
-        path="x",
-        size_bytes=1,
-        row_count=5,
-        stats={"at": (lo, hi, 0), "naive": (lo.replace(tzinfo=None), hi.replace(tzinfo=None), 0)},
-    )
-    slack = dt.timedelta(milliseconds=1)
-    assert _exact_stats(f, PlainFiles([f], time_bound_slack=slack), declared) == {"at": (lo, hi + slack, 0)}
-    assert _exact_stats(f, PlainFiles([f]), declared) == {"at": (lo, hi, 0)}
-    text = DataFile(path="y", size_bytes=1, row_count=5, stats={"at": ("2026-01-01", "2026-01-02", 0)})
-    assert _exact_stats(text, PlainFiles([text]), declared) == {}  # not instants: unknown
