@@ -192,6 +192,27 @@ def test_a_query_answers_from_the_version_its_tables_were_opened_at(tmp_path: Pa
         assert lh.query("SELECT count(*) AS n FROM p.o WHERE id >= 0").table.to_pylist() == [{"n": 30}]
 
 
+def test_a_query_loads_an_iceberg_table_from_its_catalog_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pinned for the query, the table is not reloaded (a catalog row read and a metadata check) each time the
+    engine asks for its schema, files or scan (without the pin: nine loads for the first query here)."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from lakehouse.config import load_settings
+
+    settings = load_settings(
+        config_file=False, warehouse=str(tmp_path / "wh"), catalog_url=f"sqlite:///{tmp_path}/c.db"
+    )
+    with Lakehouse(settings) as lh:
+        lh.create_table("p.l", schema=SCHEMA, format="iceberg").append(rows(0, 10))
+        loads = []
+        load = SqlCatalog.load_table
+        monkeypatch.setattr(SqlCatalog, "load_table", lambda self, ident: loads.append(ident) or load(self, ident))
+        for sql in ("SELECT count(*) AS n FROM p.l WHERE id >= 5", "SELECT count(*) AS n FROM p.l AT (VERSION => 1)"):
+            loads.clear()
+            assert lh.query(sql).table.num_rows == 1
+            assert len(loads) == 1, sql
+
+
 def test_iceberg_columns_by_field_id_and_by_name_mapping(pair: tuple[Lakehouse, Lakehouse]) -> None:
     """A column renamed since its files were written is found by its field id; files without field ids (added as
     they are, a migrated table's) through the table's name mapping."""
