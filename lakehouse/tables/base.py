@@ -443,7 +443,8 @@ class LakehouseTable(ABC):
         for a table just opened), not brought up to date before each call. For readers that ask for the schema,
         the files and the source of one version several times (a query): what they see belongs together, and an
         Iceberg table is not reloaded from its catalog and metadata file for every call. Reads only: a commit
-        inside would retry against a version that never moves."""
+        inside would retry against a version that never moves. Inside a pin, another one changes nothing (it does
+        not refresh either)."""
         if self._pinned:
             yield self
             return

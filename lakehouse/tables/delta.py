@@ -1924,16 +1924,17 @@ class DeltaAdapter(LakehouseTable):
         )
 
     def sql_source(self, snapshot: Snapshot | None = None) -> str | None:
-        """DuckDB's ``delta_scan`` (delta-kernel: it applies deletion vectors, reads INT96 and column-mapped files).
-        It reads the partition values of a column-mapped table as NULL, so there they come from the log, joined to
-        the rows by file."""
+        """DuckDB's ``delta_scan`` (delta-kernel: it applies deletion vectors, reads INT96 and column-mapped files),
+        of the version this table holds (the newest, or the one it is :meth:`pinned` at): a commit landing before
+        DuckDB reads the log is not read with the schema and files of the version before it. It reads the partition
+        values of a column-mapped table as NULL, so there they come from the log, joined to the rows by file."""
         from lakehouse.duck import duck_type
 
         state = self._at(snapshot.version if snapshot else None)
         try:
             self._check(state, "read")
             path = _sql_str(self._uri(self.location))
-            version = f", version={int(snapshot.version)}" if snapshot is not None else ""
+            version = f", version={int(snapshot.version if snapshot is not None else state.version())}"
             partitions = list(state.metadata().partition_columns)
             if _mapping_mode(state) == "none" or not partitions:
                 return f"delta_scan({path}{version})"
@@ -2173,8 +2174,8 @@ def _exact_stats(f: DataFile, schema: pa.Schema, partition_columns: set[str]) ->
     """A file's per-column (min, max, nulls) where they are exact enough to decide a delete without reading the
     file: partition values, and statistics of integer, date, boolean, string and timestamp columns. Timestamp
     statistics are widened by a millisecond (Delta truncates them to milliseconds), long strings are left out
-    (some writers truncate them at 32 characters), floats and decimals are left out (a JSON number may not be
-    the stored value). A column left out here makes the file be read."""
+    (Spark truncates them at 32 UTF-16 units, :func:`_utf16_units`), floats and decimals are left out (a JSON
+    number may not be the stored value). A column left out here makes the file be read."""
     rows = f.row_count
 
     def exact(t: pa.DataType) -> bool:
@@ -2209,10 +2210,18 @@ def _exact_stats(f: DataFile, schema: pa.Schema, partition_columns: set[str]) ->
             if not (isinstance(lo, dt.datetime) and isinstance(hi, dt.datetime)):
                 continue
             lo, hi = _shifted(lo, -1), _shifted(hi, 1)
-        elif pa.types.is_string(t) and (not isinstance(hi, str) or len(hi) >= 32):
+        elif pa.types.is_string(t) and (not isinstance(hi, str) or _utf16_units(hi) >= 32):
             continue
         out[column] = (lo, hi, nulls)
     return out
+
+
+def _utf16_units(text: str) -> int:
+    """The length of ``text`` as Spark counts it (Java's UTF-16 code units): Spark truncates a string statistic at
+    32 of them and appends a tie-breaker character to the maximum, so a maximum of 32 units or more may be a
+    truncated one, below the values it stands for (a character outside the BMP counts twice: ``'😀' * 16 +
+    '\ufffd'`` is 17 characters but a truncated maximum)."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _shifted(t: dt.datetime, ms: int) -> dt.datetime:

@@ -159,37 +159,41 @@ def test_a_commit_is_seen_by_the_next_query(pair: tuple[Lakehouse, Lakehouse], f
 
 @pytest.mark.parametrize("format_", ["delta", "iceberg"])
 def test_a_query_answers_from_the_version_its_tables_were_opened_at(tmp_path: Path, format_: str) -> None:
-    """The engine pins each table while it plans and reads: the schema, the files and the source come from the
+    """The engine pins each table while it plans and reads: the schema, the files and the scan come from the
     one version the table was opened at, even when a commit lands in between (here: rows and a column added
-    after the open). A pinned table is not brought up to date by its reads; leaving the pin, or entering one
-    with ``refresh``, is."""
+    after the open), whether it reads planned files or the format's scan. A pinned table is not brought up to
+    date by its reads; leaving the pin, or entering one with ``refresh``, is."""
     from lakehouse.config import load_settings
 
     settings = load_settings(
         config_file=False, warehouse=str(tmp_path / "wh"), catalog_url=f"sqlite:///{tmp_path}/c.db"
     )
-    with Lakehouse(settings) as lh:
+    scan_only = settings.model_copy(update={"query": settings.query.model_copy(update={"plan_files": False})})
+    with Lakehouse(settings) as lh, Lakehouse(scan_only) as lh_scan:
         lh.create_table("p.o", schema=SCHEMA, format=format_).append(rows(0, 10))
+        for engine, read in ((lh, "files"), (lh_scan, "format")):
+            opened = engine.table("p.o")
+            before = opened.row_count()
+
+            def resolve(name: Any, opened: Any = opened, n: int = before, added: str = f"extra_{read}") -> Any:
+                other = lh.table("p.o")  # a commit lands after the query's table was opened
+                other.append(rows(n, 10))
+                other.add_columns([pa.field(added, pa.int64())])
+                return opened
+
+            got = engine.sql.query("SELECT * FROM p.o WHERE id >= 0", resolve=resolve)
+            assert got.table.num_rows == before and f"extra_{read}" not in got.table.column_names, read
+            assert got.reads[0]["read"] == read
         opened = lh.table("p.o")
-
-        def resolve(name: Any) -> Any:
-            other = lh.table("p.o")  # a commit lands after the query's table was opened
-            other.append(rows(10, 10))
-            other.add_columns([pa.field("extra", pa.int64())])
-            return opened
-
-        got = lh.sql.query("SELECT * FROM p.o WHERE id >= 0", resolve=resolve)
-        assert got.table.num_rows == 10 and "extra" not in got.table.column_names
-        assert got.reads[0]["read"] == "files"
         with opened.pinned(refresh=False):
-            assert opened.row_count() == 10 and "extra" not in opened.schema.names
-            lh.table("p.o").append(rows(20, 5))
-            assert opened.row_count() == 10
-        assert opened.row_count() == 25 and "extra" in opened.schema.names  # unpinned: the newest version
-        lh.table("p.o").append(rows(25, 5))
-        with opened.pinned():  # refreshed on entry
+            assert opened.row_count() == 30 and "extra_format" in opened.schema.names
+            lh.table("p.o").append(rows(30, 5))
             assert opened.row_count() == 30
-        assert lh.query("SELECT count(*) AS n FROM p.o WHERE id >= 0").table.to_pylist() == [{"n": 30}]
+        assert opened.row_count() == 35  # unpinned: the newest version
+        lh.table("p.o").append(rows(35, 5))
+        with opened.pinned():  # refreshed on entry
+            assert opened.row_count() == 40
+        assert lh.query("SELECT count(*) AS n FROM p.o WHERE id >= 0").table.to_pylist() == [{"n": 40}]
 
 
 def test_a_query_loads_an_iceberg_table_from_its_catalog_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -275,6 +279,35 @@ def test_delta_timestamp_statistics_truncated_to_milliseconds(tmp_path: Path) ->
         got = lh.query("SELECT id FROM s.t WHERE ts > '2026-01-01T00:00:00.001000Z'")
         assert got.table.num_rows == 0
         assert got.reads == ({"table": "s.t", "read": "files", "files": 0, "files_total": 1},)
+
+
+def test_delta_string_statistics_truncated_as_spark_does(tmp_path: Path) -> None:
+    """Spark truncates a Delta file's string bounds at 32 UTF-16 units and appends a tie-breaker to the maximum:
+    20 emoji (40 units) are recorded as 16 of them and U+FFFD, which sorts below the value. The file is still
+    read for that value (and a delete by it deletes it), and a bound that cannot be truncated still prunes."""
+    from lakehouse.config import load_settings
+    from tests.conformance.delta_log import DeltaLogWriter
+
+    root = str(tmp_path / "spark-like")
+    w = DeltaLogWriter(root)
+    long_value = "😀" * 20
+    data = pa.table({"id": pa.array([1, 2], pa.int64()), "s": pa.array(["a", long_value])})
+    w.commit([w.protocol(1, 2), w.metadata(data.schema)], operation="CREATE TABLE")
+    stats = {"numRecords": 2, "minValues": {"id": 1, "s": "a"}, "maxValues": {"id": 2, "s": "😀" * 16 + "\ufffd"}}
+    w.commit([w.add(w.write_parquet(data), stats={**stats, "nullCount": {"id": 0, "s": 0}})])
+    short = pa.table({"id": pa.array([3], pa.int64()), "s": pa.array(["b"])})
+    short_stats = {"numRecords": 1, "minValues": {"id": 3, "s": "b"}, "maxValues": {"id": 3, "s": "b"}}
+    w.commit([w.add(w.write_parquet(short), stats={**short_stats, "nullCount": {"id": 0, "s": 0}})])
+    settings = load_settings(
+        config_file=False, warehouse=str(tmp_path / "wh"), catalog_url=f"sqlite:///{tmp_path}/c.db"
+    )
+    with Lakehouse(settings) as lh:
+        lh.register_table("s.t", location=root, format="delta")
+        got = lh.query(f"SELECT id FROM s.t WHERE s = '{long_value}'")
+        assert got.table.to_pylist() == [{"id": 2}]
+        assert got.reads == ({"table": "s.t", "read": "files", "files": 1, "files_total": 2},)
+        assert lh.table("s.t").delete_rows(f"s = '{long_value}'").rows_deleted == 1
+        assert lh.query("SELECT id FROM s.t ORDER BY id").table.to_pylist() == [{"id": 1}, {"id": 3}]
 
 
 def test_file_names_with_pattern_characters(tmp_path: Path) -> None:

@@ -114,6 +114,10 @@ def test_delta_bounds_that_leave_files_out() -> None:
     assert not may_match(parse_filter("p = 'us'"), stats, 10)
     truncated = DataFile(path="t", size_bytes=1, row_count=2, stats={"s": ("a" * 32, "b" * 32, 0), "id": (1, 2, None)})
     assert delta_bounds(truncated, DECLARED, set()) == {}  # a 32-character maximum may be a prefix; no null count
+    # Spark counts UTF-16 units: 20 emoji are 40, truncated to 16 of them and a tie-breaker, which sorts below them
+    emoji = DataFile(path="e", size_bytes=1, row_count=1, stats={"s": ("😀" * 16, "😀" * 16 + "\ufffd", 0)})
+    assert "s" not in delta_bounds(emoji, DECLARED, set())
+    assert may_match(parse_filter("s = '" + "😀" * 20 + "'"), delta_bounds(emoji, DECLARED, set()), 1)
     null_partition = DataFile(path="y", size_bytes=1, row_count=4, partition={"p": None})
     stats = delta_bounds(null_partition, DECLARED, {"p"})
     assert stats == {"p": (None, None, 4)}
