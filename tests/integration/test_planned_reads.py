@@ -76,6 +76,11 @@ def same(pair: tuple[Lakehouse, Lakehouse], sql: str) -> tuple[pa.Table, dict[st
     return got.table, got.reads[0]
 
 
+LOCAL = pytest.mark.parametrize("storage", ["local"], indirect=True)
+"""For tests of what is read rather than where from: S3 paths, credentials and footers over HTTP are
+``test_planned_reads_equal_the_format_scan``'s (both storages)."""
+
+
 # lakehouse partitions Delta by identity columns of every constant kind; Iceberg's identity values are in the
 # files as well
 PARTITIONS = {"delta": "region, day, flag", "iceberg": "region, day"}
@@ -113,6 +118,7 @@ def test_planned_reads_equal_the_format_scan(pair: tuple[Lakehouse, Lakehouse], 
         assert (how["files"] < total) == prunes, (sql, how)
 
 
+@LOCAL
 def test_files_of_an_older_schema(pair: tuple[Lakehouse, Lakehouse], fmt: str) -> None:
     """Files written before a column was added: Delta's read it as NULL; where Iceberg's are among the files
     read, the format's scan reads them (a column a file lacks may be a partition value kept in metadata there)."""
@@ -133,6 +139,7 @@ def test_files_of_an_older_schema(pair: tuple[Lakehouse, Lakehouse], fmt: str) -
     assert how["read"] == ("files" if fmt == "delta" else "format")
 
 
+@LOCAL
 def test_time_travel_reads_through_the_format(pair: tuple[Lakehouse, Lakehouse], fmt: str) -> None:
     lh, _ = pair
     table = lh.create_table("p.v", schema=SCHEMA, format=fmt)
@@ -143,6 +150,7 @@ def test_time_travel_reads_through_the_format(pair: tuple[Lakehouse, Lakehouse],
     assert how["read"] == "format"
 
 
+@LOCAL
 def test_a_commit_is_seen_by_the_next_query(pair: tuple[Lakehouse, Lakehouse], fmt: str) -> None:
     """The planned file list is the current version's at each query, never an older one kept."""
     lh, _ = pair
@@ -217,6 +225,7 @@ def test_a_query_loads_an_iceberg_table_from_its_catalog_once(tmp_path: Path, mo
             assert len(loads) == 1, sql
 
 
+@LOCAL
 def test_iceberg_columns_by_field_id_and_by_name_mapping(pair: tuple[Lakehouse, Lakehouse]) -> None:
     """A column renamed since its files were written is found by its field id; files without field ids (added as
     they are, a migrated table's) through the table's name mapping."""
@@ -333,6 +342,7 @@ def test_file_names_with_pattern_characters(tmp_path: Path) -> None:
         assert got.reads == ({"table": "s.p", "read": "format"},)
 
 
+@LOCAL
 def test_more_files_than_planned_reads_take_read_through_the_format(
     pair: tuple[Lakehouse, Lakehouse], fmt: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
