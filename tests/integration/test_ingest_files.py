@@ -199,7 +199,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(lh: Lakehouse, fmt:
         "100",
         "--json",
     ]
-    sigkill_then_finish(cmd, _env_for(lh), lh.table("iot.readings"), len(good), runs=5, seed=42)
+    sigkill_then_finish(cmd, _env_for(lh), lh.table("iot.readings"), len(good), runs=4, seed=42)
     _check(lh, good, bad)
 
 

@@ -134,7 +134,7 @@ def test_kafka_sigkill_exactly_once(lh: Lakehouse, fmt: str, broker: LocalBroker
         "--json",
         *FAST_JOIN_ARGS,
     ]
-    sigkill_then_finish(cmd, _env_for(lh), lh.table("iot.readings"), len(good), runs=4, seed=7)
+    sigkill_then_finish(cmd, _env_for(lh), lh.table("iot.readings"), len(good), runs=3, seed=7)
     _check(lh, good, bad)
 
 
