@@ -19,7 +19,7 @@ from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
 from lakehouse.governance.keys import create_key
 from lakehouse.schema import parse_partitioning
-from tests.conftest import EVENTS, events
+from tests.conftest import EVENTS, FORMATS, events
 
 SECRET = "api-test-secret"
 SLOW = (  # 10^10 rows, each computed (a count(*) over a cross join only counts chunks, which is fast)
@@ -30,6 +30,17 @@ SLOW = (  # 10^10 rows, each computed (a count(*) over a cross join only counts 
 
 @pytest.fixture
 def api(tmp_path: Any, fmt: str) -> Iterator[dict[str, Any]]:
+    yield from _serve(tmp_path, fmt)
+
+
+@pytest.fixture(scope="module", params=FORMATS)
+def shared_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One app per format for tests that only send statements the API must refuse (the many sandbox cases): a
+    fresh table each would cost a second per case. Tests that change or rely on a table's state use ``api``."""
+    yield from _serve(tmp_path_factory.mktemp("shared-api"), str(request.param))
+
+
+def _serve(tmp_path: Any, fmt: str) -> Iterator[dict[str, Any]]:
     settings = load_settings(config_file=False, warehouse=str(tmp_path / "wh"), governance={"mask_secret": SECRET})
     with Lakehouse(settings) as lh:
         table = lh.create_table("web.events", schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
@@ -189,10 +200,10 @@ def test_mistakes_are_problem_documents(api: dict[str, Any]) -> None:
         "SELECT name, setting FROM pg_settings) SELECT * FROM pg_settings",
     ],
 )
-def test_sql_sandbox(api: dict[str, Any], sql: str) -> None:
+def test_sql_sandbox(shared_api: dict[str, Any], sql: str) -> None:
     import os
 
-    body = problem(call(api, "POST", "/query", role="admin", json={"sql": sql}), 400)
+    body = problem(call(shared_api, "POST", "/query", role="admin", json={"sql": sql}), 400)
     assert "root:" not in body["detail"]
     assert not os.path.exists("/tmp/lakehouse-pwned")
 
