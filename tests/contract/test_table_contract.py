@@ -86,22 +86,28 @@ def test_append_and_scan_exact_rows(lh: Lakehouse, fmt: str) -> None:
     assert sorted(proj["id"].to_pylist()) == list(range(200))
 
 
+FILTERS = [
+    "country = 'DE'",
+    "amount > 100 AND country IN ('FR', 'US')",
+    "ts >= '2026-03-02T00:00:00Z' AND ts < '2026-03-03T00:00:00+00:00'",
+    "note IS NULL OR id BETWEEN 10 AND 20",
+    "NOT (country = 'DE') AND country IS NOT NULL",
+    "country NOT IN ('DE')",
+    "NOT (country = NULL)",
+    "NOT (country IN ('DE', NULL))",
+    "NOT (country NOT IN ('DE', NULL))",
+    "id >= 2.5 AND id < 7.5",
+    "NOT (id = 2.5) AND id IN (3.5, 4, 5)",
+    "NOT (NOT (amount > 50) OR note IS NULL)",
+]
+
+
+# what a filter selects does not depend on the storage: every filter on local files, and one on S3 (the scan's
+# pushdown through the S3 file system)
 @pytest.mark.parametrize(
-    "flt",
-    [
-        "country = 'DE'",
-        "amount > 100 AND country IN ('FR', 'US')",
-        "ts >= '2026-03-02T00:00:00Z' AND ts < '2026-03-03T00:00:00+00:00'",
-        "note IS NULL OR id BETWEEN 10 AND 20",
-        "NOT (country = 'DE') AND country IS NOT NULL",
-        "country NOT IN ('DE')",
-        "NOT (country = NULL)",
-        "NOT (country IN ('DE', NULL))",
-        "NOT (country NOT IN ('DE', NULL))",
-        "id >= 2.5 AND id < 7.5",
-        "NOT (id = 2.5) AND id IN (3.5, 4, 5)",
-        "NOT (NOT (amount > 50) OR note IS NULL)",
-    ],
+    ("storage", "flt"),
+    [*(("local", f) for f in FILTERS), pytest.param("s3", FILTERS[1], marks=pytest.mark.s3)],
+    indirect=["storage"],
 )
 def test_scan_filter_matches_duckdb(lh: Lakehouse, fmt: str, flt: str) -> None:
     """The rows a filter selects equal DuckDB's SQL evaluation of the same text (three-valued logic)."""
