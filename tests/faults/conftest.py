@@ -40,12 +40,22 @@ def proxy(fault_proxy: ProxyClient) -> Iterator[ProxyClient]:
 
 def proxied_settings(proxy: ProxyClient, endpoint: S3Endpoint, bucket: str, tmp_path: Path, **extra: Any) -> Settings:
     """Settings whose S3 endpoint is the proxy (every client: delta-rs, pyarrow/pyiceberg, DuckDB, boto3)."""
+    return _settings(proxy.url, endpoint, bucket, tmp_path, **extra)
+
+
+def direct_settings(endpoint: S3Endpoint, bucket: str, tmp_path: Path, **extra: Any) -> Settings:
+    """The same warehouse and catalog as :func:`proxied_settings`, straight to the S3 server (for what happens
+    before and after a fault is planned: building a cell's table, reading it back)."""
+    return _settings(endpoint.url, endpoint, bucket, tmp_path, **extra)
+
+
+def _settings(url: str, endpoint: S3Endpoint, bucket: str, tmp_path: Path, **extra: Any) -> Settings:
     return load_settings(
         config_file=False,
         warehouse=f"s3://{bucket}/warehouse",
         catalog_url=f"sqlite:///{tmp_path}/catalog.db",
         s3={
-            "endpoint": proxy.url,
+            "endpoint": url,
             "access_key_id": endpoint.access_key,
             "secret_access_key": endpoint.secret_key,
             "region": endpoint.region,

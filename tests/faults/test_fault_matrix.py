@@ -1,6 +1,7 @@
 """Every job, both formats, against an S3 server behind a proxy that injects faults (see ``proxy.py``).
 
-Each cell builds a small day-partitioned table without faults, plans one fault kind, runs one job, then
+Each cell builds a small day-partitioned table without faults (straight to the S3 server, as it reads the table
+back afterwards), plans one fault kind, runs one job through the proxy, then
 switches faults off. The job either completed, or raised a :class:`LakehouseError` (the API: a problem document
 with a 5xx status other than 500, never an internal error). Either way a fresh lakehouse reads the table back
 with the same multiset of rows as before the job, or with exactly the job's change (a commit that landed
@@ -36,7 +37,7 @@ from lakehouse.maintenance.tiering import tier
 from lakehouse.schema import parse_partitioning
 from tests.conformance.fingerprint import differences, fingerprint
 from tests.conftest import EVENTS, FORMATS, S3Endpoint
-from tests.faults.conftest import proxied_settings, results_dir
+from tests.faults.conftest import direct_settings, proxied_settings, results_dir
 from tests.faults.proxy import FaultPlan, ProxyClient
 
 pytestmark = pytest.mark.s3
@@ -82,6 +83,7 @@ def _redacted(table: pa.Table) -> pa.Table:
 class Cell:
     lh: Lakehouse
     settings: Any
+    direct: Any  # the same warehouse without the proxy: the table's build, reads before and after, the rerun
     endpoint: S3Endpoint
     bucket: str
     now: dt.datetime
@@ -195,13 +197,14 @@ def _record(fmt: str, job: str, fault: str, outcome: str, injected: int, stats: 
 def _cell(proxy: ProxyClient, s3_endpoint: S3Endpoint, tmp_path: Path, fmt: str) -> Cell:
     bucket = f"lh-fault-{uuid.uuid4().hex[:12]}"
     s3_endpoint.client().create_bucket(Bucket=bucket)
-    settings = proxied_settings(proxy, s3_endpoint, bucket, tmp_path)
-    lh = Lakehouse(settings)
+    direct = direct_settings(s3_endpoint, bucket, tmp_path)
     now = dt.datetime.now(dt.UTC)
-    table = lh.create_table(NAME, schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
-    for b in range(APPENDS):
-        table.append(_rows(b * PER_APPEND, PER_APPEND, now))
-    return Cell(lh, settings, s3_endpoint, bucket, now)
+    with Lakehouse(direct) as builder:
+        table = builder.create_table(NAME, schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
+        for b in range(APPENDS):
+            table.append(_rows(b * PER_APPEND, PER_APPEND, now))
+    settings = proxied_settings(proxy, s3_endpoint, bucket, tmp_path)
+    return Cell(Lakehouse(settings), settings, direct, s3_endpoint, bucket, now)
 
 
 # every job under every fault, but a lost write answer for a job that writes nothing
@@ -218,7 +221,7 @@ def test_job_survives_fault(
     try:
         if spec.setup:
             spec.setup(c)
-        before = _read(c.settings)
+        before = _read(c.direct)
         expected = spec.expected(before, c)
         proxy.reset()
         proxy.plan(PLANS[fault])
@@ -236,7 +239,8 @@ def test_job_survives_fault(
         injected = sum(stats["faults"].values())
         state = ""
         try:
-            state = _state(_read(c.settings), before, expected)
+            actual = _read(c.direct)
+            state = _state(actual, before, expected)
         finally:
             _record(fmt, job, fault, outcome if not state else f"{outcome}/{state}", injected, stats, error)
         assert outcome != "raw-error", f"{job} under {fault} raised a raw error: {error}"
@@ -247,19 +251,14 @@ def test_job_survives_fault(
         # ingest is rerun: its batch must be skipped, not doubled; the others were just read back as expected)
         if outcome != "completed" or job == "ingest":
             c.lh.close()
-            with Lakehouse(c.settings) as again:
-                spec.run(Cell(again, c.settings, c.endpoint, c.bucket, c.now))
-        assert _read_is(c.settings, expected)
+            with Lakehouse(c.direct) as again:
+                spec.run(Cell(again, c.direct, c.direct, c.endpoint, c.bucket, c.now))
+            actual = _read(c.direct)
+        diff = differences(fingerprint(actual, EVENTS.names), fingerprint(expected, EVENTS.names))
+        assert not diff, diff
     finally:
         c.lh.close()
 
 
 def _rows_equal(a: pa.Table, b: pa.Table) -> bool:
     return fingerprint(a, EVENTS.names) == fingerprint(b, EVENTS.names)
-
-
-def _read_is(settings: Any, expected: pa.Table) -> bool:
-    actual = _read(settings)
-    diff = differences(fingerprint(actual, EVENTS.names), fingerprint(expected, EVENTS.names))
-    assert not diff, diff
-    return True
