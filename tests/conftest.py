@@ -87,8 +87,9 @@ def s3_endpoint() -> Iterator[S3Endpoint]:
         )
         return
     # A separate process, not moto's ThreadedMotoServer: some delta-rs calls (history, is_deltatable) block
-    # while holding the GIL, which starves an S3 server running in this interpreter's threads.
-    with moto_server([sys.executable, "-m", "moto.server"]) as url:
+    # while holding the GIL, which starves an S3 server running in this interpreter's threads. moto's server
+    # without its stock launcher's per-request overheads (tests/fixtures/s3_server.py): the same answers.
+    with moto_server([sys.executable, str(Path(__file__).parent / "fixtures" / "s3_server.py")]) as url:
         yield S3Endpoint(url, "testing-key", "testing-secret")
 
 

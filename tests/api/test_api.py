@@ -35,8 +35,9 @@ def api(tmp_path: Any, fmt: str) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module", params=FORMATS)
 def shared_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One app per format for tests that only send statements the API must refuse (the many sandbox cases): a
-    fresh table each would cost a second per case. Tests that change or rely on a table's state use ``api``."""
+    """One app per format for tests that change nothing (refused statements and bodies, mistakes, read-only
+    queries; the many sandbox cases): a fresh table, app and warm query worker each cost about a second of CPU.
+    Tests that change a table, a policy or a key, or rely on a state they set up, use ``api``."""
     yield from _serve(tmp_path_factory.mktemp("shared-api"), str(request.param))
 
 
@@ -99,17 +100,17 @@ def test_catalog_history_diff_and_time_travel(api: dict[str, Any]) -> None:
     assert ok(call(api, "POST", "/query", json={"sql": "SELECT count(*) AS n FROM web.events"}))["rows"] == [{"n": 50}]
 
 
-def test_mistakes_are_problem_documents(api: dict[str, Any]) -> None:
-    problem(call(api, "GET", "/tables/web.nope"), 404)
-    problem(call(api, "GET", "/tables/web.events/versions/999"), 404)
-    problem(call(api, "GET", "/tables/not-a-name"), 422)
-    problem(call(api, "POST", "/query", json={"sql": "SELEC 1"}), 400)
-    problem(call(api, "POST", "/query", json={"sql": "SELECT * FROM web.nope"}), 404)
-    problem(call(api, "POST", "/query", json={"sql": 5}), 422)
-    problem(call(api, "POST", "/query", content=b"{not json", headers={"Content-Type": "application/json"}), 422)
+def test_mistakes_are_problem_documents(shared_api: dict[str, Any]) -> None:
+    problem(call(shared_api, "GET", "/tables/web.nope"), 404)
+    problem(call(shared_api, "GET", "/tables/web.events/versions/999"), 404)
+    problem(call(shared_api, "GET", "/tables/not-a-name"), 422)
+    problem(call(shared_api, "POST", "/query", json={"sql": "SELEC 1"}), 400)
+    problem(call(shared_api, "POST", "/query", json={"sql": "SELECT * FROM web.nope"}), 404)
+    problem(call(shared_api, "POST", "/query", json={"sql": 5}), 422)
+    problem(call(shared_api, "POST", "/query", content=b"{not json", headers={"Content-Type": "application/json"}), 422)
     problem(
         call(
-            api,
+            shared_api,
             "POST",
             "/tables/web.events/records",
             role="engineer",
@@ -121,7 +122,7 @@ def test_mistakes_are_problem_documents(api: dict[str, Any]) -> None:
     big = b"[" + b"{}," * (9 * 1024 * 1024) + b"{}]"
     problem(
         call(
-            api,
+            shared_api,
             "POST",
             "/tables/web.events/records",
             role="engineer",
@@ -130,8 +131,8 @@ def test_mistakes_are_problem_documents(api: dict[str, Any]) -> None:
         ),
         413,
     )
-    problem(call(api, "GET", "/jobs/123456"), 404)
-    problem(call(api, "GET", "/lineage?dataset=web.never"), 404)
+    problem(call(shared_api, "GET", "/jobs/123456"), 404)
+    problem(call(shared_api, "GET", "/lineage?dataset=web.never"), 404)
 
 
 @pytest.mark.parametrize(
@@ -229,12 +230,15 @@ def test_time_travel_before_a_column_was_added(api: dict[str, Any]) -> None:
     assert ok(call(api, "POST", "/query", role="admin", json=q))["rows"] == [{"n": 100, "e": 0}]
 
 
-def test_values_without_a_json_form_are_a_4xx(api: dict[str, Any]) -> None:
-    problem(call(api, "POST", "/query", json={"sql": "SELECT 'infinity'::TIMESTAMP AS t"}), 400)
-    arrow = call(api, "POST", "/query", json={"sql": "SELECT 'infinity'::TIMESTAMP AS t", "format": "arrow"})
+def test_values_without_a_json_form_are_a_4xx(shared_api: dict[str, Any]) -> None:
+    problem(call(shared_api, "POST", "/query", json={"sql": "SELECT 'infinity'::TIMESTAMP AS t"}), 400)
+    arrow = call(shared_api, "POST", "/query", json={"sql": "SELECT 'infinity'::TIMESTAMP AS t", "format": "arrow"})
     assert arrow.status_code == 200
     problem(
-        call(api, "POST", "/query", json={"sql": "SELECT 1", "as_of": {"web.events": "0001-01-01T00:00:00+01:00"}}), 400
+        call(
+            shared_api, "POST", "/query", json={"sql": "SELECT 1", "as_of": {"web.events": "0001-01-01T00:00:00+01:00"}}
+        ),
+        400,
     )
 
 
@@ -458,13 +462,13 @@ def test_ctes_bind_as_duckdb_binds_them(api: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     "sql", ["SELECT " + "(" * 400 + "1" + ")" * 400, "- " * 3000 + "1", "SELECT " + "abs(" * 400 + "1" + ")" * 400]
 )
-def test_deeply_nested_sql_is_a_400(api: dict[str, Any], sql: str) -> None:
-    body = problem(call(api, "POST", "/query", json={"sql": sql}), 400)
+def test_deeply_nested_sql_is_a_400(shared_api: dict[str, Any], sql: str) -> None:
+    body = problem(call(shared_api, "POST", "/query", json={"sql": sql}), 400)
     assert "nests" in body["detail"]
 
 
-def test_sql_over_the_length_limit_is_refused(api: dict[str, Any]) -> None:
-    problem(call(api, "POST", "/query", json={"sql": "SELECT 1 --" + "x" * 100_000}), 422)
+def test_sql_over_the_length_limit_is_refused(shared_api: dict[str, Any]) -> None:
+    problem(call(shared_api, "POST", "/query", json={"sql": "SELECT 1 --" + "x" * 100_000}), 422)
 
 
 def test_time_limit_stops_a_long_query_near_it(api: dict[str, Any]) -> None:
@@ -590,14 +594,14 @@ def test_pii_scan_dry_run_stores_no_tags(api: dict[str, Any]) -> None:
     assert ok(call(api, "POST", "/query", json=note))["rows"] == [{"note": "[REDACTED]"}]
 
 
-def test_a_bad_policy_is_a_400(api: dict[str, Any]) -> None:
+def test_a_bad_policy_is_a_400(shared_api: dict[str, Any]) -> None:
     for values in ({"retention": {"retain": "bogus"}}, {"nope": 1}, {"tiering": {"warm_after": ["x"]}}):
-        body = problem(call(api, "PUT", "/tables/web.events/policy", role="admin", json={"values": values}), 400)
+        body = problem(call(shared_api, "PUT", "/tables/web.events/policy", role="admin", json={"values": values}), 400)
         assert "invalid policy" in body["detail"]
 
 
 @pytest.mark.parametrize("path", ["/query", "/lineage", "/tables/web.events/policy", "/keys"])
-def test_every_endpoint_answers_413_to_a_chunked_body_over_the_limit(api: dict[str, Any], path: str) -> None:
+def test_every_endpoint_answers_413_to_a_chunked_body_over_the_limit(shared_api: dict[str, Any], path: str) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"sql": "'
         for _ in range(20_000):  # 20 MB, over the default 16 MB
@@ -606,7 +610,8 @@ def test_every_endpoint_answers_413_to_a_chunked_body_over_the_limit(api: dict[s
 
     method = "PUT" if path.endswith("/policy") else "POST"
     body = problem(
-        call(api, method, path, role="admin", content=chunks(), headers={"Content-Type": "application/json"}), 413
+        call(shared_api, method, path, role="admin", content=chunks(), headers={"Content-Type": "application/json"}),
+        413,
     )
     assert body["title"] == "Request body too large"
 

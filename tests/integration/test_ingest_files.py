@@ -213,7 +213,7 @@ def sigkill_then_finish(cmd: list[str], env: dict[str, str], table: Any, total: 
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while proc.poll() is None and table.row_count() == before and time.monotonic() < deadline:
-            time.sleep(0.02)
+            time.sleep(0.1)  # each look reads the table's metadata: a tight loop would slow the ingestor down
         time.sleep(rng.uniform(0, 0.15))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
