@@ -29,12 +29,14 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-## Install everything and run the whole test suite (what CI runs).
+## Install everything and run the whole test suite (what CI runs). The suite starts a few hundred Python
+## processes (CLI runs, query workers, ingestors, servers): they share compiled bytecode even where the
+## environment sets PYTHONDONTWRITEBYTECODE (each would compile lakehouse's ~29k lines again).
 test: install system-deps
 	$(BIN)/ruff check lakehouse api tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
 
 clean:
 	rm -rf $(VENV) warehouse .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
