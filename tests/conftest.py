@@ -67,11 +67,16 @@ class S3Endpoint:
 
 @pytest.fixture(autouse=True)
 def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    isolate(monkeypatch, tmp_path / "cwd")
+
+
+def isolate(monkeypatch: pytest.MonkeyPatch, cwd: Path) -> None:
+    """What every test runs in: none of the machine's ``LAKEHOUSE_*``/``AWS_*`` settings, no instance metadata, an
+    empty working directory. Fixtures of a wider scope (set up before the autouse one) call it themselves."""
     for key in list(os.environ):
         if key.startswith(("LAKEHOUSE_", "AWS_")) and not key.startswith("LAKEHOUSE_TEST_"):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
 

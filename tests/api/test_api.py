@@ -19,7 +19,7 @@ from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
 from lakehouse.governance.keys import create_key
 from lakehouse.schema import parse_partitioning
-from tests.conftest import EVENTS, FORMATS, events
+from tests.conftest import EVENTS, FORMATS, events, isolate
 
 SECRET = "api-test-secret"
 SLOW = (  # 10^10 rows, each computed (a count(*) over a cross join only counts chunks, which is fast)
@@ -38,7 +38,10 @@ def shared_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     """One app per format for tests that change nothing (refused statements and bodies, mistakes, read-only
     queries; the many sandbox cases): a fresh table, app and warm query worker each cost about a second of CPU.
     Tests that change a table, a policy or a key, or rely on a state they set up, use ``api``."""
-    yield from _serve(tmp_path_factory.mktemp("shared-api"), str(request.param))
+    root = tmp_path_factory.mktemp("shared-api")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate(monkeypatch, root / "cwd")
+        yield from _serve(root, str(request.param))
 
 
 def _serve(tmp_path: Any, fmt: str) -> Iterator[dict[str, Any]]:

@@ -50,7 +50,7 @@ COMPACT = CompactionOptions(target_file_size=64 << 20)
 # the schedule of each fault: every k-th eligible request (first one hit: `first`), at most LIMIT per cell: the
 # time of a cell is mostly the clients' retry pauses (pyarrow's AWS SDK strategy has no setting for them), so CI
 # injects 6 faults per cell (the first ones, which hit the table's open, the reads and the first writes);
-# LAKEHOUSE_TEST_FAULT_LIMIT=none runs the whole schedule (the README's counts), 5-6 min on 2 cores
+# LAKEHOUSE_TEST_FAULT_LIMIT=none runs the whole schedule (the README's counts), about 3.5 min on 2 cores
 _limit = os.environ.get("LAKEHOUSE_TEST_FAULT_LIMIT", "6")
 LIMIT = None if _limit.lower() in ("none", "0", "") else int(_limit)
 PLANS = {
