@@ -164,7 +164,12 @@ a few manifests instead of one per commit, and the old ones go with the versions
 
 def plan_vacuum(lh: Workspace, name: str, *, retain: str | dt.timedelta, keep: Sequence[int] = ()) -> VacuumPlan:
     """Which versions stay readable and which files only expired versions reference."""
-    table = lh.table(name)
+    return _plan_vacuum(lh, lh.table(name), retain=retain, keep=keep)
+
+
+def _plan_vacuum(
+    lh: Workspace, table: LakehouseTable, *, retain: str | dt.timedelta, keep: Sequence[int] = ()
+) -> VacuumPlan:
     window = parse_duration(retain)
     if window.total_seconds() < 0:
         raise InvalidInputError("--retain must not be negative")
@@ -220,26 +225,27 @@ def vacuum(
     from lakehouse.engines import check_engine
 
     spark = lh.spark() if check_engine(engine) == "spark" else None
+    # opened once: each step below refreshes it to the newest version itself (a Delta open replays the log)
+    table = lh.table(name)
     if spark is not None:
-        spark.check(lh.table(name), "vacuum")
-        if keep and lh.table(name).format == "delta":
+        spark.check(table, "vacuum")
+        if keep and table.format == "delta":
             raise UnsupportedOperationError(
                 "--keep with Delta on Spark: delta-spark's VACUUM keeps a time window only",
                 hint="drop --keep, or run without --engine spark",
             )
         # before any version is recorded as expired (dry runs too): VACUUM's window must cover the orphan age
-        spark.check_vacuum_window(lh.table(name), parse_duration(retain), _orphan_age(lh, name))
+        spark.check_vacuum_window(table, parse_duration(retain), _orphan_age(lh, name))
     merged = (0, 0)
     if not dry_run and spark is None:  # first: the manifests it replaces are then the older versions' alone
-        merged = lh.table(name).rewrite_manifests(min_manifests=MANIFEST_MERGE_MIN)
-    plan = plan_vacuum(lh, name, retain=retain, keep=keep)
+        merged = table.rewrite_manifests(min_manifests=MANIFEST_MERGE_MIN)
+    plan = _plan_vacuum(lh, table, retain=retain, keep=keep)
     result = VacuumResult(plan, dry_run)
     result.manifests_merged = merged
     if spark is not None:
         result.engine = spark.describe()
     if dry_run:
         return result
-    table = lh.table(name)
     params = {
         "retain": format_duration(plan.retain),
         "keep": list(keep),
@@ -278,7 +284,7 @@ def vacuum(
         # what every version still readable needs now: those committed since planning, and an older one a
         # restore made current again meanwhile (versions an earlier vacuum expired need nothing: Delta's log
         # still lists them)
-        table = lh.table(name)
+        table.expired = lh.catalog.expired(table.name)  # as recorded just now
         expired = set(plan.expired_versions) | (set(table.expired.versions) if table.expired else set())
         remaining = {s.version for s in table.snapshots() if s.version not in expired or s.is_current}
         needed = table.version_paths(remaining) | table.metadata_paths()
@@ -398,7 +404,10 @@ class OrphanResult:
 
 
 def plan_orphans(lh: Workspace, name: str, *, older_than: str | dt.timedelta) -> OrphanPlan:
-    table = lh.table(name)
+    return _plan_orphans(lh, lh.table(name), older_than=older_than)
+
+
+def _plan_orphans(lh: Workspace, table: LakehouseTable, *, older_than: str | dt.timedelta) -> OrphanPlan:
     age = parse_duration(older_than)
     plan = OrphanPlan(str(table.name), age)
     nested = _nested_locations(lh, table)
@@ -433,17 +442,17 @@ def remove_orphans(
     from lakehouse.engines import check_engine
 
     spark = lh.spark() if check_engine(engine) == "spark" else None
-    plan = plan_orphans(lh, name, older_than=older_than)
+    table = lh.table(name)  # opened once: the references are read again (refreshed) right before deleting
+    plan = _plan_orphans(lh, table, older_than=older_than)
     result = OrphanResult(plan, dry_run)
     if spark is not None:
-        if lh.table(name).format == "iceberg":
-            spark.check(lh.table(name), "orphan removal")
+        if table.format == "iceberg":
+            spark.check(table, "orphan removal")
             result.engine = spark.describe()
         else:
             result.engine = {"engine": "local", "note": "Delta orphan removal runs locally (nothing to compute)"}
     if dry_run:
         return result
-    table = lh.table(name)
     params = {"older_than": format_duration(plan.older_than), **result.engine}
     if not plan.files:
         result.job_id = lh.catalog.record_job(
