@@ -1,12 +1,12 @@
 """Every job, both formats, against an S3 server behind a proxy that injects faults (see ``proxy.py``).
 
 Each cell builds a small day-partitioned table without faults (straight to the S3 server, as it reads the table
-back afterwards), plans one fault kind, runs one job through the proxy, then
-switches faults off. The job either completed, or raised a :class:`LakehouseError` (the API: a problem document
-with a 5xx status other than 500, never an internal error). Either way a fresh lakehouse reads the table back
-with the same multiset of rows as before the job, or with exactly the job's change (a commit that landed
-although the job lost its answer); nothing lost, nothing doubled. A rerun without faults completes, and then
-the table holds exactly the job's change. The outcome goes into the summary printed at the end of the run.
+back afterwards), plans one fault kind, runs one job through the proxy, then switches faults off. The job either
+completed, or raised a :class:`LakehouseError` (the API: a problem document with a 5xx status other than 500, never
+an internal error). Either way a fresh lakehouse reads the table back with the same multiset of rows as before the
+job, or with exactly the job's change (a commit that landed although the job lost its answer); nothing lost,
+nothing doubled. A rerun without faults completes, and then the table holds exactly the job's change. The outcome
+goes into the summary printed at the end of the run.
 """
 
 from __future__ import annotations
