@@ -1,11 +1,12 @@
 """Planning a huge table from its metadata: 100,000 files in 1,000 versions, both formats, requests counted.
 
-Builds, on moto's S3 server, a table per format the way a streaming writer leaves it: ``--versions`` appends of
-``--files / --versions`` tiny Parquet files each (a few rows, real and readable), landing day after day in
-``--partitions`` day partitions. The data files are uploaded directly and the versions committed from their
-metadata only (no second pass over the files): Delta commits assembled per the protocol (``add`` actions with
-stats, a checkpoint every 100 versions as Spark and delta-rs writers leave them), Iceberg commits through
-pyiceberg's fast append (one manifest per commit, as writers without manifest merging leave them).
+Builds, on the tests' S3 server (moto, started by ``tests/fixtures/s3_server.py``), a table per format the way a
+streaming writer leaves it: ``--versions`` appends of ``--files / --versions`` tiny Parquet files each (a few
+rows, real and readable), landing day after day in ``--partitions`` day partitions. The data files are uploaded
+directly and the versions committed from their metadata only (no second pass over the files): Delta commits
+assembled per the protocol (``add`` actions with stats, a checkpoint every 100 versions as Spark and delta-rs
+writers leave them), Iceberg commits through pyiceberg's fast append (one manifest per commit, as writers
+without manifest merging leave them).
 
 Then it runs each planning command as the CLI (a fresh process: start-up included) through the counting proxy
 of ``tests/faults/proxy.py`` and prints, per command, its wall time, peak RSS and the object-store requests it
@@ -20,11 +21,13 @@ made by kind (GET, HEAD, LIST, ...) and the bytes read:
 The question: do they read metadata only (GETs of log/checkpoint/manifest objects, not of the 100,000 data
 files), list at most once, and finish in seconds?
 
-With ``--local`` the same tables are built in a local warehouse directory (the embedded default) and the
-commands timed there: no listing cost (moto scans the whole bucket for every page of a listing) and no requests
-to count.
+The tests' server pages a listing from the bucket's sorted key names, as S3 does; ``--server stock`` runs
+moto's own launcher instead, which filters and sorts every key of the bucket for every page (one listing of
+100,000 keys: 41-50 s here). With ``--local`` the same tables are built in a local warehouse directory (the
+embedded default) and the commands timed there: no listing cost and no requests to count.
 
-    .venv/bin/python benchmarks/planning_bench.py [--local] [--files 100000] [--versions 1000] [--partitions 100]
+    .venv/bin/python benchmarks/planning_bench.py [--local | --server stock] [--files 100000] [--versions 1000]
+        [--partitions 100]
 """
 
 from __future__ import annotations
@@ -379,18 +382,30 @@ def main() -> None:
         help="build the tables in a local warehouse directory (the embedded default) instead of on moto's S3 "
         "server: times without the server's listing cost, no requests to count",
     )
+    ap.add_argument(
+        "--server",
+        choices=("tests", "stock"),
+        default="tests",
+        help="the S3 server: the tests' (moto without its per-page scan of the bucket) or moto's stock launcher",
+    )
     ap.add_argument("--log", action="store_true", help="print every request, grouped by command")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="lh-planning-")
-    moto = None if args.local else moto_server([sys.executable, "-m", "moto.server"])
+    launcher = (
+        [sys.executable, "-m", "moto.server"]
+        if args.server == "stock"
+        else [sys.executable, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "s3_server.py")]
+    )
+    moto = None if args.local else moto_server(launcher)
     try:
         upstream = moto.__enter__() if moto is not None else None
         with contextlib.ExitStack() as stack:
             proxy = stack.enter_context(running_proxy(upstream)) if upstream is not None else None
             pool = stack.enter_context(cf.ThreadPoolExecutor(16))
+            where = "a local warehouse" if args.local else f"on S3 (moto, the {args.server} server)"
             print(
                 f"{args.files} files in {args.versions} versions over {args.partitions} day partitions, "
-                f"{args.rows} rows per file, {'a local warehouse' if args.local else 'on S3 (moto)'}; "
+                f"{args.rows} rows per file, {where}; "
                 f"{os.cpu_count()} cores"
             )
             print(HEADER, flush=True)
