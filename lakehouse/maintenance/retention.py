@@ -200,10 +200,12 @@ def _plan_vacuum(
         return plan
     # files that only versions expired now or by an earlier vacuum reference (Delta's log keeps listing expired
     # versions: their files are planned until they are gone, also when nothing new expires)
-    listing = {f.path: f for f in _checked_listing(lh, table)}
     needed = table.version_paths(retained) | table.metadata_paths()
-    tracked = table.version_paths(None)
-    plan.files = sorted((listing[p] for p in tracked - needed if p in listing), key=lambda f: f.path)
+    candidates = table.version_paths(None) - needed
+    if not candidates:  # nothing to look for: no listing (a table of 100,000 files is 100 pages on S3)
+        return plan
+    listing = {f.path: f for f in _checked_listing(lh, table)}
+    plan.files = sorted((listing[p] for p in candidates if p in listing), key=lambda f: f.path)
     return plan
 
 
