@@ -4,6 +4,7 @@ tokens), also when keys are put or deleted between two pages of one listing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from moto.core.serialize import TimestampSerializer
 from moto.s3.models import FakeKey, S3Backend, s3_backends
 from moto.s3.utils import _VersionedKeyStore
 
@@ -99,3 +101,19 @@ def test_listing_pages_equal_motos(
         answers.append(_pages(backend, listing, bucket, query, between))
         s3_backends.bucket_accounts.pop(bucket, None)
     assert answers[1] == answers[0]
+
+
+@given(
+    value=st.one_of(
+        st.datetimes(timezones=st.just(dt.UTC)),
+        st.datetimes(timezones=st.just(dt.UTC)).map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+        st.integers(min_value=0, max_value=4_000_000_000),
+    ),
+    timestamp_format=st.sampled_from(["iso8601", "iso8601_zeroed", "rfc822", "unixtimestamp"]),
+)
+def test_kept_timestamps_equal_motos(value: Any, timestamp_format: str) -> None:
+    """A response's timestamps are converted once per value: the same text as moto's conversion, asked twice."""
+    stock = s3_server._stock_timestamp(TimestampSerializer("iso8601"), value, timestamp_format)
+    serializer = TimestampSerializer("rfc822")
+    assert s3_server.convert_timestamp(serializer, value, timestamp_format) == stock
+    assert s3_server.convert_timestamp(serializer, value, timestamp_format) == stock
