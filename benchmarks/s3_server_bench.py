@@ -1,15 +1,18 @@
 """CPU per request of the tests' S3 server: moto's stock launcher (``python -m moto.server``, the baseline) against
-``tests/fixtures/s3_server.py`` (the same server without two per-request costs of the launcher), in one run.
+``tests/fixtures/s3_server.py`` (the same server without the launcher's per-request costs), in one run.
 
 For each server: a bucket, then N PutObject, N GetObject and N HeadObject calls of a 20 KB object through boto3;
-the server process's CPU time (user + system, from /proc) per request of each kind, and the ratio.
+then ``--keys`` more (tiny) objects and one paged ListObjectsV2 of them (1,000 keys a page). Printed: the server
+process's CPU time (user + system, from /proc) per request of each kind (per page for the listing), and the
+ratio.
 
-    .venv/bin/python benchmarks/s3_server_bench.py [--requests 150]
+    .venv/bin/python benchmarks/s3_server_bench.py [--requests 150] [--keys 20000]
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import os
 import sys
 from pathlib import Path
@@ -22,7 +25,7 @@ from tests.conftest import moto_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
-KINDS = ("put", "get", "head")
+KINDS = ("put", "get", "head", "list page")
 
 
 def _cpu(pid: int) -> float:
@@ -43,8 +46,8 @@ def _server_pid(url: str) -> int:
     raise RuntimeError(f"no process serves {url}")
 
 
-def measure(command: list[str], n: int) -> dict[str, float]:
-    """Server CPU milliseconds per request of each kind."""
+def measure(command: list[str], n: int, keys: int) -> dict[str, float]:
+    """Server CPU milliseconds per request of each kind (per page of the listing)."""
     with moto_server(command) as url:
         pid = _server_pid(url)
         client = boto3.client(
@@ -53,7 +56,7 @@ def measure(command: list[str], n: int) -> dict[str, float]:
         client.create_bucket(Bucket="bench-bucket")
         body = b"x" * 20_000
         out = {}
-        for kind in KINDS:
+        for kind in KINDS[:3]:
             before = _cpu(pid)
             for i in range(n):
                 if kind == "put":
@@ -63,18 +66,30 @@ def measure(command: list[str], n: int) -> dict[str, float]:
                 else:
                     client.head_object(Bucket="bench-bucket", Key=f"k{i}")
             out[kind] = (_cpu(pid) - before) / n * 1000
+        with cf.ThreadPoolExecutor(8) as pool:
+            list(
+                pool.map(
+                    lambda i: client.put_object(Bucket="bench-bucket", Key=f"t/d={i % 100}/f{i}", Body=b"x"),
+                    range(keys),
+                )
+            )
+        before, pages = _cpu(pid), 0
+        for _page in client.get_paginator("list_objects_v2").paginate(Bucket="bench-bucket", Prefix="t/"):
+            pages += 1
+        out["list page"] = (_cpu(pid) - before) / pages * 1000
         return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=150)
+    parser.add_argument("--keys", type=int, default=20_000, help="objects in the bucket for the listing")
     args = parser.parse_args()
-    stock = measure([sys.executable, "-m", "moto.server"], args.requests)
-    lean = measure([sys.executable, str(ROOT / "tests" / "fixtures" / "s3_server.py")], args.requests)
-    print(f"{'request':8} {'stock ms':>9} {'lean ms':>8} {'lean/stock':>10}")
+    stock = measure([sys.executable, "-m", "moto.server"], args.requests, args.keys)
+    lean = measure([sys.executable, str(ROOT / "tests" / "fixtures" / "s3_server.py")], args.requests, args.keys)
+    print(f"{'request':10} {'stock ms':>9} {'lean ms':>8} {'lean/stock':>10}")
     for kind in KINDS:
-        print(f"{kind:8} {stock[kind]:9.2f} {lean[kind]:8.2f} {lean[kind] / stock[kind]:10.2f}")
+        print(f"{kind:10} {stock[kind]:9.2f} {lean[kind]:8.2f} {lean[kind] / stock[kind]:10.2f}")
 
 
 if __name__ == "__main__":
