@@ -10,7 +10,7 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -205,13 +205,17 @@ def _share(location: str, objects: list[ObjectInfo]) -> None:
         listings[normalize_path(location).rstrip("/") + "/"] = objects
 
 
-def list_files(location: str, ctx: StorageContext, *, recursive: bool = True) -> list[ObjectInfo]:
-    """Every file below ``location`` (empty when it does not exist)."""
+def list_files(
+    location: str, ctx: StorageContext, *, recursive: bool = True, known: Collection[str] = ()
+) -> list[ObjectInfo]:
+    """Every file below ``location`` (empty when it does not exist). ``known``: paths known to be there (a
+    table's current files), from which an S3 listing of many pages is split into ranges listed side by side
+    (see :func:`list_objects`)."""
     shared = _from_shared(location, recursive)
     if shared is not None:
         return shared
-    if _shared_listings.get() is not None and recursive:
-        return list_objects(location, ctx)  # one listing for both kinds of caller, shared
+    if recursive and (_shared_listings.get() is not None or _split_points(location, known)):
+        return list_objects(location, ctx, known=known)  # one listing for both kinds of caller, shared
     filesystem, root = split_location(location, ctx)
     try:
         infos = filesystem.get_file_info(fs.FileSelector(root, recursive=recursive, allow_not_found=True))
@@ -280,8 +284,34 @@ def _s3_client(ctx: StorageContext, location: str, *, connections: int = 10) -> 
         return session.client("s3", **kwargs)
 
 
-def list_objects(location: str, ctx: StorageContext) -> list[ObjectInfo]:
-    """Like :func:`list_files`, with each object's S3 storage class (one listing, no per-object calls)."""
+LISTING_RANGE_KEYS = 5_000
+"""An S3 listing is split into ranges of about this many keys known to be there (5 pages), up to
+:data:`LISTING_RANGES`, listed side by side."""
+LISTING_RANGES = 16
+
+
+def _split_points(location: str, known: Collection[str]) -> list[str]:
+    """Keys that split a listing of ``location`` into ranges of about :data:`LISTING_RANGE_KEYS` known keys each
+    (none for a local location or too few known keys)."""
+    if len(known) < 2 * LISTING_RANGE_KEYS or not location.startswith(("s3://", "s3a://")):
+        return []
+    bucket, prefix = _bucket_key(location.rstrip("/"))
+    prefix = prefix + "/" if prefix else ""
+    # any key splits correctly (the ranges cover the whole key space): known ones split it evenly
+    keys = sorted({k for b, k in (_bucket_key(p) for p in known if "://" in p) if b == bucket and k.startswith(prefix)})
+    ranges = min(LISTING_RANGES, len(keys) // LISTING_RANGE_KEYS)
+    return [keys[len(keys) * i // ranges] for i in range(1, ranges)] if ranges > 1 else []
+
+
+def list_objects(location: str, ctx: StorageContext, *, known: Collection[str] = ()) -> list[ObjectInfo]:
+    """Like :func:`list_files`, with each object's S3 storage class (one listing, no per-object calls).
+
+    A listing is one page of 1,000 keys per request, each request waiting for the one before it (its token). With
+    ``known`` (paths known to be there, such as a table's current files) the key space is split at known keys
+    into ranges of about 5,000 and the ranges are listed side by side (``StartAfter`` one split key, ending at the
+    next): the same objects in the same order, in a fraction of the round trips' time, and about one request
+    more per range. Objects ``known`` does not name (orphans, metadata) are listed all the same: the ranges
+    cover every key."""
     shared = _from_shared(location, True)
     if shared is not None:
         return shared
@@ -294,10 +324,21 @@ def list_objects(location: str, ctx: StorageContext) -> list[ObjectInfo]:
 
     bucket, prefix = _bucket_key(location.rstrip("/"))
     prefix = prefix + "/" if prefix else ""
-    out = []
-    try:
-        for page in _s3_client(ctx, location).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    splits = _split_points(location, known)
+    bounds: list[tuple[str | None, str | None]] = list(
+        zip([None, *splits], [*splits, None], strict=True)  # (after, up to and including)
+    )
+    client = _s3_client(ctx, location, connections=min(len(bounds), 8))
+
+    def listed(after: str | None, last: str | None) -> list[ObjectInfo]:
+        out: list[ObjectInfo] = []
+        params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if after is not None:
+            params["StartAfter"] = after
+        for page in client.get_paginator("list_objects_v2").paginate(**params):
             for obj in page.get("Contents", []):
+                if last is not None and obj["Key"] > last:
+                    return out
                 if obj["Key"].endswith("/"):  # a directory marker, not a file
                     continue
                 out.append(
@@ -308,6 +349,16 @@ def list_objects(location: str, ctx: StorageContext) -> list[ObjectInfo]:
                         str(obj.get("StorageClass") or "STANDARD"),
                     )
                 )
+        return out
+
+    try:
+        if len(bounds) == 1:
+            out = listed(None, None)
+        else:
+            import concurrent.futures as cf
+
+            with cf.ThreadPoolExecutor(min(len(bounds), 8), thread_name_prefix="lakehouse-list") as pool:
+                out = [o for part in pool.map(lambda b: listed(*b), bounds) for o in part]
     except (BotoCoreError, ClientError) as e:
         raise StorageError(f"cannot list {location}: {e}") from e
     _share(location, out)

@@ -75,7 +75,7 @@ def _checked_listing(lh: Workspace, table: LakehouseTable) -> list[ObjectInfo]:
     # files a table keeps outside its location (Iceberg's add_files) are not in the listing, and retention never
     # deletes them: only the files under the location must be where the listing shows them
     current = {f.path for f in table.files() if f.path.startswith(root)} if table.snapshots() else set()
-    listing = list_files(table.location, table.ctx)
+    listing = list_files(table.location, table.ctx, known=current)  # split at current files: ranges side by side
     listed = {f.path for f in listing}
     missing = sorted(current - listed)
     if missing:

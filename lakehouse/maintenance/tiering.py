@@ -249,7 +249,9 @@ def plan_tiering(
             plan.read_hot_from = read_from.isoformat()
     files = table.files() if table.snapshots() else []
     classes = (
-        {o.path: o.storage_class for o in list_objects(table.location, table.ctx)} if method == "storage-class" else {}
+        {o.path: o.storage_class for o in list_objects(table.location, table.ctx, known=[f.path for f in files])}
+        if method == "storage-class"
+        else {}
     )
     groups: dict[tuple[str, str], TierGroup] = {}
     for f in files:
@@ -542,7 +544,8 @@ def _table_cost(lh: Workspace, name: str, *, sample_rows: int, bill: bool) -> Ta
 
     prices = lh.settings.cost.price_table()
     hot_class = pol.storage_classes["hot"]
-    objects = list_objects(table.location, table.ctx)
+    files = table.files() if table.snapshots() else []
+    objects = list_objects(table.location, table.ctx, known=[f.path for f in files])  # split at the files: see there
     tiers: dict[str, TierUsage] = {}
     classes: dict[str, TierUsage] = {}
     for o in objects:
@@ -562,7 +565,6 @@ def _table_cost(lh: Workspace, name: str, *, sample_rows: int, bill: bool) -> Ta
         by_class.bytes += o.size
         by_class.monthly_cost += month
     total = sum(o.size for o in objects)
-    files = table.files() if table.snapshots() else []
     cost = TableCost(
         table=str(table.name),
         format=table.format,
