@@ -214,7 +214,7 @@ def list_files(
     shared = _from_shared(location, recursive)
     if shared is not None:
         return shared
-    if recursive and (_shared_listings.get() is not None or _split_points(location, known)):
+    if recursive and (_shared_listings.get() is not None or _may_split(location, known)):
         return list_objects(location, ctx, known=known)  # one listing for both kinds of caller, shared
     filesystem, root = split_location(location, ctx)
     try:
@@ -238,13 +238,13 @@ def _timestamp(text: str) -> Any:
     """A timestamp of an S3 response. botocore parses each with dateutil: 1,000 ``LastModified`` values were
     three quarters of a listing page's parsing. ISO 8601 in UTC, what listings carry, is read by the standard
     library (the same instant); any other form goes to botocore's own parser."""
-    from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
-
     if text.endswith("Z"):
         try:
             return dt.datetime.fromisoformat(text)
         except ValueError:
             pass
+    from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
+
     return DEFAULT_TIMESTAMP_PARSER(text)
 
 
@@ -290,10 +290,14 @@ LISTING_RANGE_KEYS = 5_000
 LISTING_RANGES = 16
 
 
+def _may_split(location: str, known: Collection[str]) -> bool:
+    return len(known) >= 2 * LISTING_RANGE_KEYS and location.startswith(("s3://", "s3a://"))
+
+
 def _split_points(location: str, known: Collection[str]) -> list[str]:
     """Keys that split a listing of ``location`` into ranges of about :data:`LISTING_RANGE_KEYS` known keys each
     (none for a local location or too few known keys)."""
-    if len(known) < 2 * LISTING_RANGE_KEYS or not location.startswith(("s3://", "s3a://")):
+    if not _may_split(location, known):
         return []
     bucket, prefix = _bucket_key(location.rstrip("/"))
     prefix = prefix + "/" if prefix else ""
@@ -339,6 +343,8 @@ def list_objects(location: str, ctx: StorageContext, *, known: Collection[str] =
             for obj in page.get("Contents", []):
                 if last is not None and obj["Key"] > last:
                     return out
+                if after is not None and obj["Key"] <= after:  # a store that ignores StartAfter: no key twice
+                    continue
                 if obj["Key"].endswith("/"):  # a directory marker, not a file
                     continue
                 out.append(

@@ -202,7 +202,9 @@ def _plan_vacuum(
     # versions: their files are planned until they are gone, also when nothing new expires)
     needed = table.version_paths(retained) | table.metadata_paths()
     candidates = table.version_paths(None) - needed
-    if not candidates:  # nothing to look for: no listing (a table of 100,000 files is 100 pages on S3)
+    if not candidates:
+        # no file to look for, so no listing (a table of 100,000 files is 100 pages on S3) and no check of the
+        # table's paths against it: that check guards the files lakehouse deletes, and it deletes none here
         return plan
     listing = {f.path: f for f in _checked_listing(lh, table)}
     plan.files = sorted((listing[p] for p in candidates if p in listing), key=lambda f: f.path)

@@ -62,6 +62,16 @@ def test_split_listing_equals_one_listing(
         (o.size, o.mtime_s, o.storage_class) for o in whole
     ]
     assert [o.path for o in storage.list_files(location, lh.ctx, known=paths)] == [o.path for o in whole]
+
+    def ignoring_start_after(*args: Any, **kwargs: Any) -> Any:  # a store that lists from the prefix's start
+        c = lh_client(*args, **kwargs)
+        c.meta.events.register(
+            "before-parameter-build.s3.ListObjectsV2", lambda params, **_: params.pop("StartAfter", None)
+        )
+        return c
+
+    monkeypatch.setattr(storage, "_s3_client", ignoring_start_after)
+    assert [o.path for o in storage.list_objects(location, lh.ctx, known=paths)] == [o.path for o in whole]
     assert storage._split_points(location, paths[:9]) == [], "fewer than two ranges' worth: one listing"
     assert storage._split_points(str(tmp_path), paths) == [], "local: no split"
     lh.close()
