@@ -18,6 +18,10 @@ made by kind (GET, HEAD, LIST, ...) and the bytes read:
 * ``health`` (it reconciles storage, which lists the table's prefix once, paged: orphan detection);
 * ``cost`` (a storage bill prices every object's class: one paged listing).
 
+With ``--repeat N`` each command (and the baseline listing) runs N times and the median time is printed, with
+every run's time beside it (this machine's load moves a single run by a third); the request counts and peak
+RSS are the last run's (the counts of every run must be the same, or the script says so).
+
 The question: do they read metadata only (GETs of log/checkpoint/manifest objects, not of the 100,000 data
 files), list at most once, and finish in seconds?
 
@@ -26,8 +30,8 @@ moto's own launcher instead, which filters and sorts every key of the bucket for
 100,000 keys: 41-50 s here). With ``--local`` the same tables are built in a local warehouse directory (the
 embedded default) and the commands timed there: no listing cost and no requests to count.
 
-    .venv/bin/python benchmarks/planning_bench.py [--local | --server stock] [--files 100000] [--versions 1000]
-        [--partitions 100]
+    .venv/bin/python benchmarks/planning_bench.py [--local | --server stock] [--repeat 3] [--files 100000]
+        [--versions 1000] [--partitions 100]
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import io
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -283,37 +288,52 @@ def measure(
         ("cost", ["cost", "b.big", "--json"]),
     ]  # fmt: skip
     rows = []
-    started = time.perf_counter()
-    if proxy is None:
-        listed = sum(len(files) for _d, _s, files in os.walk(Path(env["LAKEHOUSE_WAREHOUSE"]) / "b" / "big"))
-        baseline, stats = "baseline: one walk of the directory (os.walk)", None
-    else:
-        proxy.reset()
-        client = _s3(proxy.url)
-        listed = sum(
-            len(page.get("Contents", []))
-            for page in client.get_paginator("list_objects_v2").paginate(
-                Bucket=f"lh-plan-{fmt}", Prefix="warehouse/b/big/"
+    times, counts = [], []
+    for _ in range(args.repeat):
+        started = time.perf_counter()
+        if proxy is None:
+            listed = sum(len(files) for _d, _s, files in os.walk(Path(env["LAKEHOUSE_WAREHOUSE"]) / "b" / "big"))
+            baseline, stats = "baseline: one walk of the directory (os.walk)", None
+        else:
+            proxy.reset()
+            client = _s3(proxy.url)
+            listed = sum(
+                len(page.get("Contents", []))
+                for page in client.get_paginator("list_objects_v2").paginate(
+                    Bucket=f"lh-plan-{fmt}", Prefix="warehouse/b/big/"
+                )
             )
-        )
-        baseline, stats = "baseline: one paged listing (boto3)", proxy.stats()
+            baseline, stats = "baseline: one paged listing (boto3)", proxy.stats()
+        times.append(time.perf_counter() - started)
+        counts.append(_requests(stats))
     rows.append(
-        {"format": fmt, "command": baseline, "seconds": time.perf_counter() - started, "rss_mb": 0.0}
-        | _requests(stats)
-        | {"summary": f"{listed} objects"}
+        {"format": fmt, "command": baseline, "rss_mb": 0.0} | _timed(times, counts) | {"summary": f"{listed} objects"}
     )
     print(_line(rows[-1]), flush=True)
     for label, argv in commands:
-        if proxy is not None:
-            proxy.reset()
-        r = run_cli(argv, env, cwd)
+        times, counts = [], []
+        for _ in range(args.repeat):
+            if proxy is not None:
+                proxy.reset()
+            r = run_cli(argv, env, cwd)
+            times.append(r["seconds"])
+            counts.append(_requests(proxy.stats() if proxy is not None else None))
         rows.append(
-            {"format": fmt, "command": label, "seconds": r["seconds"], "rss_mb": r["rss_mb"]}
-            | _requests(proxy.stats() if proxy is not None else None)
+            {"format": fmt, "command": label, "rss_mb": r["rss_mb"]}
+            | _timed(times, counts)
             | {"summary": _summary(label, r["stdout"])}
         )
         print(_line(rows[-1]), flush=True)
     return rows
+
+
+def _timed(times: list[float], counts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median time of a command's runs, every run's time, and the last run's request counts (which every
+    run must have made alike)."""
+    kinds = [{k: c[k] for k in KINDS} for c in counts]
+    if any(k != kinds[-1] for k in kinds):
+        print(f"  note: the runs made different requests: {kinds}", file=sys.stderr, flush=True)
+    return {"seconds": statistics.median(times), "runs": [round(t, 2) for t in times]} | counts[-1]
 
 
 def _requests(stats: dict[str, Any] | None) -> dict[str, Any]:
@@ -366,6 +386,7 @@ def _line(r: dict[str, Any]) -> str:
     return (
         f"{r['format']:<8} {r['command']:<46} {r['seconds']:>6.2f} {r['rss_mb']:>7.0f} {n('GET', 5)} {n('HEAD', 5)}"
         f" {n('LIST', 5)} {n('PUT', 4)} {n('mb_in', 7, '.2f')} {n('data_reads', 13)}  {r['summary']}"
+        + (f"  (runs: {', '.join(f'{t:.2f}' for t in r['runs'])} s)" if len(r.get("runs", ())) > 1 else "")
     )
 
 
@@ -388,6 +409,7 @@ def main() -> None:
         default="tests",
         help="the S3 server: the tests' (moto without its per-page scan of the bucket) or moto's stock launcher",
     )
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each command; the median time is printed")
     ap.add_argument("--log", action="store_true", help="print every request, grouped by command")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="lh-planning-")
