@@ -272,11 +272,10 @@ def _fields(shape: Any) -> dict[str, tuple[str, str, Any]]:
                 kind = "texts"
             else:  # structures (Owner, RestoreStatus) and anything else: botocore's own parse
                 kind = "shape"
-            xml = (
-                member.member.serialization.get("name", name)
-                if kind == "texts"
-                else member.serialization.get("name", name)
-            )
+            # the element's name as botocore finds it (its _member_key_name): a flattened list's items by theirs
+            xml = member.serialization.get("name", name)
+            if member.type_name == "list" and member.serialization.get("flattened"):
+                xml = member.member.serialization.get("name", xml)
             fields[xml] = (name, kind, member)
         shape._lakehouse_fields = fields
     return fields
