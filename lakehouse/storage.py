@@ -285,8 +285,9 @@ def _fields(shape: Any) -> dict[str, tuple[str, str, Any]]:
 def _listing_parser(base: type) -> type:
     """botocore's REST-XML response parser, with the keys of a listing page (the ``Contents`` items, S3's
     ``Object`` shape) read in one pass over each item's elements. botocore walks its model for every member of
-    every key (a name-to-node map, a dispatch per member): a 1,000-key page was most of a listing's client CPU.
-    The result is the same dict; an item with an element repeated where one is expected goes to botocore."""
+    every key (a name-to-node map, a dispatch per member): a fifth of a listing's client CPU on the tests'
+    server (4.3-5.1 s for 101 pages, 3.6-4.0 s without the walk). The result is the same dict; an item with an
+    element repeated where one is expected, or one the model places outside the body, goes to botocore."""
 
     class ListingParser(base):
         def _handle_list(self, shape: Any, node: Any) -> Any:
