@@ -104,3 +104,36 @@ def test_lakehouse_clients_use_it() -> None:
     parser = factory.create_parser("rest-xml")
     assert type(parser) is _listing_parser(RestXMLParser)
     assert type(factory.create_parser("json")).__name__ != "ListingParser"
+
+
+def test_items_with_an_attribute_member_go_to_botocore() -> None:
+    """A list of items one of whose members is an XML attribute (not in S3's model today, but botocore reads it):
+    the whole list is botocore's to parse, so the attribute is not lost."""
+    from botocore.model import ShapeResolver
+
+    resolver = ShapeResolver(
+        {
+            "Output": {"type": "structure", "members": {"Contents": {"shape": "Objects"}}},
+            "Objects": {"type": "list", "member": {"shape": "Object"}, "flattened": True},
+            "Object": {
+                "type": "structure",
+                "members": {
+                    "Key": {"shape": "Text"},
+                    "Size": {"shape": "Number"},
+                    "Kind": {"shape": "Text", "xmlAttribute": True, "locationName": "kind"},
+                },
+            },
+            "Text": {"type": "string"},
+            "Number": {"type": "long"},
+        }
+    )
+    shape = resolver.get_shape_by_name("Output")
+    body = (
+        b'<Output><Contents kind="a"><Key>k</Key><Size>3</Size></Contents>'
+        b'<Contents kind="b"><Key>j</Key></Contents></Output>'
+    )
+    response = {"status_code": 200, "headers": {}, "body": body}
+    theirs = RestXMLParser(timestamp_parser=_timestamp).parse(response, shape)
+    ours = _listing_parser(RestXMLParser)(timestamp_parser=_timestamp).parse(response, shape)
+    assert ours == theirs
+    assert theirs["Contents"][0] == {"Key": "k", "Size": 3, "Kind": "a"}
