@@ -23,6 +23,8 @@ from lakehouse.errors import StorageError
 from lakehouse.names import TableName
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from lakehouse.credentials import S3Credentials
 
 
@@ -170,7 +172,16 @@ def _uri(location: str, path: str) -> str:
     return path
 
 
-_shared_listings: ContextVar[dict[str, list[ObjectInfo]] | None] = ContextVar("lakehouse_listings", default=None)
+_shared_listings: ContextVar[_Listings | None] = ContextVar("lakehouse_listings", default=None)
+
+
+@dataclass
+class _Listings:
+    """The listings of one :func:`shared_listings` block: by location, a listing or one still being made in the
+    background (:func:`prefetch_listing`)."""
+
+    done: dict[str, list[ObjectInfo] | Future[list[ObjectInfo]]]
+    pool: ThreadPoolExecutor | None = None
 
 
 @contextlib.contextmanager
@@ -178,15 +189,37 @@ def shared_listings() -> Iterator[None]:
     """Within the block, a location is listed once: every :func:`list_files` / :func:`list_objects` of it or of
     a location below it answers from that one listing (with storage classes, on S3). For read-only measurements
     that consult the store several times (``health``: reconciliation, then tiering); the listing is as of its
-    first use, so nothing that writes may rely on it."""
+    first use (or of its :func:`prefetch_listing`), so nothing that writes may rely on it."""
     if _shared_listings.get() is not None:
         yield
         return
-    token = _shared_listings.set({})
+    listings = _Listings({})
+    token = _shared_listings.set(listings)
     try:
         yield
     finally:
         _shared_listings.reset(token)
+        if listings.pool is not None:  # a listing nobody used (the block failed first): no thread outlives it
+            listings.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def prefetch_listing(location: str, ctx: StorageContext, *, known: Collection[str] = ()) -> None:
+    """Within :func:`shared_listings`, start listing the S3 ``location`` in a background thread, so that the
+    caller's work on metadata (reading manifests and log files) overlaps the listing's round trips; the first
+    :func:`list_files` / :func:`list_objects` of it waits for it (and raises its error, if it failed). Outside
+    such a block, or for a local location (listed in a fraction of a second), it does nothing."""
+    listings = _shared_listings.get()
+    if listings is None or not location.startswith(("s3://", "s3a://")):
+        return
+    root = normalize_path(location).rstrip("/") + "/"
+    if any(root.startswith(r) for r in listings.done):
+        return
+    if listings.pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        listings.pool = ThreadPoolExecutor(1, thread_name_prefix="lakehouse-prefetch")
+    # the thread's context has no shared listings: it lists, and this block keeps the result
+    listings.done[root] = listings.pool.submit(list_objects, location, ctx, known=tuple(known))
 
 
 def _from_shared(location: str, recursive: bool) -> list[ObjectInfo] | None:
@@ -194,16 +227,19 @@ def _from_shared(location: str, recursive: bool) -> list[ObjectInfo] | None:
     if listings is None:
         return None
     want = normalize_path(location).rstrip("/") + "/"
-    for root, objects in listings.items():
+    for root, found in list(listings.done.items()):
         if want.startswith(root):
-            return [o for o in objects if o.path.startswith(want) and (recursive or "/" not in o.path[len(want) :])]
+            if not isinstance(found, list):
+                found = found.result()  # a prefetched listing: its error is raised where the listing is used
+                listings.done[root] = found
+            return [o for o in found if o.path.startswith(want) and (recursive or "/" not in o.path[len(want) :])]
     return None
 
 
 def _share(location: str, objects: list[ObjectInfo]) -> None:
     listings = _shared_listings.get()
     if listings is not None:
-        listings[normalize_path(location).rstrip("/") + "/"] = objects
+        listings.done[normalize_path(location).rstrip("/") + "/"] = objects
 
 
 def list_files(

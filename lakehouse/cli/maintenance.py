@@ -360,8 +360,9 @@ def cost(
         names = [str(r.name) for r in lh.list_tables()] if all_ else [str(name)]
         reports = []
         for n in names:
-            with shared_listings():  # one listing of the table for the bill and the reconciliation
-                reports.append({**table_cost(lh, n).as_dict(), "storage": reconcile(lh, n).as_dict()})
+            with shared_listings():  # one listing of the table for the reconciliation and the bill
+                storage = reconcile(lh, n).as_dict()  # first: it lists while it reads the versions' metadata
+                reports.append({**table_cost(lh, n).as_dict(), "storage": storage})
     totals = {
         k: round(sum(r[k] for r in reports), 6)
         for k in ("objects", "bytes", "live_data_bytes", "monthly_cost", "all_hot_monthly_cost", "savings")

@@ -91,6 +91,7 @@ def health(lh: Workspace, name: str, *, check_duplicates: bool = True) -> Health
 def _health(lh: Workspace, name: str, *, check_duplicates: bool) -> Health:
     from lakehouse.maintenance.health import file_health
     from lakehouse.maintenance.planner import plan_compaction
+    from lakehouse.storage import prefetch_listing
     from lakehouse.units import parse_duration
 
     table = lh.table(name)
@@ -99,6 +100,8 @@ def _health(lh: Workspace, name: str, *, check_duplicates: bool) -> Health:
     result = Health(str(table.name), 100.0)
     snaps = table.snapshots()
     files = table.files() if snaps else []
+    # the orphan reconciliation's listing (below), made in the background while the plans read metadata
+    prefetch_listing(table.location, table.ctx, known=[f.path for f in files])
     fh = file_health(table, files=files, options=options)
     result.signals["files"] = fh
     layouts = lh.catalog.layouts(table.name)

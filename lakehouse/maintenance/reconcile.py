@@ -92,8 +92,17 @@ class Reconciliation:
 
 
 def reconcile(lh: Workspace, name: str, *, orphan_age: str | None = None) -> Reconciliation:
-    """Account for every object under ``name``'s location (one listing, the metadata read once)."""
+    """Account for every object under ``name``'s location (one listing, the metadata read once; on S3 the listing
+    is made while the metadata is read)."""
+    from lakehouse.storage import shared_listings
+
+    with shared_listings():
+        return _reconcile(lh, name, orphan_age=orphan_age)
+
+
+def _reconcile(lh: Workspace, name: str, *, orphan_age: str | None) -> Reconciliation:
     from lakehouse.maintenance.retention import _checked_listing, _nested_locations
+    from lakehouse.storage import prefetch_listing
 
     table = lh.table(name)
     age = parse_duration(orphan_age or lh.policy(table.name).retention.orphan_age)
@@ -101,12 +110,15 @@ def reconcile(lh: Workspace, name: str, *, orphan_age: str | None = None) -> Rec
     root = table.location.rstrip("/") + "/"
     snaps = table.snapshots()
     current = {f.path: f.size_bytes for f in table.files()} if snaps else {}
-    listing = _checked_listing(lh, table)  # after the current files: a commit meanwhile is no disagreement
+    # listed after the current files were read (a commit meanwhile is no disagreement), in the background while
+    # the versions' metadata is read (S3: thousands of manifest or log reads overlap the listing's pages)
+    prefetch_listing(table.location, table.ctx, known=list(current))
     expired_versions = table.expired.versions if table.expired else frozenset()
     readable = {s.version for s in snaps if s.version not in expired_versions}
     retained = table.version_paths(readable) if readable else set()
     tracked = table.version_paths(None) if snaps else set()
     metadata = table.metadata_paths()
+    listing = _checked_listing(lh, table)
     nested = _nested_locations(lh, table)
     now = time.time()
     for o in listing:

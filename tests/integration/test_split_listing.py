@@ -11,6 +11,7 @@ import pytest
 
 import lakehouse.storage as storage
 from lakehouse.core import Lakehouse
+from lakehouse.errors import StorageError
 from tests.conftest import S3Endpoint, s3_settings
 
 pytestmark = pytest.mark.s3
@@ -74,4 +75,76 @@ def test_split_listing_equals_one_listing(
     assert [o.path for o in storage.list_objects(location, lh.ctx, known=paths)] == [o.path for o in whole]
     assert storage._split_points(location, paths[:9]) == [], "fewer than two ranges' worth: one listing"
     assert storage._split_points(str(tmp_path), paths) == [], "local: no split"
+    lh.close()
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_a_prefetched_listing_is_the_listing_and_runs_while_the_versions_are_read(
+    s3_endpoint: S3Endpoint, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """health, cost and the reconciliation list a table's location in the background while they read its
+    versions' metadata (thousands of manifest or log reads on a big table): the listing has started when the
+    metadata reads begin, the table is still listed once, and the answers are those of listing afterwards."""
+    from lakehouse.maintenance.maintain import health
+    from lakehouse.maintenance.reconcile import reconcile
+    from lakehouse.tables.base import LakehouseTable
+    from tests.conftest import EVENTS, events
+
+    lh = Lakehouse(s3_settings(s3_endpoint, bucket, tmp_path))
+    table = lh.create_table("p.events", schema=EVENTS, format=fmt)
+    for i in range(4):
+        table.append(events(i * 10, 10))
+    client = s3_endpoint.client()
+    client.put_object(Bucket=bucket, Key=table.location.split(f"{bucket}/", 1)[1] + "/data/orphan.parquet", Body=b"x")
+    lists: list[str] = []
+    lh_client = storage._s3_client
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        c = lh_client(*args, **kwargs)
+        c.meta.events.register("before-call.s3.ListObjectsV2", lambda **_: lists.append("LIST"))
+        return c
+
+    monkeypatch.setattr(storage, "_s3_client", counted)
+    root = storage.normalize_path(table.location).rstrip("/") + "/"
+    seen: list[object] = []
+    version_paths = type(lh.table("p.events")).version_paths
+
+    def watched(self: LakehouseTable, versions: Any = None) -> set[str]:
+        listings = storage._shared_listings.get()
+        seen.append(listings.done.get(root) if listings is not None else None)
+        return version_paths(self, versions)
+
+    monkeypatch.setattr(type(lh.table("p.events")), "version_paths", watched)
+    prefetched = reconcile(lh, "p.events").as_dict()
+    assert seen and all(s is not None for s in seen), "the listing had started when the versions were read"
+    assert len(lists) == 1
+    h = health(lh, "p.events", check_duplicates=False)
+    assert len(lists) == 2, "health lists once"
+    assert seen[-1] is not None
+
+    monkeypatch.setattr(storage, "prefetch_listing", lambda *a, **k: None)  # the callers import it when called
+    seen.clear()
+    after = reconcile(lh, "p.events").as_dict()
+    assert seen and all(s is None for s in seen), "without the prefetch the listing comes after the reads"
+    assert prefetched == after and prefetched["unaccounted"]["files"] == 1
+    assert h.signals["storage"] == {k: v for k, v in after.items() if k != "unaccounted_examples"}
+    lh.close()
+
+
+def test_a_prefetch_fails_where_its_listing_is_used_and_never_outlives_its_block(
+    s3_endpoint: S3Endpoint, bucket: str, tmp_path: Path
+) -> None:
+    import threading
+
+    lh = Lakehouse(s3_settings(s3_endpoint, bucket, tmp_path))
+    missing = "s3://no-such-bucket-for-prefetch/t"
+    storage.prefetch_listing(missing, lh.ctx)  # outside a block: nothing happens
+    assert not [t for t in threading.enumerate() if t.name.startswith("lakehouse-prefetch")]
+    with storage.shared_listings():
+        storage.prefetch_listing(missing, lh.ctx)
+        with pytest.raises(StorageError, match="cannot list"):
+            storage.list_files(missing, lh.ctx)
+    with storage.shared_listings():  # prefetched and never used: the block waits for it
+        storage.prefetch_listing(f"s3://{bucket}/t", lh.ctx)
+    assert not [t for t in threading.enumerate() if t.name.startswith("lakehouse-prefetch")]
     lh.close()
