@@ -397,3 +397,61 @@ def test_iceberg_files_of_every_version_without_duckdb_are_pyiceberg_s(lh: Lakeh
     monkeypatch.setattr(duck, "connect_duckdb", missing)
     assert lh.table("p.events").version_paths(None) == with_duckdb
     assert iceberg._manifest_paths.get(sorted(p for p in with_duckdb if p.endswith("-m0.avro"))[0]) is not None
+
+
+def test_iceberg_file_lists_decoded_by_duckdb_equal_pyiceberg_s_for_every_partition_type(lh: Lakehouse) -> None:
+    """The file list of an append-only snapshot is decoded by DuckDB's Avro reader where each partition value
+    maps back to Iceberg's internal form (integers, strings, booleans, dates: identity columns and every
+    transform whose result is one of those), and by pyiceberg otherwise (identity timestamps and decimals); each
+    equals the list made from pyiceberg's plan, NULL partition values included (``check_file_list`` also fails
+    when a manifest DuckDB should have decoded was left to pyiceberg)."""
+    import decimal
+
+    from lakehouse.tables import iceberg
+    from tests.conformance.harness import check_file_list
+
+    schema = pa.schema(
+        [
+            pa.field("id", pa.int64(), nullable=False),
+            pa.field("ts", pa.timestamp("us", tz="UTC")),
+            pa.field("d", pa.date32()),
+            pa.field("country", pa.string()),
+            pa.field("flag", pa.bool_()),
+            pa.field("n", pa.int32()),
+            pa.field("price", pa.decimal128(9, 2)),
+        ]
+    )
+    base = dt.datetime(2026, 3, 1, 22, tzinfo=dt.UTC)
+
+    def rows(start: int) -> pa.Table:
+        ids = list(range(start, start + 6))
+        return pa.table(
+            {
+                "id": ids,
+                "ts": [None if i % 5 == 0 else base + dt.timedelta(hours=7 * i) for i in ids],
+                "d": [None if i % 4 == 0 else dt.date(2025, 12, 30) + dt.timedelta(days=i) for i in ids],
+                "country": [None if i % 3 == 0 else ["fr", "de", "", "frx"][i % 4] for i in ids],
+                "flag": [None if i % 6 == 0 else i % 2 == 0 for i in ids],
+                "n": [None if i % 7 == 0 else i - 20 for i in ids],
+                "price": [decimal.Decimal(i) / 4 for i in ids],
+            },
+            schema=schema,
+        )
+
+    layouts: dict[str, tuple[list[PartitionField], bool]] = {  # name: (partitioning, decoded by DuckDB)
+        "none": ([], True),
+        "identities": ([PartitionField(c) for c in ("country", "d", "n", "flag")], True),
+        "times": ([PartitionField("ts", "day"), PartitionField("d", "month")], True),
+        "years_hours": ([PartitionField("ts", "hour"), PartitionField("d", "year")], True),
+        "bucket_truncate": ([PartitionField("id", "bucket", 4), PartitionField("country", "truncate", 2)], True),
+        "identity_timestamp": ([PartitionField("ts")], False),
+        "identity_decimal": ([PartitionField("price")], False),
+    }  # fmt: skip
+    for name, (partitioning, decodable) in layouts.items():
+        table = lh.create_table(f"p.{name}", schema=schema, format="iceberg", partitioning=partitioning)
+        for i in range(3):
+            table.append(rows(i * 6))
+        native = lh.table(f"p.{name}")._table  # type: ignore[attr-defined]
+        specs = {m.partition_spec_id for m in native.current_snapshot().manifests(native.io)}
+        assert bool(iceberg._partition_readers(native, specs)) == decodable, name
+        check_file_list(lh, f"p.{name}")
