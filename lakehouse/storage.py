@@ -230,6 +230,8 @@ def _from_shared(location: str, recursive: bool) -> list[ObjectInfo] | None:
     for root, found in list(listings.done.items()):
         if want.startswith(root):
             if not isinstance(found, list):
+                if not recursive and not found.done():  # one directory (a Delta log): listed now, not waited for
+                    return None
                 found = found.result()  # a prefetched listing: its error is raised where the listing is used
                 listings.done[root] = found
             return [o for o in found if o.path.startswith(want) and (recursive or "/" not in o.path[len(want) :])]

@@ -98,10 +98,11 @@ def _health(lh: Workspace, name: str, *, check_duplicates: bool) -> Health:
     policy = lh.policy(table.name)
     options = compaction_options(lh, name)
     result = Health(str(table.name), 100.0)
-    snaps = table.snapshots()
-    files = table.files() if snaps else []
-    # the orphan reconciliation's listing (below), made in the background while the plans read metadata
+    files = table.files()  # none for a table without versions
+    # the orphan reconciliation's listing (below), made in the background while the history and the plans read
+    # metadata
     prefetch_listing(table.location, table.ctx, known=[f.path for f in files])
+    snaps = table.snapshots()
     fh = file_health(table, files=files, options=options)
     result.signals["files"] = fh
     layouts = lh.catalog.layouts(table.name)

@@ -108,11 +108,11 @@ def _reconcile(lh: Workspace, name: str, *, orphan_age: str | None) -> Reconcili
     age = parse_duration(orphan_age or lh.policy(table.name).retention.orphan_age)
     out = Reconciliation(str(table.name), table.format, table.location, format_duration(age))
     root = table.location.rstrip("/") + "/"
-    snaps = table.snapshots()
-    current = {f.path: f.size_bytes for f in table.files()} if snaps else {}
+    current = {f.path: f.size_bytes for f in table.files()}  # none for a table without versions
     # listed after the current files were read (a commit meanwhile is no disagreement), in the background while
     # the versions' metadata is read (S3: thousands of manifest or log reads overlap the listing's pages)
     prefetch_listing(table.location, table.ctx, known=list(current))
+    snaps = table.snapshots()
     expired_versions = table.expired.versions if table.expired else frozenset()
     readable = {s.version for s in snaps if s.version not in expired_versions}
     retained = table.version_paths(readable) if readable else set()

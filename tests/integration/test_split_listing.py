@@ -148,3 +148,32 @@ def test_a_prefetch_fails_where_its_listing_is_used_and_never_outlives_its_block
         storage.prefetch_listing(f"s3://{bucket}/t", lh.ctx)
     assert not [t for t in threading.enumerate() if t.name.startswith("lakehouse-prefetch")]
     lh.close()
+
+
+def test_a_directory_is_listed_at_once_while_a_listing_above_it_is_still_being_made(
+    s3_endpoint: S3Endpoint, bucket: str, tmp_path: Path
+) -> None:
+    """A Delta log's listing (one directory) during health's prefetched listing of the whole table is made
+    directly, not after the table's: the commits it names are read while the table is listed."""
+    import threading
+    from concurrent.futures import Future
+
+    client = s3_endpoint.client()
+    for key in ("t/_delta_log/00000000000000000000.json", "t/_delta_log/00000000000000000001.json", "t/a.parquet"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"{}")
+    lh = Lakehouse(s3_settings(s3_endpoint, bucket, tmp_path))
+    direct = storage.list_files(f"s3://{bucket}/t/_delta_log", lh.ctx, recursive=False)
+    with storage.shared_listings():
+        listings = storage._shared_listings.get()
+        assert listings is not None
+        pending: Future[list[storage.ObjectInfo]] = Future()  # a prefetch that finishes in 10 s
+        listings.done[f"s3://{bucket}/t/"] = pending
+        finish = threading.Timer(10, pending.set_result, [[storage.ObjectInfo(f"s3://{bucket}/t/a.parquet", 2, None)]])
+        finish.start()
+        log = storage.list_files(f"s3://{bucket}/t/_delta_log", lh.ctx, recursive=False)
+        assert not pending.done(), "the directory's listing waited for the table's"
+        assert [o.path for o in log] == [o.path for o in direct] and len(log) == 2
+        finish.cancel()
+        pending.set_result([storage.ObjectInfo(f"s3://{bucket}/t/a.parquet", 2, None)])
+        assert [o.path for o in storage.list_files(f"s3://{bucket}/t", lh.ctx)] == [f"s3://{bucket}/t/a.parquet"]
+    lh.close()
