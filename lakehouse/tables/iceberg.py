@@ -2461,11 +2461,12 @@ def _decoded_data_files(
     ctx: StorageContext, table: Table, manifests: Sequence[Any], chunk: int = 256
 ) -> dict[str, list[_LiveFile]]:
     """The live data files of data manifests, by manifest (plain location), decoded by DuckDB's Avro reader
-    (:class:`_AvroReads`, ``chunk`` files per statement): pyiceberg decodes 100,000 manifest entries in about
-    8 s, DuckDB in about 1.5. A manifest is left out, for pyiceberg to read, where DuckDB could not read it, read
-    another number of live entries than its manifest list records (or the list records none), or decoded a
-    partition value that does not map back exactly (see :func:`_partition_readers`). What each manifest lists is
-    kept for :meth:`IcebergAdapter.version_paths`, as pyiceberg's reads keep it."""
+    (:class:`_AvroReads`, ``chunk`` files per statement). On the tests' S3 server a 100,000-file list took 12 s
+    with pyiceberg's reads (8 threads, each decoding under the GIL) and 6.5 s with DuckDB's; on a local disk the
+    gain is small (30,000 files: 1.3 s, 1.0-1.3 s). A manifest is left out, for pyiceberg to read, where DuckDB
+    could not read it, read another number of live entries than its manifest list records (or the list records
+    none), or decoded a partition value that does not map back exactly (see :func:`_partition_readers`). What
+    each manifest lists is kept for :meth:`IcebergAdapter.version_paths`, as pyiceberg's reads keep it."""
     counts: dict[str, int] = {}
     for m in manifests:
         added = m.added_files_count
