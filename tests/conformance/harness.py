@@ -378,8 +378,8 @@ def check_file_list(lh: Lakehouse, name: str) -> None:
         return out
 
     def decoding(ctx: Any, table: Any, manifests: Any, *args: Any, **kwargs: Any) -> Any:
-        """DuckDB decodes every manifest of a spec whose partition values it maps back (none left to pyiceberg
-        silently): those of other specs are pyiceberg's, and the lists must be equal either way."""
+        """On S3, DuckDB decodes every manifest of a spec whose partition values it maps back (none left to
+        pyiceberg silently): those of other specs are pyiceberg's, and the lists must be equal either way."""
         out = decode(ctx, table, manifests, *args, **kwargs)
         mapped = iceberg._partition_readers(table, {m.partition_spec_id for m in manifests})
         undecoded.extend(
@@ -387,6 +387,7 @@ def check_file_list(lh: Lakehouse, name: str) -> None:
             for m in manifests
             if m.partition_spec_id in mapped
             and m.added_files_count is not None
+            and iceberg.StorageContext.is_s3(m.manifest_path)
             and iceberg._plain_location(m.manifest_path) not in out
         )
         return out
@@ -401,6 +402,49 @@ def check_file_list(lh: Lakehouse, name: str) -> None:
     assert ours == planned, f"file lists differ: {sorted(set(ours) ^ set(planned))[:2]}"
     assert read, "the listing was not asked for"
     assert not undecoded, f"DuckDB did not decode these manifests: {undecoded[:3]}"
+    check_decoded_entries(lh, name)
+
+
+def check_decoded_entries(lh: Lakehouse, name: str) -> None:
+    """DuckDB's decoding of the current snapshot's manifests (local ones too, which file lists leave to
+    pyiceberg) equals pyiceberg's reading, entry by entry: path, size, rows, partition in Iceberg's internal form,
+    bounds and null counts; and every manifest of a spec it maps back, with counts in its list, is decoded."""
+    from lakehouse.tables import iceberg
+
+    table = lh.table(name)
+    if not isinstance(table, iceberg.IcebergAdapter):
+        return
+    native = table._table
+    snap = native.current_snapshot()
+    if snap is None:
+        return
+    manifests = [m for m in snap.manifests(native.io) if m.content == 0]
+    decoded = iceberg._decoded_data_files(table.ctx, native, manifests, local=True)
+    mapped = iceberg._partition_readers(native, {m.partition_spec_id for m in manifests})
+    for m in manifests:
+        path = iceberg._plain_location(m.manifest_path)
+        if path not in decoded:
+            assert m.partition_spec_id not in mapped or m.added_files_count is None, f"not decoded: {path}"
+            continue
+        theirs = sorted(
+            (
+                e.data_file.file_path,
+                e.data_file.file_size_in_bytes,
+                e.data_file.record_count,
+                tuple(e.data_file.partition),
+                sorted((e.data_file.lower_bounds or {}).items()),
+                sorted((e.data_file.upper_bounds or {}).items()),
+                sorted((e.data_file.null_value_counts or {}).items()),
+            )
+            for e in m.fetch_manifest_entry(native.io, discard_deleted=True)
+            if e.data_file.content == 0
+        )
+        ours = sorted(
+            (f.file_path, f.file_size_in_bytes, f.record_count, f.partition, sorted(f.lower_bounds.items()),
+             sorted(f.upper_bounds.items()), sorted(f.null_value_counts.items()))
+            for f in decoded[path]
+        )  # fmt: skip
+        assert ours == theirs, f"DuckDB decoded {path} otherwise than pyiceberg: {ours[:1]} / {theirs[:1]}"
 
 
 def _vacuum(cli: Cli, lh: Lakehouse, foreign: Foreign, expected: pa.Table) -> None:

@@ -400,11 +400,12 @@ def test_iceberg_files_of_every_version_without_duckdb_are_pyiceberg_s(lh: Lakeh
 
 
 def test_iceberg_file_lists_decoded_by_duckdb_equal_pyiceberg_s_for_every_partition_type(lh: Lakehouse) -> None:
-    """The file list of an append-only snapshot is decoded by DuckDB's Avro reader where each partition value
-    maps back to Iceberg's internal form (integers, strings, booleans, dates: identity columns and every
-    transform whose result is one of those), and by pyiceberg otherwise (identity timestamps and decimals); each
-    equals the list made from pyiceberg's plan, NULL partition values included (``check_file_list`` also fails
-    when a manifest DuckDB should have decoded was left to pyiceberg)."""
+    """The file list of an append-only snapshot on S3 is decoded by DuckDB's Avro reader where each partition
+    value maps back to Iceberg's internal form (integers, strings, booleans, dates: identity columns and every
+    transform whose result is one of those), and by pyiceberg otherwise (identity timestamps and decimals; local
+    manifests); each equals the list made from pyiceberg's plan, NULL partition values included.
+    ``check_file_list`` also fails when a manifest DuckDB should have decoded was left to pyiceberg, and compares
+    DuckDB's decoding of every manifest (local ones too) with pyiceberg's, entry by entry."""
     import decimal
 
     from lakehouse.tables import iceberg
