@@ -17,7 +17,11 @@ Faults (``FaultPlan.fault``):
 * ``error500``: answer ``500 InternalError`` without forwarding;
 * ``reset``: forward, send the headers and half the body, then reset the connection (RST);
 * ``slow``: forward, then wait ``delay`` seconds before answering;
-* ``lost_put``: forward a PUT (the server stores it), then reset the connection without answering.
+* ``lost_put``: forward a PUT (the server stores it), then reset the connection without answering;
+* ``error200``: answer ``200`` with S3's XML error in the body (``InternalError``), without forwarding: S3 may
+  answer so once it has started a response;
+* ``cut_xml``: forward, then answer the status with the first half of the body as a complete HTTP answer (its
+  ``Content-Length`` the half's): XML that ends mid-element.
 
 A plan hits every ``every``-th eligible request (eligible: its kind is in ``kinds``), starting with the
 ``first``-th, at most ``limit`` times. The test process controls the proxy over HTTP under ``/__faults__/``
@@ -48,7 +52,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-FAULTS = ("slowdown", "error500", "reset", "slow", "lost_put")
+FAULTS = ("slowdown", "error500", "reset", "slow", "lost_put", "error200", "cut_xml")
 KINDS = ("GET", "PUT", "LIST", "DELETE", "HEAD", "POST", "OTHER")
 # which request kinds a fault applies to by default: a reset mid-body needs a body to cut, a lost PUT a PUT
 DEFAULT_KINDS = {
@@ -57,6 +61,8 @@ DEFAULT_KINDS = {
     "reset": ("GET", "LIST"),
     "slow": KINDS,
     "lost_put": ("PUT",),
+    "error200": ("LIST",),
+    "cut_xml": ("LIST",),
 }
 _HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 CONTROL = "/__faults__/"
@@ -286,11 +292,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.state.stats.deleted_keys += 1
         plan = self.server.state.decide(kind)
         fault = plan.fault if plan else None
-        if fault in ("slowdown", "error500"):
+        if fault in ("slowdown", "error500", "error200"):
             status, code, message = (
                 (503, "SlowDown", "Please reduce your request rate.")
                 if fault == "slowdown"
-                else (500, "InternalError", "We encountered an internal error. Please try again.")
+                else (
+                    500 if fault == "error500" else 200,
+                    "InternalError",
+                    "We encountered an internal error. Please try again.",
+                )
             )
             data = _error_xml(code, message, urlsplit(self.path).path)
             self.send_response(status)
@@ -313,6 +323,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "slow" and plan is not None:
             time.sleep(plan.delay)
+        if fault == "cut_xml":
+            data = data[: len(data) // 2]
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         self.send_response(status, reason)
         for key, value in headers:
             if key.lower() in ("server", "date"):

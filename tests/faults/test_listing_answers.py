@@ -1,0 +1,77 @@
+"""A listing page that S3 answers with status 200 but cannot be read (an error in the body, or XML cut short) is
+asked for again, by lakehouse's S3 clients as by boto3's own; lakehouse's parse each page's body once
+(``lakehouse.storage._check_200``), where botocore parses it once to look for an error and again to read it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.parsers import RestXMLParser
+
+from lakehouse.core import Lakehouse
+from lakehouse.storage import list_objects
+from tests.conftest import S3Endpoint
+from tests.faults.conftest import proxied_settings
+from tests.faults.proxy import FaultPlan, ProxyClient
+
+pytestmark = pytest.mark.s3
+
+KEYS = 2_500  # three pages of 1,000
+
+
+@pytest.fixture
+def listed(proxy: ProxyClient, s3_endpoint: S3Endpoint, bucket: str, tmp_path: Path) -> tuple[Lakehouse, list[str]]:
+    import concurrent.futures as cf
+
+    client = s3_endpoint.client()
+    keys = [f"t/part-{i:05d}.parquet" for i in range(KEYS)]
+    with cf.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: client.put_object(Bucket=bucket, Key=k, Body=b"x"), keys))
+    return Lakehouse(proxied_settings(proxy, s3_endpoint, bucket, tmp_path)), keys
+
+
+def _boto3_keys(proxy: ProxyClient, endpoint: S3Endpoint, bucket: str) -> list[str]:
+    client = S3Endpoint(proxy.url, endpoint.access_key, endpoint.secret_key, endpoint.region).client()
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="t/")
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+@pytest.mark.parametrize("fault", ["error200", "cut_xml"])
+def test_a_page_answered_200_that_cannot_be_read_is_asked_for_again(
+    listed: tuple[Lakehouse, list[str]], proxy: ProxyClient, s3_endpoint: S3Endpoint, bucket: str, fault: str
+) -> None:
+    lh, keys = listed
+    location = f"s3://{bucket}/t"
+    for who in ("lakehouse", "boto3"):  # botocore's own check as the reference: the same answer, the same retries
+        proxy.reset()
+        proxy.plan(FaultPlan(fault, every=2, first=1, limit=2, kinds=("LIST",)))  # the first and the third page
+        with lh:
+            got = (
+                [o.path.split("/", 3)[3] for o in list_objects(location, lh.ctx)]
+                if who == "lakehouse"
+                else _boto3_keys(proxy, s3_endpoint, bucket)
+            )
+        stats = proxy.stats()
+        assert stats["faults"] == {fault: 2}, who
+        assert got == keys, who
+        assert stats["requests"]["LIST"] == 3 + 2, who  # each faulty page once more
+
+
+def test_each_page_is_parsed_once(
+    listed: tuple[Lakehouse, list[str]], bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lh, keys = listed
+    parsed: list[Any] = []
+    original = RestXMLParser._parse_xml_string_to_dom
+
+    def counted(self: Any, xml_string: Any) -> Any:
+        parsed.append(xml_string)
+        return original(self, xml_string)
+
+    monkeypatch.setattr(RestXMLParser, "_parse_xml_string_to_dom", counted)
+    with lh:
+        got = [o.path.split("/", 3)[3] for o in list_objects(f"s3://{bucket}/t", lh.ctx)]
+    assert got == keys
+    assert parsed == []  # every page's document came from the check's parse
