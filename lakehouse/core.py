@@ -402,13 +402,22 @@ class Lakehouse:
                 raise InvalidInputError(f"refusing to purge {record.location}: table {other.name} lives inside it")
 
     def table(self, name: str | TableName) -> LakehouseTable:
-        """Open a registered table (it knows which versions retention removed, to say so on time travel)."""
+        """Open a registered table (it knows which versions retention removed, to say so on time travel). Within
+        a read-only measurement (:func:`lakehouse.storage.shared_listings`: health, the cost report) the table
+        opened first is every part's: a Delta log or Iceberg metadata read once, not per part."""
+        from lakehouse.storage import shared_opened
+
         record = self.catalog.get_table(TableName.parse(name))
-        ctx = self.table_context(record.name, record.location)
-        table = adapter_class(record.format).open(record.name, location=record.location, ctx=ctx)
-        table.expired = self.catalog.expired(record.name)
-        table.commit_timeout = self.settings.commit_timeout_seconds
-        return table
+
+        def opened() -> LakehouseTable:
+            ctx = self.table_context(record.name, record.location)
+            table = adapter_class(record.format).open(record.name, location=record.location, ctx=ctx)
+            table.expired = self.catalog.expired(record.name)
+            table.commit_timeout = self.settings.commit_timeout_seconds
+            return table
+
+        # a read-only measurement (health, cost: a shared_listings block) opens the table once for all its parts
+        return shared_opened(("table", id(self), str(record.name), record.format, record.location), opened)
 
     def table_context(self, name: TableName, location: str) -> StorageContext:
         """Where the table ``name`` at ``location`` lives: its owner catalog (an external one for

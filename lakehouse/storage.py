@@ -11,10 +11,10 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, cast
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pyarrow as pa
 from pyarrow import fs
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from lakehouse.credentials import S3Credentials
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -182,14 +184,17 @@ class _Listings:
 
     done: dict[str, list[ObjectInfo] | Future[list[ObjectInfo]]]
     pool: ThreadPoolExecutor | None = None
+    opened: dict[Hashable, Any] = field(default_factory=dict)
+    """What :func:`shared_opened` made, by key."""
 
 
 @contextlib.contextmanager
 def shared_listings() -> Iterator[None]:
     """Within the block, a location is listed once: every :func:`list_files` / :func:`list_objects` of it or of
-    a location below it answers from that one listing (with storage classes, on S3). For read-only measurements
-    that consult the store several times (``health``: reconciliation, then tiering); the listing is as of its
-    first use (or of its :func:`prefetch_listing`), so nothing that writes may rely on it."""
+    a location below it answers from that one listing (with storage classes, on S3), and a table is opened once
+    (:func:`shared_opened`). For read-only measurements that consult the store several times (``health``:
+    reconciliation, then tiering); the listing is as of its first use (or of its :func:`prefetch_listing`), so
+    nothing that writes may rely on it."""
     if _shared_listings.get() is not None:
         yield
         return
@@ -201,6 +206,17 @@ def shared_listings() -> Iterator[None]:
         _shared_listings.reset(token)
         if listings.pool is not None:  # a listing nobody used (the block failed first): no thread outlives it
             listings.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def shared_opened(key: Hashable, make: Callable[[], T]) -> T:
+    """Within :func:`shared_listings`, what ``make()`` returned for ``key`` the first time (a table opened once,
+    its log or metadata read once, for every consumer of a read-only measurement); outside, ``make()``."""
+    listings = _shared_listings.get()
+    if listings is None:
+        return make()
+    if key not in listings.opened:
+        listings.opened[key] = make()
+    return cast(T, listings.opened[key])
 
 
 def prefetch_listing(location: str, ctx: StorageContext, *, known: Collection[str] = ()) -> None:

@@ -300,6 +300,44 @@ def test_file_list_is_made_once_per_version_for_every_consumer_and_anew_after_a_
     assert {f.path for f in fresh} == {f.path for f in after}
 
 
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_health_and_cost_open_the_table_once_and_a_table_outside_them_is_opened_anew(
+    lh: Lakehouse, monkeypatch: pytest.MonkeyPatch, table_format: str
+) -> None:
+    """Within a read-only measurement (shared_listings: health, the cost report) every part gets the table opened
+    at the block's first lh.table(); anywhere else each lh.table() opens it (a writer sees the latest version)."""
+    from lakehouse.maintenance.maintain import health
+    from lakehouse.maintenance.reconcile import reconcile
+    from lakehouse.maintenance.tiering import table_cost
+    from lakehouse.storage import shared_listings
+    from lakehouse.tables import delta, iceberg
+
+    adapter = delta.DeltaAdapter if table_format == "delta" else iceberg.IcebergAdapter
+    table = lh.create_table("p.events", schema=EVENTS, format=table_format, partitioning=[PartitionField("country")])
+    for i in range(3):
+        table.append(events(i * 10, 10))
+    opened: list[str] = []
+    real = adapter.open.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: Any, name: Any, **kwargs: Any) -> Any:
+        opened.append(str(name))
+        return real(cls, name, **kwargs)
+
+    monkeypatch.setattr(adapter, "open", classmethod(counting))
+    health(lh, "p.events")
+    assert opened == ["p.events"]
+    with shared_listings():
+        reconcile(lh, "p.events")
+        table_cost(lh, "p.events")
+    assert opened == ["p.events"] * 2
+    first = lh.table("p.events")
+    before = {f.path for f in first.files()}
+    table.append(events(100, 10))
+    second = lh.table("p.events")
+    assert opened == ["p.events"] * 4
+    assert second is not first and {f.path for f in second.files()} > before
+
+
 def _file_key(f: Any) -> tuple[Any, ...]:
     return (f.path, f.size_bytes, f.row_count, partition_key(f.partition), sorted(f.stats.items()))
 
