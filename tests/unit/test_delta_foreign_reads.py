@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
@@ -434,3 +436,40 @@ def test_nanoseconds_delta_rs_would_truncate_are_refused(tmp_path: Path) -> None
         table.check_operation("optimize")  # the protocol passes; a zoned nanosecond column is refused by the rewrite
     finally:
         lh.close()
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**130), max_value=2**130)  # decimal(38) statistics go beyond 64 bits
+    | st.floats(allow_nan=True, allow_infinity=True)  # Python writes (and reads) bare NaN and Infinity
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+PATHS = st.text(min_size=1, max_size=12)
+ACTIONS = st.one_of(
+    st.builds(lambda p, x: {"add": {"path": p, "stats": x}}, PATHS, JSON_VALUES),
+    st.builds(lambda p, x: {"remove": {"path": p, "extra": x}}, PATHS, JSON_VALUES),
+    st.builds(lambda x: {"commitInfo": {"operationMetrics": x, "n": x}}, JSON_VALUES),
+    st.builds(lambda x: {"metaData": {"configuration": x}}, JSON_VALUES),
+)
+
+
+@settings(max_examples=300)
+@given(actions=st.lists(ACTIONS, max_size=6))
+def test_a_commit_file_reads_as_python_s_json_reader_reads_it(actions: list[dict[str, Any]]) -> None:
+    """The log reader's fast path (orjson) with its fallbacks keeps what json.loads reads of a commit file: its
+    first commitInfo and the paths it adds and removes, for any file Python's json writes (integers beyond 64
+    bits, NaN and infinities anywhere, in statistics and in the commitInfo)."""
+    from lakehouse.tables.delta import _commit_of
+
+    body = b"\n".join(json.dumps(a).encode() for a in actions) + b"\n"
+    expected = [json.loads(line) for line in body.splitlines() if line.strip()]
+    got = _commit_of(body, None)
+    info = next((a["commitInfo"] for a in expected if "commitInfo" in a), None)
+    assert json.dumps(got.info) == json.dumps(info)
+    assert got.added == tuple(a["add"]["path"] for a in expected if "add" in a)
+    assert got.removed == tuple(a["remove"]["path"] for a in expected if "remove" in a)
