@@ -409,11 +409,11 @@ def _check_200(operation_model: Any, response_dict: Any, **kwargs: Any) -> None:
     from botocore import handlers as _handlers
 
     handlers = cast(Any, _handlers)  # its private checks, which the type stubs leave out
-    body = response_dict.get("body") if response_dict else None
     if (
         operation_model.name != "ListObjectsV2"
+        or not response_dict
         or response_dict.get("status_code") != 200
-        or not body
+        or not response_dict.get("body")
         or not handlers._should_handle_200_error(operation_model, response_dict)
     ):
         handlers._handle_200_error(operation_model, response_dict, **kwargs)
@@ -422,7 +422,7 @@ def _check_200(operation_model: Any, response_dict: Any, **kwargs: Any) -> None:
     try:
         # the parser botocore reads every S3 answer with (botocore.compat's ETree), on the same body
         parser = ETree.XMLParser(target=ETree.TreeBuilder(), encoding="utf-8")  # noqa: S314
-        parser.feed(body)
+        parser.feed(response_dict["body"])
         root = parser.close()
     except XMLParseError:
         response_dict["status_code"] = 500
@@ -430,7 +430,7 @@ def _check_200(operation_model: Any, response_dict: Any, **kwargs: Any) -> None:
     if root.tag == "Error":
         response_dict["status_code"] = 500
         return
-    _checked_page.page = (body, root)
+    _checked_page.page = (response_dict["body"], root)
 
 
 _boto3_session: Any = None
