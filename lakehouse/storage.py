@@ -449,8 +449,13 @@ def _session() -> Any:
             from botocore.parsers import ResponseParserFactory
 
             core = botocore.session.get_session()
-            core.unregister("before-parse.s3.*", cast(Any, handlers)._handle_200_error)
-            core.get_component("event_emitter").register_first("before-parse.s3.*", _check_200)
+            # botocore's private checks: a botocore without them (boto3 is not pinned) keeps its own
+            checks = cast(Any, handlers)
+            if callable(getattr(checks, "_handle_200_error", None)) and callable(
+                getattr(checks, "_should_handle_200_error", None)
+            ):
+                core.unregister("before-parse.s3.*", checks._handle_200_error)
+                core.get_component("event_emitter").register_first("before-parse.s3.*", _check_200)
 
             class Factory(ResponseParserFactory):
                 def create_parser(self, protocol_name: str) -> Any:

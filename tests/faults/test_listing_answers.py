@@ -75,3 +75,23 @@ def test_each_page_is_parsed_once(
         got = [o.path.split("/", 3)[3] for o in list_objects(f"s3://{bucket}/t", lh.ctx)]
     assert got == keys
     assert parsed == []  # every page's document came from the check's parse
+
+
+def _list_handlers(session: Any) -> list[Any]:
+    emitter = session._session.get_component("event_emitter")
+    return list(emitter._emitter._handlers.prefix_search("before-parse.s3.ListObjectsV2"))
+
+
+def test_a_botocore_without_the_check_keeps_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """lakehouse replaces botocore's check only where botocore has it as lakehouse knows it (boto3 is not
+    pinned); a botocore that renamed it keeps its own handler."""
+    from botocore import handlers
+
+    from lakehouse import storage
+
+    assert storage._check_200 in _list_handlers(storage._session())
+    monkeypatch.setattr(storage, "_boto3_session", None)  # a session made anew (the old one comes back after)
+    monkeypatch.delattr(handlers, "_should_handle_200_error")
+    listed = _list_handlers(storage._session())
+    assert storage._check_200 not in listed
+    assert handlers._handle_200_error in listed
