@@ -494,3 +494,53 @@ def test_iceberg_file_lists_decoded_by_duckdb_equal_pyiceberg_s_for_every_partit
         specs = {m.partition_spec_id for m in native.current_snapshot().manifests(native.io)}
         assert bool(iceberg._partition_readers(native, specs)) == decodable, name
         check_file_list(lh, f"p.{name}")
+
+
+def test_iceberg_local_manifests_are_decoded_by_duckdb_from_a_size_on_and_statistics_converted_when_asked(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    """On a local disk DuckDB decodes the manifests of a listing from :data:`LOCAL_DECODE_ENTRIES` entries on
+    (pyiceberg below); its files' bounds stay in Arrow until a file's statistics are asked for, then the
+    statement's are converted once; the files, statistics included, equal pyiceberg's reading either way, and
+    statistics pickle as a plain dict."""
+    import pickle
+
+    from lakehouse.config import load_settings
+    from lakehouse.tables import iceberg
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("p.events", schema=EVENTS, format="iceberg", partitioning=[PartitionField("country")])
+        for i in range(3):
+            table.append(events(i * 20, 20))
+        entries = len(lh.table("p.events").files())
+        statements: list[int] = []
+        converted: list[int] = []
+        tables, row = iceberg._AvroReads.tables, iceberg._Bounds.row
+
+        def counted_tables(self: Any, locations: Any, sql: str) -> Any:
+            statements.append(len(locations))
+            return tables(self, locations, sql)
+
+        def counted_row(self: Any, i: int) -> Any:
+            converted.append(self._rows is None)
+            return row(self, i)
+
+        monkeypatch.setattr(iceberg._AvroReads, "tables", counted_tables)
+        monkeypatch.setattr(iceberg._Bounds, "row", counted_row)
+
+        def listing(threshold: int) -> list[Any]:
+            monkeypatch.setattr(iceberg, "LOCAL_DECODE_ENTRIES", threshold)
+            return _fresh(lh).files()
+
+        theirs = listing(entries + 1)  # one entry short of the threshold: pyiceberg's
+        assert statements == [] and converted == []
+        ours = listing(entries)
+        assert statements and sum(statements) == 3  # the three appends' manifests, in DuckDB
+        assert converted == []  # listed, and no bounds converted yet
+        assert all(isinstance(f.stats, iceberg._LazyStats) for f in ours)
+        assert [(f.path, dict(f.stats)) for f in ours] == [(f.path, dict(f.stats)) for f in theirs]
+        assert converted.count(True) == len(statements)  # each statement's bounds converted once
+        assert sorted(ours, key=lambda f: f.path) == sorted(theirs, key=lambda f: f.path)
+        assert all(f.stats for f in ours) and {"id", "ts"} <= set(ours[0].stats)
+        copy = pickle.loads(pickle.dumps(ours[0].stats))
+        assert type(copy) is dict and copy == dict(theirs[[f.path for f in theirs].index(ours[0].path)].stats)
