@@ -20,7 +20,10 @@ made by kind (GET, HEAD, LIST, ...) and the bytes read:
 
 With ``--repeat N`` each command (and the baseline listing) runs N times and the median time is printed, with
 every run's time beside it (this machine's load moves a single run by a third); the request counts and peak
-RSS are the last run's (the counts of every run must be the same, or the script says so).
+RSS are the last run's (the counts of every run must be the same, or the script says so). With ``--baseline
+CHECKOUT`` (another commit's checkout, e.g. ``git worktree add /tmp/base <commit>``) each command runs with that
+lakehouse too, before ours in every round, on the same tables, and the line below it gives its median and the
+ratio: a before/after measured in one run.
 
 The question: do they read metadata only (GETs of log/checkpoint/manifest objects, not of the 100,000 data
 files), list at most once, and finish in seconds?
@@ -31,7 +34,7 @@ moto's own launcher instead, which filters and sorts every key of the bucket for
 embedded default) and the commands timed there: no listing cost and no requests to count.
 
     .venv/bin/python benchmarks/planning_bench.py [--local | --server stock] [--repeat 3] [--files 100000]
-        [--versions 1000] [--partitions 100]
+        [--versions 1000] [--partitions 100] [--formats iceberg] [--baseline /tmp/base]
 """
 
 from __future__ import annotations
@@ -311,8 +314,13 @@ def measure(
     )
     print(_line(rows[-1]), flush=True)
     for label, argv in commands:
-        times, counts = [], []
+        times, counts, base = [], [], []
         for _ in range(args.repeat):
+            if args.baseline:  # the other lakehouse first, then ours: interleaved, so drift spreads over both
+                if proxy is not None:
+                    proxy.reset()
+                b = run_cli(argv, env | {"PYTHONPATH": args.baseline}, cwd)
+                base.append(b["seconds"])
             if proxy is not None:
                 proxy.reset()
             r = run_cli(argv, env, cwd)
@@ -323,6 +331,9 @@ def measure(
             | _timed(times, counts)
             | {"summary": _summary(label, r["stdout"])}
         )
+        if base:
+            rows[-1] |= {"baseline_seconds": statistics.median(base), "baseline_runs": [round(t, 2) for t in base]}
+            rows[-1] |= {"baseline_rss_mb": b["rss_mb"]}
         print(_line(rows[-1]), flush=True)
     return rows
 
@@ -387,6 +398,13 @@ def _line(r: dict[str, Any]) -> str:
         f"{r['format']:<8} {r['command']:<46} {r['seconds']:>6.2f} {r['rss_mb']:>7.0f} {n('GET', 5)} {n('HEAD', 5)}"
         f" {n('LIST', 5)} {n('PUT', 4)} {n('mb_in', 7, '.2f')} {n('data_reads', 13)}  {r['summary']}"
         + (f"  (runs: {', '.join(f'{t:.2f}' for t in r['runs'])} s)" if len(r.get("runs", ())) > 1 else "")
+        + (
+            f"\n{'':<8} {'  the baseline (--baseline)':<46} {r['baseline_seconds']:>6.2f} {r['baseline_rss_mb']:>7.0f}"
+            f"  ours = {r['seconds'] / r['baseline_seconds']:.2f}x its time"
+            f" (runs: {', '.join(f'{t:.2f}' for t in r['baseline_runs'])} s)"
+            if "baseline_seconds" in r
+            else ""
+        )
     )
 
 
@@ -411,6 +429,12 @@ def main() -> None:
     )
     ap.add_argument("--repeat", type=int, default=1, help="runs of each command; the median time is printed")
     ap.add_argument("--log", action="store_true", help="print every request, grouped by command")
+    ap.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="a checkout of another lakehouse commit (git worktree add /tmp/base <commit>): each command also runs "
+        "with its lakehouse, interleaved with ours on the same tables, and the ratio of the medians is printed",
+    )
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="lh-planning-")
     launcher = (
