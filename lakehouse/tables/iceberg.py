@@ -2404,12 +2404,11 @@ class _AvroReads:
         def run(files: list[str], named: Mapping[str, str]) -> list[tuple[pa.Table, list[str]]]:
             cursor = self._con.execute(sql.format(files="read_avro($files, filename = true)"), {"files": files})
             table = cursor.to_arrow_table() if hasattr(cursor, "to_arrow_table") else cursor.fetch_arrow_table()
-            locations = [named.get(f) for f in table.column("filename").to_pylist()]
-            if any(loc is None for loc in locations):  # rows of a file DuckDB names otherwise are left out
-                keep = pa.array([loc is not None for loc in locations])
-                table = table.filter(keep)
-                locations = [loc for loc in locations if loc is not None]
-            return [(table, locations)]  # type: ignore[list-item]
+            located = [named.get(f) for f in table.column("filename").to_pylist()]
+            kept = [loc for loc in located if loc is not None]
+            if len(kept) < len(located):  # rows of a file DuckDB names otherwise are left out
+                table = table.filter(pa.array([loc is not None for loc in located]))
+            return [(table, kept)]
 
         return [t for tables in self._read(locations, run) for t in tables]
 
