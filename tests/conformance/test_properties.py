@@ -6,8 +6,8 @@ with the masked column as the policy masks it).
 Types beyond lakehouse's own schema language (``OTHERS``: int8/int16, nanosecond timestamps, struct/list/map)
 are what foreign writers use: a format that cannot hold one must refuse it by name (a LakehouseError naming the
 column) before writing anything (Iceberg v2 has no nanosecond timestamps; a Delta table of them would need
-the timestampNanos feature, which DuckDB's delta extension cannot read), and every table it accepts must keep
-its fingerprint through each job.
+the timestampNanos feature, which DuckDB's delta extension cannot read); no other table is refused, and every
+table it accepts must keep its fingerprint through each job.
 
 Examples are derandomized (the same ones every run, no example database).
 """
@@ -225,8 +225,12 @@ def test_jobs_keep_the_fingerprint(fmt: str, job: str, pool: str) -> None:
     @given(tables(types))
     def prop(data: tuple[pa.Schema, list[pa.Table]]) -> None:
         schema, batches = data
-        accepted.append(_run(fmt, schema, batches, JOBS[job], may_refuse=pool == "others"))
+        ran = _run(fmt, schema, batches, JOBS[job], may_refuse=pool == "others")
+        # exactly the tables with a nanosecond timestamp column are refused (neither format can hold one), and
+        # no other: a refusal of any other table is a missing feature, inside the property so that it shrinks
+        nanos = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.unit == "ns"]
+        assert ran == (not nanos), f"{fmt} {'accepted' if ran else 'refused'} a table with columns {schema.types}"
+        accepted.append(ran)
 
     prop()
-    # the property is about jobs: most generated tables must get as far as one
-    assert sum(accepted) >= len(accepted) / 2, f"{fmt} refused {accepted.count(False)} of {len(accepted)} tables"
+    assert any(accepted), f"no generated table got as far as {job}: the property tested nothing"
