@@ -5,7 +5,7 @@ nothing is committed, on both formats, and on Delta tables other writers made.""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -63,12 +63,33 @@ def _run(lh: Lakehouse, job: str) -> None:
         optimize(lh, "v.events", CompactionOptions(zorder=("id", "amount") if job == "zorder" else ()))
 
 
-def _corrupt(path: str) -> None:
+def _change_first_value(path: str, column: int, delta: float | int) -> None:
+    """Add ``delta`` to the first row's value of the ``column``-th column of the Parquet file at ``path``."""
     t = pq.read_table(path)
-    i = t.schema.get_field_index("amount")
-    amount = t.column(i).combine_chunks()
-    changed = pc.if_else(pa.array([k == 0 for k in range(len(t))]), pc.add(amount, 1.0), amount)
-    pq.write_table(t.set_column(i, t.schema.field(i), changed), path, compression="zstd")
+    values = t.column(column).combine_chunks()
+    changed = pc.if_else(pa.array([k == 0 for k in range(len(t))]), pc.add(values, delta), values)
+    pq.write_table(t.set_column(column, t.schema.field(column), changed), path, compression="zstd")
+
+
+def _corrupt_writes(monkeypatch: pytest.MonkeyPatch, change: Callable[[str], None]) -> list[str]:
+    """From now on, ``change`` the first file holding rows of each rewrite's output as the rewrite lists it, before
+    its verification reads it (a table with float columns is written twice: see ``rewrite_files``). Returns the
+    files changed so far."""
+    listed = compaction.list_files
+    corrupted: list[str] = []
+
+    def corrupting(location: str, ctx: Any) -> Any:
+        found = listed(location, ctx)
+        for f in found:
+            local = f.path.removeprefix("file://")
+            if local.endswith(".parquet") and f.path not in corrupted and pq.read_metadata(local).num_rows:
+                change(local)
+                corrupted.append(f.path)
+                break
+        return found
+
+    monkeypatch.setattr(compaction, "list_files", corrupting)
+    return corrupted
 
 
 @pytest.mark.parametrize("job", JOBS)
@@ -80,20 +101,9 @@ def test_a_value_changed_after_the_writer_is_named_and_nothing_is_committed(
     table = _build(lh, fmt)
     version = table.snapshot().version
     before = sorted_rows(table.scan())
-    listed = compaction.list_files
-    corrupted: list[str] = []
-
-    def corrupting(location: str, ctx: Any) -> Any:
-        found = listed(location, ctx)
-        for f in found:
-            local = f.path.removeprefix("file://")
-            if local.endswith(".parquet") and f.path not in corrupted and pq.read_metadata(local).num_rows:
-                _corrupt(local)
-                corrupted.append(f.path)
-                break
-        return found
-
-    monkeypatch.setattr(compaction, "list_files", corrupting)
+    corrupted = _corrupt_writes(
+        monkeypatch, lambda path: _change_first_value(path, pq.read_schema(path).get_field_index("amount"), 1.0)
+    )
     with pytest.raises(ContentMismatchError, match=r"column\(s\) amount differ"):
         _run(lh, job)
     monkeypatch.undo()
@@ -116,25 +126,12 @@ def test_a_changed_value_in_a_rewrite_of_a_foreign_delta_table_is_named(
     lh.register_table("v.foreign", location=foreign.location, format="delta")
     version = lh.table("v.foreign").snapshot().version
     before = lh.table("v.foreign").scan()
-    listed = compaction.list_files
-    corrupted: list[str] = []
 
-    def corrupting(location: str, ctx: Any) -> Any:
-        found = listed(location, ctx)
-        for f in found:
-            local = f.path.removeprefix("file://")
-            # each write's first file (a table with float columns is written twice: see rewrite_files)
-            if local.endswith(".parquet") and f.path not in corrupted and pq.read_metadata(local).num_rows:
-                t = pq.read_table(local)
-                assert pa.types.is_int64(t.schema.field(0).type), t.schema  # the id column, first in every writer's
-                ids = t.column(0).combine_chunks()
-                changed = pc.if_else(pa.array([k == 0 for k in range(len(t))]), pc.add(ids, 1_000_000), ids)
-                pq.write_table(t.set_column(0, t.schema.field(0), changed), local)
-                corrupted.append(f.path)
-                break
-        return found
+    def change_id(path: str) -> None:
+        assert pa.types.is_int64(pq.read_schema(path).field(0).type)  # the id column, first in every writer's
+        _change_first_value(path, 0, 1_000_000)
 
-    monkeypatch.setattr(compaction, "list_files", corrupting)
+    corrupted = _corrupt_writes(monkeypatch, change_id)
     with pytest.raises(ContentMismatchError, match=r"column\(s\) id differ"):
         optimize(lh, "v.foreign", CompactionOptions(min_input_files=2))
     monkeypatch.undo()
