@@ -44,6 +44,7 @@ from lakehouse.maintenance.planner import (
     CompactionOptions,
     CompactionPlan,
     PartitionPlan,
+    by_partition,
     layout_name,
     plan_compaction,
 )
@@ -314,9 +315,7 @@ def _spark_rewrite(
                 pr.rows_out += f.row_count
                 pr.status, pr.version = "committed", snap.version
                 ours.add(path)
-    now: dict[str, list[Any]] = {}
-    for f in table.files():
-        now.setdefault(partition_key(f.partition), []).append(f)
+    now = by_partition(table.files())
     for key, pr in results.items():
         before_paths = {f.path for f in planned[key].files} if key in planned else removed_paths
         mine = [f for f in now.get(key, []) if f.path in ours or f.path in before_paths]
@@ -400,8 +399,6 @@ def _rewrite_job(
     rewriting anything (see ``replace_files``); the job's commits together wait at most ``commit_timeout``
     seconds for concurrent writers, after which the partitions being committed and those not rewritten yet are
     aborted, saying why. An aborted partition's new files are deleted."""
-    from lakehouse.maintenance.planner import partition_key
-
     props = _commit_properties(options, job)
     waited = 0.0
     gave_up: str | None = None
@@ -459,9 +456,7 @@ def _rewrite_job(
             raise
         waited += landed.waited_seconds
         # as the commit left the partitions: a writer may rewrite them since
-        now: dict[str, list[Any]] = {}
-        for f in table.files(as_of=landed.version):
-            now.setdefault(partition_key(f.partition), []).append(f)
+        now = by_partition(table.files(as_of=landed.version))
         for g in group:
             pr, part = g.result, g.part
             ours = set(g.written)

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError
 from lakehouse.maintenance.compaction import _duck_path, _q, _s
-from lakehouse.maintenance.planner import CompactionOptions, partition_key
+from lakehouse.maintenance.planner import CompactionOptions, by_partition, partition_key
 from lakehouse.storage import delete_tree
 from lakehouse.tables.base import DataFile, LakehouseTable
 
@@ -192,9 +192,7 @@ def plan_dedup(
     # winner in another, and only files with losers change
     affected = [by_path[p] for p in per_file]
     plan.files = affected
-    groups: dict[str, list[DataFile]] = {}
-    for f in affected:
-        groups.setdefault(partition_key(f.partition), []).append(f)
+    groups = by_partition(affected)
     for fs in groups.values():
         dup = sum(per_file[_duck_path(f.path)] for f in fs)
         keys_here = losers.filter(pc.is_in(losers.column("file"), pa.array([_duck_path(f.path) for f in fs])))
@@ -243,9 +241,7 @@ def dedup(
     dirs: list[str] = []
     stage = "writing"  # -> "committing" (replace_files running) -> "not committed" | "committed"
     try:
-        groups: dict[str, list[DataFile]] = {}
-        for f in plan.files:
-            groups.setdefault(partition_key(f.partition), []).append(f)
+        groups = by_partition(plan.files)
         written: list[str] = []
         partitions: dict[str, dict[str, Any]] = {}
         for fs in groups.values():

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lakehouse.expr import check_columns, may_match, normalize, parse_filter
-from lakehouse.maintenance.planner import CompactionOptions, partition_key
+from lakehouse.maintenance.planner import CompactionOptions, partition_keys
 from lakehouse.tables.base import DataFile, LakehouseTable
 
 MB = 1024 * 1024
@@ -31,7 +31,7 @@ def file_health(
                 histogram[label] += 1
                 break
     small = [f for f in live if f.size_bytes < opts.small_threshold]
-    per_partition = Counter(partition_key(f.partition) for f in live)
+    per_partition = Counter(key for key, _f in partition_keys(live))
     counts = sorted(per_partition.values())
     out: dict[str, Any] = {
         "files": len(live),

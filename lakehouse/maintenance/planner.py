@@ -11,8 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +78,27 @@ def partition_key(partition: Mapping[str, Any]) -> str:
         return _partition_key(items)
     except TypeError:  # a value that cannot be hashed
         return json.dumps(dict(partition), default=str, sort_keys=True)
+
+
+def partition_keys(files: Iterable[DataFile]) -> Iterator[tuple[str, DataFile]]:
+    """Each file with its :func:`partition_key`, made once per partition mapping rather than once per file: a
+    table's listing shares one mapping among the files of a partition (100,000 files in 100 partitions: 100 keys
+    made). A mapping is held until the iteration ends, so its id is not reused meanwhile."""
+    made: dict[int, tuple[Mapping[str, Any], str]] = {}
+    for f in files:
+        partition = f.partition
+        held = made.get(id(partition))
+        if held is None:
+            held = made[id(partition)] = (partition, partition_key(partition))
+        yield held[1], f
+
+
+def by_partition(files: Iterable[DataFile]) -> dict[str, list[DataFile]]:
+    """Files grouped by :func:`partition_key`, each group in the files' order (see :func:`partition_keys`)."""
+    groups: dict[str, list[DataFile]] = {}
+    for key, f in partition_keys(files):
+        groups.setdefault(key, []).append(f)
+    return groups
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -156,9 +176,7 @@ def plan_compaction(
         engine: the engine that will run the rewrite (its layouts differ).
     """
     expr = parse_filter(partition_filter) if isinstance(partition_filter, str) else partition_filter
-    groups: dict[str, list[DataFile]] = defaultdict(list)
-    for f in files:
-        groups[partition_key(f.partition)].append(f)
+    groups = by_partition(files)
     plan = CompactionPlan(table, options)
     wanted_layout = layout_name(options, engine) if options.zorder else None
     candidates: list[PartitionPlan] = []

@@ -20,14 +20,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError
-from lakehouse.maintenance.planner import CompactionOptions, partition_key
+from lakehouse.maintenance.planner import CompactionOptions, partition_key, partition_keys
 from lakehouse.policy import TIERS, TablePolicy, TierPolicy
 from lakehouse.storage import ObjectInfo, delete_tree, list_objects, set_storage_class
 from lakehouse.tables.base import DataFile, LakehouseTable, partition_path
@@ -254,16 +254,35 @@ def plan_tiering(
         else {}
     )
     groups: dict[tuple[str, str], TierGroup] = {}
-    for f in files:
+    # a file's age and tier come from its partition's period where the table is partitioned by time: worked out
+    # once per partition (a listing shares one partition mapping among its files), not per file
+    by_period: dict[int, tuple[Mapping[str, Any], dt.datetime | None, str]] = {}
+    class_tiers: dict[str | None, str] = {}
+
+    def dated(f: DataFile) -> tuple[dt.datetime | None, str]:
         newest = file_newest(f, column, part_name, transform)
+        if newest is None:
+            return None, ""
+        return newest, "hot" if read_from is not None and newest > read_from else pol.tier_for(at - newest)
+
+    for pkey, f in partition_keys(files):
+        if part_name is not None and transform is not None and part_name in f.partition:
+            held = by_period.get(id(f.partition))
+            if held is None:
+                held = by_period[id(f.partition)] = (f.partition, *dated(f))
+            newest, target = held[1], held[2]
+        else:
+            newest, target = dated(f)
         if newest is None:
             plan.undated_files += 1
             continue
         age = at - newest
-        target = "hot" if read_from is not None and newest > read_from else pol.tier_for(age)
         cls = classes.get(f.path)
-        tier = _class_tier(pol, cls) if method == "storage-class" else _prefix_tier(table, f.path)
-        key = (partition_key(f.partition), target)
+        if method == "storage-class":
+            tier = class_tiers.get(cls) or class_tiers.setdefault(cls, _class_tier(pol, cls))
+        else:
+            tier = _prefix_tier(table, f.path)
+        key = (pkey, target)
         if key not in groups:
             groups[key] = TierGroup(dict(f.partition), target, max(age.total_seconds(), 0) / 86400)
         groups[key].files.append(TierFile(f.path, f.size_bytes, f.row_count, tier, cls))

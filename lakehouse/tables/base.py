@@ -235,6 +235,45 @@ class Snapshot:
         }
 
 
+class LazyStats(Mapping[str, tuple[Any, Any, int | None]]):
+    """A data file's statistics (per column: min, max, null count), made by ``compute`` on first use and kept; a
+    listing of 100,000 files converts none of them when nothing asks (a plan, health and the bill do not).
+    Thread-safe to read (two first uses at once both compute the same values); pickled as the plain dict."""
+
+    __slots__ = ("_compute", "_stats")
+
+    def __init__(self, compute: Callable[[], dict[str, tuple[Any, Any, int | None]]]) -> None:
+        self._compute: Callable[[], dict[str, tuple[Any, Any, int | None]]] | None = compute
+        self._stats: dict[str, tuple[Any, Any, int | None]] | None = None
+
+    def _get(self) -> dict[str, tuple[Any, Any, int | None]]:
+        stats = self._stats
+        if stats is None:
+            compute = self._compute
+            if compute is None:  # another thread finished it meanwhile
+                stats = self._stats
+                assert stats is not None
+                return stats
+            stats = compute()
+            self._stats, self._compute = stats, None
+        return stats
+
+    def __getitem__(self, key: str) -> tuple[Any, Any, int | None]:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (self._get(),))
+
+
 @dataclass(frozen=True, slots=True)
 class DataFile:
     """A live data file of a version (slotted: a plan of a 100,000-file table holds 100,000 of them)."""

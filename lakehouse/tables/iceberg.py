@@ -51,6 +51,7 @@ from lakehouse.tables.base import (
     FeatureSupport,
     KeptMetadata,
     LakehouseTable,
+    LazyStats,
     PlainFiles,
     Snapshot,
     StorageContext,
@@ -864,15 +865,31 @@ class IcebergAdapter(LakehouseTable):
         out: list[DataFile] = []
         live = self._live_data_files(snapshot_id) if partitions is None else None
         if live is not None:  # no delete files: a file's rows are all live
+            shared: dict[tuple[Any, ...], dict[str, Any]] = {}  # one mapping per partition, shared by its files
+
+            def partition_of(f: Any) -> dict[str, Any]:
+                try:
+                    values = tuple(f.partition)  # DuckDB's decoding: a tuple; pyiceberg's: a Record
+                    # 0.0 and -0.0 are equal keys but different partitions (a NaN equals no key: made per file)
+                    if any(isinstance(v, float) and v == 0 for v in values):
+                        return self._human_partition(f, specs, schema)
+                    key = (f.spec_id, *values)
+                    held = shared.get(key)
+                except TypeError:  # a value that cannot be hashed
+                    return self._human_partition(f, specs, schema)
+                if held is None:
+                    held = shared[key] = self._human_partition(f, specs, schema)
+                return held
+
             for f in live:
                 out.append(
                     DataFile(
                         path=_plain_location(f.file_path),
                         size_bytes=int(f.file_size_in_bytes),
                         row_count=int(f.record_count),
-                        partition=self._human_partition(f, specs, schema),
+                        partition=partition_of(f),
                         # DuckDB's decoded bounds are converted when asked for; pyiceberg's are at hand
-                        stats=_LazyStats(f, schema, readers)
+                        stats=LazyStats(functools.partial(_column_stats, f, schema, readers))
                         if isinstance(f, _LiveFile)
                         else _column_stats(f, schema, readers),
                     )
@@ -2202,41 +2219,6 @@ def _column_stats(
             lo, hi = _EPOCH_DAY + dt.timedelta(days=int(lo)), _EPOCH_DAY + dt.timedelta(days=int(hi))
         out[name] = (lo, hi, nulls.get(fid))
     return out
-
-
-class _LazyStats(Mapping[str, tuple[Any, Any, int | None]]):
-    """A data file's :func:`_column_stats`, computed on first use (from bounds DuckDB decoded, see
-    :class:`_Bounds`); pickled as the plain dict."""
-
-    __slots__ = ("_file", "_readers", "_schema", "_stats")
-
-    def __init__(self, f: _LiveFile, schema: Any, readers: Sequence[_Reader]) -> None:
-        self._file: _LiveFile | None = f
-        self._schema, self._readers = schema, readers
-        self._stats: dict[str, tuple[Any, Any, int | None]] | None = None
-
-    def _get(self) -> dict[str, tuple[Any, Any, int | None]]:
-        stats = self._stats
-        if stats is None:
-            assert self._file is not None
-            stats = _column_stats(self._file, self._schema, self._readers)
-            self._stats, self._file, self._schema, self._readers = stats, None, None, ()
-        return stats
-
-    def __getitem__(self, key: str) -> tuple[Any, Any, int | None]:
-        return self._get()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._get())
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __repr__(self) -> str:
-        return repr(self._get())
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (dict, (self._get(),))
 
 
 # A snapshot's files never change: the last plans made in this process are kept for the next handle on the same

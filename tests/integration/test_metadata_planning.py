@@ -16,7 +16,8 @@ from lakehouse.maintenance.compaction import optimize
 from lakehouse.maintenance.planner import CompactionOptions, partition_key, plan_compaction
 from lakehouse.maintenance.retention import plan_vacuum
 from lakehouse.schema import PartitionField
-from lakehouse.storage import delete_files, list_files
+from lakehouse.storage import delete_files, list_files, split_location
+from lakehouse.tables.base import LazyStats
 from tests.conftest import EVENTS, events
 
 DAY0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -537,10 +538,129 @@ def test_iceberg_local_manifests_are_decoded_by_duckdb_from_a_size_on_and_statis
         ours = listing(entries)
         assert statements and sum(statements) == 3  # the three appends' manifests, in DuckDB
         assert converted == []  # listed, and no bounds converted yet
-        assert all(isinstance(f.stats, iceberg._LazyStats) for f in ours)
+        assert all(isinstance(f.stats, LazyStats) for f in ours)
         assert [(f.path, dict(f.stats)) for f in ours] == [(f.path, dict(f.stats)) for f in theirs]
         assert converted.count(True) == len(statements)  # each statement's bounds converted once
         assert sorted(ours, key=lambda f: f.path) == sorted(theirs, key=lambda f: f.path)
         assert all(f.stats for f in ours) and {"id", "ts"} <= set(ours[0].stats)
         copy = pickle.loads(pickle.dumps(ours[0].stats))
         assert type(copy) is dict and copy == dict(theirs[[f.path for f in theirs].index(ours[0].path)].stats)
+
+
+def test_delta_statistics_stay_in_arrow_through_a_plan_and_health_and_equal_the_log_s_when_asked(
+    lh: Lakehouse,
+) -> None:
+    """A Delta listing converts no file's statistics until one is asked for (whole-table plans, file health and
+    the tiering plan of a table partitioned by day ask for none); asked, they are the log's add statistics of
+    that file (each file's ``id`` bounds its rows), and they pickle as a plain dict."""
+    import pickle
+
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    from lakehouse.maintenance.health import file_health
+    from lakehouse.maintenance.tiering import plan_tiering
+
+    table = lh.create_table("p.events", schema=EVENTS, format="delta", partitioning=[PartitionField("ts", "day")])
+    for i in range(3):
+        table.append(events(i * 20, 20))
+    files = lh.table("p.events").files()
+    assert files and all(isinstance(f.stats, LazyStats) for f in files)
+    plan_compaction("p.events", files, CompactionOptions(zorder=("id",)))
+    file_health(lh.table("p.events"), files=files)
+    plan_tiering(lh, "p.events")
+    assert all(f.stats._stats is None for f in files)  # nothing asked for them
+
+    options = lh.ctx.credentials.delta_storage_options() if lh.ctx.credentials else None
+    actions = pa.table(DeltaTable(table.location, storage_options=options).get_add_actions(flatten=True)).to_pylist()
+    logged = {}
+    for a in actions:
+        logged[a["path"].rsplit("/", 1)[-1]] = {
+            c: (a[f"min.{c}"], a[f"max.{c}"], a[f"null_count.{c}"]) for c in EVENTS.names if f"min.{c}" in a
+        }
+    assert {f.path.rsplit("/", 1)[-1]: dict(f.stats) for f in files} == logged
+    for f in files:
+        filesystem, inner = split_location(f.path, lh.ctx)
+        ids = pq.read_table(inner, columns=["id"], filesystem=filesystem).column("id").to_pylist()
+        assert f.stats["id"][:2] == (min(ids), max(ids))
+    copy = pickle.loads(pickle.dumps(files[0].stats))
+    assert type(copy) is dict and copy == dict(files[0].stats)
+
+
+def test_partition_keys_are_made_once_per_mapping_and_group_as_per_file_keys_would(monkeypatch: Any) -> None:
+    """Grouping files by partition makes one key per partition mapping (a listing shares a mapping among its
+    files); mappings that are equal but distinct objects, and ones with values of other types, still group as
+    :func:`partition_key` of each file says."""
+    import datetime as dt
+
+    from lakehouse.maintenance import planner
+    from lakehouse.tables.base import DataFile
+
+    shared = [{"day": dt.date(2026, 1, d)} for d in (1, 2)]
+    mappings = [*shared, {"day": dt.date(2026, 1, 1)}, {"day": "2026-01-01"}, {"n": 1}, {"n": True}, {}]
+    files = [DataFile(f"/t/{i}.parquet", 10, 1, mappings[i % len(mappings)]) for i in range(70)]
+    expected: dict[str, list[Any]] = {}
+    for f in files:
+        expected.setdefault(partition_key(f.partition), []).append(f)
+
+    made: list[Any] = []
+    real = planner.partition_key
+
+    def counted(partition: Any) -> str:
+        made.append(partition)
+        return real(partition)
+
+    monkeypatch.setattr(planner, "partition_key", counted)
+    assert planner.by_partition(files) == expected
+    assert len(made) == len(mappings)  # once per mapping, not per file
+    made.clear()
+    assert [k for k, _f in planner.partition_keys(iter(files))] == [real(f.partition) for f in files]
+    assert len(made) == len(mappings)
+
+
+def test_iceberg_files_of_one_partition_share_its_mapping_and_signed_zeros_stay_apart(tmp_path: Any) -> None:
+    """An Iceberg listing gives the files of one partition one shared mapping; float partition values are not
+    shared by equality, so 0.0 and -0.0 stay their own partitions (a table another writer partitioned by a
+    double: lakehouse itself refuses to)."""
+    import math
+
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.partitioning import PartitionField as IcebergField
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import DoubleType, LongType, NestedField, StringType
+
+    from lakehouse.config import load_settings
+    from lakehouse.tables import iceberg
+
+    root = tmp_path / "theirs"
+    root.mkdir()
+    catalog = SqlCatalog("theirs", uri=f"sqlite:///{root}/c.db", warehouse=f"file://{root}")
+    catalog.create_namespace("ns")
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "country", StringType(), required=False),
+        NestedField(3, "x", DoubleType(), required=False),
+    )
+    spec = PartitionSpec(
+        IcebergField(source_id=2, field_id=1000, transform=IdentityTransform(), name="country"),
+        IcebergField(source_id=3, field_id=1001, transform=IdentityTransform(), name="x"),
+    )
+    theirs = catalog.create_table("ns.t", schema=schema, partition_spec=spec, location=f"file://{root}/t")
+    arrow = pa.schema([pa.field("id", pa.int64()), pa.field("country", pa.string()), pa.field("x", pa.float64())])
+    for i in range(4):
+        theirs.append(pa.table({"id": [i], "country": ["DE"], "x": [0.0 if i % 2 else -0.0]}, schema=arrow))
+    for i in range(3):
+        theirs.append(pa.table({"id": [10 + i], "country": ["FR"], "x": [1.5]}, schema=arrow))
+    catalog.engine.dispose()
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        lh.register_table("p.zeros", location=str(root / "t"), format="iceberg")
+        iceberg._recent_plans.clear()
+        iceberg._recent_files.clear()
+        files = lh.table("p.zeros").files()
+        assert len(files) == 7
+        signs = sorted(math.copysign(1, f.partition["x"]) for f in files if f.partition["country"] == "DE")
+        assert signs == [-1, -1, 1, 1]
+        mappings = {id(f.partition) for f in files if f.partition["country"] == "FR"}
+        assert len(mappings) == 1  # three files, one mapping
