@@ -137,3 +137,56 @@ def test_items_with_an_attribute_member_go_to_botocore() -> None:
     ours = _listing_parser(RestXMLParser)(timestamp_parser=_timestamp).parse(response, shape)
     assert ours == theirs
     assert theirs["Contents"][0] == {"Key": "k", "Size": 3, "Kind": "a"}
+
+
+ENCODED = st.lists(st.sampled_from([*"ab/=%+ é~", "%2F", "%3D", "%C3%A9", "%2", "%zz", "%E2%82"]), max_size=12).map(
+    "".join
+)
+"""Names as S3 encodes them, and text that only looks encoded: escapes of '/', '=' and multi-byte characters, cut-off
+and invalid escapes, '+' (a space), literal slashes."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    keys=st.lists(ENCODED, max_size=8),
+    folders=st.lists(ENCODED, max_size=3),
+    top=st.fixed_dictionaries({}, optional={"Prefix": ENCODED, "Delimiter": ENCODED, "StartAfter": ENCODED}),
+    encoded=st.booleans(),
+    auto=st.booleans(),
+)
+def test_names_decode_as_botocore_decodes_them(
+    keys: list[str], folders: list[str], top: dict[str, str], encoded: bool, auto: bool
+) -> None:
+    """A listing page's names decoded a directory at a time equal botocore's decoding of each whole name, for any
+    text S3 may send, and nothing is decoded where botocore would not (no url encoding, or one the caller chose)."""
+    import copy
+
+    from botocore import handlers
+
+    from lakehouse.storage import _decode_listing_v2
+
+    page: dict[str, Any] = {
+        **top,
+        "Contents": [{"Key": k, "Size": 1} for k in keys],
+        "CommonPrefixes": [{"Prefix": f} for f in folders],
+    }
+    if encoded:
+        page["EncodingType"] = "url"
+    context = {"encoding_type_auto_set": True} if auto else {}
+    theirs, ours = copy.deepcopy(page), copy.deepcopy(page)
+    handlers.decode_list_object_v2(theirs, context)
+    _decode_listing_v2(ours, context)
+    assert ours == theirs
+
+
+def test_lakehouse_clients_decode_names_once() -> None:
+    """lakehouse's session decodes a listing page's names with its own handler in place of botocore's (a name
+    decoded twice would turn an escaped '%25' into '%' and then into another character)."""
+    from botocore import handlers
+
+    from lakehouse.storage import _decode_listing_v2
+
+    emitter = _session()._session.get_component("event_emitter")
+    called = list(emitter._emitter._handlers.prefix_search("after-call.s3.ListObjectsV2"))
+    assert _decode_listing_v2 in called
+    assert handlers.decode_list_object_v2 not in called
