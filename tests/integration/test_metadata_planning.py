@@ -547,28 +547,22 @@ def test_iceberg_local_manifests_are_decoded_by_duckdb_from_a_size_on_and_statis
         assert type(copy) is dict and copy == dict(theirs[[f.path for f in theirs].index(ours[0].path)].stats)
 
 
-def test_delta_statistics_stay_in_arrow_through_a_plan_and_health_and_equal_the_log_s_when_asked(
-    lh: Lakehouse,
-) -> None:
-    """A Delta listing converts no file's statistics until one is asked for (whole-table plans, file health and
-    the tiering plan of a table partitioned by day ask for none); asked, they are the log's add statistics of
-    that file (each file's ``id`` bounds its rows), and they pickle as a plain dict."""
+def _delta_statistics_as_logged(lh: Lakehouse, name: str) -> None:
+    """``name``'s listing converts no file's statistics through a whole-table plan (with Z-order) and file
+    health; asked, each file's are the log's add statistics as delta-rs reads them (under the logical names), each
+    file's ``id`` statistics bound its rows, and they pickle as a plain dict."""
     import pickle
 
     import pyarrow.parquet as pq
     from deltalake import DeltaTable
 
     from lakehouse.maintenance.health import file_health
-    from lakehouse.maintenance.tiering import plan_tiering
 
-    table = lh.create_table("p.events", schema=EVENTS, format="delta", partitioning=[PartitionField("ts", "day")])
-    for i in range(3):
-        table.append(events(i * 20, 20))
-    files = lh.table("p.events").files()
+    table = lh.table(name)
+    files = table.files()
     assert files and all(isinstance(f.stats, LazyStats) for f in files)
-    plan_compaction("p.events", files, CompactionOptions(zorder=("id",)))
-    file_health(lh.table("p.events"), files=files)
-    plan_tiering(lh, "p.events")
+    plan_compaction(name, files, CompactionOptions(zorder=("id",)))
+    file_health(table, files=files)
     assert all(f.stats._stats is None for f in files)  # nothing asked for them
 
     options = lh.ctx.credentials.delta_storage_options() if lh.ctx.credentials else None
@@ -576,15 +570,47 @@ def test_delta_statistics_stay_in_arrow_through_a_plan_and_health_and_equal_the_
     logged = {}
     for a in actions:
         logged[a["path"].rsplit("/", 1)[-1]] = {
-            c: (a[f"min.{c}"], a[f"max.{c}"], a[f"null_count.{c}"]) for c in EVENTS.names if f"min.{c}" in a
+            c: (a[f"min.{c}"], a[f"max.{c}"], a.get(f"null_count.{c}")) for c in table.schema.names if f"min.{c}" in a
         }
     assert {f.path.rsplit("/", 1)[-1]: dict(f.stats) for f in files} == logged
     for f in files:
+        if f.stats.get("id", (None, None))[0] is None:
+            continue
         filesystem, inner = split_location(f.path, lh.ctx)
         ids = pq.read_table(inner, columns=["id"], filesystem=filesystem).column("id").to_pylist()
         assert f.stats["id"][:2] == (min(ids), max(ids))
     copy = pickle.loads(pickle.dumps(files[0].stats))
     assert type(copy) is dict and copy == dict(files[0].stats)
+
+
+def test_delta_statistics_stay_in_arrow_through_a_plan_and_health_and_equal_the_log_s_when_asked(
+    lh: Lakehouse,
+) -> None:
+    """A Delta listing converts no file's statistics until one is asked for (whole-table plans, file health and
+    the tiering plan of a table partitioned by day ask for none); asked, they are the log's (see
+    :func:`_delta_statistics_as_logged`)."""
+    from lakehouse.maintenance.tiering import plan_tiering
+
+    table = lh.create_table("p.events", schema=EVENTS, format="delta", partitioning=[PartitionField("ts", "day")])
+    for i in range(3):
+        table.append(events(i * 20, 20))
+    plan_tiering(lh, "p.events")
+    assert all(f.stats._stats is None for f in lh.table("p.events").files())
+    _delta_statistics_as_logged(lh, "p.events")
+
+
+@pytest.mark.parametrize("writer", ["deltars_options", "legacy_no_stats", "int96"])
+def test_delta_statistics_of_other_writers_stay_in_arrow_and_equal_the_log_s(
+    lh: Lakehouse, writer: str, tmp_path: Any
+) -> None:
+    """The same on Delta tables other writers made: delta-rs with its writer options (partitioned, a column added
+    later, so older files have no statistics for it), an older writer that recorded none, and Spark's INT96
+    timestamps."""
+    from tests.conformance.delta_writers import DELTA_WRITERS
+
+    foreign = DELTA_WRITERS[writer](str(tmp_path / "table"))
+    lh.register_table("p.foreign", location=foreign.location, format="delta")
+    _delta_statistics_as_logged(lh, "p.foreign")
 
 
 def test_partition_keys_are_made_once_per_mapping_and_group_as_per_file_keys_would(monkeypatch: Any) -> None:
