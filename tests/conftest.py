@@ -33,7 +33,7 @@ import pytest
 
 from lakehouse.config import Settings, load_settings
 from lakehouse.core import Lakehouse
-from tests.faults.summary import pytest_configure, pytest_terminal_summary  # noqa: F401 (hooks: see that module)
+from tests.faults.summary import pytest_configure, pytest_terminal_summary, pytest_unconfigure  # noqa: F401 (hooks: see that module)
 
 FORMATS = ("delta", "iceberg")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -17,11 +18,21 @@ import pytest
 from tests.faults.proxy import FAULTS
 
 RESULTS_ENV = "LAKEHOUSE_TEST_FAULTS_RESULTS"
+_MADE = "_lakehouse_faults_results_made"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput") and RESULTS_ENV not in os.environ:
         os.environ[RESULTS_ENV] = tempfile.mkdtemp(prefix="lakehouse-faults-")
+        setattr(config, _MADE, os.environ[RESULTS_ENV])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the directory this run made (after the summary was printed); one given from outside is kept."""
+    made = getattr(config, _MADE, None)
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+        os.environ.pop(RESULTS_ENV, None)
 
 
 def results_dir() -> Path:
