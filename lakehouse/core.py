@@ -178,7 +178,7 @@ class Lakehouse:
         """Create a table in its format and register it in the catalog."""
         fmt = format or self.settings.default_format
         cls = adapter_class(fmt)
-        tname, loc = self._prepare_create(name, location)
+        tname, loc = self.prepare_create(name, location)
         definition = TableDefinition(
             schema=schema,
             partitioning=tuple(partitioning),
@@ -221,12 +221,12 @@ class Lakehouse:
         Iceberg: the served catalog's create) and register it, with the same checks and clean-up as
         :meth:`create_table`."""
         cls = adapter_class(format)
-        tname, loc = self._prepare_create(name, location)
+        tname, loc = self.prepare_create(name, location)
         table = cls.create_native(tname, spec, location=loc, ctx=self.ctx)
         table.commit_timeout = self.settings.commit_timeout_seconds
         return self._add_created(table, format, loc, "table.create")
 
-    def _prepare_create(self, name: str | TableName, location: str | None) -> tuple[TableName, str]:
+    def prepare_create(self, name: str | TableName, location: str | None) -> tuple[TableName, str]:
         """A new table's checked name and location: a free name in lakehouse's own catalog, and an empty location
         that overlaps no other table (the warehouse checked first on S3)."""
         tname = _own(TableName.parse(name), "created")

@@ -127,6 +127,24 @@ def normalize_path(path: str) -> str:
     return path
 
 
+def lies_within(location: str, root: str) -> bool:
+    """Whether ``location`` lies strictly inside ``root`` (both spelled as :func:`normalize_path` spells them):
+    same scheme and bucket, a local location absolute, and no ``.`` or ``..`` segment on the way (a local path
+    resolves them, an S3 key would keep them literally; neither is let through).
+
+    >>> lies_within("s3://b/wh/t", "s3://b/wh"), lies_within("/wh/../etc", "/wh"), lies_within("/wh", "/wh")
+    (True, False, False)
+    """
+    loc, base = normalize_path(location.strip()).rstrip("/"), normalize_path(root.strip()).rstrip("/")
+    s3 = StorageContext.is_s3(loc)
+    if s3 != StorageContext.is_s3(base) or not (s3 or loc.startswith("/")):
+        return False
+    if not s3:
+        base = os.path.abspath(base)
+    rest = loc[len(base) + 1 :] if loc.startswith(base + "/") else ""
+    return bool(rest) and all(seg not in ("", ".", "..") for seg in rest.split("/"))
+
+
 _SCHEMAS: ContextVar[dict[str, pa.Schema] | None] = ContextVar("lakehouse_parquet_schemas", default=None)
 
 

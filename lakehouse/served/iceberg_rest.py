@@ -27,10 +27,9 @@ from lakehouse.errors import (
     LakehouseError,
     NamespaceNotEmptyError,
     NamespaceNotFoundError,
-    TableExistsError,
     TableNotFoundError,
 )
-from lakehouse.storage import StorageContext
+from lakehouse.storage import StorageContext, lies_within, normalize_path
 from lakehouse.tables import iceberg as ice
 from lakehouse.tables.base import TableName
 
@@ -131,18 +130,15 @@ class IcebergRestCatalog:
 
     def create_table(self, namespace: str, body: bytes) -> dict[str, Any]:
         ns = self._namespace(namespace)
-        table_name, location, staged = ice.rest_create_request(body)
+        table_name, location, staged, paths = ice.rest_create_request(body)
         name = self._table_name(ns, table_name)
+        if location is not None:
+            self._check_in_warehouse(location)
+        name, loc = self.lh.prepare_create(name, location)
+        self._check_paths(paths, loc)
         if staged:
-            try:
-                self.lh.catalog.get_table(name)
-            except LookupError:
-                pass
-            else:
-                raise TableExistsError(f"table {name} already exists")
-            loc = location or self.lh.ctx.default_location(name)
             return self._with_config(ice.rest_stage_create(name, body, location=loc, ctx=self.lh.ctx))
-        table = self.lh.create_table_native(name, format="iceberg", spec=body, location=location)
+        table = self.lh.create_table_native(name, format="iceberg", spec=body, location=loc)
         return self._with_config(self._adapter(table).rest_table())
 
     def register_table(self, namespace: str, body: bytes) -> dict[str, Any]:
@@ -150,6 +146,7 @@ class IcebergRestCatalog:
         table_name, metadata_location = ice.rest_register_request(body)
         name = self._table_name(ns, table_name)
         location = ice.rest_metadata_table_location(metadata_location)
+        self._check_in_warehouse(location)  # lakehouse's jobs would write there
         table = self.lh.register_table(name, location=location, format="iceberg", metadata_location=metadata_location)
         return self._with_config(self._adapter(table).rest_table())
 
@@ -168,14 +165,33 @@ class IcebergRestCatalog:
         try:
             record = self.lh.catalog.get_table(name)
         except TableNotFoundError:
-            created, answer = ice.IcebergAdapter.commit_create(name, body, ctx=self.lh.ctx)
+
+            def new_table(locations: list[str], paths: dict[str, str]) -> None:
+                if len(set(locations)) != 1:
+                    raise InvalidInputError("a staged create's commit sets the table's location exactly once")
+                self._check_in_warehouse(locations[0])
+                _, loc = self.lh.prepare_create(name, locations[0])
+                self._check_paths(paths, loc)
+
+            created, answer = ice.IcebergAdapter.commit_create(name, body, ctx=self.lh.ctx, guard=new_table)
             self.lh.adopt_created(created, format="iceberg")
             return answer
         if record.format != "iceberg":
             raise TableNotFoundError(f"{name} is a {record.format} table, not an Iceberg one")
         self._check_pii(name)
         adapter = self._adapter(self.lh.table(name))
-        answer, summary = adapter.rest_commit(body)
+
+        def same_place(locations: list[str], paths: dict[str, str]) -> None:
+            for location in locations:
+                if normalize_path(location).rstrip("/") != normalize_path(record.location).rstrip("/"):
+                    raise InvalidInputError(
+                        f"the commit moves {name} to {location}: the served catalog does not move tables "
+                        f"(it stays at {record.location})",
+                        hint="leave set-location out, or give the table's current location",
+                    )
+            self._check_paths(paths, record.location)
+
+        answer, summary = adapter.rest_commit(body, guard=same_place)
         # the commit landed: what follows only records it, and a failure there does not undo or hide it
         metrics = {
             "snapshots": len(summary["snapshots"]),
@@ -224,6 +240,27 @@ class IcebergRestCatalog:
         if credentials is not None and StorageContext.is_s3(self.lh.ctx.warehouse):
             answer["config"] = {**credentials.pyiceberg_client_properties(), **answer.get("config", {})}
         return answer
+
+    def _check_in_warehouse(self, location: str) -> None:
+        """The served catalog puts tables inside the warehouse only: a client's location cannot reach any other
+        place the server may write (another bucket, ``/etc``, a path relative to the server's directory)."""
+        if not lies_within(location, self.lh.ctx.warehouse):
+            raise ForbiddenError(
+                f"location {location} is not inside the warehouse {self.lh.ctx.warehouse}: the served catalog "
+                "keeps its tables there",
+                hint="leave the location out (the table goes to its default place) or give one under the warehouse",
+            )
+
+    @staticmethod
+    def _check_paths(paths: Mapping[str, str], location: str) -> None:
+        """Path properties (``write.data.path``, ``write.metadata.path``...) may only point inside the table's
+        location: the catalog writes metadata files there, and lakehouse's jobs data files."""
+        for key, value in sorted(paths.items()):
+            if not lies_within(value, location):
+                raise ForbiddenError(
+                    f"table property {key}={value} points outside the table's location {location}",
+                    hint="leave it out, or give a directory under the table's location",
+                )
 
     def _namespaces(self) -> list[str]:
         held = {r.name.namespace for r in self.lh.list_tables(format="iceberg") if not r.name.external}

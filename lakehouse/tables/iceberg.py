@@ -679,15 +679,19 @@ class IcebergAdapter(LakehouseTable):
         return cls(name, _plain_location(table.location()), ctx, table)
 
     @classmethod
-    def commit_create(cls, name: TableName, body: bytes, *, ctx: StorageContext) -> tuple[Self, dict[str, Any]]:
+    def commit_create(
+        cls, name: TableName, body: bytes, *, ctx: StorageContext, guard: RestPathGuard | None = None
+    ) -> tuple[Self, dict[str, Any]]:
         """Commit a staged create (a commit request whose requirements hold ``assert-create``): the table and the
-        spec's commit answer."""
+        spec's commit answer. ``guard`` sees the request's locations first (see :data:`RestPathGuard`)."""
         from pyiceberg.table import CommitTableRequest
         from pyiceberg.table.update import AssertCreate
 
         req = _parse_commit(CommitTableRequest, body, name)
         if not any(isinstance(r, AssertCreate) for r in req.requirements):
             raise TableNotFoundError(f"the Iceberg catalog has no table {name}")
+        if guard is not None:
+            guard(*_rest_paths(req))
         catalog = catalog_for(ctx)
         _ensure_namespace(catalog, name.namespace)
         try:
@@ -708,10 +712,11 @@ class IcebergAdapter(LakehouseTable):
         self._refresh()
         return _table_response(self._table.metadata, self._table.metadata_location)
 
-    def rest_commit(self, body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    def rest_commit(self, body: bytes, *, guard: RestPathGuard | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Apply a commit-table request (requirements checked against the current metadata, then the updates), by
         the catalog row's compare-and-swap that every lakehouse commit passes. Returns the spec's answer and a
         summary for the job history: the update actions, and each snapshot it added (id, operation, summary).
+        ``guard`` sees the request's locations before anything is applied (see :data:`RestPathGuard`).
 
         Raises:
             CommitConflictError: a requirement does not hold (another writer committed first): the client
@@ -721,6 +726,8 @@ class IcebergAdapter(LakehouseTable):
         from pyiceberg.table.update import AddSnapshotUpdate
 
         req = _parse_commit(CommitTableRequest, body, self.name)
+        if guard is not None:
+            guard(*_rest_paths(req))
         self._refresh()
         try:
             response = catalog_for(self.ctx).commit_table(self._table, tuple(req.requirements), tuple(req.updates))
@@ -3447,12 +3454,37 @@ def rest_drop_namespace(ctx: StorageContext, namespace: str) -> None:
         raise NamespaceNotEmptyError(f"namespace {namespace} still has tables") from e
 
 
-def rest_create_request(body: bytes) -> tuple[str, str | None, bool]:
-    """(table name, location or None, stage-create) of a create-table request, checked to parse."""
+def rest_create_request(body: bytes) -> tuple[str, str | None, bool, dict[str, str]]:
+    """(table name, location or None, stage-create, path properties) of a create-table request, checked to
+    parse; the path properties are those that tell writers where to put files (see :func:`rest_path_properties`)."""
     from pyiceberg.catalog.rest import CreateTableRequest
 
     req = _parse_rest(CreateTableRequest, body, "create-table request")
-    return req.name, req.location, bool(req.stage_create)
+    return req.name, req.location, bool(req.stage_create), rest_path_properties(req.properties)
+
+
+def rest_path_properties(properties: Mapping[str, str]) -> dict[str, str]:
+    """The table properties that name a location (Iceberg's ``write.data.path``, ``write.metadata.path``,
+    ``write.object-storage.path``...: every key ending in ``.path``): writers, the catalog's own included, put
+    files there instead of under the table location."""
+    return {k: v for k, v in properties.items() if k.endswith(".path")}
+
+
+def _rest_paths(req: Any) -> tuple[list[str], dict[str, str]]:
+    """Where a commit request would move a table or its files: its ``set-location`` values and the path
+    properties its ``set-properties`` updates set."""
+    from pyiceberg.table.update import SetLocationUpdate, SetPropertiesUpdate
+
+    locations = [u.location for u in req.updates if isinstance(u, SetLocationUpdate)]
+    props: dict[str, str] = {}
+    for u in req.updates:
+        if isinstance(u, SetPropertiesUpdate):
+            props.update(rest_path_properties(u.updates))
+    return locations, props
+
+
+RestPathGuard = Callable[[list[str], dict[str, str]], None]
+"""Checks a commit's ``set-location`` values and path properties before it is applied (raises to refuse)."""
 
 
 def rest_register_request(body: bytes) -> tuple[str, str]:

@@ -205,6 +205,94 @@ def test_register_rename_and_drop(served: Served) -> None:
         assert "reg.renamed" not in {str(r.name) for r in lh.list_tables()}
 
 
+def test_clients_cannot_put_files_outside_the_warehouse(served: Served, tmp_path: Any) -> None:
+    """A client names locations (create, register, set-location, path properties); the served catalog keeps each
+    one inside the warehouse (a table's path properties inside its location), refusing before anything is
+    written, and a refused request leaves the table and the registry as they were."""
+    from pyiceberg.exceptions import BadRequestError, ForbiddenError
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cat = served.rest("engineer")
+    cat.create_namespace_if_not_exists("loc")
+    headers = {"Authorization": f"Bearer {served.keys['engineer']}", "Content-Type": "application/json"}
+    schema = {"type": "struct", "schema-id": 0, "fields": [{"id": 1, "name": "id", "required": False, "type": "long"}]}
+
+    def create(body: dict[str, Any]) -> requests.Response:
+        return requests.post(f"{served.url}/v1/namespaces/loc/tables", data=json.dumps(body), headers=headers)
+
+    for location in (str(outside / "t"), "../../escaped", f"{served.warehouse}/../escaped", served.warehouse):
+        for staged in (False, True):
+            r = create({"name": "t", "schema": schema, "location": location, "stage-create": staged})
+            assert r.status_code == 403, (location, staged, r.text)
+            assert r.json()["error"]["type"] == "ForbiddenException"
+    for key in ("write.metadata.path", "write.data.path", "write.object-storage.path"):
+        r = create({"name": "t", "schema": schema, "properties": {key: str(outside)}})
+        assert r.status_code == 403 and key in r.json()["error"]["message"], r.text
+    with served.lakehouse() as lh:
+        assert "loc.t" not in {str(r.name) for r in lh.list_tables()}
+
+    # a staged create commits with the location its client sends: checked as a create's
+    commit = {
+        "identifier": {"namespace": ["loc"], "name": "staged"},
+        "requirements": [{"type": "assert-create"}],
+        "updates": [
+            {"action": "assign-uuid", "uuid": "9c12d441-03fe-4693-9a96-a0705ddf69c1"},
+            {"action": "upgrade-format-version", "format-version": 2},
+            {"action": "add-schema", "schema": schema, "last-column-id": 1},
+            {"action": "set-current-schema", "schema-id": -1},
+            {"action": "add-spec", "spec": {"spec-id": 0, "fields": []}},
+            {"action": "set-default-spec", "spec-id": -1},
+            {"action": "add-sort-order", "sort-order": {"order-id": 0, "fields": []}},
+            {"action": "set-default-sort-order", "sort-order-id": -1},
+            {"action": "set-location", "location": str(outside / "staged")},
+        ],
+    }
+    r = requests.post(f"{served.url}/v1/namespaces/loc/tables/staged", data=json.dumps(commit), headers=headers)
+    assert r.status_code == 403, r.text
+    inside = f"{served.warehouse}/loc/staged-here"
+    commit["updates"][-1] = {"action": "set-location", "location": inside}  # type: ignore[index]
+    r = requests.post(f"{served.url}/v1/namespaces/loc/tables/staged", data=json.dumps(commit), headers=headers)
+    assert r.status_code == 200, r.text
+    assert cat.load_table("loc.staged").location().endswith("/loc/staged-here")
+
+    # an existing table: not moved, its path properties kept inside it
+    table = cat.create_table("loc.kept", schema=SCHEMA, location=f"{served.warehouse}/loc/kept-here")
+    table.append(pa.table({"id": [1], "name": ["a"], "amount": [1.0]}, schema=SCHEMA))
+    metadata = table.metadata_location
+
+    def update(*updates: dict[str, Any]) -> requests.Response:
+        body = {"requirements": [], "updates": list(updates)}
+        return requests.post(f"{served.url}/v1/namespaces/loc/tables/kept", data=json.dumps(body), headers=headers)
+
+    r = update({"action": "set-location", "location": str(outside / "moved")})
+    assert r.status_code == 400 and "does not move tables" in r.json()["error"]["message"], r.text
+    for where in (str(outside), f"{table.location()}/../elsewhere"):
+        with pytest.raises(ForbiddenError, match="write.metadata.path"), table.transaction() as tx:
+            tx.set_properties({"write.metadata.path": where})
+    assert list(outside.iterdir()) == [], "nothing was written outside the warehouse"
+    assert cat.load_table("loc.kept").metadata_location == metadata, "a refused commit changes nothing"
+    r = update(
+        {"action": "set-location", "location": table.location()},  # naming the current location is no move
+        {"action": "set-properties", "updates": {"write.metadata.path": f"{table.location()}/meta2"}},
+    )
+    assert r.status_code == 200, r.text
+    cat.load_table("loc.kept").append(pa.table({"id": [2], "name": ["b"], "amount": [2.0]}, schema=SCHEMA))
+    assert "/loc/kept-here/meta2/" in cat.load_table("loc.kept").metadata_location
+    with served.lakehouse() as lh:
+        assert lh.query("SELECT count(*) AS n FROM loc.kept").table.column("n")[0].as_py() == 2
+        assert lh.catalog.get_table(lh.table("loc.kept").name).location.endswith("/loc/kept-here")
+
+    # register: the table lakehouse's jobs would then write to must be inside the warehouse too
+    foreign = outside / "foreign"
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "other-wh"))) as other:
+        made = other.create_table("x.t", schema=SCHEMA, format="iceberg", location=str(foreign))
+        made.append(pa.table({"id": [1], "name": ["a"], "amount": [1.0]}, schema=SCHEMA))
+        foreign_metadata = made.metadata_location  # type: ignore[attr-defined]
+    with pytest.raises(ForbiddenError, match="not inside the warehouse"):
+        served.rest("admin").register_table("loc.foreign", foreign_metadata)
+
+
 # ---- DuckDB's iceberg extension --------------------------------------------------------------------------------
 
 
