@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
@@ -108,12 +109,25 @@ def _engine(lh: Lakehouse, engine: str, spark_master: str | None) -> str:
 
 def _print_json(data: Any) -> None:
     """JSON on stdout: highlighted on a terminal; plain (indented, as the terminal shows it) for a pipe or a
-    file, where Rich's highlighting and wrapping would cost seconds on a large answer."""
+    file, where Rich's highlighting and wrapping would cost seconds on a large answer. Strict JSON: a NaN or an
+    infinite float is written as null, as the API's answers do (JSON has no such numbers; jq refuses them)."""
+    data = _finite(data)
     if out.is_terminal:
-        out.print_json(json.dumps(data, default=str))
+        out.print_json(json.dumps(data, default=str, allow_nan=False))
     else:
-        sys.stdout.write(json.dumps(data, default=str, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(data, default=str, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
         sys.stdout.flush()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (at any depth of dicts, lists and tuples) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _human_bytes(n: float) -> str:
@@ -137,9 +151,14 @@ def _parse_as_of_options(values: list[str] | None) -> dict[str, AsOf]:
 
 
 def print_arrow(table: Any) -> None:
-    t = RichTable(*[f.name for f in table.schema])
-    for row in table.to_pylist():
-        t.add_row(*["NULL" if v is None else str(v) for v in row.values()])
+    from rich.markup import escape
+
+    from lakehouse.sql.engine import python_rows, unique_names
+
+    names = unique_names(table.column_names)
+    t = RichTable(*map(escape, names))
+    for row in python_rows(table.rename_columns(names)):  # a value's text is shown as it is, never as markup
+        t.add_row(*["NULL" if v is None else escape(str(v)) for v in row.values()])
     out.print(t)
     out.print(f"{table.num_rows} row(s)")
 

@@ -51,12 +51,64 @@ class QueryResult:
     ``format``: the format's own scan)."""
 
     def as_dict(self) -> dict[str, Any]:
+        """The answer as JSON-ready values: rows are objects keyed by column, so columns of one name (``SELECT *``
+        over a join, ``SELECT 1 AS a, 2 AS a``) are told apart (see :func:`unique_names`: a renamed column
+        says ``renamed_from``) instead of the last one hiding the others.
+
+        Raises:
+            QueryError: a value has no Python form (a date past year 9999, an infinite timestamp).
+        """
+        names = unique_names(self.table.column_names)
+        columns: list[dict[str, Any]] = []
+        for f, name in zip(self.table.schema, names, strict=True):
+            columns.append({"name": name, "type": str(f.type)} | ({"renamed_from": f.name} if name != f.name else {}))
         return {
-            "columns": [{"name": f.name, "type": str(f.type)} for f in self.table.schema],
-            "rows": self.table.to_pylist(),
+            "columns": columns,
+            "rows": python_rows(self.table.rename_columns(names)),
             "row_count": self.table.num_rows,
             "truncated": self.truncated,
         }
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Column names made unique for an answer keyed by name: the first of a name keeps it, a later one becomes
+    ``name_2``, ``name_3``... (skipping any name the result already has).
+
+    >>> unique_names(["id", "v", "id", "id_2", "id"])
+    ['id', 'v', 'id_3', 'id_2', 'id_4']
+    """
+    taken = set(names)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name in seen:
+            n = 2
+            while f"{name}_{n}" in taken:
+                n += 1
+            new = f"{name}_{n}"
+            taken.add(new)
+            name = new
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def python_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """A result's rows as Python values (``table``'s names unique), or :class:`QueryError` naming the column whose
+    values have none."""
+    try:
+        return table.to_pylist()
+    except (OverflowError, ValueError, pa.ArrowException) as e:
+        bad = []
+        for name in table.column_names:
+            try:
+                table.column(name).to_pylist()
+            except (OverflowError, ValueError, pa.ArrowException):
+                bad.append(name)
+        raise QueryError(
+            f"a value of column(s) {', '.join(bad) or '?'} has no Python form ({e})",
+            hint="cast the column to VARCHAR in the query (the API's Arrow format carries such values as they are)",
+        ) from e
 
 
 @dataclass(eq=False)

@@ -108,6 +108,10 @@ def test_mistakes_are_problem_documents(shared_api: dict[str, Any]) -> None:
     problem(call(shared_api, "GET", "/tables/web.events/versions/999"), 404)
     problem(call(shared_api, "GET", "/tables/not-a-name"), 422)
     problem(call(shared_api, "POST", "/query", json={"sql": "SELEC 1"}), 400)
+    far = problem(call(shared_api, "POST", "/query", json={"sql": "SELECT make_date(99999, 1, 1) AS far"}), 400)
+    assert "column(s) far" in far["detail"], far
+    both = ok(call(shared_api, "POST", "/query", json={"sql": "SELECT 1 AS a, 2 AS a, 'NaN'::DOUBLE AS n"}))
+    assert both["rows"] == [{"a": 1, "a_2": 2, "n": None}] and both["columns"][1]["renamed_from"] == "a"
     problem(call(shared_api, "POST", "/query", json={"sql": "SELECT * FROM web.nope"}), 404)
     problem(call(shared_api, "POST", "/query", json={"sql": 5}), 422)
     problem(call(shared_api, "POST", "/query", content=b"{not json", headers={"Content-Type": "application/json"}), 422)

@@ -224,6 +224,31 @@ def test_more_mistakes_are_one_line_errors(tmp_path: Path) -> None:
             assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, (args, proc.stderr)
 
 
+def test_query_answers_keep_every_column_and_stay_strict_json(tmp_path: Path) -> None:
+    """Columns of one name are all there (renamed, saying from what), NaN and infinities are JSON's null (jq and
+    other strict parsers refuse bare NaN), and a value without a Python form is a one-line error, in both the
+    JSON and the table output."""
+    wh = str(tmp_path / "wh")
+    q = run_json("-w", wh, "query", "SELECT 1 AS a, 2 AS a, 3 AS a_2, 'NaN'::DOUBLE AS n, -'inf'::DOUBLE AS i")
+    assert q["rows"] == [{"a": 1, "a_3": 2, "a_2": 3, "n": None, "i": None}]
+    assert [c["name"] for c in q["columns"]] == ["a", "a_3", "a_2", "n", "i"]
+    assert q["columns"][1]["renamed_from"] == "a" and "renamed_from" not in q["columns"][2]
+    raw = run("-w", wh, "query", "SELECT 'NaN'::DOUBLE AS n, [1.5, 'inf'::DOUBLE] AS l", "--json").stdout
+    assert json.loads(raw, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}")) == {
+        "columns": [{"name": "n", "type": "double"}, {"name": "l", "type": "list<l: double>"}],
+        "rows": [{"n": None, "l": [1.5, None]}],
+        "row_count": 1,
+        "truncated": False,
+    }
+    human = run("-w", wh, "query", "SELECT 1 AS a, 2 AS a, '[bold]x[/bold]' AS m").stdout
+    assert "a_2" in human and "[bold]x[/bold]" in human, human
+    for extra in ([], ["--json"]):
+        proc = run("-w", wh, "query", "SELECT 1 AS ok, make_date(99999, 1, 1) AS far", *extra, ok=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "column(s) far" in proc.stderr, proc.stderr
+        assert proc.stdout == ""
+
+
 def test_retention_tiering_cost_and_policy_commands(tmp_path: Path) -> None:
     wh = str(tmp_path / "wh")
     with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
