@@ -998,6 +998,18 @@ class DeltaAdapter(LakehouseTable):
                     drop.append(f.name)
         return data.drop_columns(drop) if drop else data
 
+    def _merge_updates(self, data: pa.Table) -> dict[str, str]:
+        """A merge's updates of a matched row: every column of ``data`` from the source row, and each generated
+        column ``data`` has no value of (lakehouse's ``ts_day``..., another writer's) from its generation
+        expression over the source row. delta-rs's update-all keeps such a column's old value, so a row whose
+        ``ts`` moved to another day failed delta-rs's check of generated values."""
+        updates = {_quote_ident(c): f"s.{_quote_ident(c)}" for c in data.column_names}
+        for f in pa.schema(self._dt.schema().to_arrow()):
+            meta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+            if GENERATION in meta and f.name not in data.column_names:
+                updates[_quote_ident(f.name)] = _over_source(meta[GENERATION], f.name)
+        return updates
+
     def _append(self, data: pa.Table, *, properties: dict[str, str], checkpoints: dict[str, int]) -> CommitResult:
         txns = [Transaction(app_id=source, version=int(position)) for source, position in checkpoints.items()]
         self._check_nanoseconds(data)
@@ -1039,6 +1051,7 @@ class DeltaAdapter(LakehouseTable):
         self._check_nanoseconds(data)
         data = self._generated_to_compute(data)
         predicate = " AND ".join(f"t.{_quote_ident(k)} = s.{_quote_ident(k)}" for k in keys)
+        updates = self._merge_updates(data)
         delay = 0.02
         for attempt in range(MAX_COMMIT_RETRIES + 1):
             try:
@@ -1055,7 +1068,7 @@ class DeltaAdapter(LakehouseTable):
                             app_transactions=txns or None,
                         ),
                     )
-                    .when_matched_update_all()
+                    .when_matched_update(updates)
                     .when_not_matched_insert_all()
                     .execute()
                 )
@@ -2457,6 +2470,24 @@ def _partition_literal(v: object) -> str:
     if isinstance(v, dt.date):
         return v.isoformat()
     return "" if v is None else str(v)
+
+
+def _over_source(expression: str, column: str) -> str:
+    """A generation expression (Spark SQL, as the Delta protocol stores it) over a merge's source row: each
+    column it names qualified by the source alias ``s``."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(expression, read="spark")
+    except sqlglot.errors.ParseError as e:
+        raise UnsupportedOperationError(
+            f"cannot upsert: the generation expression of column {column} ({expression}) could not be read: {e}"
+        ) from e
+    for ref in tree.find_all(exp.Column):
+        if not ref.table:
+            ref.set("table", exp.to_identifier("s"))
+    return tree.sql(dialect="spark")
 
 
 def _quote_ident(name: str) -> str:

@@ -343,9 +343,66 @@ def test_ingestion_upserts_by_declared_keys(tmp_path: Any, fmt: str) -> None:
         ingest_records(lh, "g.devices", batch, source="s", start_position=5)
         got = {r["id"]: r["state"] for r in lh.table("g.devices").scan().to_pylist()}
         assert got == {0: "new", 1: "off", 2: "new", 3: "new", 4: "new", 9: "new"}
+        # an update that moves a row to another day partition (Delta: its generated ts_day follows the new ts)
+        moved = [{"id": 3, "state": "moved", "ts": "2026-06-02T23:30:00Z"}]
+        ingest_records(lh, "g.devices", moved, source="s", start_position=8)
+        got = {r["id"]: (r["state"], r["ts"].isoformat()) for r in lh.table("g.devices").scan().to_pylist()}
+        assert got[3] == ("moved", "2026-06-02T23:30:00+00:00") and len(got) == 6
+        june = "SELECT id, state FROM g.devices WHERE ts >= TIMESTAMPTZ '2026-06-01 00:00:00+00'"
+        assert lh.query(june).table.to_pylist() == [{"id": 3, "state": "moved"}], "read through its partition"
+        assert lh.query("SELECT count(*) AS n FROM g.devices WHERE ts < TIMESTAMPTZ '2026-06-01 00:00:00+00'").table[
+            "n"
+        ].to_pylist() == [5]
         lh.set_policy("g.devices", {"dedup": {"on_ingest": "append"}})
-        ingest_records(lh, "g.devices", [{"id": 2, "state": "dup", "ts": ts}], source="s", start_position=8)
+        ingest_records(lh, "g.devices", [{"id": 2, "state": "dup", "ts": ts}], source="s", start_position=9)
         assert lh.table("g.devices").row_count() == 7, "append mode lets duplicates land"
+
+
+def test_upsert_recomputes_another_writer_s_generated_columns(tmp_path: Any) -> None:
+    """A Delta table whose generated columns another writer declared (one over a column with a space in its
+    name, one a date of a timestamp): an upsert that changes their sources writes the values they generate."""
+    from deltalake import DeltaTable, Field, Schema
+    from deltalake.schema import PrimitiveType
+
+    from lakehouse.config import load_settings
+
+    location = str(tmp_path / "foreign")
+    gen = "delta.generationExpression"
+    DeltaTable.create(
+        location,
+        Schema(
+            [
+                Field("id", PrimitiveType("long")),
+                Field("unit price", PrimitiveType("long")),
+                Field("ts", PrimitiveType("timestamp")),
+                Field("double", PrimitiveType("long"), metadata={gen: "`unit price` * 2"}),
+                Field("day", PrimitiveType("date"), metadata={gen: "CAST(ts AS DATE)"}),
+            ]
+        ),
+        partition_by=["day"],
+    )
+    utc = dt.UTC
+    first = pa.table(
+        {
+            "id": pa.array([1, 2], pa.int64()),
+            "unit price": pa.array([10, 20], pa.int64()),
+            "ts": pa.array([dt.datetime(2026, 3, 1, tzinfo=utc)] * 2, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    from deltalake import write_deltalake
+
+    write_deltalake(location, first, mode="append")
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.register_table("f.gen", location=location)
+        change = {"id": [2, 3], "unit price": [25, 30], "ts": [dt.datetime(2026, 4, 9, tzinfo=utc)] * 2}
+        schema = pa.schema([table.schema.field(c) for c in change])
+        table.upsert(pa.table(change, schema=schema), keys=["id"])
+    rows = sorted(DeltaTable(location).to_pyarrow_table().to_pylist(), key=lambda r: r["id"])
+    assert [(r["id"], r["unit price"], r["double"], r["day"].isoformat()) for r in rows] == [
+        (1, 10, 20, "2026-03-01"),
+        (2, 25, 50, "2026-04-09"),
+        (3, 30, 60, "2026-04-09"),
+    ]
 
 
 # ---- refusals and failures leave the table as it was ----------------------------------------------------------
