@@ -196,6 +196,16 @@ def _convert(node: Any, text: str) -> Expr:
     )
 
 
+def _arrow_literal(value: Any, t: pa.DataType, column: str) -> pa.Scalar:
+    """A literal as an Arrow scalar of the column's type; one the type cannot hold (a decimal of more digits
+    than its precision) is :class:`InvalidPredicateError`."""
+    coerced = coerce(value, t, column)
+    try:
+        return pa.scalar(coerced, type=t)
+    except (OverflowError, ValueError, pa.ArrowException) as e:
+        raise InvalidPredicateError(f"value {value!r} does not fit column {column!r} ({t})") from e
+
+
 def coerce(value: Any, t: pa.DataType, column: str) -> Any:
     """Coerce a literal to a Python value of the column's Arrow type."""
     if value is None:
@@ -222,7 +232,15 @@ def coerce(value: Any, t: pa.DataType, column: str) -> Any:
         if pa.types.is_integer(t):
             if isinstance(value, float) and not value.is_integer():
                 raise TypeError("fractional")  # normalize() rewrites these before rendering
-            return int(value)
+            n = int(value)
+            lo, hi = (
+                (0, 2**t.bit_width - 1)
+                if pa.types.is_unsigned_integer(t)
+                else (-(2 ** (t.bit_width - 1)), 2 ** (t.bit_width - 1) - 1)
+            )
+            if not lo <= n <= hi:
+                raise ValueError(f"outside {lo}..{hi}")
+            return n
         if pa.types.is_floating(t):
             return float(value)
         if pa.types.is_decimal(t):
@@ -354,7 +372,7 @@ def to_arrow(e: Expr, schema: pa.Schema, *, cast: Collection[str] = ()) -> pc.Ex
         f = field(e.column)
         if e.value is None:
             return pc.scalar(pa.scalar(None, pa.bool_()))  # comparing with NULL is unknown
-        v = pa.scalar(coerce(e.value, t, e.column), type=t)
+        v = _arrow_literal(e.value, t, e.column)
         return {
             "=": f == v,
             "!=": f != v,
@@ -366,7 +384,7 @@ def to_arrow(e: Expr, schema: pa.Schema, *, cast: Collection[str] = ()) -> pc.Ex
     if isinstance(e, In):
         t = _field_type(schema, e.column)
         # SQL three-valued logic: NULL IN (...) is unknown, and so is a non-match when the list holds NULL
-        values = pa.array([coerce(v, t, e.column) for v in e.values if v is not None], type=t)
+        values = pa.array([_arrow_literal(v, t, e.column).as_py() for v in e.values if v is not None], type=t)
         unknown = pa.scalar(None, pa.bool_())
         expr = pc.if_else(field(e.column).is_null(), unknown, field(e.column).isin(values))
         if any(v is None for v in e.values):

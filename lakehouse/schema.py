@@ -675,6 +675,9 @@ def _check_width_transform(pf: PartitionField, t: pa.DataType) -> None:
 
 
 def validate_keys(schema: pa.Schema, keys: Sequence[str]) -> None:
+    twice = sorted({k for k in keys if list(keys).count(k) > 1})
+    if twice:
+        raise InvalidSchemaError(f"key column(s) {', '.join(twice)} given more than once")
     for k in keys:
         if schema.get_field_index(k) < 0:
             raise InvalidSchemaError(f"key column {k!r} is not in the schema")

@@ -96,6 +96,9 @@ def _check(table: LakehouseTable, keys: Sequence[str], order: str | None) -> Non
     names = table.schema.names
     if not keys:
         raise InvalidInputError("give the key columns: --key col[,col]")
+    twice = sorted({k for k in keys if list(keys).count(k) > 1})
+    if twice:
+        raise InvalidInputError(f"key column(s) {', '.join(twice)} given more than once", hint="name each key once")
     unknown = [c for c in [*keys, *([order] if order else [])] if c not in names]
     if unknown:
         raise InvalidInputError(f"unknown column(s) {', '.join(unknown)} in table {table.name}")

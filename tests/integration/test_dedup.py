@@ -84,6 +84,8 @@ def test_exact_duplicates_without_order_and_composite_keys(tmp_path: Any, fmt: s
         table.append(events(0, 40))  # everything twice
         with pytest.raises(InvalidInputError, match="unknown column"):
             dedup(lh, "d.events", keys=["nope"])
+        with pytest.raises(InvalidInputError, match="id given more than once"):
+            dedup(lh, "d.events", keys=["id", "country", "id"])
         done = dedup(lh, "d.events", keys=["country", "id"], dry_run=False)
         # a NULL key is nobody's duplicate: the ten rows without a country stay twice
         assert done.rows_removed == 30

@@ -132,3 +132,29 @@ def test_pruning_prunes() -> None:
     assert may_match(parse_filter("a = 15 OR b = 'z'"), stats, 10)
     assert not may_match(parse_filter("a IS NULL"), stats, 10)
     assert may_match(parse_filter("b IS NULL"), stats, 10)
+
+
+@pytest.mark.parametrize(
+    ("column", "t", "text"),
+    [
+        ("id", pa.int64(), "id = 99999999999999999999999999"),
+        ("id", pa.int64(), "id IN (1, 9223372036854775808)"),
+        ("id", pa.int64(), "id >= -9223372036854775809"),
+        ("small", pa.uint8(), "small < 256"),
+        ("small", pa.uint8(), "small > -1"),
+        ("price", pa.decimal128(5, 2), "price = 12345.67"),
+    ],
+)
+def test_a_literal_the_column_type_cannot_hold_is_a_predicate_error(column: str, t: pa.DataType, text: str) -> None:
+    with pytest.raises(InvalidPredicateError, match=f"does not fit column '{column}'"):
+        to_arrow(parse_filter(text), pa.schema([(column, t)]))
+
+
+def test_literals_at_the_type_s_bounds_still_filter() -> None:
+    table = pa.table({"id": pa.array([-(2**63), 0, 2**63 - 1], pa.int64()), "small": pa.array([0, 7, 255], pa.uint8())})
+    for text, expected in [
+        ("id = 9223372036854775807", [2**63 - 1]),
+        ("id IN (-9223372036854775808, 5)", [-(2**63)]),
+        ("small >= 255 OR small = 0", [-(2**63), 2**63 - 1]),
+    ]:
+        assert table.filter(to_arrow(parse_filter(text), table.schema)).column("id").to_pylist() == expected

@@ -87,3 +87,15 @@ def test_conform_casts_losslessly_or_refuses() -> None:
         conform(pa.table({"id": pa.array([2**40], pa.int64())}), schema)
     with pytest.raises(SchemaMismatchError, match=r"unknown column.*required column 'id'"):
         conform(pa.table({"x": [1]}), schema)
+
+
+def test_key_columns_are_named_once_and_exist() -> None:
+    from lakehouse.errors import InvalidSchemaError
+    from lakehouse.schema import validate_keys
+
+    schema = pa.schema([("id", pa.int64()), ("region", pa.string())])
+    validate_keys(schema, ["id", "region"])
+    with pytest.raises(InvalidSchemaError, match="id given more than once"):
+        validate_keys(schema, ["id", "region", "id"])
+    with pytest.raises(InvalidSchemaError, match="'nope' is not in the schema"):
+        validate_keys(schema, ["nope"])
