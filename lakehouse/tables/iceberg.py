@@ -3391,7 +3391,9 @@ def _parse_rest(model: Any, body: bytes, what: str, defaults: Mapping[str, Any] 
         if not isinstance(value, dict):
             raise ValueError("the body must be a JSON object")
         return model.model_validate({**_REST_OPTIONAL.get(model.__name__, {}), **(defaults or {}), **value})
-    except (PydanticValidationError, ValueError) as e:
+    # pyiceberg's validators raise their own ValidationError (a decimal of precision 99), or meet a value of the
+    # wrong shape with a TypeError or an AttributeError ("updates": "x" where a map belongs)
+    except (PydanticValidationError, ValueError, TypeError, AttributeError, IcebergValidationError) as e:
         first = str(e).strip().splitlines()
         raise InvalidInputError(f"not a valid {what}: {' '.join(first[:3])[:500]}") from e
 

@@ -293,6 +293,28 @@ def test_clients_cannot_put_files_outside_the_warehouse(served: Served, tmp_path
         served.rest("admin").register_table("loc.foreign", foreign_metadata)
 
 
+def test_malformed_requests_are_400_in_the_spec_s_error_model(served: Served) -> None:
+    """Bodies that parse as JSON but not as the spec's requests (shapes pyiceberg's validators meet with their own
+    exceptions) are the client's mistake: 400, never a 500."""
+    headers = {"Authorization": f"Bearer {served.keys['engineer']}", "Content-Type": "application/json"}
+    field = {"id": 1, "name": "a", "required": False, "type": "decimal(99,2)"}
+    cases = [
+        ("tables/orders", {"requirements": [], "updates": [{"action": "set-properties", "updates": "x"}]}),
+        ("tables/orders", {"requirements": [], "updates": "x"}),
+        ("tables/orders", {"requirements": 5, "updates": []}),
+        ("tables/orders", {"requirements": [], "updates": [{"action": "add-schema", "schema": "x"}]}),
+        ("tables/not_yet", {"requirements": [{"type": "assert-create"}], "updates": [{"action": "set-location"}]}),
+        ("tables", {"name": "t4", "schema": {"type": "struct", "fields": [field]}}),
+        ("tables", {"name": "t4", "schema": {"type": "struct", "fields": "x"}}),
+        ("tables", {"name": "t4", "schema": "x"}),
+        ("register", {"name": "t4", "metadata-location": 5}),
+    ]
+    for path, body in cases:
+        r = requests.post(f"{served.url}/v1/namespaces/sales/{path}", data=json.dumps(body), headers=headers)
+        assert r.status_code == 400, (path, body, r.status_code, r.text)
+        assert r.json()["error"]["type"] == "BadRequestException", r.text
+
+
 # ---- DuckDB's iceberg extension --------------------------------------------------------------------------------
 
 
