@@ -173,6 +173,10 @@ def _key_values(items: list[str] | None, option: str) -> dict[str, str]:
     return out
 
 
+MAX_LIMIT = 1_000_000
+"""The largest ``--limit`` of a listing (jobs, audit, history): past it the catalog database cannot take the
+number (SQLite's integers are 64-bit), and no terminal shows that many lines."""
+
 ApplyOpt = Annotated[
     bool,
     typer.Option(

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table as RichTable
 
 from lakehouse.cli._common import (
+    MAX_LIMIT,
     ApplyOpt,
     JsonOpt,
     NameArg,
@@ -233,7 +234,7 @@ def audit(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Only entries of this table.")] = None,
     action: Annotated[str | None, typer.Option(help="Only this action, e.g. vacuum, pii.mask, erase.")] = None,
-    limit: Annotated[int, typer.Option(help="Newest N entries.")] = 50,
+    limit: Annotated[int, typer.Option(help="Newest N entries.", min=1, max=MAX_LIMIT)] = 50,
     json_: JsonOpt = False,
 ) -> None:
     """The append-only audit log: every governance and maintenance action, who ran it, when, on which table,

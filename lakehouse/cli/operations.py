@@ -11,6 +11,7 @@ import typer
 from rich.table import Table as RichTable
 
 from lakehouse.cli._common import (
+    MAX_LIMIT,
     ApplyOpt,
     EngineOpt,
     JsonOpt,
@@ -30,7 +31,7 @@ from lakehouse.errors import InvalidInputError, LakehouseError
 def jobs(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Only jobs of this table.")] = None,
-    limit: Annotated[int, typer.Option(help="Newest N jobs.")] = 50,
+    limit: Annotated[int, typer.Option(help="Newest N jobs.", min=1, max=MAX_LIMIT)] = 50,
     json_: JsonOpt = False,
 ) -> None:
     """Show the job history recorded in the catalog."""

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from lakehouse.cli._common import (
+    MAX_LIMIT,
     JsonOpt,
     NameArg,
     _human_bytes,
@@ -173,7 +174,7 @@ def table_show(
 def table_history(
     ctx: typer.Context,
     name: NameArg,
-    limit: Annotated[int, typer.Option(help="Newest N versions.", min=1)] = 50,
+    limit: Annotated[int, typer.Option(help="Newest N versions.", min=1, max=MAX_LIMIT)] = 50,
     json_: JsonOpt = False,
 ) -> None:
     """List a table's versions (Delta log versions, Iceberg snapshots) with time and operation."""

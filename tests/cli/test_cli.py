@@ -206,6 +206,9 @@ def test_more_mistakes_are_one_line_errors(tmp_path: Path) -> None:
         ),
         (["-w", wh, "query", "SELECT 1"], {"LAKEHOUSE_QUERY__MEMORY_LIMIT": "lots"}, "cannot start DuckDB"),
         (["-w", wh, "table", "history", "a.b", "--limit", "0"], {}, ""),
+        (["-w", wh, "jobs", "--limit", "99999999999999999999999"], {}, ""),  # past SQLite's integers
+        (["-w", wh, "audit", "--limit", "99999999999999999999999"], {}, ""),
+        (["-w", wh, "audit", "--limit", "-1"], {}, ""),
     ]
     ext = tmp_path / "ext" / "metadata"
     ext.mkdir(parents=True)
