@@ -178,6 +178,23 @@ def authorized_job(kind: Annotated[JobKind, Path()], body: JobRequest, p: Caller
 # ---- the app --------------------------------------------------------------------------------------------------
 
 
+def _refuse_masked_predicate(lh: Lakehouse, name: str, predicate: str) -> None:
+    """A caller who reads a column masked cannot ask which files and row groups a predicate on it skips: the
+    counts answer from the column's raw min/max statistics, and a few predicates would bisect its values."""
+    from lakehouse.errors import ForbiddenError
+    from lakehouse.expr import parse_filter
+    from lakehouse.governance.ops import read_masks
+
+    table = lh.table(name)
+    hidden = sorted(parse_filter(predicate).columns() & set(read_masks(lh, table)))
+    if hidden:
+        raise ForbiddenError(
+            f"the predicate names column(s) {', '.join(hidden)} of {table.name}, which this key reads masked: "
+            "data skipping on them would tell their values",
+            hint="leave those columns out of the predicate, or ask with a key that may read PII",
+        )
+
+
 def create_app(settings: Settings | None = None, *, autopilot_interval: float | None = None) -> FastAPI:
     """The API over one warehouse (``settings`` default: the usual precedence, lakehouse.toml and env).
 
@@ -337,6 +354,8 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         from lakehouse.maintenance.tiering import table_cost
         from lakehouse.presentation import table_summary
 
+        if predicate is not None and not authz.allows(p, authz.READS_PII):
+            _refuse_masked_predicate(base, name, predicate)
         info = table_summary(base, name, predicate)
         try:
             cost = table_cost(base, name, bill=False).as_dict()

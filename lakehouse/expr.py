@@ -439,8 +439,18 @@ def _like(value: Any, literal: Any) -> Any:
         if isinstance(value, str):
             return str(literal)
     except ValueError as e:
-        raise InvalidPredicateError(f"value {literal!r} cannot be compared with {value!r}") from e
+        # the type only: ``value`` is a row's value or a file's statistic, which the caller may not be allowed to
+        # see (a masked column)
+        raise InvalidPredicateError(f"value {literal!r} cannot be compared with {_type_word(value)} values") from e
     return literal
+
+
+def _type_word(value: Any) -> str:
+    """What kind of value ``value`` is, in SQL's words (never the value itself)."""
+    for t, word in ((bool, "boolean"), (int, "integer"), (float, "floating-point"), (dt.datetime, "timestamp")):
+        if isinstance(value, t):
+            return word
+    return "date" if isinstance(value, dt.date) else "string" if isinstance(value, str) else type(value).__name__
 
 
 def evaluate(e: Expr, row: Mapping[str, Any]) -> bool | None:

@@ -158,3 +158,17 @@ def test_literals_at_the_type_s_bounds_still_filter() -> None:
         ("small >= 255 OR small = 0", [-(2**63), 2**63 - 1]),
     ]:
         assert table.filter(to_arrow(parse_filter(text), table.schema)).column("id").to_pylist() == expected
+
+
+def test_a_literal_that_does_not_compare_names_no_value_of_the_table() -> None:
+    """A row's value or a file's statistic (of a column the caller may only see masked) never reaches the
+    error: only its kind does."""
+    from lakehouse.expr import evaluate
+
+    for row, kind in [({"amount": 2000}, "integer"), ({"amount": 1234.5}, "floating-point")]:
+        with pytest.raises(InvalidPredicateError) as info:
+            evaluate(parse_filter("amount = 'x'"), row)
+        assert kind in info.value.message and str(row["amount"]) not in info.value.message
+    with pytest.raises(InvalidPredicateError) as info:
+        evaluate(parse_filter("ts > 'nope'"), {"ts": dt.datetime(2026, 5, 17, 9, 41, tzinfo=dt.UTC)})
+    assert "timestamp" in info.value.message and "2026" not in info.value.message
