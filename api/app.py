@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import authz, console, iceberg_rest, unity
@@ -58,7 +58,7 @@ class QueryRequest(BaseModel):
     sql: str = Field(
         min_length=1, max_length=MAX_SQL_LENGTH, description="One SELECT over catalog tables (namespace.table)."
     )
-    as_of: dict[str, str | int] = Field(
+    as_of: dict[str, StrictInt | str] = Field(
         default_factory=dict, description="Time travel per table: {name: version or ISO time}."
     )
     max_rows: int | None = Field(default=None, ge=1, le=1_000_000)
@@ -67,7 +67,7 @@ class QueryRequest(BaseModel):
 
 
 class RestoreRequest(BaseModel):
-    version: str | int = Field(description="Version number or ISO time to restore to.")
+    version: StrictInt | str = Field(description="Version number or ISO time to restore to.")
 
 
 class JobRequest(BaseModel):

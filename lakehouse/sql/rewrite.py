@@ -264,11 +264,18 @@ def rewrite(
     if len(sql) > MAX_SQL_LENGTH:
         raise QueryError(f"the SQL is {len(sql):,} characters long; at most {MAX_SQL_LENGTH:,} are accepted")
     try:  # sqlglot parses and generates recursively: nesting deeper than Python's stack is the query's fault
-        return _rewrite(sql, pinned, dialect=dialect)
+        rewritten, views = _rewrite(sql, pinned, dialect=dialect)
     except RecursionError as e:
         raise QueryError(
             "the query nests expressions or subqueries too deeply", hint="flatten it, e.g. with CTEs"
         ) from e
+    unread = sorted(str(n) for n in set(pinned) - {name for name, _ in views.values()})
+    if unread:  # a misspelt name would otherwise read the current version without a word
+        raise QueryError(
+            f"as-of names table(s) {', '.join(unread)}, which the query does not read",
+            hint="give a version or time only for tables the query names",
+        )
+    return rewritten, views
 
 
 def _rewrite(

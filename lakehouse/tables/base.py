@@ -44,6 +44,8 @@ def parse_as_of(text: str | int | dt.datetime) -> AsOf:
     >>> parse_as_of("2026-01-02T03:04:05+01:00")
     datetime.datetime(2026, 1, 2, 2, 4, 5, tzinfo=datetime.timezone.utc)
     """
+    if isinstance(text, bool):  # an int to Python, not a version to anyone
+        raise InvalidInputError(f"invalid version {text!r}", hint="give a version number or an ISO-8601 time")
     if isinstance(text, int | dt.datetime):
         return utc(text) if isinstance(text, dt.datetime) else text
     s = text.strip()

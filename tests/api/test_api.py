@@ -241,12 +241,19 @@ def test_values_without_a_json_form_are_a_4xx(shared_api: dict[str, Any]) -> Non
     problem(call(shared_api, "POST", "/query", json={"sql": "SELECT 'infinity'::TIMESTAMP AS t"}), 400)
     arrow = call(shared_api, "POST", "/query", json={"sql": "SELECT 'infinity'::TIMESTAMP AS t", "format": "arrow"})
     assert arrow.status_code == 200
-    problem(
-        call(
-            shared_api, "POST", "/query", json={"sql": "SELECT 1", "as_of": {"web.events": "0001-01-01T00:00:00+01:00"}}
-        ),
-        400,
-    )
+    early = {"web.events": "0001-01-01T00:00:00+01:00"}
+    problem(call(shared_api, "POST", "/query", json={"sql": "SELECT count(*) FROM web.events", "as_of": early}), 400)
+
+
+def test_time_travel_names_only_tables_read_and_versions_are_numbers(shared_api: dict[str, Any]) -> None:
+    sql = "SELECT count(*) AS n FROM web.events"
+    for as_of in ({"web.evnets": 1}, {"web.events": 1, "web.orders": 1}):
+        unread = problem(call(shared_api, "POST", "/query", json={"sql": sql, "as_of": as_of}), 400)
+        assert "which the query does not read" in unread["detail"], unread
+    for version in (True, False, 1.0):
+        problem(call(shared_api, "POST", "/query", json={"sql": sql, "as_of": {"web.events": version}}), 422)
+        restore = {"version": version}
+        problem(call(shared_api, "POST", "/tables/web.events/restore", role="engineer", json=restore), 422)
 
 
 def test_roles_masking_ingest_and_jobs(api: dict[str, Any]) -> None:
