@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from lakehouse.errors import InvalidInputError, LakehouseError
 from lakehouse.names import TableName
@@ -29,8 +30,16 @@ app = typer.Typer(
 )
 
 # piped output gets a wide fixed width so tables are not squeezed to 80 columns
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)
+# No markup or emoji codes in what the CLI prints: its lines carry names, values, errors and policies (a regex
+# such as "[/a-z]" would fail Rich's markup, ":-1:" would become an emoji); emphasis goes through bold()
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160, markup=False, emoji=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
+
+
+def bold(head: str, rest: str = "") -> Text:
+    """``head`` in bold, then ``rest``, both as plain text."""
+    return Text.assemble((head, "bold"), rest)
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 EngineOpt = Annotated[
@@ -151,14 +160,12 @@ def _parse_as_of_options(values: list[str] | None) -> dict[str, AsOf]:
 
 
 def print_arrow(table: Any) -> None:
-    from rich.markup import escape
-
     from lakehouse.sql.engine import python_rows, unique_names
 
     names = unique_names(table.column_names)
-    t = RichTable(*map(escape, names))
-    for row in python_rows(table.rename_columns(names)):  # a value's text is shown as it is, never as markup
-        t.add_row(*["NULL" if v is None else escape(str(v)) for v in row.values()])
+    t = RichTable(*names)
+    for row in python_rows(table.rename_columns(names)):
+        t.add_row(*["NULL" if v is None else str(v) for v in row.values()])
     out.print(t)
     out.print(f"{table.num_rows} row(s)")
 

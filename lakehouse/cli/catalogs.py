@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table as RichTable
 
 from lakehouse.cli._common import JsonOpt, _key_values, _lh, _print_json, _warn, app, out
@@ -93,7 +92,7 @@ def catalog_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
     t = RichTable("name", "type", "from", "tables", "properties")
     for row in rows:
         props = ", ".join(f"{k}={v}" for k, v in row["properties"].items())
-        t.add_row(row["name"], row["type"], row["source"], str(row["tables"]), escape(props))
+        t.add_row(row["name"], row["type"], row["source"], str(row["tables"]), props)
     out.print(t if rows else "no external catalogs: `lakehouse catalog add NAME --type glue|rest|sql|hive ...`")
 
 

@@ -18,6 +18,7 @@ from lakehouse.cli._common import (
     _print_json,
     _warn,
     app,
+    bold,
     err,
     out,
 )
@@ -39,7 +40,7 @@ def policy_show(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> No
         _print_json({"table": str(TableName.parse(name)), "effective": effective, "stored": stored})
         return
     for section, values in effective.items():
-        out.print(f"[bold]{section}[/bold]")
+        out.print(bold(section))
         for key, value in values.items():
             mark = " (set)" if key in stored.get(section, {}) else ""
             out.print(f"  {section}.{key} = {value}{mark}", highlight=False)

@@ -21,6 +21,7 @@ from lakehouse.cli._common import (
     _lh,
     _print_json,
     app,
+    bold,
     err,
     out,
 )
@@ -79,11 +80,10 @@ def health_cmd(
     else:
         for r in reports:
             if "error" in r:
-                out.print(f"[bold]{r['table']}[/bold]: cannot score: {r['error']}", highlight=False)
+                out.print(bold(r["table"], f": cannot score: {r['error']}"), highlight=False)
                 continue
             out.print(
-                f"[bold]{r['table']}[/bold]: {r['score']:.0f}/100"
-                + (f"; fix: {', '.join(r['fixes'])}" if r["fixes"] else "")
+                bold(r["table"], f": {r['score']:.0f}/100" + (f"; fix: {', '.join(r['fixes'])}" if r["fixes"] else ""))
             )
             for f in r["findings"]:
                 if f["penalty"] > 0:
@@ -129,13 +129,16 @@ def maintain_cmd(
         return
     for r in reports:
         if "error" in r:
-            out.print(f"[bold]{r['table']}[/bold]: {r['error']}", highlight=False)
+            out.print(bold(r["table"], f": {r['error']}"), highlight=False)
             continue
         after = r.get("after", {}).get("score")
         out.print(
-            f"[bold]{r['table']}[/bold]: health {r['before']['score']:.0f}"
-            + (f" -> {after:.0f}" if after is not None else "")
-            + ("" if r["jobs"] else "; nothing to do")
+            bold(
+                r["table"],
+                f": health {r['before']['score']:.0f}"
+                + (f" -> {after:.0f}" if after is not None else "")
+                + ("" if r["jobs"] else "; nothing to do"),
+            )
         )
         for j in r["jobs"]:
             detail = j.get("error") or j.get("skipped") or ", ".join(f"{k}={v}" for k, v in j.get("result", {}).items())

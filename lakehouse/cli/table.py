@@ -18,6 +18,7 @@ from lakehouse.cli._common import (
     _print_json,
     _warn,
     app,
+    bold,
     out,
 )
 from lakehouse.errors import InvalidInputError
@@ -126,7 +127,7 @@ def table_show(
     if json_:
         _print_json(info)
         return
-    out.print(f"[bold]{info['name']}[/bold] ({info['format']}) at {info['location']}")
+    out.print(bold(info["name"], f" ({info['format']}) at {info['location']}"))
     out.print(
         f"version {info['current_version']} of {info['versions']} retained; {info['rows']:,} rows in "
         f"{info['files']} files ({_human_bytes(info['bytes'])}) over {info['partitions']} partitions"

@@ -243,8 +243,10 @@ def test_query_answers_keep_every_column_and_stay_strict_json(tmp_path: Path) ->
         "row_count": 1,
         "truncated": False,
     }
-    human = run("-w", wh, "query", "SELECT 1 AS a, 2 AS a, '[bold]x[/bold]' AS m").stdout
-    assert "a_2" in human and "[bold]x[/bold]" in human, human
+    human = run("-w", wh, "query", "SELECT 1 AS a, 2 AS a, '[bold]x[/bold] [/y] :-1:' AS m").stdout
+    assert "a_2" in human and "[bold]x[/bold] [/y] :-1:" in human, "values are shown as they are, never as markup"
+    named = run("-w", wh, "table", "show", "a.b:-1:", ok=False).stderr
+    assert "'a.b:-1:'" in named, "an error shows the name it was given, not an emoji"
     for extra in ([], ["--json"]):
         proc = run("-w", wh, "query", "SELECT 1 AS ok, make_date(99999, 1, 1) AS far", *extra, ok=False)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
