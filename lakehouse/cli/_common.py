@@ -170,6 +170,17 @@ def print_arrow(table: Any) -> None:
     out.print(f"{table.num_rows} row(s)")
 
 
+def column_list(value: str, option: str) -> list[str]:
+    """The column names of a comma-separated option value: every item a name (``--key ''`` or ``a,,b`` is an
+    error, not a silent fall-back to the default)."""
+    names = [c.strip() for c in value.split(",")]
+    if not value.strip() or not all(names):
+        raise InvalidInputError(
+            f"{option} {value!r} holds an empty column name", hint=f"give the names comma-separated: {option} a,b"
+        )
+    return names
+
+
 def _key_values(items: list[str] | None, option: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or []:

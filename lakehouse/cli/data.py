@@ -36,7 +36,7 @@ def query(
         list[str] | None,
         typer.Option("--as-of", help="Time travel: NAME=VERSION or NAME=ISO-TIMESTAMP (repeatable)."),
     ] = None,
-    max_rows: Annotated[int | None, typer.Option(help="Rows to return at most.")] = None,
+    max_rows: Annotated[int | None, typer.Option(help="Rows to return at most.", min=1)] = None,
     masked: Annotated[
         bool, typer.Option("--masked", help="Read as a caller without PII permission: PII columns come masked.")
     ] = False,
@@ -86,7 +86,7 @@ def ingest(
     ] = None,
     max_rows: Annotated[int, typer.Option(help="Flush a micro-batch at this many records.", min=1)] = 100_000,
     max_bytes: Annotated[str, typer.Option(help="... or at this many bytes (e.g. 64MB).")] = "64MB",
-    max_seconds: Annotated[float, typer.Option(help="... or this many seconds after its first record.")] = 5.0,
+    max_seconds: Annotated[float, typer.Option(help="... or this many seconds after its first record.", min=0.0)] = 5.0,
     until_idle: Annotated[
         float | None, typer.Option(help="Stop after this many seconds without a new Kafka message.")
     ] = None,

@@ -22,6 +22,7 @@ from lakehouse.cli._common import (
     _progress,
     _ranges,
     app,
+    column_list,
     err,
     out,
 )
@@ -88,7 +89,7 @@ def optimize(
         min_input_files=min_files,
         max_bytes_per_job=parse_size(max_bytes),
         memory_budget=parse_size(memory),
-        zorder=tuple(c.strip() for c in (zorder or "").split(",") if c.strip()),
+        zorder=tuple(column_list(zorder, "--zorder")) if zorder is not None else (),
         curve=curve,
         commit_interval=parse_duration(commit_interval).total_seconds(),
     )
@@ -460,13 +461,10 @@ def dedup_cmd(
     duplicated key are rewritten, all in one commit; counts in, out and removed are checked before it."""
     from lakehouse.maintenance.dedup import dedup
 
+    given = column_list(key, "--key") if key is not None else None
     with _lh(ctx) as lh:
         policy = lh.policy(name).dedup
-        keys = (
-            [k.strip() for k in key.split(",") if k.strip()]
-            if key
-            else (policy.keys or list(lh.table(name).definition.keys))
-        )
+        keys = given if given is not None else (policy.keys or list(lh.table(name).definition.keys))
         with err.status(f"deduplicating {name} ...") if not (dry_run or json_) else contextlib.nullcontext():
             result = dedup(
                 lh, name, keys=keys, order=order or policy.order, dry_run=dry_run, memory_budget=parse_size(memory)

@@ -19,6 +19,7 @@ from lakehouse.cli._common import (
     _warn,
     app,
     bold,
+    column_list,
     out,
 )
 from lakehouse.errors import InvalidInputError
@@ -59,7 +60,7 @@ def table_create(
             schema=parse_schema(schema),
             format=format,
             partitioning=parse_partitioning(partition_by),
-            keys=[k.strip() for k in (keys or "").split(",") if k.strip()],
+            keys=column_list(keys, "--keys") if keys is not None else [],
             properties=properties,
             location=location,
         )
