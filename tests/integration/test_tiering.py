@@ -177,6 +177,10 @@ def test_policy_errors_and_storage_class_on_local(tmp_path: Any) -> None:
             lh.set_policy("t.events", {"tiering": {"warm_after": "100d"}})
         with pytest.raises(InvalidInputError, match="keep_read_hot"):
             lh.set_policy("t.events", {"tiering": {"keep_read_hot": "xx"}})
+        for section, key in (("tiering", "column"), ("retention", "expire_column")):  # ages need a time column
+            with pytest.raises(InvalidInputError, match=f"{section}.{key} names country, a string column"):
+                lh.set_policy("t.events", {section: {key: "country"}})
+            lh.set_policy("t.events", {section: {key: "ts"}})
         lh.set_policy("t.events", {"tiering": {"method": "storage-class"}})
         with pytest.raises(UnsupportedOperationError, match="no storage classes"):
             plan_tiering(lh, "t.events")
