@@ -105,6 +105,8 @@ class IcebergRestCatalog:
         updates = body.get("updates") or {}
         if not isinstance(removals, list) or not isinstance(updates, dict):
             raise InvalidInputError('expected {"removals": [keys], "updates": {key: value}}')
+        if not all(isinstance(v, str) for v in updates.values()) or not all(isinstance(r, str) for r in removals):
+            raise InvalidInputError("namespace properties are a map of strings, and removals a list of keys")
         if ns not in ice.rest_namespaces(self.lh.ctx):
             ice.rest_create_namespace(self.lh.ctx, ns, {})
         result = ice.rest_update_namespace(self.lh.ctx, ns, [str(r) for r in removals], updates)
@@ -227,6 +229,7 @@ class IcebergRestCatalog:
 
         source, target = ident("source"), ident("destination")
         self._existing(source.namespace, source.table)
+        self._namespace(target.namespace)  # the spec's 404 for a destination namespace that does not exist
         self.lh.rename_table(source, target)
 
     def report_metrics(self, namespace: str, table: str) -> None:

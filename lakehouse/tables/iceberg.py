@@ -3462,6 +3462,8 @@ def rest_create_request(body: bytes) -> tuple[str, str | None, bool, dict[str, s
     from pyiceberg.catalog.rest import CreateTableRequest
 
     req = _parse_rest(CreateTableRequest, body, "create-table request")
+    if not req.table_schema.fields:  # pyiceberg takes {} for a schema
+        raise InvalidInputError(f"the create-table request of {req.name} gives a schema without columns")
     return req.name, req.location, bool(req.stage_create), rest_path_properties(req.properties)
 
 

@@ -307,12 +307,23 @@ def test_malformed_requests_are_400_in_the_spec_s_error_model(served: Served) ->
         ("tables", {"name": "t4", "schema": {"type": "struct", "fields": [field]}}),
         ("tables", {"name": "t4", "schema": {"type": "struct", "fields": "x"}}),
         ("tables", {"name": "t4", "schema": "x"}),
+        ("tables", {"name": "t4", "schema": {}}),
+        ("properties", {"updates": {"owner": 5}}),
         ("register", {"name": "t4", "metadata-location": 5}),
     ]
     for path, body in cases:
         r = requests.post(f"{served.url}/v1/namespaces/sales/{path}", data=json.dumps(body), headers=headers)
         assert r.status_code == 400, (path, body, r.status_code, r.text)
         assert r.json()["error"]["type"] == "BadRequestException", r.text
+    admin = {**headers, "Authorization": f"Bearer {served.keys['admin']}"}
+    rename = {
+        "source": {"namespace": ["sales"], "name": "orders"},
+        "destination": {"namespace": ["nowhere"], "name": "orders"},
+    }
+    r = requests.post(f"{served.url}/v1/tables/rename", data=json.dumps(rename), headers=admin)
+    assert r.status_code == 404 and r.json()["error"]["type"] == "NoSuchNamespaceException", r.text
+    with served.lakehouse() as lh:
+        assert "sales.orders" in {str(t.name) for t in lh.list_tables()}, "a refused rename renames nothing"
 
 
 # ---- DuckDB's iceberg extension --------------------------------------------------------------------------------
