@@ -476,8 +476,10 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
             with pa.ipc.new_stream(sink, result.table.schema) as writer:
                 writer.write_table(result.table)
             return Response(sink.getvalue(), media_type="application/vnd.apache.arrow.stream")
+        from lakehouse.sql.engine import json_value
+
         try:
-            body_json = orjson.dumps(result.as_dict(), default=str)
+            body_json = orjson.dumps(result.as_dict(), default=json_value)
         except (OverflowError, ValueError, pa.ArrowException) as e:
             raise QueryError(f"a result value has no JSON form ({e})", hint='ask for "format": "arrow"') from e
         return Response(body_json, media_type="application/json")

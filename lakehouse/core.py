@@ -473,10 +473,12 @@ class Lakehouse:
                 if schema.get_field_index(c) < 0:
                     raise InvalidInputError(f"{where} names {c}, which table {name} does not have")
         for where in ("tiering.column", "retention.expire_column"):  # each dates rows: ages are counted from it
-            c = named[where][0] if named[where] else None
-            t = schema.field(c).type if c is not None else None
-            if t is not None and not (pa.types.is_timestamp(t) or pa.types.is_date(t)):
-                raise InvalidInputError(f"{where} names {c}, a {t} column of {name}; it must be a timestamp or date")
+            for dating in named[where]:
+                t = schema.field(dating).type
+                if not (pa.types.is_timestamp(t) or pa.types.is_date(t)):
+                    raise InvalidInputError(
+                        f"{where} names {dating}, a {t} column of {name}; it must be a timestamp or date"
+                    )
         for column, spec in policy.masking.items():
             check_column(parse_mask(spec), schema.field(column))
         if policy.masking:  # a partition derived from a masked column would keep its raw value

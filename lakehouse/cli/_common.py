@@ -120,18 +120,25 @@ def _print_json(data: Any) -> None:
     """JSON on stdout: highlighted on a terminal; plain (indented, as the terminal shows it) for a pipe or a
     file, where Rich's highlighting and wrapping would cost seconds on a large answer. Strict JSON: a NaN or an
     infinite float is written as null, as the API's answers do (JSON has no such numbers; jq refuses them)."""
+    from lakehouse.sql.engine import json_value
+
     data = _finite(data)
     if out.is_terminal:
-        out.print_json(json.dumps(data, default=str, allow_nan=False))
+        out.print_json(json.dumps(data, default=json_value, allow_nan=False))
     else:
-        sys.stdout.write(json.dumps(data, default=str, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+        sys.stdout.write(json.dumps(data, default=json_value, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
         sys.stdout.flush()
 
 
 def _finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float (at any depth of dicts, lists and tuples) replaced by None."""
+    """``value`` with every NaN or infinite float (at any depth of dicts, lists and tuples) replaced by None, and
+    an interval (a named tuple, which the encoder would write as an array) in its JSON form."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, tuple) and type(value) is not tuple:  # pyarrow's MonthDayNano, a struct sequence
+        from lakehouse.sql.engine import json_value
+
+        return json_value(value)
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

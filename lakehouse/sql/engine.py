@@ -9,6 +9,7 @@ machine (the CLI's own user) and for jobs; the API and masked reads run in :mod:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -68,6 +69,38 @@ class QueryResult:
             "row_count": self.table.num_rows,
             "truncated": self.truncated,
         }
+
+
+def json_value(value: Any) -> Any:
+    """The JSON form of a result value JSON has no type for (the ``default`` of the API's and the CLI's encoders):
+    binary as base64, an interval or a duration as ISO 8601 (``P1M2DT3.5S``), times in ISO 8601, anything else
+    (decimals, UUIDs) as its text.
+
+    >>> json_value(b"\\xff\\x00"), json_value(dt.timedelta(days=1, seconds=1.5))
+    ('/wA=', 'P1DT1.5S')
+    """
+    import base64
+
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dt.timedelta):  # a negative one as -P...: its parts all have the same sign
+        mag = abs(value)
+        return ("-" if value < dt.timedelta(0) else "") + _iso_duration(
+            0, mag.days, mag.seconds * 1_000_000_000 + mag.microseconds * 1000
+        )
+    if isinstance(value, pa.MonthDayNano):
+        return _iso_duration(value.months, value.days, value.nanoseconds)
+    if isinstance(value, dt.date | dt.time):  # dt.datetime too: ISO 8601, as orjson writes them
+        return value.isoformat()
+    return str(value)
+
+
+def _iso_duration(months: int, days: int, nanoseconds: int) -> str:
+    sign = "-" if nanoseconds < 0 else ""
+    seconds = f"{sign}{abs(nanoseconds) // 1_000_000_000}"
+    fraction = f"{abs(nanoseconds) % 1_000_000_000:09d}".rstrip("0")
+    time = f"T{seconds}{'.' + fraction if fraction else ''}S" if nanoseconds else ""
+    return f"P{f'{months}M' if months else ''}{f'{days}D' if days or not (months or time) else ''}{time}"
 
 
 def unique_names(names: Sequence[str]) -> list[str]:

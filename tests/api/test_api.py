@@ -112,6 +112,9 @@ def test_mistakes_are_problem_documents(shared_api: dict[str, Any]) -> None:
     assert "column(s) far" in far["detail"], far
     both = ok(call(shared_api, "POST", "/query", json={"sql": "SELECT 1 AS a, 2 AS a, 'NaN'::DOUBLE AS n"}))
     assert both["rows"] == [{"a": 1, "a_2": 2, "n": None}] and both["columns"][1]["renamed_from"] == "a"
+    sql = "SELECT '\\xFF\\x00'::BLOB AS b, INTERVAL 2 DAY AS i, TIMESTAMPTZ '2026-01-02 03:04:05+00' AS t"
+    typed = ok(call(shared_api, "POST", "/query", json={"sql": sql}))["rows"]
+    assert typed == [{"b": "/wA=", "i": "P2D", "t": "2026-01-02T03:04:05+00:00"}], typed
     problem(call(shared_api, "POST", "/query", json={"sql": "SELECT * FROM web.nope"}), 404)
     problem(call(shared_api, "POST", "/query", json={"sql": 5}), 422)
     problem(call(shared_api, "POST", "/query", content=b"{not json", headers={"Content-Type": "application/json"}), 422)

@@ -247,6 +247,8 @@ def test_query_answers_keep_every_column_and_stay_strict_json(tmp_path: Path) ->
         "row_count": 1,
         "truncated": False,
     }
+    typed = run_json("-w", wh, "query", "SELECT '\\xFF\\x00'::BLOB AS b, INTERVAL 1 MONTH + INTERVAL 90 MINUTE AS i")
+    assert typed["rows"] == [{"b": "/wA=", "i": "P1MT5400S"}], "binary as base64, intervals as ISO 8601"
     human = run("-w", wh, "query", "SELECT 1 AS a, 2 AS a, '[bold]x[/bold] [/y] :-1:' AS m").stdout
     assert "a_2" in human and "[bold]x[/bold] [/y] :-1:" in human, "values are shown as they are, never as markup"
     named = run("-w", wh, "table", "show", "a.b:-1:", ok=False).stderr
