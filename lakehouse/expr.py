@@ -14,6 +14,7 @@ column becomes a UTC timestamp).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -100,6 +101,18 @@ _CMP: dict[type[Any], Op] = {
 _FLIP: dict[Op, Op] = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
+def parse_error_detail(e: Exception) -> str:
+    """What the SQL parser (sqlglot) found wrong, in its first error's words, naming a node by its SQL name
+    rather than its Python class (``missing for EQ``, not ``missing for <class 'sqlglot.expressions.core.EQ'>``).
+
+    >>> parse_error_detail(ValueError("Required keyword: 'expression' missing for <class 'sqlglot.expressions.EQ'>"))
+    "Required keyword: 'expression' missing for EQ"
+    """
+    errors = getattr(e, "errors", None)
+    detail = str(errors[0]["description"]) if errors else str(e)
+    return re.sub(r"<class '(?:\w+\.)*(\w+)'>", r"\1", detail)
+
+
 def parse_filter(text: str) -> Expr:
     """Parse a SQL boolean expression into a filter tree.
 
@@ -110,12 +123,8 @@ def parse_filter(text: str) -> Expr:
         raise InvalidPredicateError("the filter is empty")
     try:
         tree = sqlglot.parse_one(text, read="duckdb")
-    except sqlglot.errors.ParseError as e:
-        raise InvalidPredicateError(
-            f"cannot parse filter {text!r}: {e.errors[0]['description'] if e.errors else e}"
-        ) from e
-    except sqlglot.errors.SqlglotError as e:  # tokenizer errors (an unterminated string, stray bytes)
-        raise InvalidPredicateError(f"cannot parse filter {text!r}: {e}") from e
+    except sqlglot.errors.SqlglotError as e:  # tokenizer errors too (an unterminated string, stray bytes)
+        raise InvalidPredicateError(f"cannot parse filter {text!r}: {parse_error_detail(e)}") from e
     return _convert(tree, text)
 
 

@@ -22,6 +22,7 @@ import sqlglot
 from sqlglot import exp
 
 from lakehouse.errors import LakehouseError, QueryError
+from lakehouse.expr import parse_error_detail
 from lakehouse.tables.base import AsOf, TableName, parse_as_of
 
 _COMMANDS = (exp.Summarize, exp.Describe, exp.Show, exp.Pragma, exp.Command, exp.Copy, exp.Set)
@@ -283,11 +284,8 @@ def _rewrite(
 ) -> tuple[str, dict[str, tuple[TableName, AsOf | None]]]:
     try:
         statements = sqlglot.parse(sql, read="duckdb")
-    except sqlglot.errors.ParseError as e:
-        detail = e.errors[0]["description"] if e.errors else str(e)
-        raise QueryError(f"cannot parse SQL: {detail}") from e
-    except sqlglot.errors.SqlglotError as e:  # tokenizer errors (an unterminated string, stray bytes)
-        raise QueryError(f"cannot parse SQL: {e}") from e
+    except sqlglot.errors.SqlglotError as e:  # tokenizer errors too (an unterminated string, stray bytes)
+        raise QueryError(f"cannot parse SQL: {parse_error_detail(e)}") from e
     statements = [s for s in statements if s is not None]
     if len(statements) != 1:
         raise QueryError(f"give exactly one SQL statement, not {len(statements)}")

@@ -210,6 +210,12 @@ def test_more_mistakes_are_one_line_errors(tmp_path: Path) -> None:
         (["-w", wh, "audit", "--limit", "99999999999999999999999"], {}, ""),
         (["-w", wh, "audit", "--limit", "-1"], {}, ""),
         (["-w", wh, "query", "SELECT 1", "--max-rows", "0"], {}, ""),
+        (
+            ["-w", wh, "erase", "--where", "id ="],
+            {},
+            "cannot parse filter 'id =': Required keyword: 'expression' missing for EQ",
+        ),
+        (["-w", wh, "query", "SELECT :x"], {}, "cannot parse SQL: Required keyword: 'this' missing for Alias"),
         (["-w", wh, "optimize", "a.b", "--zorder", ""], {}, "--zorder '' holds an empty column name"),
         (["-w", wh, "dedup", "a.b", "--key", "id,,x"], {}, "--key 'id,,x' holds an empty column name"),
         (["-w", wh, "table", "create", "a.q", "-s", "id:int64", "--keys", " "], {}, "holds an empty column name"),
