@@ -72,8 +72,11 @@ def layout_name(options: CompactionOptions, engine: str = "local") -> str:
 
 def partition_key(partition: Mapping[str, Any]) -> str:
     """A stable text key of a partition's values."""
-    # with each value's type: True, 1 and 1.0 are equal keys of a cache but different partitions
-    items = tuple((k, type(v), v) for k, v in sorted(partition.items()))
+    # with each value's type: True, 1 and 1.0 are equal keys of a cache but different partitions; and a float's
+    # sign: 0.0 and -0.0 are equal keys too, and different partitions
+    items = tuple(
+        (k, type(v), v, math.copysign(1.0, v) if isinstance(v, float) else None) for k, v in sorted(partition.items())
+    )
     try:
         return _partition_key(items)
     except TypeError:  # a value that cannot be hashed
@@ -102,9 +105,9 @@ def by_partition(files: Iterable[DataFile]) -> dict[str, list[DataFile]]:
 
 
 @functools.lru_cache(maxsize=65_536)
-def _partition_key(items: tuple[tuple[str, type, Any], ...]) -> str:
+def _partition_key(items: tuple[tuple[str, type, Any, float | None], ...]) -> str:
     """:func:`partition_key`, once per distinct partition (a plan asks it for every file)."""
-    return json.dumps({k: v for k, _t, v in items}, default=str, sort_keys=True)
+    return json.dumps({k: v for k, _t, v, _sign in items}, default=str, sort_keys=True)
 
 
 @dataclass

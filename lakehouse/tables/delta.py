@@ -26,6 +26,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Self, TypeVar
 
 import pyarrow as pa
@@ -934,9 +935,12 @@ class DeltaAdapter(LakehouseTable):
         partitions: dict[tuple[Any, ...], dict[str, Any]] = {}  # one dict per partition, shared by its files
         for i, path in enumerate(full):
             values = parts[i]
-            partition = partitions.get(values)
-            if partition is None:
-                partition = partitions[values] = dict(zip(names, values, strict=True))
+            if any(isinstance(v, float) and v == 0 for v in values):  # 0.0 and -0.0: equal keys, two partitions
+                partition = dict(zip(names, values, strict=True))
+            else:
+                partition = partitions.get(values)
+                if partition is None:
+                    partition = partitions[values] = dict(zip(names, values, strict=True))
             physical_rows = int(records[i]) if records[i] is not None else counts[path]
             out.append(
                 DataFile(
@@ -2348,8 +2352,13 @@ def _partition_string(v: object) -> str | None:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, dt.datetime):
-        return (v.astimezone(dt.UTC) if v.tzinfo else v).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return _timestamp_text(v.astimezone(dt.UTC) if v.tzinfo else v)
     return _partition_literal(v)
+
+
+def _timestamp_text(v: dt.datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS.ffffff`` with a four-digit year (strftime writes year 999 as ``999``)."""
+    return f"{v.year:04d}-{v:%m-%d %H:%M:%S.%f}"
 
 
 def _parquet_schema(path: str, ctx: StorageContext) -> pa.Schema:
@@ -2466,9 +2475,20 @@ def _stat_json(v: Any, t: pa.DataType) -> Any:
 
 def _partition_literal(v: object) -> str:
     if isinstance(v, dt.datetime):
-        return v.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if v.tzinfo else v.isoformat(" ")
+        return _timestamp_text(v.astimezone(dt.UTC)) if v.tzinfo else v.isoformat(" ")
     if isinstance(v, dt.date):
         return v.isoformat()
+    if isinstance(v, Decimal):  # plain digits: str() writes 1E-7 and 0E-10
+        return format(v, "f")
+    if isinstance(v, bytes | bytearray):
+        # delta-rs hands a binary partition value over as the bytes of the log's string (its \u0061 escapes
+        # undecoded): that string again, so a rewritten file keeps its partition (Python's repr, b'...', did not)
+        try:
+            return bytes(v).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UnsupportedOperationError(
+                f"a binary partition value ({len(v)} bytes) is not text the Delta log can hold as it was read"
+            ) from e
     return "" if v is None else str(v)
 
 

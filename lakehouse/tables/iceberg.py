@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import math
 import random
 import re
 import threading
@@ -1597,7 +1598,7 @@ class IcebergAdapter(LakehouseTable):
         tasks = list(live.values())
         if path in human:
             wanted = dict(human[path])
-            tasks = [t for t in tasks if self._human_partition(t.file) == wanted]
+            tasks = [t for t in tasks if _same_partition(self._human_partition(t.file), wanted)]
             if not tasks:
                 raise StorageError(
                     f"a rewritten file of {self.name} is of no input's partition ({wanted}); nothing committed"
@@ -3533,6 +3534,18 @@ def rest_stage_create(name: TableName, body: bytes, *, location: str, ctx: Stora
     except (ValueError, TypeError, IcebergValidationError) as e:
         raise InvalidSchemaError(f"cannot create Iceberg table {name}: {e}") from e
     return _table_response(staged.metadata, None)
+
+
+def _same_partition(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two partitions (as :meth:`IcebergAdapter.files` reports them) are one: equal values, where a float's
+    sign counts (0.0 and -0.0 are two partitions) and a NaN is itself."""
+
+    def same(x: Any, y: Any) -> bool:
+        if isinstance(x, float) and isinstance(y, float):
+            return (x == y and math.copysign(1.0, x) == math.copysign(1.0, y)) or (x != x and y != y)
+        return bool(x == y)
+
+    return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
 
 
 def _table_response(metadata: TableMetadata, location: str | None) -> dict[str, Any]:

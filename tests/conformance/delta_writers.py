@@ -548,6 +548,28 @@ def deltars_options(root: str) -> Foreign:
     return Foreign(root, "delta", _deltars_read(root), zorder=("id", "name"), key="id", reread=_deltars_read)
 
 
+def deltars_partition_values(root: str) -> Foreign:
+    """delta-rs partitioning by values whose text is easy to get wrong: a double holding 0.0 and -0.0 (two
+    partitions), a binary column (delta-rs keeps its \\u0061 escapes undecoded), a timestamp before year 1000
+    and a decimal of scale 10 (str() writes 1E-7). A rewrite must add each file with its input's partition."""
+    from decimal import Decimal
+
+    from deltalake import write_deltalake
+
+    n = 24
+    data = events(0, n, region=False).append_column("pf", pa.array([(0.0, -0.0, 1.5)[i % 3] for i in range(n)]))
+    data = data.append_column("pb", pa.array([(b"ab", b"xy")[i % 2] for i in range(n)], pa.binary()))
+    old = [dt.datetime(999, 6, 1, 12, tzinfo=UTC), dt.datetime(2024, 1, 1, tzinfo=UTC)]
+    data = data.append_column("pt", pa.array([old[i % 2] for i in range(n)], pa.timestamp("us", tz="UTC")))
+    tiny = [Decimal("0.0000001000"), Decimal("0E-10")]
+    data = data.append_column("pd", pa.array([tiny[i % 2] for i in range(n)], pa.decimal128(20, 10)))
+    parts = ["pf", "pb", "pt", "pd"]
+    for i, chunk in enumerate(_chunks(data, 4)):
+        write_deltalake(root, chunk, mode="append" if i else "error", partition_by=parts)
+    write_deltalake(root, data.slice(0, 3), mode="append")  # exact duplicates (for dedup)
+    return Foreign(root, "delta", _deltars_read(root), zorder=("id", "name"), key="id", reread=_deltars_read)
+
+
 def deltars_features(root: str) -> Foreign:
     """delta-rs writing the table features it supports: change data feed, a CHECK constraint, a generated
     column, timestamp_ntz, append-only off; then updates and deletes (change data files), a checkpoint, and
@@ -594,6 +616,7 @@ DELTA_WRITERS: dict[str, Callable[[str], Foreign]] = {
     "column_mapping_id": column_mapping_id,
     "deletion_vectors": deletion_vectors,
     "deltars_options": deltars_options,
+    "deltars_partition_values": deltars_partition_values,
     "deltars_features": deltars_features,
 }
 

@@ -73,6 +73,7 @@ ENGINE_READS = {
     "column_mapping_id": "format",
     "deletion_vectors": "format",  # a file's rows are not all live
     "deltars_options": "files",
+    "deltars_partition_values": "format",  # float and binary partition values: their text form is not exact
     "deltars_features": "files",
 }
 

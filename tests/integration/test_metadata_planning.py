@@ -690,3 +690,14 @@ def test_iceberg_files_of_one_partition_share_its_mapping_and_signed_zeros_stay_
         assert signs == [-1, -1, 1, 1]
         mappings = {id(f.partition) for f in files if f.partition["country"] == "FR"}
         assert len(mappings) == 1  # three files, one mapping
+        # a compaction keeps them apart too: each zero's files become one file of that zero's partition
+        before = sorted((r["id"], math.copysign(1, r["x"])) for r in lh.table("p.zeros").scan().to_pylist())
+        from lakehouse.maintenance.compaction import optimize
+        from lakehouse.maintenance.planner import CompactionOptions
+
+        done = optimize(lh, "p.zeros", CompactionOptions(), dry_run=False)
+        assert done.version is not None and done.rows_in == done.rows_out == 7, done.as_dict()
+        after = lh.table("p.zeros")
+        assert sorted((r["id"], math.copysign(1, r["x"])) for r in after.scan().to_pylist()) == before
+        de = sorted(math.copysign(1, f.partition["x"]) for f in after.files() if f.partition["country"] == "DE")
+        assert de == [-1, 1], "one file per zero"
