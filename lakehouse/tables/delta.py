@@ -935,6 +935,7 @@ class DeltaAdapter(LakehouseTable):
         partitions: dict[tuple[Any, ...], dict[str, Any]] = {}  # one dict per partition, shared by its files
         for i, path in enumerate(full):
             values = parts[i]
+            partition: dict[str, Any] | None = None
             if any(isinstance(v, float) and v == 0 for v in values):  # 0.0 and -0.0: equal keys, two partitions
                 partition = dict(zip(names, values, strict=True))
             else:
