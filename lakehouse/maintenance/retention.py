@@ -524,7 +524,9 @@ def _time_column(table: LakehouseTable, column: str | None) -> str:
         timed += [
             p.column
             for p in table.definition.partitioning
-            if p.transform == "identity" and _is_time(schema.field(p.column).type)
+            if p.transform == "identity"
+            and schema.get_field_index(p.column) >= 0  # a nested source (s.city) is no top-level time column
+            and _is_time(schema.field(p.column).type)
         ]
         if not timed:
             raise InvalidInputError(

@@ -106,13 +106,16 @@ def _period_end(value: Any, transform: str) -> dt.datetime | None:
                 start = start if start.tzinfo else start.replace(tzinfo=dt.UTC)
         except ValueError:
             return None
-    if transform == "hour":
-        return start + dt.timedelta(hours=1)
-    if transform == "month":
-        return (start.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-    if transform == "year":
-        return start.replace(year=start.year + 1, month=1, day=1)
-    return start + dt.timedelta(days=1)  # day, and identity partitions on a date
+    try:
+        if transform == "hour":
+            return start + dt.timedelta(hours=1)
+        if transform == "month":
+            return (start.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+        if transform == "year":
+            return start.replace(year=start.year + 1, month=1, day=1)
+        return start + dt.timedelta(days=1)  # day, and identity partitions on a date
+    except (OverflowError, ValueError):  # a period of year 9999 (9999-12-31 as "no end" is common) ends past it
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 def _time_source(table: LakehouseTable, policy: TierPolicy) -> tuple[str, str | None, str | None]:
@@ -126,6 +129,7 @@ def _time_source(table: LakehouseTable, policy: TierPolicy) -> tuple[str, str | 
             p
             for p in definition.partitioning
             if p.transform == "identity"
+            and schema.get_field_index(p.column) >= 0  # a nested source (s.city) is no top-level time column
             and (pa.types.is_date(schema.field(p.column).type) or pa.types.is_timestamp(schema.field(p.column).type))
         ]
         if not dated:

@@ -309,3 +309,50 @@ def test_cost_of_a_table_without_a_time_partition(tmp_path: Any) -> None:
         assert cost["objects"] > 0 and cost["storage_classes"]["STANDARD"]["bytes"] == cost["bytes"]
         assert cost["activity_30d"]["jobs"] == 0
         assert "time partition" in cost["projection_12m"]["error"]
+
+
+def test_a_period_of_year_9999_and_a_nested_partition_source_are_no_crash(tmp_path: Any) -> None:
+    """Other writers' tables: a delta-rs table partitioned by a date holding 9999-12-31 (a common "no end"), whose
+    day ends past what Python can count, is aged as never old; an Iceberg table partitioned by a nested field
+    (``s.city``) has no top-level time column to tier by, which tiering says in one line."""
+    from deltalake import write_deltalake
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.partitioning import PartitionField as IcebergField
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import LongType, NestedField, StringType, StructType
+
+    from lakehouse.maintenance.maintain import health
+
+    ends = [dt.date(2026, 1, 1), dt.date(9999, 12, 31)]
+    delta = str(tmp_path / "delta")
+    for i in range(4):
+        write_deltalake(
+            delta, pa.table({"id": [i], "valid_to": [ends[i % 2]]}), mode="append", partition_by=["valid_to"]
+        )
+    root = tmp_path / "theirs"
+    root.mkdir()
+    catalog = SqlCatalog("theirs", uri=f"sqlite:///{root}/c.db", warehouse=f"file://{root}")
+    catalog.create_namespace("ns")
+    nested = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "s", StructType(NestedField(3, "city", StringType(), required=False)), required=False),
+    )
+    spec = PartitionSpec(IcebergField(source_id=3, field_id=1000, transform=IdentityTransform(), name="city"))
+    table = catalog.create_table("ns.t", schema=nested, partition_spec=spec, location=f"file://{root}/t")
+    table.append(
+        pa.Table.from_pylist([{"id": 1, "s": {"city": "a"}}, {"id": 2, "s": {"city": "b"}}], nested.as_arrow())
+    )
+    catalog.engine.dispose()
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        lh.register_table("f.until", location=delta, format="delta")
+        lh.register_table("f.nested", location=str(root / "t"), format="iceberg")
+        plan = plan_tiering(lh, "f.until")
+        target = {str(g.partition["valid_to"]): g.target for g in plan.groups}
+        assert target == {"2026-01-01": target["2026-01-01"], "9999-12-31": "hot"}, target
+        assert [g.age_days for g in plan.groups if str(g.partition["valid_to"]).startswith("9999")] != [None]
+        assert health(lh, "f.until").score >= 0 and table_cost(lh, "f.until").as_dict()["tiers"]
+        assert health(lh, "f.nested").score >= 0
+        with pytest.raises(InvalidInputError, match="no time partition to tier by"):
+            plan_tiering(lh, "f.nested")
