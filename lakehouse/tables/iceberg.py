@@ -1077,6 +1077,15 @@ class IcebergAdapter(LakehouseTable):
         return super().row_count(as_of=as_of)
 
     def check_rewrite(self, *, raw: bool = False) -> None:
+        from pyiceberg.types import FixedType
+
+        fixed = [f.name for f in self._table.schema().fields if _holds(f.field_type, FixedType)]
+        if fixed:  # DuckDB writes them as variable-length binary, which pyiceberg refuses at the commit
+            raise UnsupportedOperationError(
+                f"{self.name} has fixed(N) column(s) {', '.join(fixed)}: lakehouse's rewrites write them as "
+                "variable-length binary, which the table's type does not allow; nothing was written",
+                hint="rewrite this table with Spark's rewrite_data_files, or declare the column as binary",
+            )
         plan = self._plan()
         if plan.equality:
             raise UnsupportedOperationError(
@@ -3534,6 +3543,21 @@ def rest_stage_create(name: TableName, body: bytes, *, location: str, ctx: Stora
     except (ValueError, TypeError, IcebergValidationError) as e:
         raise InvalidSchemaError(f"cannot create Iceberg table {name}: {e}") from e
     return _table_response(staged.metadata, None)
+
+
+def _holds(t: Any, kind: type) -> bool:
+    """Whether the Iceberg type ``t`` is, or holds at any depth, a type of ``kind``."""
+    from pyiceberg.types import ListType, MapType, StructType
+
+    if isinstance(t, kind):
+        return True
+    if isinstance(t, StructType):
+        return any(_holds(f.field_type, kind) for f in t.fields)
+    if isinstance(t, ListType):
+        return _holds(t.element_type, kind)
+    if isinstance(t, MapType):
+        return _holds(t.key_type, kind) or _holds(t.value_type, kind)
+    return False
 
 
 def _same_partition(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

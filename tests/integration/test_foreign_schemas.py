@@ -233,3 +233,46 @@ def test_schema_evolution_with_a_nested_column(lh: Lakehouse, fmt: str) -> None:
     optimize(lh, "odd.evo", CompactionOptions(target_file_size=64 << 20))
     assert len(lh.table("odd.evo").files()) == 1
     assert contents(lh.table("odd.evo")) == expected
+
+
+def test_an_iceberg_fixed_column_is_refused_by_name_before_any_rewrite(tmp_path: Path) -> None:
+    """pyiceberg writes a fixed(3) column (as a partition source and as a plain one); lakehouse's rewrites would
+    write it as variable-length binary, which pyiceberg refuses at the commit: compaction, dedup and tiering
+    refuse the table by name first, and its files and snapshot stay as they were."""
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.partitioning import PartitionField as IcebergField
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import IdentityTransform
+    from pyiceberg.types import FixedType, LongType, NestedField, StructType
+
+    from lakehouse.errors import UnsupportedOperationError
+    from lakehouse.maintenance.dedup import dedup
+
+    root = tmp_path / "theirs"
+    root.mkdir()
+    catalog = SqlCatalog("theirs", uri=f"sqlite:///{root}/c.db", warehouse=f"file://{root}")
+    catalog.create_namespace("ns")
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "code", FixedType(3), required=False),
+        NestedField(3, "s", StructType(NestedField(4, "tag", FixedType(2), required=False)), required=False),
+    )
+    spec = PartitionSpec(IcebergField(source_id=2, field_id=1000, transform=IdentityTransform(), name="code"))
+    table = catalog.create_table("ns.t", schema=schema, partition_spec=spec, location=f"file://{root}/t")
+    for i in range(3):
+        rows = [{"id": i, "code": b"abc", "s": {"tag": b"xy"}}]
+        table.append(pa.Table.from_pylist(rows, schema=schema.as_arrow()))
+    catalog.engine.dispose()
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        lh.register_table("f.fixed", location=str(root / "t"), format="iceberg")
+        before = (lh.table("f.fixed").snapshot().version, sorted(f.path for f in lh.table("f.fixed").files()))
+        for job in (
+            lambda: optimize(lh, "f.fixed", CompactionOptions(), dry_run=False),
+            lambda: dedup(lh, "f.fixed", keys=["id"], dry_run=False),
+        ):
+            with pytest.raises(UnsupportedOperationError, match=r"fixed\(N\) column\(s\) code, s"):
+                job()
+        after = lh.table("f.fixed")
+        assert (after.snapshot().version, sorted(f.path for f in after.files())) == before
+        assert after.row_count() == 3
