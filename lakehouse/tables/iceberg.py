@@ -512,6 +512,16 @@ class IcebergAdapter(LakehouseTable):
                 notes="columns resolved by the table's name mapping (schema.name-mapping.default), else by name",
             ),
             FeatureSupport(
+                "fixed(N) columns",
+                refused=dict.fromkeys(
+                    ("optimize", "dedup", "mask"),
+                    "lakehouse's rewrites (DuckDB) write them as variable-length binary, which the column's type "
+                    "does not allow",
+                ),
+                hint="rewrite the table with Spark's rewrite_data_files, or declare the column as binary",
+                notes="row deletes go through pyiceberg's own rewrite, which keeps them",
+            ),
+            FeatureSupport(
                 "delete files other than Parquet position deletes (format v3 deletion vectors)",
                 refused=dict.fromkeys(
                     ("read", "optimize", "dedup", "delete", "mask"),
