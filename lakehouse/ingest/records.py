@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
@@ -43,6 +44,9 @@ class RawRecord:
     """Checkpoint key of the source stream, e.g. ``kafka:events:0`` or ``file:/data/x.ndjson``."""
     position: int
     """Offset (Kafka) or record number (file) within the source."""
+    problem: str | None = None
+    """Why the source could not make a record of it (a CSV row with more fields than its header, bytes that are
+    not UTF-8): it goes to the quarantine with this reason."""
 
     def raw_text(self) -> str:
         if isinstance(self.payload, bytes):
@@ -80,6 +84,8 @@ class _Reject(ValueError):
 
 
 def _decode(record: RawRecord) -> dict[str, Any]:
+    if record.problem is not None:
+        raise _Reject(record.problem)
     payload = record.payload
     if isinstance(payload, Mapping):
         return dict(payload)
@@ -89,44 +95,70 @@ def _decode(record: RawRecord) -> dict[str, Any]:
         raise _Reject(f"not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise _Reject(f"a record must be a JSON object, not {type(value).__name__}")
+    if _holds_float(value):
+        # orjson reads every number with a fraction or an exponent, and every integer past 64 bits, as a float:
+        # 12345678901234567890.12 for a decimal(38,2) would arrive rounded. Read again with each such number
+        # exact (a Decimal; integers as Python's), and let each column's conversion decide what fits
+        import json
+
+        value = json.loads(payload, parse_float=Decimal)
     return value
+
+
+def _shown(v: Any) -> str:
+    """A value in a quarantine reason: a JSON number as its digits (1.5, not Decimal('1.5')), else its repr."""
+    return str(v) if isinstance(v, Decimal) else repr(v)
+
+
+def _holds_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_float(v) for v in value)
+    return False
 
 
 def _to_int(v: Any) -> int:
     if isinstance(v, bool):
-        raise _Reject(f"{v!r} is a boolean, not an integer")
+        raise _Reject(f"{_shown(v)} is a boolean, not an integer")
     if isinstance(v, int):
         return v
     if isinstance(v, float):
         if v.is_integer():
             return int(v)
-        raise _Reject(f"{v!r} is not an integer")
-    if isinstance(v, str):
-        s = v.strip()
+        raise _Reject(f"{_shown(v)} is not an integer")
+    if isinstance(v, Decimal | str):
+        text = str(v).strip()
         try:
-            return int(s)
+            return int(text)
         except ValueError:
             try:
-                f = float(s)
-            except ValueError:
-                raise _Reject(f"{v!r} is not an integer") from None
-            if f.is_integer() and not math.isinf(f):
-                return int(f)
-            raise _Reject(f"{v!r} is not an integer") from None
-    raise _Reject(f"{v!r} is not an integer")
+                d = Decimal(text)  # exact: 1.0000000000000001 is no integer, 9007199254740993.0 is that one
+            except InvalidOperation:
+                raise _Reject(f"{_shown(v)} is not an integer") from None
+            if d.is_finite() and d == d.to_integral_value():
+                return int(d)
+            raise _Reject(f"{_shown(v)} is not an integer") from None
+    raise _Reject(f"{_shown(v)} is not an integer")
 
 
 def _to_float(v: Any) -> float:
     if isinstance(v, bool):
-        raise _Reject(f"{v!r} is a boolean, not a number")
-    if isinstance(v, int | float):
-        return float(v)
-    if isinstance(v, str):
+        raise _Reject(f"{_shown(v)} is a boolean, not a number")
+    if isinstance(v, float):
+        return v
+    if isinstance(v, int | Decimal | str):
         try:
-            return float(v.strip())
-        except ValueError:
-            raise _Reject(f"{v!r} is not a number") from None
-    raise _Reject(f"{v!r} is not a number")
+            f = float(v.strip()) if isinstance(v, str) else float(v)
+        except (ValueError, OverflowError):
+            raise _Reject(f"{_shown(v)} is not a number") from None
+        # a finite number past float64's range would become an infinity: only "inf" spelled out is one
+        if math.isinf(f) and not (isinstance(v, str) and "inf" in v.lower()):
+            raise _Reject(f"{_shown(v)} is out of the range of a 64-bit float")
+        return f
+    raise _Reject(f"{_shown(v)} is not a number")
 
 
 def _to_bool(v: Any) -> bool:
@@ -136,19 +168,25 @@ def _to_bool(v: Any) -> bool:
         return bool(v)
     if isinstance(v, str) and v.strip().lower() in ("true", "false", "1", "0", "t", "f", "yes", "no"):
         return v.strip().lower() in ("true", "1", "t", "yes")
-    raise _Reject(f"{v!r} is not a boolean")
+    raise _Reject(f"{_shown(v)} is not a boolean")
+
+
+_FRACTION = re.compile(r"\d[.,](\d{7,})")
 
 
 def _to_timestamp(v: Any, tz: str | None) -> dt.datetime:
     if isinstance(v, dt.datetime):
         t = v
     elif isinstance(v, str):
+        fraction = _FRACTION.search(v)
+        if fraction and fraction.group(1)[6:].strip("0"):  # Python would drop the digits past microseconds
+            raise _Reject(f"{_shown(v)} is finer than the microseconds a timestamp column holds")
         try:
             t = dt.datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise _Reject(f"{v!r} is not an ISO-8601 timestamp") from None
+            raise _Reject(f"{_shown(v)} is not an ISO-8601 timestamp") from None
     else:
-        raise _Reject(f"{v!r} is not an ISO-8601 timestamp string")
+        raise _Reject(f"{_shown(v)} is not an ISO-8601 timestamp string")
     if tz is None:
         return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
@@ -161,30 +199,34 @@ def _to_date(v: Any) -> dt.date:
         try:
             return dt.date.fromisoformat(v.strip())
         except ValueError:
-            raise _Reject(f"{v!r} is not an ISO-8601 date") from None
-    raise _Reject(f"{v!r} is not an ISO-8601 date string")
+            raise _Reject(f"{_shown(v)} is not an ISO-8601 date") from None
+    raise _Reject(f"{_shown(v)} is not an ISO-8601 date string")
 
 
 def _to_str(v: Any) -> str:
     if isinstance(v, str):
         return v
-    if isinstance(v, bool | int | float):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | Decimal):  # a JSON number's digits as they came (an integer past 64 bits too)
+        return str(v)
+    if isinstance(v, float):
         return orjson.dumps(v).decode()
     raise _Reject(f"{type(v).__name__} value is not a string")
 
 
 def _to_decimal(v: Any, t: Any) -> Decimal:
     if isinstance(v, bool):
-        raise _Reject(f"{v!r} is not a decimal")
+        raise _Reject(f"{_shown(v)} is not a decimal")
     try:
         d = Decimal(str(v).strip())
     except InvalidOperation:
-        raise _Reject(f"{v!r} is not a decimal") from None
+        raise _Reject(f"{_shown(v)} is not a decimal") from None
     if not d.is_finite():
-        raise _Reject(f"{v!r} is not a finite decimal")
+        raise _Reject(f"{_shown(v)} is not a finite decimal")
     with localcontext(prec=100):  # 38 digits and more: the default context (28) would round
         if d != d.quantize(Decimal(1).scaleb(-t.scale)):
-            raise _Reject(f"{v!r} has more than {t.scale} decimal places")
+            raise _Reject(f"{_shown(v)} has more than {t.scale} decimal places")
     return d
 
 
@@ -195,11 +237,11 @@ def _to_time(v: Any) -> dt.time:
         try:
             t = dt.time.fromisoformat(v.strip())
         except ValueError:
-            raise _Reject(f"{v!r} is not an ISO-8601 time") from None
+            raise _Reject(f"{_shown(v)} is not an ISO-8601 time") from None
         if t.tzinfo is not None:
-            raise _Reject(f"{v!r} has a time zone; a time column holds local times")
+            raise _Reject(f"{_shown(v)} has a time zone; a time column holds local times")
         return t
-    raise _Reject(f"{v!r} is not an ISO-8601 time string")
+    raise _Reject(f"{_shown(v)} is not an ISO-8601 time string")
 
 
 def _name_step(name: str) -> str:
@@ -271,6 +313,9 @@ def _short(v: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def coerce_value(v: Any, t: pa.DataType) -> Any:
     """Coerce one JSON value to a Python value of Arrow type ``t`` (lossless only; nested types recursively)."""
     if pa.types.is_nested(t):
@@ -280,10 +325,13 @@ def coerce_value(v: Any, t: pa.DataType) -> Any:
         info = (t.bit_width, pa.types.is_signed_integer(t))
         lo, hi = (-(2 ** (info[0] - 1)), 2 ** (info[0] - 1) - 1) if info[1] else (0, 2 ** info[0] - 1)
         if not lo <= i <= hi:
-            raise _Reject(f"{v!r} does not fit {type_name(t)}")
+            raise _Reject(f"{_shown(v)} does not fit {type_name(t)}")
         return i
     if pa.types.is_floating(t):
-        return _to_float(v)
+        f = _to_float(v)
+        if t.bit_width == 32 and math.isfinite(f) and abs(f) > FLOAT32_MAX:  # would be stored as an infinity
+            raise _Reject(f"{_shown(v)} is out of the range of a 32-bit float")
+        return f
     if pa.types.is_boolean(t):
         return _to_bool(v)
     if pa.types.is_timestamp(t):
@@ -297,7 +345,7 @@ def coerce_value(v: Any, t: pa.DataType) -> Any:
         with localcontext(prec=100):
             q = d.quantize(Decimal(1).scaleb(-t.scale))
         if q and len(q.as_tuple().digits) > t.precision:
-            raise _Reject(f"{v!r} does not fit {type_name(t)}")
+            raise _Reject(f"{_shown(v)} does not fit {type_name(t)}")
         return d
     if pa.types.is_time(t):
         return _to_time(v)
@@ -311,11 +359,11 @@ def coerce_value(v: Any, t: pa.DataType) -> Any:
             raise _Reject("binary values must be strings")
         b = v.encode()
         if pa.types.is_fixed_size_binary(t) and len(b) != t.byte_width:
-            raise _Reject(f"{v!r} is {len(b)} bytes, the column holds exactly {t.byte_width}")
+            raise _Reject(f"{_shown(v)} is {len(b)} bytes, the column holds exactly {t.byte_width}")
         return b
     if pa.types.is_duration(t):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise _Reject(f"{v!r} is not a whole number of {t.unit}")
+            raise _Reject(f"{_shown(v)} is not a whole number of {t.unit}")
         return v
     return pa.scalar(v, type=t).as_py()
 
@@ -372,12 +420,18 @@ class RecordParser:
             )
             if raw.num_rows != len(records):
                 return None
+            raw.validate(full=True)  # the reader copies string bytes as they are: invalid UTF-8 is refused here
             columns = []
             for f in self.schema:
                 col = raw.column(f.name)
                 if not col.type.equals(f.type):
                     col = pc.cast(col, f.type)
                 if not f.nullable and col.null_count:
+                    return None
+                if not _in_python_range(col):
+                    return None
+                # the reader takes a bare NaN, and turns 1e39 into a 32-bit infinity: the per-value path decides
+                if pa.types.is_floating(f.type) and pc.any(pc.invert(pc.is_finite(col))).as_py():
                     return None
                 columns.append(col)
             return pa.Table.from_arrays(columns, schema=self.schema)
@@ -438,7 +492,7 @@ class RecordParser:
                     errors.setdefault(i, f"field {where!r}: {e}")
                     out.append(None)
                 except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
-                    errors.setdefault(i, f"field {f.name!r}: {v!r} does not fit {type_name(t)} ({e})")
+                    errors.setdefault(i, f"field {f.name!r}: {_shown(v)} does not fit {type_name(t)} ({e})")
                     out.append(None)
             arr = pa.array(out, type=t)
         if not f.nullable and arr.null_count:
@@ -456,7 +510,8 @@ def _fast_array(values: list[Any], t: pa.DataType) -> pa.Array | None:
         if pa.types.is_timestamp(t) or pa.types.is_date(t):
             if not all(v is None or isinstance(v, str) for v in values):
                 return None
-            return pc.cast(pa.array(values, type=pa.string()), t)
+            cast = pc.cast(pa.array(values, type=pa.string()), t)
+            return cast if _in_python_range(cast) else None
         if pa.types.is_string(t):
             if not all(v is None or isinstance(v, str) for v in values):
                 return None
@@ -472,6 +527,22 @@ def _fast_array(values: list[Any], t: pa.DataType) -> pa.Array | None:
         return pa.array(values, type=t)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError, ValueError):
         return None
+
+
+def _in_python_range(col: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether a date or timestamp column's values lie in years 1 to 9999: Arrow's casts take year 0 and beyond
+    9999, which Python (and lakehouse's readers) cannot hold; the per-value path quarantines such a record."""
+    t = col.type
+    if not (pa.types.is_date(t) or pa.types.is_timestamp(t)) or len(col) == col.null_count:
+        return True
+    if pa.types.is_date(t):
+        lo, hi = pa.scalar(dt.date(1, 1, 1), t), pa.scalar(dt.date(9999, 12, 31), t)
+    else:
+        zone = dt.UTC if t.tz else None
+        lo = pa.scalar(dt.datetime(1, 1, 1, tzinfo=zone), pa.timestamp("us", zone and "UTC")).cast(t)
+        hi = pa.scalar(dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=zone), lo.type).cast(t)
+    bounds = pc.min_max(col)
+    return bool(pc.greater_equal(bounds["min"], lo).as_py() and pc.less_equal(bounds["max"], hi).as_py())
 
 
 def _needs_cast(t: pa.DataType) -> bool:

@@ -69,9 +69,11 @@ def file_records(path: str, fmt: FileFormat, source: str, start: int = 0) -> Ite
             if position + batch.num_rows <= start:
                 position += batch.num_rows
                 continue
-            for row in batch.to_pylist():
+            batch, finer = _microseconds(batch)
+            for i, row in enumerate(batch.to_pylist()):
                 if position >= start:
-                    yield RawRecord(row, source, position)
+                    problem = f"column(s) {', '.join(finer[i])} hold nanoseconds" if finer.get(i) else None
+                    yield RawRecord(row, source, position, problem=problem)
                 position += 1
         return
     try:
@@ -87,15 +89,69 @@ def file_records(path: str, fmt: FileFormat, source: str, start: int = 0) -> Ite
                 if stripped:
                     yield RawRecord(stripped, source, position)
         else:
-            text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
-            reader = csv.DictReader(text)
-            for position, row in enumerate(reader):
-                if position >= start:
-                    cleaned = {k: (v if v != "" else None) for k, v in row.items() if k is not None}
-                    yield RawRecord(cleaned, source, position)
+            yield from _csv_records(handle, source, start)
     finally:
         if path != "-":
             handle.close()
+
+
+def _microseconds(batch: Any) -> tuple[Any, dict[int, list[str]]]:
+    """A Parquet batch with its nanosecond timestamps as microseconds (what Python's datetime and the tables hold),
+    and per row the columns whose value had a nanosecond part (its record goes to the quarantine)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    finer: dict[int, list[str]] = {}
+    columns = []
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        if pa.types.is_timestamp(col.type) and col.type.unit == "ns":
+            ticks = col.cast(pa.int64())
+            rest = pc.subtract(ticks, pc.multiply(pc.divide(ticks, 1000), 1000))
+            for i in pc.indices_nonzero(pc.fill_null(pc.not_equal(rest, 0), False)).to_pylist():
+                finer.setdefault(i, []).append(name)
+            col = col.cast(pa.timestamp("us", col.type.tz), safe=False)  # exact for every row kept
+        columns.append(col)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names), finer
+
+
+def _csv_records(handle: Any, source: str, start: int) -> Iterator[RawRecord]:
+    """A CSV file's rows as records keyed by its header. A byte-order mark is no part of the first name; a
+    header naming a column twice is refused; a row with more or fewer fields than the header, or with bytes
+    that are not UTF-8, goes to the quarantine (its fields would otherwise be dropped or read as NULL)."""
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.reader(text)
+    header = next(reader, None)
+    if header is None:
+        return
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise InvalidInputError(f"the CSV header names column(s) {', '.join(map(repr, twice))} more than once")
+    position = -1
+    for fields in reader:
+        if not fields:  # a blank line is no row (and no position), as csv.DictReader has it
+            continue
+        position += 1
+        if position < start:
+            continue
+        problem = None
+        if len(fields) != len(header):
+            more = "more" if len(fields) > len(header) else "fewer"
+            problem = f"the row has {len(fields)} fields, {more} than the header's {len(header)}"
+        elif any(_not_utf8(v) for v in fields):
+            problem = "the row holds bytes that are not UTF-8"
+        if problem is not None:
+            raw = ",".join(v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for v in fields)
+            yield RawRecord(raw, source, position, problem=problem)
+            continue
+        yield RawRecord({k: (v if v != "" else None) for k, v in zip(header, fields, strict=True)}, source, position)
+
+
+def _not_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a byte surrogateescape kept
+        return True
+    return False
 
 
 def ingest_file(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -94,3 +95,82 @@ def test_fast_path_equals_per_record_path() -> None:
     assert parser._parse_clean_batch(mixed) is None
     result = parser.parse(mixed)
     assert result.good.num_rows == 500 and len(result.bad) == 1
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_json_numbers_arrive_exact_or_are_refused(fast: bool) -> None:
+    """A JSON number is taken at its digits: a decimal past float64's precision, an integer past 64 bits, a
+    fraction hidden in the 17th digit, a number into a string column. Each batch once alone (the batch path may
+    take it) and once beside a bad record (the per-record path)."""
+    schema = parse_schema("id:int64 not null, big:decimal(38,2), n:int64, s:string, f:float32, g:float64")
+    cases: list[tuple[bytes, dict | str]] = [
+        (b'{"id": 1, "big": 12345678901234567890.12}', {"big": "12345678901234567890.12"}),
+        (b'{"id": 2, "big": 0.1000000000000000055511151231257827}', "more than 2 decimal places"),
+        (b'{"id": 3, "n": -9223372036854775809}', "does not fit int64"),
+        (b'{"id": 4, "n": 1.0000000000000001}', "is not an integer"),
+        (b'{"id": 5, "n": 9007199254740993.0}', {"n": 9007199254740993}),
+        (b'{"id": 6, "s": 12345678901234567890123}', {"s": "12345678901234567890123"}),
+        (b'{"id": 7, "s": 1.50}', {"s": "1.50"}),
+        (b'{"id": 8, "f": 1e39}', "out of the range of a 32-bit float"),
+        (b'{"id": 9, "g": 1e400}', "not valid JSON"),
+        (b'{"id": 10, "g": NaN}', "not valid JSON"),
+    ]
+    for payload, want in cases:
+        recs = [RawRecord(payload, "t", 0)] + ([] if fast else [RawRecord(b'{"id": "x"}', "t", 1)])
+        result = RecordParser(schema).parse(recs)
+        if isinstance(want, str):
+            assert result.good.num_rows == 0 and want in result.bad[0].error, (payload, result.bad)
+        else:
+            row = result.good.to_pylist()[0]
+            assert {k: (str(v) if k == "big" else v) for k, v in row.items() if k in want} == want, (payload, row)
+
+
+def test_a_clean_batch_with_what_the_reader_lets_through_goes_value_by_value() -> None:
+    """Arrow's JSON reader copies string bytes as they are and casts year 0 and sub-microsecond fractions its
+    own way: such a batch goes through the per-record path, which quarantines the record and keeps the rest."""
+    schema = parse_schema("id:int64 not null, s:string, d:date, ts:timestamptz")
+    for bad, error in [
+        (b'{"id": 2, "s": "caf\xe9"}', "not valid JSON"),
+        (b'{"id": 2, "d": "0000-01-01"}', "not an ISO-8601 date"),
+        (b'{"id": 2, "ts": "2026-01-01T00:00:00.123456789Z"}', "finer than the microseconds"),
+    ]:
+        recs = [RawRecord(b'{"id": 1, "s": "ok", "d": "2026-01-01"}', "t", 0), RawRecord(bad, "t", 1)]
+        parser = RecordParser(schema)
+        assert parser._parse_clean_batch(recs) is None, bad
+        result = parser.parse(recs)
+        assert [r["id"] for r in result.good.to_pylist()] == [1] and error in result.bad[0].error, result.bad
+    ok = RecordParser(schema).parse([RawRecord(b'{"id": 3, "ts": "2026-01-01T00:00:00.123456000Z"}', "t", 0)])
+    assert ok.good.column("ts").to_pylist()[0].microsecond == 123456 and not ok.bad
+
+
+def test_file_sources_quarantine_what_they_cannot_make_a_record_of(tmp_path: Any) -> None:
+    """CSV: a byte-order mark is no part of the first column's name; a row with more or fewer fields than the
+    header, or with bytes that are not UTF-8, is a record with its problem; a header naming a column twice is
+    refused. Parquet: a nanosecond timestamp is a record with its problem unless it is whole microseconds."""
+    import pyarrow.parquet as pq
+
+    from lakehouse.errors import InvalidInputError
+    from lakehouse.ingest.sources import file_records
+
+    path = tmp_path / "a.csv"
+    path.write_bytes(b'\xef\xbb\xbfid,s\n1,a\n\n2,b,extra\n3\n4,\xff\n5,"x,\ny"\n')
+    records = list(file_records(str(path), "csv", "f", 0))
+    assert [(r.position, r.problem) for r in records] == [
+        (0, None),
+        (1, "the row has 3 fields, more than the header's 2"),
+        (2, "the row has 1 fields, fewer than the header's 2"),
+        (3, "the row holds bytes that are not UTF-8"),
+        (4, None),
+    ]
+    assert records[0].payload == {"id": "1", "s": "a"} and records[4].payload == {"id": "5", "s": "x,\ny"}
+    assert [r.position for r in file_records(str(path), "csv", "f", 3)] == [3, 4], "resumes by row"
+    twice = tmp_path / "b.csv"
+    twice.write_text("id,s,s\n1,a,b\n")
+    with pytest.raises(InvalidInputError, match="'s' more than once"):
+        list(file_records(str(twice), "csv", "f", 0))
+    nanos = tmp_path / "a.parquet"
+    ticks = [1_700_000_000_123_456_789, 1_700_000_000_123_456_000, None]
+    pq.write_table(pa.table({"id": [1, 2, 3], "v": pa.array(ticks, pa.timestamp("ns", tz="UTC"))}), nanos)
+    rows = list(file_records(str(nanos), "parquet", "f", 0))
+    assert [r.problem for r in rows] == ["column(s) v hold nanoseconds", None, None]
+    assert rows[1].payload["v"] == dt.datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=dt.UTC)
