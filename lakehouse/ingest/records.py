@@ -447,26 +447,36 @@ class RecordParser:
             except _Reject as e:
                 dicts.append(None)
                 errors[i] = str(e)
-        known = set(self.schema.names)
-        new: list[pa.Field] = []
-        if self.new_fields == "add":
-            extra: dict[str, list[Any]] = {}
-            for d in dicts:
-                if d:
-                    for k in d:
-                        if k not in known and k not in extra:
-                            extra[k] = []
-            for name in extra:
-                if not _valid_name(name):
-                    continue
-                values = [d.get(name) for d in dicts if d]
-                new.append(pa.field(name, infer_type(values), nullable=True))
-        schema = pa.schema(list(self.schema) + new)
-
         columns: list[pa.Array] = []
-        for f in schema:
+        for f in self.schema:
             values = [d.get(f.name) if d is not None else None for d in dicts]
             columns.append(self._column(f, values, errors))
+        new: list[pa.Field] = []
+        if self.new_fields == "add":
+            # proposed from the records that are otherwise good (a field only a quarantined record has adds no
+            # column); a name that differs from a column, or another new name, only in case is no new column
+            # (Delta's names are case-insensitive): its record goes to the quarantine
+            folded = {n.lower(): n for n in self.schema.names}
+            extra: dict[str, None] = {}
+            for i, d in enumerate(dicts):
+                if d is None or i in errors:
+                    continue
+                for k in d:
+                    if k in folded.values() or k in extra or not _valid_name(k):
+                        continue
+                    if k.lower() in folded:
+                        errors[i] = f"field {k!r} differs from column {folded[k.lower()]!r} only in case"
+                        break
+                    folded[k.lower()] = k
+                    extra[k] = None
+            for name in extra:
+                values = [d.get(name) if d is not None and i not in errors else None for i, d in enumerate(dicts)]
+                if all(v is None for v in values):
+                    continue
+                f = pa.field(name, infer_type(values), nullable=True)
+                new.append(f)
+                columns.append(self._column(f, values, errors))
+        schema = pa.schema(list(self.schema) + new)
         keep = [i not in errors for i in range(len(records))]
         table = pa.Table.from_arrays(columns, schema=schema).filter(pa.array(keep, pa.bool_()))
         return ParseResult(

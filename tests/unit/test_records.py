@@ -174,3 +174,21 @@ def test_file_sources_quarantine_what_they_cannot_make_a_record_of(tmp_path: Any
     rows = list(file_records(str(nanos), "parquet", "f", 0))
     assert [r.problem for r in rows] == ["column(s) v hold nanoseconds", None, None]
     assert rows[1].payload["v"] == dt.datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=dt.UTC)
+
+
+def test_new_fields_come_from_good_records_and_never_differ_only_in_case() -> None:
+    schema = parse_schema("id:int64 not null, s:string")
+    recs = [
+        RawRecord(b'{"id": 1, "s": "a", "extra": 5}', "t", 0),
+        RawRecord(b'{"id": "x", "only_in_bad": 1}', "t", 1),
+        RawRecord(b'{"id": 3, "S": "b"}', "t", 2),
+        RawRecord(b'{"id": 4, "Extra": 6}', "t", 3),
+    ]
+    result = RecordParser(schema, new_fields="add").parse(recs)
+    assert [f.name for f in result.new_fields] == ["extra"], "no column from a quarantined record's field"
+    assert result.good.to_pylist() == [{"id": 1, "s": "a", "extra": 5}]
+    assert [b.error for b in result.bad] == [
+        "field 'id': 'x' is not an integer",
+        "field 'S' differs from column 's' only in case",
+        "field 'Extra' differs from column 'extra' only in case",
+    ]
