@@ -420,6 +420,9 @@ class RecordParser:
             )
             if raw.num_rows != len(records):
                 return None
+            # a record none of whose fields is a column reads as a row of NULLs: the per-record path decides
+            if raw.num_columns and _any_all_null_row(raw):
+                return None
             raw.validate(full=True)  # the reader copies string bytes as they are: invalid UTF-8 is refused here
             columns = []
             for f in self.schema:
@@ -441,12 +444,18 @@ class RecordParser:
     def _parse_records(self, records: Sequence[RawRecord]) -> ParseResult:
         dicts: list[dict[str, Any] | None] = []
         errors: dict[int, str] = {}
+        known = set(self.schema.names)
         for i, r in enumerate(records):
             try:
-                dicts.append(_decode(r))
+                decoded = _decode(r)
             except _Reject as e:
                 dicts.append(None)
                 errors[i] = str(e)
+                continue
+            dicts.append(decoded)
+            if decoded and self.new_fields == "ignore" and known.isdisjoint(decoded):  # each value would be dropped
+                shown = ", ".join(map(repr, list(decoded)[:5])) + (", ..." if len(decoded) > 5 else "")
+                errors[i] = f"none of its fields ({shown}) is a column of the table (names are case-sensitive)"
         columns: list[pa.Array] = []
         for f in self.schema:
             values = [d.get(f.name) if d is not None else None for d in dicts]
@@ -537,6 +546,16 @@ def _fast_array(values: list[Any], t: pa.DataType) -> pa.Array | None:
         return pa.array(values, type=t)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError, ValueError):
         return None
+
+
+def _any_all_null_row(table: pa.Table) -> bool:
+    """Whether some row of ``table`` is NULL in every column."""
+    if any(c.null_count == 0 for c in table.columns):
+        return False
+    every = pc.is_null(table.column(0))
+    for c in table.columns[1:]:
+        every = pc.and_(every, pc.is_null(c))
+    return bool(pc.any(every).as_py())
 
 
 def _in_python_range(col: pa.Array | pa.ChunkedArray) -> bool:

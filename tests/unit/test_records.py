@@ -192,3 +192,16 @@ def test_new_fields_come_from_good_records_and_never_differ_only_in_case() -> No
         "field 'S' differs from column 's' only in case",
         "field 'Extra' differs from column 'extra' only in case",
     ]
+
+
+def test_a_record_of_no_known_field_is_quarantined_not_a_row_of_nulls() -> None:
+    """``{"ID": 1, "S": "a"}`` for columns ``id, s`` (a CSV header in other case, a renamed producer field) would
+    land as a row of NULLs: it is quarantined, on the batch path and on the per-record path."""
+    schema = parse_schema("id:int64, s:string")
+    for extra in ([], [RawRecord(b'{"id": "x"}', "t", 2)]):
+        recs = [RawRecord(b'{"id": 1, "s": "a"}', "t", 0), RawRecord(b'{"ID": 2, "S": "b"}', "t", 1), *extra]
+        result = RecordParser(schema).parse(recs)
+        assert result.good.to_pylist() == [{"id": 1, "s": "a"}]
+        assert "none of its fields ('ID', 'S') is a column of the table" in result.bad[0].error
+    nulls = RecordParser(schema).parse([RawRecord(b'{"id": null, "s": null}', "t", 0), RawRecord(b"{}", "t", 1)])
+    assert nulls.good.num_rows == 2 and not nulls.bad, "NULLs given, or no field at all, are rows as before"
