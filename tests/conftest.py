@@ -283,3 +283,18 @@ def events(start: int, n: int, *, day0: dt.datetime | None = None, days: int = 3
 def sorted_rows(table: pa.Table, key: str = "id") -> list[dict[str, Any]]:
     """Full contents as a list of rows in key order (for exact comparisons)."""
     return table.sort_by(key).to_pylist()
+
+
+def their_iceberg_table(root: Path, schema: Any, spec: Any = None) -> tuple[Any, Any]:
+    """An Iceberg table another writer made: pyiceberg's own SQL catalog under ``root`` (made here), table
+    ``ns.t`` at ``<root>/t``. Returns (catalog, table); dispose of ``catalog.engine`` once written."""
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
+
+    root.mkdir()
+    catalog = SqlCatalog("theirs", uri=f"sqlite:///{root}/c.db", warehouse=f"file://{root}")
+    catalog.create_namespace("ns")
+    table = catalog.create_table(
+        "ns.t", schema=schema, partition_spec=spec or UNPARTITIONED_PARTITION_SPEC, location=f"file://{root}/t"
+    )
+    return catalog, table

@@ -19,6 +19,7 @@ from lakehouse.maintenance.compaction import optimize
 from lakehouse.maintenance.planner import CompactionOptions
 from lakehouse.schema import format_type, parse_partitioning, parse_schema
 from tests.cli.test_cli import run, run_json
+from tests.conftest import their_iceberg_table
 
 SPEC = (
     "id:int64 not null, region:string, `first name`:string, `a.b`:int64, ü:string, 1st:int32, `q\"u'ote`:string, "
@@ -239,7 +240,6 @@ def test_an_iceberg_fixed_column_is_refused_by_name_before_any_rewrite(tmp_path:
     """pyiceberg writes a fixed(3) column (as a partition source and as a plain one); lakehouse's rewrites would
     write it as variable-length binary, which pyiceberg refuses at the commit: compaction, dedup and tiering
     refuse the table by name first, and its files and snapshot stay as they were."""
-    from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.partitioning import PartitionField as IcebergField
     from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
@@ -250,16 +250,13 @@ def test_an_iceberg_fixed_column_is_refused_by_name_before_any_rewrite(tmp_path:
     from lakehouse.maintenance.dedup import dedup
 
     root = tmp_path / "theirs"
-    root.mkdir()
-    catalog = SqlCatalog("theirs", uri=f"sqlite:///{root}/c.db", warehouse=f"file://{root}")
-    catalog.create_namespace("ns")
     schema = Schema(
         NestedField(1, "id", LongType(), required=False),
         NestedField(2, "code", FixedType(3), required=False),
         NestedField(3, "s", StructType(NestedField(4, "tag", FixedType(2), required=False)), required=False),
     )
     spec = PartitionSpec(IcebergField(source_id=2, field_id=1000, transform=IdentityTransform(), name="code"))
-    table = catalog.create_table("ns.t", schema=schema, partition_spec=spec, location=f"file://{root}/t")
+    catalog, table = their_iceberg_table(root, schema, spec)
     for i in range(3):
         rows = [{"id": i, "code": b"abc", "s": {"tag": b"xy"}}]
         table.append(pa.Table.from_pylist(rows, schema=schema.as_arrow()))

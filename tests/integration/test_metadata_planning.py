@@ -18,7 +18,7 @@ from lakehouse.maintenance.retention import plan_vacuum
 from lakehouse.schema import PartitionField
 from lakehouse.storage import delete_files, list_files, split_location
 from lakehouse.tables.base import LazyStats
-from tests.conftest import EVENTS, events
+from tests.conftest import EVENTS, events, their_iceberg_table
 
 DAY0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
@@ -650,7 +650,6 @@ def test_iceberg_files_of_one_partition_share_its_mapping_and_signed_zeros_stay_
     double: lakehouse itself refuses to)."""
     import math
 
-    from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.partitioning import PartitionField as IcebergField
     from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
@@ -661,9 +660,6 @@ def test_iceberg_files_of_one_partition_share_its_mapping_and_signed_zeros_stay_
     from lakehouse.tables import iceberg
 
     root = tmp_path / "theirs"
-    root.mkdir()
-    catalog = SqlCatalog("theirs", uri=f"sqlite:///{root}/c.db", warehouse=f"file://{root}")
-    catalog.create_namespace("ns")
     schema = Schema(
         NestedField(1, "id", LongType(), required=False),
         NestedField(2, "country", StringType(), required=False),
@@ -673,7 +669,7 @@ def test_iceberg_files_of_one_partition_share_its_mapping_and_signed_zeros_stay_
         IcebergField(source_id=2, field_id=1000, transform=IdentityTransform(), name="country"),
         IcebergField(source_id=3, field_id=1001, transform=IdentityTransform(), name="x"),
     )
-    theirs = catalog.create_table("ns.t", schema=schema, partition_spec=spec, location=f"file://{root}/t")
+    catalog, theirs = their_iceberg_table(root, schema, spec)
     arrow = pa.schema([pa.field("id", pa.int64()), pa.field("country", pa.string()), pa.field("x", pa.float64())])
     for i in range(4):
         theirs.append(pa.table({"id": [i], "country": ["DE"], "x": [0.0 if i % 2 else -0.0]}, schema=arrow))

@@ -17,7 +17,7 @@ from lakehouse.maintenance.compaction import optimize
 from lakehouse.maintenance.planner import CompactionOptions
 from lakehouse.maintenance.tiering import plan_tiering, table_cost, tier
 from lakehouse.schema import parse_partitioning
-from tests.conftest import EVENTS, s3_settings, sorted_rows
+from tests.conftest import EVENTS, s3_settings, sorted_rows, their_iceberg_table
 
 AGES = {"hot": 1, "warm": 30, "cold": 200}  # days old
 
@@ -316,7 +316,6 @@ def test_a_period_of_year_9999_and_a_nested_partition_source_are_no_crash(tmp_pa
     day ends past what Python can count, is aged as never old; an Iceberg table partitioned by a nested field
     (``s.city``) has no top-level time column to tier by, which tiering says in one line."""
     from deltalake import write_deltalake
-    from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.partitioning import PartitionField as IcebergField
     from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
@@ -332,15 +331,12 @@ def test_a_period_of_year_9999_and_a_nested_partition_source_are_no_crash(tmp_pa
             delta, pa.table({"id": [i], "valid_to": [ends[i % 2]]}), mode="append", partition_by=["valid_to"]
         )
     root = tmp_path / "theirs"
-    root.mkdir()
-    catalog = SqlCatalog("theirs", uri=f"sqlite:///{root}/c.db", warehouse=f"file://{root}")
-    catalog.create_namespace("ns")
     nested = Schema(
         NestedField(1, "id", LongType(), required=False),
         NestedField(2, "s", StructType(NestedField(3, "city", StringType(), required=False)), required=False),
     )
     spec = PartitionSpec(IcebergField(source_id=3, field_id=1000, transform=IdentityTransform(), name="city"))
-    table = catalog.create_table("ns.t", schema=nested, partition_spec=spec, location=f"file://{root}/t")
+    catalog, table = their_iceberg_table(root, nested, spec)
     table.append(
         pa.Table.from_pylist([{"id": 1, "s": {"city": "a"}}, {"id": 2, "s": {"city": "b"}}], nested.as_arrow())
     )
