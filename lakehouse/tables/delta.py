@@ -935,13 +935,12 @@ class DeltaAdapter(LakehouseTable):
         partitions: dict[tuple[Any, ...], dict[str, Any]] = {}  # one dict per partition, shared by its files
         for i, path in enumerate(full):
             values = parts[i]
-            partition: dict[str, Any] | None = None
-            if any(isinstance(v, float) and v == 0 for v in values):  # 0.0 and -0.0: equal keys, two partitions
+            shared = not any(isinstance(v, float) and v == 0 for v in values)  # 0.0, -0.0: equal keys, 2 partitions
+            partition = partitions.get(values) if shared else None
+            if partition is None:
                 partition = dict(zip(names, values, strict=True))
-            else:
-                partition = partitions.get(values)
-                if partition is None:
-                    partition = partitions[values] = dict(zip(names, values, strict=True))
+                if shared:
+                    partitions[values] = partition
             physical_rows = int(records[i]) if records[i] is not None else counts[path]
             out.append(
                 DataFile(
