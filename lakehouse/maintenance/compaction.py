@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -50,6 +49,7 @@ from lakehouse.maintenance.planner import (
 )
 from lakehouse.maintenance.verify import verify
 from lakehouse.schema import contains_type
+from lakehouse.scratch import scratch_directory
 from lakehouse.storage import StorageContext, delete_tree, list_files, schema_cache
 from lakehouse.tables.base import LakehouseTable
 
@@ -538,7 +538,7 @@ def rewrite_connection(table: LakehouseTable, options: CompactionOptions) -> Ite
     once. One per job: opening and closing a database costs about as much as rewriting a small partition."""
     from lakehouse.duck import connect_duckdb
 
-    with tempfile.TemporaryDirectory(prefix="lakehouse-spill-") as spill:
+    with scratch_directory("spill") as spill:
         con = connect_duckdb(
             table.ctx,
             memory_limit=options.memory_budget,

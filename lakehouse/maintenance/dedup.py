@@ -10,7 +10,6 @@ failure before the commit (or of a commit that the table's history shows did not
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import pyarrow.compute as pc
 from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError
 from lakehouse.maintenance.compaction import _duck_path, _q, _s
 from lakehouse.maintenance.planner import CompactionOptions, by_partition, partition_key
+from lakehouse.scratch import scratch_directory
 from lakehouse.storage import delete_tree
 from lakehouse.tables.base import DataFile, LakehouseTable
 
@@ -127,7 +127,7 @@ def plan_dedup(
     needed = list(dict.fromkeys([*keys, *([order] if order else [])]))
     # columns a format keeps out of its files (Delta partition columns) come from each file's partition
     outside = [c for c in needed if c not in in_files]
-    with tempfile.TemporaryDirectory(prefix="lakehouse-dedup-") as spill:
+    with scratch_directory("dedup") as spill:
         con = connect_duckdb(
             table.ctx,
             memory_limit=memory_budget,

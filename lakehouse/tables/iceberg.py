@@ -2372,20 +2372,21 @@ class _AvroReads:
         self.ctx = ctx
 
     def __enter__(self) -> Self:
-        import tempfile
-
         from lakehouse.duck import connect_duckdb
+        from lakehouse.scratch import make_scratch
 
-        self._scratch = tempfile.TemporaryDirectory(prefix="lh-avro-")
+        self._scratch = make_scratch("avro")
         self._fetched: dict[str, str] = {}  # S3 location -> its copy in the scratch directory
         # DuckDB reads local files only here (S3 objects are fetched first): a context without S3 settings
-        local = StorageContext(self._scratch.name, "sqlite://")
+        local = StorageContext(self._scratch, "sqlite://")
         self._con = connect_duckdb(local, memory_limit="256MB", threads=2, extensions=("avro",))
         return self
 
     def __exit__(self, *exc: object) -> None:
+        import shutil
+
         self._con.close()
-        self._scratch.cleanup()
+        shutil.rmtree(self._scratch, ignore_errors=True)
 
     def query(self, locations: Sequence[str], sql: str) -> list[dict[str, Any]]:
         """The rows of ``sql`` (by column name), whose ``{files}`` stands for ``read_avro`` of ``locations`` with
@@ -2433,7 +2434,7 @@ class _AvroReads:
 
         remote = [loc for loc in locations if StorageContext.is_s3(loc) and loc not in self._fetched]
         for loc, body in zip(remote, read_objects(remote, self.ctx, threads=16), strict=True):
-            scratch = os.path.join(self._scratch.name, f"{len(self._fetched)}.avro")
+            scratch = os.path.join(self._scratch, f"{len(self._fetched)}.avro")
             with open(scratch, "wb") as fh:
                 fh.write(body)
             self._fetched[loc] = scratch

@@ -236,7 +236,9 @@ def test_kill_mid_job_and_restart(tmp_path: Path) -> None:
     with Lakehouse(settings(tmp_path)) as lh:
         table = small_files_table(lh, "iceberg", batches=40)
         expected = sorted_rows(table.scan())
-    env = {"LAKEHOUSE_AUTOPILOT__LEASE_TTL": "3s"}
+    scratch = tmp_path / "tmp"  # the processes' temporary directory: where DuckDB spills
+    scratch.mkdir()
+    env = {"LAKEHOUSE_AUTOPILOT__LEASE_TTL": "3s", "TMPDIR": str(scratch)}
     proc = _autopilot(tmp_path / "wh", "--interval", "0.2", env=env)
     deadline = time.monotonic() + 60
     with Lakehouse(settings(tmp_path)) as lh:
@@ -249,6 +251,8 @@ def test_kill_mid_job_and_restart(tmp_path: Path) -> None:
         assert caught, "the kill landed while an optimize was running"
         assert lh.catalog.lease("a.events") is not None, "the dead autopilot still holds its lease"
         assert sorted_rows(lh.table("a.events").scan()) == expected, "readable and intact right after the kill"
+    left = sorted(p.name for p in scratch.iterdir() if f"-{proc.pid}-" in p.name)
+    assert left, "the killed job left its scratch directories (its spill) behind"
     restarted = _autopilot(tmp_path / "wh", "--interval", "0.3", "--duration", "12", env=env)
     out, errs = restarted.communicate(timeout=120)
     assert restarted.returncode == 0, errs
@@ -263,6 +267,7 @@ def test_kill_mid_job_and_restart(tmp_path: Path) -> None:
         killed = jobs[caught[0]]
         assert killed.state == "failed" and "abandoned" in (killed.error or ""), "the killed job is marked abandoned"
         assert lh.catalog.leases() == []
+    assert not [p for p in scratch.iterdir() if f"-{proc.pid}-" in p.name], f"the next jobs swept {left}"
 
 
 def test_access_log_drives_zorder_hot_partitions_and_skipping(tmp_path: Path, fmt: str) -> None:
