@@ -479,7 +479,9 @@ class IcebergAdapter(LakehouseTable):
             FeatureSupport("format v1, v2"),
             FeatureSupport(
                 "partition transforms identity, year, month, day, hour, bucket[N], truncate[W]",
-                notes="each rewritten file keeps its inputs' partition and spec; identity dates print as dates",
+                notes="each rewritten file keeps its inputs' partition and spec; identity dates print as dates; a "
+                "name two specs give to different fields is reported qualified where it is not the current spec's "
+                "field (`s_t (truncate[4](s))`)",
             ),
             FeatureSupport(
                 "schema evolution (added, renamed, widened, dropped columns)",
@@ -981,22 +983,25 @@ class IcebergAdapter(LakehouseTable):
         """A data file's partition values as :meth:`files` reports them: identity values in their column's type
         (a date as a date), transforms as Iceberg prints them (``2024-01-01`` for a day, the bucket number).
         ``specs`` and ``schema`` are the table's (given by a caller converting many files)."""
-        spec = (specs if specs is not None else self._table.specs())[f.spec_id]
+        specs = specs if specs is not None else self._table.specs()
+        spec = specs[f.spec_id]
         schema = schema if schema is not None else self._table.schema()
+        names = _partition_names(specs, self._table.metadata.default_spec_id, schema)[f.spec_id]
         partition: dict[str, Any] = {}
         for i, pf in enumerate(spec.fields):
             value = f.partition[i]
+            name = names[i]
             try:
                 source_type = schema.find_type(pf.source_id)
             except ValueError:  # the source column was dropped since
-                partition[pf.name] = value
+                partition[name] = value
                 continue
             if isinstance(pf.transform, IdentityTransform):
-                partition[pf.name] = _python_value(value, source_type)
+                partition[name] = _python_value(value, source_type)
             elif value is None or isinstance(pf.transform, VoidTransform):
-                partition[pf.name] = None
+                partition[name] = None
             else:
-                partition[pf.name] = pf.transform.to_human_string(source_type, value)
+                partition[name] = pf.transform.to_human_string(source_type, value)
         return partition
 
     # ---- planning, deletes, how files are read ----------------------------------------------------------------
@@ -3569,6 +3574,49 @@ def _holds(t: Any, kind: type) -> bool:
     if isinstance(t, MapType):
         return _holds(t.key_type, kind) or _holds(t.value_type, kind)
     return False
+
+
+def _partition_names(specs: Mapping[int, Any], default_spec_id: int, schema: Any) -> dict[int, list[str]]:
+    """Per spec, the name each partition field is reported under. A name that several specs give to different
+    fields (``s_t`` for ``truncate[4](s)`` in spec 0 and ``truncate[8](s)`` in spec 2) would make partitions of
+    two partitionings one: where the current spec has the name, its field keeps it and the others are named with
+    their transform and source (``s_t (truncate[4](s))``); where it has not, all of them are."""
+    key = (default_spec_id, schema.schema_id, tuple((i, _spec_signature(spec)) for i, spec in sorted(specs.items())))
+    held = _names_cache.get(key)
+    if held is not None:
+        return held
+    fields: dict[str, set[tuple[int, str]]] = {}
+    for spec in specs.values():
+        for pf in spec.fields:
+            fields.setdefault(pf.name, set()).add((pf.source_id, str(pf.transform)))
+    current = {pf.name: (pf.source_id, str(pf.transform)) for pf in specs[default_spec_id].fields}
+
+    def source(pf: Any) -> str:
+        try:
+            return str(schema.find_column_name(pf.source_id))
+        except ValueError:
+            return str(pf.source_id)
+
+    names = {
+        spec_id: [
+            pf.name
+            if len(fields[pf.name]) == 1 or current.get(pf.name) == (pf.source_id, str(pf.transform))
+            else f"{pf.name} ({pf.transform}({source(pf)}))"
+            for pf in spec.fields
+        ]
+        for spec_id, spec in specs.items()
+    }
+    if len(_names_cache) > 256:
+        _names_cache.clear()
+    _names_cache[key] = names
+    return names
+
+
+def _spec_signature(spec: Any) -> tuple[tuple[str, int, str], ...]:
+    return tuple((pf.name, pf.source_id, str(pf.transform)) for pf in spec.fields)
+
+
+_names_cache: dict[Any, dict[int, list[str]]] = {}
 
 
 def _same_partition(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -4,6 +4,8 @@ file's partition cannot be inferred from its statistics: it is the partition of 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -13,6 +15,7 @@ from lakehouse.maintenance.compaction import optimize
 from lakehouse.maintenance.dedup import dedup
 from lakehouse.maintenance.planner import CompactionOptions
 from lakehouse.schema import PartitionField, parse_partitioning, parse_schema
+from tests.conftest import their_iceberg_table
 
 SCHEMA = parse_schema("id:int64 not null, name:string, amount:float64, day:date")
 
@@ -110,3 +113,45 @@ def _specs(table: object) -> list[tuple[object, int]]:
     """(DataFile, partition spec id) of each live file."""
     by_path = {str(t.file.file_path).removeprefix("file://"): t.file.spec_id for t in table._plan().tasks}  # type: ignore[attr-defined]
     return [(f, by_path[f.path]) for f in table.files()]  # type: ignore[attr-defined]
+
+
+def test_a_partition_name_two_specs_give_to_different_fields_keeps_their_partitions_apart(
+    lh: Lakehouse, tmp_path: Path
+) -> None:
+    """Another writer dropped ``truncate[4](s)`` named ``s_t`` and then added ``truncate[8](s)`` under the same
+    name: files of both specs with the value ``abcd`` are of two partitionings. They were grouped as one partition
+    and the job refused ("must name each new file's partition"): the table could not be compacted. Now each
+    spec's files are compacted in their own spec and partition, the older one reported under a qualified name."""
+    from pyiceberg.partitioning import PartitionField as IcebergField
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import TruncateTransform
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    schema = Schema(NestedField(1, "id", LongType(), required=False), NestedField(2, "s", StringType(), required=False))
+    spec = PartitionSpec(IcebergField(source_id=2, field_id=1000, transform=TruncateTransform(4), name="s_t"))
+    catalog, theirs = their_iceberg_table(tmp_path / "theirs", schema, spec)
+    rows = [{"id": i, "s": "abcdefgh" if i < 4 else "abcd"} for i in range(8)]
+    for i in range(4):
+        theirs.append(pa.Table.from_pylist(rows[i : i + 1], schema.as_arrow()))
+    with theirs.update_spec() as update:
+        update.remove_field("s_t")
+    with theirs.update_spec() as update:
+        update.add_field("s", TruncateTransform(8), "s_t")
+    for i in range(4, 8):
+        theirs.append(pa.Table.from_pylist(rows[i : i + 1], schema.as_arrow()))
+    catalog.engine.dispose()
+    lh.register_table("f.renamed", location=str(tmp_path / "theirs" / "t"), format="iceberg")
+    table = lh.table("f.renamed")
+    assert {tuple(f.partition.items()) for f in table.files()} == {
+        (("s_t (truncate[4](s))", "abcd"),),
+        (("s_t", "abcd"),),
+    }
+    before = {(tuple(f.partition.items()), spec_id) for f, spec_id in _specs(table)}
+
+    result = optimize(lh, "f.renamed", CompactionOptions(min_input_files=2))
+    assert [p.status for p in result.partitions] == ["committed"] * 2, [p.as_dict() for p in result.partitions]
+    after = lh.table("f.renamed")
+    assert sorted(after.scan().to_pylist(), key=lambda r: r["id"]) == rows
+    assert len(after.files()) == 2
+    assert {(tuple(f.partition.items()), spec_id) for f, spec_id in _specs(after)} == before, "same specs, partitions"
