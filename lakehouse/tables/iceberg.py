@@ -196,6 +196,34 @@ def _cache_manifest_entries() -> None:
 _cache_manifest_entries()
 
 
+def _keep_null_lists() -> None:
+    """pyiceberg 0.12 turns a NULL list of structs into an empty list wherever it projects Arrow data onto a table
+    schema (every append, overwrite and read through pyiceberg): its workaround for apache/arrow#38809 rebuilds
+    the list from its offsets without the validity mask. Rebuild it with the mask, the rest as pyiceberg does."""
+    from pyiceberg.io.pyarrow import ArrowProjectionVisitor
+
+    project = ArrowProjectionVisitor.list
+    if getattr(project, "_lakehouse_nulls", False):
+        return
+
+    @functools.wraps(project)
+    def keeping_nulls(self: Any, list_type: Any, list_array: Any, value_array: Any) -> Any:
+        if isinstance(list_array, (pa.ListArray, pa.LargeListArray)) and isinstance(value_array, pa.StructArray):
+            list_initializer = pa.large_list if isinstance(list_array, pa.LargeListArray) else pa.list_
+            mask = list_array.is_null() if list_array.null_count else None
+            rebuilt = pa.LargeListArray.from_arrays(list_array.offsets, value_array, mask=mask)
+            value_array = self._cast_if_needed(list_type.element_field, value_array)
+            arrow_field = list_initializer(self._construct_field(list_type.element_field, value_array.type))
+            return rebuilt.cast(arrow_field)
+        return project(self, list_type, list_array, value_array)
+
+    keeping_nulls._lakehouse_nulls = True  # type: ignore[attr-defined]
+    ArrowProjectionVisitor.list = keeping_nulls  # type: ignore[method-assign]
+
+
+_keep_null_lists()
+
+
 class _BytesInput(InputFile):
     """A pyiceberg ``InputFile`` over bytes already read, or read on open (an Avro manifest or manifest list)."""
 

@@ -55,7 +55,11 @@ def batch(start: int, n: int) -> pa.Table:
             }
             for i in ids
         ],
-        "l": [[{"k": None if j else f"k{i}", "v": -0.0 if j else i * 1.5} for j in range(i % 3)] for i in ids],
+        # a NULL list of structs too: pyiceberg 0.12's appends wrote it as an empty list
+        "l": [
+            None if i % 8 == 3 else [{"k": None if j else f"k{i}", "v": -0.0 if j else i * 1.5} for j in range(i % 3)]
+            for i in ids
+        ],
         "m": [None if i % 4 == 1 else {"k1": [i, None], "k2": []} if i % 2 else {} for i in ids],
     }
     return pa.table(cols, schema=SCHEMA)
