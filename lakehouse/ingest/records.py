@@ -368,22 +368,39 @@ def coerce_value(v: Any, t: pa.DataType) -> Any:
     return pa.scalar(v, type=t).as_py()
 
 
-def infer_type(values: Sequence[Any]) -> pa.DataType:
-    """The Arrow type for a new column from its JSON values (strings for anything mixed)."""
+def infer_type(values: Sequence[Any]) -> pa.DataType | None:
+    """The Arrow type for a new column from its JSON values: strings for anything mixed, structs and lists for
+    objects and arrays; None where no column type fits (only empty objects, or field names a column cannot
+    have)."""
     present = [v for v in values if v is not None]
     try:
         t = pa.array(present).type if present else pa.string()
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.string()
-    if pa.types.is_null(t) or pa.types.is_nested(t):
-        return pa.string()
+    return _widened(t)
+
+
+def _widened(t: pa.DataType) -> pa.DataType | None:
+    """A JSON value type as a column type: whole numbers int64, numbers float64, objects structs and arrays lists
+    of the same (nested to any depth); None where no column type fits (nothing but nulls, an empty object)."""
     if pa.types.is_integer(t):
         return pa.int64()
-    if pa.types.is_floating(t):
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):  # JSON numbers with a fraction arrive as Decimals
         return pa.float64()
     if pa.types.is_boolean(t):
         return pa.bool_()
-    return pa.string()
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_struct(t):
+        fields = [pa.field(f.name, _widened(f.type) or pa.string(), nullable=True) for f in t]
+        names = [f.name for f in fields]
+        # a struct's fields differing only in case are one to Delta and to DuckDB (which reads the second as `a_1`)
+        distinct = len({n.lower() for n in names}) == len(names)
+        return pa.struct(fields) if fields and distinct and all(_valid_name(n) for n in names) else None
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        item = _widened(t.value_type)
+        return pa.list_(item or pa.string())
+    return None
 
 
 class RecordParser:
@@ -482,7 +499,16 @@ class RecordParser:
                 values = [d.get(name) if d is not None and i not in errors else None for i, d in enumerate(dicts)]
                 if all(v is None for v in values):
                     continue
-                f = pa.field(name, infer_type(values), nullable=True)
+                t = infer_type(values)
+                if t is None:
+                    for i, v in enumerate(values):
+                        if v is not None:
+                            errors[i] = (
+                                f"no column type fits field {name!r} ({_shown(v)}: an empty object, a field name "
+                                "a column cannot have, or names differing only in case); no column added for it"
+                            )
+                    continue
+                f = pa.field(name, t, nullable=True)
                 new.append(f)
                 columns.append(self._column(f, values, errors))
         schema = pa.schema(list(self.schema) + new)

@@ -22,7 +22,7 @@ from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
 from lakehouse.ingest.pipeline import FlushPolicy, Ingestor, ingest_records, quarantine_name
 from lakehouse.ingest.sources import ingest_file
-from lakehouse.schema import parse_partitioning, parse_schema
+from lakehouse.schema import format_type, parse_partitioning, parse_schema, plain_flavours
 from lakehouse.tables.base import TableName
 
 SCHEMA = parse_schema("id:int64 not null, ts:timestamp not null, device:string, temp:float64, ok:bool")
@@ -151,15 +151,22 @@ def test_new_fields_add_a_column(lh: Lakehouse, fmt: str) -> None:
     r = ingest_records(
         lh,
         "iot.readings",
-        [*recs, {"id": 3, "ts": "2026-02-02T00:00:00Z", "site": "paris", "n": 4}],
+        [
+            *recs,
+            {"id": 3, "ts": "2026-02-02T00:00:00Z", "site": "paris", "n": 4, "geo": {"lat": 48.9, "to": [{"a": 1}]}},
+        ],
         source="http:req-2",
         new_fields="add",
     )
-    assert sorted(r.new_columns) == ["n", "site"] and r.rows == 3
+    assert sorted(r.new_columns) == ["geo", "n", "site"] and r.rows == 3
     table = lh.table("iot.readings")
     assert table.schema.field("site").type == pa.string() and table.schema.field("n").type == pa.int64()
-    got = {row["id"]: (row["site"], row["n"]) for row in table.scan(filter="id = 3 OR id = 2").to_pylist()}
-    assert got[3] == ("paris", 4) and (None, None) in got.values()
+    assert (
+        format_type(plain_flavours(table.schema.field("geo").type))
+        == "struct<lat: float64, to: list<struct<a: int64>>>"
+    )
+    got = {row["id"]: (row["site"], row["n"], row["geo"]) for row in table.scan(filter="id = 3 OR id = 2").to_pylist()}
+    assert got[3] == ("paris", 4, {"lat": 48.9, "to": [{"a": 1}]}) and (None, None, None) in got.values()
     # the same request again is skipped (idempotent per source id)
     r = ingest_records(lh, "iot.readings", recs, source="http:req-2", new_fields="add")
     assert r.skipped == 2 and r.rows == 0

@@ -194,6 +194,43 @@ def test_new_fields_come_from_good_records_and_never_differ_only_in_case() -> No
     ]
 
 
+def test_new_fields_take_their_values_types_nested_included() -> None:
+    """``--new-fields add`` made a number with a fraction a string column (JSON numbers arrive as Decimals, kept
+    exact), and any object or array a string column that then refused the very record it came from."""
+    schema = parse_schema("id:int64 not null")
+    payloads = [
+        {"id": 1, "x": 1.5, "geo": {"city": "Oslo", "pos": {"lat": 59.9, "lon": 10}}, "tags": ["a"], "n": [[1], []]},
+        {"id": 2, "x": 2, "geo": {"city": "Rome"}, "tags": [], "k": [{"p": 1}, {"q": "s"}]},
+        {"id": 3, "geo": None, "tags": None},
+        {"id": 4, "e": {}},
+        {"id": 5, "g": {"A": 1, "a": 2}},
+        {"id": 6, "h": {"": 1}},
+    ]
+    recs = [RawRecord(json.dumps(p).encode(), "t", i) for i, p in enumerate(payloads)]
+    result = RecordParser(schema, new_fields="add").parse(recs)
+    types = {f.name: str(f.type) for f in result.new_fields}
+    assert types == {
+        "x": "double",
+        "geo": "struct<city: string, pos: struct<lat: double, lon: int64>>",
+        "tags": "list<item: string>",
+        "n": "list<item: list<item: int64>>",
+        "k": "list<item: struct<p: int64, q: string>>",
+    }
+    rows = result.good.to_pylist()
+    assert [r["id"] for r in rows] == [1, 2, 3]
+    assert rows[0]["x"] == 1.5 and rows[0]["geo"] == {"city": "Oslo", "pos": {"lat": 59.9, "lon": 10}}
+    assert rows[1]["geo"] == {"city": "Rome", "pos": None} and rows[1]["k"] == [
+        {"p": 1, "q": None},
+        {"p": None, "q": "s"},
+    ]
+    assert rows[2]["geo"] is None and rows[2]["tags"] is None and rows[0]["n"] == [[1], []]
+    reasons = {b.record.position: b.error for b in result.bad}
+    assert sorted(reasons) == [3, 4, 5]
+    assert reasons[3].startswith("no column type fits field 'e' ({}:")
+    assert "field 'g'" in reasons[4] and "differing only in case" in reasons[4]
+    assert "field 'h'" in reasons[5]
+
+
 def test_a_record_of_no_known_field_is_quarantined_not_a_row_of_nulls() -> None:
     """``{"ID": 1, "S": "a"}`` for columns ``id, s`` (a CSV header in other case, a renamed producer field) would
     land as a row of NULLs: it is quarantined, on the batch path and on the per-record path."""
