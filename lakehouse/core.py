@@ -572,26 +572,31 @@ class Lakehouse:
         masking policy, and columns a PII scan tagged, are masked before the query's engine sees them."""
         from lakehouse.engines import check_engine
 
+        def readable(name: TableName) -> LakehouseTable:
+            table = self.table(name)
+            table.check_names("queried")  # names differing only in case would be read as one another
+            return table
+
         if check_engine(engine) == "spark":
             if masked or isolated or timeout is not None:
                 raise UnsupportedOperationError(
                     "masked and isolated reads and query time limits run on the local engine only",
                     hint="drop --engine spark, or query as a caller with the PII-read permission",
                 )
-            result = self.spark().query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows)
+            result = self.spark().query(sql, resolve=readable, as_of=as_of, max_rows=max_rows)
         elif masked or isolated:
             from lakehouse.governance.ops import read_masks
 
             result = self.isolated_sql.query(
                 sql,
-                resolve=self.table,
+                resolve=readable,
                 as_of=as_of,
                 max_rows=max_rows,
                 masks=(lambda table: read_masks(self, table)) if masked else None,
                 timeout=timeout,
             )
         else:
-            result = self.sql.query(sql, resolve=self.table, as_of=as_of, max_rows=max_rows, timeout=timeout)
+            result = self.sql.query(sql, resolve=readable, as_of=as_of, max_rows=max_rows, timeout=timeout)
         self._record_access(result)
         return result
 

@@ -560,6 +560,37 @@ def contains_type(t: pa.DataType, kind: Callable[[pa.DataType], bool]) -> bool:
     return False
 
 
+def case_clashes(schema: pa.Schema) -> list[str]:
+    """Names of one level (the columns, a struct's fields, at any depth) that differ only in case, each clash as
+    ``path`` of its names: DuckDB and Spark resolve names without case, so they cannot tell them apart.
+
+    >>> s = pa.struct([("B", pa.int8()), ("b", pa.int8())])
+    >>> case_clashes(pa.schema([("A", pa.int64()), ("a", pa.int64()), ("s", s), ("l", pa.list_(s))]))
+    ['A / a', 's.B / s.b', 'l[].B / l[].b']
+    """
+    out: list[str] = []
+
+    def level(fields: Sequence[pa.Field], prefix: str) -> None:
+        seen: dict[str, list[str]] = {}
+        for f in fields:
+            seen.setdefault(f.name.lower(), []).append(f.name)
+        out.extend(" / ".join(prefix + n for n in names) for names in seen.values() if len(names) > 1)
+        for f in fields:
+            nested(f.type, f"{prefix}{f.name}")
+
+    def nested(t: pa.DataType, path: str) -> None:
+        if pa.types.is_struct(t):
+            level([t.field(i) for i in range(t.num_fields)], path + ".")
+        elif pa.types.is_map(t):
+            nested(t.key_type, path + ".key")
+            nested(t.item_type, path + ".value")
+        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            nested(t.value_type, path + "[]")
+
+    level(list(schema), "")
+    return out
+
+
 def check_storable(schema: pa.Schema) -> None:
     """Raise :class:`InvalidSchemaError` naming the first column whose type has no type string, or whose
     type string does not read back as the same type (so nothing is stored that cannot be read back)."""

@@ -29,7 +29,7 @@ from lakehouse.errors import (
 )
 from lakehouse.expr import Expr, check_columns, normalize, parse_filter
 from lakehouse.names import TableName  # part of the adapter interface, defined below the settings
-from lakehouse.schema import PartitionField, conform
+from lakehouse.schema import PartitionField, case_clashes, conform
 from lakehouse.storage import StorageContext  # likewise, defined beside the object-store functions
 
 AsOf = int | dt.datetime
@@ -172,6 +172,18 @@ class FeatureSupport:
             "hint": self.hint,
             "notes": self.notes,
         }
+
+
+CASE_CLASHES = FeatureSupport(
+    "names differing only in case (columns `A` and `a`, a struct's `b` and `B`)",
+    refused={
+        "read": "SQL (DuckDB, Spark) resolves names without case and would read one as the other",
+        **dict.fromkeys(("optimize", "dedup", "mask"), "the rewrite reads the files through DuckDB"),
+    },
+    hint="rename one of the two with the format's own tools (e.g. Spark's ALTER TABLE ... RENAME COLUMN)",
+    notes="register, `table show` and scans through the format library work; erase and expire-data evaluate "
+    "their predicate on Arrow data and work",
+)
 
 
 @dataclass(frozen=True)
@@ -915,11 +927,30 @@ class LakehouseTable(ABC):
         """Raise :class:`UnsupportedOperationError`, naming the table feature and what to do, when lakehouse's
         rewrites (compaction, Z-order, dedup, tiering, masking in place) cannot rewrite this table correctly;
         ``raw``: the rewrite reads the data files as they are, without :meth:`rewrite_source` (masking in
-        place). Jobs call it before they write anything."""
-        return None
+        place). Jobs call it before they write anything. Adapters that refuse more call this first."""
+        self.check_names("rewritten")
+
+    def check_names(self, what: str) -> None:
+        """Refuse (by name) a table whose names differ only in case at one level (columns ``A`` and ``a``, or a
+        struct's fields): DuckDB and Spark resolve names without case, so a query or a rewrite would read one
+        column's values as the other's. ``what``: the operation refused, for the message."""
+        clashes = case_clashes(self.schema)
+        if clashes:
+            raise UnsupportedOperationError(
+                f"{self.name} cannot be {what} by lakehouse: its names {', '.join(clashes)} differ only in case, "
+                "which DuckDB and Spark cannot tell apart (one would be read as the other); nothing was read or "
+                "written",
+                hint="rename one of them with the format's own tools (e.g. Spark's ALTER TABLE ... RENAME COLUMN)",
+            )
 
     def limitations(self) -> list[str]:
         """What lakehouse cannot do with this table and why (printed as warnings when it is registered)."""
+        clashes = case_clashes(self.schema)
+        if clashes:
+            return [
+                f"{self.name} has names that differ only in case ({', '.join(clashes)}): queries and rewrites are "
+                "refused, since DuckDB and Spark would read one as the other"
+            ]
         return []
 
     def rewrite_source(

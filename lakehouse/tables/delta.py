@@ -49,6 +49,7 @@ from lakehouse.expr import And, Expr, Not, Or, all_match, evaluate_table, may_ma
 from lakehouse.schema import PartitionField, contains_type, validate_keys, validate_partitioning, without_view_types
 from lakehouse.storage import delete_tree, list_files, normalize_path, read_objects, split_location
 from lakehouse.tables.base import (
+    CASE_CLASHES,
     AsOf,
     Capabilities,
     CommitResult,
@@ -623,7 +624,7 @@ class DeltaAdapter(LakehouseTable):
             "vacuum deletes the files of expired versions; the commit log keeps listing them (marked expired)",
             "table features are checked per operation before a job writes anything (see features)",
         ),
-        features=tuple(_FEATURES.values()),
+        features=(*_FEATURES.values(), CASE_CLASHES),
     )
 
     def __init__(self, name: TableName, location: str, ctx: StorageContext, dt_: DeltaTable) -> None:

@@ -42,6 +42,7 @@ from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, all_match, c
 from lakehouse.schema import WIDTH_TRANSFORMS, PartitionField, validate_keys, validate_partitioning
 from lakehouse.storage import ObjectReader, cached_schema, delete_tree, list_files, normalize_path
 from lakehouse.tables.base import (
+    CASE_CLASHES,
     DEFAULT_COMMIT_TIMEOUT,
     REPLACE_OPERATIONS,
     AsOf,
@@ -505,6 +506,7 @@ class IcebergAdapter(LakehouseTable):
         ),
         features=(
             FeatureSupport("format v1, v2"),
+            CASE_CLASHES,
             FeatureSupport(
                 "partition transforms identity, year, month, day, hour, bucket[N], truncate[W]",
                 notes="each rewritten file keeps its inputs' partition and spec; identity dates print as dates; a "
@@ -1122,6 +1124,8 @@ class IcebergAdapter(LakehouseTable):
     def check_rewrite(self, *, raw: bool = False) -> None:
         from pyiceberg.types import FixedType
 
+        super().check_rewrite(raw=raw)
+
         fixed = [f.name for f in self._table.schema().fields if _holds(f.field_type, FixedType)]
         if fixed:  # DuckDB writes them as variable-length binary, which pyiceberg refuses at the commit
             raise UnsupportedOperationError(
@@ -1156,7 +1160,7 @@ class IcebergAdapter(LakehouseTable):
 
     def limitations(self) -> list[str]:
         plan = self._plan()
-        out = []
+        out = super().limitations()
         if plan.equality:
             out.append(
                 f"{self.name} has {len(plan.equality)} equality delete file(s): reads apply them (through "

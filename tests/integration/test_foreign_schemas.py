@@ -277,3 +277,48 @@ def test_an_iceberg_fixed_column_is_refused_by_name_before_any_rewrite(tmp_path:
         after = lh.table("f.fixed")
         assert (after.snapshot().version, sorted(f.path for f in after.files())) == before
         assert after.row_count() == 3
+
+
+def test_names_differing_only_in_case_are_refused_by_name_not_read_as_one_another(tmp_path: Path) -> None:
+    """Iceberg allows columns ``A`` and ``a`` (and a struct's ``B`` and ``b``); DuckDB resolves names without case:
+    ``SELECT *`` answered ``a`` with ``A``'s values and ``s.b`` with ``s.B``'s, silently, and ``dedup --key ID``
+    planned by ``id``. Queries and rewrites are now refused naming the names; scans stay exact."""
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField, StructType
+
+    from lakehouse.errors import UnsupportedOperationError
+    from lakehouse.maintenance.dedup import dedup
+
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "A", LongType(), required=False),
+        NestedField(3, "a", LongType(), required=False),
+        NestedField(
+            4,
+            "s",
+            StructType(
+                NestedField(5, "B", LongType(), required=False), NestedField(6, "b", LongType(), required=False)
+            ),
+            required=False,
+        ),
+    )
+    catalog, theirs = their_iceberg_table(tmp_path / "theirs", schema)
+    rows = [{"id": i, "A": i, "a": -i, "s": {"B": 10 * i, "b": -10 * i}} for i in range(1, 4)]
+    for row in rows:
+        theirs.append(pa.Table.from_pylist([row], schema.as_arrow()))
+    catalog.engine.dispose()
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        lh.register_table("f.cased", location=str(tmp_path / "theirs" / "t"), format="iceberg")
+        table = lh.table("f.cased")
+        assert any("A / a" in w and "s.B / s.b" in w for w in table.limitations())
+        assert sorted(table.scan().to_pylist(), key=lambda r: r["id"]) == rows
+        for sql in ("SELECT * FROM f.cased", 'SELECT "a" FROM f.cased'):
+            with pytest.raises(UnsupportedOperationError, match=r"cannot be queried .*A / a, s\.B / s\.b differ only"):
+                lh.query(sql)
+        with pytest.raises(UnsupportedOperationError, match="cannot be queried"):
+            lh.query("SELECT count(*) FROM f.cased", masked=True)
+        with pytest.raises(UnsupportedOperationError, match="cannot be rewritten"):
+            optimize(lh, "f.cased", CompactionOptions(min_input_files=2))
+        with pytest.raises(UnsupportedOperationError, match="cannot be rewritten"):
+            dedup(lh, "f.cased", keys=["A"], dry_run=True)
+        assert sorted(lh.table("f.cased").scan().to_pylist(), key=lambda r: r["id"]) == rows, "nothing written"
