@@ -428,10 +428,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         added = [after[k].as_dict() for k in after.keys() - before.keys()]
         removed = [before[k].as_dict() for k in before.keys() - after.keys()]
         if not authz.allows(p, authz.READS_PII):  # partition values of PII columns are PII too
-            from lakehouse.governance.ops import read_masks
-
-            masked = set(read_masks(base, table))
-            keys = masked | {f.name for f in table.definition.partitioning if f.column in masked}
+            keys = authz.masked_partition_keys(base, table)
             for f in added + removed:
                 f["path"], f["partition"] = table.redact_partition_values(f["path"], f["partition"], keys)
         return {
@@ -554,7 +551,27 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         and parameters need more than the engineer role (see api/authz.py)."""
         from api.jobs import run
 
-        return run(lh_for(p), name, str(kind), body.model_dump())
+        return _job_answers(p, [run(lh_for(p), name, str(kind), body.model_dump())], table=name)[0]
+
+    def _job_answers(
+        p: Principal | None, answers: list[dict[str, Any]], table: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Jobs (or a job's plan or result, of ``table``) as a caller may see them: below admin, the partition
+        values of masked columns are redacted (a job names its partitions); all of them where the table cannot
+        be opened."""
+        if authz.allows(p, authz.READS_PII):
+            return answers
+        keys: dict[str, set[str] | None] = {}
+        out = []
+        for answer in answers:
+            name = table or str(answer.get("table_name") or answer.get("table") or "")
+            if name not in keys:
+                try:
+                    keys[name] = authz.masked_partition_keys(base, base.table(name))
+                except LakehouseError:
+                    keys[name] = None
+            out.append(authz.redact_partitions(answer, keys[name]))
+        return out
 
     @app.get("/jobs", tags=["jobs"])
     def jobs(
@@ -562,13 +579,13 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         table: Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=160)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
-        return [j.as_dict() for j in base.jobs(table, limit=limit)]
+        return _job_answers(p, [j.as_dict() for j in base.jobs(table, limit=limit)])
 
     @app.get("/jobs/{job_id}", tags=["jobs"])
     def job(job_id: Annotated[int, Path(ge=1)], p: Caller) -> dict[str, Any]:
         for j in base.catalog.jobs(limit=1_000_000):
             if j.id == job_id:
-                return j.as_dict()
+                return _job_answers(p, [j.as_dict()])[0]
         from lakehouse.errors import TableNotFoundError
 
         raise TableNotFoundError(f"no job {job_id}")

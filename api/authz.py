@@ -38,7 +38,7 @@ every value under a key naming a predicate (see :func:`names_predicate`) in thes
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
@@ -371,6 +371,52 @@ def redact_predicates(value: Any) -> Any:
             return json.dumps(redact_predicates(parsed), separators=(",", ":"))
         return REDACTED
     return value
+
+
+def masked_partition_keys(lh: Any, table: Any) -> set[str]:
+    """The columns a caller below admin reads masked (masking policies and PII tags) and the partition fields
+    made from them: their partition values are PII too (``email=alice%40corp.com/``)."""
+    from lakehouse.governance.ops import read_masks
+
+    masked = set(read_masks(lh, table))
+    return masked | {f.name for f in table.definition.partitioning if f.column in masked}
+
+
+def redact_partitions(value: Any, keys: Collection[str] | None) -> Any:
+    """``value`` with the partition values of ``keys`` redacted at any depth: entries of a mapping under a
+    ``partition`` key, and ``key=value`` segments of paths. ``keys`` None: every partition value (a table that
+    cannot be opened any more, whose masks are unknown).
+
+    >>> job = {"partitions": [{"partition": {"email": "a@b.c", "day": "2026-01-01"}, "files": 2}]}
+    >>> redact_partitions(job, {"email"})
+    {'partitions': [{'partition': {'email': '[REDACTED]', 'day': '2026-01-01'}, 'files': 2}]}
+    >>> redact_partitions({"path": "/wh/t/email=a%40b.c/day=1/p.parquet", "n": 1}, {"email"})
+    {'path': '/wh/t/email=[REDACTED]/day=1/p.parquet', 'n': 1}
+    >>> redact_partitions({"partition": {"day": 1}}, None)
+    {'partition': {'day': '[REDACTED]'}}
+    """
+    import urllib.parse
+
+    def hidden(key: str) -> bool:
+        return keys is None or key in keys
+
+    def walk(v: Any, under: str | None) -> Any:
+        if isinstance(v, dict):
+            if under == "partition":
+                return {k: (REDACTED if isinstance(k, str) and hidden(k) else walk(x, None)) for k, x in v.items()}
+            return {k: walk(x, k if isinstance(k, str) else None) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [walk(x, under) for x in v]
+        if isinstance(v, str) and "=" in v and "/" in v:
+            parts = v.split("/")
+            for i, part in enumerate(parts):
+                key, eq, _ = part.partition("=")
+                if eq and key and hidden(urllib.parse.unquote(key)):
+                    parts[i] = f"{key}={REDACTED}"
+            return "/".join(parts)
+        return v
+
+    return walk(value, None)
 
 
 def _nonempty(v: Any) -> bool:

@@ -89,7 +89,11 @@ def add_routes(app: FastAPI, base: Lakehouse) -> None:
         to admins only: a predicate names values), policy, health trend and recent jobs."""
         from lakehouse.presentation import table_page
 
-        return table_page(base, name)
+        page = table_page(base, name)
+        if authz.allows(p, authz.READS_PII):
+            return page
+        # partition values of masked columns are PII too (the partitions, the recent jobs' plans)
+        return authz.redact_partitions(page, authz.masked_partition_keys(base, base.table(name)))
 
     @app.post("/console/measure", tags=["console"])
     def console_measure(body: MeasureRequest, p: Caller) -> dict[str, Any]:

@@ -568,6 +568,21 @@ def test_diff_redacts_pii_partition_values_in_paths(api: dict[str, Any]) -> None
         assert all("email=[REDACTED]" in f["path"] for f in d["files_added"])
     d = ok(call(api, "GET", f"/tables/crm.contacts/diff?from={first}", role="admin"))
     assert "bob" in d["files_added"][0]["path"] and d["files_added"][0]["partition"]["email"] == "bob@corp.com"
+    # a job's plan and result name its partitions: the job answer, /jobs, /jobs/{id} and the console's page
+    table.append(pa.table({"id": [2], "email": ["bob@corp.com"]}, schema=schema))  # a duplicate to remove
+    job = ok(
+        call(api, "POST", "/tables/crm.contacts/jobs/dedup", role="engineer", json={"dry_run": False, "keys": ["id"]})
+    )
+    assert "corp.com" not in str(job) and "[REDACTED]" in str(job), job
+    for role in ("reader", "engineer"):
+        jobs = ok(call(api, "GET", "/jobs?table=crm.contacts", role=role))
+        assert jobs and "corp.com" not in str(jobs) and "[REDACTED]" in str(jobs), jobs
+        one = ok(call(api, "GET", f"/jobs/{jobs[0]['id']}", role=role))
+        assert "corp.com" not in str(one), one
+        page = ok(call(api, "GET", "/console/tables/crm.contacts", role=role))
+        assert page["partitions"] and "corp.com" not in str(page), page
+    assert "bob@corp.com" in str(ok(call(api, "GET", "/jobs?table=crm.contacts", role="admin")))
+    assert "bob@corp.com" in str(ok(call(api, "GET", "/console/tables/crm.contacts", role="admin")))
 
 
 def test_external_lineage_events_do_not_break_metrics(api: dict[str, Any]) -> None:
