@@ -14,6 +14,7 @@ column becomes a UTC timestamp).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -382,6 +383,11 @@ def to_arrow(e: Expr, schema: pa.Schema, *, cast: Collection[str] = ()) -> pc.Ex
         if e.value is None:
             return pc.scalar(pa.scalar(None, pa.bool_()))  # comparing with NULL is unknown
         v = _arrow_literal(e.value, t, e.column)
+        if pa.types.is_floating(t):  # SQL's order (DuckDB, Spark, PostgreSQL): NaN equals NaN, above every number
+            nan = pc.is_nan(f)
+            if math.isnan(v.as_py()):
+                return {"=": nan, "!=": ~nan, "<": ~nan, "<=": nan | ~nan, ">": nan & ~nan, ">=": nan}[e.op]
+            return {"=": f == v, "!=": f != v, "<": f < v, "<=": f <= v, ">": (f > v) | nan, ">=": (f >= v) | nan}[e.op]
         return {
             "=": f == v,
             "!=": f != v,
@@ -444,7 +450,7 @@ def _like(value: Any, literal: Any) -> Any:
         if isinstance(value, bool):
             return literal if isinstance(literal, bool) else str(literal).lower() in ("true", "1")
         if isinstance(value, int | float) and isinstance(literal, str):
-            return float(literal) if "." in literal else int(literal)
+            return float(literal) if isinstance(value, float) or "." in literal else int(literal)
         if isinstance(value, str):
             return str(literal)
     except ValueError as e:
@@ -462,6 +468,16 @@ def _type_word(value: Any) -> str:
     return "date" if isinstance(value, dt.date) else "string" if isinstance(value, str) else type(value).__name__
 
 
+def _nan_order(op: str, value_nan: bool, literal_nan: bool) -> bool:
+    """A comparison where the value or the literal (or both) is NaN, in SQL's order: NaN equals NaN and sorts
+    above every number."""
+    if value_nan and literal_nan:
+        return op in ("=", "<=", ">=")
+    if value_nan:  # NaN against a number: greater
+        return op in ("!=", ">", ">=")
+    return op in ("!=", "<", "<=")  # a number against NaN: smaller
+
+
 def evaluate(e: Expr, row: Mapping[str, Any]) -> bool | None:
     """Evaluate a filter on one row of Python values with SQL three-valued logic (None = unknown)."""
     if isinstance(e, Compare):
@@ -469,6 +485,8 @@ def evaluate(e: Expr, row: Mapping[str, Any]) -> bool | None:
         lit = _like(v, e.value)
         if v is None or lit is None:
             return None
+        if isinstance(v, float) and isinstance(lit, float | int) and (math.isnan(v) or math.isnan(lit)):
+            return _nan_order(e.op, math.isnan(v), math.isnan(lit))
         ops = {"=": v == lit, "!=": v != lit}
         if e.op in ops:
             return ops[e.op]
@@ -525,6 +543,13 @@ def _may(e: Expr, stats: Stats, rows: int | None, negate: bool) -> bool:
             return False
         v = _like(lo, e.value)
         op = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}[e.op] if negate else e.op
+        if isinstance(lo, float) or isinstance(hi, float):
+            # bounds leave NaN out (Parquet's and the formats' statistics): a file may hold NaN whatever they say,
+            # and NaN satisfies = NaN, != x, > x and >= anything in SQL's order
+            if isinstance(v, float) and math.isnan(v):
+                return op != ">"
+            if op in ("!=", ">", ">="):
+                return True
         try:
             return {
                 "=": lo <= v <= hi,
@@ -540,7 +565,10 @@ def _may(e: Expr, stats: Stats, rows: int | None, negate: bool) -> bool:
         if e.negated != negate:
             return True  # NOT IN rarely prunes; stay safe
         try:
-            return any(lo <= _like(lo, v) <= hi for v in e.values if v is not None)
+            values = [_like(lo, v) for v in e.values if v is not None]
+            if any(isinstance(v, float) and math.isnan(v) for v in values):
+                return True  # bounds leave NaN out
+            return any(lo <= v <= hi for v in values)
         except TypeError:
             return True
     return True

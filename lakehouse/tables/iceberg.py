@@ -3384,6 +3384,8 @@ def _to_iceberg(e: Expr, schema: pa.Schema, negate: bool = False) -> ice.Boolean
         if e.value is None:
             return ice.AlwaysFalse()  # unknown, negated or not
         op = _NEGATED[e.op] if negate else e.op
+        if pa.types.is_floating(schema.field(e.column).type):
+            return _float_compare(e.column, op, value(e.column, e.value))
         cls = {
             "=": ice.EqualTo,
             "!=": ice.NotEqualTo,
@@ -3398,6 +3400,13 @@ def _to_iceberg(e: Expr, schema: pa.Schema, negate: bool = False) -> ice.Boolean
         values = {value(e.column, v) for v in e.values if v is not None}
         if negated and any(v is None for v in e.values):
             return ice.AlwaysFalse()  # x NOT IN (..., NULL) is never true
+        if any(isinstance(v, float) and math.isnan(v) for v in values):  # no literal of NaN: IsNaN / NotNaN
+            rest = {v for v in values if not (isinstance(v, float) and math.isnan(v))}
+            if negated:
+                kept = ice.And(ice.NotNull(e.column), ice.NotNaN(e.column))  # type: ignore[call-arg,arg-type]
+                return ice.And(kept, ice.NotIn(e.column, rest)) if rest else kept  # type: ignore[call-arg,arg-type]
+            nan = ice.IsNaN(e.column)  # type: ignore[call-arg,arg-type]
+            return ice.Or(nan, ice.In(e.column, rest)) if rest else nan  # type: ignore[call-arg,arg-type]
         if not values:
             return ice.NotNull(e.column) if negated else ice.AlwaysFalse()  # type: ignore[call-arg,arg-type]
         return ice.NotIn(e.column, values) if negated else ice.In(e.column, values)  # type: ignore[call-arg,arg-type]
@@ -3408,6 +3417,31 @@ def _to_iceberg(e: Expr, schema: pa.Schema, negate: bool = False) -> ice.Boolean
 
 
 _NEGATED = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+
+
+def _float_compare(column: str, op: str, v: float) -> ice.BooleanExpression:
+    """A float comparison in SQL's order (NaN equals NaN, above every number; :func:`lakehouse.expr.to_arrow`),
+    which pyiceberg (IEEE, and no NaN literal) renders with IsNaN / NotNaN."""
+    nan, not_nan = ice.IsNaN(column), ice.NotNaN(column)  # type: ignore[call-arg,arg-type]
+    present = ice.And(ice.NotNull(column), not_nan)  # type: ignore[call-arg,arg-type]
+    if math.isnan(v):
+        return {
+            "=": nan,
+            ">=": nan,
+            "!=": present,
+            "<": present,
+            "<=": ice.NotNull(column),  # type: ignore[call-arg,arg-type]
+            ">": ice.AlwaysFalse(),
+        }[op]
+    cls: Any = {
+        "=": ice.EqualTo,
+        "!=": ice.NotEqualTo,
+        "<": ice.LessThan,
+        "<=": ice.LessThanOrEqual,
+        ">": ice.GreaterThan,
+        ">=": ice.GreaterThanOrEqual,
+    }[op]
+    return ice.Or(cls(column, v), nan) if op in (">", ">=") else cls(column, v)
 
 
 # ---- the Iceberg REST catalog lakehouse serves (lakehouse/served/iceberg_rest.py) -----------------------------------
