@@ -2161,9 +2161,17 @@ class IcebergAdapter(LakehouseTable):
     def restore(self, as_of: AsOf) -> CommitResult:
         snap = self.snapshot(as_of)
         assert snap.snapshot_id is not None
+        planned = self._table.metadata.current_snapshot_id  # the head the restore was asked over
 
         def commit() -> None:
             self._refresh()
+            head = self._table.metadata.current_snapshot_id
+            if head != planned:  # a writer committed meanwhile: rolling back over it would drop its commit
+                raise CommitConflictError(
+                    f"restore of {self.name}: another writer committed snapshot {head} after the restore was "
+                    f"planned over {planned}; nothing was restored (its commit is kept)",
+                    hint="look at the table's history and run the restore again if it should still go back",
+                )
             self._table.manage_snapshots().set_current_snapshot(snapshot_id=snap.snapshot_id).commit()
 
         try:

@@ -13,6 +13,7 @@ import pytest
 
 from lakehouse.core import Lakehouse
 from lakehouse.errors import (
+    CommitConflictError,
     InvalidInputError,
     InvalidPredicateError,
     InvalidSchemaError,
@@ -325,3 +326,37 @@ def test_dropping_a_table_whose_files_are_gone(lh: Lakehouse, fmt: str) -> None:
     delete_tree(table.location, lh.ctx)
     lh.drop_table("sales.events")
     assert lh.list_tables() == []
+
+
+def test_a_restore_never_rolls_back_over_a_commit_it_did_not_plan_over(
+    lh: Lakehouse, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer's append lands after the restore was asked for and before it commits. Iceberg's restore
+    lost its compare-and-swap, reloaded the new head and rolled back over it: the acknowledged append was gone
+    (its snapshot off ``main``, for the next vacuum to delete). Both formats now refuse, keeping the append."""
+    table = _create(lh, fmt)
+    first = table.append(events(0, 10))
+    table.append(events(10, 10))
+    if fmt == "iceberg":
+        from pyiceberg.table.update.snapshot import ManageSnapshots as Committer
+
+        method = "commit"
+    else:
+        from deltalake import DeltaTable as Committer  # type: ignore[assignment]
+
+        method = "restore"
+    original = getattr(Committer, method)
+    raced: list[int] = []
+
+    def racing(self: object, *args: object, **kwargs: object) -> object:
+        if not raced:
+            raced.append(lh.table("sales.events").append(events(500, 3)).version)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Committer, method, racing)
+    with pytest.raises(CommitConflictError):
+        lh.restore("sales.events", first.version)
+    monkeypatch.undo()
+    assert raced, "the other writer committed while the restore ran"
+    kept = pa.concat_tables([events(0, 20), events(500, 3)])
+    assert sorted_rows(lh.table("sales.events").scan()) == sorted_rows(kept), "the append is kept"
