@@ -385,9 +385,15 @@ class SqlEngine:
                     present = {r[0] for r in cursor.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
                 except Exception as e:
                     raise StorageError(f"cannot read table {name}: {_first_line(e)}") from e
+            # an old version's scan has that version's names: each column is read under its identity where the
+            # format keeps one (Iceberg's field ids: renamed, or dropped and added again), else by name
+            renamed = table.version_names(snapshot) if snapshot is not None else None
+            then = {c: (renamed.get(c) if renamed is not None else c) for c in table.schema.names}
             cols = ", ".join(
-                _quote(c) if c in present else f"CAST(NULL AS {duck_type(table.schema.field(c).type)}) AS {_quote(c)}"
-                for c in table.schema.names
+                f"{_quote(old)} AS {_quote(c)}"
+                if old is not None and old in present
+                else f"CAST(NULL AS {duck_type(table.schema.field(c).type)}) AS {_quote(c)}"
+                for c, old in then.items()
             )
             if cancelled.is_set():  # an interrupt between two statements is lost: check before each
                 raise QueryTimeoutError("the time limit was reached while preparing the table views")

@@ -27,7 +27,7 @@ from lakehouse.errors import (
     UnsupportedOperationError,
     VersionNotFoundError,
 )
-from lakehouse.expr import Expr, check_columns, normalize, parse_filter
+from lakehouse.expr import Expr, check_columns, normalize, parse_filter, to_arrow
 from lakehouse.names import TableName  # part of the adapter interface, defined below the settings
 from lakehouse.schema import PartitionField, case_clashes, conform
 from lakehouse.storage import StorageContext  # likewise, defined beside the object-store functions
@@ -741,8 +741,25 @@ class LakehouseTable(ABC):
             if unknown:
                 raise InvalidInputError(f"unknown column(s) {', '.join(unknown)} in table {self.name}")
         snap = self.snapshot(as_of) if as_of is not None else None
-        out = self._scan(expr, list(columns) if columns is not None else None, snap)
         wanted = pa.schema([schema.field(c) for c in (columns if columns is not None else schema.names)])
+        renamed = self.version_names(snap) if snap is not None else None
+        if snap is not None and renamed is not None:  # the version's own names, read under today's
+            later = expr if expr is not None and any(renamed.get(c) != c for c in expr.columns()) else None
+            need = list(dict.fromkeys([*wanted.names, *(sorted(later.columns()) if later is not None else [])]))
+            old = [o for c in need if (o := renamed.get(c)) is not None]
+            out = self._scan(None if later is not None else expr, old if columns is not None else None, snap)
+            out = pa.table(
+                [
+                    out.column(o) if o is not None and o in out.column_names else pa.nulls(out.num_rows, t)
+                    for c in need
+                    for o, t in [(renamed.get(c), schema.field(c).type)]
+                ],
+                names=need,
+            )
+            if later is not None:  # filtered under today's names
+                out = out.filter(to_arrow(later, schema))
+            return out.select(wanted.names).cast(wanted)
+        out = self._scan(expr, list(columns) if columns is not None else None, snap)
         return out.select(wanted.names).cast(wanted)
 
     @abstractmethod
@@ -770,11 +787,28 @@ class LakehouseTable(ABC):
             check_columns(filter, self.schema)
             filter = normalize(filter, self.schema)
 
+        renamed = self.version_names(snapshot) if snapshot is not None else None
+        if renamed is not None:  # the version's own names, read under today's
+            if filter is not None and any(renamed.get(c) != c for c in filter.columns()):
+                filter = None  # a hint only (the caller filters): the version knows those columns by other names
+            old_names = {c: renamed.get(c) for c in names}
+
         def conformed() -> Iterator[pa.RecordBatch]:
-            source = self._batches(names, snapshot, filter)
+            wanted = names if renamed is None else [o for o in old_names.values() if o is not None]
+            source = self._batches(wanted, snapshot, filter)
             if source is None:
                 return
             for batch in source:
+                if renamed is not None:
+                    by_old = {n: i for i, n in enumerate(batch.schema.names)}
+                    batch = pa.RecordBatch.from_arrays(
+                        [
+                            batch.column(by_old[o]) if o is not None and o in by_old else pa.nulls(len(batch), f.type)
+                            for f in target
+                            for o in [old_names[f.name]]
+                        ],
+                        names=target.names,
+                    )
                 yield conform_batch(batch, target)
 
         return pa.RecordBatchReader.from_batches(target, conformed())
@@ -793,7 +827,15 @@ class LakehouseTable(ABC):
 
     @abstractmethod
     def sql_source(self, snapshot: Snapshot | None = None) -> str | None:
-        """A DuckDB table-function call that reads this table (at ``snapshot``); None when it holds no data."""
+        """A DuckDB table-function call that reads this table (at ``snapshot``); None when it holds no data.
+        An old version's scan has that version's column names (see :meth:`version_names`)."""
+
+    def version_names(self, snapshot: Snapshot) -> dict[str, str | None] | None:
+        """Per column of the current schema, its name in ``snapshot``'s schema (None: the version predates it),
+        for formats where a column keeps its identity across renames (Iceberg's field ids): a renamed column's
+        old values are read under its current name, and a column dropped and added again under an old name is
+        not given the dropped one's values. None: columns are matched by name."""
+        return None
 
     def plain_files(self) -> PlainFiles | None:
         """The current version as plain Parquet files (see :class:`PlainFiles`), or None where its rows are not

@@ -2199,6 +2199,18 @@ class IcebergAdapter(LakehouseTable):
             bounds=lambda f: _exact_bounds(f.stats, declared),
         )
 
+    def version_names(self, snapshot: Snapshot) -> dict[str, str | None] | None:
+        metadata = self._table.metadata
+        current = metadata.schema()
+        snap = metadata.snapshot_by_id(snapshot.snapshot_id) if snapshot.snapshot_id is not None else None
+        if snap is None or snap.schema_id is None:
+            return None
+        then = next((s for s in metadata.schemas if s.schema_id == snap.schema_id), None)
+        if then is None:
+            return None
+        ids = {f.field_id: f.name for f in then.fields}
+        return {f.name: ids.get(f.field_id) for f in current.fields}
+
     def sql_source(self, snapshot: Snapshot | None = None) -> str | None:
         metadata = _sql_str(_plain_location(self.metadata_location))
         if snapshot is None:
