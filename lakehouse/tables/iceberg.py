@@ -862,6 +862,28 @@ class IcebergAdapter(LakehouseTable):
         if not log:
             return super().snapshot(as_of)  # raises the "no version at or before" error
         sid = log[-1].snapshot_id
+        # another writer's expiry (pyiceberg's, unlike Java Iceberg's, keeps the log entries around a removed
+        # one) leaves a gap: a snapshot committed between the two entries is gone (a sequence number between
+        # theirs that no retained snapshot holds, or the next one's parent), and it was current for some unknown
+        # part of that time
+        metadata = self._table.metadata
+        following = next((e for e in metadata.snapshot_log if e.timestamp_ms > at_ms), None)
+        nxt = metadata.snapshot_by_id(following.snapshot_id) if following is not None else None
+        here = metadata.snapshot_by_id(sid)
+        if nxt is not None and here is not None:
+            parent = nxt.parent_snapshot_id
+            missing = parent is not None and parent != sid and metadata.snapshot_by_id(parent) is None
+            first, last = here.sequence_number or 0, nxt.sequence_number or 0
+            if not missing and first > 0 and last > first + 1:
+                held = {s.sequence_number for s in metadata.snapshots}
+                missing = any(n not in held for n in range(first + 1, last))
+            if missing:
+                raise VersionNotFoundError(
+                    f"table {self.name} may have been at a snapshot no longer retained at {as_of.isoformat()} "
+                    f"(another writer expired one committed between versions {first} and {last}); its state at "
+                    "that moment is not known",
+                    hint="ask for a version (see `lakehouse table history`) or a moment of a retained one",
+                )
         for s in snaps:
             if s.snapshot_id == sid:
                 return self._check_retained(s)

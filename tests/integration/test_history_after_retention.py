@@ -125,3 +125,39 @@ def test_delta_commits_without_commit_info_keep_their_numbers_and_times(tmp_path
         assert not expired & {2, 3, 4}, "a version inside the window was expired"
         assert sorted(table.scan(as_of=2)["id"].to_pylist()) == [1, 2, 3]  # its files are still there
         assert sorted(table.scan()["id"].to_pylist()) == [3, 4]
+
+
+def test_a_moment_at_a_snapshot_another_writer_expired_is_not_answered_with_an_older_one(tmp_path: Path) -> None:
+    """pyiceberg's expiry of a middle snapshot keeps the snapshot log's entries around it, so a moment when the
+    expired snapshot was current resolved to the one before it: its rows (and a restore to that moment would have
+    gone there). The gap is seen from the sequence numbers: such a moment is refused, a version still works."""
+    import datetime as dt
+    import time
+
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField
+
+    from tests.conftest import their_iceberg_table
+
+    catalog, theirs = their_iceberg_table(tmp_path / "theirs", Schema(NestedField(1, "id", LongType(), required=False)))
+    moments = []
+    for i in range(3):
+        theirs.append(pa.table({"id": pa.array([i], pa.int64())}))
+        moments.append(dt.datetime.fromtimestamp(theirs.current_snapshot().timestamp_ms / 1000, dt.UTC))
+        time.sleep(0.02)
+    middle = theirs.metadata.snapshots[1].snapshot_id
+    between = moments[1] + (moments[2] - moments[1]) / 2  # the middle snapshot was current then
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        lh.register_table("f.kept", location=str(tmp_path / "theirs" / "t"), format="iceberg")
+        assert lh.table("f.kept").scan(as_of=between).num_rows == 2, "before any expiry: the middle snapshot"
+        lh.drop_table("f.kept")
+        theirs.maintenance.expire_snapshots().by_id(middle).commit()
+        catalog.engine.dispose()
+        lh.register_table("f.gap", location=str(tmp_path / "theirs" / "t"), format="iceberg")
+        table = lh.table("f.gap")
+        with pytest.raises(VersionNotFoundError, match="no longer retained"):
+            table.scan(as_of=between)
+        with pytest.raises(VersionNotFoundError, match="no longer retained"):
+            lh.query("SELECT count(*) FROM f.gap", as_of={"f.gap": between})
+        assert table.scan(as_of=moments[2]).num_rows == 3
+        assert table.scan(as_of=table.snapshots()[0].version).num_rows == 1
