@@ -416,12 +416,22 @@ class _SqlCatalog(SqlCatalog):
         )
 
 
-def _ensure_namespace(catalog: Catalog, namespace: str) -> None:
-    """Create ``namespace`` in ``catalog`` unless it is there (lakehouse's namespaces exist with their tables)."""
+def _ensure_namespace(catalog: Catalog, namespace: str) -> bool:
+    """Create ``namespace`` in ``catalog`` unless it is there (lakehouse's namespaces exist with their tables);
+    whether it was created."""
     try:
         catalog.create_namespace(namespace)
     except NamespaceAlreadyExistsError:
-        pass
+        return False
+    return True
+
+
+def _undo_namespace(catalog: Catalog, namespace: str, created: bool) -> None:
+    """Drop the namespace a refused operation created, when it is still empty: the catalog stays as it was."""
+    if created:
+        with contextlib.suppress(Exception):
+            if not catalog.list_tables(namespace):
+                catalog.drop_namespace(namespace)
 
 
 def _location_uri(location: str) -> str:
@@ -657,15 +667,27 @@ class IcebergAdapter(LakehouseTable):
                 raise TableNotFoundError(f"no metadata file {metadata_location} under {location}/metadata")
             files = [*files, wanted]
         catalog = catalog_for(ctx)
-        _ensure_namespace(catalog, name.namespace)
+        created = _ensure_namespace(catalog, name.namespace)
         try:
-            table = catalog.register_table((name.namespace, name.table), _location_uri(files[-1]))
-        except TableAlreadyExistsError as e:
-            raise TableExistsError(f"the Iceberg catalog already has a table {name}") from e
+            try:
+                table = catalog.register_table((name.namespace, name.table), _location_uri(files[-1]))
+            except TableAlreadyExistsError as e:
+                raise TableExistsError(f"the Iceberg catalog already has a table {name}") from e
+            except Exception:
+                # pyiceberg's SQL catalog inserts the table's row before it reads the metadata: a file it cannot
+                # read would leave the row (the name then taken, and no table to drop)
+                with contextlib.suppress(Exception):
+                    catalog.drop_table((name.namespace, name.table))
+                raise
         except (ValueError, TypeError, IcebergValidationError) as e:
+            _undo_namespace(catalog, name.namespace, created)
             raise InvalidInputError(f"{files[-1]} is not valid Iceberg table metadata: {e}") from e
         except OSError as e:
+            _undo_namespace(catalog, name.namespace, created)
             raise StorageError(f"cannot read {files[-1]}: {e}") from e
+        except BaseException:
+            _undo_namespace(catalog, name.namespace, created)
+            raise
         return cls(name, _plain_location(table.location()), ctx, table)
 
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ import sqlalchemy as sa
 from lakehouse.catalog import CatalogStore
 from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
-from lakehouse.errors import CatalogEntryError, LakehouseError, UnsupportedOperationError
+from lakehouse.errors import CatalogEntryError, InvalidInputError, LakehouseError, UnsupportedOperationError
 from lakehouse.schema import parse_schema
+from lakehouse.storage import list_files
 from tests.cli.test_cli import run, run_json
 
 SCHEMA = parse_schema(
@@ -118,6 +120,36 @@ def test_failed_register_create_and_drop_leave_the_catalog_as_it_was(
     monkeypatch.undo()
     assert _state(lh) == during
     assert contents(lh.table("odd.ext")) == exact(batch(0, 10).sort_by("id").to_pylist())
+
+
+def test_a_register_refused_for_unreadable_iceberg_metadata_leaves_no_row_and_no_namespace(wh_lh: Any) -> None:
+    """The newest metadata file of a table is cut off, as a crashed writer leaves it: pyiceberg's SQL catalog
+    inserted its row before reading the file, so the refused register left the name taken (a second register:
+    "already has a table"; `table drop`: no such table) and a new namespace behind."""
+    _, lh = wh_lh
+    table = lh.create_table("odd.src", schema=SCHEMA, format="iceberg")
+    table.append(batch(0, 10))
+    location = table.location
+    lh.drop_table("odd.src")
+    newest = sorted(f.path for f in list_files(location + "/metadata", table.ctx) if f.path.endswith(".json"))[-1]
+    with open(newest, "rb") as f:
+        whole = f.read()
+    crashed = newest.rsplit("/", 1)[0] + "/99999-crashed.metadata.json"
+    with open(crashed, "wb") as f:
+        f.write(whole[:40])
+    before = _state(lh)
+    with pytest.raises(InvalidInputError, match="not valid Iceberg table metadata"):
+        lh.register_table("fresh.orders", location=location, format="iceberg")
+    assert _state(lh) == before and lh.list_tables() == []
+    engine = sa.create_engine(lh.ctx.catalog_url)
+    with engine.connect() as conn:
+        spaces = conn.execute(sa.text("SELECT DISTINCT namespace FROM iceberg_namespace_properties")).scalars().all()
+    engine.dispose()
+    assert "fresh" not in spaces, "the namespace the refused register made is gone"
+    os.remove(crashed)
+    assert contents(lh.register_table("fresh.orders", location=location, format="iceberg")) == exact(
+        batch(0, 10).sort_by("id").to_pylist()
+    )
 
 
 def test_definition_that_cannot_be_stored_is_refused_before_anything_is_written(lh: Lakehouse, fmt: str) -> None:
