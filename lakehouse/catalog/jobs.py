@@ -167,6 +167,10 @@ class JobsMixin(LeasesMixin, AuditMixin):
         return job
 
     def jobs(self, *, table: TableName | None = None, limit: int = 100) -> list[JobRecord]:
+        """The newest jobs; a leased job whose process died (its lease lapsed) shows as failed, abandoned, not as
+        running for ever (a job's lease is taken before its row is written, so a live job is never taken for
+        one)."""
+        self.abandon_stale_jobs()
         query = sa.select(jobs_t).order_by(jobs_t.c.id.desc()).limit(limit)
         if table is not None:
             query = query.where(jobs_t.c.table_name == str(table))
@@ -241,6 +245,7 @@ class JobsMixin(LeasesMixin, AuditMixin):
 
     def job_stats(self) -> dict[tuple[str, str], tuple[int, float, int]]:
         """(kind, state) -> (jobs, seconds of the finished ones, finished ones)."""
+        self.abandon_stale_jobs()
         with self._tx() as conn:
             rows = conn.execute(
                 sa.select(jobs_t.c.kind, jobs_t.c.state, jobs_t.c.started_at, jobs_t.c.finished_at)

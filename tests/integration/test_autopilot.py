@@ -270,6 +270,36 @@ def test_kill_mid_job_and_restart(tmp_path: Path) -> None:
     assert not [p for p in scratch.iterdir() if f"-{proc.pid}-" in p.name], f"the next jobs swept {left}"
 
 
+@pytest.mark.slow
+def test_a_cli_job_killed_mid_run_is_shown_abandoned_once_its_lease_lapses(tmp_path: Path) -> None:
+    """`lakehouse optimize` killed with SIGKILL, no autopilot running: its job stayed 'running' for ever in
+    `lakehouse jobs`, `GET /jobs` and the metrics. Listing jobs now closes those whose lease lapsed."""
+    with Lakehouse(settings(tmp_path)) as lh:
+        table = small_files_table(lh, "iceberg", batches=40)
+        expected = sorted_rows(table.scan())
+    env = {**os.environ, "LAKEHOUSE_AUTOPILOT__LEASE_TTL": "2s"}
+    proc = subprocess.Popen(
+        [EXE, "-w", str(tmp_path / "wh"), "optimize", "a.events", "--commit-interval", "0s"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    with Lakehouse(settings(tmp_path, autopilot={"lease_ttl": "2s"})) as lh:
+        caught: list[int] = []
+        while time.monotonic() < deadline and not caught and proc.poll() is None:
+            caught = [j.id for j in lh.catalog.jobs(table=table.name) if j.state == "running"]
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait(timeout=30)
+        assert caught, "the kill landed while the optimize ran"
+        time.sleep(2.5)  # the lease lapses
+        killed = next(j for j in lh.jobs("a.events") if j.id == caught[0])
+        assert killed.state == "failed" and "abandoned" in (killed.error or ""), killed
+        assert sorted_rows(lh.table("a.events").scan()) == expected
+        assert not any(j.state == "running" for j in lh.jobs("a.events"))
+
+
 def test_access_log_drives_zorder_hot_partitions_and_skipping(tmp_path: Path, fmt: str) -> None:
     from lakehouse.maintenance.tiering import plan_tiering
 
