@@ -182,6 +182,7 @@ def _plan_vacuum(
     current = table.snapshot()
     plan.current_version = current.version
     retained = {s.version for s in snaps if s.timestamp >= cutoff} | {current.version}
+    retained |= set(table.ref_versions().values())  # the heads of branches and tags (Iceberg protects them)
     try:
         retained.add(table.snapshot(cutoff).version)  # the state at the start of the window
     except VersionNotFoundError:

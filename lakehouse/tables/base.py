@@ -1115,6 +1115,10 @@ class LakehouseTable(ABC):
         referenced version stays out of reach of retention. Delta has none."""
         return {}
 
+    def ref_versions(self) -> dict[str, int]:
+        """The version each named reference of :meth:`refs` points at (vacuum keeps them)."""
+        return {}
+
     def drop_old_log(self) -> int:
         """After :meth:`seal_history` and a vacuum: delete log files of versions before the current one where
         the format keeps them (Delta's commit JSON). Returns how many files went."""

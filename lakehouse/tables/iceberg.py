@@ -2127,6 +2127,14 @@ class IcebergAdapter(LakehouseTable):
         self._refresh()
         return {str(name): str(ref.snapshot_ref_type.value) for name, ref in self._table.metadata.refs.items()}
 
+    def ref_versions(self) -> dict[str, int]:
+        version = {s.snapshot_id: s.version for s in self.snapshots()}  # refreshes
+        return {
+            str(name): version[ref.snapshot_id]
+            for name, ref in self._table.metadata.refs.items()
+            if ref.snapshot_id in version
+        }
+
     def expire_versions(self, versions: Collection[int]) -> int:
         wanted = set(versions)
 

@@ -364,3 +364,39 @@ def test_a_catalog_from_before_current_since_is_upgraded_in_place(tmp_path: Any)
         assert expired is not None and expired.versions == {3} and expired.current_since == {3: ()}
     finally:
         store.dispose()
+
+
+def test_vacuum_keeps_the_snapshots_branches_and_tags_point_at(tmp_path: Any) -> None:
+    """Another writer tagged an old snapshot: vacuum planned to expire it and delete its files, and the apply
+    failed as a whole (pyiceberg protects a ref's head), so such a table could not be vacuumed at all. The heads
+    of tags and branches are now retained; the versions between are expired."""
+    from pathlib import Path
+
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField
+
+    from lakehouse.config import load_settings
+    from tests.conftest import their_iceberg_table
+
+    root = Path(tmp_path)
+    catalog, theirs = their_iceberg_table(root / "theirs", Schema(NestedField(1, "id", LongType(), required=False)))
+    theirs.append(pa.table({"id": pa.array([1], pa.int64())}))
+    tagged = theirs.current_snapshot().snapshot_id
+    theirs.manage_snapshots().create_tag(tagged, "release_1").commit()
+    for i in (2, 3):
+        theirs.overwrite(pa.table({"id": pa.array([i], pa.int64())}))
+    catalog.engine.dispose()
+    with Lakehouse(load_settings(config_file=False, warehouse=str(root / "wh"))) as lh:
+        lh.register_table("f.tagged", location=str(root / "theirs" / "t"), format="iceberg")
+        table = lh.table("f.tagged")
+        tag_version = next(s.version for s in table.snapshots() if s.snapshot_id == tagged)
+        tag_files = {f.path for f in table.files(as_of=tag_version)}
+        time.sleep(0.05)
+        plan = vacuum(lh, "f.tagged", retain="0s").plan
+        assert tag_version not in plan.expired_versions and plan.expired_versions
+        assert not tag_files & {f.path for f in plan.files}
+        done = vacuum(lh, "f.tagged", retain="0s", dry_run=False)
+        assert done.plan.expired_versions == plan.expired_versions
+        assert done.versions_expired == len(plan.expired_versions)
+        assert lh.table("f.tagged").scan(as_of=tag_version).column("id").to_pylist() == [1]
+        assert lh.table("f.tagged").scan().column("id").to_pylist() == [3]
