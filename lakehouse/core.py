@@ -527,6 +527,8 @@ class Lakehouse:
         """Restore a table to an earlier version; recorded in the job history."""
         table = self.table(name)
         target = table.snapshot(as_of)
+        if not target.is_current:
+            table.check_restorable(target)
         job = self.catalog.start_job(
             "restore",
             table=table.name,

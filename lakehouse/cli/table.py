@@ -269,6 +269,8 @@ def table_restore(
         table = lh.table(name)
         snap = table.snapshot(target)
         if dry_run:
+            if not snap.is_current:
+                table.check_restorable(snap)
             now_rows, then_rows = table.row_count(), table.row_count(as_of=snap.version)
             plan = {
                 "table": name,

@@ -1115,6 +1115,26 @@ class LakehouseTable(ABC):
         referenced version stays out of reach of retention. Delta has none."""
         return {}
 
+    def check_restorable(self, snapshot: Snapshot) -> None:
+        """Raise :class:`VersionNotFoundError` when a data file ``snapshot`` needs and the current version does
+        not hold is gone (a vacuum removed it: lakehouse's, which records it, or another writer's, which does
+        not), before a restore is planned or committed. Few such files are checked one by one, more by one
+        listing of the table's location."""
+        from lakehouse.storage import exists, list_files
+
+        wanted = {f.path for f in self.files(as_of=snapshot.version)} - {f.path for f in self.files()}
+        if len(wanted) <= 64:
+            gone = sorted(p for p in wanted if not exists(p, self.ctx))
+        else:
+            listed = {f.path for f in list_files(self.location, self.ctx)}
+            gone = sorted(wanted - listed)
+        if gone:
+            raise VersionNotFoundError(
+                f"version {snapshot.version} of table {self.name} cannot be restored: {len(gone)} data file(s) it "
+                f"needs are gone, e.g. {gone[0]} (a vacuum removed them)",
+                hint="restore a version the table's retention still keeps (see `lakehouse table history`)",
+            )
+
     def ref_versions(self) -> dict[str, int]:
         """The version each named reference of :meth:`refs` points at (vacuum keeps them)."""
         return {}

@@ -161,3 +161,23 @@ def test_a_moment_at_a_snapshot_another_writer_expired_is_not_answered_with_an_o
             lh.query("SELECT count(*) FROM f.gap", as_of={"f.gap": between})
         assert table.scan(as_of=moments[2]).num_rows == 3
         assert table.scan(as_of=table.snapshots()[0].version).num_rows == 1
+
+
+def test_a_restore_to_a_version_another_writer_vacuumed_is_refused_before_anything(tmp_path: Path) -> None:
+    """delta-rs's vacuum removed an old version's files: restore's dry run promised the old rows, the restore
+    then failed in delta-rs with a storage error (the API: 502). Both now refuse up front: the version is gone."""
+    from deltalake import DeltaTable, write_deltalake
+
+    path = str(tmp_path / "theirs")
+    write_deltalake(path, pa.table({"id": pa.array([1, 2], pa.int64())}))
+    write_deltalake(path, pa.table({"id": pa.array([3], pa.int64())}), mode="append")
+    write_deltalake(path, pa.table({"id": pa.array([10], pa.int64())}), mode="overwrite")
+    DeltaTable(path).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        lh.register_table("f.gone", location=path, format="delta")
+        with pytest.raises(VersionNotFoundError, match="cannot be restored: 2 data file"):
+            lh.restore("f.gone", 1)
+        assert lh.table("f.gone").scan().column("id").to_pylist() == [10]
+        assert [j.kind for j in lh.jobs("f.gone")] == [], "refused before a job was recorded"
+        lh.restore("f.gone", 2)  # its file is still there (the vacuum commits came after it)
+        assert lh.table("f.gone").scan().column("id").to_pylist() == [10]
