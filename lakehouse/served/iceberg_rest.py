@@ -225,7 +225,10 @@ class IcebergRestCatalog:
             parts = value.get("namespace")
             if not isinstance(parts, list):
                 raise InvalidInputError(f"{key}.namespace must be a list of strings")
-            return self._table_name(self._check_name(parts), str(value.get("name")))
+            table = value.get("name")
+            if not isinstance(table, str) or not table:
+                raise InvalidInputError(f"{key}.name must be a table name (a non-empty string)")
+            return self._table_name(self._check_name(parts), table)
 
         source, target = ident("source"), ident("destination")
         self._existing(source.namespace, source.table)

@@ -724,6 +724,13 @@ class IcebergAdapter(LakehouseTable):
         from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
 
         req = _parse_rest(CreateTableRequest, spec, "create-table request")
+        version = str(req.properties.get("format-version", "2"))
+        if version not in ("1", "2"):
+            raise UnsupportedOperationError(
+                f"cannot create Iceberg table {name} with format-version {version}: lakehouse writes format "
+                "versions 1 and 2 (pyiceberg 0.12); nothing was written",
+                hint='leave out "format-version" (2), or ask for 1',
+            )
         catalog = catalog_for(ctx)
         _ensure_namespace(catalog, name.namespace)
         try:
@@ -790,15 +797,25 @@ class IcebergAdapter(LakehouseTable):
         from pyiceberg.table import CommitTableRequest
         from pyiceberg.table.update import AddSnapshotUpdate
 
+        from pyiceberg.table.update import RemovePropertiesUpdate
+
         req = _parse_commit(CommitTableRequest, body, self.name)
         if guard is not None:
             guard(*_rest_paths(req))
         self._refresh()
+        # removing a property that is not set is a no-op (Java's catalogs; Spark's UNSET TBLPROPERTIES sends it)
+        props = self._table.metadata.properties
+        updates = [
+            RemovePropertiesUpdate(removals=[k for k in u.removals if k in props])
+            if isinstance(u, RemovePropertiesUpdate)
+            else u
+            for u in req.updates
+        ]
         try:
-            response = catalog_for(self.ctx).commit_table(self._table, tuple(req.requirements), tuple(req.updates))
+            response = catalog_for(self.ctx).commit_table(self._table, tuple(req.requirements), tuple(updates))
         except CommitFailedException as e:
             raise CommitConflictError(f"commit to {self.name} refused: {e}", hint="refresh the table and retry") from e
-        except (ValueError, TypeError, IcebergValidationError) as e:
+        except (ValueError, TypeError, KeyError, IcebergValidationError) as e:
             raise InvalidInputError(f"cannot apply the commit to {self.name}: {e}") from e
         self._plans.clear()
         snapshots = []

@@ -322,8 +322,24 @@ def test_malformed_requests_are_400_in_the_spec_s_error_model(served: Served) ->
     }
     r = requests.post(f"{served.url}/v1/tables/rename", data=json.dumps(rename), headers=admin)
     assert r.status_code == 404 and r.json()["error"]["type"] == "NoSuchNamespaceException", r.text
+    nameless = {**rename, "destination": {"namespace": ["sales"]}}  # was renamed to "None"
+    r = requests.post(f"{served.url}/v1/tables/rename", data=json.dumps(nameless), headers=admin)
+    assert r.status_code == 400 and "destination.name" in r.text, r.text
     with served.lakehouse() as lh:
         assert "sales.orders" in {str(t.name) for t in lh.list_tables()}, "a refused rename renames nothing"
+    # removing a property that is not set is a no-op, as in Java's catalogs (it was a 500)
+    unset = {"requirements": [], "updates": [{"action": "remove-properties", "removals": ["no.such.key"]}]}
+    r = requests.post(f"{served.url}/v1/namespaces/sales/tables/orders", data=json.dumps(unset), headers=headers)
+    assert r.status_code == 200, r.text
+    # a format version lakehouse cannot write is refused before anything is written (it was a 500 that left a
+    # metadata file behind, so the name could not be created again)
+    v3 = {"name": "v3", "schema": {"type": "struct", "fields": [{**field, "type": "long"}]}, "properties": {}}
+    v3["properties"] = {"format-version": "3"}
+    r = requests.post(f"{served.url}/v1/namespaces/sales/tables", data=json.dumps(v3), headers=headers)
+    assert 400 <= r.status_code < 500 and "format-version 3" in r.text, r.text
+    v3["properties"] = {}
+    r = requests.post(f"{served.url}/v1/namespaces/sales/tables", data=json.dumps(v3), headers=headers)
+    assert r.status_code == 200, r.text
 
 
 # ---- DuckDB's iceberg extension --------------------------------------------------------------------------------
