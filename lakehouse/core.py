@@ -226,9 +226,13 @@ class Lakehouse:
         table.commit_timeout = self.settings.commit_timeout_seconds
         return self._add_created(table, format, loc, "table.create")
 
-    def prepare_create(self, name: str | TableName, location: str | None) -> tuple[TableName, str]:
+    def prepare_create(
+        self, name: str | TableName, location: str | None, *, written: bool = False
+    ) -> tuple[TableName, str]:
         """A new table's checked name and location: a free name in lakehouse's own catalog, and an empty location
-        that overlaps no other table (the warehouse checked first on S3)."""
+        that overlaps no other table (the warehouse checked first on S3). ``written``: the commit of a staged
+        create, whose client has written its first data and manifests there already (the location was empty
+        when it was staged): it may hold files, but no table's metadata (an Iceberg metadata file, a Delta log)."""
         tname = _own(TableName.parse(name), "created")
         try:
             self.catalog.get_table(tname)
@@ -239,7 +243,7 @@ class Lakehouse:
         if self.settings.is_s3:
             ensure_warehouse(self.ctx)
         loc = _normalise_location(location) if location else self.ctx.default_location(tname)
-        self._check_location_free(loc)
+        self._check_location_free(loc, written=written)
         return tname, loc
 
     def adopt_created(self, table: LakehouseTable, *, format: str) -> LakehouseTable:
@@ -258,9 +262,10 @@ class Lakehouse:
             raise
         return table
 
-    def _check_location_free(self, location: str) -> None:
+    def _check_location_free(self, location: str, *, written: bool = False) -> None:
         """A new table needs an empty location that neither holds, nor lies inside, another table or the
-        warehouse root (so that a failed create or a purge can only ever delete its own files)."""
+        warehouse root (so that a failed create or a purge can only ever delete its own files); ``written``: see
+        :meth:`prepare_create`."""
         loc = location.rstrip("/")
         root = self.ctx.warehouse.rstrip("/")
         if loc == root or root.startswith(loc + "/"):
@@ -269,7 +274,10 @@ class Lakehouse:
             other = record.location.rstrip("/")
             if loc == other or loc.startswith(other + "/") or other.startswith(loc + "/"):
                 raise TableExistsError(f"location {location} overlaps table {record.name} at {record.location}")
-        if list_files(loc, self.ctx):
+        held = list_files(loc, self.ctx)
+        if written:
+            held = [f for f in held if f.path.endswith(".metadata.json") or "/_delta_log/" in f.path]
+        if held:
             raise TableExistsError(
                 f"location {location} is not empty",
                 hint="register an existing table with `lakehouse table register`, or pick an empty location",

@@ -172,7 +172,7 @@ class IcebergRestCatalog:
                 if len(set(locations)) != 1:
                     raise InvalidInputError("a staged create's commit sets the table's location exactly once")
                 self._check_in_warehouse(locations[0])
-                _, loc = self.lh.prepare_create(name, locations[0])
+                _, loc = self.lh.prepare_create(name, locations[0], written=True)
                 self._check_paths(paths, loc)
 
             created, answer = ice.IcebergAdapter.commit_create(name, body, ctx=self.lh.ctx, guard=new_table)

@@ -457,3 +457,18 @@ def test_on_s3_clients_get_the_endpoint_and_bring_their_own_keys(
         client.append(pa.table({"id": [3], "name": ["c"], "amount": [3.0]}, schema=SCHEMA))
     with Lakehouse(settings) as lh:
         assert sorted(lh.table("s3.orders").scan().column("id").to_pylist()) == [1, 2, 3]
+
+
+def test_a_staged_create_that_writes_data_before_its_commit_creates_the_table_with_its_rows(served: Served) -> None:
+    """pyiceberg's create_table_transaction with an append (Spark's CREATE TABLE AS SELECT on a REST catalog does
+    the same): the client writes its data and manifests before the commit, and the commit was refused because
+    the location was no longer empty, leaving files that then blocked the name."""
+    cat = served.rest("engineer")
+    cat.create_namespace_if_not_exists("staged")
+    tx = cat.create_table_transaction("staged.ctas", schema=SCHEMA)
+    rows = pa.table({"id": [1, 2], "name": ["a", "b"], "amount": [1.0, 2.0]}, schema=SCHEMA)
+    tx.append(rows)
+    tx.commit_transaction()
+    assert rows_of(cat.load_table("staged.ctas").scan().to_arrow()) == rows_of(rows)
+    with served.lakehouse() as lh:
+        assert rows_of(lh.table("staged.ctas").scan()) == rows_of(rows)
