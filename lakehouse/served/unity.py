@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from lakehouse.errors import (
     ForbiddenError,
     InvalidInputError,
+    LakehouseError,
     NamespaceNotFoundError,
     TableNotFoundError,
     UnsupportedOperationError,
@@ -84,7 +85,10 @@ class UnityCatalog:
         tables = []
         for record in records:
             if record.error is None and (self.reads_pii or not self._pii_columns(record.name)):
-                tables.append(self._table_info(record))
+                try:
+                    tables.append(self._table_info(record))
+                except LakehouseError:  # one table that cannot be opened (its files gone) hides no other
+                    continue
         return {"tables": tables}
 
     def get_table(self, full_name: str) -> dict[str, Any]:

@@ -795,9 +795,7 @@ class IcebergAdapter(LakehouseTable):
                 refreshes and retries, as the spec says for a 409.
         """
         from pyiceberg.table import CommitTableRequest
-        from pyiceberg.table.update import AddSnapshotUpdate
-
-        from pyiceberg.table.update import RemovePropertiesUpdate
+        from pyiceberg.table.update import AddSnapshotUpdate, RemovePropertiesUpdate
 
         req = _parse_commit(CommitTableRequest, body, self.name)
         if guard is not None:

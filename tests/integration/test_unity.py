@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
 import requests
 
+from lakehouse.schema import parse_schema
 from tests.integration.conftest import Served
 
 
@@ -87,3 +89,18 @@ def test_the_api_answers_as_unity_catalog(served: Served) -> None:
     assert get(served, "/schemas", catalog_name="other").status_code == 404
     anonymous = requests.get(f"{base(served)}/api/2.1/unity-catalog/catalogs", timeout=30)
     assert anonymous.status_code == 401 and anonymous.json()["error_code"] == "UNAUTHENTICATED"
+
+
+def test_a_table_whose_files_are_gone_hides_no_other_table_of_its_schema(served: Served) -> None:
+    """One Delta table's directory removed outside lakehouse: listing its schema answered 404 for the whole
+    schema, so DuckDB's unity_catalog extension could read none of its tables."""
+    import shutil
+
+    with served.lakehouse() as lh:
+        for name in ("gone.good", "gone.broken"):
+            table = lh.create_table(name, schema=parse_schema("id:int64"), format="delta")
+            table.append(pa.table({"id": pa.array([1], pa.int64())}))
+        shutil.rmtree(lh.table("gone.broken").location)
+    listed = get(served, "/tables", catalog_name="lakehouse", schema_name="gone")
+    assert listed.status_code == 200, listed.text
+    assert [t["name"] for t in listed.json()["tables"]] == ["good"]
