@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import re
 
 from lakehouse.errors import InvalidInputError
@@ -53,6 +54,9 @@ def parse_size(text: str | int) -> int:
 
     >>> parse_size("1.5KB")
     1536
+    >>> parse_size("nanMB")
+    Traceback (most recent call last):
+    lakehouse.errors.InvalidInputError: invalid size 'nanMB': not a finite number of bytes (write e.g. 64MB)
     """
     if isinstance(text, int):
         return text
@@ -64,6 +68,8 @@ def parse_size(text: str | int) -> int:
         value = float(number)
     except ValueError:
         raise InvalidInputError(f"invalid size {text!r}", hint="write e.g. 64MB or 512KB") from None
+    if not math.isfinite(value) or value * factor >= 2**63:  # nan, inf, 1e400 (float() reads them all)
+        raise InvalidInputError(f"invalid size {text!r}: not a finite number of bytes", hint="write e.g. 64MB")
     if value <= 0:
         raise InvalidInputError(f"size {text!r} must be positive")
     return int(value * factor)

@@ -117,6 +117,9 @@ def test_mistakes_are_problem_documents(shared_api: dict[str, Any]) -> None:
     assert typed == [{"b": "/wA=", "i": "P2D", "t": "2026-01-02T03:04:05+00:00"}], typed
     problem(call(shared_api, "POST", "/query", json={"sql": "SELECT * FROM web.nope"}), 404)
     problem(call(shared_api, "POST", "/query", json={"sql": 5}), 422)
+    for size in ("nanMB", "infGB", "1e400MB"):  # float() reads them: they were 500s
+        job = {"target_file_size": size}
+        problem(call(shared_api, "POST", "/tables/web.events/jobs/optimize", role="engineer", json=job), 400)
     problem(call(shared_api, "POST", "/query", content=b"{not json", headers={"Content-Type": "application/json"}), 422)
     problem(
         call(
