@@ -263,9 +263,11 @@ class IcebergRestCatalog:
         location: the catalog writes metadata files there, and lakehouse's jobs data files."""
         for key, value in sorted(paths.items()):
             if not lies_within(value, location):
+                what = f"table property {key}={value}" if "." in key.split(" ")[0] else f"the commit's {key}"
                 raise ForbiddenError(
-                    f"table property {key}={value} points outside the table's location {location}",
-                    hint="leave it out, or give a directory under the table's location",
+                    f"{what} points outside the table's location {location}"
+                    + ("" if what.startswith("table property") or value in key else f" ({value})"),
+                    hint="leave it out, or give a path under the table's location",
                 )
 
     def _namespaces(self) -> list[str]:

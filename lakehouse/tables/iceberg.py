@@ -763,7 +763,11 @@ class IcebergAdapter(LakehouseTable):
         if not any(isinstance(r, AssertCreate) for r in req.requirements):
             raise TableNotFoundError(f"the Iceberg catalog has no table {name}")
         if guard is not None:
-            guard(*_rest_paths(req))
+            locations, paths = _rest_paths(req)
+            guard(locations, paths)  # the manifest lists first: only then are they read
+            files = _snapshot_files(req, catalog_for(ctx)._load_file_io(location=locations[0] if locations else None))
+            if files:
+                guard(locations, {**paths, **files})
         catalog = catalog_for(ctx)
         _ensure_namespace(catalog, name.namespace)
         try:
@@ -799,7 +803,11 @@ class IcebergAdapter(LakehouseTable):
 
         req = _parse_commit(CommitTableRequest, body, self.name)
         if guard is not None:
-            guard(*_rest_paths(req))
+            locations, paths = _rest_paths(req)
+            guard(locations, paths)  # the manifest lists first: only then are they read
+            files = _snapshot_files(req, self._table.io)
+            if files:
+                guard(locations, {**paths, **files})
         self._refresh()
         # removing a property that is not set is a no-op (Java's catalogs; Spark's UNSET TBLPROPERTIES sends it)
         props = self._table.metadata.properties
@@ -3654,16 +3662,62 @@ def rest_path_properties(properties: Mapping[str, str]) -> dict[str, str]:
 
 
 def _rest_paths(req: Any) -> tuple[list[str], dict[str, str]]:
-    """Where a commit request would move a table or its files: its ``set-location`` values and the path
-    properties its ``set-properties`` updates set."""
-    from pyiceberg.table.update import SetLocationUpdate, SetPropertiesUpdate
+    """Where a commit request would move a table or have readers open files: its ``set-location`` values, and
+    (by what they are) the path properties its ``set-properties`` updates set, each added snapshot's manifest
+    list and statistics files (a manifest list naming ``/etc/passwd`` made every later read open it)."""
+    from pyiceberg.table.update import (
+        AddSnapshotUpdate,
+        SetLocationUpdate,
+        SetPartitionStatisticsUpdate,
+        SetPropertiesUpdate,
+        SetStatisticsUpdate,
+    )
 
     locations = [u.location for u in req.updates if isinstance(u, SetLocationUpdate)]
     props: dict[str, str] = {}
     for u in req.updates:
         if isinstance(u, SetPropertiesUpdate):
             props.update(rest_path_properties(u.updates))
+        elif isinstance(u, SetStatisticsUpdate):
+            props[f"statistics file of snapshot {u.statistics.snapshot_id}"] = str(u.statistics.statistics_path)
+        elif isinstance(u, SetPartitionStatisticsUpdate):
+            stats = u.partition_statistics
+            props[f"partition statistics file of snapshot {stats.snapshot_id}"] = str(stats.statistics_path)
+        elif isinstance(u, AddSnapshotUpdate):
+            props[f"manifest list of snapshot {u.snapshot.snapshot_id}"] = str(u.snapshot.manifest_list)
     return locations, props
+
+
+def _snapshot_files(req: Any, io: FileIO) -> dict[str, str]:
+    """The manifests each snapshot a commit request adds brings, and their data and delete files, by what they
+    are (read from its manifest list, which :func:`_rest_paths` has had checked first)."""
+    from pyiceberg.table.update import AddSnapshotUpdate
+
+    out: dict[str, str] = {}
+    for u in req.updates:
+        if not isinstance(u, AddSnapshotUpdate):
+            continue
+        snap = u.snapshot
+        try:
+            manifests = snap.manifests(io)
+        except Exception as e:  # committed, it would leave the table unreadable
+            raise InvalidInputError(
+                f"snapshot {snap.snapshot_id}'s manifest list {snap.manifest_list} cannot be read: {e}"
+            ) from e
+        for m in manifests:
+            if m.added_snapshot_id != snap.snapshot_id:
+                continue  # carried over from the table's earlier snapshots
+            out[f"manifest {m.manifest_path} of snapshot {snap.snapshot_id}"] = str(m.manifest_path)
+            try:
+                entries = m.fetch_manifest_entry(io, discard_deleted=True)
+            except Exception as e:
+                raise InvalidInputError(
+                    f"manifest {m.manifest_path} of snapshot {snap.snapshot_id} cannot be read: {e}"
+                ) from e
+            for entry in entries:
+                path = str(entry.data_file.file_path)
+                out[f"file {path} of snapshot {snap.snapshot_id}"] = path
+    return out
 
 
 RestPathGuard = Callable[[list[str], dict[str, str]], None]

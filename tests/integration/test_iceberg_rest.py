@@ -289,8 +289,39 @@ def test_clients_cannot_put_files_outside_the_warehouse(served: Served, tmp_path
         made = other.create_table("x.t", schema=SCHEMA, format="iceberg", location=str(foreign))
         made.append(pa.table({"id": [1], "name": ["a"], "amount": [1.0]}, schema=SCHEMA))
         foreign_metadata = made.metadata_location  # type: ignore[attr-defined]
+        foreign_snapshot = made._table.current_snapshot()  # type: ignore[attr-defined]
     with pytest.raises(ForbiddenError, match="not inside the warehouse"):
         served.rest("admin").register_table("loc.foreign", foreign_metadata)
+
+    # a snapshot's manifest list, and the manifests and files it names, are opened by every later read: they must
+    # lie inside the table too (a manifest list of /etc/passwd was accepted, and each query then opened it)
+    def snapshot(manifest_list: str, snapshot_id: int = 77) -> requests.Response:
+        return update(
+            {
+                "action": "add-snapshot",
+                "snapshot": {
+                    "snapshot-id": snapshot_id,
+                    "timestamp-ms": 1,
+                    "manifest-list": manifest_list,
+                    "summary": {"operation": "append"},
+                },
+            },
+            {"action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": snapshot_id},
+        )
+
+    before = cat.load_table("loc.kept").metadata_location
+    r = snapshot("/etc/passwd")
+    assert r.status_code == 403 and "manifest list of snapshot 77" in r.text, r.text
+    r = snapshot(f"{table.location()}/metadata/no-such-list.avro")  # inside, but nothing a reader could read
+    assert r.status_code == 400 and "cannot be read" in r.text, r.text
+    copied = f"{table.location()}/metadata/copied-list.avro"  # inside; its manifests and files are not
+    with open(foreign_snapshot.manifest_list.removeprefix("file://"), "rb") as src:
+        data = src.read()
+    with open(copied.removeprefix("file://"), "wb") as dst:
+        dst.write(data)
+    r = snapshot(copied, foreign_snapshot.snapshot_id)
+    assert r.status_code == 403 and "points outside the table's location" in r.text and "outside/foreign" in r.text
+    assert cat.load_table("loc.kept").metadata_location == before, "refused commits change nothing"
 
 
 def test_malformed_requests_are_400_in_the_spec_s_error_model(served: Served) -> None:
