@@ -140,6 +140,13 @@ def read_masks(lh: Workspace, table: LakehouseTable) -> dict[str, MaskPolicy]:
     """What a reader without the PII-read permission sees masked: the table's masking policies, and every
     column a PII scan tagged (redacted if text, NULL otherwise). Masking a partition's source column on read
     is fine (the view masks it), so it is not refused here."""
+    from lakehouse.names import is_quarantine
+
+    if is_quarantine(table.name):  # raw input: no policy knows which part of a payload is PII (fail closed)
+        return {
+            f.name: parse_mask("redact" if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) else "null")
+            for f in table.schema
+        }
     masks = _policy_masks(lh, table)
     for tag in lh.catalog.pii_tags(table.name):
         column = tag["column"]

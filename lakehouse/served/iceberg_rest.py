@@ -29,6 +29,7 @@ from lakehouse.errors import (
     NamespaceNotFoundError,
     TableNotFoundError,
 )
+from lakehouse.names import is_quarantine
 from lakehouse.storage import StorageContext, lies_within, normalize_path
 from lakehouse.tables import iceberg as ice
 from lakehouse.tables.base import TableName
@@ -133,7 +134,7 @@ class IcebergRestCatalog:
     def create_table(self, namespace: str, body: bytes) -> dict[str, Any]:
         ns = self._namespace(namespace)
         table_name, location, staged, paths = ice.rest_create_request(body)
-        name = self._table_name(ns, table_name)
+        name = self._new_name(self._table_name(ns, table_name))
         if location is not None:
             self._check_in_warehouse(location)
         name, loc = self.lh.prepare_create(name, location)
@@ -146,7 +147,7 @@ class IcebergRestCatalog:
     def register_table(self, namespace: str, body: bytes) -> dict[str, Any]:
         ns = self._namespace(namespace)
         table_name, metadata_location = ice.rest_register_request(body)
-        name = self._table_name(ns, table_name)
+        name = self._new_name(self._table_name(ns, table_name))
         location = ice.rest_metadata_table_location(metadata_location)
         self._check_in_warehouse(location)  # lakehouse's jobs would write there
         table = self.lh.register_table(name, location=location, format="iceberg", metadata_location=metadata_location)
@@ -169,6 +170,7 @@ class IcebergRestCatalog:
         except TableNotFoundError:
 
             def new_table(locations: list[str], paths: dict[str, str]) -> None:
+                self._new_name(name)
                 if len(set(locations)) != 1:
                     raise InvalidInputError("a staged create's commit sets the table's location exactly once")
                 self._check_in_warehouse(locations[0])
@@ -230,8 +232,9 @@ class IcebergRestCatalog:
                 raise InvalidInputError(f"{key}.name must be a table name (a non-empty string)")
             return self._table_name(self._check_name(parts), table)
 
-        source, target = ident("source"), ident("destination")
+        source, target = ident("source"), self._new_name(ident("destination"))
         self._existing(source.namespace, source.table)
+        self._check_pii(source)  # renaming a quarantine table away would hand it to whoever may read the new name
         self._namespace(target.namespace)  # the spec's 404 for a destination namespace that does not exist
         self.lh.rename_table(source, target)
 
@@ -296,6 +299,17 @@ class IcebergRestCatalog:
     def _table_name(namespace: str, table: str) -> TableName:
         return TableName.parse(f"{namespace}.{table}")
 
+    @staticmethod
+    def _new_name(name: TableName) -> TableName:
+        """A name a client may give a table: not a quarantine table's (ingestion makes those, holding raw input
+        only admins read; a client's table of that name would be taken for one, or take its place)."""
+        if is_quarantine(name):
+            raise ForbiddenError(
+                f"{name}: names ending in __quarantine are reserved for ingestion's quarantine tables",
+                hint="pick another name",
+            )
+        return name
+
     def _existing(self, namespace: str, table: str) -> TableName:
         ns = self._namespace(namespace)
         name = self._table_name(ns, table)
@@ -307,6 +321,11 @@ class IcebergRestCatalog:
     def _check_pii(self, name: TableName) -> None:
         if self.reads_pii:
             return
+        if is_quarantine(name):
+            raise ForbiddenError(
+                f"{name} is a quarantine table: it holds raw input, handed over with the PII-read permission only",
+                hint="ask an admin",
+            )
         columns = {t["column"] for t in self.lh.catalog.pii_tags(name)} | set(self.lh.policy(name).masking)
         if columns:
             raise ForbiddenError(

@@ -520,6 +520,12 @@ def test_quarantine_is_raw_input_for_pii_readers_only(api: dict[str, Any]) -> No
             assert "quarantine" in body["detail"] and "alice" not in str(body)
     rows = ok(call(api, "POST", "/query", role="admin", json={"sql": "SELECT raw FROM web.events__quarantine"}))
     assert "alice@corp.com" in rows["rows"][0]["raw"]
+    # data skipping on the raw payload would bisect it, a few hundred requests per address
+    probe = "/tables/web.events__quarantine?predicate=raw >= '{\"id\": \"alice'"
+    for role in ("reader", "engineer"):
+        detail = problem(call(api, "GET", probe, role=role), 403)["detail"]
+        assert "column(s) raw" in detail and "alice" not in detail, detail
+    assert ok(call(api, "GET", probe, role="admin"))
     # a quarantine table takes no records: it would grow a quarantine of its own
     body = problem(call(api, "POST", "/tables/web.events__quarantine/records", role="engineer", json=bad), 400)
     assert "quarantine table" in body["detail"]

@@ -123,6 +123,18 @@ def test_tables_with_pii_are_not_handed_to_who_may_not_read_it(served: Served) -
         served.rest("reader").load_table("crm.people")
     assert served.rest("admin").load_table("crm.people").scan().to_arrow().num_rows == 1
     assert served.rest("reader").load_table("sales.orders").scan().to_arrow().num_rows >= 4
+    # a quarantine table holds raw input: handed to admins only, and no client may make one
+    from lakehouse.ingest.pipeline import ingest_records
+
+    with served.lakehouse() as lh:
+        lh.create_table("crm.leads", schema=SCHEMA, format="iceberg")
+        assert ingest_records(lh, "crm.leads", [{"id": "alice@corp.com"}], source="t:1").quarantined == 1
+    for role in ("reader", "engineer"):
+        with pytest.raises(ForbiddenError, match="quarantine table"):
+            served.rest(role).load_table("crm.leads__quarantine")
+    assert served.rest("admin").load_table("crm.leads__quarantine").scan().to_arrow().num_rows == 1
+    with pytest.raises(ForbiddenError, match="reserved"):
+        served.rest("engineer").create_table("crm.mine__quarantine", schema=SCHEMA)
 
 
 def test_a_reader_cannot_commit_and_errors_follow_the_spec(served: Served) -> None:

@@ -69,6 +69,16 @@ def test_tables_with_pii_are_neither_listed_nor_described_below_admin(served: Se
     assert refused.status_code == 403 and refused.json()["error_code"] == "PERMISSION_DENIED"
     assert "PII columns (name)" in refused.json()["message"]
     assert get(served, "/tables/lakehouse.crm.contacts").status_code == 200
+    # a quarantine table holds raw input: neither listed nor described below admin
+    from lakehouse.ingest.pipeline import ingest_records
+
+    with served.lakehouse() as lh:
+        lh.create_table("crm.leads", schema=parse_schema("id:int64"), format="delta")
+        assert ingest_records(lh, "crm.leads", [{"id": "alice@corp.com"}], source="t:1").quarantined == 1
+    listed = get(served, "/tables", role="reader", catalog_name="lakehouse", schema_name="crm").json()["tables"]
+    assert "leads__quarantine" not in [t["name"] for t in listed] and "leads" in [t["name"] for t in listed]
+    assert get(served, "/tables/lakehouse.crm.leads__quarantine", role="reader").status_code == 403
+    assert get(served, "/tables/lakehouse.crm.leads__quarantine").status_code == 200
 
 
 def test_the_api_answers_as_unity_catalog(served: Served) -> None:
