@@ -195,6 +195,23 @@ def _refuse_masked_predicate(lh: Lakehouse, name: str, predicate: str) -> None:
         )
 
 
+def _refuse_masked_job_columns(lh: Lakehouse, name: str, body: JobRequest) -> None:
+    """A caller who reads a column masked cannot have a job order, group or cluster rows by it: which duplicate a
+    dedup keeps by ``order`` (then a restore) recovers a value probe by probe, ``keys`` tell which rows hold equal
+    values, a Z-order by it lays rows out in its order, and expire-data's ``column`` counts rows past a value."""
+    from lakehouse.errors import ForbiddenError
+    from lakehouse.governance.ops import read_masks
+
+    named = {*(body.zorder or ()), *(body.keys or ()), *(c for c in (body.order, body.column) if c)}
+    hidden = sorted(named & set(read_masks(lh, lh.table(name))))
+    if hidden:
+        raise ForbiddenError(
+            f"the job names column(s) {', '.join(hidden)} of {name}, which this key reads masked: ordering, "
+            "grouping or clustering rows by them would tell their values",
+            hint="name other columns, or run the job with a key that may read PII",
+        )
+
+
 def create_app(settings: Settings | None = None, *, autopilot_interval: float | None = None) -> FastAPI:
     """The API over one warehouse (``settings`` default: the usual precedence, lakehouse.toml and env).
 
@@ -551,6 +568,8 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         and parameters need more than the engineer role (see api/authz.py)."""
         from api.jobs import run
 
+        if not authz.allows(p, authz.READS_PII):
+            _refuse_masked_job_columns(base, name, body)
         return _job_answers(p, [run(lh_for(p), name, str(kind), body.model_dump())], table=name)[0]
 
     def _job_answers(

@@ -280,6 +280,17 @@ def test_roles_masking_ingest_and_jobs(api: dict[str, Any]) -> None:
     assert ok(call(api, "GET", "/tables/web.events", params={"predicate": "id > 3"}))["health"]
     problem(call(api, "POST", "/tables/web.events/jobs/optimize", json={"dry_run": True}), 403)
     problem(call(api, "POST", "/tables/web.events/records", json=[{"id": 1}]), 403)
+    # nor can a job order, group or cluster rows by a column the key reads masked: which duplicate a dedup keeps
+    # by it, then a restore, recovered a value probe by probe
+    for kind, job in (
+        ("dedup", {"keys": ["id"], "order": "note"}),
+        ("dedup", {"keys": ["note"]}),
+        ("optimize", {"zorder": ["note", "id"]}),
+    ):
+        refused = problem(call(api, "POST", f"/tables/web.events/jobs/{kind}", role="engineer", json=job), 403)
+        assert "note" in refused["detail"] and "masked" in refused["detail"], refused
+        assert ok(call(api, "POST", f"/tables/web.events/jobs/{kind}", role="admin", json=job))
+    assert ok(call(api, "POST", "/tables/web.events/jobs/dedup", role="engineer", json={"keys": ["id"], "order": "ts"}))
     problem(call(api, "POST", "/keys", role="engineer", json={"name": "x", "role": "admin"}), 403)
     # engineers ingest (quarantine report in the answer) and run jobs
     recs = [
