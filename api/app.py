@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import io
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, get_args
@@ -223,8 +224,6 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        import threading
-
         stop = threading.Event()
         thread = None
         pilot_lh = None
@@ -467,6 +466,8 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
     # ---- query ----------------------------------------------------------------------------------------------
 
+    answers = threading.BoundedSemaphore(max(1, base.settings.query.workers))
+
     @app.post(
         "/query",
         tags=["query"],
@@ -476,6 +477,12 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
         """Read-only SQL over catalog tables (DuckDB). Only SELECT; no table functions that read files or
         URLs, no ATTACH/COPY/INSTALL/LOAD/PRAGMA/SET. PII comes masked unless the key is an admin's."""
         as_of = {str(TableName.parse(k)): parse_as_of(v) for k, v in body.as_of.items()}
+        # as many answers in the server's memory at once as there are workers: an answer (up to
+        # query.max_result_bytes) is copied into Python values and JSON after its worker is free again
+        with answers:
+            return _query(body, p, as_of)
+
+    def _query(body: QueryRequest, p: Principal, as_of: dict[str, Any]) -> Response:
         settings = base.settings.api
         result = lh_for(p).query(
             body.sql,

@@ -699,3 +699,44 @@ def test_an_external_table_does_not_stall_other_queries(api: dict[str, Any], tmp
     problem(answers[0], 408)
     after = {"sql": "SELECT count(*) AS n FROM web.events"}
     assert ok(call(api, "POST", "/query", role="admin", json=after))["rows"] == [{"n": 100}]
+
+
+def test_answers_in_the_server_s_memory_at_once_are_bounded_by_the_workers(
+    api: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer (up to query.max_result_bytes) is copied into Python values and JSON after its worker is free
+    again: six readers at once raised the server's memory by 2 GB. A query and its answer's conversion now hold
+    one of query.workers places (2 here), so at most that many answers are in the server at once."""
+    import threading
+    import time
+
+    inside, most = [0], [0]
+    lock = threading.Lock()
+    query = Lakehouse.query
+
+    def counted(self: Lakehouse, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(0.2)
+            return query(self, *args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(Lakehouse, "query", counted)
+    results: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(
+                call(api, "POST", "/query", json={"sql": "SELECT count(*) AS n FROM web.events"}).status_code
+            )
+        )
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 6 and most[0] == 2, (results, most)
