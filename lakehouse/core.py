@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -242,8 +243,18 @@ class Lakehouse:
             raise TableExistsError(f"table {tname} already exists", hint="pick another name or drop it first")
         if self.settings.is_s3:
             ensure_warehouse(self.ctx)
-        loc = _normalise_location(location) if location else self.ctx.default_location(tname)
-        self._check_location_free(loc, written=written)
+        if location:
+            loc = _normalise_location(location)
+            self._check_location_free(loc, written=written)
+            return tname, loc
+        loc = self.ctx.default_location(tname)
+        try:
+            self._check_location_free(loc)
+        except TableExistsError:
+            # the name's usual place is taken: a table renamed from this name keeps its files there, or one was
+            # dropped without its files; a new table of the name goes beside it (never into it)
+            loc = f"{loc}-{uuid.uuid4().hex[:8]}"
+            self._check_location_free(loc)
         return tname, loc
 
     def adopt_created(self, table: LakehouseTable, *, format: str) -> LakehouseTable:

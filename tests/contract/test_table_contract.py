@@ -293,6 +293,13 @@ def test_locations_never_overlap(lh: Lakehouse, fmt: str) -> None:
             lh.create_table("sales.intruder", schema=EVENTS, format=other, location=location)
     assert table.row_count() == 10 and sorted_rows(table.scan()) == sorted_rows(events(0, 10))
     assert [str(r.name) for r in lh.list_tables()] == ["sales.events"]
+    # a table renamed away keeps its files at its first name's place: a new table of that name (a blue/green
+    # swap's second round) goes beside it, not into it (it was refused as overlapping the renamed table)
+    lh.rename_table("sales.events", "sales.events_old")
+    again = _create(lh, fmt)
+    again.append(events(100, 3))
+    assert again.location != table.location and not again.location.startswith(table.location + "/")
+    assert lh.table("sales.events_old").row_count() == 10 and lh.table("sales.events").row_count() == 3
 
 
 def test_time_travel_by_time_follows_restores(lh: Lakehouse, fmt: str) -> None:
