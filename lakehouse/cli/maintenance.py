@@ -189,7 +189,8 @@ def vacuum(
         out.print("dry run: nothing deleted; run again with --apply to delete")
     else:
         out.print(
-            f"deleted {d['files_deleted']} files ({_human_bytes(d['bytes_deleted'])}), expired "
+            f"deleted {d['files_deleted']} files ({_human_bytes(d['bytes_deleted'])}) and "
+            f"{d['metadata_files_deleted']} metadata files ({_human_bytes(d['metadata_bytes_deleted'])}), expired "
             f"{len(d['expired_versions'])} versions (job {d['job_id']})"
         )
 

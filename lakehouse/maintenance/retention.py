@@ -134,6 +134,8 @@ class VacuumResult:
     """Planned files that a version committed meanwhile references (not deleted)."""
     metadata_files_deleted: int = 0
     """Log/metadata files only the expired versions needed (Delta commits and checkpoints, Iceberg metadata)."""
+    metadata_bytes_deleted: int = 0
+    """Their bytes (``bytes_deleted`` counts data, delete and manifest files)."""
     metadata_error: str | None = None
     """Why the metadata was not trimmed, when that failed after the data files went."""
     manifests_merged: tuple[int, int] = (0, 0)
@@ -150,6 +152,7 @@ class VacuumResult:
             "bytes_deleted": self.bytes_deleted,
             "files_kept": self.files_kept,
             "metadata_files_deleted": self.metadata_files_deleted,
+            "metadata_bytes_deleted": self.metadata_bytes_deleted,
             "metadata_error": self.metadata_error,
             "manifests_merged": {"before": self.manifests_merged[0], "after": self.manifests_merged[1]},
             **self.plan.as_dict(),
@@ -312,7 +315,9 @@ def _trim_metadata(table: LakehouseTable, oldest: int, cutoff: dt.datetime, resu
     """The format metadata only expired versions needed goes too (metadata stays O(readable versions)). The
     vacuum's deletions stand whatever happens here: a failure is reported with the result, not as the job's."""
     try:
-        result.metadata_files_deleted = len(table.trim_metadata(oldest, cutoff))
+        trimmed = table.trim_metadata(oldest, cutoff)
+        result.metadata_files_deleted = len(trimmed)
+        result.metadata_bytes_deleted = sum(f.size for f in trimmed)
     except LakehouseError as e:
         result.metadata_error = e.message
 

@@ -30,7 +30,7 @@ from lakehouse.errors import (
 from lakehouse.expr import Expr, check_columns, normalize, parse_filter, to_arrow
 from lakehouse.names import TableName  # part of the adapter interface, defined below the settings
 from lakehouse.schema import PartitionField, case_clashes, conform
-from lakehouse.storage import StorageContext  # likewise, defined beside the object-store functions
+from lakehouse.storage import ObjectInfo, StorageContext  # likewise, defined beside the object-store functions
 
 AsOf = int | dt.datetime
 """A version number (or Iceberg snapshot id) or a point in time."""
@@ -1150,12 +1150,12 @@ class LakehouseTable(ABC):
         Returns (small manifests before, after); (0, 0) without a commit. Delta's checkpoints play this part."""
         return 0, 0
 
-    def trim_metadata(self, oldest: int, before: dt.datetime) -> list[str]:
+    def trim_metadata(self, oldest: int, before: dt.datetime) -> list[ObjectInfo]:
         """After retention made every version before ``oldest`` unreadable, with its window starting at
         ``before``: delete the format metadata nothing readable needs, so that metadata stays proportional to
         the readable versions and live files, not to the whole history (Delta: commit files and checkpoints
         before a checkpoint at ``oldest``; Iceberg: metadata files logged before ``before``, whose snapshots
-        the current metadata lists anyway). Returns the paths deleted."""
+        the current metadata lists anyway). Returns the files deleted, with their sizes."""
         return []
 
     def expire_versions(self, versions: Collection[int]) -> int:

@@ -47,7 +47,7 @@ from lakehouse.errors import (
 )
 from lakehouse.expr import And, Expr, Not, Or, all_match, evaluate_table, may_match, to_arrow
 from lakehouse.schema import PartitionField, contains_type, validate_keys, validate_partitioning, without_view_types
-from lakehouse.storage import delete_tree, list_files, normalize_path, read_objects, split_location
+from lakehouse.storage import ObjectInfo, delete_tree, list_files, normalize_path, read_objects, split_location
 from lakehouse.tables.base import (
     CASE_CLASHES,
     AsOf,
@@ -1787,7 +1787,7 @@ class DeltaAdapter(LakehouseTable):
         _forget_log(self.ctx, self.location)
         return len(doomed)
 
-    def trim_metadata(self, oldest: int, before: dt.datetime) -> list[str]:
+    def trim_metadata(self, oldest: int, before: dt.datetime) -> list[ObjectInfo]:
         """A checkpoint at ``oldest`` (written from the log as it stood then, unless one is there), then every
         commit file and checkpoint of an earlier version older than ``delta.logRetentionDuration`` (default 30
         days, Delta's own rule, by :func:`lakehouse.clock.now`) goes (the commit file of ``oldest`` stays: it
@@ -1821,7 +1821,7 @@ class DeltaAdapter(LakehouseTable):
         # age decisions read: lakehouse.clock)
         cutoff = clock.now().timestamp() - self._log_retention().total_seconds()
         aged = {
-            f.path
+            f.path: f
             for f in list_files(f"{self.location.rstrip('/')}/_delta_log", self.ctx, recursive=False)
             if f.mtime_s is not None and f.mtime_s < cutoff
         }
@@ -1829,7 +1829,7 @@ class DeltaAdapter(LakehouseTable):
         doomed += sorted(p for v, parts in checkpoints.items() if v < oldest for p in parts if p in aged)
         delete_files(doomed, self.ctx)
         _forget_log(self.ctx, self.location)
-        return doomed
+        return [aged[p] for p in doomed]
 
     def _log_retention(self) -> dt.timedelta:
         """``delta.logRetentionDuration`` (Delta's ``interval <n> <unit>``; 30 days when unset or unreadable)."""

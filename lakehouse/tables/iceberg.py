@@ -40,7 +40,7 @@ from lakehouse.errors import (
 )
 from lakehouse.expr import And, Compare, Expr, In, IsNull, Not, Or, all_match, coerce, evaluate_table, may_match
 from lakehouse.schema import WIDTH_TRANSFORMS, PartitionField, validate_keys, validate_partitioning
-from lakehouse.storage import ObjectReader, cached_schema, delete_tree, list_files, normalize_path
+from lakehouse.storage import ObjectInfo, ObjectReader, cached_schema, delete_tree, list_files, normalize_path
 from lakehouse.tables.base import (
     CASE_CLASHES,
     DEFAULT_COMMIT_TIMEOUT,
@@ -2106,7 +2106,7 @@ class IcebergAdapter(LakehouseTable):
         except OSError as e:
             raise StorageError(f"merging the manifests of {self.name} failed: {e}") from e
 
-    def trim_metadata(self, oldest: int, before: dt.datetime) -> list[str]:
+    def trim_metadata(self, oldest: int, before: dt.datetime) -> list[ObjectInfo]:
         """Metadata files the log recorded before the window list snapshots that are gone or that the current
         metadata lists too: the log keeps the ones since (through ``write.metadata.previous-versions-max`` for
         one commit, with delete-after-commit, as in :meth:`drop_old_log`)."""
@@ -2117,10 +2117,12 @@ class IcebergAdapter(LakehouseTable):
         if not stale:
             return []
         logged = {_plain_location(e.metadata_file) for e in log}
+        folders = {p.rsplit("/", 1)[0] for p in logged}  # their sizes, before pyiceberg deletes them
+        held = {f.path: f for d in folders for f in list_files(d, self.ctx, recursive=False)}
         self._shorten_log(len(log) - len(stale) + 1)  # the shortening commit logs the current file too
         self._refresh()
         after = {_plain_location(e.metadata_file) for e in self._table.metadata.metadata_log}
-        return sorted(logged - after)
+        return [held.get(p) or ObjectInfo(p, 0, None) for p in sorted(logged - after)]
 
     def _shorten_log(self, keep: int) -> None:
         log_max, delete_after = "write.metadata.previous-versions-max", "write.metadata.delete-after-commit.enabled"
