@@ -14,6 +14,7 @@ column becomes a UTC timestamp).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import re
 from collections.abc import Collection, Mapping
@@ -27,6 +28,10 @@ import sqlglot
 from sqlglot import exp
 
 from lakehouse.errors import InvalidPredicateError
+
+# sqlglot warns on stderr of things it cannot render (`Byte strings are not supported for Dialect`) before the
+# filter is refused with its own one-line error
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 Op = Literal["=", "!=", "<", "<=", ">", ">="]
 
@@ -199,6 +204,12 @@ def _convert(node: Any, text: str) -> Expr:
                 Compare(col, ">=", _literal(node.args["low"], text)),
                 Compare(col, "<=", _literal(node.args["high"], text)),
             )
+        )
+    if isinstance(node, exp.Alias):  # `0x10` reads as `0 AS x10`: quote what was written, not that
+        raise InvalidPredicateError(
+            f"unsupported filter {text!r}: a value followed by a name (hexadecimal literals such as 0x10 are not "
+            "supported)",
+            hint="write numbers in decimal, strings in single quotes",
         )
     raise InvalidPredicateError(
         f"unsupported filter {node.sql()!r}",

@@ -193,3 +193,13 @@ def test_a_literal_that_does_not_compare_names_no_value_of_the_table() -> None:
     with pytest.raises(InvalidPredicateError) as info:
         evaluate(parse_filter("ts > 'nope'"), {"ts": dt.datetime(2026, 5, 17, 9, 41, tzinfo=dt.UTC)})
     assert "timestamp" in info.value.message and "2026" not in info.value.message
+
+
+def test_mistakes_are_one_line_that_quotes_what_was_written(capfd: pytest.CaptureFixture[str]) -> None:
+    """``0x10`` read as ``0 AS x10`` and the error quoted that; a byte string made sqlglot print a stray warning
+    line before the error."""
+    with pytest.raises(InvalidPredicateError, match=r"unsupported filter 'a = 0x10': .*hexadecimal"):
+        parse_filter("a = 0x10")
+    with pytest.raises(InvalidPredicateError):
+        parse_filter("b = E'\\x00'")
+    assert capfd.readouterr().err == ""
