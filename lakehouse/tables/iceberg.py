@@ -799,9 +799,13 @@ class IcebergAdapter(LakehouseTable):
                 refreshes and retries, as the spec says for a 409.
         """
         from pyiceberg.table import CommitTableRequest
-        from pyiceberg.table.update import AddSnapshotUpdate, RemovePropertiesUpdate
+        from pyiceberg.table.update import AddSnapshotUpdate, AssignUUIDUpdate, RemovePropertiesUpdate
 
         req = _parse_commit(CommitTableRequest, body, self.name)
+        uuid_now = str(self._table.metadata.table_uuid)
+        for u in req.updates:
+            if isinstance(u, AssignUUIDUpdate) and str(u.uuid) != uuid_now:
+                raise InvalidInputError(f"a commit to {self.name} cannot give it another uuid (it is {uuid_now})")
         if guard is not None:
             locations, paths = _rest_paths(req)
             guard(locations, paths)  # the manifest lists first: only then are they read
@@ -3607,9 +3611,12 @@ def rest_namespace_properties(ctx: StorageContext, namespace: str) -> dict[str, 
     from pyiceberg.exceptions import NoSuchNamespaceError
 
     try:
-        return dict(catalog_for(ctx).load_namespace_properties(namespace))
+        props = dict(catalog_for(ctx).load_namespace_properties(namespace))
     except NoSuchNamespaceError as e:
         raise NamespaceNotFoundError(f"no namespace {namespace}") from e
+    if props.get("exists") == "true":  # pyiceberg's SQL catalog marks a namespace without properties so
+        del props["exists"]
+    return props
 
 
 def rest_create_namespace(ctx: StorageContext, namespace: str, properties: Mapping[str, str]) -> None:
@@ -3653,7 +3660,28 @@ def rest_create_request(body: bytes) -> tuple[str, str | None, bool, dict[str, s
     req = _parse_rest(CreateTableRequest, body, "create-table request")
     if not req.table_schema.fields:  # pyiceberg takes {} for a schema
         raise InvalidInputError(f"the create-table request of {req.name} gives a schema without columns")
+    ids = _field_ids(req.table_schema.fields)
+    if len(ids) != len(set(ids)):  # pyiceberg took it, then loaded the table with an empty schema
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise InvalidInputError(f"the create-table request of {req.name} gives field id(s) {twice} twice")
     return req.name, req.location, bool(req.stage_create), rest_path_properties(req.properties)
+
+
+def _field_ids(fields: Iterable[Any]) -> list[int]:
+    """Every field id of a schema's fields, nested ones (struct fields, list elements, map keys and values) too."""
+    from pyiceberg.types import ListType, MapType, StructType
+
+    out: list[int] = []
+    for f in fields:
+        out.append(f.field_id)
+        t = f.field_type
+        if isinstance(t, StructType):
+            out += _field_ids(t.fields)
+        elif isinstance(t, ListType):
+            out += _field_ids([t.element_field])
+        elif isinstance(t, MapType):
+            out += _field_ids([t.key_field, t.value_field])
+    return out
 
 
 def rest_path_properties(properties: Mapping[str, str]) -> dict[str, str]:

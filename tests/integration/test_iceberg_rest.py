@@ -383,6 +383,20 @@ def test_malformed_requests_are_400_in_the_spec_s_error_model(served: Served) ->
     v3["properties"] = {}
     r = requests.post(f"{served.url}/v1/namespaces/sales/tables", data=json.dumps(v3), headers=headers)
     assert r.status_code == 200, r.text
+    # a schema giving one field id twice (pyiceberg took it and then loaded an empty schema), a commit giving a
+    # table another uuid: refused
+    twice = {"type": "struct", "fields": [{**field, "type": "long"}, {**field, "name": "b", "type": "long"}]}
+    r = requests.post(
+        f"{served.url}/v1/namespaces/sales/tables", data=json.dumps({"name": "t5", "schema": twice}), headers=headers
+    )
+    assert r.status_code == 400 and "field id(s) [1] twice" in r.text, r.text
+    other = {"requirements": [], "updates": [{"action": "assign-uuid", "uuid": "9c12d441-03fe-4693-9a96-a0705ddf69c1"}]}
+    r = requests.post(f"{served.url}/v1/namespaces/sales/tables/orders", data=json.dumps(other), headers=headers)
+    assert r.status_code == 400 and "another uuid" in r.text, r.text
+    # a namespace without properties has none (pyiceberg's SQL catalog marks it with exists=true)
+    cat = served.rest("engineer")
+    cat.create_namespace("bare")
+    assert cat.load_namespace_properties("bare") == {}
 
 
 # ---- DuckDB's iceberg extension --------------------------------------------------------------------------------
