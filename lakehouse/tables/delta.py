@@ -2009,6 +2009,18 @@ class DeltaAdapter(LakehouseTable):
             operation="restore",
         )
 
+    def version_names(self, snapshot: Snapshot) -> dict[str, str | None] | None:
+        """With column mapping, a column's identity is its physical name: a renamed column's old values under its
+        current name. Without it, names (None)."""
+        current = self._at(None)
+        if _mapping_mode(current) == "none":
+            return None
+        then = self._at(snapshot.version)
+        if _mapping_mode(then) == "none":
+            return None  # mapping was turned on later: the physical names are the names of then
+        old = {physical: logical for logical, physical in _physical_names(then).items()}
+        return {logical: old.get(physical) for logical, physical in _physical_names(current).items()}
+
     def sql_source(self, snapshot: Snapshot | None = None) -> str | None:
         """DuckDB's ``delta_scan`` (delta-kernel: it applies deletion vectors, reads INT96 and column-mapped files),
         of the version this table holds (the newest, or the one it is :meth:`pinned` at): a commit landing before

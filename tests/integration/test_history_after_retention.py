@@ -191,3 +191,36 @@ def test_a_restore_to_a_version_another_writer_vacuumed_is_refused_before_anythi
         assert [j.kind for j in lh.jobs("f.gone")] == [], "refused before a job was recorded"
         lh.restore("f.gone", 2)  # its file is still there (the vacuum commits came after it)
         assert lh.table("f.gone").scan().column("id").to_pylist() == [10]
+
+
+def test_delta_time_travel_reads_a_column_renamed_under_column_mapping_by_its_physical_name(tmp_path: Path) -> None:
+    """A Delta table with column mapping (as Spark writes it) renamed ``amount`` to ``amount_eur``: version 0 read
+    the renamed column as NULL (matched by name). It is matched by its physical name now, as Iceberg's by id."""
+    import json
+    import uuid
+
+    from tests.conformance.delta_log import DeltaLogWriter, mapped_schema_json, to_physical
+
+    root = str(tmp_path / "theirs")
+    w = DeltaLogWriter(root)
+    logical = pa.table({"id": pa.array([1, 2], pa.int64()), "amount": pa.array([100, 200], pa.int64())})
+    schema_json, physical, max_id = mapped_schema_json(logical.schema, "name")
+    config = {"delta.columnMapping.mode": "name", "delta.columnMapping.maxColumnId": str(max_id)}
+    table_id = str(uuid.uuid4())
+    rel = w.write_parquet(to_physical(logical, physical))
+    meta = w.metadata(logical.schema, configuration=config, schema_json=schema_json, table_id=table_id)
+    w.commit([w.protocol(2, 5), meta, w.add(rel)])
+    renamed = json.loads(schema_json)
+    renamed["fields"][1]["name"] = "amount_eur"
+    renamed_schema = pa.schema([("id", pa.int64()), ("amount_eur", pa.int64())])
+    w.commit(
+        [w.metadata(renamed_schema, configuration=config, schema_json=json.dumps(renamed), table_id=table_id)],
+        operation="RENAME COLUMN",
+    )
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        lh.register_table("f.mapped", location=root, format="delta")
+        sql = "SELECT id, amount_eur FROM f.mapped ORDER BY id"
+        expected = [{"id": 1, "amount_eur": 100}, {"id": 2, "amount_eur": 200}]
+        assert lh.query(sql).table.to_pylist() == expected
+        assert lh.query(sql, as_of={"f.mapped": 0}).table.to_pylist() == expected
+        assert lh.table("f.mapped").scan(as_of=0).sort_by("id").to_pylist() == expected
