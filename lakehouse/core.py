@@ -595,7 +595,8 @@ class Lakehouse:
 
         def readable(name: TableName) -> LakehouseTable:
             table = self.table(name)
-            table.check_names("queried")  # names differing only in case would be read as one another
+            with table.pinned(refresh=False):  # at the version just opened: no second load of the table
+                table.check_names("queried")  # names differing only in case would be read as one another
             return table
 
         if check_engine(engine) == "spark":

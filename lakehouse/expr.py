@@ -412,7 +412,16 @@ def to_arrow(e: Expr, schema: pa.Schema, *, cast: Collection[str] = ()) -> pc.Ex
         # SQL three-valued logic: NULL IN (...) is unknown, and so is a non-match when the list holds NULL
         values = pa.array([_arrow_literal(v, t, e.column).as_py() for v in e.values if v is not None], type=t)
         unknown = pa.scalar(None, pa.bool_())
-        expr = pc.if_else(field(e.column).is_null(), unknown, field(e.column).isin(values))
+        f = field(e.column)
+        if pa.types.is_floating(t) and len(values):
+            # isin hashes: -0.0 would not match 0 (SQL: equal); NaN matches NaN, as in SQL's order
+            hits = [pc.is_nan(f) if math.isnan(v) else f == pa.scalar(v, t) for v in values.to_pylist()]
+            matched = hits[0]
+            for hit in hits[1:]:
+                matched = matched | hit
+            expr = pc.if_else(f.is_null(), unknown, matched)
+        else:
+            expr = pc.if_else(f.is_null(), unknown, f.isin(values))
         if any(v is None for v in e.values):
             expr = pc.if_else(expr, pa.scalar(True), unknown)
         return ~expr if e.negated else expr
