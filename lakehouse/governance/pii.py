@@ -256,7 +256,34 @@ def sample_strings(
 
 
 def string_columns(schema: pa.Schema) -> list[str]:
-    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    """Columns that hold text: strings, and structs, lists and maps with strings anywhere inside (a finding
+    there tags the whole column, which readers then get masked as NULL)."""
+    from lakehouse.schema import contains_type
+
+    def text(t: pa.DataType) -> bool:
+        return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+    return [f.name for f in schema if contains_type(f.type, text)]
+
+
+def _texts(value: Any) -> str | None:
+    """A sampled value as text to scan: a string itself; the strings inside a nested value, one per line."""
+    if value is None or isinstance(value, str):
+        return value
+    found: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str):
+            found.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list | tuple):
+            for x in v:
+                walk(x)
+
+    walk(value)
+    return "\n".join(found) if found else None
 
 
 def scan_table(lh: Workspace, name: str, *, sample_rows: int | None = None, dry_run: bool = False) -> dict[str, Any]:
@@ -273,7 +300,7 @@ def scan_table(lh: Workspace, name: str, *, sample_rows: int | None = None, dry_
         findings: list[ColumnFinding] = []
         for c in table.schema.names:
             values = samples.get(c, []) if c in texts else []
-            findings.extend(scan_values(c, [v if isinstance(v, str) else None for v in values]))
+            findings.extend(scan_values(c, [_texts(v) for v in values]))
         return samples, findings
 
     def report(samples: dict[str, list[Any]], findings: list[ColumnFinding], job: int | None) -> dict[str, Any]:

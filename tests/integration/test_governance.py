@@ -632,3 +632,20 @@ def test_erase_compares_nan_as_sql_does(llh: Lakehouse, fmt: str) -> None:
     receipt = erase(lh, "f = 'NaN'", tables=["g.floats"], purge=False, dry_run=False)["tables"]["g.floats"]
     assert receipt["rows_deleted"] == 2 and receipt["rows_matching_after"] == 0
     assert sorted(r["id"] for r in lh.table("g.floats").scan().to_pylist()) == [1, 2, 3, 5]
+
+
+def test_pii_inside_nested_columns_is_found_and_read_masked(llh: Lakehouse, fmt: str) -> None:
+    """A scan sampled only plain string columns: addresses inside a struct, a list or a map were never tagged,
+    and masked readers saw them. Now a nested column holding PII is tagged as a whole and read as NULL."""
+    lh = llh
+    schema = parse_schema("id:int64, contact:struct<mail: string, n: int64>, aliases:list<string>, note:string")
+    table = lh.create_table("g.nested", schema=schema, format=fmt)
+    rows = [
+        {"id": i, "contact": {"mail": f"p{i}@corp-example.com", "n": i}, "aliases": [f"a{i}@x.org"], "note": "ok"}
+        for i in range(30)
+    ]
+    table.append(pa.Table.from_pylist(rows, schema=schema))
+    report = scan_table(lh, "g.nested")
+    assert {f["column"] for f in report["findings"]} == {"contact", "aliases"}
+    masked = lh.query("SELECT contact, aliases, note FROM g.nested LIMIT 3", masked=True).table.to_pylist()
+    assert masked == [{"contact": None, "aliases": None, "note": "ok"}] * 3
