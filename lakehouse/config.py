@@ -25,6 +25,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -39,6 +40,8 @@ TableFormatName = Literal["delta", "iceberg"]
 
 class S3Settings(BaseModel):
     """Where and how to reach S3 (or MinIO). Unset fields fall back to the standard ``AWS_*`` variables."""
+
+    model_config = {"extra": "forbid"}  # a misspelt key is an error, not silently ignored
 
     endpoint: str | None = Field(
         default=None, description="S3 endpoint URL, e.g. http://127.0.0.1:9000 for MinIO; unset for AWS."
@@ -106,6 +109,8 @@ class CatalogSettings(BaseModel):
 class QuerySettings(BaseModel):
     """Limits for SQL through DuckDB."""
 
+    model_config = {"extra": "forbid"}  # a misspelt key is an error, not silently ignored
+
     max_rows: int = Field(default=10_000, ge=1, description="Rows a query returns at most.")
     memory_limit: str = Field(default="1GB", description="DuckDB memory_limit.")
     threads: int | None = Field(
@@ -140,6 +145,8 @@ DEFAULT_PRICES = dict(STORAGE)
 
 class CostSettings(BaseModel):
     """Prices for ``lakehouse cost`` (defaults: AWS S3 us-east-1 list prices, :mod:`lakehouse.pricing`)."""
+
+    model_config = {"extra": "forbid"}  # a misspelt key is an error, not silently ignored
 
     currency: str = "USD"
     prices: dict[str, float] = Field(
@@ -191,6 +198,8 @@ class CostSettings(BaseModel):
 class GovernanceSettings(BaseModel):
     """PII scanning and masking."""
 
+    model_config = {"extra": "forbid"}  # a misspelt key is an error, not silently ignored
+
     mask_secret: SecretStr | None = Field(
         default=None, description="Secret key of the hash masking policy (HMAC-SHA256); keep it stable."
     )
@@ -200,6 +209,8 @@ class GovernanceSettings(BaseModel):
 class LineageSettings(BaseModel):
     """Where lineage goes besides the catalog."""
 
+    model_config = {"extra": "forbid"}  # a misspelt key is an error, not silently ignored
+
     url: str | None = Field(default=None, description="OpenLineage endpoint (e.g. Marquez http://host:5000).")
     namespace: str = Field(default="lakehouse", description="OpenLineage job namespace of lakehouse's jobs.")
     timeout_seconds: float = Field(default=2.0, gt=0, description="Timeout of one forward.")
@@ -208,6 +219,8 @@ class LineageSettings(BaseModel):
 class ApiSettings(BaseModel):
     """The REST API (`lakehouse serve`)."""
 
+    model_config = {"extra": "forbid"}  # a misspelt key is an error, not silently ignored
+
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     query_timeout_seconds: float = Field(default=30.0, gt=0, description="A query is cancelled after this.")
     max_rows: int = Field(default=10_000, ge=1, description="Rows a JSON query answer holds at most.")
@@ -215,6 +228,8 @@ class ApiSettings(BaseModel):
 
 class AutopilotSettings(BaseModel):
     """The maintenance scheduler (`lakehouse autopilot`)."""
+
+    model_config = {"extra": "forbid"}  # a misspelt key is an error, not silently ignored
 
     interval: str = Field(default="5m", description="Time between two passes over the tables.")
     lease_ttl: str = Field(
@@ -230,6 +245,8 @@ class SparkSettings(BaseModel):
     list the jars or Maven packages it needs (for Delta: ``io.delta:delta-spark_2.12:3.3.2``; for S3:
     ``hadoop-aws`` and the AWS SDK) and any ``spark.*`` option under ``conf``.
     """
+
+    model_config = {"extra": "forbid"}  # a misspelt key is an error, not silently ignored
 
     master: str = Field(default="local[*]", description="Spark master URL; local[*] runs in this process's JVM.")
     app_name: str = Field(default="lakehouse", description="Spark application name.")
@@ -438,6 +455,12 @@ def load_settings(config_file: str | os.PathLike[str] | Literal[False] | None = 
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from e
+    except SettingsError as e:  # a LAKEHOUSE_* variable of a list or table that is not JSON
+        raise ConfigError(
+            f"invalid settings: {e}",
+            hint="a LAKEHOUSE_* variable for a list or table holds JSON, e.g. "
+            "LAKEHOUSE_SPARK__JARS='[\"/a.jar\", \"/b.jar\"]' or LAKEHOUSE_POLICY='{\"retention\": {}}'",
+        ) from e
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in e.errors()

@@ -63,7 +63,8 @@ class CatalogStore(
             upgrade(self.engine)
         except StorageError as e:
             self.engine.dispose()
-            raise StorageError(f"cannot open the catalog database {url}: {e.message}", hint=e.hint) from e
+            shown = self.engine.url.render_as_string(hide_password=True)  # never the password in a message
+            raise StorageError(f"cannot open the catalog database {shown}: {e.message}", hint=e.hint) from e
 
     def dispose(self) -> None:
         self._closing.set()

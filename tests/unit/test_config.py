@@ -234,3 +234,33 @@ def test_policy_lists_from_the_command_line_and_bad_values() -> None:
         build_policy(parse_assignments(["tiering.keep_read_hot=xx"]))
     with pytest.raises(ConfigError, match="zorder"):
         build_policy(parse_assignments(["compaction.zorder=a,b,c,d,e"]))
+
+
+def test_a_misspelt_key_in_a_section_or_a_variable_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[governance] mask_secert` was ignored (erase receipts then fell back to a guessable hash), as was
+    `LAKEHOUSE_S3__ENDPONT`; only top-level typos were refused."""
+    toml = tmp_path / "lakehouse.toml"
+    toml.write_text('[governance]\nmask_secert = "k"\n')
+    with pytest.raises(ConfigError, match=r"governance\.mask_secert: Extra inputs are not permitted"):
+        load_settings(config_file=toml)
+    monkeypatch.setenv("LAKEHOUSE_S3__ENDPONT", "http://x")
+    with pytest.raises(ConfigError, match=r"s3\.endpont"):
+        load_settings(config_file=False)
+
+
+def test_a_list_or_table_variable_that_is_not_json_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKEHOUSE_SPARK__JARS", "/a.jar,/b.jar")  # a traceback of 80 lines
+    with pytest.raises(ConfigError, match='field "spark"') as e:
+        load_settings(config_file=False)
+    assert "JSON" in (e.value.hint or "")
+    monkeypatch.setenv("LAKEHOUSE_SPARK__JARS", '["/a.jar", "/b.jar"]')
+    assert load_settings(config_file=False).spark.jars == ["/a.jar", "/b.jar"]
+
+
+def test_the_catalog_password_is_never_in_a_message() -> None:
+    from lakehouse.catalog import CatalogStore
+    from lakehouse.errors import StorageError
+
+    with pytest.raises(StorageError) as e:
+        CatalogStore("postgresql+psycopg://etl:S3cretPw@127.0.0.1:1/cat")
+    assert "S3cretPw" not in str(e.value) and "etl:***@127.0.0.1" in str(e.value)
