@@ -217,9 +217,11 @@ class Ingestor:
         bad = [b for b in parsed.bad if b.record.position >= self._quarantine_upto(b.record.source)]
         if bad:
             self._write_quarantine(bad)
-        result.quarantined = len(parsed.bad)
+        # a record a replay finds in the quarantine already was skipped, not quarantined again
+        result.quarantined = len(bad)
+        result.skipped += len(parsed.bad) - len(bad)
         result.errors = [
-            {"source": b.record.source, "position": b.record.position, "error": b.error} for b in parsed.bad[:100]
+            {"source": b.record.source, "position": b.record.position, "error": b.error} for b in bad[:100]
         ]
         if parsed.good.num_rows:
             good, keys = self._prepare(parsed.good)

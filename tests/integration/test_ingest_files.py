@@ -114,6 +114,26 @@ def test_ndjson_good_and_bad_records(lh: Lakehouse, fmt: str, tmp_path: Path) ->
     _check(lh, more_good, more_bad)
 
 
+def test_a_rerun_reports_a_record_quarantined_before_as_skipped(lh: Lakehouse, fmt: str, tmp_path: Path) -> None:
+    """A file whose last record is bad: the table's checkpoint stops before it (no rows to commit with it), so a
+    rerun reads it again. It was reported as quarantined on every rerun (a false alert), though nothing was
+    written; it is reported as skipped."""
+    _table(lh, fmt)
+    path = tmp_path / "readings.ndjson"
+    path.write_text('{"id": 1, "ts": "2026-02-01T00:00:00Z"}\n')
+    ingest_file(Ingestor(lh, "iot.readings"), str(path))
+    with path.open("a") as f:  # the file grows by a bad record only: nothing to commit to the table with it
+        f.write('{"id": "bad", "ts": "2026-02-01T00:00:00Z"}\n')
+    first = Ingestor(lh, "iot.readings")
+    ingest_file(first, str(path))
+    assert (first.stats.rows, first.stats.quarantined) == (0, 1)
+    for _ in range(2):
+        again = Ingestor(lh, "iot.readings")
+        ingest_file(again, str(path))
+        assert (again.stats.rows, again.stats.quarantined, again.stats.skipped) == (0, 0, 1)
+    assert lh.table(quarantine_name(TableName.parse("iot.readings"))).scan().num_rows == 1
+
+
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
 def test_csv_and_parquet(kind: str, tmp_path: Path) -> None:
     # storage-independent parsing: local only (S3 is covered by the NDJSON and SIGKILL tests)
