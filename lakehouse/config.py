@@ -459,7 +459,7 @@ def load_settings(config_file: str | os.PathLike[str] | Literal[False] | None = 
         raise ConfigError(
             f"invalid settings: {e}",
             hint="a LAKEHOUSE_* variable for a list or table holds JSON, e.g. "
-            "LAKEHOUSE_SPARK__JARS='[\"/a.jar\", \"/b.jar\"]' or LAKEHOUSE_POLICY='{\"retention\": {}}'",
+            'LAKEHOUSE_SPARK__JARS=\'["/a.jar", "/b.jar"]\' or LAKEHOUSE_POLICY=\'{"retention": {}}\'',
         ) from e
     except ValidationError as e:
         problems = "; ".join(
