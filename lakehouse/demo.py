@@ -21,6 +21,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from lakehouse.errors import LakehouseError, TableNotFoundError
 from lakehouse.schema import parse_partitioning, parse_schema
@@ -162,7 +163,7 @@ def _run_demo(
         "(SELECT count(*) FROM demo.events_iceberg i WHERE CAST(i.ts AS DATE) = CAST(d.ts AS DATE)) AS iceberg_rows, "
         "round(avg(d.temperature), 2) AS avg_temp FROM demo.events_delta d GROUP BY 1 ORDER BY 1"
     )
-    console.print(f"\n[bold]SQL[/bold] {sql}", highlight=False)
+    console.print(Text.assemble("\n", ("SQL", "bold"), f" {sql}"), highlight=False)
     _print(console, lh.query(sql).table)
 
     delta_v, ice_v = after_second[DEMO_TABLES["delta"]], after_second[DEMO_TABLES["iceberg"]]
@@ -170,7 +171,8 @@ def _run_demo(
         f"SELECT 'delta' AS tbl, count(*) AS rows_then FROM demo.events_delta AT (VERSION => {delta_v}) "
         f"UNION ALL SELECT 'iceberg', count(*) FROM demo.events_iceberg AT (VERSION => {ice_v})"
     )
-    console.print(f"\n[bold]time travel[/bold] (after the 2nd micro-batch) {tt_sql}", highlight=False)
+    heading = Text.assemble("\n", ("time travel", "bold"), f" (after the 2nd micro-batch) {tt_sql}")
+    console.print(heading, highlight=False)
     _print(console, lh.query(tt_sql).table)
 
     counts = {name: lh.table(name).row_count() for name in DEMO_TABLES.values()}
@@ -271,11 +273,12 @@ def _autopilot_beside_stream(
     counts = {n: lh.table(n).row_count() for n in names}
     same = all(c == expected for c in counts.values())
     console.print(
-        ("[green]" if same else "[red]")
-        + f"{expected:,} events streamed in all; rows now: "
-        + ", ".join(f"{n} {c:,}" for n, c in counts.items())
-        + (" (nothing lost, nothing doubled)" if same else " (MISMATCH)")
-        + ("[/green]" if same else "[/red]")
+        Text(
+            f"{expected:,} events streamed in all; rows now: "
+            + ", ".join(f"{n} {c:,}" for n, c in counts.items())
+            + (" (nothing lost, nothing doubled)" if same else " (MISMATCH)"),
+            style="green" if same else "red",
+        )
     )
     if not same:
         raise LakehouseError(f"the tables do not hold exactly the {expected:,} events streamed: {counts}")
@@ -312,7 +315,7 @@ def _local_broker(console: Console) -> LocalBroker | None:
 
         return LocalBroker().start()
     except LakehouseError as e:
-        console.print(f"[yellow]no local Kafka broker ({e}); appending batches directly instead[/yellow]")
+        console.print(Text(f"no local Kafka broker ({e}); appending batches directly instead", style="yellow"))
         return None
 
 

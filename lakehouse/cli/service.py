@@ -47,7 +47,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the REST API (OpenAPI docs at /docs) with the Iceberg REST catalog at /iceberg, and print how each
-    engine attaches to it. Create keys first: `lakehouse keys create --role admin`."""
+    engine attaches to it. Create keys first: `lakehouse keys create --name ops --role admin`."""
     from lakehouse.served.iceberg_rest import client_snippets
 
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - what clients on this machine use

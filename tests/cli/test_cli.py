@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -180,6 +181,7 @@ def test_demo_runs_end_to_end_and_again(tmp_path: Path) -> None:
         assert "time travel" in out and "via Kafka" in out
         assert "autopilot beside a live stream" in out and "optimize x" in out
         assert "(nothing lost, nothing doubled)" in out
+        assert not re.search(r"\[/?(bold|green|red|yellow)\]", out), "Rich markup printed as text"
     with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "warehouse"))) as lh:
         assert sorted(str(r.name) for r in lh.list_tables()) == [
             "demo.events_delta",
