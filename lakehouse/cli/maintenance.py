@@ -168,7 +168,7 @@ def vacuum(
 
     with _lh(ctx) as lh:
         which = _engine(lh, engine, spark_master)
-        window = retain or lh.policy(name).retention.retain
+        window = lh.policy(name).retention.retain if retain is None else retain
         with _progress("deleting files", not (dry_run or json_) and which == "local") as progress:
             result = run_vacuum(
                 lh, name, retain=window, keep=keep or [], dry_run=dry_run, progress=progress, engine=which
@@ -216,7 +216,7 @@ def orphans(
 
     with _lh(ctx) as lh:
         which = _engine(lh, engine, spark_master)
-        age = older_than or lh.policy(name).retention.orphan_age
+        age = lh.policy(name).retention.orphan_age if older_than is None else older_than
         with _progress("deleting orphans", not (dry_run or json_) and which == "local") as progress:
             result = remove_orphans(lh, name, older_than=age, dry_run=dry_run, progress=progress, engine=which)
     d = result.as_dict()
@@ -255,14 +255,15 @@ def expire_data_cmd(
 
     with _lh(ctx) as lh:
         policy = lh.policy(name).retention
-        age = older_than or policy.expire_after
+        age = policy.expire_after if older_than is None else older_than
         if age is None:
             raise InvalidInputError(
                 f"no age given for {name}",
                 hint=f"pass --older-than 365d or set it: lakehouse policy set {name} retention.expire_after=365d",
             )
         with err.status(f"expiring rows of {name} ...") if not (dry_run or json_) else contextlib.nullcontext():
-            result = expire_data(lh, name, older_than=age, column=column or policy.expire_column, dry_run=dry_run)
+            col = policy.expire_column if column is None else column
+            result = expire_data(lh, name, older_than=age, column=col, dry_run=dry_run)
     d = result.as_dict()
     if json_:
         _print_json(d)
@@ -467,9 +468,8 @@ def dedup_cmd(
         policy = lh.policy(name).dedup
         keys = given if given is not None else (policy.keys or list(lh.table(name).definition.keys))
         with err.status(f"deduplicating {name} ...") if not (dry_run or json_) else contextlib.nullcontext():
-            result = dedup(
-                lh, name, keys=keys, order=order or policy.order, dry_run=dry_run, memory_budget=parse_size(memory)
-            )
+            by = policy.order if order is None else order
+            result = dedup(lh, name, keys=keys, order=by, dry_run=dry_run, memory_budget=parse_size(memory))
     d = result.as_dict()
     if json_:
         _print_json(d)

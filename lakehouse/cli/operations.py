@@ -176,7 +176,7 @@ def autopilot_cmd(
     stopping = threading.Event()
 
     with _lh(ctx) as lh:
-        every = parse_duration(interval or lh.settings.autopilot.interval).total_seconds()
+        every = parse_duration(lh.settings.autopilot.interval if interval is None else interval).total_seconds()
         until = time.monotonic() + parse_duration(duration).total_seconds() if duration else None
         names = [str(lh.table_record(t).name) for t in table] if table else None  # unknown tables fail now
         pilot = Autopilot(lh, every, tables=names)

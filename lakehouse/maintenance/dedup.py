@@ -99,9 +99,9 @@ def _check(table: LakehouseTable, keys: Sequence[str], order: str | None) -> Non
     twice = sorted({k for k in keys if list(keys).count(k) > 1})
     if twice:
         raise InvalidInputError(f"key column(s) {', '.join(twice)} given more than once", hint="name each key once")
-    unknown = [c for c in [*keys, *([order] if order else [])] if c not in names]
+    unknown = [c for c in [*keys, *([order] if order is not None else [])] if c not in names]  # "" too
     if unknown:
-        raise InvalidInputError(f"unknown column(s) {', '.join(unknown)} in table {table.name}")
+        raise InvalidInputError(f"unknown column(s) {', '.join(map(repr, unknown))} in table {table.name}")
     if not table.capabilities.file_replace:
         raise UnsupportedOperationError(f"{table.format} tables cannot swap files, so lakehouse cannot dedup them")
     table.check_rewrite()  # before planning: a plan over files it cannot read right would name the wrong rows

@@ -231,6 +231,12 @@ def test_more_mistakes_are_one_line_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('warehouse = "./wh\n')
     cases.append((["-c", str(bad), "table", "list"], {}, "not valid TOML"))
+    # an empty value is a mistake, not the default (vacuum --retain "" ran with 7d)
+    run("-w", wh, "table", "create", "a.t", "-s", "id:int64")
+    for option in (["vacuum", "a.t", "--retain", ""], ["orphans", "a.t", "--older-than", ""]):
+        cases.append((["-w", wh, *option], {}, "invalid duration ''"))
+    cases.append((["-w", wh, "expire-data", "a.t", "--older-than", ""], {}, "invalid duration ''"))
+    cases.append((["-w", wh, "dedup", "a.t", "--key", "id", "--order", ""], {}, "unknown column(s) ''"))
     for args, env, message in cases:
         proc = run(*args, env=env, ok=False)
         assert proc.returncode in (1, 2), (args, proc.stderr)
