@@ -491,6 +491,16 @@ class Lakehouse:
             for c in columns:
                 if schema.get_field_index(c) < 0:
                     raise InvalidInputError(f"{where} names {c}, which table {name} does not have")
+        definition = self.catalog.get_table(name).definition
+        partition_columns = {p.column for p in definition.partitioning if p.transform == "identity"}
+        partition_columns |= {p.name for p in definition.partitioning}
+        flat = sorted(set(policy.compaction.zorder) & partition_columns)
+        if flat:  # optimize refuses it, so maintain and the autopilot would fail on every pass
+            raise InvalidInputError(
+                f"compaction.zorder names {', '.join(flat)}, a partition column of {name}: Z-order by it clusters "
+                "nothing (every file holds one value of it)",
+                hint="cluster by columns queries filter on inside a partition",
+            )
         for where in ("tiering.column", "retention.expire_column"):  # each dates rows: ages are counted from it
             for dating in named[where]:
                 t = schema.field(dating).type

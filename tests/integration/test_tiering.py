@@ -184,6 +184,12 @@ def test_policy_errors_and_storage_class_on_local(tmp_path: Any) -> None:
         lh.set_policy("t.events", {"tiering": {"method": "storage-class"}})
         with pytest.raises(UnsupportedOperationError, match="no storage classes"):
             plan_tiering(lh, "t.events")
+        # a Z-order by a partition column: optimize refuses it, so maintain and the autopilot failed every pass
+        lh.create_table("t.by_country", schema=EVENTS, format="delta", partitioning=parse_partitioning("country"))
+        for flat in (["country"], ["amount", "country"]):
+            with pytest.raises(InvalidInputError, match="compaction.zorder names country, a partition column"):
+                lh.set_policy("t.by_country", {"compaction": {"zorder": flat}})
+        lh.set_policy("t.by_country", {"compaction": {"zorder": ["amount"]}})
 
 
 def test_replace_files_refuses_an_input_removed_meanwhile(tmp_path: Any, fmt: str) -> None:
