@@ -42,6 +42,9 @@ _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _PHONE = re.compile(r"(?<![\w.+])(\+\d{1,3}[\s.-]?)?\(?\d{2,4}\)?(?:[\s.-]\d{2,4}){2,4}(?![\w.])")
+# international numbers with a leading +: E.164 written together (+14155559709), or in groups of any length
+# (+49 170 4992383, +44 20 7946 0958)
+_INTERNATIONAL = re.compile(r"(?<![\w.+])\+\d{1,3}(?:[\s.-]?\(?\d{1,8}\)?){1,5}(?![\w.])")
 _TIME = r"(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:[.,]\d{1,9})?)?"
 _ZONE = r"(?:\s?(?:Z|UTC|GMT|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?))?"
 _MONTH, _DAY = r"(?:0?[1-9]|1[0-2])", r"(?:0?[1-9]|[12]\d|3[01])"
@@ -158,6 +161,7 @@ def find_in_value(value: str) -> list[tuple[str, bool]]:
     # dates and times have the shape of a phone number with separators ("2024-03-15 12" has 10 digits): blank
     # them out first, so a timestamp is never a phone number and a phone number next to one still is
     undated = _DATETIME.sub(" | ", value) if any(c in value for c in "-/.:") else value
+    phones = False
     for m in _PHONE.finditer(undated):
         text = m.group(0)
         digits = re.sub(r"\D", "", text)
@@ -165,6 +169,12 @@ def find_in_value(value: str) -> list[tuple[str, bool]]:
         if 8 <= len(digits) <= 15 and (text.startswith("+") or re.search(r"[\s.()-]", text)):
             if not _SSN.fullmatch(text) and not _IPV4.fullmatch(text) and not re.fullmatch(r"[\d-]{10}", text):
                 found.append(("phone", True))
+                phones = True
+    if not phones and "+" in undated:
+        for m in _INTERNATIONAL.finditer(undated):
+            if 8 <= len(re.sub(r"\D", "", m.group(0))) <= 15:
+                found.append(("phone", True))
+                break
     return found
 
 

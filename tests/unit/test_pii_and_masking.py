@@ -93,6 +93,8 @@ PHONES = [
     "555-123-4567",
     "+44 20 7946 0958",
     "01 23 45 67 89",
+    "+49 170 4992383",  # a group of 7 digits: the shapes above missed it
+    "+14155559709",  # E.164 written together
 ]
 
 
