@@ -71,7 +71,31 @@ def serve(
     from lakehouse.units import parse_duration
 
     interval = parse_duration(settings.autopilot.interval).total_seconds() if autopilot else None
+    _check_bind(host, port)  # before the app starts: a one-line error, not uvicorn's log and exit 3
     uvicorn.run(create_app(settings, autopilot_interval=interval), host=host, port=port, log_level="info")
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Raise a one-line error when the server could not listen on ``host``:``port`` (in use, not an address of
+    this machine, not an address at all)."""
+    import socket
+
+    from lakehouse.errors import InvalidInputError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        raise InvalidInputError(f"cannot listen on {host}:{port}: {e}", hint="give an address of this machine") from e
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise InvalidInputError(
+                f"cannot listen on {host}:{port}: {e.strerror or e}",
+                hint="pick another --port, or stop what listens there",
+            ) from e
 
 
 @app.command()

@@ -469,3 +469,19 @@ def test_spark_engine_through_the_cli(tmp_path: Path) -> None:
     bad = run("-w", wh, "vacuum", "s.events", "--spark-master", "local[2]", ok=False)
     assert bad.returncode != 0 and "--spark-master goes with --engine spark" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_serve_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    """uvicorn printed six lines of its log and exited 3."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        proc = run("-w", str(tmp_path / "wh"), "serve", "--port", port, ok=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use (pick another --port, or stop what "
+        "listens there)"
+    ]
