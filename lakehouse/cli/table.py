@@ -82,6 +82,10 @@ def table_list(
     json_: JsonOpt = False,
 ) -> None:
     """List the catalog's tables, with those of connected external catalogs as CATALOG.namespace.table."""
+    if format is not None and format not in ("delta", "iceberg"):
+        from lakehouse.errors import InvalidInputError
+
+        raise InvalidInputError(f"--format {format!r}: tables are delta or iceberg")
     with _lh(ctx) as lh:
         if sync:
             for report in lh.sync_catalogs():

@@ -221,6 +221,7 @@ def test_more_mistakes_are_one_line_errors(tmp_path: Path) -> None:
         (["-w", wh, "optimize", "a.b", "--zorder", ""], {}, "--zorder '' holds an empty column name"),
         (["-w", wh, "dedup", "a.b", "--key", "id,,x"], {}, "--key 'id,,x' holds an empty column name"),
         (["-w", wh, "table", "create", "a.q", "-s", "id:int64", "--keys", " "], {}, "holds an empty column name"),
+        (["-w", wh, "table", "list", "--format", "parquet"], {}, "tables are delta or iceberg"),  # was "no tables"
     ]
     ext = tmp_path / "ext" / "metadata"
     ext.mkdir(parents=True)
