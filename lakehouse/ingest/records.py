@@ -88,6 +88,7 @@ def _decode(record: RawRecord) -> dict[str, Any]:
         raise _Reject(record.problem)
     payload = record.payload
     if isinstance(payload, Mapping):
+        _holds_float(dict(payload))  # nested too deep: refused
         return dict(payload)
     try:
         value = orjson.loads(payload)
@@ -110,14 +111,26 @@ def _shown(v: Any) -> str:
     return str(v) if isinstance(v, Decimal) else repr(v)
 
 
+MAX_DEPTH = 32
+"""Objects and arrays nested deeper than this in one record: the record is quarantined. A column of such a type
+would be one the formats cannot store (delta-rs reads no schema nested past ~50 levels back, and a table whose
+log holds one cannot be opened again), and deep values cost recursion in every reader."""
+
+
 def _holds_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_holds_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_holds_float(v) for v in value)
-    return False
+    """Whether a decoded record holds a float anywhere (walked without recursion); raises :class:`_Reject` for
+    one nested more than :data:`MAX_DEPTH` levels."""
+    found = False
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, float):
+            found = True
+        elif isinstance(v, dict | list):
+            if depth >= MAX_DEPTH:
+                raise _Reject(f"the record nests objects or arrays more than {MAX_DEPTH} levels deep")
+            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return found
 
 
 def _to_int(v: Any) -> int:

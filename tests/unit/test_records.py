@@ -242,3 +242,29 @@ def test_a_record_of_no_known_field_is_quarantined_not_a_row_of_nulls() -> None:
         assert "none of its fields ('ID', 'S') is a column of the table" in result.bad[0].error
     nulls = RecordParser(schema).parse([RawRecord(b'{"id": null, "s": null}', "t", 0), RawRecord(b"{}", "t", 1)])
     assert nulls.good.num_rows == 2 and not nulls.bad, "NULLs given, or no field at all, are rows as before"
+
+
+def test_a_record_nested_past_the_limit_is_quarantined_not_made_a_column() -> None:
+    """A 50-level object under ``--new-fields add`` became a column delta-rs could not read back: the table never
+    opened again. At 1,000 levels the parser overflowed Python's recursion (a traceback)."""
+    from lakehouse.ingest.records import MAX_DEPTH
+
+    schema = parse_schema("id:int64 not null")
+
+    def nested(levels: int) -> dict[str, Any]:
+        value: Any = 1
+        for _ in range(levels):
+            value = {"a": value}
+        return {"id": levels, "x": value}
+
+    def text(levels: int) -> bytes:  # json.dumps itself overflows Python's recursion at 1,000 levels
+        return ('{"id": 1, "x": ' + '{"a": ' * levels + "1" + "}" * levels + "}").encode()
+
+    for payload in (text(MAX_DEPTH - 1), nested(MAX_DEPTH - 1)):
+        ok = RecordParser(schema, new_fields="add").parse([RawRecord(payload, "t", 0)])
+        assert ok.good.num_rows == 1 and [f.name for f in ok.new_fields] == ["x"]
+    for levels in (MAX_DEPTH, 1000):
+        for payload in (text(levels), nested(levels)):
+            result = RecordParser(schema, new_fields="add").parse([RawRecord(payload, "t", 0)])
+            assert result.good.num_rows == 0 and result.new_fields == []
+            assert f"more than {MAX_DEPTH} levels deep" in result.bad[0].error
