@@ -1015,6 +1015,23 @@ class DeltaAdapter(LakehouseTable):
                 updates[_quote_ident(f.name)] = _over_source(meta[GENERATION], f.name)
         return updates
 
+    def _with_added_columns(self, data: pa.Table) -> pa.Table:
+        """``data`` with NULL for each nullable column another writer added since it was fitted to this table's
+        schema (delta-rs refuses an append of fewer columns than the table has; Iceberg's fills them). Generated
+        columns are delta-rs's to compute; a column that is not nullable stays missing, and the append fails."""
+        arrow = pa.schema(self._dt.schema().to_arrow())
+        added = [
+            f
+            for f in arrow
+            if f.name not in data.column_names
+            and f.nullable
+            and GENERATION not in {k.decode() for k in (f.metadata or {})}
+            and f.name not in self._dt.metadata().partition_columns
+        ]
+        for f in added:
+            data = data.append_column(pa.field(f.name, f.type, nullable=True), pa.nulls(data.num_rows, f.type))
+        return data
+
     def _append(self, data: pa.Table, *, properties: dict[str, str], checkpoints: dict[str, int]) -> CommitResult:
         txns = [Transaction(app_id=source, version=int(position)) for source, position in checkpoints.items()]
         self._check_nanoseconds(data)
@@ -1023,6 +1040,7 @@ class DeltaAdapter(LakehouseTable):
             # from the table's latest version: delta-rs's conflict check fails a blind append whose read version
             # is older than a commit that removed files (a handle opened before another handle's delete)
             self._refresh()
+            data = self._with_added_columns(data)
             try:
                 write_deltalake(
                     self._dt,

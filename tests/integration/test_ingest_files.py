@@ -21,6 +21,7 @@ import pytest
 from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
 from lakehouse.ingest.pipeline import FlushPolicy, Ingestor, ingest_records, quarantine_name
+from lakehouse.ingest.records import RawRecord
 from lakehouse.ingest.sources import ingest_file
 from lakehouse.schema import format_type, parse_partitioning, parse_schema, plain_flavours
 from lakehouse.tables.base import TableName
@@ -251,3 +252,25 @@ def sigkill_then_finish(cmd: list[str], env: dict[str, str], table: Any, total: 
     final = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert final.returncode == 0, final.stderr
     assert partial, "no kill landed mid-ingestion; give it more records"
+
+
+def test_a_delta_append_after_another_writer_added_a_column_lands_with_it_null(tmp_path: Path) -> None:
+    """Another writer added a nullable column while ingestion ran (deltalake's alter.add_columns): the next
+    append failed ("number of fields does not match: 3 vs 4") and the stream stopped; Iceberg's fills it. The
+    append now fills the new column with NULL."""
+    from deltalake import DeltaTable, Field
+
+    settings = load_settings(config_file=False, warehouse=str(tmp_path / "wh"))
+    with Lakehouse(settings) as lh:
+        lh.create_table("iot.readings", schema=SCHEMA, format="delta")
+        ingest = Ingestor(lh, "iot.readings")
+
+        def record(i: int) -> RawRecord:
+            return RawRecord(json.dumps({"id": i, "ts": "2026-02-01T00:00:00Z"}), "t:stream", i)
+
+        assert ingest.commit_records([record(1)]).rows == 1  # the stream's position is known from here on
+        DeltaTable(lh.table("iot.readings").location).alter.add_columns([Field("added", "string", nullable=True)])
+        assert ingest.commit_records([record(2)]).rows == 1
+        written = DeltaTable(lh.table("iot.readings").location).to_pyarrow_table().to_pylist()
+        rows = sorted(written, key=lambda r: r["id"])
+        assert [(r["id"], r["added"]) for r in rows] == [(1, None), (2, None)]
