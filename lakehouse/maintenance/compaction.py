@@ -17,7 +17,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -493,7 +493,7 @@ def _rewrite_job(
                     pr.status, pr.error = "aborted", f"not rewritten: {gave_up}"
                     continue
                 bpr = sum(f.size_bytes for f in part.inputs) / in_rows if in_rows else 0.0
-                out_dir = f"{table.data_directory(part.partition)}/lh-{job}-{uuid.uuid4().hex[:8]}"
+                out_dir = f"{_output_base(table, part.partition, part.inputs)}/lh-{job}-{uuid.uuid4().hex[:8]}"
                 try:
                     written = rewrite_files(
                         lh,
@@ -529,6 +529,22 @@ def _rewrite_job(
             raise
         group, pending = pending, []
         commit(group)
+
+
+def _output_base(table: LakehouseTable, partition: Mapping[str, Any], inputs: Sequence[Any]) -> str:
+    """Where a partition's rewrite goes: the tier directory all its inputs sit in (tiering moved them to
+    ``tier-warm/`` or ``tier-cold/``), else the partition's data directory. Written back to the hot directory,
+    the next tiering would move the files again, and the layout recorded by their paths (a Z-order) would be
+    forgotten: maintain and the autopilot then clustered and moved the same partitions on every pass."""
+    from lakehouse.tables.base import partition_path
+
+    root = table.location.rstrip("/") + "/tier-"
+    tiers = {f.path[len(root) :].split("/", 1)[0] if f.path.startswith(root) else None for f in inputs}
+    tier = next(iter(tiers)) if len(tiers) == 1 else None
+    if tier is None:
+        return table.data_directory(partition)
+    parts = partition_path(partition)
+    return f"{root}{tier}" + (f"/{parts}" if parts else "")
 
 
 @contextlib.contextmanager

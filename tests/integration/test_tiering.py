@@ -358,3 +358,22 @@ def test_a_period_of_year_9999_and_a_nested_partition_source_are_no_crash(tmp_pa
         assert health(lh, "f.nested").score >= 0
         with pytest.raises(InvalidInputError, match="no time partition to tier by"):
             plan_tiering(lh, "f.nested")
+
+
+def test_maintain_settles_with_a_z_order_and_tiering(tmp_path: Any, fmt: str) -> None:
+    """Z-order wrote old partitions back into the hot directory, tiering moved them to tier-warm/ again (new
+    paths: the layout, recorded by path, was forgotten), and every maintain pass did both again. A partition's
+    rewrite now stays in the tier its files are in: the passes settle."""
+    from lakehouse.maintenance.maintain import maintain
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("t.settle", schema=EVENTS, format=fmt, partitioning=parse_partitioning("day(ts)"))
+        now = dt.datetime.now(dt.UTC)
+        for b in range(3):
+            table.append(aged_events(now, b * 1000))
+        before = sorted_rows(table.scan())
+        policy = {"tiering": {"warm_after": "3d", "cold_after": "100d"}, "compaction": {"zorder": ["id"]}}
+        lh.set_policy("t.settle", policy)
+        ran = [[j["job"] for j in maintain(lh, "t.settle", dry_run=False)["jobs"]] for _ in range(4)]
+        assert ran[2:] == [[], []], ran
+        assert sorted_rows(lh.table("t.settle").scan()) == before
