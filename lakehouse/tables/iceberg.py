@@ -3487,15 +3487,7 @@ def _to_iceberg(e: Expr, schema: pa.Schema, negate: bool = False) -> ice.Boolean
         op = _NEGATED[e.op] if negate else e.op
         if pa.types.is_floating(schema.field(e.column).type):
             return _float_compare(e.column, op, value(e.column, e.value))
-        cls = {
-            "=": ice.EqualTo,
-            "!=": ice.NotEqualTo,
-            "<": ice.LessThan,
-            "<=": ice.LessThanOrEqual,
-            ">": ice.GreaterThan,
-            ">=": ice.GreaterThanOrEqual,
-        }[op]
-        return cls(e.column, value(e.column, e.value))
+        return _COMPARE[op](e.column, value(e.column, e.value))
     if isinstance(e, In):
         negated = e.negated != negate
         values = {value(e.column, v) for v in e.values if v is not None}
@@ -3518,6 +3510,14 @@ def _to_iceberg(e: Expr, schema: pa.Schema, negate: bool = False) -> ice.Boolean
 
 
 _NEGATED = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+_COMPARE: dict[str, Any] = {
+    "=": ice.EqualTo,
+    "!=": ice.NotEqualTo,
+    "<": ice.LessThan,
+    "<=": ice.LessThanOrEqual,
+    ">": ice.GreaterThan,
+    ">=": ice.GreaterThanOrEqual,
+}
 
 
 def _float_compare(column: str, op: str, v: float) -> ice.BooleanExpression:
@@ -3534,15 +3534,8 @@ def _float_compare(column: str, op: str, v: float) -> ice.BooleanExpression:
             "<=": ice.NotNull(column),  # type: ignore[call-arg,arg-type]
             ">": ice.AlwaysFalse(),
         }[op]
-    cls: Any = {
-        "=": ice.EqualTo,
-        "!=": ice.NotEqualTo,
-        "<": ice.LessThan,
-        "<=": ice.LessThanOrEqual,
-        ">": ice.GreaterThan,
-        ">=": ice.GreaterThanOrEqual,
-    }[op]
-    return ice.Or(cls(column, v), nan) if op in (">", ">=") else cls(column, v)
+    compared = _COMPARE[op](column, v)
+    return ice.Or(compared, nan) if op in (">", ">=") else compared
 
 
 # ---- the Iceberg REST catalog lakehouse serves (lakehouse/served/iceberg_rest.py) -----------------------------------
