@@ -536,15 +536,15 @@ def _output_base(table: LakehouseTable, partition: Mapping[str, Any], inputs: Se
     ``tier-warm/`` or ``tier-cold/``), else the partition's data directory. Written back to the hot directory,
     the next tiering would move the files again, and the layout recorded by their paths (a Z-order) would be
     forgotten: maintain and the autopilot then clustered and moved the same partitions on every pass."""
+    from lakehouse.maintenance.tiering import _prefix_tier, tier_prefix
     from lakehouse.tables.base import partition_path
 
-    root = table.location.rstrip("/") + "/tier-"
-    tiers = {f.path[len(root) :].split("/", 1)[0] if f.path.startswith(root) else None for f in inputs}
-    tier = next(iter(tiers)) if len(tiers) == 1 else None
-    if tier is None:
+    tiers = {_prefix_tier(table, f.path) for f in inputs}
+    tier = next(iter(tiers)) if len(tiers) == 1 else "hot"
+    if tier == "hot":
         return table.data_directory(partition)
     parts = partition_path(partition)
-    return f"{root}{tier}" + (f"/{parts}" if parts else "")
+    return tier_prefix(table, tier) + (f"/{parts}" if parts else "")
 
 
 @contextlib.contextmanager
