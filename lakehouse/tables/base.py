@@ -742,22 +742,12 @@ class LakehouseTable(ABC):
                 raise InvalidInputError(f"unknown column(s) {', '.join(unknown)} in table {self.name}")
         snap = self.snapshot(as_of) if as_of is not None else None
         wanted = pa.schema([schema.field(c) for c in (columns if columns is not None else schema.names)])
-        renamed = self.version_names(snap) if snap is not None else None
-        if snap is not None and renamed is not None:  # the version's own names, read under today's
-            later = expr if expr is not None and any(renamed.get(c) != c for c in expr.columns()) else None
-            need = list(dict.fromkeys([*wanted.names, *(sorted(later.columns()) if later is not None else [])]))
-            old = [o for c in need if (o := renamed.get(c)) is not None]
-            out = self._scan(None if later is not None else expr, old if columns is not None else None, snap)
-            out = pa.table(
-                [
-                    out.column(o) if o is not None and o in out.column_names else pa.nulls(out.num_rows, t)
-                    for c in need
-                    for o, t in [(renamed.get(c), schema.field(c).type)]
-                ],
-                names=need,
-            )
-            if later is not None:  # filtered under today's names
-                out = out.filter(to_arrow(later, schema))
+        if snap is not None and self.version_names(snap) is not None:
+            # the version's own names, read under today's by :meth:`batches`, then filtered under today's names
+            need = list(dict.fromkeys([*wanted.names, *(sorted(expr.columns()) if expr is not None else [])]))
+            out = self.batches(snap, columns=need, filter=expr).read_all()
+            if expr is not None:
+                out = out.filter(to_arrow(expr, schema))
             return out.select(wanted.names).cast(wanted)
         out = self._scan(expr, list(columns) if columns is not None else None, snap)
         return out.select(wanted.names).cast(wanted)
