@@ -380,6 +380,13 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
             info["tiers"] = {"error": e.message}
         return info
 
+    def redacted(p: Principal | None, table: Any, answer: Any) -> Any:
+        """``answer`` with the partition values of columns the caller reads masked hidden (paths of files, a
+        version's summary: Iceberg's ``partitions.<path>`` keys)."""
+        if authz.allows(p, authz.READS_PII):
+            return answer
+        return authz.redact_partitions(answer, authz.masked_partition_keys(base, table))
+
     @app.get("/tables/{name}/storage", tags=["catalog"])
     def table_storage(name: TableParam, p: Caller) -> dict[str, Any]:
         """Storage reconciliation and cost: every byte under the table location as the current version's data,
@@ -397,7 +404,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
                 out["cost"] = table_cost(base, name).as_dict()
             except LakehouseError as e:  # e.g. no price for a storage class: the reconciliation still stands
                 out["cost"] = {"error": e.message}
-        return out
+        return redacted(p, base.table(name), out)  # the examples of unaccounted files are paths
 
     @app.get("/tables/{name}/policy", tags=["catalog"])
     def get_policy(name: TableParam, p: Caller) -> dict[str, Any]:
@@ -414,19 +421,24 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
     def versions(name: TableParam, p: Caller) -> list[dict[str, Any]]:
         from lakehouse.presentation import version_history
 
-        return version_history(base.table(name))
+        table = base.table(name)
+        return redacted(p, table, version_history(table))
 
     @app.get("/tables/{name}/versions/{version}", tags=["history"])
     def version_detail(name: TableParam, version: Annotated[int, Path(ge=0)], p: Caller) -> dict[str, Any]:
         table = base.table(name)
         snap = table.snapshot(version)
         files = table.files(as_of=snap.version)
-        return {
-            **snap.as_dict(),
-            "files": len(files),
-            "rows": sum(f.row_count for f in files),
-            "bytes": sum(f.size_bytes for f in files),
-        }
+        return redacted(
+            p,
+            table,
+            {
+                **snap.as_dict(),
+                "files": len(files),
+                "rows": sum(f.row_count for f in files),
+                "bytes": sum(f.size_bytes for f in files),
+            },
+        )
 
     @app.get("/tables/{name}/diff", tags=["history"])
     def diff(
@@ -462,7 +474,7 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
     def restore(name: TableParam, body: RestoreRequest, p: Caller) -> dict[str, Any]:
         """Restore a table to an earlier version (recorded in the job history and the audit log)."""
         when = parse_as_of(body.version if isinstance(body.version, int) else str(body.version))
-        return lh_for(p).restore(name, when).as_dict()
+        return redacted(p, base.table(name), lh_for(p).restore(name, when).as_dict())
 
     # ---- query ----------------------------------------------------------------------------------------------
 

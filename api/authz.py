@@ -382,6 +382,10 @@ def masked_partition_keys(lh: Any, table: Any) -> set[str]:
     return masked | {f.name for f in table.definition.partitioning if f.column in masked}
 
 
+PARTITION_SUMMARY = "partitions."
+"""The prefix of an Iceberg snapshot summary's per-partition keys (``partitions.<partition path>``)."""
+
+
 def redact_partitions(value: Any, keys: Collection[str] | None) -> Any:
     """``value`` with the partition values of ``keys`` redacted at any depth: entries of a mapping under a
     ``partition`` key, and ``key=value`` segments of paths. ``keys`` None: every partition value (a table that
@@ -394,26 +398,40 @@ def redact_partitions(value: Any, keys: Collection[str] | None) -> Any:
     {'path': '/wh/t/email=[REDACTED]/day=1/p.parquet', 'n': 1}
     >>> redact_partitions({"partition": {"day": 1}}, None)
     {'partition': {'day': '[REDACTED]'}}
+
+    Iceberg snapshot summaries written under ``write.summary.partition-limit`` (Spark, Flink, pyiceberg) carry a
+    partition's path in a key, ``partitions.<path>``:
+
+    >>> redact_partitions({"summary": {"partitions.email=a%40b.c": "added-records=1"}}, {"email"})
+    {'summary': {'partitions.email=[REDACTED]': 'added-records=1'}}
     """
     import urllib.parse
 
     def hidden(key: str) -> bool:
         return keys is None or key in keys
 
+    def path(v: str) -> str:
+        parts = v.split("/")
+        for i, part in enumerate(parts):
+            key, eq, _ = part.partition("=")
+            if eq and key and hidden(urllib.parse.unquote(key)):
+                parts[i] = f"{key}={REDACTED}"
+        return "/".join(parts)
+
+    def summary_key(k: Any) -> Any:
+        if isinstance(k, str) and k.startswith(PARTITION_SUMMARY) and "=" in k:
+            return PARTITION_SUMMARY + path(k[len(PARTITION_SUMMARY) :])
+        return k
+
     def walk(v: Any, under: str | None) -> Any:
         if isinstance(v, dict):
             if under == "partition":
                 return {k: (REDACTED if isinstance(k, str) and hidden(k) else walk(x, None)) for k, x in v.items()}
-            return {k: walk(x, k if isinstance(k, str) else None) for k, x in v.items()}
+            return {summary_key(k): walk(x, k if isinstance(k, str) else None) for k, x in v.items()}
         if isinstance(v, list | tuple):
             return [walk(x, under) for x in v]
         if isinstance(v, str) and "=" in v and "/" in v:
-            parts = v.split("/")
-            for i, part in enumerate(parts):
-                key, eq, _ = part.partition("=")
-                if eq and key and hidden(urllib.parse.unquote(key)):
-                    parts[i] = f"{key}={REDACTED}"
-            return "/".join(parts)
+            return path(v)
         return v
 
     return walk(value, None)
