@@ -63,7 +63,7 @@ def authenticate(lh: Workspace, token: str | None) -> Principal:
     if not token:
         raise AuthError("no API key", hint="send it as 'Authorization: Bearer lhk_...' or 'X-API-Key: lhk_...'")
     parts = token.strip().split("_", 2)
-    if len(parts) != 3 or parts[0] not in ("lhk", "lht"):
+    if len(parts) != 3 or parts[0] not in ("lhk", "lht") or not token.isascii():  # keys and tokens are ASCII
         raise AuthError("malformed API key")
     record = lh.catalog.key(parts[1])
     if record is None or record["revoked_at"] is not None:

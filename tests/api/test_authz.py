@@ -515,6 +515,28 @@ def test_health_says_only_that_the_service_is_up(env: Env) -> None:
         assert env.lh.ctx.warehouse not in r.text
 
 
+def test_forged_keys_and_tokens_are_401_whatever_their_characters(env: Env) -> None:
+    """Key ids are not secret (readers see them in /jobs and the audit log): a key or token built on a real id,
+    with any bytes after it, is refused as forged, not a 500."""
+    key_id = env.keys["admin"].split("_")[1]
+    forged = [
+        f"lht_{key_id}_1.\u00e9",
+        f"lht_{key_id}_\u0661\u0662.abc",  # digits of another script
+        f"lhk_{key_id}_s\u00e9cret",
+        f"lht_{key_id}_99999999999.{'f' * 64}",
+        f"lhk_{key_id}_",
+    ]
+    for token in forged:
+        for header in ({"X-API-Key": token.encode()}, {"Authorization": b"Bearer " + token.encode()}):
+            r = env.client.get("/tables", headers=header)
+            assert r.status_code == 401, (token, r.status_code, r.text)
+        r = env.client.post(
+            "/iceberg/v1/oauth/tokens",
+            data={"grant_type": "client_credentials", "client_id": "x", "client_secret": token},
+        )
+        assert r.status_code in (400, 401) and "Traceback" not in r.text, (token, r.status_code, r.text)
+
+
 def test_a_route_missing_from_the_table_fails_closed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """create_app refuses a table without a route's entry, or with an entry for no route; a route added to a
     built app (no startup check then) refuses every call."""
