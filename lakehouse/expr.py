@@ -129,9 +129,35 @@ def parse_filter(text: str) -> Expr:
         raise InvalidPredicateError("the filter is empty")
     try:
         tree = sqlglot.parse_one(text, read="duckdb")
+        converted = _convert(tree, text)
     except sqlglot.errors.SqlglotError as e:  # tokenizer errors too (an unterminated string, stray bytes)
         raise InvalidPredicateError(f"cannot parse filter {text!r}: {parse_error_detail(e)}") from e
-    return _convert(tree, text)
+    except RecursionError:
+        converted = None
+    if converted is None or _depth(converted) > MAX_FILTER_DEPTH:
+        limit = "" if converted is None else f" (at most {MAX_FILTER_DEPTH} levels of AND, OR and NOT in each other)"
+        raise InvalidPredicateError(
+            f"the filter nests too deeply{limit}",
+            hint="flatten it: fewer parentheses, a chain of AND or OR, IN (...) for many values",
+        )
+    return converted
+
+
+MAX_FILTER_DEPTH = 64
+"""Levels of nesting a filter may have (chains of AND / OR are one level, however long): every use of a filter
+(plans, pruning, the format libraries' own expressions) walks it recursively."""
+
+
+def _depth(e: Expr) -> int:
+    deepest, stack = 0, [(e, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(node, And | Or):
+            stack.extend((i, level + 1) for i in node.items)
+        elif isinstance(node, Not):
+            stack.append((node.item, level + 1))
+    return deepest
 
 
 def _column(node: Any, text: str) -> str:
@@ -172,10 +198,18 @@ def _literal(node: Any, text: str) -> Any:
 def _convert(node: Any, text: str) -> Expr:
     if isinstance(node, exp.Paren):
         return _convert(node.this, text)
-    if isinstance(node, exp.And):
-        return And((_convert(node.left, text), _convert(node.right, text)))
-    if isinstance(node, exp.Or):
-        return Or((_convert(node.left, text), _convert(node.right, text)))
+    if isinstance(node, exp.And | exp.Or):  # a chain of one of them, however long, is one node
+        kind = type(node)
+        operands, stack = [], [node]
+        while stack:
+            n = stack.pop()
+            while isinstance(n, exp.Paren) and isinstance(n.this, kind):
+                n = n.this
+            if isinstance(n, kind):
+                stack += [n.right, n.left]
+            else:
+                operands.append(_convert(n, text))
+        return And(tuple(operands)) if kind is exp.And else Or(tuple(operands))
     if isinstance(node, exp.Not):
         inner = node.this
         if isinstance(inner, exp.Is):

@@ -218,3 +218,29 @@ def test_mistakes_are_one_line_that_quotes_what_was_written(capfd: pytest.Captur
     with pytest.raises(InvalidPredicateError):
         parse_filter("b = E'\\x00'")
     assert capfd.readouterr().err == ""
+
+
+def test_long_chains_are_flat_and_deep_nesting_is_a_predicate_error() -> None:
+    """A chain of thousands of OR terms is one node (every later use of a filter walks it recursively); nesting
+    beyond what the parser or MAX_FILTER_DEPTH allows is an InvalidPredicateError, never a RecursionError."""
+    from lakehouse.expr import MAX_FILTER_DEPTH, Or, evaluate_table
+
+    chain = parse_filter(" OR ".join(f"a = {i}" for i in range(3000)))
+    assert isinstance(chain, Or) and len(chain.items) == 3000
+    assert parse_filter("(a = 1 OR (a = 2 OR a = 3)) AND a = 1 AND (a = 2)") == And(
+        (
+            Or((Compare("a", "=", 1), Compare("a", "=", 2), Compare("a", "=", 3))),
+            Compare("a", "=", 1),
+            Compare("a", "=", 2),
+        )
+    )
+    data = pa.table({"a": [1, 2999, 3000, None]}, schema=pa.schema([("a", pa.int64())]))
+    assert evaluate_table(chain, data.schema, data).to_pylist() == [True, True, False, None]
+    assert parse_filter("NOT " * (MAX_FILTER_DEPTH - 1) + "a = 1") is not None
+    for deep in (
+        "NOT " * MAX_FILTER_DEPTH + "a = 1",
+        "(" * 300 + "a = 1" + ")" * 300,
+        "NOT (" * 200 + "a=1" + ")" * 200,
+    ):
+        with pytest.raises(InvalidPredicateError, match="nests too deeply"):
+            parse_filter(deep)
