@@ -117,15 +117,19 @@ def _reconcile(lh: Workspace, name: str, *, orphan_age: str | None) -> Reconcili
     readable = {s.version for s in snaps if s.version not in expired_versions}
     retained = table.version_paths(readable) if readable else set()
     tracked = table.version_paths(None) if snaps else set()
+    # the current version's own files besides its data files: Iceberg's delete files, Delta's deletion vectors
+    live = table.version_paths({table.snapshot().version}) if snaps else set()
     metadata = table.metadata_paths()
     listing = _checked_listing(lh, table)
-    nested = _nested_locations(lh, table)
+    nested = _nested_locations(lh, table, listing)
     now = time.time()
     for o in listing:
         if o.path in current:
             kind = "current"
         elif o.path in metadata or (o.path in retained and table.is_metadata(o.path)):
             kind = "metadata"
+        elif o.path in live:
+            kind = "current"
         elif o.path in retained:
             kind = "retained"
         elif o.path in tracked and not table.is_metadata(o.path):

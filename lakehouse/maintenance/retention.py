@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,11 +57,24 @@ def _delete(table: LakehouseTable, files: Sequence[ObjectInfo], progress: Progre
             progress(min(i + batch, len(files)), len(files))
 
 
-def _nested_locations(lh: Workspace, table: LakehouseTable) -> list[str]:
-    """Locations of other tables inside this table's location (never this table's garbage)."""
+def _nested_locations(lh: Workspace, table: LakehouseTable, listing: Iterable[ObjectInfo] = ()) -> list[str]:
+    """Locations of other tables inside this table's location (never this table's garbage): the catalog's, and
+    any directory of ``listing`` (the location's) that holds a table of its own, registered here or not: a Delta
+    log (``<dir>/_delta_log/``) or Iceberg metadata (``<dir>/metadata/*.metadata.json``)."""
     own = table.location.rstrip("/") + "/"
-    others = [r.location.rstrip("/") + "/" for r in lh.list_tables()]
-    return [o for o in others if o != own and o.startswith(own)]
+    others = {r.location.rstrip("/") + "/" for r in lh.list_tables()}
+    for o in listing:
+        if "/_delta_log/" not in o.path and not o.path.endswith(".metadata.json"):
+            continue
+        rel = o.path[len(own) :] if o.path.startswith(own) else ""
+        parts = rel.split("/")
+        for i in range(1, len(parts) - 1):
+            if parts[i] == "_delta_log" or (
+                parts[i] == "metadata" and i == len(parts) - 2 and parts[-1].endswith(".metadata.json")
+            ):
+                others.add(own + "/".join(parts[:i]) + "/")
+                break
+    return sorted(o for o in others if o != own and o.startswith(own))
 
 
 def _checked_listing(lh: Workspace, table: LakehouseTable) -> list[ObjectInfo]:
@@ -420,8 +433,8 @@ def plan_orphans(lh: Workspace, name: str, *, older_than: str | dt.timedelta) ->
 def _plan_orphans(lh: Workspace, table: LakehouseTable, *, older_than: str | dt.timedelta) -> OrphanPlan:
     age = parse_duration(older_than)
     plan = OrphanPlan(str(table.name), age)
-    nested = _nested_locations(lh, table)
     listing = _checked_listing(lh, table)  # before the references: a file committed after it is not in it
+    nested = _nested_locations(lh, table, listing)
     referenced = table.version_paths(None) | table.metadata_paths()
     plan.referenced_files = len(referenced)
     now = time.time()

@@ -187,3 +187,39 @@ def test_reconciliation_of_a_table_delta_rs_wrote(tmp_path: Path) -> None:
         assert after.on_storage.bytes == after.classes["current"].bytes + after.classes["metadata"].bytes
         assert_same_rows(lh.table("f.t").scan(), rows, "after vacuum and orphans")
         assert len(list((root / "_delta_log").iterdir())) <= 3
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_tables_nested_inside_the_location_are_never_orphans_registered_or_not(tmp_path: Path, fmt: str) -> None:
+    """Another team's tables inside this table's location, never registered here (a Delta table delta-rs wrote,
+    an Iceberg table of another catalog), are kept by ``orphans`` and reported as ``kept``; a leftover file of
+    the table's own is still removed."""
+    from deltalake import DeltaTable, write_deltalake
+
+    rows = pa.Table.from_pylist([{"id": i, "ts": T0} for i in range(3)], schema=SCHEMA)
+    with (
+        Lakehouse(load_settings(config_file=False, warehouse=f"{tmp_path}/wh", catalog_url="sqlite://")) as lh,
+        Lakehouse(load_settings(config_file=False, warehouse=f"{tmp_path}/other", catalog_url="sqlite://")) as other,
+    ):
+        table = lh.create_table("s.t", schema=SCHEMA, format=fmt)
+        table.append(rows)
+        inner_delta = f"{table.location}/team/delta"
+        write_deltalake(inner_delta, rows)
+        write_deltalake(inner_delta, rows, mode="append")
+        inner = other.create_table("o.i", schema=SCHEMA, format="iceberg", location=f"{table.location}/team/ice")
+        inner.append(rows)
+        inner.append(rows)
+        data_dir = Path(next(f.path for f in table.files())).parent
+        leftover = data_dir / "leftover.parquet"
+        leftover.write_bytes(b"not referenced")
+        inner_files = {p for p in Path(table.location, "team").rglob("*") if p.is_file()}
+        rec = reconcile(lh, "s.t", orphan_age="0s")
+        assert rec.unaccounted["removable"].files == 1, rec.as_dict()
+        assert rec.unaccounted["kept"].files >= len(inner_files), rec.as_dict()
+        result = remove_orphans(lh, "s.t", older_than="0s", dry_run=False)
+        assert [f.path for f in result.plan.files] == [str(leftover)], result.plan.files
+        assert not leftover.exists()
+        assert {p for p in Path(table.location, "team").rglob("*") if p.is_file()} == inner_files
+        assert DeltaTable(inner_delta).to_pyarrow_table().num_rows == 6
+        assert other.table("o.i").scan().num_rows == 6
+        assert lh.table("s.t").scan().num_rows == 3
