@@ -172,8 +172,10 @@ def mask_table(
 ) -> dict[str, Any]:
     """Mask columns of every live file in place (one commit); with ``purge`` also erase the history.
 
-    The given policies are stored in the table's policy only once the commit has landed. A failure before
-    the commit (or a commit the table's history shows did not land) deletes every file the run wrote."""
+    The given policies are stored in the table's policy only once the commit has landed (lakehouse's ingestion
+    masks from then on). Files other writers committed while the job ran are masked next, in further commits
+    (:func:`_mask_latecomers`). A failure before the first commit (or a commit the table's history shows did not
+    land) deletes every file the run wrote."""
     table = lh.table(name)
     given = {c: str(parse_mask(p)) for c, p in (policies or {}).items()}
     for column, spec in given.items():
@@ -270,6 +272,9 @@ def mask_table(
     step = "storing the masking policy"
     try:
         _store_policy(lh, table, given)  # the files are masked: ingestion masks from now on
+        if files:
+            step = "masking the files other writers committed during the job"
+            _mask_latecomers(lh, table.name, job, report, {f.path for f in files} | set(written), masks, secret)
         if purge:
             step = "purge"
             report["purge_report"] = purge_history(lh, table.name, job=job)
@@ -284,6 +289,73 @@ def mask_table(
     lh.catalog.finish_job(job, state="committed", metrics=_flat(report))
     lh.catalog.update_table(table.name)
     return report
+
+
+LATECOMER_ROUNDS = 5
+"""Commits of files appended while a mask ran (each round masks what the round before found new) before the job
+stops and says that a writer keeps adding unmasked rows."""
+
+
+def _mask_latecomers(
+    lh: Workspace,
+    name: TableName,
+    job: int,
+    report: dict[str, Any],
+    seen: set[str],
+    masks: Mapping[str, MaskPolicy],
+    secret: bytes | None,
+) -> None:
+    """After a mask's commit: mask the live files that were not there when the job listed the table (appended
+    meanwhile, by lakehouse before the policy was stored or by another writer), round after round until a
+    round finds none. Masking is idempotent, so a file lakehouse's ingestion masked already is unchanged by it.
+    ``report`` gets ``latecomer_files`` / ``latecomer_rows`` and, when writers kept appending for
+    :data:`LATECOMER_ROUNDS` rounds, a warning: rows committed since may be unmasked."""
+    report.setdefault("latecomer_files", 0)
+    report.setdefault("latecomer_rows", 0)
+    for round_no in range(1, LATECOMER_ROUNDS + 1):
+        properties = {"lakehouse.job": str(job), "lakehouse.operation": "mask", "lakehouse.round": str(round_no)}
+        table = lh.table(name)
+        new = [f for f in table.files() if f.path not in seen]
+        if not new:
+            return
+        written: list[str] = []
+        dirs: list[str] = []
+        partitions: dict[str, dict[str, Any]] = {}
+        committed = False
+        try:
+            with Verifier(table.ctx, location=table.location) as verifier:
+                for f in new:
+                    out_dir = f"{table.data_directory(f.partition)}/lh-{job}-mask"
+                    if out_dir not in dirs:
+                        dirs.append(out_dir)
+                    target = f"{out_dir}/{uuid.uuid4().hex}.parquet"
+                    _mask_file(lh, table, verifier, f.path, target, masks, secret)
+                    written.append(target)
+                    partitions[target] = dict(f.partition)
+            try:
+                report["version"] = table.replace_files(
+                    remove=[f.path for f in new], add=written, properties=properties, partitions=partitions
+                ).version
+            except CommitConflictError:  # a file of the round went meanwhile (another job): the next round lists
+                continue
+            except BaseException as e:
+                landed = landed_version(table, properties, e)
+                if landed is None:
+                    raise
+                report["version"] = landed
+            committed = True
+        finally:
+            if not committed:
+                with contextlib.suppress(Exception):  # the error that stopped the round is the one reported
+                    table._discard(written)
+        seen |= {f.path for f in new} | set(written)
+        report["latecomer_files"] += len(new)
+        report["latecomer_rows"] += sum(f.row_count for f in new)
+        report["files_rewritten"] = report.get("files_rewritten", 0) + len(new)
+    report["warning"] = (
+        f"{name}: other writers kept committing unmasked files during the mask ({LATECOMER_ROUNDS} rounds); rows "
+        "committed since may be unmasked: run the mask again once they stop"
+    )
 
 
 def _after_commit_failed(

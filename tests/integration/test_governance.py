@@ -526,6 +526,48 @@ def test_a_failed_mask_leaves_no_policy_and_no_written_file(
         assert all(v.startswith("tok_") for v in fresh.scan(columns=["email"]).column("email").to_pylist())
 
 
+def test_rows_appended_while_a_mask_runs_are_masked_too(
+    llh: Lakehouse, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends that land while the mask rewrites (lakehouse's ingestion, before the policy is stored, and another
+    writer through the format's library) are masked by the job's next rounds; the rows are the same otherwise."""
+    lh = llh
+    table = _build(lh, fmt)
+    before = table.scan().num_rows
+    cls = type(table)
+    original = cls.replace_files
+    calls = []
+
+    def racing(self: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:  # the job's first commit: two writers append before it lands
+            from lakehouse.config import load_settings
+
+            with Lakehouse(load_settings(config_file=False, warehouse=str(lh.settings.warehouse))) as other:
+                other.append("g.customers", rows(200, 3))
+            foreign = rows(300, 2)
+            if fmt == "delta":
+                from deltalake import write_deltalake
+
+                write_deltalake(self.location, foreign, mode="append")
+            else:
+                self._table.refresh()
+                self._table.append(foreign)
+        return original(self, **kw)
+
+    monkeypatch.setattr(cls, "replace_files", racing)
+    done = mask_table(lh, "g.customers", policies={"email": "redact"}, dry_run=False)
+    monkeypatch.undo()
+    assert done["latecomer_files"] >= 2 and done["latecomer_rows"] == 5 and "warning" not in done, done
+    fresh = lh.table("g.customers")
+    got = fresh.scan().sort_by("id")
+    assert got.num_rows == before + 5
+    assert set(got.column("email").to_pylist()) == {"[REDACTED]"}
+    assert got.column("id").to_pylist() == sorted([*range(60), 200, 201, 202, 300, 301])
+    job = next(j for j in lh.jobs("g.customers") if j.kind == "pii.mask")
+    assert job.state == "committed" and job.metrics["latecomer_rows"] == 5
+
+
 def test_mask_follows_iceberg_renamed_and_added_columns(llh: Lakehouse) -> None:
     lh = llh
     table = lh.create_table("g.evolved", schema=SCHEMA, format="iceberg", partitioning=parse_partitioning("day(ts)"))
