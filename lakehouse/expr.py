@@ -200,7 +200,8 @@ def _convert(node: Any, text: str) -> Expr:
         return _convert(node.this, text)
     if isinstance(node, exp.And | exp.Or):  # a chain of one of them, however long, is one node
         kind = type(node)
-        operands, stack = [], [node]
+        operands: list[Expr] = []
+        stack: list[Any] = [node]
         while stack:
             n = stack.pop()
             while isinstance(n, exp.Paren) and isinstance(n.this, kind):
