@@ -628,6 +628,7 @@ def erase(
     taken to mean every table; so is, with ``purge``, a table whose tags or branches would keep the rows."""
     expr = parse_filter(where)
     columns = sorted(expr.columns())
+    unchecked: list[tuple[str, str]] = []
     if tables is not None:
         names = list(dict.fromkeys(str(TableName.parse(t)) for t in tables if str(t).strip()))
         if not names:
@@ -637,9 +638,7 @@ def erase(
                 "predicate's columns",
             )
     else:
-        names = [
-            str(r.name) for r in lh.list_tables() if all(r.definition.schema.get_field_index(c) >= 0 for c in columns)
-        ]
+        names, unchecked = _tables_with_columns(lh, columns)
         if not names:
             raise InvalidInputError(f"no table has the column(s) {', '.join(columns)}", hint="name them with --tables")
     per_table: dict[str, dict[str, Any]] = {}
@@ -664,6 +663,8 @@ def erase(
         "dry_run": dry_run,
         "tables": per_table,
     }
+    if unchecked:
+        receipt["unchecked_tables"] = [n for n, _why in unchecked]
     if dry_run:
         return receipt
     properties = {"lakehouse.operation": "erase", **digest_properties(digest, kind)}
@@ -720,6 +721,7 @@ def erase(
     for n in left:
         per_table[n]["status"] = "not run"
     receipt["warnings"] = [per_table[n]["warning"] for n in done if "warning" in per_table[n]]
+    receipt["warnings"] += [f"{n} could not be opened to see whether it has the columns: {why}" for n, why in unchecked]
     receipt["complete"] = stopped is None and not receipt["warnings"]
     if done:
         lh.catalog.audit(
@@ -747,6 +749,38 @@ def erase(
         f"{erase_command([failed, *left], purge=purge)}",
         http_status=error.http_status if isinstance(error, LakehouseError) else 500,
     ) from error
+
+
+def _tables_with_columns(lh: Workspace, columns: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The tables that have every one of ``columns`` now (an erasure without --tables), and those that could not
+    be opened to tell (name, why). The catalog's copy of a schema answers when it has the columns; otherwise the
+    table's own schema does (another writer may have added a column since). A table that has them only under
+    another case (``CustomerId`` for ``customerid``: the same column to SQL) is refused by name: an erasure
+    must not pass it by."""
+    names: list[str] = []
+    unchecked: list[tuple[str, str]] = []
+    other_case: dict[str, list[str]] = {}
+    for r in lh.list_tables():
+        schema = r.definition.schema
+        if not all(schema.get_field_index(c) >= 0 for c in columns):
+            try:
+                schema = lh.table(r.name).schema
+            except LakehouseError as e:
+                unchecked.append((str(r.name), e.message))
+                continue
+        if all(schema.get_field_index(c) >= 0 for c in columns):
+            names.append(str(r.name))
+            continue
+        folded = {n.lower(): n for n in schema.names}
+        if all(c.lower() in folded for c in columns):
+            other_case[str(r.name)] = [folded[c.lower()] for c in columns]
+    if other_case:
+        found = "; ".join(f"{n}: {', '.join(cs)}" for n, cs in other_case.items())
+        raise InvalidInputError(
+            f"the predicate's column(s) {', '.join(columns)} are spelt otherwise in some tables ({found})",
+            hint="erase from those with a predicate in their spelling, and name the tables of each run with --tables",
+        )
+    return names, unchecked
 
 
 def erase_command(tables: Sequence[str], *, purge: bool) -> str:

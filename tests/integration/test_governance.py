@@ -652,6 +652,40 @@ def test_erase_and_mask_refuse_ambiguous_arguments(llh: Lakehouse, tmp_path: Any
     assert lh.policy("g.customers").masking == {"email": "hash", "ip": "generalize"}
 
 
+def test_erase_finds_columns_other_writers_added_and_refuses_another_spelling(llh: Lakehouse, fmt: str) -> None:
+    """Without --tables, an erasure picks tables by their schema now, not the catalog's copy from when they were
+    registered: a column another writer added since (delta-rs schema merge, pyiceberg update_schema) is found.
+    A table that has the column only under another case (the same column to SQL) is refused by name."""
+    lh = llh
+    table = lh.create_table("crm.grown", schema=pa.schema([("id", pa.int64())]), format=fmt)
+    table.append(pa.table({"id": pa.array([1], pa.int64())}))
+    later = pa.table({"id": pa.array([2, 3], pa.int64()), "subject": pa.array([42, 7], pa.int64())})
+    if fmt == "delta":
+        from deltalake import write_deltalake
+
+        write_deltalake(table.location, later, mode="append", schema_mode="merge")
+    else:
+        from pyiceberg.types import LongType
+
+        ice = table._table
+        with ice.update_schema() as update:
+            update.add_column("subject", LongType())
+        ice.refresh()
+        ice.append(later.select(["id", "subject"]).cast(ice.schema().as_arrow()))
+    assert lh.catalog.get_table(table.name).definition.schema.get_field_index("subject") < 0  # the catalog's copy
+    plan = erase(lh, "subject = 42", dry_run=True)
+    assert plan["tables"] == {"crm.grown": {"rows_matching": 1}}, plan
+    done = erase(lh, "subject = 42", dry_run=False)
+    assert done["complete"] and done["tables"]["crm.grown"]["rows_deleted"] == 1
+    assert sorted(lh.table("crm.grown").scan().column("id").to_pylist()) == [1, 3]
+    lh.create_table("crm.spelt", schema=pa.schema([("Subject", pa.int64())]), format=fmt).append(
+        pa.table({"Subject": pa.array([42], pa.int64())})
+    )
+    with pytest.raises(InvalidInputError, match=r"spelt otherwise.*crm\.spelt: Subject"):
+        erase(lh, "subject = 42", dry_run=True)
+    assert lh.table("crm.spelt").scan().num_rows == 1
+
+
 def test_erase_compares_nan_as_sql_does(llh: Lakehouse, fmt: str) -> None:
     """``erase --where "f = 'NaN'"`` planned 0 rows (IEEE: NaN equals nothing) while ``lakehouse query`` counted
     2 and ``f IN ('NaN')`` planned 2; the erasure then reported itself done with the NaN rows still there. The
