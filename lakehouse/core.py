@@ -27,7 +27,7 @@ from lakehouse.errors import (
     TableNotFoundError,
     UnsupportedOperationError,
 )
-from lakehouse.policy import TablePolicy, build_policy, merge
+from lakehouse.policy import TablePolicy, build_policy, merge, resolve_unsets
 from lakehouse.schema import PartitionField, check_storable, parse_partitioning
 from lakehouse.sql import QueryResult, SqlEngine
 from lakehouse.storage import create_bucket, delete_tree, ensure_warehouse, list_files
@@ -491,6 +491,14 @@ class Lakehouse:
             for c in columns:
                 if schema.get_field_index(c) < 0:
                     raise InvalidInputError(f"{where} names {c}, which table {name} does not have")
+                if where in ("dedup.keys", "dedup.order", "compaction.zorder") and pa.types.is_nested(
+                    schema.field(c).type
+                ):  # the job would fail on every pass of maintain and the autopilot
+                    raise InvalidInputError(
+                        f"{where} names {c}, a {schema.field(c).type} column of {name}: keys, orders and clustering "
+                        "columns must be plain values",
+                        hint="name a plain column (a field of a struct cannot be named here)",
+                    )
         definition = self.catalog.get_table(name).definition
         partition_columns = {p.column for p in definition.partitioning if p.transform == "identity"}
         partition_columns |= {p.name for p in definition.partitioning}
@@ -510,6 +518,11 @@ class Lakehouse:
                     )
         for column, spec in policy.masking.items():
             check_column(parse_mask(spec), schema.field(column))
+            if parse_mask(spec).kind == "hash" and self.settings.governance.mask_secret is None:
+                raise InvalidInputError(  # ingestion, masked reads and pii mask would all fail on it
+                    f"masking.{column}=hash needs a secret, and governance.mask_secret is not set",
+                    hint="set governance.mask_secret in lakehouse.toml or LAKEHOUSE_GOVERNANCE__MASK_SECRET first",
+                )
         if policy.masking:  # a partition derived from a masked column would keep its raw value
             from lakehouse.governance.ops import check_partition_sources
 
@@ -522,7 +535,11 @@ class Lakehouse:
 
         tname = TableName.parse(name)
         self.catalog.get_table(tname)
-        stored = dict(changes) if replace else merge(self.catalog.policy(tname), changes)
+        if replace:
+            stored = dict(changes)
+        else:  # key=none of a setting that cannot be none: back to the layers below (settings, defaults)
+            kept, changed = resolve_unsets(self.catalog.policy(tname), changes)
+            stored = merge(kept, changed)
         operator = (self.settings.policy, self.settings.tables.get(str(tname), {}))
         build_policy(*operator, source="settings")  # the operator's layers: a ConfigError there is not the caller's
         try:

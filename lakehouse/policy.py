@@ -11,6 +11,7 @@ command being run.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -94,7 +95,8 @@ class TierPolicy(_Model):
     @field_validator("target_file_size")
     @classmethod
     def _size(cls, v: str) -> str:
-        parse_size(v)
+        if parse_size(v) < 1024:  # the rewrite's own minimum: the tier job would refuse it on every pass
+            raise ValueError("target_file_size must be at least 1KB")
         return v
 
     @field_validator("storage_classes")
@@ -221,7 +223,10 @@ def window_bounds(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
     if not m or int(m[1]) > 23 or int(m[3]) > 23 or int(m[2]) > 59 or int(m[4]) > 59:
         raise ValueError(f"window {text!r}: write HH:MM-HH:MM in UTC, e.g. 01:00-05:00")
-    return int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])
+    start, end = int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])
+    if start == end:  # no minute of the day would be in it: the table would never be maintained
+        raise ValueError(f"window {text!r} is empty: its start and end are the same minute; unset it for any time")
+    return start, end
 
 
 class TablePolicy(_Model):
@@ -296,6 +301,49 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
                 raise InvalidInputError(f"{key} sets a value inside {p}, which is not a section")
         node[parts[-1]] = None if value.strip().lower() in ("", "none") else value.strip()
     return out
+
+
+def resolve_unsets(stored: Mapping[str, Any], changes: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(``stored`` without the keys ``changes`` unsets, ``changes`` without them): a None in ``changes``
+    (``key=none``, ``key=``) for a setting that cannot be None (``retention.retain``, ``compaction.zorder``) or
+    an entry of a mapping (``tiering.storage_classes.cold``) means: drop the stored value, so the layers below
+    (the operator's settings, the defaults) apply. A None for a setting that may be None (``dedup.order``,
+    ``autopilot.window``) stays a value: explicitly none.
+
+    >>> resolve_unsets({"retention": {"retain": "3d", "orphan_age": "1d"}}, {"retention": {"retain": None}})
+    ({'retention': {'orphan_age': '1d'}}, {})
+    >>> resolve_unsets({}, {"dedup": {"order": None}})
+    ({}, {'dedup': {'order': None}})
+    """
+    import copy
+    import typing
+
+    kept = copy.deepcopy(dict(stored))
+    rest: dict[str, Any] = {}
+    for section, values in changes.items():
+        model = TablePolicy.model_fields.get(section)
+        if not isinstance(values, Mapping) or model is None:
+            rest[section] = values
+            continue
+        sub = typing.get_args(model.annotation) or (model.annotation,)
+        fields = getattr(sub[0], "model_fields", None)
+        for key, value in values.items():
+            field = fields.get(key) if fields else None
+            nullable = field is not None and type(None) in typing.get_args(field.annotation)
+            if value is None and not nullable:
+                with contextlib.suppress(InvalidInputError):  # not stored: nothing to drop
+                    unset(kept, f"{section}.{key}")
+                continue
+            if isinstance(value, Mapping) and field is not None and typing.get_origin(field.annotation) is dict:
+                for entry, v in value.items():
+                    if v is None:
+                        with contextlib.suppress(InvalidInputError):
+                            unset(kept, f"{section}.{key}.{entry}")
+                    else:
+                        rest.setdefault(section, {}).setdefault(key, {})[entry] = v
+                continue
+            rest.setdefault(section, {})[key] = value
+    return kept, rest
 
 
 def unset(policy: dict[str, Any], key: str) -> dict[str, Any]:

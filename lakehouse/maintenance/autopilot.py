@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import socket
 import threading
@@ -29,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.errors import LakehouseError
 from lakehouse.units import parse_duration
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from lakehouse.workspace import Workspace
@@ -100,8 +103,11 @@ class Autopilot:
         for name in names:
             try:
                 entry = self.maintain_one(name)
-            except LakehouseError as e:  # e.g. the catalog database busy or a table dropped meanwhile: next pass
-                entry = {"table": name, "error": e.message, "failures": self._failed(name, time.monotonic())}
+            except Exception as e:  # any one table's failure (the catalog busy, a table dropped): next pass
+                why = e.message if isinstance(e, LakehouseError) else f"{type(e).__name__}: {e}"
+                if not isinstance(e, LakehouseError):
+                    log.exception("autopilot: %s failed", name)
+                entry = {"table": name, "error": why, "failures": self._failed(name, time.monotonic())}
             if entry is not None:
                 entries.append(entry)
         return entries
@@ -163,10 +169,13 @@ class Autopilot:
         job = catalog.start_job("maintain", table=_name(name), params={"holder": self.holder}, actor=self.lh.actor)
         try:
             report = maintain(self.lh, name, dry_run=False, before_job=lambda _: self._renew(name))
-        except LakehouseError as e:
+        except Exception as e:  # one table's failure, whatever it is, must not stop the others
+            why = str(e) if isinstance(e, LakehouseError) else f"{type(e).__name__}: {e}"
+            if not isinstance(e, LakehouseError):  # a defect: its traceback goes to the log for a report
+                log.exception("autopilot: maintaining %s failed", name)
             failures = self._failed(name, now)
-            catalog.finish_job(job, state="failed", error=str(e), metrics={"failures": failures})
-            return {"table": name, "error": str(e), "failures": failures}
+            catalog.finish_job(job, state="failed", error=why, metrics={"failures": failures})
+            return {"table": name, "error": why, "failures": failures}
         except BaseException as e:  # Ctrl-C, SIGTERM (the CLI turns it into SystemExit): close the record first
             # best effort: an interruption in the middle of a catalog call can leave this connection unusable, and
             # the record of a dead holder is closed by the next autopilot (abandon_stale_jobs) anyway

@@ -102,6 +102,14 @@ def _check(table: LakehouseTable, keys: Sequence[str], order: str | None) -> Non
     unknown = [c for c in [*keys, *([order] if order is not None else [])] if c not in names]  # "" too
     if unknown:
         raise InvalidInputError(f"unknown column(s) {', '.join(map(repr, unknown))} in table {table.name}")
+    named = [*keys, *([order] if order is not None else [])]
+    nested = [c for c in named if pa.types.is_nested(table.schema.field(c).type)]
+    if nested:
+        raise InvalidInputError(
+            f"{', '.join(nested)} of {table.name} hold nested values (struct, list or map): keys and the order must "
+            "be plain columns",
+            hint="dedup by the plain columns that identify a row",
+        )
     if not table.capabilities.file_replace:
         raise UnsupportedOperationError(f"{table.format} tables cannot swap files, so lakehouse cannot dedup them")
     table.check_rewrite()  # before planning: a plan over files it cannot read right would name the wrong rows

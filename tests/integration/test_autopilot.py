@@ -116,6 +116,33 @@ def test_failing_jobs_back_off(tmp_path: Path) -> None:
         assert lh.catalog.leases() == []
 
 
+def test_a_defect_in_one_table_s_maintenance_does_not_stop_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception that is not lakehouse's own (a library's, a bug) while maintaining one table is that
+    table's failure: recorded, backed off, and the pass goes on to the next table."""
+    import lakehouse.maintenance.maintain as maintaining
+
+    with Lakehouse(settings(tmp_path)) as lh:
+        small_files_table(lh, "delta", "a.broken", batches=3)
+        small_files_table(lh, "delta", "a.fine", batches=3)
+        original = maintaining.maintain
+
+        def flawed(lh_: Any, name: str, **kw: Any) -> Any:
+            if name == "a.broken":
+                raise TypeError("a defect deep in a library")
+            return original(lh_, name, **kw)
+
+        monkeypatch.setattr(maintaining, "maintain", flawed)
+        entries = {e["table"]: e for e in Autopilot(lh, interval=0.2).one_pass()}
+        assert entries["a.broken"]["error"] == "TypeError: a defect deep in a library"
+        assert entries["a.broken"]["failures"] == 1
+        assert entries["a.fine"]["score_after"] > entries["a.fine"]["score_before"]
+        job = next(j for j in lh.jobs("a.broken") if j.kind == "maintain")
+        assert job.state == "failed" and "TypeError" in (job.error or "")
+        assert lh.catalog.leases() == []
+
+
 def test_autopilot_beside_live_ingestion(tmp_path: Path, fmt: str) -> None:
     s = settings(tmp_path)
     batches = 40 if fmt == "delta" else 20

@@ -9,6 +9,7 @@ import pytest
 from lakehouse.config import load_settings
 from lakehouse.credentials import S3Credentials
 from lakehouse.errors import ConfigError
+from lakehouse.policy import RetentionPolicy
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -234,6 +235,53 @@ def test_policy_lists_from_the_command_line_and_bad_values() -> None:
         build_policy(parse_assignments(["tiering.keep_read_hot=xx"]))
     with pytest.raises(ConfigError, match="zorder"):
         build_policy(parse_assignments(["compaction.zorder=a,b,c,d,e"]))
+
+
+def test_policy_values_every_pass_would_refuse_are_refused_when_set(tmp_path: Path) -> None:
+    """A stored policy that maintain and the autopilot would fail on at every pass is refused by ``set_policy``
+    (the CLI's ``policy set``, the API's PUT): nested keys, orders and clustering columns, a tier file size under
+    the rewrite's minimum, an empty maintenance window, a hash mask without a secret. ``key=none`` of a setting
+    with a default goes back to it."""
+    import pyarrow as pa
+
+    from lakehouse.core import Lakehouse
+    from lakehouse.errors import InvalidInputError
+    from lakehouse.policy import parse_assignments
+
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("ts", pa.timestamp("us", tz="UTC")),
+            ("tags", pa.list_(pa.string())),
+            ("attrs", pa.struct([("k", pa.string())])),
+            ("email", pa.string()),
+        ]
+    )
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        lh.create_table("p.t", schema=schema, format="delta")
+        refused = {
+            "dedup.keys=tags": "list<item: string> column",
+            "dedup.order=attrs": "struct<k: string> column",
+            "compaction.zorder=id,attrs": "plain values",
+            "tiering.target_file_size=100B": "at least 1KB",
+            "autopilot.window=05:00-05:00": "is empty",
+            "masking.email=hash": "governance.mask_secret is not set",
+        }
+        for assignment, why in refused.items():
+            with pytest.raises(InvalidInputError, match=why):
+                lh.set_policy("p.t", parse_assignments([assignment]))
+        assert lh.catalog.policy(lh.table("p.t").name) == {}, "nothing refused is stored"
+        from lakehouse.maintenance.dedup import plan_dedup
+
+        with pytest.raises(InvalidInputError, match="plain columns"):  # `dedup --key tags`: was a traceback
+            plan_dedup(lh, "p.t", keys=["tags"])
+        lh.set_policy("p.t", parse_assignments(["retention.retain=3d", "compaction.zorder=id", "dedup.order=ts"]))
+        assert lh.policy("p.t").retention.retain == "3d"
+        lh.set_policy("p.t", parse_assignments(["retention.retain=none", "compaction.zorder=", "dedup.order=none"]))
+        policy = lh.policy("p.t")
+        assert policy.retention.retain == RetentionPolicy().retain and policy.compaction.zorder == []
+        assert policy.dedup.order is None
+        assert lh.catalog.policy(lh.table("p.t").name) == {"dedup": {"order": None}}
 
 
 def test_a_misspelt_key_in_a_section_or_a_variable_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
