@@ -565,6 +565,14 @@ def check_purge_possible(lh: Workspace, table: LakehouseTable, *, what: str, hin
     would fail after the delete or mask had committed, leaving the raw rows in the tagged snapshot."""
     refs = named_refs(lh, table)
     if not refs:
+        marker = "version-hint.text"
+        held = table.ref_versions()
+        if marker in held:  # a Hadoop catalog reads the version it names: retention keeps it
+            raise UnsupportedOperationError(
+                f"{what} cannot purge {table.name}: a Hadoop catalog's {marker} names version {held[marker]}, which "
+                "retention keeps (that catalog loads the table by it), and the raw values in it; nothing was changed",
+                hint=f"if no Hadoop catalog uses the table any more, remove metadata/{marker} and run again, {hint}",
+            )
         return
     names = ", ".join(f"{kind} '{n}'" for n, kind in sorted(refs.items()))
     first = sorted(refs)[0]

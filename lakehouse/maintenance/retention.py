@@ -189,6 +189,7 @@ def _plan_vacuum(
     window = parse_duration(retain)
     if window.total_seconds() < 0:
         raise InvalidInputError("--retain must not be negative")
+    table.check_operation("vacuum")  # another catalog committing to the table: its files are not ours to judge
     cutoff = _now() - window
     already = table.expired.versions if table.expired else frozenset()
     snaps = [s for s in table.snapshots() if s.version not in already]
@@ -432,6 +433,7 @@ def plan_orphans(lh: Workspace, name: str, *, older_than: str | dt.timedelta) ->
 
 def _plan_orphans(lh: Workspace, table: LakehouseTable, *, older_than: str | dt.timedelta) -> OrphanPlan:
     age = parse_duration(older_than)
+    table.check_operation("vacuum")  # another catalog committing to the table: its files are not ours to judge
     plan = OrphanPlan(str(table.name), age)
     listing = _checked_listing(lh, table)  # before the references: a file committed after it is not in it
     nested = _nested_locations(lh, table, listing)

@@ -502,6 +502,13 @@ def release_catalog(ctx: StorageContext) -> None:
             engine.dispose()
 
 
+SAVED, UNSET = "lakehouse.saved.", "<unset>"
+"""Table properties a metadata-log shortening saves the table's own values under until it restores them."""
+
+HINT_REF = "version-hint.text"
+"""The name :meth:`IcebergAdapter.ref_versions` gives the version a Hadoop catalog's hint names."""
+
+
 class IcebergAdapter(LakehouseTable):
     """An Iceberg table through pyiceberg."""
 
@@ -2042,11 +2049,90 @@ class IcebergAdapter(LakehouseTable):
         out = {_plain_location(str(self._table.metadata_location))}
         out |= {_plain_location(e.metadata_file) for e in meta.metadata_log}
         out.add(f"{self.location.rstrip('/')}/metadata/version-hint.text")
+        hinted = self._hinted_metadata()
+        if hinted is not None:  # the metadata file a Hadoop catalog's hint names: that catalog loads the table by it
+            out.add(_plain_location(hinted[0]))
         return out
 
     def is_metadata(self, path: str) -> bool:
+        return path.startswith(self._metadata_dir() + "/")
+
+    def _metadata_dir(self) -> str:
         where = self._table.properties.get("write.metadata.path") or f"{self.location.rstrip('/')}/metadata"
-        return path.startswith(_plain_location(where).rstrip("/") + "/")
+        return _plain_location(where).rstrip("/")
+
+    def check_operation(self, operation: str) -> None:
+        if operation == "vacuum" and (other := self._other_writer()) is not None:
+            raise UnsupportedOperationError(
+                f"{self.name}: {other}; vacuum and orphan removal delete by lakehouse's account of the table, and "
+                "would delete files that catalog's versions still need",
+                hint="maintain the table from the catalog that commits to it, or make lakehouse its only catalog "
+                "(drop it there, then `lakehouse table register` the newest metadata file here)",
+            )
+
+    def _other_writer(self) -> str | None:
+        """What shows, in the metadata directory, that another catalog commits to this table: metadata files
+        numbered after the current one (written since by a catalog that does not share lakehouse's, or left by
+        a commit that failed after writing its file). One listing of the directory. None when nothing does. (A
+        Hadoop catalog's ``version-hint.text`` is not one: the version it names is kept like a tag, see
+        :meth:`_hinted_metadata`.)"""
+        import re
+
+        current = _plain_location(str(self._table.metadata_location)).rsplit("/", 1)[-1]
+        numbered = re.compile(r"(\d+)-[^/]*\.metadata\.json")
+        mine = numbered.fullmatch(current)
+        if mine is None:
+            return None
+        try:
+            listed = list_files(self._metadata_dir(), self.ctx, recursive=False)
+        except (OSError, LakehouseError):
+            return None  # no directory to look into: nothing shows another writer
+        newer = sorted(
+            name
+            for f in listed
+            if (m := numbered.fullmatch(name := f.path.rsplit("/", 1)[-1])) is not None and int(m[1]) > int(mine[1])
+        )
+        if newer:
+            return (
+                f"metadata file(s) numbered after the current one ({current}) are in its metadata directory "
+                f"({', '.join(newer[:3])}{', ...' if len(newer) > 3 else ''}): another catalog commits to it, or "
+                "a commit failed after writing them"
+            )
+        return None
+
+    def _hinted_metadata(self) -> tuple[str, int | None] | None:
+        """(path, current snapshot id) of the metadata file a Hadoop catalog's ``version-hint.text`` names (Spark's
+        and Flink's ``HadoopCatalog`` find a table's version by it), or None when the table has no hint. lakehouse's
+        commits never move the hint, so that catalog keeps reading the version it names: retention keeps that
+        version and its metadata file like a tag's (:meth:`ref_versions`, :meth:`metadata_paths`)."""
+        key = str(self._table.metadata_location)
+        cached = getattr(self, "_hint_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        found = self._read_hint()
+        self._hint_cache = (key, found)
+        return found
+
+    def _read_hint(self) -> tuple[str, int | None] | None:
+        from pyiceberg.serializers import FromInputFile
+
+        from lakehouse.storage import read_objects
+
+        hint_path = f"{self._metadata_dir()}/version-hint.text"
+        try:
+            hint = next(iter(read_objects([hint_path], self.ctx))).decode().strip()
+        except (OSError, LakehouseError, UnicodeDecodeError, StopIteration):
+            return None
+        if not hint.isdigit():
+            return None
+        for name in (f"v{hint}.metadata.json", f"v{hint}.gz.metadata.json"):
+            path = f"{self._metadata_dir()}/{name}"
+            try:
+                meta = FromInputFile.table_metadata(self._table.io.new_input(path))
+            except Exception:  # noqa: BLE001, S112 - not there or unreadable: the next spelling, or no hint to keep
+                continue
+            return path, meta.current_snapshot_id
+        return None
 
     def garbage_candidate(self, path: str) -> bool:
         if self.hidden(path):
@@ -2118,6 +2204,11 @@ class IcebergAdapter(LakehouseTable):
         since_ms = int(before.timestamp() * 1000)
         log = list(self._table.metadata.metadata_log)
         stale = [e for e in log if e.timestamp_ms < since_ms]
+        hinted = self._hinted_metadata()
+        if hinted is not None:  # the log is shortened from its oldest end: keep the hinted file and what follows
+            named = [i for i, e in enumerate(log) if _plain_location(e.metadata_file) == _plain_location(hinted[0])]
+            if named:
+                stale = stale[: named[0]]
         if not stale:
             return []
         logged = {_plain_location(e.metadata_file) for e in log}
@@ -2131,20 +2222,27 @@ class IcebergAdapter(LakehouseTable):
     def _shorten_log(self, keep: int) -> None:
         log_max, delete_after = "write.metadata.previous-versions-max", "write.metadata.delete-after-commit.enabled"
         self._refresh()
-        own = {k: self._table.properties.get(k) for k in (log_max, delete_after)}
+        props = self._table.properties
+        # the table's own values, saved in the table by the shortening commit itself: a run killed before the
+        # restoring commit leaves them there, and the next run restores them (not the shortened values)
+        own = {
+            k: (None if props[SAVED + k] == UNSET else props[SAVED + k]) if SAVED + k in props else props.get(k)
+            for k in (log_max, delete_after)
+        }
+        saved = {SAVED + k: UNSET if v is None else v for k, v in own.items()}
 
         def shorten() -> None:
             self._refresh()
             with _Transaction(self._table) as tx:
-                tx.set_properties({log_max: str(max(1, keep)), delete_after: "true"})
+                tx.set_properties({log_max: str(max(1, keep)), delete_after: "true", **saved})
 
         def restore() -> None:
             self._refresh()
             with _Transaction(self._table) as tx:
                 if kept := {k: v for k, v in own.items() if v is not None}:
                     tx.set_properties(kept)
-                if unset := [k for k, v in own.items() if v is None]:
-                    tx.remove_properties(*unset)
+                unset = [k for k, v in own.items() if v is None] + list(saved)
+                tx.remove_properties(*unset)
 
         try:
             _retry_commit(f"shortening the metadata log of {self.name}", shorten, timeout=self.commit_timeout)
@@ -2158,11 +2256,15 @@ class IcebergAdapter(LakehouseTable):
 
     def ref_versions(self) -> dict[str, int]:
         version = {s.snapshot_id: s.version for s in self.snapshots()}  # refreshes
-        return {
+        out = {
             str(name): version[ref.snapshot_id]
             for name, ref in self._table.metadata.refs.items()
             if ref.snapshot_id in version
         }
+        hinted = self._hinted_metadata()
+        if hinted is not None and hinted[1] in version:  # the version a Hadoop catalog reads: kept like a tag
+            out[HINT_REF] = version[hinted[1]]
+        return out
 
     def expire_versions(self, versions: Collection[int]) -> int:
         wanted = set(versions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -400,3 +401,99 @@ def test_vacuum_keeps_the_snapshots_branches_and_tags_point_at(tmp_path: Any) ->
         assert done.versions_expired == len(plan.expired_versions)
         assert lh.table("f.tagged").scan(as_of=tag_version).column("id").to_pylist() == [1]
         assert lh.table("f.tagged").scan().column("id").to_pylist() == [3]
+
+
+def test_vacuum_and_orphans_respect_another_catalog_s_versions(tmp_path: Any) -> None:
+    """An Iceberg table registered by location whose owner's catalog keeps committing (pyiceberg's SQL catalog
+    here: metadata files numbered after the one lakehouse reads): vacuum and orphans are refused, since they would
+    delete the owner's new files; the owner's rows all stay readable. A table a Hadoop catalog keeps
+    (``version-hint.text``): the version the hint names is kept like a tag."""
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField
+
+    from lakehouse.config import load_settings
+    from lakehouse.errors import UnsupportedOperationError
+
+    owner = SqlCatalog("owner", uri=f"sqlite:///{tmp_path}/owner.db", warehouse=f"file://{tmp_path}/owner")
+    owner.create_namespace("s")
+    table = owner.create_table(("s", "e"), Schema(NestedField(1, "id", LongType(), required=False)))
+
+    def batch(lo: int, hi: int) -> pa.Table:
+        return pa.table({"id": pa.array(range(lo, hi), pa.int64())})
+
+    table.append(batch(0, 10))
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        lh.register_table("ext.e", location=owner.load_table(("s", "e")).location(), format="iceberg")
+        assert plan_orphans(lh, "ext.e", older_than="0s").files == []  # nothing shows another writer yet
+        for lo in (10, 20):
+            owner.load_table(("s", "e")).append(batch(lo, lo + 10))
+        for job in (
+            lambda: remove_orphans(lh, "ext.e", older_than="0s", dry_run=True),
+            lambda: vacuum(lh, "ext.e", retain="0s", dry_run=False),
+        ):
+            with pytest.raises(UnsupportedOperationError, match="numbered after the current one"):
+                job()
+        assert owner.load_table(("s", "e")).scan().to_arrow().num_rows == 30
+        # a Hadoop catalog's layout, as Spark's HadoopCatalog leaves it: vN.metadata.json, version-hint.text = N.
+        # lakehouse's commits never move the hint, so the version it names is kept like a tag: that catalog's
+        # reader still loads the table after lakehouse's appends, vacuum and orphans, and a purge is refused
+        kept = owner.create_table(
+            ("s", "h"), Schema(NestedField(1, "id", LongType(), required=False)), location=f"file://{tmp_path}/hadoop"
+        )
+        kept.append(batch(0, 5))
+        metadata = tmp_path / "hadoop" / "metadata"
+        current = Path(str(owner.load_table(("s", "h")).metadata_location).removeprefix("file://"))
+        (metadata / "v1.metadata.json").write_bytes(current.read_bytes())
+        (metadata / "version-hint.text").write_text("1")
+        owner.drop_table(("s", "h"))  # the SQL catalog lets go; the Hadoop layout stays
+        lh.register_table("ext.h", location=str(tmp_path / "hadoop"), format="iceberg")
+        for lo in (5, 10):
+            lh.table("ext.h").append(batch(lo, lo + 5))
+        vacuum(lh, "ext.h", retain="0s", dry_run=False)
+        remove_orphans(lh, "ext.h", older_than="0s", dry_run=False)
+        from pyiceberg.table import StaticTable
+
+        hadoop_view = StaticTable.from_metadata(str(metadata / "v1.metadata.json"))
+        assert sorted(hadoop_view.scan().to_arrow().column("id").to_pylist()) == list(range(5))
+        assert sorted(lh.table("ext.h").scan().column("id").to_pylist()) == list(range(15))
+        from lakehouse.governance.ops import erase
+
+        with pytest.raises(UnsupportedOperationError, match=r"version-hint\.text names version"):
+            erase(lh, "id = 1", tables=["ext.h"], dry_run=False)
+
+
+def test_an_iceberg_log_shortening_killed_midway_restores_the_table_s_own_settings_next_time(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trimming the metadata log commits the shortened settings, then the table's own; a process killed between
+    the two leaves the shortened ones, saved beside the table's own values in the table itself, so the next run
+    restores the owner's (``previous-versions-max=100``, ``delete-after-commit=false``), not the shortened ones."""
+    import lakehouse.tables.iceberg as iceberg
+    from lakehouse.config import load_settings
+
+    keys = ("write.metadata.previous-versions-max", "write.metadata.delete-after-commit.enabled")
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("s.t", schema=EVENTS, format="iceberg")
+        for b in range(3):
+            table.append(events(b * 5, 5))
+        with table._table.transaction() as tx:  # the owner's choice
+            tx.set_properties({keys[0]: "100", keys[1]: "false"})
+        original = iceberg._retry_commit
+
+        def killed(what: str, fn: Any, **kw: Any) -> Any:
+            if what.startswith("restoring the metadata log settings"):
+                raise KeyboardInterrupt  # the process dies here
+            return original(what, fn, **kw)
+
+        monkeypatch.setattr(iceberg, "_retry_commit", killed)
+        with pytest.raises(KeyboardInterrupt):
+            lh.table("s.t").drop_old_log()
+        monkeypatch.undo()
+        props = lh.table("s.t")._table.properties
+        assert (props[keys[0]], props[keys[1]]) == ("1", "true")  # shortened, and the owner's values saved
+        lh.table("s.t").drop_old_log()
+        props = lh.table("s.t")._table.properties
+        assert (props[keys[0]], props[keys[1]]) == ("100", "false")
+        assert not [k for k in props if k.startswith("lakehouse.saved.")]
+        assert lh.table("s.t").scan().num_rows == 15
