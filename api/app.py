@@ -292,6 +292,15 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
             return iceberg_rest.iceberg_error(400, f"invalid request: {details}")
         if unity.is_unity(request):
             return unity.unity_error(400, f"invalid request: {details}")
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind and "json" not in kind and any(err.get("loc", ())[:1] == ("body",) for err in e.errors()):
+            # a JSON body sent as a form (curl -d without -H 'Content-Type: application/json')
+            return problem(
+                415,
+                "Unsupported media type",
+                f"the body must be JSON, sent with Content-Type: application/json (not {kind})",
+                hint="curl: add -H 'Content-Type: application/json'",
+            )
         return problem(422, "Invalid request", details)
 
     @app.exception_handler(StarletteHTTPException)
@@ -621,9 +630,9 @@ def create_app(settings: Settings | None = None, *, autopilot_interval: float | 
 
     @app.get("/jobs/{job_id}", tags=["jobs"])
     def job(job_id: Annotated[int, Path(ge=1)], p: Caller) -> dict[str, Any]:
-        for j in base.catalog.jobs(limit=1_000_000):
-            if j.id == job_id:
-                return _job_answers(p, [j.as_dict()])[0]
+        j = base.catalog.job(job_id)
+        if j is not None:
+            return _job_answers(p, [j.as_dict()])[0]
         from lakehouse.errors import TableNotFoundError
 
         raise TableNotFoundError(f"no job {job_id}")

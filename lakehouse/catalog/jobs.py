@@ -178,6 +178,14 @@ class JobsMixin(LeasesMixin, AuditMixin):
             rows = conn.execute(query).all()
         return self._job_records(rows)
 
+    def job(self, job_id: int) -> JobRecord | None:
+        """One job by its id (as :meth:`jobs` shows it: a dead process's job abandoned), or None."""
+        self.abandon_stale_jobs()
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(jobs_t).where(jobs_t.c.id == job_id)).all()
+        records = self._job_records(rows)
+        return records[0] if records else None
+
     def latest_jobs(self, kind: str) -> dict[str, JobRecord]:
         """The latest finished job of one kind per table (e.g. each table's last autopilot pass)."""
         newest = (

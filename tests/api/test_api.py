@@ -147,6 +147,19 @@ def test_mistakes_are_problem_documents(shared_api: dict[str, Any]) -> None:
     )
     problem(call(shared_api, "GET", "/jobs/123456"), 404)
     problem(call(shared_api, "GET", "/lineage?dataset=web.never"), 404)
+    # `curl -d '{...}'` without a content type sends a form: said so (415), not a 422 about dictionaries
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    sent = call(shared_api, "POST", "/query", content=b'{"sql": "SELECT 1"}', headers=form)
+    assert "Content-Type: application/json" in problem(sent, 415)["detail"]
+    ok(
+        call(
+            shared_api,
+            "POST",
+            "/query",
+            content=b'{"sql": "SELECT 1 AS one"}',
+            headers={"Content-Type": "application/json"},
+        )
+    )
 
 
 @pytest.mark.parametrize(
