@@ -21,6 +21,7 @@ from lakehouse.catalog import AuditRecord, CatalogStore, JobRecord, TableRecord
 from lakehouse.config import Settings
 from lakehouse.credentials import S3Credentials
 from lakehouse.errors import (
+    CommitConflictError,
     InvalidInputError,
     LakehouseError,
     TableExistsError,
@@ -403,13 +404,27 @@ class Lakehouse:
         else:
             raise TableExistsError(f"table {target} already exists")
         cls = adapter_class(record.format)
-        cls.rename(old, target, ctx=self.ctx)
+        # a job's lease is the table's name: while one runs, the table keeps its name (a job on the new name
+        # would run beside it); while the rename runs, no job starts on the old name
+        holder = f"rename:{self.actor}:{uuid.uuid4().hex[:8]}"
+        if not self.catalog.acquire_lease(old, holder, ttl=60):
+            lease = self.catalog.lease(old) or {}
+            raise CommitConflictError(
+                f"table {old} is being maintained by {lease.get('holder', 'another job')}: it keeps its name until "
+                "that job ends",
+                hint="rename it once the job has finished (`lakehouse jobs` shows it)",
+            )
         try:
-            self.catalog.rename_table(old, target, audit=("table.rename", self.actor, {"from": str(old)}))
-        except BaseException:
+            cls.rename(old, target, ctx=self.ctx)
+            try:
+                self.catalog.rename_table(old, target, audit=("table.rename", self.actor, {"from": str(old)}))
+            except BaseException:
+                with contextlib.suppress(LakehouseError):
+                    cls.rename(target, old, ctx=self.ctx)
+                raise
+        finally:
             with contextlib.suppress(LakehouseError):
-                cls.rename(target, old, ctx=self.ctx)
-            raise
+                self.catalog.release_lease(old, holder)
 
     def _check_purgeable(self, record: TableRecord) -> None:
         loc = record.location.rstrip("/")

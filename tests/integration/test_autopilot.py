@@ -74,7 +74,11 @@ def test_leases_keep_jobs_apart(tmp_path: Path) -> None:
         assert not lh.catalog.acquire_lease("a.events", "autopilot:mine", ttl=5)
         with pytest.raises(CommitConflictError, match="being maintained by autopilot:other"):
             optimize(lh, "a.events", CompactionOptions())
-        assert time.monotonic() - taken < 3, "the refusal happened while the lease was live"
+        # a rename would let a job on the new name run beside the one holding the old name's lease
+        with pytest.raises(CommitConflictError, match="being maintained by autopilot:other"):
+            lh.rename_table("a.events", "a.renamed")
+        assert time.monotonic() - taken < 3, "the refusals happened while the lease was live"
+        assert [str(r.name) for r in lh.list_tables()] == ["a.events"]
         assert len(lh.table("a.events").files()) == 24, "nothing ran"
         time.sleep(max(0.0, 3.2 - (time.monotonic() - taken)))  # the other holder's lease lapses
         assert optimize(lh, "a.events", CompactionOptions()).rows_in == 400
