@@ -23,6 +23,9 @@ from lakehouse.tables.base import TableName
 MAX_PLAN_BYTES = 256 * 1024
 """A dry run's plan kept whole in the job history up to this size."""
 
+COMMITTED = "lakehouse.commit_landed"
+"""The key :meth:`JobsMixin.note_commit` marks a running job's metrics with (never shown)."""
+
 
 class JobsMixin(LeasesMixin, AuditMixin):
     def start_job(self, kind: str, *, table: TableName | None, params: Mapping[str, Any], actor: str = "cli") -> int:
@@ -209,7 +212,7 @@ class JobsMixin(LeasesMixin, AuditMixin):
                 started_at=_aware(r.started_at) or _now(),
                 finished_at=_aware(r.finished_at),
                 params=json.loads(r.params_json),
-                metrics=json.loads(r.metrics_json),
+                metrics={k: v for k, v in json.loads(r.metrics_json).items() if k != COMMITTED},
                 error=r.error,
             )
             for r in rows
@@ -237,18 +240,43 @@ class JobsMixin(LeasesMixin, AuditMixin):
             rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
         return {r.partition_key: (r.layout, frozenset(json.loads(r.files_json))) for r in rows}
 
+    def note_commit(self, job_id: int, metrics: Mapping[str, Any]) -> None:
+        """Record, on a running job, that its table commit landed (``metrics`` must hold ``version``) before the
+        steps after it (a purge, a verification): if its process dies in them, :meth:`abandon_stale_jobs` closes
+        the job as committed, which it is, not as failed."""
+        with self._tx() as conn:
+            conn.execute(
+                jobs_t.update()
+                .where((jobs_t.c.id == job_id) & (jobs_t.c.state == "running"))
+                .values(metrics_json=json.dumps({**dict(metrics), COMMITTED: True}, default=str, sort_keys=True))
+            )
+
     def abandon_stale_jobs(self) -> int:
-        """Mark jobs still 'running' whose table no holder leases any more as failed (their process died); a
-        job killed half-way is safe to redo (nothing it did is committed without its table commit)."""
+        """Close jobs still 'running' whose table no holder leases any more (their process died): as failed,
+        or, when the job noted that its commit landed (:meth:`note_commit`), as committed with the steps after it
+        not run. A job killed before its commit is safe to redo (nothing it did is committed without it)."""
         with self._tx() as conn:
             rows = conn.execute(
-                sa.select(jobs_t.c.id, jobs_t.c.table_name, jobs_t.c.kind).where(jobs_t.c.state == "running")
+                sa.select(jobs_t.c.id, jobs_t.c.table_name, jobs_t.c.kind, jobs_t.c.metrics_json).where(
+                    jobs_t.c.state == "running"
+                )
             ).all()
-        stale = [r.id for r in rows if r.kind in LEASED_KINDS and r.table_name and self.lease(r.table_name) is None]
-        for job_id in stale:
-            self.finish_job(
-                job_id, state="failed", error="abandoned: its process stopped before it finished", only_running=True
-            )
+        stale = [r for r in rows if r.kind in LEASED_KINDS and r.table_name and self.lease(r.table_name) is None]
+        for r in stale:
+            noted = json.loads(r.metrics_json) if r.metrics_json else {}
+            if isinstance(noted, dict) and noted.pop(COMMITTED, False):
+                self.finish_job(
+                    r.id,
+                    state="committed",
+                    metrics=noted,
+                    error=f"abandoned after its commit landed (version {noted.get('version')}): its process stopped "
+                    "before the steps after it; run the job again to finish them",
+                    only_running=True,
+                )
+            else:
+                self.finish_job(
+                    r.id, state="failed", error="abandoned: its process stopped before it finished", only_running=True
+                )
         return len(stale)
 
     def job_stats(self) -> dict[tuple[str, str], tuple[int, float, int]]:

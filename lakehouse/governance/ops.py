@@ -269,6 +269,9 @@ def mask_table(
         _after_commit_failed(lh, table.name, job, report, "the commit", e, _mask_command(table.name, given, purge))
         raise  # an interruption while the commit landed: recorded as committed, and the interruption goes on
     report["files_rewritten"] = len(files)
+    if report["version"] is not None:  # killed from here on, the job is closed as committed, not failed
+        with contextlib.suppress(LakehouseError):
+            lh.catalog.note_commit(job, _flat(report))
     step = "storing the masking policy"
     try:
         _store_policy(lh, table, given)  # the files are masked: ingestion masks from now on
@@ -696,6 +699,9 @@ def erase(
             stopped = (n, e)
             break
         entry["rows_deleted"], entry["version"] = result.rows_deleted, result.version
+        if result.version is not None:  # killed from here on, the job is closed as committed, not failed
+            with contextlib.suppress(LakehouseError):
+                lh.catalog.note_commit(job, _flat(entry))
         step = "purge" if purge else "verification"
         try:
             if purge:

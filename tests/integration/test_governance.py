@@ -686,6 +686,43 @@ def test_erase_finds_columns_other_writers_added_and_refuses_another_spelling(ll
     assert lh.table("crm.spelt").scan().num_rows == 1
 
 
+def test_an_erase_killed_after_its_commit_is_recorded_committed(tmp_path: Any, fmt: str) -> None:
+    """SIGKILL after the delete committed, in the purge: the job is closed as committed (that is what happened),
+    with the unfinished steps named, not as failed; the jobs record counts the deleted row."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from lakehouse.config import load_settings
+
+    warehouse = str(tmp_path / "wh")
+    with Lakehouse(load_settings(config_file=False, warehouse=warehouse)) as lh:
+        table = lh.create_table("crm.c", schema=pa.schema([("cid", pa.int64()), ("email", pa.string())]), format=fmt)
+        table.append(pa.table({"cid": pa.array([42, 7], pa.int64()), "email": ["s@secret.example", "x@y.z"]}))
+    child = textwrap.dedent(
+        f"""
+        import os
+        import lakehouse.governance.ops as ops
+        from lakehouse.config import load_settings
+        from lakehouse.core import Lakehouse
+        ops.purge_history = lambda *a, **k: os._exit(137)  # the process dies in the purge
+        lh = Lakehouse(load_settings(config_file=False, warehouse={warehouse!r}))
+        ops.erase(lh, "cid = 42", tables=["crm.c"], dry_run=False)
+        """
+    )
+    env = {**os.environ, "LAKEHOUSE_AUTOPILOT__LEASE_TTL": "1s"}
+    assert subprocess.run([sys.executable, "-c", child], env=env, check=False).returncode == 137
+    time.sleep(1.5)  # the dead process's lease lapses
+    with Lakehouse(load_settings(config_file=False, warehouse=warehouse)) as lh:
+        job = next(j for j in lh.jobs("crm.c") if j.kind == "erase")
+        assert job.state == "committed" and "abandoned after its commit landed" in (job.error or ""), job
+        assert job.metrics["rows_deleted"] == 1 and "lakehouse.commit_landed" not in json.dumps(job.metrics)
+        assert lh.table("crm.c").scan().column("cid").to_pylist() == [7]
+
+
 def test_erase_compares_nan_as_sql_does(llh: Lakehouse, fmt: str) -> None:
     """``erase --where "f = 'NaN'"`` planned 0 rows (IEEE: NaN equals nothing) while ``lakehouse query`` counted
     2 and ``f IN ('NaN')`` planned 2; the erasure then reported itself done with the NaN rows still there. The
