@@ -133,6 +133,10 @@ def _holds_float(value: Any) -> bool:
     return found
 
 
+MAX_INT_DIGITS = 40
+"""Digits beyond which a number is no integer any column holds (uint64 has 20): refused before it is expanded."""
+
+
 def _to_int(v: Any) -> int:
     if isinstance(v, bool):
         raise _Reject(f"{_shown(v)} is a boolean, not an integer")
@@ -144,6 +148,8 @@ def _to_int(v: Any) -> int:
         raise _Reject(f"{_shown(v)} is not an integer")
     if isinstance(v, Decimal | str):
         text = str(v).strip()
+        if not text.isascii() or "_" in text:  # Python's int() takes "1_000" and digits of every script
+            raise _Reject(f"{_shown(v)} is not an integer")
         try:
             return int(text)
         except ValueError:
@@ -151,6 +157,8 @@ def _to_int(v: Any) -> int:
                 d = Decimal(text)  # exact: 1.0000000000000001 is no integer, 9007199254740993.0 is that one
             except InvalidOperation:
                 raise _Reject(f"{_shown(v)} is not an integer") from None
+            if d.is_finite() and d.adjusted() > MAX_INT_DIGITS:  # 1e99999999: int() of it would take hours
+                raise _Reject(f"{_shown(v)} is too large for an integer column") from None
             if d.is_finite() and d == d.to_integral_value():
                 return int(d)
             raise _Reject(f"{_shown(v)} is not an integer") from None
@@ -237,8 +245,14 @@ def _to_decimal(v: Any, t: Any) -> Decimal:
         raise _Reject(f"{_shown(v)} is not a decimal") from None
     if not d.is_finite():
         raise _Reject(f"{_shown(v)} is not a finite decimal")
+    if d and d.adjusted() >= t.precision - t.scale:  # more integer digits than the type holds (1e200)
+        raise _Reject(f"{_shown(v)} does not fit decimal({t.precision},{t.scale})")
     with localcontext(prec=100):  # 38 digits and more: the default context (28) would round
-        if d != d.quantize(Decimal(1).scaleb(-t.scale)):
+        try:
+            exact = d == d.quantize(Decimal(1).scaleb(-t.scale))
+        except InvalidOperation:  # beyond the context's precision: not one of the type's values either
+            exact = False
+        if not exact:
             raise _Reject(f"{_shown(v)} has more than {t.scale} decimal places")
     return d
 

@@ -5,6 +5,7 @@ exactly where the table's last commit ended.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -85,6 +86,8 @@ def file_records(path: str, fmt: FileFormat, source: str, start: int = 0) -> Ite
             for position, line in enumerate(handle):
                 if position < start:
                     continue
+                if position == 0 and line.startswith(codecs.BOM_UTF8):  # a byte-order mark is no part of the record
+                    line = line[len(codecs.BOM_UTF8) :]
                 stripped = line.strip()
                 if stripped:
                     yield RawRecord(stripped, source, position)
@@ -114,11 +117,17 @@ def _microseconds(batch: Any) -> tuple[Any, dict[int, list[str]]]:
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names), finer
 
 
+MAX_CSV_FIELD = 64 << 20
+"""Characters a CSV field may have; a longer one sends its row to the quarantine."""
+
+
 def _csv_records(handle: Any, source: str, start: int) -> Iterator[RawRecord]:
     """A CSV file's rows as records keyed by its header. A byte-order mark is no part of the first name; a
     header naming a column twice is refused; a row with more or fewer fields than the header, or with bytes
     that are not UTF-8, goes to the quarantine (its fields would otherwise be dropped or read as NULL)."""
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    if csv.field_size_limit() < MAX_CSV_FIELD:  # Python's default, 131,072 characters, is less than a note holds
+        csv.field_size_limit(MAX_CSV_FIELD)
     reader = csv.reader(text)
     header = next(reader, None)
     if header is None:
@@ -127,7 +136,16 @@ def _csv_records(handle: Any, source: str, start: int) -> Iterator[RawRecord]:
     if twice:
         raise InvalidInputError(f"the CSV header names column(s) {', '.join(map(repr, twice))} more than once")
     position = -1
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader, None)
+        except csv.Error as e:  # a field beyond MAX_CSV_FIELD: that row to the quarantine, the reading goes on
+            position += 1
+            if position >= start:
+                yield RawRecord(f"<a CSV row of {source}: {e}>", source, position, problem=f"unreadable CSV row: {e}")
+            continue
+        if fields is None:
+            break
         if not fields:  # a blank line is no row (and no position), as csv.DictReader has it
             continue
         position += 1

@@ -57,6 +57,13 @@ def test_lossless_coercions() -> None:
         ({"id": 1, "ok": "maybe"}, "not a boolean"),
         ({"id": 1, "p": "1.234"}, "more than 2 decimal places"),
         ({"id": 1, "s": {"a": 1}}, "not a string"),
+        # a value the type cannot hold, in any spelling, is that record's problem (was a traceback, or hours of
+        # CPU expanding 1e99999999)
+        ({"id": 1, "p": "1e200"}, "does not fit decimal"),
+        (b'{"id": 1, "p": 1e200}', "does not fit decimal"),
+        ({"id": "1e99999999"}, "too large for an integer column"),
+        ({"id": "1_000"}, "'1_000' is not an integer"),
+        ({"id": "\u0663"}, "is not an integer"),
     ],
 )
 def test_bad_records_name_the_problem(payload: object, error: str) -> None:
@@ -168,6 +175,12 @@ def test_file_sources_quarantine_what_they_cannot_make_a_record_of(tmp_path: Any
     twice.write_text("id,s,s\n1,a,b\n")
     with pytest.raises(InvalidInputError, match="'s' more than once"):
         list(file_records(str(twice), "csv", "f", 0))
+    long = tmp_path / "long.csv"  # a field past Python's csv limit (131,072 characters)
+    long.write_text("id,s\n1," + "x" * 200_000 + "\n2,b\n")
+    assert [len(r.payload["s"]) for r in file_records(str(long), "csv", "f", 0)] == [200_000, 1]
+    bom = tmp_path / "bom.ndjson"  # a byte-order mark is no part of the first record, whichever path parses it
+    bom.write_bytes(b'\xef\xbb\xbf{"id": 1}\n{"id": 2}\n')
+    assert [json.loads(r.payload)["id"] for r in file_records(str(bom), "ndjson", "f", 0)] == [1, 2]
     nanos = tmp_path / "a.parquet"
     ticks = [1_700_000_000_123_456_789, 1_700_000_000_123_456_000, None]
     pq.write_table(pa.table({"id": [1, 2, 3], "v": pa.array(ticks, pa.timestamp("ns", tz="UTC"))}), nanos)
