@@ -6,18 +6,28 @@ exactly where the table's last commit ended.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
+import hashlib
 import io
 import os
+import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lakehouse.errors import DependencyMissingError, InvalidInputError, StorageError
+from lakehouse.errors import (
+    CommitConflictError,
+    DependencyMissingError,
+    InvalidInputError,
+    LakehouseError,
+    StorageError,
+)
 from lakehouse.ingest.pipeline import FlushResult, Ingestor
 from lakehouse.ingest.records import RawRecord
 
@@ -182,26 +192,63 @@ def ingest_file(
     conditions: StopConditions | None = None,
     on_flush: Callable[[FlushResult], None] | None = None,
 ) -> None:
-    """Ingest a file (or ``-`` for stdin) through the pipeline, resuming after its last committed record."""
+    """Ingest a file (or ``-`` for stdin) through the pipeline, resuming after its last committed record.
+
+    A file's position is saved under ``file:<absolute path>`` (or ``source_id``), and one ingest of a source
+    runs at a time (a lease on the table and source: two at once would both commit what they read). stdin has
+    no name of its own: without ``source_id`` each run is a new source (``stdin:<time>-<random>``), since what
+    is piped in next is another stream, not the rest of the last one."""
     kind = file_format(path, fmt)
     if path != "-" and not os.path.exists(path):
         raise InvalidInputError(f"no such file {path!r}")
-    source = source_id or ("stdin" if path == "-" else f"file:{os.path.abspath(path)}")
-    start = ingestor.resume_position(source) or 0
-    cond = conditions or StopConditions()
-    seen = 0
-    for record in file_records(path, kind, source, start):
-        ingestor.add([record])
-        seen += 1
-        if ingestor.due():
-            result = ingestor.flush()
-            if on_flush:
-                on_flush(result)
-        if (stop is not None and stop.is_set()) or (cond.max_records and seen >= cond.max_records):
-            break
-    result = ingestor.flush()
-    if on_flush:
-        on_flush(result)
+    if source_id:
+        source = source_id
+    elif path == "-":
+        source = f"stdin:{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+    else:
+        source = f"file:{os.path.abspath(path)}"
+    with _source_lease(ingestor, source):
+        start = ingestor.resume_position(source) or 0
+        cond = conditions or StopConditions()
+        seen = 0
+        for record in file_records(path, kind, source, start):
+            ingestor.add([record])
+            seen += 1
+            if ingestor.due():
+                result = ingestor.flush()
+                if on_flush:
+                    on_flush(result)
+            if (stop is not None and stop.is_set()) or (cond.max_records and seen >= cond.max_records):
+                break
+        result = ingestor.flush()
+        if on_flush:
+            on_flush(result)
+
+
+SOURCE_LEASE_TTL = 30.0
+"""Seconds a source's lease outlives a killed ingest (a live one renews it every third of that)."""
+
+
+@contextlib.contextmanager
+def _source_lease(ingestor: Ingestor, source: str) -> Iterator[None]:
+    """Hold the lease of ``source`` into the ingestor's table while the block runs; another ingest holding it is
+    a :class:`CommitConflictError` (a lease outlives a killed process by :data:`SOURCE_LEASE_TTL` at most)."""
+    catalog = ingestor.lh.catalog
+    key = "ingest:" + hashlib.sha256(f"{ingestor.table.name}\0{source}".encode()).hexdigest()[:40]
+    holder = f"ingest:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if not catalog.acquire_lease(key, holder, ttl=SOURCE_LEASE_TTL, keep_alive=True):
+        other = (catalog.lease(key) or {}).get("holder", "another process")
+        raise CommitConflictError(
+            f"another ingest of {source} into {ingestor.table.name} is running ({other}): two at once would both "
+            "commit what they read",
+            hint=f"wait for it to end (a killed one lets go within {SOURCE_LEASE_TTL:.0f} s), or give this run its "
+            "own --source-id",
+        )
+    try:
+        yield
+    finally:
+        with contextlib.suppress(LakehouseError):
+            catalog.release_lease(key, holder)
 
 
 class KafkaIngest:
@@ -239,6 +286,10 @@ class KafkaIngest:
             "socket.timeout.ms": 10_000,
         }
         conf.update(config or {})
+        # where a partition the table holds no position for starts: the table's, not the group's committed
+        # offset (a table dropped and made again, or a new table read by an old group, starts at the beginning)
+        reset = str(conf["auto.offset.reset"]).lower()
+        self.start_at = "end" if reset in ("latest", "largest", "end") else "beginning"
         self.consumer = Consumer(conf)
         self.assigned: list[int] = []
         self.assigned_once = False
@@ -248,10 +299,14 @@ class KafkaIngest:
         return f"kafka:{self.topic}:{partition}"
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
+
         for p in partitions:
             pos = self.ingestor.resume_position(self.source(p.partition))
             if pos is not None:
                 p.offset = pos
+            else:  # never the group's committed offset: those feed lag monitoring only
+                p.offset = OFFSET_END if self.start_at == "end" else OFFSET_BEGINNING
         self.assigned = sorted(p.partition for p in partitions)
         self.assigned_once = True
         consumer.assign(partitions)

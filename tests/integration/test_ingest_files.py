@@ -135,6 +135,46 @@ def test_a_rerun_reports_a_record_quarantined_before_as_skipped(lh: Lakehouse, f
     assert lh.table(quarantine_name(TableName.parse("iot.readings"))).scan().num_rows == 1
 
 
+def test_one_ingest_of_a_source_at_a_time_and_stdin_runs_are_sources_of_their_own(
+    lh: Lakehouse, fmt: str, tmp_path: Path
+) -> None:
+    """Two ingests of one file at once both committed what they read (the rows doubled): the second is refused
+    while the first runs, and its rerun afterwards adds nothing. Each run piped through stdin is a stream of its
+    own: the second was skipped up to the first's record count."""
+    from lakehouse.errors import CommitConflictError
+
+    _table(lh, fmt)
+    lines, good, bad = make_records(300)
+    path = tmp_path / "readings.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    refused: list[str] = []
+
+    def meanwhile(_: Any) -> None:  # while the first ingest runs (after its first micro-batch), a second starts
+        if refused:
+            return
+        with pytest.raises(CommitConflictError, match="another ingest of file:") as e:
+            ingest_file(Ingestor(lh, "iot.readings"), str(path))
+        refused.append(e.value.message)
+
+    ingest_file(Ingestor(lh, "iot.readings", policy=FlushPolicy(max_rows=100)), str(path), on_flush=meanwhile)
+    assert refused
+    ingest_file(Ingestor(lh, "iot.readings"), str(path))
+    _check(lh, good, bad)
+    assert lh.catalog.leases() == [], "the ingests let go of the source"
+    _table(lh, fmt, "iot.piped")
+    for ids in ([1, 2, 3], [4, 5]):  # Monday's records, then Tuesday's
+        data = "".join(json.dumps({"id": i, "ts": "2026-02-01T00:00:00Z"}) + "\n" for i in ids)
+        run = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "lakehouse"), "ingest", "iot.piped", "--file", "-"],
+            input=data,
+            text=True,
+            capture_output=True,
+            env=_env_for(lh),
+        )
+        assert run.returncode == 0, run.stderr
+    assert sorted(lh.table("iot.piped").scan().column("id").to_pylist()) == [1, 2, 3, 4, 5]
+
+
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
 def test_csv_and_parquet(kind: str, tmp_path: Path) -> None:
     # storage-independent parsing: local only (S3 is covered by the NDJSON and SIGKILL tests)
