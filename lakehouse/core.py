@@ -27,6 +27,7 @@ from lakehouse.errors import (
     TableExistsError,
     TableNotFoundError,
     UnsupportedOperationError,
+    error_text,
 )
 from lakehouse.policy import TablePolicy, build_policy, merge, resolve_unsets
 from lakehouse.schema import PartitionField, check_storable, parse_partitioning
@@ -599,7 +600,7 @@ class Lakehouse:
         try:
             result = table.restore(target.version)
         except BaseException as e:
-            self.catalog.finish_job(job, state="failed", error=str(e) or type(e).__name__)
+            self.catalog.finish_job(job, state="failed", error=error_text(e))
             raise
         self.catalog.finish_job(job, state="committed", metrics=result.as_dict())
         self.catalog.update_table(table.name, table.definition)

@@ -178,3 +178,15 @@ class ForbiddenError(LakehouseError, PermissionError):
     """The caller's role does not allow this."""
 
     http_status = 403
+
+
+def error_text(e: BaseException) -> str:
+    """What a job's record says of the exception that ended it: its message, or for an interruption (Ctrl-C,
+    SIGTERM turned into SystemExit, whose message is only an exit status) that it was interrupted.
+
+    >>> error_text(SystemExit(143)), error_text(ValueError("bad")), error_text(KeyError())
+    ('interrupted (SystemExit)', 'bad', 'KeyError')
+    """
+    if not isinstance(e, Exception):
+        return f"interrupted ({type(e).__name__})"
+    return str(e) or type(e).__name__

@@ -198,9 +198,9 @@ def autopilot_cmd(
             err.print(f"autopilot {pilot.holder}: every {every:g} s; Ctrl-C stops")
         try:
             pilot.run(passes=passes, until=until, on_table=show, stop=stopping)
-        except LakehouseError:
-            # the signal's SystemExit landed inside a library that turned it into an error of its own: the exit
-            # still says what happened
+        except (LakehouseError, SystemExit):
+            # the signal's SystemExit on its way out of the loop (the running job's record closed), or turned by
+            # a library into an error of its own: the exit still says what happened
             if terminated:
                 err.print("interrupted", markup=False)
                 raise SystemExit(128 + terminated[0]) from None

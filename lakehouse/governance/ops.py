@@ -42,6 +42,7 @@ from lakehouse.errors import (
     LakehouseError,
     StorageError,
     UnsupportedOperationError,
+    error_text,
 )
 from lakehouse.expr import And, Compare, Expr, In, Not, Or, check_columns, parse_filter
 from lakehouse.governance.masking import MaskPolicy, apply_masks, check_column, parse_mask
@@ -264,7 +265,7 @@ def mask_table(
             for d in dirs:
                 delete_tree(d, table.ctx)
         if stage != "committed":
-            lh.catalog.finish_job(job, state="failed", metrics=_flat(report), error=str(e) or type(e).__name__)
+            lh.catalog.finish_job(job, state="failed", metrics=_flat(report), error=error_text(e))
             raise
         _after_commit_failed(lh, table.name, job, report, "the commit", e, _mask_command(table.name, given, purge))
         raise  # an interruption while the commit landed: recorded as committed, and the interruption goes on
@@ -283,7 +284,7 @@ def mask_table(
             report["purge_report"] = purge_history(lh, table.name, job=job)
     except BaseException as e:
         if report["version"] is None:  # no file to mask, nothing committed: the failure is the outcome
-            lh.catalog.finish_job(job, state="failed", metrics=_flat(report), error=str(e) or type(e).__name__)
+            lh.catalog.finish_job(job, state="failed", metrics=_flat(report), error=error_text(e))
             raise
         _after_commit_failed(lh, table.name, job, report, step, e, _mask_command(table.name, given, purge))
         if not isinstance(e, Exception):

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lakehouse.errors import error_text
+
 if TYPE_CHECKING:
     from lakehouse.tables.base import LakehouseTable
     from lakehouse.workspace import Workspace
@@ -330,7 +332,7 @@ def scan_table(lh: Workspace, name: str, *, sample_rows: int | None = None, dry_
         samples, findings = scan()
         lh.catalog.set_pii_tags(table.name, [f.as_dict() for f in findings], job_id=job)
     except BaseException as e:
-        lh.catalog.finish_job(job, state="failed", error=str(e) or type(e).__name__)
+        lh.catalog.finish_job(job, state="failed", error=error_text(e))
         raise
     done = report(samples, findings, job)
     lh.catalog.finish_job(

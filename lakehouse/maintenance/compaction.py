@@ -36,6 +36,7 @@ from lakehouse.errors import (
     StorageError,
     UnsupportedOperationError,
     VersionNotFoundError,
+    error_text,
 )
 from lakehouse.maintenance.clustering import MAX_COLUMNS as MAX_CLUSTER_COLUMNS
 from lakehouse.maintenance.clustering import check_curve, clustered, row_group_rows
@@ -239,7 +240,7 @@ def optimize(
             result.version = mine[-1] if mine else result.version
     except BaseException as e:
         result.seconds = time.perf_counter() - started
-        error = str(e) or type(e).__name__
+        error = error_text(e)
         landed = [p for p in result.partitions if p.status == "committed"]
         if landed:  # they stay committed: say so
             result.version = landed[-1].version
@@ -452,7 +453,7 @@ def _rewrite_job(
         except BaseException as e:
             for g in group:
                 delete_tree(g.out_dir, table.ctx)
-                g.result.status, g.result.error = "failed", str(e) or type(e).__name__
+                g.result.status, g.result.error = "failed", error_text(e)
             raise
         waited += landed.waited_seconds
         # as the commit left the partitions: a writer may rewrite them since
@@ -512,7 +513,7 @@ def _rewrite_job(
                         raise StorageError(f"rewrite of {table.name} {part.partition} produced a different row count")
                 except BaseException as e:
                     delete_tree(out_dir, table.ctx)
-                    pr.status, pr.error = "failed", str(e) or type(e).__name__
+                    pr.status, pr.error = "failed", error_text(e)
                     raise
                 if not pending:
                     opened = time.monotonic()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError
+from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError, error_text
 from lakehouse.maintenance.compaction import _duck_path, _q, _s
 from lakehouse.maintenance.planner import CompactionOptions, by_partition, partition_key
 from lakehouse.scratch import scratch_directory
@@ -301,7 +301,7 @@ def dedup(
             for d in dirs:
                 delete_tree(d, table.ctx)
         result.status = "aborted" if isinstance(e, CommitConflictError) else "failed"
-        result.error = str(e) or type(e).__name__
+        result.error = error_text(e)
         result.seconds = time.perf_counter() - started
         lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=result.error)
         raise

@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lakehouse.errors import InvalidInputError, LakehouseError, UnsupportedOperationError, VersionNotFoundError
+from lakehouse.errors import (
+    InvalidInputError,
+    LakehouseError,
+    UnsupportedOperationError,
+    VersionNotFoundError,
+    error_text,
+)
 from lakehouse.expr import Compare, to_sql
 from lakehouse.storage import ObjectInfo, delete_files, list_files, normalize_path
 from lakehouse.tables.base import LakehouseTable, version_ranges
@@ -318,7 +324,7 @@ def vacuum(
         if remaining and (expired or plan.expired_versions):
             _trim_metadata(table, min(remaining), plan.cutoff, result)
     except BaseException as e:
-        lh.catalog.finish_job(job, state="failed", metrics=_metrics(result), error=str(e) or type(e).__name__)
+        lh.catalog.finish_job(job, state="failed", metrics=_metrics(result), error=error_text(e))
         raise
     lh.catalog.finish_job(job, state="committed", metrics=_metrics(result))
     lh.catalog.update_table(table.name)
@@ -500,7 +506,7 @@ def remove_orphans(
         result.files_deleted = len(doomed)
         result.bytes_deleted = sum(f.size for f in doomed)
     except BaseException as e:
-        lh.catalog.finish_job(job, state="failed", metrics=_metrics(result), error=str(e) or type(e).__name__)
+        lh.catalog.finish_job(job, state="failed", metrics=_metrics(result), error=error_text(e))
         raise
     lh.catalog.finish_job(job, state="committed", metrics=_metrics(result))
     return result
@@ -624,7 +630,7 @@ def expire_data(
         result.files_rewritten = res.files_added
         result.rows_after = table.row_count()
     except BaseException as e:
-        lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=str(e) or type(e).__name__)
+        lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=error_text(e))
         raise
     lh.catalog.finish_job(job, state="committed", metrics=result.as_dict())
     lh.catalog.update_table(table.name)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError
+from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError, error_text
 from lakehouse.maintenance.planner import CompactionOptions, partition_key, partition_keys
 from lakehouse.policy import TIERS, TablePolicy, TierPolicy
 from lakehouse.storage import ObjectInfo, delete_tree, list_objects, set_storage_class
@@ -378,7 +378,7 @@ def tier(
                 progress(result.files_moved + result.files_rewritten, total)
     except BaseException as e:
         result.seconds = time.perf_counter() - started
-        lh.catalog.finish_job(job, state="failed", metrics=_job_metrics(result), error=str(e) or type(e).__name__)
+        lh.catalog.finish_job(job, state="failed", metrics=_job_metrics(result), error=error_text(e))
         raise
     result.seconds = time.perf_counter() - started
     lh.catalog.finish_job(

@@ -258,6 +258,10 @@ def test_sigterm_closes_the_running_job_and_frees_the_lease(tmp_path: Path) -> N
         assert jobs and all(j.state != "running" for j in jobs), [(j.kind, j.state) for j in jobs]
         maintain_job = next(j for j in jobs if j.kind == "maintain")
         assert maintain_job.state == "failed" and "interrupted" in (maintain_job.error or ""), maintain_job
+        # every record the signal closed says so (the inner job's said "143", the exit status), and so does the CLI
+        closed = [j for j in jobs if j.id in caught or j.kind == "maintain"]
+        assert all("interrupted" in (j.error or "") for j in closed if j.state == "failed"), closed
+        assert err.strip().splitlines()[-1] == "interrupted", err[-500:]
         assert lh.catalog.leases() == [], "the lease is released at once, not after its TTL"
         assert sorted_rows(lh.table("a.events").scan()) == expected
 
