@@ -487,6 +487,10 @@ class TableCost:
     all_hot_monthly_cost: float
     json_bytes_estimate: int | None
     currency: str
+    external_data_files: int = 0
+    external_data_bytes: int = 0
+    """Live data files outside the location (Iceberg's ``add_files``): not on its listing, so not in ``bytes``
+    nor priced here (they are billed where they live); ``live_data_bytes`` counts those inside only."""
     classes: dict[str, TierUsage] = field(default_factory=dict)
     """The same objects by storage class."""
     activity: dict[str, Any] = field(default_factory=dict)
@@ -500,9 +504,10 @@ class TableCost:
 
     @property
     def compression_ratio(self) -> float | None:
-        if not self.json_bytes_estimate or not self.live_data_bytes:
+        parquet = self.live_data_bytes + self.external_data_bytes  # the estimate covers every live row
+        if not self.json_bytes_estimate or not parquet:
             return None
-        return self.json_bytes_estimate / self.live_data_bytes
+        return self.json_bytes_estimate / parquet
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -515,6 +520,8 @@ class TableCost:
             "bytes": self.bytes,
             "live_data_bytes": self.live_data_bytes,
             "other_bytes": self.bytes - self.live_data_bytes,
+            "external_data_files": self.external_data_files,
+            "external_data_bytes": self.external_data_bytes,
             "live_rows": self.live_rows,
             "monthly_cost": round(self.monthly_cost, 6),
             "all_hot_monthly_cost": round(self.all_hot_monthly_cost, 6),
@@ -588,6 +595,7 @@ def _table_cost(lh: Workspace, name: str, *, sample_rows: int, bill: bool) -> Ta
         by_class.bytes += o.size
         by_class.monthly_cost += month
     total = sum(o.size for o in objects)
+    root = table.location.rstrip("/") + "/"
     cost = TableCost(
         table=str(table.name),
         format=table.format,
@@ -596,13 +604,15 @@ def _table_cost(lh: Workspace, name: str, *, sample_rows: int, bill: bool) -> Ta
         tiers=dict(sorted(tiers.items(), key=lambda kv: TIERS.index(kv[0]) if kv[0] in TIERS else 99)),
         objects=len(objects),
         bytes=total,
-        live_data_bytes=sum(f.size_bytes for f in files),
+        live_data_bytes=sum(f.size_bytes for f in files if f.path.startswith(root)),
         live_rows=sum(f.row_count for f in files),
         monthly_cost=sum(t.monthly_cost for t in tiers.values()),
         all_hot_monthly_cost=sum(prices.object_month(hot_class, o.size) for o in objects),
         json_bytes_estimate=_json_estimate(lh, table, files, objects, sample_rows),
         currency=lh.settings.cost.currency,
     )
+    outside = [f for f in files if not f.path.startswith(root)]
+    cost.external_data_files, cost.external_data_bytes = len(outside), sum(f.size_bytes for f in outside)
     cost.classes = classes
     if bill:
         cost.activity = activity(lh, name, prices, pol.storage_classes).as_dict()

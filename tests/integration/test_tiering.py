@@ -17,7 +17,7 @@ from lakehouse.maintenance.compaction import optimize
 from lakehouse.maintenance.planner import CompactionOptions
 from lakehouse.maintenance.tiering import plan_tiering, table_cost, tier
 from lakehouse.schema import parse_partitioning
-from tests.conftest import EVENTS, s3_settings, sorted_rows, their_iceberg_table
+from tests.conftest import EVENTS, events, s3_settings, sorted_rows, their_iceberg_table
 
 AGES = {"hot": 1, "warm": 30, "cold": 200}  # days old
 
@@ -315,6 +315,27 @@ def test_cost_of_a_table_without_a_time_partition(tmp_path: Any) -> None:
         assert cost["objects"] > 0 and cost["storage_classes"]["STANDARD"]["bytes"] == cost["bytes"]
         assert cost["activity_30d"]["jobs"] == 0
         assert "time partition" in cost["projection_12m"]["error"]
+
+
+def test_cost_counts_files_outside_the_location_apart(tmp_path: Any) -> None:
+    """An Iceberg table with a file added from outside its location (``add_files``): the bill prices what the
+    listing of the location holds, and the live data inside it; the file outside is reported apart (live data
+    was larger than the bytes on storage, and the bytes other than live data negative)."""
+    import pyarrow.parquet as pq
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("t.ext", schema=EVENTS, format="iceberg")
+        table.append(events(0, 10))
+        outside = tmp_path / "elsewhere" / "old.parquet"
+        outside.parent.mkdir()
+        pq.write_table(events(10, 40), outside)
+        table._table.add_files([str(outside)])
+        cost = table_cost(lh, "t.ext").as_dict()
+        inside = [f for f in lh.table("t.ext").files() if not f.path.startswith(str(tmp_path / "elsewhere"))]
+        assert cost["live_data_bytes"] == sum(f.size_bytes for f in inside)
+        assert cost["other_bytes"] >= 0 and cost["bytes"] >= cost["live_data_bytes"]
+        assert (cost["external_data_files"], cost["external_data_bytes"]) == (1, outside.stat().st_size)
+        assert cost["live_rows"] == 50
 
 
 def test_a_period_of_year_9999_and_a_nested_partition_source_are_no_crash(tmp_path: Any) -> None:
