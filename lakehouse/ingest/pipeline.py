@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse.errors import InvalidInputError, TableNotFoundError
-from lakehouse.ingest.records import BadRecord, NewFields, RawRecord, RecordParser
+from lakehouse.ingest.records import BadRecord, NewFields, ParseResult, RawRecord, RecordParser
 from lakehouse.names import QUARANTINE_SUFFIX, is_quarantine, quarantine_name
 from lakehouse.schema import parse_partitioning, parse_schema
 from lakehouse.tables.base import LakehouseTable, TableName
@@ -99,6 +99,40 @@ class IngestStats:
             "last_version": self.last_version,
             "new_columns": self.new_columns,
         }
+
+
+def _checked(table: LakehouseTable, parsed: ParseResult, records: Sequence[RawRecord]) -> ParseResult:
+    """``parsed`` with the good rows that break one of the table's CHECK constraints moved to the bad ones (the
+    format would refuse the whole micro-batch for one such row, on every rerun). A constraint DuckDB cannot
+    evaluate is left to the format's own check at the commit."""
+    constraints = table.check_constraints()
+    if not constraints or not parsed.good.num_rows:
+        return parsed
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("lh_rows", parsed.good.append_column("lh_row", pa.array(range(parsed.good.num_rows), pa.int64())))
+    broken: dict[int, str] = {}
+    for name, expression in constraints.items():
+        try:
+            # a NULL result breaks it too, as delta-rs (and Spark) check it
+            rows = con.execute(f"SELECT lh_row FROM lh_rows WHERE ({expression}) IS NOT TRUE").fetchall()
+        except duckdb.Error:
+            continue
+        for (n,) in rows:
+            broken.setdefault(int(n), f"breaks the table's CHECK constraint {name} ({expression})")
+    con.close()
+    if not broken:
+        return parsed
+    by_position = {(r.source, r.position): r for r in records}
+    keep = [i for i in range(parsed.good.num_rows) if i not in broken]
+    bad = [BadRecord(by_position[parsed.good_positions[i]], why) for i, why in sorted(broken.items())]
+    return ParseResult(
+        good=parsed.good.take(keep),
+        good_positions=[parsed.good_positions[i] for i in keep],
+        bad=[*parsed.bad, *bad],
+        new_fields=parsed.new_fields,
+    )
 
 
 class Ingestor:
@@ -204,7 +238,7 @@ class Ingestor:
         result.skipped = len(records) - len(fresh)
         if not fresh:
             return result
-        parsed = self.parser.parse(fresh)
+        parsed = _checked(self.table, self.parser.parse(fresh), fresh)
         if parsed.new_fields:
             self.table.add_columns(parsed.new_fields)
             self.lh.catalog.update_table(self.table.name, self.table.definition)

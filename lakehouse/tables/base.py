@@ -1003,6 +1003,11 @@ class LakehouseTable(ABC):
         """Directories a reader needs: the table location, and where the format keeps files outside it."""
         return [self.location]
 
+    def check_constraints(self) -> dict[str, str]:
+        """The table's CHECK constraints, name -> SQL expression (Delta's ``delta.constraints.<name>``; Iceberg has
+        none): a row for which one is false cannot be written."""
+        return {}
+
     def file_columns(self) -> list[str]:
         """Columns stored inside data files (Delta keeps partition columns in the log only)."""
         return list(self.schema.names)

@@ -1228,6 +1228,14 @@ class DeltaAdapter(LakehouseTable):
 
     # ---- replace files, delete rows ---------------------------------------------------------------------
 
+    def check_constraints(self) -> dict[str, str]:
+        prefix = "delta.constraints."
+        return {
+            str(k)[len(prefix) :]: str(v)
+            for k, v in self._dt.metadata().configuration.items()
+            if str(k).lower().startswith(prefix)
+        }
+
     def file_columns(self) -> list[str]:
         parts = {pf.name for pf in self.definition.partitioning}
         return [c for c in self.schema.names if c not in parts]

@@ -175,6 +175,27 @@ def test_one_ingest_of_a_source_at_a_time_and_stdin_runs_are_sources_of_their_ow
     assert sorted(lh.table("iot.piped").scan().column("id").to_pylist()) == [1, 2, 3, 4, 5]
 
 
+def test_a_record_breaking_a_delta_check_constraint_is_quarantined(lh: Lakehouse, tmp_path: Path) -> None:
+    """A Delta table another writer gave a CHECK constraint: the record that breaks it goes to the quarantine
+    with the constraint named; the batch's other records land (delta-rs refused the whole micro-batch, on every
+    rerun). A NULL result breaks it too, as delta-rs checks it."""
+    from deltalake import DeltaTable, write_deltalake
+
+    location = str(tmp_path / "ext")
+    write_deltalake(location, pa.table({"id": pa.array([1], pa.int64()), "amount": pa.array([5.0])}))
+    DeltaTable(location).alter.add_constraint({"amount_positive": "amount >= 0"})
+    lh.register_table("t.ext", location=location, format="delta")
+    path = tmp_path / "in.ndjson"
+    path.write_text('{"id": 2, "amount": 1.5}\n{"id": 3, "amount": -4}\n{"id": 4}\n{"id": 5, "amount": 2.5}\n')
+    for run in range(2):
+        ingest = Ingestor(lh, "t.ext")
+        ingest_file(ingest, str(path))
+        assert (ingest.stats.rows, ingest.stats.quarantined) == ((2, 2) if run == 0 else (0, 0))
+    assert sorted(lh.table("t.ext").scan().column("id").to_pylist()) == [1, 2, 5]
+    quarantined = lh.table("t.ext__quarantine").scan().to_pylist()
+    assert len(quarantined) == 2 and all("CHECK constraint amount_positive" in q["error"] for q in quarantined)
+
+
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
 def test_csv_and_parquet(kind: str, tmp_path: Path) -> None:
     # storage-independent parsing: local only (S3 is covered by the NDJSON and SIGKILL tests)
