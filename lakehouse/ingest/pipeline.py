@@ -238,7 +238,10 @@ class Ingestor:
         result.skipped = len(records) - len(fresh)
         if not fresh:
             return result
-        parsed = _checked(self.table, self.parser.parse(fresh), fresh)
+        parsed = self.parser.parse(fresh)
+        if parsed.bad and self._widened():  # a record refused by a type another writer has widened since
+            parsed = self.parser.parse(fresh)
+        parsed = _checked(self.table, parsed, fresh)
         if parsed.new_fields:
             self.table.add_columns(parsed.new_fields)
             self.lh.catalog.update_table(self.table.name, self.table.definition)
@@ -270,6 +273,18 @@ class Ingestor:
         result.rows = parsed.good.num_rows
         result.checkpoints = dict(upto)
         return result
+
+    def _widened(self) -> bool:
+        """True (and the table and parser taken anew) when another writer changed column types since the parser
+        was made, names unchanged (a widening: int to long, float to double): records the old types refused may
+        fit now. Renames and drops are not taken up here: the commit refuses them with a schema error."""
+        fresh = self.lh.table(self.table.name)
+        before = self.parser.schema
+        if fresh.schema.names != before.names or fresh.schema.equals(before):
+            return False
+        self.table = fresh
+        self.parser = RecordParser(fresh.schema, new_fields=self.new_fields)
+        return True
 
     def _lineage(self, records: Sequence[RawRecord], rows: int, version: int) -> None:
         """One OpenLineage run per commit: the sources it read, the table it wrote, the rows."""

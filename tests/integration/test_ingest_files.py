@@ -196,6 +196,24 @@ def test_a_record_breaking_a_delta_check_constraint_is_quarantined(lh: Lakehouse
     assert len(quarantined) == 2 and all("CHECK constraint amount_positive" in q["error"] for q in quarantined)
 
 
+def test_a_type_another_writer_widens_mid_run_takes_the_records_it_now_fits(lh: Lakehouse) -> None:
+    """An int column widened to long by another writer while ingestion runs: a record past int32 that the old
+    type refused lands (it was quarantined, and a rerun then skipped it for good)."""
+    from pyiceberg.types import LongType
+
+    lh.create_table("t.widen", schema=parse_schema("id:int32, s:string"), format="iceberg")
+    ingest = Ingestor(lh, "t.widen")
+    ingest.commit_records([RawRecord(json.dumps({"id": 1, "s": "a"}).encode(), "src", 0)])
+    other = lh.table("t.widen")._table
+    with other.update_schema() as update:
+        update.update_column("id", LongType())
+    result = ingest.commit_records([RawRecord(json.dumps({"id": 3_000_000_000, "s": "b"}).encode(), "src", 1)])
+    assert (result.rows, result.quarantined) == (1, 0), result.errors
+    assert sorted(lh.table("t.widen").scan().column("id").to_pylist()) == [1, 3_000_000_000]
+    refused = ingest.commit_records([RawRecord(json.dumps({"id": "x", "s": "c"}).encode(), "src", 2)])
+    assert refused.quarantined == 1  # a record no type fits is still quarantined
+
+
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
 def test_csv_and_parquet(kind: str, tmp_path: Path) -> None:
     # storage-independent parsing: local only (S3 is covered by the NDJSON and SIGKILL tests)
