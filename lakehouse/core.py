@@ -697,13 +697,28 @@ def check_definition(definition: TableDefinition) -> None:
 
 
 def _normalise_location(location: str) -> str:
+    """``s3://bucket/key``, ``s3a://`` (as ``s3://``), ``file:///path`` or a local path; any other scheme, and an
+    S3 location without a bucket, is refused (they were made local directories named ``gs:`` or ``s3:``)."""
+    import re
+
     loc = location.strip().rstrip("/")
-    if loc.startswith("s3a://"):
-        return "s3://" + loc[len("s3a://") :]
-    if loc.startswith("s3://"):
-        return loc
+    if loc.lower() in ("s3:", "s3a:"):
+        raise InvalidInputError(f"location {location!r} names no bucket", hint="write s3://bucket/path")
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", loc)
+    if scheme and scheme[1].lower() in ("s3", "s3a") and scheme[1] != scheme[1].lower():
+        loc = scheme[1].lower() + loc[len(scheme[1]) :]
+    for prefix in ("s3a://", "s3://"):
+        if loc.startswith(prefix):
+            if not loc[len(prefix) :].split("/", 1)[0]:
+                raise InvalidInputError(f"location {location!r} names no bucket", hint="write s3://bucket/path")
+            return "s3://" + loc[len(prefix) :]
     if loc.startswith("file://"):
         loc = loc[len("file://") :]
+    elif scheme and len(scheme[1]) > 1:  # a Windows drive letter is no scheme
+        raise InvalidInputError(
+            f"unsupported location scheme {scheme[1]!r} in {location!r}",
+            hint="use s3://bucket/path (S3, MinIO), file:///path or a local path",
+        )
     from pathlib import Path
 
     return str(Path(loc).expanduser().resolve())

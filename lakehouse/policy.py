@@ -16,10 +16,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from lakehouse.errors import ConfigError, InvalidInputError
-from lakehouse.units import parse_duration, parse_size
+from lakehouse.units import parse_age, parse_duration, parse_size
 
 TIERS = ("hot", "warm", "cold")
 """Tiers from the most to the least expensive."""
@@ -57,7 +57,12 @@ class RetentionPolicy(_Model):
     expire_after: str | None = Field(default=None, description="Rows older than this are deleted (expire-data).")
     expire_column: str | None = Field(default=None, description="Time column for expire-data (default: partition).")
 
-    _check = field_validator("retain", "orphan_age", "expire_after")(_duration)
+    @field_validator("retain", "orphan_age", "expire_after")
+    @classmethod
+    def _age(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None:
+            parse_age(v, f"retention.{info.field_name}")  # deletes by it: a bare number needs its unit
+        return v
 
 
 class TierPolicy(_Model):

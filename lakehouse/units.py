@@ -18,7 +18,7 @@ import re
 from lakehouse.errors import InvalidInputError
 
 _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])", re.ASCII)
 
 
 def parse_duration(text: str | dt.timedelta) -> dt.timedelta:
@@ -32,12 +32,32 @@ def parse_duration(text: str | dt.timedelta) -> dt.timedelta:
 def _parse_duration(text: str) -> dt.timedelta:
     """Parsed once per spelling: a policy's durations are asked for per file of a plan."""
     t = text.strip().lower().replace(" ", "")
-    if not t or (_PART.sub("", t) and not re.fullmatch(r"\d+(?:\.\d+)?", t)):
+    if not t or not t.isascii() or (_PART.sub("", t) and not re.fullmatch(r"\d+(?:\.\d+)?", t)):
         raise InvalidInputError(f"invalid duration {text!r}", hint="write e.g. 7d, 12h, 30m, 45s or 1h30m")
     seconds = float(t) if re.fullmatch(r"\d+(?:\.\d+)?", t) else sum(float(n) * _UNITS[u] for n, u in _PART.findall(t))
     if seconds > 100 * 365 * 86400:
         raise InvalidInputError(f"duration {text!r} is longer than 100 years")
     return dt.timedelta(seconds=seconds)
+
+
+def parse_age(text: str | dt.timedelta, what: str) -> dt.timedelta:
+    """A duration that decides what is deleted (a retention window, an orphan or data age): with a unit,
+    unless zero. A bare ``7`` is seven seconds to :func:`parse_duration`, and most likely meant as days here.
+
+    >>> parse_age("7d", "--retain"), parse_age("0", "--retain")
+    (datetime.timedelta(days=7), datetime.timedelta(0))
+    >>> parse_age("7", "--retain")
+    Traceback (most recent call last):
+    lakehouse.errors.InvalidInputError: --retain 7 has no unit (write 7d for days, 7h, 7m or 7s)
+    """
+    if isinstance(text, dt.timedelta):
+        return text
+    bare = str(text).strip()
+    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", bare) and float(bare) != 0:
+        raise InvalidInputError(
+            f"{what} {bare} has no unit", hint=f"write {bare}d for days, {bare}h, {bare}m or {bare}s"
+        )
+    return parse_duration(text)
 
 
 def format_duration(d: dt.timedelta) -> str:

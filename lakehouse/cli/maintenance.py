@@ -26,7 +26,7 @@ from lakehouse.cli._common import (
     err,
     out,
 )
-from lakehouse.errors import InvalidInputError
+from lakehouse.errors import InvalidInputError, LakehouseError
 from lakehouse.units import parse_duration, parse_size
 
 
@@ -362,10 +362,16 @@ def cost(
     with _lh(ctx) as lh:
         names = [str(r.name) for r in lh.list_tables()] if all_ else [str(name)]
         reports = []
+        failed: dict[str, str] = {}
         for n in names:
-            with shared_listings():  # one listing of the table for the reconciliation and the bill
-                storage = reconcile(lh, n).as_dict()  # first: it lists while it reads the versions' metadata
-                reports.append({**table_cost(lh, n).as_dict(), "storage": storage})
+            try:
+                with shared_listings():  # one listing of the table for the reconciliation and the bill
+                    storage = reconcile(lh, n).as_dict()  # first: it lists while it reads the versions' metadata
+                    reports.append({**table_cost(lh, n).as_dict(), "storage": storage})
+            except LakehouseError as e:
+                if not all_:
+                    raise
+                failed[n] = e.message  # one table that cannot be measured: the others still are, and it is named
     totals = {
         k: round(sum(r[k] for r in reports), 6)
         for k in ("objects", "bytes", "live_data_bytes", "monthly_cost", "all_hot_monthly_cost", "savings")
@@ -380,7 +386,9 @@ def cost(
         totals[f"{kind}_bytes"] = sum(r["storage"][kind]["bytes"] for r in reports)
     totals["reclaimable_bytes"] = sum(r["storage"]["reclaimable_bytes"] for r in reports)
     if json_:
-        _print_json({"tables": reports, "totals": totals} if all_ else reports[0])
+        _print_json({"tables": reports, "totals": totals, "errors": failed} if all_ else reports[0])
+        if failed:
+            raise typer.Exit(1)
         return
     t = RichTable("table", "tier", "objects", "bytes", "storage classes", "per month")
     for r in reports:
@@ -442,7 +450,12 @@ def cost(
         out.print(
             f"total: {_human_bytes(totals['bytes'])}, {totals['monthly_cost']:.4f}/month, saves "
             f"{totals['savings']:.4f}/month against all hot"
+            + (f" ({len(failed)} table(s) not measured)" if failed else "")
         )
+    for n, why in failed.items():
+        err.print(f"{n}: {why}", markup=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("dedup")

@@ -182,7 +182,11 @@ def autopilot_cmd(
         pilot = Autopilot(lh, every, tables=names)
         signal.signal(signal.SIGTERM, stop_on_term)
 
+        failures: list[str] = []
+
         def show(entry: dict[str, Any]) -> None:
+            if "error" in entry or any("error" in j for j in entry.get("jobs", ())):
+                failures.append(entry.get("table") or f"catalog {entry.get('catalog')}")
             if json_:
                 print(json.dumps(entry, default=str), flush=True)
             elif "skipped" in entry or "error" in entry:
@@ -208,3 +212,6 @@ def autopilot_cmd(
         if terminated:
             err.print("interrupted", markup=False)
             raise SystemExit(128 + terminated[0])
+        if passes is not None and failures:  # a bounded run (cron, a scheduler's task) says a table failed
+            err.print(f"{len(set(failures))} table(s) failed: {', '.join(sorted(set(failures)))}", markup=False)
+            raise typer.Exit(1)

@@ -10,6 +10,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import logging
 import os
 import socket
 import sys
@@ -33,6 +34,8 @@ from lakehouse.ingest.records import RawRecord
 
 FileFormat = Literal["ndjson", "csv", "parquet"]
 JOIN_TIMEOUT_S = 60.0
+UNREACHABLE_GRACE_S = 5.0
+"""Seconds a consumer keeps trying while librdkafka reports every broker down, before the run stops."""
 _EXTENSIONS: dict[str, FileFormat] = {
     ".ndjson": "ndjson",
     ".jsonl": "ndjson",
@@ -88,7 +91,9 @@ def file_records(path: str, fmt: FileFormat, source: str, start: int = 0) -> Ite
                 position += 1
         return
     try:
-        handle = sys.stdin.buffer if path == "-" else open(path, "rb")
+        # stdin through a reader of its own over the descriptor: the thread reading it (see _polled) may still be
+        # blocked in a read at exit, which sys.stdin's own buffer, flushed at shutdown, does not survive
+        handle = open(sys.stdin.fileno(), "rb", closefd=False) if path == "-" else open(path, "rb")
     except OSError as e:
         raise InvalidInputError(f"cannot open {path!r}: {e.strerror}") from e
     try:
@@ -211,9 +216,13 @@ def ingest_file(
         start = ingestor.resume_position(source) or 0
         cond = conditions or StopConditions()
         seen = 0
-        for record in file_records(path, kind, source, start):
-            ingestor.add([record])
-            seen += 1
+        records: Iterator[RawRecord | None] = iter(file_records(path, kind, source, start))
+        if path == "-":  # a pipe may stay open and idle: max-seconds and a stop still apply meanwhile
+            records = _polled(records, every=0.2)
+        for record in records:
+            if record is not None:
+                ingestor.add([record])
+                seen += 1
             if ingestor.due():
                 result = ingestor.flush()
                 if on_flush:
@@ -225,8 +234,52 @@ def ingest_file(
             on_flush(result)
 
 
+def _polled(items: Iterator[RawRecord | None], *, every: float) -> Iterator[RawRecord | None]:
+    """``items``, read by a thread of their own, with a None whenever ``every`` seconds pass without one (a
+    blocking read of stdin would otherwise hold the loop: no flush at max-seconds, no stop on a signal)."""
+    import queue
+
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=10_000)
+
+    def read() -> None:
+        try:
+            for item in items:
+                box.put(("item", item))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            box.put(("error", e))
+        box.put(("end", None))
+
+    threading.Thread(target=read, name="lakehouse-stdin", daemon=True).start()
+    while True:
+        try:
+            kind, value = box.get(timeout=every)
+        except queue.Empty:
+            yield None
+            continue
+        if kind == "end":
+            return
+        if kind == "error":
+            raise value
+        yield value
+
+
 SOURCE_LEASE_TTL = 30.0
 """Seconds a source's lease outlives a killed ingest (a live one renews it every third of that)."""
+
+
+def _dead_here(holder: str) -> bool:
+    """True when ``holder`` (``ingest:<host>:<pid>:<id>``) names a process of this machine that no longer runs:
+    its lease need not lapse before a rerun takes the source (a restart right after a kill)."""
+    parts = holder.split(":")
+    if len(parts) != 4 or parts[0] != "ingest" or parts[1] != socket.gethostname() or not parts[2].isdigit():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists (another user's): alive
+        return False
+    return False
 
 
 @contextlib.contextmanager
@@ -236,7 +289,11 @@ def _source_lease(ingestor: Ingestor, source: str) -> Iterator[None]:
     catalog = ingestor.lh.catalog
     key = "ingest:" + hashlib.sha256(f"{ingestor.table.name}\0{source}".encode()).hexdigest()[:40]
     holder = f"ingest:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if not catalog.acquire_lease(key, holder, ttl=SOURCE_LEASE_TTL, keep_alive=True):
+    taken = catalog.acquire_lease(key, holder, ttl=SOURCE_LEASE_TTL, keep_alive=True)
+    if not taken and _dead_here((catalog.lease(key) or {}).get("holder", "")):  # a killed run on this machine
+        catalog.release_lease(key, (catalog.lease(key) or {}).get("holder", ""))
+        taken = catalog.acquire_lease(key, holder, ttl=SOURCE_LEASE_TTL, keep_alive=True)
+    if not taken:
         other = (catalog.lease(key) or {}).get("holder", "another process")
         raise CommitConflictError(
             f"another ingest of {source} into {ingestor.table.name} is running ({other}): two at once would both "
@@ -249,6 +306,11 @@ def _source_lease(ingestor: Ingestor, source: str) -> Iterator[None]:
     finally:
         with contextlib.suppress(LakehouseError):
             catalog.release_lease(key, holder)
+
+
+_kafka_log = logging.getLogger("lakehouse.kafka")
+_kafka_log.addHandler(logging.NullHandler())
+_kafka_log.propagate = False
 
 
 class KafkaIngest:
@@ -265,13 +327,14 @@ class KafkaIngest:
         config: dict[str, Any] | None = None,
     ) -> None:
         try:
-            from confluent_kafka import Consumer
+            from confluent_kafka import Consumer, KafkaError, KafkaException
         except ImportError as e:
             raise DependencyMissingError(
                 "Kafka ingestion needs confluent-kafka", hint="pip install 'lakehouse[kafka]'"
             ) from e
         self.ingestor = ingestor
         self.topic = topic
+        self.bootstrap = bootstrap
         conf: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "group.id": group,
@@ -290,7 +353,23 @@ class KafkaIngest:
         # offset (a table dropped and made again, or a new table read by an old group, starts at the beginning)
         reset = str(conf["auto.offset.reset"]).lower()
         self.start_at = "end" if reset in ("latest", "largest", "end") else "beginning"
-        self.consumer = Consumer(conf)
+        # librdkafka's own log lines (a broker down: one per retry) go to Python's logging, not the terminal;
+        # what stops the run is said once, by the error that ends it
+        conf.setdefault("logger", _kafka_log)
+        self.unreachable: str | None = None
+
+        def on_error(error: Any) -> None:  # librdkafka's: every broker of the bootstrap list is down
+            if error.code() == KafkaError._ALL_BROKERS_DOWN:
+                self.unreachable = str(error.str())
+
+        conf.setdefault("error_cb", on_error)
+        try:
+            self.consumer = Consumer(conf)
+        except (KafkaException, ValueError, TypeError) as e:  # an unknown property, a value of the wrong kind
+            raise InvalidInputError(
+                f"the Kafka consumer refused its configuration: {e}",
+                hint="see --kafka-config (librdkafka's property names, e.g. security.protocol=SASL_SSL)",
+            ) from None
         self.assigned: list[int] = []
         self.assigned_once = False
         self.records = 0
@@ -399,6 +478,11 @@ class KafkaIngest:
                 if not self.assigned_once:
                     # idle time counts from the group join, which can take seconds
                     last_message = now
+                    if self.unreachable is not None and now - started > UNREACHABLE_GRACE_S:
+                        raise StorageError(
+                            f"the Kafka broker(s) {self.bootstrap} cannot be reached: {self.unreachable}",
+                            hint="check --kafka (host:port) and that the broker runs",
+                        )
                     if now - started > JOIN_TIMEOUT_S:
                         raise StorageError(
                             f"no partitions of topic {self.topic!r} were assigned within {JOIN_TIMEOUT_S:.0f} s",

@@ -36,7 +36,7 @@ from lakehouse.errors import (
 from lakehouse.expr import Compare, to_sql
 from lakehouse.storage import ObjectInfo, delete_files, list_files, normalize_path
 from lakehouse.tables.base import LakehouseTable, version_ranges
-from lakehouse.units import format_duration, parse_duration
+from lakehouse.units import format_duration, parse_age, parse_duration
 
 if TYPE_CHECKING:
     from lakehouse.workspace import Workspace
@@ -192,7 +192,7 @@ def plan_vacuum(lh: Workspace, name: str, *, retain: str | dt.timedelta, keep: S
 def _plan_vacuum(
     lh: Workspace, table: LakehouseTable, *, retain: str | dt.timedelta, keep: Sequence[int] = ()
 ) -> VacuumPlan:
-    window = parse_duration(retain)
+    window = parse_age(retain, "--retain")
     if window.total_seconds() < 0:
         raise InvalidInputError("--retain must not be negative")
     table.check_operation("vacuum")  # another catalog committing to the table: its files are not ours to judge
@@ -438,7 +438,7 @@ def plan_orphans(lh: Workspace, name: str, *, older_than: str | dt.timedelta) ->
 
 
 def _plan_orphans(lh: Workspace, table: LakehouseTable, *, older_than: str | dt.timedelta) -> OrphanPlan:
-    age = parse_duration(older_than)
+    age = parse_age(older_than, "--older-than")
     table.check_operation("vacuum")  # another catalog committing to the table: its files are not ours to judge
     plan = OrphanPlan(str(table.name), age)
     listing = _checked_listing(lh, table)  # before the references: a file committed after it is not in it
@@ -581,7 +581,7 @@ def expire_data(
     """Delete rows whose ``column`` is older than ``older_than`` at ``now`` (default: the clock; NULL times are
     kept)."""
     table = lh.table(name)
-    age = parse_duration(older_than)
+    age = parse_age(older_than, "--older-than")
     col = _time_column(table, column)
     cutoff = (now or _now()) - age
     t = table.schema.field(col).type

@@ -443,6 +443,27 @@ def test_health_maintain_and_autopilot_commands(tmp_path: Path) -> None:
     assert run_json("-w", wh, "jobs", "h.ev")[0]["kind"] == "maintain"
     proc = run("-w", wh, "maintain", ok=False)
     assert proc.returncode == 1 and "give a table name or --all" in proc.stderr
+    # a table that cannot be measured: a bounded autopilot run and `cost --all` say so in their exit status, and
+    # `cost --all` still reports the others
+    run("-w", wh, "table", "create", "h.broken", "--schema", "id:int64", "--format", "delta")
+    with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
+        lh.table("h.broken").append(pa.table({"id": pa.array([1], pa.int64())}))
+        broken_log = Path(lh.table("h.broken").location, "_delta_log")
+    for f in broken_log.glob("*.json"):
+        f.write_text("not a delta log\n")
+    proc = run("-w", wh, "autopilot", "--passes", "1", "--json", ok=False)
+    assert proc.returncode == 1 and "h.broken" in proc.stderr, (proc.stdout, proc.stderr)
+    proc = run("-w", wh, "cost", "--all", "--json", ok=False)
+    costs = json.loads(proc.stdout)
+    assert proc.returncode == 1 and [r["table"] for r in costs["tables"]] == ["h.ev"] and "h.broken" in costs["errors"]
+    # locations and ages a script could get wrong: refused, not a local directory `gs:` or a 7-second window
+    proc = run("-w", wh, "table", "create", "h.gs", "--schema", "id:int64", "--location", "gs://bucket/x", ok=False)
+    assert proc.returncode == 1 and "unsupported location scheme 'gs'" in proc.stderr
+    assert not Path("gs:").exists() and not (tmp_path / "gs:").exists()
+    proc = run("-w", wh, "vacuum", "h.ev", "--retain", "7", ok=False)
+    assert proc.returncode == 1 and "--retain 7 has no unit" in proc.stderr
+    proc = run("-w", wh, "policy", "set", "h.ev", "retention.retain=7", ok=False)
+    assert proc.returncode == 1 and "has no unit" in proc.stderr
 
 
 @pytest.mark.spark

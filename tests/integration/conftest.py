@@ -91,7 +91,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         deltas.append(pa.table({"id": [3], "name": ["z"], "amount": [3.0]}, schema=SCHEMA))
         contacts = lh.create_table("crm.contacts", schema=SCHEMA, format="delta")
         contacts.append(pa.table({"id": [1], "name": ["Bob"], "amount": [0.0]}, schema=SCHEMA))
-        lh.set_policy("crm.contacts", {"masking": {"name": "hash"}})
+        lh.set_policy("crm.contacts", {"masking": {"name": "redact"}})
         crm = lh.create_table("crm.people", schema=SCHEMA, format="iceberg")
         crm.append(pa.table({"id": [1], "name": ["Ann"], "amount": [0.0]}, schema=SCHEMA))
         lh.set_policy("crm.people", {"masking": {"name": "redact"}})

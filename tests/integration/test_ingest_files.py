@@ -214,6 +214,34 @@ def test_a_type_another_writer_widens_mid_run_takes_the_records_it_now_fits(lh: 
     assert refused.quarantined == 1  # a record no type fits is still quarantined
 
 
+def test_an_idle_stdin_still_flushes_at_max_seconds_and_stops_on_sigterm(lh: Lakehouse) -> None:
+    """A pipe that stays open and idle (``tail -f log | lakehouse ingest T --file -``): the record it sent lands
+    after --max-seconds, and SIGTERM flushes and exits 0 (the blocked read held both until the next line)."""
+    _table(lh, "delta", "iot.piped")
+    exe = os.path.join(os.path.dirname(sys.executable), "lakehouse")
+    proc = subprocess.Popen(
+        [exe, "ingest", "iot.piped", "--file", "-", "--max-seconds", "0.5"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env_for(lh),
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b'{"id": 1, "ts": "2026-02-01T00:00:00Z"}\n')
+        proc.stdin.flush()  # and the pipe stays open
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and lh.table("iot.piped").row_count() == 0:
+            time.sleep(0.2)
+        assert lh.table("iot.piped").row_count() == 1, "the record landed while the pipe was idle"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err.decode()[-1000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
 def test_csv_and_parquet(kind: str, tmp_path: Path) -> None:
     # storage-independent parsing: local only (S3 is covered by the NDJSON and SIGKILL tests)

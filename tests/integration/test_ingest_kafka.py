@@ -172,3 +172,19 @@ def test_sigterm_flushes_and_exits_cleanly(lh: Lakehouse, broker: LocalBroker) -
     assert summary["stopped_by_signal"] is True
     assert summary["rows"] == len(good) == 499 and summary["quarantined"] == bad == 1
     assert lh.table("iot.readings").row_count() == len(good)
+
+
+def test_a_bad_consumer_setting_or_an_unreachable_broker_is_one_error_soon(lh: Lakehouse) -> None:
+    """An unknown or malformed --kafka-config property was a traceback; a broker nobody listens at printed a
+    librdkafka line per retry for a minute before the error."""
+    from lakehouse.errors import InvalidInputError, StorageError
+
+    lh.create_table("iot.readings", schema=SCHEMA, format="delta")
+    for bad in ({"foo": "bar"}, {"session.timeout.ms": "abc"}):
+        with pytest.raises(InvalidInputError, match="refused its configuration"):
+            KafkaIngest(Ingestor(lh, "iot.readings"), bootstrap="127.0.0.1:1", topic="t", group="g", config=bad)
+    started = time.monotonic()
+    runner = KafkaIngest(Ingestor(lh, "iot.readings"), bootstrap="127.0.0.1:1", topic="t", group="g")
+    with pytest.raises(StorageError, match="cannot be reached"):
+        runner.run(conditions=StopConditions(until_idle=2))
+    assert time.monotonic() - started < 30
