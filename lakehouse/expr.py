@@ -591,8 +591,9 @@ def _may(e: Expr, stats: Stats, rows: int | None, negate: bool) -> bool:
         if wants_null:
             return nulls is None or nulls > 0
         return nulls is None or rows is None or nulls < rows
-    if lo is None or hi is None:
-        return False if isinstance(e, Compare | In) else True
+    if lo is None or hi is None:  # no bounds: all NULL only when the null count says so, else unknown
+        all_null = nulls is not None and rows is not None and nulls >= rows
+        return not all_null if isinstance(e, Compare | In) else True
     if isinstance(e, Compare):
         if e.value is None:
             return False

@@ -63,7 +63,7 @@ def data_skipping(table: LakehouseTable, files: Sequence[DataFile], predicate: s
     for f in files:
         footer = row_groups(table, f)
         groups += len(footer)
-        if _prunable(expr, f):
+        if _prunable(table, expr, f):
             files_skipped += 1
             groups_skipped += len(footer)
             continue
@@ -156,7 +156,7 @@ def column_skipping(table: LakehouseTable, files: Sequence[DataFile], column: st
     return {"column": column, "row_groups": n, "share_skippable": round(skipped, 4)}
 
 
-def _prunable(expr: Any, f: DataFile) -> bool:
-    # partition values are statistics too: (v, v, nulls unknown)
-    stats = {**{k: (v, v, None) for k, v in f.partition.items()}, **dict(f.stats)}
-    return not may_match(expr, stats, f.row_count)
+def _prunable(table: LakehouseTable, expr: Any, f: DataFile) -> bool:
+    # the statistics a reader may trust (partition values included): Delta's are widened or left out where its
+    # writers round them
+    return not may_match(expr, table.skipping_stats(f), f.row_count)

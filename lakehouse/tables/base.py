@@ -1003,6 +1003,12 @@ class LakehouseTable(ABC):
         """Directories a reader needs: the table location, and where the format keeps files outside it."""
         return [self.location]
 
+    def skipping_stats(self, f: DataFile) -> dict[str, tuple[Any, Any, int | None]]:
+        """A data file's per-column (min, max, nulls) as far as they may be trusted to skip it (partition values
+        included): the format's statistics, less what its writers may round (Delta: timestamps truncated to
+        milliseconds, JSON numbers for floats and decimals, truncated strings)."""
+        return {**{k: (v, v, None) for k, v in f.partition.items()}, **dict(f.stats)}
+
     def check_constraints(self) -> dict[str, str]:
         """The table's CHECK constraints, name -> SQL expression (Delta's ``delta.constraints.<name>``; Iceberg has
         none): a row for which one is false cannot be written."""

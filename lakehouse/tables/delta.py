@@ -1228,6 +1228,9 @@ class DeltaAdapter(LakehouseTable):
 
     # ---- replace files, delete rows ---------------------------------------------------------------------
 
+    def skipping_stats(self, f: DataFile) -> dict[str, tuple[Any, Any, int | None]]:
+        return _exact_stats(f, self.schema, set(self._dt.metadata().partition_columns), floats=True)
+
     def check_constraints(self) -> dict[str, str]:
         prefix = "delta.constraints."
         return {
@@ -2294,17 +2297,21 @@ class _FileDelete:
     stats: tuple[int, str] = (0, "")
 
 
-def _exact_stats(f: DataFile, schema: pa.Schema, partition_columns: set[str]) -> dict[str, tuple[Any, Any, int | None]]:
+def _exact_stats(
+    f: DataFile, schema: pa.Schema, partition_columns: set[str], *, floats: bool = False
+) -> dict[str, tuple[Any, Any, int | None]]:
     """A file's per-column (min, max, nulls) where they are exact enough to decide a delete without reading the
     file: partition values, and statistics of integer, date, boolean, string and timestamp columns. Timestamp
     statistics are widened by a millisecond (Delta truncates them to milliseconds), long strings are left out
     (Spark truncates them at 32 UTF-16 units, :func:`_utf16_units`), floats and decimals are left out (a JSON
-    number may not be the stored value). A column left out here makes the file be read."""
+    number may not be the stored value). A column left out here makes the file be read. ``floats``: float columns
+    too (bounds to report skipping by, as readers use them; not to decide a delete by)."""
     rows = f.row_count
 
     def exact(t: pa.DataType) -> bool:
         return bool(
-            pa.types.is_integer(t)
+            (floats and pa.types.is_floating(t))
+            or pa.types.is_integer(t)
             or pa.types.is_date(t)
             or pa.types.is_boolean(t)
             or pa.types.is_string(t)
@@ -2420,6 +2427,7 @@ def _parquet_stats(path: str, ctx: StorageContext, indexed: Collection[str] | in
     mins: dict[str, Any] = {}
     maxs: dict[str, Any] = {}
     nulls: dict[str, int] = {}
+    unbounded = False
     arrow = meta.schema.to_arrow_schema()
     leaf = 0  # Parquet's column chunks are the leaves: a nested column has several, before the next column's
     for i, name in enumerate(arrow.names):
@@ -2443,14 +2451,24 @@ def _parquet_stats(path: str, ctx: StorageContext, indexed: Collection[str] | in
                 hi = st.max if hi is None or st.max > hi else hi
         if not complete:
             continue
-        nulls[name] = count
         # JSON has no infinity or NaN (delta-rs's log reader failed on an entry holding `Infinity`): a float
-        # column whose bounds are not finite gets none, which only costs its data skipping
+        # column whose bounds are not finite gets none
         finite = not pa.types.is_floating(t) or (
             lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
         )
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+            continue  # as delta-rs writes them: none (its readers do not skip by them)
+        nulls[name] = count
         if lo is not None and not isinstance(lo, bytes) and finite:
-            mins[name], maxs[name] = _stat_json(lo, t), _stat_json(hi, t)
+            mins[name], maxs[name] = _stat_json(lo, t), _stat_json(hi, t, upper=True)
+        elif count < meta.num_rows:
+            unbounded = True
+    if unbounded:
+        # a column with values but no bounds JSON can hold (a float reaching infinity, strings whose footer has
+        # none): delta-rs's filtered reads skip a file whose statistics lack one column's bounds, null or left
+        # out (rows lost to `f = 1.0` after a rewrite; its own writer's files too). Without statistics it reads
+        # the file
+        return int(size), json.dumps({"numRecords": meta.num_rows})
     stats = {"numRecords": meta.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
     return int(size), json.dumps(stats, default=str, allow_nan=False)
 
@@ -2502,11 +2520,27 @@ def _leaves(t: pa.DataType) -> int:
     return sum(_leaves(c.type) for c in children) if children else 1
 
 
-def _stat_json(v: Any, t: pa.DataType) -> Any:
+def _stat_json(v: Any, t: pa.DataType, *, upper: bool = False) -> Any:
+    """A statistic as the Delta log writes it. Timestamps have milliseconds there: a maximum with a finer part
+    is rounded up (truncated, it would be below the file's largest value and a reader would skip the file for
+    that value), and the year has four digits (strftime writes year 999 as ``999``, which delta-rs cannot read
+    back).
+
+    >>> import pyarrow as pa
+    >>> t = pa.timestamp("us", "UTC")
+    >>> _stat_json(dt.datetime(999, 1, 1, 0, 0, 0, 999_999, tzinfo=dt.UTC), t, upper=True)
+    '0999-01-01T00:00:01.000Z'
+    >>> _stat_json(dt.datetime(2024, 1, 1, 0, 0, 0, 999_999, tzinfo=dt.UTC), t)
+    '2024-01-01T00:00:00.999Z'
+    """
     if isinstance(v, dt.datetime):
         if v.tzinfo is not None:
             v = v.astimezone(dt.UTC)
-        return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}" + ("Z" if t.tz else "")
+        if upper and v.microsecond % 1000:
+            with contextlib.suppress(OverflowError):  # 9999-12-31 23:59:59.999999 stays itself, truncated
+                v = v.replace(microsecond=v.microsecond - v.microsecond % 1000) + dt.timedelta(milliseconds=1)
+        text = f"{v.year:04d}-{v:%m-%dT%H:%M:%S}.{v.microsecond // 1000:03d}"
+        return text + ("Z" if t.tz else "")
     if isinstance(v, dt.date):
         return v.isoformat()
     return v
