@@ -367,3 +367,21 @@ def test_time_travel_reads_a_renamed_column_by_its_field_id(tmp_path: Path) -> N
         ]
         picked = lh.table("f.people").scan(as_of=first, filter="contact_email = 'bob@example.com'", columns=["id"])
         assert picked.column("id").to_pylist() == [2]
+
+
+def test_table_show_reports_the_schema_another_writer_evolved(tmp_path: Path) -> None:
+    """pyiceberg renames, widens and adds columns after the table was made here: `table show` (and GET
+    /tables/{name}) report the table's schema now, not the catalog's copy from its creation."""
+    from pyiceberg.types import LongType, StringType
+
+    from lakehouse.presentation import table_summary
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = lh.create_table("f.grown", schema=parse_schema("id:int32, name:string"), format="iceberg")
+        table.append(pa.table({"id": pa.array([1], pa.int32()), "name": ["a"]}))
+        with table._table.update_schema() as update:
+            update.update_column("id", LongType())
+            update.rename_column("name", "label")
+            update.add_column("extra", StringType())
+        shown = {c["name"]: c["type"] for c in table_summary(lh, "f.grown")["schema"]}
+        assert shown == {"id": "int64", "label": "string", "extra": "string"}, shown
