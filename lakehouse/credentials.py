@@ -110,12 +110,25 @@ class S3Credentials:
                 )
             endpoint = endpoint.rstrip("/")
         region = s3.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        # a key pair and its session token come from one source: the settings' keys with a shell's assumed-role
+        # token are a signature every request fails
+        if _secret(s3.access_key_id) or _secret(s3.secret_access_key):
+            key, secret, token = _secret(s3.access_key_id), _secret(s3.secret_access_key), _secret(s3.session_token)
+            if not (key and secret):
+                raise ConfigError(
+                    f"s3.{'secret_access_key' if key else 'access_key_id'} is not set beside "
+                    f"s3.{'access_key_id' if key else 'secret_access_key'}: a key and its secret come together",
+                    hint="set both in [s3] (or LAKEHOUSE_S3__*), or neither to use the AWS_* variables",
+                )
+        else:
+            key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+            token = _secret(s3.session_token) or env.get("AWS_SESSION_TOKEN")
         return cls(
             endpoint_url=endpoint,
             region=region,
-            access_key_id=_secret(s3.access_key_id) or env.get("AWS_ACCESS_KEY_ID"),
-            secret_access_key=_secret(s3.secret_access_key) or env.get("AWS_SECRET_ACCESS_KEY"),
-            session_token=_secret(s3.session_token) or env.get("AWS_SESSION_TOKEN"),
+            access_key_id=key,
+            secret_access_key=secret,
+            session_token=token,
             path_style=s3.path_style if s3.path_style is not None else endpoint is not None,
             retries=Retries(
                 max_retries=s3.max_retries,

@@ -87,15 +87,24 @@ def test_aws_variables_are_honoured_and_settings_win(monkeypatch: pytest.MonkeyP
         "http://127.0.0.1:9000",
         True,
     )
-    s = load_settings(config_file=False, s3={"access_key_id": "mine", "region": "eu-central-1", "path_style": False})
+    s = load_settings(
+        config_file=False,
+        s3={"access_key_id": "mine", "secret_access_key": "my-secret", "region": "eu-central-1", "path_style": False},
+    )
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "assumed-role-token")
     c = S3Credentials.from_settings(s.s3)
-    assert (c.access_key_id, c.secret_access_key, c.region, c.path_style) == (
+    # the settings' key pair, without the shell's session token (a pair signed with another's token fails)
+    assert (c.access_key_id, c.secret_access_key, c.session_token, c.region, c.path_style) == (
         "mine",
-        "env-secret",
+        "my-secret",
+        None,
         "eu-central-1",
         False,
     )
-    assert "mine" not in repr(c) and "env-secret" not in repr(c)
+    assert "mine" not in repr(c) and "my-secret" not in repr(c)
+    assert S3Credentials.from_settings(load_settings(config_file=False).s3).session_token == "assumed-role-token"
+    with pytest.raises(ConfigError, match="a key and its secret come together"):
+        S3Credentials.from_settings(load_settings(config_file=False, s3={"access_key_id": "mine"}).s3)
 
 
 def test_bad_endpoint_is_a_config_error() -> None:
