@@ -272,6 +272,10 @@ class SparkSettings(BaseModel):
     )
 
 
+URL_SPECIAL = frozenset("?#[]")
+"""Characters a warehouse or table location may not hold: the format libraries read locations as URLs."""
+
+
 class Settings(BaseSettings):
     """All settings of a lakehouse process."""
 
@@ -337,6 +341,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"unsupported warehouse scheme in {v!r}: use a directory or s3://bucket/prefix")
             if scheme != "file" and not rest.strip("/"):
                 raise ValueError(f"warehouse {v!r} names no bucket: use s3://bucket/prefix")
+        if odd := sorted(set(v) & URL_SPECIAL):
+            # delta-rs takes a location as a URL: it cut the path at `?` or `#` (the data went outside the table)
+            raise ValueError(f"warehouse {v!r} holds {' '.join(odd)}, which table formats read as part of a URL")
         return v.rstrip("/") if v != "/" else v
 
     @field_validator("commit_timeout")

@@ -701,7 +701,14 @@ def _normalise_location(location: str) -> str:
     S3 location without a bucket, is refused (they were made local directories named ``gs:`` or ``s3:``)."""
     import re
 
+    from lakehouse.config import URL_SPECIAL
+
     loc = location.strip().rstrip("/")
+    if odd := sorted(set(loc) & URL_SPECIAL):  # delta-rs cut the path at `?` or `#`: the data went elsewhere
+        raise InvalidInputError(
+            f"location {location!r} holds {' '.join(odd)}, which table formats read as part of a URL",
+            hint="choose a path without ? # [ ]",
+        )
     if loc.lower() in ("s3:", "s3a:"):
         raise InvalidInputError(f"location {location!r} names no bucket", hint="write s3://bucket/path")
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", loc)

@@ -321,3 +321,20 @@ def test_the_catalog_password_is_never_in_a_message() -> None:
     with pytest.raises(StorageError) as e:
         CatalogStore("postgresql+psycopg://etl:S3cretPw@127.0.0.1:1/cat")
     assert "S3cretPw" not in str(e.value) and "etl:***@127.0.0.1" in str(e.value)
+
+
+@pytest.mark.parametrize("odd", ["?", "#", "["])
+def test_a_warehouse_or_location_a_url_reader_would_cut_is_refused(tmp_path: Path, odd: str) -> None:
+    """delta-rs reads a location as a URL: a warehouse `lake?prod` put the Delta log and data under `lake`,
+    outside the table's location (ingest said it worked; the table could not be read)."""
+    with pytest.raises(ConfigError, match="read as part of a URL"):
+        load_settings(config_file=False, warehouse=str(tmp_path / f"lake{odd}prod"))
+    import pyarrow as pa
+
+    from lakehouse.core import Lakehouse
+    from lakehouse.errors import InvalidInputError
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        with pytest.raises(InvalidInputError, match="read as part of a URL"):
+            lh.create_table("a.t", schema=pa.schema([("id", pa.int64())]), location=str(tmp_path / f"t{odd}x"))
+        assert lh.list_tables() == [] and not list(tmp_path.glob("t*"))
