@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lakehouse.errors import error_text
+from lakehouse.errors import StorageError, error_text
 
 if TYPE_CHECKING:
     from lakehouse.tables.base import LakehouseTable
@@ -253,10 +253,16 @@ def sample_strings(
             break
         want = min(per_file, limit - taken)
         filesystem, inner = split_location(f.path, table.ctx)
-        with filesystem.open_input_file(inner) as fh:
-            pf = pq.ParquetFile(fh)
-            present = [c for c in columns if c in in_files and c in pf.schema_arrow.names]
-            batch = next(pf.iter_batches(batch_size=want, columns=present), None) if present else None
+        try:
+            with filesystem.open_input_file(inner) as fh:
+                pf = pq.ParquetFile(fh)
+                present = [c for c in columns if c in in_files and c in pf.schema_arrow.names]
+                batch = next(pf.iter_batches(batch_size=want, columns=present), None) if present else None
+        except (OSError, pa.ArrowException) as e:  # gone, unreadable, archived by a lifecycle rule (GLACIER)
+            raise StorageError(
+                f"cannot sample {f.path} of {table.name}: {' '.join(str(e).split())}",
+                hint="an object in an archive storage class must be restored before it can be read",
+            ) from e
         rows = batch.num_rows if batch is not None else min(want, f.row_count)
         for c in columns:
             if batch is not None and c in batch.schema.names:

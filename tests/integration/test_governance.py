@@ -762,3 +762,17 @@ def test_pii_inside_nested_columns_is_found_and_read_masked(llh: Lakehouse, fmt:
     assert {f["column"] for f in report["findings"]} == {"contact", "aliases"}
     masked = lh.query("SELECT contact, aliases, note FROM g.nested LIMIT 3", masked=True).table.to_pylist()
     assert masked == [{"contact": None, "aliases": None, "note": "ok"}] * 3
+
+
+def test_a_pii_scan_of_a_file_it_cannot_read_is_one_error(llh: Lakehouse, fmt: str) -> None:
+    """A data file that cannot be read (cut short here; on S3 also one a lifecycle rule archived): the scan
+    stops with a storage error naming the file, not a pyarrow traceback (a 500 through the API)."""
+    from lakehouse.governance.pii import scan_table
+
+    table = llh.create_table("g.cut", schema=pa.schema([("id", pa.int64()), ("email", pa.string())]), format=fmt)
+    table.append(pa.table({"id": pa.array([1], pa.int64()), "email": ["a@b.example"]}))
+    path = table.files()[0].path
+    with open(path, "r+b") as fh:
+        fh.truncate(10)
+    with pytest.raises(StorageError, match="cannot sample"):
+        scan_table(llh, "g.cut", dry_run=True)
