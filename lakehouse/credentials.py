@@ -187,11 +187,23 @@ class S3Credentials:
 
     # ---- renderings -----------------------------------------------------------------------------------
 
-    def delta_storage_options(self) -> dict[str, str]:
-        """Options for delta-rs (object_store). Commits use S3 conditional put: no lock needed."""
+    def delta_storage_options(self, location: str | None = None) -> dict[str, str]:
+        """Options for delta-rs (object_store) for a table at ``location``. Commits use S3 conditional put: no
+        lock needed. With an endpoint and virtual-hosted-style requests, object_store takes the endpoint as the
+        bucket's own URL (it adds no bucket name): the bucket goes into the endpoint's host (without it, the files
+        were written into a bucket named after the first folder of the path).
+
+        >>> c = S3Credentials(endpoint_url="https://s3.example.net", region="r", path_style=False)
+        >>> c.delta_storage_options("s3://sales/wh/t")["AWS_ENDPOINT_URL"]
+        'https://sales.s3.example.net'
+        """
         opts: dict[str, str] = {"AWS_REGION": self.region}
         if self.endpoint_url:
             opts["AWS_ENDPOINT_URL"] = self.endpoint_url
+            bucket = urlparse(location).netloc if location and location.startswith(("s3://", "s3a://")) else ""
+            if not self.path_style and bucket:
+                endpoint = urlparse(self.endpoint_url)
+                opts["AWS_ENDPOINT_URL"] = endpoint._replace(netloc=f"{bucket}.{endpoint.netloc}").geturl()
         if self.allow_http:
             opts["AWS_ALLOW_HTTP"] = "true"
         opts["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false" if self.path_style else "true"

@@ -641,7 +641,7 @@ class DeltaAdapter(LakehouseTable):
             creds = ctx.credentials_for(location)
             if creds is None:
                 raise StorageError(f"{location} is on S3 but no S3 settings are configured")
-            return creds.delta_storage_options()
+            return creds.delta_storage_options(location)
         return None
 
     def _refresh(self) -> None:
