@@ -47,7 +47,7 @@ from lakehouse.errors import (
 from lakehouse.expr import And, Compare, Expr, In, Not, Or, check_columns, parse_filter
 from lakehouse.governance.masking import MaskPolicy, apply_masks, check_column, parse_mask
 from lakehouse.storage import delete_tree, split_location
-from lakehouse.tables.base import LakehouseTable, TableName
+from lakehouse.tables.base import DataFile, LakehouseTable, TableName
 from lakehouse.verify import Fingerprint, Verifier, fingerprint_by_column, parquet_by_name
 
 if TYPE_CHECKING:
@@ -228,16 +228,7 @@ def mask_table(
     stage = "writing"  # -> "committing" (replace_files running) -> "committed" | "not committed"
     try:
         partitions: dict[str, dict[str, Any]] = {}
-        rows_out = 0
-        with Verifier(table.ctx, location=table.location) as verifier:
-            for f in files:
-                out_dir = f"{table.data_directory(f.partition)}/lh-{job}-mask"
-                if out_dir not in dirs:
-                    dirs.append(out_dir)
-                target = f"{out_dir}/{uuid.uuid4().hex}.parquet"
-                rows_out += _mask_file(lh, table, verifier, f.path, target, masks, secret)
-                written.append(target)
-                partitions[target] = dict(f.partition)
+        rows_out = _mask_files(lh, table, job, files, masks, secret, written, dirs, partitions)
         if rows_out != report["rows"]:
             raise StorageError(f"masking {table.name} produced {rows_out} rows from {report['rows']}")
         report["version"] = None
@@ -295,6 +286,32 @@ def mask_table(
     return report
 
 
+def _mask_files(
+    lh: Workspace,
+    table: LakehouseTable,
+    job: int,
+    files: Sequence[DataFile],
+    masks: Mapping[str, MaskPolicy],
+    secret: bytes | None,
+    written: list[str],
+    dirs: list[str],
+    partitions: dict[str, dict[str, Any]],
+) -> int:
+    """Write a masked, verified copy of each of ``files`` beside it (``lh-<job>-mask/``), recording the paths
+    written, their directories and partitions in the lists given (what a failure deletes); returns the rows."""
+    rows = 0
+    with Verifier(table.ctx, location=table.location) as verifier:
+        for f in files:
+            out_dir = f"{table.data_directory(f.partition)}/lh-{job}-mask"
+            if out_dir not in dirs:
+                dirs.append(out_dir)
+            target = f"{out_dir}/{uuid.uuid4().hex}.parquet"
+            rows += _mask_file(lh, table, verifier, f.path, target, masks, secret)
+            written.append(target)
+            partitions[target] = dict(f.partition)
+    return rows
+
+
 LATECOMER_ROUNDS = 5
 """Commits of files appended while a mask ran (each round masks what the round before found new) before the job
 stops and says that a writer keeps adding unmasked rows."""
@@ -327,15 +344,7 @@ def _mask_latecomers(
         partitions: dict[str, dict[str, Any]] = {}
         committed = False
         try:
-            with Verifier(table.ctx, location=table.location) as verifier:
-                for f in new:
-                    out_dir = f"{table.data_directory(f.partition)}/lh-{job}-mask"
-                    if out_dir not in dirs:
-                        dirs.append(out_dir)
-                    target = f"{out_dir}/{uuid.uuid4().hex}.parquet"
-                    _mask_file(lh, table, verifier, f.path, target, masks, secret)
-                    written.append(target)
-                    partitions[target] = dict(f.partition)
+            _mask_files(lh, table, job, new, masks, secret, written, dirs, partitions)
             try:
                 report["version"] = table.replace_files(
                     remove=[f.path for f in new], add=written, properties=properties, partitions=partitions
