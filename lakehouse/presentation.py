@@ -6,6 +6,8 @@ import json
 from collections import Counter
 from typing import Any
 
+import pyarrow as pa
+
 from lakehouse.maintenance.health import file_health
 from lakehouse.tables.base import LakehouseTable
 from lakehouse.workspace import Workspace
@@ -21,12 +23,13 @@ def table_summary(lh: Workspace, name: str, predicate: str | None = None) -> dic
     snaps = table.snapshots()
     current = next((s for s in reversed(snaps) if s.is_current), snaps[-1] if snaps else None)
     partitions = Counter(json.dumps(dict(f.partition), sort_keys=True, default=str) for f in files)
-    from lakehouse.schema import schema_to_dict
+    from lakehouse.schema import plain_flavours, schema_to_dict
 
     return {
         **record.as_dict(),
-        # the table's own schema and partitioning now (another writer may have evolved it since the catalog's copy)
-        "schema": schema_to_dict(table.schema),
+        # the table's own schema and partitioning now (another writer may have evolved it since the catalog's copy),
+        # in the types the schema spec names (Arrow's large flavours are one string and one list to the formats)
+        "schema": schema_to_dict(pa.schema([f.with_type(plain_flavours(f.type)) for f in table.schema])),
         "partitioning": [str(p) for p in table.definition.partitioning],
         "capabilities": table.capabilities.as_dict(),
         "current_version": current.version if current else None,
