@@ -183,6 +183,8 @@ class JobsMixin(LeasesMixin, AuditMixin):
 
     def job(self, job_id: int) -> JobRecord | None:
         """One job by its id (as :meth:`jobs` shows it: a dead process's job abandoned), or None."""
+        if not 0 < job_id < 2**63:  # no job has it, and a database's integer cannot hold it
+            return None
         self.abandon_stale_jobs()
         with self._tx() as conn:
             rows = conn.execute(sa.select(jobs_t).where(jobs_t.c.id == job_id)).all()

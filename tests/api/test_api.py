@@ -342,6 +342,7 @@ def test_roles_masking_ingest_and_jobs(api: dict[str, Any]) -> None:
     assert done["rows_in"] == done["rows_out"] > 0 and done["job_id"]
     job = ok(call(api, "GET", f"/jobs/{done['job_id']}"))
     assert job["kind"] == "optimize" and job["state"] == "committed"
+    problem(call(api, "GET", f"/jobs/{2**63}"), 404)  # past any database's integer: no such job, not a 500
     vac = ok(call(api, "POST", "/tables/web.events/jobs/vacuum", role="engineer", json={"retain": "0s"}))
     assert vac["dry_run"] and vac["expired_versions"]
     # storing a scan's tags replaces them, which can unmask a column: admin's (api/authz.py)
