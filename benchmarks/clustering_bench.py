@@ -297,6 +297,11 @@ def main() -> None:
     parser.add_argument("--memory", default="256MB")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--spark", action="store_true")
+    parser.add_argument(
+        "--contestants",
+        default="morton,hilbert,delta-rs,spark",
+        help="which rewrites to run besides the small files and compaction alone (the ratios' baselines)",
+    )
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
@@ -311,6 +316,8 @@ def main() -> None:
             for fmt in args.formats.split(","):
                 contestants = ["small files", "compaction", "morton", "hilbert"]
                 contestants += ["delta-rs"] if fmt == "delta" else (["spark"] if args.spark else [])
+                wanted = {"small files", "compaction", *args.contestants.split(",")}
+                contestants = [c for c in contestants if c in wanted]
                 run: dict[str, Any] = {"format": fmt, "dist": dist, "contestants": {}}
                 preds: dict[str, str] | None = None
                 for name in contestants:
@@ -369,7 +376,7 @@ def incremental(root: str, fmt: str, args: argparse.Namespace, dist: str) -> dic
 def ratios(contestants: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     small, compaction = contestants["small files"], contestants["compaction"]
-    for name in ("morton", "hilbert"):
+    for name in [n for n in ("morton", "hilbert") if n in contestants]:
         c = contestants[name]
         out[name] = {
             label: {
@@ -406,7 +413,7 @@ def print_summary(report: dict[str, Any]) -> None:
                 )
             print(line, file=sys.stderr)
         print(f"ratios: {json.dumps(run['ratios'])}", file=sys.stderr)
-        inc = run["contestants"]["hilbert"].get("incremental")
+        inc = run["contestants"].get("hilbert", {}).get("incremental")
         if inc:
             print(f"hilbert after 5 % new data: {json.dumps(inc)}", file=sys.stderr)
 

@@ -38,8 +38,8 @@ from lakehouse.errors import (
     VersionNotFoundError,
     error_text,
 )
+from lakehouse.maintenance.clustering import GROUPS_PER_FILE, check_curve, clustered, row_group_rows
 from lakehouse.maintenance.clustering import MAX_COLUMNS as MAX_CLUSTER_COLUMNS
-from lakehouse.maintenance.clustering import check_curve, clustered, row_group_rows
 from lakehouse.maintenance.planner import (
     CompactionOptions,
     CompactionPlan,
@@ -678,12 +678,15 @@ def rewrite_files(
             if options.zorder:  # small enough groups for statistics to skip most of them
                 ceiling = row_group_rows(expected_rows, len(options.zorder), ceiling=ceiling)
             group = max(1, min(ceiling, rows_per_file))
+            per_file = max(1, rows_per_file // group)
+            if options.zorder:  # stretches of the curve a reader can leave out by file statistics
+                per_file = min(per_file, GROUPS_PER_FILE)
             opts = [
                 "FORMAT parquet",
                 "COMPRESSION zstd",
                 *([f"COMPRESSION_LEVEL {options.compression_level}"] if options.compression_level else []),
                 f"ROW_GROUP_SIZE {group}",
-                f"ROW_GROUPS_PER_FILE {max(1, rows_per_file // group)}",
+                f"ROW_GROUPS_PER_FILE {per_file}",
                 "FILENAME_PATTERN 'part-{uuid}'",
             ]
             if field_ids:

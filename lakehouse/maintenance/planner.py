@@ -175,7 +175,8 @@ def plan_compaction(
         partition_filter: a SQL predicate over partition fields (``"ts_day = '2026-01-01'"``).
         layouts: per partition key, the layout its files were last written with (``"hilbert:a,b"``) and the
             file paths of that output; a partition whose files are all that output is skipped, one with few new
-            files beside it (:data:`INCREMENTAL_SHARE`) gets only those clustered.
+            files beside it (:data:`INCREMENTAL_SHARE`) gets only those clustered. A compaction without Z-order
+            leaves that output alone too (its files are cut for readers to skip, not small by mistake).
         engine: the engine that will run the rewrite (its layouts differ).
     """
     expr = parse_filter(partition_filter) if isinstance(partition_filter, str) else partition_filter
@@ -239,11 +240,17 @@ def plan_compaction(
                 )
             )
             continue
-        small = [f for f in group if f.size_bytes < options.small_threshold]
+        # a Z-order's files are cut to stretches of its curve for readers to skip by their statistics: as
+        # intended, not small by mistake (merging them would undo what the clustering bought)
+        layout = (layouts or {}).get(key)
+        kept = [f for f in group if layout and f.path in layout[1]]
+        small = [f for f in group if f.size_bytes < options.small_threshold and not (layout and f.path in layout[1])]
         if len(small) < options.min_input_files:
             reason = (
                 "compact already" if not small else f"{len(small)} small file(s), fewer than {options.min_input_files}"
             )
+            if kept and layout:
+                reason += f"; {len(kept)} file(s) clustered as {layout[0]} left as they are"
             plan.partitions.append(PartitionPlan(key, partition, group, [], False, reason))
             continue
         small_bytes = sum(f.size_bytes for f in small)

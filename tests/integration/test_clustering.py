@@ -90,3 +90,40 @@ def test_health_notices_a_filtered_column_no_layout_serves(lh: Lakehouse) -> Non
     cured = health(lh, "c.q", check_duplicates=False)
     assert next(f for f in cured.findings if f.signal == "pruning").penalty == 0
     assert cured.score > sick.score
+
+
+@pytest.mark.parametrize("storage", ["local"], indirect=True)
+def test_clustered_output_is_cut_into_files_a_reader_skips_whole(
+    lh: Lakehouse, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition's Z-order is written as consecutive stretches of its curve, a few row groups each: file
+    statistics leave most files out before any footer is read, and a compaction without Z-order leaves them be."""
+    import lakehouse.maintenance.compaction as compaction
+
+    monkeypatch.setattr(compaction, "GROUPS_PER_FILE", 4)  # 20 row groups of 2,048 rows: 5 files, not 1
+    table = lh.create_table("c.s", schema=typed(0, 1).schema, format=fmt)
+    for i in range(4):
+        table.append(typed(i * ROWS // 4, ROWS // 4))
+    expected = table.scan().sort_by("id")
+    predicate = "day BETWEEN '2021-01-01' AND '2021-01-30'"
+    opts = CompactionOptions(target_file_size=64 << 20, zorder=("day", "name"), row_group_rows=2048)
+    optimize(lh, "c.s", opts)
+    assert table.scan().sort_by("id").equals(expected)
+    files = table.files()
+    assert len(files) == 5, [f.row_count for f in files]
+    skip = data_skipping(table, files, predicate)
+    assert skip["files_prunable"] >= 3 and skip["row_groups"] == 20, skip  # by the files' own statistics
+    assert lh.query(f"SELECT count(*) AS n FROM c.s WHERE {predicate}").table.to_pylist()[0]["n"] == len(
+        [r for r in expected.to_pylist() if _holds(predicate, r)]
+    )
+    # small by design, not by mistake: no compaction, no health penalty, nothing for the autopilot to undo
+    plain = optimize(lh, "c.s", CompactionOptions(target_file_size=64 << 20))
+    assert plain.partitions == [] and "5 file(s) clustered as hilbert:day,name" in plain.plan.partitions[0].reason
+    assert {f.path for f in table.files()} == {f.path for f in files}
+    assert next(f for f in health(lh, "c.s", check_duplicates=False).findings if f.signal == "small_files").value == 0
+    # new small files beside them are compacted among themselves
+    table.append(typed(ROWS, 100))
+    table.append(typed(ROWS + 100, 100))
+    again = optimize(lh, "c.s", CompactionOptions(target_file_size=64 << 20))
+    assert [len(p.inputs) for p in again.plan.picked] == [2]
+    assert {f.path for f in files} <= {f.path for f in table.files()}
