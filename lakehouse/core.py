@@ -283,10 +283,7 @@ class Lakehouse:
         root = self.ctx.warehouse.rstrip("/")
         if loc == root or root.startswith(loc + "/"):
             raise InvalidInputError(f"location {location} is the warehouse root or above it; give a sub-directory")
-        for record in self.catalog.list_tables():
-            other = record.location.rstrip("/")
-            if loc == other or loc.startswith(other + "/") or other.startswith(loc + "/"):
-                raise TableExistsError(f"location {location} overlaps table {record.name} at {record.location}")
+        self._check_apart(location)
         held = list_files(loc, self.ctx)
         if written:
             held = [f for f in held if f.path.endswith(".metadata.json") or "/_delta_log/" in f.path]
@@ -295,6 +292,17 @@ class Lakehouse:
                 f"location {location} is not empty",
                 hint="register an existing table with `lakehouse table register`, or pick an empty location",
             )
+
+    def _check_apart(self, location: str, *, hint: str | None = None) -> None:
+        """No registered table at, inside or above ``location``: jobs on one table would rewrite, expire or
+        purge files of the other (a vacuum of the outer table deletes the inner one's files as its orphans)."""
+        loc = location.rstrip("/")
+        for record in self.catalog.list_tables():
+            other = record.location.rstrip("/")
+            if loc == other or loc.startswith(other + "/") or other.startswith(loc + "/"):
+                raise TableExistsError(
+                    f"location {location} overlaps table {record.name} at {record.location}", hint=hint
+                )
 
     def register_table(
         self,
@@ -332,6 +340,9 @@ class Lakehouse:
                     "it here would send our commits to our catalog while its writers commit to theirs",
                     hint=f"maintain it as {owner} (e.g. `lakehouse optimize {owner}`)",
                 )
+        self._check_apart(
+            loc, hint="a table's location holds its files only: register each table at its own location, apart"
+        )
         table = cls.register(tname, location=loc, ctx=ctx, metadata_location=metadata_location)
         table.commit_timeout = self.settings.commit_timeout_seconds
         try:

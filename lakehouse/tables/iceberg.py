@@ -686,6 +686,20 @@ class IcebergAdapter(LakehouseTable):
                 with contextlib.suppress(Exception):
                     catalog.drop_table((name.namespace, name.table))
                 raise
+            snap = table.current_snapshot()
+            if snap is not None:
+                try:  # a current version whose file list is gone: a table no one can read or maintain
+                    snap.manifests(table.io)
+                except Exception as e:  # whatever the reader says, the table is refused
+                    with contextlib.suppress(Exception):
+                        catalog.drop_table((name.namespace, name.table))
+                    raise InvalidInputError(
+                        f"{files[-1]}: the current snapshot's manifest list {snap.manifest_list} cannot be read ({e})",
+                        hint="register the table at a metadata file whose snapshots' files are all there",
+                    ) from e
+        except InvalidInputError:
+            _undo_namespace(catalog, name.namespace, created)
+            raise
         except (ValueError, TypeError, IcebergValidationError) as e:
             _undo_namespace(catalog, name.namespace, created)
             raise InvalidInputError(f"{files[-1]} is not valid Iceberg table metadata: {e}") from e

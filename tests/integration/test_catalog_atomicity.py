@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +242,40 @@ def test_unreadable_catalog_rows_break_nothing_else(wh_lh: Any, fmt: str) -> Non
     run("-w", wh, "table", "register", "bad.type", str(Path(wh, "bad", "type")))
     assert run_json("-w", wh, "table", "show", "bad.type")["rows"] == 2
     assert run_json("-w", wh, "table", "show", "ok.t")["rows"] == 2
+
+
+def test_a_register_overlapping_another_table_or_missing_its_file_list_is_refused(wh_lh: Any) -> None:
+    """A metadata file whose location holds another table (or lies inside one) would let jobs on the new name
+    rewrite and expire the other's files: `vacuum` of the outer table deleted the inner one's as orphans. A
+    current snapshot whose manifest list is gone would be a table nobody can read."""
+    from lakehouse.errors import TableExistsError
+
+    _, lh = wh_lh
+    inner = lh.create_table("odd.inner", schema=SCHEMA, format="iceberg")
+    inner.append(batch(0, 10))
+    with open(inner.metadata_location.removeprefix("file://")) as f:  # type: ignore[attr-defined]
+        metadata = json.load(f)
+    parent = inner.location.rsplit("/", 1)[0]
+    nested = f"{inner.location}/data/nested"
+    for where in (parent, nested):
+        os.makedirs(f"{where}/metadata", exist_ok=True)
+        with open(f"{where}/metadata/00000-copy.metadata.json", "w") as f:
+            json.dump({**metadata, "location": where}, f)
+    before = _state(lh)
+    for where in (parent, nested):
+        with pytest.raises(TableExistsError, match=r"overlaps table odd\.inner"):
+            lh.register_table("odd.evil", location=where, format="iceberg")
+        assert _state(lh) == before
+    lost = f"{parent}-lost"
+    os.makedirs(f"{lost}/metadata")
+    snap = metadata["snapshots"][-1]
+    gone = [{**s, "manifest-list": f"{lost}/metadata/snap-gone.avro"} for s in metadata["snapshots"]]
+    with open(f"{lost}/metadata/00000-copy.metadata.json", "w") as f:
+        json.dump({**metadata, "location": lost, "snapshots": gone}, f)
+    with pytest.raises(
+        InvalidInputError, match=re.escape(f"manifest list {lost}/metadata/snap-gone.avro cannot be read")
+    ):
+        lh.register_table("odd.lost", location=lost, format="iceberg")
+    assert _state(lh) == before and snap["snapshot-id"] == metadata["current-snapshot-id"]
+    assert [str(r.name) for r in lh.list_tables()] == ["odd.inner"]
+    assert contents(lh.table("odd.inner")) == exact(batch(0, 10).sort_by("id").to_pylist())
