@@ -99,10 +99,12 @@ class CatalogsMixin(TablesMixin):
         now = _now()
         with self._tx() as conn:
             present = {str(n) for n in self._catalog_table_names(conn, catalog)}
-            listed: set[str] = set()
+            listed = {str(t.name) for t in tables}
+            # tables gone from the owner first: a table renamed there keeps its location, which its old row
+            # would still hold when the new name is added
+            removed = self._forget_tables(conn, sorted(present - listed))
             for t in tables:
                 key = str(t.name)
-                listed.add(key)
                 try:
                     columns = self._definition_columns(t.definition)
                 except Exception as e:  # noqa: BLE001 - a type the catalog cannot store: that table only
@@ -136,7 +138,6 @@ class CatalogsMixin(TablesMixin):
                         )
                     )
                     added.append(key)
-            removed = self._forget_tables(conn, sorted(present - listed))
             if added or removed:
                 self._audit_row(
                     conn,

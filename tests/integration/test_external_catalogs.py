@@ -278,6 +278,14 @@ def test_a_foreign_sql_catalog_and_the_split_brain_guard(tmp_path: Path) -> None
         with pytest.raises(UnsupportedOperationError):
             lh.create_table("ext.ops.new", schema=EVENTS)
 
+        # renamed in the owner catalog (its files stay where they are): one sync follows it
+        theirs.rename_table("ops.logs", "ops.renamed")
+        report = lh.sync_catalogs()[0]
+        assert (report.removed, report.added, report.skipped) == (["ext.ops.logs"], ["ext.ops.renamed"], {})
+        assert [str(r.name) for r in lh.list_tables()] == ["ext.ops.renamed"]
+        theirs.rename_table("ops.renamed", "ops.logs")
+        assert lh.sync_catalogs()[0].added == ["ext.ops.logs"]
+
         # dropped in the owner catalog: the next sync forgets it and its policy
         theirs.drop_table("ops.logs")
         report = lh.sync_catalogs()[0]
