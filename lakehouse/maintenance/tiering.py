@@ -211,6 +211,9 @@ class TierPlan:
     now: dt.datetime
     groups: list[TierGroup] = field(default_factory=list)
     undated_files: int = 0
+    external_files: int = 0
+    """Live files outside the table's location (Iceberg's ``add_files``): someone else's objects, never moved
+    nor reclassed (their bill is their owner's)."""
     read_hot_from: str | None = None
     """Queries asked for data from this time on lately: partitions after it stay hot."""
 
@@ -225,6 +228,7 @@ class TierPlan:
             "policy": self.policy,
             "now": self.now.isoformat(timespec="seconds"),
             "undated_files": self.undated_files,
+            "external_files": self.external_files,
             "read_hot_from": self.read_hot_from,
             "partitions_to_move": len(self.moves),
             "files_to_move": sum(len(g.moving) for g in self.moves),
@@ -269,7 +273,11 @@ def plan_tiering(
             return None, ""
         return newest, "hot" if read_from is not None and newest > read_from else pol.tier_for(at - newest)
 
+    root = table.location.rstrip("/") + "/"
     for pkey, f in partition_keys(files):
+        if not f.path.startswith(root):
+            plan.external_files += 1
+            continue
         if part_name is not None and transform is not None and part_name in f.partition:
             held = by_period.get(id(f.partition))
             if held is None:

@@ -338,6 +338,33 @@ def test_cost_counts_files_outside_the_location_apart(tmp_path: Any) -> None:
         assert cost["live_rows"] == 50
 
 
+def test_files_outside_the_location_are_never_moved(tmp_path: Any) -> None:
+    """A file added from outside the table's location (``add_files``) is someone else's object: tiering neither
+    rewrites it into the table's tier directories nor (on S3) changes its storage class; the plan counts it."""
+    import pyarrow.parquet as pq
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = _table(lh, "iceberg")
+        now = dt.datetime.now(dt.UTC)
+        warm = [r for r in aged_events(now, 5000).to_pylist() if (now - r["ts"]).days >= AGES["warm"] - 1]
+        warm = [r for r in warm if r["ts"].date() == warm[0]["ts"].date()]
+        outside = tmp_path / "elsewhere" / "theirs.parquet"
+        outside.parent.mkdir()
+        pq.write_table(pa.Table.from_pylist(warm, schema=EVENTS), outside)
+        before_bytes = outside.read_bytes()
+        table._table.add_files([str(outside)])
+        before = sorted_rows(lh.table("t.events").scan())
+        plan = plan_tiering(lh, "t.events")
+        assert plan.external_files == 1
+        assert str(outside) not in {f.path for g in plan.groups for f in g.files}
+        assert plan.moves, "the table's own old files still move"
+        tier(lh, "t.events", dry_run=False)
+        table = lh.table("t.events")
+        assert str(outside) in {f.path for f in table.files()}, "still the table's file, where it was"
+        assert outside.read_bytes() == before_bytes
+        assert sorted_rows(table.scan()) == before
+
+
 def test_a_period_of_year_9999_and_a_nested_partition_source_are_no_crash(tmp_path: Any) -> None:
     """Other writers' tables: a delta-rs table partitioned by a date holding 9999-12-31 (a common "no end"), whose
     day ends past what Python can count, is aged as never old; an Iceberg table partitioned by a nested field
