@@ -97,7 +97,7 @@ def render(lh: Lakehouse) -> str:
     files, size, small = [], [], []
     for record in lh.list_tables():
         try:
-            h = file_health(lh.table(record.name))
+            h = file_health(lh.table(record.name), clustered=lh.catalog.clustered_paths(record.name))
         except LakehouseError:
             continue
         labels = {"table": str(record.name), "format": record.format}

@@ -38,7 +38,9 @@ def table_summary(lh: Workspace, name: str, predicate: str | None = None) -> dic
         "bytes": sum(f.size_bytes for f in files),
         "rows": table.live_rows(files),
         "partitions": len(partitions),
-        "health": file_health(table, files=files, predicate=predicate),
+        "health": file_health(
+            table, files=files, predicate=predicate, clustered=lh.catalog.clustered_paths(record.name)
+        ),
         "pii": lh.catalog.pii_tags(record.name),
         "masking": lh.policy(record.name).masking,
     }

@@ -242,6 +242,10 @@ class JobsMixin(LeasesMixin, AuditMixin):
             rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
         return {r.partition_key: (r.layout, frozenset(json.loads(r.files_json))) for r in rows}
 
+    def clustered_paths(self, table: TableName) -> frozenset[str]:
+        """Every file a Z-order of ``table`` wrote (as :meth:`layouts` records them, all partitions)."""
+        return frozenset(p for _, paths in self.layouts(table).values() for p in paths)
+
     def note_commit(self, job_id: int, metrics: Mapping[str, Any]) -> None:
         """Record, on a running job, that its table commit landed (``metrics`` must hold ``version``) before the
         steps after it (a purge, a verification): if its process dies in them, :meth:`abandon_stale_jobs` closes

@@ -4,7 +4,7 @@ data min/max statistics let a reader skip, for a predicate (files and row groups
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from lakehouse.expr import check_columns, may_match, normalize, parse_filter
@@ -21,7 +21,9 @@ def file_health(
     files: Sequence[DataFile] | None = None,
     predicate: str | None = None,
     options: CompactionOptions | None = None,
+    clustered: Collection[str] = frozenset(),
 ) -> dict[str, Any]:
+    """``clustered``: paths of a Z-order's output (the catalog's layouts), small by design: not counted small."""
     opts = options or CompactionOptions()
     live = list(files) if files is not None else table.files()
     histogram = {label: 0 for _, label in BUCKETS}
@@ -30,7 +32,7 @@ def file_health(
             if limit is None or f.size_bytes < limit:
                 histogram[label] += 1
                 break
-    small = [f for f in live if f.size_bytes < opts.small_threshold]
+    small = [f for f in live if f.size_bytes < opts.small_threshold and f.path not in clustered]
     per_partition = Counter(key for key, _f in partition_keys(live))
     counts = sorted(per_partition.values())
     out: dict[str, Any] = {
@@ -41,6 +43,7 @@ def file_health(
         "small_files": len(small),
         "small_file_ratio": round(len(small) / len(live), 4) if live else 0.0,
         "small_file_threshold": opts.small_threshold,
+        "clustered_files": sum(1 for f in live if f.path in clustered),
         "partitions": len(per_partition),
         "files_per_partition": {
             "min": counts[0] if counts else 0,

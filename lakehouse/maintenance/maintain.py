@@ -103,9 +103,9 @@ def _health(lh: Workspace, name: str, *, check_duplicates: bool) -> Health:
     # metadata
     prefetch_listing(table.location, table.ctx, known=[f.path for f in files])
     snaps = table.snapshots()
-    fh = file_health(table, files=files, options=options)
-    result.signals["files"] = fh
     layouts = lh.catalog.layouts(table.name)
+    fh = file_health(table, files=files, options=options, clustered={p for _, paths in layouts.values() for p in paths})
+    result.signals["files"] = fh
     plan = plan_compaction(str(table.name), files, dataclasses.replace(options, zorder=()), layouts=layouts)
     compactable = sum(len(p.inputs) for p in plan.picked)
     if files:

@@ -121,6 +121,10 @@ def test_clustered_output_is_cut_into_files_a_reader_skips_whole(
     assert plain.partitions == [] and "5 file(s) clustered as hilbert:day,name" in plain.plan.partitions[0].reason
     assert {f.path for f in table.files()} == {f.path for f in files}
     assert next(f for f in health(lh, "c.s", check_duplicates=False).findings if f.signal == "small_files").value == 0
+    from lakehouse.presentation import table_summary
+
+    shown = table_summary(lh, "c.s")["health"]  # what `table show` and GET /tables/{name} report
+    assert (shown["small_files"], shown["clustered_files"]) == (0, 5), shown
     # new small files beside them are compacted among themselves
     table.append(typed(ROWS, 100))
     table.append(typed(ROWS + 100, 100))
