@@ -389,8 +389,13 @@ class SqlEngine:
             # format keeps one (Iceberg's field ids: renamed, or dropped and added again), else by name
             renamed = table.version_names(snapshot) if snapshot is not None else None
             then = {c: (renamed.get(c) if renamed is not None else c) for c in table.schema.names}
+            # floats through `* 1` on the format's scan too: DuckDB skips row groups by min/max statistics that
+            # leave NaN out (see lakehouse.sql.planned, whose relation does the same)
+            exact = {
+                c for c in table.schema.names if planned is None and pa.types.is_floating(table.schema.field(c).type)
+            }
             cols = ", ".join(
-                f"{_quote(old)} AS {_quote(c)}"
+                f"{_quote(old)}{' * 1' if c in exact else ''} AS {_quote(c)}"
                 if old is not None and old in present
                 else f"CAST(NULL AS {duck_type(table.schema.field(c).type)}) AS {_quote(c)}"
                 for c, old in then.items()

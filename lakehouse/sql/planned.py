@@ -250,6 +250,12 @@ def _select(
             continue
         if have != want:
             return None
+        if pa.types.is_floating(f.type):
+            # DuckDB's Parquet reader skips row groups by min/max statistics that leave NaN out (`f = 'NaN'`, or
+            # `f > 100` where NaN sorts above every number, found no row in a file holding one): floats reach
+            # the query through `* 1` (exact: NaN, -0.0, infinity and NULL stay themselves), filtered row by row
+            cols.append(f"{_q(source)} * 1 AS {_q(f.name)}")
+            continue
         cols.append(_q(f.name) if source == f.name else f"{_q(source)} AS {_q(f.name)}")
     return ", ".join(cols)
 

@@ -477,6 +477,10 @@ def _warm(config: WorkerConfig) -> int:
         con.close()
 
 
+def _q(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
 def _connect(config: WorkerConfig) -> Any:
     import duckdb
 
@@ -497,8 +501,18 @@ def _run(config: WorkerConfig, job: Job) -> tuple[bytes, bool]:
     con = _connect(config)
     try:
         sources = [_Source(spec, config) for spec in job.views]
-        for spec, source in zip(job.views, sources, strict=True):
-            con.register(spec.view, source)
+        for i, (spec, source) in enumerate(zip(job.views, sources, strict=True)):
+            floats = source.float_columns()
+            if not floats:
+                con.register(spec.view, source)
+                continue
+            # DuckDB hands a registered stream's filters to pyarrow, where NaN compares false (`f > 1` lost
+            # the NaN rows DuckDB's own comparison keeps): float columns reach the query through `* 1` (exact:
+            # NaN, -0.0, infinity and NULL stay themselves), which DuckDB filters itself
+            raw = f"lh_stream_{i}"
+            con.register(raw, source)
+            exact = ", ".join(f"{_q(c)} * 1 AS {_q(c)}" for c in floats)
+            con.execute(f"CREATE TEMP VIEW {_q(spec.view)} AS SELECT * REPLACE ({exact}) FROM {raw}")
         con.execute("SET lock_configuration = true")
         allowlist.check(allowlist.parse(con, job.sql), tables=[s.view for s in job.views], reserved=_reserved(con))
         try:
@@ -564,6 +578,13 @@ class _Source:
         self.table = adapter_class(spec.format).open(
             TableName.parse(spec.table), location=spec.location, ctx=spec.ctx or config.ctx
         )
+
+    def float_columns(self) -> list[str]:
+        """The stream's float columns as the table declares them (masked ones excepted: a mask may change the
+        type)."""
+        schema = self.table.schema
+        names = self.spec.columns if self.spec.columns is not None else schema.names
+        return [c for c in names if c not in self.masks and pa.types.is_floating(schema.field(c).type)]
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
         try:
