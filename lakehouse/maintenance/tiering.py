@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse.errors import CommitConflictError, InvalidInputError, StorageError, UnsupportedOperationError, error_text
+from lakehouse.maintenance.clustering import CURVES
 from lakehouse.maintenance.planner import CompactionOptions, partition_key, partition_keys
 from lakehouse.policy import TIERS, TablePolicy, TierPolicy
 from lakehouse.storage import ObjectInfo, delete_tree, list_objects, set_storage_class
@@ -423,9 +424,18 @@ def _rewrite_into_tier(
     table.check_rewrite()  # before anything is written
     rows = sum(f.rows for f in files)
     size = sum(f.size for f in files)
+    # a partition a Z-order clustered is clustered again on the way (a plain rewrite merged its files into large
+    # row groups in no order, and the next maintain clustered it again), and its layout follows the files
+    key = partition_key(group.partition)
+    layout = lh.catalog.layouts(table.name).get(key)
+    moved = {f.path for f in files}
+    how, _, by = layout[0].partition(":") if layout and moved & layout[1] else ("", "", "")
+    clustered = how in CURVES and bool(by)
     options = CompactionOptions(
         target_file_size=parse_size(pol.target_file_size),
         compression_level=pol.recompress.get(group.target),
+        zorder=tuple(by.split(",")) if clustered else (),
+        curve=how if clustered else "hilbert",
     )
     if group.target == "hot":
         base = table.data_directory(group.partition)
@@ -443,6 +453,7 @@ def _rewrite_into_tier(
             options,
             bytes_per_row=size / rows if rows else 0.0,
             columns=table.file_columns(),
+            expected_rows=rows,
         )
         if _parquet_rows(written, table.ctx) != rows:
             raise StorageError(f"tier rewrite of {table.name} {group.partition} produced a different row count")
@@ -461,6 +472,8 @@ def _rewrite_into_tier(
             delete_tree(out_dir, table.ctx)
         raise
     result.versions.append(commit.version)
+    if clustered and layout is not None:
+        lh.catalog.set_layout(table.name, key, layout[0], sorted((layout[1] - moved) | set(written)))
     result.files_rewritten += len(files)
     result.bytes_before_rewrite += size
     result.bytes_after_rewrite += sum(o.size for o in list_objects(out_dir, table.ctx))

@@ -425,3 +425,28 @@ def test_maintain_settles_with_a_z_order_and_tiering(tmp_path: Any, fmt: str) ->
         ran = [[j["job"] for j in maintain(lh, "t.settle", dry_run=False)["jobs"]] for _ in range(4)]
         assert ran[2:] == [[], []], ran
         assert sorted_rows(lh.table("t.settle").scan()) == before
+
+
+def test_a_tier_move_keeps_a_partitions_z_order(tmp_path: Any, fmt: str) -> None:
+    """A tier rewrite of a Z-ordered partition clusters it again on the way and records the layout with the new
+    files: a plain rewrite merged them into large row groups in no order, the layout record named files no
+    longer live, and the next maintain clustered the partition again (two full rewrites per move)."""
+    from lakehouse.maintenance.compaction import optimize
+    from lakehouse.maintenance.planner import CompactionOptions, partition_key
+
+    with Lakehouse(load_settings(config_file=False, warehouse=str(tmp_path / "wh"))) as lh:
+        table = _table(lh, fmt)
+        before = sorted_rows(table.scan())
+        zorder = CompactionOptions(zorder=("amount", "id"), curve="morton", min_input_files=1)
+        optimize(lh, "t.events", zorder)
+        tier(lh, "t.events", dry_run=False)
+        table = lh.table("t.events")
+        assert sorted_rows(table.scan()) == before
+        layouts = lh.catalog.layouts(table.name)
+        for days in (AGES["warm"], AGES["cold"]):
+            files = _tier_of_partition(table, days)
+            assert files and all("/tier-" in f.path for f in files)
+            layout = layouts[partition_key(files[0].partition)]
+            assert layout == ("morton:amount,id", frozenset(f.path for f in files)), layout
+        again = optimize(lh, "t.events", zorder)
+        assert again.partitions == [], [p.reason for p in again.plan.partitions]
