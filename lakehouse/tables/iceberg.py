@@ -2087,32 +2087,47 @@ class IcebergAdapter(LakehouseTable):
     def _other_writer(self) -> str | None:
         """What shows, in the metadata directory, that another catalog commits to this table: metadata files
         numbered after the current one (written since by a catalog that does not share lakehouse's, or left by
-        a commit that failed after writing its file). One listing of the directory. None when nothing does. (A
-        Hadoop catalog's ``version-hint.text`` is not one: the version it names is kept like a tag, see
-        :meth:`_hinted_metadata`.)"""
+        a commit that failed after writing its file). A writer committing through lakehouse's own catalog meanwhile
+        (an append beside the job) writes such a file too, and the catalog names it current a moment later: the
+        catalog is asked again, for a few seconds, before the files count as another writer's. One listing of the
+        directory per look. None when nothing shows. (A Hadoop catalog's ``version-hint.text`` is not one: the
+        version it names is kept like a tag, see :meth:`_hinted_metadata`.)"""
+        import time
+
+        current = str(self._table.metadata_location)
+        newer: list[str] = []
+        for pause in (0.0, 0.2, 0.5, 1.0, 2.0):
+            time.sleep(pause)
+            newer = self._metadata_after(current)
+            if not newer:
+                return None
+            try:
+                current = str(self._table.catalog.load_table(self._table.name()).metadata_location)
+            except Exception:  # noqa: BLE001 - the catalog cannot say: the files stand as found
+                break
+        return (
+            f"metadata file(s) numbered after the current one ({current.rsplit('/', 1)[-1]}) are in its metadata "
+            f"directory ({', '.join(newer[:3])}{', ...' if len(newer) > 3 else ''}): another catalog commits to it, "
+            "or a commit failed after writing them"
+        )
+
+    def _metadata_after(self, current: str) -> list[str]:
+        """The metadata files of the table's directory numbered after ``current`` (a metadata location)."""
         import re
 
-        current = _plain_location(str(self._table.metadata_location)).rsplit("/", 1)[-1]
         numbered = re.compile(r"(\d+)-[^/]*\.metadata\.json")
-        mine = numbered.fullmatch(current)
+        mine = numbered.fullmatch(_plain_location(current).rsplit("/", 1)[-1])
         if mine is None:
-            return None
+            return []
         try:
             listed = list_files(self._metadata_dir(), self.ctx, recursive=False)
         except (OSError, LakehouseError):
-            return None  # no directory to look into: nothing shows another writer
-        newer = sorted(
+            return []  # no directory to look into: nothing shows another writer
+        return sorted(
             name
             for f in listed
             if (m := numbered.fullmatch(name := f.path.rsplit("/", 1)[-1])) is not None and int(m[1]) > int(mine[1])
         )
-        if newer:
-            return (
-                f"metadata file(s) numbered after the current one ({current}) are in its metadata directory "
-                f"({', '.join(newer[:3])}{', ...' if len(newer) > 3 else ''}): another catalog commits to it, or "
-                "a commit failed after writing them"
-            )
-        return None
 
     def _hinted_metadata(self) -> tuple[str, int | None] | None:
         """(path, current snapshot id) of the metadata file a Hadoop catalog's ``version-hint.text`` names (Spark's
