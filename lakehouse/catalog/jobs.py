@@ -113,7 +113,8 @@ class JobsMixin(LeasesMixin, AuditMixin):
         if held is not None:
             self.release_lease(held[0], held[1])
         if self.on_job is not None and job is not None:
-            event = {"committed": "COMPLETE", "failed": "FAIL"}.get(state, "OTHER")
+            # a job that found nothing to do completed (OpenLineage consumers wait for a run's end otherwise)
+            event = {"committed": "COMPLETE", "skipped": "COMPLETE", "failed": "FAIL"}.get(state, "OTHER")
             self.on_job(event, job_id, job.kind, job.table_name, dict(metrics or {}))
 
     def record_plan(
@@ -220,7 +221,11 @@ class JobsMixin(LeasesMixin, AuditMixin):
             for r in rows
         ]
 
-    def set_layout(self, table: TableName, partition_key: str, layout: str, files: list[str]) -> None:
+    def set_layout(
+        self, table: TableName, partition_key: str, layout: str, files: list[str], *, runs: Sequence[str] = ()
+    ) -> None:
+        """Record a partition's clustered files (``files``: every one of them), of which ``runs`` are incremental
+        runs clustered beside the partition's whole clustering (:data:`INCREMENTAL_SHARE`)."""
         with self._tx() as conn:
             conn.execute(
                 layouts_t.delete().where(
@@ -232,7 +237,7 @@ class JobsMixin(LeasesMixin, AuditMixin):
                     table_name=str(table),
                     partition_key=partition_key,
                     layout=layout,
-                    files_json=json.dumps(sorted(files)),
+                    files_json=json.dumps({"files": sorted(files), "runs": sorted(runs)} if runs else sorted(files)),
                     updated_at=_now(),
                 )
             )
@@ -240,7 +245,13 @@ class JobsMixin(LeasesMixin, AuditMixin):
     def layouts(self, table: TableName) -> dict[str, tuple[str, frozenset[str]]]:
         with self._tx() as conn:
             rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
-        return {r.partition_key: (r.layout, frozenset(json.loads(r.files_json))) for r in rows}
+        return {r.partition_key: (r.layout, frozenset(_layout_files(r.files_json)[0])) for r in rows}
+
+    def layout_runs(self, table: TableName) -> dict[str, frozenset[str]]:
+        """Per partition key, the files of its layout that incremental runs wrote (see :meth:`set_layout`)."""
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
+        return {r.partition_key: frozenset(_layout_files(r.files_json)[1]) for r in rows}
 
     def clustered_paths(self, table: TableName) -> frozenset[str]:
         """Every file a Z-order of ``table`` wrote (as :meth:`layouts` records them, all partitions)."""
@@ -335,16 +346,44 @@ class JobsMixin(LeasesMixin, AuditMixin):
             total += output_rows(event) if isinstance(event, dict) else 0
         return total
 
+    def _noted_commit(self, job_id: int) -> dict[str, Any] | None:
+        """What :meth:`note_commit` recorded on a running job (without its marker), or None."""
+        with self._tx() as conn:
+            text = conn.execute(
+                sa.select(jobs_t.c.metrics_json).where((jobs_t.c.id == job_id) & (jobs_t.c.state == "running"))
+            ).scalar()
+        noted = json.loads(text) if text else {}
+        return noted if isinstance(noted, dict) and noted.pop(COMMITTED, False) else None
+
     def interrupt_running(self, reason: str) -> int:
         """Close the jobs this process started and did not finish (it is being stopped: Ctrl-C, SIGTERM) as
         failed, and release their leases; what they committed stays committed, the rest is safe to redo."""
         with self._leases_lock:
             running = sorted(self._running)
         for job_id in running:
-            self.finish_job(job_id, state="failed", error=f"interrupted: {reason}", only_running=True)
+            noted = self._noted_commit(job_id)
+            if noted is not None:  # its commit landed: that is its outcome
+                self.finish_job(
+                    job_id,
+                    state="committed",
+                    metrics=noted,
+                    error=f"interrupted: {reason}, after its commit landed (version {noted.get('version')}); run the "
+                    "job again to finish the rest",
+                    only_running=True,
+                )
+            else:
+                self.finish_job(job_id, state="failed", error=f"interrupted: {reason}", only_running=True)
             with self._leases_lock:  # only_running returns early for a job finished meanwhile: forget it too
                 self._running.discard(job_id)
                 held = self._job_leases.pop(job_id, None)
             if held is not None:
                 self.release_lease(held[0], held[1])
         return len(running)
+
+
+def _layout_files(text: str) -> tuple[list[str], list[str]]:
+    """(every file, the incremental runs' files) of a layout row (a plain list: no runs, as older rows hold)."""
+    held = json.loads(text)
+    if isinstance(held, dict):
+        return list(held.get("files", ())), list(held.get("runs", ()))
+    return list(held), []

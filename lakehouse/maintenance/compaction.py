@@ -193,18 +193,30 @@ def optimize(
 
         raise InvalidInputError("Z-order by a partition column clusters nothing: every file holds one value of it")
     layouts = lh.catalog.layouts(table.name)
+    runs = lh.catalog.layout_runs(table.name)
     plan = plan_compaction(
         str(table.name),
         files,
         options,
         partition_filter=pruning,
         layouts=layouts,
+        runs=runs,
         engine="spark" if spark is not None else "local",
     )
     result = OptimizeResult(str(table.name), dry_run, plan)
     if spark is not None:
         result.engine = spark.describe()
-    if dry_run or not plan.picked:
+    if dry_run:
+        return result
+    if not plan.picked:  # a run that found nothing to do is in the history too, as skipped
+        result.job_id = lh.catalog.record_job(
+            "optimize",
+            table=table.name,
+            params={**_params(options, partition_filter), **result.engine},
+            state="skipped",
+            metrics={k: v for k, v in result.as_dict().items() if k != "plan"},
+            actor=lh.actor,
+        )
         return result
     table.check_operation("optimize")  # a table feature lakehouse cannot rewrite: refused before the job starts
     if spark is None:
@@ -242,10 +254,20 @@ def optimize(
         result.seconds = time.perf_counter() - started
         error = error_text(e)
         landed = [p for p in result.partitions if p.status == "committed"]
-        if landed:  # they stay committed: say so
+        if landed:  # they stay committed: a commit that landed is the job's outcome, whatever failed after it
             result.version = landed[-1].version
-            error += f" (after {len(landed)} partition(s) committed, the last as version {result.version})"
-        lh.catalog.finish_job(job, state="failed", metrics=result.as_dict(), error=error)
+        if not isinstance(e, Exception):  # stopped: perhaps inside a commit, or right after one; the table says
+            with contextlib.suppress(Exception):
+                mine = [s.version for s in lh.table(table.name).snapshots() if _is_job_commit(s, job)]
+                result.version = max(mine, default=result.version)
+        if result.version is not None:
+            error += f" (after its commit landed, as version {result.version})"
+        lh.catalog.finish_job(
+            job,
+            state="committed" if result.version is not None else "failed",
+            metrics={k: v for k, v in result.as_dict().items() if k != "plan"},
+            error=error,
+        )
         raise
     result.seconds = time.perf_counter() - started
     failed = [p for p in result.partitions if p.status not in ("committed", "skipped")]
@@ -401,6 +423,7 @@ def _rewrite_job(
     seconds for concurrent writers, after which the partitions being committed and those not rewritten yet are
     aborted, saying why. An aborted partition's new files are deleted."""
     props = _commit_properties(options, job)
+    earlier_runs = lh.catalog.layout_runs(table.name) if options.zorder else {}
     waited = 0.0
     gave_up: str | None = None
     columns = table.file_columns()  # Delta keeps partition values in its log only
@@ -450,12 +473,22 @@ def _rewrite_job(
             for g in group:
                 g.result.status, g.result.error = "unknown", "the commit failed and whether it landed cannot be told"
             raise  # the files may be referenced: `lakehouse orphans` removes them if it did not land
-        except BaseException as e:
+        except Exception as e:
             for g in group:
                 delete_tree(g.out_dir, table.ctx)
                 g.result.status, g.result.error = "failed", error_text(e)
             raise
+        except BaseException as e:
+            # stopped (Ctrl-C, SIGTERM) inside the commit: it may have landed, so its files stay (`lakehouse
+            # orphans` removes them if it did not); the job's record is told from the table's history
+            for g in group:
+                g.result.status, g.result.error = "unknown", f"{error_text(e)} during its commit"
+            raise
         waited += landed.waited_seconds
+        # should the process die now, its job is closed as committed, with this version (not as failed)
+        lh.catalog.note_commit(
+            job, {"version": landed.version, "partitions_committed": sum(1 for p in results if p.version) + len(group)}
+        )
         # as the commit left the partitions: a writer may rewrite them since
         now = by_partition(table.files(as_of=landed.version))
         for g in group:
@@ -476,7 +509,10 @@ def _rewrite_job(
                 inputs = {f.path for f in part.inputs}
                 live = {f.path for f in here}
                 kept = {f.path for f in part.files if f.path not in inputs and f.path in live}
-                lh.catalog.set_layout(table.name, part.key, layout_name(options), sorted(ours | kept))
+                runs = (earlier_runs.get(part.key, frozenset()) & kept) | ours if kept else set()
+                lh.catalog.set_layout(
+                    table.name, part.key, layout_name(options), sorted(ours | kept), runs=sorted(runs)
+                )
 
     with rewrite_connection(table, options) as con:  # one database for every partition of the job
         try:

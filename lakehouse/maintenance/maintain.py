@@ -121,7 +121,8 @@ def _health(lh: Workspace, name: str, *, check_duplicates: bool) -> Health:
             )
         )
         if options.zorder:
-            pending = plan_compaction(str(table.name), files, options, layouts=layouts).picked
+            runs = lh.catalog.layout_runs(table.name)
+            pending = plan_compaction(str(table.name), files, options, layouts=layouts, runs=runs).picked
             result.findings.append(
                 Finding(
                     "zorder_pending",

@@ -167,6 +167,7 @@ def plan_compaction(
     *,
     partition_filter: str | Expr | None = None,
     layouts: Mapping[str, tuple[str, frozenset[str]]] | None = None,
+    runs: Mapping[str, frozenset[str]] | None = None,
     engine: str = "local",
 ) -> CompactionPlan:
     """Plan a compaction (and Z-order) of ``files``.
@@ -177,6 +178,8 @@ def plan_compaction(
             file paths of that output; a partition whose files are all that output is skipped, one with few new
             files beside it (:data:`INCREMENTAL_SHARE`) gets only those clustered. A compaction without Z-order
             leaves that output alone too (its files are cut for readers to skip, not small by mistake).
+        runs: per partition key, the layout's files that incremental runs wrote: their rows count with the new
+            ones against :data:`INCREMENTAL_SHARE` (runs beside a clustering skip less, and pile up otherwise).
         engine: the engine that will run the rewrite (its layouts differ).
     """
     expr = parse_filter(partition_filter) if isinstance(partition_filter, str) else partition_filter
@@ -212,7 +215,9 @@ def plan_compaction(
                 continue
             rows = sum(f.row_count for f in group)
             new_rows = sum(f.row_count for f in fresh)
-            if clustered and new_rows <= INCREMENTAL_SHARE * rows:
+            earlier = (runs or {}).get(key, frozenset())
+            run_rows = sum(f.row_count for f in clustered if f.path in earlier)
+            if clustered and new_rows + run_rows <= INCREMENTAL_SHARE * rows:
                 fresh_bytes = sum(f.size_bytes for f in fresh)
                 candidates.append(
                     PartitionPlan(
@@ -221,8 +226,9 @@ def plan_compaction(
                         group,
                         fresh,
                         True,
-                        f"cluster {len(fresh)} new file(s) ({new_rows:,} of {rows:,} rows) beside the {wanted_layout} "
-                        "layout",
+                        f"cluster {len(fresh)} new file(s) ({new_rows:,} of {rows:,} rows"
+                        + (f"; {run_rows:,} in earlier runs" if run_rows else "")
+                        + f") beside the {wanted_layout} layout",
                         max(1, math.ceil(fresh_bytes / options.target_file_size)),
                     )
                 )
@@ -235,7 +241,13 @@ def plan_compaction(
                     group,
                     list(group),
                     True,
-                    f"cluster {len(group)} files as {wanted_layout}",
+                    f"cluster {len(group)} files as {wanted_layout}"
+                    + (
+                        f" again (new rows and earlier runs: {new_rows + run_rows:,} of {rows:,}, over "
+                        f"{INCREMENTAL_SHARE:.0%})"
+                        if clustered
+                        else ""
+                    ),
                     expected,
                 )
             )

@@ -330,9 +330,64 @@ def test_a_cli_job_killed_mid_run_is_shown_abandoned_once_its_lease_lapses(tmp_p
         assert caught, "the kill landed while the optimize ran"
         time.sleep(2.5)  # the lease lapses
         killed = next(j for j in lh.jobs("a.events") if j.id == caught[0])
-        assert killed.state == "failed" and "abandoned" in (killed.error or ""), killed
+        _recorded_as_it_happened(lh, killed, "abandoned")
         assert sorted_rows(lh.table("a.events").scan()) == expected
         assert not any(j.state == "running" for j in lh.jobs("a.events"))
+
+
+def _recorded_as_it_happened(lh: Lakehouse, job: Any, how: str) -> None:
+    """A stopped optimize's record says what its commits did: committed with its last landed version when any
+    of them landed (a commit that landed is the outcome, whatever stopped the job after it), else failed."""
+    from lakehouse.maintenance.compaction import _is_job_commit
+
+    landed = [s.version for s in lh.table("a.events").snapshots() if _is_job_commit(s, job.id)]
+    assert how in (job.error or ""), job
+    if landed:
+        assert job.state == "committed" and job.metrics["version"] == max(landed), (job, landed)
+        assert "after its commit landed" in (job.error or ""), job
+    else:
+        assert job.state == "failed", (job, landed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after_commit", [False, True])
+def test_sigterm_to_a_cli_job_closes_its_record_and_frees_the_lease_at_once(tmp_path: Path, after_commit: bool) -> None:
+    """`lakehouse optimize` stopped with SIGTERM died by the signal's default action: its job stayed 'running' and
+    its table leased for the whole lease TTL (every other job on the table refused meanwhile), then was shown
+    failed although partitions had committed."""
+    from lakehouse.maintenance.compaction import _is_job_commit
+
+    with Lakehouse(settings(tmp_path)) as lh:
+        table = lh.create_table("a.events", schema=EVENTS, format="iceberg", partitioning=parse_partitioning("day(ts)"))
+        for b in range(3):  # 40 day partitions of 3 small files: 40 commits one after another
+            table.append(events(b * 400, 400, days=40))
+        expected = sorted_rows(table.scan())
+    proc = subprocess.Popen(
+        [EXE, "-w", str(tmp_path / "wh"), "optimize", "a.events", "--commit-interval", "0s"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    with Lakehouse(settings(tmp_path)) as lh:
+        caught: list[int] = []
+        while time.monotonic() < deadline and not caught and proc.poll() is None:
+            caught = [j.id for j in lh.catalog.jobs(table=table.name) if j.state == "running"]
+            time.sleep(0.01)
+        while after_commit and caught and time.monotonic() < deadline and proc.poll() is None:
+            if any(_is_job_commit(s, caught[0]) for s in lh.table("a.events").snapshots()):
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert caught, "the signal landed while the optimize ran"
+        assert proc.returncode == 128 + signal.SIGTERM and err.strip().splitlines()[-1] == "terminated", err[-500:]
+        stopped = next(j for j in lh.jobs("a.events") if j.id == caught[0])
+        _recorded_as_it_happened(lh, stopped, "interrupted")
+        if after_commit:
+            assert stopped.state == "committed", stopped
+        assert lh.catalog.leases() == [], "the lease is released at once, not after its TTL"
+        assert sorted_rows(lh.table("a.events").scan()) == expected
 
 
 def test_access_log_drives_zorder_hot_partitions_and_skipping(tmp_path: Path, fmt: str) -> None:

@@ -131,3 +131,35 @@ def test_clustered_output_is_cut_into_files_a_reader_skips_whole(
     again = optimize(lh, "c.s", CompactionOptions(target_file_size=64 << 20))
     assert [len(p.inputs) for p in again.plan.picked] == [2]
     assert {f.path for f in files} <= {f.path for f in table.files()}
+
+
+@pytest.mark.parametrize("storage", ["local"], indirect=True)
+def test_incremental_runs_add_up_until_the_partition_is_clustered_again(lh: Lakehouse, fmt: str) -> None:
+    """Each incremental Z-order clusters only the new files, as a run beside the layout; the runs' rows count
+    with the next new ones against the 25 % share, so once they pass it the partition is clustered again as a
+    whole (each pass compared its own 5-10 % only: runs that skip little piled up for ever)."""
+    from lakehouse.maintenance.planner import INCREMENTAL_SHARE
+
+    table = lh.create_table("c.r", schema=typed(0, 1).schema, format=fmt)
+    table.append(typed(0, 20_000))
+    opts = CompactionOptions(target_file_size=64 << 20, zorder=("day", "name"), row_group_rows=2048)
+    optimize(lh, "c.r", opts)
+    expected = table.scan().to_pylist()
+    key = next(iter(lh.catalog.layouts(table.name)))
+    reasons = []
+    for i in range(4):  # 2,000 rows each: runs of 2k, 4k, 6k (23 %), then 8k of 28k (29 %)
+        new = typed(20_000 + 2_000 * i, 2_000)
+        table.append(new)
+        expected += new.to_pylist()
+        done = optimize(lh, "c.r", opts)
+        reasons.append(done.plan.picked[0].reason)
+        assert sorted(table.scan().to_pylist(), key=lambda r: r["id"]) == sorted(expected, key=lambda r: r["id"])
+        runs = lh.catalog.layout_runs(table.name)[key]
+        layout = lh.catalog.layouts(table.name)[key][1]
+        assert layout == {f.path for f in table.files()}, "every live file is in the layout"
+        if i < 3:
+            assert "new file(s)" in reasons[-1] and len(runs) == i + 1, (i, reasons[-1], runs)
+        else:
+            assert " again (" in reasons[-1] and f"over {INCREMENTAL_SHARE:.0%}" in reasons[-1], reasons[-1]
+            assert runs == frozenset(), "a whole clustering starts without runs"
+    assert "2,000 in earlier runs" in reasons[1] and "4,000 in earlier runs" in reasons[2], reasons
