@@ -24,6 +24,7 @@ from lakehouse.errors import CommitConflictError
 from lakehouse.maintenance.autopilot import Autopilot
 from lakehouse.maintenance.maintain import health, maintain
 from lakehouse.maintenance.planner import partition_key
+from lakehouse.names import TableName
 from lakehouse.schema import parse_partitioning
 from tests.conftest import EVENTS, events, sorted_rows
 
@@ -312,19 +313,9 @@ def test_a_cli_job_killed_mid_run_is_shown_abandoned_once_its_lease_lapses(tmp_p
     with Lakehouse(settings(tmp_path)) as lh:
         table = small_files_table(lh, "iceberg", batches=40)
         expected = sorted_rows(table.scan())
-    env = {**os.environ, "LAKEHOUSE_AUTOPILOT__LEASE_TTL": "2s"}
-    proc = subprocess.Popen(
-        [EXE, "-w", str(tmp_path / "wh"), "optimize", "a.events", "--commit-interval", "0s"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    deadline = time.monotonic() + 60
+    proc = _start_optimize(tmp_path / "wh", env={**os.environ, "LAKEHOUSE_AUTOPILOT__LEASE_TTL": "2s"})
     with Lakehouse(settings(tmp_path, autopilot={"lease_ttl": "2s"})) as lh:
-        caught: list[int] = []
-        while time.monotonic() < deadline and not caught and proc.poll() is None:
-            caught = [j.id for j in lh.catalog.jobs(table=table.name) if j.state == "running"]
-            time.sleep(0.02)
+        caught = _running_job(lh, proc)
         proc.kill()
         proc.wait(timeout=30)
         assert caught, "the kill landed while the optimize ran"
@@ -333,6 +324,27 @@ def test_a_cli_job_killed_mid_run_is_shown_abandoned_once_its_lease_lapses(tmp_p
         _recorded_as_it_happened(lh, killed, "abandoned")
         assert sorted_rows(lh.table("a.events").scan()) == expected
         assert not any(j.state == "running" for j in lh.jobs("a.events"))
+
+
+def _start_optimize(wh: Path, **kw: Any) -> subprocess.Popen[str]:
+    """`lakehouse optimize a.events`, one commit per partition, in the background."""
+    return subprocess.Popen(
+        [EXE, "-w", str(wh), "optimize", "a.events", "--commit-interval", "0s"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def _running_job(lh: Lakehouse, proc: subprocess.Popen[str]) -> list[int]:
+    """The id of the job ``proc`` runs on a.events, once it shows as running (empty if it never did)."""
+    deadline = time.monotonic() + 60
+    caught: list[int] = []
+    while time.monotonic() < deadline and not caught and proc.poll() is None:
+        caught = [j.id for j in lh.catalog.jobs(table=TableName.parse("a.events")) if j.state == "running"]
+        time.sleep(0.01)
+    return caught
 
 
 def _recorded_as_it_happened(lh: Lakehouse, job: Any, how: str) -> None:
@@ -362,18 +374,10 @@ def test_sigterm_to_a_cli_job_closes_its_record_and_frees_the_lease_at_once(tmp_
         for b in range(3):  # 40 day partitions of 3 small files: 40 commits one after another
             table.append(events(b * 400, 400, days=40))
         expected = sorted_rows(table.scan())
-    proc = subprocess.Popen(
-        [EXE, "-w", str(tmp_path / "wh"), "optimize", "a.events", "--commit-interval", "0s"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_optimize(tmp_path / "wh")
     deadline = time.monotonic() + 60
     with Lakehouse(settings(tmp_path)) as lh:
-        caught: list[int] = []
-        while time.monotonic() < deadline and not caught and proc.poll() is None:
-            caught = [j.id for j in lh.catalog.jobs(table=table.name) if j.state == "running"]
-            time.sleep(0.01)
+        caught = _running_job(lh, proc)
         while after_commit and caught and time.monotonic() < deadline and proc.poll() is None:
             if any(_is_job_commit(s, caught[0]) for s in lh.table("a.events").snapshots()):
                 break
