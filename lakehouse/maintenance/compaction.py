@@ -260,7 +260,12 @@ def optimize(
             with contextlib.suppress(Exception):
                 mine = [s.version for s in lh.table(table.name).snapshots() if _is_job_commit(s, job)]
                 result.version = max(mine, default=result.version)
-        if result.version is not None:
+        if landed:
+            error += (
+                f" (after its commit landed: {len(landed)} partition(s) committed, the last as version "
+                f"{result.version})"
+            )
+        elif result.version is not None:
             error += f" (after its commit landed, as version {result.version})"
         lh.catalog.finish_job(
             job,
