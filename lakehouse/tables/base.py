@@ -1058,6 +1058,23 @@ class LakehouseTable(ABC):
         """Every file that the given versions need to be read (data and delete files, Iceberg manifests and
         manifest lists); ``None`` means every version the table's metadata still records."""
 
+    def version_roots(self, versions: Collection[int]) -> set[str]:
+        """The part of :meth:`version_paths` the table's top-level metadata names itself, read without opening
+        a manifest or a log file (Iceberg: the versions' manifest lists and statistics files); empty where a
+        format has no such part."""
+        return set()
+
+    def appends_only(self) -> bool:
+        """True when every version the table's metadata records is the current one or an ancestor of it and
+        each only added data files to its parent: no version names a data or delete file the current one does
+        not. False when it is not, or when telling would mean reading every version (Delta's log)."""
+        return False
+
+    def may_be_version_path(self, path: str) -> bool:
+        """False for a path no version's :meth:`version_paths` can hold (Iceberg's metadata JSON files), whatever
+        the versions are; True when it might."""
+        return True
+
     @abstractmethod
     def metadata_paths(self) -> set[str]:
         """The table's own metadata files that are live (Delta log, Iceberg metadata JSON in its log)."""

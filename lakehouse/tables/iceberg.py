@@ -2052,10 +2052,51 @@ class IcebergAdapter(LakehouseTable):
                 done.add(path)
                 out.add(path)
                 out |= _manifest_paths_of(io, isnap, path)
-        for stats in list(meta.statistics) + list(getattr(meta, "partition_statistics", []) or []):
-            if wanted is None or any(s.snapshot_id == stats.snapshot_id and s.version in wanted for s in snaps):
-                out.add(_plain_location(stats.statistics_path))
-        return out
+        return out | self._statistics_paths(snaps, wanted)
+
+    def _statistics_paths(self, snaps: Sequence[Snapshot], wanted: Collection[int] | None) -> set[str]:
+        """The statistics files (Puffin, partition statistics) of the ``wanted`` versions (None: every one)."""
+        meta = self._table.metadata
+        return {
+            _plain_location(stats.statistics_path)
+            for stats in list(meta.statistics) + list(getattr(meta, "partition_statistics", []) or [])
+            if wanted is None or any(s.snapshot_id == stats.snapshot_id and s.version in wanted for s in snaps)
+        }
+
+    def version_roots(self, versions: Collection[int]) -> set[str]:
+        self._refresh()
+        snaps = self.snapshots()
+        wanted = set(versions)
+        meta = self._table.metadata
+        out = {
+            _plain_location(isnap.manifest_list)
+            for snap in snaps
+            if snap.version in wanted and (isnap := meta.snapshot_by_id(snap.snapshot_id or 0)) is not None
+        }
+        return out | self._statistics_paths(snaps, wanted)
+
+    def appends_only(self) -> bool:
+        self._refresh()
+        meta = self._table.metadata
+        by_id = {s.snapshot_id: s for s in meta.snapshots}
+        ancestry: set[int] = set()
+        sid = meta.current_snapshot_id
+        while sid is not None and sid in by_id and sid not in ancestry:
+            ancestry.add(sid)
+            sid = by_id[sid].parent_snapshot_id
+        if ancestry != set(by_id):  # a snapshot off the current one's ancestry: a branch, a rolled-back commit
+            return False
+        # an append keeps every file of its parent (a merging append may write the parent's manifests anew:
+        # those are told apart by name, see may_be_version_path); the oldest snapshot left may be anything
+        return all(
+            s.summary is not None and s.summary.operation.value == "append"
+            for s in meta.snapshots
+            if s.parent_snapshot_id in by_id
+        )
+
+    def may_be_version_path(self, path: str) -> bool:
+        # metadata JSON files and the version hint belong to no snapshot
+        return not path.endswith((".metadata.json", "/version-hint.text"))
 
     def metadata_paths(self) -> set[str]:
         self._refresh()

@@ -125,7 +125,9 @@ def test_a_prefetched_listing_is_the_listing_and_runs_while_the_versions_are_rea
     monkeypatch.setattr(storage, "prefetch_listing", lambda *a, **k: None)  # the callers import it when called
     seen.clear()
     after = reconcile(lh, "p.events").as_dict()
-    assert seen and all(s is None for s in seen), "without the prefetch the listing comes after the reads"
+    # (an Iceberg history of appends reads the older versions only once the listing shows an object the current
+    # version does not account for: those reads come after the listing whatever it is)
+    assert seen and seen[0] is None, "without the prefetch the listing comes after the first reads"
     assert prefetched == after and prefetched["unaccounted"]["files"] == 1
     assert h.signals["storage"] == {k: v for k, v in after.items() if k != "unaccounted_examples"}
     lh.close()
