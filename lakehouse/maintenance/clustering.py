@@ -268,8 +268,36 @@ def clustered(
 ) -> str:
     """``rows_sql``'s rows (same columns) ordered along ``curve`` over the quantile buckets of ``columns``
     (``rows``: about how many there are, to size the key)."""
+    key, _bits = curve_key(con, rows_sql, columns, schema, curve, rows=rows)
+    return f"SELECT * FROM ({rows_sql}) ORDER BY {key}"
+
+
+def curve_key(
+    con: duckdb.DuckDBPyConnection,
+    rows_sql: str,
+    columns: Sequence[str],
+    schema: pa.Schema,
+    curve: Curve,
+    *,
+    rows: int = 0,
+) -> tuple[str, int]:
+    """The SQL expression of a row's index along ``curve`` over the quantile buckets of ``columns`` (sampled from
+    ``rows_sql``), and how many bits the index has."""
     bits = bits_for(len(columns), rows)
     exprs = [numeric(c, schema.field(c).type) for c in columns]
     bounds = boundaries(con, rows_sql, exprs, min(2**bits, 4096))
     function = register_curve(con, curve, bounds, bits)
-    return f"SELECT * FROM ({rows_sql}) ORDER BY {function}({', '.join(exprs)})"
+    return f"{function}({', '.join(exprs)})", bits * len(columns)
+
+
+def cell_shift(key_bits: int, columns: int, files: int) -> int:
+    """How far to shift a curve index right to leave the number of its cell at the level of the curve whose
+    number of cells is nearest ``files`` (on a log scale; at least the first level), Morton and Hilbert alike:
+    a level's cells are the index's top ``columns`` bits per level, each cell one box of the clustering
+    columns' quantile buckets and one stretch of the curve.
+
+    >>> cell_shift(22, 2, 4), cell_shift(22, 2, 5), cell_shift(22, 2, 8), cell_shift(22, 2, 1), cell_shift(21, 1, 4)
+    (20, 20, 18, 20, 19)
+    """
+    level = max(1, round(math.log2(max(files, 1)) / columns))
+    return max(0, key_bits - columns * level)

@@ -38,7 +38,14 @@ from lakehouse.errors import (
     VersionNotFoundError,
     error_text,
 )
-from lakehouse.maintenance.clustering import GROUPS_PER_FILE, check_curve, clustered, row_group_rows
+from lakehouse.maintenance.clustering import (
+    GROUPS_PER_FILE,
+    cell_shift,
+    check_curve,
+    clustered,
+    curve_key,
+    row_group_rows,
+)
 from lakehouse.maintenance.clustering import MAX_COLUMNS as MAX_CLUSTER_COLUMNS
 from lakehouse.maintenance.planner import (
     CompactionOptions,
@@ -66,6 +73,10 @@ zstd-compressed) without first filling a dictionary it then abandons: the COPY o
 ``benchmarks/verify_pass_bench.py`` took 14 % less time, and ``benchmarks/compaction_bench.py --rows-per-file
 25000`` 12-14 % less in all and wrote 18 % fewer bytes.
 Columns of few values (countries, flags, enums) stay dictionary-encoded, with DuckDB's Bloom filters."""
+
+
+_CURVE_KEY = "__lakehouse_curve_index"
+"""The column a Z-order's rows carry their curve index in between the sort and the files (not written)."""
 
 
 def dictionary_limit(group_rows: int) -> int:
@@ -610,6 +621,10 @@ def rewrite_connection(table: LakehouseTable, options: CompactionOptions) -> Ite
                 # second read: worth it against an object store, a second copy of the page cache on a local
                 # disk, where it made a compaction's peak RSS grow with the partition (benchmarks/scale_bench.py)
                 "enable_external_file_cache": StorageContext.is_s3(table.location),
+                # a Z-order's rows written in the curve's order: without it DuckDB's threads write the sorted
+                # stream's chunks into row groups and files as each thread gets them, and every file (even a
+                # row group) holds stretches from all over the curve, which file statistics cannot leave out
+                **({"preserve_insertion_order": True} if options.zorder else {}),
             },
         )
         try:
@@ -696,15 +711,14 @@ def rewrite_files(
             if drop_rows is not None:
                 con.register("lh_drop_rows", drop_rows)
             rows = parts[0] if len(parts) == 1 else " UNION ALL BY NAME ".join(f"({p})" for p in parts)
-            query = (
-                clustered(con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows)
-                if options.zorder
-                else rows
-            )
             field_ids = layout.field_ids
             stored = layout.stored
-            if stored is not None:  # written under the names the files use (Delta column mapping)
-                query = (
+
+            def as_stored(query: str) -> str:
+                if stored is None:
+                    return query
+                # written under the names the files use (Delta column mapping)
+                return (
                     "SELECT "
                     + ", ".join(
                         f"{_relabel(_q(c), schema.field(c).type, stored.field(i).type)} AS {_q(stored.field(i).name)}"
@@ -712,6 +726,7 @@ def rewrite_files(
                     )
                     + f" FROM ({query})"
                 )
+
             # files near the target size: rows per file from the inputs' bytes per row (zstd output is
             # usually no larger than the inputs), in whole row groups
             rows_per_file = max(1, int(options.target_file_size / bytes_per_row)) if bytes_per_row else 1 << 62
@@ -722,6 +737,38 @@ def rewrite_files(
             per_file = max(1, rows_per_file // group)
             if options.zorder:  # stretches of the curve a reader can leave out by file statistics
                 per_file = min(per_file, GROUPS_PER_FILE)
+            files_wanted = -(-expected_rows // (group * per_file)) if expected_rows else 1
+            cells: list[str] = []  # a Z-order cut into files: one statement per cell of the curve
+            if options.zorder and files_wanted > 1:
+                # DuckDB writes the row groups of a COPY that starts new files as its threads produce them, so
+                # each file (and row group) would hold stretches from all over the curve: the rows go into a
+                # table in curve order once, then each cell of the curve's coarsest level with enough cells
+                # (a box of the clustering columns' quantile buckets) is written in order as a file of its own
+                key, key_bits = curve_key(
+                    con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows
+                )
+                sorted_rows = f"lh_curve_{uuid.uuid4().hex[:12]}"
+                stack.callback(con.execute, f"DROP TABLE IF EXISTS {sorted_rows}")
+                con.execute(
+                    f"CREATE TEMP TABLE {sorted_rows} AS SELECT *, {key} AS {_CURVE_KEY} FROM ({rows}) "
+                    f"ORDER BY {_CURVE_KEY}"
+                )
+                # the table and each cell's rows are in curve order where insertion order is kept
+                # (rewrite_connection keeps it for a Z-order); elsewhere each cell is sorted again
+                kept = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+                again = "" if kept is not None and kept[0] else f" ORDER BY {_CURVE_KEY}"
+                shift = cell_shift(key_bits, len(options.zorder), files_wanted)
+                found = con.execute(f"SELECT DISTINCT {_CURVE_KEY} >> {shift} FROM {sorted_rows} ORDER BY 1")
+                for (cell,) in found.fetchall():
+                    lo, hi = int(cell) << shift, (int(cell) + 1) << shift
+                    where = f"{_CURVE_KEY} >= {lo}" + (f" AND {_CURVE_KEY} < {hi}" if hi < 1 << 64 else "")
+                    picked = f"SELECT * FROM {sorted_rows} WHERE {where}{again}"
+                    cells.append(as_stored(f"SELECT * EXCLUDE ({_CURVE_KEY}) FROM ({picked})"))
+            query = as_stored(
+                clustered(con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows)
+                if options.zorder and not cells
+                else rows
+            )
             opts = [
                 "FORMAT parquet",
                 "COMPRESSION zstd",
@@ -733,11 +780,22 @@ def rewrite_files(
             if field_ids:
                 opts.append(f"FIELD_IDS {field_ids}")
             if not out_dir.startswith(("s3://", "s3a://")):
-                os.makedirs(os.path.dirname(_duck_path(out_dir)), exist_ok=True)  # DuckDB creates one level only
+                # DuckDB creates one level only (and none for a COPY to one file: the cells')
+                os.makedirs(_duck_path(out_dir) if cells else os.path.dirname(_duck_path(out_dir)), exist_ok=True)
 
             def write(dictionary: int) -> list[str]:
                 options = ", ".join([*opts, f"DICTIONARY_SIZE_LIMIT {dictionary}"])
-                con.execute(f"COPY ({query}) TO {_s(_duck_path(out_dir))} ({options})")
+                if cells:  # one file per cell, its row groups in curve order (a COPY to one file keeps the order)
+                    one = ", ".join(
+                        o
+                        for o in [*opts, f"DICTIONARY_SIZE_LIMIT {dictionary}"]
+                        if not o.startswith(("ROW_GROUPS_PER_FILE", "FILENAME_PATTERN"))
+                    )
+                    for cell in cells:
+                        target = f"{out_dir.rstrip('/')}/part-{uuid.uuid4()}.parquet"
+                        con.execute(f"COPY ({cell}) TO {_s(_duck_path(target))} ({one})")
+                else:
+                    con.execute(f"COPY ({query}) TO {_s(_duck_path(out_dir))} ({options})")
                 done = sorted(
                     f.path for f in list_files(out_dir, output_ctx or table.ctx) if f.path.endswith(".parquet")
                 )
