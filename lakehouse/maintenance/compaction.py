@@ -738,7 +738,7 @@ def rewrite_files(
             if options.zorder:  # stretches of the curve a reader can leave out by file statistics
                 per_file = min(per_file, GROUPS_PER_FILE)
             files_wanted = -(-expected_rows // (group * per_file)) if expected_rows else 1
-            cells: list[str] = []  # a Z-order cut into files: one statement per cell of the curve
+            cells: list[tuple[str, int]] = []  # a Z-order cut into files: per cell of the curve, its rows
             if options.zorder and files_wanted > 1:
                 # DuckDB writes the row groups of a COPY that starts new files as its threads produce them, so
                 # each file (and row group) would hold stretches from all over the curve: the rows go into a
@@ -758,12 +758,14 @@ def rewrite_files(
                 kept = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
                 again = "" if kept is not None and kept[0] else f" ORDER BY {_CURVE_KEY}"
                 shift = cell_shift(key_bits, len(options.zorder), files_wanted)
-                found = con.execute(f"SELECT DISTINCT {_CURVE_KEY} >> {shift} FROM {sorted_rows} ORDER BY 1")
-                for (cell,) in found.fetchall():
+                found = con.execute(
+                    f"SELECT {_CURVE_KEY} >> {shift}, count(*) FROM {sorted_rows} GROUP BY 1 ORDER BY 1"
+                )
+                for cell, count in found.fetchall():
                     lo, hi = int(cell) << shift, (int(cell) + 1) << shift
                     where = f"{_CURVE_KEY} >= {lo}" + (f" AND {_CURVE_KEY} < {hi}" if hi < 1 << 64 else "")
                     picked = f"SELECT * FROM {sorted_rows} WHERE {where}{again}"
-                    cells.append(as_stored(f"SELECT * EXCLUDE ({_CURVE_KEY}) FROM ({picked})"))
+                    cells.append((as_stored(f"SELECT * EXCLUDE ({_CURVE_KEY}) FROM ({picked})"), int(count)))
             query = as_stored(
                 clustered(con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows)
                 if options.zorder and not cells
@@ -791,9 +793,13 @@ def rewrite_files(
                         for o in [*opts, f"DICTIONARY_SIZE_LIMIT {dictionary}"]
                         if not o.startswith(("ROW_GROUPS_PER_FILE", "FILENAME_PATTERN"))
                     )
-                    for cell in cells:
-                        target = f"{out_dir.rstrip('/')}/part-{uuid.uuid4()}.parquet"
-                        con.execute(f"COPY ({cell}) TO {_s(_duck_path(target))} ({one})")
+                    for n, (cell, count) in enumerate(cells):
+                        if count <= 2 * group * per_file:
+                            target = f"{out_dir.rstrip('/')}/part-{uuid.uuid4()}.parquet"
+                            con.execute(f"COPY ({cell}) TO {_s(_duck_path(target))} ({one})")
+                        else:  # a cell the skew filled (a column of one value): files of the target size
+                            target = f"{out_dir.rstrip('/')}/cell-{n}"
+                            con.execute(f"COPY ({cell}) TO {_s(_duck_path(target))} ({options})")
                 else:
                     con.execute(f"COPY ({query}) TO {_s(_duck_path(out_dir))} ({options})")
                 done = sorted(

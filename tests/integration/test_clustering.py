@@ -143,6 +143,28 @@ def test_clustered_output_is_cut_into_files_a_reader_skips_whole(
 
 
 @pytest.mark.parametrize("storage", ["local"], indirect=True)
+def test_a_cell_the_skew_filled_is_still_cut_into_files_of_the_target_size(
+    lh: Lakehouse, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clustering columns of one value put every row into one cell of the curve: written as one file, the
+    partition would be one file whatever the target; it is cut like an unclustered rewrite instead."""
+    import lakehouse.maintenance.compaction as compaction
+
+    monkeypatch.setattr(compaction, "GROUPS_PER_FILE", 4)  # files of 4 row groups of 2,048 rows at most
+    rows = typed(0, ROWS)
+    rows = rows.set_column(rows.schema.get_field_index("day"), "day", pa.array([dt.date(2024, 1, 1)] * ROWS))
+    rows = rows.set_column(rows.schema.get_field_index("name"), "name", pa.array(["same"] * ROWS))
+    table = lh.create_table("c.k", schema=rows.schema, format=fmt)
+    for i in range(4):
+        table.append(rows.slice(i * ROWS // 4, ROWS // 4))
+    expected = table.scan().sort_by("id")
+    optimize(lh, "c.k", CompactionOptions(target_file_size=64 << 20, zorder=("day", "name"), row_group_rows=2048))
+    assert table.scan().sort_by("id").equals(expected)
+    files = table.files()
+    assert len(files) >= 4 and max(f.row_count for f in files) <= 4 * 2048, [f.row_count for f in files]
+
+
+@pytest.mark.parametrize("storage", ["local"], indirect=True)
 def test_incremental_runs_add_up_until_the_partition_is_clustered_again(lh: Lakehouse, fmt: str) -> None:
     """Each incremental Z-order clusters only the new files, as a run beside the layout; the runs' rows count
     with the next new ones against the 25 % share, so once they pass it the partition is clustered again as a
