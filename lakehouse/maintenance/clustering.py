@@ -162,7 +162,12 @@ def register_curve(con: duckdb.DuckDBPyConnection, curve: Curve, bounds: Sequenc
         4: lambda a, b, c, d: index(a, b, c, d),
     }
     con.create_function(  # type: ignore[call-overload]
-        name, wrappers[columns], [duckdb.sqltype("DOUBLE")] * columns, duckdb.sqltype("UBIGINT"), type="arrow"
+        name,
+        wrappers[columns],
+        [duckdb.sqltype("DOUBLE")] * columns,
+        duckdb.sqltype("UBIGINT"),
+        type="arrow",
+        null_handling="special",  # a NULL value is a coordinate (bucket 0), not a NULL index
     )
     return name
 

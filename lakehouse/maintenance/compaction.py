@@ -75,10 +75,6 @@ zstd-compressed) without first filling a dictionary it then abandons: the COPY o
 Columns of few values (countries, flags, enums) stay dictionary-encoded, with DuckDB's Bloom filters."""
 
 
-_CURVE_KEY = "__lakehouse_curve_index"
-"""The column a Z-order's rows carry their curve index in between the sort and the files (not written)."""
-
-
 def dictionary_limit(group_rows: int) -> int:
     """DuckDB's ``DICTIONARY_SIZE_LIMIT`` for row groups of ``group_rows`` rows: its default, capped at
     :data:`DICTIONARY_ENTRIES`."""
@@ -747,25 +743,28 @@ def rewrite_files(
                 key, key_bits = curve_key(
                     con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows
                 )
-                sorted_rows = f"lh_curve_{uuid.uuid4().hex[:12]}"
+                tag = uuid.uuid4().hex[:12]
+                sorted_rows = f"lh_curve_{tag}"
+                # the curve index between the sort and the files (not written), named apart from any column
+                key_column = f"__lakehouse_curve_index_{tag}"
                 stack.callback(con.execute, f"DROP TABLE IF EXISTS {sorted_rows}")
                 con.execute(
-                    f"CREATE TEMP TABLE {sorted_rows} AS SELECT *, {key} AS {_CURVE_KEY} FROM ({rows}) "
-                    f"ORDER BY {_CURVE_KEY}"
+                    f"CREATE TEMP TABLE {sorted_rows} AS SELECT *, {key} AS {key_column} FROM ({rows}) "
+                    f"ORDER BY {key_column}"
                 )
                 # the table and each cell's rows are in curve order where insertion order is kept
                 # (rewrite_connection keeps it for a Z-order); elsewhere each cell is sorted again
                 kept = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
-                again = "" if kept is not None and kept[0] else f" ORDER BY {_CURVE_KEY}"
+                again = "" if kept is not None and kept[0] else f" ORDER BY {key_column}"
                 shift = cell_shift(key_bits, len(options.zorder), files_wanted)
                 found = con.execute(
-                    f"SELECT {_CURVE_KEY} >> {shift}, count(*) FROM {sorted_rows} GROUP BY 1 ORDER BY 1"
+                    f"SELECT {key_column} >> {shift}, count(*) FROM {sorted_rows} GROUP BY 1 ORDER BY 1"
                 )
                 for cell, count in found.fetchall():
                     lo, hi = int(cell) << shift, (int(cell) + 1) << shift
-                    where = f"{_CURVE_KEY} >= {lo}" + (f" AND {_CURVE_KEY} < {hi}" if hi < 1 << 64 else "")
+                    where = f"{key_column} >= {lo}" + (f" AND {key_column} < {hi}" if hi < 1 << 64 else "")
                     picked = f"SELECT * FROM {sorted_rows} WHERE {where}{again}"
-                    cells.append((as_stored(f"SELECT * EXCLUDE ({_CURVE_KEY}) FROM ({picked})"), int(count)))
+                    cells.append((as_stored(f"SELECT * EXCLUDE ({key_column}) FROM ({picked})"), int(count)))
             query = as_stored(
                 clustered(con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows)
                 if options.zorder and not cells
@@ -788,6 +787,8 @@ def rewrite_files(
             def write(dictionary: int) -> list[str]:
                 options = ", ".join([*opts, f"DICTIONARY_SIZE_LIMIT {dictionary}"])
                 if cells:  # one file per cell, its row groups in curve order (a COPY to one file keeps the order)
+                    if not out_dir.startswith(("s3://", "s3a://")):  # again after a retry's delete_tree
+                        os.makedirs(_duck_path(out_dir), exist_ok=True)
                     one = ", ".join(
                         o
                         for o in [*opts, f"DICTIONARY_SIZE_LIMIT {dictionary}"]

@@ -126,6 +126,7 @@ def _reconcile(lh: Workspace, name: str, *, orphan_age: str | None, every_versio
     # manifests (1,000 versions of fast appends: 1,000 manifest lists of 500,500 entries) are then read only
     # when the listing holds an object nothing read so far accounts for and that some version could name.
     lazy = not every_version and head in readable and table.appends_only()
+    roots: set[str] = set()
     if lazy:
         roots = table.version_roots(readable)
         retained = tracked = live | roots
@@ -135,7 +136,12 @@ def _reconcile(lh: Workspace, name: str, *, orphan_age: str | None, every_versio
     metadata = table.metadata_paths()
     listing = _checked_listing(lh, table)
     accounted = (current, metadata, retained)
-    if lazy and any(all(o.path not in k for k in accounted) and table.may_be_version_path(o.path) for o in listing):
+    listed = {o.path for o in listing}
+    if lazy and (
+        any(all(o.path not in k for k in accounted) and table.may_be_version_path(o.path) for o in listing)
+        # a version's manifest list gone from storage: reading every version says which version cannot be read
+        or any(p.startswith(root) and p not in listed for p in roots)
+    ):
         retained = table.version_paths(readable)
         tracked = table.version_paths(None)
     nested = _nested_locations(lh, table, listing)

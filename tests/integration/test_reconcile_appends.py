@@ -170,3 +170,21 @@ def test_a_history_with_an_overwrite_or_off_the_current_ancestry_is_not_appends_
     made, full, asked = _both_ways(lh, "f.over", versions_read)
     assert made == full and None in asked
     assert made["retained"]["files"] >= 1, made
+
+
+def test_a_missing_manifest_list_of_an_older_version_is_reported_as_when_every_version_is_read(
+    tmp_path: Path, lh: Lakehouse
+) -> None:
+    """Nothing left over in the listing, but an older version's manifest list is gone: the reconciliation
+    reads every version and says which one cannot be read, as it did before it read them only when needed."""
+    from lakehouse.errors import StorageError
+
+    catalog, theirs, location = _theirs(tmp_path, appends=3)
+    catalog.engine.dispose()
+    oldest = theirs.metadata.snapshots[0].manifest_list.removeprefix("file://")
+    os.remove(oldest)
+    lh.register_table("f.t", location=str(location), format="iceberg")
+    with pytest.raises(StorageError, match="cannot read the manifests"):
+        _reconcile(lh, "f.t", orphan_age="0s", every_version=True)
+    with pytest.raises(StorageError, match="cannot read the manifests"):
+        _reconcile(lh, "f.t", orphan_age="0s")
