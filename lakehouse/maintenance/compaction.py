@@ -738,8 +738,8 @@ def rewrite_files(
             if options.zorder and files_wanted > 1:
                 # DuckDB writes the row groups of a COPY that starts new files as its threads produce them, so
                 # each file (and row group) would hold stretches from all over the curve: the rows go into a
-                # table in curve order once, then each cell of the curve's coarsest level with enough cells
-                # (a box of the clustering columns' quantile buckets) is written in order as a file of its own
+                # table in curve order once, then each cell of the curve's level nearest the files wanted (a
+                # box of the clustering columns' quantile buckets) is written in order as a file of its own
                 key, key_bits = curve_key(
                     con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows
                 )
@@ -781,13 +781,13 @@ def rewrite_files(
             if field_ids:
                 opts.append(f"FIELD_IDS {field_ids}")
             if not out_dir.startswith(("s3://", "s3a://")):
-                # DuckDB creates one level only (and none for a COPY to one file: the cells')
-                os.makedirs(_duck_path(out_dir) if cells else os.path.dirname(_duck_path(out_dir)), exist_ok=True)
+                os.makedirs(os.path.dirname(_duck_path(out_dir)), exist_ok=True)  # DuckDB creates one level only
 
             def write(dictionary: int) -> list[str]:
                 options = ", ".join([*opts, f"DICTIONARY_SIZE_LIMIT {dictionary}"])
                 if cells:  # one file per cell, its row groups in curve order (a COPY to one file keeps the order)
-                    if not out_dir.startswith(("s3://", "s3a://")):  # again after a retry's delete_tree
+                    # a COPY to one file creates no directory (made again after a retry's delete_tree)
+                    if not out_dir.startswith(("s3://", "s3a://")):
                         os.makedirs(_duck_path(out_dir), exist_ok=True)
                     one = ", ".join(
                         o

@@ -2086,8 +2086,9 @@ class IcebergAdapter(LakehouseTable):
             sid = by_id[sid].parent_snapshot_id
         if ancestry != set(by_id):  # a snapshot off the current one's ancestry: a branch, a rolled-back commit
             return False
-        # an append keeps every file of its parent (a merging append may write the parent's manifests anew:
-        # those are told apart by name, see may_be_version_path); the oldest snapshot left may be anything
+        # an append keeps every data file of its parent (a merging append writes the parent's manifests anew:
+        # only the parent's manifest list names the old ones, which a reconciliation finds left over in its
+        # listing); the oldest snapshot left may be anything
         return all(
             s.summary is not None and s.summary.operation.value == "append"
             for s in meta.snapshots
