@@ -262,21 +262,6 @@ def hilbert_index(coords: Sequence[np.ndarray], bits: int) -> np.ndarray:
     return _interleave(x, bits)
 
 
-def clustered(
-    con: duckdb.DuckDBPyConnection,
-    rows_sql: str,
-    columns: Sequence[str],
-    schema: pa.Schema,
-    curve: Curve,
-    *,
-    rows: int = 0,
-) -> str:
-    """``rows_sql``'s rows (same columns) ordered along ``curve`` over the quantile buckets of ``columns``
-    (``rows``: about how many there are, to size the key)."""
-    key, _bits = curve_key(con, rows_sql, columns, schema, curve, rows=rows)
-    return f"SELECT * FROM ({rows_sql}) ORDER BY {key}"
-
-
 def curve_key(
     con: duckdb.DuckDBPyConnection,
     rows_sql: str,

@@ -42,7 +42,6 @@ from lakehouse.maintenance.clustering import (
     GROUPS_PER_FILE,
     cell_shift,
     check_curve,
-    clustered,
     curve_key,
     row_group_rows,
 )
@@ -765,11 +764,13 @@ def rewrite_files(
                     where = f"{key_column} >= {lo}" + (f" AND {key_column} < {hi}" if hi < 1 << 64 else "")
                     picked = f"SELECT * FROM {sorted_rows} WHERE {where}{again}"
                     cells.append((as_stored(f"SELECT * EXCLUDE ({key_column}) FROM ({picked})"), int(count)))
-            query = as_stored(
-                clustered(con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows)
-                if options.zorder and not cells
-                else rows
-            )
+            query = rows
+            if options.zorder and not cells:  # one file: the rows in curve order
+                key, _bits = curve_key(
+                    con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows
+                )
+                query = f"SELECT * FROM ({rows}) ORDER BY {key}"
+            query = as_stored(query)
             opts = [
                 "FORMAT parquet",
                 "COMPRESSION zstd",
