@@ -2147,6 +2147,11 @@ class IcebergAdapter(LakehouseTable):
                 current = str(self._table.catalog.load_table(self._table.name()).metadata_location)
             except Exception:  # noqa: BLE001 - the catalog cannot say: the files stand as found
                 break
+            # the catalog has since named them or a later one current: a writer of this catalog's (one that
+            # commits every moment always leaves a file not yet named, so the next look alone would not do)
+            mine = _metadata_number(current)
+            if mine is not None and all((_metadata_number(n) or 0) <= mine for n in newer):
+                return None
         return (
             f"metadata file(s) numbered after the current one ({current.rsplit('/', 1)[-1]}) are in its metadata "
             f"directory ({', '.join(newer[:3])}{', ...' if len(newer) > 3 else ''}): another catalog commits to it, "
@@ -2155,10 +2160,7 @@ class IcebergAdapter(LakehouseTable):
 
     def _metadata_after(self, current: str) -> list[str]:
         """The metadata files of the table's directory numbered after ``current`` (a metadata location)."""
-        import re
-
-        numbered = re.compile(r"(\d+)-[^/]*\.metadata\.json")
-        mine = numbered.fullmatch(_plain_location(current).rsplit("/", 1)[-1])
+        mine = _metadata_number(current)
         if mine is None:
             return []
         try:
@@ -2166,9 +2168,7 @@ class IcebergAdapter(LakehouseTable):
         except (OSError, LakehouseError):
             return []  # no directory to look into: nothing shows another writer
         return sorted(
-            name
-            for f in listed
-            if (m := numbered.fullmatch(name := f.path.rsplit("/", 1)[-1])) is not None and int(m[1]) > int(mine[1])
+            name for f in listed if (n := _metadata_number(name := f.path.rsplit("/", 1)[-1])) is not None and n > mine
         )
 
     def _hinted_metadata(self) -> tuple[str, int | None] | None:
@@ -2606,6 +2606,15 @@ def _manifest_data_paths(io: Any, manifests: Sequence[Any]) -> dict[str, frozens
 # The manifests each version's manifest list names (plain paths), by manifest list: immutable as well, and a
 # table that appends without merging manifests has lists that grow by one entry per version (1,000 versions:
 # half a million entries in all), so each is decoded once per process. Bounded by the entries kept.
+
+
+def _metadata_number(location: str) -> int | None:
+    """The version number of a metadata file (``00024-<uuid>.metadata.json``, a path or a name); None for any
+    other name."""
+    found = re.fullmatch(r"(\d+)-[^/]*\.metadata\.json", _plain_location(location).rsplit("/", 1)[-1])
+    return int(found[1]) if found is not None else None
+
+
 _manifest_lists: KeptMetadata[str, tuple[str, ...]] = KeptMetadata(2_000_000, lambda paths: len(paths) + 1)
 
 
