@@ -18,18 +18,35 @@ from tests.faults.proxy import FaultPlan, ProxyClient
 
 pytestmark = pytest.mark.s3
 
-KEYS = 2_500  # three pages of 1,000
+KEYS = 2_001  # three pages: 1,000, 1,000 and 1
+
+
+@pytest.fixture(scope="module")
+def listed_bucket(s3_endpoint: S3Endpoint) -> tuple[str, list[str]]:
+    """A bucket of ``KEYS`` keys under ``t/``, filled once for this module's tests (which only list it)."""
+    import concurrent.futures as cf
+    import uuid
+
+    name = f"lh-test-{uuid.uuid4().hex[:12]}"
+    client = s3_endpoint.client()
+    client.create_bucket(Bucket=name)
+    keys = [f"t/part-{i:05d}.parquet" for i in range(KEYS)]
+    with cf.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: client.put_object(Bucket=name, Key=k, Body=b"x"), keys))
+    return name, keys
 
 
 @pytest.fixture
-def listed(proxy: ProxyClient, s3_endpoint: S3Endpoint, bucket: str, tmp_path: Path) -> tuple[Lakehouse, list[str]]:
-    import concurrent.futures as cf
+def bucket(listed_bucket: tuple[str, list[str]]) -> str:
+    return listed_bucket[0]
 
-    client = s3_endpoint.client()
-    keys = [f"t/part-{i:05d}.parquet" for i in range(KEYS)]
-    with cf.ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda k: client.put_object(Bucket=bucket, Key=k, Body=b"x"), keys))
-    return Lakehouse(proxied_settings(proxy, s3_endpoint, bucket, tmp_path)), keys
+
+@pytest.fixture
+def listed(
+    proxy: ProxyClient, s3_endpoint: S3Endpoint, listed_bucket: tuple[str, list[str]], tmp_path: Path
+) -> tuple[Lakehouse, list[str]]:
+    name, keys = listed_bucket
+    return Lakehouse(proxied_settings(proxy, s3_endpoint, name, tmp_path)), keys
 
 
 def _boto3_keys(proxy: ProxyClient, endpoint: S3Endpoint, bucket: str) -> list[str]:
