@@ -242,6 +242,34 @@ class JobsMixin(LeasesMixin, AuditMixin):
                 )
             )
 
+    def follow_rewrites(self, table: TableName, rewritten: Mapping[str, str | None]) -> None:
+        """Carry ``table``'s clustered layouts over a commit that replaced files one for one, each by its own rows
+        in their order and row groups less some removed (a row delete, a mask): ``rewritten`` maps each file the
+        commit removed to its replacement (None: removed whole). A layout's file stays clustered under its new
+        name, so the next Z-order of the partition does not take it for new data and rewrite it again."""
+        if not rewritten:
+            return
+        with self._tx() as conn:
+            rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
+            for r in rows:
+                files, runs = _layout_files(r.files_json)
+                if not any(f in rewritten for f in files):
+                    continue
+
+                kept, kept_runs = _carried(files, rewritten), _carried(runs, rewritten)
+                row = (layouts_t.c.table_name == str(table)) & (layouts_t.c.partition_key == r.partition_key)
+                if not kept:
+                    conn.execute(layouts_t.delete().where(row))
+                    continue
+                conn.execute(
+                    layouts_t.update()
+                    .where(row)
+                    .values(
+                        files_json=json.dumps({"files": kept, "runs": kept_runs} if kept_runs else kept),
+                        updated_at=_now(),
+                    )
+                )
+
     def layouts(self, table: TableName) -> dict[str, tuple[str, frozenset[str]]]:
         with self._tx() as conn:
             rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
@@ -379,6 +407,12 @@ class JobsMixin(LeasesMixin, AuditMixin):
             if held is not None:
                 self.release_lease(held[0], held[1])
         return len(running)
+
+
+def _carried(paths: Sequence[str], rewritten: Mapping[str, str | None]) -> list[str]:
+    """``paths`` with each rewritten file under its replacement's name, those removed whole left out."""
+    out = [rewritten[p] if p in rewritten else p for p in paths]
+    return sorted(p for p in out if p is not None)
 
 
 def _layout_files(text: str) -> tuple[list[str], list[str]]:

@@ -264,6 +264,8 @@ def mask_table(
     if report["version"] is not None:  # killed from here on, the job is closed as committed, not failed
         with contextlib.suppress(LakehouseError):
             lh.catalog.note_commit(job, _flat(report))
+        with contextlib.suppress(LakehouseError):  # each file masked in place, its rows and row groups kept
+            lh.catalog.follow_rewrites(table.name, dict(zip([f.path for f in files], written, strict=True)))
     step = "storing the masking policy"
     try:
         _store_policy(lh, table, given)  # the files are masked: ingestion masks from now on
@@ -357,6 +359,8 @@ def _mask_latecomers(
                     raise
                 report["version"] = landed
             committed = True
+            with contextlib.suppress(LakehouseError):
+                lh.catalog.follow_rewrites(name, dict(zip([f.path for f in new], written, strict=True)))
         finally:
             if not committed:
                 with contextlib.suppress(Exception):  # the error that stopped the round is the one reported
@@ -712,6 +716,8 @@ def erase(
         if result.version is not None:  # killed from here on, the job is closed as committed, not failed
             with contextlib.suppress(LakehouseError):
                 lh.catalog.note_commit(job, _flat(entry))
+            with contextlib.suppress(LakehouseError):
+                lh.catalog.follow_rewrites(table.name, result.rewritten)
         step = "purge" if purge else "verification"
         try:
             if purge:

@@ -18,6 +18,7 @@ Rules that hold for both formats:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -625,6 +626,9 @@ def expire_data(
             expr, properties={"lakehouse.job": str(job), "lakehouse.operation": "expire-data", **digest}
         )
         result.commits.append(res.as_dict())
+        if res.version is not None:
+            with contextlib.suppress(LakehouseError):  # the clustered files it rewrote stay clustered
+                lh.catalog.follow_rewrites(table.name, res.rewritten)
         result.rows_deleted = res.rows_deleted
         result.files_removed = res.files_removed
         result.files_rewritten = res.files_added

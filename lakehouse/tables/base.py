@@ -413,6 +413,9 @@ class DeleteResult:
     rows_deleted: int = 0
     files_removed: int = 0
     files_added: int = 0
+    rewritten: Mapping[str, str | None] = field(default_factory=dict, repr=False)
+    """Each file the commit removed -> the file that replaced it, its rows less those deleted in their order and
+    row groups (None: removed whole). Jobs carry a clustered layout over with it (``Catalog.follow_rewrites``)."""
 
     @property
     def metadata_only(self) -> bool:
@@ -420,7 +423,7 @@ class DeleteResult:
         return self.files_added == 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "metadata_only": self.metadata_only}
+        return {**{k: v for k, v in self.__dict__.items() if k != "rewritten"}, "metadata_only": self.metadata_only}
 
 
 @dataclass(frozen=True)
@@ -1089,9 +1092,11 @@ class LakehouseTable(ABC):
         """True when a file under the location *may* be garbage if nothing references it (a data file,
         manifest or stale metadata file); log files and hidden files never are."""
 
-    def _write_rows(self, rows: pa.Table, target: str) -> None:
-        """Write ``rows`` as one zstd Parquet file at ``target`` (a row delete's rewrite of a file); on failure
-        nothing is left there and a :class:`StorageError` says so."""
+    def _write_rows(self, rows: pa.Table, target: str, *, groups: int = 1) -> None:
+        """Write ``rows`` as one zstd Parquet file at ``target`` (a row delete's rewrite of a file) in ``groups``
+        row groups of equal rows (as many as the file it replaces had: a clustered file's small row groups are
+        what lets a reader skip within it); on failure nothing is left there and a :class:`StorageError` says
+        so."""
         import pyarrow.parquet as pq
 
         from lakehouse.storage import split_location
@@ -1101,7 +1106,8 @@ class LakehouseTable(ABC):
             if not StorageContext.is_s3(target):
                 filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
             with filesystem.open_output_stream(inner) as out:
-                pq.write_table(rows, out, compression="zstd", write_statistics=True)
+                per_group = max(1, -(-rows.num_rows // groups)) if groups > 1 else None  # else pyarrow's default
+                pq.write_table(rows, out, compression="zstd", write_statistics=True, row_group_size=per_group)
         except (OSError, pa.ArrowException) as e:
             self._discard([target])
             raise StorageError(f"delete from {self.name}: cannot write {target}: {e}") from e

@@ -1511,6 +1511,7 @@ class DeltaAdapter(LakehouseTable):
             actions: list[Any] = []
             deleted = removed = 0
             added: list[str] = []
+            rewritten: dict[str, str | None] = {}
             for f in self._files_of(pinned):
                 outcome = outcomes.get(f.path)
                 if outcome is None:
@@ -1521,11 +1522,12 @@ class DeltaAdapter(LakehouseTable):
                 actions.append(RemoveAction(self._log_path(f.path), True, now, f.size_bytes, part))
                 deleted += outcome.deleted
                 removed += 1
+                rewritten[f.path] = outcome.written
                 if outcome.written is not None:
                     size, stats = outcome.stats
                     actions.append(AddAction(self._log_path(outcome.written), size, part, now, True, stats))
                     added.append(outcome.written)
-            totals.update(rows=deleted, removed=removed, added=added)
+            totals.update(rows=deleted, removed=removed, added=added, rewritten=rewritten)
             return actions or None
 
         try:
@@ -1547,6 +1549,7 @@ class DeltaAdapter(LakehouseTable):
             rows_deleted=int(totals["rows"]),
             files_removed=int(totals["removed"]),
             files_added=len(committed),
+            rewritten=dict(totals["rewritten"]),
         )
 
     def _delete_from_file(
@@ -1572,6 +1575,7 @@ class DeltaAdapter(LakehouseTable):
                 needed = sorted(c for c in expr.columns() if c not in partition_columns and c in stored)
                 probe = pf.read(columns=needed) if needed else None
                 n = pf.metadata.num_rows
+                groups = pf.metadata.num_row_groups
                 matches = pc.fill_null(_evaluate(expr, schema, f, probe, n, partition_columns), False)
                 deleted = int(pc.sum(matches).as_py() or 0)
                 if deleted in (0, n):
@@ -1581,7 +1585,7 @@ class DeltaAdapter(LakehouseTable):
             raise StorageError(f"delete from {self.name}: cannot read {f.path}: {e}") from e
         kept = data.filter(pc.invert(matches))
         target = f"{self.data_directory(f.partition)}/part-{uuid.uuid4().hex}-lh-delete.parquet"
-        self._write_rows(kept, target)
+        self._write_rows(kept, target, groups=groups)
         try:
             stats_json = _parquet_stats(target, self.ctx, self._stats_columns())
         except (OSError, pa.ArrowException) as e:

@@ -1683,6 +1683,19 @@ class IcebergAdapter(LakehouseTable):
         """The snapshot this table's last commit made current."""
         return next(s for s in self.snapshots() if s.is_current)
 
+    def _row_groups(self, f: Any) -> int:
+        """How many row groups a data file (a manifest entry) has: its split offsets, one per row group as the
+        spec has writers record them, or else its footer's count."""
+        import pyarrow.parquet as pq
+
+        if f.split_offsets:
+            return len(f.split_offsets)
+        try:
+            with self._table.io.new_input(f.file_path).open() as stream:
+                return int(pq.read_metadata(stream).num_row_groups)
+        except (OSError, pa.ArrowException) as e:
+            raise StorageError(f"delete from {self.name}: cannot read the footer of {f.file_path}: {e}") from e
+
     def _footer(self, uri: str) -> tuple[Any, int]:
         """(Parquet metadata, size) of a file a rewrite wrote, checked: every column carries its field id."""
         import pyarrow.parquet as pq
@@ -1877,6 +1890,7 @@ class IcebergAdapter(LakehouseTable):
                 rows=sum(outcomes[(p, applied[p])].deleted for p in gone),
                 removed=len(removed),
                 added=[o.written for o in written],
+                rewritten={p: outcomes[(p, applied[p])].written for p in gone},
             )
             live = {_plain_location(t.file.file_path) for t in plan.tasks}
             with self._table.transaction() as tx:
@@ -1929,6 +1943,7 @@ class IcebergAdapter(LakehouseTable):
             rows_deleted=int(totals["rows"]),
             files_removed=int(totals["removed"]),
             files_added=len(committed),
+            rewritten=dict(totals["rewritten"]),
         )
 
     def _delete_from_file(self, task: Any, expr: Expr, declared: pa.Schema, verifier: Verifier) -> _FileDelete:
@@ -1971,7 +1986,7 @@ class IcebergAdapter(LakehouseTable):
             return _FileDelete(deleted)
         kept = data.filter(pc.invert(matches))
         target = f"{self.data_directory(self._human_partition(f))}/{uuid.uuid4().hex}-lh-delete.parquet"
-        self._write_rows(kept, target)
+        self._write_rows(kept, target, groups=self._row_groups(f))
         try:
             # the file's positions of the rows matched (its rows less those deleted before, in order)
             positions = pc.indices_nonzero(matches)

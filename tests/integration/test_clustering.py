@@ -236,3 +236,42 @@ def test_incremental_runs_add_up_until_the_partition_is_clustered_again(lh: Lake
             assert " again (" in reasons[-1] and f"over {INCREMENTAL_SHARE:.0%}" in reasons[-1], reasons[-1]
             assert runs == frozenset(), "a whole clustering starts without runs"
     assert "2,000 in earlier runs" in reasons[1] and "4,000 in earlier runs" in reasons[2], reasons
+
+
+@pytest.mark.parametrize("storage", ["local"], indirect=True)
+def test_a_clustering_survives_the_deletes_and_masks_that_rewrite_its_files(lh: Lakehouse, fmt: str) -> None:
+    """An erasure, a data expiry and a mask rewrite a clustered file as itself less some rows (or with a column
+    masked): the file written keeps its row groups, so a reader skips within it as before, and the layout follows
+    it under its new name, so the next Z-order finds the partition clustered instead of taking every rewritten
+    file for new data and clustering it all again."""
+    from lakehouse.governance.ops import erase, mask_table
+    from lakehouse.maintenance.retention import expire_data
+
+    table = lh.create_table("c.e", schema=typed(0, 1).schema, format=fmt)
+    for i in range(4):
+        table.append(typed(i * ROWS // 4, ROWS // 4))
+    opts = CompactionOptions(target_file_size=64 << 20, zorder=("day", "name"), row_group_rows=2048)
+    optimize(lh, "c.e", opts)
+    predicate = "name BETWEEN 'n10000' AND 'n10400'"
+    clustered = data_skipping(table, table.files(), predicate)
+    assert clustered["share_row_groups_prunable"] >= 0.6, clustered
+    expected = {r["id"]: r for r in table.scan().to_pylist()}
+
+    done = erase(lh, "id = 5", tables=["c.e"], purge=False, dry_run=False)
+    assert done["tables"]["c.e"]["rows_deleted"] == 1
+    expired = expire_data(lh, "c.e", older_than="1d", column="day", now=dt.datetime(2020, 1, 9), dry_run=False)
+    assert expired.rows_deleted > 0 and expired.files_rewritten > 0
+    mask_table(lh, "c.e", policies={"raw": "null"}, dry_run=False)
+    kept = {i: r for i, r in expected.items() if i != 5 and r["day"] >= dt.date(2020, 1, 8)}
+    assert len(kept) == ROWS - 1 - expired.rows_deleted
+    assert {r["id"]: r for r in table.scan().to_pylist()} == {i: {**r, "raw": None} for i, r in kept.items()}
+
+    after = data_skipping(table, table.files(), predicate)
+    assert after["row_groups"] >= clustered["row_groups"] - 1, (clustered, after)  # the same groups, less rows
+    assert after["share_row_groups_prunable"] >= clustered["share_row_groups_prunable"] - 0.05, (clustered, after)
+    layouts = lh.catalog.layouts(table.name)
+    assert {p for _, paths in layouts.values() for p in paths} == {f.path for f in table.files()}
+    again = optimize(lh, "c.e", opts)
+    assert not again.plan.picked and all("already clustered" in p.reason for p in again.plan.partitions), [
+        p.reason for p in again.plan.partitions
+    ]
