@@ -331,7 +331,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(lh: Lakehouse, fmt:
         "--file",
         str(path),
         "--max-rows",
-        "100",
+        "250",  # 20 commits of the good records: kills land between them
         "--json",
     ]
     sigkill_then_finish(cmd, _env_for(lh), lh.table("iot.readings"), len(good), runs=4, seed=42)

@@ -136,7 +136,7 @@ def test_kafka_sigkill_exactly_once(lh: Lakehouse, fmt: str, broker: LocalBroker
         "--group",
         "killme",
         "--max-rows",
-        "150",
+        "300",  # about 19 commits of the good records: kills land between them
         "--until-idle",
         "3",
         "--json",

@@ -126,7 +126,7 @@ def test_kept_timestamps_equal_motos(value: Any, timestamp_format: str) -> None:
 KEYS = st.text(alphabet=st.sampled_from(list("ab/&<>\"'é %+\r\t~")), min_size=1, max_size=6)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     keys=st.lists(st.tuples(KEYS, st.sampled_from([None, "CRC32", "SHA256"])), max_size=12),
     prefix=st.one_of(st.none(), st.text(alphabet="ab/&", max_size=2)),
