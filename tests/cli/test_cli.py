@@ -49,7 +49,7 @@ def run_here(
     from lakehouse.cli import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
-    term = signal.getsignal(signal.SIGTERM)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}  # commands set their own
     with monkeypatch.context() as m:
         m.setenv("COLUMNS", "200")
         for k, v in (env or {}).items():
@@ -62,15 +62,39 @@ def run_here(
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         finally:
-            signal.signal(signal.SIGTERM, term)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
     return subprocess.CompletedProcess(["lakehouse", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
-def test_table_lifecycle_through_the_cli(tmp_path: Path) -> None:
+class InProcess:
+    """:func:`run` and :func:`run_json` through :func:`run_here`, for the tests that run many commands one after
+    the other (the tests of errors, help, settings files, the demo, ``serve`` and the Spark engine run the
+    console script in a process of its own)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+
+    def run(self, *args: str, env: dict[str, str] | None = None, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = run_here(*args, env=env, monkeypatch=self.monkeypatch)
+        if ok:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def json(self, *args: str, **kw: Any) -> Any:
+        return json.loads(self.run(*args, "--json", **kw).stdout)
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> InProcess:
+    return InProcess(monkeypatch)
+
+
+def test_table_lifecycle_through_the_cli(tmp_path: Path, cli: InProcess) -> None:
     wh = str(tmp_path / "wh")
-    info = run_json("-w", wh, "init")
+    info = cli.json("-w", wh, "init")
     assert info["warehouse"] == wh and Path(wh, "_catalog.db").exists()
-    run(
+    cli.run(
         "-w",
         wh,
         "table",
@@ -85,7 +109,7 @@ def test_table_lifecycle_through_the_cli(tmp_path: Path) -> None:
         "--keys",
         "id",
     )
-    run(
+    cli.run(
         "-w",
         wh,
         "table",
@@ -98,7 +122,7 @@ def test_table_lifecycle_through_the_cli(tmp_path: Path) -> None:
         "-p",
         "day(ts)",
     )
-    listed = run_json("-w", wh, "table", "list")
+    listed = cli.json("-w", wh, "table", "list")
     assert [(t["name"], t["format"]) for t in listed] == [("sales.orders", "iceberg"), ("sales.orders_d", "delta")]
     assert listed[0]["partitioning"] == ["day(ts)", "country"] and listed[0]["keys"] == ["id"]
 
@@ -108,38 +132,38 @@ def test_table_lifecycle_through_the_cli(tmp_path: Path) -> None:
             for i in range(3):
                 lh.append(name, events(i * 10, 10))
 
-    show = run_json("-w", wh, "table", "show", "sales.orders")
+    show = cli.json("-w", wh, "table", "show", "sales.orders")
     assert show["rows"] == 30 and show["versions"] == 3 and show["files"] >= 3 and show["partitions"] >= 3
     assert show["capabilities"]["hidden_partitioning"] is True
-    history = run_json("-w", wh, "table", "history", "sales.orders_d")
+    history = cli.json("-w", wh, "table", "history", "sales.orders_d")
     assert [h["version"] for h in history] == [0, 1, 2, 3] and history[-1]["is_current"]
-    files = run_json("-w", wh, "table", "files", "sales.orders", "--as-of", "1")
-    files_d = run_json("-w", wh, "table", "files", "sales.orders_d")
+    files = cli.json("-w", wh, "table", "files", "sales.orders", "--as-of", "1")
+    files_d = cli.json("-w", wh, "table", "files", "sales.orders_d")
     assert sum(f["row_count"] for f in files) == 10 and all("ts_day" in f["partition"] for f in files)
 
-    q = run_json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders", "--as-of", "sales.orders=2")
+    q = cli.json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders", "--as-of", "sales.orders=2")
     assert q["rows"] == [{"n": 20}]
     assert q["reads"] == [{"table": "sales.orders", "read": "format"}]  # an older version: the format's scan
-    q = run_json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders_d WHERE id >= 0")
+    q = cli.json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders_d WHERE id >= 0")
     assert q["rows"] == [{"n": 30}]
     assert q["reads"] == [
         {"table": "sales.orders_d", "read": "files", "files": len(files_d), "files_total": len(files_d)}
     ]
-    q = run_json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders_d AT (VERSION => 1)")
+    q = cli.json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders_d AT (VERSION => 1)")
     assert q["rows"] == [{"n": 10}]
-    human = run("-w", wh, "query", "SELECT country, count(*) AS n FROM sales.orders GROUP BY 1 ORDER BY 1").stdout
+    human = cli.run("-w", wh, "query", "SELECT country, count(*) AS n FROM sales.orders GROUP BY 1 ORDER BY 1").stdout
     assert "country" in human and "4 row(s)" in human
 
-    plan = run_json("-w", wh, "table", "restore", "sales.orders_d", "1", "--dry-run")
+    plan = cli.json("-w", wh, "table", "restore", "sales.orders_d", "1", "--dry-run")
     assert plan == {"table": "sales.orders_d", "target_version": 1, "rows_now": 30, "rows_after": 10}
-    restored = run_json("-w", wh, "table", "restore", "sales.orders_d", "1")
+    restored = cli.json("-w", wh, "table", "restore", "sales.orders_d", "1")
     assert restored["operation"] == "restore" and restored["version"] == 4
-    assert run_json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders_d")["rows"] == [{"n": 10}]
-    jobs = run_json("-w", wh, "jobs")
+    assert cli.json("-w", wh, "query", "SELECT count(*) AS n FROM sales.orders_d")["rows"] == [{"n": 10}]
+    jobs = cli.json("-w", wh, "jobs")
     assert [(j["kind"], j["state"], j["table_name"]) for j in jobs] == [("restore", "committed", "sales.orders_d")]
 
-    run("-w", wh, "table", "drop", "sales.orders", "--purge", "--yes")
-    assert [t["name"] for t in run_json("-w", wh, "table", "list")] == ["sales.orders_d"]
+    cli.run("-w", wh, "table", "drop", "sales.orders", "--purge", "--yes")
+    assert [t["name"] for t in cli.json("-w", wh, "table", "list")] == ["sales.orders_d"]
 
 
 @pytest.mark.parametrize(
@@ -297,36 +321,36 @@ def test_more_mistakes_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.M
             assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, (args, proc.stderr)
 
 
-def test_query_answers_keep_every_column_and_stay_strict_json(tmp_path: Path) -> None:
+def test_query_answers_keep_every_column_and_stay_strict_json(tmp_path: Path, cli: InProcess) -> None:
     """Columns of one name are all there (renamed, saying from what), NaN and infinities are JSON's null (jq and
     other strict parsers refuse bare NaN), and a value without a Python form is a one-line error, in both the
     JSON and the table output."""
     wh = str(tmp_path / "wh")
-    q = run_json("-w", wh, "query", "SELECT 1 AS a, 2 AS a, 3 AS a_2, 'NaN'::DOUBLE AS n, -'inf'::DOUBLE AS i")
+    q = cli.json("-w", wh, "query", "SELECT 1 AS a, 2 AS a, 3 AS a_2, 'NaN'::DOUBLE AS n, -'inf'::DOUBLE AS i")
     assert q["rows"] == [{"a": 1, "a_3": 2, "a_2": 3, "n": None, "i": None}]
     assert [c["name"] for c in q["columns"]] == ["a", "a_3", "a_2", "n", "i"]
     assert q["columns"][1]["renamed_from"] == "a" and "renamed_from" not in q["columns"][2]
-    raw = run("-w", wh, "query", "SELECT 'NaN'::DOUBLE AS n, [1.5, 'inf'::DOUBLE] AS l", "--json").stdout
+    raw = cli.run("-w", wh, "query", "SELECT 'NaN'::DOUBLE AS n, [1.5, 'inf'::DOUBLE] AS l", "--json").stdout
     assert json.loads(raw, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}")) == {
         "columns": [{"name": "n", "type": "double"}, {"name": "l", "type": "list<l: double>"}],
         "rows": [{"n": None, "l": [1.5, None]}],
         "row_count": 1,
         "truncated": False,
     }
-    typed = run_json("-w", wh, "query", "SELECT '\\xFF\\x00'::BLOB AS b, INTERVAL 1 MONTH + INTERVAL 90 MINUTE AS i")
+    typed = cli.json("-w", wh, "query", "SELECT '\\xFF\\x00'::BLOB AS b, INTERVAL 1 MONTH + INTERVAL 90 MINUTE AS i")
     assert typed["rows"] == [{"b": "/wA=", "i": "P1MT5400S"}], "binary as base64, intervals as ISO 8601"
-    human = run("-w", wh, "query", "SELECT 1 AS a, 2 AS a, '[bold]x[/bold] [/y] :-1:' AS m").stdout
+    human = cli.run("-w", wh, "query", "SELECT 1 AS a, 2 AS a, '[bold]x[/bold] [/y] :-1:' AS m").stdout
     assert "a_2" in human and "[bold]x[/bold] [/y] :-1:" in human, "values are shown as they are, never as markup"
-    named = run("-w", wh, "table", "show", "a.b:-1:", ok=False).stderr
+    named = cli.run("-w", wh, "table", "show", "a.b:-1:", ok=False).stderr
     assert "'a.b:-1:'" in named, "an error shows the name it was given, not an emoji"
     for extra in ([], ["--json"]):
-        proc = run("-w", wh, "query", "SELECT 1 AS ok, make_date(99999, 1, 1) AS far", *extra, ok=False)
+        proc = cli.run("-w", wh, "query", "SELECT 1 AS ok, make_date(99999, 1, 1) AS far", *extra, ok=False)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "column(s) far" in proc.stderr, proc.stderr
         assert proc.stdout == ""
 
 
-def test_retention_tiering_cost_and_policy_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retention_tiering_cost_and_policy_commands(tmp_path: Path, cli: InProcess) -> None:
     wh = str(tmp_path / "wh")
     with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
         from lakehouse.schema import parse_partitioning
@@ -339,41 +363,41 @@ def test_retention_tiering_cost_and_policy_commands(tmp_path: Path, monkeypatch:
         stray = Path(table.location, "data", "stray.parquet")
         stray.parent.mkdir(parents=True, exist_ok=True)
         stray.write_bytes(b"leftover")
-    run("-w", wh, "optimize", "r.ev", "--target-size", "8MB", "--commit-interval", "1h")
+    cli.run("-w", wh, "optimize", "r.ev", "--target-size", "8MB", "--commit-interval", "1h")
     # vacuum: a dry run by default; --apply deletes
-    plan = run_json("-w", wh, "vacuum", "r.ev", "--retain", "0s")
+    plan = cli.json("-w", wh, "vacuum", "r.ev", "--retain", "0s")
     assert plan["dry_run"] and plan["files_to_delete"] > 0 and plan["files_deleted"] == 0
     assert all(Path(f["path"]).exists() for f in plan["files"])
-    human = run("-w", wh, "vacuum", "r.ev", "--retain", "0s").stdout
+    human = cli.run("-w", wh, "vacuum", "r.ev", "--retain", "0s").stdout
     # the 3 appends; the compaction's partitions share one commit, the current version
     assert "dry run: nothing deleted" in human and "versions that stop being readable: 1-3" in human
-    done = run_json("-w", wh, "vacuum", "r.ev", "--retain", "0s", "--apply")
+    done = cli.json("-w", wh, "vacuum", "r.ev", "--retain", "0s", "--apply")
     assert done["files_deleted"] == plan["files_to_delete"] and not any(Path(f["path"]).exists() for f in plan["files"])
-    proc = run("-w", wh, "query", "SELECT count(*) FROM r.ev AT (VERSION => 1)", ok=False)
+    proc = cli.run("-w", wh, "query", "SELECT count(*) FROM r.ev AT (VERSION => 1)", ok=False)
     assert proc.returncode == 1 and "removed by retention" in proc.stderr and len(proc.stderr.splitlines()) == 1
-    history = run_json("-w", wh, "table", "history", "r.ev")
+    history = cli.json("-w", wh, "table", "history", "r.ev")
     assert [h["expired"] for h in history] == [True] * 3 + [False], "expired versions listed (from the catalog), marked"
     # orphans: the stray file is new, so the default age (3d) keeps it
-    assert run_json("-w", wh, "orphans", "r.ev")["young_unreferenced"] == 1
-    gone = run_json("-w", wh, "orphans", "r.ev", "--older-than", "0s", "--apply")
+    assert cli.json("-w", wh, "orphans", "r.ev")["young_unreferenced"] == 1
+    gone = cli.json("-w", wh, "orphans", "r.ev", "--older-than", "0s", "--apply")
     assert gone["files_deleted"] == 1 and not stray.exists()
     # policy drives tiering and expiry
-    run("-w", wh, "policy", "set", "r.ev", "tiering.warm_after=1d", "tiering.cold_after=2d")
-    shown = run_json("-w", wh, "policy", "show", "r.ev")
+    cli.run("-w", wh, "policy", "set", "r.ev", "tiering.warm_after=1d", "tiering.cold_after=2d")
+    shown = cli.json("-w", wh, "policy", "show", "r.ev")
     assert shown["stored"] == {"tiering": {"warm_after": "1d", "cold_after": "2d"}}
     assert shown["effective"]["tiering"]["cold_after"] == "2d" and shown["effective"]["retention"]["retain"] == "7d"
-    tiered = run_json("-w", wh, "tier", "r.ev", "--apply")
+    tiered = cli.json("-w", wh, "tier", "r.ev", "--apply")
     assert tiered["files_rewritten"] == 3 and tiered["method"] == "prefix"
-    cost = run_json("-w", wh, "cost", "r.ev")
+    cost = cli.json("-w", wh, "cost", "r.ev")
     assert set(cost["tiers"]) == {"hot", "cold"} and sum(t["bytes"] for t in cost["tiers"].values()) == cost["bytes"]
     on_disk = sum(p.stat().st_size for p in Path(table.location).rglob("*") if p.is_file())
     assert cost["bytes"] == on_disk and cost["tiers"]["cold"]["storage_classes"] == {
         "GLACIER_IR": cost["tiers"]["cold"]["bytes"]
     }, "the cold prefix is priced as the cold tier's class"
-    assert run_json("-w", wh, "cost", "--all")["totals"]["bytes"] == cost["bytes"]
-    run("-w", wh, "policy", "unset", "r.ev", "tiering.warm_after", "tiering.cold_after")
-    assert run_json("-w", wh, "policy", "show", "r.ev")["stored"] == {}
-    expired = run_json("-w", wh, "expire-data", "r.ev", "--older-than", "1d", "--apply")
+    assert cli.json("-w", wh, "cost", "--all")["totals"]["bytes"] == cost["bytes"]
+    cli.run("-w", wh, "policy", "unset", "r.ev", "tiering.warm_after", "tiering.cold_after")
+    assert cli.json("-w", wh, "policy", "show", "r.ev")["stored"] == {}
+    expired = cli.json("-w", wh, "expire-data", "r.ev", "--older-than", "1d", "--apply")
     assert expired["rows_deleted"] == 150 and expired["rows_after"] == 0
     # mistakes are one line
     for args, message in (
@@ -385,14 +409,14 @@ def test_retention_tiering_cost_and_policy_commands(tmp_path: Path, monkeypatch:
         (["vacuum", "r.ev", "--keep", "999"], "no readable version 999"),
         (["cost"], "give a table name or --all"),
     ):
-        proc = run_here("-w", wh, *args, monkeypatch=monkeypatch)
+        proc = cli.run("-w", wh, *args, ok=False)
         assert proc.returncode == 1 and proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
-    kinds = [j["kind"] for j in run_json("-w", wh, "jobs", "r.ev")]
+    kinds = [j["kind"] for j in cli.json("-w", wh, "jobs", "r.ev")]
     assert {"vacuum", "orphans", "tier", "expire-data", "optimize"} <= set(kinds)
 
 
-def test_dedup_pii_erase_and_audit_commands(tmp_path: Path) -> None:
+def test_dedup_pii_erase_and_audit_commands(tmp_path: Path, cli: InProcess) -> None:
     wh = str(tmp_path / "wh")
     env = {"LAKEHOUSE_GOVERNANCE__MASK_SECRET": "cli-secret"}
     with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
@@ -401,33 +425,33 @@ def test_dedup_pii_erase_and_audit_commands(tmp_path: Path) -> None:
         notes = [f"write to person{i}@example.com" if i % 3 == 0 else f"note {i}" for i in range(30)]
         table.append(batch.set_column(4, "note", pa.array(notes)))
         table.append(batch.slice(0, 5).set_column(4, "note", pa.array(notes[:5])))
-    plan = run_json("-w", wh, "dedup", "p.people", "--key", "id", "--order", "ts")
+    plan = cli.json("-w", wh, "dedup", "p.people", "--key", "id", "--order", "ts")
     assert plan["dry_run"] and plan["duplicate_rows"] == 5
-    done = run_json("-w", wh, "dedup", "p.people", "--key", "id", "--apply")
+    done = cli.json("-w", wh, "dedup", "p.people", "--key", "id", "--apply")
     assert done["rows_removed"] == 5 and done["rows_out"] == done["rows_in"] - 5
-    scan = run_json("-w", wh, "pii", "scan", "p.people")
+    scan = cli.json("-w", wh, "pii", "scan", "p.people")
     assert {(f["column"], f["kind"]) for f in scan["findings"]} == {("note", "email")}
-    shown = run_json("-w", wh, "table", "show", "p.people")
+    shown = cli.json("-w", wh, "table", "show", "p.people")
     assert shown["pii"][0]["column"] == "note" and "person" not in json.dumps(shown["pii"])
-    masked = run_json("-w", wh, "query", "SELECT note FROM p.people WHERE id = 0", "--masked")
+    masked = cli.json("-w", wh, "query", "SELECT note FROM p.people WHERE id = 0", "--masked")
     assert masked["rows"] == [{"note": "[REDACTED]"}]
-    proc = run("-w", wh, "pii", "mask", "p.people", "--column", "note", "--policy", "hash", "--apply", ok=False)
+    proc = cli.run("-w", wh, "pii", "mask", "p.people", "--column", "note", "--policy", "hash", "--apply", ok=False)
     assert proc.returncode == 1 and "mask_secret" in proc.stderr
-    mask = run_json(
+    mask = cli.json(
         "-w", wh, "pii", "mask", "p.people", "--column", "note", "--policy", "hash", "--apply", "--purge", env=env
     )
     assert mask["files_rewritten"] >= 1 and mask["purge_report"]["versions_expired"] >= 1
-    rows = run_json("-w", wh, "query", "SELECT note FROM p.people WHERE id = 0", env=env)["rows"]
+    rows = cli.json("-w", wh, "query", "SELECT note FROM p.people WHERE id = 0", env=env)["rows"]
     assert rows[0]["note"].startswith("tok_")
-    erased = run_json("-w", wh, "erase", "--where", "id = 7", "--apply", env=env)
+    erased = cli.json("-w", wh, "erase", "--where", "id = 7", "--apply", env=env)
     assert (
         erased["tables"]["p.people"]["rows_deleted"] == 1 and erased["tables"]["p.people"]["rows_matching_after"] == 0
     )
-    audit = run_json("-w", wh, "audit", "p.people")
+    audit = cli.json("-w", wh, "audit", "p.people")
     actions = {a["action"] for a in audit}
     assert {"table.create", "dedup", "pii.scan", "pii.mask", "erase", "vacuum", "policy.set"} <= actions
     assert all(a["actor"].startswith("cli:") or a["actor"] == "cli" for a in audit if a["action"] != "table.create")
-    assert "id = 7" not in json.dumps(run_json("-w", wh, "audit"))
+    assert "id = 7" not in json.dumps(cli.json("-w", wh, "audit"))
 
 
 def test_serve_runs_the_api_on_loopback(tmp_path: Path) -> None:
@@ -467,7 +491,7 @@ def test_serve_runs_the_api_on_loopback(tmp_path: Path) -> None:
     assert run_json("-w", wh, "keys", "list")[0]["revoked_at"]
 
 
-def test_health_maintain_and_autopilot_commands(tmp_path: Path) -> None:
+def test_health_maintain_and_autopilot_commands(tmp_path: Path, cli: InProcess) -> None:
     wh = str(tmp_path / "wh")
     with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
         from lakehouse.schema import parse_partitioning
@@ -477,39 +501,39 @@ def test_health_maintain_and_autopilot_commands(tmp_path: Path) -> None:
         )
         for i in range(6):
             table.append(events(i * 30, 30))
-    report = run_json("-w", wh, "health", "h.ev")
+    report = cli.json("-w", wh, "health", "h.ev")
     assert report["score"] < 90 and "optimize" in report["fixes"]
-    assert "small files" in run("-w", wh, "health").stdout or "small_files" in run("-w", wh, "health").stdout
-    plan = run_json("-w", wh, "maintain", "h.ev")
+    assert "small files" in cli.run("-w", wh, "health").stdout or "small_files" in cli.run("-w", wh, "health").stdout
+    plan = cli.json("-w", wh, "maintain", "h.ev")
     assert plan["dry_run"] and [j["job"] for j in plan["jobs"]] == ["optimize", "tier"]  # March events are warm
-    done = run_json("-w", wh, "maintain", "--all", "--apply")
+    done = cli.json("-w", wh, "maintain", "--all", "--apply")
     assert done[0]["after"]["score"] > report["score"]
-    out = run("-w", wh, "autopilot", "--passes", "1", "--json").stdout
+    out = cli.run("-w", wh, "autopilot", "--passes", "1", "--json").stdout
     entries = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert entries and entries[0]["table"] == "h.ev" and entries[0]["jobs"] == [], "healthy: nothing to do"
-    assert run_json("-w", wh, "jobs", "h.ev")[0]["kind"] == "maintain"
-    proc = run("-w", wh, "maintain", ok=False)
+    assert cli.json("-w", wh, "jobs", "h.ev")[0]["kind"] == "maintain"
+    proc = cli.run("-w", wh, "maintain", ok=False)
     assert proc.returncode == 1 and "give a table name or --all" in proc.stderr
     # a table that cannot be measured: a bounded autopilot run and `cost --all` say so in their exit status, and
     # `cost --all` still reports the others
-    run("-w", wh, "table", "create", "h.broken", "--schema", "id:int64", "--format", "delta")
+    cli.run("-w", wh, "table", "create", "h.broken", "--schema", "id:int64", "--format", "delta")
     with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
         lh.table("h.broken").append(pa.table({"id": pa.array([1], pa.int64())}))
         broken_log = Path(lh.table("h.broken").location, "_delta_log")
     for f in broken_log.glob("*.json"):
         f.write_text("not a delta log\n")
-    proc = run("-w", wh, "autopilot", "--passes", "1", "--json", ok=False)
+    proc = cli.run("-w", wh, "autopilot", "--passes", "1", "--json", ok=False)
     assert proc.returncode == 1 and "h.broken" in proc.stderr, (proc.stdout, proc.stderr)
-    proc = run("-w", wh, "cost", "--all", "--json", ok=False)
+    proc = cli.run("-w", wh, "cost", "--all", "--json", ok=False)
     costs = json.loads(proc.stdout)
     assert proc.returncode == 1 and [r["table"] for r in costs["tables"]] == ["h.ev"] and "h.broken" in costs["errors"]
     # locations and ages a script could get wrong: refused, not a local directory `gs:` or a 7-second window
-    proc = run("-w", wh, "table", "create", "h.gs", "--schema", "id:int64", "--location", "gs://bucket/x", ok=False)
+    proc = cli.run("-w", wh, "table", "create", "h.gs", "--schema", "id:int64", "--location", "gs://bucket/x", ok=False)
     assert proc.returncode == 1 and "unsupported location scheme 'gs'" in proc.stderr
     assert not Path("gs:").exists() and not (tmp_path / "gs:").exists()
-    proc = run("-w", wh, "vacuum", "h.ev", "--retain", "7", ok=False)
+    proc = cli.run("-w", wh, "vacuum", "h.ev", "--retain", "7", ok=False)
     assert proc.returncode == 1 and "--retain 7 has no unit" in proc.stderr
-    proc = run("-w", wh, "policy", "set", "h.ev", "retention.retain=7", ok=False)
+    proc = cli.run("-w", wh, "policy", "set", "h.ev", "retention.retain=7", ok=False)
     assert proc.returncode == 1 and "has no unit" in proc.stderr
 
 
