@@ -21,7 +21,7 @@ from lakehouse.core import Lakehouse
 from lakehouse.errors import CatalogEntryError, InvalidInputError, LakehouseError, UnsupportedOperationError
 from lakehouse.schema import parse_schema
 from lakehouse.storage import list_files
-from tests.cli.test_cli import run, run_json
+from tests.cli.test_cli import InProcess
 
 SCHEMA = parse_schema(
     "id:int64 not null, `first name`:string, `a.b`:int64, ü:string, "
@@ -179,13 +179,14 @@ def _name(text: str) -> Any:
 # ---- a catalog row that cannot be read ---------------------------------------------------------------------
 
 
-def test_unreadable_catalog_rows_break_nothing_else(wh_lh: Any, fmt: str) -> None:
+def test_unreadable_catalog_rows_break_nothing_else(wh_lh: Any, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
     from lakehouse.governance.keys import create_key
 
     wh, lh = wh_lh
+    cli = InProcess(monkeypatch)  # the CLI's entry point, in this process
     for name in ("ok.t", "bad.type", "bad.json"):
         lh.create_table(name, schema=parse_schema("id:int64 not null, v:string"), format=fmt).append(
             pa.table({"id": [1, 2], "v": ["a", "b"]}, schema=parse_schema("id:int64 not null, v:string"))
@@ -205,16 +206,16 @@ def test_unreadable_catalog_rows_break_nothing_else(wh_lh: Any, fmt: str) -> Non
     with pytest.raises(CatalogEntryError, match=r"table drop bad\.type"):
         lh.table("bad.type")
 
-    listing = run_json("-w", wh, "table", "list")
+    listing = cli.json("-w", wh, "table", "list")
     assert {t["name"]: bool(t["error"]) for t in listing} == {"bad.json": True, "bad.type": True, "ok.t": False}
-    text = run("-w", wh, "table", "list").stdout
+    text = cli.run("-w", wh, "table", "list").stdout
     assert "ok.t" in text and "cannot read its catalog entry" in text
 
-    health = run("-w", wh, "health", "--json", ok=False)
+    health = cli.run("-w", wh, "health", "--json", ok=False)
     assert health.returncode == 1 and "health failed for 2 of 3" in health.stderr
     reports = {r["table"]: r for r in json.loads(health.stdout)}
     assert "score" in reports["ok.t"] and "cannot be read" in reports["bad.type"]["error"]
-    maintained = run("-w", wh, "maintain", "--all", "--json", ok=False)
+    maintained = cli.run("-w", wh, "maintain", "--all", "--json", ok=False)
     assert {r["table"]: "error" in r for r in json.loads(maintained.stdout)} == {
         "bad.json": True,
         "bad.type": True,
@@ -234,14 +235,14 @@ def test_unreadable_catalog_rows_break_nothing_else(wh_lh: Any, fmt: str) -> Non
         detail = c.get("/tables/bad.type", headers={"X-API-Key": key})
         assert detail.status_code == 500 and "table drop bad.type" in detail.json()["detail"]
 
-    run("-w", wh, "table", "drop", "bad.type")
-    run("-w", wh, "table", "drop", "bad.json", "--purge", "--yes")
-    assert [t["name"] for t in run_json("-w", wh, "table", "list")] == ["ok.t"]
+    cli.run("-w", wh, "table", "drop", "bad.type")
+    cli.run("-w", wh, "table", "drop", "bad.json", "--purge", "--yes")
+    assert [t["name"] for t in cli.json("-w", wh, "table", "list")] == ["ok.t"]
     assert not Path(purged).exists()
     # the formats' own catalogs forgot them too: the table whose files stayed can be registered again
-    run("-w", wh, "table", "register", "bad.type", str(Path(wh, "bad", "type")))
-    assert run_json("-w", wh, "table", "show", "bad.type")["rows"] == 2
-    assert run_json("-w", wh, "table", "show", "ok.t")["rows"] == 2
+    cli.run("-w", wh, "table", "register", "bad.type", str(Path(wh, "bad", "type")))
+    assert cli.json("-w", wh, "table", "show", "bad.type")["rows"] == 2
+    assert cli.json("-w", wh, "table", "show", "ok.t")["rows"] == 2
 
 
 def test_a_register_overlapping_another_table_or_missing_its_file_list_is_refused(wh_lh: Any) -> None:
