@@ -81,9 +81,11 @@ def main() -> None:
         out = f"read_parquet('{root}/out/*.parquet')"
         con = duckdb.connect(config={"preserve_insertion_order": False})
 
-        def copy(source: str, dictionary: int | None) -> None:
+        def copy(source: str, dictionary: int | None, level: int | None = None) -> None:
             shutil.rmtree(f"{root}/out", ignore_errors=True)
             options = f"FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {args.row_group}"
+            if level is not None:
+                options += f", COMPRESSION_LEVEL {level}"
             options += f", FILENAME_PATTERN 'part-{{uuid}}', ROW_GROUPS_PER_FILE {max(1, 4_000_000 // args.row_group)}"
             if dictionary is not None:
                 options += f", DICTIONARY_SIZE_LIMIT {dictionary}"
@@ -96,8 +98,8 @@ def main() -> None:
 
         cap = dictionary_limit(args.row_group)
 
-        def verified() -> None:
-            copy(src, cap)
+        def verified(level: int | None = None) -> None:
+            copy(src, cap, level)
             assert fingerprint(con, src) == fingerprint(con, out)
 
         def table_first() -> None:
@@ -131,7 +133,9 @@ def main() -> None:
         cases: list[tuple[str, Callable[[], None]]] = [
             ("copy, DuckDB's dictionary limit", lambda: copy(src, None)),
             (f"copy, dictionary cap {cap}", lambda: copy(src, cap)),
+            ("copy, dictionary cap, zstd level 1", lambda: copy(src, cap, 1)),
             ("verified: copy + fingerprint of rows read + of files written", verified),
+            ("verified, zstd level 1", lambda: verified(1)),
             ("table first: load, fingerprint, copy, fingerprint written", table_first),
             ("second cursor: read fingerprint beside the copy", second_cursor),
             ("pyarrow reader + DuckDB hash per batch (nothing written)", pyarrow_hash),
