@@ -252,7 +252,10 @@ class JobsMixin(LeasesMixin, AuditMixin):
         with self._tx() as conn:
             rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
             for r in rows:
-                files, runs = _layout_files(r.files_json)
+                try:
+                    files, runs = _layout_files(r.files_json)
+                except (ValueError, TypeError):  # a row that cannot be read is left as it is: carrying is best effort
+                    continue
                 if not any(f in rewritten for f in files):
                     continue
 
