@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ from lakehouse.catalog.records import JobRecord, _aware, _counts, _now
 from lakehouse.catalog.schema import LEASED_KINDS, audit_t, jobs_t, layouts_t, lineage_t
 from lakehouse.errors import (
     CommitConflictError,
+    LakehouseError,
 )
 from lakehouse.tables.base import TableName
 
@@ -242,36 +243,46 @@ class JobsMixin(LeasesMixin, AuditMixin):
                 )
             )
 
-    def follow_rewrites(self, table: TableName, rewritten: Mapping[str, str | None]) -> None:
+    def follow_rewrites(
+        self, table: TableName, rewritten: Mapping[str, str | None], *, changed: Collection[str] = ()
+    ) -> None:
         """Carry ``table``'s clustered layouts over a commit that replaced files one for one, each by its own rows
         in their order and row groups less some removed (a row delete, a mask): ``rewritten`` maps each file the
-        commit removed to its replacement (None: removed whole). A layout's file stays clustered under its new
-        name, so the next Z-order of the partition does not take it for new data and rewrite it again."""
+        commit removed to its replacement (None: removed whole, or not to be counted as clustered any more). A
+        layout's file stays clustered under its new name, so the next Z-order of the partition does not take it
+        for new data and rewrite it again. A layout clustered by a column in ``changed`` (values the commit
+        rewrote, such as a hashing mask) is forgotten: its files are no longer ordered by what they hold.
+
+        Best effort, after a commit that landed: a layout row that cannot be read or written is left as it is
+        (the next Z-order then clusters the partition again), never an error."""
         if not rewritten:
             return
-        with self._tx() as conn:
-            rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
-            for r in rows:
-                try:
-                    files, runs = _layout_files(r.files_json)
-                except (ValueError, TypeError):  # a row that cannot be read is left as it is: carrying is best effort
-                    continue
-                if not any(f in rewritten for f in files):
-                    continue
-
-                kept, kept_runs = _carried(files, rewritten), _carried(runs, rewritten)
-                row = (layouts_t.c.table_name == str(table)) & (layouts_t.c.partition_key == r.partition_key)
-                if not kept:
-                    conn.execute(layouts_t.delete().where(row))
-                    continue
-                conn.execute(
-                    layouts_t.update()
-                    .where(row)
-                    .values(
-                        files_json=json.dumps({"files": kept, "runs": kept_runs} if kept_runs else kept),
-                        updated_at=_now(),
+        try:
+            with self._tx() as conn:
+                rows = conn.execute(sa.select(layouts_t).where(layouts_t.c.table_name == str(table))).all()
+                for r in rows:
+                    try:
+                        files, runs = _layout_files(r.files_json)
+                        if not any(f in rewritten for f in files):
+                            continue
+                        kept, kept_runs = _carried(files, rewritten), _carried(runs, rewritten)
+                    except (ValueError, TypeError):  # a row no release wrote
+                        continue
+                    row = (layouts_t.c.table_name == str(table)) & (layouts_t.c.partition_key == r.partition_key)
+                    by = str(r.layout).partition(":")[2].split(",")
+                    if not kept or set(by) & set(changed):
+                        conn.execute(layouts_t.delete().where(row))
+                        continue
+                    conn.execute(
+                        layouts_t.update()
+                        .where(row)
+                        .values(
+                            files_json=json.dumps({"files": kept, "runs": kept_runs} if kept_runs else kept),
+                            updated_at=_now(),
+                        )
                     )
-                )
+        except (LakehouseError, sa.exc.SQLAlchemyError):
+            return  # the layout stays as it was: the partition is clustered again, nothing is lost
 
     def layouts(self, table: TableName) -> dict[str, tuple[str, frozenset[str]]]:
         with self._tx() as conn:
@@ -415,12 +426,17 @@ class JobsMixin(LeasesMixin, AuditMixin):
 def _carried(paths: Sequence[str], rewritten: Mapping[str, str | None]) -> list[str]:
     """``paths`` with each rewritten file under its replacement's name, those removed whole left out."""
     out = [rewritten[p] if p in rewritten else p for p in paths]
-    return sorted(p for p in out if p is not None)
+    return sorted(str(p) for p in out if p is not None)
 
 
 def _layout_files(text: str) -> tuple[list[str], list[str]]:
     """(every file, the incremental runs' files) of a layout row (a plain list: no runs, as older rows hold)."""
-    held = json.loads(text)
+    try:
+        held = json.loads(text)
+    except (ValueError, TypeError):
+        return [], []  # a row no release wrote: no file counts as clustered, the partition is clustered again
     if isinstance(held, dict):
-        return list(held.get("files", ())), list(held.get("runs", ()))
-    return list(held), []
+        files, runs = held.get("files", ()), held.get("runs", ())
+    else:
+        files, runs = held, ()
+    return [f for f in files if isinstance(f, str)], [f for f in runs if isinstance(f, str)]

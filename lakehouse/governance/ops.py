@@ -265,7 +265,9 @@ def mask_table(
         with contextlib.suppress(LakehouseError):
             lh.catalog.note_commit(job, _flat(report))
         with contextlib.suppress(LakehouseError):  # each file masked in place, its rows and row groups kept
-            lh.catalog.follow_rewrites(table.name, dict(zip([f.path for f in files], written, strict=True)))
+            lh.catalog.follow_rewrites(
+                table.name, dict(zip([f.path for f in files], written, strict=True)), changed=list(masks)
+            )
     step = "storing the masking policy"
     try:
         _store_policy(lh, table, given)  # the files are masked: ingestion masks from now on
@@ -360,7 +362,9 @@ def _mask_latecomers(
                 report["version"] = landed
             committed = True
             with contextlib.suppress(LakehouseError):
-                lh.catalog.follow_rewrites(name, dict(zip([f.path for f in new], written, strict=True)))
+                lh.catalog.follow_rewrites(
+                    name, dict(zip([f.path for f in new], written, strict=True)), changed=list(masks)
+                )
         finally:
             if not committed:
                 with contextlib.suppress(Exception):  # the error that stopped the round is the one reported

@@ -415,7 +415,9 @@ class DeleteResult:
     files_added: int = 0
     rewritten: Mapping[str, str | None] = field(default_factory=dict, repr=False)
     """Each file the commit removed -> the file that replaced it, its rows less those deleted in their order and
-    row groups (None: removed whole). Jobs carry a clustered layout over with it (``Catalog.follow_rewrites``)."""
+    row groups of the same size; None: removed whole, or replaced by a file of less than half its rows (a small
+    file now, for compaction to merge rather than a clustering to keep). Jobs carry a clustered layout over with
+    it (``Catalog.follow_rewrites``)."""
 
     @property
     def metadata_only(self) -> bool:
@@ -424,6 +426,12 @@ class DeleteResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {**{k: v for k, v in self.__dict__.items() if k != "rewritten"}, "metadata_only": self.metadata_only}
+
+
+def carried(written: str | None, rows: int, deleted: int) -> str | None:
+    """What :attr:`DeleteResult.rewritten` records for a file of ``rows`` rows that a row delete replaced by
+    ``written`` without ``deleted`` of them."""
+    return written if written is not None and 2 * (rows - deleted) >= rows else None
 
 
 @dataclass(frozen=True)
@@ -1092,11 +1100,11 @@ class LakehouseTable(ABC):
         """True when a file under the location *may* be garbage if nothing references it (a data file,
         manifest or stale metadata file); log files and hidden files never are."""
 
-    def _write_rows(self, rows: pa.Table, target: str, *, groups: int = 1) -> None:
-        """Write ``rows`` as one zstd Parquet file at ``target`` (a row delete's rewrite of a file) in ``groups``
-        row groups of equal rows (as many as the file it replaces had: a clustered file's small row groups are
-        what lets a reader skip within it); on failure nothing is left there and a :class:`StorageError` says
-        so."""
+    def _write_rows(self, rows: pa.Table, target: str, *, group_rows: int | None = None) -> None:
+        """Write ``rows`` as one zstd Parquet file at ``target`` (a row delete's rewrite of a file) in row groups
+        of ``group_rows`` rows (those of the file it replaces: a clustered file's small row groups are what lets
+        a reader skip within it; None: pyarrow's default); on failure nothing is left there and a
+        :class:`StorageError` says so."""
         import pyarrow.parquet as pq
 
         from lakehouse.storage import split_location
@@ -1106,8 +1114,13 @@ class LakehouseTable(ABC):
             if not StorageContext.is_s3(target):
                 filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
             with filesystem.open_output_stream(inner) as out:
-                per_group = max(1, -(-rows.num_rows // groups)) if groups > 1 else None  # else pyarrow's default
-                pq.write_table(rows, out, compression="zstd", write_statistics=True, row_group_size=per_group)
+                pq.write_table(
+                    rows,
+                    out,
+                    compression="zstd",
+                    write_statistics=True,
+                    row_group_size=max(1, group_rows) if group_rows else None,
+                )
         except (OSError, pa.ArrowException) as e:
             self._discard([target])
             raise StorageError(f"delete from {self.name}: cannot write {target}: {e}") from e

@@ -64,6 +64,7 @@ from lakehouse.tables.base import (
     StorageContext,
     TableDefinition,
     TableName,
+    carried,
     gc_paused,
 )
 from lakehouse.verify import Verifier, parquet_by_name
@@ -1522,7 +1523,7 @@ class DeltaAdapter(LakehouseTable):
                 actions.append(RemoveAction(self._log_path(f.path), True, now, f.size_bytes, part))
                 deleted += outcome.deleted
                 removed += 1
-                rewritten[f.path] = outcome.written
+                rewritten[f.path] = carried(outcome.written, outcome.rows, outcome.deleted)
                 if outcome.written is not None:
                     size, stats = outcome.stats
                     actions.append(AddAction(self._log_path(outcome.written), size, part, now, True, stats))
@@ -1575,7 +1576,7 @@ class DeltaAdapter(LakehouseTable):
                 needed = sorted(c for c in expr.columns() if c not in partition_columns and c in stored)
                 probe = pf.read(columns=needed) if needed else None
                 n = pf.metadata.num_rows
-                groups = pf.metadata.num_row_groups
+                group_rows = -(-n // max(1, pf.metadata.num_row_groups))
                 matches = pc.fill_null(_evaluate(expr, schema, f, probe, n, partition_columns), False)
                 deleted = int(pc.sum(matches).as_py() or 0)
                 if deleted in (0, n):
@@ -1585,7 +1586,7 @@ class DeltaAdapter(LakehouseTable):
             raise StorageError(f"delete from {self.name}: cannot read {f.path}: {e}") from e
         kept = data.filter(pc.invert(matches))
         target = f"{self.data_directory(f.partition)}/part-{uuid.uuid4().hex}-lh-delete.parquet"
-        self._write_rows(kept, target, groups=groups)
+        self._write_rows(kept, target, group_rows=group_rows)
         try:
             stats_json = _parquet_stats(target, self.ctx, self._stats_columns())
         except (OSError, pa.ArrowException) as e:
@@ -1598,7 +1599,7 @@ class DeltaAdapter(LakehouseTable):
         except BaseException:
             self._discard([target])
             raise
-        return _FileDelete(deleted, target, stats_json)
+        return _FileDelete(deleted, target, stats_json, n)
 
     def _verify_delete(
         self,
@@ -2299,6 +2300,7 @@ class _FileDelete:
     deleted: int
     written: str | None = None
     stats: tuple[int, str] = (0, "")
+    rows: int = 0  # of the input, where it was read
 
 
 def _exact_stats(

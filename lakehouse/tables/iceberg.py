@@ -59,6 +59,7 @@ from lakehouse.tables.base import (
     StorageContext,
     TableDefinition,
     TableName,
+    carried,
     gc_paused,
     partition_path,
     utc,
@@ -1890,7 +1891,7 @@ class IcebergAdapter(LakehouseTable):
                 rows=sum(outcomes[(p, applied[p])].deleted for p in gone),
                 removed=len(removed),
                 added=[o.written for o in written],
-                rewritten={p: outcomes[(p, applied[p])].written for p in gone},
+                rewritten={p: carried(o.written, o.rows, o.deleted) for p in gone for o in [outcomes[(p, applied[p])]]},
             )
             live = {_plain_location(t.file.file_path) for t in plan.tasks}
             with self._table.transaction() as tx:
@@ -1986,7 +1987,7 @@ class IcebergAdapter(LakehouseTable):
             return _FileDelete(deleted)
         kept = data.filter(pc.invert(matches))
         target = f"{self.data_directory(self._human_partition(f))}/{uuid.uuid4().hex}-lh-delete.parquet"
-        self._write_rows(kept, target, groups=self._row_groups(f))
+        self._write_rows(kept, target, group_rows=-(-physical // self._row_groups(f)))
         try:
             # the file's positions of the rows matched (its rows less those deleted before, in order)
             positions = pc.indices_nonzero(matches)
@@ -2007,7 +2008,7 @@ class IcebergAdapter(LakehouseTable):
         except BaseException:
             self._discard([target])
             raise
-        return _FileDelete(deleted, target, footer, (f.spec_id, f.partition))
+        return _FileDelete(deleted, target, footer, (f.spec_id, f.partition), rows)
 
     def _exact_stats(self, f: Any, declared: pa.Schema) -> dict[str, tuple[Any, Any, int | None]]:
         """A data file's per-column (min, max, nulls) where they are exact enough to decide a delete without
@@ -3513,6 +3514,7 @@ class _FileDelete:
     written: str | None = None
     footer: tuple[Any, int] = (None, 0)
     partition: tuple[int | None, Any] = (None, None)
+    rows: int = 0  # live rows of the input, where it was read
 
 
 def _delete_still_valid(

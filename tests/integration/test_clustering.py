@@ -275,3 +275,40 @@ def test_a_clustering_survives_the_deletes_and_masks_that_rewrite_its_files(lh: 
     assert not again.plan.picked and all("already clustered" in p.reason for p in again.plan.partitions), [
         p.reason for p in again.plan.partitions
     ]
+
+    # a mask of a clustering column rewrites the values the files were ordered by: the layout is forgotten
+    mask_table(lh, "c.e", policies={"name": "redact"}, dry_run=False)
+    assert lh.catalog.layouts(table.name) == {}
+    assert optimize(lh, "c.e", opts).plan.picked, "clustered again"
+    # a delete that leaves a file a small part of its rows: a small file, in row groups of the same size
+    before = data_skipping(table, table.files(), "day >= '2027-06-01'")
+    expire_data(lh, "c.e", older_than="1d", column="day", now=dt.datetime(2027, 6, 2), dry_run=False)
+    left = table.row_count()
+    assert 0 < 2 * left < len(kept), left
+    after = data_skipping(table, table.files(), "day >= '2027-06-01'")
+    assert after["row_groups"] <= -(-left // 2048) + len(table.files()), (before, after)
+    assert lh.catalog.layouts(table.name) == {}, "less than half of its rows left: not counted as clustered"
+    assert optimize(lh, "c.e", opts).plan.picked
+
+
+def test_carrying_a_layout_never_fails_the_job_whose_commit_landed(lh: Lakehouse) -> None:
+    """follow_rewrites runs after a commit landed: a layout row it cannot read is left as it is, not an error
+    that would record a committed erase or expiry as failed."""
+    import sqlalchemy as sa
+
+    from lakehouse.names import TableName
+
+    name = TableName.parse("c.l")
+    lh.catalog.set_layout(name, "a", "hilbert:x,y", ["f1", "f2"])
+    lh.catalog.set_layout(name, "b", "hilbert:x,y", ["f3"])
+    lh.catalog.set_layout(name, "c", "hilbert:x,y", ["f5"])
+    with lh.catalog.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE lh_layouts SET files_json = '[[1], \"f4\"]' WHERE partition_key = 'b'"))
+        conn.execute(sa.text("UPDATE lh_layouts SET files_json = '[not json' WHERE partition_key = 'c'"))
+    lh.catalog.follow_rewrites(name, {"f1": "g1", "f4": None})
+    layouts = lh.catalog.layouts(name)
+    assert layouts["a"] == ("hilbert:x,y", frozenset({"g1", "f2"}))
+    assert "b" not in layouts, "its one file removed whole (the entry that is not a path counts for nothing)"
+    assert layouts["c"] == ("hilbert:x,y", frozenset()), "a row that cannot be read: no file counts as clustered"
+    lh.catalog.follow_rewrites(name, {"g1": "h1"}, changed=["y"])
+    assert "a" not in lh.catalog.layouts(name), "clustered by a column whose values the commit rewrote"
