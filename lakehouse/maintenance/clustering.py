@@ -20,7 +20,6 @@ so skipping 90 % of a 1 % range needs ``G`` of about 10 for one column, 100 for 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
@@ -131,45 +130,50 @@ def boundaries(con: duckdb.DuckDBPyConnection, rows_sql: str, exprs: Sequence[st
     return out
 
 
-_FUNCTIONS = itertools.count()
+KEY_BATCH_ROWS = 1 << 16
+"""Rows whose curve indexes are computed in one call (a DuckDB scalar function is called per 2,048-row vector:
+its per-call costs took most of a Z-order's time)."""
 
 
-def register_curve(con: duckdb.DuckDBPyConnection, curve: Curve, bounds: Sequence[np.ndarray], bits: int) -> str:
-    """A DuckDB function ``lh_<curve>_<n>_<seq>(x0, ..., xn)`` of the columns' :func:`numeric` values -> the curve
-    index (UBIGINT) of their quantile buckets (NULL first)."""
-    import duckdb
+def _coordinates(values: pa.Array | pa.ChunkedArray, bounds: np.ndarray, cells: float) -> np.ndarray:
+    """A column's quantile buckets as curve coordinates (NULL first, in bucket 0)."""
+    v = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)  # NULL -> NaN
+    bucket = np.searchsorted(bounds, v, side="right").astype(np.float64) + 1.0
+    bucket[np.isnan(v)] = 0.0
+    return np.minimum(bucket * cells / (len(bounds) + 2), cells - 1).astype(np.uint64)
 
-    columns = len(bounds)
-    # a job's partitions share one connection, each with its own boundaries: one function per partition
-    name = f"lh_{curve}_{columns}_{next(_FUNCTIONS)}"
+
+def fill_curve_keys(
+    con: duckdb.DuckDBPyConnection,
+    rows_sql: str,
+    exprs: Sequence[str],
+    curve: Curve,
+    bounds: Sequence[np.ndarray],
+    bits: int,
+    keys_table: str,
+    key_column: str,
+) -> None:
+    """Create the temporary table ``keys_table`` holding, row for row in the order ``rows_sql`` yields them (the
+    connection must keep insertion order), the curve index (``key_column``, UBIGINT) of the rows' quantile
+    buckets of ``exprs`` (their :func:`numeric` values); computed by numpy over batches of
+    :data:`KEY_BATCH_ROWS` rows, the rows' values read on a cursor of their own and the indexes kept by DuckDB
+    (which spills them beyond its budget). ``rows_sql POSITIONAL JOIN keys_table`` gives each row its index."""
     cells = float(2**bits)
-
-    def index(*arrays: pa.Array | pa.ChunkedArray) -> pa.Array:
-        coords = []
-        for a, b in zip(arrays, bounds, strict=True):
-            values = a.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)  # NULL -> NaN
-            bucket = np.searchsorted(b, values, side="right").astype(np.float64) + 1.0
-            bucket[np.isnan(values)] = 0.0  # NULLs first
-            coords.append(np.minimum(bucket * cells / (len(b) + 2), cells - 1).astype(np.uint64))
-        out = hilbert_index(coords, bits) if curve == "hilbert" else morton_index(coords, bits)
-        return pa.array(out, pa.uint64())
-
-    # DuckDB reads the arity from the signature: one fixed-arity wrapper per column count
-    wrappers = {
-        1: lambda a: index(a),
-        2: lambda a, b: index(a, b),
-        3: lambda a, b, c: index(a, b, c),
-        4: lambda a, b, c, d: index(a, b, c, d),
-    }
-    con.create_function(  # type: ignore[call-overload]
-        name,
-        wrappers[columns],
-        [duckdb.sqltype("DOUBLE")] * columns,
-        duckdb.sqltype("UBIGINT"),
-        type="arrow",
-        null_handling="special",  # a NULL value is a coordinate (bucket 0), not a NULL index
-    )
-    return name
+    con.execute(f"CREATE TEMP TABLE {keys_table} ({key_column} UBIGINT)")
+    cursor = con.cursor()
+    try:
+        reader = cursor.execute(f"SELECT {', '.join(exprs)} FROM ({rows_sql})").to_arrow_reader(KEY_BATCH_ROWS)
+        batch_view = f"{keys_table}_batch"
+        for batch in reader:
+            coords = [_coordinates(c, b, cells) for c, b in zip(batch.columns, bounds, strict=True)]
+            index = hilbert_index(coords, bits) if curve == "hilbert" else morton_index(coords, bits)
+            con.register(batch_view, pa.table({key_column: pa.array(index, pa.uint64())}))
+            try:
+                con.execute(f"INSERT INTO {keys_table} SELECT {key_column} FROM {batch_view}")
+            finally:
+                con.unregister(batch_view)
+    finally:
+        cursor.close()
 
 
 _SPREAD2 = (
@@ -216,7 +220,7 @@ def hilbert_index(coords: Sequence[np.ndarray], bits: int) -> np.ndarray:
     """The index along an ``n``-dimensional Hilbert curve of ``2**bits`` cells per side (J. Skilling,
     "Programming the Hilbert curve", AIP Conf. Proc. 707, 2004: axes to transpose, then the transpose's bits
     interleaved), vectorised over arrays of coordinates: branch-free masks and in-place operations (the curve is
-    computed per 2,048-row vector, where allocating a temporary per step cost as much as the arithmetic).
+    computed per batch of rows, where allocating a temporary per step cost as much as the arithmetic).
 
     Consecutive indices are neighbouring cells:
 
@@ -262,22 +266,24 @@ def hilbert_index(coords: Sequence[np.ndarray], bits: int) -> np.ndarray:
     return _interleave(x, bits)
 
 
-def curve_key(
+def curve_keys(
     con: duckdb.DuckDBPyConnection,
     rows_sql: str,
     columns: Sequence[str],
     schema: pa.Schema,
     curve: Curve,
     *,
+    keys_table: str,
+    key_column: str,
     rows: int = 0,
-) -> tuple[str, int]:
-    """The SQL expression of a row's index along ``curve`` over the quantile buckets of ``columns`` (sampled from
-    ``rows_sql``), and how many bits the index has."""
+) -> int:
+    """Fill ``keys_table`` with the index along ``curve`` over the quantile buckets of ``columns`` (sampled from
+    ``rows_sql``) of each row of ``rows_sql`` (:func:`fill_curve_keys`); returns how many bits the index has."""
     bits = bits_for(len(columns), rows)
     exprs = [numeric(c, schema.field(c).type) for c in columns]
     bounds = boundaries(con, rows_sql, exprs, min(2**bits, 4096))
-    function = register_curve(con, curve, bounds, bits)
-    return f"{function}({', '.join(exprs)})", bits * len(columns)
+    fill_curve_keys(con, rows_sql, exprs, curve, bounds, bits, keys_table, key_column)
+    return bits * len(columns)
 
 
 def cell_shift(key_bits: int, columns: int, files: int) -> int:

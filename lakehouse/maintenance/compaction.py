@@ -42,7 +42,7 @@ from lakehouse.maintenance.clustering import (
     GROUPS_PER_FILE,
     cell_shift,
     check_curve,
-    curve_key,
+    curve_keys,
     row_group_rows,
 )
 from lakehouse.maintenance.clustering import MAX_COLUMNS as MAX_CLUSTER_COLUMNS
@@ -628,6 +628,37 @@ def rewrite_connection(table: LakehouseTable, options: CompactionOptions) -> Ite
             con.close()
 
 
+def _keyed(
+    con: duckdb.DuckDBPyConnection,
+    stack: contextlib.ExitStack,
+    rows: str,
+    options: CompactionOptions,
+    schema: pa.Schema,
+    expected_rows: int,
+    tag: str,
+    key_column: str,
+) -> tuple[str, int]:
+    """The SQL of ``rows`` with each row's curve index as ``key_column`` (computed in batches into a temporary
+    table, dropped when ``stack`` closes, and joined to the rows by position: the connection keeps insertion
+    order for a Z-order, so both reads of ``rows`` yield the rows in the same order), and the index's bits."""
+    keys = f"lh_curve_keys_{tag}"
+    kept = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    if not (kept and kept[0]):  # what the positional join stands on: rewrite_connection sets it for a Z-order
+        raise StorageError("a Z-order needs a DuckDB connection that keeps insertion order (rewrite_connection)")
+    stack.callback(con.execute, f"DROP TABLE IF EXISTS {keys}")
+    bits = curve_keys(
+        con,
+        rows,
+        options.zorder,
+        schema,
+        check_curve(options.curve),
+        keys_table=keys,
+        key_column=key_column,
+        rows=expected_rows,
+    )
+    return f"SELECT r.*, k.{key_column} FROM ({rows}) AS r POSITIONAL JOIN {keys} AS k", bits
+
+
 def rewrite_files(
     lh: Workspace,
     table: LakehouseTable,
@@ -739,18 +770,13 @@ def rewrite_files(
                 # each file (and row group) would hold stretches from all over the curve: the rows go into a
                 # table in curve order once, then each cell of the curve's level nearest the files wanted (a
                 # box of the clustering columns' quantile buckets) is written in order as a file of its own
-                key, key_bits = curve_key(
-                    con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows
-                )
                 tag = uuid.uuid4().hex[:12]
                 sorted_rows = f"lh_curve_{tag}"
                 # the curve index between the sort and the files (not written), named apart from any column
                 key_column = f"__lakehouse_curve_index_{tag}"
+                keyed, key_bits = _keyed(con, stack, rows, options, schema, expected_rows, tag, key_column)
                 stack.callback(con.execute, f"DROP TABLE IF EXISTS {sorted_rows}")
-                con.execute(
-                    f"CREATE TEMP TABLE {sorted_rows} AS SELECT *, {key} AS {key_column} FROM ({rows}) "
-                    f"ORDER BY {key_column}"
-                )
+                con.execute(f"CREATE TEMP TABLE {sorted_rows} AS SELECT * FROM ({keyed}) ORDER BY {key_column}")
                 # the table and each cell's rows are in curve order where insertion order is kept
                 # (rewrite_connection keeps it for a Z-order); elsewhere each cell is sorted again
                 kept = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
@@ -766,10 +792,10 @@ def rewrite_files(
                     cells.append((as_stored(f"SELECT * EXCLUDE ({key_column}) FROM ({picked})"), int(count)))
             query = rows
             if options.zorder and not cells:  # one file: the rows in curve order
-                key, _bits = curve_key(
-                    con, rows, options.zorder, schema, check_curve(options.curve), rows=expected_rows
-                )
-                query = f"SELECT * FROM ({rows}) ORDER BY {key}"
+                tag = uuid.uuid4().hex[:12]
+                key_column = f"__lakehouse_curve_index_{tag}"
+                keyed, _bits = _keyed(con, stack, rows, options, schema, expected_rows, tag, key_column)
+                query = f"SELECT * EXCLUDE ({key_column}) FROM ({keyed}) ORDER BY {key_column}"
             query = as_stored(query)
             opts = [
                 "FORMAT parquet",
