@@ -180,13 +180,36 @@ class ForbiddenError(LakehouseError, PermissionError):
     http_status = 403
 
 
+def interruption(e: BaseException) -> BaseException | None:
+    """The interruption (Ctrl-C, SIGTERM turned into SystemExit) behind ``e``: ``e`` itself, or one it was
+    raised from or during. Python wraps what a signal handler raises in some places, such as a class being
+    created by a lazy import (``RuntimeError: Error calling __set_name__``), so an interruption can arrive as an
+    ordinary exception. None when there is none.
+
+    >>> wrapped = RuntimeError("Error calling __set_name__")
+    >>> wrapped.__cause__ = SystemExit(143)
+    >>> type(interruption(wrapped)).__name__, interruption(ValueError("bad"))
+    ('SystemExit', None)
+    """
+    seen: set[int] = set()
+    current: BaseException | None = e
+    while current is not None and id(current) not in seen:
+        if not isinstance(current, Exception):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def error_text(e: BaseException) -> str:
     """What a job's record says of the exception that ended it: its message, or for an interruption (Ctrl-C,
-    SIGTERM turned into SystemExit, whose message is only an exit status) that it was interrupted.
+    SIGTERM turned into SystemExit, whose message is only an exit status, also when Python wrapped it: see
+    :func:`interruption`) that it was interrupted.
 
     >>> error_text(SystemExit(143)), error_text(ValueError("bad")), error_text(KeyError())
     ('interrupted (SystemExit)', 'bad', 'KeyError')
     """
-    if not isinstance(e, Exception):
-        return f"interrupted ({type(e).__name__})"
+    stop = interruption(e)
+    if stop is not None:
+        return f"interrupted ({type(stop).__name__})"
     return str(e) or type(e).__name__

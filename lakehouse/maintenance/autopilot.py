@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.errors import LakehouseError
+from lakehouse.errors import LakehouseError, interruption
 from lakehouse.units import parse_duration
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,11 @@ class Autopilot:
         try:
             report = maintain(self.lh, name, dry_run=False, before_job=lambda _: self._renew(name))
         except Exception as e:  # one table's failure, whatever it is, must not stop the others
+            stop = interruption(e)
+            if stop is not None:  # a signal Python wrapped (raised inside a lazy import's class creation)
+                with contextlib.suppress(LakehouseError):
+                    catalog.finish_job(job, state="failed", error=f"interrupted ({type(stop).__name__})")
+                raise stop from e
             why = str(e) if isinstance(e, LakehouseError) else f"{type(e).__name__}: {e}"
             if not isinstance(e, LakehouseError):  # a defect: its traceback goes to the log for a report
                 log.exception("autopilot: maintaining %s failed", name)

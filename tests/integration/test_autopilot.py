@@ -121,6 +121,30 @@ def test_failing_jobs_back_off(tmp_path: Path) -> None:
         assert lh.catalog.leases() == []
 
 
+def test_an_interruption_python_wrapped_still_stops_the_autopilot_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM's SystemExit raised while a lazy import creates a class reaches the job as ``RuntimeError: Error
+    calling __set_name__`` (seen in CI): it was recorded as that defect and the next table went on. It is an
+    interruption: the record says so and the SystemExit goes on."""
+    import lakehouse.maintenance.maintain as maintain_module
+
+    def interrupted(*_a: Any, **_k: Any) -> Any:
+        try:
+            raise SystemExit(128 + signal.SIGTERM)
+        except SystemExit as e:
+            raise RuntimeError("Error calling __set_name__ on 'PydanticDescriptorProxy' instance") from e
+
+    with Lakehouse(settings(tmp_path)) as lh:
+        small_files_table(lh, "delta")
+        monkeypatch.setattr(maintain_module, "maintain", interrupted)
+        with pytest.raises(SystemExit):
+            Autopilot(lh, interval=0.2).one_pass()
+        job = next(j for j in lh.jobs("a.events") if j.kind == "maintain")
+        assert job.state == "failed" and job.error == "interrupted (SystemExit)", job
+        assert lh.catalog.leases() == []
+
+
 def test_a_defect_in_one_table_s_maintenance_does_not_stop_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
