@@ -777,10 +777,7 @@ def rewrite_files(
                 keyed, key_bits = _keyed(con, stack, rows, options, schema, expected_rows, tag, key_column)
                 stack.callback(con.execute, f"DROP TABLE IF EXISTS {sorted_rows}")
                 con.execute(f"CREATE TEMP TABLE {sorted_rows} AS SELECT * FROM ({keyed}) ORDER BY {key_column}")
-                # the table and each cell's rows are in curve order where insertion order is kept
-                # (rewrite_connection keeps it for a Z-order); elsewhere each cell is sorted again
-                kept = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
-                again = "" if kept is not None and kept[0] else f" ORDER BY {key_column}"
+                # the table and each cell's rows are in curve order: _keyed checked that insertion order is kept
                 shift = cell_shift(key_bits, len(options.zorder), files_wanted)
                 found = con.execute(
                     f"SELECT {key_column} >> {shift}, count(*) FROM {sorted_rows} GROUP BY 1 ORDER BY 1"
@@ -788,7 +785,7 @@ def rewrite_files(
                 for cell, count in found.fetchall():
                     lo, hi = int(cell) << shift, (int(cell) + 1) << shift
                     where = f"{key_column} >= {lo}" + (f" AND {key_column} < {hi}" if hi < 1 << 64 else "")
-                    picked = f"SELECT * FROM {sorted_rows} WHERE {where}{again}"
+                    picked = f"SELECT * FROM {sorted_rows} WHERE {where}"
                     cells.append((as_stored(f"SELECT * EXCLUDE ({key_column}) FROM ({picked})"), int(count)))
             query = rows
             if options.zorder and not cells:  # one file: the rows in curve order
