@@ -33,9 +33,30 @@ import pytest
 
 from lakehouse.config import Settings, load_settings
 from lakehouse.core import Lakehouse
-from tests.faults.summary import pytest_configure, pytest_terminal_summary, pytest_unconfigure  # noqa: F401 (hooks: see that module)
+from tests import scheduling
+from tests.faults import summary
+from tests.faults.summary import pytest_terminal_summary  # noqa: F401 (a hook: see that module)
 
 FORMATS = ("delta", "iceberg")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    summary.pytest_configure(config)
+    scheduling.configure(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    summary.pytest_unconfigure(config)
+    scheduling.unconfigure(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    scheduling.note_collection(config, items)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """The tests that start Spark in this process go to one worker (``tests/scheduling.py``)."""
+    return scheduling.make_scheduler(config, log)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

@@ -69,8 +69,8 @@ def run_here(
 
 class InProcess:
     """:func:`run` and :func:`run_json` through :func:`run_here`, for the tests that run many commands one after
-    the other (the tests of errors, help, settings files, the demo, ``serve`` and the Spark engine run the
-    console script in a process of its own)."""
+    the other (the tests of errors, help, settings files, the demo and ``serve`` run the console script in a
+    process of its own)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.monkeypatch = monkeypatch
@@ -539,9 +539,10 @@ def test_health_maintain_and_autopilot_commands(tmp_path: Path, cli: InProcess) 
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_spark_engine_through_the_cli(tmp_path: Path) -> None:
-    """One process, one JVM: `maintain --engine spark` compacts and expires on Spark; `query --engine spark`
-    time-travels; the job history names the engine; a misplaced --spark-master is a one-line error."""
+def test_spark_engine_through_the_cli(tmp_path: Path, cli: InProcess) -> None:
+    """In this process, on its Spark session (the other in-process Spark tests' JVM, ``tests/scheduling.py``):
+    `maintain --engine spark` compacts and expires on Spark; `query --engine spark` time-travels; the job history
+    names the engine; a misplaced --spark-master is a one-line error."""
     wh = str(tmp_path / "wh")
     with Lakehouse(load_settings(config_file=False, warehouse=wh)) as lh:
         from lakehouse.schema import parse_partitioning
@@ -550,16 +551,16 @@ def test_spark_engine_through_the_cli(tmp_path: Path) -> None:
         table = lh.create_table("s.events", schema=EVENTS, format="iceberg", partitioning=parse_partitioning("day(ts)"))
         for i in range(5):
             table.append(events(i * 100, 100))
-    plan = run_json("-w", wh, "optimize", "s.events", "--engine", "spark", "--dry-run")
+    plan = cli.json("-w", wh, "optimize", "s.events", "--engine", "spark", "--dry-run")
     assert plan["dry_run"] and plan["engine"]["engine"] == "spark" and plan["plan"]["partitions_picked"] == 3
-    done = run_json("-w", wh, "optimize", "s.events", "--engine", "spark", "--spark-master", "local[2]")
+    done = cli.json("-w", wh, "optimize", "s.events", "--engine", "spark", "--spark-master", "local[2]")
     assert done["engine"] == {**done["engine"], "engine": "spark", "spark_master": "local[2]"}
     assert done["rows_in"] == done["rows_out"] == 500 and done["files_after"] == 3
-    rows = run_json("-w", wh, "query", "SELECT count(*) AS n FROM s.events AT (VERSION => 2)", "--engine", "spark")
+    rows = cli.json("-w", wh, "query", "SELECT count(*) AS n FROM s.events AT (VERSION => 2)", "--engine", "spark")
     assert rows["rows"] == [{"n": 200}]
-    jobs = run_json("-w", wh, "jobs")
+    jobs = cli.json("-w", wh, "jobs")
     assert any(j["kind"] == "optimize" and j["params"]["engine"] == "spark" for j in jobs)
-    bad = run("-w", wh, "vacuum", "s.events", "--spark-master", "local[2]", ok=False)
+    bad = cli.run("-w", wh, "vacuum", "s.events", "--spark-master", "local[2]", ok=False)
     assert bad.returncode != 0 and "--spark-master goes with --engine spark" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 

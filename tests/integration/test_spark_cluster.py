@@ -25,7 +25,7 @@ from lakehouse.core import Lakehouse
 from lakehouse.schema import parse_partitioning
 from tests.conftest import EVENTS, events, sorted_rows
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.spark(in_process=False), pytest.mark.slow]  # its Spark runs in other processes
 
 EXE = shutil.which("lakehouse", path=os.path.dirname(sys.executable)) or "lakehouse"
 
