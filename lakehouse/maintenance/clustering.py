@@ -20,8 +20,9 @@ so skipping 90 % of a 1 % range needs ``G`` of about 10 for one column, 100 for 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -164,16 +165,36 @@ def fill_curve_keys(
     try:
         reader = cursor.execute(f"SELECT {', '.join(exprs)} FROM ({rows_sql})").to_arrow_reader(KEY_BATCH_ROWS)
         batch_view = f"{keys_table}_batch"
-        for batch in reader:
-            coords = [_coordinates(c, b, cells) for c, b in zip(batch.columns, bounds, strict=True)]
-            index = hilbert_index(coords, bits) if curve == "hilbert" else morton_index(coords, bits)
-            con.register(batch_view, pa.table({key_column: pa.array(index, pa.uint64())}))
-            try:
-                con.execute(f"INSERT INTO {keys_table} SELECT {key_column} FROM {batch_view}")
-            finally:
-                con.unregister(batch_view)
+        with contextlib.closing(_read_ahead(reader)) as batches:  # its reading ends before the cursor closes
+            for batch in batches:
+                coords = [_coordinates(c, b, cells) for c, b in zip(batch.columns, bounds, strict=True)]
+                index = hilbert_index(coords, bits) if curve == "hilbert" else morton_index(coords, bits)
+                con.register(batch_view, pa.table({key_column: pa.array(index, pa.uint64())}))
+                try:
+                    con.execute(f"INSERT INTO {keys_table} SELECT {key_column} FROM {batch_view}")
+                finally:
+                    con.unregister(batch_view)
     finally:
         cursor.close()
+
+
+def _read_ahead(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """The batches of ``reader`` in order, each next one read by a thread of its own while the caller works on the
+    one it has (DuckDB reading the rows' values beside numpy computing and DuckDB storing the indexes: both release
+    the GIL). At most one batch is read ahead; leaving early waits for that one, then stops."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def next_batch() -> pa.RecordBatch | None:
+        try:
+            return reader.read_next_batch()
+        except StopIteration:
+            return None
+
+    with ThreadPoolExecutor(1, thread_name_prefix="lakehouse-curve-read") as pool:
+        pending = pool.submit(next_batch)
+        while (batch := pending.result()) is not None:
+            pending = pool.submit(next_batch)
+            yield batch
 
 
 _SPREAD2 = (

@@ -71,3 +71,32 @@ def test_the_inputs_are_not_changed() -> None:
     hilbert_index(coords, 4)
     morton_index(coords, 4)
     assert all((a == b).all() for a, b in zip(coords, before, strict=True))
+
+
+def test_the_keys_are_read_ahead_in_order_and_reading_stops_with_the_consumer() -> None:
+    """``fill_curve_keys`` reads the next batch of values while it computes the current one's indexes: the batches
+    come in the reader's order, and a consumer that stops (an error, an interruption) leaves at most one batch read
+    ahead, and no thread reading."""
+    import threading
+
+    import pyarrow as pa
+
+    from lakehouse.maintenance.clustering import _read_ahead
+
+    batches = [pa.record_batch({"v": pa.array([i] * 3)}) for i in range(6)]
+    assert [b["v"][0].as_py() for b in _read_ahead(pa.RecordBatchReader.from_batches(batches[0].schema, batches))] == (
+        list(range(6))
+    )
+    read: list[int] = []
+
+    def source() -> object:
+        for b in batches:
+            read.append(b["v"][0].as_py())
+            yield b
+
+    reader = pa.RecordBatchReader.from_batches(batches[0].schema, source())
+    ahead = _read_ahead(reader)
+    assert next(ahead)["v"][0].as_py() == 0 and next(ahead)["v"][0].as_py() == 1
+    ahead.close()
+    assert read == [0, 1, 2], "one batch read ahead, then nothing"
+    assert not [t for t in threading.enumerate() if t.name.startswith("lakehouse-curve-read")]
