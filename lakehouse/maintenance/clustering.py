@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -178,7 +178,7 @@ def fill_curve_keys(
         cursor.close()
 
 
-def _read_ahead(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+def _read_ahead(reader: pa.RecordBatchReader) -> Generator[pa.RecordBatch, None, None]:
     """The batches of ``reader`` in order, each next one read by a thread of its own while the caller works on the
     one it has (DuckDB reading the rows' values beside numpy computing and DuckDB storing the indexes: both release
     the GIL). At most one batch is read ahead; leaving early waits for that one, then stops."""
