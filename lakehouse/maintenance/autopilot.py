@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.errors import LakehouseError, interruption
+from lakehouse.errors import LakehouseError, error_text, interruption
 from lakehouse.units import parse_duration
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class Autopilot:
             stop = interruption(e)
             if stop is not None:  # a signal Python wrapped (raised inside a lazy import's class creation)
                 with contextlib.suppress(LakehouseError):
-                    catalog.finish_job(job, state="failed", error=f"interrupted ({type(stop).__name__})")
+                    catalog.finish_job(job, state="failed", error=error_text(e))
                 raise stop from e
             why = str(e) if isinstance(e, LakehouseError) else f"{type(e).__name__}: {e}"
             if not isinstance(e, LakehouseError):  # a defect: its traceback goes to the log for a report
@@ -185,7 +185,7 @@ class Autopilot:
             # best effort: an interruption in the middle of a catalog call can leave this connection unusable, and
             # the record of a dead holder is closed by the next autopilot (abandon_stale_jobs) anyway
             with contextlib.suppress(LakehouseError):
-                catalog.finish_job(job, state="failed", error=f"interrupted ({type(e).__name__})")
+                catalog.finish_job(job, state="failed", error=error_text(e))
             raise
         after = report.get("after", report["before"])
         state.last_score = after["score"]
