@@ -23,7 +23,7 @@ import pytest
 from lakehouse.config import load_settings
 from lakehouse.core import Lakehouse
 from lakehouse.schema import parse_partitioning
-from tests.conftest import EVENTS, events, sorted_rows
+from tests.conftest import EVENTS, TEST_JVM_OPTIONS, events, sorted_rows
 
 pytestmark = [pytest.mark.spark(in_process=False), pytest.mark.slow]  # its Spark runs in other processes
 
@@ -52,6 +52,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int
     home = os.path.dirname(pyspark.__file__)
     root = tmp_path_factory.mktemp("spark-cluster")
     env = {**os.environ, "SPARK_HOME": home, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(root)}
+    # the executors a worker launches inherit its environment (their stderr files say "Picked up ...")
+    env["JAVA_TOOL_OPTIONS"] = TEST_JVM_OPTIONS
     port, ui = _port(), _port()
     spark_class = os.path.join(home, "bin", "spark-class")
     procs: list[subprocess.Popen[bytes]] = []
