@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import importlib
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,31 @@ def extension_path(name: str) -> str:
     return found[-1]
 
 
+_VERIFIED: dict[str, tuple[int, int, int, int]] = {}
+"""The extension files DuckDB has checked the signature of in this process: path -> (device, inode, size,
+modification time) as they were when it did."""
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _file_identity(path: str) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _all_verified(paths: Sequence[str]) -> bool:
+    """Whether DuckDB checked the signature of each of ``paths`` in this process and none has changed since."""
+    with _VERIFIED_LOCK:
+        try:
+            return bool(paths) and all(_VERIFIED.get(p) == _file_identity(p) for p in paths)
+        except OSError:
+            return False
+
+
+def _note_verified(paths: Sequence[str], identities: Sequence[tuple[int, int, int, int]]) -> None:
+    with _VERIFIED_LOCK:
+        _VERIFIED.update(zip(paths, identities, strict=True))
+
+
 def connect_duckdb(
     ctx: StorageContext,
     *,
@@ -59,14 +85,27 @@ def connect_duckdb(
     those directories (table locations): a second wall behind the allow-list (:mod:`lakehouse.sql.allowlist`).
     ``extra_credentials`` are (S3 prefix, credentials) pairs beyond the context's own: tables of an external
     catalog on a store of their own. ``settings`` are SET before the lock (Parquet's own, such as
-    ``parquet_metadata_cache``, load the built-in parquet extension first)."""
+    ``parquet_metadata_cache``, load the built-in parquet extension first).
+
+    DuckDB checks an extension's signature on every ``LOAD``: a SHA-256 of the whole file, about 1 s of CPU for
+    the four extensions (166 MB). Each file is checked the first time this process loads it; later connections
+    load files that were checked and have not changed since (same device, inode, size and modification time)
+    with ``allow_unsigned_extensions``, which skips the check. Nothing else can use that setting: these
+    connections run only lakehouse's own statements, and the query engine's (``allowed_directories``) have
+    external access switched off, which refuses every ``LOAD``."""
     try:
         import duckdb
     except ImportError as e:
         raise DependencyMissingError("SQL needs duckdb", hint="pip install 'lakehouse[sql]'") from e
+    scoped = [*ctx.scoped_credentials(), *(extra_credentials or ())]
+    names = [*extensions, *(["aws"] if any(not creds.access_key_id for _, creds in scoped) else [])]
+    paths = [extension_path(name) for name in names]
+    verified = _all_verified(paths)
+    identities = [] if verified else [_file_identity(p) for p in paths]  # as the files were before DuckDB read them
     config: dict[str, Any] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
+        "allow_unsigned_extensions": verified,
         "memory_limit": f"{memory_limit}B" if isinstance(memory_limit, int) else memory_limit,
     }
     if threads:
@@ -76,12 +115,10 @@ def connect_duckdb(
         config["preserve_insertion_order"] = False
     try:
         con = duckdb.connect(config=config)
-        for name in extensions:
-            path = extension_path(name)
+        for path in paths:  # "aws" last, where a store uses the AWS default chain (the aws extension's)
             con.execute(f"LOAD '{path.replace(chr(39), chr(39) * 2)}'")
-        scoped = [*ctx.scoped_credentials(), *(extra_credentials or ())]
-        if any(not creds.access_key_id for _, creds in scoped):  # the AWS default chain is the aws extension's
-            con.execute(f"LOAD '{extension_path('aws').replace(chr(39), chr(39) * 2)}'")
+        if not verified:
+            _note_verified(paths, identities)
         for i, (scope, creds) in enumerate(scoped):
             # the default first, then one secret per store, scoped to its prefix (DuckDB picks the longest match)
             con.execute(creds.duckdb_secret_sql("lakehouse_s3" if scope is None else f"lakehouse_s3_{i}", scope=scope))
